@@ -1,0 +1,125 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BanyanError } from './errors.js';
+
+/** What `npm start` writes to `.banyan/stack.json`, so other commands find the stack. */
+export interface StackFile {
+  readonly proxy: string;
+  readonly admin: string;
+  readonly app: string;
+  readonly legacy: string;
+  readonly primary: string;
+  readonly replicas: readonly string[];
+  readonly redis: string | null;
+  readonly adminToken: string;
+}
+
+/** Every setting, read from the environment once; see README.md for each. */
+export interface Settings {
+  readonly databaseUrl: string | undefined;
+  readonly replicaUrls: readonly string[];
+  readonly redisUrl: string | undefined;
+  readonly legacyUrl: string | undefined;
+  readonly appUrl: string | undefined;
+  readonly secret: string | undefined;
+  readonly adminToken: string | undefined;
+  readonly host: string;
+  readonly port: number | undefined;
+  readonly adminHost: string;
+  readonly adminPort: number | undefined;
+  /** Where the stack file came from, when settings fell back to it. */
+  readonly stackFile: string | undefined;
+}
+
+/** The folder `npm start` keeps its data in. */
+export function stackDir(cwd = process.cwd()): string {
+  return join(cwd, '.banyan');
+}
+
+/** Reads `.banyan/stack.json`, or undefined when there is none. */
+export function readStackFile(path = join(stackDir(), 'stack.json')): StackFile | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as StackFile;
+  } catch (err) {
+    throw new BanyanError('bad-stack-file', `${path} is not valid JSON: ${(err as Error).message}`,
+      'delete it and run `npm start` again');
+  }
+}
+
+/**
+ * Reads and checks every setting. Variables that are unset fall back to the
+ * running `npm start` stack (`.banyan/stack.json`), so commands work against
+ * it with no setup. A malformed value throws, naming the variable.
+ */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackFile | undefined = readStackFile()): Settings {
+  const pick = (name: string, fallback: string | null | undefined): string | undefined => {
+    const value = env[name];
+    if (value !== undefined && value !== '') return value;
+    return fallback ?? undefined;
+  };
+  const databaseUrl = pick('DATABASE_URL', stack?.primary);
+  const replicas = pick('DATABASE_REPLICA_URLS', stack?.replicas.join(','));
+  const usedStack = stack !== undefined && !env['DATABASE_URL'];
+  return Object.freeze({
+    databaseUrl: databaseUrl === undefined ? undefined : checkUrl('DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']),
+    replicaUrls: Object.freeze((replicas ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+      .map((u, i) => checkUrl(`DATABASE_REPLICA_URLS (entry ${i + 1})`, u, ['postgres:', 'postgresql:']))),
+    redisUrl: optionalUrl('REDIS_URL', pick('REDIS_URL', stack?.redis), ['redis:', 'rediss:']),
+    legacyUrl: optionalUrl('LEGACY_URL', pick('LEGACY_URL', stack?.legacy), ['http:', 'https:']),
+    appUrl: optionalUrl('APP_URL', pick('APP_URL', stack?.app), ['http:', 'https:']),
+    secret: checkSecret(pick('BANYAN_SECRET', undefined)),
+    adminToken: pick('BANYAN_ADMIN_TOKEN', stack?.adminToken),
+    host: env['HOST'] || '127.0.0.1',
+    port: optionalPort('PORT', env['PORT']),
+    adminHost: env['ADMIN_HOST'] || '127.0.0.1',
+    adminPort: optionalPort('ADMIN_PORT', env['ADMIN_PORT']),
+    stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
+  });
+}
+
+/** The value of a setting a command cannot run without, or a clear error naming it. */
+export function required<T>(value: T | undefined, variable: string, purpose: string): T {
+  if (value === undefined || value === null || value === '') {
+    throw new BanyanError('missing-setting', `${variable} is not set; it is needed ${purpose}`,
+      `set ${variable}, or run \`npm start\` in this folder so commands find the local stack`);
+  }
+  return value;
+}
+
+function checkUrl(variable: string, value: string, protocols: string[]): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BanyanError('bad-setting', `${variable} is not a URL: "${value}"`, `expected ${protocols[0]}//host:port/...`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new BanyanError('bad-setting', `${variable} must start with ${protocols.join(' or ')}//, not ${url.protocol}//`);
+  }
+  if (!url.hostname) throw new BanyanError('bad-setting', `${variable} has no host: "${value}"`);
+  return value;
+}
+
+function optionalUrl(variable: string, value: string | undefined, protocols: string[]): string | undefined {
+  return value === undefined ? undefined : checkUrl(variable, value, protocols);
+}
+
+function optionalPort(variable: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65_535) {
+    throw new BanyanError('bad-setting', `${variable} must be a port number from 0 to 65535, not "${value}"`);
+  }
+  return port;
+}
+
+function checkSecret(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const secrets = value.split(',');
+  if (secrets.some((s) => s.length < 16)) {
+    throw new BanyanError('bad-setting', 'BANYAN_SECRET must be at least 16 characters (a comma list during rotation, newest first)',
+      'generate one with `openssl rand -base64 32`');
+  }
+  return value;
+}

@@ -1,0 +1,46 @@
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BanyanError } from './errors.js';
+
+/** An HTTP server that is listening, with its URL and a close that also ends idle keep-alive sockets. */
+export interface Listening {
+  readonly server: Server;
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on `host:port` (0: any free port). A port in use is an error that
+ * names the setting to change, not a stack trace.
+ */
+export function listen(handler: RequestListener | Server, port: number, host: string, setting: string): Promise<Listening> {
+  const server = typeof handler === 'function' ? createServer(handler) : handler;
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        reject(new BanyanError('port-in-use', `port ${port} on ${host} is already in use`, `set ${setting} to a free port, or stop what is using it`));
+      } else if (err.code === 'EACCES') {
+        reject(new BanyanError('port-denied', `not allowed to listen on port ${port}`, `set ${setting} to a port above 1023`));
+      } else {
+        reject(new BanyanError('listen-failed', `cannot listen on ${host}:${port}: ${err.message}`, `check ${setting}`));
+      }
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve({
+        server,
+        port: address.port,
+        url: `http://${shownHost}:${address.port}`,
+        close: () => new Promise<void>((done) => {
+          server.close(() => done());
+          server.closeIdleConnections();
+          setTimeout(() => server.closeAllConnections(), 2_000).unref();
+        }),
+      });
+    });
+  });
+}

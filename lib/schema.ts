@@ -1,0 +1,128 @@
+import type { ColumnType, Generated } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+/** The database as the migrations in `migrations/` leave it. */
+export interface Database {
+  users: UsersTable;
+  api_tokens: ApiTokensTable;
+  projects: ProjectsTable;
+  project_roles: ProjectRolesTable;
+  releases: ReleasesTable;
+  files: FilesTable;
+  journal: JournalTable;
+  route_table_versions: RouteTableVersionsTable;
+  route_audit: RouteAuditTable;
+  usage_ledger: UsageLedgerTable;
+  usage_user_agents: UsageUserAgentsTable;
+  usage_flushes: UsageFlushesTable;
+}
+
+export interface UsersTable {
+  id: Generated<string>;
+  username: string;
+  password_hash: string | null;
+  email: string | null;
+  is_active: Generated<boolean>;
+  created_at: Generated<Timestamp>;
+}
+
+export interface ApiTokensTable {
+  id: Generated<string>;
+  user_id: string;
+  description: string;
+  token_hash: string;
+  created_at: Generated<Timestamp>;
+  last_used_at: Timestamp | null;
+}
+
+export interface ProjectsTable {
+  id: Generated<string>;
+  name: string;
+  normalized_name: string;
+  last_serial: Generated<string>;
+  created_at: Generated<Timestamp>;
+}
+
+export interface ProjectRolesTable {
+  project_id: string;
+  user_id: string;
+  role: 'Owner' | 'Maintainer';
+}
+
+export interface ReleasesTable {
+  id: Generated<string>;
+  project_id: string;
+  version: string;
+  canonical_version: string;
+  summary: string | null;
+  requires_python: string | null;
+  metadata: Generated<Record<string, unknown>>;
+  yanked: Generated<boolean>;
+  yanked_reason: string | null;
+  created_at: Generated<Timestamp>;
+}
+
+export interface FilesTable {
+  id: Generated<string>;
+  release_id: string;
+  filename: string;
+  packagetype: 'sdist' | 'bdist_wheel';
+  python_version: string;
+  requires_python: string | null;
+  size: string;
+  sha256_digest: string;
+  path: string;
+  upload_time: Generated<Timestamp>;
+}
+
+export interface JournalTable {
+  id: Generated<string>;
+  project_name: string;
+  version: string | null;
+  action: string;
+  submitted_by: string | null;
+  submitted_at: Generated<Timestamp>;
+}
+
+export interface RouteTableVersionsTable {
+  version: number;
+  routes: unknown;
+  actor: string;
+  reason: string;
+  created_at: Generated<Timestamp>;
+}
+
+export interface RouteAuditTable {
+  id: Generated<string>;
+  version: number;
+  action: string;
+  actor: string;
+  reason: string;
+  before: unknown;
+  after: unknown;
+  at: Generated<Timestamp>;
+}
+
+export interface UsageLedgerTable {
+  bucket: Timestamp;
+  route: string;
+  feature: string;
+  backend: string;
+  requests: string;
+  last_seen: Timestamp;
+}
+
+export interface UsageUserAgentsTable {
+  bucket: Timestamp;
+  route: string;
+  feature: string;
+  user_agent: string;
+  requests: string;
+}
+
+export interface UsageFlushesTable {
+  flush_id: string;
+  instance: string;
+  flushed_at: Generated<Timestamp>;
+}
