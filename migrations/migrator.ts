@@ -1,0 +1,58 @@
+import { Kysely, Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { BanyanError } from '../lib/errors.js';
+import * as packageIndex from './2026-11-21-01-package-index.js';
+import * as routeTable from './2026-11-21-02-route-table.js';
+import * as usageLedger from './2026-11-21-03-usage-ledger.js';
+
+/**
+ * Every migration, in order. Names are dated so they sort; each file has an
+ * `up` and a `down`. Listed here rather than read from the folder so a
+ * missing or misnamed file is a type error, not a silent skip.
+ */
+const MIGRATIONS: Record<string, Migration> = {
+  '2026-11-21-01-package-index': packageIndex,
+  '2026-11-21-02-route-table': routeTable,
+  '2026-11-21-03-usage-ledger': usageLedger,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+/** One line of `banyan migrate status`. */
+export interface MigrationStatus {
+  readonly name: string;
+  readonly executedAt: Date | null;
+}
+
+/** A Kysely Migrator over our migrations; run it on the primary only. */
+export function migrator(db: Kysely<any>): Migrator {
+  return new Migrator({ db, provider, migrationTableName: 'banyan_migration', migrationLockTableName: 'banyan_migration_lock' });
+}
+
+/** Applies every pending migration, or throws naming the one that failed. */
+export async function migrateUp(db: Kysely<any>): Promise<string[]> {
+  return applied(await migrator(db).migrateToLatest(), 'up');
+}
+
+/** Undoes the most recent migration (`all`: every one). */
+export async function migrateDown(db: Kysely<any>, all = false): Promise<string[]> {
+  const m = migrator(db);
+  if (!all) return applied(await m.migrateDown(), 'down');
+  return applied(await m.migrateTo(NO_MIGRATIONS), 'down');
+}
+
+/** Every known migration and when it ran (null: pending). */
+export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[]> {
+  const list = await migrator(db).getMigrations();
+  return list.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
+}
+
+function applied(result: MigrationResultSet, direction: 'up' | 'down'): string[] {
+  const failed = result.results?.find((r) => r.status === 'Error');
+  if (result.error || failed) {
+    const cause = result.error instanceof Error ? result.error.message : String(result.error);
+    throw new BanyanError('migration-failed',
+      `migration ${failed?.migrationName ?? '(unknown)'} failed going ${direction}: ${cause}`,
+      'nothing after it ran; fix the cause and run the command again', { cause: result.error });
+  }
+  return (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
