@@ -1,0 +1,44 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric Banyan exports, defined in one place. Each process makes its
+ * own Registry (never the global one), so tests start from zero.
+ */
+export function createProxyMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'banyan_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'banyan_proxy_requests_total',
+      help: 'Requests answered by the proxy, by route name, backend, method and status class.',
+      labelNames: ['route', 'backend', 'method', 'status_class'] as const,
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'banyan_proxy_request_duration_seconds',
+      help: 'Time from receiving a request to finishing its response, by route and backend.',
+      labelNames: ['route', 'backend'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'banyan_proxy_upstream_errors_total',
+      help: 'Requests the proxy could not forward, by backend and kind (refused, reset, timeout).',
+      labelNames: ['backend', 'kind'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
+
+/** Prometheus label for an HTTP status: 2xx, 3xx, 4xx, 5xx. */
+export function statusClass(status: number): string {
+  return `${Math.floor(status / 100)}xx`;
+}
+
+/** Normalizes an HTTP method to a bounded label set. */
+export function methodLabel(method: string): string {
+  return ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].includes(method) ? method : 'OTHER';
+}

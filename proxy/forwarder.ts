@@ -1,0 +1,95 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool, errors } from 'undici';
+import { clientResponseHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
+
+/** Why forwarding failed, in words a person reading a 502 page understands. */
+export class UpstreamError extends Error {
+  constructor(readonly backend: string, readonly status: 502 | 504, readonly kind: string, message: string) {
+    super(message);
+  }
+}
+
+export interface ForwarderOptions {
+  /** Time to wait for the upstream's response headers. */
+  readonly headersTimeoutMs?: number;
+  /** Time allowed between two chunks of the upstream's body. */
+  readonly bodyTimeoutMs?: number;
+  readonly connections?: number;
+}
+
+/**
+ * Forwards plain HTTP requests to named upstreams with undici: one keep-alive
+ * Pool per upstream, request and response bodies streamed with backpressure,
+ * and the upstream request aborted when the client goes away. This is the
+ * only module that knows which HTTP client the proxy uses.
+ */
+export class Forwarder {
+  readonly #pools = new Map<string, Pool>();
+  readonly #options: ForwarderOptions;
+
+  constructor(upstreams: Record<string, string>, options: ForwarderOptions = {}) {
+    this.#options = options;
+    for (const [name, url] of Object.entries(upstreams)) {
+      this.#pools.set(name, new Pool(url, {
+        connections: options.connections ?? 128,
+        keepAliveTimeout: 10_000,
+        headersTimeout: options.headersTimeoutMs ?? 30_000,
+        bodyTimeout: options.bodyTimeoutMs ?? 30_000,
+      }));
+    }
+  }
+
+  /**
+   * Sends `req` to `backend` and streams the answer into `res`. Resolves when
+   * the response is complete; rejects with UpstreamError when nothing was
+   * sent to the client yet, so the caller can answer 502/504 or fall back.
+   */
+  async forward(backend: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo): Promise<void> {
+    const pool = this.#pools.get(backend);
+    if (!pool) throw new UpstreamError(backend, 502, 'unknown', `no upstream named ${backend} is configured`);
+    const abort = new AbortController();
+    const onClose = () => { if (!res.writableFinished) abort.abort(); };
+    res.once('close', onClose);
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    try {
+      await pool.stream({
+        path: req.url ?? '/',
+        method: req.method as 'GET',
+        headers: upstreamRequestHeaders(req.headers, client),
+        body: hasBody ? req : null,
+        signal: abort.signal,
+      }, ({ statusCode, headers }) => {
+        res.writeHead(statusCode, clientResponseHeaders(headers, client.requestId));
+        return res;
+      });
+    } catch (err) {
+      if (res.headersSent || abort.signal.aborted) {
+        // Too late for an error page: cut the connection so the client sees a truncated response.
+        res.destroy();
+        return;
+      }
+      throw describe(backend, err);
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  /** Closes every pool, waiting for requests in flight. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((p) => p.close()));
+  }
+}
+
+function describe(backend: string, err: unknown): UpstreamError {
+  const code = (err as { code?: string }).code ?? '';
+  if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError) {
+    return new UpstreamError(backend, 504, 'timeout', `the ${backend} backend did not answer in time`);
+  }
+  if (code === 'ECONNREFUSED') {
+    return new UpstreamError(backend, 502, 'refused', `the ${backend} backend refused the connection (is it running?)`);
+  }
+  if (code === 'ECONNRESET' || err instanceof errors.SocketError) {
+    return new UpstreamError(backend, 502, 'reset', `the ${backend} backend closed the connection before answering`);
+  }
+  return new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+}
