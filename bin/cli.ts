@@ -1,0 +1,45 @@
+import { BanyanError, describeError } from '../lib/errors.js';
+import { parseArgs } from './args.js';
+import { migrate } from './migrate.js';
+import { appCommand, legacyCommand, proxyCommand } from './servers.js';
+import { start } from './start.js';
+
+const USAGE = `Usage: banyan <command> [options]
+
+Commands:
+  start [--replica-delay 2s] [--json]   the whole stack locally (what \`npm start\` runs)
+  proxy                                  the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
+  app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
+  legacy                                 the legacy stand-in (PORT, DATABASE_URL)
+  migrate up|down|status [--all] [--json]  schema migrations on the primary
+
+Settings come from the environment; unset ones fall back to the stack that
+\`npm start\` runs in this folder (.banyan/stack.json). See README.md.
+`;
+
+const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: ReturnType<typeof parseArgs>) => Promise<void> }> = {
+  start: { valued: ['replica-delay'], switches: ['json'], run: start },
+  proxy: { valued: [], switches: [], run: proxyCommand },
+  app: { valued: [], switches: [], run: appCommand },
+  legacy: { valued: [], switches: [], run: legacyCommand },
+  migrate: { valued: [], switches: ['json', 'all'], run: migrate },
+};
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new BanyanError('unknown-command', `unknown command "${name}"`, 'run `banyan help` for the list');
+  await command.run(parseArgs(rest, command.valued, command.switches));
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`banyan: ${describeError(err)}\n`);
+  if (!(err instanceof BanyanError) && err instanceof Error && process.env['BANYAN_DEBUG']) process.stderr.write(`${err.stack}\n`);
+  process.exitCode = 1;
+  // Let 'exit' run: it stops any server child that start-up left behind.
+  setImmediate(() => process.exit(1));
+});

@@ -1,0 +1,36 @@
+import { loadSettings, required } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
+import { connect } from '../routing/database.js';
+import type { Args } from './args.js';
+import { printTable } from './output.js';
+
+/** `banyan migrate up|down|status`: schema changes, on the primary only. */
+export async function migrate(args: Args): Promise<void> {
+  const action = args.words[0];
+  if (!action || !['up', 'down', 'status'].includes(action)) {
+    throw new BanyanError('bad-arguments', `migrate needs up, down or status${action ? `, not "${action}"` : ''}`,
+      'for example: banyan migrate status');
+  }
+  const settings = loadSettings();
+  const url = required(settings.databaseUrl, 'DATABASE_URL', 'to reach the primary');
+  const db = connect(url, { max: 1, name: 'banyan-migrate' });
+  const json = args.flags.has('json');
+  try {
+    if (action === 'status') {
+      const list = await migrationStatus(db);
+      if (json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      printTable(['migration', 'applied'], list.map((m) => [m.name, m.executedAt ? m.executedAt.toISOString() : 'pending']));
+      return;
+    }
+    const names = action === 'up' ? await migrateUp(db) : await migrateDown(db, args.flags.has('all'));
+    if (json) process.stdout.write(`${JSON.stringify({ [action === 'up' ? 'applied' : 'reverted']: names })}\n`);
+    else if (names.length === 0) process.stdout.write(action === 'up' ? 'Nothing to do: the schema is up to date.\n' : 'Nothing to revert.\n');
+    else for (const name of names) process.stdout.write(`${action === 'up' ? 'applied ' : 'reverted'}  ${name}\n`);
+  } finally {
+    await db.destroy();
+  }
+}

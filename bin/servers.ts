@@ -1,0 +1,63 @@
+import { createApp } from '../app/server.js';
+import { createLegacyServer } from '../legacy/server.js';
+import { loadSettings, required } from '../lib/config.js';
+import { listen, type Listening } from '../lib/http-server.js';
+import { createProxyMetrics } from '../metrics/catalog.js';
+import { createAdmin } from '../proxy/admin.js';
+import { createProxy } from '../proxy/server.js';
+import { DbRouter } from '../routing/db-router.js';
+import { progress } from './output.js';
+
+/** Keeps the process up until SIGINT/SIGTERM, then closes what it opened. */
+function untilSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = async () => {
+    if (closing) return;
+    closing = true;
+    await close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
+/** `banyan proxy`: the proxy on PORT, its admin listener on ADMIN_PORT. */
+export async function proxyCommand(): Promise<void> {
+  const s = loadSettings(process.env, undefined);
+  const metrics = createProxyMetrics();
+  const proxy = createProxy({
+    legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward unmigrated routes'),
+    appUrl: required(s.appUrl, 'APP_URL', 'to forward migrated routes'),
+    metrics,
+  });
+  const publicSide = await listen(proxy.app.callback(), s.port ?? 8080, s.host, 'PORT');
+  const admin = await listen(createAdmin({ registry: metrics.registry, ready: async () => ({}) }).callback(),
+    s.adminPort ?? 9090, s.adminHost, 'ADMIN_PORT');
+  progress(`proxy listening on ${publicSide.url}, admin on ${admin.url}`);
+  untilSignal(async () => { await publicSide.close(); await admin.close(); await proxy.close(); });
+}
+
+/** `banyan app`: the new app on PORT. */
+export async function appCommand(): Promise<void> {
+  const s = loadSettings(process.env, undefined);
+  const router = new DbRouter({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, name: 'banyan-app' });
+  if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
+  try {
+    await router.verify();
+  } catch (err) {
+    await router.close();
+    throw err;
+  }
+  const server: Listening = await listen(createApp({ router }).callback(), s.port ?? 8081, s.host, 'PORT');
+  progress(`app listening on ${server.url}`);
+  untilSignal(async () => { await server.close(); await router.close(); });
+}
+
+/** `banyan legacy`: the legacy stand-in on PORT. */
+export async function legacyCommand(): Promise<void> {
+  const s = loadSettings(process.env, undefined);
+  const legacy = createLegacyServer(required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'));
+  const server = await listen(legacy.server, s.port ?? 8082, s.host, 'PORT');
+  progress(`legacy stand-in listening on ${server.url}`);
+  untilSignal(async () => { await server.close(); await legacy.close(); });
+}
