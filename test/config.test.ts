@@ -1,0 +1,63 @@
+import { expect } from 'chai';
+import { loadSettings, required, type StackFile } from '../lib/config.js';
+
+const stack: StackFile = {
+  proxy: 'http://127.0.0.1:8080',
+  admin: 'http://127.0.0.1:9090',
+  app: 'http://127.0.0.1:8081',
+  legacy: 'http://127.0.0.1:8082',
+  primary: 'postgres://u:p@127.0.0.1:5432/banyan',
+  replicas: ['postgres://u:p@127.0.0.1:5433/banyan'],
+  redis: null,
+  adminToken: 'token-from-stack',
+};
+
+describe('settings', () => {
+  it('reads the environment', () => {
+    const s = loadSettings({
+      DATABASE_URL: 'postgresql://a@db:5432/x',
+      DATABASE_REPLICA_URLS: 'postgres://a@r1/x, postgres://a@r2/x',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      PORT: '8000',
+      BANYAN_SECRET: 'a-secret-of-enough-length',
+    }, undefined);
+    expect(s.databaseUrl).to.equal('postgresql://a@db:5432/x');
+    expect(s.replicaUrls).to.deep.equal(['postgres://a@r1/x', 'postgres://a@r2/x']);
+    expect(s.redisUrl).to.equal('redis://127.0.0.1:6379');
+    expect(s.port).to.equal(8000);
+    expect(s.adminHost).to.equal('127.0.0.1');
+    expect(s.stackFile).to.equal(undefined);
+  });
+
+  it('falls back to the running npm start stack for unset variables', () => {
+    const s = loadSettings({}, stack);
+    expect(s.databaseUrl).to.equal(stack.primary);
+    expect(s.replicaUrls).to.deep.equal(stack.replicas);
+    expect(s.legacyUrl).to.equal(stack.legacy);
+    expect(s.adminToken).to.equal('token-from-stack');
+    expect(s.redisUrl).to.equal(undefined);
+    expect(s.stackFile).to.match(/stack\.json$/);
+  });
+
+  it('prefers the environment over the stack file', () => {
+    const s = loadSettings({ DATABASE_URL: 'postgres://other/db', DATABASE_REPLICA_URLS: '' }, stack);
+    expect(s.databaseUrl).to.equal('postgres://other/db');
+    expect(s.replicaUrls).to.deep.equal(stack.replicas);
+  });
+
+  it('rejects malformed values, naming the variable', () => {
+    expect(() => loadSettings({ DATABASE_URL: 'not a url' }, undefined)).to.throw('DATABASE_URL is not a URL: "not a url"');
+    expect(() => loadSettings({ DATABASE_URL: 'mysql://x/y' }, undefined)).to.throw('DATABASE_URL must start with postgres: or postgresql:');
+    expect(() => loadSettings({ DATABASE_REPLICA_URLS: 'postgres://a/b,http://c' }, undefined)).to.throw('DATABASE_REPLICA_URLS (entry 2)');
+    expect(() => loadSettings({ PORT: '80a' }, undefined)).to.throw('PORT must be a port number from 0 to 65535, not "80a"');
+    expect(() => loadSettings({ ADMIN_PORT: '70000' }, undefined)).to.throw('ADMIN_PORT must be a port number');
+    expect(() => loadSettings({ REDIS_URL: 'http://x' }, undefined)).to.throw('REDIS_URL must start with redis: or rediss:');
+    expect(() => loadSettings({ BANYAN_SECRET: 'short' }, undefined)).to.throw('BANYAN_SECRET must be at least 16 characters');
+  });
+
+  it('says which variable a command needs and how to get it', () => {
+    expect(() => required(undefined, 'DATABASE_URL', 'to reach the primary'))
+      .to.throw('DATABASE_URL is not set; it is needed to reach the primary')
+      .with.property('hint').that.matches(/npm start/);
+  });
+});

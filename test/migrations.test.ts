@@ -1,0 +1,65 @@
+import { expect } from 'chai';
+import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
+import { connect } from '../routing/database.js';
+import { services, waitForReplay, withClient } from './support/services.js';
+
+const TABLES = ['users', 'api_tokens', 'projects', 'project_roles', 'releases', 'files', 'journal',
+  'route_table_versions', 'route_audit', 'usage_ledger', 'usage_user_agents', 'usage_flushes'];
+
+async function tablesOn(url: string): Promise<string[]> {
+  return withClient(url, async (c) => (await c.query(
+    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'banyan_migration%' ORDER BY 1")).rows
+    .map((r: { tablename: string }) => r.tablename));
+}
+
+describe('migrations', () => {
+  it('run up, down and up again on the primary, and the replica receives the schema', async () => {
+    const s = await services();
+    const db = connect(s.primaryUrl, { max: 1 });
+    try {
+      expect((await migrationStatus(db)).every((m) => m.executedAt !== null), 'the stack migrates on start').to.equal(true);
+      expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
+
+      const reverted = await migrateDown(db, true);
+      expect(reverted).to.have.length(3);
+      expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
+      expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
+      await waitForReplay(s);
+      expect(await tablesOn(s.replicaUrls[0]!)).to.deep.equal([]);
+
+      const applied = await migrateUp(db);
+      expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger']);
+      expect(await migrateUp(db)).to.deep.equal([]);
+      await waitForReplay(s);
+      expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('down reverts only the latest migration by default', async () => {
+    const s = await services();
+    const db = connect(s.primaryUrl, { max: 1 });
+    try {
+      expect(await migrateDown(db)).to.deep.equal(['2026-11-21-03-usage-ledger']);
+      expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
+      expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
+    } finally {
+      await migrateUp(db);
+      await db.destroy();
+    }
+  });
+
+  it('the schema enforces what the index relies on: normalized names, digests, unique filenames', async () => {
+    const s = await services();
+    await withClient(s.primaryUrl, async (c) => {
+      const bad = await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Bad', 'Bad_Name')").catch((e: Error) => e);
+      expect(String(bad)).to.match(/check constraint/);
+      const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Probe', 'probe-schema') RETURNING id")).rows[0].id;
+      const r = (await c.query("INSERT INTO releases (project_id, version, canonical_version) VALUES ($1, '1.0', '1') RETURNING id", [p])).rows[0].id;
+      const digest = await c.query("INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256_digest, path) VALUES ($1, 'p-1.0.tar.gz', 'sdist', 'source', 1, 'XYZ', 'x')", [r]).catch((e: Error) => e);
+      expect(String(digest)).to.match(/check constraint/);
+      await c.query("DELETE FROM projects WHERE id = $1", [p]);
+    });
+  });
+});
