@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
-  chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
+  chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
   readlinkSync, rmSync, symlinkSync, writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
@@ -59,11 +59,11 @@ interface ClusterState {
 export async function startPostgresCluster(options: PostgresClusterOptions): Promise<PostgresCluster> {
   const log = options.log ?? (() => {});
   const runAs = unprivilegedUser();
-  const dir = options.dir;
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(options.dir, { recursive: true });
   // The unprivileged user must reach the data directories through this one.
-  if (runAs) chmodSync(dir, 0o755);
-  checkReachable(runAs, dir, options.binaries);
+  if (runAs) chmodSync(options.dir, 0o755);
+  const dir = reachableDataDir(runAs, options.dir, log);
+  const binaries = reachableBinaries(runAs, options.binaries, log);
 
   const stateFile = join(dir, 'cluster.json');
   const state: ClusterState = existsSync(stateFile)
@@ -79,7 +79,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
   try {
     if (!existsSync(join(primaryDir, 'PG_VERSION'))) {
       log('initialising the PostgreSQL primary');
-      await initPrimary(options.binaries, primaryDir, state.password, runAs, dir);
+      await initPrimary(binaries, primaryDir, state.password, runAs, dir);
     }
     await stopLeftover(primaryDir, log);
     await stopLeftover(replicaDir, log);
@@ -87,7 +87,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     const primaryPort = await reusePort(state.primaryPort);
     state.primaryPort = primaryPort;
     const primaryUrl = url(primaryPort, state.password);
-    const primary = startPostgres(options.binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
+    const primary = startPostgres(binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
     started.push(primary);
     await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
     await ensureDatabase(primaryUrl);
@@ -96,12 +96,12 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     if (!existsSync(join(replicaDir, 'PG_VERSION'))) {
       rmSync(replicaDir, { recursive: true, force: true });
       const method = options.baseBackup === 'auto' || !options.baseBackup
-        ? (options.binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api')
+        ? (binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api')
         : options.baseBackup;
       log(`creating the streaming replica (${method})`);
       await ensureSlot(primaryUrl);
       if (method === 'pg_basebackup') {
-        await baseBackupWithTool(options.binaries, replicaDir, primaryPort, state.password, runAs);
+        await baseBackupWithTool(binaries, replicaDir, primaryPort, state.password, runAs);
       } else {
         await baseBackupWithApi(primaryUrl, primaryDir, replicaDir, runAs);
       }
@@ -112,7 +112,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     const replicaPort = await reusePort(state.replicaPort);
     state.replicaPort = replicaPort;
     const replicaUrl = url(replicaPort, state.password);
-    const replica = startPostgres(options.binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
+    const replica = startPostgres(binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
     started.push(replica);
     await waitUntilReady('PostgreSQL replica', replica, () => canQuery(replicaUrl, 'postgres'), 60_000);
     await waitUntilReady('replica streaming', replica, () => isStreaming(primaryUrl), 30_000);
@@ -136,18 +136,42 @@ function url(port: number, password: string, database = DATABASE): string {
   return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 }
 
-function checkReachable(runAs: RunAs | undefined, dir: string, binaries: PostgresBinaries): void {
-  if (!runAs) return;
-  if (!canAccessAs(runAs, dir, '-x')) {
-    throw new BanyanError('data-dir-unreachable',
-      `PostgreSQL runs as "${runAs.name}" (it refuses root), and that user cannot reach ${dir}`,
-      'put the checkout where other users can read it (not under /root), or run as a normal user');
+/**
+ * PostgreSQL runs as another user when we are root; in a checkout that user
+ * cannot enter (say, under a 0700 home or temp folder) the data goes to a
+ * folder of its own under /var/tmp, named after the checkout's path, and
+ * `LOCATION` in the checkout says where.
+ */
+function reachableDataDir(runAs: RunAs | undefined, dir: string, log: (line: string) => void): string {
+  if (!runAs || canAccessAs(runAs, dir, '-x')) return dir;
+  const elsewhere = join('/var/tmp', `banyan-postgres-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`);
+  mkdirSync(elsewhere, { recursive: true, mode: 0o755 });
+  chmodSync(elsewhere, 0o755);
+  writeFileSync(join(dir, 'LOCATION'), `${elsewhere}\n`);
+  if (!canAccessAs(runAs, elsewhere, '-x')) {
+    throw new BanyanError('data-dir-unreachable', `PostgreSQL runs as "${runAs.name}" (it refuses root), and that user cannot reach ${dir} or ${elsewhere}`,
+      'run as a normal user, or move the checkout where other users can read it');
   }
-  if (!canAccessAs(runAs, join(binaries.dir, 'postgres'), '-x')) {
-    throw new BanyanError('binaries-unreachable',
-      `PostgreSQL runs as "${runAs.name}", and that user cannot execute ${join(binaries.dir, 'postgres')}`,
-      'install PostgreSQL system-wide (`apt-get install postgresql`) or move the checkout out of /root');
+  log(`"${runAs.name}" cannot enter ${dir}; keeping PostgreSQL data in ${elsewhere}`);
+  return elsewhere;
+}
+
+/** The same idea for binaries: the embedded ones are copied once to a folder the server's user can execute from. */
+function reachableBinaries(runAs: RunAs | undefined, binaries: PostgresBinaries, log: (line: string) => void): PostgresBinaries {
+  if (!runAs || canAccessAs(runAs, join(binaries.dir, 'postgres'), '-x')) return binaries;
+  const root = dirname(binaries.dir);
+  const copy = join('/var/tmp', `banyan-postgres-bin-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`);
+  if (!existsSync(join(copy, 'bin', 'postgres'))) {
+    log(`"${runAs.name}" cannot execute ${binaries.dir}; copying the PostgreSQL binaries to ${copy}`);
+    rmSync(copy, { recursive: true, force: true });
+    cpSync(root, copy, { recursive: true, verbatimSymlinks: true });
+    chmodSync(copy, 0o755);
   }
+  if (!canAccessAs(runAs, join(copy, 'bin', 'postgres'), '-x')) {
+    throw new BanyanError('binaries-unreachable', `PostgreSQL runs as "${runAs.name}", and that user cannot execute ${join(binaries.dir, 'postgres')}`,
+      'install PostgreSQL system-wide (`apt-get install postgresql`), or run as a normal user');
+  }
+  return { ...binaries, dir: join(copy, 'bin') };
 }
 
 async function run(binaries: PostgresBinaries, program: string, args: string[], runAs: RunAs | undefined,
