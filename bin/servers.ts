@@ -2,9 +2,7 @@ import { createApp } from '../app/server.js';
 import { createLegacyServer } from '../legacy/server.js';
 import { loadSettings, required } from '../lib/config.js';
 import { listen, type Listening } from '../lib/http-server.js';
-import { createProxyMetrics } from '../metrics/catalog.js';
-import { createAdmin } from '../proxy/admin.js';
-import { createProxy } from '../proxy/server.js';
+import { startProxyRuntime } from '../proxy/runtime.js';
 import { DbRouter } from '../routing/db-router.js';
 import { progress } from './output.js';
 
@@ -21,20 +19,24 @@ function untilSignal(close: () => Promise<void>): void {
   process.on('SIGTERM', () => void stop());
 }
 
-/** `banyan proxy`: the proxy on PORT, its admin listener on ADMIN_PORT. */
+/** `banyan proxy`: the proxy on PORT, its admin listener on ADMIN_PORT; SIGTERM drains. */
 export async function proxyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const metrics = createProxyMetrics();
-  const proxy = createProxy({
-    legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward unmigrated routes'),
-    appUrl: required(s.appUrl, 'APP_URL', 'to forward migrated routes'),
-    metrics,
+  required(s.databaseUrl, 'DATABASE_URL', 'for the route table');
+  const runtime = await startProxyRuntime({
+    settings: s,
+    legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
+    appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
+    port: s.port ?? 8080,
+    adminPort: s.adminPort ?? 9090,
+    log: progress,
   });
-  const publicSide = await listen(proxy.app.callback(), s.port ?? 8080, s.host, 'PORT');
-  const admin = await listen(createAdmin({ registry: metrics.registry, ready: async () => ({}) }).callback(),
-    s.adminPort ?? 9090, s.adminHost, 'ADMIN_PORT');
-  progress(`proxy listening on ${publicSide.url}, admin on ${admin.url}`);
-  untilSignal(async () => { await publicSide.close(); await admin.close(); await proxy.close(); });
+  progress(`proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, route table version ${runtime.routes.current.version}`);
+  if (!s.adminToken) progress('BANYAN_ADMIN_TOKEN is not set: the admin API answers 503 until it is');
+  untilSignal(async () => {
+    progress(`draining (up to ${s.drainMs} ms)`);
+    await runtime.stop();
+  });
 }
 
 /** `banyan app`: the new app on PORT. */

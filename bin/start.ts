@@ -55,7 +55,13 @@ export async function start(args: Args): Promise<void> {
   const services = await startServices({ dir, replicaDelayMs, redis: 'auto', log: progress });
   let backends;
   try {
-    backends = await startBackends(services, { host: settings.host, proxyPort: port, adminPort, adminHost: settings.adminHost, adminToken });
+    backends = await startBackends(services, {
+      host: settings.host, proxyPort: port, adminPort, adminHost: settings.adminHost, adminToken, redisUrl: services.redisUrl,
+      routesPollMs: settings.routesPollMs, drainMs: settings.drainMs,
+      ...(settings.routesFile ? { routesFile: settings.routesFile } : {}),
+      ...(settings.trustedProxies ? { trustedProxies: settings.trustedProxies } : {}),
+      ...(settings.sessionCookie ? { sessionCookie: settings.sessionCookie } : {}),
+    });
   } catch (err) {
     await services.stop();
     throw err;

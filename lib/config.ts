@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseDuration } from './duration.js';
 import { BanyanError } from './errors.js';
 
 /** What `npm start` writes to `.banyan/stack.json`, so other commands find the stack. */
@@ -27,6 +28,13 @@ export interface Settings {
   readonly port: number | undefined;
   readonly adminHost: string;
   readonly adminPort: number | undefined;
+  /** The routes file that seeds an empty route table. */
+  readonly routesFile: string | undefined;
+  readonly routesPollMs: number;
+  readonly trustedProxies: string | undefined;
+  readonly sessionCookie: string | undefined;
+  /** How long SIGTERM waits for requests in flight before closing connections. */
+  readonly drainMs: number;
   /** Where the stack file came from, when settings fell back to it. */
   readonly stackFile: string | undefined;
 }
@@ -74,6 +82,11 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     port: optionalPort('PORT', env['PORT']),
     adminHost: env['ADMIN_HOST'] || '127.0.0.1',
     adminPort: optionalPort('ADMIN_PORT', env['ADMIN_PORT']),
+    routesFile: env['BANYAN_ROUTES_FILE'] || undefined,
+    routesPollMs: env['BANYAN_ROUTES_POLL'] ? parseDuration(env['BANYAN_ROUTES_POLL'], 'BANYAN_ROUTES_POLL') : 2_000,
+    trustedProxies: env['BANYAN_TRUSTED_PROXIES'] || undefined,
+    sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
+    drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
 }
@@ -112,6 +125,14 @@ function optionalPort(variable: string, value: string | undefined): number | und
     throw new BanyanError('bad-setting', `${variable} must be a port number from 0 to 65535, not "${value}"`);
   }
   return port;
+}
+
+function checkCookieName(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) {
+    throw new BanyanError('bad-setting', `BANYAN_SESSION_COOKIE must be a cookie name, not "${value}"`);
+  }
+  return value;
 }
 
 function checkSecret(value: string | undefined): string | undefined {

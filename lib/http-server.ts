@@ -14,7 +14,7 @@ export interface Listening {
  * Listens on `host:port` (0: any free port). A port in use is an error that
  * names the setting to change, not a stack trace.
  */
-export function listen(handler: RequestListener | Server, port: number, host: string, setting: string): Promise<Listening> {
+export function listen(handler: RequestListener | Server, port: number, host: string, setting: string, drainMs = 2_000): Promise<Listening> {
   const server = typeof handler === 'function' ? createServer(handler) : handler;
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
@@ -35,10 +35,16 @@ export function listen(handler: RequestListener | Server, port: number, host: st
         server,
         port: address.port,
         url: `http://${shownHost}:${address.port}`,
+        // Stops accepting at once; requests in flight get `drainMs` to finish, then their connections are closed.
         close: () => new Promise<void>((done) => {
-          server.close(() => done());
+          const idle = setInterval(() => server.closeIdleConnections(), 50);
+          const force = setTimeout(() => server.closeAllConnections(), drainMs);
+          server.close(() => {
+            clearInterval(idle);
+            clearTimeout(force);
+            done();
+          });
           server.closeIdleConnections();
-          setTimeout(() => server.closeAllConnections(), 2_000).unref();
         }),
       });
     });

@@ -1,6 +1,8 @@
 import type { ColumnType, Generated } from 'kysely';
 
-type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp the database fills in (DEFAULT now()). */
+type CreatedAt = ColumnType<Date, Date | string | undefined, Date | string>;
 
 /** The database as the migrations in `migrations/` leave it. */
 export interface Database {
@@ -24,7 +26,7 @@ export interface UsersTable {
   password_hash: string | null;
   email: string | null;
   is_active: Generated<boolean>;
-  created_at: Generated<Timestamp>;
+  created_at: CreatedAt;
 }
 
 export interface ApiTokensTable {
@@ -32,7 +34,7 @@ export interface ApiTokensTable {
   user_id: string;
   description: string;
   token_hash: string;
-  created_at: Generated<Timestamp>;
+  created_at: CreatedAt;
   last_used_at: Timestamp | null;
 }
 
@@ -41,7 +43,7 @@ export interface ProjectsTable {
   name: string;
   normalized_name: string;
   last_serial: Generated<string>;
-  created_at: Generated<Timestamp>;
+  created_at: CreatedAt;
 }
 
 export interface ProjectRolesTable {
@@ -60,7 +62,7 @@ export interface ReleasesTable {
   metadata: Generated<Record<string, unknown>>;
   yanked: Generated<boolean>;
   yanked_reason: string | null;
-  created_at: Generated<Timestamp>;
+  created_at: CreatedAt;
 }
 
 export interface FilesTable {
@@ -73,7 +75,7 @@ export interface FilesTable {
   size: string;
   sha256_digest: string;
   path: string;
-  upload_time: Generated<Timestamp>;
+  upload_time: CreatedAt;
 }
 
 export interface JournalTable {
@@ -82,7 +84,7 @@ export interface JournalTable {
   version: string | null;
   action: string;
   submitted_by: string | null;
-  submitted_at: Generated<Timestamp>;
+  submitted_at: CreatedAt;
 }
 
 export interface RouteTableVersionsTable {
@@ -90,7 +92,7 @@ export interface RouteTableVersionsTable {
   routes: unknown;
   actor: string;
   reason: string;
-  created_at: Generated<Timestamp>;
+  created_at: CreatedAt;
 }
 
 export interface RouteAuditTable {
@@ -101,7 +103,7 @@ export interface RouteAuditTable {
   reason: string;
   before: unknown;
   after: unknown;
-  at: Generated<Timestamp>;
+  at: CreatedAt;
 }
 
 export interface UsageLedgerTable {
@@ -124,5 +126,5 @@ export interface UsageUserAgentsTable {
 export interface UsageFlushesTable {
   flush_id: string;
   instance: string;
-  flushed_at: Generated<Timestamp>;
+  flushed_at: CreatedAt;
 }

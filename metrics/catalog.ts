@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Every metric Banyan exports, defined in one place. Each process makes its
@@ -26,6 +26,29 @@ export function createProxyMetrics() {
       name: 'banyan_proxy_upstream_errors_total',
       help: 'Requests the proxy could not forward, by backend and kind (refused, reset, timeout).',
       labelNames: ['backend', 'kind'] as const,
+      registers: [registry],
+    }),
+    fallbacks: new Counter({
+      name: 'banyan_proxy_fallbacks_total',
+      help: 'Safe requests for the new app served by legacy instead, by route and reason (breaker_open, refused, reset, timeout, error).',
+      labelNames: ['route', 'reason'] as const,
+      registers: [registry],
+    }),
+    breakerState: new Gauge({
+      name: 'banyan_proxy_breaker_state',
+      help: 'Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    shadowResults: new Counter({
+      name: 'banyan_proxy_shadow_results_total',
+      help: 'Shadow comparisons by route and result (match, mismatch, noise, error, skipped).',
+      labelNames: ['route', 'result'] as const,
+      registers: [registry],
+    }),
+    tableVersion: new Gauge({
+      name: 'banyan_route_table_version',
+      help: 'The route table version in effect in this process.',
       registers: [registry],
     }),
   };

@@ -1,20 +1,49 @@
 import Router from '@koa/router';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
+import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
+import { BanyanError } from '../lib/errors.js';
+import type { Database } from '../lib/schema.js';
+import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
+import { describeChange, validateTable } from '../routing/route-table.js';
+import type { Shadower } from './shadow.js';
 
 export interface AdminOptions {
   readonly registry: Registry;
-  /** Resolves true when every dependency the proxy needs answers. */
+  /** Resolves with a check per dependency; all true means ready. */
   readonly ready: () => Promise<Record<string, boolean>>;
+  /** The route API; absent in processes that do not own a route table. */
+  readonly routes?: {
+    readonly db: Kysely<Database>;
+    readonly adminToken: string | undefined;
+    readonly shadow: Shadower;
+    /** Called after a change is stored: announce it and apply it here at once. */
+    readonly changed: (version: number) => Promise<void>;
+  };
 }
 
+const MAX_BODY = 1024 * 1024;
+
 /**
- * The admin listener (loopback by default): liveness, readiness and metrics.
- * Route management and the dashboard mount here too.
+ * The admin listener (loopback by default, never on the public port):
+ * liveness, readiness, metrics, and the route API behind a bearer token.
  */
 export function createAdmin(options: AdminOptions): Koa {
   const app = new Koa();
   const router = new Router();
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
+      ctx.status = status;
+      ctx.body = err instanceof BanyanError
+        ? { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
+        : { error: status >= 500 ? 'internal' : 'bad-request', message: status >= 500 ? 'internal error; see the proxy log' : (err as Error).message };
+      if (status >= 500) process.stderr.write(`admin: ${(err as Error).stack ?? err}\n`);
+    }
+  });
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -28,7 +57,102 @@ export function createAdmin(options: AdminOptions): Koa {
     ctx.type = options.registry.contentType;
     ctx.body = await options.registry.metrics();
   });
+
+  const api = options.routes;
+  if (api) {
+    const guard = bearer(api.adminToken);
+    router.get('/api/routes', guard, async (ctx) => {
+      const table = await latestTable(api.db);
+      ctx.body = table ?? { version: 0, routes: [] };
+    });
+    router.put('/api/routes', guard, async (ctx) => {
+      const body = await readJson(ctx);
+      const current = await latestTable(api.db);
+      if (body['dryRun'] === true) {
+        const checked = validateTable(body['routes']);
+        ctx.body = checked.ok
+          ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes) }
+          : { dryRun: true, valid: false, problems: checked.problems };
+        return;
+      }
+      const saved = await saveTable(api.db, {
+        routes: body['routes'],
+        actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (admin API)` : 'admin API',
+        reason: typeof body['reason'] === 'string' ? body['reason'] : '',
+        ...(typeof body['expectedVersion'] === 'number' ? { expectedVersion: body['expectedVersion'] } : {}),
+      });
+      await api.changed(saved.version);
+      ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes) };
+    });
+    router.get('/api/routes/history', guard, async (ctx) => {
+      const limit = Math.min(Math.max(Number(ctx.query['limit'] ?? 50) || 50, 1), 1000);
+      ctx.body = await auditLog(api.db, limit);
+    });
+    router.post('/api/routes/rollback', guard, async (ctx) => {
+      const body = await readJson(ctx);
+      if (typeof body['version'] !== 'number' || !Number.isInteger(body['version'])) {
+        throw new BanyanError('bad-request', 'rollback needs {"version": N, "reason": "…"}');
+      }
+      const saved = await rollbackTable(api.db, body['version'], typeof body['actor'] === 'string' ? `${body['actor']} (admin API)` : 'admin API',
+        typeof body['reason'] === 'string' ? body['reason'] : '');
+      await api.changed(saved.version);
+      ctx.body = { version: saved.version, restored: body['version'] };
+    });
+    router.get('/api/shadow/:route', guard, (ctx) => {
+      ctx.body = api.shadow.report(ctx.params['route']!);
+    });
+  }
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;
+}
+
+/** Requires `Authorization: Bearer <token>`, compared in constant time. */
+function bearer(token: string | undefined): Koa.Middleware {
+  const expected = token ? createHash('sha256').update(token).digest() : undefined;
+  return async (ctx, next) => {
+    if (!expected) {
+      throw new BanyanError('admin-disabled', 'the admin API is disabled because BANYAN_ADMIN_TOKEN is not set', 'set BANYAN_ADMIN_TOKEN and restart the proxy');
+    }
+    const header = ctx.get('authorization');
+    const given = header.startsWith('Bearer ') ? createHash('sha256').update(header.slice(7)).digest() : undefined;
+    if (!given || !timingSafeEqual(given, expected)) {
+      ctx.set('WWW-Authenticate', 'Bearer realm="banyan-admin"');
+      throw new BanyanError('unauthorized', 'missing or wrong admin token', 'send Authorization: Bearer $BANYAN_ADMIN_TOKEN');
+    }
+    await next();
+  };
+}
+
+async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
+  if (!ctx.is('application/json')) throw new BanyanError('bad-request', 'send the body as JSON with Content-Type: application/json');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new BanyanError('too-large', `the body is over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new BanyanError('bad-request', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new BanyanError('bad-request', 'the body must be a JSON object such as {"routes": [...], "reason": "…"}');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function statusOf(code: string): number {
+  switch (code) {
+    case 'unauthorized': return 401;
+    case 'admin-disabled': return 503;
+    case 'invalid-table': case 'reason-required': return 422;
+    case 'version-conflict': return 409;
+    case 'no-such-version': return 404;
+    case 'too-large': return 413;
+    default: return 400;
+  }
 }

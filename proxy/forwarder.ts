@@ -1,12 +1,31 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Writable } from 'node:stream';
 import { Pool, errors } from 'undici';
 import { clientResponseHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
 
 /** Why forwarding failed, in words a person reading a 502 page understands. */
 export class UpstreamError extends Error {
-  constructor(readonly backend: string, readonly status: 502 | 504, readonly kind: string, message: string) {
+  constructor(readonly backend: string, readonly status: 400 | 502 | 504, readonly kind: string, message: string) {
     super(message);
   }
+}
+
+/** Per-request forwarding choices. */
+export interface ForwardOptions {
+  readonly headersTimeoutMs?: number | undefined;
+  readonly bodyTimeoutMs?: number | undefined;
+  /** Headers to add (after the client's X-Banyan-* are stripped). */
+  readonly extraHeaders?: Record<string, string> | undefined;
+  /** Keep a copy of up to this many response body bytes (for shadow comparison). */
+  readonly captureBytes?: number | undefined;
+}
+
+/** A response as the client received it, kept for comparison. */
+export interface CapturedResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Buffer;
+  readonly truncated: boolean;
 }
 
 export interface ForwarderOptions {
@@ -44,34 +63,52 @@ export class Forwarder {
    * the response is complete; rejects with UpstreamError when nothing was
    * sent to the client yet, so the caller can answer 502/504 or fall back.
    */
-  async forward(backend: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo): Promise<void> {
-    const pool = this.#pools.get(backend);
+  async forward(backend: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
+    options: ForwardOptions = {}): Promise<CapturedResponse | undefined> {
+    const pool = this.#pool(backend);
     if (!pool) throw new UpstreamError(backend, 502, 'unknown', `no upstream named ${backend} is configured`);
     const abort = new AbortController();
     const onClose = () => { if (!res.writableFinished) abort.abort(); };
     res.once('close', onClose);
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    let captured: { status: number; headers: Record<string, string | string[] | undefined>; chunks: Buffer[]; size: number; truncated: boolean } | undefined;
     try {
       await pool.stream({
         path: req.url ?? '/',
         method: req.method as 'GET',
-        headers: upstreamRequestHeaders(req.headers, client),
+        headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
         body: hasBody ? req : null,
         signal: abort.signal,
+        ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
+        ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
       }, ({ statusCode, headers }) => {
         res.writeHead(statusCode, clientResponseHeaders(headers, client.requestId));
-        return res;
+        if (!options.captureBytes) return res;
+        captured = { status: statusCode, headers, chunks: [], size: 0, truncated: false };
+        return teeInto(res, captured, options.captureBytes);
       });
     } catch (err) {
       if (res.headersSent || abort.signal.aborted) {
         // Too late for an error page: cut the connection so the client sees a truncated response.
         res.destroy();
-        return;
+        return undefined;
       }
       throw describe(backend, err);
     } finally {
       res.off('close', onClose);
     }
+    return captured && { status: captured.status, headers: captured.headers, body: Buffer.concat(captured.chunks), truncated: captured.truncated };
+  }
+
+  /** The keep-alive pool of one upstream, for requests the proxy makes itself (shadow copies). */
+  pool(backend: string): Pool {
+    return this.#pool(backend);
+  }
+
+  #pool(backend: string): Pool {
+    const pool = this.#pools.get(backend);
+    if (!pool) throw new UpstreamError(backend, 502, 'unknown', `no upstream named ${backend} is configured`);
+    return pool;
   }
 
   /** Closes every pool, waiting for requests in flight. */
@@ -80,8 +117,37 @@ export class Forwarder {
   }
 }
 
+/** A writable that passes chunks to the client (with its backpressure) and keeps the first `limit` bytes. */
+function teeInto(res: ServerResponse, into: { chunks: Buffer[]; size: number; truncated: boolean }, limit: number): Writable {
+  const tee = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      if (into.size < limit) {
+        const keep = chunk.subarray(0, limit - into.size);
+        into.chunks.push(keep);
+        into.size += keep.length;
+        if (keep.length < chunk.length) into.truncated = true;
+      } else {
+        into.truncated = true;
+      }
+      if (res.write(chunk)) done();
+      else res.once('drain', () => done());
+    },
+    final(done) {
+      res.end(done);
+    },
+  });
+  res.once('close', () => { if (!res.writableFinished) tee.destroy(); });
+  return tee;
+}
+
 function describe(backend: string, err: unknown): UpstreamError {
   const code = (err as { code?: string }).code ?? '';
+  if (err instanceof errors.InvalidArgumentError) {
+    return new UpstreamError(backend, 400, 'invalid', `the request cannot be forwarded: ${(err as Error).message}`);
+  }
+  if (err instanceof errors.RequestContentLengthMismatchError) {
+    return new UpstreamError(backend, 400, 'invalid', 'the request body did not match its Content-Length');
+  }
   if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError) {
     return new UpstreamError(backend, 504, 'timeout', `the ${backend} backend did not answer in time`);
   }

@@ -6,12 +6,81 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding', 'upgrade', 'expect', 'host',
 ]);
 
-/** What the proxy knows of the client connection. */
+/** What the proxy knows of the client, after deciding whether to believe forwarding headers. */
 export interface ClientInfo {
+  /** The client's address: the socket's, or the first hop of a trusted X-Forwarded-For. */
   readonly ip: string;
-  readonly proto: 'http' | 'https';
+  /** The X-Forwarded-For value to send: the trusted chain plus the socket's address. */
+  readonly forwardedFor: string;
+  readonly proto: string;
+  /** The Host the client asked for (sent upstream unchanged). */
   readonly host: string | undefined;
+  readonly forwardedHost: string | undefined;
   readonly requestId: string;
+}
+
+/**
+ * Who the client is. Forwarding headers are believed only when the socket's
+ * peer is a trusted proxy (an address in `trusted`); otherwise any client
+ * could claim any address.
+ */
+export function clientInfo(headers: IncomingHttpHeaders, remote: string, tlsSocket: boolean, trusted: TrustedProxies,
+  requestId: string): ClientInfo {
+  const host = headers['host'];
+  if (trusted.has(remote)) {
+    const chain = typeof headers['x-forwarded-for'] === 'string' ? headers['x-forwarded-for'] : undefined;
+    const proto = typeof headers['x-forwarded-proto'] === 'string' ? headers['x-forwarded-proto'] : undefined;
+    const fhost = typeof headers['x-forwarded-host'] === 'string' ? headers['x-forwarded-host'] : undefined;
+    return {
+      ip: chain?.split(',')[0]?.trim() || remote,
+      forwardedFor: chain ? `${chain}, ${remote}` : remote,
+      proto: proto ?? (tlsSocket ? 'https' : 'http'),
+      host,
+      forwardedHost: fhost ?? host,
+      requestId,
+    };
+  }
+  return { ip: remote, forwardedFor: remote, proto: tlsSocket ? 'https' : 'http', host, forwardedHost: host, requestId };
+}
+
+/** The set of proxy addresses whose forwarding headers are believed. */
+export interface TrustedProxies {
+  has(address: string): boolean;
+}
+
+/**
+ * Parses a comma list of addresses and IPv4 CIDR blocks (`127.0.0.1,
+ * 10.0.0.0/8, ::1`). IPv4-mapped IPv6 peers (`::ffff:10.1.2.3`) match their IPv4 form.
+ */
+export function trustedProxies(list: string | undefined): TrustedProxies {
+  const exact = new Set<string>();
+  const blocks: [number, number][] = [];
+  for (const item of (list ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [addr, bits] = item.split('/');
+    const v4 = ipv4ToInt(addr!);
+    if (bits !== undefined && v4 !== undefined && /^\d+$/.test(bits) && Number(bits) <= 32) {
+      const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
+      blocks.push([(v4 & mask) >>> 0, mask]);
+    } else if (bits === undefined) {
+      exact.add(addr!.toLowerCase());
+    } else {
+      throw new Error(`BANYAN_TRUSTED_PROXIES: "${item}" is not an address or an IPv4 CIDR block`);
+    }
+  }
+  return {
+    has(address) {
+      const bare = address.startsWith('::ffff:') ? address.slice(7) : address;
+      if (exact.has(bare.toLowerCase()) || exact.has(address.toLowerCase())) return true;
+      const v4 = blocks.length ? ipv4ToInt(bare) : undefined;
+      return v4 !== undefined && blocks.some(([net, mask]) => ((v4 & mask) >>> 0) === net);
+    },
+  };
+}
+
+function ipv4ToInt(text: string): number | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) return undefined;
+  return parts.reduce((n, p) => ((n << 8) | Number(p)) >>> 0, 0);
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -26,7 +95,8 @@ export function acceptableRequestId(value: string | string[] | undefined): strin
  * `Connection`) removed, every client-sent `X-Banyan-*` and forwarding header
  * dropped (a client must not speak for the proxy), then our own set.
  */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: ClientInfo): Record<string, string | string[]> {
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: ClientInfo,
+  extra?: Record<string, string>): Record<string, string | string[]> {
   const named = connectionTokens(incoming['connection']);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
@@ -35,10 +105,11 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: Cl
     out[name] = value;
   }
   if (client.host) out['host'] = client.host;
-  out['x-forwarded-for'] = client.ip;
+  out['x-forwarded-for'] = client.forwardedFor;
   out['x-forwarded-proto'] = client.proto;
-  if (client.host) out['x-forwarded-host'] = client.host;
+  if (client.forwardedHost) out['x-forwarded-host'] = client.forwardedHost;
   out['x-request-id'] = client.requestId;
+  if (extra) Object.assign(out, extra);
   return out;
 }
 

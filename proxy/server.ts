@@ -1,58 +1,255 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import CircuitBreaker from 'opossum';
 import Koa from 'koa';
 import { methodLabel, statusClass, type ProxyMetrics } from '../metrics/catalog.js';
-import { Forwarder, UpstreamError, type ForwarderOptions } from './forwarder.js';
-import { acceptableRequestId } from './headers.js';
-import { decide, DEFAULT_ROUTES, type StaticRoute } from './route-table.js';
+import { canaryBucket, decide, type CompiledTable, type Decision } from '../routing/route-table.js';
+import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
+import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
+import { WebSocketForwarder } from './websocket.js';
+
+/** Circuit breaker settings, one breaker per upstream. */
+export interface BreakerSettings {
+  /** Failure share (percent) over the rolling window that opens the breaker. */
+  readonly errorThresholdPercentage: number;
+  /** Requests in the window before the share counts. */
+  readonly volumeThreshold: number;
+  /** How long the breaker stays open before one trial request. */
+  readonly resetTimeoutMs: number;
+  readonly rollingWindowMs: number;
+}
+
+export const DEFAULT_BREAKER: BreakerSettings = { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 5_000, rollingWindowMs: 10_000 };
 
 export interface ProxyOptions {
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly metrics: ProxyMetrics;
-  readonly routes?: readonly StaticRoute[];
+  /** Where the current route table is read from, on every request. */
+  readonly table: { readonly current: CompiledTable };
   readonly forwarding?: ForwarderOptions;
+  readonly breaker?: Partial<BreakerSettings>;
+  readonly shadow?: Partial<ShadowSettings>;
+  /** Comma list of proxies whose X-Forwarded-* headers are believed (BANYAN_TRUSTED_PROXIES). */
+  readonly trustedProxies?: string | undefined;
+  /** A legacy session cookie whose value keys canary stickiness (BANYAN_SESSION_COOKIE). */
+  readonly sessionCookie?: string | undefined;
+  readonly log?: (line: string) => void;
 }
 
-/** The proxy's Koa application and what must be closed with it. */
+/** The proxy: its Koa app, its upgrade handler, and what the admin side reads. */
 export interface Proxy {
   readonly app: Koa;
+  readonly shadow: Shadower;
+  /** Pass to `server.on('upgrade')`: forwards WebSocket upgrades by route. */
+  readonly upgrade: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+  breakerState(backend: 'legacy' | 'new'): 'closed' | 'half-open' | 'open';
   close(): Promise<void>;
 }
 
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+const RETRY_AFTER_S = 5;
+
 /**
- * The strangler proxy: every request is matched against the route table and
- * streamed to the new app or the legacy backend. No body parser runs here:
- * bodies pass through untouched.
+ * The strangler proxy. Each request is matched against the current route
+ * table and answered by legacy, the new app, or the proxy itself (retired
+ * routes and brownouts). New-app requests pass a circuit breaker; safe ones
+ * fall back to legacy when it fails, unsafe ones are never replayed. Shadow
+ * routes copy safe requests to the new app and compare. No body parser runs
+ * here: bodies stream through untouched.
  */
 export function createProxy(options: ProxyOptions): Proxy {
-  const routes = options.routes ?? DEFAULT_ROUTES;
+  const { metrics, table } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const forwarder = new Forwarder({ legacy: options.legacyUrl, new: options.appUrl }, options.forwarding);
-  const { metrics } = options;
-  const app = new Koa();
+  const shadow = new Shadower({ legacy: forwarder.pool('legacy'), new: forwarder.pool('new') }, { ...DEFAULT_SHADOW, ...options.shadow }, metrics);
+  const trusted = trustedProxies(options.trustedProxies);
+  const breakers = {
+    legacy: makeBreaker('legacy', { ...DEFAULT_BREAKER, ...options.breaker }, metrics, log),
+    new: makeBreaker('new', { ...DEFAULT_BREAKER, ...options.breaker }, metrics, log),
+  };
+  const websockets = new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl });
+  const sessionCookie = options.sessionCookie ? `${options.sessionCookie}=` : undefined;
 
+  const sessionKey = (req: IncomingMessage, client: ClientInfo): string => {
+    if (sessionCookie) {
+      const cookie = req.headers.cookie;
+      const at = cookie?.indexOf(sessionCookie) ?? -1;
+      if (cookie && at >= 0 && (at === 0 || cookie[at - 1] === ' ' || cookie[at - 1] === ';')) {
+        const end = cookie.indexOf(';', at);
+        const value = cookie.slice(at + sessionCookie.length, end < 0 ? undefined : end);
+        if (value) return value;
+      }
+    }
+    return client.ip;
+  };
+
+  const routeFor = (req: IncomingMessage, client: ClientInfo): Decision => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
+    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => canaryBucket(sessionKey(req, client)), Date.now());
+  };
+
+  const send = (backend: 'legacy' | 'new', req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions) =>
+    breakers[backend].fire(() => forwarder.forward(backend, req, res, client, forward)) as Promise<CapturedResponse | undefined>;
+
+  const app = new Koa();
   app.use(async (ctx) => {
     const started = process.hrtime.bigint();
-    const requestId = acceptableRequestId(ctx.get('x-request-id') || undefined) ?? randomUUID();
-    const decision = decide(routes, ctx.path);
-    ctx.respond = false;
+    const req = ctx.req;
     const res = ctx.res;
+    ctx.respond = false;
+    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
+    const decision = routeFor(req, client);
+    const method = req.method ?? 'GET';
+    let served: string = decision.target;
     res.once('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ route: decision.route, backend: decision.backend, method: methodLabel(ctx.method), status_class: statusClass(res.statusCode) });
-      metrics.duration.observe({ route: decision.route, backend: decision.backend }, seconds);
+      metrics.requests.inc({ route: decision.route, backend: served, method: methodLabel(method), status_class: statusClass(res.statusCode) });
+      metrics.duration.observe({ route: decision.route, backend: served }, seconds);
     });
-    try {
-      await forwarder.forward(decision.backend, ctx.req, res, {
-        ip: ctx.req.socket.remoteAddress ?? '', proto: 'http', host: ctx.get('host') || undefined, requestId,
-      });
-    } catch (err) {
-      const e = err instanceof UpstreamError ? err : new UpstreamError(decision.backend, 502, 'error', (err as Error).message);
-      metrics.upstreamErrors.inc({ backend: e.backend, kind: e.kind });
-      const body = `${e.status} ${e.status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}: ${e.message}.\nRequest id: ${requestId}\n`;
-      res.writeHead(e.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
-      res.end(body);
+
+    if (decision.target === 'proxy') {
+      const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };
+      plain(res, answer.status, `${answer.message}\n`, requestId);
+      return;
     }
+    const timeouts = decision.spec?.timeouts;
+    const forward: ForwardOptions = { headersTimeoutMs: timeouts?.headersMs, bodyTimeoutMs: timeouts?.bodyMs };
+    const safe = SAFE.has(method);
+
+    if (decision.target === 'new') {
+      // A body would have been read by the failed attempt: only bodiless requests are replayed.
+      const fallback = decision.spec?.fallback === true && safe && !hasBody(req);
+      try {
+        await send('new', req, res, client, forward);
+        return;
+      } catch (err) {
+        const open = isOpenBreaker(err);
+        const reason = open ? 'breaker_open' : err instanceof UpstreamError ? err.kind : 'error';
+        if (err instanceof UpstreamError && err.status === 400) {
+          fail(res, err, requestId);
+          return;
+        }
+        if (!open) {
+          metrics.upstreamErrors.inc({ backend: 'new', kind: reason });
+          log(`proxy: ${requestId} ${method} ${req.url} → new: ${(err as Error).message}`);
+        }
+        if (fallback) {
+          metrics.fallbacks.inc({ route: decision.route, reason });
+          served = 'legacy';
+          await forwardOrFail('legacy', req, res, client, forward, requestId);
+          return;
+        }
+        if (!safe) {
+          // Never replayed on legacy: the client decides whether to try again.
+          const why = open ? 'is failing and is being given a rest' : `failed (${(err as Error).message})`;
+          plain(res, 503, `503 Service Unavailable: the new backend ${why}. Your ${method} was not retried elsewhere; ` +
+            `try again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`, requestId, { 'retry-after': String(RETRY_AFTER_S) });
+          return;
+        }
+        fail(res, open ? new UpstreamError('new', 502, 'breaker_open', 'the new backend is failing and is being given a rest') : asUpstream('new', err), requestId);
+        return;
+      }
+    }
+
+    const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
+    const finish = shadowing
+      ? shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client), requestId })
+      : undefined;
+    const captured = await forwardOrFail('legacy', req, res, client, shadowing ? { ...forward, captureBytes: DEFAULT_SHADOW.maxBodyBytes } : forward, requestId);
+    finish?.(captured);
   });
 
-  return { app, close: () => forwarder.close() };
+  /** Forwards to `backend`; on failure answers 502/504 (or 400) itself. */
+  async function forwardOrFail(backend: 'legacy' | 'new', req: IncomingMessage, res: ServerResponse, client: ClientInfo,
+    forward: ForwardOptions, requestId: string): Promise<CapturedResponse | undefined> {
+    try {
+      return await send(backend, req, res, client, forward);
+    } catch (err) {
+      const e = isOpenBreaker(err) ? new UpstreamError(backend, 502, 'breaker_open', `the ${backend} backend is failing and is being given a rest`) : asUpstream(backend, err);
+      if (e.kind !== 'breaker_open') {
+        metrics.upstreamErrors.inc({ backend, kind: e.kind });
+        log(`proxy: ${requestId} ${req.method} ${req.url} → ${backend}: ${e.message}`);
+      }
+      fail(res, e, requestId);
+      return undefined;
+    }
+  }
+
+  const upgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
+    const decision = routeFor(req, client);
+    metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
+    if (decision.target === 'proxy') {
+      const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };
+      socket.end(`HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`);
+      return;
+    }
+    websockets.forward(decision.target, req, socket, head, client);
+  };
+
+  return {
+    app,
+    shadow,
+    upgrade,
+    breakerState: (backend) => (breakers[backend].opened ? 'open' : breakers[backend].halfOpen ? 'half-open' : 'closed'),
+    close: async () => {
+      breakers.legacy.shutdown();
+      breakers.new.shutdown();
+      websockets.close();
+      await forwarder.close();
+    },
+  };
+}
+
+function makeBreaker(backend: 'legacy' | 'new', settings: BreakerSettings, metrics: ProxyMetrics, log: (line: string) => void) {
+  const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
+    timeout: false,
+    errorThresholdPercentage: settings.errorThresholdPercentage,
+    volumeThreshold: settings.volumeThreshold,
+    resetTimeout: settings.resetTimeoutMs,
+    rollingCountTimeout: settings.rollingWindowMs,
+    rollingCountBuckets: 10,
+    // A request the upstream rejected as malformed says nothing about its health.
+    errorFilter: (err: unknown) => err instanceof UpstreamError && err.status === 400,
+  });
+  metrics.breakerState.set({ backend }, 0);
+  breaker.on('open', () => { metrics.breakerState.set({ backend }, 2); log(`proxy: circuit breaker for the ${backend} backend opened`); });
+  breaker.on('halfOpen', () => metrics.breakerState.set({ backend }, 1));
+  breaker.on('close', () => { metrics.breakerState.set({ backend }, 0); log(`proxy: circuit breaker for the ${backend} backend closed`); });
+  return breaker;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function isOpenBreaker(err: unknown): boolean {
+  return (err as { code?: string }).code === 'EOPENBREAKER';
+}
+
+function asUpstream(backend: string, err: unknown): UpstreamError {
+  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+}
+
+function fail(res: ServerResponse, e: UpstreamError, requestId: string): void {
+  const title = e.status === 504 ? 'Gateway Timeout' : e.status === 400 ? 'Bad Request' : 'Bad Gateway';
+  plain(res, e.status, `${e.status} ${title}: ${e.message}.\nRequest id: ${requestId}\n`, requestId);
+}
+
+function plain(res: ServerResponse, status: number, body: string, requestId: string, extra: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...extra });
+  res.end(res.req?.method === 'HEAD' ? undefined : body);
 }

@@ -4,10 +4,9 @@ import { createLegacyServer } from '../legacy/server.js';
 import type { StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
-import { createProxyMetrics } from '../metrics/catalog.js';
 import { migrateUp } from '../migrations/migrator.js';
-import { createAdmin } from '../proxy/admin.js';
-import { createProxy } from '../proxy/server.js';
+import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
+import type { BreakerSettings } from '../proxy/server.js';
 import { connect } from '../routing/database.js';
 import { DbRouter } from '../routing/db-router.js';
 import { findPostgresBinaries } from './postgres-binaries.js';
@@ -99,12 +98,20 @@ export interface BackendsOptions {
   readonly appPort?: number;
   readonly legacyPort?: number;
   readonly adminToken: string;
+  readonly redisUrl?: string | null;
+  readonly routesFile?: string;
+  readonly routesPollMs?: number;
+  readonly drainMs?: number;
+  readonly trustedProxies?: string;
+  readonly sessionCookie?: string;
+  readonly breaker?: Partial<BreakerSettings>;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
 export interface Backends {
   readonly urls: Pick<StackFile, 'proxy' | 'admin' | 'app' | 'legacy'>;
   readonly router: DbRouter;
+  readonly proxy: ProxyRuntime;
   stop(): Promise<void>;
 }
 
@@ -126,25 +133,35 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     const app: Listening = await listen(createApp({ router }).callback(), options.appPort ?? 0, host, 'APP_PORT');
     opened.push(app);
 
-    const metrics = createProxyMetrics();
-    const proxy = createProxy({ legacyUrl: legacyListening.url, appUrl: app.url, metrics });
-    opened.push({ close: () => proxy.close() });
-    const proxyListening = await listen(proxy.app.callback(), options.proxyPort ?? 0, host, 'PORT');
-    opened.push(proxyListening);
-
-    const admin = createAdmin({
-      registry: metrics.registry,
+    const proxy = await startProxyRuntime({
+      settings: {
+        databaseUrl: services.primaryUrl,
+        redisUrl: options.redisUrl ?? undefined,
+        adminToken: options.adminToken,
+        host,
+        adminHost: options.adminHost ?? '127.0.0.1',
+        routesFile: options.routesFile,
+        routesPollMs: options.routesPollMs ?? 2_000,
+        trustedProxies: options.trustedProxies,
+        sessionCookie: options.sessionCookie,
+        drainMs: options.drainMs ?? 10_000,
+      },
+      legacyUrl: legacyListening.url,
+      appUrl: app.url,
+      port: options.proxyPort ?? 0,
+      adminPort: options.adminPort ?? 0,
+      ...(options.breaker ? { breaker: options.breaker } : {}),
       ready: async () => ({
         legacy: await reachable(legacyListening.url),
         app: await reachable(`${app.url}/_health`),
       }),
     });
-    const adminListening = await listen(admin.callback(), options.adminPort ?? 0, options.adminHost ?? '127.0.0.1', 'ADMIN_PORT');
-    opened.push(adminListening);
+    opened.push({ close: () => proxy.stop() });
 
     return {
-      urls: { proxy: proxyListening.url, admin: adminListening.url, app: app.url, legacy: legacyListening.url },
+      urls: { proxy: proxy.url, admin: proxy.adminUrl, app: app.url, legacy: legacyListening.url },
       router,
+      proxy,
       stop,
     };
   } catch (err) {

@@ -4,6 +4,7 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics } from '../metrics/catalog.js';
 import { createProxy, type Proxy } from '../proxy/server.js';
+import { compileTable } from '../routing/route-table.js';
 import { freePort } from '../stack/ports.js';
 
 /** A real upstream on loopback that reports what it received. */
@@ -37,7 +38,9 @@ describe('proxy forwarding', () => {
   before(async () => {
     upstream = await listen(echoServer(), 0, '127.0.0.1', 'test');
     proxy = createProxy({
+      log: () => {},
       legacyUrl: upstream.url, appUrl: `http://127.0.0.1:${await freePort()}`, metrics: createProxyMetrics(),
+      table: { current: compileTable([{ name: 'simple', match: { path: '/simple/*' }, mode: 'new' }], 1) },
       forwarding: { headersTimeoutMs: 500 },
     });
     front = await listen(proxy.app.callback(), 0, '127.0.0.1', 'test');

@@ -1,8 +1,7 @@
 import { expect } from 'chai';
-import { acceptableRequestId, clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers.js';
-import { decide, DEFAULT_ROUTES } from '../proxy/route-table.js';
+import { acceptableRequestId, clientInfo, clientResponseHeaders, trustedProxies, upstreamRequestHeaders } from '../proxy/headers.js';
 
-const client = { ip: '127.0.0.7', proto: 'http' as const, host: 'index.example', requestId: 'req-1' };
+const client = { ip: '127.0.0.7', forwardedFor: '127.0.0.7', proto: 'http', host: 'index.example', forwardedHost: 'index.example', requestId: 'req-1' };
 
 describe('proxy headers', () => {
   it('drops hop-by-hop headers, including those named in Connection', () => {
@@ -39,12 +38,22 @@ describe('proxy headers', () => {
   });
 });
 
-describe('skeleton route table', () => {
-  it('sends the simple API to the new app and everything else to legacy', () => {
-    expect(decide(DEFAULT_ROUTES, '/simple/')).to.deep.equal({ route: 'simple', backend: 'new' });
-    expect(decide(DEFAULT_ROUTES, '/simple/requests/')).to.deep.equal({ route: 'simple', backend: 'new' });
-    expect(decide(DEFAULT_ROUTES, '/simple')).to.deep.equal({ route: 'simple', backend: 'new' });
-    expect(decide(DEFAULT_ROUTES, '/')).to.deep.equal({ route: 'legacy.other', backend: 'legacy' });
-    expect(decide(DEFAULT_ROUTES, '/simplex')).to.deep.equal({ route: 'legacy.other', backend: 'legacy' });
+describe('trusted proxies', () => {
+  const trusted = trustedProxies('10.0.0.0/8, 127.0.0.1, ::1');
+  const headers = { host: 'pypi.example.org', 'x-forwarded-for': '203.0.113.9, 10.1.1.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'pypi.org' };
+
+  it('believes forwarding headers from a trusted hop and extends the chain', () => {
+    const c = clientInfo(headers, '10.2.3.4', false, trusted, 'r');
+    expect(c).to.deep.equal({ ip: '203.0.113.9', forwardedFor: '203.0.113.9, 10.1.1.1, 10.2.3.4', proto: 'https', host: 'pypi.example.org', forwardedHost: 'pypi.org', requestId: 'r' });
+    expect(clientInfo(headers, '::ffff:10.9.9.9', false, trusted, 'r').ip).to.equal('203.0.113.9');
+  });
+
+  it('discards them from anyone else', () => {
+    const c = clientInfo(headers, '192.0.2.1', false, trusted, 'r');
+    expect(c).to.deep.equal({ ip: '192.0.2.1', forwardedFor: '192.0.2.1', proto: 'http', host: 'pypi.example.org', forwardedHost: 'pypi.example.org', requestId: 'r' });
+  });
+
+  it('rejects a malformed entry, naming it', () => {
+    expect(() => trustedProxies('10.0.0.0/40')).to.throw('"10.0.0.0/40" is not an address or an IPv4 CIDR block');
   });
 });

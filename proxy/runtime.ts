@@ -1,0 +1,116 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Settings } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { listen, type Listening } from '../lib/http-server.js';
+import { createProxyMetrics, type ProxyMetrics } from '../metrics/catalog.js';
+import { connect } from '../routing/database.js';
+import { announceVersion, RouteSync } from '../routing/route-sync.js';
+import { createAdmin } from './admin.js';
+import { createProxy, type BreakerSettings, type Proxy } from './server.js';
+
+/** The routes file shipped with Banyan: the package index's routes. */
+export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', import.meta.url));
+
+export interface ProxyRuntimeOptions {
+  readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs'>;
+  readonly legacyUrl: string;
+  readonly appUrl: string;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly breaker?: Partial<BreakerSettings>;
+  readonly ready?: () => Promise<Record<string, boolean>>;
+  readonly log?: (line: string) => void;
+}
+
+/** A running proxy: public and admin listeners, route sync, and a draining stop. */
+export interface ProxyRuntime {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly proxy: Proxy;
+  readonly routes: RouteSync;
+  readonly metrics: ProxyMetrics;
+  /** Stops accepting, lets requests in flight finish (up to the drain time), then closes everything. */
+  stop(): Promise<void>;
+}
+
+/** Reads and parses a routes file, or says what is wrong with it. */
+export function readRoutesFile(path: string): unknown {
+  if (!existsSync(path)) throw new BanyanError('routes-file-missing', `routes file ${path} does not exist`, 'set BANYAN_ROUTES_FILE to a JSON list of routes');
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new BanyanError('routes-file-invalid', `routes file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Starts the proxy with its route table from PostgreSQL (seeded from the routes file when empty). */
+export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<ProxyRuntime> {
+  const { settings } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (!settings.databaseUrl) throw new BanyanError('missing-setting', 'DATABASE_URL is not set; the proxy keeps its route table there');
+  const db = connect(settings.databaseUrl, { max: 4, name: 'banyan-proxy' });
+  const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
+  const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
+  try {
+    const seed = readRoutesFile(settings.routesFile ?? DEFAULT_ROUTES_FILE);
+    const metrics = createProxyMetrics();
+    const routes = await RouteSync.start({
+      db, redisUrl: settings.redisUrl, pollMs: settings.routesPollMs, log,
+      onChange: (table) => metrics.tableVersion.set(table.version),
+    }, seed);
+    metrics.tableVersion.set(routes.current.version);
+    opened.push({ close: () => routes.stop() });
+    const proxy = createProxy({
+      legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
+      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie,
+      ...(options.breaker ? { breaker: options.breaker } : {}),
+    });
+    opened.push({ close: () => proxy.close() });
+
+    const publicSide: Listening = await listen(proxy.app.callback(), options.port, settings.host, 'PORT', settings.drainMs);
+    publicSide.server.on('upgrade', proxy.upgrade);
+    publicSide.server.on('clientError', rejectMalformed);
+    opened.push(publicSide);
+
+    const admin = createAdmin({
+      registry: metrics.registry,
+      ready: options.ready ?? (async () => ({})),
+      routes: {
+        db, adminToken: settings.adminToken, shadow: proxy.shadow,
+        changed: async (version) => {
+          await routes.refresh();
+          await announceVersion(settings.redisUrl, version);
+        },
+      },
+    });
+    const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
+    opened.push(adminSide);
+    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, stop: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/**
+ * Node's parser rejects malformed requests (bad header characters, both
+ * Content-Length and Transfer-Encoding, headers too large) before any handler
+ * runs; answer them plainly instead of dropping the connection.
+ */
+function rejectMalformed(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
+  if (!socket.writable || (err.code === 'ECONNRESET')) {
+    socket.destroy();
+    return;
+  }
+  const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large: the request headers are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout: the request took too long to arrive']
+      : err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || err.code === 'HPE_INVALID_TRANSFER_ENCODING'
+        ? [400, 'Bad Request: Content-Length and Transfer-Encoding conflict']
+        : err.code === 'HPE_INVALID_HEADER_TOKEN' ? [400, 'Bad Request: a header has an invalid character']
+          : [400, 'Bad Request: the request is not valid HTTP/1.1'];
+  const body = `${status} ${text}\n`;
+  socket.end(`HTTP/1.1 ${status} ${text.split(':')[0]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

@@ -1,0 +1,150 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Pool } from 'undici';
+import type { ProxyMetrics } from '../metrics/catalog.js';
+import type { Route } from '../routing/route-table.js';
+import type { CapturedResponse } from './forwarder.js';
+import { compareResponses, type Difference, type Observed } from './shadow-compare.js';
+
+export interface ShadowSettings {
+  /** Shadow requests in flight at once; beyond this a copy is skipped, never queued. */
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+  /** Mismatch samples kept per route. */
+  readonly samples: number;
+  /** Bytes of each body kept for comparison. */
+  readonly maxBodyBytes: number;
+}
+
+export const DEFAULT_SHADOW: ShadowSettings = { concurrency: 32, timeoutMs: 5_000, samples: 20, maxBodyBytes: 1024 * 1024 };
+
+/** A mismatch kept for operators to read. */
+export interface MismatchSample {
+  readonly at: string;
+  readonly method: string;
+  readonly path: string;
+  readonly requestId: string;
+  readonly differences: readonly Difference[];
+}
+
+/** Per-route results and samples, as `GET /api/shadow/<route>` shows them. */
+export interface ShadowReport {
+  readonly route: string;
+  readonly counts: Record<'match' | 'mismatch' | 'noise' | 'error' | 'skipped', number>;
+  readonly samples: readonly MismatchSample[];
+}
+
+/** What the shadow needs of the original request. */
+export interface ShadowRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly requestId: string;
+}
+
+/**
+ * Sends copies of safe requests on shadow routes to the new app, compares its
+ * answer with legacy's (which the client already got), and keeps counts and
+ * mismatch samples. The client never waits for any of it.
+ */
+export class Shadower {
+  readonly #pools: { legacy: Pool; new: Pool };
+  readonly #settings: ShadowSettings;
+  readonly #metrics: ProxyMetrics;
+  readonly #reports = new Map<string, { counts: ShadowReport['counts']; samples: MismatchSample[] }>();
+  #inFlight = 0;
+
+  constructor(pools: { legacy: Pool; new: Pool }, settings: ShadowSettings, metrics: ProxyMetrics) {
+    this.#pools = pools;
+    this.#settings = settings;
+    this.#metrics = metrics;
+  }
+
+  /**
+   * Starts the copy to the new app now (so both sides see the same moment),
+   * and returns a function to call with legacy's captured answer once the client has it.
+   */
+  begin(route: Route, request: ShadowRequest): (legacy: CapturedResponse | undefined) => void {
+    if (this.#inFlight >= this.#settings.concurrency) {
+      this.#count(route.name, 'skipped');
+      return () => {};
+    }
+    this.#inFlight++;
+    const candidate = this.#fetch(this.#pools.new, request, true);
+    const again = route.shadow?.calibrate ? this.#fetch(this.#pools.legacy, request, true) : undefined;
+    return (legacy) => {
+      void this.#finish(route, request, legacy, candidate, again).finally(() => { this.#inFlight--; });
+    };
+  }
+
+  async #finish(route: Route, request: ShadowRequest, legacy: CapturedResponse | undefined,
+    candidate: Promise<Observed>, again: Promise<Observed> | undefined): Promise<void> {
+    let result: 'match' | 'mismatch' | 'noise' | 'error';
+    let differences: Difference[] = [];
+    try {
+      const [got, second] = await Promise.all([candidate, again]);
+      if (!legacy) throw new Error('the legacy answer was not captured');
+      const verdict = compareResponses(legacy, got, {
+        headers: route.shadow?.headers ?? ['content-type'],
+        ignore: route.shadow?.ignore ?? [],
+      }, second);
+      result = verdict.verdict;
+      differences = verdict.differences;
+    } catch {
+      result = 'error';
+    }
+    this.#count(route.name, result);
+    if (result === 'mismatch') {
+      const report = this.#report(route.name);
+      report.samples.unshift({ at: new Date().toISOString(), method: request.method, path: request.path, requestId: request.requestId, differences });
+      report.samples.length = Math.min(report.samples.length, this.#settings.samples);
+    }
+  }
+
+  async #fetch(pool: Pool, request: ShadowRequest, shadow: boolean): Promise<Observed> {
+    const headers: Record<string, string | string[]> = { ...request.headers };
+    if (shadow) headers['x-banyan-shadow'] = '1';
+    const res = await pool.request({
+      method: request.method as 'GET',
+      path: request.path,
+      headers,
+      signal: AbortSignal.timeout(this.#settings.timeoutMs),
+      headersTimeout: this.#settings.timeoutMs,
+      bodyTimeout: this.#settings.timeoutMs,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      const buffer = chunk as Buffer;
+      if (size < this.#settings.maxBodyBytes) chunks.push(buffer.subarray(0, this.#settings.maxBodyBytes - size));
+      size += buffer.length;
+    }
+    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+  }
+
+  #count(route: string, result: keyof ShadowReport['counts']): void {
+    this.#report(route).counts[result]++;
+    this.#metrics.shadowResults.inc({ route, result });
+  }
+
+  #report(route: string) {
+    let report = this.#reports.get(route);
+    if (!report) {
+      report = { counts: { match: 0, mismatch: 0, noise: 0, error: 0, skipped: 0 }, samples: [] };
+      this.#reports.set(route, report);
+    }
+    return report;
+  }
+
+  /** Counts and recent mismatches of one route. */
+  report(route: string): ShadowReport {
+    const r = this.#report(route);
+    return { route, counts: { ...r.counts }, samples: [...r.samples] };
+  }
+}
+
+/** Request headers for a shadow copy: the ones the original carried upstream. */
+export function shadowHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(upstream)) if (v !== undefined) out[k] = v;
+  return out;
+}

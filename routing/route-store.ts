@@ -1,0 +1,127 @@
+import { sql, type Kysely } from 'kysely';
+import { BanyanError } from '../lib/errors.js';
+import type { Database } from '../lib/schema.js';
+import { describeChange, validateTable, type Route } from './route-table.js';
+
+/** One version of the table. */
+export interface TableVersion {
+  readonly version: number;
+  readonly routes: Route[];
+  readonly actor: string;
+  readonly reason: string;
+  readonly createdAt: Date;
+}
+
+/** One row of the audit log: who changed what, when and why. */
+export interface AuditEntry {
+  readonly version: number;
+  readonly action: string;
+  readonly actor: string;
+  readonly reason: string;
+  readonly at: Date;
+  readonly changes: string[];
+}
+
+/** A change to make: the whole new table, who makes it and why. */
+export interface TableChange {
+  readonly routes: unknown;
+  readonly actor: string;
+  readonly reason: string;
+  /** Refuse the change if the table is no longer at this version (another operator got there first). */
+  readonly expectedVersion?: number;
+  readonly action?: string;
+}
+
+// Serializes writers across every process, so versions are gapless and each audit row's "before" is exact.
+const LOCK_KEY = 0x62616e79; // "bany"
+
+/** The latest version, or undefined when no table was ever stored. */
+export async function latestTable(db: Kysely<Database>): Promise<TableVersion | undefined> {
+  const row = await db.selectFrom('route_table_versions').selectAll().orderBy('version', 'desc').limit(1).executeTakeFirst();
+  return row ? toVersion(row) : undefined;
+}
+
+/** The newest version number, cheaply (for polling); 0 when there is none. */
+export async function latestVersionNumber(db: Kysely<Database>): Promise<number> {
+  const row = await db.selectFrom('route_table_versions').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+  return Number(row?.v ?? 0);
+}
+
+/** A given version, or a clear error naming the versions that exist. */
+export async function tableAt(db: Kysely<Database>, version: number): Promise<TableVersion> {
+  const row = await db.selectFrom('route_table_versions').selectAll().where('version', '=', version).executeTakeFirst();
+  if (!row) {
+    const latest = await latestVersionNumber(db);
+    throw new BanyanError('no-such-version', `route table version ${version} does not exist`,
+      latest ? `versions run from 1 to ${latest}; see \`banyan routes history\`` : 'no table has been stored yet');
+  }
+  return toVersion(row);
+}
+
+/**
+ * Validates and stores a new version with its audit row, in one transaction.
+ * A table that fails validation is rejected whole (BanyanError `invalid-table`
+ * whose message lists every problem) and nothing is written.
+ */
+export async function saveTable(db: Kysely<Database>, change: TableChange): Promise<TableVersion> {
+  const checked = validateTable(change.routes);
+  if (!checked.ok) {
+    throw new BanyanError('invalid-table', `the route table was rejected:\n  ${checked.problems.join('\n  ')}`,
+      'nothing was changed; fix these and try again');
+  }
+  if (!change.reason.trim()) throw new BanyanError('reason-required', 'a change needs a reason, for the audit log', 'pass --reason "…"');
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
+    const current = await latestTable(trx);
+    const currentVersion = current?.version ?? 0;
+    if (change.expectedVersion !== undefined && change.expectedVersion !== currentVersion) {
+      throw new BanyanError('version-conflict', `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
+        'look at `banyan routes history`, then make your change again');
+    }
+    const version = currentVersion + 1;
+    const row = await trx.insertInto('route_table_versions')
+      .values({ version, routes: JSON.stringify(checked.routes), actor: change.actor, reason: change.reason })
+      .returningAll().executeTakeFirstOrThrow();
+    await trx.insertInto('route_audit').values({
+      version, action: change.action ?? 'set', actor: change.actor, reason: change.reason,
+      before: current ? JSON.stringify(current.routes) : null, after: JSON.stringify(checked.routes),
+    }).execute();
+    return toVersion(row);
+  });
+}
+
+/** Stores the given routes as version 1 when the store is empty (the routes file seeds it); else returns the latest. */
+export async function seedTable(db: Kysely<Database>, routes: unknown, actor: string): Promise<TableVersion> {
+  const existing = await latestTable(db);
+  if (existing) return existing;
+  try {
+    return await saveTable(db, { routes, actor, reason: 'initial table from the routes file', expectedVersion: 0, action: 'seed' });
+  } catch (err) {
+    // Another instance seeded it first.
+    if (err instanceof BanyanError && err.code === 'version-conflict') return (await latestTable(db))!;
+    throw err;
+  }
+}
+
+/** Makes an earlier version current again, as a new version (history is never rewritten). */
+export async function rollbackTable(db: Kysely<Database>, version: number, actor: string, reason: string): Promise<TableVersion> {
+  const target = await tableAt(db, version);
+  return saveTable(db, { routes: target.routes, actor, reason: reason || `rollback to version ${version}`, action: `rollback to ${version}` });
+}
+
+/** The audit log, newest first. */
+export async function auditLog(db: Kysely<Database>, limit = 50): Promise<AuditEntry[]> {
+  const rows = await db.selectFrom('route_audit').selectAll().orderBy('id', 'desc').limit(limit).execute();
+  return rows.map((r) => ({
+    version: r.version,
+    action: r.action,
+    actor: r.actor,
+    reason: r.reason,
+    at: new Date(r.at as Date),
+    changes: describeChange((r.before as Route[] | null) ?? [], r.after as Route[]),
+  }));
+}
+
+function toVersion(row: { version: number; routes: unknown; actor: string; reason: string; created_at: Date }): TableVersion {
+  return { version: row.version, routes: row.routes as Route[], actor: row.actor, reason: row.reason, createdAt: new Date(row.created_at) };
+}
