@@ -73,7 +73,14 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     const publicSide: Listening = await listen(proxy.app.callback(), options.port, settings.host, 'PORT', settings.drainMs);
     publicSide.server.on('upgrade', proxy.upgrade);
     publicSide.server.on('clientError', rejectMalformed);
-    opened.push(publicSide);
+    opened.push({
+      close: async () => {
+        // Tunnels get the same drain time as requests, then are cut.
+        const cut = setTimeout(() => proxy.closeTunnels(), settings.drainMs);
+        await publicSide.close();
+        clearTimeout(cut);
+      },
+    });
 
     const admin = createAdmin({
       registry: metrics.registry,

@@ -46,6 +46,8 @@ export interface Proxy {
   /** Pass to `server.on('upgrade')`: forwards WebSocket upgrades by route. */
   readonly upgrade: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
   breakerState(backend: 'legacy' | 'new'): 'closed' | 'half-open' | 'open';
+  /** Closes WebSocket tunnels (the HTTP server cannot: they are no longer HTTP). */
+  closeTunnels(): void;
   close(): Promise<void>;
 }
 
@@ -200,6 +202,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     shadow,
     upgrade,
     breakerState: (backend) => (breakers[backend].opened ? 'open' : breakers[backend].halfOpen ? 'half-open' : 'closed'),
+    closeTunnels: () => websockets.close(),
     close: async () => {
       breakers.legacy.shutdown();
       breakers.new.shutdown();

@@ -3,6 +3,8 @@ import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
 import { upstreamRequestHeaders, type ClientInfo } from './headers.js';
 
+const HALF_CLOSE_GRACE_MS = 5_000;
+
 /**
  * Forwards WebSocket (and other HTTP/1.1 Upgrade) requests with
  * http-proxy-3's ws(), the maintained rewrite of node-http-proxy. Headers get
@@ -12,6 +14,7 @@ import { upstreamRequestHeaders, type ClientInfo } from './headers.js';
 export class WebSocketForwarder {
   readonly #targets: Record<'legacy' | 'new', string>;
   readonly #proxy = createProxyServer({ ws: true, xfwd: false });
+  readonly #tunnels = new Set<Socket>();
 
   constructor(targets: Record<'legacy' | 'new', string>) {
     this.#targets = targets;
@@ -30,10 +33,21 @@ export class WebSocketForwarder {
     const clean = upstreamRequestHeaders(req.headers, client) as IncomingMessage['headers'];
     req.headers = { ...clean, connection: connection ?? 'Upgrade', upgrade };
     socket.on('error', () => socket.destroy());
+    // A client that hangs up half-closes the tunnel; a backend that never answers the FIN would keep it forever.
+    socket.once('end', () => setTimeout(() => socket.destroy(), HALF_CLOSE_GRACE_MS).unref());
+    this.#tunnels.add(socket);
+    socket.once('close', () => this.#tunnels.delete(socket));
     this.#proxy.ws(req, socket, head, { target: this.#targets[backend] });
   }
 
+  /** Open tunnels, for draining. */
+  get open(): number {
+    return this.#tunnels.size;
+  }
+
+  /** Closes every tunnel and the proxy. */
   close(): void {
+    for (const socket of this.#tunnels) socket.destroy();
     this.#proxy.close();
   }
 }

@@ -395,11 +395,18 @@ export function describeChange(before: readonly Route[], after: readonly Route[]
   for (const route of after) {
     const previous = old.get(route.name);
     if (!previous) lines.push(`add     ${route.name}: ${route.match.path} → ${summary(route)}`);
-    else if (JSON.stringify(previous) !== JSON.stringify(route)) lines.push(`change  ${route.name}: ${summary(previous)} → ${summary(route)}`);
+    else if (canonical(previous) !== canonical(route)) lines.push(`change  ${route.name}: ${summary(previous)} → ${summary(route)}`);
     old.delete(route.name);
   }
   for (const route of old.values()) lines.push(`remove  ${route.name}: ${route.match.path} (${summary(route)})`);
   return lines;
+}
+
+/** JSON with sorted keys: PostgreSQL's jsonb does not keep key order, so plain JSON.stringify would see changes that are not. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : v));
 }
 
 /** A short description of what a route does: `canary 10%`, `new (fallback)`, `retired 410`. */

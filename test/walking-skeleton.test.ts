@@ -1,5 +1,8 @@
 import { expect } from 'chai';
 import { startBackends, type Backends } from '../stack/local-stack.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import type { Route } from '../routing/route-table.js';
+import { setRoutes } from './support/proxy.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
 describe('walking skeleton: proxy → legacy / new app, reads on the replica', () => {
@@ -8,6 +11,8 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
 
   before(async () => {
     const s = await services();
+    // Other tests change the shared table; this one tests the shipped routes file.
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'walking skeleton: shipped routes');
     backends = await startBackends(s, { adminToken: 'test-token' });
     proxy = backends.urls.proxy;
     await withClient(s.primaryUrl, async (c) => {

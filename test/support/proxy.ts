@@ -1,0 +1,47 @@
+import type { Services } from '../../stack/local-stack.js';
+import { startProxyRuntime, type ProxyRuntime } from '../../proxy/runtime.js';
+import type { BreakerSettings } from '../../proxy/server.js';
+import { connect } from '../../routing/database.js';
+import { saveTable } from '../../routing/route-store.js';
+import type { Route } from '../../routing/route-table.js';
+
+export const ADMIN_TOKEN = 'test-admin-token';
+
+/** Stores `routes` as the newest table version (with an audit row, like any change). */
+export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[], reason = 'test setup'): Promise<number> {
+  const db = connect(s.primaryUrl, { max: 1 });
+  try {
+    return (await saveTable(db, { routes, actor: 'test', reason })).version;
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** A proxy in this process, reading its table from the shared test database. */
+export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
+  redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
+} = {}): Promise<ProxyRuntime> {
+  return startProxyRuntime({
+    settings: {
+      databaseUrl: s.primaryUrl,
+      redisUrl: options.redisUrl === null ? undefined : (options.redisUrl ?? s.redisUrl ?? undefined),
+      adminToken: ADMIN_TOKEN,
+      host: '127.0.0.1',
+      adminHost: '127.0.0.1',
+      routesFile: undefined,
+      routesPollMs: options.pollMs ?? 2_000,
+      trustedProxies: undefined,
+      sessionCookie: options.sessionCookie,
+      drainMs: options.drainMs ?? 1_000,
+    },
+    legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
+    ...(options.breaker ? { breaker: options.breaker } : {}),
+  });
+}
+
+/** GET (or another method) through the proxy, returning status, headers and text. */
+export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; backend: string | null }> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, backend: res.headers.get('x-backend') };
+}
