@@ -1,6 +1,7 @@
 import { BanyanError, describeError } from '../lib/errors.js';
 import { parseArgs } from './args.js';
 import { migrate } from './migrate.js';
+import { routes } from './routes.js';
 import { appCommand, legacyCommand, proxyCommand } from './servers.js';
 import { start } from './start.js';
 
@@ -12,6 +13,8 @@ Commands:
   app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
   legacy                                 the legacy stand-in (PORT, DATABASE_URL)
   migrate up|down|status [--all] [--json]  schema migrations on the primary
+  routes list|show|set|apply|history|rollback  the route table every proxy follows
+                                         (banyan routes help for the details)
 
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
@@ -23,6 +26,11 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   app: { valued: [], switches: [], run: appCommand },
   legacy: { valued: [], switches: [], run: legacyCommand },
   migrate: { valued: [], switches: ['json', 'all'], run: migrate },
+  routes: {
+    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message'],
+    switches: ['json', 'fallback', 'no-fallback', 'dry-run'],
+    run: routes,
+  },
 };
 
 async function main(argv: string[]): Promise<void> {
@@ -36,10 +44,13 @@ async function main(argv: string[]): Promise<void> {
   await command.run(parseArgs(rest, command.valued, command.switches));
 }
 
+/** Exit codes: 0 done, 1 refused or failed (the message says why), 2 the command line was wrong. */
+const USAGE_ERRORS = new Set(['bad-arguments', 'unknown-command']);
+
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`banyan: ${describeError(err)}\n`);
   if (!(err instanceof BanyanError) && err instanceof Error && process.env['BANYAN_DEBUG']) process.stderr.write(`${err.stack}\n`);
-  process.exitCode = 1;
+  const code = err instanceof BanyanError && USAGE_ERRORS.has(err.code) ? 2 : 1;
   // Let 'exit' run: it stops any server child that start-up left behind.
-  setImmediate(() => process.exit(1));
+  setImmediate(() => process.exit(code));
 });

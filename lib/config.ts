@@ -24,6 +24,8 @@ export interface Settings {
   readonly appUrl: string | undefined;
   readonly secret: string | undefined;
   readonly adminToken: string | undefined;
+  /** Where the proxy's admin listener is, for commands that ask it (BANYAN_ADMIN_URL). */
+  readonly adminUrl: string | undefined;
   readonly host: string;
   readonly port: number | undefined;
   readonly adminHost: string;
@@ -78,6 +80,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     appUrl: optionalUrl('APP_URL', pick('APP_URL', stack?.app), ['http:', 'https:']),
     secret: checkSecret(pick('BANYAN_SECRET', undefined)),
     adminToken: pick('BANYAN_ADMIN_TOKEN', stack?.adminToken),
+    adminUrl: optionalUrl('BANYAN_ADMIN_URL', pick('BANYAN_ADMIN_URL', stack?.admin), ['http:', 'https:']),
     host: env['HOST'] || '127.0.0.1',
     port: optionalPort('PORT', env['PORT']),
     adminHost: env['ADMIN_HOST'] || '127.0.0.1',

@@ -20,6 +20,8 @@ export interface AdminOptions {
     readonly shadow: Shadower;
     /** Called after a change is stored: announce it and apply it here at once. */
     readonly changed: (version: number) => Promise<void>;
+    /** What this proxy is doing now: the table version in effect and its breakers. */
+    readonly status: () => Record<string, unknown>;
   };
 }
 
@@ -97,6 +99,9 @@ export function createAdmin(options: AdminOptions): Koa {
         typeof body['reason'] === 'string' ? body['reason'] : '');
       await api.changed(saved.version);
       ctx.body = { version: saved.version, restored: body['version'] };
+    });
+    router.get('/api/status', guard, (ctx) => {
+      ctx.body = api.status();
     });
     router.get('/api/shadow/:route', guard, (ctx) => {
       ctx.body = api.shadow.report(ctx.params['route']!);

@@ -87,6 +87,11 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       ready: options.ready ?? (async () => ({})),
       routes: {
         db, adminToken: settings.adminToken, shadow: proxy.shadow,
+        status: () => ({
+          version: routes.current.version,
+          breakers: { legacy: proxy.breakerState('legacy'), new: proxy.breakerState('new') },
+          shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
+        }),
         changed: async (version) => {
           await routes.refresh();
           await announceVersion(settings.redisUrl, version);

@@ -3,12 +3,12 @@ import { runBanyan } from './support/cli.js';
 import { services } from './support/services.js';
 
 describe('banyan command line', () => {
-  it('prints usage for help, and exits 1 for an unknown command', () => {
+  it('prints usage for help, and exits 2 for an unknown command', () => {
     const help = runBanyan(['help']);
     expect(help.status).to.equal(0);
     expect(help.stdout).to.contain('migrate up|down|status');
     const bad = runBanyan(['frobnicate']);
-    expect(bad.status).to.equal(1);
+    expect(bad.status).to.equal(2);
     expect(bad.stderr).to.equal('banyan: unknown command "frobnicate" (run `banyan help` for the list)\n');
   });
 
@@ -29,7 +29,7 @@ describe('banyan command line', () => {
 
   it('migrate without an action, or without a database, says what to do', () => {
     const none = runBanyan(['migrate'], { cwd: '/', env: { DATABASE_URL: '' } });
-    expect(none.status).to.equal(1);
+    expect(none.status).to.equal(2);
     expect(none.stderr).to.contain('migrate needs up, down or status');
     const noDb = runBanyan(['migrate', 'status'], { cwd: '/', env: { DATABASE_URL: '' } });
     expect(noDb.status).to.equal(1);

@@ -14,6 +14,25 @@ export function runBanyan(args: string[], options: { cwd?: string; env?: NodeJS.
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/**
+ * Runs `banyan args…` without blocking this process's event loop, for
+ * commands that talk to servers running inside the test process.
+ */
+export function runBanyanAsync(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [BANYAN, ...args], { cwd: options.cwd, env: { ...process.env, ...options.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
 /** A running `banyan start`, with its output collected. */
 export interface StartedStack {
   readonly child: ChildProcess;

@@ -1,0 +1,209 @@
+import { hostname, userInfo } from 'node:os';
+import { loadSettings, required } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { readRoutesFile } from '../proxy/runtime.js';
+import { connect } from '../routing/database.js';
+import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
+import { announceVersion } from '../routing/route-sync.js';
+import { describeChange, MODES, summary, validateTable, type Mode, type Route } from '../routing/route-table.js';
+import type { Args } from './args.js';
+import { printTable } from './output.js';
+
+const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent N] [--fallback | --no-fallback]
+                [--status 410 --message TEXT] --reason TEXT [--dry-run]
+              | history [--limit N] | rollback VERSION --reason TEXT | apply FILE --reason TEXT [--dry-run]
+              | shadow NAME (comparison results and recent mismatches) | status (what the proxy is doing now)
+Add --json for output scripts can read.`;
+
+/** `banyan routes …`: read and change the route table every proxy follows. */
+export async function routes(args: Args): Promise<void> {
+  const [action, target] = args.words;
+  const usage = (why: string) => new BanyanError('bad-arguments', why, `usage:\n${USAGE}`);
+  if (!action) throw usage('routes needs an action');
+  if (action === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (action === 'shadow' || action === 'status') return askProxy(action, target, args.flags.has('json'), usage);
+  const settings = loadSettings();
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the route table'), { max: 1, name: 'banyan-routes' });
+  const json = args.flags.has('json');
+  const out = (value: unknown): void => { process.stdout.write(`${JSON.stringify(value, null, 2)}\n`); };
+  const actor = `${userInfo().username}@${hostname()} (cli)`;
+  const reason = () => {
+    const r = args.flags.get('reason');
+    if (typeof r !== 'string' || !r.trim()) throw usage('a change needs --reason "…" for the audit log');
+    return r;
+  };
+  const announce = async (version: number) => {
+    const told = await announceVersion(settings.redisUrl, version);
+    if (json) return;
+    process.stdout.write(told
+      ? `Version ${version} is stored; every proxy switches to it within a second.\n`
+      : `Version ${version} is stored; proxies pick it up within their poll interval (Redis was not reachable to announce it).\n`);
+  };
+  try {
+    const current = await latestTable(db);
+    const table = current?.routes ?? [];
+    switch (action) {
+      case 'list': {
+        if (json) return out(current ?? { version: 0, routes: [] });
+        process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
+        printTable(['route', 'match', 'mode'], table.map((r) => [r.name, matchText(r), summary(r)]));
+        return;
+      }
+      case 'show': {
+        const route = find(table, target);
+        if (json) return out(route);
+        printTable(['field', 'value'], Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+        return;
+      }
+      case 'set': {
+        const route = find(table, target);
+        const changed = applyFlags(route, args, usage);
+        const next = table.map((r) => (r.name === route.name ? changed : r));
+        return await change(next, `set ${route.name}`);
+      }
+      case 'apply': {
+        if (!target) throw usage('apply needs a FILE');
+        return await change(readRoutesFile(target), `apply ${target}`);
+      }
+      case 'history': {
+        const limit = args.flags.has('limit') ? Number(args.flags.get('limit')) : 20;
+        if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a whole number above 0');
+        const entries = await auditLog(db, limit);
+        if (json) return out(entries);
+        printTable(['version', 'when', 'who', 'action', 'reason', 'changes'], entries.map((e) => [
+          String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.join('; ') || '(none)',
+        ]));
+        return;
+      }
+      case 'rollback': {
+        const version = Number(target);
+        if (!target || !Number.isInteger(version) || version < 1) throw usage('rollback needs the VERSION to restore (see `banyan routes history`)');
+        const saved = await rollbackTable(db, version, actor, reason());
+        if (json) out({ version: saved.version, restored: version });
+        else process.stdout.write(`Restored version ${version} as version ${saved.version}.\n`);
+        await announce(saved.version);
+        return;
+      }
+      default:
+        throw usage(`unknown routes action "${action}"`);
+    }
+
+    async function change(next: unknown, what: string): Promise<void> {
+      if (args.flags.has('dry-run')) {
+        const checked = validateTable(next);
+        if (!checked.ok) {
+          throw new BanyanError('invalid-table', `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`, 'nothing was changed');
+        }
+        const changes = describeChange(table, checked.routes);
+        if (json) return out({ dryRun: true, valid: true, changes });
+        process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
+        return;
+      }
+      const saved = await saveTable(db, { routes: next, actor, reason: reason(), ...(current ? { expectedVersion: current.version } : {}) });
+      const changes = describeChange(table, saved.routes);
+      if (json) out({ version: saved.version, changes });
+      else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
+      await announce(saved.version);
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+interface ShadowReport {
+  counts: Record<string, number>;
+  samples: { at: string; method: string; path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[];
+}
+
+/** Commands answered by the running proxy's admin API rather than the database. */
+async function askProxy(action: 'shadow' | 'status', name: string | undefined, json: boolean, usage: (why: string) => BanyanError): Promise<void> {
+  const settings = loadSettings();
+  const admin = required(settings.adminUrl, 'BANYAN_ADMIN_URL', 'to ask the proxy');
+  const token = required(settings.adminToken, 'BANYAN_ADMIN_TOKEN', 'to use the admin API');
+  if (action === 'shadow' && !name) throw usage('shadow needs the route NAME');
+  const path = action === 'shadow' ? `/api/shadow/${encodeURIComponent(name!)}` : '/api/status';
+  let res: Response;
+  try {
+    res = await fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
+  } catch (err) {
+    throw new BanyanError('proxy-unreachable', `cannot reach the proxy's admin API at ${admin}: ${(err as Error).message}`, 'is the proxy running? check BANYAN_ADMIN_URL');
+  }
+  const body = await res.json() as Record<string, unknown>;
+  if (!res.ok) throw new BanyanError('admin-refused', `the admin API answered ${res.status}: ${String(body['message'] ?? '')}`);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    return;
+  }
+  if (action === 'status') {
+    const breakers = body['breakers'] as Record<string, string>;
+    process.stdout.write(`Route table version ${String(body['version'])} in effect.\n\n`);
+    printTable(['backend', 'circuit breaker'], Object.entries(breakers).map(([b, state]) => [b, state === 'open' ? 'open (safe requests fall back to legacy)' : state]));
+    const shadow = body['shadow'] as Record<string, Record<string, number>>;
+    if (Object.keys(shadow).length) {
+      process.stdout.write('\n');
+      printTable(['shadow route', 'match', 'mismatch', 'noise', 'error', 'skipped'], Object.entries(shadow).map(([route, c]) =>
+        [route, String(c['match']), String(c['mismatch']), String(c['noise']), String(c['error']), String(c['skipped'])]));
+    }
+    return;
+  }
+  const report = body as unknown as ShadowReport;
+  const c = report.counts;
+  const total = Object.values(c).reduce((a, b) => a + b, 0);
+  process.stdout.write(`Shadow results for ${name}: ${total} compared: ${c['match']} match, ${c['mismatch']} mismatch, ${c['noise']} noise, ` +
+    `${c['error']} error, ${c['skipped']} skipped.\n`);
+  for (const sample of report.samples) {
+    process.stdout.write(`\n${sample.at}  ${sample.method} ${sample.path}  (request ${sample.requestId})\n`);
+    printTable(['  where', 'legacy', 'new'], sample.differences.map((d) => [`  ${d.where}`, d.legacy, d.new]));
+  }
+}
+
+function find(table: readonly Route[], name: string | undefined): Route {
+  if (!name) throw new BanyanError('bad-arguments', 'name the route (see `banyan routes list`)');
+  const route = table.find((r) => r.name === name);
+  if (!route) {
+    const near = table.map((r) => r.name).filter((n) => n.includes(name) || name.includes(n)).slice(0, 5);
+    throw new BanyanError('no-such-route', `no route named "${name}"`, near.length ? `did you mean ${near.join(', ')}?` : 'see `banyan routes list`');
+  }
+  return route;
+}
+
+/** The route with the command line's changes; mode options that no longer apply are dropped. */
+function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanError): Route {
+  const next: Record<string, unknown> = { ...route };
+  const mode = args.flags.get('mode');
+  if (mode !== undefined) {
+    if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw usage(`--mode must be one of ${MODES.join(', ')}`);
+    next['mode'] = mode;
+  }
+  if (args.flags.has('percent')) {
+    const percent = Number(args.flags.get('percent'));
+    if (!Number.isFinite(percent)) throw usage('--percent must be a number from 0 to 100');
+    next['percent'] = percent;
+  }
+  if (args.flags.has('fallback')) next['fallback'] = true;
+  if (args.flags.has('no-fallback')) next['fallback'] = false;
+  if (args.flags.has('message') || args.flags.has('status')) {
+    const previous = route.retired;
+    next['retired'] = {
+      status: args.flags.has('status') ? Number(args.flags.get('status')) : previous?.status ?? 410,
+      message: args.flags.has('message') ? String(args.flags.get('message')) : previous?.message ?? '',
+    };
+  }
+  if (next['mode'] !== 'canary') delete next['percent'];
+  if (next['mode'] !== 'new' && next['mode'] !== 'canary') delete next['fallback'];
+  if (next['mode'] !== 'retired' && !next['brownouts']) delete next['retired'];
+  return next as unknown as Route;
+}
+
+function matchText(route: Route): string {
+  const m = route.match;
+  const extras = [
+    m.methods ? m.methods.join(',') : '',
+    m.host ? `host ${m.host}` : '',
+    m.query ? Object.entries(m.query).map(([k, v]) => `${k}=${v}`).join('&') : '',
+  ].filter(Boolean);
+  return extras.length ? `${m.path} (${extras.join('; ')})` : m.path;
+}

@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
+import { services } from './support/services.js';
+import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+
+interface Report { counts: Record<string, number>; samples: { path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[] }
+
+describe('shadow mode: legacy answers, the new app is compared', () => {
+  let legacy: FakeBackend;
+  let app: FakeBackend;
+  let proxy: ProxyRuntime;
+  let tick = 0;
+
+  const json = (body: unknown) => (_req: unknown, res: import('node:http').ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+
+  before(async () => {
+    const s = await services();
+    legacy = await fakeBackend('legacy');
+    app = await fakeBackend('new');
+    // Legacy stamps every answer with a changing serial: noise, not a difference.
+    legacy.answer('/pypi/', (req, res) => json({ name: req.url!.split('/')[2], version: '1.0', serial: ++tick })(req, res));
+    app.answer('/pypi/same', json({ name: 'same', version: '1.0', serial: 0 }));
+    app.answer('/pypi/diff', json({ name: 'diff', version: '2.0', serial: 0 }));
+    app.answer('/pypi/slow', (_req, res) => { setTimeout(() => json({ name: 'slow', version: '1.0', serial: 0 })(_req, res), 1_500); });
+    app.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>new</h1>\n'); });
+    legacy.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>old</h1>\n'); });
+    await setRoutes(s, [
+      { name: 'legacy.json', match: { path: '/pypi/:project' }, mode: 'shadow', shadow: { calibrate: true } },
+      { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
+    ]);
+    proxy = await startTestProxy(s, legacy.url, app.url);
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await legacy.close();
+    await app.close();
+  });
+
+  const report = async (route: string): Promise<Report> =>
+    (await fetch(`${proxy.adminUrl}/api/shadow/${route}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as Promise<Report>;
+  const settle = async (route: string, total: number) => {
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const r = await report(route);
+      if (Object.values(r.counts).reduce((a, b) => a + b, 0) >= total || Date.now() > deadline) return r;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  };
+
+  it('serves the client from legacy without waiting for the shadow', async () => {
+    const t0 = Date.now();
+    const r = await call(`${proxy.url}/pypi/slow`);
+    expect(Date.now() - t0, 'the slow new app must not delay the client').to.be.below(1_000);
+    expect(JSON.parse(r.text)).to.deep.include({ name: 'slow' });
+    expect(app.seen.some((s) => s.path === '/pypi/slow' && s.headers['x-banyan-shadow'] === '1')).to.equal(true);
+    const settled = await settle('legacy.json', 1);
+    expect(settled.counts['noise'], 'the late answer is still compared').to.equal(1);
+  });
+
+  it('counts matches, calls legacy-vs-legacy differences noise, and samples real mismatches with a diff', async () => {
+    for (let i = 0; i < 3; i++) await call(`${proxy.url}/pypi/same`);
+    const diff = await call(`${proxy.url}/pypi/diff`, { headers: { 'x-request-id': 'shadow-diff-1' } });
+    expect(JSON.parse(diff.text).version, 'the client gets legacy').to.equal('1.0');
+    const r = await settle('legacy.json', 1 + 4);
+    expect(r.counts['noise']).to.equal(1 + 3);
+    expect(r.counts['match'], 'with calibration, serial differences are noise, not matches').to.equal(0);
+    expect(r.counts['mismatch']).to.equal(1);
+    expect(r.samples[0]).to.deep.include({ path: '/pypi/diff', requestId: 'shadow-diff-1' });
+    expect(r.samples[0]!.differences).to.deep.equal([{ where: 'body.version', legacy: '"1.0"', new: '"2.0"' }]);
+  });
+
+  it('compares text bodies line by line when there is no calibration', async () => {
+    await call(`${proxy.url}/plain/page`);
+    const r = await settle('legacy.plain', 1);
+    expect(r.counts['mismatch']).to.equal(1);
+    expect(r.samples[0]!.differences).to.deep.equal([{ where: 'body line 1', legacy: '<h1>old</h1>', new: '<h1>new</h1>' }]);
+  });
+
+  it('never shadows unsafe methods', async () => {
+    const before = app.seen.length;
+    const r = await call(`${proxy.url}/pypi/same`, { method: 'POST', body: 'x=1' });
+    expect(r.status).to.equal(200);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(app.seen.length).to.equal(before);
+  });
+
+  it('exports the results as metrics', async () => {
+    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(metrics).to.match(/banyan_proxy_shadow_results_total\{route="legacy.json",result="mismatch"\} 1/);
+    expect(metrics).to.match(/banyan_proxy_shadow_results_total\{route="legacy.json",result="noise"\} 4/);
+  });
+});

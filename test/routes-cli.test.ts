@@ -1,0 +1,137 @@
+import { expect } from 'chai';
+import type { ServerResponse } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import { runBanyanAsync } from './support/cli.js';
+import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
+import { services, tempDir } from './support/services.js';
+import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+
+describe('banyan routes: an operator cuts a route over from the command line', () => {
+  let legacy: FakeBackend;
+  let app: FakeBackend;
+  let proxy: ProxyRuntime;
+  let env: NodeJS.ProcessEnv;
+  let start: number;
+
+  const json = (version: string) => (_req: unknown, res: ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ name: 'demo', version }));
+  };
+  const routes = (...args: string[]) => runBanyanAsync(['routes', ...args], { cwd: '/', env });
+  const until = async (what: string, check: () => Promise<boolean>) => {
+    const deadline = Date.now() + 3_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  before(async () => {
+    const s = await services();
+    legacy = await fakeBackend('legacy');
+    app = await fakeBackend('new');
+    legacy.answer('/project/', json('1.0'));
+    app.answer('/project/', json('1.1'));
+    start = await setRoutes(s, [
+      { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+      { name: 'project.page', match: { path: '/project/:name/' }, mode: 'legacy' },
+    ]);
+    proxy = await startTestProxy(s, legacy.url, app.url, { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } });
+    env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, BANYAN_ADMIN_URL: proxy.adminUrl, BANYAN_ADMIN_TOKEN: ADMIN_TOKEN };
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await legacy.close();
+    await app.close().catch(() => {});
+  });
+
+  it('lists the table as a readable table and as JSON', async () => {
+    const list = await routes('list');
+    expect(list.status).to.equal(0);
+    expect(list.stdout).to.match(new RegExp(`^Route table version ${start}, by test: test setup`));
+    expect(list.stdout).to.match(/project\.page\s+\/project\/:name\/\s+legacy/);
+    const parsed = JSON.parse((await routes('list', '--json')).stdout) as { version: number; routes: { name: string }[] };
+    expect(parsed.version).to.equal(start);
+    expect(parsed.routes.map((r) => r.name)).to.deep.equal(['legacy.home', 'project.page']);
+  });
+
+  it('shadow, read the mismatches, canary, new, fall back when the new app dies, roll back: no restart', async () => {
+    const shadowed = await routes('set', 'project.page', '--mode', 'shadow', '--reason', 'compare the rewrite');
+    expect(shadowed.status, shadowed.stderr).to.equal(0);
+    expect(shadowed.stdout).to.contain('change  project.page: legacy → shadow');
+    expect(shadowed.stdout).to.contain(`Version ${start + 1} is stored; every proxy switches to it within a second.`);
+    await until('the proxy follows', async () => proxy.routes.current.version === start + 1);
+    const page = await call(`${proxy.url}/project/demo/`);
+    expect(JSON.parse(page.text).version, 'legacy still answers').to.equal('1.0');
+    await until('the comparison is in', async () => proxy.proxy.shadow.report('project.page').counts.mismatch === 1);
+    const report = await routes('shadow', 'project.page');
+    expect(report.status, report.stderr).to.equal(0);
+    expect(report.stdout).to.contain('Shadow results for project.page: 1 compared: 0 match, 1 mismatch');
+    expect(report.stdout).to.match(/body\.version\s+"1\.0"\s+"1\.1"/);
+
+    const canary = await routes('set', 'project.page', '--mode', 'canary', '--percent', '10', '--reason', 'first users');
+    expect(canary.stdout).to.contain('change  project.page: shadow → canary 10%');
+
+    const cut = await routes('set', 'project.page', '--mode', 'new', '--fallback', '--reason', 'all users');
+    expect(cut.stdout).to.contain('change  project.page: canary 10% → new (fallback)');
+    await until('the new app answers', async () => JSON.parse((await call(`${proxy.url}/project/demo/`)).text).version === '1.1');
+
+    await app.close();
+    for (let i = 0; i < 4; i++) {
+      const r = await call(`${proxy.url}/project/demo/`);
+      expect(r.status).to.equal(200);
+      expect(JSON.parse(r.text).version, 'served by legacy while the new app is down').to.equal('1.0');
+    }
+    const status = await routes('status');
+    expect(status.stdout).to.match(/new\s+open \(safe requests fall back to legacy\)/);
+
+    const back = await routes('rollback', String(start), '--reason', 'new app down');
+    expect(back.status, back.stderr).to.equal(0);
+    expect(back.stdout).to.contain(`Restored version ${start} as version ${start + 4}.`);
+    await until('the route is back on legacy', async () => proxy.routes.current.version === start + 4);
+    expect(proxy.routes.current.routes.find((r) => r.name === 'project.page')?.mode).to.equal('legacy');
+
+    const history = await routes('history', '--limit', '5');
+    expect(history.stdout).to.match(/rollback to \d+\s+new app down/);
+    expect(history.stdout).to.contain('compare the rewrite');
+  });
+
+  it('refuses bad changes with exit 1 and the reason, and bad usage with exit 2', async () => {
+    const noPercent = await routes('set', 'project.page', '--mode', 'canary', '--reason', 'x');
+    expect(noPercent.status).to.equal(1);
+    expect(noPercent.stderr).to.contain('route 2 "project.page": percent: canary needs a percent from 0 to 100');
+    const unknown = await routes('set', 'project', '--mode', 'new', '--reason', 'x');
+    expect(unknown.status).to.equal(1);
+    expect(unknown.stderr).to.equal('banyan: no route named "project" (did you mean project.page?)\n');
+    const mode = await routes('set', 'project.page', '--mode', 'sideways', '--reason', 'x');
+    expect(mode.status).to.equal(2);
+    expect(mode.stderr).to.contain('--mode must be one of legacy, shadow, canary, new, retired');
+    const noReason = await routes('set', 'project.page', '--mode', 'new');
+    expect(noReason.status).to.equal(2);
+    expect((await routes('frobnicate')).status).to.equal(2);
+  });
+
+  it('applies a whole file, with a dry run first', async () => {
+    const dir = tempDir('banyan-routes-');
+    const file = join(dir, 'routes.json');
+    writeFileSync(file, JSON.stringify([
+      { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+      { name: 'project.page', match: { path: '/project/:name/' }, mode: 'retired', retired: { status: 410, message: 'gone' } },
+    ]));
+    const before = proxy.routes.current.version;
+    const dry = await routes('apply', file, '--dry-run');
+    expect(dry.status).to.equal(0);
+    expect(dry.stdout).to.contain('Dry run (apply');
+    expect(dry.stdout).to.contain('change  project.page: legacy → retired 410');
+    const applied = await routes('apply', file, '--reason', 'retire the page');
+    expect(applied.status).to.equal(0);
+    expect(JSON.parse((await routes('list', '--json')).stdout).version).to.equal(before + 1);
+    writeFileSync(file, '[{"name": "x"}]');
+    const bad = await routes('apply', file, '--reason', 'bad');
+    expect(bad.status).to.equal(1);
+    expect(bad.stderr).to.contain('route 1 "x": match: must be an object with at least "path"');
+  });
+});
