@@ -1,0 +1,108 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { BANYAN } from './support/cli.js';
+import { setRoutes } from './support/proxy.js';
+import { services } from './support/services.js';
+import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+
+/** `banyan proxy` as its own process, as operators run it. */
+async function startProxyProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; output: () => string }> {
+  const child = spawn(process.execPath, [BANYAN, 'proxy'], { env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => { output += d; });
+  child.stderr!.on('data', (d) => { output += d; });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const match = /proxy listening on (http:\/\/[\d.:]+)/.exec(output);
+    if (match) return { child, url: match[1]!, exited, output: () => output };
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`banyan proxy did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function rssBytes(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  return Number(/(\d+)/.exec(line)![1]) * 1024;
+}
+
+describe('banyan proxy as a process', () => {
+  let legacy: FakeBackend;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    const s = await services();
+    legacy = await fakeBackend('legacy');
+    await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }]);
+    env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, LEGACY_URL: legacy.url, APP_URL: legacy.url, BANYAN_ADMIN_TOKEN: 'x'.repeat(20) };
+    legacy.answer('/sink', (req, res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => { bytes += chunk.length; hash.update(chunk); });
+      req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })); });
+    });
+    legacy.answer('/slow', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('finished'); }, 1_000); });
+  });
+
+  after(async () => {
+    await legacy.close();
+  });
+
+  it('streams a 1 GiB upload through with backpressure: RSS grows by less than 50 MB', async function () {
+    this.timeout(120_000);
+    const proxy = await startProxyProcess(env);
+    try {
+      const pid = proxy.child.pid!;
+      // Warm up first: the first forwarded upload loads and compiles code that is not the upload's cost.
+      for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/sink`, { method: 'POST', body: Buffer.alloc(8 * 1024 * 1024) })).text();
+      const baseline = rssBytes(pid);
+      let peak = baseline;
+      const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)); }, 50);
+      const total = 1024 * 1024 * 1024;
+      const chunk = Buffer.alloc(1024 * 1024, 0x5a);
+      const expected = createHash('sha256');
+      const result = await new Promise<{ bytes: number; sha256: string }>((resolve, reject) => {
+        const req = request(`${proxy.url}/sink`, { method: 'POST', headers: { 'content-length': String(total) } }, (res) => {
+          let text = '';
+          res.on('data', (d) => { text += d; });
+          res.on('end', () => resolve(JSON.parse(text)));
+        });
+        req.on('error', reject);
+        let sent = 0;
+        const pump = () => {
+          while (sent < total) {
+            sent += chunk.length;
+            expected.update(chunk);
+            if (!req.write(chunk)) return req.once('drain', pump);
+          }
+          req.end();
+        };
+        pump();
+      });
+      clearInterval(sampler);
+      expect(result.bytes).to.equal(total);
+      expect(result.sha256).to.equal(expected.digest('hex'));
+      const growth = peak - baseline;
+      expect(growth, `RSS grew by ${(growth / 1e6).toFixed(1)} MB`).to.be.below(50 * 1024 * 1024);
+    } finally {
+      proxy.child.kill('SIGTERM');
+      await proxy.exited;
+    }
+  });
+
+  it('SIGTERM drains: the request in flight finishes, new connections are refused, then it exits 0', async () => {
+    const proxy = await startProxyProcess({ ...env, BANYAN_DRAIN: '5s' });
+    const inFlight = fetch(`${proxy.url}/slow`).then(async (r) => ({ status: r.status, text: await r.text() }));
+    await new Promise((r) => setTimeout(r, 300));
+    proxy.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = await fetch(`${proxy.url}/`).then(() => 'answered', (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message);
+    expect(refused).to.equal('ECONNREFUSED');
+    expect(await inFlight).to.deep.equal({ status: 200, text: 'finished' });
+    expect(await proxy.exited).to.equal(0);
+    expect(proxy.output()).to.contain('draining');
+  });
+});
