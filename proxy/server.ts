@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import CircuitBreaker from 'opossum';
 import Koa from 'koa';
-import { methodLabel, statusClass, type ProxyMetrics } from '../metrics/catalog.js';
+import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
 import { canaryBucket, decide, type CompiledTable, type Decision } from '../routing/route-table.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
@@ -99,6 +99,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   const send = (backend: 'legacy' | 'new', req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions) =>
     breakers[backend].fire(() => forwarder.forward(backend, req, res, client, forward)) as Promise<CapturedResponse | undefined>;
 
+  const record = requestRecorder(metrics);
   const app = new Koa();
   app.use(async (ctx) => {
     const started = process.hrtime.bigint();
@@ -110,11 +111,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     const decision = routeFor(req, client);
     const method = req.method ?? 'GET';
     let served: string = decision.target;
-    res.once('finish', () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.requests.inc({ route: decision.route, backend: served, method: methodLabel(method), status_class: statusClass(res.statusCode) });
-      metrics.duration.observe({ route: decision.route, backend: served }, seconds);
-    });
+    res.once('finish', () => record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
 
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };

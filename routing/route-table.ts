@@ -279,49 +279,59 @@ export function compileTable(routes: readonly Route[], version: number): Compile
     version,
     routes,
     match(method, host, path, query) {
-      const segments = path.slice(1).split('/');
-      const values: string[] = [];
-      let parsed: URLSearchParams | undefined;
-      const accepts = (c: Candidate): boolean => {
-        if (c.methods && !c.methods.has(method)) return false;
-        if (c.host && !hostMatches(c.host, host)) return false;
-        if (c.query) {
-          parsed ??= new URLSearchParams(query);
-          for (const [k, v] of c.query) {
-            const actual = parsed.get(k);
-            if (actual === null || (v !== '*' && actual !== v)) return false;
-          }
-        }
-        return true;
-      };
-      const found = (c: Candidate) => {
-        const params: Record<string, string> = {};
-        c.paramNames.forEach((name, i) => { params[name] = values[i]!; });
-        return { route: c.route, params };
-      };
-      const walk = (node: Node, i: number): { route: Route; params: Record<string, string> } | undefined => {
-        if (i === segments.length) {
-          for (const c of node.exact) if (accepts(c)) return found(c);
-        } else {
-          const segment = segments[i]!;
-          const next = node.literal?.get(segment);
-          if (next) {
-            const hit = walk(next, i + 1);
-            if (hit) return hit;
-          }
-          if (node.param && segment !== '') {
-            values.push(safeDecode(segment));
-            const hit = walk(node.param, i + 1);
-            if (hit) return hit;
-            values.pop();
-          }
-        }
-        for (const c of node.rest) if (accepts(c)) return found(c);
-        return undefined;
-      };
-      return walk(root, 0);
+      const state: MatchState = { method, host, query, parsed: undefined, segments: path.slice(1).split('/'), values: [] };
+      const hit = walk(root, 0, state);
+      if (!hit) return undefined;
+      const params: Record<string, string> = {};
+      for (let i = 0; i < hit.paramNames.length; i++) params[hit.paramNames[i]!] = state.values[i]!;
+      return { route: hit.route, params };
     },
   };
+}
+
+/** One request's matching state; kept in one object so matching allocates no closures. */
+interface MatchState {
+  readonly method: string;
+  readonly host: string | undefined;
+  readonly query: string;
+  parsed: URLSearchParams | undefined;
+  readonly segments: string[];
+  readonly values: string[];
+}
+
+/** Depth-first, most specific branch first: literal, then :param, then a `*` ending here. */
+function walk(node: Node, i: number, state: MatchState): Candidate | undefined {
+  if (i === state.segments.length) {
+    for (const c of node.exact) if (accepts(c, state)) return c;
+  } else {
+    const segment = state.segments[i]!;
+    const next = node.literal?.get(segment);
+    if (next) {
+      const hit = walk(next, i + 1, state);
+      if (hit) return hit;
+    }
+    if (node.param && segment !== '') {
+      state.values.push(safeDecode(segment));
+      const hit = walk(node.param, i + 1, state);
+      if (hit) return hit;
+      state.values.pop();
+    }
+  }
+  for (const c of node.rest) if (accepts(c, state)) return c;
+  return undefined;
+}
+
+function accepts(c: Candidate, state: MatchState): boolean {
+  if (c.methods && !c.methods.has(state.method)) return false;
+  if (c.host && !hostMatches(c.host, state.host)) return false;
+  if (c.query) {
+    state.parsed ??= new URLSearchParams(state.query);
+    for (const [k, v] of c.query) {
+      const actual = state.parsed.get(k);
+      if (actual === null || (v !== '*' && actual !== v)) return false;
+    }
+  }
+  return true;
 }
 
 function hostMatches(pattern: string, host: string | undefined): boolean {
@@ -331,6 +341,7 @@ function hostMatches(pattern: string, host: string | undefined): boolean {
 }
 
 function safeDecode(segment: string): string {
+  if (!segment.includes('%')) return segment;
   try {
     return decodeURIComponent(segment);
   } catch {

@@ -1,0 +1,163 @@
+/**
+ * npm run bench:proxy [-- --seconds 4 --rounds 3 --connections 50 --json]
+ *
+ * Side by side, in one run on this machine: the backend direct, a bare
+ * http-proxy-3 server, nginx (when installed), and Banyan's proxy with every
+ * feature on (10 and 1,000 routes, metrics). Each contestant is its own
+ * process; load comes from wrk when installed, else from bench/load.ts.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from '../bin/args.js';
+import { printTable, progress } from '../bin/output.js';
+import { freePort } from '../stack/ports.js';
+import { BENCH_PATH } from './routes.js';
+
+const args = parseArgs(process.argv.slice(2), ['seconds', 'connections', 'rounds'], ['json']);
+const seconds = Number(args.flags.get('seconds') ?? 4);
+const rounds = Number(args.flags.get('rounds') ?? 3);
+const connections = Number(args.flags.get('connections') ?? 50);
+const here = fileURLToPath(new URL('.', import.meta.url));
+const children: ChildProcess[] = [];
+const cleanups: (() => void)[] = [];
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); for (const f of cleanups) f(); });
+process.on('SIGINT', () => process.exit(130));
+
+interface Result { name: string; rps: number; p50: number; p99: number; errors: number; cpuUsPerRequest: number }
+
+/** CPU seconds (user + system) used so far by `pid` and its children (nginx's workers). */
+function cpuSeconds(pid: number): number {
+  const tick = 100;
+  const of = (p: number) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / tick;
+    } catch {
+      return 0;
+    }
+  };
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  return of(pid) + children.reduce((sum, c) => sum + of(c), 0);
+}
+
+function has(program: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${program}`]).status === 0;
+}
+
+const pids = new Map<string, number>();
+
+async function contestant(kind: string, ...rest: string[]): Promise<string> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'contestants.ts'), kind, String(port), ...rest], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`${kind} exited with ${code}`)));
+  });
+  pids.set(`http://127.0.0.1:${port}`, child.pid!);
+  return `http://127.0.0.1:${port}`;
+}
+
+async function nginx(target: string): Promise<string | undefined> {
+  if (!has('nginx')) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-nginx-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), `
+worker_processes 1;
+error_log ${dir}/error.log;
+pid ${dir}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  upstream backend { server ${new URL(target).host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}`);
+  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
+  children.push(child);
+  await new Promise((r) => setTimeout(r, 500));
+  pids.set(`http://127.0.0.1:${port}`, child.pid!);
+  return `http://127.0.0.1:${port}`;
+}
+
+function measure(name: string, base: string, duration: number): Result {
+  const pid = pids.get(base)!;
+  const cpuBefore = cpuSeconds(pid);
+  const result = load(name, `${base}${BENCH_PATH}`, duration);
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  return { ...result, cpuUsPerRequest: (cpu * 1e6) / Math.max(1, result.rps * duration) };
+}
+
+function load(name: string, url: string, duration: number): Omit<Result, 'cpuUsPerRequest'> {
+  if (has('wrk')) {
+    const out = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', url], { encoding: 'utf8' }).stdout;
+    const ms = (label: string) => {
+      const m = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+      if (!m) return NaN;
+      return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+    };
+    const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0';
+    return { name, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p50: ms('50'), p99: ms('99'), errors: Number(errors) };
+  }
+  const out = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'load.ts'), url, String(connections), String(duration)], { encoding: 'utf8' }).stdout;
+  return { name, ...(JSON.parse(out) as Omit<Result, 'name' | 'cpuUsPerRequest'>) };
+}
+
+const backend = await contestant('backend');
+progress(`backend on ${backend}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts (install wrk for steadier figures)'}, ${connections} connections, ${seconds} s each`);
+const contestants: [string, string | undefined][] = [
+  ['http-proxy-3 (bare, keep-alive agent)', await contestant('http-proxy-3', backend)],
+  ['nginx', await nginx(backend)],
+  ['undici Pool.stream (bare engine)', await contestant('undici', backend)],
+  ['banyan, 10 routes', await contestant('banyan', backend, '10')],
+  ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
+];
+// Rounds are interleaved and each contestant keeps its best round: on a shared machine the
+// best round is the one least disturbed by others, and interleaving spreads the disturbance.
+const best = new Map<string, Result>();
+for (const [name, base] of contestants) {
+  if (!base) progress(`${name}: not installed, skipped`);
+  else measure(name, base, 1);
+}
+for (let round = 1; round <= rounds; round++) {
+  for (const [name, base] of contestants) {
+    if (!base) continue;
+    progress(`round ${round}/${rounds}: ${name}`);
+    const r = measure(name, base, seconds);
+    const previous = best.get(name);
+    best.set(name, previous ? {
+      ...(r.rps > previous.rps ? r : previous),
+      cpuUsPerRequest: Math.min(r.cpuUsPerRequest, previous.cpuUsPerRequest),
+    } : r);
+  }
+}
+const results = [...best.values()];
+
+const by = (prefix: string) => results.find((r) => r.name.startsWith(prefix));
+const banyan = by('banyan, 1,000');
+const ratios: Record<string, { throughput: number; cpuEfficiency: number }> = {};
+if (banyan) {
+  for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs nginx', by('nginx')], ['vs bare undici engine', by('undici')], ['1,000 vs 10 routes', by('banyan, 10 ')]] as const) {
+    // CPU efficiency: how many requests Banyan serves per CPU second, relative to the other (higher is better).
+    if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
+  }
+}
+if (args.flags.has('json')) {
+  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path: BENCH_PATH, results, ratios }, null, 2)}\n`);
+} else {
+  process.stdout.write(`\nGET ${BENCH_PATH}, 1 KB answers, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
+  printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'errors'], results.map((r) =>
+    [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuUsPerRequest.toFixed(0), String(r.errors)]));
+  process.stdout.write('\nBanyan (1,000 routes, all features) against the others (above 1× is better):\n');
+  printTable(['against', 'throughput', 'requests per CPU second'], Object.entries(ratios).map(([k, v]) =>
+    [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`]));
+  process.stdout.write('\nThe machine is shared: throughput moves with its load; CPU per request is the steadier figure.\n');
+}
+process.exit(0);
