@@ -9,7 +9,7 @@ const USAGE = `Usage: banyan <command> [options]
 
 Commands:
   start [--replica-delay 2s] [--json]   the whole stack locally (what \`npm start\` runs)
-  proxy                                  the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
+  proxy [--workers N]                    the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
   app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
   legacy                                 the legacy stand-in (PORT, DATABASE_URL)
   migrate up|down|status [--all] [--json]  schema migrations on the primary
@@ -22,7 +22,7 @@ Settings come from the environment; unset ones fall back to the stack that
 
 const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: ReturnType<typeof parseArgs>) => Promise<void> }> = {
   start: { valued: ['replica-delay'], switches: ['json'], run: start },
-  proxy: { valued: [], switches: [], run: proxyCommand },
+  proxy: { valued: ['workers'], switches: [], run: proxyCommand },
   app: { valued: [], switches: [], run: appCommand },
   legacy: { valued: [], switches: [], run: legacyCommand },
   migrate: { valued: [], switches: ['json', 'all'], run: migrate },

@@ -74,7 +74,7 @@ export async function routes(args: Args): Promise<void> {
         const entries = await auditLog(db, limit);
         if (json) return out(entries);
         printTable(['version', 'when', 'who', 'action', 'reason', 'changes'], entries.map((e) => [
-          String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.join('; ') || '(none)',
+          String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.map((c) => c.replace(/\s+/, ' ')).join('; ') || '(none)',
         ]));
         return;
       }

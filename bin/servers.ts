@@ -1,9 +1,12 @@
+import cluster from 'node:cluster';
 import { createApp } from '../app/server.js';
 import { createLegacyServer } from '../legacy/server.js';
 import { loadSettings, required } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DbRouter } from '../routing/db-router.js';
+import type { Args } from './args.js';
 import { progress } from './output.js';
 
 /** Keeps the process up until SIGINT/SIGTERM, then closes what it opened. */
@@ -19,9 +22,18 @@ function untilSignal(close: () => Promise<void>): void {
   process.on('SIGTERM', () => void stop());
 }
 
-/** `banyan proxy`: the proxy on PORT, its admin listener on ADMIN_PORT; SIGTERM drains. */
-export async function proxyCommand(): Promise<void> {
+/**
+ * `banyan proxy [--workers N]`: the proxy on PORT, its admin listener on
+ * ADMIN_PORT; SIGTERM drains. With N workers (node:cluster) the primary only
+ * supervises: the workers share the ports, and a worker that dies is replaced.
+ */
+export async function proxyCommand(args: Args): Promise<void> {
   const s = loadSettings(process.env, undefined);
+  const workers = args.flags.has('workers') ? Number(args.flags.get('workers')) : 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${String(args.flags.get('workers'))}"`);
+  }
+  if (workers > 1 && cluster.isPrimary) return supervise(workers);
   required(s.databaseUrl, 'DATABASE_URL', 'for the route table');
   const runtime = await startProxyRuntime({
     settings: s,
@@ -31,12 +43,35 @@ export async function proxyCommand(): Promise<void> {
     adminPort: s.adminPort ?? 9090,
     log: progress,
   });
-  progress(`proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, route table version ${runtime.routes.current.version}`);
+  const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
+  progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, route table version ${runtime.routes.current.version}`);
   if (!s.adminToken) progress('BANYAN_ADMIN_TOKEN is not set: the admin API answers 503 until it is');
   untilSignal(async () => {
     progress(`draining (up to ${s.drainMs} ms)`);
     await runtime.stop();
   });
+}
+
+function supervise(count: number): void {
+  let stopping = false;
+  progress(`starting ${count} proxy workers`);
+  for (let i = 0; i < count; i++) cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    progress(`proxy worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another`);
+    cluster.fork();
+  });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    progress('stopping the workers (each drains its requests)');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }
 
 /** `banyan app`: the new app on PORT. */

@@ -9,8 +9,8 @@ import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
 /** `banyan proxy` as its own process, as operators run it. */
-async function startProxyProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; output: () => string }> {
-  const child = spawn(process.execPath, [BANYAN, 'proxy'], { env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startProxyProcess(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; output: () => string }> {
+  const child = spawn(process.execPath, [BANYAN, 'proxy', ...args], { env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => { output += d; });
   child.stderr!.on('data', (d) => { output += d; });
@@ -18,6 +18,10 @@ async function startProxyProcess(env: NodeJS.ProcessEnv): Promise<{ child: Child
   const deadline = Date.now() + 30_000;
   for (;;) {
     const match = /proxy listening on (http:\/\/[\d.:]+)/.exec(output);
+    if (match && args.includes('--workers') && output.split('proxy listening on').length - 1 < Number(args[args.indexOf('--workers') + 1])) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     if (match) return { child, url: match[1]!, exited, output: () => output };
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`banyan proxy did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -104,5 +108,17 @@ describe('banyan proxy as a process', () => {
     expect(await inFlight).to.deep.equal({ status: 200, text: 'finished' });
     expect(await proxy.exited).to.equal(0);
     expect(proxy.output()).to.contain('draining');
+  });
+
+  it('--workers 2 runs two workers on one port and stops them all on SIGTERM', async () => {
+    const proxy = await startProxyProcess({ ...env, PORT: '0' }, ['--workers', '2']);
+    const workers = [...proxy.output().matchAll(/worker (\d+): proxy listening on (http:\/\/[\d.:]+)/g)];
+    expect(workers).to.have.length(2);
+    expect(workers[0]![2], 'both workers share the port').to.equal(workers[1]![2]);
+    const statuses = await Promise.all(Array.from({ length: 20 }, async () => (await fetch(`${workers[0]![2]}/`)).status));
+    expect(statuses.every((s) => s === 200)).to.equal(true);
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).to.equal(0);
+    for (const [, pid] of workers) expect(() => process.kill(Number(pid), 0), `worker ${pid} is gone`).to.throw();
   });
 });
