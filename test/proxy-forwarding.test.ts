@@ -87,6 +87,20 @@ describe('proxy forwarding', () => {
     expect(chunked.bytes).to.equal(10_000);
   });
 
+  it('handles Expect: 100-continue itself (undici refuses the header) and still delivers the body', async () => {
+    const seen = await new Promise<{ bytes: number; headers: Record<string, string> }>((resolve, reject) => {
+      const req = request(`${front.url}/upload`, { method: 'POST', headers: { expect: '100-continue', 'content-length': '5' } }, (res) => {
+        let text = '';
+        res.on('data', (d) => { text += d; });
+        res.on('end', () => resolve(JSON.parse(text)));
+      });
+      req.on('continue', () => req.end('hello'));
+      req.on('error', reject);
+    });
+    expect(seen.bytes).to.equal(5);
+    expect(seen.headers).to.not.have.property('expect');
+  });
+
   it('answers 502 naming the backend when it refuses connections', async () => {
     const res = await fetch(`${front.url}/simple/`);
     expect(res.status).to.equal(502);
