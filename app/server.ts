@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import Koa from 'koa';
-import type { DbRouter, RequestDb } from '../routing/db-router.js';
+import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
+import { manageRoutes } from './manage-api.js';
 import { simpleRoutes } from './simple-api.js';
 
 export interface AppOptions {
@@ -9,24 +10,26 @@ export interface AppOptions {
 
 /**
  * The new package index, as a Koa application. Every request gets one DB
- * handle from the router (reads on one replica, writes on the primary); the
- * server it read from is reported in `X-Banyan-Read-From`.
+ * handle from the router (reads on one replica that has replayed the
+ * request's `X-Banyan-Min-LSN` fence, writes on the primary); the server it
+ * read from is reported in `X-Banyan-Read-From`.
  */
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
   const dbOf = (ctx: Koa.Context): RequestDb => ctx.state['db'] as RequestDb;
 
+  app.use(errorPages);
   app.use(async (ctx, next) => {
-    const db = options.router.forRequest();
+    const db = await options.router.forRequest(fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']));
     ctx.state['db'] = db;
     ctx.set('X-Banyan-Read-From', db.readTarget);
     await next();
   });
-  app.use(errorPages);
 
   const routes = new Router();
   simpleRoutes(routes, dbOf);
+  manageRoutes(routes, dbOf, options.router);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
   app.use(routes.routes());
   app.use(routes.allowedMethods());
@@ -39,7 +42,9 @@ async function errorPages(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404, `nothing here: ${ctx.path}`);
   } catch (err) {
-    const e = err as { status?: number; expose?: boolean; message: string };
+    const e = err as { status?: number; expose?: boolean; message: string; code?: string };
+    if (e.code === 'too-large') e.status = 413;
+    if (e.code === 'bad-request') e.status = 400;
     ctx.status = e.status && e.status >= 400 && e.status < 600 ? e.status : 500;
     ctx.type = 'text/plain; charset=utf-8';
     if (ctx.status >= 500 && !e.expose) {

@@ -80,7 +80,7 @@ export async function appCommand(): Promise<void> {
   const router = new DbRouter({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, name: 'banyan-app' });
   if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
   try {
-    await router.verify();
+    await router.start();
   } catch (err) {
     await router.close();
     throw err;
@@ -93,7 +93,8 @@ export async function appCommand(): Promise<void> {
 /** `banyan legacy`: the legacy stand-in on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const legacy = createLegacyServer(required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'));
+  const legacy = createLegacyServer({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls });
+  await legacy.start();
   const server = await listen(legacy.server, s.port ?? 8082, s.host, 'PORT');
   progress(`legacy stand-in listening on ${server.url}`);
   untilSignal(async () => { await server.close(); await legacy.close(); });

@@ -1,17 +1,24 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import pg from 'pg';
+import { sql } from 'kysely';
+import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
+import { DbRouter, fenceFromHeader, type RequestDb } from '../routing/db-router.js';
+
+export interface LegacyOptions {
+  readonly primaryUrl: string;
+  readonly replicaUrls: readonly string[];
+}
 
 /**
- * A stand-in for the old package index: plain node:http and raw SQL on the
- * primary, the way the old system was built. It shares the new app's
- * database, so a write through either backend is visible to both.
+ * A stand-in for the old package index: plain node:http and raw SQL, the way
+ * the old system was built. It shares the new app's database, reads from the
+ * replicas, and honours the proxy's `X-Banyan-Min-LSN` fence like the app, so
+ * a write through either backend is visible on the next page from both.
  */
-export function createLegacyServer(databaseUrl: string): { server: Server; close(): Promise<void> } {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 5, application_name: 'banyan-legacy' });
-  pool.on('error', () => {});
+export function createLegacyServer(options: LegacyOptions): { server: Server; start(): Promise<void>; close(): Promise<void> } {
+  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, poolSize: 5, name: 'banyan-legacy' });
   const server = createServer((req, res) => {
-    handle(pool, req, res).catch((err: Error) => {
+    handle(router, req, res).catch((err: Error) => {
       console.error(`legacy: ${req.method} ${req.url}: ${err.message}`);
       if (!res.headersSent) send(res, 500, 'text/plain', 'The package index is having trouble; try again shortly.\n');
       else res.destroy();
@@ -19,15 +26,19 @@ export function createLegacyServer(databaseUrl: string): { server: Server; close
   });
   return {
     server,
+    start: () => router.start(),
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await pool.end();
+      await router.close();
     },
   };
 }
 
-async function handle(pool: pg.Pool, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(router: DbRouter, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://legacy.invalid');
+  const db = await router.forRequest(fenceFromHeader(req.headers['x-banyan-min-lsn']));
+  res.setHeader('X-Legacy-Read-From', db.readTarget);
+  if (req.method === 'POST' && url.pathname === '/pypi') return submit(db, req, res);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     send(res, 405, 'text/plain', `${req.method} is not supported here\n`, { Allow: 'GET, HEAD' });
     return;
@@ -35,35 +46,52 @@ async function handle(pool: pg.Pool, req: IncomingMessage, res: ServerResponse):
   if (url.pathname === '/' || url.pathname === '/pypi') {
     const action = url.searchParams.get(':action');
     const name = url.searchParams.get('name');
-    if (action === 'display' && name) return projectPage(pool, res, name);
-    return homePage(pool, res);
+    if (action === 'display' && name) return projectPage(db, res, name);
+    return homePage(db, res);
   }
   const project = /^\/pypi\/([^/]+)\/?$/.exec(url.pathname);
-  if (project) return projectPage(pool, res, decodeURIComponent(project[1]!));
+  if (project) return projectPage(db, res, decodeURIComponent(project[1]!));
   send(res, 404, 'text/html', layout('Not Found', '<p>There is no page here.</p>'));
 }
 
-async function homePage(pool: pg.Pool, res: ServerResponse): Promise<void> {
-  const { rows } = await pool.query<{ name: string; version: string; summary: string | null }>(
-    `SELECT p.name, r.version, r.summary FROM releases r JOIN projects p ON p.id = r.project_id
-      ORDER BY r.created_at DESC LIMIT 40`);
+/** The old `:action=submit` form: registers a project. Old systems do not report WAL positions. */
+async function submit(db: RequestDb, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const fields = await readFields(req);
+  if (fields[':action'] !== 'submit') {
+    send(res, 400, 'text/plain', 'Unknown :action\n');
+    return;
+  }
+  const name = (fields['name'] ?? '').trim();
+  if (!/^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$/i.test(name)) {
+    send(res, 400, 'text/plain', 'Error: invalid project name\n');
+    return;
+  }
+  const normalized = name.replace(/[-_.]+/g, '-').toLowerCase();
+  await sql`INSERT INTO projects (name, normalized_name) VALUES (${name}, ${normalized}) ON CONFLICT (normalized_name) DO NOTHING`.execute(db.writer);
+  send(res, 200, 'text/html', layout('Submitted', `<p>Project ${escapeHtml(name)} registered.</p>`));
+}
+
+async function homePage(db: RequestDb, res: ServerResponse): Promise<void> {
+  const { rows } = await sql<{ name: string; version: string; summary: string | null }>`
+    SELECT p.name, r.version, r.summary FROM releases r JOIN projects p ON p.id = r.project_id
+     ORDER BY r.created_at DESC LIMIT 40`.execute(db.reader);
   const items = rows.map((r) => `<tr><td><a href="/pypi/${encodeURIComponent(r.name)}">${escapeHtml(r.name)} ${escapeHtml(r.version)}</a></td>` +
     `<td>${escapeHtml(r.summary ?? '')}</td></tr>`);
   send(res, 200, 'text/html', layout('Python Package Index',
     `<h2>Recent updates</h2><table>${items.join('\n')}</table>`));
 }
 
-async function projectPage(pool: pg.Pool, res: ServerResponse, name: string): Promise<void> {
-  const { rows } = await pool.query<{ name: string; version: string; summary: string | null }>(
-    `SELECT p.name, r.version, r.summary FROM projects p LEFT JOIN releases r ON r.project_id = p.id
-      WHERE p.normalized_name = lower(regexp_replace($1, '[-_.]+', '-', 'g'))
-      ORDER BY r.created_at DESC LIMIT 50`, [name]);
+async function projectPage(db: RequestDb, res: ServerResponse, name: string): Promise<void> {
+  const { rows } = await sql<{ name: string; version: string | null; summary: string | null }>`
+    SELECT p.name, r.version, r.summary FROM projects p LEFT JOIN releases r ON r.project_id = p.id
+     WHERE p.normalized_name = lower(regexp_replace(${name}, '[-_.]+', '-', 'g'))
+     ORDER BY r.created_at DESC LIMIT 50`.execute(db.reader);
   if (rows.length === 0) {
     send(res, 404, 'text/html', layout('Not Found', `<p>There is no project named ${escapeHtml(name)}.</p>`));
     return;
   }
   const first = rows[0]!;
-  const versions = rows.filter((r) => r.version).map((r) => `<li>${escapeHtml(r.version)}</li>`);
+  const versions = rows.filter((r) => r.version).map((r) => `<li>${escapeHtml(r.version!)}</li>`);
   send(res, 200, 'text/html', layout(`${first.name} : Python Package Index`,
     `<h1>${escapeHtml(first.name)}</h1><p>${escapeHtml(first.summary ?? '')}</p><ul>${versions.join('')}</ul>`));
 }

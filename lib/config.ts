@@ -35,6 +35,10 @@ export interface Settings {
   readonly routesPollMs: number;
   readonly trustedProxies: string | undefined;
   readonly sessionCookie: string | undefined;
+  /** The cap on a read-your-writes pin's life (BANYAN_PIN_TTL). */
+  readonly pinTtlMs: number;
+  /** `lsn` (exact, the default) or `timed` (read from the primary for the whole TTL) (BANYAN_PIN_MODE). */
+  readonly pinMode: 'lsn' | 'timed';
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
   /** Where the stack file came from, when settings fell back to it. */
@@ -89,6 +93,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     routesPollMs: env['BANYAN_ROUTES_POLL'] ? parseDuration(env['BANYAN_ROUTES_POLL'], 'BANYAN_ROUTES_POLL') : 2_000,
     trustedProxies: env['BANYAN_TRUSTED_PROXIES'] || undefined,
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
+    pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
+    pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
@@ -128,6 +134,12 @@ function optionalPort(variable: string, value: string | undefined): number | und
     throw new BanyanError('bad-setting', `${variable} must be a port number from 0 to 65535, not "${value}"`);
   }
   return port;
+}
+
+function checkPinMode(value: string | undefined): 'lsn' | 'timed' {
+  if (value === undefined || value === '' || value === 'lsn') return 'lsn';
+  if (value === 'timed') return 'timed';
+  throw new BanyanError('bad-setting', `BANYAN_PIN_MODE must be lsn or timed, not "${value}"`);
 }
 
 function checkCookieName(value: string | undefined): string | undefined {

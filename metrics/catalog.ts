@@ -46,6 +46,12 @@ export function createProxyMetrics() {
       labelNames: ['route', 'result'] as const,
       registers: [registry],
     }),
+    pins: new Counter({
+      name: 'banyan_proxy_pins_total',
+      help: 'Session pins by event: set (after a write), honoured (a read carried the fence), rejected_forged, rejected_expired, rejected_malformed.',
+      labelNames: ['event'] as const,
+      registers: [registry],
+    }),
     tableVersion: new Gauge({
       name: 'banyan_route_table_version',
       help: 'The route table version in effect in this process.',

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Pool, errors } from 'undici';
 import { clientResponseHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
 
@@ -19,6 +20,12 @@ export interface ForwardOptions {
   readonly extraHeaders?: Record<string, string> | undefined;
   /** Keep a copy of up to this many response body bytes (for shadow comparison). */
   readonly captureBytes?: number | undefined;
+  /**
+   * Called with the upstream's status and headers before anything is sent to
+   * the client; may add response headers (the proxy sets its pin cookie here,
+   * after looking up the write's LSN).
+   */
+  readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string> | undefined>) | undefined;
 }
 
 /** A response as the client received it, kept for comparison. */
@@ -74,6 +81,10 @@ export class Forwarder {
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     let captured: { status: number; headers: Record<string, string | string[] | undefined>; chunks: Buffer[]; size: number; truncated: boolean } | undefined;
     try {
+      if (options.beforeHead) {
+        await this.#forwardWithHook(pool, req, res, client, options, hasBody, abort);
+        return undefined;
+      }
       await pool.stream({
         path: req.url ?? '/',
         method: req.method as 'GET',
@@ -99,6 +110,35 @@ export class Forwarder {
       res.off('close', onClose);
     }
     return captured && { status: captured.status, headers: captured.headers, body: Buffer.concat(captured.chunks), truncated: captured.truncated };
+  }
+
+  /** The slower path for responses whose headers need async work first: request(), then pipe the body. */
+  async #forwardWithHook(pool: Pool, req: IncomingMessage, res: ServerResponse, client: ClientInfo, options: ForwardOptions,
+    hasBody: boolean, abort: ClientGone): Promise<void> {
+    const upstream = await pool.request({
+      path: req.url ?? '/',
+      method: req.method as 'POST',
+      headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
+      body: hasBody ? req : null,
+      signal: abort,
+      ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
+      ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
+    });
+    let extra: Record<string, string> | undefined;
+    try {
+      extra = await options.beforeHead!(upstream.statusCode, upstream.headers);
+    } catch {
+      extra = undefined;
+    }
+    const headers = clientResponseHeaders(upstream.headers, client.requestId);
+    if (extra) {
+      for (const [name, value] of Object.entries(extra)) {
+        const existing = headers[name];
+        headers[name] = name === 'set-cookie' && existing !== undefined ? [...(Array.isArray(existing) ? existing : [String(existing)]), value] : value;
+      }
+    }
+    res.writeHead(upstream.statusCode, headers);
+    await pipeline(upstream.body, res);
   }
 
   /** The keep-alive pool of one upstream, for requests the proxy makes itself (shadow copies). */

@@ -5,7 +5,9 @@ import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics, type ProxyMetrics } from '../metrics/catalog.js';
+import { sql } from 'kysely';
 import { connect } from '../routing/database.js';
+import { parseLsn } from '../routing/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
 import { createAdmin } from './admin.js';
 import { createProxy, type BreakerSettings, type Proxy } from './server.js';
@@ -15,7 +17,7 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs'>;
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'>;
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -63,8 +65,15 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     }, seed);
     metrics.tableVersion.set(routes.current.version);
     opened.push({ close: () => routes.stop() });
+    if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
     const proxy = createProxy({
       legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
+      pins: settings.secret ? {
+        secrets: settings.secret.split(','),
+        ttlMs: settings.pinTtlMs,
+        mode: settings.pinMode,
+        currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
+      } : undefined,
       trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie,
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });

@@ -8,7 +8,9 @@ import { canaryBucket, decide, type CompiledTable, type Decision } from '../rout
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
+import { cookieValue, newPinId, PIN_COOKIE, signPin, verifyPin, type Pin } from './pin.js';
 import { WebSocketForwarder } from './websocket.js';
+import { formatLsn, parseLsn } from '../routing/lsn.js';
 
 /** Circuit breaker settings, one breaker per upstream. */
 export interface BreakerSettings {
@@ -23,6 +25,18 @@ export interface BreakerSettings {
 
 export const DEFAULT_BREAKER: BreakerSettings = { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 5_000, rollingWindowMs: 10_000 };
 
+/** Read-your-writes pins: after a write, the session reads at or past it. */
+export interface PinSettings {
+  /** BANYAN_SECRET's list, newest first: the first signs, all verify. */
+  readonly secrets: readonly string[];
+  /** The cap on a pin's life. */
+  readonly ttlMs: number;
+  /** `lsn`: pin to the write's WAL position; `timed`: read from the primary until the pin expires. */
+  readonly mode: 'lsn' | 'timed';
+  /** The primary's current WAL position, when the backend did not report the write's. */
+  readonly currentLsn: () => Promise<bigint>;
+}
+
 export interface ProxyOptions {
   readonly legacyUrl: string;
   readonly appUrl: string;
@@ -36,6 +50,7 @@ export interface ProxyOptions {
   readonly trustedProxies?: string | undefined;
   /** A legacy session cookie whose value keys canary stickiness (BANYAN_SESSION_COOKIE). */
   readonly sessionCookie?: string | undefined;
+  readonly pins?: PinSettings | undefined;
   readonly log?: (line: string) => void;
 }
 
@@ -73,27 +88,48 @@ export function createProxy(options: ProxyOptions): Proxy {
     new: makeBreaker('new', { ...DEFAULT_BREAKER, ...options.breaker }, metrics, log),
   };
   const websockets = new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl });
-  const sessionCookie = options.sessionCookie ? `${options.sessionCookie}=` : undefined;
+  const pins = options.pins;
 
-  const sessionKey = (req: IncomingMessage, client: ClientInfo): string => {
-    if (sessionCookie) {
-      const cookie = req.headers.cookie;
-      const at = cookie?.indexOf(sessionCookie) ?? -1;
-      if (cookie && at >= 0 && (at === 0 || cookie[at - 1] === ' ' || cookie[at - 1] === ';')) {
-        const end = cookie.indexOf(';', at);
-        const value = cookie.slice(at + sessionCookie.length, end < 0 ? undefined : end);
-        if (value) return value;
-      }
-    }
-    return client.ip;
-  };
+  /** The canary's session key: the pin's id, else the legacy session cookie, else the client address. */
+  const sessionKey = (req: IncomingMessage, client: ClientInfo, pin: Pin | undefined): string =>
+    pin?.id ?? (options.sessionCookie ? cookieValue(req.headers.cookie, options.sessionCookie) : undefined) ?? client.ip;
 
-  const routeFor = (req: IncomingMessage, client: ClientInfo): Decision => {
+  const routeFor = (req: IncomingMessage, client: ClientInfo, pin: Pin | undefined): Decision => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
-    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => canaryBucket(sessionKey(req, client)), Date.now());
+    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => canaryBucket(sessionKey(req, client, pin)), Date.now());
+  };
+
+  /** The session's valid pin, if it has one; forged, tampered and expired ones are counted and ignored. */
+  const readPin = (req: IncomingMessage): Pin | undefined => {
+    if (!pins) return undefined;
+    const value = cookieValue(req.headers.cookie, PIN_COOKIE);
+    if (!value) return undefined;
+    const check = verifyPin(value, pins.secrets, Date.now());
+    if (!check.ok) {
+      metrics.pins.inc({ event: `rejected_${check.reason}` });
+      return undefined;
+    }
+    metrics.pins.inc({ event: 'honoured' });
+    return check.pin;
+  };
+
+  /** After a successful write: a pin at the write's LSN (the backend's, else the primary's now). */
+  const issuePin = (previous: Pin | undefined, client: ClientInfo) => async (status: number, headers: Record<string, string | string[] | undefined>) => {
+    if (!pins || status < 200 || status >= 400) return undefined;
+    let lsn: bigint | undefined;
+    if (pins.mode === 'lsn') {
+      const reported = headers['x-banyan-write-lsn'];
+      lsn = (typeof reported === 'string' ? parseLsn(reported) : undefined) ?? await pins.currentLsn().catch(() => undefined);
+      // Without any LSN the pin is timed: reads go to the primary until it expires.
+      if (lsn !== undefined && previous?.lsn !== undefined && previous.lsn > lsn) lsn = previous.lsn;
+    }
+    const value = signPin({ id: previous?.id ?? newPinId(), lsn, expires: Date.now() + pins.ttlMs }, pins.secrets[0]!);
+    metrics.pins.inc({ event: 'set' });
+    const secure = client.proto === 'https' ? '; Secure' : '';
+    return { 'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(pins.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}` };
   };
 
   const send = (backend: 'legacy' | 'new', req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions) =>
@@ -108,7 +144,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     ctx.respond = false;
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
-    const decision = routeFor(req, client);
+    const pin = readPin(req);
+    const decision = routeFor(req, client, pin);
     const method = req.method ?? 'GET';
     let served: string = decision.target;
     res.once('finish', () => record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
@@ -119,8 +156,13 @@ export function createProxy(options: ProxyOptions): Proxy {
       return;
     }
     const timeouts = decision.spec?.timeouts;
-    const forward: ForwardOptions = { headersTimeoutMs: timeouts?.headersMs, bodyTimeoutMs: timeouts?.bodyMs };
     const safe = SAFE.has(method);
+    const forward: ForwardOptions = {
+      headersTimeoutMs: timeouts?.headersMs,
+      bodyTimeoutMs: timeouts?.bodyMs,
+      extraHeaders: pin ? { 'x-banyan-min-lsn': pin.lsn === undefined ? 'primary' : formatLsn(pin.lsn) } : undefined,
+      beforeHead: pins && !safe ? issuePin(pin, client) : undefined,
+    };
 
     if (decision.target === 'new') {
       // A body would have been read by the failed attempt: only bodiless requests are replayed.
@@ -159,7 +201,7 @@ export function createProxy(options: ProxyOptions): Proxy {
 
     const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
     const finish = shadowing
-      ? shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client), requestId })
+      ? shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId })
       : undefined;
     const captured = await forwardOrFail('legacy', req, res, client, shadowing ? { ...forward, captureBytes: DEFAULT_SHADOW.maxBodyBytes } : forward, requestId);
     finish?.(captured);
@@ -184,7 +226,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   const upgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
-    const decision = routeFor(req, client);
+    const decision = routeFor(req, client, readPin(req));
     metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };

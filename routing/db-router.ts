@@ -1,7 +1,18 @@
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
 import { connect, redactUrl } from './database.js';
+import { formatLsn, parseLsn } from './lsn.js';
+
+/** Why a request's reads went where they went (a metric label). */
+export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica';
+
+/** What a request must see: everything up to `minLsn`, or (a timed pin) the primary. */
+export interface ReadFence {
+  readonly minLsn?: bigint | undefined;
+  readonly primary?: boolean | undefined;
+}
 
 /** Where one request's reads go, and why. */
 export interface RequestDb {
@@ -11,6 +22,7 @@ export interface RequestDb {
   readonly writer: Kysely<Database>;
   /** `primary` or `replica-N` (1-based), for headers, logs and metrics. */
   readonly readTarget: string;
+  readonly reason: ReadReason;
 }
 
 export interface DbRouterOptions {
@@ -18,6 +30,24 @@ export interface DbRouterOptions {
   readonly replicaUrls: readonly string[];
   readonly poolSize?: number;
   readonly name?: string;
+  /** How often the monitor reads each server's WAL position (never per request). */
+  readonly monitorIntervalMs?: number;
+  /** A replica further behind than this (bytes or seconds) serves no reads. */
+  readonly maxLagBytes?: number;
+  readonly maxLagSeconds?: number;
+  /** How long a fenced read may wait for a replica to catch up before going to the primary. */
+  readonly fenceWaitMs?: number;
+}
+
+/** What the monitor last saw of one replica. */
+export interface ReplicaState {
+  readonly name: string;
+  healthy: boolean;
+  replayLsn: bigint | undefined;
+  lagBytes: number;
+  lagSeconds: number;
+  checkedAt: number;
+  error: string | undefined;
 }
 
 interface Server {
@@ -27,29 +57,148 @@ interface Server {
 }
 
 /**
- * Sends reads to streaming replicas and writes to the primary. This first
- * version spreads reads over the replicas round robin; read-your-writes
- * fences and lag checks build on it.
+ * Sends reads to streaming replicas and writes to the primary, without ever
+ * showing a request older data than its fence. A background monitor reads
+ * each replica's replay position every interval (one query per server,
+ * whatever the traffic); choosing a replica for a request is then a
+ * comparison of numbers, with no I/O.
  */
 export class DbRouter {
   readonly primary: Server;
   readonly replicas: readonly Server[];
+  readonly states: readonly ReplicaState[];
+  primaryLsn: bigint | undefined;
+  readonly #options: DbRouterOptions;
+  readonly #probes: pg.Client[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #ticking = false;
   #next = 0;
+  #waiters: (() => void)[] = [];
 
   constructor(options: DbRouterOptions) {
+    this.#options = options;
     const max = options.poolSize ?? 10;
     const app = options.name ?? 'banyan';
     this.primary = { name: 'primary', url: options.primaryUrl, db: connect(options.primaryUrl, { max, name: app }) };
-    this.replicas = options.replicaUrls.map((url, i) => ({
-      name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }),
+    this.replicas = options.replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }) }));
+    this.states = this.replicas.map((r) => ({
+      name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
     }));
   }
 
-  /** The handle one request uses for all its queries. */
-  forRequest(): RequestDb {
-    const replica = this.replicas.length > 0 ? this.replicas[this.#next++ % this.replicas.length] : undefined;
-    const reader = replica ?? this.primary;
-    return { reader: reader.db, writer: this.primary.db, readTarget: reader.name };
+  /** Verifies the URLs, takes a first reading, and starts the monitor. */
+  async start(): Promise<void> {
+    await this.verify();
+    await this.tick();
+    this.#timer = setInterval(() => { void this.tick(); }, this.#options.monitorIntervalMs ?? 100);
+    this.#timer.unref();
+  }
+
+  /**
+   * The handle one request uses for all its queries. Reads go to a healthy
+   * replica within the lag limits that has replayed the fence, else (after an
+   * optional bounded wait) to the primary.
+   */
+  async forRequest(fence: ReadFence = {}): Promise<RequestDb> {
+    const pick = (reason: ReadReason, server: Server): RequestDb =>
+      ({ reader: server.db, writer: this.primary.db, readTarget: server.name, reason });
+    if (this.replicas.length === 0) return pick('no_replica', this.primary);
+    if (fence.primary) return pick('pinned', this.primary);
+    const usable = this.#usable();
+    if (usable.length === 0) return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', this.primary);
+    if (fence.minLsn === undefined) return pick('no_fence', this.#roundRobin(usable));
+    const caughtUp = usable.filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+    if (caughtUp.length) return pick('fence_met', this.#roundRobin(caughtUp));
+    const wait = this.#options.fenceWaitMs ?? 0;
+    if (wait > 0) {
+      const deadline = Date.now() + wait;
+      while (Date.now() < deadline) {
+        await this.#nextReading(deadline - Date.now());
+        const ready = this.#usable().filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+        if (ready.length) return pick('fence_wait', this.#roundRobin(ready));
+      }
+    }
+    return pick('pinned', this.primary);
+  }
+
+  /** The primary's current WAL position: a fence for whatever was just committed. */
+  async currentLsn(): Promise<bigint> {
+    const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.primary.db);
+    return parseLsn(r.rows[0]!.lsn)!;
+  }
+
+  #usable(): number[] {
+    const maxBytes = this.#options.maxLagBytes ?? 64 * 1024 * 1024;
+    const maxSeconds = this.#options.maxLagSeconds ?? 30;
+    const out: number[] = [];
+    this.states.forEach((s, i) => {
+      if (s.healthy && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
+    });
+    return out;
+  }
+
+  #roundRobin(indexes: number[]): Server {
+    return this.replicas[indexes[this.#next++ % indexes.length]!]!;
+  }
+
+  #nextReading(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(1, timeoutMs));
+      this.#waiters.push(() => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  /** One monitor reading of every server (exposed so tests need not wait for the interval). */
+  async tick(): Promise<void> {
+    if (this.#ticking) return;
+    this.#ticking = true;
+    try {
+      const primary = await this.#probe(0, this.primary.url, 'SELECT pg_current_wal_lsn()::text AS lsn');
+      if (primary.ok) this.primaryLsn = parseLsn(primary.row['lsn'] as string);
+      await Promise.all(this.replicas.map(async (replica, i) => {
+        const state = this.states[i]!;
+        const r = await this.#probe(i + 1, replica.url, `SELECT pg_last_wal_replay_lsn()::text AS lsn,
+          COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS seconds`);
+        state.checkedAt = Date.now();
+        if (!r.ok) {
+          state.healthy = false;
+          state.error = r.error;
+          return;
+        }
+        const lsn = parseLsn(String(r.row['lsn']));
+        state.healthy = lsn !== undefined;
+        state.error = lsn === undefined ? 'not a streaming replica (no replay position)' : undefined;
+        state.replayLsn = lsn;
+        const behind = lsn !== undefined && this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
+        state.lagBytes = behind;
+        // The last replayed transaction's age is lag only while WAL is waiting: an idle, caught-up replica is not behind.
+        state.lagSeconds = behind > 0 ? Number(r.row['seconds']) : 0;
+      }));
+    } finally {
+      this.#ticking = false;
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  async #probe(slot: number, url: string, text: string): Promise<{ ok: true; row: Record<string, unknown> } | { ok: false; error: string }> {
+    let client = this.#probes[slot];
+    try {
+      if (!client) {
+        client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
+        client.on('error', () => {});
+        this.#probes[slot] = client;
+        await client.connect();
+      }
+      const r = await client.query(text);
+      return { ok: true, row: r.rows[0] as Record<string, unknown> };
+    } catch (err) {
+      // A broken connection is replaced at the next reading.
+      delete this.#probes[slot];
+      void client?.end().catch(() => {});
+      return { ok: false, error: (err as Error).message };
+    }
   }
 
   /**
@@ -80,8 +229,20 @@ export class DbRouter {
     }
   }
 
-  /** Closes every pool. */
+  /** Stops the monitor and closes every pool. */
   async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
     await Promise.all([this.primary, ...this.replicas].map((s) => s.db.destroy()));
   }
 }
+
+/** Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin. Anything else is no fence. */
+export function fenceFromHeader(value: string | string[] | undefined): ReadFence {
+  if (typeof value !== 'string') return {};
+  if (value === 'primary') return { primary: true };
+  const lsn = parseLsn(value);
+  return lsn === undefined ? {} : { minLsn: lsn };
+}
+
+export { formatLsn };

@@ -105,6 +105,10 @@ export interface BackendsOptions {
   readonly trustedProxies?: string;
   readonly sessionCookie?: string;
   readonly breaker?: Partial<BreakerSettings>;
+  /** Signs pin cookies (BANYAN_SECRET); without it pins are off. */
+  readonly secret?: string;
+  readonly pinTtlMs?: number;
+  readonly pinMode?: 'lsn' | 'timed';
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -123,13 +127,15 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     for (const item of opened.reverse()) await item.close();
   };
   try {
-    const legacy = createLegacyServer(services.primaryUrl);
+    const legacy = createLegacyServer({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls });
+    opened.push({ close: () => legacy.close() });
+    await legacy.start();
     const legacyListening = await listen(legacy.server, options.legacyPort ?? 0, host, 'LEGACY_PORT');
-    opened.push({ close: async () => { await legacyListening.close(); await legacy.close(); } });
+    opened.push(legacyListening);
 
     const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app' });
     opened.push({ close: () => router.close() });
-    await router.verify();
+    await router.start();
     const app: Listening = await listen(createApp({ router }).callback(), options.appPort ?? 0, host, 'APP_PORT');
     opened.push(app);
 
@@ -145,6 +151,9 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         trustedProxies: options.trustedProxies,
         sessionCookie: options.sessionCookie,
         drainMs: options.drainMs ?? 10_000,
+        secret: options.secret,
+        pinTtlMs: options.pinTtlMs ?? 30_000,
+        pinMode: options.pinMode ?? 'lsn',
       },
       legacyUrl: legacyListening.url,
       appUrl: app.url,

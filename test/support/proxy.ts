@@ -6,6 +6,7 @@ import { saveTable } from '../../routing/route-store.js';
 import type { Route } from '../../routing/route-table.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
+export const TEST_SECRET = 'test-secret-0123456789abcdef';
 
 /** Stores `routes` as the newest table version (with an audit row, like any change). */
 export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[], reason = 'test setup'): Promise<number> {
@@ -20,6 +21,7 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 /** A proxy in this process, reading its table from the shared test database. */
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
+  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed';
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
@@ -33,6 +35,9 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       trustedProxies: undefined,
       sessionCookie: options.sessionCookie,
       drainMs: options.drainMs ?? 1_000,
+      secret: options.secret === null ? undefined : (options.secret ?? TEST_SECRET),
+      pinTtlMs: options.pinTtlMs ?? 30_000,
+      pinMode: options.pinMode ?? 'lsn',
     },
     legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),

@@ -1,0 +1,37 @@
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import { readFields } from '../lib/form-body.js';
+import { formatLsn, type RequestDb } from '../routing/db-router.js';
+import type { DbRouter } from '../routing/db-router.js';
+import { isValidName, normalizeName } from './names.js';
+
+/**
+ * `POST /manage/projects`: registers a project (name, summary). A write
+ * through the new app: it answers with `X-Banyan-Write-LSN`, the WAL position
+ * after the commit, so the proxy pins the session exactly there.
+ */
+export function manageRoutes(router: Router, db: (ctx: Context) => RequestDb, dbRouter: DbRouter): void {
+  router.post('manage.projects', '/manage/projects', async (ctx) => {
+    const fields = await readFields(ctx.req);
+    const name = (fields['name'] ?? '').trim();
+    if (!isValidName(name)) {
+      ctx.throw(400, `"${name}" is not a valid project name: use letters, digits, and -, _ or . inside`);
+      return;
+    }
+    const normalized = normalizeName(name);
+    const created = await db(ctx).writer.transaction().execute(async (trx) => {
+      const row = await trx.insertInto('projects').values({ name, normalized_name: normalized })
+        .onConflict((oc) => oc.column('normalized_name').doNothing()).returning('id').executeTakeFirst();
+      if (!row) return false;
+      await trx.insertInto('journal').values({ project_name: normalized, version: null, action: 'create', submitted_by: null }).execute();
+      return true;
+    });
+    if (!created) {
+      ctx.throw(409, `a project named "${normalized}" already exists`);
+      return;
+    }
+    ctx.set('X-Banyan-Write-LSN', formatLsn(await dbRouter.currentLsn()));
+    ctx.status = 201;
+    ctx.body = { name, normalized_name: normalized, url: `/simple/${normalized}/` };
+  });
+}

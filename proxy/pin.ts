@@ -1,0 +1,70 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { formatLsn, parseLsn } from '../routing/lsn.js';
+
+/** The cookie that pins a session to what it has written. */
+export const PIN_COOKIE = 'banyan_pin';
+
+/** A verified pin: the session must read at or past `lsn` until `expires`. */
+export interface Pin {
+  /** Random per session, stable across pins: the canary's session key. */
+  readonly id: string;
+  /** The write's WAL position, or undefined for a timed pin (read from the primary until it expires). */
+  readonly lsn: bigint | undefined;
+  readonly expires: number;
+}
+
+export type PinCheck = { ok: true; pin: Pin } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
+
+/**
+ * `v1.<id>.<lsn or T>.<expires ms>.<HMAC-SHA256>`: signed with the newest
+ * secret; any secret of the list verifies, so secrets can be rotated.
+ */
+export function signPin(pin: Pin, secret: string): string {
+  const body = `v1.${pin.id}.${pin.lsn === undefined ? 'T' : formatLsn(pin.lsn)}.${pin.expires}`;
+  return `${body}.${mac(body, secret)}`;
+}
+
+/** Checks a cookie value against every accepted secret and the clock. */
+export function verifyPin(value: string, secrets: readonly string[], now: number): PinCheck {
+  const parts = value.split('.');
+  if (parts.length !== 5 || parts[0] !== 'v1') return { ok: false, reason: 'malformed' };
+  const [, id, lsnText, expiresText, given] = parts as [string, string, string, string, string];
+  const body = `v1.${id}.${lsnText}.${expiresText}`;
+  const givenBytes = Buffer.from(given, 'base64url');
+  const signed = secrets.some((secret) => {
+    const expected = Buffer.from(mac(body, secret), 'base64url');
+    return expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes);
+  });
+  if (!signed) return { ok: false, reason: 'forged' };
+  const expires = Number(expiresText);
+  const lsn = lsnText === 'T' ? undefined : parseLsn(lsnText);
+  if (!/^[A-Za-z0-9_-]{8,64}$/.test(id) || !Number.isSafeInteger(expires) || (lsnText !== 'T' && lsn === undefined)) {
+    return { ok: false, reason: 'malformed' };
+  }
+  if (expires <= now) return { ok: false, reason: 'expired' };
+  return { ok: true, pin: { id, lsn, expires } };
+}
+
+/** A new session id for a first pin. */
+export function newPinId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+/** The value of cookie `name` in a Cookie header, without parsing the others. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  const prefix = `${name}=`;
+  let at = header.indexOf(prefix);
+  while (at >= 0) {
+    if (at === 0 || header[at - 1] === ' ' || header[at - 1] === ';') {
+      const end = header.indexOf(';', at);
+      return header.slice(at + prefix.length, end < 0 ? undefined : end).trim() || undefined;
+    }
+    at = header.indexOf(prefix, at + 1);
+  }
+  return undefined;
+}
+
+function mac(body: string, secret: string): string {
+  return createHmac('sha256', secret).update(body).digest('base64url');
+}

@@ -1,0 +1,106 @@
+import { expect } from 'chai';
+import { signPin } from '../proxy/pin.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import type { Route } from '../routing/route-table.js';
+import { startBackends, type Backends } from '../stack/local-stack.js';
+import { setRoutes, TEST_SECRET } from './support/proxy.js';
+import { services, waitForReplay } from './support/services.js';
+
+const DELAY_MS = 2_000;
+
+describe('read-your-writes through the proxy, with a replica 2 s behind', () => {
+  let backends: Backends;
+  let proxy: string;
+  let n = 0;
+
+  before(async () => {
+    const s = await services();
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'read-your-writes: shipped routes');
+    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET });
+    proxy = backends.urls.proxy;
+    await s.cluster.setReplicaDelay(DELAY_MS);
+  });
+
+  after(async () => {
+    const s = await services();
+    await s.cluster.setReplicaDelay(0);
+    await waitForReplay(s, 10_000);
+    await backends?.stop();
+  });
+
+  /** Registers a project through `via`; returns its name and the pin cookie the proxy set. */
+  async function write(via: 'app' | 'legacy', cookie?: string): Promise<{ name: string; cookie: string }> {
+    const name = `ryw-${process.pid}-${++n}`;
+    const res = via === 'app'
+      ? await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify({ name }) })
+      : await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) }, body: `:action=submit&name=${name}` });
+    expect(res.status, await res.text()).to.be.within(200, 299);
+    expect(res.headers.get('x-banyan-write-lsn'), 'the write LSN never reaches the client').to.equal(null);
+    const set = res.headers.get('set-cookie') ?? '';
+    expect(set).to.match(/^banyan_pin=v1\.[^;]+; Path=\/; Max-Age=30; HttpOnly; SameSite=Lax$/);
+    return { name, cookie: set.split(';')[0]! };
+  }
+
+  async function read(via: 'app' | 'legacy', name: string, headers: Record<string, string> = {}) {
+    const res = await fetch(via === 'app' ? `${proxy}/simple/${name}/` : `${proxy}/pypi/${name}`, { headers });
+    await res.text();
+    return { status: res.status, from: res.headers.get(via === 'app' ? 'x-banyan-read-from' : 'x-legacy-read-from') };
+  }
+
+  for (const writer of ['app', 'legacy'] as const) {
+    for (const reader of ['app', 'legacy'] as const) {
+      it(`a write through ${writer} is seen by the next read through ${reader}, 100 out of 100`, async function () {
+        this.timeout(120_000);
+        let seen = 0;
+        let cookie: string | undefined;
+        for (let i = 0; i < 100; i++) {
+          const w = await write(writer, cookie);
+          cookie = w.cookie;
+          const r = await read(reader, w.name, { cookie });
+          if (r.status === 200) seen++;
+        }
+        expect(seen).to.equal(100);
+      });
+    }
+  }
+
+  it('another session, without a pin, reads the replica and does not see the write yet', async () => {
+    const w = await write('app');
+    const mine = await read('app', w.name, { cookie: w.cookie });
+    const theirs = await read('app', w.name);
+    expect(mine).to.deep.equal({ status: 200, from: 'primary' });
+    expect(theirs).to.deep.equal({ status: 404, from: 'replica-1' });
+  });
+
+  it('the pinned session goes back to the replica once it has replayed the write (within lag + 200 ms)', async function () {
+    this.timeout(20_000);
+    const t0 = Date.now();
+    const w = await write('legacy');
+    let r = await read('app', w.name, { cookie: w.cookie });
+    while (r.from !== 'replica-1') {
+      if (Date.now() - t0 > 10_000) throw new Error('the pinned session never went back to the replica');
+      await new Promise((res) => setTimeout(res, 10));
+      r = await read('app', w.name, { cookie: w.cookie });
+    }
+    const elapsed = Date.now() - t0;
+    expect(r.status, 'and the replica has the write').to.equal(200);
+    expect(elapsed).to.be.within(DELAY_MS, DELAY_MS + 200 + 150);
+  });
+
+  it('ignores tampered and expired cookies and client-sent fences', async () => {
+    const w = await write('app');
+    const [name, value] = w.cookie.split('=') as [string, string];
+    const parts = value.split('.');
+    parts[2] = '0/1';
+    const tampered = await read('app', w.name, { cookie: `${name}=${parts.join('.')}` });
+    expect(tampered).to.deep.equal({ status: 404, from: 'replica-1' });
+    const expired = signPin({ id: 'abcdefgh12345678', lsn: 0xFFFFFFFFFFn, expires: Date.now() - 1 }, TEST_SECRET);
+    expect(await read('app', w.name, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(await read('app', w.name, { 'x-banyan-min-lsn': 'primary' })).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(await read('legacy', w.name, { 'x-banyan-min-lsn': 'FFFF/FFFFFFFF' })).to.deep.equal({ status: 404, from: 'replica-1' });
+    const metrics = await (await fetch(`${backends.urls.admin}/metrics`)).text();
+    expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_forged"\} [1-9]/);
+    expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_expired"\} [1-9]/);
+    expect(metrics).to.match(/banyan_proxy_pins_total\{event="set"\} [1-9]/);
+  });
+});
