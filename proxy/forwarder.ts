@@ -85,15 +85,7 @@ export class Forwarder {
         await this.#forwardWithHook(pool, req, res, client, options, hasBody, abort);
         return undefined;
       }
-      await pool.stream({
-        path: req.url ?? '/',
-        method: req.method as 'GET',
-        headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-        body: hasBody ? req : null,
-        signal: abort,
-        ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
-        ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
-      }, ({ statusCode, headers }) => {
+      await pool.stream(dispatch(req, client, options, hasBody, abort), ({ statusCode, headers }) => {
         res.writeHead(statusCode, clientResponseHeaders(headers, client.requestId));
         if (!options.captureBytes) return res;
         captured = { status: statusCode, headers, chunks: [], size: 0, truncated: false };
@@ -115,15 +107,7 @@ export class Forwarder {
   /** The slower path for responses whose headers need async work first: request(), then pipe the body. */
   async #forwardWithHook(pool: Pool, req: IncomingMessage, res: ServerResponse, client: ClientInfo, options: ForwardOptions,
     hasBody: boolean, abort: ClientGone): Promise<void> {
-    const upstream = await pool.request({
-      path: req.url ?? '/',
-      method: req.method as 'POST',
-      headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-      body: hasBody ? req : null,
-      signal: abort,
-      ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
-      ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
-    });
+    const upstream = await pool.request(dispatch(req, client, options, hasBody, abort));
     let extra: Record<string, string> | undefined;
     try {
       extra = await options.beforeHead!(upstream.statusCode, upstream.headers);
@@ -156,6 +140,19 @@ export class Forwarder {
   async close(): Promise<void> {
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
   }
+}
+
+/** The upstream request: the client's method, path and cleaned headers, its body streamed, and the route's time limits. */
+function dispatch(req: IncomingMessage, client: ClientInfo, options: ForwardOptions, hasBody: boolean, abort: ClientGone) {
+  return {
+    path: req.url ?? '/',
+    method: req.method as 'GET',
+    headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
+    body: hasBody ? req : null,
+    signal: abort,
+    ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
+    ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
+  };
 }
 
 /**
