@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import Koa from 'koa';
+import { isConnectionError } from '../routing/database.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
 import { manageRoutes } from './manage-api.js';
 import { simpleRoutes } from './simple-api.js';
@@ -47,7 +48,12 @@ async function errorPages(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     if (e.code === 'bad-request') e.status = 400;
     ctx.status = e.status && e.status >= 400 && e.status < 600 ? e.status : 500;
     ctx.type = 'text/plain; charset=utf-8';
-    if (ctx.status >= 500 && !e.expose) {
+    if (isConnectionError(err)) {
+      // The primary (or every server) is down: say so plainly, fast, and that nothing was half-written.
+      ctx.status = 503;
+      ctx.set('Retry-After', '5');
+      ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
+    } else if (ctx.status >= 500 && !e.expose) {
       console.error(`app: ${ctx.method} ${ctx.path}: ${(err as Error).stack ?? e.message}`);
       ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
     } else {

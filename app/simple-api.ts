@@ -19,8 +19,8 @@ interface SimpleFile {
 /** `/simple/` and `/simple/<project>/`: the PEP 503 index pip reads. */
 export function simpleRoutes(router: Router, db: (ctx: Context) => RequestDb): void {
   router.get('simple.index', '/simple/', async (ctx) => {
-    const projects = await db(ctx).reader.selectFrom('projects')
-      .select(['name', 'normalized_name']).orderBy('normalized_name').execute();
+    const projects = await db(ctx).read((r) => r.selectFrom('projects')
+      .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
     const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
     ctx.type = 'text/html; charset=utf-8';
     ctx.body = page('Simple index', links);
@@ -38,20 +38,22 @@ export function simpleRoutes(router: Router, db: (ctx: Context) => RequestDb): v
       ctx.redirect(`/simple/${normalized}/`);
       return;
     }
-    const reader = db(ctx).reader;
-    const project = await reader.selectFrom('projects').select(['id', 'name'])
-      .where('normalized_name', '=', normalized).executeTakeFirst();
+    const { project, files } = await db(ctx).read(async (reader) => {
+      const found = await reader.selectFrom('projects').select(['id', 'name'])
+        .where('normalized_name', '=', normalized).executeTakeFirst();
+      const list: SimpleFile[] = found ? await reader.selectFrom('files')
+        .innerJoin('releases', 'releases.id', 'files.release_id')
+        .select(['files.filename', 'files.path', 'files.sha256_digest', 'files.requires_python',
+          'releases.yanked', 'releases.yanked_reason'])
+        .where('releases.project_id', '=', found.id)
+        .orderBy('files.filename')
+        .execute() : [];
+      return { project: found, files: list };
+    });
     if (!project) {
       ctx.throw(404, `no project named "${requested}"`);
       return;
     }
-    const files: SimpleFile[] = await reader.selectFrom('files')
-      .innerJoin('releases', 'releases.id', 'files.release_id')
-      .select(['files.filename', 'files.path', 'files.sha256_digest', 'files.requires_python',
-        'releases.yanked', 'releases.yanked_reason'])
-      .where('releases.project_id', '=', project.id)
-      .orderBy('files.filename')
-      .execute();
     ctx.type = 'text/html; charset=utf-8';
     ctx.body = page(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(fileLink)]);
   });

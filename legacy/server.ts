@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { sql } from 'kysely';
 import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
+import { isConnectionError } from '../routing/database.js';
 import { DbRouter, fenceFromHeader, type RequestDb } from '../routing/db-router.js';
 
 export interface LegacyOptions {
@@ -19,9 +20,12 @@ export function createLegacyServer(options: LegacyOptions): { server: Server; st
   const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, poolSize: 5, name: 'banyan-legacy' });
   const server = createServer((req, res) => {
     handle(router, req, res).catch((err: Error) => {
+      if (res.headersSent) return res.destroy();
+      if (isConnectionError(err)) {
+        return send(res, 503, 'text/plain', 'The database is unavailable: nothing was changed. Try again in a few seconds.\n', { 'Retry-After': '5' });
+      }
       console.error(`legacy: ${req.method} ${req.url}: ${err.message}`);
-      if (!res.headersSent) send(res, 500, 'text/plain', 'The package index is having trouble; try again shortly.\n');
-      else res.destroy();
+      send(res, 500, 'text/plain', 'The package index is having trouble; try again shortly.\n');
     });
   });
   return {
@@ -72,9 +76,9 @@ async function submit(db: RequestDb, req: IncomingMessage, res: ServerResponse):
 }
 
 async function homePage(db: RequestDb, res: ServerResponse): Promise<void> {
-  const { rows } = await sql<{ name: string; version: string; summary: string | null }>`
+  const { rows } = await db.read((reader) => sql<{ name: string; version: string; summary: string | null }>`
     SELECT p.name, r.version, r.summary FROM releases r JOIN projects p ON p.id = r.project_id
-     ORDER BY r.created_at DESC LIMIT 40`.execute(db.reader);
+     ORDER BY r.created_at DESC LIMIT 40`.execute(reader));
   const items = rows.map((r) => `<tr><td><a href="/pypi/${encodeURIComponent(r.name)}">${escapeHtml(r.name)} ${escapeHtml(r.version)}</a></td>` +
     `<td>${escapeHtml(r.summary ?? '')}</td></tr>`);
   send(res, 200, 'text/html', layout('Python Package Index',
@@ -82,10 +86,10 @@ async function homePage(db: RequestDb, res: ServerResponse): Promise<void> {
 }
 
 async function projectPage(db: RequestDb, res: ServerResponse, name: string): Promise<void> {
-  const { rows } = await sql<{ name: string; version: string | null; summary: string | null }>`
+  const { rows } = await db.read((reader) => sql<{ name: string; version: string | null; summary: string | null }>`
     SELECT p.name, r.version, r.summary FROM projects p LEFT JOIN releases r ON r.project_id = p.id
      WHERE p.normalized_name = lower(regexp_replace(${name}, '[-_.]+', '-', 'g'))
-     ORDER BY r.created_at DESC LIMIT 50`.execute(db.reader);
+     ORDER BY r.created_at DESC LIMIT 50`.execute(reader));
   if (rows.length === 0) {
     send(res, 404, 'text/html', layout('Not Found', `<p>There is no project named ${escapeHtml(name)}.</p>`));
     return;

@@ -1,8 +1,9 @@
 import { sql, type Kysely } from 'kysely';
+import CircuitBreaker from 'opossum';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
-import { connect, redactUrl } from './database.js';
+import { connect, isConnectionError, redactUrl } from './database.js';
 import { formatLsn, parseLsn } from './lsn.js';
 
 /** Why a request's reads went where they went (a metric label). */
@@ -23,6 +24,11 @@ export interface RequestDb {
   /** `primary` or `replica-N` (1-based), for headers, logs and metrics. */
   readonly readTarget: string;
   readonly reason: ReadReason;
+  /**
+   * Runs reads on `reader`; if that replica cannot be reached, marks it down
+   * and runs them again on the primary, so the user sees no error.
+   */
+  read<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T>;
 }
 
 export interface DbRouterOptions {
@@ -74,6 +80,7 @@ export class DbRouter {
   #ticking = false;
   #next = 0;
   #waiters: (() => void)[] = [];
+  readonly #breakers: CircuitBreaker[];
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
@@ -81,6 +88,11 @@ export class DbRouter {
     const app = options.name ?? 'banyan';
     this.primary = { name: 'primary', url: options.primaryUrl, db: connect(options.primaryUrl, { max, name: app }) };
     this.replicas = options.replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }) }));
+    // One breaker per replica: repeated connection failures take it out of rotation at once.
+    this.#breakers = this.replicas.map(() => new CircuitBreaker((run: () => Promise<unknown>) => run(), {
+      timeout: false, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: 2_000,
+      errorFilter: (err: unknown) => !isConnectionError(err),
+    }));
     this.states = this.replicas.map((r) => ({
       name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
     }));
@@ -100,8 +112,13 @@ export class DbRouter {
    * optional bounded wait) to the primary.
    */
   async forRequest(fence: ReadFence = {}): Promise<RequestDb> {
-    const pick = (reason: ReadReason, server: Server): RequestDb =>
-      ({ reader: server.db, writer: this.primary.db, readTarget: server.name, reason });
+    const pick = (reason: ReadReason, server: Server): RequestDb => {
+      const index = this.replicas.indexOf(server);
+      return {
+        reader: server.db, writer: this.primary.db, readTarget: server.name, reason,
+        read: index < 0 ? (fn) => fn(server.db) : (fn) => this.#readOnReplica(index, fn),
+      };
+    };
     if (this.replicas.length === 0) return pick('no_replica', this.primary);
     if (fence.primary) return pick('pinned', this.primary);
     const usable = this.#usable();
@@ -121,6 +138,24 @@ export class DbRouter {
     return pick('pinned', this.primary);
   }
 
+  async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    try {
+      return await (this.#breakers[index]!.fire(() => fn(this.replicas[index]!.db)) as Promise<T>);
+    } catch (err) {
+      const open = (err as { code?: string }).code === 'EOPENBREAKER';
+      if (!open && !isConnectionError(err)) throw err;
+      // Out until the monitor sees it answer again.
+      const state = this.states[index]!;
+      state.healthy = false;
+      state.error = open ? 'circuit breaker open' : (err as Error).message;
+      this.readRetries++;
+      return fn(this.primary.db);
+    }
+  }
+
+  /** Reads that a replica failed and the primary answered instead. */
+  readRetries = 0;
+
   /** The primary's current WAL position: a fence for whatever was just committed. */
   async currentLsn(): Promise<bigint> {
     const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.primary.db);
@@ -132,7 +167,7 @@ export class DbRouter {
     const maxSeconds = this.#options.maxLagSeconds ?? 30;
     const out: number[] = [];
     this.states.forEach((s, i) => {
-      if (s.healthy && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
+      if (s.healthy && !this.#breakers[i]!.opened && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
     });
     return out;
   }
@@ -232,6 +267,7 @@ export class DbRouter {
   /** Stops the monitor and closes every pool. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    for (const breaker of this.#breakers) breaker.shutdown();
     await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
     await Promise.all([this.primary, ...this.replicas].map((s) => s.db.destroy()));
   }

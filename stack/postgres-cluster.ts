@@ -42,6 +42,9 @@ export interface PostgresCluster {
   waitForReplay(timeoutMs?: number): Promise<void>;
   /** Changes the replica's apply delay at run time, so tests can make lag real. */
   setReplicaDelay(ms: number): Promise<void>;
+  /** Stops only the replica or only the primary (fast shutdown), for failure drills and tests. */
+  stopReplica(): Promise<void>;
+  stopPrimary(): Promise<void>;
   /** Fast shutdown of the replica, then the primary. */
   stop(): Promise<void>;
 }
@@ -124,6 +127,8 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       baseBackup,
       setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
       waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
+      stopReplica: () => stopServerProcess(replica, 'SIGINT'),
+      stopPrimary: () => stopServerProcess(primary, 'SIGINT'),
       stop: stopAll,
     };
   } catch (err) {
