@@ -1,16 +1,18 @@
 import type Router from '@koa/router';
-import type { Context } from 'koa';
 import { readFields } from '../lib/form-body.js';
-import { formatLsn, type RequestDb } from '../routing/db-router.js';
+import { formatLsn } from '../routing/db-router.js';
 import type { DbRouter } from '../routing/db-router.js';
+import type { FenceStore } from '../routing/fences.js';
+import type { DbFor } from './server.js';
 import { isValidName, normalizeName } from './names.js';
 
 /**
  * `POST /manage/projects`: registers a project (name, summary). A write
  * through the new app: it answers with `X-Banyan-Write-LSN`, the WAL position
- * after the commit, so the proxy pins the session exactly there.
+ * after the commit, so the proxy pins the session exactly there, and raises
+ * the project's fence so every other client's reads of it wait for it too.
  */
-export function manageRoutes(router: Router, db: (ctx: Context) => RequestDb, dbRouter: DbRouter): void {
+export function manageRoutes(router: Router, db: DbFor, dbRouter: DbRouter, fences: FenceStore | undefined): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
     const fields = await readFields(ctx.req);
     const name = (fields['name'] ?? '').trim();
@@ -19,7 +21,7 @@ export function manageRoutes(router: Router, db: (ctx: Context) => RequestDb, db
       return;
     }
     const normalized = normalizeName(name);
-    const created = await db(ctx).writer.transaction().execute(async (trx) => {
+    const created = await (await db(ctx)).writer.transaction().execute(async (trx) => {
       const row = await trx.insertInto('projects').values({ name, normalized_name: normalized })
         .onConflict((oc) => oc.column('normalized_name').doNothing()).returning('id').executeTakeFirst();
       if (!row) return false;
@@ -30,7 +32,9 @@ export function manageRoutes(router: Router, db: (ctx: Context) => RequestDb, db
       ctx.throw(409, `a project named "${normalized}" already exists`);
       return;
     }
-    ctx.set('X-Banyan-Write-LSN', formatLsn(await dbRouter.currentLsn()));
+    const lsn = await dbRouter.currentLsn();
+    await fences?.raise(`project:${normalized}`, lsn);
+    ctx.set('X-Banyan-Write-LSN', formatLsn(lsn));
     ctx.status = 201;
     ctx.body = { name, normalized_name: normalized, url: `/simple/${normalized}/` };
   });

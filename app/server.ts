@@ -2,12 +2,21 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
+import type { FenceStore } from '../routing/fences.js';
 import { manageRoutes } from './manage-api.js';
 import { simpleRoutes } from './simple-api.js';
 
 export interface AppOptions {
   readonly router: DbRouter;
+  /** Resource fences (Redis); absent: reads honour only the session's own pin. */
+  readonly fences?: FenceStore;
 }
+
+/**
+ * A request's DB handle, chosen on first use: reads declaring resources
+ * (`project:<name>`) also wait for those resources' fences.
+ */
+export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise<RequestDb>;
 
 /**
  * The new package index, as a Koa application. Every request gets one DB
@@ -18,23 +27,33 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
-  const dbOf = (ctx: Koa.Context): RequestDb => ctx.state['db'] as RequestDb;
-
-  app.use(errorPages);
-  app.use(async (ctx, next) => {
-    const db = await options.router.forRequest(fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']));
+  const dbOf: DbFor = async (ctx, resources = []) => {
+    const chosen = ctx.state['db'] as RequestDb | undefined;
+    if (chosen) return chosen;
+    const fence = fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']);
+    const resourceFence = options.fences ? await options.fences.fenceFor(resources) : undefined;
+    const db = await options.router.forRequest(resourceFence === 'primary' ? { primary: true }
+      : { primary: fence.primary, minLsn: maxLsn(fence.minLsn, resourceFence) });
     ctx.state['db'] = db;
     ctx.set('X-Banyan-Read-From', db.readTarget);
-    await next();
-  });
+    return db;
+  };
+
+  app.use(errorPages);
 
   const routes = new Router();
   simpleRoutes(routes, dbOf);
-  manageRoutes(routes, dbOf, options.router);
+  manageRoutes(routes, dbOf, options.router, options.fences);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
   app.use(routes.routes());
   app.use(routes.allowedMethods());
   return app;
+}
+
+function maxLsn(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a > b ? a : b;
 }
 
 /** Plain-text error bodies that say what went wrong; server errors are logged, not shown. */

@@ -1,7 +1,6 @@
 import type Router from '@koa/router';
-import type { Context } from 'koa';
 import { escapeHtml } from '../lib/html.js';
-import type { RequestDb } from '../routing/db-router.js';
+import type { DbFor } from './server.js';
 import { isValidName, normalizeName } from './names.js';
 
 /** PEP 629: the repository version this index speaks. */
@@ -17,9 +16,9 @@ interface SimpleFile {
 }
 
 /** `/simple/` and `/simple/<project>/`: the PEP 503 index pip reads. */
-export function simpleRoutes(router: Router, db: (ctx: Context) => RequestDb): void {
+export function simpleRoutes(router: Router, db: DbFor): void {
   router.get('simple.index', '/simple/', async (ctx) => {
-    const projects = await db(ctx).read((r) => r.selectFrom('projects')
+    const projects = await (await db(ctx)).read((r) => r.selectFrom('projects')
       .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
     const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
     ctx.type = 'text/html; charset=utf-8';
@@ -38,7 +37,8 @@ export function simpleRoutes(router: Router, db: (ctx: Context) => RequestDb): v
       ctx.redirect(`/simple/${normalized}/`);
       return;
     }
-    const { project, files } = await db(ctx).read(async (reader) => {
+    // Declaring the project makes this read wait for anyone's write to it, not only this session's.
+    const { project, files } = await (await db(ctx, [`project:${normalized}`])).read(async (reader) => {
       const found = await reader.selectFrom('projects').select(['id', 'name'])
         .where('normalized_name', '=', normalized).executeTakeFirst();
       const list: SimpleFile[] = found ? await reader.selectFrom('files')

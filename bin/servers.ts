@@ -6,6 +6,7 @@ import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DbRouter } from '../routing/db-router.js';
+import { FenceStore } from '../routing/fences.js';
 import type { Args } from './args.js';
 import { progress } from './output.js';
 
@@ -85,9 +86,11 @@ export async function appCommand(): Promise<void> {
     await router.close();
     throw err;
   }
-  const server: Listening = await listen(createApp({ router }).callback(), s.port ?? 8081, s.host, 'PORT');
+  const fences = new FenceStore({ redisUrl: s.redisUrl, whenDown: s.fencesWhenDown });
+  if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
+  const server: Listening = await listen(createApp({ router, fences }).callback(), s.port ?? 8081, s.host, 'PORT');
   progress(`app listening on ${server.url}`);
-  untilSignal(async () => { await server.close(); await router.close(); });
+  untilSignal(async () => { await server.close(); fences.close(); await router.close(); });
 }
 
 /** `banyan legacy`: the legacy stand-in on PORT. */

@@ -39,6 +39,8 @@ export interface Settings {
   readonly pinTtlMs: number;
   /** `lsn` (exact, the default) or `timed` (read from the primary for the whole TTL) (BANYAN_PIN_MODE). */
   readonly pinMode: 'lsn' | 'timed';
+  /** Reads of a declared resource when Redis is down: `skip` its fence, or go to the `primary` (BANYAN_FENCES_REDIS_DOWN). */
+  readonly fencesWhenDown: 'skip' | 'primary';
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
   /** Where the stack file came from, when settings fell back to it. */
@@ -95,6 +97,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
+    fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
@@ -137,9 +140,14 @@ function optionalPort(variable: string, value: string | undefined): number | und
 }
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {
-  if (value === undefined || value === '' || value === 'lsn') return 'lsn';
-  if (value === 'timed') return 'timed';
-  throw new BanyanError('bad-setting', `BANYAN_PIN_MODE must be lsn or timed, not "${value}"`);
+  return oneOf('BANYAN_PIN_MODE', value, ['lsn', 'timed'] as const);
+}
+
+/** One of `choices` (the first when unset), or an error naming the variable and the choices. */
+function oneOf<T extends string>(variable: string, value: string | undefined, choices: readonly T[]): T {
+  if (value === undefined || value === '') return choices[0]!;
+  if ((choices as readonly string[]).includes(value)) return value as T;
+  throw new BanyanError('bad-setting', `${variable} must be ${choices.join(' or ')}, not "${value}"`);
 }
 
 function checkCookieName(value: string | undefined): string | undefined {

@@ -9,6 +9,7 @@ import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
 import type { BreakerSettings } from '../proxy/server.js';
 import { connect } from '../routing/database.js';
 import { DbRouter } from '../routing/db-router.js';
+import { FenceStore } from '../routing/fences.js';
 import { findPostgresBinaries } from './postgres-binaries.js';
 import { startPostgresCluster, type BaseBackupMethod, type PostgresCluster } from './postgres-cluster.js';
 import { findRedisServer, startRedis, type RedisServer } from './redis-server.js';
@@ -109,6 +110,7 @@ export interface BackendsOptions {
   readonly secret?: string;
   readonly pinTtlMs?: number;
   readonly pinMode?: 'lsn' | 'timed';
+  readonly fencesWhenDown?: 'skip' | 'primary';
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -136,7 +138,9 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app' });
     opened.push({ close: () => router.close() });
     await router.start();
-    const app: Listening = await listen(createApp({ router }).callback(), options.appPort ?? 0, host, 'APP_PORT');
+    const fences = new FenceStore({ redisUrl: options.redisUrl ?? undefined, whenDown: options.fencesWhenDown ?? 'skip' });
+    opened.push({ close: async () => fences.close() });
+    const app: Listening = await listen(createApp({ router, fences }).callback(), options.appPort ?? 0, host, 'APP_PORT');
     opened.push(app);
 
     const proxy = await startProxyRuntime({

@@ -4,6 +4,7 @@ import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
+import { freePort } from '../stack/ports.js';
 import { services, waitForReplay } from './support/services.js';
 
 const DELAY_MS = 2_000;
@@ -16,7 +17,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   before(async () => {
     const s = await services();
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'read-your-writes: shipped routes');
-    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET });
+    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl });
     proxy = backends.urls.proxy;
     await s.cluster.setReplicaDelay(DELAY_MS);
   });
@@ -65,11 +66,23 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   }
 
   it('another session, without a pin, reads the replica and does not see the write yet', async () => {
-    const w = await write('app');
-    const mine = await read('app', w.name, { cookie: w.cookie });
-    const theirs = await read('app', w.name);
+    const w = await write('legacy');
+    const mine = await read('legacy', w.name, { cookie: w.cookie });
+    const theirs = await read('legacy', w.name);
     expect(mine).to.deep.equal({ status: 200, from: 'primary' });
     expect(theirs).to.deep.equal({ status: 404, from: 'replica-1' });
+    const index = await fetch(`${proxy}/simple/`);
+    expect(index.headers.get('x-banyan-read-from')).to.equal('replica-1');
+    expect(await index.text()).to.not.contain(w.name);
+  });
+
+  it("a project's fence makes every client's read of it see the write (twine in one process, pip in another)", async () => {
+    const w = await write('app');
+    const other = await read('app', w.name);
+    expect(other.status, 'a client with no pin sees the new project').to.equal(200);
+    expect(other.from).to.equal('primary');
+    const unrelated = await fetch(`${proxy}/simple/`);
+    expect(unrelated.headers.get('x-banyan-read-from'), 'reads that declare nothing stay on the replica').to.equal('replica-1');
   });
 
   it('the pinned session goes back to the replica once it has replayed the write (within lag + 200 ms)', async function () {
@@ -92,15 +105,35 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const [name, value] = w.cookie.split('=') as [string, string];
     const parts = value.split('.');
     parts[2] = '0/1';
-    const tampered = await read('app', w.name, { cookie: `${name}=${parts.join('.')}` });
+    // Legacy reads declare no resource fences, so only the pin could route them to the primary.
+    const tampered = await read('legacy', w.name, { cookie: `${name}=${parts.join('.')}` });
     expect(tampered).to.deep.equal({ status: 404, from: 'replica-1' });
     const expired = signPin({ id: 'abcdefgh12345678', lsn: 0xFFFFFFFFFFn, expires: Date.now() - 1 }, TEST_SECRET);
-    expect(await read('app', w.name, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
-    expect(await read('app', w.name, { 'x-banyan-min-lsn': 'primary' })).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(await read('legacy', w.name, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
+    const forgedFence = await fetch(`${proxy}/simple/`, { headers: { 'x-banyan-min-lsn': 'primary' } });
+    expect(forgedFence.headers.get('x-banyan-read-from')).to.equal('replica-1');
     expect(await read('legacy', w.name, { 'x-banyan-min-lsn': 'FFFF/FFFFFFFF' })).to.deep.equal({ status: 404, from: 'replica-1' });
     const metrics = await (await fetch(`${backends.urls.admin}/metrics`)).text();
     expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_forged"\} [1-9]/);
     expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_expired"\} [1-9]/);
     expect(metrics).to.match(/banyan_proxy_pins_total\{event="set"\} [1-9]/);
   });
+
+  for (const whenDown of ['skip', 'primary'] as const) {
+    it(`with Redis down, fences are skipped, and reads of the resource ${whenDown === 'skip' ? 'stay on the replica' : 'go to the primary'} (BANYAN_FENCES_REDIS_DOWN=${whenDown})`, async () => {
+      const s = await services();
+      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown });
+      try {
+        const name = `fence-down-${whenDown}-${process.pid}`;
+        const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+        expect(w.status, 'Redis down never fails a write').to.equal(201);
+        const r = await fetch(`${deaf.urls.proxy}/simple/${name}/`);
+        await r.text();
+        expect({ status: r.status, from: r.headers.get('x-banyan-read-from') })
+          .to.deep.equal(whenDown === 'skip' ? { status: 404, from: 'replica-1' } : { status: 200, from: 'primary' });
+      } finally {
+        await deaf.stop();
+      }
+    });
+  }
 });
