@@ -7,7 +7,7 @@ import { connect, isConnectionError, redactUrl } from './database.js';
 import { formatLsn, parseLsn } from './lsn.js';
 
 /** Why a request's reads went where they went (a metric label). */
-export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica';
+export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy';
 
 /** What a request must see: everything up to `minLsn`, or (a timed pin) the primary. */
 export interface ReadFence {
@@ -43,6 +43,14 @@ export interface DbRouterOptions {
   readonly maxLagSeconds?: number;
   /** How long a fenced read may wait for a replica to catch up before going to the primary. */
   readonly fenceWaitMs?: number;
+  /**
+   * With every replica out of the normal limits, unpinned reads go to the
+   * primary; beyond this many at once they use the least-lagged reachable
+   * replica instead, if it is within `staleReadLimitSeconds`, so an outage
+   * does not pile every read onto the writer.
+   */
+  readonly maxPrimaryReads?: number;
+  readonly staleReadLimitSeconds?: number;
 }
 
 /** What the monitor last saw of one replica. */
@@ -79,6 +87,7 @@ export class DbRouter {
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
   #next = 0;
+  #primaryReads = 0;
   #waiters: (() => void)[] = [];
   readonly #breakers: CircuitBreaker[];
 
@@ -116,13 +125,17 @@ export class DbRouter {
       const index = this.replicas.indexOf(server);
       return {
         reader: server.db, writer: this.primary.db, readTarget: server.name, reason,
-        read: index < 0 ? (fn) => fn(server.db) : (fn) => this.#readOnReplica(index, fn),
+        read: index < 0 ? (fn) => this.#readOnPrimary(fn) : (fn) => this.#readOnReplica(index, fn),
       };
     };
     if (this.replicas.length === 0) return pick('no_replica', this.primary);
     if (fence.primary) return pick('pinned', this.primary);
     const usable = this.#usable();
-    if (usable.length === 0) return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', this.primary);
+    if (usable.length === 0) {
+      const overflow = fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
+      if (overflow) return pick('primary_busy', overflow);
+      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', this.primary);
+    }
     if (fence.minLsn === undefined) return pick('no_fence', this.#roundRobin(usable));
     const caughtUp = usable.filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
     if (caughtUp.length) return pick('fence_met', this.#roundRobin(caughtUp));
@@ -138,6 +151,26 @@ export class DbRouter {
     return pick('pinned', this.primary);
   }
 
+  async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    this.#primaryReads++;
+    try {
+      return await fn(this.primary.db);
+    } finally {
+      this.#primaryReads--;
+    }
+  }
+
+  /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
+  #leastLagged(): Server | undefined {
+    const limit = this.#options.staleReadLimitSeconds ?? 300;
+    let best: number | undefined;
+    this.states.forEach((s, i) => {
+      if (!s.healthy || this.#breakers[i]!.opened || s.replayLsn === undefined || s.lagSeconds > limit) return;
+      if (best === undefined || s.replayLsn > this.states[best]!.replayLsn!) best = i;
+    });
+    return best === undefined ? undefined : this.replicas[best];
+  }
+
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
     try {
       return await (this.#breakers[index]!.fire(() => fn(this.replicas[index]!.db)) as Promise<T>);
@@ -149,7 +182,7 @@ export class DbRouter {
       state.healthy = false;
       state.error = open ? 'circuit breaker open' : (err as Error).message;
       this.readRetries++;
-      return fn(this.primary.db);
+      return this.#readOnPrimary(fn);
     }
   }
 
