@@ -3,7 +3,7 @@
  *   backend PORT                     a keep-alive server answering 1 KB
  *   http-proxy-3 PORT TARGET         a bare http-proxy-3 server with a keep-alive agent
  *   undici PORT TARGET               a bare node:http server forwarding with undici Pool.stream()
- *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on and ROUTES routes
+ *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on (pins, metrics, breakers) and ROUTES routes
  * Prints "ready" when it listens.
  */
 import { createServer, Agent } from 'node:http';
@@ -12,7 +12,7 @@ import { Pool } from 'undici';
 import { createProxyMetrics } from '../metrics/catalog.js';
 import { createProxy } from '../proxy/server.js';
 import { compileTable } from '../routing/route-table.js';
-import { benchRoutes } from './routes.js';
+import { BENCH_SECRET, benchRoutes } from './routes.js';
 
 const [kind, portText, target, routeCount] = process.argv.slice(2);
 const port = Number(portText);
@@ -47,7 +47,10 @@ if (kind === 'backend') {
 } else if (kind === 'banyan') {
   const metrics = createProxyMetrics();
   const table = compileTable(benchRoutes(Number(routeCount)), 1);
-  const proxy = createProxy({ legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {} });
+  const proxy = createProxy({
+    legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {},
+    pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentLsn: async () => 0n },
+  });
   ready(createServer(proxy.app.callback()));
 } else {
   process.stderr.write(`unknown contestant ${kind}\n`);

@@ -1,11 +1,11 @@
 /**
  * A small closed-loop load generator, for machines without wrk:
- *   load URL CONNECTIONS SECONDS  → prints {"rps":…, "p50":ms, "p99":ms, "errors":…} as JSON
+ *   load URL CONNECTIONS SECONDS [COOKIE]  → prints {"rps":…, "p50":ms, "p99":ms, "errors":…} as JSON
  * Each connection sends its next request when the previous answer is read.
  */
 import { Pool } from 'undici';
 
-const [url, connectionsText, secondsText] = process.argv.slice(2);
+const [url, connectionsText, secondsText, cookie] = process.argv.slice(2);
 const target = new URL(url!);
 const connections = Number(connectionsText);
 const until = Date.now() + Number(secondsText) * 1000;
@@ -17,7 +17,7 @@ async function worker(): Promise<void> {
   while (Date.now() < until) {
     const t0 = process.hrtime.bigint();
     try {
-      const res = await pool.request({ path: target.pathname + target.search, method: 'GET' });
+      const res = await pool.request({ path: target.pathname + target.search, method: 'GET', headers: cookie ? { cookie } : {} });
       await res.body.arrayBuffer();
       if (res.statusCode >= 400) errors++;
     } catch {

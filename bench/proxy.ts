@@ -3,7 +3,7 @@
  *
  * Side by side, in one run on this machine: the backend direct, a bare
  * http-proxy-3 server, nginx (when installed), and Banyan's proxy with every
- * feature on (10 and 1,000 routes, metrics). Each contestant is its own
+ * feature on (10 and 1,000 routes, metrics, breakers, a pin checked on every request). Each contestant is its own
  * process; load comes from wrk when installed, else from bench/load.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -14,13 +14,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../bin/args.js';
 import { printTable, progress } from '../bin/output.js';
 import { freePort } from '../stack/ports.js';
-import { BENCH_PATH } from './routes.js';
+import { signPin } from '../proxy/pin.js';
+import { BENCH_PATH, BENCH_SECRET } from './routes.js';
 
 const args = parseArgs(process.argv.slice(2), ['seconds', 'connections', 'rounds'], ['json']);
 const seconds = Number(args.flags.get('seconds') ?? 4);
 const rounds = Number(args.flags.get('rounds') ?? 3);
 const connections = Number(args.flags.get('connections') ?? 50);
 const here = fileURLToPath(new URL('.', import.meta.url));
+// A valid pin on every request: Banyan verifies it and forwards the fence, as for a user who just wrote.
+const COOKIE = `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, BENCH_SECRET)}`;
 const children: ChildProcess[] = [];
 const cleanups: (() => void)[] = [];
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); for (const f of cleanups) f(); });
@@ -97,7 +100,7 @@ function measure(name: string, base: string, duration: number): Result {
 
 function load(name: string, url: string, duration: number): Omit<Result, 'cpuUsPerRequest'> {
   if (has('wrk')) {
-    const out = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', url], { encoding: 'utf8' }).stdout;
+    const out = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', '-H', `Cookie: ${COOKIE}`, url], { encoding: 'utf8' }).stdout;
     const ms = (label: string) => {
       const m = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
       if (!m) return NaN;
@@ -106,7 +109,7 @@ function load(name: string, url: string, duration: number): Omit<Result, 'cpuUsP
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0';
     return { name, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p50: ms('50'), p99: ms('99'), errors: Number(errors) };
   }
-  const out = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'load.ts'), url, String(connections), String(duration)], { encoding: 'utf8' }).stdout;
+  const out = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'load.ts'), url, String(connections), String(duration), COOKIE], { encoding: 'utf8' }).stdout;
   return { name, ...(JSON.parse(out) as Omit<Result, 'name' | 'cpuUsPerRequest'>) };
 }
 

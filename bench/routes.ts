@@ -1,5 +1,8 @@
 import type { Route } from '../routing/route-table.js';
 
+/** Signs the pin cookie every benchmark request carries, so Banyan's pin check runs on each. */
+export const BENCH_SECRET = 'bench-secret-0123456789abcdef';
+
 /** The path every contestant is asked for: a legacy project page, matched by a parameterized route. */
 export const BENCH_PATH = '/pypi/project-500/json';
 

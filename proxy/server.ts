@@ -102,18 +102,34 @@ export function createProxy(options: ProxyOptions): Proxy {
     return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => canaryBucket(sessionKey(req, client, pin)), Date.now());
   };
 
+  // A session sends the same cookie on every request: remember values already verified (keyed by the
+  // whole signed value, so a hit proves the same MAC was checked) instead of computing an HMAC each time.
+  const verified = new Map<string, Pin>();
+  const honoured = metrics.pins.labels({ event: 'honoured' });
+
   /** The session's valid pin, if it has one; forged, tampered and expired ones are counted and ignored. */
   const readPin = (req: IncomingMessage): Pin | undefined => {
     if (!pins) return undefined;
     const value = cookieValue(req.headers.cookie, PIN_COOKIE);
     if (!value) return undefined;
-    const check = verifyPin(value, pins.secrets, Date.now());
-    if (!check.ok) {
-      metrics.pins.inc({ event: `rejected_${check.reason}` });
+    const now = Date.now();
+    let pin = verified.get(value);
+    if (!pin) {
+      const check = verifyPin(value, pins.secrets, now);
+      if (!check.ok) {
+        metrics.pins.inc({ event: `rejected_${check.reason}` });
+        return undefined;
+      }
+      pin = check.pin;
+      if (verified.size >= 10_000) verified.clear();
+      verified.set(value, pin);
+    } else if (pin.expires <= now) {
+      verified.delete(value);
+      metrics.pins.inc({ event: 'rejected_expired' });
       return undefined;
     }
-    metrics.pins.inc({ event: 'honoured' });
-    return check.pin;
+    honoured.inc();
+    return pin;
   };
 
   /** After a successful write: a pin at the write's LSN (the backend's, else the primary's now). */
@@ -160,7 +176,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     const forward: ForwardOptions = {
       headersTimeoutMs: timeouts?.headersMs,
       bodyTimeoutMs: timeouts?.bodyMs,
-      extraHeaders: pin ? { 'x-banyan-min-lsn': pin.lsn === undefined ? 'primary' : formatLsn(pin.lsn) } : undefined,
+      extraHeaders: pin ? fenceHeader(pin) : undefined,
       beforeHead: pins && !safe ? issuePin(pin, client) : undefined,
     };
 
@@ -267,6 +283,18 @@ function makeBreaker(backend: 'legacy' | 'new', settings: BreakerSettings, metri
   breaker.on('halfOpen', () => metrics.breakerState.set({ backend }, 1));
   breaker.on('close', () => { metrics.breakerState.set({ backend }, 0); log(`proxy: circuit breaker for the ${backend} backend closed`); });
   return breaker;
+}
+
+const fenceHeaders = new WeakMap<Pin, Record<string, string>>();
+
+/** The `X-Banyan-Min-LSN` header for a pin, formatted once per pin. */
+function fenceHeader(pin: Pin): Record<string, string> {
+  let header = fenceHeaders.get(pin);
+  if (!header) {
+    header = { 'x-banyan-min-lsn': pin.lsn === undefined ? 'primary' : formatLsn(pin.lsn) };
+    fenceHeaders.set(pin, header);
+  }
+  return header;
 }
 
 function hasBody(req: IncomingMessage): boolean {
