@@ -1,6 +1,6 @@
 import type Router from '@koa/router';
 import { readFields } from '../lib/form-body.js';
-import { formatLsn } from '../routing/db-router.js';
+import { formatLsn } from '../routing/lsn.js';
 import type { DbRouter } from '../routing/db-router.js';
 import type { FenceStore } from '../routing/fences.js';
 import type { DbFor } from './server.js';

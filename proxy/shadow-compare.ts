@@ -78,7 +78,7 @@ function asJson(o: Observed): { value: unknown } | undefined {
 }
 
 /** Appends every leaf where `a` and `b` differ, skipping ignored paths. */
-export function diffJson(a: unknown, b: unknown, path: string, ignore: RegExp[], out: Difference[]): void {
+function diffJson(a: unknown, b: unknown, path: string, ignore: RegExp[], out: Difference[]): void {
   if (out.length >= MAX_DIFFERENCES * 4) return;
   if (ignore.some((re) => re.test(path))) return;
   const bothObjects = a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b);

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Pool } from 'undici';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { Route } from '../routing/route-table.js';
@@ -140,11 +139,4 @@ export class Shadower {
     const r = this.#report(route);
     return { route, counts: { ...r.counts }, samples: [...r.samples] };
   }
-}
-
-/** Request headers for a shadow copy: the ones the original carried upstream. */
-export function shadowHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[]>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(upstream)) if (v !== undefined) out[k] = v;
-  return out;
 }

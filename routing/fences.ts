@@ -1,5 +1,4 @@
 import { Redis } from 'ioredis';
-import { formatLsn, parseLsn } from './lsn.js';
 
 /** What to do with reads that declare a resource when Redis cannot be asked. */
 export type FencesWhenDown = 'skip' | 'primary';
@@ -86,4 +85,3 @@ function key(resource: string): string {
   return `banyan:fence:${resource}`;
 }
 
-export { formatLsn, parseLsn };

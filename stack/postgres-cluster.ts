@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
-import { isAlive, startServerProcess, stopServerProcess, tailOf, waitUntilReady, type ServerProcess } from './child-process.js';
+import { isAlive, startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
 import { canAccessAs, spawnIdentity, unprivilegedUser, type RunAs } from './os-user.js';
 import type { PostgresBinaries } from './postgres-binaries.js';
 import { reusePort } from './ports.js';
@@ -427,4 +427,3 @@ function configureStandby(replicaDir: string, primaryPort: number, password: str
   }
 }
 
-export { tailOf };

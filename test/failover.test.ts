@@ -63,20 +63,20 @@ describe('failures: a replica or the primary stops', () => {
 });
 
 async function checkPrimaryOutage(services: Services, backends: Backends): Promise<void> {
-    await services.cluster.stopPrimary();
-    const t0 = Date.now();
-    const write = await fetch(`${backends.urls.proxy}/manage/projects`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'during-outage' }),
-    });
-    const body = await write.text();
-    expect(Date.now() - t0).to.be.below(1_000);
-    expect(write.status).to.equal(503);
-    expect(write.headers.get('retry-after')).to.equal('5');
-    expect(body).to.contain('The database is unavailable: nothing was changed');
-    for (let i = 0; i < 20; i++) {
-      const read = await fetch(`${backends.urls.proxy}/simple/`);
-      await read.text();
-      expect(read.status, 'reads go on from the replica').to.equal(200);
-      expect(read.headers.get('x-banyan-read-from')).to.equal('replica-1');
-    }
+  await services.cluster.stopPrimary();
+  const t0 = Date.now();
+  const write = await fetch(`${backends.urls.proxy}/manage/projects`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'during-outage' }),
+  });
+  const body = await write.text();
+  expect(Date.now() - t0).to.be.below(1_000);
+  expect(write.status).to.equal(503);
+  expect(write.headers.get('retry-after')).to.equal('5');
+  expect(body).to.contain('The database is unavailable: nothing was changed');
+  for (let i = 0; i < 20; i++) {
+    const read = await fetch(`${backends.urls.proxy}/simple/`);
+    await read.text();
+    expect(read.status, 'reads go on from the replica').to.equal(200);
+    expect(read.headers.get('x-banyan-read-from')).to.equal('replica-1');
+  }
 }
