@@ -78,7 +78,7 @@ function supervise(count: number): void {
 /** `banyan app`: the new app on PORT. */
 export async function appCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const router = new DbRouter({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, name: 'banyan-app' });
+  const router = new DbRouter({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, name: 'banyan-app', ...s.reads });
   if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
   try {
     await router.start();
@@ -96,7 +96,7 @@ export async function appCommand(): Promise<void> {
 /** `banyan legacy`: the legacy stand-in on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const legacy = createLegacyServer({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls });
+  const legacy = createLegacyServer({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls, reads: s.reads });
   await legacy.start();
   const server = await listen(legacy.server, s.port ?? 8082, s.host, 'PORT');
   progress(`legacy stand-in listening on ${server.url}`);

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { sql } from 'kysely';
+import type { ReadSettings } from '../lib/config.js';
 import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
 import { isConnectionError } from '../routing/database.js';
@@ -8,6 +9,7 @@ import { DbRouter, fenceFromHeader, type RequestDb } from '../routing/db-router.
 export interface LegacyOptions {
   readonly primaryUrl: string;
   readonly replicaUrls: readonly string[];
+  readonly reads?: ReadSettings | undefined;
 }
 
 /**
@@ -17,7 +19,7 @@ export interface LegacyOptions {
  * a write through either backend is visible on the next page from both.
  */
 export function createLegacyServer(options: LegacyOptions): { server: Server; start(): Promise<void>; close(): Promise<void> } {
-  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, poolSize: 5, name: 'banyan-legacy' });
+  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, poolSize: 5, name: 'banyan-legacy', ...options.reads });
   const server = createServer((req, res) => {
     handle(router, req, res).catch((err: Error) => {
       if (res.headersSent) return res.destroy();

@@ -41,6 +41,9 @@ export interface Settings {
   readonly pinMode: 'lsn' | 'timed';
   /** Reads of a declared resource when Redis is down: `skip` its fence, or go to the `primary` (BANYAN_FENCES_REDIS_DOWN). */
   readonly fencesWhenDown: 'skip' | 'primary';
+  /** DB router tuning (BANYAN_REPLICA_POLL, BANYAN_READ_FENCE_WAIT, BANYAN_MAX_REPLICA_LAG, BANYAN_MAX_REPLICA_LAG_BYTES,
+   * BANYAN_MAX_PRIMARY_READS, BANYAN_REPLICA_CHOICE); see README. */
+  readonly reads: ReadSettings;
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
   /** Where the stack file came from, when settings fell back to it. */
@@ -98,9 +101,27 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
+    reads: {
+      monitorIntervalMs: env['BANYAN_REPLICA_POLL'] ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL') : 100,
+      fenceWaitMs: env['BANYAN_READ_FENCE_WAIT'] ? parseDuration(env['BANYAN_READ_FENCE_WAIT'], 'BANYAN_READ_FENCE_WAIT') : 0,
+      maxLagSeconds: (env['BANYAN_MAX_REPLICA_LAG'] ? parseDuration(env['BANYAN_MAX_REPLICA_LAG'], 'BANYAN_MAX_REPLICA_LAG') : 30_000) / 1000,
+      maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? 64 * 1024 * 1024,
+      maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
+      choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
+    },
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
+}
+
+/** How the DB router spreads and limits reads. */
+export interface ReadSettings {
+  readonly monitorIntervalMs: number;
+  readonly fenceWaitMs: number;
+  readonly maxLagSeconds: number;
+  readonly maxLagBytes: number;
+  readonly maxPrimaryReads: number | undefined;
+  readonly choice: 'round-robin' | 'least-in-flight';
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */
@@ -137,6 +158,12 @@ function optionalPort(variable: string, value: string | undefined): number | und
     throw new BanyanError('bad-setting', `${variable} must be a port number from 0 to 65535, not "${value}"`);
   }
   return port;
+}
+
+function wholeNumber(variable: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d+$/.test(value)) throw new BanyanError('bad-setting', `${variable} must be a whole number, not "${value}"`);
+  return Number(value);
 }
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {

@@ -49,8 +49,10 @@ export interface DbRouterOptions {
    * replica instead, if it is within `staleReadLimitSeconds`, so an outage
    * does not pile every read onto the writer.
    */
-  readonly maxPrimaryReads?: number;
+  readonly maxPrimaryReads?: number | undefined;
   readonly staleReadLimitSeconds?: number;
+  /** Among replicas that qualify: take turns, or the one with the fewest reads running. */
+  readonly choice?: 'round-robin' | 'least-in-flight';
 }
 
 /** What the monitor last saw of one replica. */
@@ -88,6 +90,7 @@ export class DbRouter {
   #ticking = false;
   #next = 0;
   #primaryReads = 0;
+  readonly #inFlight: number[];
   #waiters: (() => void)[] = [];
   readonly #breakers: CircuitBreaker[];
 
@@ -102,6 +105,7 @@ export class DbRouter {
       timeout: false, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: 2_000,
       errorFilter: (err: unknown) => !isConnectionError(err),
     }));
+    this.#inFlight = this.replicas.map(() => 0);
     this.states = this.replicas.map((r) => ({
       name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
     }));
@@ -172,6 +176,7 @@ export class DbRouter {
   }
 
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    this.#inFlight[index]!++;
     try {
       return await (this.#breakers[index]!.fire(() => fn(this.replicas[index]!.db)) as Promise<T>);
     } catch (err) {
@@ -183,6 +188,8 @@ export class DbRouter {
       state.error = open ? 'circuit breaker open' : (err as Error).message;
       this.readRetries++;
       return this.#readOnPrimary(fn);
+    } finally {
+      this.#inFlight[index]!--;
     }
   }
 
@@ -206,6 +213,11 @@ export class DbRouter {
   }
 
   #roundRobin(indexes: number[]): Server {
+    if (this.#options.choice === 'least-in-flight' && indexes.length > 1) {
+      let best = indexes[0]!;
+      for (const i of indexes) if (this.#inFlight[i]! < this.#inFlight[best]!) best = i;
+      return this.replicas[best]!;
+    }
     return this.replicas[indexes[this.#next++ % indexes.length]!]!;
   }
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { createApp } from '../app/server.js';
 import { createLegacyServer } from '../legacy/server.js';
-import type { StackFile } from '../lib/config.js';
+import type { ReadSettings, StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { migrateUp } from '../migrations/migrator.js';
@@ -111,6 +111,7 @@ export interface BackendsOptions {
   readonly pinTtlMs?: number;
   readonly pinMode?: 'lsn' | 'timed';
   readonly fencesWhenDown?: 'skip' | 'primary';
+  readonly reads?: ReadSettings;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -129,13 +130,13 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     for (const item of opened.reverse()) await item.close();
   };
   try {
-    const legacy = createLegacyServer({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls });
+    const legacy = createLegacyServer({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads });
     opened.push({ close: () => legacy.close() });
     await legacy.start();
     const legacyListening = await listen(legacy.server, options.legacyPort ?? 0, host, 'LEGACY_PORT');
     opened.push(legacyListening);
 
-    const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app' });
+    const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app', ...options.reads });
     opened.push({ close: () => router.close() });
     await router.start();
     const fences = new FenceStore({ redisUrl: options.redisUrl ?? undefined, whenDown: options.fencesWhenDown ?? 'skip' });

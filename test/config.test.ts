@@ -61,3 +61,19 @@ describe('settings', () => {
       .with.property('hint').that.matches(/npm start/);
   });
 });
+
+describe('settings: the DB router', () => {
+  it('reads durations, limits and the replica choice, with defaults', () => {
+    expect(loadSettings({}, undefined).reads).to.deep.equal({
+      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin',
+    });
+    expect(loadSettings({ BANYAN_READ_FENCE_WAIT: '50ms', BANYAN_MAX_REPLICA_LAG: '5s', BANYAN_MAX_PRIMARY_READS: '20', BANYAN_REPLICA_CHOICE: 'least-in-flight' }, undefined).reads)
+      .to.deep.include({ fenceWaitMs: 50, maxLagSeconds: 5, maxPrimaryReads: 20, choice: 'least-in-flight' });
+  });
+
+  it('names the variable when a value is wrong', () => {
+    expect(() => loadSettings({ BANYAN_REPLICA_CHOICE: 'random' }, undefined)).to.throw('BANYAN_REPLICA_CHOICE must be round-robin or least-in-flight, not "random"');
+    expect(() => loadSettings({ BANYAN_MAX_PRIMARY_READS: 'lots' }, undefined)).to.throw('BANYAN_MAX_PRIMARY_READS must be a whole number, not "lots"');
+    expect(() => loadSettings({ BANYAN_PIN_MODE: 'forever' }, undefined)).to.throw('BANYAN_PIN_MODE must be lsn or timed, not "forever"');
+  });
+});

@@ -51,4 +51,29 @@ describe('DB router choices against a real replica', () => {
     await withClient(s.replicaUrls[0]!, (c) => c.query('SELECT pg_wal_replay_resume()'));
     await withClient(s.primaryUrl, (c) => c.query('DROP TABLE lag_probe2'));
   });
+
+  it('spreads reads round robin, or to the replica with the fewest reads running', async () => {
+    const s = await services();
+    // The same standby listed twice stands in for two replicas.
+    const urls = [s.replicaUrls[0]!, s.replicaUrls[0]!];
+    const rr = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: urls, monitorIntervalMs: 60_000 });
+    const lif = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: urls, monitorIntervalMs: 60_000, choice: 'least-in-flight' });
+    await rr.start();
+    await lif.start();
+    try {
+      const turns = [];
+      for (let i = 0; i < 4; i++) turns.push((await rr.forRequest()).readTarget);
+      expect(turns).to.deep.equal(['replica-1', 'replica-2', 'replica-1', 'replica-2']);
+      const first = await lif.forRequest();
+      expect(first.readTarget).to.equal('replica-1');
+      const slow = first.read((db) => sql`SELECT pg_sleep(0.3)`.execute(db));
+      await new Promise((r) => setTimeout(r, 50));
+      expect((await lif.forRequest()).readTarget, 'replica-1 is busy').to.equal('replica-2');
+      await slow;
+      expect((await lif.forRequest()).readTarget).to.equal('replica-1');
+    } finally {
+      await rr.close();
+      await lif.close();
+    }
+  });
 });
