@@ -67,6 +67,8 @@ export interface Proxy {
 }
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The answer of a retired route (or brownout) that names none of its own. */
+const DEFAULT_RETIRED = { status: 410, message: 'This feature has been retired.' };
 const RETRY_AFTER_S = 5;
 
 /**
@@ -167,7 +169,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.once('finish', () => record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
 
     if (decision.target === 'proxy') {
-      const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };
+      const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
       plain(res, answer.status, `${answer.message}\n`, requestId);
       return;
     }
@@ -245,7 +247,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     const decision = routeFor(req, client, readPin(req));
     metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
     if (decision.target === 'proxy') {
-      const answer = decision.spec?.retired ?? { status: 410, message: 'This feature has been retired.' };
+      const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
       socket.end(`HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`);
       return;
     }

@@ -5,6 +5,7 @@ import { freePort } from '../stack/ports.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+import { waitUntil } from './support/wait.js';
 
 const base: Route[] = [
   { name: 'simple.index', match: { path: '/simple/' }, mode: 'legacy' },
@@ -100,12 +101,8 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     try {
       const current = (await api(proxy, 'GET', '/api/routes')).json['version'] as number;
       expect(other.routes.current.version).to.equal(current);
-      const t0 = Date.now();
       await api(proxy, 'PUT', '/api/routes', { routes: [base[0], { ...base[1]!, mode: 'new' }], reason: 'docs to new' });
-      while ((await call(`${other.url}/docs/a`)).backend !== 'new') {
-        if (Date.now() - t0 > 1_000) throw new Error('the other proxy did not see the change within 1 s');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitUntil('the other proxy sees the change', async () => (await call(`${other.url}/docs/a`)).backend === 'new', 1_000);
     } finally {
       await other.stop();
     }
@@ -115,12 +112,8 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     const s = await services();
     const deaf = await startTestProxy(s, legacy.url, app.url, { redisUrl: `redis://127.0.0.1:${await freePort()}`, pollMs: 300 });
     try {
-      const t0 = Date.now();
       await api(proxy, 'PUT', '/api/routes', { routes: base, reason: 'docs back to legacy' });
-      while ((await call(`${deaf.url}/docs/a`)).backend !== 'legacy') {
-        if (Date.now() - t0 > 1_500) throw new Error('the polling proxy did not see the change');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitUntil('the polling proxy sees the change', async () => (await call(`${deaf.url}/docs/a`)).backend === 'legacy', 1_500);
     } finally {
       await deaf.stop();
     }

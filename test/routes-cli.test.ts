@@ -7,6 +7,7 @@ import { runBanyanAsync } from './support/cli.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services, tempDir } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+import { waitUntil as until } from './support/wait.js';
 
 describe('banyan routes: an operator cuts a route over from the command line', () => {
   let legacy: FakeBackend;
@@ -20,13 +21,6 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     res.end(JSON.stringify({ name: 'demo', version }));
   };
   const routes = (...args: string[]) => runBanyanAsync(['routes', ...args], { cwd: '/', env });
-  const until = async (what: string, check: () => Promise<boolean>) => {
-    const deadline = Date.now() + 3_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
 
   before(async () => {
     const s = await services();
