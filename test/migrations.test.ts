@@ -21,14 +21,14 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
 
       const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(3);
+      expect(reverted).to.have.length(4);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.deep.equal([]);
 
       const applied = await migrateUp(db);
-      expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger']);
+      expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order']);
       expect(await migrateUp(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
@@ -41,6 +41,10 @@ describe('migrations', () => {
     const s = await services();
     const db = connect(s.primaryUrl, { max: 1 });
     try {
+      expect(await migrateDown(db)).to.deep.equal(['2026-11-22-01-release-order']);
+      const columns = await withClient(s.primaryUrl, async (c) => (await c.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'releases'")).rows.map((r: { column_name: string }) => r.column_name));
+      expect(columns).to.include('version').and.not.include('sort_key');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-21-03-usage-ledger']);
       expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
       expect(await tablesOn(s.primaryUrl)).to.include('route_audit');

@@ -1,0 +1,167 @@
+/**
+ * Which file to offer a visitor: the platform from a User-Agent (browsers and
+ * pip's JSON user agent), distribution file names (PEP 427 wheels, sdists),
+ * and the choice of the best file. Pure functions, no I/O.
+ */
+import { normalizeName } from './names.js';
+
+export type Os = 'windows' | 'macos' | 'linux' | 'unknown';
+export type Arch = 'x86_64' | 'arm64' | 'x86' | 'unknown';
+
+export interface Platform {
+  readonly os: Os;
+  readonly arch: Arch;
+  /** `3.11` when the client says (pip does; browsers do not). */
+  readonly python: string | undefined;
+  readonly client: 'pip' | 'browser' | 'unknown';
+}
+
+/** Reads the platform from a User-Agent header. */
+export function detectPlatform(userAgent: string | undefined): Platform {
+  const ua = userAgent ?? '';
+  const pip = /^pip\/\S+\s+(\{.*\})\s*$/.exec(ua);
+  if (pip) {
+    try {
+      const data = JSON.parse(pip[1]!) as { cpu?: string; python?: string; system?: { name?: string } };
+      const system = (data.system?.name ?? '').toLowerCase();
+      const os: Os = system === 'windows' ? 'windows' : system === 'darwin' ? 'macos' : system === 'linux' ? 'linux' : 'unknown';
+      const python = /^(\d+\.\d+)/.exec(data.python ?? '')?.[1];
+      return { os, arch: archFromText(data.cpu ?? ''), python, client: 'pip' };
+    } catch {
+      // Not JSON after all: fall through to the browser rules.
+    }
+  }
+  if (/Windows NT|Win64|Win32/i.test(ua)) {
+    const arch: Arch = /ARM64|aarch64/i.test(ua) ? 'arm64' : /Win64|x64|WOW64|amd64/i.test(ua) ? 'x86_64' : 'x86';
+    return { os: 'windows', arch, python: undefined, client: 'browser' };
+  }
+  if (/Macintosh|Mac OS X/i.test(ua) && !/iPhone|iPad/i.test(ua)) {
+    // Browsers on Apple silicon still say "Intel Mac OS X": the architecture is unknown.
+    return { os: 'macos', arch: /arm64|aarch64/i.test(ua) ? 'arm64' : 'unknown', python: undefined, client: 'browser' };
+  }
+  if (/Linux|X11/i.test(ua) && !/Android/i.test(ua)) {
+    return { os: 'linux', arch: archFromText(ua), python: undefined, client: 'browser' };
+  }
+  return { os: 'unknown', arch: 'unknown', python: undefined, client: /Mozilla\//.test(ua) ? 'browser' : 'unknown' };
+}
+
+function archFromText(text: string): Arch {
+  if (/x86_64|amd64|x64|Win64/i.test(text)) return 'x86_64';
+  if (/aarch64|arm64/i.test(text)) return 'arm64';
+  if (/i[3-6]86|x86/i.test(text)) return 'x86';
+  return 'unknown';
+}
+
+export interface DistFile {
+  readonly kind: 'sdist' | 'wheel';
+  /** The project name as written in the file name (normalized for comparisons by the caller). */
+  readonly name: string;
+  readonly version: string;
+  readonly python: readonly string[];
+  readonly abi: readonly string[];
+  readonly platforms: readonly string[];
+}
+
+const SDIST_SUFFIXES = ['.tar.gz', '.zip'];
+
+/**
+ * Splits a distribution file name: `name-1.0.tar.gz` (sdist), or
+ * `name-1.0(-build)?-py3-none-any.whl` (wheel). Undefined when it is neither.
+ */
+export function parseFilename(filename: string): DistFile | undefined {
+  if (filename.endsWith('.whl')) {
+    const parts = filename.slice(0, -4).split('-');
+    if (parts.length !== 5 && parts.length !== 6) return undefined;
+    const [name, version] = parts;
+    const [python, abi, platform] = parts.slice(-3);
+    if (!name || !version || !python || !abi || !platform) return undefined;
+    return { kind: 'wheel', name, version, python: python.split('.'), abi: abi.split('.'), platforms: platform.split('.') };
+  }
+  const suffix = SDIST_SUFFIXES.find((s) => filename.endsWith(s));
+  if (!suffix) return undefined;
+  const stem = filename.slice(0, -suffix.length);
+  // The version is what follows the last '-' (PEP 625 names use '_' inside the name).
+  const cut = stem.lastIndexOf('-');
+  if (cut <= 0 || cut === stem.length - 1) return undefined;
+  return { kind: 'sdist', name: stem.slice(0, cut), version: stem.slice(cut + 1), python: ['source'], abi: [], platforms: [] };
+}
+
+/** True when the file name's project part is `project` under PEP 503 normalization. */
+export function filenameMatchesProject(file: DistFile, project: string): boolean {
+  return normalizeName(file.name) === normalizeName(project);
+}
+
+/** How well a wheel platform tag fits: 0 not at all, higher is better. */
+function platformFit(tag: string, p: Platform): number {
+  if (tag === 'any') return 1;
+  if (p.os === 'windows') {
+    if (tag === 'win_amd64') return p.arch === 'x86_64' ? 3 : p.arch === 'arm64' ? 2 : 0;
+    if (tag === 'win_arm64') return p.arch === 'arm64' ? 3 : 0;
+    if (tag === 'win32') return p.arch === 'x86' ? 3 : p.arch === 'x86_64' ? 2 : 0;
+    return 0;
+  }
+  if (p.os === 'macos') {
+    const m = /^macosx_\d+_\d+_(\w+)$/.exec(tag);
+    if (!m) return 0;
+    const arch = m[1]!;
+    if (arch === 'universal2' || arch === 'universal') return 3.5;
+    if (arch === 'x86_64' || arch === 'intel') return p.arch === 'arm64' ? 2 : 3;
+    if (arch === 'arm64') return p.arch === 'arm64' ? 3 : p.arch === 'unknown' ? 2.5 : 0;
+    return 0;
+  }
+  if (p.os === 'linux') {
+    const m = /^(?:manylinux\w*?|musllinux_\d+_\d+|linux)_(x86_64|aarch64|i686|armv7l|ppc64le|s390x)$/.exec(tag);
+    if (!m) return 0;
+    const arch = m[1] === 'aarch64' ? 'arm64' : m[1] === 'i686' ? 'x86' : m[1];
+    if (p.arch === 'unknown') return arch === 'x86_64' ? 2.5 : 2;
+    return arch === p.arch ? (tag.startsWith('musllinux') ? 2.8 : 3) : 0;
+  }
+  return 0;
+}
+
+function pythonFits(tags: readonly string[], abi: readonly string[], python: string | undefined): boolean {
+  const [major, minor] = (python ?? '3').split('.');
+  return tags.some((t) => {
+    const m = /^(py|cp|pp)(\d)(\d*)$/.exec(t);
+    if (!m) return false;
+    if (m[2] !== major) return false;
+    if (m[1] === 'py' || minor === undefined || m[3] === '') return true;
+    // cp39 with abi3 runs on 3.9 and later; otherwise the minor version must match.
+    return abi.includes('abi3') ? Number(m[3]) <= Number(minor) : m[3] === minor;
+  });
+}
+
+export interface Choice<T> {
+  readonly file: T;
+  /** Why it was chosen, for the page: "Windows (64-bit) wheel", "source". */
+  readonly reason: string;
+}
+
+/**
+ * The best file of a release for a platform: a wheel built for it, else a
+ * pure-Python wheel, else the sdist. Undefined when nothing fits.
+ */
+export function chooseFile<T extends { filename: string }>(files: readonly T[], platform: Platform): Choice<T> | undefined {
+  let best: { file: T; score: number; reason: string } | undefined;
+  for (const file of files) {
+    const dist = parseFilename(file.filename);
+    if (!dist) continue;
+    let score = 0;
+    let reason = 'source distribution (builds on any platform)';
+    if (dist.kind === 'sdist') {
+      score = 0.5;
+    } else if (pythonFits(dist.python, dist.abi, platform.python)) {
+      score = Math.max(0, ...dist.platforms.map((t) => platformFit(t, platform)));
+      reason = dist.platforms.includes('any') && score === 1 ? 'pure-Python wheel (any platform)' : `wheel for ${describePlatform(platform)}`;
+    }
+    if (score > 0 && (!best || score > best.score)) best = { file, score, reason };
+  }
+  return best && { file: best.file, reason: best.reason };
+}
+
+/** "Windows (x86_64)", "macOS", "Linux (arm64)" or "your platform". */
+export function describePlatform(p: Platform): string {
+  const os = { windows: 'Windows', macos: 'macOS', linux: 'Linux', unknown: '' }[p.os];
+  if (!os) return 'your platform';
+  return p.arch === 'unknown' ? os : `${os} (${p.arch})`;
+}

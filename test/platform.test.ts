@@ -1,0 +1,78 @@
+import { expect } from 'chai';
+import { chooseFile, detectPlatform, parseFilename } from '../app/platform.js';
+
+const UA = {
+  windows: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  windowsArm: 'Mozilla/5.0 (Windows NT 10.0; ARM64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  mac: 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15',
+  linux: 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
+  linuxArm: 'Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  iphone: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148',
+  android: 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36',
+  pip: 'pip/23.2.1 {"ci":null,"cpu":"x86_64","distro":{"name":"Debian GNU/Linux","version":"12"},"implementation":{"name":"CPython","version":"3.11.7"},"installer":{"name":"pip","version":"23.2.1"},"python":"3.11.7","system":{"name":"Linux","release":"6.1.0"}}',
+  pipMac: 'pip/24.0 {"cpu":"arm64","python":"3.12.1","system":{"name":"Darwin","release":"23.1.0"}}',
+  pipWindows: 'pip/24.0 {"cpu":"AMD64","python":"3.9.13","system":{"name":"Windows","release":"10"}}',
+};
+
+describe('platform detection and the download choice', () => {
+  const detected: [keyof typeof UA, string, string, string | undefined][] = [
+    ['windows', 'windows', 'x86_64', undefined],
+    ['windowsArm', 'windows', 'arm64', undefined],
+    ['mac', 'macos', 'unknown', undefined],
+    ['linux', 'linux', 'x86_64', undefined],
+    ['linuxArm', 'linux', 'arm64', undefined],
+    ['iphone', 'unknown', 'unknown', undefined],
+    ['android', 'unknown', 'unknown', undefined],
+    ['pip', 'linux', 'x86_64', '3.11'],
+    ['pipMac', 'macos', 'arm64', '3.12'],
+    ['pipWindows', 'windows', 'x86_64', '3.9'],
+  ];
+  for (const [ua, os, arch, python] of detected) {
+    it(`reads ${ua} as ${os}/${arch}${python ? ` with Python ${python}` : ''}`, () => {
+      const p = detectPlatform(UA[ua]);
+      expect([p.os, p.arch, p.python]).to.deep.equal([os, arch, python]);
+    });
+  }
+
+  it('splits wheel and sdist file names, and refuses others', () => {
+    expect(parseFilename('demo_pkg-1.0-cp311-cp311-win_amd64.whl')).to.include({ kind: 'wheel', name: 'demo_pkg', version: '1.0' });
+    expect(parseFilename('demo-1.0-1-py2.py3-none-any.whl')?.python).to.deep.equal(['py2', 'py3']);
+    expect(parseFilename('demo_pkg-1.0rc1.tar.gz')).to.include({ kind: 'sdist', name: 'demo_pkg', version: '1.0rc1' });
+    expect(parseFilename('demo-pkg-2.0.zip')).to.include({ kind: 'sdist', name: 'demo-pkg', version: '2.0' });
+    for (const bad of ['demo.exe', 'demo-1.0.whl', 'demo.tar.gz', 'demo-.tar.gz', 'demo-1.0-py3-none.whl']) {
+      expect(parseFilename(bad), bad).to.equal(undefined);
+    }
+  });
+
+  const release = [
+    { filename: 'demo-1.0.tar.gz' },
+    { filename: 'demo-1.0-cp311-cp311-win_amd64.whl' },
+    { filename: 'demo-1.0-cp311-cp311-win32.whl' },
+    { filename: 'demo-1.0-cp311-cp311-macosx_11_0_arm64.whl' },
+    { filename: 'demo-1.0-cp311-cp311-macosx_10_9_x86_64.whl' },
+    { filename: 'demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl' },
+    { filename: 'demo-1.0-cp311-cp311-musllinux_1_1_x86_64.whl' },
+  ];
+  const choices: [keyof typeof UA, string][] = [
+    ['windows', 'demo-1.0-cp311-cp311-win_amd64.whl'],
+    ['mac', 'demo-1.0-cp311-cp311-macosx_10_9_x86_64.whl'],
+    ['pipMac', 'demo-1.0.tar.gz'], // Python 3.12: the cp311 wheels do not fit.
+    ['linux', 'demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl'],
+    ['linuxArm', 'demo-1.0.tar.gz'],
+    ['pip', 'demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl'],
+    ['iphone', 'demo-1.0.tar.gz'],
+  ];
+  for (const [ua, expected] of choices) {
+    it(`offers ${expected} to ${ua}`, () => expect(chooseFile(release, detectPlatform(UA[ua]))?.file.filename).to.equal(expected));
+  }
+
+  it('prefers a universal2 wheel on macOS, a platform wheel over a pure one, and a pure one over the sdist', () => {
+    const mac = detectPlatform(UA.mac);
+    expect(chooseFile([{ filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_universal2.whl' }], mac)?.file.filename)
+      .to.equal('d-1-cp311-cp311-macosx_11_0_universal2.whl');
+    const win = detectPlatform(UA.windows);
+    expect(chooseFile([{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-cp39-abi3-win_amd64.whl' }], win)?.file.filename).to.equal('d-1-cp39-abi3-win_amd64.whl');
+    expect(chooseFile([{ filename: 'd-1.tar.gz' }, { filename: 'd-1-py3-none-any.whl' }], mac)?.file.filename).to.equal('d-1-py3-none-any.whl');
+    expect(chooseFile([{ filename: 'd-1-cp311-cp311-win_amd64.whl' }], mac)).to.equal(undefined);
+  });
+});
