@@ -2,6 +2,7 @@ import { BanyanError, describeError } from '../lib/errors.js';
 import { parseArgs } from './args.js';
 import { migrate } from './migrate.js';
 import { routes } from './routes.js';
+import { tokens, users } from './accounts.js';
 import { appCommand, legacyCommand, proxyCommand } from './servers.js';
 import { start } from './start.js';
 
@@ -15,6 +16,8 @@ Commands:
   migrate up|down|status [--all] [--json]  schema migrations on the primary
   routes list|show|set|apply|history|rollback  the route table every proxy follows
                                          (banyan routes help for the details)
+  users add NAME [--email E]             an account that can upload (password from stdin)
+  tokens create USERNAME [--description D]  an API token for twine (printed once)
 
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
@@ -26,6 +29,8 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   app: { valued: [], switches: [], run: appCommand },
   legacy: { valued: [], switches: [], run: legacyCommand },
   migrate: { valued: [], switches: ['json', 'all'], run: migrate },
+  users: { valued: ['email'], switches: ['json'], run: users },
+  tokens: { valued: ['description'], switches: ['json'], run: tokens },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run'],

@@ -1,5 +1,8 @@
 import { expect } from 'chai';
+import { authenticate } from '../app/accounts.js';
+import { connect } from '../routing/database.js';
 import { runBanyan } from './support/cli.js';
+import { basicAuth } from './support/packages.js';
 import { services } from './support/services.js';
 
 describe('banyan command line', () => {
@@ -21,7 +24,7 @@ describe('banyan command line', () => {
     expect(table.stdout).to.match(/2026-11-21-01-package-index\s+\d{4}-\d\d-\d\dT/);
     const json = runBanyan(['migrate', 'status', '--json'], { env });
     const list = JSON.parse(json.stdout) as { name: string; executedAt: string | null }[];
-    expect(list.map((m) => m.name)).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger']);
+    expect(list.map((m) => m.name)).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order']);
     expect(list.every((m) => m.executedAt !== null)).to.equal(true);
     const up = runBanyan(['migrate', 'up'], { env });
     expect(up.stdout).to.equal('Nothing to do: the schema is up to date.\n');
@@ -44,5 +47,39 @@ describe('banyan command line', () => {
     expect(r.status).to.equal(1);
     expect(r.stderr.trim().split('\n')).to.have.length(1);
     expect(r.stderr).to.match(/ECONNREFUSED|connect/);
+  });
+
+  it('users add takes the password from stdin; tokens create prints a token that authenticates, once', async () => {
+    const s = await services();
+    const env = { DATABASE_URL: s.primaryUrl };
+    const name = `cli-user-${process.pid}`;
+    const added = runBanyan(['users', 'add', name, '--email', `${name}@example.org`], { env, input: 'correct horse battery\n' });
+    expect(added.status, added.stderr).to.equal(0);
+    expect(added.stdout).to.equal(`Created user ${name}. Next: banyan tokens create ${name}\n`);
+    const again = runBanyan(['users', 'add', name], { env, input: 'correct horse battery\n' });
+    expect([again.status, again.stderr]).to.deep.equal([1, `banyan: a user named "${name}" already exists\n`]);
+    const short = runBanyan(['users', 'add', `${name}-2`], { env, input: 'short\n' });
+    expect([short.status, short.stderr]).to.deep.equal([1, 'banyan: the password must be at least 8 characters long\n']);
+    expect(runBanyan(['users', 'remove', name], { env }).status).to.equal(2);
+
+    const created = runBanyan(['tokens', 'create', name], { env });
+    expect(created.status, created.stderr).to.equal(0);
+    const token = created.stdout.trim();
+    expect(token).to.match(/^banyan-[\w-]{43}$/);
+    expect(created.stderr).to.contain('shown only once');
+    const unknown = runBanyan(['tokens', 'create', 'nobody-at-all'], { env });
+    expect(unknown.status).to.equal(1);
+    expect(unknown.stderr).to.contain('there is no user named "nobody-at-all" (create one first: banyan users add nobody-at-all');
+
+    const db = connect(s.primaryUrl, { max: 1 });
+    try {
+      expect(await authenticate(db, basicAuth('__token__', token))).to.deep.include({ username: name });
+      expect(await authenticate(db, basicAuth(name, 'correct horse battery'))).to.deep.include({ username: name });
+      expect(await authenticate(db, basicAuth(name, 'wrong horse battery'))).to.equal('invalid');
+      const stored = await db.selectFrom('api_tokens').select('token_hash').execute();
+      expect(stored.map((r) => r.token_hash), 'only the hash is stored').to.not.include(token);
+    } finally {
+      await db.destroy();
+    }
   });
 });

@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 export const BANYAN = fileURLToPath(new URL('../../bin/banyan.js', import.meta.url));
 
 /** Runs `banyan args…` to completion. */
-export function runBanyan(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+export function runBanyan(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}) {
   const result = spawnSync(process.execPath, [BANYAN, ...args], {
-    cwd: options.cwd, env: { ...process.env, ...options.env }, encoding: 'utf8', timeout: 60_000,
+    cwd: options.cwd, env: { ...process.env, ...options.env }, encoding: 'utf8', timeout: 60_000, input: options.input ?? '',
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
