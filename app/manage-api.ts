@@ -1,8 +1,6 @@
 import type Router from '@koa/router';
 import { readFields } from '../lib/form-body.js';
-import { formatLsn } from '../routing/lsn.js';
-import type { DbRouter } from '../routing/db-router.js';
-import type { FenceStore } from '../routing/fences.js';
+import type { WriteAnnouncer } from './announce.js';
 import type { DbFor } from './server.js';
 import { isValidName, normalizeName } from './names.js';
 
@@ -12,7 +10,7 @@ import { isValidName, normalizeName } from './names.js';
  * after the commit, so the proxy pins the session exactly there, and raises
  * the project's fence so every other client's reads of it wait for it too.
  */
-export function manageRoutes(router: Router, db: DbFor, dbRouter: DbRouter, fences: FenceStore | undefined): void {
+export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
     const fields = await readFields(ctx.req);
     const name = (fields['name'] ?? '').trim();
@@ -32,9 +30,7 @@ export function manageRoutes(router: Router, db: DbFor, dbRouter: DbRouter, fenc
       ctx.throw(409, `a project named "${normalized}" already exists`);
       return;
     }
-    const lsn = await dbRouter.currentLsn();
-    await fences?.raise(`project:${normalized}`, lsn);
-    ctx.set('X-Banyan-Write-LSN', formatLsn(lsn));
+    ctx.set('X-Banyan-Write-LSN', await announcer.announce([normalized], true));
     ctx.status = 201;
     ctx.body = { name, normalized_name: normalized, url: `/simple/${normalized}/` };
   });

@@ -3,14 +3,32 @@ import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
 import type { FenceStore } from '../routing/fences.js';
+import { WriteAnnouncer } from './announce.js';
+import { fileRoutes } from './files.js';
+import { jsonRoutes } from './json-api.js';
 import { manageRoutes } from './manage-api.js';
+import type { PageCache } from './page-cache.js';
+import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
+import type { FileStore } from './storage.js';
+import { uploadRoutes, type UploadListener } from './upload-route.js';
 
 export interface AppOptions {
   readonly router: DbRouter;
   /** Resource fences (Redis); absent: reads honour only the session's own pin. */
   readonly fences?: FenceStore;
+  /** Where uploaded files are kept (content-addressed). */
+  readonly store: FileStore;
+  /** Rendered simple pages (Redis); absent: no page cache. */
+  readonly cache?: PageCache;
+  /** The largest file an upload may carry (BANYAN_MAX_UPLOAD). */
+  readonly maxUploadBytes?: number;
+  /** Told about every upload attempt (metrics). */
+  readonly onUpload?: UploadListener;
 }
+
+/** 100 MiB, PyPI's default per-file limit. */
+export const DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024;
 
 /**
  * A request's DB handle, chosen on first use: reads declaring resources
@@ -40,10 +58,21 @@ export function createApp(options: AppOptions): Koa {
   };
 
   app.use(errorPages);
+  app.on('error', (err: NodeJS.ErrnoException & { status?: number }) => {
+    // A client that goes away mid-request is not the app's error: nothing to log.
+    if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.code?.startsWith('HPE_') || err.message === 'aborted') return;
+    if (err.status !== undefined && err.status < 500) return;
+    console.error(`app: ${err.stack ?? err.message}`);
+  });
 
+  const announcer = new WriteAnnouncer(options.router, options.fences, options.cache);
   const routes = new Router();
-  simpleRoutes(routes, dbOf);
-  manageRoutes(routes, dbOf, options.router, options.fences);
+  simpleRoutes(routes, dbOf, options.cache);
+  jsonRoutes(routes, dbOf);
+  projectPageRoutes(routes, dbOf);
+  fileRoutes(routes, options.store);
+  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, onUpload: options.onUpload });
+  manageRoutes(routes, dbOf, announcer);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
   app.use(routes.routes());
   app.use(routes.allowedMethods());

@@ -1,28 +1,71 @@
 import type Router from '@koa/router';
+import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
-import type { DbFor } from './server.js';
+import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey } from './announce.js';
+import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from './names.js';
+import type { CachedPage, PageCache } from './page-cache.js';
+import { findProject, projectFiles, type FileRow } from './queries.js';
+import type { DbFor } from './server.js';
 
-/** PEP 629: the repository version this index speaks. */
-export const REPOSITORY_VERSION = '1.0';
+/** PEP 629: the repository version this index speaks (1.1: PEP 700's size, upload-time and versions). */
+export const REPOSITORY_VERSION = '1.1';
 
-interface SimpleFile {
-  filename: string;
-  path: string;
-  sha256_digest: string;
-  requires_python: string | null;
-  yanked: boolean;
-  yanked_reason: string | null;
+export const SIMPLE_JSON = 'application/vnd.pypi.simple.v1+json';
+export const SIMPLE_HTML = 'application/vnd.pypi.simple.v1+html';
+
+type Format = 'json' | 'html';
+
+/** Content types we can answer with, mapped to the format and the type we send back. */
+const OFFERS: [string, Format, string][] = [
+  [SIMPLE_JSON, 'json', SIMPLE_JSON],
+  ['application/vnd.pypi.simple.latest+json', 'json', SIMPLE_JSON],
+  [SIMPLE_HTML, 'html', SIMPLE_HTML],
+  ['application/vnd.pypi.simple.latest+html', 'html', SIMPLE_HTML],
+  ['text/html', 'html', 'text/html; charset=utf-8'],
+];
+
+/**
+ * PEP 691 content negotiation: the acceptable offer with the highest q (the
+ * client's order breaks ties); no Accept header means HTML; undefined means
+ * nothing we serve is acceptable (406).
+ */
+export function negotiate(accept: string | undefined): { format: Format; type: string } | undefined {
+  if (!accept || !accept.trim()) return { format: 'html', type: 'text/html; charset=utf-8' };
+  let best: { format: Format; type: string; q: number } | undefined;
+  for (const range of accept.split(',')) {
+    const [media = '', ...params] = range.split(';').map((s) => s.trim().toLowerCase());
+    const qParam = params.find((p) => p.startsWith('q='));
+    const q = qParam ? Number(qParam.slice(2)) : 1;
+    if (!Number.isFinite(q) || q <= 0) continue;
+    const offer = media === '*/*' || media === 'text/*' ? OFFERS[4] : OFFERS.find(([type]) => type === media);
+    if (offer && (!best || q > best.q)) best = { format: offer[1], type: offer[2], q };
+  }
+  return best && { format: best.format, type: best.type };
 }
 
-/** `/simple/` and `/simple/<project>/`: the PEP 503 index pip reads. */
-export function simpleRoutes(router: Router, db: DbFor): void {
+const POLICY = (normalized?: string) => ({
+  cacheControl: 'public, max-age=60',
+  surrogateKeys: normalized ? [`project-${normalized}`, 'simple'] : ['simple', 'simple-index'],
+  vary: 'Accept',
+});
+
+/** `/simple/` and `/simple/<project>/`: PEP 503 HTML and PEP 691 JSON, cached in Redis. */
+export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undefined): void {
   router.get('simple.index', '/simple/', async (ctx) => {
-    const projects = await (await db(ctx)).read((r) => r.selectFrom('projects')
-      .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
-    const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
-    ctx.type = 'text/html; charset=utf-8';
-    ctx.body = page('Simple index', links);
+    const format = acceptable(ctx);
+    if (!format) return;
+    const page = await cached(ctx, cache, INDEX_CACHE_KEY, format.format, async () => {
+      // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
+      const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
+        .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
+      if (format.format === 'json') {
+        return renderedPage(format.type, JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION }, projects: projects.map((p) => ({ name: p.name })) }));
+      }
+      const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
+      return renderedPage(format.type, htmlPage('Simple index', links));
+    });
+    sendPage(ctx, page!, POLICY());
   });
 
   router.get('simple.detail', '/simple/:project/', async (ctx) => {
@@ -37,36 +80,85 @@ export function simpleRoutes(router: Router, db: DbFor): void {
       ctx.redirect(`/simple/${normalized}/`);
       return;
     }
-    // Declaring the project makes this read wait for anyone's write to it, not only this session's.
-    const { project, files } = await (await db(ctx, [`project:${normalized}`])).read(async (reader) => {
-      const found = await reader.selectFrom('projects').select(['id', 'name'])
-        .where('normalized_name', '=', normalized).executeTakeFirst();
-      const list: SimpleFile[] = found ? await reader.selectFrom('files')
-        .innerJoin('releases', 'releases.id', 'files.release_id')
-        .select(['files.filename', 'files.path', 'files.sha256_digest', 'files.requires_python',
-          'releases.yanked', 'releases.yanked_reason'])
-        .where('releases.project_id', '=', found.id)
-        .orderBy('files.filename')
-        .execute() : [];
-      return { project: found, files: list };
+    const format = acceptable(ctx);
+    if (!format) return;
+    const page = await cached(ctx, cache, projectCacheKey(normalized), format.format, async () => {
+      // Declaring the project makes this read wait for anyone's write to it, not only this session's.
+      const found = await (await db(ctx, [`project:${normalized}`])).read(async (reader) => {
+        const project = await findProject(reader, normalized);
+        return project && { project, files: await projectFiles(reader, project.id) };
+      });
+      if (!found) return undefined;
+      const { project, files } = found;
+      if (format.format === 'json') {
+        const versions: string[] = [];
+        for (const f of files) if (versions[versions.length - 1] !== f.version) versions.push(f.version);
+        return renderedPage(format.type, JSON.stringify({
+          meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': Number(project.last_serial) },
+          name: project.normalized_name,
+          versions,
+          files: files.map(jsonFile),
+        }));
+      }
+      return renderedPage(format.type, htmlPage(`Links for ${project.name}`,
+        [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(htmlLink)]));
     });
-    if (!project) {
+    if (!page) {
       ctx.throw(404, `no project named "${requested}"`);
       return;
     }
-    ctx.type = 'text/html; charset=utf-8';
-    ctx.body = page(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(fileLink)]);
+    sendPage(ctx, page, POLICY(normalized));
   });
 }
 
-function fileLink(file: SimpleFile): string {
-  const attrs = [`href="/packages/${escapeHtml(file.path)}#sha256=${file.sha256_digest}"`];
+function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefined {
+  const chosen = negotiate(ctx.get('Accept'));
+  if (!chosen) {
+    ctx.status = 406;
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = `406 None of the types in Accept are served here. Ask for ${SIMPLE_JSON}, ${SIMPLE_HTML} or text/html.\n`;
+  }
+  return chosen;
+}
+
+/** The page from Redis, else rendered and stored; `X-Banyan-Cache` says which. */
+async function cached(ctx: Koa.Context, cache: PageCache | undefined, key: string, variant: string,
+  render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
+  const lookup = cache ? await cache.get(key, variant) : undefined;
+  if (lookup?.page) {
+    ctx.set('X-Banyan-Cache', 'hit');
+    return lookup.page;
+  }
+  const page = await render();
+  ctx.set('X-Banyan-Cache', lookup?.generation === undefined ? 'off' : 'miss');
+  if (page && lookup) await cache!.put(key, lookup, variant, page);
+  return page;
+}
+
+function fileUrl(file: FileRow): string {
+  return `/packages/${file.path}`;
+}
+
+function jsonFile(file: FileRow): Record<string, unknown> {
+  return {
+    filename: file.filename,
+    url: fileUrl(file),
+    hashes: { sha256: file.sha256_digest },
+    'requires-python': file.requires_python,
+    yanked: file.yanked ? (file.yanked_reason || true) : false,
+    size: Number(file.size),
+    'upload-time': file.upload_time.toISOString(),
+  };
+}
+
+function htmlLink(file: FileRow): string {
+  const attrs = [`href="${escapeHtml(fileUrl(file))}#sha256=${file.sha256_digest}"`];
   if (file.requires_python) attrs.push(`data-requires-python="${escapeHtml(file.requires_python)}"`);
   if (file.yanked) attrs.push(`data-yanked="${escapeHtml(file.yanked_reason ?? '')}"`);
   return `    <a ${attrs.join(' ')}>${escapeHtml(file.filename)}</a><br/>`;
 }
 
-function page(title: string, body: string[]): string {
+function htmlPage(title: string, body: string[]): string {
   return [
     '<!DOCTYPE html>',
     '<html>',

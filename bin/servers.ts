@@ -1,5 +1,7 @@
 import cluster from 'node:cluster';
+import { PageCache } from '../app/page-cache.js';
 import { createApp } from '../app/server.js';
+import { FileStore } from '../app/storage.js';
 import { createLegacyServer } from '../legacy/server.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -88,15 +90,22 @@ export async function appCommand(): Promise<void> {
   }
   const fences = new FenceStore({ redisUrl: s.redisUrl, whenDown: s.fencesWhenDown });
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
-  const server: Listening = await listen(createApp({ router, fences }).callback(), s.port ?? 8081, s.host, 'PORT');
-  progress(`app listening on ${server.url}`);
-  untilSignal(async () => { await server.close(); fences.close(); await router.close(); });
+  const store = new FileStore(s.storageDir);
+  await store.init();
+  const cache = new PageCache(s.redisUrl);
+  const app = createApp({ router, fences, store, cache, maxUploadBytes: s.maxUploadBytes });
+  const server: Listening = await listen(app.callback(), s.port ?? 8081, s.host, 'PORT');
+  progress(`app listening on ${server.url}, files in ${store.root}`);
+  untilSignal(async () => { await server.close(); fences.close(); cache.close(); await router.close(); });
 }
 
 /** `banyan legacy`: the legacy stand-in on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const legacy = createLegacyServer({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls, reads: s.reads });
+  const legacy = createLegacyServer({
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls, reads: s.reads,
+    storageDir: s.storageDir, redisUrl: s.redisUrl, maxUploadBytes: s.maxUploadBytes,
+  });
   await legacy.start();
   const server = await listen(legacy.server, s.port ?? 8082, s.host, 'PORT');
   progress(`legacy stand-in listening on ${server.url}`);

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDuration } from './duration.js';
+import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
 
 /** What `npm start` writes to `.banyan/stack.json`, so other commands find the stack. */
@@ -46,6 +46,10 @@ export interface Settings {
   readonly reads: ReadSettings;
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
+  /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
+  readonly storageDir: string;
+  /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
+  readonly maxUploadBytes: number;
   /** Where the stack file came from, when settings fell back to it. */
   readonly stackFile: string | undefined;
 }
@@ -110,6 +114,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
     },
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
+    storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
+    maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : 100 * 1024 * 1024,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
 }

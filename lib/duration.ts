@@ -13,3 +13,14 @@ export function parseDuration(text: string, what: string): number {
   }
   return Math.round(Number(match[1]) * UNITS[match[2] ?? 'ms']!);
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** Parses a size such as `100MB`, `512KiB` or `1048576` (bytes) into bytes. `what` names the setting in the error. */
+export function parseSize(text: string, what: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(text);
+  if (!match || Number(match[1]) <= 0) {
+    throw new BanyanError('bad-size', `${what} must be a size like 100MB, 512KiB or a number of bytes, not "${text}"`);
+  }
+  return Math.round(Number(match[1]) * SIZE_UNITS[(match[2] ?? '').toLowerCase()]!);
+}

@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PageCache } from '../app/page-cache.js';
 import { createApp } from '../app/server.js';
+import { FileStore } from '../app/storage.js';
 import { createLegacyServer } from '../legacy/server.js';
 import type { ReadSettings, StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -112,6 +116,9 @@ export interface BackendsOptions {
   readonly pinMode?: 'lsn' | 'timed';
   readonly fencesWhenDown?: 'skip' | 'primary';
   readonly reads?: ReadSettings;
+  /** Where uploads are stored; absent: a temporary folder removed on stop. */
+  readonly storageDir?: string;
+  readonly maxUploadBytes?: number;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -130,7 +137,16 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     for (const item of opened.reverse()) await item.close();
   };
   try {
-    const legacy = createLegacyServer({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads });
+    let storageDir = options.storageDir;
+    if (!storageDir) {
+      const temporary = mkdtempSync(join(tmpdir(), 'banyan-files-'));
+      opened.push({ close: async () => rmSync(temporary, { recursive: true, force: true }) });
+      storageDir = temporary;
+    }
+    const legacy = createLegacyServer({
+      primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads,
+      storageDir, redisUrl: options.redisUrl ?? undefined, maxUploadBytes: options.maxUploadBytes,
+    });
     opened.push({ close: () => legacy.close() });
     await legacy.start();
     const legacyListening = await listen(legacy.server, options.legacyPort ?? 0, host, 'LEGACY_PORT');
@@ -141,7 +157,12 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     await router.start();
     const fences = new FenceStore({ redisUrl: options.redisUrl ?? undefined, whenDown: options.fencesWhenDown ?? 'skip' });
     opened.push({ close: async () => fences.close() });
-    const app: Listening = await listen(createApp({ router, fences }).callback(), options.appPort ?? 0, host, 'APP_PORT');
+    const cache = new PageCache(options.redisUrl ?? undefined);
+    opened.push({ close: async () => cache.close() });
+    const store = new FileStore(storageDir);
+    await store.init();
+    const appServer = createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes });
+    const app: Listening = await listen(appServer.callback(), options.appPort ?? 0, host, 'APP_PORT');
     opened.push(app);
 
     const proxy = await startProxyRuntime({

@@ -49,7 +49,7 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     const body = await res.text();
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-type')).to.equal('text/html; charset=utf-8');
-    expect(body).to.contain('<meta name="pypi:repository-version" content="1.0">');
+    expect(body).to.contain('<meta name="pypi:repository-version" content="1.1">');
     expect(body).to.contain('<a href="/simple/sample-project/">Sample_Project</a>');
     expect(body).to.not.contain('Legacy Package Index');
   });

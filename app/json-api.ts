@@ -1,0 +1,127 @@
+import type Router from '@koa/router';
+import type Koa from 'koa';
+import { renderedPage, sendPage } from './http-cache.js';
+import { isValidName, normalizeName } from './names.js';
+import { canonicalVersion, parseVersion } from './pep440.js';
+import { findProject, findRelease, latestRelease, projectFiles, releaseFiles, type FileRow, type ProjectRow, type ReleaseRow } from './queries.js';
+import type { DbFor } from './server.js';
+
+/**
+ * `/pypi/<project>/json` and `/pypi/<project>/<version>/json`: Warehouse's
+ * JSON API, with its field names for the data this index keeps.
+ */
+export function jsonRoutes(router: Router, db: DbFor): void {
+  router.get('json.project', '/pypi/:project/json', async (ctx) => {
+    const normalized = checkName(ctx);
+    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+      const project = await findProject(r, normalized);
+      if (!project) return undefined;
+      const release = await latestRelease(r, project.id);
+      return { project, release, files: await projectFiles(r, project.id) };
+    });
+    if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
+    const { project, release, files } = found;
+    const releases: Record<string, unknown[]> = {};
+    for (const f of files) (releases[f.version] ??= []).push(jsonFile(f));
+    const latest = release ? files.filter((f) => f.version === release.version) : [];
+    send(ctx, project, {
+      info: info(project, release),
+      last_serial: Number(project.last_serial),
+      releases,
+      urls: latest.map(jsonFile),
+      vulnerabilities: [],
+    });
+  });
+
+  router.get('json.release', '/pypi/:project/:version/json', async (ctx) => {
+    const normalized = checkName(ctx);
+    const version = parseVersion(ctx.params['version'] ?? '');
+    if (!version) return ctx.throw(404, `"${ctx.params['version']}" is not a PEP 440 version`);
+    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+      const project = await findProject(r, normalized);
+      if (!project) return undefined;
+      const release = await findRelease(r, project.id, canonicalVersion(version));
+      return { project, release, files: release ? await releaseFiles(r, release.id) : [] };
+    });
+    if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
+    if (!found.release) return ctx.throw(404, `${found.project.name} has no release ${ctx.params['version']}`);
+    send(ctx, found.project, {
+      info: info(found.project, found.release),
+      last_serial: Number(found.project.last_serial),
+      urls: found.files.map(jsonFile),
+      vulnerabilities: [],
+    });
+  });
+}
+
+function checkName(ctx: Koa.Context): string {
+  const requested = ctx.params['project'] ?? '';
+  if (!isValidName(requested)) ctx.throw(404, `"${requested}" is not a valid project name`);
+  return normalizeName(requested);
+}
+
+function send(ctx: Koa.Context, project: ProjectRow, body: unknown): void {
+  ctx.set('X-PyPI-Last-Serial', project.last_serial);
+  sendPage(ctx, renderedPage('application/json', JSON.stringify(body)), {
+    cacheControl: 'public, max-age=60',
+    surrogateKeys: [`project-${project.normalized_name}`, 'json'],
+  });
+}
+
+function info(project: ProjectRow, release: ReleaseRow | undefined): Record<string, unknown> {
+  const m = release?.metadata ?? {};
+  const text = (key: string) => (typeof m[key] === 'string' ? m[key] : null);
+  const list = (key: string) => (Array.isArray(m[key]) ? m[key] : null);
+  const projectUrls: Record<string, string> = {};
+  for (const entry of (list('project_urls') ?? []) as string[]) {
+    const [label, url] = entry.split(/,\s*/, 2);
+    if (label && url) projectUrls[label] = url;
+  }
+  return {
+    name: project.name,
+    version: release?.version ?? null,
+    summary: release?.summary ?? null,
+    description: text('description') ?? '',
+    description_content_type: text('description_content_type'),
+    author: text('author'),
+    author_email: text('author_email'),
+    maintainer: text('maintainer'),
+    maintainer_email: text('maintainer_email'),
+    license: text('license'),
+    license_expression: text('license_expression'),
+    keywords: text('keywords'),
+    classifiers: list('classifiers') ?? [],
+    platform: (list('platform') as string[] | null)?.join(', ') ?? null,
+    home_page: text('home_page'),
+    download_url: text('download_url'),
+    requires_python: release?.requires_python ?? null,
+    requires_dist: list('requires_dist'),
+    provides_extra: list('provides_extra'),
+    project_urls: Object.keys(projectUrls).length > 0 ? projectUrls : null,
+    project_url: `/project/${project.normalized_name}/`,
+    package_url: `/project/${project.normalized_name}/`,
+    release_url: release ? `/project/${project.normalized_name}/${release.version}/` : null,
+    yanked: release?.yanked ?? false,
+    yanked_reason: release?.yanked_reason ?? null,
+  };
+}
+
+/** A file as Warehouse's JSON API shows it. */
+export function jsonFile(f: FileRow): Record<string, unknown> {
+  const iso = f.upload_time.toISOString();
+  return {
+    filename: f.filename,
+    packagetype: f.packagetype,
+    python_version: f.python_version,
+    requires_python: f.requires_python,
+    size: Number(f.size),
+    digests: { sha256: f.sha256_digest },
+    url: `/packages/${f.path}`,
+    upload_time: iso.slice(0, 19),
+    upload_time_iso_8601: iso,
+    yanked: f.yanked,
+    yanked_reason: f.yanked_reason,
+    has_sig: false,
+    comment_text: '',
+  };
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+
+/** A rendered page as stored: its body, type and strong ETag. */
+export interface CachedPage {
+  readonly type: string;
+  readonly etag: string;
+  readonly body: string;
+}
+
+/** A strong ETag for a body. */
+export function etagOf(body: string | Buffer): string {
+  return `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+}
+
+// One round trip: the key's generation, then the page stored under it.
+const LOOKUP = `
+local gen = redis.call('GET', KEYS[1]) or '0'
+return {gen, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}`;
+
+export interface Lookup {
+  /** The generation the page was looked up under; undefined when Redis did not answer (do not store). */
+  readonly generation: string | undefined;
+  readonly page: CachedPage | undefined;
+}
+
+/**
+ * Rendered pages in Redis (the simple index and detail pages), keyed by a
+ * per-key generation. A write bumps the generation after its commit and after
+ * raising the resource's fence, so a reader that sees the new generation also
+ * sees the fence and reads fresh data; a page rendered from older data can
+ * only be stored under the old generation, which nobody looks up any more.
+ * Redis being down turns caching off, never the site.
+ */
+export class PageCache {
+  readonly #redis: Redis | undefined;
+  readonly #ttlSeconds: number;
+  hits = 0;
+  misses = 0;
+
+  constructor(redisUrl: string | undefined, ttlSeconds = 300) {
+    this.#ttlSeconds = ttlSeconds;
+    if (redisUrl) {
+      this.#redis = new Redis(redisUrl, {
+        enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
+        retryStrategy: (times) => Math.min(times * 200, 2_000),
+      });
+      this.#redis.on('error', () => {});
+    }
+  }
+
+  async get(key: string, variant: string): Promise<Lookup> {
+    if (!this.#redis) return { generation: undefined, page: undefined };
+    try {
+      const [generation, stored] = await this.#redis.eval(LOOKUP, 1, genKey(key), pagePrefix(key), variant) as [string, string | null];
+      const page = stored ? JSON.parse(stored) as CachedPage : undefined;
+      if (page) this.hits++;
+      else this.misses++;
+      return { generation, page };
+    } catch {
+      return { generation: undefined, page: undefined };
+    }
+  }
+
+  async put(key: string, lookup: Lookup, variant: string, page: CachedPage): Promise<void> {
+    if (!this.#redis || lookup.generation === undefined) return;
+    try {
+      await this.#redis.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, JSON.stringify(page), 'EX', this.#ttlSeconds);
+    } catch {
+      // A page not cached is only slower.
+    }
+  }
+
+  /** Makes every cached variant of these keys unreachable. */
+  async invalidate(...keys: string[]): Promise<boolean> {
+    if (!this.#redis || keys.length === 0) return true;
+    try {
+      const multi = this.#redis.multi();
+      for (const key of keys) multi.incr(genKey(key));
+      await multi.exec();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    this.#redis?.disconnect();
+  }
+}
+
+function genKey(key: string): string {
+  return `banyan:cache:gen:${key}`;
+}
+
+function pagePrefix(key: string): string {
+  return `banyan:cache:page:${key}:`;
+}

@@ -1,0 +1,98 @@
+import type Router from '@koa/router';
+import type Koa from 'koa';
+import { escapeHtml } from '../lib/html.js';
+import { renderedPage, sendPage } from './http-cache.js';
+import { isValidName, normalizeName } from './names.js';
+import { canonicalVersion, parseVersion } from './pep440.js';
+import { chooseFile, describePlatform, detectPlatform } from './platform.js';
+import { findProject, findRelease, latestRelease, releaseFiles, releasePage, type FileRow } from './queries.js';
+import type { DbFor } from './server.js';
+
+/** Releases listed per page: the page costs the same for 10 releases or 10,000. */
+export const RELEASES_PER_PAGE = 20;
+
+/**
+ * `/project/<name>/` (and `/project/<name>/<version>/`): the download page.
+ * It offers the best file of the latest release for the visitor's platform
+ * (from the User-Agent), lists the release's other files, and pages through
+ * releases newest first. Every query is bounded by an index and a LIMIT.
+ */
+export function projectPageRoutes(router: Router, db: DbFor): void {
+  const handler = async (ctx: Koa.Context) => {
+    const requested = ctx.params['project'] ?? '';
+    if (!isValidName(requested)) return ctx.throw(404, `"${requested}" is not a valid project name`);
+    const normalized = normalizeName(requested);
+    const askedVersion = ctx.params['version'];
+    const parsedVersion = askedVersion === undefined ? undefined : parseVersion(askedVersion);
+    if (askedVersion !== undefined && !parsedVersion) return ctx.throw(404, `"${askedVersion}" is not a PEP 440 version`);
+    const pageNumber = ctx.query['page'] === undefined ? 1 : Number(ctx.query['page']);
+    if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > 100_000) {
+      return ctx.throw(400, `page must be a whole number from 1 to 100000, not "${String(ctx.query['page'])}"`);
+    }
+    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+      const project = await findProject(r, normalized);
+      if (!project) return undefined;
+      const release = parsedVersion ? await findRelease(r, project.id, canonicalVersion(parsedVersion)) : await latestRelease(r, project.id);
+      const files = release ? await releaseFiles(r, release.id) : [];
+      const releases = await releasePage(r, project.id, (pageNumber - 1) * RELEASES_PER_PAGE, RELEASES_PER_PAGE);
+      return { project, release, files, releases };
+    });
+    if (!found) return ctx.throw(404, `no project named "${requested}"`);
+    if (parsedVersion && !found.release) return ctx.throw(404, `${found.project.name} has no release ${askedVersion}`);
+    const { project, release, files, releases } = found;
+
+    const platform = detectPlatform(ctx.get('User-Agent'));
+    const choice = chooseFile(files, platform);
+    const base = `/project/${project.normalized_name}/`;
+    const more = releases.length > RELEASES_PER_PAGE;
+    const shown = releases.slice(0, RELEASES_PER_PAGE);
+    const download = choice
+      ? `<a id="download" class="button" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
+        `Download ${escapeHtml(choice.file.filename)}</a>\n<p class="why">${escapeHtml(choice.reason)}; ${fmtSize(choice.file)}</p>`
+      : release
+        ? `<p id="download" class="none">No file of ${escapeHtml(release.version)} fits ${escapeHtml(describePlatform(platform))}; see the files below.</p>`
+        : '<p id="download" class="none">This project has no releases yet.</p>';
+    const others = files.filter((f) => f !== choice?.file).map((f) =>
+      `<tr><td><a href="/packages/${escapeHtml(f.path)}">${escapeHtml(f.filename)}</a></td><td>${f.packagetype === 'sdist' ? 'source' : escapeHtml(f.python_version)}</td>` +
+      `<td>${fmtSize(f)}</td><td><code>${f.sha256_digest.slice(0, 16)}…</code></td></tr>`);
+    const releaseItems = shown.map((r) => `<li><a href="${base}${escapeHtml(r.version)}/">${escapeHtml(r.version)}</a>` +
+      `${r.is_prerelease ? ' <small>pre-release</small>' : ''}${r.yanked ? ' <small>yanked</small>' : ''} <time>${r.created_at.toISOString().slice(0, 10)}</time></li>`);
+    const nav = [
+      pageNumber > 1 ? `<a rel="prev" href="${base}?page=${pageNumber - 1}">Newer releases</a>` : '',
+      more ? `<a rel="next" href="${base}?page=${pageNumber + 1}">Older releases</a>` : '',
+    ].filter(Boolean).join(' · ');
+
+    const body = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(project.name)}${release ? ` ${escapeHtml(release.version)}` : ''}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1d2733}
+.button{display:inline-block;background:#2a6f3c;color:#fff;padding:.8rem 1.4rem;border-radius:6px;text-decoration:none;font-weight:600}
+.why{color:#55606e;margin-top:.4rem}table{border-collapse:collapse;width:100%}td{padding:.3rem .5rem;border-bottom:1px solid #e3e7ec}
+code{font-size:.85em}li small{color:#8a5a00}</style></head>
+<body>
+<h1>${escapeHtml(project.name)}${release ? ` <span class="version">${escapeHtml(release.version)}</span>` : ''}</h1>
+<p class="summary">${escapeHtml(release?.summary ?? '')}</p>
+<p><code>pip install ${escapeHtml(project.normalized_name)}</code></p>
+<section><h2>Download for ${escapeHtml(describePlatform(platform))}</h2>
+${download}</section>
+${others.length ? `<section><h2>Other files</h2><table id="files">${others.join('\n')}</table></section>` : ''}
+<section><h2>Releases</h2><ol id="releases">${releaseItems.join('\n')}</ol>
+<nav>${nav}</nav></section>
+</body></html>
+`;
+    sendPage(ctx, renderedPage('text/html; charset=utf-8', body), {
+      cacheControl: 'public, max-age=60',
+      surrogateKeys: [`project-${project.normalized_name}`],
+      vary: 'User-Agent',
+    });
+  };
+  router.get('project.page', '/project/:project/', handler);
+  router.get('project.release', '/project/:project/:version/', handler);
+}
+
+function fmtSize(f: FileRow): string {
+  const n = Number(f.size);
+  if (n < 1024) return `${n} bytes`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -1,0 +1,79 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../lib/schema.js';
+
+export interface ProjectRow {
+  id: string;
+  name: string;
+  normalized_name: string;
+  last_serial: string;
+}
+
+export interface FileRow {
+  filename: string;
+  path: string;
+  packagetype: 'sdist' | 'bdist_wheel';
+  python_version: string;
+  requires_python: string | null;
+  size: string;
+  sha256_digest: string;
+  upload_time: Date;
+  version: string;
+  yanked: boolean;
+  yanked_reason: string | null;
+}
+
+export function findProject(db: Kysely<Database>, normalized: string): Promise<ProjectRow | undefined> {
+  return db.selectFrom('projects').select(['id', 'name', 'normalized_name', 'last_serial'])
+    .where('normalized_name', '=', normalized).executeTakeFirst();
+}
+
+function fileQuery(db: Kysely<Database>) {
+  return db.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id')
+    .select(['files.filename', 'files.path', 'files.packagetype', 'files.python_version', 'files.requires_python', 'files.size',
+      'files.sha256_digest', 'files.upload_time', 'releases.version', 'releases.yanked', 'releases.yanked_reason']);
+}
+
+/** Every file of a project, in PEP 440 order of their releases, then by name. */
+export function projectFiles(db: Kysely<Database>, projectId: string): Promise<FileRow[]> {
+  return fileQuery(db).where('releases.project_id', '=', projectId)
+    .orderBy('releases.sort_key').orderBy('files.filename').execute();
+}
+
+export function releaseFiles(db: Kysely<Database>, releaseId: string): Promise<FileRow[]> {
+  return fileQuery(db).where('files.release_id', '=', releaseId).orderBy('files.filename').execute();
+}
+
+export interface ReleaseRow {
+  id: string;
+  version: string;
+  summary: string | null;
+  requires_python: string | null;
+  metadata: Record<string, unknown>;
+  yanked: boolean;
+  yanked_reason: string | null;
+  is_prerelease: boolean;
+  created_at: Date;
+}
+
+const RELEASE_COLUMNS = ['id', 'version', 'summary', 'requires_python', 'metadata', 'yanked', 'yanked_reason', 'is_prerelease', 'created_at'] as const;
+
+/**
+ * The release pip would call latest: the highest PEP 440 version that is not
+ * yanked and not a pre-release, else the highest pre-release. Two index lookups at most.
+ */
+export async function latestRelease(db: Kysely<Database>, projectId: string): Promise<ReleaseRow | undefined> {
+  const base = () => db.selectFrom('releases').select(RELEASE_COLUMNS).where('project_id', '=', projectId)
+    .where('yanked', '=', false).orderBy('sort_key', 'desc').limit(1);
+  return (await base().where('is_prerelease', '=', false).executeTakeFirst()) ?? (await base().executeTakeFirst());
+}
+
+export function findRelease(db: Kysely<Database>, projectId: string, canonical: string): Promise<ReleaseRow | undefined> {
+  return db.selectFrom('releases').select(RELEASE_COLUMNS)
+    .where('project_id', '=', projectId).where('canonical_version', '=', canonical).executeTakeFirst();
+}
+
+/** One page of releases, newest (PEP 440) first; asks for one more to know whether a next page exists. */
+export function releasePage(db: Kysely<Database>, projectId: string, offset: number, size: number) {
+  return db.selectFrom('releases').select(['version', 'created_at', 'yanked', 'is_prerelease'])
+    .where('project_id', '=', projectId).orderBy('sort_key', 'desc').offset(offset).limit(size + 1).execute();
+}

@@ -1,0 +1,116 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/** A file received into the store's incoming folder, not yet visible anywhere. */
+export interface Incoming {
+  readonly tempPath: string;
+  readonly sha256: string;
+  readonly size: number;
+  /** True when the stream was longer than the limit (the temp file is already gone). */
+  readonly tooLarge: boolean;
+}
+
+/** `ab/cd/<rest of the sha256>/<filename>`: where a file lives, under the store's root and under `/packages/`. */
+export function storagePath(sha256: string, filename: string): string {
+  return `${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256.slice(4)}/${filename}`;
+}
+
+const STORED_PATH = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{60}\/[A-Za-z0-9][A-Za-z0-9._+!-]*$/;
+
+/**
+ * Content-addressed file storage on local disk. Uploads stream into
+ * `.incoming/` while their SHA-256 is computed, are fsynced, and are renamed
+ * into place only when the caller commits them, so a failed or interrupted
+ * upload leaves nothing where files are served from.
+ */
+export class FileStore {
+  readonly root: string;
+  readonly #incoming: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.#incoming = join(root, '.incoming');
+  }
+
+  /** Creates the folders, and removes temp files a crashed process left behind. */
+  async init(): Promise<void> {
+    await mkdir(this.#incoming, { recursive: true });
+    for (const name of await readdir(this.#incoming)) await rm(join(this.#incoming, name), { force: true });
+  }
+
+  /** Streams `body` to a temp file, hashing as it goes; stops writing past `limit` bytes. */
+  async receive(body: Readable, limit: number): Promise<Incoming> {
+    const tempPath = join(this.#incoming, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    const file = await open(tempPath, 'wx', 0o644);
+    let size = 0;
+    let tooLarge = false;
+    try {
+      for await (const chunk of body) {
+        const data = chunk as Buffer;
+        size += data.length;
+        if (size > limit) tooLarge = true;
+        // Past the limit, keep reading (the client is still sending) but write nothing.
+        if (tooLarge) continue;
+        hash.update(data);
+        await file.write(data);
+      }
+      if (!tooLarge) await file.sync();
+    } catch (err) {
+      await file.close();
+      await rm(tempPath, { force: true });
+      throw err;
+    }
+    await file.close();
+    if (tooLarge) await rm(tempPath, { force: true });
+    return { tempPath, sha256: hash.digest('hex'), size, tooLarge };
+  }
+
+  /** Moves a received file to its content address; durable when this returns. */
+  async commit(incoming: Incoming, path: string): Promise<void> {
+    const target = join(this.root, path);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(incoming.tempPath, target);
+    const dir = await open(dirname(target), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  /** Drops a received file that will not be stored. */
+  async discard(incoming: Incoming): Promise<void> {
+    await rm(incoming.tempPath, { force: true });
+  }
+
+  /** Removes a stored file (a commit whose database row did not make it). */
+  async remove(path: string): Promise<void> {
+    const absolute = this.resolve(path);
+    if (absolute) await rm(absolute, { force: true });
+  }
+
+  /** The absolute path of a stored file, or undefined for anything that is not a stored path (no `..`). */
+  resolve(path: string): string | undefined {
+    return STORED_PATH.test(path) ? join(this.root, path) : undefined;
+  }
+
+  /** Size of a stored file, or undefined when it is not there. */
+  async size(path: string): Promise<number | undefined> {
+    const absolute = this.resolve(path);
+    if (!absolute) return undefined;
+    try {
+      const s = await stat(absolute);
+      return s.isFile() ? s.size : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Files in `.incoming/` (tests check that nothing is left behind). */
+  async pending(): Promise<string[]> {
+    return readdir(this.#incoming);
+  }
+}

@@ -1,0 +1,50 @@
+import type Router from '@koa/router';
+import type { WriteAnnouncer } from './announce.js';
+import type { DbFor } from './server.js';
+import type { FileStore } from './storage.js';
+import { handleUpload, UploadError, type UploadFailure } from './upload.js';
+
+/** Called once per upload attempt: `ok`, or the reason it was refused. */
+export type UploadListener = (outcome: 'stored' | 'exists' | UploadFailure) => void;
+
+export interface UploadRouteOptions {
+  readonly dbOf: DbFor;
+  readonly store: FileStore;
+  readonly announcer: WriteAnnouncer;
+  readonly maxUploadBytes: number;
+  readonly onUpload?: UploadListener | undefined;
+}
+
+/** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
+function reasonPhrase(message: string): string {
+  return message.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
+}
+
+/**
+ * `POST /legacy/`: the upload endpoint twine talks to. Success is 200 with
+ * `X-Banyan-Write-LSN`; a refusal is 4xx with Warehouse's message in the
+ * status line and the body.
+ */
+export function uploadRoutes(router: Router, options: UploadRouteOptions): void {
+  router.post('upload', '/legacy/', async (ctx) => {
+    const db = await options.dbOf(ctx);
+    try {
+      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes }, ctx.req);
+      options.onUpload?.(result.outcome);
+      if (result.outcome === 'stored') {
+        ctx.set('X-Banyan-Write-LSN', await options.announcer.announce([result.project], result.projectCreated));
+      }
+      ctx.status = 200;
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = result.outcome === 'stored' ? `OK: stored ${result.filename}\n` : `OK: ${result.filename} was already uploaded with the same contents; nothing changed\n`;
+    } catch (err) {
+      if (!(err instanceof UploadError)) throw err;
+      options.onUpload?.(err.reason);
+      ctx.status = err.status;
+      ctx.message = reasonPhrase(err.message);
+      if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = `${err.status} ${err.message}\n`;
+    }
+  });
+}

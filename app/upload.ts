@@ -1,0 +1,297 @@
+import busboy from 'busboy';
+import type { IncomingMessage } from 'node:http';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../lib/schema.js';
+import { authenticate, type Account } from './accounts.js';
+import { isValidName, normalizeName } from './names.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from './pep440.js';
+import { parseFilename } from './platform.js';
+import { storagePath, type FileStore, type Incoming } from './storage.js';
+
+/** Why an upload was refused: the `reason` label of upload failure metrics. */
+export type UploadFailure =
+  | 'auth-missing' | 'auth-invalid' | 'forbidden' | 'bad-form' | 'bad-action' | 'bad-protocol' | 'bad-name'
+  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists';
+
+/** A refused upload: the HTTP status, Warehouse's message (also the status line's reason) and a reason code. */
+export class UploadError extends Error {
+  constructor(readonly status: number, message: string, readonly reason: UploadFailure) {
+    super(message);
+  }
+}
+
+const HELP = 'See https://packaging.python.org/specifications/core-metadata for more information.';
+
+/** Metadata fields a release keeps (the multipart form twine sends, PEP 345/566/643 names). */
+const LIST_FIELDS = ['classifiers', 'requires_dist', 'provides_dist', 'obsoletes_dist', 'requires_external', 'project_urls',
+  'platform', 'supported_platform', 'dynamic', 'provides_extra', 'license_file'];
+const TEXT_FIELDS = ['summary', 'description', 'description_content_type', 'keywords', 'home_page', 'download_url', 'author',
+  'author_email', 'maintainer', 'maintainer_email', 'license', 'license_expression', 'requires_python', 'metadata_version'];
+
+export interface ParsedUpload {
+  readonly fields: Map<string, string[]>;
+  /** The `content` file, received into storage's incoming folder. */
+  readonly content: (Incoming & { filename: string }) | undefined;
+}
+
+/**
+ * Reads twine's multipart form: fields into a map (repeated fields kept in
+ * order), the `content` file streamed to storage. Other files (signatures,
+ * attestations) are read and dropped.
+ */
+export function readUploadForm(req: IncomingMessage, store: FileStore, limit: number): Promise<ParsedUpload> {
+  return new Promise((resolve, reject) => {
+    const fields = new Map<string, string[]>();
+    let content: Promise<Incoming & { filename: string }> | undefined;
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: req.headers, limits: { fields: 500, fieldSize: 4 * 1024 * 1024, files: 10, parts: 600 } });
+    } catch (err) {
+      reject(new UploadError(400, `Invalid upload form: ${(err as Error).message}. Send multipart/form-data as twine does.`, 'bad-form'));
+      return;
+    }
+    parser.on('field', (name, value) => {
+      const list = fields.get(name) ?? [];
+      list.push(value);
+      fields.set(name, list);
+    });
+    parser.on('file', (name, stream, info) => {
+      if (name !== 'content' || content) {
+        stream.resume();
+        return;
+      }
+      content = store.receive(stream, limit).then((incoming) => ({ ...incoming, filename: info.filename ?? '' }));
+      // Surface a storage failure when the form ends, not as an unhandled rejection now.
+      content.catch(() => {});
+    });
+    const fail = (err: Error) => {
+      req.unpipe(parser);
+      req.resume();
+      void content?.then((c) => store.discard(c), () => {});
+      reject(new UploadError(400, `Invalid upload form: ${err.message}.`, 'bad-form'));
+    };
+    parser.on('error', fail);
+    parser.on('partsLimit', () => fail(new Error('too many parts')));
+    parser.on('close', () => {
+      if (!content) return resolve({ fields, content: undefined });
+      content.then((c) => resolve({ fields, content: c }), reject);
+    });
+    req.on('aborted', () => parser.destroy(new Error('the client went away')));
+    req.pipe(parser);
+  });
+}
+
+export interface UploadContext {
+  readonly writer: Kysely<Database>;
+  readonly store: FileStore;
+  readonly maxUploadBytes: number;
+}
+
+export interface UploadResult {
+  /** `stored`: a new file; `exists`: the identical file was already there (nothing changed). */
+  readonly outcome: 'stored' | 'exists';
+  readonly project: string;
+  readonly projectCreated: boolean;
+  readonly filename: string;
+  readonly account: Account;
+}
+
+function one(fields: Map<string, string[]>, name: string): string | undefined {
+  const value = fields.get(name)?.[0];
+  return value === undefined || value.trim() === '' || value === 'UNKNOWN' ? undefined : value;
+}
+
+/**
+ * `POST /legacy/` with `:action=file_upload`: authenticates, checks the form
+ * the way Warehouse does, then stores the file and its rows. The file is
+ * renamed into place inside the database transaction, before COMMIT, and
+ * removed again if the commit fails: nothing is served that has no row, and
+ * no row points at a missing file.
+ */
+export async function handleUpload(ctx: UploadContext, req: IncomingMessage): Promise<UploadResult> {
+  const auth = await authenticate(ctx.writer, req.headers.authorization);
+  if (auth === 'missing' || auth === 'malformed') {
+    drain(req);
+    throw new UploadError(401, 'Invalid or non-existent authentication information. Use __token__ and an API token, or your username and password.', 'auth-missing');
+  }
+  if (auth === 'invalid') {
+    drain(req);
+    throw new UploadError(403, 'Invalid or non-existent authentication information. Check the token or password.', 'auth-invalid');
+  }
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > ctx.maxUploadBytes + 16 * 1024 * 1024) {
+    drain(req);
+    throw new UploadError(400, tooLarge(ctx.maxUploadBytes), 'too-large');
+  }
+  const form = await readUploadForm(req, ctx.store, ctx.maxUploadBytes);
+  try {
+    const checked = validate(form, ctx.maxUploadBytes);
+    return await store(ctx, auth, checked);
+  } catch (err) {
+    if (form.content) await ctx.store.discard(form.content);
+    throw err;
+  }
+}
+
+function drain(req: IncomingMessage): void {
+  req.resume();
+}
+
+function tooLarge(limit: number): string {
+  const size = limit >= 1024 * 1024 ? `${+(limit / (1024 * 1024)).toFixed(1)} MiB` : `${+(limit / 1024).toFixed(1)} KiB`;
+  return `File too large. Limit for this index is ${size} (BANYAN_MAX_UPLOAD).`;
+}
+
+interface CheckedUpload {
+  readonly name: string;
+  readonly normalized: string;
+  readonly version: string;
+  readonly canonical: string;
+  readonly sortKey: string;
+  readonly prerelease: boolean;
+  readonly filetype: 'sdist' | 'bdist_wheel';
+  readonly pyversion: string;
+  readonly requiresPython: string | null;
+  readonly metadata: Record<string, unknown>;
+  readonly content: Incoming & { filename: string };
+}
+
+function validate(form: ParsedUpload, limit: number): CheckedUpload {
+  const f = form.fields;
+  const action = one(f, ':action');
+  if (action !== 'file_upload') throw new UploadError(400, `Invalid value for :action: ${action === undefined ? 'missing' : `'${action}'`}. Use 'file_upload'.`, 'bad-action');
+  const protocol = one(f, 'protocol_version') ?? '1';
+  if (protocol !== '1') throw new UploadError(400, 'Unknown protocol version.', 'bad-protocol');
+  const name = (one(f, 'name') ?? '').trim();
+  if (!isValidName(name)) {
+    throw new UploadError(400, `'${name}' is an invalid value for Name. Error: Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'. ${HELP}`, 'bad-name');
+  }
+  const rawVersion = (one(f, 'version') ?? '').trim();
+  const parsed = parseVersion(rawVersion);
+  if (!parsed || parsed.local) {
+    throw new UploadError(400, `'${rawVersion}' is an invalid value for Version. Error: Use a version number that's valid under PEP 440 (local versions are not allowed). ${HELP}`, 'bad-version');
+  }
+  const filetype = one(f, 'filetype');
+  if (filetype !== 'sdist' && filetype !== 'bdist_wheel') {
+    throw new UploadError(400, `Invalid value for filetype. Error: Use a known file type ('sdist' or 'bdist_wheel'), not '${filetype ?? ''}'.`, 'bad-filetype');
+  }
+  const content = form.content;
+  if (!content) throw new UploadError(400, 'Upload payload does not have a file.', 'bad-form');
+  if (content.tooLarge) throw new UploadError(400, tooLarge(limit), 'too-large');
+  const digest = one(f, 'sha256_digest');
+  if (digest === undefined) throw new UploadError(400, 'Include at least one message digest (sha256_digest).', 'bad-digest');
+  if (!/^[0-9a-fA-F]{64}$/.test(digest)) {
+    throw new UploadError(400, 'Invalid value for sha256_digest. Error: Use a valid, hex-encoded, SHA256 message digest.', 'bad-digest');
+  }
+  if (digest.toLowerCase() !== content.sha256) {
+    throw new UploadError(400, 'The digest supplied does not match a digest calculated from the uploaded file.', 'digest-mismatch');
+  }
+  checkFilename(content.filename, name, parsed, filetype);
+  const pyversion = one(f, 'pyversion') ?? (filetype === 'sdist' ? 'source' : '');
+  if (filetype === 'sdist' && pyversion !== 'source') {
+    throw new UploadError(400, "Invalid value for pyversion. Error: Use 'source' as Python version for an sdist.", 'bad-filetype');
+  }
+  if (filetype === 'bdist_wheel' && !/^[A-Za-z0-9._]+$/.test(pyversion)) {
+    throw new UploadError(400, 'Invalid value for pyversion. Error: Use a Python version tag such as py3 or cp311 for a wheel.', 'bad-filetype');
+  }
+  const requiresPython = one(f, 'requires_python') ?? null;
+  if (requiresPython !== null && !/^[\s0-9A-Za-z.,<>=!~*+-]+$/.test(requiresPython)) {
+    throw new UploadError(400, `'${requiresPython}' is an invalid value for Requires-Python. Error: Use a version specifier such as >=3.8. ${HELP}`, 'bad-form');
+  }
+  const metadata: Record<string, unknown> = {};
+  for (const key of TEXT_FIELDS) {
+    const value = one(f, key);
+    if (value !== undefined) metadata[key] = value;
+  }
+  for (const key of LIST_FIELDS) {
+    const values = (f.get(key) ?? []).filter((v) => v.trim() !== '');
+    if (values.length > 0) metadata[key] = values;
+  }
+  return {
+    name, normalized: normalizeName(name), version: normalizeVersion(parsed), canonical: canonicalVersion(parsed),
+    sortKey: sortKey(parsed), prerelease: isPrerelease(parsed), filetype, pyversion, requiresPython, metadata, content,
+  };
+}
+
+function checkFilename(filename: string, name: string, version: NonNullable<ReturnType<typeof parseVersion>>, filetype: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+!-]*$/.test(filename) || filename.length > 255) {
+    throw new UploadError(400, `Invalid distribution file name '${filename.replace(/[^\x20-\x7e]/g, '?')}'.`, 'bad-filename');
+  }
+  const dist = parseFilename(filename);
+  if (!dist) {
+    throw new UploadError(400, 'Invalid file extension: Use .tar.gz, .whl or .zip extension. See https://peps.python.org/pep-0527 for more information.', 'bad-filename');
+  }
+  if ((dist.kind === 'wheel') !== (filetype === 'bdist_wheel')) {
+    throw new UploadError(400, `Invalid value for filetype. Error: '${filename}' is ${dist.kind === 'wheel' ? 'a wheel' : 'an sdist'}, not ${filetype}.`, 'bad-filetype');
+  }
+  if (normalizeName(dist.name) !== normalizeName(name)) {
+    const prefix = name.replace(/[-_.]+/g, '_').toLowerCase();
+    throw new UploadError(400, `Start filename for project '${name}' with '${prefix}'.`, 'bad-filename');
+  }
+  const fileVersion = parseVersion(dist.version);
+  if (!fileVersion || canonicalVersion(fileVersion) !== canonicalVersion(version)) {
+    throw new UploadError(400, `Version in filename should be '${normalizeVersion(version)}' not '${dist.version}'.`, 'bad-filename');
+  }
+}
+
+async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Promise<UploadResult> {
+  const path = storagePath(u.content.sha256, u.content.filename);
+  let placed = false;
+  try {
+    return await ctx.writer.transaction().execute(async (trx) => {
+      // One upload per project at a time: the checks below and the inserts see one consistent state.
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`banyan-upload:${u.normalized}`}))`.execute(trx);
+      let project = await trx.selectFrom('projects').select(['id', 'name']).where('normalized_name', '=', u.normalized).executeTakeFirst();
+      let projectCreated = false;
+      if (!project) {
+        project = await trx.insertInto('projects').values({ name: u.name, normalized_name: u.normalized })
+          .returning(['id', 'name']).executeTakeFirstOrThrow();
+        await trx.insertInto('project_roles').values({ project_id: project.id, user_id: account.id, role: 'Owner' }).execute();
+        await journal(trx, project.id, u.normalized, null, 'create', account.username);
+        projectCreated = true;
+      } else {
+        const role = await trx.selectFrom('project_roles').select('role')
+          .where('project_id', '=', project.id).where('user_id', '=', account.id).executeTakeFirst();
+        if (!role) {
+          throw new UploadError(403, `The user '${account.username}' isn't allowed to upload to project '${project.name}'. Ask an owner to add you.`, 'forbidden');
+        }
+      }
+      const existing = await trx.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id')
+        .select(['files.sha256_digest', 'releases.project_id']).where('files.filename', '=', u.content.filename).executeTakeFirst();
+      if (existing) {
+        if (existing.sha256_digest === u.content.sha256 && existing.project_id === project.id) {
+          return { outcome: 'exists' as const, project: u.normalized, projectCreated, filename: u.content.filename, account };
+        }
+        throw new UploadError(400, `File already exists ('${u.content.filename}', with sha256 hash ${existing.sha256_digest}). Use a new version number; a file name can never be reused.`, 'file-exists');
+      }
+      let release = await trx.selectFrom('releases').select('id')
+        .where('project_id', '=', project.id).where('canonical_version', '=', u.canonical).executeTakeFirst();
+      if (!release) {
+        release = await trx.insertInto('releases').values({
+          project_id: project.id, version: u.version, canonical_version: u.canonical, sort_key: u.sortKey, is_prerelease: u.prerelease,
+          summary: (u.metadata['summary'] as string | undefined) ?? null, requires_python: u.requiresPython, metadata: JSON.stringify(u.metadata) as never,
+        }).returning('id').executeTakeFirstOrThrow();
+        await journal(trx, project.id, u.normalized, u.version, 'new release', account.username);
+      }
+      await trx.insertInto('files').values({
+        release_id: release.id, filename: u.content.filename, packagetype: u.filetype, python_version: u.pyversion,
+        requires_python: u.requiresPython, size: String(u.content.size), sha256_digest: u.content.sha256, path,
+      }).execute();
+      await journal(trx, project.id, u.normalized, u.version, `add ${u.pyversion} file ${u.content.filename}`, account.username);
+      await ctx.store.commit(u.content, path);
+      placed = true;
+      return { outcome: 'stored' as const, project: u.normalized, projectCreated, filename: u.content.filename, account };
+    });
+  } catch (err) {
+    // The rename happened but the commit did not: take the file back out.
+    if (placed) await ctx.store.remove(path);
+    throw err;
+  } finally {
+    if (!placed) await ctx.store.discard(u.content);
+  }
+}
+
+async function journal(trx: Kysely<Database>, projectId: string, name: string, version: string | null, action: string, by: string): Promise<void> {
+  const row = await trx.insertInto('journal').values({ project_name: name, version, action, submitted_by: by }).returning('id').executeTakeFirstOrThrow();
+  await trx.updateTable('projects').set({ last_serial: row.id }).where('id', '=', projectId).execute();
+}
