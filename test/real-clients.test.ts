@@ -1,0 +1,149 @@
+import { expect } from 'chai';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import type { Route } from '../routing/route-table.js';
+import { startBackends, type Backends } from '../stack/local-stack.js';
+import { buildDists, newUploader, run } from './support/packages.js';
+import { setRoutes, TEST_SECRET } from './support/proxy.js';
+import { services, tempDir, waitForReplay } from './support/services.js';
+
+const TWINE = process.env['BANYAN_TWINE'] ?? '/usr/bin/twine';
+const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
+/** Screenshots and other things a person may want to look at after a run. */
+export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
+
+const QUIET_PIP = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PIP_CONFIG_FILE: '/dev/null', PIP_NO_CACHE_DIR: '1' };
+
+describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium', () => {
+  let backends: Backends;
+  let proxy: string;
+  let work: string;
+  let uploader: Awaited<ReturnType<typeof newUploader>>;
+
+  before(async function () {
+    this.timeout(120_000);
+    for (const [what, path] of [['twine (Debian package twine)', TWINE], ['chromium (Debian package chromium)', CHROMIUM]]) {
+      if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine chromium)`);
+    }
+    const s = await services();
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'real clients: shipped routes');
+    work = tempDir('banyan-clients-');
+    backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files') });
+    proxy = backends.urls.proxy;
+    uploader = await newUploader(s.primaryUrl);
+  });
+
+  after(async () => {
+    const s = await services();
+    await s.cluster.setReplicaDelay(0);
+    await waitForReplay(s, 10_000);
+    await backends?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  function twine(files: string[], extra: string[] = []) {
+    return run(TWINE, ['upload', '--non-interactive', '--disable-progress-bar', '--repository-url', `${proxy}/legacy/`,
+      '-u', '__token__', '-p', uploader.token, ...extra, ...files], { allowFailure: true, env: { HOME: work } });
+  }
+
+  function pipDownload(spec: string, dest: string) {
+    return run('python3', ['-m', 'pip', 'download', '--no-deps', '--index-url', `${proxy}/simple/`, '-d', dest, spec],
+      { allowFailure: true, env: { ...QUIET_PIP, HOME: work } });
+  }
+
+  it('twine uploads, then pip downloads at once, every time, with the replica 2 s behind', async function () {
+    this.timeout(240_000);
+    const s = await services();
+    await s.cluster.setReplicaDelay(2_000);
+    const name = `ClientPkg-${process.pid}`;
+    const rounds = 4;
+    for (let i = 1; i <= rounds; i++) {
+      const version = `1.${i}`;
+      const dir = join(work, `dist-${i}`);
+      mkdirSync(dir);
+      const files = await buildDists(dir, name, version, ['py3-none-any', 'sdist']);
+      const up = await twine(files);
+      expect(up.code, `twine upload ${version}:\n${up.stdout}\n${up.stderr}`).to.equal(0);
+      const dest = join(work, `got-${i}`);
+      const down = await pipDownload(`${name}==${version}`, dest);
+      expect(down.code, `pip download ${version} right after the upload:\n${down.stdout}\n${down.stderr}`).to.equal(0);
+      expect(readdirSync(dest)).to.deep.equal([`${name.replace(/-/g, '_')}-${version}-py3-none-any.whl`]);
+    }
+    // The replica really was behind: without the fence, a fresh client's read of the newest release would have missed it.
+    const lag = await fetch(`${backends.urls.app}/simple/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } });
+    expect(lag.headers.get('x-banyan-read-from')).to.not.equal(null);
+  });
+
+  it('twine upload --skip-existing of the same files succeeds without storing anything again', async function () {
+    this.timeout(60_000);
+    const name = `SkipPkg-${process.pid}`;
+    const dir = join(work, 'skip');
+    mkdirSync(dir);
+    const files = await buildDists(dir, name, '0.1', ['py3-none-any', 'sdist']);
+    expect((await twine(files)).code).to.equal(0);
+    const before = readdirSync(join(work, 'files'), { recursive: true }).length;
+    const again = await twine(files, ['--skip-existing']);
+    expect(again.code, `${again.stdout}\n${again.stderr}`).to.equal(0);
+    expect(readdirSync(join(work, 'files'), { recursive: true }).length).to.equal(before);
+  });
+
+  it('an XML-RPC call from Python\'s xmlrpc.client through the proxy gets legacy\'s answer', async function () {
+    this.timeout(60_000);
+    const name = `ClientPkg-${process.pid}`;
+    const script = [
+      'import sys, xmlrpc.client',
+      `p = xmlrpc.client.ServerProxy("${proxy}/pypi")`,
+      `print(p.package_releases("${name}", True))`,
+      'try:',
+      '    p.no_such_method()',
+      'except xmlrpc.client.Fault as f:',
+      '    print("fault", f.faultCode)',
+    ].join('\n');
+    const out = await run('python3', ['-c', script]);
+    expect(out.stdout.trim().split('\n')).to.deep.equal([`['1.4', '1.3', '1.2', '1.1']`, 'fault -32601']);
+  });
+
+  describe('the download page in headless Chromium', () => {
+    let browser: Browser;
+    let name: string;
+    before(async function () {
+      this.timeout(120_000);
+      name = `PlatformPkg-${process.pid}`;
+      const dir = join(work, 'platform');
+      mkdirSync(dir);
+      const files = await buildDists(dir, name, '2.0', ['cp311-cp311-win_amd64', 'cp311-cp311-macosx_10_9_x86_64', 'sdist']);
+      const up = await twine(files);
+      expect(up.code, `${up.stdout}\n${up.stderr}`).to.equal(0);
+      browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    });
+    after(async () => { await browser?.close(); });
+
+    const cases: [string, string, string][] = [
+      ['Windows', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36', '-2.0-cp311-cp311-win_amd64.whl'],
+      ['macOS', 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36', '-2.0-cp311-cp311-macosx_10_9_x86_64.whl'],
+      ['Linux (no wheel fits)', 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36', '-2.0.tar.gz'],
+    ];
+    for (const [platform, userAgent, suffix] of cases) {
+      it(`offers ${platform} visitors the ${suffix} file`, async function () {
+        this.timeout(60_000);
+        const context = await browser.newContext({ userAgent });
+        try {
+          const page = await context.newPage();
+          const res = await page.goto(`${proxy}/project/${name}/`);
+          expect(res?.status()).to.equal(200);
+          const button = page.locator('#download');
+          expect(await button.textContent()).to.equal(`Download ${name.replace(/-/g, '_')}${suffix}`);
+          const href = await button.getAttribute('href');
+          const download = await fetch(`${proxy}${href}`);
+          expect(download.status).to.equal(200);
+          mkdirSync(ARTIFACTS, { recursive: true });
+          await page.screenshot({ path: join(ARTIFACTS, `download-page-${platform.split(' ')[0]!.toLowerCase()}.png`), fullPage: true });
+        } finally {
+          await context.close();
+        }
+      });
+    }
+  });
+});
