@@ -11,7 +11,8 @@ import type { PageCache } from './page-cache.js';
 import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from './storage.js';
-import { uploadRoutes, type UploadListener } from './upload-route.js';
+import { uploadRoutes } from './upload-route.js';
+import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 
 export interface AppOptions {
   readonly router: DbRouter;
@@ -23,8 +24,8 @@ export interface AppOptions {
   readonly cache?: PageCache;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD). */
   readonly maxUploadBytes?: number;
-  /** Told about every upload attempt (metrics). */
-  readonly onUpload?: UploadListener;
+  /** The app's metrics (created here when not given); served at /metrics. */
+  readonly metrics?: AppMetrics;
 }
 
 /** 100 MiB, PyPI's default per-file limit. */
@@ -45,6 +46,7 @@ export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
+  const metrics = options.metrics ?? createAppMetrics(options.router);
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;
@@ -53,10 +55,21 @@ export function createApp(options: AppOptions): Koa {
     const db = await options.router.forRequest(resourceFence === 'primary' ? { primary: true }
       : { primary: fence.primary, minLsn: maxLsn(fence.minLsn, resourceFence) });
     ctx.state['db'] = db;
+    metrics.dbReads.inc({ target: db.readTarget, reason: db.reason });
     ctx.set('X-Banyan-Read-From', db.readTarget);
     return db;
   };
 
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const handler = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName ?? 'unmatched';
+      metrics.requests.inc({ handler, method: methodLabel(ctx.method), status_class: statusClass(ctx.status) });
+      metrics.duration.observe({ handler }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  });
   app.use(errorPages);
   app.on('error', (err: NodeJS.ErrnoException & { status?: number }) => {
     // A client that goes away mid-request is not the app's error: nothing to log.
@@ -67,13 +80,23 @@ export function createApp(options: AppOptions): Koa {
 
   const announcer = new WriteAnnouncer(options.router, options.fences, options.cache);
   const routes = new Router();
-  simpleRoutes(routes, dbOf, options.cache);
+  simpleRoutes(routes, dbOf, options.cache, (result) => metrics.pageCache.inc({ result }));
   jsonRoutes(routes, dbOf);
   projectPageRoutes(routes, dbOf);
   fileRoutes(routes, options.store);
-  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, onUpload: options.onUpload });
+  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
+    onUpload: (outcome) => {
+      const failed = outcome !== 'stored' && outcome !== 'exists';
+      metrics.uploads.inc({ result: failed ? 'failed' : outcome });
+      if (failed) metrics.uploadFailures.inc({ reason: outcome });
+    },
+  });
   manageRoutes(routes, dbOf, announcer);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
+  routes.get('app.metrics', '/metrics', async (ctx) => {
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  });
   app.use(routes.routes());
   app.use(routes.allowedMethods());
   return app;

@@ -51,11 +51,11 @@ const POLICY = (normalized?: string) => ({
 });
 
 /** `/simple/` and `/simple/<project>/`: PEP 503 HTML and PEP 691 JSON, cached in Redis. */
-export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undefined): void {
+export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undefined, counted: (result: 'hit' | 'miss' | 'off') => void = () => {}): void {
   router.get('simple.index', '/simple/', async (ctx) => {
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cached(ctx, cache, INDEX_CACHE_KEY, format.format, async () => {
+    const page = await cached(ctx, cache, counted, INDEX_CACHE_KEY, format.format, async () => {
       // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
       const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
         .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
@@ -82,7 +82,7 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     }
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cached(ctx, cache, projectCacheKey(normalized), format.format, async () => {
+    const page = await cached(ctx, cache, counted, projectCacheKey(normalized), format.format, async () => {
       // Declaring the project makes this read wait for anyone's write to it, not only this session's.
       const found = await (await db(ctx, [`project:${normalized}`])).read(async (reader) => {
         const project = await findProject(reader, normalized);
@@ -122,15 +122,18 @@ function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefi
 }
 
 /** The page from Redis, else rendered and stored; `X-Banyan-Cache` says which. */
-async function cached(ctx: Koa.Context, cache: PageCache | undefined, key: string, variant: string,
-  render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
+async function cached(ctx: Koa.Context, cache: PageCache | undefined, counted: (result: 'hit' | 'miss' | 'off') => void,
+  key: string, variant: string, render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
   const lookup = cache ? await cache.get(key, variant) : undefined;
   if (lookup?.page) {
     ctx.set('X-Banyan-Cache', 'hit');
+    counted('hit');
     return lookup.page;
   }
   const page = await render();
-  ctx.set('X-Banyan-Cache', lookup?.generation === undefined ? 'off' : 'miss');
+  const result = lookup?.generation === undefined ? 'off' : 'miss';
+  ctx.set('X-Banyan-Cache', result);
+  counted(result);
   if (page && lookup) await cache!.put(key, lookup, variant, page);
   return page;
 }

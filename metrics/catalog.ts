@@ -1,66 +1,190 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
- * Every metric Banyan exports, defined in one place. Each process makes its
- * own Registry (never the global one), so tests start from zero.
+ * Every metric Banyan exports, defined in this one file. Each process makes
+ * its own Registry (never prom-client's global one), so tests start from
+ * zero. Names follow Prometheus practice: `banyan_` prefix, base units
+ * (seconds, bytes), `_total` for counters; `promtool check metrics` passes.
+ * Labels are bounded: route names from the route table, never raw URLs.
  */
+
+/**
+ * prom-client's default Node metrics, prefixed `banyan_`, without the three
+ * gauges it names with a counter's `_total` suffix (promtool rejects them);
+ * the same numbers stay available per type as `banyan_nodejs_active_handles`,
+ * `_requests` and `_resources`.
+ */
+function defaultMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, prefix: 'banyan_' });
+  for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`banyan_nodejs_active_${name}_total`);
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** The proxy's metrics. */
 export function createProxyMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'banyan_' });
+  defaultMetrics(registry);
+  const registers = [registry];
   return {
     registry,
     requests: new Counter({
-      name: 'banyan_proxy_requests_total',
-      help: 'Requests answered by the proxy, by route name, backend, method and status class.',
+      name: 'banyan_http_requests_total',
+      help: 'Requests answered through the proxy, by route name, backend (legacy, new, proxy), method and status class.',
       labelNames: ['route', 'backend', 'method', 'status_class'] as const,
-      registers: [registry],
+      registers,
     }),
     duration: new Histogram({
-      name: 'banyan_proxy_request_duration_seconds',
+      name: 'banyan_http_request_duration_seconds',
       help: 'Time from receiving a request to finishing its response, by route and backend.',
       labelNames: ['route', 'backend'] as const,
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    lastRequest: new Gauge({
+      name: 'banyan_route_last_request_timestamp_seconds',
+      help: 'Unix time of the last request to each route; 0 when it has had none since this process started.',
+      labelNames: ['route'] as const,
+      registers,
+    }),
+    unmatched: new Counter({
+      name: 'banyan_unmatched_requests_total',
+      help: 'Requests no route matched (sent to legacy), by normalized path (numbers, hashes, UUIDs, versions replaced); capped, then "other".',
+      labelNames: ['path'] as const,
+      registers,
+    }),
+    features: new Counter({
+      name: 'banyan_legacy_feature_requests_total',
+      help: 'Requests by legacy feature, from the routes\' feature extractors (query parameters, XML-RPC method names, form fields).',
+      labelNames: ['feature'] as const,
+      registers,
     }),
     upstreamErrors: new Counter({
       name: 'banyan_proxy_upstream_errors_total',
-      help: 'Requests the proxy could not forward, by backend and kind (refused, reset, timeout).',
+      help: 'Requests the proxy could not forward, by backend and kind (refused, reset, timeout, error).',
       labelNames: ['backend', 'kind'] as const,
-      registers: [registry],
+      registers,
     }),
     fallbacks: new Counter({
       name: 'banyan_proxy_fallbacks_total',
       help: 'Safe requests for the new app served by legacy instead, by route and reason (breaker_open, refused, reset, timeout, error).',
       labelNames: ['route', 'reason'] as const,
-      registers: [registry],
+      registers,
     }),
     breakerState: new Gauge({
       name: 'banyan_proxy_breaker_state',
       help: 'Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.',
       labelNames: ['backend'] as const,
-      registers: [registry],
+      registers,
     }),
     shadowResults: new Counter({
       name: 'banyan_proxy_shadow_results_total',
       help: 'Shadow comparisons by route and result (match, mismatch, noise, error, skipped).',
       labelNames: ['route', 'result'] as const,
-      registers: [registry],
+      registers,
     }),
     pins: new Counter({
       name: 'banyan_proxy_pins_total',
       help: 'Session pins by event: set (after a write), honoured (a read carried the fence), rejected_forged, rejected_expired, rejected_malformed.',
       labelNames: ['event'] as const,
-      registers: [registry],
+      registers,
     }),
     tableVersion: new Gauge({
       name: 'banyan_route_table_version',
       help: 'The route table version in effect in this process.',
-      registers: [registry],
+      registers,
+    }),
+    usageFlushes: new Counter({
+      name: 'banyan_usage_flushes_total',
+      help: 'Usage ledger flushes to PostgreSQL by result (ok, duplicate: an earlier attempt had landed, failed: kept for the next flush).',
+      labelNames: ['result'] as const,
+      registers,
     }),
   };
 }
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
+
+/** What the app's metrics read from its DB router. */
+export interface ReplicaStates {
+  readonly states: readonly { readonly name: string; readonly healthy: boolean; readonly lagBytes: number; readonly lagSeconds: number }[];
+}
+
+/** The new app's metrics: its requests, DB reads and replica lag, uploads and page cache. */
+export function createAppMetrics(router?: ReplicaStates) {
+  const registry = new Registry();
+  defaultMetrics(registry);
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: 'banyan_app_requests_total',
+      help: 'Requests the new app answered, by handler (its route name), method and status class.',
+      labelNames: ['handler', 'method', 'status_class'] as const,
+      registers,
+    }),
+    duration: new Histogram({
+      name: 'banyan_app_request_duration_seconds',
+      help: 'Time the new app took to answer, by handler.',
+      labelNames: ['handler'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    dbReads: new Counter({
+      name: 'banyan_db_reads_total',
+      help: 'Request DB handles by the server reads went to (primary, replica-N) and why (no_fence, fence_met, fence_wait, pinned, lagging, replica_down, primary_busy, no_replica).',
+      labelNames: ['target', 'reason'] as const,
+      registers,
+    }),
+    replicaLagSeconds: new Gauge({
+      name: 'banyan_db_replica_lag_seconds',
+      help: 'How far each replica\'s replay is behind the primary, in seconds (as the DB router last measured it).',
+      labelNames: ['replica'] as const,
+      registers,
+      collect() {
+        for (const s of router?.states ?? []) this.set({ replica: s.name }, s.lagSeconds);
+      },
+    }),
+    replicaLagBytes: new Gauge({
+      name: 'banyan_db_replica_lag_bytes',
+      help: 'How far each replica\'s replay is behind the primary, in bytes of WAL.',
+      labelNames: ['replica'] as const,
+      registers,
+      collect() {
+        for (const s of router?.states ?? []) this.set({ replica: s.name }, s.lagBytes);
+      },
+    }),
+    replicaUp: new Gauge({
+      name: 'banyan_db_replica_up',
+      help: '1 when the DB router can reach a replica, else 0.',
+      labelNames: ['replica'] as const,
+      registers,
+      collect() {
+        for (const s of router?.states ?? []) this.set({ replica: s.name }, s.healthy ? 1 : 0);
+      },
+    }),
+    uploads: new Counter({
+      name: 'banyan_upload_attempts_total',
+      help: 'Upload attempts by result (stored, exists: an identical file was already there, failed).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    uploadFailures: new Counter({
+      name: 'banyan_upload_failures_total',
+      help: 'Refused uploads by reason (auth-missing, auth-invalid, forbidden, bad-digest, digest-mismatch, file-exists, too-large, ...).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    pageCache: new Counter({
+      name: 'banyan_page_cache_requests_total',
+      help: 'Simple pages by where they came from: hit (Redis), miss (rendered and stored), off (Redis unavailable).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+  };
+}
+
+export type AppMetrics = ReturnType<typeof createAppMetrics>;
 
 /**
  * Records one answered request. The labelled series are looked up once per
@@ -68,7 +192,7 @@ export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
  * every call, on the proxy's hottest path.
  */
 export function requestRecorder(metrics: ProxyMetrics): (route: string, backend: string, method: string, status: number, seconds: number) => void {
-  const series = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  const series = new Map<string, { count: { inc(): void }; time: { observe(v: number): void }; seen: { set(v: number): void } }>();
   return (route, backend, method, status, seconds) => {
     const m = methodLabel(method);
     const s = statusClass(status);
@@ -78,12 +202,33 @@ export function requestRecorder(metrics: ProxyMetrics): (route: string, backend:
       entry = {
         count: metrics.requests.labels({ route, backend, method: m, status_class: s }),
         time: metrics.duration.labels({ route, backend }),
+        seen: metrics.lastRequest.labels({ route }),
       };
       series.set(key, entry);
     }
     entry.count.inc();
     entry.time.observe(seconds);
+    entry.seen.set(Date.now() / 1000);
   };
+}
+
+/**
+ * Creates every configured route's series at zero, so a route nobody uses
+ * shows 0 on dashboards rather than nothing: requests by the backend its mode
+ * sends to, and the last-request time.
+ */
+export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: string; mode: string; match: { methods?: readonly string[] } }[]): void {
+  for (const route of routes) {
+    const backends = route.mode === 'retired' ? ['proxy'] : route.mode === 'new' ? ['new'] : route.mode === 'canary' ? ['legacy', 'new'] : ['legacy'];
+    const method = methodLabel(route.match.methods?.[0] ?? 'GET');
+    for (const backend of backends) {
+      metrics.requests.inc({ route: route.name, backend, method, status_class: '2xx' }, 0);
+      metrics.duration.zero({ route: route.name, backend });
+    }
+    // A gauge already set keeps its value: only routes never seen start at 0.
+    const seen = metrics.lastRequest.labels({ route: route.name });
+    seen.inc(0);
+  }
 }
 
 /** Prometheus label for an HTTP status: 2xx, 3xx, 4xx, 5xx. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Pool, errors } from 'undici';
 import { clientResponseHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
@@ -18,6 +18,8 @@ export interface ForwardOptions {
   readonly bodyTimeoutMs?: number | undefined;
   /** Headers to add (after the client's X-Banyan-* are stripped). */
   readonly extraHeaders?: Record<string, string> | undefined;
+  /** The request body to send instead of reading `req` (a body the proxy peeked at, replayed whole). */
+  readonly body?: Readable | undefined;
   /** Keep a copy of up to this many response body bytes (for shadow comparison). */
   readonly captureBytes?: number | undefined;
   /**
@@ -148,7 +150,7 @@ function dispatch(req: IncomingMessage, client: ClientInfo, options: ForwardOpti
     path: req.url ?? '/',
     method: req.method as 'GET',
     headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-    body: hasBody ? req : null,
+    body: hasBody ? (options.body ?? req) : null,
     signal: abort,
     ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
     ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),

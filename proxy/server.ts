@@ -1,10 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import CircuitBreaker from 'opossum';
 import Koa from 'koa';
 import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
-import { canaryBucket, decide, type CompiledTable, type Decision } from '../routing/route-table.js';
+import { queryFeatures, readsBody } from '../metrics/features.js';
+import { CappedLabels, normalizePath } from '../metrics/paths.js';
+import type { UsageLedger } from '../metrics/usage.js';
+import { canaryBucket, decide, UNMATCHED, type CompiledTable, type Decision } from '../routing/route-table.js';
+import { peekFeature } from './peek.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
@@ -51,8 +56,14 @@ export interface ProxyOptions {
   /** A legacy session cookie whose value keys canary stickiness (BANYAN_SESSION_COOKIE). */
   readonly sessionCookie?: string | undefined;
   readonly pins?: PinSettings | undefined;
+  /** Per-route and per-feature counts for the durable usage ledger. */
+  readonly usage?: UsageLedger | undefined;
+  /** Distinct normalized unmatched paths (and features) labelled before the rest count as `other` (default 200). */
+  readonly maxLabels?: number;
   readonly log?: (line: string) => void;
 }
+
+const NO_FEATURES: readonly string[] = [];
 
 /** The proxy: its Koa app, its upgrade handler, and what the admin side reads. */
 export interface Proxy {
@@ -154,6 +165,23 @@ export function createProxy(options: ProxyOptions): Proxy {
     breakers[backend].fire(() => forwarder.forward(backend, req, res, client, forward)) as Promise<CapturedResponse | undefined>;
 
   const record = requestRecorder(metrics);
+  const usage = options.usage;
+  const unmatchedPaths = new CappedLabels(options.maxLabels ?? 200);
+  const featureNames = new CappedLabels(options.maxLabels ?? 200);
+  const unmatchedSeries = new Map<string, { inc(): void }>();
+  const featureSeries = new Map<string, { inc(): void }>();
+  const countUnmatched = (url: string | undefined) => {
+    const label = unmatchedPaths.label(normalizePath(url ?? '/'));
+    let child = unmatchedSeries.get(label);
+    if (!child) unmatchedSeries.set(label, (child = metrics.unmatched.labels({ path: label })));
+    child.inc();
+  };
+  const countFeature = (feature: string) => {
+    let child = featureSeries.get(feature);
+    if (!child) featureSeries.set(feature, (child = metrics.features.labels({ feature })));
+    child.inc();
+  };
+
   const app = new Koa();
   app.use(async (ctx) => {
     const started = process.hrtime.bigint();
@@ -166,7 +194,31 @@ export function createProxy(options: ProxyOptions): Proxy {
     const decision = routeFor(req, client, pin);
     const method = req.method ?? 'GET';
     let served: string = decision.target;
-    res.once('finish', () => record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+    let features = NO_FEATURES;
+    let peekedBody: Readable | undefined;
+    const extractors = decision.spec?.features;
+    if (extractors) {
+      const q = (req.url ?? '').indexOf('?');
+      features = q < 0 ? NO_FEATURES : queryFeatures(extractors, req.url!.slice(q + 1));
+      if (readsBody(extractors) && !SAFE.has(method) && hasBody(req)) {
+        try {
+          const peeked = await peekFeature(req, extractors);
+          peekedBody = peeked.body;
+          if (peeked.feature) features = [...features, peeked.feature];
+        } catch {
+          // The client went away while sending its body: nobody to answer.
+          res.destroy();
+          return;
+        }
+      }
+      if (features.length) features = features.map((f) => featureNames.label(f));
+    }
+    res.once('finish', () => {
+      record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+      if (decision.route === UNMATCHED) countUnmatched(req.url);
+      for (const f of features) countFeature(f);
+      usage?.record(decision.route, served, features, req.headers['user-agent']);
+    });
 
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
@@ -180,6 +232,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       bodyTimeoutMs: timeouts?.bodyMs,
       extraHeaders: pin ? fenceHeader(pin) : undefined,
       beforeHead: pins && !safe ? issuePin(pin, client) : undefined,
+      body: peekedBody,
     };
 
     if (decision.target === 'new') {

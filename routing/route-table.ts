@@ -16,6 +16,8 @@
  * A request that no route matches goes to legacy as `legacy.unmatched`.
  */
 
+import { checkExtractors, type FeatureExtractor } from '../metrics/features.js';
+
 export const MODES = ['legacy', 'shadow', 'canary', 'new', 'retired'] as const;
 export type Mode = (typeof MODES)[number];
 export type Backend = 'legacy' | 'new';
@@ -66,12 +68,14 @@ export interface Route {
   readonly shadow?: ShadowOptions;
   /** Upstream time limits for this route, in milliseconds. */
   readonly timeouts?: { readonly headersMs?: number; readonly bodyMs?: number };
+  /** Legacy feature extractors, for usage metrics (metrics/features.ts). */
+  readonly features?: readonly FeatureExtractor[];
 }
 
 /** The outcome of validating a table: the routes, or every problem found. */
 export type Validation = { ok: true; routes: Route[] } | { ok: false; problems: string[] };
 
-const ROUTE_KEYS = new Set(['name', 'match', 'mode', 'percent', 'fallback', 'retired', 'brownouts', 'shadow', 'timeouts']);
+const ROUTE_KEYS = new Set(['name', 'match', 'mode', 'percent', 'fallback', 'retired', 'brownouts', 'shadow', 'timeouts', 'features']);
 const MATCH_KEYS = new Set(['path', 'methods', 'host', 'query']);
 
 /**
@@ -173,6 +177,7 @@ export function validateTable(input: unknown): Validation {
         if (t?.[key] !== undefined && (typeof t[key] !== 'number' || !((t[key] as number) > 0 && (t[key] as number) <= 3_600_000))) say(`timeouts.${key}`, 'must be milliseconds, 1 to 3600000');
       }
     }
+    if (r['features'] !== undefined) for (const problem of checkExtractors(r['features'])) say('features', problem);
   });
   return problems.length ? { ok: false, problems } : { ok: true, routes: input as Route[] };
 }

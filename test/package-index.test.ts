@@ -6,6 +6,7 @@ import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { basicAuth, buildDists, newUploader, uploadForm } from './support/packages.js';
+import { promtoolProblems } from './support/promtool.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { services, tempDir, withClient } from './support/services.js';
 
@@ -315,6 +316,22 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(second).to.not.contain('<li>');
       expect((await fetch(`${app}/project/${name}/?page=0`)).status).to.equal(400);
       expect((await fetch(`${app}/project/${name}/0.9/`)).status).to.equal(200);
+    });
+  });
+
+  describe('the app\'s metrics', () => {
+    it('count uploads by result and failure reason, DB reads by target and reason, replica lag; promtool passes', async function () {
+      const text = await (await fetch(`${app}/metrics`)).text();
+      expect(text).to.match(/^banyan_upload_attempts_total\{result="stored"\} [1-9]/m);
+      expect(text).to.match(/^banyan_upload_failures_total\{reason="digest-mismatch"\} [1-9]/m);
+      expect(text).to.match(/^banyan_upload_failures_total\{reason="file-exists"\} [1-9]/m);
+      expect(text).to.match(/^banyan_upload_failures_total\{reason="auth-missing"\} [1-9]/m);
+      expect(text).to.match(/^banyan_db_reads_total\{target="replica-1",reason="no_fence"\} [1-9]/m);
+      expect(text).to.match(/^banyan_db_replica_lag_seconds\{replica="replica-1"\} [\d.e-]+$/m);
+      expect(text).to.match(/^banyan_db_replica_lag_bytes\{replica="replica-1"\} \d+$/m);
+      expect(text).to.match(/^banyan_page_cache_requests_total\{result="hit"\} [1-9]/m);
+      expect(text).to.match(/^banyan_app_requests_total\{handler="simple.detail",method="GET",status_class="2xx"\} [1-9]/m);
+      expect(await promtoolProblems(this, text)).to.equal('');
     });
   });
 

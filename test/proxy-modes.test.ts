@@ -162,7 +162,7 @@ describe('proxy: circuit breaker and fallback', () => {
     expect(r.backend).to.equal('legacy');
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
     expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",reason="refused"\} [1-9]/);
-    expect(metrics).to.match(/banyan_proxy_requests_total\{route="files",backend="legacy",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(/banyan_http_requests_total\{route="files",backend="legacy",method="GET",status_class="2xx"\} [1-9]/);
   });
 
   it('never replays an unsafe request: 503 with Retry-After', async () => {

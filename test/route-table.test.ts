@@ -125,6 +125,7 @@ describe('route table: validation', () => {
       { name: 'r', match: { path: '/r' }, mode: 'retired' },
       { name: 'c', match: { path: '/x', methods: ['FETCH'] }, mode: 'legacy', fallback: true },
       { name: 'b', match: { path: '/b' }, mode: 'new', brownouts: [{ start: 'x', end: 'y' }], colour: 'red' },
+      { name: 'f', match: { path: '/f' }, mode: 'legacy', features: [{ query: ':action' }, { xmlrpc: 'yes' }, { query: 'a', form: 'b' }] },
     ]);
     expect(result.ok).to.equal(false);
     const problems = (result as { problems: string[] }).problems;
@@ -138,10 +139,13 @@ describe('route table: validation', () => {
       'route 4 "c": name: duplicates route 2',
       'route 4 "c": match.methods: "FETCH" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
       'route 4 "c": fallback: only new and canary routes fall back to legacy',
-      'route 5 "b": colour: unknown field (known: name, match, mode, percent, fallback, retired, brownouts, shadow, timeouts)',
+      'route 5 "b": colour: unknown field (known: name, match, mode, percent, fallback, retired, brownouts, shadow, timeouts, features)',
       'route 5 "b": brownouts: brownouts are for routes still served by legacy (mode legacy or shadow)',
       'route 5 "b": brownouts[0]: start and end must be ISO 8601 times such as 2026-12-01T10:00:00Z',
+      'route 6 "f": features: [1] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
+      'route 6 "f": features: [2] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
     ]);
+    expect(problems.filter((p) => p.includes('"f"'))).to.have.length(2);
   });
 
   it('rejects two routes that match exactly the same requests', () => {

@@ -107,7 +107,7 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     expect(ready.status).to.equal(200);
     expect(await ready.json()).to.deep.equal({ status: 'ready', checks: { legacy: true, app: true } });
     const metrics = await (await fetch(`${backends.urls.admin}/metrics`)).text();
-    expect(metrics).to.match(/banyan_proxy_requests_total\{route="simple.index",backend="new",method="GET",status_class="2xx"\} [1-9]/);
-    expect(metrics).to.match(/banyan_proxy_requests_total\{route="legacy.home",backend="legacy",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(/banyan_http_requests_total\{route="simple.index",backend="new",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(/banyan_http_requests_total\{route="legacy.home",backend="legacy",method="GET",status_class="2xx"\} [1-9]/);
   });
 });
