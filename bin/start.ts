@@ -59,7 +59,7 @@ export async function start(args: Args): Promise<void> {
       host: settings.host, proxyPort: port, adminPort, adminHost: settings.adminHost, adminToken, redisUrl: services.redisUrl,
       routesPollMs: settings.routesPollMs, drainMs: settings.drainMs,
       secret: process.env['BANYAN_SECRET']!, pinTtlMs: settings.pinTtlMs, pinMode: settings.pinMode, fencesWhenDown: settings.fencesWhenDown,
-      reads: settings.reads, storageDir: settings.storageDir, maxUploadBytes: settings.maxUploadBytes,
+      reads: settings.reads, storageDir: settings.storageDir, maxUploadBytes: settings.maxUploadBytes, usageFlushMs: settings.usageFlushMs,
       ...(settings.routesFile ? { routesFile: settings.routesFile } : {}),
       ...(settings.trustedProxies ? { trustedProxies: settings.trustedProxies } : {}),
       ...(settings.sessionCookie ? { sessionCookie: settings.sessionCookie } : {}),

@@ -50,6 +50,8 @@ export interface Settings {
   readonly storageDir: string;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
   readonly maxUploadBytes: number;
+  /** How often each proxy adds its usage counts to PostgreSQL (BANYAN_USAGE_FLUSH; default 60s). */
+  readonly usageFlushMs: number;
   /** Where the stack file came from, when settings fell back to it. */
   readonly stackFile: string | undefined;
 }
@@ -116,6 +118,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : 100 * 1024 * 1024,
+    usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
 }

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
-import { createProxyMetrics, type ProxyMetrics } from '../metrics/catalog.js';
+import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
+import { UsageLedger } from '../metrics/usage.js';
 import { sql } from 'kysely';
 import { connect } from '../routing/database.js';
 import { parseLsn } from '../routing/lsn.js';
@@ -17,7 +18,7 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'>;
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -34,6 +35,7 @@ export interface ProxyRuntime {
   readonly proxy: Proxy;
   readonly routes: RouteSync;
   readonly metrics: ProxyMetrics;
+  readonly usage: UsageLedger;
   /** Stops accepting, lets requests in flight finish (up to the drain time), then closes everything. */
   stop(): Promise<void>;
 }
@@ -61,10 +63,24 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     const metrics = createProxyMetrics();
     const routes = await RouteSync.start({
       db, redisUrl: settings.redisUrl, pollMs: settings.routesPollMs, log,
-      onChange: (table) => metrics.tableVersion.set(table.version),
+      onChange: (table) => {
+        metrics.tableVersion.set(table.version);
+        preZeroRoutes(metrics, table.routes);
+      },
     }, seed);
     metrics.tableVersion.set(routes.current.version);
+    preZeroRoutes(metrics, routes.current.routes);
     opened.push({ close: () => routes.stop() });
+    const usage = new UsageLedger({
+      db, flushMs: settings.usageFlushMs ?? 60_000,
+      onFlush: (result, err) => {
+        metrics.usageFlushes.inc({ result });
+        if (err) log(`usage: flush failed, kept for the next one: ${err.message}`);
+      },
+    });
+    usage.start();
+    // Closed after the listeners (the list closes in reverse): the last requests are flushed too.
+    opened.push({ close: () => usage.stop() });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
     const proxy = createProxy({
       legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
@@ -74,7 +90,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         mode: settings.pinMode,
         currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
       } : undefined,
-      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie,
+      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage,
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });
@@ -109,7 +125,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
     opened.push(adminSide);
-    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, stop: closeAll };
+    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, usage, stop: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

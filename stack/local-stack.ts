@@ -119,6 +119,7 @@ export interface BackendsOptions {
   /** Where uploads are stored; absent: a temporary folder removed on stop. */
   readonly storageDir?: string;
   readonly maxUploadBytes?: number;
+  readonly usageFlushMs?: number;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -180,6 +181,7 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         secret: options.secret,
         pinTtlMs: options.pinTtlMs ?? 30_000,
         pinMode: options.pinMode ?? 'lsn',
+        usageFlushMs: options.usageFlushMs ?? 60_000,
       },
       legacyUrl: legacyListening.url,
       appUrl: app.url,

@@ -21,7 +21,7 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 /** A proxy in this process, reading its table from the shared test database. */
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
-  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed';
+  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number;
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
@@ -38,6 +38,7 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       secret: options.secret === null ? undefined : (options.secret ?? TEST_SECRET),
       pinTtlMs: options.pinTtlMs ?? 30_000,
       pinMode: options.pinMode ?? 'lsn',
+      usageFlushMs: options.usageFlushMs ?? 60_000,
     },
     legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),

@@ -1,0 +1,158 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../lib/schema.js';
+
+/** Distinct user agents kept per route and feature per hour; the rest count as `other`. */
+const MAX_AGENTS = 20;
+/** Distinct (hour, route, feature, backend) rows kept between flushes; beyond this, features fold into `other`. */
+const MAX_ROWS = 5_000;
+
+interface Count { requests: number; lastSeen: number }
+
+interface Batch {
+  readonly id: string;
+  readonly counts: Map<string, Count>;
+  readonly agents: Map<string, Map<string, number>>;
+}
+
+export interface UsageLedgerOptions {
+  readonly db: Kysely<Database>;
+  /** How often counts go to PostgreSQL (BANYAN_USAGE_FLUSH). */
+  readonly flushMs?: number;
+  readonly instance?: string;
+  readonly onFlush?: (result: 'ok' | 'duplicate' | 'failed', error?: Error) => void;
+}
+
+/**
+ * The durable usage ledger. Each proxy counts requests per hour, route,
+ * feature and backend (and the user agents per route and feature) in memory
+ * and adds them to PostgreSQL every minute. A flush is one transaction keyed
+ * by a flush id: when it fails, the same batch (same id) is tried again on
+ * the next flush, and if the earlier attempt had in fact committed, the id is
+ * already there and nothing is added twice. Counts are additive upserts, so
+ * any number of proxies and restarts add up.
+ */
+export class UsageLedger {
+  readonly #db: Kysely<Database>;
+  readonly #flushMs: number;
+  readonly #instance: string;
+  readonly #onFlush: UsageLedgerOptions['onFlush'];
+  #current: Batch = newBatch();
+  #pending: Batch | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+
+  constructor(options: UsageLedgerOptions) {
+    this.#db = options.db;
+    this.#flushMs = options.flushMs ?? 60_000;
+    this.#instance = options.instance ?? `${hostname()}:${process.pid}`;
+    this.#onFlush = options.onFlush;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.flush(), this.#flushMs);
+    this.#timer.unref();
+  }
+
+  /** Counts one request: the route row (feature '') and one row per feature. */
+  record(route: string, backend: string, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
+    const bucket = at - (at % 3_600_000);
+    const agent = (userAgent ?? '').slice(0, 160) || '(none)';
+    this.#count(bucket, route, '', backend, agent, at);
+    for (const feature of features) this.#count(bucket, route, feature, backend, agent, at);
+  }
+
+  #count(bucket: number, route: string, feature: string, backend: string, agent: string, at: number): void {
+    const batch = this.#current;
+    let key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}`;
+    let count = batch.counts.get(key);
+    if (!count && batch.counts.size >= MAX_ROWS && feature !== '') {
+      feature = 'other';
+      key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}`;
+      count = batch.counts.get(key);
+    }
+    if (!count) batch.counts.set(key, (count = { requests: 0, lastSeen: at }));
+    count.requests++;
+    if (at > count.lastSeen) count.lastSeen = at;
+    const agentsKey = `${bucket}\u0000${route}\u0000${feature}`;
+    let agents = batch.agents.get(agentsKey);
+    if (!agents) batch.agents.set(agentsKey, (agents = new Map()));
+    const name = agents.has(agent) || agents.size < MAX_AGENTS ? agent : 'other';
+    agents.set(name, (agents.get(name) ?? 0) + 1);
+  }
+
+  /** Writes what has been counted; a failed batch is kept and retried first next time. Never throws. */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#flush().finally(() => { this.#flushing = undefined; });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    if (!this.#pending) {
+      if (this.#current.counts.size === 0) return;
+      this.#pending = this.#current;
+      this.#current = newBatch();
+    }
+    const batch = this.#pending;
+    try {
+      const result = await writeBatch(this.#db, batch, this.#instance);
+      this.#pending = undefined;
+      this.#onFlush?.(result);
+    } catch (err) {
+      this.#onFlush?.('failed', err as Error);
+    }
+  }
+
+  /** Stops the timer and flushes what is left (a proxy's drain calls this). */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.flush();
+    // A batch taken before a failed flush may still be pending, with newer counts behind it.
+    if (this.#pending || this.#current.counts.size > 0) await this.flush();
+  }
+
+  /** Requests counted and not yet in PostgreSQL (for tests and the status API). */
+  get unflushed(): number {
+    let n = 0;
+    for (const batch of [this.#pending, this.#current]) {
+      for (const [key, count] of batch?.counts ?? []) if (key.split('\u0000')[2] === '') n += count.requests;
+    }
+    return n;
+  }
+}
+
+function newBatch(): Batch {
+  return { id: randomUUID(), counts: new Map(), agents: new Map() };
+}
+
+/** One flush, one transaction: the flush id first, so a batch that already landed adds nothing. */
+export async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
+  return db.transaction().execute(async (trx) => {
+    const claimed = await trx.insertInto('usage_flushes').values({ flush_id: batch.id, instance })
+      .onConflict((oc) => oc.column('flush_id').doNothing()).returning('flush_id').executeTakeFirst();
+    if (!claimed) return 'duplicate';
+    const rows = [...batch.counts].map(([key, c]) => {
+      const [bucket, route, feature, backend] = key.split('\u0000') as [string, string, string, string];
+      return { bucket: new Date(Number(bucket)), route, feature, backend, requests: String(c.requests), last_seen: new Date(c.lastSeen) };
+    });
+    for (let i = 0; i < rows.length; i += 1000) {
+      await trx.insertInto('usage_ledger').values(rows.slice(i, i + 1000))
+        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend']).doUpdateSet({
+          requests: sql`usage_ledger.requests + excluded.requests`,
+          last_seen: sql`greatest(usage_ledger.last_seen, excluded.last_seen)`,
+        })).execute();
+    }
+    const agents = [...batch.agents].flatMap(([key, map]) => {
+      const [bucket, route, feature] = key.split('\u0000') as [string, string, string];
+      return [...map].map(([userAgent, n]) => ({ bucket: new Date(Number(bucket)), route, feature, user_agent: userAgent, requests: String(n) }));
+    });
+    for (let i = 0; i < agents.length; i += 1000) {
+      await trx.insertInto('usage_user_agents').values(agents.slice(i, i + 1000))
+        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'user_agent']).doUpdateSet({
+          requests: sql`usage_user_agents.requests + excluded.requests`,
+        })).execute();
+    }
+    return 'ok';
+  });
+}

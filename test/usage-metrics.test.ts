@@ -1,0 +1,236 @@
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { Pool } from 'undici';
+import { UsageLedger, writeBatch } from '../metrics/usage.js';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import { connect } from '../routing/database.js';
+import type { Route } from '../routing/route-table.js';
+import { promtoolProblems } from './support/promtool.js';
+import { setRoutes, startTestProxy } from './support/proxy.js';
+import { services, withClient } from './support/services.js';
+import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+
+const ROUTES: Route[] = [
+  { name: 'new.home', match: { path: '/new/', methods: ['GET'] }, mode: 'new' },
+  { name: 'legacy.xmlrpc', match: { path: '/pypi', methods: ['POST'] }, mode: 'legacy', features: [{ xmlrpc: true }, { form: ':action' }] },
+  { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy', features: [{ query: ':action' }] },
+  { name: 'legacy.never', match: { path: '/never-used' }, mode: 'legacy' },
+  { name: 'gone', match: { path: '/gone' }, mode: 'retired', retired: { status: 410, message: 'Use /new/.' } },
+];
+
+/** Series of one metric family in a /metrics text, as `{labels} value` lines. */
+function series(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+}
+
+function xmlrpcCall(method: string, padding = ''): string {
+  return `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params>${padding}</params></methodCall>`;
+}
+
+describe('usage metrics: route series, legacy features, unmatched paths, the usage ledger', () => {
+  let legacy: FakeBackend;
+  let app: FakeBackend;
+  let runtime: ProxyRuntime;
+  const bodies: string[] = [];
+
+  before(async () => {
+    const s = await services();
+    await setRoutes(s, ROUTES, 'usage metrics tests');
+    legacy = await fakeBackend('legacy');
+    app = await fakeBackend('new');
+    // Legacy records the SHA-256 of every POST body it receives.
+    legacy.answer('/pypi', (req, res) => {
+      const hash = createHash('sha256');
+      req.on('data', (d: Buffer) => hash.update(d));
+      req.on('end', () => {
+        bodies.push(hash.digest('hex'));
+        res.writeHead(200, { 'content-type': 'text/xml' });
+        res.end('<methodResponse/>');
+      });
+    });
+    runtime = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
+  });
+
+  after(async () => {
+    await runtime?.stop();
+    await legacy?.close();
+    await app?.close();
+  });
+
+  const metricsText = async () => (await fetch(`${runtime.adminUrl}/metrics`)).text();
+
+  it('pre-zeroes every configured route, so a route nobody used shows 0', async () => {
+    const text = await metricsText();
+    expect(text).to.contain('banyan_http_requests_total{route="legacy.never",backend="legacy",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_http_requests_total{route="new.home",backend="new",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_http_requests_total{route="gone",backend="proxy",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_route_last_request_timestamp_seconds{route="legacy.never"} 0');
+  });
+
+  it('counts legacy features from the query string, XML-RPC bodies and form fields; bodies arrive unchanged', async () => {
+    await (await fetch(`${runtime.url}/pypi?:action=rss`)).text();
+    await (await fetch(`${runtime.url}/pypi?%3Aaction=rss&x=1`)).text();
+    const sent: string[] = [];
+    for (const body of [xmlrpcCall('list_packages'), xmlrpcCall('package_releases', 'x'.repeat(200_000)), xmlrpcCall('changelog')]) {
+      sent.push(createHash('sha256').update(body).digest('hex'));
+      const res = await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml', 'user-agent': 'Python-xmlrpc/3.11' }, body });
+      expect(res.status).to.equal(200);
+      await res.text();
+    }
+    // A large body whose method name comes after the first 64 KiB: forwarded whole, counted as no feature.
+    const late = `<?xml version="1.0"?><!--${'z'.repeat(70_000)}--><methodCall><methodName>search</methodName></methodCall>`;
+    sent.push(createHash('sha256').update(late).digest('hex'));
+    await (await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body: late })).text();
+    const form = new FormData();
+    form.append(':action', 'file_upload');
+    form.append('content', new Blob([randomBytes(300_000)]), 'x.tar.gz');
+    const multipart = new Request(`${runtime.url}/pypi`, { method: 'POST', body: form });
+    const raw = Buffer.from(await multipart.arrayBuffer());
+    sent.push(createHash('sha256').update(raw).digest('hex'));
+    await (await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': multipart.headers.get('content-type')! }, body: raw })).text();
+    const urlencoded = ':action=submit&name=foo';
+    sent.push(createHash('sha256').update(urlencoded).digest('hex'));
+    await (await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: urlencoded })).text();
+
+    expect(bodies.slice(-sent.length), 'every body reached legacy byte for byte').to.deep.equal(sent);
+    const text = await metricsText();
+    expect(series(text, 'banyan_legacy_feature_requests_total').sort()).to.deep.equal([
+      'banyan_legacy_feature_requests_total{feature="action.file_upload"} 1',
+      'banyan_legacy_feature_requests_total{feature="action.rss"} 2',
+      'banyan_legacy_feature_requests_total{feature="action.submit"} 1',
+      'banyan_legacy_feature_requests_total{feature="xmlrpc.changelog"} 1',
+      'banyan_legacy_feature_requests_total{feature="xmlrpc.list_packages"} 1',
+      'banyan_legacy_feature_requests_total{feature="xmlrpc.package_releases"} 1',
+    ]);
+  });
+
+  it('keeps unmatched paths to a bounded number of series over 100,000 random URLs, with stable memory', async function () {
+    this.timeout(180_000);
+    const pool = new Pool(runtime.url, { connections: 32 });
+    const send = async (count: number) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        while (next++ < count) {
+          const path = `/${randomBytes(3).toString('hex')}/${Math.floor(Math.random() * 1e6)}/${randomBytes(20).toString('hex')}/v${Math.random().toString(36).slice(2, 8)}`;
+          const res = await pool.request({ path, method: 'GET' });
+          await res.body.dump();
+        }
+        legacy.seen.length = 0;
+      }));
+    };
+    try {
+      await send(20_000);
+      const warm = process.memoryUsage().rss;
+      await send(80_000);
+      const grown = process.memoryUsage().rss - warm;
+      const text = await metricsText();
+      const unmatched = series(text, 'banyan_unmatched_requests_total');
+      expect(unmatched.length, 'at most 200 normalized paths plus "other"').to.be.at.most(201);
+      expect(unmatched.find((l) => l.startsWith('banyan_unmatched_requests_total{path="other"}'))).to.match(/ \d{5,}$/);
+      expect(grown, `RSS grew ${Math.round(grown / 1e6)} MB over 80,000 more URLs`).to.be.below(64 * 1024 * 1024);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('passes promtool check metrics (the proxy\'s /metrics)', async function () {
+    expect(await promtoolProblems(this, await metricsText())).to.equal('');
+  });
+
+  describe('the usage ledger', () => {
+    it('flushes counts per hour, route, feature and backend with user agents, and counts a retried batch once', async () => {
+      const s = await services();
+      const db = connect(s.primaryUrl, { max: 2 });
+      try {
+        const ledger = new UsageLedger({ db, instance: 'test-a' });
+        const at = Date.parse('2026-01-05T10:20:00Z');
+        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', ['xmlrpc.search'], 'pip/23', at);
+        ledger.record('ledger.route', 'legacy', [], 'curl/8', at + 60_000);
+        await ledger.flush();
+        expect(ledger.unflushed).to.equal(0);
+        const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT bucket, feature, backend, requests::int AS n, last_seen FROM usage_ledger WHERE route = 'ledger.route' ORDER BY feature")).rows);
+        expect(rows.map((r) => [r.bucket.toISOString(), r.feature, r.backend, r.n])).to.deep.equal([
+          ['2026-01-05T10:00:00.000Z', '', 'legacy', 6],
+          ['2026-01-05T10:00:00.000Z', 'xmlrpc.search', 'legacy', 5],
+        ]);
+        expect(rows[0].last_seen.toISOString()).to.equal('2026-01-05T10:21:00.000Z');
+        const agents = await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT feature, user_agent, requests::int AS n FROM usage_user_agents WHERE route = 'ledger.route' ORDER BY feature, user_agent")).rows);
+        expect(agents).to.deep.equal([
+          { feature: '', user_agent: 'curl/8', n: 1 }, { feature: '', user_agent: 'pip/23', n: 5 },
+          { feature: 'xmlrpc.search', user_agent: 'pip/23', n: 5 },
+        ]);
+
+        // The same batch again (a retry after a commit whose answer was lost) adds nothing.
+        const batch = { id: `retry-${process.pid}`, counts: new Map([[`${at - (at % 3_600_000)}\u0000ledger.route\u0000\u0000legacy`, { requests: 10, lastSeen: at }]]), agents: new Map() };
+        expect(await writeBatch(db, batch, 'test-a')).to.equal('ok');
+        expect(await writeBatch(db, batch, 'test-a')).to.equal('duplicate');
+        const total = await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = ''")).rows[0].n);
+        expect(total).to.equal(16);
+      } finally {
+        await db.destroy();
+      }
+    });
+
+    it('adds up counts from several proxies, and keeps counts it could not flush for the next flush', async () => {
+      const s = await services();
+      const db = connect(s.primaryUrl, { max: 2 });
+      const results: string[] = [];
+      // A relay in front of PostgreSQL that can be cut: the ledger's database goes away and comes back.
+      const relay = await import('node:net').then(({ createServer, connect: dial }) => {
+        let open = true;
+        const target = new URL(s.primaryUrl);
+        const server = createServer((socket) => {
+          if (!open) return socket.destroy();
+          const upstream = dial(Number(target.port), target.hostname);
+          socket.pipe(upstream).pipe(socket);
+          socket.on('error', () => upstream.destroy());
+          upstream.on('error', () => socket.destroy());
+        });
+        return new Promise<{ port: number; set(v: boolean): void; close(): void }>((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+          port: (server.address() as { port: number }).port, set: (v) => { open = v; }, close: () => server.close(),
+        })));
+      });
+      const relayed = new URL(s.primaryUrl);
+      relayed.port = String(relay.port);
+      const flaky = connect(relayed.toString(), { max: 1 });
+      try {
+        const a = new UsageLedger({ db, instance: 'a' });
+        const b = new UsageLedger({ db: flaky, instance: 'b', onFlush: (r) => results.push(r) });
+        const at = Date.parse('2026-02-01T08:00:00Z');
+        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', [], 'x', at);
+        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', [], 'x', at);
+        relay.set(false);
+        await a.flush();
+        await b.flush();
+        expect(results).to.deep.equal(['failed']);
+        expect(b.unflushed, 'nothing is lost when a flush fails').to.equal(5);
+        b.record('ledger.multi', 'legacy', [], 'x', at);
+        relay.set(true);
+        await b.stop();
+        expect(results).to.deep.equal(['failed', 'ok', 'ok']);
+        const total = await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.multi' AND feature = ''")).rows[0].n);
+        expect(total).to.equal(13);
+      } finally {
+        relay.close();
+        await flaky.destroy();
+        await db.destroy();
+      }
+    });
+
+    it('the proxy flushes what it served into the ledger when it stops', async () => {
+      const s = await services();
+      const proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
+      const before = await withClient(s.primaryUrl, async (c) => Number((await c.query(
+        "SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n));
+      for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/never-used`, { headers: { 'user-agent': 'ledger-test/1' } })).text();
+      await proxy.stop();
+      const after = await withClient(s.primaryUrl, async (c) => Number((await c.query(
+        "SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n));
+      expect(after - before).to.equal(3);
+    });
+  });
+});
