@@ -3,6 +3,7 @@ import { parseArgs } from './args.js';
 import { migrate } from './migrate.js';
 import { routes } from './routes.js';
 import { tokens, users } from './accounts.js';
+import { report } from './report.js';
 import { appCommand, legacyCommand, proxyCommand } from './servers.js';
 import { start } from './start.js';
 
@@ -16,6 +17,8 @@ Commands:
   migrate up|down|status [--all] [--json]  schema migrations on the primary
   routes list|show|set|apply|history|rollback  the route table every proxy follows
                                          (banyan routes help for the details)
+  report usage [--since 30d] [--unused 30d] [--json]
+                                         legacy routes and features in use, and retirement candidates
   users add NAME [--email E]             an account that can upload (password from stdin)
   tokens create USERNAME [--description D]  an API token for twine (printed once)
 
@@ -30,6 +33,7 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   legacy: { valued: [], switches: [], run: legacyCommand },
   migrate: { valued: [], switches: ['json', 'all'], run: migrate },
   users: { valued: ['email'], switches: ['json'], run: users },
+  report: { valued: ['since', 'unused'], switches: ['json'], run: report },
   tokens: { valued: ['description'], switches: ['json'], run: tokens },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message'],

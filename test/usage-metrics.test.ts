@@ -5,6 +5,7 @@ import { UsageLedger, writeBatch } from '../metrics/usage.js';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import { connect } from '../routing/database.js';
 import type { Route } from '../routing/route-table.js';
+import { runBanyanAsync } from './support/cli.js';
 import { promtoolProblems } from './support/promtool.js';
 import { setRoutes, startTestProxy } from './support/proxy.js';
 import { services, withClient } from './support/services.js';
@@ -15,6 +16,7 @@ const ROUTES: Route[] = [
   { name: 'legacy.xmlrpc', match: { path: '/pypi', methods: ['POST'] }, mode: 'legacy', features: [{ xmlrpc: true }, { form: ':action' }] },
   { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy', features: [{ query: ':action' }] },
   { name: 'legacy.never', match: { path: '/never-used' }, mode: 'legacy' },
+  { name: 'legacy.ancient', match: { path: '/ancient' }, mode: 'legacy' },
   { name: 'gone', match: { path: '/gone' }, mode: 'retired', retired: { status: 410, message: 'Use /new/.' } },
 ];
 
@@ -231,6 +233,47 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const after = await withClient(s.primaryUrl, async (c) => Number((await c.query(
         "SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n));
       expect(after - before).to.equal(3);
+    });
+
+    it('banyan report usage lists legacy routes and features with share, last use and user agents, new-app routes apart, and candidates', async function () {
+      this.timeout(60_000);
+      const s = await services();
+      const db = connect(s.primaryUrl, { max: 2 });
+      const day = 86_400_000;
+      try {
+        const ledger = new UsageLedger({ db, instance: 'report-test' });
+        const recent = Date.now() - 2 * day;
+        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', [], 'curl/8', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.changelog'], 'old-mirror/0.1', Date.now() - 40 * day);
+        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', [], 'Mozilla/5.0', recent);
+        await ledger.flush();
+      } finally {
+        await db.destroy();
+      }
+      const env = { DATABASE_URL: s.primaryUrl };
+      const json = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d', '--json'], { env });
+      expect(json.status, json.stderr).to.equal(0);
+      const r = JSON.parse(json.stdout) as { legacy: { route: string; feature: string; requests: number; share: number; topUserAgents: { userAgent: string }[] }[];
+        new: { route: string }[]; candidates: { route: string; feature: string; lastSeen: string | null }[]; totalRequests: number };
+      const search = r.legacy.find((l) => l.route === 'legacy.xmlrpc' && l.feature === 'xmlrpc.search')!;
+      expect(search.requests).to.be.at.least(4);
+      expect(search.topUserAgents[0]!.userAgent).to.equal('Python-xmlrpc/3.11');
+      expect(search.share).to.be.above(0).and.at.most(1);
+      expect(r.legacy.find((l) => l.feature === 'xmlrpc.changelog'), 'last used 40 days ago: outside the window').to.equal(undefined);
+      expect(r.new.map((l) => l.route)).to.include('new.home');
+      expect(r.legacy.map((l) => l.route)).to.not.include('new.home');
+      expect(r.candidates).to.deep.include({ route: 'legacy.ancient', feature: '', lastSeen: null, mode: 'legacy' });
+      expect(r.candidates.find((c) => c.feature === 'xmlrpc.changelog')?.lastSeen).to.be.a('string');
+      expect(r.candidates.map((c) => c.route)).to.not.include('new.home');
+
+      const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });
+      expect(text.status).to.equal(0);
+      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+requests\s+share\s+last seen\s+top user agents$/m);
+      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+Python-xmlrpc\/3\.11 \(\d+\)/m);
+      expect(text.stdout).to.match(/^legacy\.ancient\s+\(whole route\)\s+legacy\s+never$/m);
+      const bad = await runBanyanAsync(['report', 'usage', '--since', 'forever'], { env });
+      expect([bad.status, bad.stderr]).to.deep.equal([1, 'banyan: --since must be a duration like 500ms, 2s or 1m, not "forever"\n']);
     });
   });
 });

@@ -1,0 +1,60 @@
+import { loadSettings, required } from '../lib/config.js';
+import { parseDuration } from '../lib/duration.js';
+import { BanyanError } from '../lib/errors.js';
+import { usageReport, type UsageLine } from '../metrics/report.js';
+import { connect } from '../routing/database.js';
+import { latestTable } from '../routing/route-store.js';
+import type { Args } from './args.js';
+import { printTable } from './output.js';
+
+/** `banyan report usage [--since 30d] [--unused 30d] [--json]`: which legacy routes and features are used, and which can go. */
+export async function report(args: Args): Promise<void> {
+  if (args.words[0] !== 'usage' || args.words.length > 1) {
+    throw new BanyanError('bad-arguments', 'usage: banyan report usage [--since 30d] [--unused 30d] [--json]',
+      '--since is the window reported on; --unused is how long without a request makes a legacy route a retirement candidate');
+  }
+  const sinceMs = parseDuration(String(args.flags.get('since') ?? '30d'), '--since');
+  const unusedMs = args.flags.has('unused') ? parseDuration(String(args.flags.get('unused')), '--unused') : sinceMs;
+  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to read the usage ledger'), { max: 2, name: 'banyan-report' });
+  try {
+    const now = new Date();
+    const table = await latestTable(db);
+    const r = await usageReport(db, table?.routes ?? [], { since: new Date(now.getTime() - sinceMs), unusedSince: new Date(now.getTime() - unusedMs), now });
+    if (args.flags.has('json')) {
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      return;
+    }
+    const days = (ms: number) => `${+(ms / 86_400_000).toFixed(2)} days`;
+    const out = process.stdout;
+    out.write(`Usage from ${r.since.slice(0, 16)}Z to ${r.until.slice(0, 16)}Z (${days(sinceMs)}): ${r.totalRequests.toLocaleString('en-US')} requests through the proxy.\n`);
+    out.write('Counts reach the ledger within a minute (BANYAN_USAGE_FLUSH).\n\n');
+    const section = (title: string, lines: UsageLine[], empty: string) => {
+      out.write(`${title}\n`);
+      if (lines.length === 0) {
+        out.write(`  ${empty}\n\n`);
+        return;
+      }
+      printTable(['route / feature', 'requests', 'share', 'last seen', 'top user agents'], lines.map((l) => [
+        l.feature ? `  ${l.feature}` : l.route,
+        l.requests.toLocaleString('en-US'),
+        `${(l.share * 100).toFixed(1)}%`,
+        l.lastSeen ? `${l.lastSeen.slice(0, 16).replace('T', ' ')}Z` : 'never',
+        l.topUserAgents.map((a) => `${a.userAgent.slice(0, 40)} (${a.requests})`).join(', '),
+      ]));
+      out.write('\n');
+    };
+    section('Legacy routes and features in use', r.legacy, 'none: no request reached legacy in this window');
+    section('Served by the new app', r.new, 'none yet');
+    if (r.retired.length) section('Retired routes still being called', r.retired, '');
+    out.write(`Retirement candidates: legacy routes and features with no request since ${r.unusedSince.slice(0, 16)}Z\n`);
+    if (r.candidates.length === 0) out.write('  none: every legacy route was used\n');
+    else {
+      printTable(['route', 'feature', 'mode', 'last seen'], r.candidates.map((c) => [
+        c.route, c.feature || '(whole route)', c.mode, c.lastSeen ? `${c.lastSeen.slice(0, 16).replace('T', ' ')}Z` : 'never',
+      ]));
+      out.write('\nTo retire one: banyan routes set ROUTE --mode retired --status 410 --message "…" --reason "…"\n');
+    }
+  } finally {
+    await db.destroy();
+  }
+}
