@@ -6,6 +6,7 @@ import { createLegacyServer } from '../legacy/server.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
+import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DbRouter } from '../routing/db-router.js';
 import { FenceStore } from '../routing/fences.js';
@@ -45,6 +46,7 @@ export async function proxyCommand(args: Args): Promise<void> {
     port: s.port ?? 8080,
     adminPort: s.adminPort ?? 9090,
     log: progress,
+    ...(cluster.isWorker ? { clusterMetrics: (registry) => clusterMetricsClient(registry) } : {}),
   });
   const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
   progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, route table version ${runtime.routes.current.version}`);
@@ -58,6 +60,7 @@ export async function proxyCommand(args: Args): Promise<void> {
 function supervise(count: number): void {
   let stopping = false;
   progress(`starting ${count} proxy workers`);
+  serveClusterMetrics();
   for (let i = 0; i < count; i++) cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) {

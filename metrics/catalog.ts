@@ -45,6 +45,7 @@ export function createProxyMetrics() {
       name: 'banyan_route_last_request_timestamp_seconds',
       help: 'Unix time of the last request to each route; 0 when it has had none since this process started.',
       labelNames: ['route'] as const,
+      aggregator: 'max',
       registers,
     }),
     unmatched: new Counter({
@@ -75,6 +76,7 @@ export function createProxyMetrics() {
       name: 'banyan_proxy_breaker_state',
       help: 'Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.',
       labelNames: ['backend'] as const,
+      aggregator: 'max',
       registers,
     }),
     shadowResults: new Counter({
@@ -91,7 +93,8 @@ export function createProxyMetrics() {
     }),
     tableVersion: new Gauge({
       name: 'banyan_route_table_version',
-      help: 'The route table version in effect in this process.',
+      help: 'The route table version in effect (the lowest among workers, so a worker lagging behind shows).',
+      aggregator: 'min',
       registers,
     }),
     usageFlushes: new Counter({

@@ -11,6 +11,8 @@ import type { Shadower } from './shadow.js';
 
 export interface AdminOptions {
   readonly registry: Registry;
+  /** The text served at /metrics, when not this registry's alone (all workers of `--workers N`). */
+  readonly metricsText?: (() => Promise<string>) | undefined;
   /** Resolves with a check per dependency; all true means ready. */
   readonly ready: () => Promise<Record<string, boolean>>;
   /** The route API; absent in processes that do not own a route table. */
@@ -57,7 +59,7 @@ export function createAdmin(options: AdminOptions): Koa {
   });
   router.get('/metrics', async (ctx) => {
     ctx.type = options.registry.contentType;
-    ctx.body = await options.registry.metrics();
+    ctx.body = options.metricsText ? await options.metricsText() : await options.registry.metrics();
   });
 
   const api = options.routes;

@@ -26,6 +26,8 @@ export interface ProxyRuntimeOptions {
   readonly breaker?: Partial<BreakerSettings>;
   readonly ready?: () => Promise<Record<string, boolean>>;
   readonly log?: (line: string) => void;
+  /** With `--workers N`: gather every worker's metrics for /metrics (given this process's registry). */
+  readonly clusterMetrics?: (registry: ProxyMetrics['registry']) => () => Promise<string>;
 }
 
 /** A running proxy: public and admin listeners, route sync, and a draining stop. */
@@ -109,6 +111,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
 
     const admin = createAdmin({
       registry: metrics.registry,
+      metricsText: options.clusterMetrics?.(metrics.registry),
       ready: options.ready ?? (async () => ({})),
       routes: {
         db, adminToken: settings.adminToken, shadow: proxy.shadow,

@@ -110,13 +110,20 @@ describe('banyan proxy as a process', () => {
     expect(proxy.output()).to.contain('draining');
   });
 
-  it('--workers 2 runs two workers on one port and stops them all on SIGTERM', async () => {
-    const proxy = await startProxyProcess({ ...env, PORT: '0' }, ['--workers', '2']);
-    const workers = [...proxy.output().matchAll(/worker (\d+): proxy listening on (http:\/\/[\d.:]+)/g)];
+  it('--workers 2 runs two workers on one port, /metrics adds up all workers, and SIGTERM stops them all', async () => {
+    const proxy = await startProxyProcess({ ...env, PORT: '0', ADMIN_PORT: '0' }, ['--workers', '2']);
+    const workers = [...proxy.output().matchAll(/worker (\d+): proxy listening on (http:\/\/[\d.:]+), admin on (http:\/\/[\d.:]+)/g)];
     expect(workers).to.have.length(2);
     expect(workers[0]![2], 'both workers share the port').to.equal(workers[1]![2]);
-    const statuses = await Promise.all(Array.from({ length: 20 }, async () => (await fetch(`${workers[0]![2]}/`)).status));
+    const statuses = await Promise.all(Array.from({ length: 60 }, async () => (await fetch(`${workers[0]![2]}/`)).status));
     expect(statuses.every((s) => s === 200)).to.equal(true);
+    // Each scrape reaches one worker; every one must report all 60 requests, whichever it is.
+    for (let i = 0; i < 6; i++) {
+      const text = await (await fetch(`${workers[0]![3]}/metrics`)).text();
+      if (!text.startsWith('#')) proxy.child.kill('SIGKILL');
+      expect(text, proxy.output()).to.match(/^banyan_http_requests_total\{route="legacy.all",backend="legacy",method="GET",status_class="2xx"\} 60$/m);
+      expect(text).to.match(/^banyan_route_table_version \d+$/m);
+    }
     proxy.child.kill('SIGTERM');
     expect(await proxy.exited).to.equal(0);
     for (const [, pid] of workers) expect(() => process.kill(Number(pid), 0), `worker ${pid} is gone`).to.throw();
