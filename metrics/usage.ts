@@ -112,6 +112,22 @@ export class UsageLedger {
     if (this.#pending || this.#current.counts.size > 0) await this.flush();
   }
 
+  /** Requests counted and not yet in PostgreSQL, per route and backend, in hours starting at or after `fromBucket` (ms). */
+  unflushedByRoute(fromBucket: number): Map<string, { backends: Record<string, number>; lastSeen: number }> {
+    const out = new Map<string, { backends: Record<string, number>; lastSeen: number }>();
+    for (const batch of [this.#pending, this.#current]) {
+      for (const [key, count] of batch?.counts ?? []) {
+        const [bucket, route, feature, backend] = key.split('\u0000') as [string, string, string, string];
+        if (feature !== '' || Number(bucket) < fromBucket) continue;
+        const entry = out.get(route) ?? { backends: {}, lastSeen: 0 };
+        entry.backends[backend] = (entry.backends[backend] ?? 0) + count.requests;
+        entry.lastSeen = Math.max(entry.lastSeen, count.lastSeen);
+        out.set(route, entry);
+      }
+    }
+    return out;
+  }
+
   /** Requests counted and not yet in PostgreSQL (for tests and the status API). */
   get unflushed(): number {
     let n = 0;

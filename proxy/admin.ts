@@ -6,7 +6,8 @@ import type { Registry } from 'prom-client';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
 import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
-import { describeChange, validateTable } from '../routing/route-table.js';
+import { describeChange, MODES, validateTable, type Mode, type Route } from '../routing/route-table.js';
+import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
 import type { Shadower } from './shadow.js';
 
 export interface AdminOptions {
@@ -24,6 +25,8 @@ export interface AdminOptions {
     readonly changed: (version: number) => Promise<void>;
     /** What this proxy is doing now: the table version in effect and its breakers. */
     readonly status: () => Record<string, unknown>;
+    /** The built-in dashboard's numbers (`GET /api/dashboard`). */
+    readonly dashboard?: () => Promise<unknown>;
   };
 }
 
@@ -65,6 +68,47 @@ export function createAdmin(options: AdminOptions): Koa {
   const api = options.routes;
   if (api) {
     const guard = bearer(api.adminToken);
+    // The dashboard page itself holds no data: it asks for the token, then calls the API with it.
+    const page = readAsset(DASHBOARD_HTML);
+    const chart = readAsset(CHART_JS);
+    router.get('/', (ctx) => {
+      ctx.type = 'text/html; charset=utf-8';
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = page;
+    });
+    router.get('/assets/chart.js', (ctx) => {
+      ctx.type = 'application/javascript; charset=utf-8';
+      ctx.set('Cache-Control', 'public, max-age=86400');
+      ctx.body = chart;
+    });
+    router.get('/api/dashboard', guard, async (ctx) => {
+      if (!api.dashboard) throw new BanyanError('not-found', 'this process has no dashboard');
+      ctx.body = await api.dashboard();
+    });
+    router.post('/api/routes/:name/mode', guard, async (ctx) => {
+      const body = await readJson(ctx);
+      const name = ctx.params['name']!;
+      const mode = body['mode'];
+      if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw new BanyanError('bad-request', `mode must be one of ${MODES.join(', ')}`);
+      const reason = typeof body['reason'] === 'string' ? body['reason'] : '';
+      const current = await latestTable(api.db);
+      const route = current?.routes.find((r) => r.name === name);
+      if (!current || !route) throw new BanyanError('no-such-route', `there is no route named "${name}"`, 'see GET /api/routes');
+      const { percent: _percent, fallback: _fallback, ...rest } = route;
+      const changed: Route = {
+        ...rest, mode: mode as Mode,
+        ...(mode === 'canary' ? { percent: typeof body['percent'] === 'number' ? body['percent'] : (route.percent ?? 10) } : {}),
+        ...((mode === 'new' || mode === 'canary') && route.fallback !== undefined ? { fallback: route.fallback } : {}),
+        ...(mode === 'retired' && !route.retired ? { retired: { status: 410, message: reason.trim() || 'This feature has been retired.' } } : {}),
+      };
+      const saved = await saveTable(api.db, {
+        routes: current.routes.map((r) => (r.name === name ? changed : r)),
+        actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (dashboard)` : 'dashboard',
+        reason, expectedVersion: current.version,
+      });
+      await api.changed(saved.version);
+      ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes) };
+    });
     router.get('/api/routes', guard, async (ctx) => {
       const table = await latestTable(api.db);
       ctx.body = table ?? { version: 0, routes: [] };
@@ -158,7 +202,7 @@ function statusOf(code: string): number {
     case 'admin-disabled': return 503;
     case 'invalid-table': case 'reason-required': return 422;
     case 'version-conflict': return 409;
-    case 'no-such-version': return 404;
+    case 'no-such-version': case 'no-such-route': case 'not-found': return 404;
     case 'too-large': return 413;
     default: return 400;
   }

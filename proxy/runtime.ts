@@ -11,6 +11,7 @@ import { connect } from '../routing/database.js';
 import { parseLsn } from '../routing/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
 import { createAdmin } from './admin.js';
+import { dashboardData, DashboardSampler } from './dashboard.js';
 import { createProxy, type BreakerSettings, type Proxy } from './server.js';
 
 /** The routes file shipped with Banyan: the package index's routes. */
@@ -109,6 +110,9 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       },
     });
 
+    const sampler = new DashboardSampler(db, metrics);
+    sampler.start();
+    opened.push({ close: async () => sampler.stop() });
     const admin = createAdmin({
       registry: metrics.registry,
       metricsText: options.clusterMetrics?.(metrics.registry),
@@ -119,6 +123,9 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
           version: routes.current.version,
           breakers: { legacy: proxy.breakerState('legacy'), new: proxy.breakerState('new') },
           shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
+        }),
+        dashboard: () => dashboardData({
+          db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler,
         }),
         changed: async (version) => {
           await routes.refresh();

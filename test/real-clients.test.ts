@@ -5,14 +5,13 @@ import { chromium, type Browser } from 'playwright-core';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
+import { ARTIFACTS } from './support/artifacts.js';
 import { buildDists, newUploader, run } from './support/packages.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { services, tempDir, waitForReplay } from './support/services.js';
 
 const TWINE = process.env['BANYAN_TWINE'] ?? '/usr/bin/twine';
 const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
-/** Screenshots and other things a person may want to look at after a run. */
-export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
 const QUIET_PIP = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PIP_CONFIG_FILE: '/dev/null', PIP_NO_CACHE_DIR: '1' };
 

@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import type { Route } from '../routing/route-table.js';
+import { ADMIN_TOKEN, setRoutes, startTestProxy } from './support/proxy.js';
+import { services } from './support/services.js';
+import { fakeBackend, type FakeBackend } from './support/upstreams.js';
+import { ARTIFACTS } from './support/artifacts.js';
+
+const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
+
+const ROUTES: Route[] = [
+  { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+  { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy' },
+  { name: 'new.simple', match: { path: '/simple/*' }, mode: 'new' },
+];
+
+describe('the built-in dashboard, in headless Chromium', () => {
+  let legacy: FakeBackend;
+  let app: FakeBackend;
+  let proxy: ProxyRuntime;
+  let browser: Browser;
+  let page: Page;
+
+  before(async function () {
+    this.timeout(60_000);
+    if (!existsSync(CHROMIUM)) throw new Error(`chromium is not installed at ${CHROMIUM}; .ci/run installs it (apt-get install chromium)`);
+    const s = await services();
+    await setRoutes(s, ROUTES, 'dashboard test');
+    legacy = await fakeBackend('legacy');
+    app = await fakeBackend('new');
+    proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await proxy?.stop();
+    await legacy?.close();
+    await app?.close();
+  });
+
+  const cell = (route: string, column: string) => page.locator(`tr[data-route="${route}"] .${column}`);
+
+  it('asks for the token, and refuses a wrong one', async function () {
+    this.timeout(30_000);
+    await page.goto(`${proxy.adminUrl}/`);
+    await page.locator('#login').waitFor({ state: 'visible' });
+    expect(await page.locator('#board').isHidden()).to.equal(true);
+    await page.fill('#token', 'not-the-token');
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction("document.getElementById('login-error').textContent !== ''");
+    expect(await page.textContent('#login-error')).to.equal('missing or wrong admin token');
+  });
+
+  it('lists every route with its mode and live numbers once traffic has been sent', async function () {
+    this.timeout(30_000);
+    for (let i = 0; i < 30; i++) await (await fetch(`${proxy.url}/`)).text();
+    for (let i = 0; i < 20; i++) await (await fetch(`${proxy.url}/simple/x/`)).text();
+    await page.fill('#token', ADMIN_TOKEN);
+    await page.click('#login button[type=submit]');
+    await page.locator('#board').waitFor({ state: 'visible' });
+    expect(await page.locator('#routes tbody tr').count()).to.equal(3);
+    expect(await cell('legacy.home', 'mode-cell').textContent()).to.equal('legacy');
+    expect(await cell('new.simple', 'mode-cell').textContent()).to.equal('new');
+    expect(await cell('legacy.home', 'h-legacy').textContent()).to.equal('30');
+    expect(await cell('new.simple', 'h-new').textContent()).to.equal('20');
+    expect(await cell('legacy.pypi', 'h-legacy').textContent()).to.equal('0');
+    expect(await cell('legacy.pypi', 'seen').textContent()).to.equal('never');
+    expect(await cell('legacy.home', 'errors').textContent()).to.equal('0.0%');
+    // More traffic shows up on the next refresh, without reloading the page.
+    for (let i = 0; i < 5; i++) await (await fetch(`${proxy.url}/`)).text();
+    await page.waitForFunction(`document.querySelector('tr[data-route="legacy.home"] .h-legacy').textContent === '35'`, undefined, { timeout: 15_000 });
+  });
+
+  it('cuts a route over to the new app, with a required reason that is audited, and the proxy follows', async function () {
+    this.timeout(30_000);
+    expect((await fetch(`${proxy.url}/pypi`)).headers.get('x-backend')).to.equal('legacy');
+    const row = page.locator('tr[data-route="legacy.pypi"]');
+    await row.locator('select.mode').selectOption('new');
+    await row.locator('button.apply').click();
+    await page.waitForFunction("document.getElementById('message').className === 'error'");
+    expect(await page.textContent('#message')).to.contain('Say why legacy.pypi should change');
+    expect((await fetch(`${proxy.url}/pypi`)).headers.get('x-backend'), 'nothing changed without a reason').to.equal('legacy');
+
+    await row.locator('input.reason').fill('rewritten: cut over from the dashboard');
+    await row.locator('button.apply').click();
+    await page.waitForFunction("document.getElementById('message').className === 'ok'");
+    expect(await page.textContent('#message')).to.match(/^Version \d+: change\s+legacy\.pypi: legacy → new/);
+    await page.waitForFunction(`document.querySelector('tr[data-route="legacy.pypi"] .mode-cell').textContent === 'new'`);
+    expect((await fetch(`${proxy.url}/pypi`)).headers.get('x-backend')).to.equal('new');
+
+    const history = await (await fetch(`${proxy.adminUrl}/api/routes/history?limit=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as { actor: string; reason: string }[];
+    expect(history[0]).to.include({ actor: 'dashboard', reason: 'rewritten: cut over from the dashboard' });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  });
+});
