@@ -57,6 +57,9 @@ export async function start(args: Args): Promise<void> {
   try {
     backends = await startBackends(services, {
       host: settings.host, proxyPort: port, adminPort, adminHost: settings.adminHost, adminToken, redisUrl: services.redisUrl,
+      // The app and legacy take their usual ports when free (metrics/prometheus.yml scrapes the app there), else any.
+      appPort: (await isPortFree(8081, settings.host)) ? 8081 : 0,
+      legacyPort: (await isPortFree(8082, settings.host)) ? 8082 : 0,
       routesPollMs: settings.routesPollMs, drainMs: settings.drainMs,
       secret: process.env['BANYAN_SECRET']!, pinTtlMs: settings.pinTtlMs, pinMode: settings.pinMode, fencesWhenDown: settings.fencesWhenDown,
       reads: settings.reads, storageDir: settings.storageDir, maxUploadBytes: settings.maxUploadBytes, usageFlushMs: settings.usageFlushMs,
