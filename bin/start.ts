@@ -90,8 +90,8 @@ export async function start(args: Args): Promise<void> {
     process.stdout.write(`\nBanyan is up (${((Date.now() - started) / 1000).toFixed(1)} s). Where everything listens:\n\n`);
     printTable(['service', 'address'], [
       ['proxy (public)', stack.proxy],
-      ['admin', `${stack.admin}  (/healthz /readyz /metrics)`],
-      ['new app', stack.app],
+      ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
+      ['new app', `${stack.app}  (/metrics)`],
       ['legacy', stack.legacy],
       ['PostgreSQL primary', stack.primary],
       ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${r}${replicaDelayMs ? `  (apply delay ${replicaDelayMs} ms)` : ''}`]),
@@ -99,6 +99,7 @@ export async function start(args: Args): Promise<void> {
     ]);
     process.stdout.write(`\nThe same as JSON: ${stackFile}\n`);
     if (generated) process.stdout.write(`Admin token (shown once; also in stack.json): ${adminToken}\n`);
+    process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
     process.stdout.write('Press Ctrl-C to stop everything.\n');
   }
 }
