@@ -39,7 +39,7 @@ export async function report(args: Args): Promise<void> {
         l.requests.toLocaleString('en-US'),
         `${(l.share * 100).toFixed(1)}%`,
         l.lastSeen ? `${l.lastSeen.slice(0, 16).replace('T', ' ')}Z` : 'never',
-        l.topUserAgents.map((a) => `${a.userAgent.slice(0, 40)} (${a.requests})`).join(', '),
+        l.topUserAgents.map((a) => `${shortAgent(a.userAgent)} (${a.requests})`).join(', '),
       ]));
       out.write('\n');
     };
@@ -57,4 +57,10 @@ export async function report(args: Args): Promise<void> {
   } finally {
     await db.destroy();
   }
+}
+
+/** A user agent for a table: pip's JSON details dropped, at most 40 characters. */
+function shortAgent(agent: string): string {
+  const brief = agent.replace(/\s*\{.*$/, '');
+  return brief.length > 40 ? `${brief.slice(0, 39)}…` : brief;
 }
