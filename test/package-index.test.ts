@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
-import { basicAuth, buildDists, newUploader, uploadForm } from './support/packages.js';
+import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';
 import { promtoolProblems } from './support/promtool.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
-import { services, tempDir, withClient } from './support/services.js';
+import { services, tempDir, waitForReplay, withClient } from './support/services.js';
 
 const LIMIT = 64 * 1024;
 
@@ -212,6 +212,21 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(((await index.json()) as { projects: { name: string }[] }).projects.map((p) => p.name)).to.include(name);
     });
 
+    it('marks yanked releases: data-yanked with the reason in HTML, "yanked" in JSON', async () => {
+      const yanked = fresh();
+      const [wheel] = await buildDists(dists, yanked, '0.5', ['py3-none-any']);
+      expect((await upload(uploadForm(wheel!, { name: yanked, version: '0.5' }))).status).to.equal(200);
+      const s = await services();
+      await withClient(s.primaryUrl, (c) => c.query(
+        "UPDATE releases SET yanked = true, yanked_reason = 'broken <build>' WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)", [yanked]));
+      // A direct change in the database (no upload) announces nothing: wait until the replica has it.
+      await waitForReplay(s);
+      const html = await (await fetch(`${app}/simple/${yanked}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+html' } })).text();
+      expect(html).to.contain('data-yanked="broken &lt;build&gt;"');
+      const json = await (await fetch(`${app}/simple/${yanked}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } })).json() as { files: { yanked: unknown }[] };
+      expect(json.files[0]!.yanked).to.equal('broken <build>');
+    });
+
     it('redirects non-normalized names, 404s unknown projects, 406s unacceptable types', async () => {
       const moved = await fetch(`${app}/simple/${name.toUpperCase().replace(/-/g, '_')}/`, { redirect: 'manual' });
       expect(moved.status).to.equal(301);
@@ -312,6 +327,9 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(await page('Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0')).to.match(new RegExp(`id="download"[^>]*data-filename="${dist}-1\\.0-cp311-cp311-win_amd64\\.whl"`));
       expect(await page('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15')).to.match(new RegExp(`data-filename="${dist}-1\\.0-cp311-cp311-macosx_11_0_universal2\\.whl"`));
       expect(await page('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0')).to.match(new RegExp(`data-filename="${dist}-1\\.0\\.tar\\.gz"`));
+      const res = await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8' } });
+      expect(res.headers.get('surrogate-key')).to.equal(`project-${name}`);
+      expect((await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8', 'if-none-match': res.headers.get('etag')! } })).status).to.equal(304);
       const second = await page('curl/8', '?page=2');
       expect(second).to.not.contain('<li>');
       expect((await fetch(`${app}/project/${name}/?page=0`)).status).to.equal(400);
@@ -353,6 +371,27 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const bad = await call('<methodCall><methodName>list_packages</methodName><params><param><value><int>1</int></value></param></params></methodCall>');
       expect(bad).to.contain('<int>-32602</int>').and.contain('wrong number of parameters');
       expect(await call('<methodCall><methodName>oops')).to.contain('<int>-32700</int>');
+    });
+
+    it('answers search, release_data and changelog to Python\'s xmlrpc.client', async function () {
+      this.timeout(30_000);
+      const name = fresh();
+      const [sdist] = await buildDists(dists, name, '3.0', ['sdist']);
+      expect((await upload(uploadForm(sdist!, { name, version: '3.0' }))).status).to.equal(200);
+      const script = [
+        'import json, sys, time, xmlrpc.client',
+        `p = xmlrpc.client.ServerProxy("${backends.urls.legacy}/pypi")`,
+        `hits = p.search({"name": "${name}"})`,
+        `data = p.release_data("${name}", "3.0")`,
+        `log = [e for e in p.changelog(int(time.time()) - 3600) if e[0] == "${name}"]`,
+        `print(json.dumps({"hits": hits, "summary": data["summary"], "requires_dist": data["requires_dist"], "missing": p.release_data("${name}", "9.9"), "log": [e[3] for e in log]}))`,
+      ].join('\n');
+      const out = JSON.parse((await run('python3', ['-c', script])).stdout) as { hits: { name: string; version: string }[]; summary: string; requires_dist: string[]; missing: object; log: string[] };
+      expect(out.hits).to.deep.equal([{ name, version: '3.0', summary: `Test package ${name}`, _pypi_ordering: 0 }]);
+      expect(out.summary).to.equal(`Test package ${name}`);
+      expect(out.requires_dist).to.deep.equal(['requests>=2', 'idna']);
+      expect(out.missing).to.deep.equal({});
+      expect(out.log).to.deep.equal(['create', 'new release', `add source file ${name.replace(/-/g, '_')}-3.0.tar.gz`]);
     });
 
     it('takes the old upload form at POST /pypi, with the same checks, visible through the new app', async () => {
