@@ -116,8 +116,9 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           const path = `/${randomBytes(3).toString('hex')}/${Math.floor(Math.random() * 1e6)}/${randomBytes(20).toString('hex')}/v${Math.random().toString(36).slice(2, 8)}`;
           const res = await pool.request({ path, method: 'GET' });
           await res.body.dump();
+          // The fake backend keeps what it saw; this test's own memory is not the proxy's.
+          if (legacy.seen.length > 1_000) legacy.seen.length = 0;
         }
-        legacy.seen.length = 0;
       }));
     };
     try {
