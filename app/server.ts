@@ -12,6 +12,7 @@ import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from './storage.js';
 import { uploadRoutes } from './upload-route.js';
+import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 
 export interface AppOptions {
@@ -28,8 +29,6 @@ export interface AppOptions {
   readonly metrics?: AppMetrics;
 }
 
-/** 100 MiB, PyPI's default per-file limit. */
-export const DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024;
 
 /**
  * A request's DB handle, chosen on first use: reads declaring resources

@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import type { WriteAnnouncer } from './announce.js';
 import type { DbFor } from './server.js';
 import type { FileStore } from './storage.js';
-import { handleUpload, UploadError, type UploadFailure } from './upload.js';
+import { handleUpload, reasonPhrase, UploadError, type UploadFailure } from './upload.js';
 
 /** Called once per upload attempt: `ok`, or the reason it was refused. */
 export type UploadListener = (outcome: 'stored' | 'exists' | UploadFailure) => void;
@@ -13,11 +13,6 @@ export interface UploadRouteOptions {
   readonly announcer: WriteAnnouncer;
   readonly maxUploadBytes: number;
   readonly onUpload?: UploadListener | undefined;
-}
-
-/** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
-function reasonPhrase(message: string): string {
-  return message.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
 }
 
 /**

@@ -13,6 +13,11 @@ export type UploadFailure =
   | 'auth-missing' | 'auth-invalid' | 'forbidden' | 'bad-form' | 'bad-action' | 'bad-protocol' | 'bad-name'
   | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists';
 
+/** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
+export function reasonPhrase(message: string): string {
+  return message.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
+}
+
 /** A refused upload: the HTTP status, Warehouse's message (also the status line's reason) and a reason code. */
 export class UploadError extends Error {
   constructor(readonly status: number, message: string, readonly reason: UploadFailure) {
@@ -215,7 +220,7 @@ function validate(form: ParsedUpload, limit: number): CheckedUpload {
 
 function checkFilename(filename: string, name: string, version: NonNullable<ReturnType<typeof parseVersion>>, filetype: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._+!-]*$/.test(filename) || filename.length > 255) {
-    throw new UploadError(400, `Invalid distribution file name '${filename.replace(/[^\x20-\x7e]/g, '?')}'.`, 'bad-filename');
+    throw new UploadError(400, `Invalid distribution file name '${reasonPhrase(filename)}'.`, 'bad-filename');
   }
   const dist = parseFilename(filename);
   if (!dist) {

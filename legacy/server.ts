@@ -3,8 +3,8 @@ import { sql } from 'kysely';
 import { WriteAnnouncer } from '../app/announce.js';
 import { PageCache } from '../app/page-cache.js';
 import { FileStore } from '../app/storage.js';
-import { handleUpload, UploadError } from '../app/upload.js';
-import type { ReadSettings } from '../lib/config.js';
+import { handleUpload, reasonPhrase, UploadError } from '../app/upload.js';
+import { DEFAULT_MAX_UPLOAD, type ReadSettings } from '../lib/config.js';
 import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
 import { isConnectionError } from '../routing/database.js';
@@ -42,7 +42,7 @@ export function createLegacyServer(options: LegacyOptions): { server: Server; st
   const cache = new PageCache(options.redisUrl);
   const legacy: Legacy = {
     router, store: new FileStore(options.storageDir), announcer: new WriteAnnouncer(router, fences, cache),
-    maxUploadBytes: options.maxUploadBytes ?? 100 * 1024 * 1024,
+    maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
   };
   const server = createServer((req, res) => {
     handle(legacy, req, res).catch((err: Error) => {
@@ -128,7 +128,7 @@ async function oldUpload(legacy: Legacy, db: RequestDb, req: IncomingMessage, re
     send(res, 200, 'text/plain', 'OK\n');
   } catch (err) {
     if (!(err instanceof UploadError)) throw err;
-    res.statusMessage = err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
+    res.statusMessage = reasonPhrase(err.message);
     send(res, err.status, 'text/plain', `Error: ${err.message}\n`, err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="pypi"' } : {});
   }
 }

@@ -56,6 +56,9 @@ export interface Settings {
   readonly stackFile: string | undefined;
 }
 
+/** 100 MiB, PyPI's default per-file limit (BANYAN_MAX_UPLOAD). */
+export const DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024;
+
 /** The folder `npm start` keeps its data in. */
 export function stackDir(cwd = process.cwd()): string {
   return join(cwd, '.banyan');
@@ -117,7 +120,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     },
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
-    maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : 100 * 1024 * 1024,
+    maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
