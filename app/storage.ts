@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -34,15 +35,28 @@ export class FileStore {
     this.#incoming = join(root, '.incoming');
   }
 
-  /** Creates the folders, and removes temp files a crashed process left behind. */
+  /**
+   * Creates the folders, and removes temp files that crashed processes left
+   * behind: those of processes on this host that no longer run, and any not
+   * written to for an hour. Other live processes sharing the store (the app
+   * and the legacy upload, several app instances) keep theirs.
+   */
   async init(): Promise<void> {
     await mkdir(this.#incoming, { recursive: true });
-    for (const name of await readdir(this.#incoming)) await rm(join(this.#incoming, name), { force: true });
+    const host = hostname();
+    for (const name of await readdir(this.#incoming)) {
+      const path = join(this.#incoming, name);
+      const owner = /^(\d+)@([^~]+)~/.exec(name);
+      const orphaned = owner ? owner[2] === host && !isRunning(Number(owner[1])) : true;
+      const stale = await stat(path).then((st) => Date.now() - st.mtimeMs > 3_600_000, () => false);
+      if (orphaned || stale) await rm(path, { force: true });
+    }
   }
 
   /** Streams `body` to a temp file, hashing as it goes; stops writing past `limit` bytes. */
   async receive(body: Readable, limit: number): Promise<Incoming> {
-    const tempPath = join(this.#incoming, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    // Named after the process writing it, so a restart can tell its own dead uploads from live ones.
+    const tempPath = join(this.#incoming, `${process.pid}@${hostname()}~${Date.now()}-${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     const file = await open(tempPath, 'wx', 0o644);
     let size = 0;
@@ -112,5 +126,16 @@ export class FileStore {
   /** Files in `.incoming/` (tests check that nothing is left behind). */
   async pending(): Promise<string[]> {
     return readdir(this.#incoming);
+  }
+}
+
+function isRunning(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

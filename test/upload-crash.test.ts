@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { BANYAN } from './support/cli.js';
@@ -56,8 +57,11 @@ describe('an upload interrupted by a crash of the app', () => {
       const rows = await withClient(s.primaryUrl, async (c) => (await c.query('SELECT count(*)::int AS n FROM projects WHERE normalized_name = $1', [name])).rows[0].n);
       expect(rows, 'no project row, no release row, no file row').to.equal(0);
 
+      // Another live process sharing the store (this one) is mid-upload: its temp file must survive the restart.
+      const live = `${process.pid}@${hostname()}~${Date.now()}-live`;
+      writeFileSync(join(incoming, live), 'in progress');
       app = await startApp(env);
-      expect(readdirSync(incoming), 'the next start removes what a crashed upload left').to.deep.equal([]);
+      expect(readdirSync(incoming), 'the next start removes what the crashed upload left, and only that').to.deep.equal([live]);
       expect(stored()).to.deep.equal([]);
     } finally {
       app.child.kill('SIGKILL');
