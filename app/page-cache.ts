@@ -35,8 +35,6 @@ export interface Lookup {
 export class PageCache {
   readonly #redis: Redis | undefined;
   readonly #ttlSeconds: number;
-  hits = 0;
-  misses = 0;
 
   constructor(redisUrl: string | undefined, ttlSeconds = 300) {
     this.#ttlSeconds = ttlSeconds;
@@ -53,10 +51,7 @@ export class PageCache {
     if (!this.#redis) return { generation: undefined, page: undefined };
     try {
       const [generation, stored] = await this.#redis.eval(LOOKUP, 1, genKey(key), pagePrefix(key), variant) as [string, string | null];
-      const page = stored ? JSON.parse(stored) as CachedPage : undefined;
-      if (page) this.hits++;
-      else this.misses++;
-      return { generation, page };
+      return { generation, page: stored ? JSON.parse(stored) as CachedPage : undefined };
     } catch {
       return { generation: undefined, page: undefined };
     }

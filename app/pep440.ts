@@ -55,10 +55,6 @@ export function parseVersion(text: string): Version | undefined {
   };
 }
 
-export function isValidVersion(text: string): boolean {
-  return parseVersion(text) !== undefined;
-}
-
 /** The normalized form (`1.0-Alpha_1` → `1.0a1`), as `str(packaging.version.Version(...))`. */
 export function normalizeVersion(v: Version): string {
   return format(v, v.release);

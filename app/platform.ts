@@ -3,7 +3,6 @@
  * pip's JSON user agent), distribution file names (PEP 427 wheels, sdists),
  * and the choice of the best file. Pure functions, no I/O.
  */
-import { normalizeName } from './names.js';
 
 export type Os = 'windows' | 'macos' | 'linux' | 'unknown';
 export type Arch = 'x86_64' | 'arm64' | 'x86' | 'unknown';
@@ -84,11 +83,6 @@ export function parseFilename(filename: string): DistFile | undefined {
   const cut = stem.lastIndexOf('-');
   if (cut <= 0 || cut === stem.length - 1) return undefined;
   return { kind: 'sdist', name: stem.slice(0, cut), version: stem.slice(cut + 1), python: ['source'], abi: [], platforms: [] };
-}
-
-/** True when the file name's project part is `project` under PEP 503 normalization. */
-export function filenameMatchesProject(file: DistFile, project: string): boolean {
-  return normalizeName(file.name) === normalizeName(project);
 }
 
 /** How well a wheel platform tag fits: 0 not at all, higher is better. */

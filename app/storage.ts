@@ -122,11 +122,6 @@ export class FileStore {
       return undefined;
     }
   }
-
-  /** Files in `.incoming/` (tests check that nothing is left behind). */
-  async pending(): Promise<string[]> {
-    return readdir(this.#incoming);
-  }
 }
 
 function isRunning(pid: number): boolean {
