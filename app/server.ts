@@ -29,7 +29,6 @@ export interface AppOptions {
   readonly metrics?: AppMetrics;
 }
 
-
 /**
  * A request's DB handle, chosen on first use: reads declaring resources
  * (`project:<name>`) also wait for those resources' fences.
