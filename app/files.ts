@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import { createReadStream } from 'node:fs';
 import { notModified } from './http-cache.js';
-import type { FileStore } from './storage.js';
+import type { FileStore } from '../lib/file-store.js';
 
 /**
  * Parses a `Range` header against a size: one byte range, or `unsatisfiable`,

@@ -1,10 +1,11 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
 import { renderedPage, sendPage } from './http-cache.js';
-import { isValidName, normalizeName } from './names.js';
-import { canonicalVersion, parseVersion } from './pep440.js';
+import { isValidName, normalizeName } from '../lib/names.js';
+import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { findProject, findRelease, latestRelease, projectFiles, releaseFiles, type FileRow, type ProjectRow, type ReleaseRow } from './queries.js';
 import type { DbFor } from './server.js';
+import { projectResource } from '../lib/write-announcer.js';
 
 /**
  * `/pypi/<project>/json` and `/pypi/<project>/<version>/json`: Warehouse's
@@ -13,7 +14,7 @@ import type { DbFor } from './server.js';
 export function jsonRoutes(router: Router, db: DbFor): void {
   router.get('json.project', '/pypi/:project/json', async (ctx) => {
     const normalized = checkName(ctx);
-    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+    const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await latestRelease(r, project.id);
@@ -37,7 +38,7 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     const normalized = checkName(ctx);
     const version = parseVersion(ctx.params['version'] ?? '');
     if (!version) return ctx.throw(404, `"${ctx.params['version']}" is not a PEP 440 version`);
-    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+    const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await findRelease(r, project.id, canonicalVersion(version));

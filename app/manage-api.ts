@@ -1,8 +1,8 @@
 import type Router from '@koa/router';
 import { readFields } from '../lib/form-body.js';
-import type { WriteAnnouncer } from './announce.js';
+import { journal, type WriteAnnouncer } from '../lib/write-announcer.js';
 import type { DbFor } from './server.js';
-import { isValidName, normalizeName } from './names.js';
+import { isValidName, normalizeName } from '../lib/names.js';
 
 /**
  * `POST /manage/projects`: registers a project (name, summary). A write
@@ -23,7 +23,7 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
       const row = await trx.insertInto('projects').values({ name, normalized_name: normalized })
         .onConflict((oc) => oc.column('normalized_name').doNothing()).returning('id').executeTakeFirst();
       if (!row) return false;
-      await trx.insertInto('journal').values({ project_name: normalized, version: null, action: 'create', submitted_by: null }).execute();
+      await journal(trx, row.id, normalized, null, 'create', null);
       return true;
     });
     if (!created) {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { RequestPathRedis } from '../lib/redis.js';
+import { bumpGenerations, generationKey, type GenerationBumper } from '../lib/write-announcer.js';
 
 /** A rendered page as stored: its body, type and strong ETag. */
 export interface CachedPage {
@@ -32,25 +33,21 @@ export interface Lookup {
  * only be stored under the old generation, which nobody looks up any more.
  * Redis being down turns caching off, never the site.
  */
-export class PageCache {
-  readonly #redis: Redis | undefined;
+export class PageCache implements GenerationBumper {
+  readonly #redis: RequestPathRedis | undefined;
   readonly #ttlSeconds: number;
 
   constructor(redisUrl: string | undefined, ttlSeconds = 300) {
     this.#ttlSeconds = ttlSeconds;
     if (redisUrl) {
-      this.#redis = new Redis(redisUrl, {
-        enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
-        retryStrategy: (times) => Math.min(times * 200, 2_000),
-      });
-      this.#redis.on('error', () => {});
+      this.#redis = new RequestPathRedis(redisUrl);
     }
   }
 
   async get(key: string, variant: string): Promise<Lookup> {
     if (!this.#redis) return { generation: undefined, page: undefined };
     try {
-      const [generation, stored] = await this.#redis.eval(LOOKUP, 1, genKey(key), pagePrefix(key), variant) as [string, string | null];
+      const [generation, stored] = await this.#redis.run((r) => r.eval(LOOKUP, 1, generationKey(key), pagePrefix(key), variant)) as [string, string | null];
       return { generation, page: stored ? JSON.parse(stored) as CachedPage : undefined };
     } catch {
       return { generation: undefined, page: undefined };
@@ -60,32 +57,20 @@ export class PageCache {
   async put(key: string, lookup: Lookup, variant: string, page: CachedPage): Promise<void> {
     if (!this.#redis || lookup.generation === undefined) return;
     try {
-      await this.#redis.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, JSON.stringify(page), 'EX', this.#ttlSeconds);
+      await this.#redis.run((r) => r.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, JSON.stringify(page), 'EX', this.#ttlSeconds));
     } catch {
       // A page not cached is only slower.
     }
   }
 
   /** Makes every cached variant of these keys unreachable. */
-  async invalidate(...keys: string[]): Promise<boolean> {
-    if (!this.#redis || keys.length === 0) return true;
-    try {
-      const multi = this.#redis.multi();
-      for (const key of keys) multi.incr(genKey(key));
-      await multi.exec();
-      return true;
-    } catch {
-      return false;
-    }
+  invalidate(...keys: string[]): Promise<boolean> {
+    return bumpGenerations(this.#redis, keys);
   }
 
   close(): void {
     this.#redis?.disconnect();
   }
-}
-
-function genKey(key: string): string {
-  return `banyan:cache:gen:${key}`;
 }
 
 function pagePrefix(key: string): string {

@@ -2,11 +2,12 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { renderedPage, sendPage } from './http-cache.js';
-import { isValidName, normalizeName } from './names.js';
-import { canonicalVersion, parseVersion } from './pep440.js';
+import { isValidName, normalizeName } from '../lib/names.js';
+import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { chooseFile, describePlatform, detectPlatform } from './platform.js';
 import { findProject, findRelease, latestRelease, releaseFiles, releasePage, type FileRow } from './queries.js';
 import type { DbFor } from './server.js';
+import { projectResource } from '../lib/write-announcer.js';
 
 /** Releases listed per page: the page costs the same for 10 releases or 10,000. */
 export const RELEASES_PER_PAGE = 20;
@@ -29,7 +30,7 @@ export function projectPageRoutes(router: Router, db: DbFor): void {
     if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > 100_000) {
       return ctx.throw(400, `page must be a whole number from 1 to 100000, not "${String(ctx.query['page'])}"`);
     }
-    const found = await (await db(ctx, [`project:${normalized}`])).read(async (r) => {
+    const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = parsedVersion ? await findRelease(r, project.id, canonicalVersion(parsedVersion)) : await latestRelease(r, project.id);

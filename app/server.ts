@@ -2,15 +2,15 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
-import type { FenceStore } from '../routing/fences.js';
-import { WriteAnnouncer } from './announce.js';
+import { requestFence, type FenceStore } from '../routing/fences.js';
+import { WriteAnnouncer } from '../lib/write-announcer.js';
 import { fileRoutes } from './files.js';
 import { jsonRoutes } from './json-api.js';
 import { manageRoutes } from './manage-api.js';
 import type { PageCache } from './page-cache.js';
 import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
-import type { FileStore } from './storage.js';
+import type { FileStore } from '../lib/file-store.js';
 import { uploadRoutes } from './upload-route.js';
 import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
@@ -48,10 +48,7 @@ export function createApp(options: AppOptions): Koa {
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;
-    const fence = fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']);
-    const resourceFence = options.fences ? await options.fences.fenceFor(resources) : undefined;
-    const db = await options.router.forRequest(resourceFence === 'primary' ? { primary: true }
-      : { primary: fence.primary, minLsn: maxLsn(fence.minLsn, resourceFence) });
+    const db = await options.router.forRequest(await requestFence(fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']), options.fences, resources));
     ctx.state['db'] = db;
     metrics.dbReads.inc({ target: db.readTarget, reason: db.reason });
     ctx.set('X-Banyan-Read-From', db.readTarget);
@@ -98,12 +95,6 @@ export function createApp(options: AppOptions): Koa {
   app.use(routes.routes());
   app.use(routes.allowedMethods());
   return app;
-}
-
-function maxLsn(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return a > b ? a : b;
 }
 
 /** Plain-text error bodies that say what went wrong; server errors are logged, not shown. */

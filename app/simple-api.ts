@@ -1,9 +1,9 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
-import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey } from './announce.js';
+import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../lib/write-announcer.js';
 import { renderedPage, sendPage } from './http-cache.js';
-import { isValidName, normalizeName } from './names.js';
+import { isValidName, normalizeName } from '../lib/names.js';
 import type { CachedPage, PageCache } from './page-cache.js';
 import { findProject, projectFiles, type FileRow } from './queries.js';
 import type { DbFor } from './server.js';
@@ -84,7 +84,7 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     if (!format) return;
     const page = await cached(ctx, cache, counted, projectCacheKey(normalized), format.format, async () => {
       // Declaring the project makes this read wait for anyone's write to it, not only this session's.
-      const found = await (await db(ctx, [`project:${normalized}`])).read(async (reader) => {
+      const found = await (await db(ctx, [projectResource(normalized)])).read(async (reader) => {
         const project = await findProject(reader, normalized);
         return project && { project, files: await projectFiles(reader, project.id) };
       });

@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
-import type { WriteAnnouncer } from './announce.js';
+import type { WriteAnnouncer } from '../lib/write-announcer.js';
 import type { DbFor } from './server.js';
-import type { FileStore } from './storage.js';
+import type { FileStore } from '../lib/file-store.js';
 import { handleUpload, reasonPhrase, UploadError, type UploadFailure } from './upload.js';
 
 /** Called once per upload attempt: `ok`, or the reason it was refused. */

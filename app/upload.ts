@@ -1,12 +1,13 @@
 import busboy from 'busboy';
 import type { IncomingMessage } from 'node:http';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { journal, lockProject } from '../lib/write-announcer.js';
 import type { Database } from '../lib/schema.js';
-import { authenticate, type Account } from './accounts.js';
-import { isValidName, normalizeName } from './names.js';
-import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from './pep440.js';
+import { authenticate, type Account } from '../lib/accounts.js';
+import { isValidName, normalizeName } from '../lib/names.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
 import { parseFilename } from './platform.js';
-import { storagePath, type FileStore, type Incoming } from './storage.js';
+import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
 
 /** Why an upload was refused: the `reason` label of upload failure metrics. */
 export type UploadFailure =
@@ -33,6 +34,10 @@ const LIST_FIELDS = ['classifiers', 'requires_dist', 'provides_dist', 'obsoletes
 const TEXT_FIELDS = ['summary', 'description', 'description_content_type', 'keywords', 'home_page', 'download_url', 'author',
   'author_email', 'maintainer', 'maintainer_email', 'license', 'license_expression', 'requires_python', 'metadata_version'];
 
+/** Limits of the upload form: a field's size (metadata such as the description) and the number of fields. */
+const FIELD_BYTES = 4 * 1024 * 1024;
+const FIELD_COUNT = 500;
+
 export interface ParsedUpload {
   readonly fields: Map<string, string[]>;
   /** The `content` file, received into storage's incoming folder. */
@@ -50,16 +55,20 @@ export function readUploadForm(req: IncomingMessage, store: FileStore, limit: nu
     let content: Promise<Incoming & { filename: string }> | undefined;
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: req.headers, limits: { fields: 500, fieldSize: 4 * 1024 * 1024, files: 10, parts: 600 } });
+      parser = busboy({ headers: req.headers, limits: { fields: FIELD_COUNT, fieldSize: FIELD_BYTES, files: 10, parts: FIELD_COUNT + 100 } });
     } catch (err) {
       reject(new UploadError(400, `Invalid upload form: ${(err as Error).message}. Send multipart/form-data as twine does.`, 'bad-form'));
       return;
     }
-    parser.on('field', (name, value) => {
+    // Over-limit fields are refused, never truncated or dropped: what is stored is what was sent.
+    let overLimit: string | undefined;
+    parser.on('field', (name, value, info) => {
+      if (info.valueTruncated) overLimit ??= `the field ${name.slice(0, 64)} is over the limit of ${FIELD_BYTES / (1024 * 1024)} MiB`;
       const list = fields.get(name) ?? [];
       list.push(value);
       fields.set(name, list);
     });
+    parser.on('fieldsLimit', () => { overLimit ??= `the form has more than ${FIELD_COUNT} fields`; });
     parser.on('file', (name, stream, info) => {
       if (name !== 'content' || content) {
         stream.resume();
@@ -78,8 +87,13 @@ export function readUploadForm(req: IncomingMessage, store: FileStore, limit: nu
     parser.on('error', fail);
     parser.on('partsLimit', () => fail(new Error('too many parts')));
     parser.on('close', () => {
-      if (!content) return resolve({ fields, content: undefined });
-      content.then((c) => resolve({ fields, content: c }), reject);
+      const done = (c: (Incoming & { filename: string }) | undefined) => {
+        if (!overLimit) return resolve({ fields, content: c });
+        if (c) void store.discard(c);
+        reject(new UploadError(400, `Invalid upload form: ${overLimit}. Nothing was stored.`, 'bad-form'));
+      };
+      if (!content) return done(undefined);
+      content.then(done, reject);
     });
     req.on('aborted', () => parser.destroy(new Error('the client went away')));
     req.pipe(parser);
@@ -245,7 +259,7 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
   try {
     return await ctx.writer.transaction().execute(async (trx) => {
       // One upload per project at a time: the checks below and the inserts see one consistent state.
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${`banyan-upload:${u.normalized}`}))`.execute(trx);
+      await lockProject(trx, u.normalized);
       let project = await trx.selectFrom('projects').select(['id', 'name']).where('normalized_name', '=', u.normalized).executeTakeFirst();
       let projectCreated = false;
       if (!project) {
@@ -294,9 +308,4 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
   } finally {
     if (!placed) await ctx.store.discard(u.content);
   }
-}
-
-async function journal(trx: Kysely<Database>, projectId: string, name: string, version: string | null, action: string, by: string): Promise<void> {
-  const row = await trx.insertInto('journal').values({ project_name: name, version, action, submitted_by: by }).returning('id').executeTakeFirstOrThrow();
-  await trx.updateTable('projects').set({ last_serial: row.id }).where('id', '=', projectId).execute();
 }

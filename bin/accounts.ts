@@ -1,4 +1,4 @@
-import { addUser, createToken } from '../app/accounts.js';
+import { addUser, createToken } from '../lib/accounts.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../routing/database.js';

@@ -1,4 +1,6 @@
+import { loadSettings } from '../lib/config.js';
 import { BanyanError, describeError } from '../lib/errors.js';
+import { isConnectionError, redactUrl } from '../routing/database.js';
 import { parseArgs } from './args.js';
 import { migrate } from './migrate.js';
 import { routes } from './routes.js';
@@ -10,7 +12,8 @@ import { start } from './start.js';
 const USAGE = `Usage: banyan <command> [options]
 
 Commands:
-  start [--replica-delay 2s] [--json]   the whole stack locally (what \`npm start\` runs)
+  start [--replica-delay 2s] [--no-restart] [--json]
+                                         the whole stack locally, a process per component (\`npm start\`)
   proxy [--workers N]                    the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
   app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
   legacy                                 the legacy stand-in (PORT, DATABASE_URL)
@@ -27,7 +30,7 @@ Settings come from the environment; unset ones fall back to the stack that
 `;
 
 const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: ReturnType<typeof parseArgs>) => Promise<void> }> = {
-  start: { valued: ['replica-delay'], switches: ['json'], run: start },
+  start: { valued: ['replica-delay'], switches: ['json', 'no-restart'], run: start },
   proxy: { valued: ['workers'], switches: [], run: proxyCommand },
   app: { valued: [], switches: [], run: appCommand },
   legacy: { valued: [], switches: [], run: legacyCommand },
@@ -36,8 +39,8 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   report: { valued: ['since', 'unused'], switches: ['json'], run: report },
   tokens: { valued: ['description'], switches: ['json'], run: tokens },
   routes: {
-    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message'],
-    switches: ['json', 'fallback', 'no-fallback', 'dry-run'],
+    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample'],
+    switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],
     run: routes,
   },
 };
@@ -56,7 +59,22 @@ async function main(argv: string[]): Promise<void> {
 /** Exit codes: 0 done, 1 refused or failed (the message says why), 2 the command line was wrong. */
 const USAGE_ERRORS = new Set(['bad-arguments', 'unknown-command']);
 
-main(process.argv.slice(2)).catch((err: unknown) => {
+/** A connection error that did not say where it was going: the commands' database is the one behind DATABASE_URL. */
+function withSetting(err: unknown): unknown {
+  if (err instanceof BanyanError || !isConnectionError(err)) return err;
+  let where = 'the local stack\'s PostgreSQL';
+  try {
+    const url = loadSettings().databaseUrl;
+    if (url) where = redactUrl(url);
+  } catch {
+    // The settings themselves are broken: the original message is all there is.
+  }
+  return new BanyanError('database-unreachable', `cannot reach PostgreSQL at ${where}: ${(err as Error).message}`,
+    'check DATABASE_URL, or run `npm start` in this folder');
+}
+
+main(process.argv.slice(2)).catch((raw: unknown) => {
+  const err = withSetting(raw);
   process.stderr.write(`banyan: ${describeError(err)}\n`);
   if (!(err instanceof BanyanError) && err instanceof Error && process.env['BANYAN_DEBUG']) process.stderr.write(`${err.stack}\n`);
   const code = err instanceof BanyanError && USAGE_ERRORS.has(err.code) ? 2 : 1;

@@ -5,13 +5,20 @@ import { readRoutesFile } from '../proxy/runtime.js';
 import { connect } from '../routing/database.js';
 import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
 import { announceVersion } from '../routing/route-sync.js';
+import { changeRoute } from '../routing/route-change.js';
 import { describeChange, MODES, summary, validateTable, type Mode, type Route } from '../routing/route-table.js';
 import type { Args } from './args.js';
 import { printTable } from './output.js';
+import { preflight } from './route-preflight.js';
 
 const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent N] [--fallback | --no-fallback]
-                [--status 410 --message TEXT] --reason TEXT [--dry-run]
-              | history [--limit N] | rollback VERSION --reason TEXT | apply FILE --reason TEXT [--dry-run]
+                [--status 410 --message TEXT] --reason TEXT [--dry-run] [--sample PATH] [--force]
+                (set first checks the backends it would send users to: a backend that is down, or one that
+                 answers 404 for PATH (or the route's own path) where the current one answers, stops it
+                 unless --force)
+              | history [--limit N] | rollback VERSION --reason TEXT
+              | apply FILE --reason TEXT [--expected-version N] [--dry-run]
+                (FILE: a list of routes, or \`routes list --json\` output, whose version is then expected)
               | shadow NAME (comparison results and recent mismatches) | status (what the proxy is doing now)
 Add --json for output scripts can read.`;
 
@@ -62,11 +69,28 @@ export async function routes(args: Args): Promise<void> {
         const route = find(table, target);
         const changed = applyFlags(route, args, usage);
         const next = table.map((r) => (r.name === route.name ? changed : r));
+        const sample = args.flags.get('sample');
+        const warnings = await preflight(route, changed, { appUrl: settings.appUrl, legacyUrl: settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined });
+        for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+        if (warnings.length && !args.flags.has('force') && !args.flags.has('dry-run')) {
+          throw new BanyanError('preflight-failed', `${route.name} was not changed: users would get errors (see the warnings above)`,
+            'fix the backend first, or add --force to change it anyway');
+        }
         return await change(next, `set ${route.name}`);
       }
       case 'apply': {
         if (!target) throw usage('apply needs a FILE');
-        return await change(readRoutesFile(target), `apply ${target}`);
+        // A list of routes, or what `routes list --json` printed (its version guards against overwriting another change).
+        const file = readRoutesFile(target);
+        const exported = file !== null && typeof file === 'object' && !Array.isArray(file) && 'routes' in file ? file as { version?: unknown; routes: unknown } : undefined;
+        let expected: number | undefined;
+        if (args.flags.has('expected-version')) {
+          expected = Number(args.flags.get('expected-version'));
+          if (!Number.isInteger(expected) || expected < 0) throw usage('--expected-version must be a table version (a whole number)');
+        } else if (typeof exported?.version === 'number') {
+          expected = exported.version;
+        }
+        return await change(exported ? exported.routes : file, `apply ${target}`, expected);
       }
       case 'history': {
         const limit = args.flags.has('limit') ? Number(args.flags.get('limit')) : 20;
@@ -91,7 +115,8 @@ export async function routes(args: Args): Promise<void> {
         throw usage(`unknown routes action "${action}"`);
     }
 
-    async function change(next: unknown, what: string): Promise<void> {
+    /** Validates and stores a new table; `expected` (default: the version read above) refuses to overwrite a change made meanwhile. */
+    async function change(next: unknown, what: string, expected = current?.version): Promise<void> {
       if (args.flags.has('dry-run')) {
         const checked = validateTable(next);
         if (!checked.ok) {
@@ -102,7 +127,7 @@ export async function routes(args: Args): Promise<void> {
         process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
         return;
       }
-      const saved = await saveTable(db, { routes: next, actor, reason: reason(), ...(current ? { expectedVersion: current.version } : {}) });
+      const saved = await saveTable(db, { routes: next, actor, reason: reason(), ...(expected !== undefined ? { expectedVersion: expected } : {}) });
       const changes = describeChange(table, saved.routes);
       if (json) out({ version: saved.version, changes });
       else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
@@ -115,6 +140,7 @@ export async function routes(args: Args): Promise<void> {
 
 interface ShadowReport {
   counts: Record<string, number>;
+  groups: { where: string; count: number; example: { method: string; path: string; requestId: string; legacy: string; new: string } }[];
   samples: { at: string; method: string; path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[];
 }
 
@@ -154,10 +180,22 @@ async function askProxy(action: 'shadow' | 'status', name: string | undefined, j
   const total = Object.values(c).reduce((a, b) => a + b, 0);
   process.stdout.write(`Shadow results for ${name}: ${total} compared: ${c['match']} match, ${c['mismatch']} mismatch, ${c['noise']} noise, ` +
     `${c['error']} error, ${c['skipped']} skipped.\n`);
-  for (const sample of report.samples) {
-    process.stdout.write(`\n${sample.at}  ${sample.method} ${sample.path}  (request ${sample.requestId})\n`);
-    printTable(['  where', 'legacy', 'new'], sample.differences.map((d) => [`  ${d.where}`, d.legacy, d.new]));
+  if (report.groups.length) {
+    process.stdout.write('\nDifferences, grouped by where they are (most frequent first):\n\n');
+    printTable(['where', 'mismatches', 'example request', 'legacy', 'new'], report.groups.map((g) =>
+      [g.where, String(g.count), `${g.example.method} ${g.example.path}`, clip(g.example.legacy), clip(g.example.new)]));
   }
+  const shown = report.samples.slice(0, 3);
+  if (shown.length) process.stdout.write(`\nThe ${shown.length} most recent mismatches (all ${report.samples.length} kept with --json):\n`);
+  for (const sample of shown) {
+    process.stdout.write(`\n${sample.at}  ${sample.method} ${sample.path}  (request ${sample.requestId})\n`);
+    printTable(['  where', 'legacy', 'new'], sample.differences.map((d) => [`  ${d.where}`, clip(d.legacy), clip(d.new)]));
+  }
+}
+
+function clip(text: string, width = 48): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length > width ? `${flat.slice(0, width - 1)}…` : flat;
 }
 
 function find(table: readonly Route[], name: string | undefined): Route {
@@ -170,32 +208,21 @@ function find(table: readonly Route[], name: string | undefined): Route {
   return route;
 }
 
-/** The route with the command line's changes; mode options that no longer apply are dropped. */
+/** The command line's flags as a route change (see routing/route-change.ts for how it applies). */
 function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanError): Route {
-  const next: Record<string, unknown> = { ...route };
   const mode = args.flags.get('mode');
-  if (mode !== undefined) {
-    if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw usage(`--mode must be one of ${MODES.join(', ')}`);
-    next['mode'] = mode;
-  }
+  if (mode !== undefined && (typeof mode !== 'string' || !MODES.includes(mode as Mode))) throw usage(`--mode must be one of ${MODES.join(', ')}`);
+  let percent: number | undefined;
   if (args.flags.has('percent')) {
-    const percent = Number(args.flags.get('percent'));
+    percent = Number(args.flags.get('percent'));
     if (!Number.isFinite(percent)) throw usage('--percent must be a number from 0 to 100');
-    next['percent'] = percent;
   }
-  if (args.flags.has('fallback')) next['fallback'] = true;
-  if (args.flags.has('no-fallback')) next['fallback'] = false;
-  if (args.flags.has('message') || args.flags.has('status')) {
-    const previous = route.retired;
-    next['retired'] = {
-      status: args.flags.has('status') ? Number(args.flags.get('status')) : previous?.status ?? 410,
-      message: args.flags.has('message') ? String(args.flags.get('message')) : previous?.message ?? '',
-    };
-  }
-  if (next['mode'] !== 'canary') delete next['percent'];
-  if (next['mode'] !== 'new' && next['mode'] !== 'canary') delete next['fallback'];
-  if (next['mode'] !== 'retired' && !next['brownouts']) delete next['retired'];
-  return next as unknown as Route;
+  const fallback = args.flags.has('fallback') ? true : args.flags.has('no-fallback') ? false : undefined;
+  const retired = args.flags.has('message') || args.flags.has('status') ? {
+    status: args.flags.has('status') ? Number(args.flags.get('status')) : undefined,
+    message: args.flags.has('message') ? String(args.flags.get('message')) : undefined,
+  } : undefined;
+  return changeRoute(route, { mode: mode as Mode | undefined, percent, fallback, retired });
 }
 
 function matchText(route: Route): string {

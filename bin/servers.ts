@@ -1,19 +1,18 @@
 import cluster from 'node:cluster';
-import { PageCache } from '../app/page-cache.js';
-import { createApp } from '../app/server.js';
-import { FileStore } from '../app/storage.js';
-import { createLegacyServer } from '../legacy/server.js';
+import { startAppRuntime } from '../app/runtime.js';
+import { startLegacyRuntime } from '../legacy/runtime.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { listen, type Listening } from '../lib/http-server.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
-import { DbRouter } from '../routing/db-router.js';
-import { FenceStore } from '../routing/fences.js';
 import type { Args } from './args.js';
 import { progress } from './output.js';
 
-/** Keeps the process up until SIGINT/SIGTERM, then closes what it opened. */
+/**
+ * Keeps the process up until SIGINT/SIGTERM, then closes what it opened.
+ * Run by a supervisor (`npm start`, with an IPC channel), it also stops when
+ * the supervisor goes away, however it went: no component outlives its stack.
+ */
 function untilSignal(close: () => Promise<void>): void {
   let closing = false;
   const stop = async () => {
@@ -24,6 +23,7 @@ function untilSignal(close: () => Promise<void>): void {
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+  if (process.send && !cluster.isWorker) process.on('disconnect', () => void stop());
 }
 
 /**
@@ -78,39 +78,30 @@ function supervise(count: number): void {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  if (process.send) process.on('disconnect', stop);
 }
 
 /** `banyan app`: the new app on PORT. */
 export async function appCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const router = new DbRouter({ primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, name: 'banyan-app', ...s.reads });
   if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
-  try {
-    await router.start();
-  } catch (err) {
-    await router.close();
-    throw err;
-  }
-  const fences = new FenceStore({ redisUrl: s.redisUrl, whenDown: s.fencesWhenDown });
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
-  const store = new FileStore(s.storageDir);
-  await store.init();
-  const cache = new PageCache(s.redisUrl);
-  const app = createApp({ router, fences, store, cache, maxUploadBytes: s.maxUploadBytes });
-  const server: Listening = await listen(app.callback(), s.port ?? 8081, s.host, 'PORT');
-  progress(`app listening on ${server.url}, files in ${store.root}`);
-  untilSignal(async () => { await server.close(); fences.close(); cache.close(); await router.close(); });
+  const app = await startAppRuntime({
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
+    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes,
+    host: s.host, port: s.port ?? 8081, drainMs: s.drainMs,
+  });
+  progress(`app listening on ${app.url}, files in ${app.storageDir}`);
+  untilSignal(() => app.close());
 }
 
-/** `banyan legacy`: the legacy stand-in on PORT. */
+/** `banyan legacy`: the legacy backend on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const legacy = createLegacyServer({
-    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy stand-in'), replicaUrls: s.replicaUrls, reads: s.reads,
-    storageDir: s.storageDir, redisUrl: s.redisUrl, maxUploadBytes: s.maxUploadBytes,
+  const legacy = await startLegacyRuntime({
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
+    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, host: s.host, port: s.port ?? 8082, drainMs: s.drainMs,
   });
-  await legacy.start();
-  const server = await listen(legacy.server, s.port ?? 8082, s.host, 'PORT');
-  progress(`legacy stand-in listening on ${server.url}`);
-  untilSignal(async () => { await server.close(); await legacy.close(); });
+  progress(`legacy backend listening on ${legacy.url}`);
+  untilSignal(() => legacy.close());
 }

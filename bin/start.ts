@@ -5,8 +5,9 @@ import { loadSettings, readStackFile, stackDir, type StackFile } from '../lib/co
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
 import { stopAllServerProcesses } from '../stack/child-process.js';
-import { startBackends, startServices } from '../stack/local-stack.js';
-import { isPortFree } from '../stack/ports.js';
+import { startServices, type Services } from '../stack/local-stack.js';
+import { freePort, isPortFree } from '../stack/ports.js';
+import { Supervisor } from '../stack/supervisor.js';
 import type { Args } from './args.js';
 import { printTable, progress } from './output.js';
 
@@ -15,7 +16,11 @@ const DEFAULT_ADMIN_PORT = 9090;
 
 /**
  * `banyan start` (what `npm start` runs): the whole stack on this machine,
- * data in `.banyan/`, until Ctrl-C or SIGTERM, which stop everything it started.
+ * data in `.banyan/`. PostgreSQL, Redis, legacy, the new app and the proxy
+ * each run as a process of their own, as in production, so any one can fail
+ * alone; a component that dies is restarted with backoff (`--no-restart`
+ * leaves it down). Ctrl-C or SIGTERM stop the proxy first (it drains and
+ * writes its last usage counts), then the backends, then the databases.
  */
 export async function start(args: Args): Promise<void> {
   const started = Date.now();
@@ -23,23 +28,24 @@ export async function start(args: Args): Promise<void> {
   const stackFile = join(dir, 'stack.json');
   const settings = loadSettings(process.env, undefined);
   const replicaDelayMs = args.flags.has('replica-delay') ? parseDuration(String(args.flags.get('replica-delay')), '--replica-delay') : 0;
-  const port = settings.port ?? DEFAULT_PORT;
-  const adminPort = settings.adminPort ?? DEFAULT_ADMIN_PORT;
-  for (const [what, value, host] of [['PORT', port, settings.host], ['ADMIN_PORT', adminPort, settings.adminHost]] as const) {
-    if (value !== 0 && !(await isPortFree(value, host))) {
-      throw new BanyanError('port-in-use', `port ${value} (${what}) is already in use`,
-        `stop what is using it (another \`npm start\`?) or set ${what}=<free port>`);
-    }
-  }
+  const port = await portFor(settings.port ?? DEFAULT_PORT, settings.host, 'PORT');
+  const adminPort = await portFor(settings.adminPort ?? DEFAULT_ADMIN_PORT, settings.adminHost, 'ADMIN_PORT');
   mkdirSync(dir, { recursive: true });
 
+  const supervisor = new Supervisor({
+    restart: !args.flags.has('no-restart'), backoffMs: settings.restartDelayMs, log: (line) => process.stdout.write(`${line}\n`),
+  });
+  let services: Services | undefined;
   let shuttingDown = false;
-  let stopStack: (() => Promise<void>) | undefined;
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
-    progress(`${signal}: stopping`);
-    if (stopStack) await stopStack();
+    progress(`${signal}: stopping the proxy (it drains and writes its last usage counts)`);
+    await supervisor.stop(['proxy']);
+    progress('stopping the new app and legacy');
+    await supervisor.stop(['app', 'legacy']);
+    progress('stopping Redis and PostgreSQL');
+    if (services) await services.stop();
     else await stopAllServerProcesses();
     rmSync(stackFile, { force: true });
     progress('stopped');
@@ -47,61 +53,102 @@ export async function start(args: Args): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
 
   const previous = readStackFile(stackFile);
+  // A stale stack file would point this start's components at the last run's services.
+  rmSync(stackFile, { force: true });
   const { token: adminToken, generated } = adminTokenFor(settings.adminToken ?? previous?.adminToken, dir);
-  process.env['BANYAN_SECRET'] ??= secretFor(dir);
+  const secret = settings.secret ?? secretFor(dir);
 
-  const services = await startServices({ dir, replicaDelayMs, redis: 'auto', log: progress });
-  let backends;
+  services = await startServices({ dir, replicaDelayMs, redis: 'auto', log: progress });
+  const host = settings.host;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  const urls = {
+    proxy: `http://${shown}:${port}`,
+    admin: `http://${settings.adminHost.includes(':') ? `[${settings.adminHost}]` : settings.adminHost}:${adminPort}`,
+    // The app and legacy take their usual ports when free (metrics/prometheus.yml scrapes the app there), else any.
+    app: `http://${shown}:${await portFor(8081, host)}`,
+    legacy: `http://${shown}:${await portFor(8082, host)}`,
+  };
+  const data: Record<string, string> = {
+    DATABASE_URL: services.primaryUrl,
+    DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
+    ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}),
+    BANYAN_STORAGE: settings.storageDir,
+    HOST: host,
+  };
+  const writeStack = () => {
+    const stack: StackFile = {
+      ...urls, primary: services!.primaryUrl, replicas: [...services!.replicaUrls], redis: services!.redisUrl, adminToken,
+      pids: {
+        supervisor: process.pid, ...supervisor.pids(),
+        postgresPrimary: services!.cluster.pids.primary ?? null, postgresReplica: services!.cluster.pids.replica ?? null, redis: services!.redisPid ?? null,
+      },
+    };
+    writeFileSync(stackFile, `${JSON.stringify(stack, null, 2)}\n`, { mode: 0o600 });
+    return stack;
+  };
   try {
-    backends = await startBackends(services, {
-      host: settings.host, proxyPort: port, adminPort, adminHost: settings.adminHost, adminToken, redisUrl: services.redisUrl,
-      // The app and legacy take their usual ports when free (metrics/prometheus.yml scrapes the app there), else any.
-      appPort: (await isPortFree(8081, settings.host)) ? 8081 : 0,
-      legacyPort: (await isPortFree(8082, settings.host)) ? 8082 : 0,
-      routesPollMs: settings.routesPollMs, drainMs: settings.drainMs,
-      secret: process.env['BANYAN_SECRET']!, pinTtlMs: settings.pinTtlMs, pinMode: settings.pinMode, fencesWhenDown: settings.fencesWhenDown,
-      reads: settings.reads, storageDir: settings.storageDir, maxUploadBytes: settings.maxUploadBytes, usageFlushMs: settings.usageFlushMs,
-      ...(settings.routesFile ? { routesFile: settings.routesFile } : {}),
-      ...(settings.trustedProxies ? { trustedProxies: settings.trustedProxies } : {}),
-      ...(settings.sessionCookie ? { sessionCookie: settings.sessionCookie } : {}),
+    progress('starting legacy and the new app');
+    await Promise.all([
+      supervisor.start({ name: 'legacy', args: ['legacy'], env: { ...data, PORT: portOf(urls.legacy) }, readyUrl: `${urls.legacy}/` }),
+      supervisor.start({ name: 'app', args: ['app'], env: { ...data, PORT: portOf(urls.app) }, readyUrl: `${urls.app}/_health` }),
+    ]);
+    progress('starting the proxy');
+    await supervisor.start({
+      name: 'proxy', args: ['proxy'], readyUrl: `${urls.admin}/healthz`,
+      env: {
+        ...data, PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_HOST: settings.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
+        BANYAN_ADMIN_TOKEN: adminToken, BANYAN_SECRET: secret,
+      },
     });
   } catch (err) {
+    await supervisor.stop(['proxy', 'app', 'legacy']);
     await services.stop();
     throw err;
   }
-  stopStack = async () => {
-    await backends.stop();
-    await services.stop();
-  };
-  const stack: StackFile = {
-    ...backends.urls,
-    primary: services.primaryUrl,
-    replicas: [...services.replicaUrls],
-    redis: services.redisUrl,
-    adminToken,
-  };
-  writeFileSync(stackFile, `${JSON.stringify(stack, null, 2)}\n`, { mode: 0o600 });
+  supervisor.onRestart(() => { if (!shuttingDown) writeStack(); });
+  const stack = writeStack();
 
   if (args.flags.has('json')) {
     process.stdout.write(`${JSON.stringify(stack, null, 2)}\n`);
   } else {
+    const pid = (name: string) => `  (pid ${stack.pids?.[name] ?? '?'})`;
     process.stdout.write(`\nBanyan is up (${((Date.now() - started) / 1000).toFixed(1)} s). Where everything listens:\n\n`);
     printTable(['service', 'address'], [
-      ['proxy (public)', stack.proxy],
+      ['proxy (public)', `${stack.proxy}${pid('proxy')}`],
       ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
-      ['new app', `${stack.app}  (/metrics)`],
-      ['legacy', stack.legacy],
-      ['PostgreSQL primary', stack.primary],
-      ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${r}${replicaDelayMs ? `  (apply delay ${replicaDelayMs} ms)` : ''}`]),
-      ['Redis', stack.redis ?? 'none (install redis-server for shared state)'],
+      ['new app', `${stack.app}  (/metrics)${pid('app')}`],
+      ['legacy', `${stack.legacy}${pid('legacy')}`],
+      ['PostgreSQL primary', `${redactPassword(stack.primary)}${pid('postgresPrimary')}`],
+      ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${replicaDelayMs ? `  (apply delay ${replicaDelayMs} ms)` : ''}${pid('postgresReplica')}`]),
+      ['Redis', stack.redis ? `${stack.redis}${pid('redis')}` : 'none (install redis-server for shared state)'],
     ]);
-    process.stdout.write(`\nThe same as JSON: ${stackFile}\n`);
+    process.stdout.write(`\nThe same as JSON, with passwords: ${stackFile}\n`);
     if (generated) process.stdout.write(`Admin token (shown once; also in stack.json): ${adminToken}\n`);
     process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
+    process.stdout.write(`Components that die are restarted${args.flags.has('no-restart') ? ' — not in this run (--no-restart)' : ''}; their lines are prefixed [proxy], [app], [legacy].\n`);
     process.stdout.write('Press Ctrl-C to stop everything.\n');
   }
+}
+
+/** `wanted` when free; 0 means any free port; a busy configured port is an error that says what to do. */
+async function portFor(wanted: number, host: string, setting?: string): Promise<number> {
+  if (wanted !== 0 && (await isPortFree(wanted, host))) return wanted;
+  if (wanted !== 0 && setting) {
+    throw new BanyanError('port-in-use', `port ${wanted} (${setting}) is already in use`,
+      `stop what is using it (another \`npm start\`?) or set ${setting}=<free port>`);
+  }
+  return freePort(host);
+}
+
+function portOf(url: string): string {
+  return new URL(url).port;
+}
+
+function redactPassword(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]+@/, '//$1:***@');
 }
 
 /** The admin token: the configured or previous one, else a new one. */

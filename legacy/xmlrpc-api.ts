@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
+import { normalizeName } from '../lib/names.js';
+import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
 import type { RequestDb } from '../routing/db-router.js';
 import {
   faultResponse, INVALID_PARAMS, METHOD_NOT_FOUND, methodResponse, parseMethodCall, PARSE_ERROR, XmlRpcFault, type XmlRpcValue,
@@ -7,7 +9,9 @@ import {
 
 const MAX_BODY = 1024 * 1024;
 
-type Method = (db: RequestDb, params: XmlRpcValue[]) => Promise<XmlRpcValue>;
+/** Opens the call's database handle; reads of a project declare it, so they wait for its fence. */
+type OpenDb = (resources: readonly string[]) => Promise<RequestDb>;
+type Method = (open: OpenDb, params: XmlRpcValue[]) => Promise<XmlRpcValue>;
 
 function str(params: XmlRpcValue[], i: number, what: string): string {
   const v = params[i];
@@ -21,33 +25,39 @@ function arity(params: XmlRpcValue[], min: number, max: number, signature: strin
   }
 }
 
-const normalized = (name: string) => sql`lower(regexp_replace(${name}, '[-_.]+', '-', 'g'))`;
+/** The project named by parameter `i`, normalized, and the handle that has seen every write to it. */
+async function forProject(open: OpenDb, params: XmlRpcValue[], i: number): Promise<{ db: RequestDb; name: string }> {
+  const name = normalizeName(str(params, i, 'name'));
+  return { db: await open([projectResource(name)]), name };
+}
 
 /** The old index's XML-RPC methods, as PyPI documented them. */
 const METHODS: Record<string, Method> = {
-  async list_packages(db, params) {
+  async list_packages(open, params) {
     arity(params, 0, 0, 'list_packages()');
+    const db = await open([INDEX_RESOURCE]);
     const { rows } = await db.read((r) => sql<{ name: string }>`SELECT name FROM projects ORDER BY normalized_name`.execute(r));
     return rows.map((row) => row.name);
   },
 
-  async package_releases(db, params) {
+  async package_releases(open, params) {
     arity(params, 1, 2, 'package_releases(name, show_hidden=False)');
-    const name = str(params, 0, 'name');
+    const { db, name } = await forProject(open, params, 0);
     const showHidden = params[1] === true;
     const { rows } = await db.read((r) => sql<{ version: string }>`
       SELECT r.version FROM releases r JOIN projects p ON p.id = r.project_id
-       WHERE p.normalized_name = ${normalized(name)} AND (${showHidden} OR NOT r.yanked)
+       WHERE p.normalized_name = ${name} AND (${showHidden} OR NOT r.yanked)
        ORDER BY r.sort_key DESC ${showHidden ? sql.raw("") : sql.raw("LIMIT 1")}`.execute(r));
     return rows.map((row) => row.version);
   },
 
-  async release_urls(db, params) {
+  async release_urls(open, params) {
     arity(params, 2, 2, 'release_urls(name, version)');
+    const { db, name } = await forProject(open, params, 0);
     const { rows } = await db.read((r) => sql<{ filename: string; packagetype: string; python_version: string; size: string; sha256_digest: string; path: string; upload_time: Date; requires_python: string | null }>`
       SELECT f.filename, f.packagetype, f.python_version, f.size, f.sha256_digest, f.path, f.upload_time, f.requires_python
         FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
-       WHERE p.normalized_name = ${normalized(str(params, 0, 'name'))} AND r.version = ${str(params, 1, 'version')}
+       WHERE p.normalized_name = ${name} AND r.version = ${str(params, 1, 'version')}
        ORDER BY f.filename`.execute(r));
     return rows.map((f) => ({
       filename: f.filename, packagetype: f.packagetype, python_version: f.python_version, size: Number(f.size),
@@ -56,12 +66,13 @@ const METHODS: Record<string, Method> = {
     }));
   },
 
-  async release_data(db, params) {
+  async release_data(open, params) {
     arity(params, 2, 2, 'release_data(name, version)');
+    const { db, name } = await forProject(open, params, 0);
     const { rows } = await db.read((r) => sql<{ name: string; version: string; summary: string | null; requires_python: string | null; metadata: Record<string, unknown> }>`
       SELECT p.name, r.version, r.summary, r.requires_python, r.metadata
         FROM releases r JOIN projects p ON p.id = r.project_id
-       WHERE p.normalized_name = ${normalized(str(params, 0, 'name'))} AND r.version = ${str(params, 1, 'version')}`.execute(r));
+       WHERE p.normalized_name = ${name} AND r.version = ${str(params, 1, 'version')}`.execute(r));
     const row = rows[0];
     // The old API answered an unknown release with an empty struct, not a fault.
     if (!row) return {} as Record<string, XmlRpcValue>;
@@ -76,7 +87,7 @@ const METHODS: Record<string, Method> = {
     };
   },
 
-  async search(db, params) {
+  async search(open, params) {
     arity(params, 1, 2, "search(spec, operator='and')");
     const spec = params[0];
     if (!spec || typeof spec !== 'object' || Array.isArray(spec) || spec instanceof Date) {
@@ -94,6 +105,7 @@ const METHODS: Record<string, Method> = {
       }
     }
     if (conditions.length === 0) return [];
+    const db = await open([INDEX_RESOURCE]);
     const where = sql.join(conditions, operator === 'and' ? sql` AND ` : sql` OR `);
     const { rows } = await db.read((r) => sql<{ name: string; version: string; summary: string | null }>`
       SELECT DISTINCT ON (p.id) p.name, r.version, r.summary FROM projects p JOIN releases r ON r.project_id = p.id
@@ -101,8 +113,9 @@ const METHODS: Record<string, Method> = {
     return rows.map((row, i) => ({ name: row.name, version: row.version, summary: row.summary ?? '', _pypi_ordering: i }));
   },
 
-  async changelog(db, params) {
+  async changelog(open, params) {
     arity(params, 1, 2, 'changelog(since, with_ids=False)');
+    const db = await open([INDEX_RESOURCE]);
     const since = params[0];
     if (typeof since !== 'number') throw new XmlRpcFault(INVALID_PARAMS, 'parameter 1 (since) must be an integer Unix time');
     const withIds = params[1] === true;
@@ -118,7 +131,7 @@ const METHODS: Record<string, Method> = {
 };
 
 /** Answers one XML-RPC request body: a methodResponse, or a fault for a bad call. */
-export async function xmlRpc(db: RequestDb, req: IncomingMessage): Promise<string> {
+export async function xmlRpc(open: OpenDb, req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -132,7 +145,7 @@ export async function xmlRpc(db: RequestDb, req: IncomingMessage): Promise<strin
     if (!method) {
       throw new XmlRpcFault(METHOD_NOT_FOUND, `method "${call.method}" is not supported; try ${Object.keys(METHODS).join(', ')}`);
     }
-    return methodResponse(await method(db, call.params));
+    return methodResponse(await method(open, call.params));
   } catch (err) {
     if (err instanceof XmlRpcFault) return faultResponse(err);
     throw err;

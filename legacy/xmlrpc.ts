@@ -1,7 +1,8 @@
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+
 /**
- * Just enough XML-RPC (http://xmlrpc.com/spec.md) for the old index's API:
- * parse a methodCall, write a methodResponse or a fault. Plain code, no
- * dependencies, like the old system.
+ * XML-RPC (http://xmlrpc.com/spec.md) for the old index's API: read a
+ * methodCall with a well-kept parser, write a methodResponse or a fault.
  */
 
 export type XmlRpcValue = string | number | boolean | Date | null | XmlRpcValue[] | { [key: string]: XmlRpcValue };
@@ -17,98 +18,116 @@ export class XmlRpcFault extends Error {
 export const PARSE_ERROR = -32700;
 export const METHOD_NOT_FOUND = -32601;
 export const INVALID_PARAMS = -32602;
-export const SERVER_ERROR = -32500;
 
-interface Node {
-  tag: string;
-  children: Node[];
-  text: string;
-}
+const ARRAYS = new Set(['param', 'value', 'member']);
+
+/*
+ * fast-xml-parser reads the document; entity processing is off, so no DOCTYPE
+ * can expand (billion laughs), and the five predefined entities and character
+ * references are decoded here, in text values only.
+ */
+const parser = new XMLParser({
+  ignoreAttributes: true, processEntities: false, parseTagValue: false, trimValues: false, ignoreDeclaration: true,
+  isArray: (name) => ARRAYS.has(name),
+});
+
+type Node = Record<string, unknown>;
 
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
 function decodeText(text: string): string {
-  return text.replace(/&(#x[0-9a-f]+|#\d+|\w+);/gi, (whole, name: string) => {
-    if (name[0] === '#') return String.fromCodePoint(name[1] === 'x' || name[1] === 'X' ? parseInt(name.slice(2), 16) : Number(name.slice(1)));
-    return ENTITIES[name] ?? whole;
+  return text.replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|\w+);/gi, (whole, name: string) => {
+    if (name[0] !== '#') return ENTITIES[name] ?? whole;
+    const code = name[1] === 'x' || name[1] === 'X' ? parseInt(name.slice(2), 16) : Number(name.slice(1));
+    return code <= 0x10ffff ? String.fromCodePoint(code) : whole;
   });
 }
 
 function parseXml(xml: string): Node {
-  const root: Node = { tag: '#root', children: [], text: '' };
-  const stack: Node[] = [root];
-  const token = /<!\[CDATA\[([\s\S]*?)\]\]>|<!--[\s\S]*?-->|<\?[\s\S]*?\?>|<(\/?)([A-Za-z_][\w.:-]*)[^>]*?(\/?)>|([^<]+)/g;
-  let m: RegExpExecArray | null;
-  let consumed = 0;
-  while ((m = token.exec(xml)) !== null) {
-    consumed = token.lastIndex;
-    const top = stack[stack.length - 1]!;
-    if (m[1] !== undefined) top.text += m[1];
-    else if (m[5] !== undefined) top.text += decodeText(m[5]);
-    else if (m[3] !== undefined) {
-      if (m[2] === '/') {
-        if (stack.length === 1 || top.tag !== m[3]) throw new XmlRpcFault(PARSE_ERROR, `parse error: unexpected </${m[3]}>`);
-        stack.pop();
-      } else {
-        const node: Node = { tag: m[3], children: [], text: '' };
-        top.children.push(node);
-        if (m[4] !== '/') stack.push(node);
-      }
-    }
-  }
-  if (consumed !== xml.length) throw new XmlRpcFault(PARSE_ERROR, 'parse error: not well-formed XML');
-  if (stack.length !== 1) throw new XmlRpcFault(PARSE_ERROR, `parse error: <${stack[stack.length - 1]!.tag}> is not closed`);
-  return root;
+  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new XmlRpcFault(PARSE_ERROR, 'parse error: DOCTYPE and ENTITY declarations are not accepted');
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new XmlRpcFault(PARSE_ERROR, `parse error: ${valid.err.msg} (line ${valid.err.line})`);
+  return parser.parse(xml) as Node;
 }
 
-function child(node: Node, tag: string): Node | undefined {
-  return node.children.find((c) => c.tag === tag);
+/** An element's text: a plain string, or the text beside its child elements. */
+function textOf(node: unknown): string {
+  if (node === undefined || node === null) return '';
+  if (typeof node === 'string') return decodeText(node);
+  const text = (node as Node)['#text'];
+  return typeof text === 'string' ? decodeText(text) : '';
 }
 
-function readValue(value: Node): XmlRpcValue {
-  const typed = value.children[0];
-  if (!typed) return value.text;
-  switch (typed.tag) {
-    case 'string': return typed.text;
+function one(node: unknown, tag: string): unknown {
+  if (!node || typeof node !== 'object') return undefined;
+  const v = (node as Node)[tag];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function many(node: unknown, tag: string): unknown[] {
+  if (!node || typeof node !== 'object') return [];
+  const v = (node as Node)[tag];
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function readValue(value: unknown): XmlRpcValue {
+  if (value === null || typeof value !== 'object') return textOf(value);
+  const typed = Object.keys(value as Node).filter((k) => k !== '#text');
+  if (typed.length === 0) return textOf(value);
+  if (typed.length > 1) throw new XmlRpcFault(PARSE_ERROR, `parse error: a <value> holds one type, not ${typed.join(', ')}`);
+  const tag = typed[0]!;
+  const inner = (value as Node)[tag];
+  const text = textOf(inner);
+  switch (tag) {
+    case 'string': return text;
     case 'int': case 'i4': case 'i8': {
-      const n = Number(typed.text.trim());
-      if (!Number.isInteger(n)) throw new XmlRpcFault(INVALID_PARAMS, `"${typed.text}" is not an integer`);
+      const n = Number(text.trim());
+      if (!/^[+-]?\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not an integer`);
       return n;
     }
-    case 'double': return Number(typed.text.trim());
-    case 'boolean': return typed.text.trim() === '1';
+    case 'double': {
+      const n = Number(text.trim());
+      if (!Number.isFinite(n)) throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not a number`);
+      return n;
+    }
+    case 'boolean': {
+      if (text.trim() !== '0' && text.trim() !== '1') throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not a boolean (0 or 1)`);
+      return text.trim() === '1';
+    }
     case 'nil': return null;
     case 'dateTime.iso8601': {
-      const t = typed.text.trim().replace(/^(\d{4})(\d{2})(\d{2})T/, '$1-$2-$3T');
-      return new Date(`${t}${/Z|[+-]\d\d:?\d\d$/.test(t) ? '' : 'Z'}`);
+      const t = text.trim().replace(/^(\d{4})(\d{2})(\d{2})T/, '$1-$2-$3T');
+      const date = new Date(`${t}${/Z|[+-]\d\d:?\d\d$/.test(t) ? '' : 'Z'}`);
+      if (Number.isNaN(date.getTime())) throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not a dateTime.iso8601`);
+      return date;
     }
-    case 'base64': return Buffer.from(typed.text.trim(), 'base64').toString('utf8');
-    case 'array': return (child(typed, 'data')?.children ?? []).filter((c) => c.tag === 'value').map(readValue);
+    case 'base64': return Buffer.from(text.trim(), 'base64').toString('utf8');
+    case 'array': return many(one(inner, 'data'), 'value').map(readValue);
     case 'struct': {
-      const out: Record<string, XmlRpcValue> = {};
-      for (const member of typed.children.filter((c) => c.tag === 'member')) {
-        const name = child(member, 'name');
-        const v = child(member, 'value');
-        if (!name || !v) throw new XmlRpcFault(PARSE_ERROR, 'parse error: a struct member needs <name> and <value>');
-        out[name.text] = readValue(v);
+      const out: Record<string, XmlRpcValue> = Object.create(null) as Record<string, XmlRpcValue>;
+      for (const member of many(inner, 'member')) {
+        const name = one(member, 'name');
+        const v = one(member, 'value');
+        if (name === undefined || v === undefined) throw new XmlRpcFault(PARSE_ERROR, 'parse error: a struct member needs <name> and <value>');
+        out[textOf(name)] = readValue(v);
       }
       return out;
     }
-    default: throw new XmlRpcFault(PARSE_ERROR, `parse error: unknown type <${typed.tag}>`);
+    default: throw new XmlRpcFault(PARSE_ERROR, `parse error: unknown type <${tag}>`);
   }
 }
 
 /** Parses `<methodCall>`: the method name and its parameters. */
 export function parseMethodCall(xml: string): { method: string; params: XmlRpcValue[] } {
-  const call = child(parseXml(xml), 'methodCall');
-  const name = call && child(call, 'methodName');
-  if (!call || !name || !name.text.trim()) throw new XmlRpcFault(PARSE_ERROR, 'parse error: expected <methodCall> with a <methodName>');
-  const params = (child(call, 'params')?.children ?? []).filter((p) => p.tag === 'param').map((p) => {
-    const v = child(p, 'value');
-    if (!v) throw new XmlRpcFault(PARSE_ERROR, 'parse error: a <param> needs a <value>');
+  const call = one(parseXml(xml), 'methodCall');
+  const name = textOf(one(call, 'methodName')).trim();
+  if (!call || !name) throw new XmlRpcFault(PARSE_ERROR, 'parse error: expected <methodCall> with a <methodName>');
+  const params = many(one(call, 'params'), 'param').map((p) => {
+    const v = one(p, 'value');
+    if (v === undefined) throw new XmlRpcFault(PARSE_ERROR, 'parse error: a <param> needs a <value>');
     return readValue(v);
   });
-  return { method: name.text.trim(), params };
+  return { method: name, params };
 }
 
 function escape(text: string): string {

@@ -13,6 +13,8 @@ export interface StackFile {
   readonly replicas: readonly string[];
   readonly redis: string | null;
   readonly adminToken: string;
+  /** Process ids of the supervisor and each component (null while one is down). */
+  readonly pids?: Readonly<Record<string, number | null>>;
 }
 
 /** Every setting, read from the environment once; see README.md for each. */
@@ -46,12 +48,18 @@ export interface Settings {
   readonly reads: ReadSettings;
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
+  /** How long a client may take to send its request headers before the proxy answers 408 and closes (BANYAN_HEADERS_TIMEOUT; default 10s). */
+  readonly headersTimeoutMs: number;
   /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
   readonly storageDir: string;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
   readonly maxUploadBytes: number;
   /** How often each proxy adds its usage counts to PostgreSQL (BANYAN_USAGE_FLUSH; default 60s). */
   readonly usageFlushMs: number;
+  /** Where a proxy keeps usage counts PostgreSQL could not take when it stopped; the next start adds them (BANYAN_USAGE_SPOOL). */
+  readonly usageSpoolDir: string;
+  /** How long `npm start` waits before restarting a component that died; it doubles on each death (BANYAN_RESTART_DELAY; default 500ms). */
+  readonly restartDelayMs: number;
   /** Where the stack file came from, when settings fell back to it. */
   readonly stackFile: string | undefined;
 }
@@ -119,11 +127,28 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
     },
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
+    headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : 10_000,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
+    usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
+    restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : 500,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
+}
+
+/** What a backend process (the new app, legacy) needs to run: its data services, file store and listener. */
+export interface BackendRuntimeOptions {
+  readonly primaryUrl: string;
+  readonly replicaUrls: readonly string[];
+  readonly reads?: ReadSettings | undefined;
+  readonly redisUrl?: string | undefined;
+  readonly storageDir: string;
+  readonly maxUploadBytes?: number | undefined;
+  readonly host: string;
+  /** 0: any free port. */
+  readonly port: number;
+  readonly drainMs?: number | undefined;
 }
 
 /** How the DB router spreads and limits reads. */

@@ -7,7 +7,47 @@
  * 64 KiB) and then forwarded byte for byte.
  */
 
-export type FeatureExtractor = { readonly query: string } | { readonly xmlrpc: true } | { readonly form: string };
+/**
+ * Where a feature is read from, and optionally the values the route knows
+ * (`known`: `["rss", "display"]`, `["search", "list_packages"]`). Known
+ * values always keep their own name; other values share a small per-route
+ * budget of names, then count as `<kind>.other`, so junk from anonymous
+ * callers can never push real features out of the metrics or the ledger.
+ */
+export type FeatureExtractor = ({ readonly query: string } | { readonly xmlrpc: true } | { readonly form: string }) & { readonly known?: readonly string[] };
+
+/** Distinct unknown feature names a route may add to the metrics and ledger before the rest count as `<kind>.other`. */
+export const UNKNOWN_FEATURES_PER_ROUTE = 20;
+
+/**
+ * Labels one route's features: known values by name, unknown ones by name
+ * until the route's budget is spent, then `<kind>.other`. Built once per
+ * route table version.
+ */
+export class FeatureLabels {
+  readonly #known: ReadonlySet<string>;
+  readonly #unknown: Set<string>;
+
+  /** `previous`: the same route's labels in the last table version, whose spent budget carries over. */
+  constructor(readonly extractors: readonly FeatureExtractor[], previous?: FeatureLabels, readonly budget = UNKNOWN_FEATURES_PER_ROUTE) {
+    this.#unknown = previous ? previous.#unknown : new Set();
+    const known = new Set<string>();
+    for (const e of extractors) {
+      const key = 'query' in e ? e.query : 'form' in e ? e.form : 'xmlrpc';
+      for (const value of e.known ?? []) known.add(featureName(key, value));
+    }
+    this.#known = known;
+  }
+
+  label(feature: string): string {
+    if (this.#known.has(feature) || this.#unknown.has(feature)) return feature;
+    if (this.#unknown.size < this.budget) {
+      this.#unknown.add(feature);
+      return feature;
+    }
+    return `${feature.slice(0, feature.indexOf('.'))}.other`;
+  }
+}
 
 /** How much of a body may be read to find a feature. */
 export const PEEK_LIMIT = 64 * 1024;
@@ -23,11 +63,14 @@ export function checkExtractors(value: unknown): string[] {
   if (!Array.isArray(value) || value.length === 0) return ['must be a non-empty list such as [{"query": ":action"}, {"xmlrpc": true}]'];
   const problems: string[] = [];
   value.forEach((e: unknown, i) => {
-    const keys = e && typeof e === 'object' && !Array.isArray(e) ? Object.keys(e) : [];
+    const keys = e && typeof e === 'object' && !Array.isArray(e) ? Object.keys(e).filter((k) => k !== 'known') : [];
     const x = e as Record<string, unknown>;
     const ok = keys.length === 1 && ((keys[0] === 'query' && typeof x['query'] === 'string' && x['query'] !== '')
       || (keys[0] === 'form' && typeof x['form'] === 'string' && x['form'] !== '') || (keys[0] === 'xmlrpc' && x['xmlrpc'] === true));
     if (!ok) problems.push(`[${i}] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}`);
+    else if (x['known'] !== undefined && (!Array.isArray(x['known']) || !x['known'].every((v) => typeof v === 'string' && v !== ''))) {
+      problems.push(`[${i}].known must be a list of the values this route knows, such as ["rss", "display"]`);
+    }
   });
   return problems;
 }

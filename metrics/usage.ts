@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 
@@ -22,6 +24,13 @@ export interface UsageLedgerOptions {
   readonly flushMs?: number;
   readonly instance?: string;
   readonly onFlush?: (result: 'ok' | 'duplicate' | 'failed', error?: Error) => void;
+  /**
+   * A folder for counts that could not reach PostgreSQL when the proxy
+   * stopped; the next start (of any proxy using the folder) adds them.
+   */
+  readonly spoolDir?: string | undefined;
+  /** Told what happened to spooled counts (written, replayed, or kept for later). */
+  readonly log?: ((line: string) => void) | undefined;
 }
 
 /**
@@ -42,17 +51,43 @@ export class UsageLedger {
   #pending: Batch | undefined;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
+  readonly #spoolDir: string | undefined;
+  readonly #log: (line: string) => void;
 
   constructor(options: UsageLedgerOptions) {
     this.#db = options.db;
     this.#flushMs = options.flushMs ?? 60_000;
     this.#instance = options.instance ?? `${hostname()}:${process.pid}`;
     this.#onFlush = options.onFlush;
+    this.#spoolDir = options.spoolDir;
+    this.#log = options.log ?? (() => {});
   }
 
-  start(): void {
-    this.#timer = setInterval(() => void this.flush(), this.#flushMs);
+  /** Starts flushing every interval; counts a stopped proxy spooled are added first, and retried with every flush until they land. */
+  async start(): Promise<void> {
+    await this.replaySpool();
+    this.#timer = setInterval(() => void this.flush().then(() => this.replaySpool()), this.#flushMs);
     this.#timer.unref();
+  }
+
+  /**
+   * Adds spooled batches to PostgreSQL. Each keeps its flush id, so a batch
+   * that landed before (or that another proxy replayed) adds nothing twice.
+   */
+  async replaySpool(): Promise<void> {
+    if (!this.#spoolDir) return;
+    const files = await readdir(this.#spoolDir).catch(() => [] as string[]);
+    for (const file of files.filter((f) => f.endsWith('.json'))) {
+      const path = join(this.#spoolDir, file);
+      try {
+        const batch = fromJson(await readFile(path, 'utf8'));
+        const result = await writeBatch(this.#db, batch, this.#instance);
+        await rm(path, { force: true });
+        this.#log(`usage: added the counts spooled in ${path} (${result === 'ok' ? 'new' : 'already there'})`);
+      } catch (err) {
+        this.#log(`usage: spooled counts in ${path} not added yet, kept: ${(err as Error).message}`);
+      }
+    }
   }
 
   /** Counts one request: the route row (feature '') and one row per feature. */
@@ -104,12 +139,31 @@ export class UsageLedger {
     }
   }
 
-  /** Stops the timer and flushes what is left (a proxy's drain calls this). */
+  /**
+   * Stops the timer and flushes what is left (a proxy's drain calls this).
+   * When PostgreSQL cannot take them, the counts go to the spool folder, so
+   * the last minute of evidence is never lost.
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     await this.flush();
     // A batch taken before a failed flush may still be pending, with newer counts behind it.
     if (this.#pending || this.#current.counts.size > 0) await this.flush();
+    const left = [this.#pending, this.#current].filter((b): b is Batch => b !== undefined && b.counts.size > 0);
+    if (left.length === 0) return;
+    if (!this.#spoolDir) {
+      this.#log(`usage: ${left.length} batch(es) of counts could not be written and are lost (no spool folder)`);
+      return;
+    }
+    await mkdir(this.#spoolDir, { recursive: true });
+    for (const batch of left) {
+      const path = join(this.#spoolDir, `${batch.id}.json`);
+      await writeFile(`${path}.tmp`, toJson(batch), { mode: 0o600 });
+      await rename(`${path}.tmp`, path);
+      this.#log(`usage: PostgreSQL could not take the last counts; spooled them to ${path} for the next start`);
+    }
+    this.#pending = undefined;
+    this.#current = newBatch();
   }
 
   /** Requests counted and not yet in PostgreSQL, per route and backend, in hours starting at or after `fromBucket` (ms). */
@@ -136,6 +190,16 @@ export class UsageLedger {
     }
     return n;
   }
+}
+
+function toJson(batch: Batch): string {
+  return JSON.stringify({ id: batch.id, counts: [...batch.counts], agents: [...batch.agents].map(([k, m]) => [k, [...m]]) });
+}
+
+function fromJson(text: string): Batch {
+  const raw = JSON.parse(text) as { id: string; counts: [string, Count][]; agents: [string, [string, number][]][] };
+  if (typeof raw.id !== 'string' || !Array.isArray(raw.counts) || !Array.isArray(raw.agents)) throw new Error('not a spooled usage batch');
+  return { id: raw.id, counts: new Map(raw.counts), agents: new Map(raw.agents.map(([k, m]) => [k, new Map(m)])) };
 }
 
 function newBatch(): Batch {

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { isPrerelease, parseVersion, sortKey } from '../app/pep440.js';
+import { isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
 
 /**
  * PEP 440 order in the database: `sort_key` sorts byte-wise (COLLATE "C") in

@@ -6,16 +6,18 @@ import type { Registry } from 'prom-client';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
 import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
+import { changeRoute } from '../routing/route-change.js';
 import { describeChange, MODES, validateTable, type Mode, type Route } from '../routing/route-table.js';
 import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
 import type { Shadower } from './shadow.js';
+import type { ReadinessCheck } from './readiness.js';
 
 export interface AdminOptions {
   readonly registry: Registry;
   /** The text served at /metrics, when not this registry's alone (all workers of `--workers N`). */
   readonly metricsText?: (() => Promise<string>) | undefined;
-  /** Resolves with a check per dependency; all true means ready. */
-  readonly ready: () => Promise<Record<string, boolean>>;
+  /** Resolves with a check per dependency; ready when every required one passed. */
+  readonly ready: () => Promise<Record<string, ReadinessCheck>>;
   /** The route API; absent in processes that do not own a route table. */
   readonly routes?: {
     readonly db: Kysely<Database>;
@@ -56,7 +58,7 @@ export function createAdmin(options: AdminOptions): Koa {
   });
   router.get('/readyz', async (ctx) => {
     const checks = await options.ready();
-    const ok = Object.values(checks).every(Boolean);
+    const ok = Object.values(checks).every((c) => c.ok || !c.required);
     ctx.status = ok ? 200 : 503;
     ctx.body = { status: ok ? 'ready' : 'not ready', checks };
   });
@@ -94,13 +96,12 @@ export function createAdmin(options: AdminOptions): Koa {
       const current = await latestTable(api.db);
       const route = current?.routes.find((r) => r.name === name);
       if (!current || !route) throw new BanyanError('no-such-route', `there is no route named "${name}"`, 'see GET /api/routes');
-      const { percent: _percent, fallback: _fallback, ...rest } = route;
-      const changed: Route = {
-        ...rest, mode: mode as Mode,
-        ...(mode === 'canary' ? { percent: typeof body['percent'] === 'number' ? body['percent'] : (route.percent ?? 10) } : {}),
-        ...((mode === 'new' || mode === 'canary') && route.fallback !== undefined ? { fallback: route.fallback } : {}),
-        ...(mode === 'retired' && !route.retired ? { retired: { status: 410, message: reason.trim() || 'This feature has been retired.' } } : {}),
-      };
+      const changed = changeRoute(route, {
+        mode: mode as Mode,
+        percent: typeof body['percent'] === 'number' ? body['percent'] : undefined,
+        fallback: typeof body['fallback'] === 'boolean' ? body['fallback'] : undefined,
+        retired: mode === 'retired' && !route.retired && reason.trim() ? { message: reason.trim() } : undefined,
+      });
       const saved = await saveTable(api.db, {
         routes: current.routes.map((r) => (r.name === name ? changed : r)),
         actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (dashboard)` : 'dashboard',

@@ -24,6 +24,10 @@ export interface Sample {
   /** Requests answered in the interval, by backend. */
   readonly legacy: number;
   readonly new: number;
+  /** Safe requests for the new app that legacy answered instead (breaker open, refused, reset…). */
+  readonly fallbacks: number;
+  /** Requests that matched no route (served by legacy, counted by normalized path). */
+  readonly unmatched: number;
   /** The most-lagged replica's replay lag, seconds and bytes (null: no replica reporting). */
   readonly lagSeconds: number | null;
   readonly lagBytes: number | null;
@@ -36,7 +40,7 @@ export interface Sample {
  */
 export class DashboardSampler {
   readonly samples: Sample[] = [];
-  #last: { legacy: number; new: number } | undefined;
+  #last: { legacy: number; new: number; fallbacks: number; unmatched: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: Kysely<Database>, private readonly metrics: ProxyMetrics, private readonly everyMs = 5_000, private readonly keep = 720) {}
@@ -52,11 +56,13 @@ export class DashboardSampler {
   }
 
   async sample(): Promise<void> {
-    const totals = { legacy: 0, new: 0 };
+    const totals = { legacy: 0, new: 0, fallbacks: 0, unmatched: 0 };
     for (const v of (await this.metrics.requests.get()).values) {
       const backend = v.labels['backend'];
       if (backend === 'legacy' || backend === 'new') totals[backend] += v.value;
     }
+    for (const v of (await this.metrics.fallbacks.get()).values) totals.fallbacks += v.value;
+    for (const v of (await this.metrics.unmatched.get()).values) totals.unmatched += v.value;
     let lagSeconds: number | null = null;
     let lagBytes: number | null = null;
     try {
@@ -72,7 +78,10 @@ export class DashboardSampler {
     }
     const previous = this.#last ?? totals;
     this.#last = totals;
-    this.samples.push({ at: Date.now(), legacy: totals.legacy - previous.legacy, new: totals.new - previous.new, lagSeconds, lagBytes });
+    this.samples.push({
+      at: Date.now(), legacy: totals.legacy - previous.legacy, new: totals.new - previous.new,
+      fallbacks: totals.fallbacks - previous.fallbacks, unmatched: totals.unmatched - previous.unmatched, lagSeconds, lagBytes,
+    });
     if (this.samples.length > this.keep) this.samples.splice(0, this.samples.length - this.keep);
   }
 }

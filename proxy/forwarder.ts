@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Pool, errors } from 'undici';
+import { Pool, errors, type Dispatcher } from 'undici';
 import { clientResponseHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
 
 /** Why forwarding failed, in words a person reading a 502 page understands. */
@@ -27,7 +27,7 @@ export interface ForwardOptions {
    * the client; may add response headers (the proxy sets its pin cookie here,
    * after looking up the write's LSN).
    */
-  readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string> | undefined>) | undefined;
+  readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
 }
 
 /** A response as the client received it, kept for comparison. */
@@ -46,6 +46,48 @@ export interface ForwarderOptions {
   readonly connections?: number;
 }
 
+/** What one streamed response needs beyond status and headers: filled in by the pool's handler. */
+interface Passage {
+  readonly res: ServerResponse;
+  /** The upstream's reason phrase, passed on as it was. */
+  statusMessage: string;
+}
+
+type LegacyHandler = Dispatcher.DispatchHandler & {
+  onHeaders?: (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage: string) => boolean;
+};
+
+/**
+ * A Pool whose streamed responses keep what `Pool.stream()` does not hand
+ * to its factory: the reason phrase, and trailers (given to the client's
+ * response before it ends). The request's `opaque` is its Passage.
+ */
+class TransparentPool extends Pool {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const passage = (options as { opaque?: unknown }).opaque;
+    const h = handler as LegacyHandler;
+    if (passage instanceof Object && 'statusMessage' in passage && h.onHeaders && h.onComplete) {
+      const onHeaders = h.onHeaders;
+      const onComplete = h.onComplete;
+      const p = passage as Passage;
+      h.onHeaders = function (this: unknown, statusCode, rawHeaders, resume, statusMessage) {
+        if (statusCode >= 200) p.statusMessage = statusMessage;
+        return onHeaders.call(this, statusCode, rawHeaders, resume, statusMessage);
+      };
+      h.onComplete = function (this: unknown, trailers: (Buffer | string)[] | null) {
+        if (trailers && trailers.length > 0 && !p.res.destroyed) {
+          const pairs: [string, string][] = [];
+          const text = (v: Buffer | string) => (typeof v === 'string' ? v : v.toString('latin1'));
+          for (let i = 0; i + 1 < trailers.length; i += 2) pairs.push([text(trailers[i]!), text(trailers[i + 1]!)]);
+          p.res.addTrailers(pairs);
+        }
+        return onComplete.call(this, trailers as string[] | null);
+      };
+    }
+    return super.dispatch(options, handler);
+  }
+}
+
 /**
  * Forwards plain HTTP requests to named upstreams with undici: one keep-alive
  * Pool per upstream, request and response bodies streamed with backpressure,
@@ -59,7 +101,7 @@ export class Forwarder {
   constructor(upstreams: Record<string, string>, options: ForwarderOptions = {}) {
     this.#options = options;
     for (const [name, url] of Object.entries(upstreams)) {
-      this.#pools.set(name, new Pool(url, {
+      this.#pools.set(name, new TransparentPool(url, {
         connections: options.connections ?? 128,
         keepAliveTimeout: 10_000,
         headersTimeout: options.headersTimeoutMs ?? 30_000,
@@ -87,7 +129,10 @@ export class Forwarder {
         await this.#forwardWithHook(pool, req, res, client, options, hasBody, abort);
         return undefined;
       }
-      await pool.stream(dispatch(req, client, options, hasBody, abort), ({ statusCode, headers }) => {
+      const passage: Passage = { res, statusMessage: '' };
+      await pool.stream({ ...dispatch(req, client, options, hasBody, abort), opaque: passage, onInfo: ({ statusCode, headers }) => informational(res, statusCode, headers) },
+        ({ statusCode, headers }) => {
+        if (passage.statusMessage) res.statusMessage = passage.statusMessage;
         res.writeHead(statusCode, clientResponseHeaders(headers, client.requestId));
         if (!options.captureBytes) return res;
         captured = { status: statusCode, headers, chunks: [], size: 0, truncated: false };
@@ -110,7 +155,7 @@ export class Forwarder {
   async #forwardWithHook(pool: Pool, req: IncomingMessage, res: ServerResponse, client: ClientInfo, options: ForwardOptions,
     hasBody: boolean, abort: ClientGone): Promise<void> {
     const upstream = await pool.request(dispatch(req, client, options, hasBody, abort));
-    let extra: Record<string, string> | undefined;
+    let extra: Record<string, string | string[]> | undefined;
     try {
       extra = await options.beforeHead!(upstream.statusCode, upstream.headers);
     } catch {
@@ -120,9 +165,11 @@ export class Forwarder {
     if (extra) {
       for (const [name, value] of Object.entries(extra)) {
         const existing = headers[name];
-        headers[name] = name === 'set-cookie' && existing !== undefined ? [...(Array.isArray(existing) ? existing : [String(existing)]), value] : value;
+        // Cookies the backend set are kept; ours are added beside them.
+        headers[name] = name === 'set-cookie' && existing !== undefined ? [...[existing].flat().map(String), ...[value].flat()] : value;
       }
     }
+    if (upstream.statusText) res.statusMessage = upstream.statusText;
     res.writeHead(upstream.statusCode, headers);
     await pipeline(upstream.body, res);
   }
@@ -155,6 +202,22 @@ function dispatch(req: IncomingMessage, client: ClientInfo, options: ForwardOpti
     ...(options.headersTimeoutMs ? { headersTimeout: options.headersTimeoutMs } : {}),
     ...(options.bodyTimeoutMs ? { bodyTimeout: options.bodyTimeoutMs } : {}),
   };
+}
+
+/**
+ * Passes on a 1xx answer the upstream sent before its final one: 103 Early
+ * Hints (with their Link headers) and 102 Processing. 100 Continue is
+ * answered by Node's server itself when the client expects it.
+ */
+function informational(res: ServerResponse, status: number, headers: Record<string, string | string[] | undefined>): void {
+  if (res.headersSent || res.destroyed) return;
+  if (status === 103) {
+    const hints: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(headers)) if (value !== undefined) hints[name] = value;
+    if (hints['link'] !== undefined) res.writeEarlyHints(hints);
+  } else if (status === 102) {
+    res.writeProcessing();
+  }
 }
 
 /**

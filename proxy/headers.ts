@@ -118,7 +118,8 @@ export function clientResponseHeaders(upstream: Record<string, string | string[]
   const named = connectionTokens(upstream['connection']);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    // Trailer announces the trailers the proxy passes on at the end of the body: not hop-by-hop in a response.
+    if (value === undefined || (HOP_BY_HOP.has(name) && name !== 'trailer') || named.has(name)) continue;
     // The write LSN is for the proxy's pin; clients never see it.
     if (name === 'x-banyan-write-lsn') continue;
     out[name] = value;

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { formatLsn, parseLsn } from '../routing/lsn.js';
+import { formatLsn, parseLsn } from '../lib/lsn.js';
 
 /** The cookie that pins a session to what it has written. */
 export const PIN_COOKIE = 'banyan_pin';

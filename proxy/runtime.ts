@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Settings } from '../lib/config.js';
@@ -7,11 +8,12 @@ import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
 import { UsageLedger } from '../metrics/usage.js';
 import { sql } from 'kysely';
-import { connect } from '../routing/database.js';
-import { parseLsn } from '../routing/lsn.js';
+import { connect, redactUrl } from '../routing/database.js';
+import { parseLsn } from '../lib/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
 import { createAdmin } from './admin.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
+import { proxyReadiness } from './readiness.js';
 import { createProxy, type BreakerSettings, type Proxy } from './server.js';
 
 /** The routes file shipped with Banyan: the package index's routes. */
@@ -19,13 +21,12 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number };
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly usageSpoolDir?: string };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
   readonly adminPort: number;
   readonly breaker?: Partial<BreakerSettings>;
-  readonly ready?: () => Promise<Record<string, boolean>>;
   readonly log?: (line: string) => void;
   /** With `--workers N`: gather every worker's metrics for /metrics (given this process's registry). */
   readonly clusterMetrics?: (registry: ProxyMetrics['registry']) => () => Promise<string>;
@@ -62,6 +63,11 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
   try {
+    // The route table lives in PostgreSQL: say which setting to check when it cannot be reached.
+    await sql`SELECT 1`.execute(db).catch((err: Error) => {
+      throw new BanyanError('database-unreachable', `cannot reach PostgreSQL at ${redactUrl(settings.databaseUrl!)} for the route table: ${err.message}`,
+        'check DATABASE_URL', { cause: err });
+    });
     const seed = readRoutesFile(settings.routesFile ?? DEFAULT_ROUTES_FILE);
     const metrics = createProxyMetrics();
     const routes = await RouteSync.start({
@@ -75,13 +81,13 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     preZeroRoutes(metrics, routes.current.routes);
     opened.push({ close: () => routes.stop() });
     const usage = new UsageLedger({
-      db, flushMs: settings.usageFlushMs ?? 60_000,
+      db, flushMs: settings.usageFlushMs ?? 60_000, spoolDir: settings.usageSpoolDir, log,
       onFlush: (result, err) => {
         metrics.usageFlushes.inc({ result });
         if (err) log(`usage: flush failed, kept for the next one: ${err.message}`);
       },
     });
-    usage.start();
+    await usage.start();
     // Closed after the listeners (the list closes in reverse): the last requests are flushed too.
     opened.push({ close: () => usage.stop() });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
@@ -98,8 +104,13 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     });
     opened.push({ close: () => proxy.close() });
 
-    const publicSide: Listening = await listen(proxy.app.callback(), options.port, settings.host, 'PORT', settings.drainMs);
+    // Slow clients (slowloris) get a bounded time for their headers, checked every second, then 408 and a closed socket;
+    // a body may take as long as it streams (uploads), so there is no limit on the whole request.
+    const headersTimeout = settings.headersTimeoutMs ?? 10_000;
+    const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
+    const publicSide: Listening = await listen(server, options.port, settings.host, 'PORT', settings.drainMs);
     publicSide.server.on('upgrade', proxy.upgrade);
+    publicSide.server.on('connect', refuseConnect);
     publicSide.server.on('clientError', rejectMalformed);
     opened.push({
       close: async () => {
@@ -116,7 +127,10 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     const admin = createAdmin({
       registry: metrics.registry,
       metricsText: options.clusterMetrics?.(metrics.registry),
-      ready: options.ready ?? (async () => ({})),
+      ready: proxyReadiness({
+        legacyUrl: options.legacyUrl, appUrl: options.appUrl, tableVersion: () => routes.current.version,
+        routeCount: () => routes.current.routes.length, appBreaker: () => proxy.breakerState('new'),
+      }),
       routes: {
         db, adminToken: settings.adminToken, shadow: proxy.shadow,
         status: () => ({
@@ -140,6 +154,13 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     await closeAll();
     throw err;
   }
+}
+
+/** CONNECT would make the proxy a tunnel to anywhere: refused, with an answer instead of a dropped connection. */
+function refuseConnect(_req: unknown, socket: Socket): void {
+  const body = '405 Method Not Allowed: this proxy does not tunnel (CONNECT).\n';
+  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /**

@@ -5,17 +5,19 @@ import type { Readable } from 'node:stream';
 import CircuitBreaker from 'opossum';
 import Koa from 'koa';
 import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
-import { queryFeatures, readsBody } from '../metrics/features.js';
+import { FeatureLabels, queryFeatures, readsBody, type FeatureExtractor } from '../metrics/features.js';
 import { CappedLabels, normalizePath } from '../metrics/paths.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import { canaryBucket, decide, UNMATCHED, type CompiledTable, type Decision } from '../routing/route-table.js';
 import { peekFeature } from './peek.js';
+import { newSession, SESSION_COOKIE, sessionBucket, sessionCookie } from './canary-session.js';
+import { normalizeTarget } from './request-target.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { cookieValue, newPinId, PIN_COOKIE, signPin, verifyPin, type Pin } from './pin.js';
 import { WebSocketForwarder } from './websocket.js';
-import { formatLsn, parseLsn } from '../routing/lsn.js';
+import { formatLsn, parseLsn } from '../lib/lsn.js';
 
 /** Circuit breaker settings, one breaker per upstream. */
 export interface BreakerSettings {
@@ -81,6 +83,8 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The answer of a retired route (or brownout) that names none of its own. */
 const DEFAULT_RETIRED = { status: 410, message: 'This feature has been retired.' };
 const RETRY_AFTER_S = 5;
+/** The status recorded for a request whose client went away before the answer was complete. */
+const CLIENT_CLOSED = 499;
 
 /**
  * The strangler proxy. Each request is matched against the current route
@@ -103,16 +107,30 @@ export function createProxy(options: ProxyOptions): Proxy {
   const websockets = new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl });
   const pins = options.pins;
 
-  /** The canary's session key: the pin's id, else the legacy session cookie, else the client address. */
-  const sessionKey = (req: IncomingMessage, client: ClientInfo, pin: Pin | undefined): string =>
-    pin?.id ?? (options.sessionCookie ? cookieValue(req.headers.cookie, options.sessionCookie) : undefined) ?? client.ip;
+  /**
+   * The canary bucket of a request: the one its `banyan_sid` carries, else the
+   * configured legacy session cookie's, else the client address's. A request
+   * without a session cookie gets one minted with that bucket (`mint`), so a
+   * browser keeps its side for the session's life, through writes and pin
+   * expiry; a client that keeps no cookies stays keyed by its address.
+   */
+  const bucketOf = (req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): number => {
+    const cookies = req.headers.cookie;
+    const sid = cookieValue(cookies, SESSION_COOKIE);
+    const carried = sid === undefined ? undefined : sessionBucket(sid);
+    if (carried !== undefined) return carried;
+    const legacySession = options.sessionCookie ? cookieValue(cookies, options.sessionCookie) : undefined;
+    const bucket = canaryBucket(legacySession ?? client.ip);
+    mint(newSession(bucket));
+    return bucket;
+  };
 
-  const routeFor = (req: IncomingMessage, client: ClientInfo, pin: Pin | undefined): Decision => {
+  const routeFor = (req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): Decision => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
-    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => canaryBucket(sessionKey(req, client, pin)), Date.now());
+    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => bucketOf(req, client, mint), Date.now());
   };
 
   // A session sends the same cookie on every request: remember values already verified (keyed by the
@@ -167,7 +185,14 @@ export function createProxy(options: ProxyOptions): Proxy {
   const record = requestRecorder(metrics);
   const usage = options.usage;
   const unmatchedPaths = new CappedLabels(options.maxLabels ?? 200);
-  const featureNames = new CappedLabels(options.maxLabels ?? 200);
+  // Per route: one route's junk cannot crowd out another's features. A new table version brings new
+  // extractor objects (perhaps new known values); the route's spent budget carries over.
+  const featureLabels = new Map<string, FeatureLabels>();
+  const labelsFor = (route: string, extractors: readonly FeatureExtractor[]) => {
+    let labels = featureLabels.get(route);
+    if (labels?.extractors !== extractors) featureLabels.set(route, (labels = new FeatureLabels(extractors, labels)));
+    return labels;
+  };
   const unmatchedSeries = new Map<string, { inc(): void }>();
   const featureSeries = new Map<string, { inc(): void }>();
   const countUnmatched = (url: string | undefined) => {
@@ -189,9 +214,16 @@ export function createProxy(options: ProxyOptions): Proxy {
     const res = ctx.res;
     ctx.respond = false;
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const refusal = checkTarget(req);
+    if (refusal) {
+      record(UNMATCHED, 'proxy', req.method ?? 'GET', 400, Number(process.hrtime.bigint() - started) / 1e9);
+      plain(res, 400, `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`, requestId, { connection: 'close' });
+      return;
+    }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     const pin = readPin(req);
-    const decision = routeFor(req, client, pin);
+    let minted: string | undefined;
+    const decision = routeFor(req, client, (sid) => { minted = sid; });
     const method = req.method ?? 'GET';
     let served: string = decision.target;
     let features = NO_FEATURES;
@@ -211,10 +243,14 @@ export function createProxy(options: ProxyOptions): Proxy {
           return;
         }
       }
-      if (features.length) features = features.map((f) => featureNames.label(f));
+      if (features.length) {
+        const labels = labelsFor(decision.route, extractors);
+        features = features.map((f) => labels.label(f));
+      }
     }
-    res.once('finish', () => {
-      record(decision.route, served, method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+    // On close, not finish: a request the client gave up on is use too (counted as 499, nginx's "client closed request").
+    res.once('close', () => {
+      record(decision.route, served, method, res.writableFinished ? res.statusCode : CLIENT_CLOSED, Number(process.hrtime.bigint() - started) / 1e9);
       if (decision.route === UNMATCHED) countUnmatched(req.url);
       for (const f of features) countFeature(f);
       usage?.record(decision.route, served, features, req.headers['user-agent']);
@@ -231,7 +267,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       headersTimeoutMs: timeouts?.headersMs,
       bodyTimeoutMs: timeouts?.bodyMs,
       extraHeaders: pin ? fenceHeader(pin) : undefined,
-      beforeHead: pins && !safe ? issuePin(pin, client) : undefined,
+      beforeHead: withSession(pins && !safe ? issuePin(pin, client) : undefined, minted && sessionCookie(minted, client.proto === 'https')),
       body: peekedBody,
     };
 
@@ -296,8 +332,15 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   const upgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const refusal = (req.headers.upgrade ?? '').toLowerCase() !== 'websocket'
+      ? `only WebSocket upgrades are proxied, not "${String(req.headers.upgrade).slice(0, 40)}"` : checkTarget(req);
+    if (refusal) {
+      const body = `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`;
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
-    const decision = routeFor(req, client, readPin(req));
+    const decision = routeFor(req, client, () => {});
     metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
@@ -350,6 +393,36 @@ function fenceHeader(pin: Pin): Record<string, string> {
     fenceHeaders.set(pin, header);
   }
   return header;
+}
+
+/**
+ * Makes the request target unambiguous in place (the backend receives what
+ * the route table decided on), or says why it cannot be: an ambiguous path,
+ * or more than one Host header.
+ */
+function checkTarget(req: IncomingMessage): string | undefined {
+  const target = normalizeTarget(req.url ?? '/');
+  if (!target.ok) return target.reason;
+  if (target.target !== req.url) req.url = target.target;
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return 'the request has more than one Host header';
+  }
+  return undefined;
+}
+
+type HeadHook = NonNullable<ForwardOptions['beforeHead']>;
+
+/** The response hook with the new session's cookie added (the pin's hook may set a cookie too). */
+function withSession(hook: HeadHook | undefined, cookie: string | undefined): HeadHook | undefined {
+  if (!cookie) return hook;
+  return async (status, headers) => {
+    const extra = hook ? await hook(status, headers) : undefined;
+    const pinCookie = extra?.['set-cookie'];
+    return { ...extra, 'set-cookie': pinCookie ? [pinCookie, cookie].flat() : cookie };
+  };
 }
 
 function hasBody(req: IncomingMessage): boolean {

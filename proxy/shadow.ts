@@ -25,11 +25,32 @@ export interface MismatchSample {
   readonly differences: readonly Difference[];
 }
 
-/** Per-route results and samples, as `GET /api/shadow/<route>` shows them. */
+/**
+ * Mismatches grouped by what differs, as Diffy shows them: one group per
+ * place (`status`, `header content-type`, `body.info.version`, array
+ * indexes folded to `[]`), with a count and one example request.
+ */
+export interface MismatchGroup {
+  readonly where: string;
+  count: number;
+  readonly example: { readonly method: string; readonly path: string; readonly requestId: string; readonly legacy: string; readonly new: string };
+}
+
+/** Per-route results, grouped differences and raw samples, as `GET /api/shadow/<route>` shows them. */
 export interface ShadowReport {
   readonly route: string;
   readonly counts: Record<'match' | 'mismatch' | 'noise' | 'error' | 'skipped', number>;
+  readonly groups: readonly MismatchGroup[];
   readonly samples: readonly MismatchSample[];
+}
+
+/** Distinct difference groups kept per route; the rest are counted under `(other places)`. */
+const MAX_GROUPS = 50;
+
+/** The group a difference belongs to: array indexes and text line numbers folded away. */
+export function groupOf(where: string): string {
+  if (where.startsWith('body line ')) return 'body (text)';
+  return where.replace(/\.\d+(?=\.|$)/g, '[]');
 }
 
 /** What the shadow needs of the original request. */
@@ -49,7 +70,7 @@ export class Shadower {
   readonly #pools: { legacy: Pool; new: Pool };
   readonly #settings: ShadowSettings;
   readonly #metrics: ProxyMetrics;
-  readonly #reports = new Map<string, { counts: ShadowReport['counts']; samples: MismatchSample[] }>();
+  readonly #reports = new Map<string, { counts: ShadowReport['counts']; groups: Map<string, MismatchGroup>; samples: MismatchSample[] }>();
   #inFlight = 0;
 
   constructor(pools: { legacy: Pool; new: Pool }, settings: ShadowSettings, metrics: ProxyMetrics) {
@@ -70,6 +91,10 @@ export class Shadower {
     this.#inFlight++;
     const candidate = this.#fetch(this.#pools.new, request, true);
     const again = route.shadow?.calibrate ? this.#fetch(this.#pools.legacy, request, true) : undefined;
+    // A copy that fails (refused, reset, timed out) before its answer is compared, or whose comparison
+    // never comes because legacy failed, is an error result, never an unhandled rejection that ends the proxy.
+    candidate.catch(() => {});
+    again?.catch(() => {});
     return (legacy) => {
       void this.#finish(route, request, legacy, candidate, again).finally(() => { this.#inFlight--; });
     };
@@ -94,6 +119,13 @@ export class Shadower {
     this.#count(route.name, result);
     if (result === 'mismatch') {
       const report = this.#report(route.name);
+      for (const d of differences) {
+        let key = groupOf(d.where);
+        if (!report.groups.has(key) && report.groups.size >= MAX_GROUPS) key = '(other places)';
+        const group = report.groups.get(key);
+        if (group) group.count++;
+        else report.groups.set(key, { where: key, count: 1, example: { method: request.method, path: request.path, requestId: request.requestId, legacy: d.legacy, new: d.new } });
+      }
       report.samples.unshift({ at: new Date().toISOString(), method: request.method, path: request.path, requestId: request.requestId, differences });
       report.samples.length = Math.min(report.samples.length, this.#settings.samples);
     }
@@ -128,7 +160,7 @@ export class Shadower {
   #report(route: string) {
     let report = this.#reports.get(route);
     if (!report) {
-      report = { counts: { match: 0, mismatch: 0, noise: 0, error: 0, skipped: 0 }, samples: [] };
+      report = { counts: { match: 0, mismatch: 0, noise: 0, error: 0, skipped: 0 }, groups: new Map(), samples: [] };
       this.#reports.set(route, report);
     }
     return report;
@@ -137,6 +169,7 @@ export class Shadower {
   /** Counts and recent mismatches of one route. */
   report(route: string): ShadowReport {
     const r = this.#report(route);
-    return { route, counts: { ...r.counts }, samples: [...r.samples] };
+    const groups = [...r.groups.values()].map((g) => ({ ...g })).sort((a, b) => b.count - a.count);
+    return { route, counts: { ...r.counts }, groups, samples: [...r.samples] };
   }
 }

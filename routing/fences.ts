@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import { RequestPathRedis } from '../lib/redis.js';
+import type { ReadFence } from './db-router.js';
 
 /** What to do with reads that declare a resource when Redis cannot be asked. */
 export type FencesWhenDown = 'skip' | 'primary';
@@ -27,7 +28,7 @@ return 1`;
  * in another). Redis being down degrades this feature, never availability.
  */
 export class FenceStore {
-  readonly #redis: Redis | undefined;
+  readonly #redis: RequestPathRedis | undefined;
   readonly #ttlMs: number;
   readonly whenDown: FencesWhenDown;
   /** Fence reads or writes skipped because Redis did not answer. */
@@ -37,11 +38,7 @@ export class FenceStore {
     this.#ttlMs = options.ttlMs ?? 60_000;
     this.whenDown = options.whenDown ?? 'skip';
     if (options.redisUrl) {
-      this.#redis = new Redis(options.redisUrl, {
-        enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
-        retryStrategy: (times) => Math.min(times * 200, 2_000),
-      });
-      this.#redis.on('error', () => {});
+      this.#redis = new RequestPathRedis(options.redisUrl);
     }
   }
 
@@ -49,7 +46,7 @@ export class FenceStore {
   async raise(resource: string, lsn: bigint): Promise<void> {
     if (!this.#redis) return;
     try {
-      await this.#redis.eval(RAISE, 1, key(resource), lsn.toString(), String(this.#ttlMs));
+      await this.#redis.run((r) => r.eval(RAISE, 1, key(resource), lsn.toString(), String(this.#ttlMs)));
     } catch {
       this.skipped++;
     }
@@ -62,7 +59,7 @@ export class FenceStore {
   async fenceFor(resources: readonly string[]): Promise<bigint | undefined | 'primary'> {
     if (!this.#redis || resources.length === 0) return undefined;
     try {
-      const values = await this.#redis.mget(resources.map(key));
+      const values = await this.#redis.run((r) => r.mget(resources.map(key)));
       let highest: bigint | undefined;
       for (const v of values) {
         if (v === null) continue;
@@ -85,3 +82,15 @@ function key(resource: string): string {
   return `banyan:fence:${resource}`;
 }
 
+
+/**
+ * What one request's reads must see: the session's pin (`X-Banyan-Min-LSN`,
+ * from the proxy) and the fences of the resources it reads, whichever is
+ * later. Both backends build their read handle from this.
+ */
+export async function requestFence(pin: ReadFence, fences: FenceStore | undefined, resources: readonly string[]): Promise<ReadFence> {
+  const resourceFence = fences ? await fences.fenceFor(resources) : undefined;
+  if (resourceFence === 'primary') return { primary: true };
+  if (resourceFence === undefined || (pin.minLsn !== undefined && pin.minLsn >= resourceFence)) return pin;
+  return { primary: pin.primary, minLsn: resourceFence };
+}

@@ -137,8 +137,9 @@ export function validateTable(input: unknown): Validation {
       say('percent', `only canary routes take a percent (this one is ${String(mode)})`);
     }
     if (r['fallback'] !== undefined) {
+      // Kept on every mode, so a route that goes back to legacy and forward again keeps its safety net;
+      // only new and canary routes act on it.
       if (typeof r['fallback'] !== 'boolean') say('fallback', 'must be true or false');
-      else if (mode !== 'new' && mode !== 'canary') say('fallback', 'only new and canary routes fall back to legacy');
     }
     const needsRetired = mode === 'retired' || r['brownouts'] !== undefined;
     if (r['retired'] !== undefined || needsRetired) {

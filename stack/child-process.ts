@@ -41,7 +41,8 @@ export function startServerProcess(
   const fd = openSync(logFile, 'a', 0o644);
   let child: ChildProcess;
   try {
-    child = spawn(command, args, { stdio: ['ignore', fd, fd], ...spawnIdentity(runAs), ...extra });
+    // Its own process group: Ctrl-C in the terminal reaches only our supervisor, which stops servers in order.
+    child = spawn(command, args, { stdio: ['ignore', fd, fd], detached: true, ...spawnIdentity(runAs), ...extra });
   } finally {
     closeSync(fd);
   }

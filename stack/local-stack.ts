@@ -1,19 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PageCache } from '../app/page-cache.js';
-import { createApp } from '../app/server.js';
-import { FileStore } from '../app/storage.js';
-import { createLegacyServer } from '../legacy/server.js';
+import { startAppRuntime } from '../app/runtime.js';
+import { startLegacyRuntime } from '../legacy/runtime.js';
 import type { ReadSettings, StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { listen, type Listening } from '../lib/http-server.js';
 import { migrateUp } from '../migrations/migrator.js';
 import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
 import type { BreakerSettings } from '../proxy/server.js';
 import { connect } from '../routing/database.js';
-import { DbRouter } from '../routing/db-router.js';
-import { FenceStore } from '../routing/fences.js';
+import type { DbRouter } from '../routing/db-router.js';
 import { findPostgresBinaries } from './postgres-binaries.js';
 import { startPostgresCluster, type BaseBackupMethod, type PostgresCluster } from './postgres-cluster.js';
 import { findRedisServer, startRedis, type RedisServer } from './redis-server.js';
@@ -35,6 +31,7 @@ export interface Services {
   readonly primaryUrl: string;
   readonly replicaUrls: readonly string[];
   readonly redisUrl: string | null;
+  readonly redisPid: number | undefined;
   readonly migrated: readonly string[];
   stop(): Promise<void>;
 }
@@ -82,6 +79,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       primaryUrl: running.primaryUrl,
       replicaUrls: running.replicaUrls,
       redisUrl: runningRedis?.url ?? null,
+      redisPid: runningRedis?.pid,
       migrated,
       stop: async () => {
         await running.stop();
@@ -130,7 +128,11 @@ export interface Backends {
   stop(): Promise<void>;
 }
 
-/** Starts legacy, app, proxy and admin servers in this process against `services`. */
+/**
+ * Starts legacy, app, proxy and admin servers in this process against
+ * `services`, through the same runtime modules their commands use. Tests use
+ * it; `npm start` runs each as its own process instead (stack/supervisor.ts).
+ */
 export async function startBackends(services: Pick<Services, 'primaryUrl' | 'replicaUrls'>, options: BackendsOptions): Promise<Backends> {
   const host = options.host ?? '127.0.0.1';
   const opened: { close(): Promise<void> }[] = [];
@@ -144,26 +146,13 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
       opened.push({ close: async () => rmSync(temporary, { recursive: true, force: true }) });
       storageDir = temporary;
     }
-    const legacy = createLegacyServer({
-      primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads,
-      storageDir, redisUrl: options.redisUrl ?? undefined, maxUploadBytes: options.maxUploadBytes,
-    });
-    opened.push({ close: () => legacy.close() });
-    await legacy.start();
-    const legacyListening = await listen(legacy.server, options.legacyPort ?? 0, host, 'LEGACY_PORT');
-    opened.push(legacyListening);
-
-    const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, name: 'banyan-app', ...options.reads });
-    opened.push({ close: () => router.close() });
-    await router.start();
-    const fences = new FenceStore({ redisUrl: options.redisUrl ?? undefined, whenDown: options.fencesWhenDown ?? 'skip' });
-    opened.push({ close: async () => fences.close() });
-    const cache = new PageCache(options.redisUrl ?? undefined);
-    opened.push({ close: async () => cache.close() });
-    const store = new FileStore(storageDir);
-    await store.init();
-    const appServer = createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes });
-    const app: Listening = await listen(appServer.callback(), options.appPort ?? 0, host, 'APP_PORT');
+    const data = {
+      primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads, redisUrl: options.redisUrl ?? undefined,
+      storageDir, maxUploadBytes: options.maxUploadBytes, host,
+    };
+    const legacy = await startLegacyRuntime({ ...data, port: options.legacyPort ?? 0 });
+    opened.push(legacy);
+    const app = await startAppRuntime({ ...data, fencesWhenDown: options.fencesWhenDown, port: options.appPort ?? 0 });
     opened.push(app);
 
     const proxy = await startProxyRuntime({
@@ -183,36 +172,22 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         pinMode: options.pinMode ?? 'lsn',
         usageFlushMs: options.usageFlushMs ?? 60_000,
       },
-      legacyUrl: legacyListening.url,
+      legacyUrl: legacy.url,
       appUrl: app.url,
       port: options.proxyPort ?? 0,
       adminPort: options.adminPort ?? 0,
       ...(options.breaker ? { breaker: options.breaker } : {}),
-      ready: async () => ({
-        legacy: await reachable(legacyListening.url),
-        app: await reachable(`${app.url}/_health`),
-      }),
     });
     opened.push({ close: () => proxy.stop() });
 
     return {
-      urls: { proxy: proxy.url, admin: proxy.adminUrl, app: app.url, legacy: legacyListening.url },
-      router,
+      urls: { proxy: proxy.url, admin: proxy.adminUrl, app: app.url, legacy: legacy.url },
+      router: app.router,
       proxy,
       stop,
     };
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-async function reachable(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    await res.arrayBuffer();
-    return res.status < 500;
-  } catch {
-    return false;
   }
 }

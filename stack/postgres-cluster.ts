@@ -38,6 +38,8 @@ export interface PostgresCluster {
   readonly replicaUrls: readonly string[];
   /** Which method made the replica (`reused` when it already existed). */
   readonly baseBackup: 'pg_basebackup' | 'backup-api' | 'reused';
+  /** The postmasters' process ids. */
+  readonly pids: { readonly primary: number | undefined; readonly replica: number | undefined };
   /** Waits until the replica has replayed everything the primary has written so far. */
   waitForReplay(timeoutMs?: number): Promise<void>;
   /** Changes the replica's apply delay at run time, so tests can make lag real. */
@@ -125,6 +127,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       primaryUrl,
       replicaUrls: [replicaUrl],
       baseBackup,
+      pids: { primary: primary.child.pid, replica: replica.child.pid },
       setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
       waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
       stopReplica: () => stopServerProcess(replica, 'SIGINT'),

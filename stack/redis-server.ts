@@ -8,6 +8,7 @@ import { reusePort } from './ports.js';
 /** A running redis-server on a loopback port. */
 export interface RedisServer {
   readonly url: string;
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -39,6 +40,7 @@ export async function startRedis(program: string, dir: string): Promise<RedisSer
   writeFileSync(stateFile, JSON.stringify({ port, pid: server.child.pid }));
   return {
     url: `redis://127.0.0.1:${port}`,
+    pid: server.child.pid,
     stop: async () => {
       await stopServerProcess(server, 'SIGTERM');
       rmSync(stateFile, { force: true });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { authenticate } from '../app/accounts.js';
+import { authenticate } from '../lib/accounts.js';
 import { connect } from '../routing/database.js';
 import { runBanyan } from './support/cli.js';
 import { basicAuth } from './support/packages.js';
@@ -47,6 +47,16 @@ describe('banyan command line', () => {
     expect(r.status).to.equal(1);
     expect(r.stderr.trim().split('\n')).to.have.length(1);
     expect(r.stderr).to.match(/ECONNREFUSED|connect/);
+  });
+
+  it('a connection failure names the setting it came from, for every command that uses the database', () => {
+    const env = { DATABASE_URL: 'postgres://banyan:secret@127.0.0.1:1/banyan' };
+    for (const args of [['routes', 'list'], ['report', 'usage'], ['tokens', 'create', 'nobody'], ['proxy']]) {
+      const r = runBanyan(args, { cwd: '/', env: { ...env, LEGACY_URL: 'http://127.0.0.1:1', APP_URL: 'http://127.0.0.1:1', PORT: '0', ADMIN_PORT: '0' } });
+      expect(r.status, args.join(' ')).to.equal(1);
+      expect(r.stderr, args.join(' ')).to.match(/^banyan: cannot reach PostgreSQL at postgres:\/\/banyan:\*\*\*@127\.0\.0\.1:1\/banyan.*ECONNREFUSED.*check DATABASE_URL/);
+      expect(r.stderr, 'the password is never printed').to.not.contain('secret');
+    }
   });
 
   it('users add takes the password from stdin; tokens create prints a token that authenticates, once', async () => {

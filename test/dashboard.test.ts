@@ -12,7 +12,7 @@ import { ARTIFACTS } from './support/artifacts.js';
 const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
 
 const ROUTES: Route[] = [
-  { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+  { name: 'dashboard.home', match: { path: '/' }, mode: 'legacy' },
   { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy' },
   { name: 'new.simple', match: { path: '/simple/*' }, mode: 'new' },
 ];
@@ -64,16 +64,16 @@ describe('the built-in dashboard, in headless Chromium', () => {
     await page.click('#login button[type=submit]');
     await page.locator('#board').waitFor({ state: 'visible' });
     expect(await page.locator('#routes tbody tr').count()).to.equal(3);
-    expect(await cell('legacy.home', 'mode-cell').textContent()).to.equal('legacy');
+    expect(await cell('dashboard.home', 'mode-cell').textContent()).to.equal('legacy');
     expect(await cell('new.simple', 'mode-cell').textContent()).to.equal('new');
-    expect(await cell('legacy.home', 'h-legacy').textContent()).to.equal('30');
+    expect(await cell('dashboard.home', 'h-legacy').textContent()).to.equal('30');
     expect(await cell('new.simple', 'h-new').textContent()).to.equal('20');
     expect(await cell('legacy.pypi', 'h-legacy').textContent()).to.equal('0');
     expect(await cell('legacy.pypi', 'seen').textContent()).to.equal('never');
-    expect(await cell('legacy.home', 'errors').textContent()).to.equal('0.0%');
+    expect(await cell('dashboard.home', 'errors').textContent()).to.equal('0.0%');
     // More traffic shows up on the next refresh, without reloading the page.
     for (let i = 0; i < 5; i++) await (await fetch(`${proxy.url}/`)).text();
-    await page.waitForFunction(`document.querySelector('tr[data-route="legacy.home"] .h-legacy').textContent === '35'`, undefined, { timeout: 15_000 });
+    await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .h-legacy').textContent === '35'`, undefined, { timeout: 15_000 });
   });
 
   it('cuts a route over to the new app, with a required reason that is audited, and the proxy follows', async function () {
@@ -97,5 +97,18 @@ describe('the built-in dashboard, in headless Chromium', () => {
     expect(history[0]).to.include({ actor: 'dashboard', reason: 'rewritten: cut over from the dashboard' });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  });
+
+  it('charts the legacy/new share as stacked bars per minute, and fallbacks and unmatched requests', async function () {
+    this.timeout(30_000);
+    for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/nowhere-${i}`)).text();
+    await page.waitForFunction('window.Chart !== undefined');
+    // A string, not a function: the test's compiler would add helpers the page does not have.
+    const charts = await page.evaluate(`(() => {
+      const read = (id) => { const c = Chart.getChart(id); return { type: c.config.type, stacked: c.config.options.scales.y.stacked === true, labels: c.data.datasets.map((d) => d.label) }; };
+      return { share: read('share'), faults: read('faults') };
+    })()`) as Record<string, { type: string; stacked: boolean; labels: string[] }>;
+    expect(charts.share).to.deep.equal({ type: 'bar', stacked: true, labels: ['legacy %', 'new app %'] });
+    expect(charts.faults).to.deep.include({ type: 'bar', labels: ['fallbacks', 'unmatched'] });
   });
 });

@@ -127,6 +127,21 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(readdirSync(join(storage, '.incoming'))).to.deep.equal([]);
     });
 
+    it('refuses metadata over the field limit, and more fields than the form allows, instead of truncating them', async () => {
+      const name = fresh();
+      const [wheel] = await buildDists(dists, name, '1.0', ['py3-none-any']);
+      const long = await upload(uploadForm(wheel!, { name, version: '1.0' }, { description: 'x'.repeat(4 * 1024 * 1024 + 1) }));
+      expect(long.status).to.equal(400);
+      expect(long.reason).to.equal('Invalid upload form: the field description is over the limit of 4 MiB. Nothing was stored.');
+      const many = uploadForm(wheel!, { name, version: '1.0' });
+      for (let i = 0; i < 500; i++) many.append('classifiers', `Topic :: Test ${i}`);
+      const crowded = await upload(many);
+      expect(crowded.status).to.equal(400);
+      expect(crowded.reason).to.equal('Invalid upload form: the form has more than 500 fields. Nothing was stored.');
+      expect(await fileRows(name)).to.deep.equal([]);
+      expect(readdirSync(join(storage, '.incoming'))).to.deep.equal([]);
+    });
+
     it('answers 401 without credentials, 403 for a wrong token or password, 403 for a non-owner; a password works', async () => {
       const name = fresh();
       const [wheel, sdist] = await buildDists(dists, name, '1.0', ['py3-none-any', 'sdist']);

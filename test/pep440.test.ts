@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { canonicalVersion, compareVersions, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../app/pep440.js';
+import { canonicalVersion, compareVersions, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../lib/pep440.js';
 
 function v(text: string): Version {
   const parsed = parseVersion(text);

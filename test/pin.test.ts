@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { cookieValue, signPin, verifyPin } from '../proxy/pin.js';
-import { formatLsn, parseLsn } from '../routing/lsn.js';
+import { formatLsn, parseLsn } from '../lib/lsn.js';
 
 describe('LSNs', () => {
   it('parse and format PostgreSQL WAL positions, and compare as numbers', () => {

@@ -95,3 +95,39 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     expect(metrics).to.match(/banyan_proxy_shadow_results_total\{route="legacy.json",result="noise"\} 4/);
   });
 });
+
+describe('shadow mode with a new app that is dead or breaks the connection: the proxy stays up', () => {
+  for (const failure of ['refused', 'reset'] as const) {
+    it(`answers every shadowed GET from legacy and counts the copies as errors (${failure})`, async () => {
+      const s = await services();
+      const legacy = await fakeBackend('legacy');
+      // Legacy is slower than the failing copy: the copy's failure comes before anyone waits for it.
+      legacy.answer('/dead/', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('old'); }, 100); });
+      const { createServer } = await import('node:net');
+      const breaker = createServer((socket) => socket.resetAndDestroy());
+      await new Promise<void>((resolve) => breaker.listen(0, '127.0.0.1', resolve));
+      const port = (breaker.address() as { port: number }).port;
+      if (failure === 'refused') await new Promise<void>((resolve) => breaker.close(() => resolve()));
+      await setRoutes(s, [{ name: 'shadow.dead', match: { path: '/dead/*' }, mode: 'shadow' }], `shadow to a ${failure} app`);
+      const proxy = await startTestProxy(s, legacy.url, `http://127.0.0.1:${port}`);
+      // An unhandled rejection is what ends a real proxy process (Node's default); count them here.
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const statuses = [];
+        for (let i = 0; i < 20; i++) statuses.push((await call(`${proxy.url}/dead/${i}`)).status);
+        expect(statuses).to.deep.equal(new Array(20).fill(200));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(proxy.proxy.shadow.report('shadow.dead').counts).to.include({ error: 20, match: 0 });
+        expect((await call(`${proxy.url}/dead/after`)).status, 'still serving').to.equal(200);
+        expect(unhandled.map(String), 'no rejection left unhandled').to.deep.equal([]);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+        await proxy.stop();
+        await legacy.close();
+        if (failure === 'reset') breaker.close();
+      }
+    });
+  }
+});

@@ -5,6 +5,7 @@ import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { freePort } from '../stack/ports.js';
+import { basicAuth, newUploader } from './support/packages.js';
 import { services, waitForReplay } from './support/services.js';
 
 const DELAY_MS = 2_000;
@@ -13,9 +14,12 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   let backends: Backends;
   let proxy: string;
   let n = 0;
+  let auth: string;
 
   before(async () => {
     const s = await services();
+    const uploader = await newUploader(s.primaryUrl);
+    auth = basicAuth('__token__', uploader.token);
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'read-your-writes: shipped routes');
     backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl });
     proxy = backends.urls.proxy;
@@ -34,7 +38,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const name = `ryw-${process.pid}-${++n}`;
     const res = via === 'app'
       ? await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify({ name }) })
-      : await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) }, body: `:action=submit&name=${name}` });
+      : await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth, ...(cookie ? { cookie } : {}) }, body: `:action=submit&name=${name}` });
     expect(res.status, await res.text()).to.be.within(200, 299);
     expect(res.headers.get('x-banyan-write-lsn'), 'the write LSN never reaches the client').to.equal(null);
     const set = res.headers.get('set-cookie') ?? '';
@@ -66,12 +70,19 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     }
   }
 
-  it('another session, without a pin, reads the replica and does not see the write yet', async () => {
+  it('another session, without a pin, sees a legacy write too: legacy honours the project fence', async () => {
     const w = await write('legacy');
     const mine = await read('legacy', w.name, { cookie: w.cookie });
     const theirs = await read('legacy', w.name);
     expect(mine).to.deep.equal({ status: 200, from: 'primary' });
-    expect(theirs).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(theirs).to.deep.equal({ status: 200, from: 'primary' });
+  });
+
+  it('an anonymous caller cannot register a project through legacy', async () => {
+    const name = `anon-${process.pid}`;
+    const res = await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `:action=submit&name=${name}` });
+    expect(res.status).to.equal(401);
+    expect((await fetch(`${backends.urls.legacy}/pypi/${name}`)).status).to.equal(404);
   });
 
   it("a project's fence makes every client's read of it see the write (twine in one process, pip in another)", async () => {
@@ -105,14 +116,15 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const [name, value] = w.cookie.split('=') as [string, string];
     const parts = value.split('.');
     parts[2] = '0/1';
-    // Legacy reads declare no resource fences, so only the pin could route them to the primary.
-    const tampered = await read('legacy', w.name, { cookie: `${name}=${parts.join('.')}` });
+    // An unrelated project has no fence, so only the pin could route its reads to the primary.
+    const other = `unrelated-${process.pid}`;
+    const tampered = await read('legacy', other, { cookie: `${name}=${parts.join('.')}` });
     expect(tampered).to.deep.equal({ status: 404, from: 'replica-1' });
     const expired = signPin({ id: 'abcdefgh12345678', lsn: 0xFFFFFFFFFFn, expires: Date.now() - 1 }, TEST_SECRET);
-    expect(await read('legacy', w.name, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(await read('legacy', other, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
     const forgedFence = await fetch(`${proxy}/pypi/unrelated-${process.pid}/json`, { headers: { 'x-banyan-min-lsn': 'primary' } });
     expect(forgedFence.headers.get('x-banyan-read-from')).to.equal('replica-1');
-    expect(await read('legacy', w.name, { 'x-banyan-min-lsn': 'FFFF/FFFFFFFF' })).to.deep.equal({ status: 404, from: 'replica-1' });
+    expect(await read('legacy', other, { 'x-banyan-min-lsn': 'FFFF/FFFFFFFF' })).to.deep.equal({ status: 404, from: 'replica-1' });
     const metrics = await (await fetch(`${backends.urls.admin}/metrics`)).text();
     expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_forged"\} [1-9]/);
     expect(metrics).to.match(/banyan_proxy_pins_total\{event="rejected_expired"\} [1-9]/);

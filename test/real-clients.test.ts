@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
@@ -27,7 +27,9 @@ describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium
       if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine chromium)`);
     }
     const s = await services();
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'real clients: shipped routes');
+    // The shipped table with the download pages cut over too: Chromium sees the new app's page.
+    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as Route[];
+    await setRoutes(s, shipped.map((r) => (r.name.startsWith('project.') ? { ...r, mode: 'new' as const } : r)), 'real clients: shipped routes, pages on new');
     work = tempDir('banyan-clients-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files') });
     proxy = backends.urls.proxy;
@@ -73,6 +75,23 @@ describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium
     // The replica really was behind: without the fence, a fresh client's read of the newest release would have missed it.
     const lag = await fetch(`${backends.urls.app}/simple/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } });
     expect(lag.headers.get('x-banyan-read-from')).to.not.equal(null);
+  });
+
+  it("twine shows the app's own refusal through the proxy: the reason phrase is passed on", async function () {
+    this.timeout(60_000);
+    const name = `ReasonPkg-${process.pid}`;
+    const first = join(work, 'reason-1');
+    const second = join(work, 'reason-2');
+    mkdirSync(first);
+    mkdirSync(second);
+    const [original] = await buildDists(first, name, '1.0', ['sdist']);
+    expect((await twine([original!])).code).to.equal(0);
+    // The same file name with other contents: Warehouse's "File already exists" refusal.
+    const [other] = await buildDists(second, `${name}`, '1.0', ['sdist']);
+    writeFileSync(other!, Buffer.concat([readFileSync(other!), Buffer.from('\n')]));
+    const refused = await twine([other!]);
+    expect(refused.code).to.not.equal(0);
+    expect(`${refused.stdout}\n${refused.stderr}`).to.contain('File already exists');
   });
 
   it('twine upload --skip-existing of the same files succeeds without storing anything again', async function () {

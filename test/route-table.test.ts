@@ -123,7 +123,7 @@ describe('route table: validation', () => {
       { name: 'Bad Name', match: { path: 'simple' }, mode: 'sideways' },
       { name: 'c', match: { path: '/c/*/d' }, mode: 'canary', percent: 140 },
       { name: 'r', match: { path: '/r' }, mode: 'retired' },
-      { name: 'c', match: { path: '/x', methods: ['FETCH'] }, mode: 'legacy', fallback: true },
+      { name: 'c', match: { path: '/x', methods: ['FETCH'] }, mode: 'legacy', fallback: 'yes' },
       { name: 'b', match: { path: '/b' }, mode: 'new', brownouts: [{ start: 'x', end: 'y' }], colour: 'red' },
       { name: 'f', match: { path: '/f' }, mode: 'legacy', features: [{ query: ':action' }, { xmlrpc: 'yes' }, { query: 'a', form: 'b' }] },
     ]);
@@ -138,7 +138,7 @@ describe('route table: validation', () => {
       'route 3 "r": retired: a retired route needs retired: {"status": 410, "message": "…"}',
       'route 4 "c": name: duplicates route 2',
       'route 4 "c": match.methods: "FETCH" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
-      'route 4 "c": fallback: only new and canary routes fall back to legacy',
+      'route 4 "c": fallback: must be true or false',
       'route 5 "b": colour: unknown field (known: name, match, mode, percent, fallback, retired, brownouts, shadow, timeouts, features)',
       'route 5 "b": brownouts: brownouts are for routes still served by legacy (mode legacy or shadow)',
       'route 5 "b": brownouts[0]: start and end must be ISO 8601 times such as 2026-12-01T10:00:00Z',

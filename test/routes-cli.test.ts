@@ -128,4 +128,55 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(bad.status).to.equal(1);
     expect(bad.stderr).to.contain('route 1 "x": match: must be an object with at least "path"');
   });
+
+  it('warns before sending users to a backend that is down or answers 404, and changes nothing without --force', async () => {
+    const dead = 'http://127.0.0.1:9';
+    const cli = (...args: string[]) => runBanyanAsync(['routes', ...args], { cwd: '/', env: { ...env, APP_URL: dead, LEGACY_URL: legacy.url } });
+    const before = proxy.routes.current.version;
+    const refused = await cli('set', 'legacy.home', '--mode', 'new', '--reason', 'try');
+    expect(refused.status).to.equal(1);
+    expect(refused.stderr).to.match(/warning: legacy\.home sends users to the new app, which is down \(ECONNREFUSED/);
+    expect(refused.stderr).to.contain('add --force to change it anyway');
+    expect(JSON.parse((await routes('list', '--json')).stdout).version, 'nothing was stored').to.equal(before);
+    const rewrite = await fakeBackend('new');
+    try {
+      rewrite.answer('/missing/', (_req, res) => { res.writeHead(404); res.end(); });
+      legacy.answer('/missing/', (_req, res) => { res.writeHead(200); res.end('here'); });
+      const sampled = await runBanyanAsync(['routes', 'set', 'legacy.home', '--mode', 'canary', '--percent', '5', '--sample', '/missing/', '--reason', 'try'],
+        { cwd: '/', env: { ...env, APP_URL: rewrite.url, LEGACY_URL: legacy.url } });
+      expect(sampled.status).to.equal(1);
+      expect(sampled.stderr).to.contain('warning: the new app answers GET /missing/ with 404, where legacy answers 200');
+    } finally {
+      await rewrite.close();
+    }
+    const forced = await cli('set', 'legacy.home', '--mode', 'new', '--reason', 'on purpose', '--force');
+    expect(forced.status, forced.stderr).to.equal(0);
+    const back = await cli('set', 'legacy.home', '--mode', 'legacy', '--reason', 'back');
+    expect(back.status, back.stderr).to.equal(0);
+  });
+
+  it('takes routes list --json back through apply, and refuses it once someone else changed the table', async () => {
+    const dir = tempDir('banyan-export-');
+    const file = join(dir, 'table.json');
+    writeFileSync(file, (await routes('list', '--json')).stdout);
+    const exported = JSON.parse((await routes('list', '--json')).stdout) as { version: number; routes: { name: string; mode: string }[] };
+    exported.routes = exported.routes.map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' } : r));
+    writeFileSync(file, JSON.stringify(exported));
+    const applied = await routes('apply', file, '--reason', 'edited export');
+    expect(applied.status, applied.stderr).to.equal(0);
+    expect(applied.stdout).to.contain('project.page');
+    const stale = await routes('apply', file, '--reason', 'the same file again');
+    expect(stale.status).to.equal(1);
+    expect(stale.stderr).to.contain(`the table is at version ${exported.version + 1}, not ${exported.version}: someone else changed it`);
+    const explicit = await routes('apply', file, '--reason', 'on purpose', '--expected-version', String(exported.version + 1));
+    expect(explicit.status, explicit.stderr).to.equal(0);
+  });
+
+  it('keeps fallback when a route goes back to legacy and forward again', async () => {
+    await routes('set', 'project.page', '--mode', 'new', '--fallback', '--reason', 'cut over');
+    await routes('set', 'project.page', '--mode', 'legacy', '--reason', 'roll back');
+    await routes('set', 'project.page', '--mode', 'new', '--reason', 'again');
+    const shown = JSON.parse((await routes('show', 'project.page', '--json')).stdout) as { mode: string; fallback?: boolean };
+    expect(shown).to.include({ mode: 'new', fallback: true });
+  });
 });

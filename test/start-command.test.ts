@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { isAlive } from '../stack/child-process.js';
 import { processesMentioning, runBanyan, startStack } from './support/cli.js';
 import { tempDir, withClient } from './support/services.js';
 
@@ -14,11 +15,19 @@ describe('banyan start (npm start)', () => {
     rmSync(cwd, { recursive: true, force: true });
   });
 
+  let pidsSeen: number[] = [];
+
   it('brings the stack up, writes stack.json, and SIGTERM stops every process it started', async () => {
     const run = await startStack(cwd, ['--replica-delay', '250ms']);
     try {
       const { stack } = run;
-      expect(stack).to.have.all.keys('proxy', 'admin', 'app', 'legacy', 'primary', 'replicas', 'redis', 'adminToken');
+      expect(stack).to.have.all.keys('proxy', 'admin', 'app', 'legacy', 'primary', 'replicas', 'redis', 'adminToken', 'pids');
+      const pids = stack['pids'] as Record<string, number>;
+      expect(pids).to.have.all.keys('supervisor', 'proxy', 'app', 'legacy', 'postgresPrimary', 'postgresReplica', 'redis');
+      const distinct = new Set(Object.values(pids));
+      expect(distinct.size, 'each component is a process of its own').to.equal(7);
+      for (const pid of distinct) expect(isAlive(pid), `pid ${pid} runs`).to.equal(true);
+      pidsSeen = [...distinct];
       expect(stack.replicas).to.have.length(1);
       expect(stack['redis']).to.match(/^redis:\/\/127\.0\.0\.1:\d+$/);
       expect(run.output()).to.contain('Where everything listens');
@@ -39,6 +48,25 @@ describe('banyan start (npm start)', () => {
       expect(await run.stop('SIGTERM')).to.equal(0);
     }
     expect(existsSync(join(cwd, '.banyan', 'stack.json')), 'stack.json is removed on stop').to.equal(false);
+    expect(pidsSeen.filter(isAlive), 'no process of the stack is left').to.deep.equal([]);
+  });
+
+  it('Ctrl-C stops the proxy first: its last usage counts reach PostgreSQL before the databases stop', async function () {
+    this.timeout(120_000);
+    const first = await startStack(cwd, [], { BANYAN_USAGE_FLUSH: '1h' });
+    for (let i = 0; i < 7; i++) expect((await fetch(`${first.stack.proxy}/pypi?:action=rss`)).status).to.equal(200);
+    expect(await first.interrupt('SIGINT'), 'Ctrl-C reaches the whole process group').to.equal(0);
+    const out = first.output();
+    expect(out).to.not.contain('flush failed');
+    expect(out.indexOf('stopping the proxy')).to.be.lessThan(out.indexOf('stopping Redis and PostgreSQL'));
+    const second = await startStack(cwd);
+    try {
+      const rows = await withClient(second.stack.primary, async (c) => (await c.query(
+        "SELECT coalesce(sum(requests), 0)::int AS n FROM usage_ledger WHERE route = 'legacy.rss' AND feature = ''")).rows);
+      expect(rows[0].n, 'the 7 requests made just before Ctrl-C are in the ledger').to.equal(7);
+    } finally {
+      expect(await second.stop('SIGINT')).to.equal(0);
+    }
   });
 
   it('keeps data in .banyan across restarts (Ctrl-C, then start again) and keeps the admin token', async () => {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { Pool } from 'undici';
 import { UsageLedger, writeBatch } from '../metrics/usage.js';
 import type { ProxyRuntime } from '../proxy/runtime.js';
@@ -8,7 +9,7 @@ import type { Route } from '../routing/route-table.js';
 import { runBanyanAsync } from './support/cli.js';
 import { promtoolProblems } from './support/promtool.js';
 import { setRoutes, startTestProxy } from './support/proxy.js';
-import { services, withClient } from './support/services.js';
+import { services, tempDir, withClient } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
 const ROUTES: Route[] = [
@@ -224,6 +225,35 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       }
     });
 
+    it('spools the last counts when PostgreSQL is unreachable at stop, and the next start adds them once', async () => {
+      const s = await services();
+      const spool = tempDir('banyan-spool-');
+      const dead = connect('postgres://banyan:x@127.0.0.1:1/banyan', { max: 1 });
+      const db = connect(s.primaryUrl, { max: 2 });
+      const lines: string[] = [];
+      try {
+        const stopping = new UsageLedger({ db: dead, instance: 'spool-a', spoolDir: spool, log: (l) => lines.push(l) });
+        const at = Date.parse('2026-03-01T08:00:00Z');
+        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', ['action.rss'], 'spool-test/1', at);
+        await stopping.stop();
+        expect(readdirSync(spool).filter((f) => f.endsWith('.json')), 'the counts are on disk').to.have.length(1);
+        expect(lines.join('\n')).to.contain('spooled them to');
+        for (const instance of ['spool-b', 'spool-c']) {
+          const next = new UsageLedger({ db, instance, spoolDir: spool, flushMs: 3_600_000 });
+          await next.start();
+          await next.stop();
+        }
+        expect(readdirSync(spool)).to.deep.equal([]);
+        const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT feature, requests::int AS n FROM usage_ledger WHERE route = 'ledger.spooled' ORDER BY feature")).rows);
+        expect(rows, 'added once, though two proxies started after it').to.deep.equal([{ feature: '', n: 9 }, { feature: 'action.rss', n: 9 }]);
+      } finally {
+        await dead.destroy();
+        await db.destroy();
+        rmSync(spool, { recursive: true, force: true });
+      }
+    });
+
     it('the proxy flushes what it served into the ledger when it stops', async () => {
       const s = await services();
       const proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
@@ -246,7 +276,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const recent = Date.now() - 2 * day;
         for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
         ledger.record('legacy.xmlrpc', 'legacy', [], 'curl/8', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.changelog'], 'old-mirror/0.1', Date.now() - 40 * day);
+        ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
         for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', [], 'Mozilla/5.0', recent);
         await ledger.flush();
       } finally {
@@ -261,11 +291,11 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       expect(search.requests).to.be.at.least(4);
       expect(search.topUserAgents[0]!.userAgent).to.equal('Python-xmlrpc/3.11');
       expect(search.share).to.be.above(0).and.at.most(1);
-      expect(r.legacy.find((l) => l.feature === 'xmlrpc.changelog'), 'last used 40 days ago: outside the window').to.equal(undefined);
+      expect(r.legacy.find((l) => l.feature === 'xmlrpc.report_test_only_old'), 'last used 40 days ago: outside the window').to.equal(undefined);
       expect(r.new.map((l) => l.route)).to.include('new.home');
       expect(r.legacy.map((l) => l.route)).to.not.include('new.home');
       expect(r.candidates).to.deep.include({ route: 'legacy.ancient', feature: '', lastSeen: null, mode: 'legacy' });
-      expect(r.candidates.find((c) => c.feature === 'xmlrpc.changelog')?.lastSeen).to.be.a('string');
+      expect(r.candidates.find((c) => c.feature === 'xmlrpc.report_test_only_old')?.lastSeen).to.be.a('string');
       expect(r.candidates.map((c) => c.route)).to.not.include('new.home');
 
       const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });

@@ -40,12 +40,15 @@ export interface StartedStack {
   output(): string;
   /** Sends `signal` and resolves with the exit code. */
   stop(signal: NodeJS.Signals): Promise<number | null>;
+  /** Sends `signal` to its whole process group, as Ctrl-C in a terminal does, and resolves with the exit code. */
+  interrupt(signal: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Starts `banyan start` in `cwd` and waits for it to write `.banyan/stack.json`. */
 export async function startStack(cwd: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StartedStack> {
+  // In a process group of its own, as in a terminal: a signal to the group is what Ctrl-C sends.
   const child = spawn(process.execPath, [BANYAN, 'start', ...args], {
-    cwd, env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd, env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   let output = '';
   child.stdout!.on('data', (d) => { output += d; });
@@ -67,6 +70,10 @@ export async function startStack(cwd: string, args: string[] = [], env: NodeJS.P
     output: () => output,
     stop: async (signal) => {
       child.kill(signal);
+      return exited;
+    },
+    interrupt: async (signal) => {
+      process.kill(-child.pid!, signal);
       return exited;
     },
   };

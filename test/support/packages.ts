@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addUser, createToken } from '../../app/accounts.js';
+import { addUser, createToken } from '../../lib/accounts.js';
 import { connect } from '../../routing/database.js';
 
 /** Writes wheels (one per tag, e.g. `py3-none-any`) and an sdist with Python's zipfile/tarfile; returns their paths. */

@@ -21,7 +21,7 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 /** A proxy in this process, reading its table from the shared test database. */
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
-  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number;
+  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number;
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
@@ -32,13 +32,14 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       adminHost: '127.0.0.1',
       routesFile: undefined,
       routesPollMs: options.pollMs ?? 2_000,
-      trustedProxies: undefined,
+      trustedProxies: options.trustedProxies,
       sessionCookie: options.sessionCookie,
       drainMs: options.drainMs ?? 1_000,
       secret: options.secret === null ? undefined : (options.secret ?? TEST_SECRET),
       pinTtlMs: options.pinTtlMs ?? 30_000,
       pinMode: options.pinMode ?? 'lsn',
       usageFlushMs: options.usageFlushMs ?? 60_000,
+      ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     },
     legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { BanyanError } from '../lib/errors.js';
-import type { Database } from '../lib/schema.js';
+import { BanyanError } from './errors.js';
+import type { Database } from './schema.js';
 
 /** scrypt cost N=2^15, r=8, p=1: about 50 ms per check, 32 MiB of memory. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keylen: 32 };

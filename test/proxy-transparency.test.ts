@@ -1,0 +1,92 @@
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { listen, type Listening } from '../lib/http-server.js';
+import type { ProxyRuntime } from '../proxy/runtime.js';
+import { setRoutes, startTestProxy } from './support/proxy.js';
+import { services } from './support/services.js';
+
+/** A backend that answers the way real ones do at the edges: its own reason phrases, 1xx, trailers, several cookies. */
+function edgyBackend(): Server {
+  return createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/reason') {
+        res.writeHead(400, "File already exists ('x-1.0.tar.gz'). Use a new version number", { 'content-type': 'text/plain' });
+        res.end('exists\n');
+      } else if (req.url === '/hints') {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        setTimeout(() => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<p>page</p>'); }, 50);
+      } else if (req.url === '/trailers') {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('part one, ');
+        res.addTrailers({ 'x-checksum': 'abc123' });
+        res.end('part two');
+      } else {
+        res.writeHead(200, [['Set-Cookie', 'a=1; Path=/'], ['Set-Cookie', 'b=2; Path=/'], ['X-Odd-Case', 'Value, with;  inner  spaces'], ['Content-Length', '2']]);
+        res.end('ok');
+      }
+    });
+  });
+}
+
+/** The whole raw response, as bytes a client would read. */
+function rawExchange(url: string, request: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    let data = '';
+    socket.setTimeout(5_000, () => { socket.destroy(); resolve(data); });
+    socket.on('data', (d) => { data += d; });
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+    socket.write(request);
+  });
+}
+
+describe('proxy transparency: what the route does not change reaches the client as the backend sent it', () => {
+  let backend: Listening;
+  let proxy: ProxyRuntime;
+
+  before(async () => {
+    const s = await services();
+    backend = await listen(edgyBackend(), 0, '127.0.0.1', 'test');
+    await setRoutes(s, [{ name: 'edge', match: { path: '/' }, mode: 'legacy' }, { name: 'edge.all', match: { path: '/*' }, mode: 'legacy' }], 'transparency');
+    proxy = await startTestProxy(s, backend.url, backend.url);
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await backend.close();
+  });
+
+  const get = (path: string, method = 'GET') => rawExchange(proxy.url, `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+
+  it("passes the backend's reason phrase on, for reads and for writes (where it carries Warehouse-style errors)", async () => {
+    expect((await get('/reason')).split('\r\n')[0]).to.equal("HTTP/1.1 400 File already exists ('x-1.0.tar.gz'). Use a new version number");
+    expect((await get('/reason', 'POST')).split('\r\n')[0]).to.equal("HTTP/1.1 400 File already exists ('x-1.0.tar.gz'). Use a new version number");
+    const res = await fetch(`${proxy.url}/reason`);
+    expect(res.statusText).to.equal("File already exists ('x-1.0.tar.gz'). Use a new version number");
+  });
+
+  it('passes 103 Early Hints on before the final answer', async () => {
+    const text = await get('/hints');
+    expect(text).to.match(/^HTTP\/1\.1 103 Early Hints\r\n[Ll]ink: <\/style\.css>; rel=preload; as=style\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  });
+
+  it('passes trailers on', async () => {
+    const text = await get('/trailers');
+    expect(text.toLowerCase()).to.contain('trailer: x-checksum');
+    expect(text).to.match(/\r\n0\r\nx-checksum: abc123\r\n\r\n$/i);
+  });
+
+  it('keeps several Set-Cookie headers apart and header values byte for byte', async () => {
+    // Header names are case-insensitive (the proxy writes them in lower case); values must arrive unchanged.
+    const lines = (await get('/cookies')).split('\r\n\r\n')[0]!.split('\r\n').slice(1).map((l) => {
+      const colon = l.indexOf(':');
+      return [l.slice(0, colon).toLowerCase(), l.slice(colon + 2)];
+    });
+    expect(lines.filter(([n]) => n === 'set-cookie').map(([, v]) => v)).to.deep.equal(['a=1; Path=/', 'b=2; Path=/']);
+    expect(lines.find(([n]) => n === 'x-odd-case')?.[1]).to.equal('Value, with;  inner  spaces');
+  });
+});
