@@ -175,11 +175,18 @@ export class DbRouter {
     return best === undefined ? undefined : this.replicas[best];
   }
 
-  async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
     this.#inFlight[index]!++;
     try {
       return await (this.#breakers[index]!.fire(() => fn(this.replicas[index]!.db)) as Promise<T>);
     } catch (err) {
+      if (retryConflict && isRecoveryConflict(err)) {
+        // The standby cancelled the query to replay WAL that conflicted with it (a lock, a vacuum): the
+        // replica is fine and the read is safe to run again, on a server at least as far along.
+        this.recoveryConflictRetries++;
+        const other = this.#atLeastAsFresh(index);
+        return other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false);
+      }
       const open = (err as { code?: string }).code === 'EOPENBREAKER';
       if (!open && !isConnectionError(err)) throw err;
       // Out until the monitor sees it answer again.
@@ -195,6 +202,22 @@ export class DbRouter {
 
   /** Reads that a replica failed and the primary answered instead. */
   readRetries = 0;
+  /** Reads a standby cancelled for a recovery conflict and another server answered. */
+  recoveryConflictRetries = 0;
+
+  /**
+   * Another usable replica that has replayed at least as much as replica `index` had (so it meets any fence
+   * that one met), preferring the fewest reads running; undefined sends the read to the primary.
+   */
+  #atLeastAsFresh(index: number): number | undefined {
+    const floor = this.states[index]!.replayLsn;
+    let best: number | undefined;
+    for (const i of this.#usable()) {
+      if (i === index || floor === undefined || this.states[i]!.replayLsn! < floor) continue;
+      if (best === undefined || this.#inFlight[i]! < this.#inFlight[best]!) best = i;
+    }
+    return best;
+  }
 
   /** The primary's current WAL position: a fence for whatever was just committed. */
   async currentLsn(): Promise<bigint> {
@@ -316,6 +339,15 @@ export class DbRouter {
     await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
     await Promise.all([this.primary, ...this.replicas].map((s) => s.db.destroy()));
   }
+}
+
+/**
+ * Whether a standby cancelled a query to replay conflicting WAL: "canceling statement due to conflict with
+ * recovery" is SQLSTATE 40001 (40P01 for a buffer-pin deadlock). A read-only standby raises no other 40001.
+ */
+export function isRecoveryConflict(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === '40001' || code === '40P01';
 }
 
 /** Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin. Anything else is no fence. */

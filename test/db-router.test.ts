@@ -76,4 +76,49 @@ describe('DB router choices against a real replica', () => {
       await lif.close();
     }
   });
+
+  it('runs a read again elsewhere when the standby cancels it for a recovery conflict (SQLSTATE 40001)', async function () {
+    this.timeout(30_000);
+    const s = await services();
+    const setDelay = (value: string | undefined) => withClient(s.replicaUrls[0]!, async (c) => {
+      await c.query(value === undefined ? 'ALTER SYSTEM RESET max_standby_streaming_delay' : `ALTER SYSTEM SET max_standby_streaming_delay = '${value}'`);
+      await c.query('SELECT pg_reload_conf()');
+    });
+    /** A read on replica-1 that a lock replayed from the primary cancels; resolves with what the user got. */
+    const conflictedRead = async (r: DbRouter) => {
+      await r.tick();
+      const db = await r.forRequest();
+      expect(db.readTarget).to.equal('replica-1');
+      const read = db.read((k) => sql<{ n: number; standby: boolean }>`
+        SELECT (SELECT count(*) FROM conflict_probe)::int AS n, pg_sleep(1.5) IS NULL AS slept, pg_is_in_recovery() AS standby`.execute(k));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // An ACCESS EXCLUSIVE lock taken on the primary is replayed on the standby, where the read holds ACCESS SHARE.
+      await withClient(s.primaryUrl, (c) => c.query('BEGIN; LOCK TABLE conflict_probe IN ACCESS EXCLUSIVE MODE; COMMIT'));
+      return (await read).rows[0]!;
+    };
+    await withClient(s.primaryUrl, (c) => c.query('CREATE TABLE conflict_probe (v int); INSERT INTO conflict_probe VALUES (1), (2)'));
+    await waitForReplay(s);
+    // The standby cancels a conflicting query after 10 ms instead of delaying replay for 30 s.
+    await setDelay('10ms');
+    // The same standby listed twice stands in for a second replica.
+    const two = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: [s.replicaUrls[0]!, s.replicaUrls[0]!], monitorIntervalMs: 60_000 });
+    await two.start();
+    try {
+      const before = router.recoveryConflictRetries;
+      const alone = await conflictedRead(router);
+      expect(alone.n, 'the user got the answer, not "canceling statement due to conflict with recovery"').to.equal(2);
+      expect(alone.standby, 'with one replica, the primary answers').to.equal(false);
+      expect(router.recoveryConflictRetries - before).to.equal(1);
+      expect(router.states[0]!.healthy, 'a conflict does not take the replica out of rotation').to.equal(true);
+
+      const other = await conflictedRead(two);
+      expect(other.n).to.equal(2);
+      expect(other.standby, 'another replica as far along answers, sparing the primary').to.equal(true);
+      expect(two.recoveryConflictRetries).to.equal(1);
+    } finally {
+      await two.close();
+      await setDelay(undefined);
+      await withClient(s.primaryUrl, (c) => c.query('DROP TABLE conflict_probe'));
+    }
+  });
 });
