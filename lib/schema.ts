@@ -114,6 +114,8 @@ export interface UsageLedgerTable {
   route: string;
   feature: string;
   backend: string;
+  /** `2xx` … `5xx`, `aborted` (the client left before the answer), `unknown` (counted before classes were kept). */
+  status_class: Generated<string>;
   requests: string;
   last_seen: Timestamp;
 }

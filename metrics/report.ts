@@ -1,17 +1,26 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 import type { Route } from '../routing/route-table.js';
+import { NOT_USE } from './usage.js';
 
 export interface UsageLine {
   readonly route: string;
   /** '' for the route as a whole, else a legacy feature such as `xmlrpc.search`. */
   readonly feature: string;
+  /** Every request in the window, whatever its answer. */
   readonly requests: number;
-  /** Share of all requests through the proxy in the window, 0 to 1. */
+  /** Requests that are evidence of use: every answer but a 4xx (aborted requests included). */
+  readonly use: number;
+  /** Share of all use through the proxy in the window, 0 to 1. */
   readonly share: number;
-  /** Last request ever recorded (may be before the window); null when never. */
+  /** Last use ever recorded (may be before the window); null when never. */
+  readonly lastUsed: string | null;
+  /** Last request of any kind, 4xx included. */
   readonly lastSeen: string | null;
+  /** Requests per backend that answered (`legacy`, `new`, `proxy` for retired and refused). */
   readonly backends: Record<string, number>;
+  /** Requests per status class: `2xx` … `5xx`, `aborted`, and `unknown` for counts from before classes were kept. */
+  readonly statuses: Record<string, number>;
   readonly topUserAgents: { readonly userAgent: string; readonly requests: number }[];
 }
 
@@ -20,14 +29,16 @@ export interface UsageReport {
   readonly until: string;
   readonly unusedSince: string;
   readonly totalRequests: number;
+  /** Requests that count as use (all but 4xx). */
+  readonly totalUse: number;
   /** Routes still served by legacy (legacy, shadow, canary, and unmatched paths), with their features. */
   readonly legacy: UsageLine[];
   /** Routes already served by the new app. */
   readonly new: UsageLine[];
   /** Retired routes that are still being called. */
   readonly retired: UsageLine[];
-  /** Legacy routes and features with no request since `unusedSince`. */
-  readonly candidates: { readonly route: string; readonly feature: string; readonly lastSeen: string | null; readonly mode: string }[];
+  /** Legacy routes and features with no use (4xx answers do not count) since `unusedSince`. */
+  readonly candidates: { readonly route: string; readonly feature: string; readonly lastUsed: string | null; readonly mode: string }[];
 }
 
 /**
@@ -40,12 +51,12 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
   const now = options.now ?? new Date();
   const from = new Date(Math.floor(options.since.getTime() / 3_600_000) * 3_600_000);
   const totals = await db.selectFrom('usage_ledger')
-    .select(['route', 'feature', 'backend', sql<string>`sum(requests)`.as('requests')])
-    .where('bucket', '>=', from).groupBy(['route', 'feature', 'backend']).execute();
+    .select(['route', 'feature', 'backend', 'status_class', sql<string>`sum(requests)`.as('requests')])
+    .where('bucket', '>=', from).groupBy(['route', 'feature', 'backend', 'status_class']).execute();
   const everSeen = await db.selectFrom('usage_ledger')
-    .select(['route', 'feature', sql<Date>`max(last_seen)`.as('last_seen')]).groupBy(['route', 'feature']).execute();
-  const recent = await db.selectFrom('usage_ledger')
-    .select(['route', 'feature']).where('last_seen', '>=', options.unusedSince).groupBy(['route', 'feature']).execute();
+    .select(['route', 'feature', sql<Date>`max(last_seen)`.as('last_seen'),
+      sql<Date | null>`max(last_seen) FILTER (WHERE status_class NOT IN (${sql.join([...NOT_USE])}))`.as('last_used')])
+    .groupBy(['route', 'feature']).execute();
   const agents = await sql<{ route: string; feature: string; user_agent: string; requests: string }>`
     SELECT route, feature, user_agent, requests FROM (
       SELECT route, feature, user_agent, sum(requests) AS requests,
@@ -54,17 +65,27 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
      WHERE rank <= 3 ORDER BY route, feature, rank`.execute(db);
 
   const key = (route: string, feature: string) => `${route}\u0000${feature}`;
-  const lines = new Map<string, { route: string; feature: string; requests: number; backends: Record<string, number> }>();
+  const notUse = new Set<string>(NOT_USE);
+  const lines = new Map<string, { route: string; feature: string; requests: number; use: number; backends: Record<string, number>; statuses: Record<string, number> }>();
   let total = 0;
+  let totalUse = 0;
   for (const t of totals) {
     const n = Number(t.requests);
-    if (t.feature === '') total += n;
-    const line = lines.get(key(t.route, t.feature)) ?? { route: t.route, feature: t.feature, requests: 0, backends: {} };
+    const use = notUse.has(t.status_class) ? 0 : n;
+    if (t.feature === '') {
+      total += n;
+      totalUse += use;
+    }
+    const line = lines.get(key(t.route, t.feature)) ?? { route: t.route, feature: t.feature, requests: 0, use: 0, backends: {}, statuses: {} };
     line.requests += n;
+    line.use += use;
     line.backends[t.backend] = (line.backends[t.backend] ?? 0) + n;
+    line.statuses[t.status_class] = (line.statuses[t.status_class] ?? 0) + n;
     lines.set(key(t.route, t.feature), line);
   }
-  const lastSeen = new Map(everSeen.map((r) => [key(r.route, r.feature), new Date(r.last_seen).toISOString()]));
+  const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
+  const lastSeen = new Map(everSeen.map((r) => [key(r.route, r.feature), iso(r.last_seen)]));
+  const lastUsed = new Map(everSeen.map((r) => [key(r.route, r.feature), iso(r.last_used)]));
   const topAgents = new Map<string, { userAgent: string; requests: number }[]>();
   for (const a of agents.rows) {
     const list = topAgents.get(key(a.route, a.feature)) ?? [];
@@ -78,31 +99,35 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
   };
   const out: { legacy: UsageLine[]; new: UsageLine[]; retired: UsageLine[] } = { legacy: [], new: [], retired: [] };
   const ordered = [...lines.values()].sort((a, b) => {
-    const ra = lines.get(key(a.route, ''))?.requests ?? 0;
-    const rb = lines.get(key(b.route, ''))?.requests ?? 0;
-    return rb - ra || a.route.localeCompare(b.route) || (a.feature === '' ? -1 : b.feature === '' ? 1 : b.requests - a.requests);
+    const ra = lines.get(key(a.route, ''))?.use ?? 0;
+    const rb = lines.get(key(b.route, ''))?.use ?? 0;
+    return rb - ra || a.route.localeCompare(b.route) || (a.feature === '' ? -1 : b.feature === '' ? 1 : b.use - a.use || b.requests - a.requests);
   });
   for (const l of ordered) {
+    const k = key(l.route, l.feature);
     out[section(l.route)].push({
-      route: l.route, feature: l.feature, requests: l.requests, share: total ? l.requests / total : 0,
-      lastSeen: lastSeen.get(key(l.route, l.feature)) ?? null, backends: l.backends, topUserAgents: topAgents.get(key(l.route, l.feature)) ?? [],
+      route: l.route, feature: l.feature, requests: l.requests, use: l.use, share: totalUse ? l.use / totalUse : 0,
+      lastUsed: lastUsed.get(k) ?? null, lastSeen: lastSeen.get(k) ?? null, backends: l.backends, statuses: l.statuses,
+      topUserAgents: topAgents.get(k) ?? [],
     });
   }
 
-  const used = new Set(recent.map((r) => key(r.route, r.feature)));
+  const since = options.unusedSince.getTime();
+  const usedSince = (k: string) => { const at = lastUsed.get(k); return at != null && Date.parse(at) >= since; };
   const candidates: UsageReport['candidates'] = [];
   for (const r of routes) {
-    if (section(r.name) !== 'legacy' || used.has(key(r.name, ''))) continue;
-    candidates.push({ route: r.name, feature: '', lastSeen: lastSeen.get(key(r.name, '')) ?? null, mode: r.mode });
+    if (section(r.name) !== 'legacy' || usedSince(key(r.name, ''))) continue;
+    candidates.push({ route: r.name, feature: '', lastUsed: lastUsed.get(key(r.name, '')) ?? null, mode: r.mode });
   }
-  // Features are only known once seen: those seen before and not since.
+  // Features are only known once seen: those seen before and not used since.
   for (const r of everSeen) {
-    if (r.feature === '' || section(r.route) !== 'legacy' || used.has(key(r.route, r.feature))) continue;
-    candidates.push({ route: r.route, feature: r.feature, lastSeen: new Date(r.last_seen).toISOString(), mode: modes.get(r.route) ?? 'legacy' });
+    const k = key(r.route, r.feature);
+    if (r.feature === '' || section(r.route) !== 'legacy' || usedSince(k)) continue;
+    candidates.push({ route: r.route, feature: r.feature, lastUsed: lastUsed.get(k) ?? null, mode: modes.get(r.route) ?? 'legacy' });
   }
   candidates.sort((a, b) => a.route.localeCompare(b.route) || a.feature.localeCompare(b.feature));
   return {
     since: options.since.toISOString(), until: now.toISOString(), unusedSince: options.unusedSince.toISOString(),
-    totalRequests: total, ...out, candidates,
+    totalRequests: total, totalUse, ...out, candidates,
   };
 }

@@ -7,8 +7,21 @@ import type { Database } from '../lib/schema.js';
 
 /** Distinct user agents kept per route and feature per hour; the rest count as `other`. */
 const MAX_AGENTS = 20;
-/** Distinct (hour, route, feature, backend) rows kept between flushes; beyond this, features fold into `other`. */
+/** Distinct (hour, route, feature, backend, status class) rows kept between flushes; beyond this, features fold into `other`. */
 const MAX_ROWS = 5_000;
+
+/** What the client got, as the ledger keeps it: 4xx is not use (a scanner's 404 is no reason to keep a route). */
+export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'aborted' | 'unknown';
+
+/** 499 is nginx's "client closed request", which the proxy records for a client that left before the answer. */
+export function classOf(status: number): StatusClass {
+  if (status === 499) return 'aborted';
+  if (status >= 100 && status < 600) return `${Math.floor(status / 100)}xx` as StatusClass;
+  return 'unknown';
+}
+
+/** Classes that are not evidence of use: the client asked for something that is not there, or was refused. */
+export const NOT_USE: readonly StatusClass[] = ['4xx'];
 
 interface Count { requests: number; lastSeen: number }
 
@@ -90,21 +103,25 @@ export class UsageLedger {
     }
   }
 
-  /** Counts one request: the route row (feature '') and one row per feature. */
-  record(route: string, backend: string, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
+  /**
+   * Counts one request: the route row (feature '') and one row per feature, under the class of the status
+   * the client got (`CLIENT_CLOSED`, 499, for a client that left first).
+   */
+  record(route: string, backend: string, status: number, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
     const bucket = at - (at % 3_600_000);
     const agent = (userAgent ?? '').slice(0, 160) || '(none)';
-    this.#count(bucket, route, '', backend, agent, at);
-    for (const feature of features) this.#count(bucket, route, feature, backend, agent, at);
+    const statusClass = classOf(status);
+    this.#count(bucket, route, '', backend, statusClass, agent, at);
+    for (const feature of features) this.#count(bucket, route, feature, backend, statusClass, agent, at);
   }
 
-  #count(bucket: number, route: string, feature: string, backend: string, agent: string, at: number): void {
+  #count(bucket: number, route: string, feature: string, backend: string, statusClass: StatusClass, agent: string, at: number): void {
     const batch = this.#current;
-    let key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}`;
+    let key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}\u0000${statusClass}`;
     let count = batch.counts.get(key);
     if (!count && batch.counts.size >= MAX_ROWS && feature !== '') {
       feature = 'other';
-      key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}`;
+      key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}\u0000${statusClass}`;
       count = batch.counts.get(key);
     }
     if (!count) batch.counts.set(key, (count = { requests: 0, lastSeen: at }));
@@ -213,12 +230,13 @@ export async function writeBatch(db: Kysely<Database>, batch: Batch, instance: s
       .onConflict((oc) => oc.column('flush_id').doNothing()).returning('flush_id').executeTakeFirst();
     if (!claimed) return 'duplicate';
     const rows = [...batch.counts].map(([key, c]) => {
-      const [bucket, route, feature, backend] = key.split('\u0000') as [string, string, string, string];
-      return { bucket: new Date(Number(bucket)), route, feature, backend, requests: String(c.requests), last_seen: new Date(c.lastSeen) };
+      // Batches spooled before status classes were kept have four parts.
+      const [bucket, route, feature, backend, statusClass = 'unknown'] = key.split('\u0000') as [string, string, string, string, string?];
+      return { bucket: new Date(Number(bucket)), route, feature, backend, status_class: statusClass, requests: String(c.requests), last_seen: new Date(c.lastSeen) };
     });
     for (let i = 0; i < rows.length; i += 1000) {
       await trx.insertInto('usage_ledger').values(rows.slice(i, i + 1000))
-        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend']).doUpdateSet({
+        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend', 'status_class']).doUpdateSet({
           requests: sql`usage_ledger.requests + excluded.requests`,
           last_seen: sql`greatest(usage_ledger.last_seen, excluded.last_seen)`,
         })).execute();

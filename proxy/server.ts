@@ -250,10 +250,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     // On close, not finish: a request the client gave up on is use too (counted as 499, nginx's "client closed request").
     res.once('close', () => {
-      record(decision.route, served, method, res.writableFinished ? res.statusCode : CLIENT_CLOSED, Number(process.hrtime.bigint() - started) / 1e9);
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+      record(decision.route, served, method, status, Number(process.hrtime.bigint() - started) / 1e9);
       if (decision.route === UNMATCHED) countUnmatched(req.url);
       for (const f of features) countFeature(f);
-      usage?.record(decision.route, served, features, req.headers['user-agent']);
+      usage?.record(decision.route, served, status, features, req.headers['user-agent']);
     });
 
     if (decision.target === 'proxy') {

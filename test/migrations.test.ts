@@ -21,14 +21,15 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
 
       const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(4);
+      expect(reverted).to.have.length(5);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.deep.equal([]);
 
       const applied = await migrateUp(db);
-      expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order']);
+      expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
+        '2026-11-23-01-usage-status']);
       expect(await migrateUp(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
@@ -41,6 +42,14 @@ describe('migrations', () => {
     const s = await services();
     const db = connect(s.primaryUrl, { max: 1 });
     try {
+      // Undoing the status classes keeps every count: rows that differed only by class are added together.
+      await withClient(s.primaryUrl, (c) => c.query(`INSERT INTO usage_ledger (bucket, route, feature, backend, status_class, requests, last_seen)
+        VALUES ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '2xx', 3, '2026-01-01T00:10Z'),
+               ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '4xx', 4, '2026-01-01T00:20Z')`));
+      expect(await migrateDown(db)).to.deep.equal(['2026-11-23-01-usage-status']);
+      expect(await withClient(s.primaryUrl, async (c) => (await c.query(
+        "SELECT requests::int AS n, last_seen FROM usage_ledger WHERE route = 'down.probe'")).rows.map((r) => [r.n, r.last_seen.toISOString()])))
+        .to.deep.equal([[7, '2026-01-01T00:20:00.000Z']]);
       expect(await migrateDown(db)).to.deep.equal(['2026-11-22-01-release-order']);
       const columns = await withClient(s.primaryUrl, async (c) => (await c.query(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'releases'")).rows.map((r: { column_name: string }) => r.column_name));
@@ -50,6 +59,7 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
     } finally {
       await migrateUp(db);
+      await withClient(s.primaryUrl, (c) => c.query("DELETE FROM usage_ledger WHERE route = 'down.probe'"));
       await db.destroy();
     }
   });

@@ -163,8 +163,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'test-a' });
         const at = Date.parse('2026-01-05T10:20:00Z');
-        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', ['xmlrpc.search'], 'pip/23', at);
-        ledger.record('ledger.route', 'legacy', [], 'curl/8', at + 60_000);
+        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', 200, ['xmlrpc.search'], 'pip/23', at);
+        ledger.record('ledger.route', 'legacy', 200, [], 'curl/8', at + 60_000);
         await ledger.flush();
         expect(ledger.unflushed).to.equal(0);
         const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
@@ -182,12 +182,18 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         ]);
 
         // The same batch again (a retry after a commit whose answer was lost) adds nothing.
-        const batch = { id: `retry-${process.pid}`, counts: new Map([[`${at - (at % 3_600_000)}\u0000ledger.route\u0000\u0000legacy`, { requests: 10, lastSeen: at }]]), agents: new Map() };
+        const batch = { id: `retry-${process.pid}`, counts: new Map([[`${at - (at % 3_600_000)}\u0000ledger.route\u0000\u0000legacy\u00002xx`, { requests: 10, lastSeen: at }]]), agents: new Map() };
         expect(await writeBatch(db, batch, 'test-a')).to.equal('ok');
         expect(await writeBatch(db, batch, 'test-a')).to.equal('duplicate');
         const total = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = ''")).rows[0].n);
+          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' AND status_class = '2xx'")).rows[0].n);
         expect(total).to.equal(16);
+        // A batch spooled by a proxy from before status classes (four-part keys) still lands, as `unknown`.
+        const old = { id: `old-${process.pid}`, counts: new Map([[`${at - (at % 3_600_000)}\u0000ledger.route\u0000\u0000legacy`, { requests: 2, lastSeen: at }]]), agents: new Map() };
+        expect(await writeBatch(db, old, 'test-a')).to.equal('ok');
+        expect(await withClient(s.primaryUrl, async (c) => (await c.query(
+          "SELECT status_class, requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' ORDER BY 1")).rows))
+          .to.deep.equal([{ status_class: '2xx', n: 16 }, { status_class: 'unknown', n: 2 }]);
       } finally {
         await db.destroy();
       }
@@ -219,14 +225,14 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const a = new UsageLedger({ db, instance: 'a' });
         const b = new UsageLedger({ db: flaky, instance: 'b', onFlush: (r) => results.push(r) });
         const at = Date.parse('2026-02-01T08:00:00Z');
-        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', [], 'x', at);
-        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', [], 'x', at);
+        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', 200, [], 'x', at);
+        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', 200, [], 'x', at);
         relay.set(false);
         await a.flush();
         await b.flush();
         expect(results).to.deep.equal(['failed']);
         expect(b.unflushed, 'nothing is lost when a flush fails').to.equal(5);
-        b.record('ledger.multi', 'legacy', [], 'x', at);
+        b.record('ledger.multi', 'legacy', 200, [], 'x', at);
         relay.set(true);
         await b.stop();
         expect(results).to.deep.equal(['failed', 'ok', 'ok']);
@@ -249,7 +255,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const stopping = new UsageLedger({ db: dead, instance: 'spool-a', spoolDir: spool, log: (l) => lines.push(l) });
         const at = Date.parse('2026-03-01T08:00:00Z');
-        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', ['action.rss'], 'spool-test/1', at);
+        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', 200, ['action.rss'], 'spool-test/1', at);
         await stopping.stop();
         expect(readdirSync(spool).filter((f) => f.endsWith('.json')), 'the counts are on disk').to.have.length(1);
         expect(lines.join('\n')).to.contain('spooled them to');
@@ -289,10 +295,15 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'report-test' });
         const recent = Date.now() - 2 * day;
-        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', [], 'curl/8', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
-        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', [], 'Mozilla/5.0', recent);
+        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 200, [], 'curl/8', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 200, ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
+        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 200, [], 'Mozilla/5.0', recent);
+        // A scanner's 404s on a legacy route are not use; a client that gave up (499) and a 5xx are.
+        for (let i = 0; i < 50; i++) ledger.record('legacy.ancient', 'legacy', 404, [], 'scanner/1', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 499, [], 'impatient/1', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 502, [], 'curl/8', recent);
+        ledger.record('legacy.xmlrpc', 'new', 200, [], 'curl/8', recent);
         await ledger.flush();
       } finally {
         await db.destroy();
@@ -300,8 +311,10 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const env = { DATABASE_URL: s.primaryUrl };
       const json = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d', '--json'], { env });
       expect(json.status, json.stderr).to.equal(0);
-      const r = JSON.parse(json.stdout) as { legacy: { route: string; feature: string; requests: number; share: number; topUserAgents: { userAgent: string }[] }[];
-        new: { route: string }[]; candidates: { route: string; feature: string; lastSeen: string | null }[]; totalRequests: number };
+      type Line = { route: string; feature: string; requests: number; use: number; share: number; topUserAgents: { userAgent: string }[];
+        backends: Record<string, number>; statuses: Record<string, number>; lastUsed: string | null; lastSeen: string | null };
+      const r = JSON.parse(json.stdout) as { legacy: Line[]; new: Line[]; candidates: { route: string; feature: string; lastUsed: string | null }[];
+        totalRequests: number; totalUse: number };
       const search = r.legacy.find((l) => l.route === 'legacy.xmlrpc' && l.feature === 'xmlrpc.search')!;
       expect(search.requests).to.be.at.least(4);
       expect(search.topUserAgents[0]!.userAgent).to.equal('Python-xmlrpc/3.11');
@@ -309,14 +322,23 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       expect(r.legacy.find((l) => l.feature === 'xmlrpc.report_test_only_old'), 'last used 40 days ago: outside the window').to.equal(undefined);
       expect(r.new.map((l) => l.route)).to.include('new.home');
       expect(r.legacy.map((l) => l.route)).to.not.include('new.home');
-      expect(r.candidates).to.deep.include({ route: 'legacy.ancient', feature: '', lastSeen: null, mode: 'legacy' });
-      expect(r.candidates.find((c) => c.feature === 'xmlrpc.report_test_only_old')?.lastSeen).to.be.a('string');
+      expect(r.candidates, 'fifty 404s are not use').to.deep.include({ route: 'legacy.ancient', feature: '', lastUsed: null, mode: 'legacy' });
+      const ancient = r.legacy.find((l) => l.route === 'legacy.ancient' && l.feature === '')!;
+      expect([ancient.requests, ancient.use, ancient.statuses, ancient.share]).to.deep.equal([50, 0, { '4xx': 50 }, 0]);
+      expect(ancient.lastSeen).to.be.a('string');
+      const xmlrpc = r.legacy.find((l) => l.route === 'legacy.xmlrpc' && l.feature === '')!;
+      expect(xmlrpc.statuses).to.deep.include({ aborted: 1, '5xx': 1 });
+      expect(xmlrpc.use, 'aborted and 5xx requests are use').to.equal(xmlrpc.requests);
+      expect(xmlrpc.backends['new'], 'each backend apart').to.equal(1);
+      expect(r.totalRequests - r.totalUse).to.be.at.least(50);
+      expect(r.candidates.find((c) => c.feature === 'xmlrpc.report_test_only_old')?.lastUsed).to.be.a('string');
       expect(r.candidates.map((c) => c.route)).to.not.include('new.home');
 
       const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });
       expect(text.status).to.equal(0);
-      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+requests\s+share\s+last seen\s+top user agents$/m);
-      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+Python-xmlrpc\/3\.11 \(\d+\)/m);
+      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by backend\s+last used\s+top user agents$/m);
+      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+Python-xmlrpc\/3\.11 \(\d+\)/m);
+      expect(text.stdout).to.match(/^legacy\.ancient\s+0\s+0\.0%\s+50\s+0\s+legacy 50\s+never\s+scanner\/1 \(50\)$/m);
       expect(text.stdout).to.match(/^legacy\.ancient\s+\(whole route\)\s+legacy\s+never$/m);
       const bad = await runBanyanAsync(['report', 'usage', '--since', 'forever'], { env });
       expect([bad.status, bad.stderr]).to.deep.equal([1, 'banyan: --since must be a duration like 500ms, 2s or 1m, not "forever"\n']);
