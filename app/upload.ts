@@ -1,9 +1,10 @@
 import busboy from 'busboy';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
 import { journal, lockProject } from '../lib/write-announcer.js';
 import type { Database } from '../lib/schema.js';
 import { authenticate, type Account } from '../lib/accounts.js';
+import { dropBody } from '../lib/form-body.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
 import { parseFilename } from './platform.js';
@@ -127,19 +128,19 @@ function one(fields: Map<string, string[]>, name: string): string | undefined {
  * removed again if the commit fails: nothing is served that has no row, and
  * no row points at a missing file.
  */
-export async function handleUpload(ctx: UploadContext, req: IncomingMessage): Promise<UploadResult> {
+export async function handleUpload(ctx: UploadContext, req: IncomingMessage, res: ServerResponse): Promise<UploadResult> {
   const auth = await authenticate(ctx.writer, req.headers.authorization);
   if (auth === 'missing' || auth === 'malformed') {
-    drain(req);
+    refuseBody(ctx, req, res);
     throw new UploadError(401, 'Invalid or non-existent authentication information. Use __token__ and an API token, or your username and password.', 'auth-missing');
   }
   if (auth === 'invalid') {
-    drain(req);
+    refuseBody(ctx, req, res);
     throw new UploadError(403, 'Invalid or non-existent authentication information. Check the token or password.', 'auth-invalid');
   }
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > ctx.maxUploadBytes + 16 * 1024 * 1024) {
-    drain(req);
+    refuseBody(ctx, req, res);
     throw new UploadError(400, tooLarge(ctx.maxUploadBytes), 'too-large');
   }
   const form = await readUploadForm(req, ctx.store, ctx.maxUploadBytes);
@@ -152,8 +153,9 @@ export async function handleUpload(ctx: UploadContext, req: IncomingMessage): Pr
   }
 }
 
-function drain(req: IncomingMessage): void {
-  req.resume();
+/** Refused before the form is read: nothing of the body is parsed, and at most a little more than an upload's worth is read. */
+function refuseBody(ctx: UploadContext, req: IncomingMessage, res: ServerResponse): void {
+  dropBody(req, res, { maxBytes: ctx.maxUploadBytes + 16 * 1024 * 1024 });
 }
 
 function tooLarge(limit: number): string {

@@ -1,4 +1,5 @@
 import busboy from 'busboy';
+import { dropBody } from '../lib/form-body.js';
 import { sql } from 'kysely';
 import { authenticate, type Account } from '../lib/accounts.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
@@ -50,7 +51,7 @@ export async function oldUpload(r: LegacyRequest, options: LegacyUploadOptions):
     send(r.res, 200, 'text/plain', 'OK\n');
   } catch (err) {
     if (!(err instanceof Refused)) throw err;
-    r.req.resume();
+    dropBody(r.req, r.res, { maxBytes: options.maxUploadBytes + 16 * 1024 * 1024 });
     r.res.statusMessage = statusText(err.message);
     send(r.res, err.status, 'text/plain', `Error: ${err.message}\n`, err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="pypi"' } : {});
   }

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BanyanError } from './errors.js';
 
 /** Reads a small application/x-www-form-urlencoded or JSON body into string fields. */
@@ -22,4 +22,33 @@ export async function readFields(req: IncomingMessage, limit = 64 * 1024): Promi
     return Object.fromEntries(Object.entries(parsed).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
   }
   return Object.fromEntries(new URLSearchParams(text));
+}
+
+/**
+ * A refused request body, closed the way nginx's lingering close does: the answer carries
+ * `Connection: close` and goes out at once, and what the client is still sending is read and
+ * dropped (never parsed or stored), so a client that sends its whole body before reading
+ * (twine does) still sees the answer. After `maxBytes` or `maxMs`, whichever comes first, the
+ * connection is cut: a refused client cannot keep a socket and a reader busy for ever.
+ */
+export function dropBody(req: IncomingMessage, res: ServerResponse, limits: { maxBytes: number; maxMs?: number }): void {
+  if (req.readableEnded) return;
+  res.shouldKeepAlive = false;
+  if (!res.headersSent) res.setHeader('Connection', 'close');
+  let dropped = 0;
+  const cut = () => {
+    clearTimeout(timer);
+    req.off('data', count);
+    req.socket.destroy();
+  };
+  const count = (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > limits.maxBytes) cut();
+  };
+  const timer = setTimeout(cut, limits.maxMs ?? 30_000);
+  timer.unref();
+  req.on('data', count);
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }

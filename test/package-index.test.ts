@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
@@ -157,6 +158,38 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(res.reason).to.equal(`The user '${stranger.username}' isn't allowed to upload to project '${name}'. Ask an owner to add you.`);
       expect(await fileRows(name)).to.deep.equal([wheel!.split('/').pop()]);
     });
+
+    for (const [backend, path] of [['the app', '/legacy/'], ['legacy', '/pypi']] as const) {
+      it(`${backend} refuses an anonymous upload before its file is read, and cuts a sender that will not stop`, async function () {
+        this.timeout(30_000);
+        const url = new URL(backend === 'the app' ? app : backends.urls.legacy);
+        const socket = connect(Number(url.port), url.hostname);
+        let answer = '';
+        socket.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+        const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        socket.on('error', () => {});
+        const declared = 50 * 1024 * 1024;
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xx\r\nContent-Length: ${declared}\r\n\r\n`
+          + '--xx\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+          + '--xx\r\nContent-Disposition: form-data; name="content"; filename="x-1.0.tar.gz"\r\n\r\n');
+        socket.write(Buffer.alloc(64 * 1024, 1));
+        const started = Date.now();
+        while (!/\r\n\r\n/.test(answer) && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 20));
+        expect(answer, 'the answer comes while the body is still being sent').to.match(/^HTTP\/1\.1 401 /);
+        expect(answer).to.match(/\r\nconnection: close\r\n/i);
+        expect(readdirSync(join(storage, '.incoming')), 'nothing of the file was written').to.deep.equal([]);
+        // Past an upload's worth (the limit plus 16 MiB of slack), the connection is cut.
+        const chunk = Buffer.alloc(1024 * 1024, 2);
+        let sent = 0;
+        while (!socket.destroyed && sent < 40) {
+          if (!socket.write(chunk)) await Promise.race([new Promise((r) => socket.once('drain', r)), closed]);
+          sent++;
+        }
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 5_000))]);
+        socket.destroy();
+        expect(sent, `MiB sent before the server cut the connection (of ${declared / 1024 / 1024} declared)`).to.be.below(30);
+      });
+    }
 
     it('stores exactly one copy when the same file is uploaded twice at once', async () => {
       const name = fresh();
