@@ -12,7 +12,7 @@ import { start } from './start.js';
 const USAGE = `Usage: banyan <command> [options]
 
 Commands:
-  start [--replica-delay 2s] [--no-restart] [--json]
+  start [--replica-delay 2s] [--workers N] [--no-restart] [--json]
                                          the whole stack locally, a process per component (\`npm start\`)
   proxy [--workers N]                    the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
   app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
@@ -30,7 +30,7 @@ Settings come from the environment; unset ones fall back to the stack that
 `;
 
 const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: ReturnType<typeof parseArgs>) => Promise<void> }> = {
-  start: { valued: ['replica-delay'], switches: ['json', 'no-restart'], run: start },
+  start: { valued: ['replica-delay', 'workers'], switches: ['json', 'no-restart'], run: start },
   proxy: { valued: ['workers'], switches: [], run: proxyCommand },
   app: { valued: [], switches: [], run: appCommand },
   legacy: { valued: [], switches: [], run: legacyCommand },

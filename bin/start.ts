@@ -6,6 +6,7 @@ import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
 import { stopAllServerProcesses } from '../stack/child-process.js';
 import { startServices, type Services } from '../stack/local-stack.js';
+import { keepRunning } from '../stack/keeper.js';
 import { freePort, isPortFree } from '../stack/ports.js';
 import { Supervisor } from '../stack/supervisor.js';
 import type { Args } from './args.js';
@@ -28,6 +29,10 @@ export async function start(args: Args): Promise<void> {
   const stackFile = join(dir, 'stack.json');
   const settings = loadSettings(process.env, undefined);
   const replicaDelayMs = args.flags.has('replica-delay') ? parseDuration(String(args.flags.get('replica-delay')), '--replica-delay') : 0;
+  const workers = args.flags.has('workers') ? String(args.flags.get('workers')) : undefined;
+  if (workers !== undefined && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(workers)) {
+    throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${workers}"`, 'it is the number of proxy processes sharing the port');
+  }
   const port = await portFor(settings.port ?? DEFAULT_PORT, settings.host, 'PORT');
   const adminPort = await portFor(settings.adminPort ?? DEFAULT_ADMIN_PORT, settings.adminHost, 'ADMIN_PORT');
   mkdirSync(dir, { recursive: true });
@@ -36,6 +41,7 @@ export async function start(args: Args): Promise<void> {
     restart: !args.flags.has('no-restart'), backoffMs: settings.restartDelayMs, log: (line) => process.stdout.write(`${line}\n`),
   });
   let services: Services | undefined;
+  let keeper: { stop(): void } | undefined;
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
@@ -45,6 +51,7 @@ export async function start(args: Args): Promise<void> {
     progress('stopping the new app and legacy');
     await supervisor.stop(['app', 'legacy']);
     progress('stopping Redis and PostgreSQL');
+    keeper?.stop();
     if (services) await services.stop();
     else await stopAllServerProcesses();
     rmSync(stackFile, { force: true });
@@ -97,7 +104,7 @@ export async function start(args: Args): Promise<void> {
     ]);
     progress('starting the proxy');
     await supervisor.start({
-      name: 'proxy', args: ['proxy'], readyUrl: `${urls.admin}/healthz`,
+      name: 'proxy', args: workers ? ['proxy', '--workers', workers] : ['proxy'], readyUrl: `${urls.admin}/healthz`,
       env: {
         ...data, PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_HOST: settings.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
         BANYAN_ADMIN_TOKEN: adminToken, BANYAN_SECRET: secret,
@@ -109,6 +116,11 @@ export async function start(args: Args): Promise<void> {
     throw err;
   }
   supervisor.onRestart(() => { if (!shuttingDown) writeStack(); });
+  if (!args.flags.has('no-restart')) {
+    keeper = keepRunning(services.kept, {
+      log: (line) => process.stdout.write(`${line}\n`), backoffMs: settings.restartDelayMs, onRestart: () => { if (!shuttingDown) writeStack(); },
+    });
+  }
   const stack = writeStack();
 
   if (args.flags.has('json')) {
@@ -128,7 +140,7 @@ export async function start(args: Args): Promise<void> {
     process.stdout.write(`\nThe same as JSON, with passwords: ${stackFile}\n`);
     if (generated) process.stdout.write(`Admin token (shown once; also in stack.json): ${adminToken}\n`);
     process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
-    process.stdout.write(`Components that die are restarted${args.flags.has('no-restart') ? ' — not in this run (--no-restart)' : ''}; their lines are prefixed [proxy], [app], [legacy].\n`);
+    process.stdout.write(`Components and databases that die are restarted${args.flags.has('no-restart') ? ' — not in this run (--no-restart)' : ''}; component lines are prefixed [proxy], [app], [legacy].\n`);
     process.stdout.write('Press Ctrl-C to stop everything.\n');
   }
 }

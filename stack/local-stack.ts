@@ -12,6 +12,7 @@ import { connect } from '../routing/database.js';
 import type { DbRouter } from '../routing/db-router.js';
 import { findPostgresBinaries } from './postgres-binaries.js';
 import { startPostgresCluster, type BaseBackupMethod, type PostgresCluster } from './postgres-cluster.js';
+import type { KeptService } from './keeper.js';
 import { findRedisServer, startRedis, type RedisServer } from './redis-server.js';
 
 export interface ServicesOptions {
@@ -31,8 +32,11 @@ export interface Services {
   readonly primaryUrl: string;
   readonly replicaUrls: readonly string[];
   readonly redisUrl: string | null;
+  /** Redis's current process id (undefined while it is down). */
   readonly redisPid: number | undefined;
   readonly migrated: readonly string[];
+  /** The servers a keeper can restart when they die (stack/keeper.ts). */
+  readonly kept: readonly KeptService[];
   stop(): Promise<void>;
 }
 
@@ -79,8 +83,13 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       primaryUrl: running.primaryUrl,
       replicaUrls: running.replicaUrls,
       redisUrl: runningRedis?.url ?? null,
-      redisPid: runningRedis?.pid,
+      get redisPid() { return runningRedis?.pid; },
       migrated,
+      kept: [
+        { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.restart('primary') },
+        { name: 'PostgreSQL replica', server: () => running.server('replica'), restart: () => running.restart('replica') },
+        ...(runningRedis ? [{ name: 'Redis', server: () => runningRedis.server, restart: () => runningRedis.restart() }] : []),
+      ],
       stop: async () => {
         await running.stop();
         await runningRedis?.stop();

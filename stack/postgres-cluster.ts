@@ -38,8 +38,15 @@ export interface PostgresCluster {
   readonly replicaUrls: readonly string[];
   /** Which method made the replica (`reused` when it already existed). */
   readonly baseBackup: 'pg_basebackup' | 'backup-api' | 'reused';
-  /** The postmasters' process ids. */
+  /** The postmasters' current process ids (they change when one is restarted). */
   readonly pids: { readonly primary: number | undefined; readonly replica: number | undefined };
+  /** The running postmaster of each server, replaced by `restart`. */
+  server(which: 'primary' | 'replica'): ServerProcess;
+  /**
+   * Starts a server that died (killed, crashed) again on the same data and port, and waits until it
+   * answers: PostgreSQL runs crash recovery, and the replica resumes streaming from its slot.
+   */
+  restart(which: 'primary' | 'replica'): Promise<void>;
   /** Waits until the replica has replayed everything the primary has written so far. */
   waitForReplay(timeoutMs?: number): Promise<void>;
   /** Changes the replica's apply delay at run time, so tests can make lag real. */
@@ -92,7 +99,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     const primaryPort = await reusePort(state.primaryPort);
     state.primaryPort = primaryPort;
     const primaryUrl = url(primaryPort, state.password);
-    const primary = startPostgres(binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
+    let primary = startPostgres(binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
     started.push(primary);
     await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
     await ensureDatabase(primaryUrl);
@@ -117,17 +124,32 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     const replicaPort = await reusePort(state.replicaPort);
     state.replicaPort = replicaPort;
     const replicaUrl = url(replicaPort, state.password);
-    const replica = startPostgres(binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
+    let replica = startPostgres(binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
     started.push(replica);
     await waitUntilReady('PostgreSQL replica', replica, () => canQuery(replicaUrl, 'postgres'), 60_000);
     await waitUntilReady('replica streaming', replica, () => isStreaming(primaryUrl), 30_000);
     writeFileSync(stateFile, JSON.stringify(state, null, 2), { mode: 0o600 });
 
+    const restart = async (which: 'primary' | 'replica') => {
+      const current = which === 'primary' ? primary : replica;
+      if (current.child.exitCode === null && current.child.signalCode === null) return;
+      const [dataDir, port, target] = which === 'primary' ? [primaryDir, primaryPort, primaryUrl] : [replicaDir, replicaPort, replicaUrl];
+      const next = startPostgres(binaries, dataDir, port, join(dir, `${which}.log`), runAs);
+      started.splice(started.indexOf(current), 1, next);
+      if (which === 'primary') primary = next;
+      else replica = next;
+      await waitUntilReady(`PostgreSQL ${which}`, next, () => canQuery(target, 'postgres'), 60_000);
+    };
     return {
       primaryUrl,
       replicaUrls: [replicaUrl],
       baseBackup,
-      pids: { primary: primary.child.pid, replica: replica.child.pid },
+      get pids() {
+        const alive = (p: ServerProcess) => (p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined);
+        return { primary: alive(primary), replica: alive(replica) };
+      },
+      server: (which) => (which === 'primary' ? primary : replica),
+      restart,
       setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
       waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
       stopReplica: () => stopServerProcess(replica, 'SIGINT'),

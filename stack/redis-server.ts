@@ -2,13 +2,18 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
-import { isAlive, startServerProcess, stopServerProcess, waitUntilReady } from './child-process.js';
+import { isAlive, startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
 import { reusePort } from './ports.js';
 
 /** A running redis-server on a loopback port. */
 export interface RedisServer {
   readonly url: string;
+  /** The current process id (it changes when Redis is restarted; undefined while it is down). */
   readonly pid: number | undefined;
+  /** The running redis-server, replaced by `restart`. */
+  readonly server: ServerProcess;
+  /** Starts a redis-server that died again on the same port (empty: it holds nothing that cannot be rebuilt). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -32,15 +37,24 @@ export async function startRedis(program: string, dir: string): Promise<RedisSer
     while (isAlive(previous.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   }
   const port = await reusePort(previous.port);
-  const server = startServerProcess(program, [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--daemonize', 'no', '--protected-mode', 'yes',
-  ], join(dir, 'redis.log'));
-  await waitUntilReady('Redis', server, () => ping(port), 15_000);
-  writeFileSync(stateFile, JSON.stringify({ port, pid: server.child.pid }));
+  const launch = async () => {
+    const started = startServerProcess(program, [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--daemonize', 'no', '--protected-mode', 'yes',
+    ], join(dir, 'redis.log'));
+    await waitUntilReady('Redis', started, () => ping(port), 15_000);
+    writeFileSync(stateFile, JSON.stringify({ port, pid: started.child.pid }));
+    return started;
+  };
+  let server = await launch();
+  const running = () => server.child.exitCode === null && server.child.signalCode === null;
   return {
     url: `redis://127.0.0.1:${port}`,
-    pid: server.child.pid,
+    get pid() { return running() ? server.child.pid : undefined; },
+    get server() { return server; },
+    restart: async () => {
+      if (!running()) server = await launch();
+    },
     stop: async () => {
       await stopServerProcess(server, 'SIGTERM');
       rmSync(stateFile, { force: true });

@@ -1,0 +1,68 @@
+import type { ServerProcess } from './child-process.js';
+
+/** A data service the stack started and can start again. */
+export interface KeptService {
+  /** As people read it in the log: `PostgreSQL primary`, `Redis`. */
+  readonly name: string;
+  /** Its running process (a new one after each restart). */
+  server(): ServerProcess;
+  /** Starts it again after it died, and waits until it answers. */
+  restart(): Promise<void>;
+}
+
+export interface KeeperOptions {
+  readonly log: (line: string) => void;
+  /** First restart delay; doubles up to `maxBackoffMs` while restarts fail, and resets after a success. */
+  readonly backoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** Called after a service came back (its pid changed). */
+  readonly onRestart?: () => void;
+}
+
+/**
+ * Restarts the stack's own PostgreSQL servers and Redis when they die, as the
+ * supervisor does for legacy, the app and the proxy: a local stack survives
+ * what a production one survives (a killed or crashed server is brought
+ * back), and the components, which retry their connections, carry on.
+ */
+export function keepRunning(services: readonly KeptService[], options: KeeperOptions): { stop(): void } {
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const first = options.backoffMs ?? 500;
+  const watch = (service: KeptService) => {
+    const server = service.server();
+    void server.exited.then((how) => {
+      if (stopped) return;
+      options.log(`${service.name} (pid ${server.child.pid}) died (${how}); restarting it in ${(first / 1000).toFixed(1)} s`);
+      attempt(service, first);
+    });
+  };
+  const attempt = (service: KeptService, delay: number) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (stopped) return;
+      service.restart().then(
+        () => {
+          if (stopped) return;
+          options.log(`${service.name} is back (pid ${service.server().child.pid})`);
+          options.onRestart?.();
+          watch(service);
+        },
+        (err: Error) => {
+          if (stopped) return;
+          const next = Math.min(delay * 2, options.maxBackoffMs ?? 30_000);
+          options.log(`${service.name} did not come back: ${err.message.split('\n')[0]}; trying again in ${(next / 1000).toFixed(1)} s`);
+          attempt(service, next);
+        },
+      );
+    }, delay);
+    timers.add(timer);
+  };
+  for (const service of services) watch(service);
+  return {
+    stop: () => {
+      stopped = true;
+      for (const timer of timers) clearTimeout(timer);
+    },
+  };
+}
