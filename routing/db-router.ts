@@ -129,7 +129,7 @@ export class DbRouter {
       const index = this.replicas.indexOf(server);
       return {
         reader: server.db, writer: this.primary.db, readTarget: server.name, reason,
-        read: index < 0 ? (fn) => this.#readOnPrimary(fn) : (fn) => this.#readOnReplica(index, fn),
+        read: index < 0 ? (fn) => this.#readOnPrimary(fn, fence.minLsn) : (fn) => this.#readOnReplica(index, fn),
       };
     };
     if (this.replicas.length === 0) return pick('no_replica', this.primary);
@@ -155,14 +155,43 @@ export class DbRouter {
     return pick('pinned', this.primary);
   }
 
-  async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  /**
+   * Reads on the primary. When it cannot be reached and the read has a fence, a replica that has replayed
+   * the fence by now (asked now, not from the monitor's last reading, which may predate the primary's
+   * death) answers instead: it holds the user's write, so the answer is as correct as the primary's.
+   */
+  async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>, minLsn?: bigint): Promise<T> {
     this.#primaryReads++;
     try {
       return await fn(this.primary.db);
+    } catch (err) {
+      if (minLsn === undefined || !isConnectionError(err)) throw err;
+      const rescuer = await this.#replicaAtLeast(minLsn);
+      if (rescuer === undefined) throw err;
+      this.primaryDownRescues++;
+      return await this.#readOnReplica(rescuer, fn);
     } finally {
       this.#primaryReads--;
     }
   }
+
+  /** A replica whose replay position, asked now, has reached `lsn`. */
+  async #replicaAtLeast(lsn: bigint): Promise<number | undefined> {
+    for (const [i, replica] of this.replicas.entries()) {
+      if (this.#breakers[i]!.opened) continue;
+      try {
+        const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(replica.db);
+        const replayed = parseLsn(r.rows[0]?.lsn ?? '');
+        if (replayed !== undefined && replayed >= lsn) return i;
+      } catch {
+        // This one is unreachable too.
+      }
+    }
+    return undefined;
+  }
+
+  /** Fenced reads the primary could not serve that a replica which had replayed the fence answered. */
+  primaryDownRescues = 0;
 
   /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
   #leastLagged(): Server | undefined {

@@ -1,8 +1,10 @@
 import { expect } from 'chai';
+import { sql } from 'kysely';
 import { rmSync } from 'node:fs';
 import { startBackends, startServices, type Backends, type Services } from '../stack/local-stack.js';
+import { DbRouter } from '../routing/db-router.js';
 import { TEST_SECRET } from './support/proxy.js';
-import { tempDir } from './support/services.js';
+import { tempDir, withClient } from './support/services.js';
 
 describe('failures: a replica or the primary stops', () => {
   let dir: string;
@@ -63,7 +65,25 @@ describe('failures: a replica or the primary stops', () => {
 });
 
 async function checkPrimaryOutage(services: Services, backends: Backends): Promise<void> {
+  // A router whose last reading of the replica is older than a write the replica has since replayed.
+  const stale = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, monitorIntervalMs: 3_600_000 });
+  await stale.start();
+  await withClient(services.primaryUrl, (c) => c.query('CREATE TABLE outage_probe AS SELECT 42 AS answer'));
+  const fence = await stale.currentLsn();
+  await services.cluster.waitForReplay();
+  expect(stale.states[0]!.replayLsn! < fence, 'the router has not seen the replica replay the write').to.equal(true);
+
   await services.cluster.stopPrimary();
+  try {
+    const db = await stale.forRequest({ minLsn: fence });
+    expect(db.readTarget, 'by its last reading, only the primary has the write').to.equal('primary');
+    const r = await db.read((k) => sql<{ answer: number }>`SELECT answer FROM outage_probe`.execute(k));
+    expect(r.rows[0]!.answer, 'the replica, which has replayed the fence by now, answers for the dead primary').to.equal(42);
+    expect(stale.primaryDownRescues).to.equal(1);
+  } finally {
+    await stale.close();
+  }
+
   const t0 = Date.now();
   const write = await fetch(`${backends.urls.proxy}/manage/projects`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'during-outage' }),
