@@ -1,0 +1,112 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { printTable } from '../bin/output.js';
+import { addUser, createToken } from '../lib/accounts.js';
+import { connect } from '../routing/database.js';
+import { startStack, type StartedStack } from './stack.js';
+import { runScenarios, scenarios, type ChaosContext, type ChaosRow } from './suite.js';
+
+const USAGE = `usage: npm run chaos -- [--seconds 3] [--only TEXT] [--workers 2] [--json]
+
+Starts the whole stack with \`banyan start\` in a temporary folder (every
+component its own process), then, under read and upload load through the
+proxy, kills and freezes each of the new app, legacy, the replica, the
+primary and Redis, crashes a proxy worker, flips a route 50 times, shadows to
+a dead app, and runs the path-trick and poisoning attacks. Prints a table;
+exits 1 when an invariant broke (a write acknowledged and lost, or stored
+twice; the proxy exited; a fallback later than 1 s).
+
+  --seconds N   how long a freeze lasts, and the load before and after a fault (default 3)
+  --only TEXT   only the scenarios whose name contains TEXT
+  --workers N   proxy worker processes (default 2; 1 leaves out the worker crash)
+  --json        the rows as JSON on stdout
+`;
+
+/** Everything `npm run chaos` does, also called by the short chaos test. */
+export async function chaos(options: { seconds: number; only?: string | undefined; workers: number; log: (line: string) => void }): Promise<ChaosRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'banyan-chaos-'));
+  chmodSync(dir, 0o755);
+  let stack: StartedStack | undefined;
+  try {
+    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''})`);
+    stack = await startStack(dir, options.workers > 1 ? ['--workers', String(options.workers)] : [], {
+      BANYAN_RESTART_DELAY: '300ms', BANYAN_USAGE_FLUSH: '1h',
+    });
+    const db = connect(stack.stack.primary, { max: 1, name: 'banyan-chaos' });
+    let uploadToken: string;
+    try {
+      await addUser(db, 'chaos', 'chaos@example.org', 'the chaos suite password');
+      uploadToken = (await createToken(db, 'chaos', 'chaos suite uploads')).token;
+    } finally {
+      await db.destroy();
+    }
+    const ctx: ChaosContext = {
+      stack, uploadToken, project: 'chaos-pkg', faultMs: options.seconds * 1_000, settleMs: Math.max(500, options.seconds * 1_000 / 2), log: options.log,
+    };
+    const list = scenarios(options.workers).filter((s) => !options.only || s.name.includes(options.only));
+    if (list.length === 0) throw new Error(`no scenario's name contains "${options.only}"`);
+    return await runScenarios(ctx, list);
+  } finally {
+    if (stack) {
+      const code = await stack.interrupt('SIGINT');
+      if (code !== 0) options.log(`banyan start exited with ${code} on Ctrl-C; its output:\n${stack.output().slice(-4_000)}`);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The table as people read it. */
+export function printRows(rows: readonly ChaosRow[]): void {
+  printTable(['scenario', 'requests', 'failed', 'fallbacks', 'first fallback', 'writes sent', 'acked', 'stored', 'lost', 'duplicated', 'proxy', 'verdict'],
+    rows.map((r) => [
+      r.scenario, String(r.requests), String(r.failures), r.fallbacks === null ? 'n/a' : String(r.fallbacks), r.firstFallbackMs === null ? '-' : `${r.firstFallbackMs} ms`,
+      String(r.writesSent), String(r.writesAcknowledged), String(r.stored), String(r.lost), String(r.duplicated), r.proxyAlive ? 'up' : 'EXITED',
+      r.broken.length ? `BROKEN: ${r.broken.join('; ')}` : 'held',
+    ]));
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { seconds: { type: 'string' }, only: { type: 'string' }, workers: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } },
+    }));
+  } catch (err) {
+    process.stderr.write(`chaos: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const seconds = Number(values.seconds ?? 3);
+  const workers = Number(values.workers ?? 2);
+  if (!(seconds >= 0.5 && seconds <= 60)) fail(`--seconds must be a number from 0.5 to 60, not "${values.seconds}"`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 8) fail(`--workers must be a whole number from 1 to 8, not "${values.workers}"`);
+  const log = (line: string) => process.stderr.write(`• ${line}\n`);
+  const rows = await chaos({ seconds, only: values.only, workers, log });
+  if (values.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+  else {
+    process.stdout.write('\n');
+    printRows(rows);
+    const notes = rows.filter((r) => r.notes);
+    if (notes.length) process.stdout.write(`\n${notes.map((r) => `${r.scenario}: ${r.notes}`).join('\n')}\n`);
+  }
+  const broken = rows.filter((r) => r.broken.length);
+  process.stdout.write(`\n${broken.length ? `${broken.length} of ${rows.length} scenarios broke an invariant.` : `All ${rows.length} scenarios held: nothing lost, nothing duplicated, the proxy never exited.`}\n`);
+  process.exitCode = broken.length ? 1 : 0;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`chaos: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  main().catch((err: Error) => {
+    process.stderr.write(`chaos: ${err.message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,72 @@
+import { expect } from 'chai';
+import { chaos } from '../chaos/run.js';
+import type { ChaosRow } from '../chaos/suite.js';
+
+/**
+ * `npm run chaos` in a form short enough for CI: the same scenarios against
+ * the same real processes (`banyan start`, a proxy with two workers), with
+ * one-second faults. Each row must hold its invariants: no acknowledged
+ * write lost, none stored twice, a proxy that never exited, and reads on
+ * fallback routes answered by legacy within a second of the new app's death.
+ */
+describe('chaos: kills, freezes, flips and attacks against npm start, every invariant held', function () {
+  this.timeout(600_000);
+  let rows: ChaosRow[];
+  const row = (name: string) => {
+    const found = rows.find((r) => r.scenario === name);
+    expect(found, `a row for "${name}"`).to.not.equal(undefined);
+    return found!;
+  };
+
+  before(async function () {
+    this.timeout(600_000);
+    const lines: string[] = [];
+    rows = await chaos({ seconds: 1, workers: 2, log: (line) => lines.push(line) });
+    // eslint-disable-next-line no-console
+    console.log(`\n${rows.map((r) => `      ${r.scenario.padEnd(32)} ${String(r.requests).padStart(5)} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated${r.firstFallbackMs === null ? '' : `, first fallback ${r.firstFallbackMs} ms`}`).join('\n')}`);
+  });
+
+  it('runs every scenario under real load: reads and acknowledged uploads in each fault', () => {
+    expect(rows.map((r) => r.scenario)).to.deep.equal([
+      'kill the new app', 'freeze the new app', 'kill legacy', 'freeze legacy', 'kill the replica', 'freeze the replica',
+      'kill the primary', 'freeze the primary', 'kill Redis', 'freeze Redis', 'crash a proxy worker', 'flip a route 50 times',
+      'shadow to a dead app', 'path tricks on a retired route', 'usage poisoning',
+    ]);
+    for (const r of rows.filter((x) => !['path tricks on a retired route', 'usage poisoning'].includes(x.scenario))) {
+      expect(r.requests, `${r.scenario}: reads sent`).to.be.above(50);
+      expect(r.writesSent, `${r.scenario}: uploads sent`).to.be.above(0);
+      // Uploads go to the new app: while it is dead or frozen they are refused with 503, never replayed.
+      if (!/new app|dead app/.test(r.scenario)) expect(r.writesAcknowledged, `${r.scenario}: uploads acknowledged`).to.be.above(0);
+    }
+  });
+
+  it('loses no acknowledged write and stores none twice, whatever died', () => {
+    for (const r of rows) expect([r.scenario, r.lost, r.duplicated]).to.deep.equal([r.scenario, 0, 0]);
+    for (const r of rows) expect(r.stored, `${r.scenario}: every acknowledged upload is stored`).to.be.at.least(r.writesAcknowledged);
+  });
+
+  it('keeps the proxy process up through every fault', () => {
+    for (const r of rows) expect([r.scenario, r.proxyAlive]).to.deep.equal([r.scenario, true]);
+  });
+
+  it('answers reads on fallback routes from legacy within a second of the new app\'s death, and fails none', () => {
+    const killed = row('kill the new app');
+    expect(killed.firstFallbackMs).to.be.a('number').and.at.most(1_000);
+    expect(killed.fallbacks).to.be.above(0);
+    expect(killed.broken).to.deep.equal([]);
+  });
+
+  it('fails no read while a route flips 50 times, or while shadowing to a dead app', () => {
+    expect(row('flip a route 50 times').failures).to.equal(0);
+    expect(row('shadow to a dead app').failures).to.equal(0);
+  });
+
+  it('lets no path trick reach a retired route, and no junk push real features out of the evidence', () => {
+    expect(row('path tricks on a retired route').broken).to.deep.equal([]);
+    expect(row('usage poisoning').broken).to.deep.equal([]);
+  });
+
+  it('holds every invariant in every scenario', () => {
+    expect(rows.filter((r) => r.broken.length).map((r) => `${r.scenario}: ${r.broken.join('; ')}`)).to.deep.equal([]);
+  });
+});
