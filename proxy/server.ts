@@ -308,11 +308,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
 
     const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
-    const finish = shadowing
+    const copy = shadowing
       ? shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId })
       : undefined;
-    const captured = await forwardOrFail('legacy', req, res, client, shadowing ? { ...forward, captureBytes: DEFAULT_SHADOW.maxBodyBytes } : forward, requestId);
-    finish?.(captured);
+    const captured = await forwardOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, requestId);
+    copy?.finish(captured);
   });
 
   /** Forwards to `backend`; on failure answers 502/504 (or 400) itself. */

@@ -80,23 +80,28 @@ export class Shadower {
   }
 
   /**
-   * Starts the copy to the new app now (so both sides see the same moment),
-   * and returns a function to call with legacy's captured answer once the client has it.
+   * Starts the copy to the new app now (so both sides see the same moment). Returns how many bytes of
+   * legacy's answer to capture and a function to call with them once the client has its answer; or
+   * undefined when no copy runs (too many in flight), so nothing of legacy's answer is kept.
    */
-  begin(route: Route, request: ShadowRequest): (legacy: CapturedResponse | undefined) => void {
+  begin(route: Route, request: ShadowRequest): { readonly captureBytes: number; finish(legacy: CapturedResponse | undefined): void } | undefined {
     if (this.#inFlight >= this.#settings.concurrency) {
       this.#count(route.name, 'skipped');
-      return () => {};
+      return undefined;
     }
     this.#inFlight++;
-    const candidate = this.#fetch(this.#pools.new, request, true);
-    const again = route.shadow?.calibrate ? this.#fetch(this.#pools.legacy, request, true) : undefined;
+    const limit = route.shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
+    const candidate = this.#fetch(this.#pools.new, request, true, limit);
+    const again = route.shadow?.calibrate ? this.#fetch(this.#pools.legacy, request, true, limit) : undefined;
     // A copy that fails (refused, reset, timed out) before its answer is compared, or whose comparison
     // never comes because legacy failed, is an error result, never an unhandled rejection that ends the proxy.
     candidate.catch(() => {});
     again?.catch(() => {});
-    return (legacy) => {
-      void this.#finish(route, request, legacy, candidate, again).finally(() => { this.#inFlight--; });
+    return {
+      captureBytes: limit,
+      finish: (legacy) => {
+        void this.#finish(route, request, legacy, candidate, again).finally(() => { this.#inFlight--; });
+      },
     };
   }
 
@@ -131,7 +136,7 @@ export class Shadower {
     }
   }
 
-  async #fetch(pool: Pool, request: ShadowRequest, shadow: boolean): Promise<Observed> {
+  async #fetch(pool: Pool, request: ShadowRequest, shadow: boolean, limit: number): Promise<Observed> {
     const headers: Record<string, string | string[]> = { ...request.headers };
     if (shadow) headers['x-banyan-shadow'] = '1';
     const res = await pool.request({
@@ -146,7 +151,7 @@ export class Shadower {
     let size = 0;
     for await (const chunk of res.body) {
       const buffer = chunk as Buffer;
-      if (size < this.#settings.maxBodyBytes) chunks.push(buffer.subarray(0, this.#settings.maxBodyBytes - size));
+      if (size < limit) chunks.push(buffer.subarray(0, limit - size));
       size += buffer.length;
     }
     return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };

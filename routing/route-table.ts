@@ -45,6 +45,8 @@ export interface ShadowOptions {
   readonly headers?: readonly string[];
   /** Ask legacy twice and treat what differs between its two answers as noise. */
   readonly calibrate?: boolean;
+  /** Bytes of each body kept for the comparison (default 1 MiB); a copy skipped under load keeps nothing. */
+  readonly maxBodyBytes?: number;
 }
 
 /** A route as operators write it (in the routes file, the API and the CLI). */
@@ -170,6 +172,13 @@ export function validateTable(input: unknown): Validation {
           if (sh[key] !== undefined && (!Array.isArray(sh[key]) || (sh[key] as unknown[]).some((x) => typeof x !== 'string'))) say(`shadow.${key}`, 'must be a list of strings');
         }
         if (sh['calibrate'] !== undefined && typeof sh['calibrate'] !== 'boolean') say('shadow.calibrate', 'must be true or false');
+        const max = sh['maxBodyBytes'];
+        if (max !== undefined && (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > 16 * 1024 * 1024)) {
+          say('shadow.maxBodyBytes', 'must be a whole number of bytes from 1 to 16777216');
+        }
+        for (const key of Object.keys(sh)) {
+          if (!['ignore', 'headers', 'calibrate', 'maxBodyBytes'].includes(key)) say(`shadow.${key}`, 'is not a shadow setting (ignore, headers, calibrate, maxBodyBytes)');
+        }
       }
     }
     if (r['timeouts'] !== undefined) {

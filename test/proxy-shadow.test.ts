@@ -28,9 +28,21 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     app.answer('/pypi/slow', (_req, res) => { setTimeout(() => json({ name: 'slow', version: '1.0', serial: 0 })(_req, res), 1_500); });
     app.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>new</h1>\n'); });
     legacy.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>old</h1>\n'); });
+    // Big bodies: 5,000 bytes alike except where the path says.
+    const big = (differAt: number | undefined, side: string) => (_req: unknown, res: import('node:http').ServerResponse) => {
+      const body = Buffer.alloc(5_000, 'a');
+      if (differAt !== undefined) body.write(side, differAt);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(body);
+    };
+    legacy.answer('/big/early', big(10, 'old'));
+    app.answer('/big/early', big(10, 'new'));
+    legacy.answer('/big/late', big(3_000, 'old'));
+    app.answer('/big/late', big(3_000, 'new'));
     await setRoutes(s, [
       { name: 'legacy.json', match: { path: '/pypi/:project' }, mode: 'shadow', shadow: { calibrate: true } },
       { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
+      { name: 'legacy.big', match: { path: '/big/*' }, mode: 'shadow', shadow: { maxBodyBytes: 1_000 } },
     ]);
     proxy = await startTestProxy(s, legacy.url, app.url);
   });
@@ -79,6 +91,15 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     const r = await settle('legacy.plain', 1);
     expect(r.counts['mismatch']).to.equal(1);
     expect(r.samples[0]!.differences).to.deep.equal([{ where: 'body line 1', legacy: '<h1>old</h1>', new: '<h1>new</h1>' }]);
+  });
+
+  it('compares at most the route\'s maxBodyBytes of each body, and the client still gets all of it', async () => {
+    const early = await call(`${proxy.url}/big/early`);
+    const late = await call(`${proxy.url}/big/late`);
+    expect([early.text.length, late.text.length]).to.deep.equal([5_000, 5_000]);
+    const r = await settle('legacy.big', 2);
+    expect(r.counts, 'a difference past the first 1,000 bytes is not seen; one before is').to.include({ match: 1, mismatch: 1 });
+    expect(r.samples.map((x) => x.path)).to.deep.equal(['/big/early']);
   });
 
   it('never shadows unsafe methods', async () => {

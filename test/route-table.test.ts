@@ -126,6 +126,7 @@ describe('route table: validation', () => {
       { name: 'c', match: { path: '/x', methods: ['FETCH'] }, mode: 'legacy', fallback: 'yes' },
       { name: 'b', match: { path: '/b' }, mode: 'new', brownouts: [{ start: 'x', end: 'y' }], colour: 'red' },
       { name: 'f', match: { path: '/f' }, mode: 'legacy', features: [{ query: ':action' }, { xmlrpc: 'yes' }, { query: 'a', form: 'b' }] },
+      { name: 's', match: { path: '/s' }, mode: 'shadow', shadow: { maxBodyBytes: 0, calibrate: true, ignored: ['x'] } },
     ]);
     expect(result.ok).to.equal(false);
     const problems = (result as { problems: string[] }).problems;
@@ -144,6 +145,8 @@ describe('route table: validation', () => {
       'route 5 "b": brownouts[0]: start and end must be ISO 8601 times such as 2026-12-01T10:00:00Z',
       'route 6 "f": features: [1] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 6 "f": features: [2] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
+      'route 7 "s": shadow.maxBodyBytes: must be a whole number of bytes from 1 to 16777216',
+      'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes)',
     ]);
     expect(problems.filter((p) => p.includes('"f"'))).to.have.length(2);
   });
