@@ -9,7 +9,8 @@ import { services } from './support/services.js';
 /** A backend that answers the way real ones do at the edges: its own reason phrases, 1xx, trailers, several cookies. */
 function edgyBackend(): Server {
   return createServer((req, res) => {
-    req.resume();
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if (req.url === '/reason') {
         res.writeHead(400, "File already exists ('x-1.0.tar.gz'). Use a new version number", { 'content-type': 'text/plain' });
@@ -22,6 +23,11 @@ function edgyBackend(): Server {
         res.write('part one, ');
         res.addTrailers({ 'x-checksum': 'abc123' });
         res.end('part two');
+      } else if (req.url!.startsWith('/echo')) {
+        // What arrived, for the other direction: the raw request line's target, raw headers, trailers and body.
+        const body = JSON.stringify({ url: req.url, headers: req.rawHeaders, trailers: req.rawTrailers, body: Buffer.concat(chunks).toString('base64') });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(body);
       } else {
         res.writeHead(200, [['Set-Cookie', 'a=1; Path=/'], ['Set-Cookie', 'b=2; Path=/'], ['X-Odd-Case', 'Value, with;  inner  spaces'], ['Content-Length', '2']]);
         res.end('ok');
@@ -88,5 +94,34 @@ describe('proxy transparency: what the route does not change reaches the client 
     });
     expect(lines.filter(([n]) => n === 'set-cookie').map(([, v]) => v)).to.deep.equal(['a=1; Path=/', 'b=2; Path=/']);
     expect(lines.find(([n]) => n === 'x-odd-case')?.[1]).to.equal('Value, with;  inner  spaces');
+  });
+
+  describe('and in the other direction: what the client sends reaches the backend as sent', () => {
+    const echo = async (request: string) => {
+      const raw = await rawExchange(proxy.url, request);
+      let body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+      // A chunked answer: one chunk of JSON.
+      if (/\r\ntransfer-encoding: chunked\r\n/i.test(raw.slice(0, raw.indexOf('\r\n\r\n') + 2))) body = body.slice(body.indexOf('\r\n') + 2, body.lastIndexOf('\r\n0\r\n'));
+      return JSON.parse(body) as { url: string; headers: string[]; trailers: string[]; body: string };
+    };
+    const pairs = (raw: string[]) => raw.reduce<[string, string][]>((out, v, i) => (i % 2 ? [...out.slice(0, -1), [out.at(-1)![0], v]] : [...out, [v.toLowerCase(), '']]), []);
+
+    it('keeps header values byte for byte, repeated headers in order, and the query string as written', async () => {
+      const seen = await echo('GET /echo/a?b=%2F&c=+&d=%7e&e=%zz&f=%C3%A9 HTTP/1.1\r\nHost: x\r\nX-Odd: Value, with;  inner  spaces\r\n'
+        + 'X-Thing: one\r\nX-Thing: two\r\nAccept: application/vnd.pypi.simple.v1+json;q=1.0, text/html;q=0.1\r\nUser-Agent: pip/23.2 {"ci":null}\r\nConnection: close\r\n\r\n');
+      expect(seen.url).to.equal('/echo/a?b=%2F&c=+&d=%7e&e=%zz&f=%C3%A9');
+      const h = pairs(seen.headers);
+      expect(h.find(([n]) => n === 'x-odd')?.[1]).to.equal('Value, with;  inner  spaces');
+      expect(h.filter(([n]) => n === 'x-thing').map(([, v]) => v).join(', '), 'both values, in order').to.equal('one, two');
+      expect(h.find(([n]) => n === 'accept')?.[1]).to.equal('application/vnd.pypi.simple.v1+json;q=1.0, text/html;q=0.1');
+      expect(h.find(([n]) => n === 'user-agent')?.[1]).to.equal('pip/23.2 {"ci":null}');
+    });
+
+    // Request trailers are not forwarded: undici cannot send them (no HTTP/1.1 client in use here reads them either).
+    it('passes a chunked body byte for byte (framing is hop-by-hop; the bytes are not)', async () => {
+      const seen = await echo('POST /echo/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\nConnection: close\r\n\r\n'
+        + '5\r\nab\r\nc\r\n3\r\n\x00\x7f\n\r\n0\r\nX-Checksum: sha256=abc\r\n\r\n');
+      expect(Buffer.from(seen.body, 'base64')).to.deep.equal(Buffer.from('ab\r\nc\x00\x7f\n', 'latin1'));
+    });
   });
 });

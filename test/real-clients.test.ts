@@ -11,11 +11,12 @@ import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { services, tempDir, waitForReplay } from './support/services.js';
 
 const TWINE = process.env['BANYAN_TWINE'] ?? '/usr/bin/twine';
+const FLIT = process.env['BANYAN_FLIT'] ?? '/usr/bin/flit';
 const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
 
 const QUIET_PIP = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PIP_CONFIG_FILE: '/dev/null', PIP_NO_CACHE_DIR: '1' };
 
-describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium', () => {
+describe('real clients through the proxy: twine, flit, pip, xmlrpc.client and Chromium', () => {
   let backends: Backends;
   let proxy: string;
   let work: string;
@@ -23,8 +24,8 @@ describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium
 
   before(async function () {
     this.timeout(120_000);
-    for (const [what, path] of [['twine (Debian package twine)', TWINE], ['chromium (Debian package chromium)', CHROMIUM]]) {
-      if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine chromium)`);
+    for (const [what, path] of [['twine (Debian package twine)', TWINE], ['flit (Debian package flit)', FLIT], ['chromium (Debian package chromium)', CHROMIUM]]) {
+      if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine flit chromium)`);
     }
     const s = await services();
     // The shipped table with the download pages cut over too: Chromium sees the new app's page.
@@ -92,6 +93,31 @@ describe('real clients through the proxy: twine, pip, xmlrpc.client and Chromium
     const refused = await twine([other!]);
     expect(refused.code).to.not.equal(0);
     expect(`${refused.stdout}\n${refused.stderr}`).to.contain('File already exists');
+  });
+
+  it("flit publishes through the proxy, and shows the app's own refusal when the file exists with other contents", async function () {
+    this.timeout(120_000);
+    const module = `flit_pkg_${process.pid}`;
+    const dir = join(work, 'flit');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'pyproject.toml'), [
+      '[build-system]', 'requires = ["flit_core >=3.2,<4"]', 'build-backend = "flit_core.buildapi"', '',
+      '[project]', `name = "${module.replace(/_/g, '-')}"`, 'authors = [{name = "Banyan tests"}]', 'dynamic = ["version", "description"]', '',
+    ].join('\n'));
+    const source = join(dir, `${module}.py`);
+    const docstring = '"""A package published with flit."""\n__version__ = "1.0"\n';
+    writeFileSync(source, docstring);
+    const publish = () => run(FLIT, ['publish', '--format', 'sdist'], {
+      allowFailure: true, cwd: dir,
+      env: { HOME: work, FLIT_INDEX_URL: `${proxy}/legacy/`, FLIT_USERNAME: '__token__', FLIT_PASSWORD: uploader.token },
+    });
+    const first = await publish();
+    expect(first.code, `flit publish:\n${first.stdout}\n${first.stderr}`).to.equal(0);
+    // Same version, other contents: Warehouse's refusal, in the reason phrase flit prints.
+    writeFileSync(source, `${docstring}# changed\n`);
+    const again = await publish();
+    expect(again.code).to.not.equal(0);
+    expect(`${again.stdout}\n${again.stderr}`).to.match(/400 Client Error: File already exists/);
   });
 
   it('twine upload --skip-existing of the same files succeeds without storing anything again', async function () {

@@ -45,9 +45,9 @@ export interface RunResult {
 }
 
 /** Runs a program without blocking the event loop (the servers under test live in this process). */
-export function run(program: string, args: string[], options: { env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(program: string, args: string[], options: { env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(program, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += String(d); });
