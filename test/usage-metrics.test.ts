@@ -301,9 +301,10 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 200, [], 'Mozilla/5.0', recent);
         // A scanner's 404s on a legacy route are not use; a client that gave up (499) and a 5xx are.
         for (let i = 0; i < 50; i++) ledger.record('legacy.ancient', 'legacy', 404, [], 'scanner/1', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 499, [], 'impatient/1', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 502, [], 'curl/8', recent);
-        ledger.record('legacy.xmlrpc', 'new', 200, [], 'curl/8', recent);
+        ledger.record('report.mixed', 'legacy', 499, [], 'impatient/1', recent);
+        ledger.record('report.mixed', 'legacy', 502, [], 'curl/8', recent);
+        ledger.record('report.mixed', 'new', 200, [], 'curl/8', recent);
+        ledger.record('report.mixed', 'legacy', 404, [], 'scanner/1', recent);
         await ledger.flush();
       } finally {
         await db.destroy();
@@ -326,10 +327,10 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const ancient = r.legacy.find((l) => l.route === 'legacy.ancient' && l.feature === '')!;
       expect([ancient.requests, ancient.use, ancient.statuses, ancient.share]).to.deep.equal([50, 0, { '4xx': 50 }, 0]);
       expect(ancient.lastSeen).to.be.a('string');
-      const xmlrpc = r.legacy.find((l) => l.route === 'legacy.xmlrpc' && l.feature === '')!;
-      expect(xmlrpc.statuses).to.deep.include({ aborted: 1, '5xx': 1 });
-      expect(xmlrpc.use, 'aborted and 5xx requests are use').to.equal(xmlrpc.requests);
-      expect(xmlrpc.backends['new'], 'each backend apart').to.equal(1);
+      const mixed = r.legacy.find((l) => l.route === 'report.mixed' && l.feature === '')!;
+      expect(mixed.statuses).to.deep.equal({ aborted: 1, '5xx': 1, '2xx': 1, '4xx': 1 });
+      expect([mixed.requests, mixed.use], 'aborted and 5xx requests are use; the 404 is not').to.deep.equal([4, 3]);
+      expect(mixed.backends, 'each backend apart').to.deep.equal({ legacy: 3, new: 1 });
       expect(r.totalRequests - r.totalUse).to.be.at.least(50);
       expect(r.candidates.find((c) => c.feature === 'xmlrpc.report_test_only_old')?.lastUsed).to.be.a('string');
       expect(r.candidates.map((c) => c.route)).to.not.include('new.home');
