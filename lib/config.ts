@@ -50,6 +50,8 @@ export interface Settings {
   readonly drainMs: number;
   /** How long a client may take to send its request headers before the proxy answers 408 and closes (BANYAN_HEADERS_TIMEOUT; default 10s). */
   readonly headersTimeoutMs: number;
+  /** Open connections one client address may hold on the proxy; trusted proxies are exempt (BANYAN_MAX_CLIENT_CONNECTIONS; default 256). */
+  readonly maxClientConnections: number;
   /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
   readonly storageDir: string;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
@@ -128,6 +130,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     },
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
     headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : 10_000,
+    maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
@@ -201,6 +204,11 @@ function wholeNumber(variable: string, value: string | undefined): number | unde
   if (value === undefined || value === '') return undefined;
   if (!/^\d+$/.test(value)) throw new BanyanError('bad-setting', `${variable} must be a whole number, not "${value}"`);
   return Number(value);
+}
+
+function positive(variable: string, value: number | undefined): number | undefined {
+  if (value === 0) throw new BanyanError('bad-setting', `${variable} must be at least 1, not 0`);
+  return value;
 }
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {

@@ -12,6 +12,8 @@ import { connect, redactUrl } from '../routing/database.js';
 import { parseLsn } from '../lib/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
 import { createAdmin } from './admin.js';
+import { limitConnectionsPerClient } from './client-limit.js';
+import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
 import { proxyReadiness } from './readiness.js';
 import { createProxy, type BreakerSettings, type Proxy } from './server.js';
@@ -21,7 +23,7 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly usageSpoolDir?: string };
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -108,6 +110,8 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     // a body may take as long as it streams (uploads), so there is no limit on the whole request.
     const headersTimeout = settings.headersTimeoutMs ?? 10_000;
     const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
+    // …and one address holds at most so many connections, so it cannot hold them all.
+    limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
     const publicSide: Listening = await listen(server, options.port, settings.host, 'PORT', settings.drainMs);
     publicSide.server.on('upgrade', proxy.upgrade);
     publicSide.server.on('connect', refuseConnect);

@@ -103,6 +103,47 @@ describe('proxy: slow clients (slowloris) get a bounded time for their headers',
   });
 });
 
+describe('proxy: one client address holds a bounded number of connections', () => {
+  it('answers 503 at once past BANYAN_MAX_CLIENT_CONNECTIONS, serves again when one closes, and spares trusted proxies', async function () {
+    this.timeout(30_000);
+    const s = await services();
+    const legacy = await fakeBackend('legacy');
+    await setRoutes(s, [{ name: 'legacy.home', match: { path: '/' }, mode: 'legacy' }], 'connection limit');
+    const limited = await startTestProxy(s, legacy.url, legacy.url, { maxClientConnections: 5 });
+    const trusting = await startTestProxy(s, legacy.url, legacy.url, { maxClientConnections: 5, trustedProxies: '127.0.0.1' });
+    const sockets: import('node:net').Socket[] = [];
+    /** Opens a connection that sends half a request and holds it, as slowloris does. */
+    const hold = (url: string) => new Promise<void>((resolve) => {
+      const { hostname, port } = new URL(url);
+      const socket = connect({ host: hostname, port: Number(port) }, () => { socket.write('GET / HTTP/1.1\r\nHost: x\r\n'); resolve(); });
+      socket.on('error', () => {});
+      sockets.push(socket);
+    });
+    try {
+      for (let i = 0; i < 5; i++) await hold(limited.url);
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      const refused = await get(limited.url, '/');
+      expect(refused.split('\r\n')[0]).to.equal('HTTP/1.1 503 Service Unavailable');
+      expect(Date.now() - t0, 'refused at once, not after the headers timeout').to.be.below(1_000);
+      const told = await fetch(`${limited.url}/`);
+      expect([told.status, told.headers.get('retry-after'), await told.text()]).to.deep.equal(
+        [503, '5', '503 Service Unavailable: too many open connections from your address (BANYAN_MAX_CLIENT_CONNECTIONS).\n']);
+      sockets.pop()!.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await get(limited.url, '/')).split('\r\n')[0], 'one closed: room for one more').to.equal('HTTP/1.1 200 OK');
+      // Behind a load balancer every client has its address: no limit for a trusted proxy.
+      for (let i = 0; i < 8; i++) await hold(trusting.url);
+      expect((await get(trusting.url, '/')).split('\r\n')[0]).to.equal('HTTP/1.1 200 OK');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await limited.stop();
+      await trusting.stop();
+      await legacy.close();
+    }
+  });
+});
+
 function get(url: string, target: string): Promise<string> {
   return raw(url, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
 }
