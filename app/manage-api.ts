@@ -1,17 +1,31 @@
 import type Router from '@koa/router';
+import { authenticate } from '../lib/accounts.js';
 import { readFields } from '../lib/form-body.js';
-import { journal, type WriteAnnouncer } from '../lib/write-announcer.js';
-import type { DbFor } from './server.js';
 import { isValidName, normalizeName } from '../lib/names.js';
+import { createProject, creationRefusal } from '../lib/ownership.js';
+import { lockProject, type WriteAnnouncer } from '../lib/write-announcer.js';
+import type { DbFor } from './server.js';
 
 /**
- * `POST /manage/projects`: registers a project (name, summary). A write
- * through the new app: it answers with `X-Banyan-Write-LSN`, the WAL position
- * after the commit, so the proxy pins the session exactly there, and raises
- * the project's fence so every other client's reads of it wait for it too.
+ * `POST /manage/projects`: registers a project (name) for the logged-in
+ * account, which becomes its owner; anonymous callers get 401, and an
+ * account may create at most `projectsPerHour` projects an hour (429). A
+ * write through the new app: it answers with `X-Banyan-Write-LSN`, the WAL
+ * position after the commit, so the proxy pins the session exactly there,
+ * and raises the project's fence so every other client's reads wait for it.
  */
-export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer): void {
+export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
+    const handle = await db(ctx);
+    const account = await authenticate(handle.writer, ctx.get('authorization') || undefined);
+    if (typeof account === 'string') {
+      ctx.req.resume();
+      ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
+      ctx.throw(account === 'invalid' ? 403 : 401, account === 'invalid'
+        ? 'Invalid or non-existent authentication information. Check the token or password.'
+        : 'Log in to register a project: HTTP Basic with your username and password, or __token__ and an API token.');
+      return;
+    }
     const fields = await readFields(ctx.req);
     const name = (fields['name'] ?? '').trim();
     if (!isValidName(name)) {
@@ -19,19 +33,23 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
       return;
     }
     const normalized = normalizeName(name);
-    const created = await (await db(ctx)).writer.transaction().execute(async (trx) => {
-      const row = await trx.insertInto('projects').values({ name, normalized_name: normalized })
-        .onConflict((oc) => oc.column('normalized_name').doNothing()).returning('id').executeTakeFirst();
-      if (!row) return false;
-      await journal(trx, row.id, normalized, null, 'create', null);
-      return true;
+    const outcome = await handle.writer.transaction().execute(async (trx) => {
+      await lockProject(trx, normalized);
+      const refusal = await creationRefusal(trx, account, projectsPerHour);
+      if (refusal) return refusal;
+      return (await createProject(trx, account, name)) ? 'created' : 'exists';
     });
-    if (!created) {
+    if (outcome === 'exists') {
       ctx.throw(409, `a project named "${normalized}" already exists`);
+      return;
+    }
+    if (outcome !== 'created') {
+      if (outcome.status === 429) ctx.set('Retry-After', '3600');
+      ctx.throw(outcome.status, outcome.message);
       return;
     }
     ctx.set('X-Banyan-Write-LSN', await announcer.announce([normalized], true));
     ctx.status = 201;
-    ctx.body = { name, normalized_name: normalized, url: `/simple/${normalized}/` };
+    ctx.body = { name, normalized_name: normalized, owner: account.username, url: `/simple/${normalized}/` };
   });
 }

@@ -34,7 +34,7 @@ export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRu
     await router.start();
     const store = new FileStore(options.storageDir);
     await store.init();
-    const app = createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes });
+    const app = createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour });
     const listening = await listen(app.callback(), options.port, options.host, 'PORT', options.drainMs);
     return {
       url: listening.url, router, storageDir: store.root,

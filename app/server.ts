@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
@@ -25,6 +26,8 @@ export interface AppOptions {
   readonly cache?: PageCache;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD). */
   readonly maxUploadBytes?: number;
+  /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */
+  readonly projectsPerHour?: number | undefined;
   /** The app's metrics (created here when not given); served at /metrics. */
   readonly metrics?: AppMetrics;
 }
@@ -79,14 +82,15 @@ export function createApp(options: AppOptions): Koa {
   jsonRoutes(routes, dbOf);
   projectPageRoutes(routes, dbOf);
   fileRoutes(routes, options.store);
-  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
+  const projectsPerHour = options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR;
+  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
     onUpload: (outcome) => {
       const failed = outcome !== 'stored' && outcome !== 'exists';
       metrics.uploads.inc({ result: failed ? 'failed' : outcome });
       if (failed) metrics.uploadFailures.inc({ reason: outcome });
     },
   });
-  manageRoutes(routes, dbOf, announcer);
+  manageRoutes(routes, dbOf, announcer, projectsPerHour);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
   routes.get('app.metrics', '/metrics', async (ctx) => {
     ctx.type = metrics.registry.contentType;

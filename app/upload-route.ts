@@ -12,6 +12,7 @@ export interface UploadRouteOptions {
   readonly store: FileStore;
   readonly announcer: WriteAnnouncer;
   readonly maxUploadBytes: number;
+  readonly projectsPerHour: number;
   readonly onUpload?: UploadListener | undefined;
 }
 
@@ -24,7 +25,7 @@ export function uploadRoutes(router: Router, options: UploadRouteOptions): void 
   router.post('upload', '/legacy/', async (ctx) => {
     const db = await options.dbOf(ctx);
     try {
-      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes }, ctx.req, ctx.res);
+      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour }, ctx.req, ctx.res);
       options.onUpload?.(result.outcome);
       if (result.outcome === 'stored') {
         ctx.set('X-Banyan-Write-LSN', await options.announcer.announce([result.project], result.projectCreated));

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import { journal, lockProject } from '../lib/write-announcer.js';
 import type { Database } from '../lib/schema.js';
 import { authenticate, type Account } from '../lib/accounts.js';
+import { createProject, uploadRefusal } from '../lib/ownership.js';
 import { dropBody } from '../lib/form-body.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
@@ -13,7 +14,7 @@ import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js
 /** Why an upload was refused: the `reason` label of upload failure metrics. */
 export type UploadFailure =
   | 'auth-missing' | 'auth-invalid' | 'forbidden' | 'bad-form' | 'bad-action' | 'bad-protocol' | 'bad-name'
-  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists';
+  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists' | 'token-scope' | 'rate-limited';
 
 /** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
 export function reasonPhrase(message: string): string {
@@ -105,6 +106,8 @@ export interface UploadContext {
   readonly writer: Kysely<Database>;
   readonly store: FileStore;
   readonly maxUploadBytes: number;
+  /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */
+  readonly projectsPerHour: number;
 }
 
 export interface UploadResult {
@@ -263,19 +266,13 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
       // One upload per project at a time: the checks below and the inserts see one consistent state.
       await lockProject(trx, u.normalized);
       let project = await trx.selectFrom('projects').select(['id', 'name']).where('normalized_name', '=', u.normalized).executeTakeFirst();
+      const refusal = await uploadRefusal(trx, account, project, ctx.projectsPerHour);
+      if (refusal) throw new UploadError(refusal.status, refusal.message, refusal.reason);
       let projectCreated = false;
       if (!project) {
-        project = await trx.insertInto('projects').values({ name: u.name, normalized_name: u.normalized })
-          .returning(['id', 'name']).executeTakeFirstOrThrow();
-        await trx.insertInto('project_roles').values({ project_id: project.id, user_id: account.id, role: 'Owner' }).execute();
-        await journal(trx, project.id, u.normalized, null, 'create', account.username);
+        const created = (await createProject(trx, account, u.name))!;
+        project = { id: created.id, name: u.name };
         projectCreated = true;
-      } else {
-        const role = await trx.selectFrom('project_roles').select('role')
-          .where('project_id', '=', project.id).where('user_id', '=', account.id).executeTakeFirst();
-        if (!role) {
-          throw new UploadError(403, `The user '${account.username}' isn't allowed to upload to project '${project.name}'. Ask an owner to add you.`, 'forbidden');
-        }
       }
       const existing = await trx.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id')
         .select(['files.sha256_digest', 'releases.project_id']).where('files.filename', '=', u.content.filename).executeTakeFirst();

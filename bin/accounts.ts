@@ -1,8 +1,10 @@
-import { addUser, createToken } from '../lib/accounts.js';
+import { addUser, createToken, listTokens, revokeToken } from '../lib/accounts.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../routing/database.js';
+import { listRoles, removeRole, ROLES, setRole } from '../lib/ownership.js';
 import type { Args } from './args.js';
+import { printTable } from './output.js';
 
 function primary() {
   const url = required(loadSettings().databaseUrl, 'DATABASE_URL', 'to reach the primary');
@@ -64,24 +66,94 @@ export async function users(args: Args): Promise<void> {
   }
 }
 
-/** `banyan tokens create NAME [--description D]`: prints the token once. */
+const TOKENS_USAGE = `usage: banyan tokens create USERNAME [--project NAME] [--description TEXT] [--json]
+       banyan tokens list USERNAME [--json]
+       banyan tokens revoke TOKEN_ID`;
+
+/**
+ * `banyan tokens create|list|revoke`: API tokens for twine, flit and poetry.
+ * A token is printed once; only its hash is kept. `--project` scopes it to
+ * one project, as Warehouse's project tokens are.
+ */
 export async function tokens(args: Args): Promise<void> {
-  const [action, name] = args.words;
-  if (action !== 'create' || !name || args.words.length > 2) {
-    throw new BanyanError('bad-arguments', 'usage: banyan tokens create USERNAME [--description TEXT]');
+  const [action, subject] = args.words;
+  if (!action || !subject || args.words.length > 2 || !['create', 'list', 'revoke'].includes(action)) {
+    throw new BanyanError('bad-arguments', TOKENS_USAGE);
   }
-  const description = args.flags.get('description');
   const db = primary();
   try {
-    const { token, id } = await createToken(db, name, typeof description === 'string' ? description : '');
-    if (args.flags.has('json')) {
-      process.stdout.write(`${JSON.stringify({ id, username: name, token })}\n`);
+    if (action === 'list') {
+      const list = await listTokens(db, subject);
+      if (args.flags.has('json')) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      if (list.length === 0) {
+        process.stdout.write(`${subject} has no tokens. Create one: banyan tokens create ${subject}\n`);
+        return;
+      }
+      printTable(['id', 'scope', 'description', 'created', 'last used'], list.map((t) => [
+        t.id, t.project ? `project ${t.project}` : 'all their projects', t.description, t.createdAt.slice(0, 16).replace('T', ' '),
+        t.lastUsedAt ? t.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
+      ]));
       return;
     }
-    process.stdout.write(`${token}\n`);
-    process.stderr.write('This token is shown only once; store it now. Upload with it as username __token__:\n' +
-      `  twine upload --repository-url <proxy>/legacy/ -u __token__ -p ${token.slice(0, 12)}... dist/*\n`);
+    if (action === 'revoke') {
+      const revoked = await revokeToken(db, subject, operator());
+      if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ id: subject, ...revoked })}\n`);
+      else process.stdout.write(`Revoked token ${subject} of ${revoked.username}${revoked.project ? ` (project ${revoked.project})` : ''}; it stops working now.\n`);
+      return;
+    }
+    const description = args.flags.get('description');
+    const project = args.flags.get('project');
+    const created = await createToken(db, subject, typeof description === 'string' ? description : '', {
+      project: typeof project === 'string' ? project : undefined, actor: operator(),
+    });
+    if (args.flags.has('json')) {
+      process.stdout.write(`${JSON.stringify({ id: created.id, username: subject, project: created.project, token: created.token })}\n`);
+      return;
+    }
+    process.stdout.write(`${created.token}\n`);
+    process.stderr.write(`This token is shown only once; store it now.${created.project ? ` It can upload to ${created.project} only.` : ''} Upload with it as username __token__:\n` +
+      `  twine upload --repository-url <proxy>/legacy/ -u __token__ -p ${created.token.slice(0, 12)}... dist/*\n`);
   } finally {
     await db.destroy();
   }
+}
+
+const PROJECTS_USAGE = `usage: banyan projects roles NAME [--json]
+       banyan projects add-role NAME USERNAME --role owner|maintainer
+       banyan projects remove-role NAME USERNAME`;
+
+/** `banyan projects roles|add-role|remove-role`: who may upload to a project (owners also manage it). */
+export async function projects(args: Args): Promise<void> {
+  const [action, project, username] = args.words;
+  const arity: Record<string, number> = { roles: 2, 'add-role': 3, 'remove-role': 3 };
+  if (!action || arity[action] === undefined || args.words.length !== arity[action]) throw new BanyanError('bad-arguments', PROJECTS_USAGE);
+  const db = primary();
+  try {
+    if (action === 'roles') {
+      const { project: name, roles } = await listRoles(db, project!);
+      if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ project: name, roles }, null, 2)}\n`);
+      else printTable(['user', 'role'], roles.map((r) => [r.username, r.role]));
+      return;
+    }
+    if (action === 'add-role') {
+      const given = String(args.flags.get('role') ?? '');
+      const role = ROLES.find((r) => r.toLowerCase() === given.toLowerCase());
+      if (!role) throw new BanyanError('bad-arguments', `--role must be owner or maintainer, not "${given}"`, 'owners manage the project and its roles; maintainers upload');
+      const outcome = await setRole(db, project!, username!, role, operator());
+      process.stdout.write(outcome === 'unchanged' ? `${username} already is ${role} of ${project}; nothing changed.\n` : `${username} is now ${role} of ${project}.\n`);
+      return;
+    }
+    const removed = await removeRole(db, project!, username!, operator());
+    process.stdout.write(`${username} is no longer ${removed} of ${project}; their tokens scoped to it are revoked.\n`);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** Who changes roles and tokens from the command line, for the journal: whoever holds the database's password. */
+function operator(): string {
+  return `operator (${process.env['USER'] ?? process.env['LOGNAME'] ?? 'unknown'})`;
 }

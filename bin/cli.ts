@@ -4,7 +4,7 @@ import { isConnectionError, redactUrl } from '../routing/database.js';
 import { parseArgs } from './args.js';
 import { migrate } from './migrate.js';
 import { routes } from './routes.js';
-import { tokens, users } from './accounts.js';
+import { projects, tokens, users } from './accounts.js';
 import { report } from './report.js';
 import { appCommand, legacyCommand, proxyCommand } from './servers.js';
 import { start } from './start.js';
@@ -23,7 +23,10 @@ Commands:
   report usage [--since 30d] [--unused 30d] [--json]
                                          legacy routes and features in use, and retirement candidates
   users add NAME [--email E]             an account that can upload (password from stdin)
-  tokens create USERNAME [--description D]  an API token for twine (printed once)
+  tokens create USERNAME [--project P] [--description D] | list USERNAME | revoke ID
+                                         API tokens for twine (printed once; --project scopes one)
+  projects roles NAME | add-role NAME USER --role owner|maintainer | remove-role NAME USER
+                                         who may upload to a project
 
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
@@ -37,7 +40,8 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   migrate: { valued: [], switches: ['json', 'all'], run: migrate },
   users: { valued: ['email'], switches: ['json'], run: users },
   report: { valued: ['since', 'unused'], switches: ['json'], run: report },
-  tokens: { valued: ['description'], switches: ['json'], run: tokens },
+  tokens: { valued: ['description', 'project'], switches: ['json'], run: tokens },
+  projects: { valued: ['role'], switches: ['json'], run: projects },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],

@@ -88,7 +88,7 @@ export async function appCommand(): Promise<void> {
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
   const app = await startAppRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes,
+    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
     host: s.host, port: s.port ?? 8081, drainMs: s.drainMs,
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);
@@ -100,7 +100,7 @@ export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   const legacy = await startLegacyRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, host: s.host, port: s.port ?? 8082, drainMs: s.drainMs,
+    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? 8082, drainMs: s.drainMs,
   });
   progress(`legacy backend listening on ${legacy.url}`);
   untilSignal(() => legacy.close());

@@ -1,13 +1,13 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { sql } from 'kysely';
+import { createServer, type Server } from 'node:http';
 import { authenticate } from '../lib/accounts.js';
+import { createProject, creationRefusal, DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import { DEFAULT_MAX_UPLOAD, type ReadSettings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
 import { isValidName, normalizeName } from '../lib/names.js';
-import { CacheGenerations, journal, lockProject, WriteAnnouncer } from '../lib/write-announcer.js';
+import { CacheGenerations, lockProject, WriteAnnouncer } from '../lib/write-announcer.js';
 import { isConnectionError } from '../routing/database.js';
 import { DbRouter, fenceFromHeader, type RequestDb } from '../routing/db-router.js';
 import { FenceStore, requestFence } from '../routing/fences.js';
@@ -27,6 +27,7 @@ export interface LegacyOptions {
   /** Redis: resource fences, and the cache generations the new app's pages live under. */
   readonly redisUrl?: string | undefined;
   readonly maxUploadBytes?: number | undefined;
+  readonly projectsPerHour?: number | undefined;
 }
 
 /** The legacy backend as a node:http server, with what it opened. */
@@ -51,6 +52,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
   const store = new FileStore(options.storageDir);
   const upload: LegacyUploadOptions = {
     store, announcer: new WriteAnnouncer(router, fences, generations), maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
+    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR,
   };
   const server = createServer((req, res) => {
     let chosen: Promise<RequestDb> | undefined;
@@ -165,14 +167,15 @@ async function register(r: LegacyRequest, upload: LegacyUploadOptions, fields: R
   const normalized = normalizeName(name);
   const created = await db.writer.transaction().execute(async (trx) => {
     await lockProject(trx, normalized);
-    const { rows } = await sql<{ id: string }>`
-      INSERT INTO projects (name, normalized_name) VALUES (${name}, ${normalized}) ON CONFLICT (normalized_name) DO NOTHING RETURNING id`.execute(trx);
-    if (!rows[0]) return false;
-    await sql`INSERT INTO project_roles (project_id, user_id, role) VALUES (${rows[0].id}, ${account.id}, 'Owner')`.execute(trx);
-    await journal(trx, rows[0].id, normalized, null, 'create', account.username);
-    return true;
+    const refusal = await creationRefusal(trx, account, upload.projectsPerHour);
+    if (refusal) return refusal;
+    return (await createProject(trx, account, name)) !== undefined;
   });
-  if (!created) return send(r.res, 409, 'text/plain', `Error: a project named ${normalized} already exists\n`);
+  if (created === false) return send(r.res, 409, 'text/plain', `Error: a project named ${normalized} already exists\n`);
+  if (created !== true) {
+    r.res.statusMessage = statusText(created.message);
+    return send(r.res, created.status, 'text/plain', `Error: ${created.message}\n`, created.status === 429 ? { 'Retry-After': '3600' } : {});
+  }
   await upload.announcer.announce([normalized], true);
   send(r.res, 200, 'text/html', layout('Submitted', `<p>Project ${escapeHtml(name)} registered.</p>`));
 }

@@ -2,6 +2,7 @@ import busboy from 'busboy';
 import { dropBody } from '../lib/form-body.js';
 import { sql } from 'kysely';
 import { authenticate, type Account } from '../lib/accounts.js';
+import { createProject, uploadRefusal } from '../lib/ownership.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
@@ -13,6 +14,8 @@ export interface LegacyUploadOptions {
   readonly store: FileStore;
   readonly announcer: WriteAnnouncer;
   readonly maxUploadBytes: number;
+  /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */
+  readonly projectsPerHour: number;
 }
 
 class Refused extends Error {
@@ -136,16 +139,11 @@ async function store(r: LegacyRequest, options: LegacyUploadOptions, account: Ac
     return await db.writer.transaction().execute(async (trx) => {
       await lockProject(trx, normalized);
       const { rows: [project] } = await sql<{ id: string; name: string }>`SELECT id, name FROM projects WHERE normalized_name = ${normalized}`.execute(trx);
-      let projectId = project?.id;
+      const refusal = await uploadRefusal(trx, account, project, options.projectsPerHour);
+      // The old index's words for a user without a role; the newer refusals keep theirs.
+      if (refusal) throw new Refused(refusal.status, refusal.reason === 'forbidden' ? `You are not allowed to edit '${project!.name}' package information.` : refusal.message);
       const created = !project;
-      if (!projectId) {
-        projectId = (await sql<{ id: string }>`INSERT INTO projects (name, normalized_name) VALUES (${name}, ${normalized}) RETURNING id`.execute(trx)).rows[0]!.id;
-        await sql`INSERT INTO project_roles (project_id, user_id, role) VALUES (${projectId}, ${account.id}, 'Owner')`.execute(trx);
-        await journal(trx, projectId, normalized, null, 'create', account.username);
-      } else {
-        const { rows } = await sql`SELECT 1 FROM project_roles WHERE project_id = ${projectId} AND user_id = ${account.id}`.execute(trx);
-        if (rows.length === 0) throw new Refused(403, `You are not allowed to edit '${project!.name}' package information.`);
-      }
+      const projectId = project?.id ?? (await createProject(trx, account, name))!.id;
       const { rows: [existing] } = await sql<{ sha256_digest: string }>`SELECT sha256_digest FROM files WHERE filename = ${content.filename}`.execute(trx);
       if (existing) {
         if (existing.sha256_digest === content.sha256) return undefined;

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { BanyanError } from './errors.js';
+import { normalizeName } from './names.js';
 import type { Database } from './schema.js';
 
 /** scrypt cost N=2^15, r=8, p=1: about 50 ms per check, 32 MiB of memory. */
@@ -42,6 +43,8 @@ export function tokenHash(token: string): string {
 export interface Account {
   readonly id: string;
   readonly username: string;
+  /** For a project-scoped API token, the one project it may upload to. */
+  readonly tokenProject?: { readonly id: string; readonly name: string } | undefined;
 }
 
 /** Why a request could not be authenticated; the app turns these into 401 and 403. */
@@ -63,11 +66,12 @@ export async function authenticate(db: Kysely<Database>, header: string | undefi
   const secret = decoded.slice(colon + 1);
   if (username === '__token__') {
     const row = await db.selectFrom('api_tokens').innerJoin('users', 'users.id', 'api_tokens.user_id')
-      .select(['users.id', 'users.username', 'users.is_active', 'api_tokens.id as token_id'])
+      .leftJoin('projects', 'projects.id', 'api_tokens.project_id')
+      .select(['users.id', 'users.username', 'users.is_active', 'api_tokens.id as token_id', 'api_tokens.project_id', 'projects.name as project_name'])
       .where('api_tokens.token_hash', '=', tokenHash(secret)).executeTakeFirst();
     if (!row || !row.is_active) return 'invalid';
     await db.updateTable('api_tokens').set({ last_used_at: new Date() }).where('id', '=', row.token_id).execute();
-    return { id: row.id, username: row.username };
+    return { id: row.id, username: row.username, tokenProject: row.project_id ? { id: row.project_id, name: row.project_name ?? '' } : undefined };
   }
   const user = await db.selectFrom('users').select(['id', 'username', 'password_hash', 'is_active'])
     .where('username', '=', username).executeTakeFirst();
@@ -94,12 +98,64 @@ export async function addUser(db: Kysely<Database>, username: string, email: str
   return row;
 }
 
-/** Creates an API token for a user and returns it; only its hash is kept. */
-export async function createToken(db: Kysely<Database>, username: string, description: string): Promise<{ token: string; id: string }> {
+/**
+ * Creates an API token for a user and returns it; only its hash is kept. With
+ * `project`, the token uploads to that project only (the user must have a
+ * role on it). Recorded in account_events.
+ */
+export async function createToken(db: Kysely<Database>, username: string, description: string,
+  options: { project?: string | undefined; actor?: string | undefined } = {}): Promise<{ token: string; id: string; project: string | null }> {
+  return db.transaction().execute(async (trx) => {
+    const user = await trx.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
+    if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`, `create one first: banyan users add ${username} --email you@example.com`);
+    let project: { id: string; normalized_name: string } | undefined;
+    if (options.project !== undefined) {
+      project = await trx.selectFrom('projects').select(['id', 'normalized_name']).where('normalized_name', '=', normalizeName(options.project)).executeTakeFirst();
+      if (!project) throw new BanyanError('not-found', `there is no project named "${options.project}"`, 'a scoped token is for an existing project; upload once with an account token to create it');
+      const role = await trx.selectFrom('project_roles').select('role').where('project_id', '=', project.id).where('user_id', '=', user.id).executeTakeFirst();
+      if (!role) throw new BanyanError('forbidden', `${username} has no role on ${project.normalized_name}, so a token scoped to it could do nothing`, `an owner can add them: banyan projects add-role ${project.normalized_name} ${username} --role maintainer`);
+    }
+    const token = newToken();
+    const row = await trx.insertInto('api_tokens').values({ user_id: user.id, description, token_hash: tokenHash(token), project_id: project?.id ?? null })
+      .returning('id').executeTakeFirstOrThrow();
+    await trx.insertInto('account_events').values({
+      actor: options.actor ?? username, username, action: 'create token', project_name: project?.normalized_name ?? null, token_id: row.id,
+    }).execute();
+    return { token, id: row.id, project: project?.normalized_name ?? null };
+  });
+}
+
+export interface TokenInfo {
+  readonly id: string;
+  readonly description: string;
+  /** The one project it may upload to; null: every project of its user. */
+  readonly project: string | null;
+  readonly createdAt: string;
+  readonly lastUsedAt: string | null;
+}
+
+/** A user's tokens (never the tokens themselves: only their hashes are kept). */
+export async function listTokens(db: Kysely<Database>, username: string): Promise<TokenInfo[]> {
   const user = await db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
-  if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`, `create one first: banyan users add ${username} --email you@example.com`);
-  const token = newToken();
-  const row = await db.insertInto('api_tokens').values({ user_id: user.id, description, token_hash: tokenHash(token) })
-    .returning('id').executeTakeFirstOrThrow();
-  return { token, id: row.id };
+  if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`);
+  const rows = await db.selectFrom('api_tokens').leftJoin('projects', 'projects.id', 'api_tokens.project_id')
+    .select(['api_tokens.id', 'api_tokens.description', 'projects.normalized_name', 'api_tokens.created_at', 'api_tokens.last_used_at'])
+    .where('api_tokens.user_id', '=', user.id).orderBy('api_tokens.id').execute();
+  return rows.map((r) => ({
+    id: r.id, description: r.description, project: r.normalized_name, createdAt: new Date(r.created_at).toISOString(),
+    lastUsedAt: r.last_used_at ? new Date(r.last_used_at).toISOString() : null,
+  }));
+}
+
+/** Revokes a token by id: it stops working at once. Recorded in account_events. */
+export async function revokeToken(db: Kysely<Database>, id: string, actor: string): Promise<{ username: string; project: string | null }> {
+  if (!/^\d{1,18}$/.test(id)) throw new BanyanError('bad-arguments', `"${id}" is not a token id; banyan tokens list USERNAME shows them`);
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.deleteFrom('api_tokens').where('id', '=', id).returning(['user_id', 'project_id']).executeTakeFirst();
+    if (!row) throw new BanyanError('not-found', `there is no token with id ${id}`, 'banyan tokens list USERNAME shows the ids');
+    const user = await trx.selectFrom('users').select('username').where('id', '=', row.user_id).executeTakeFirstOrThrow();
+    const project = row.project_id ? await trx.selectFrom('projects').select('normalized_name').where('id', '=', row.project_id).executeTakeFirst() : undefined;
+    await trx.insertInto('account_events').values({ actor, username: user.username, action: 'revoke token', project_name: project?.normalized_name ?? null, token_id: id }).execute();
+    return { username: user.username, project: project?.normalized_name ?? null };
+  });
 }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
+import { DEFAULT_PROJECTS_PER_HOUR } from './ownership.js';
 
 /** What `npm start` writes to `.banyan/stack.json`, so other commands find the stack. */
 export interface StackFile {
@@ -56,6 +57,8 @@ export interface Settings {
   readonly storageDir: string;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
   readonly maxUploadBytes: number;
+  /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR; default 20). */
+  readonly projectsPerHour: number;
   /** How often each proxy adds its usage counts to PostgreSQL (BANYAN_USAGE_FLUSH; default 60s). */
   readonly usageFlushMs: number;
   /** Where a proxy keeps usage counts PostgreSQL could not take when it stopped; the next start adds them (BANYAN_USAGE_SPOOL). */
@@ -133,6 +136,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
+    projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
     restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : 500,
@@ -148,6 +152,7 @@ export interface BackendRuntimeOptions {
   readonly redisUrl?: string | undefined;
   readonly storageDir: string;
   readonly maxUploadBytes?: number | undefined;
+  readonly projectsPerHour?: number | undefined;
   readonly host: string;
   /** 0: any free port. */
   readonly port: number;

@@ -18,6 +18,7 @@ export interface Database {
   usage_ledger: UsageLedgerTable;
   usage_user_agents: UsageUserAgentsTable;
   usage_flushes: UsageFlushesTable;
+  account_events: AccountEventsTable;
 }
 
 export interface UsersTable {
@@ -36,6 +37,8 @@ export interface ApiTokensTable {
   token_hash: string;
   created_at: CreatedAt;
   last_used_at: Timestamp | null;
+  /** The one project the token may upload to; null: every project its user may. */
+  project_id: string | null;
 }
 
 export interface ProjectsTable {
@@ -132,4 +135,17 @@ export interface UsageFlushesTable {
   flush_id: string;
   instance: string;
   flushed_at: CreatedAt;
+}
+
+export interface AccountEventsTable {
+  id: Generated<string>;
+  at: CreatedAt;
+  /** Who made the change: a username, or `operator (<os user>)` for the command line. */
+  actor: string;
+  /** Whose role or token changed. */
+  username: string;
+  /** `add Maintainer`, `remove Owner`, `create token`, `revoke token`. */
+  action: string;
+  project_name: string | null;
+  token_id: string | null;
 }

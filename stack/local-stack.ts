@@ -126,6 +126,7 @@ export interface BackendsOptions {
   /** Where uploads are stored; absent: a temporary folder removed on stop. */
   readonly storageDir?: string;
   readonly maxUploadBytes?: number;
+  readonly projectsPerHour?: number;
   readonly usageFlushMs?: number;
 }
 
@@ -157,7 +158,7 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     }
     const data = {
       primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads, redisUrl: options.redisUrl ?? undefined,
-      storageDir, maxUploadBytes: options.maxUploadBytes, host,
+      storageDir, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour, host,
     };
     const legacy = await startLegacyRuntime({ ...data, port: options.legacyPort ?? 0 });
     opened.push(legacy);

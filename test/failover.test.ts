@@ -85,8 +85,10 @@ async function checkPrimaryOutage(services: Services, backends: Backends): Promi
   }
 
   const t0 = Date.now();
+  // Credentials are checked on the primary too: the answer is the same 503, whoever asks.
   const write = await fetch(`${backends.urls.proxy}/manage/projects`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'during-outage' }),
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('__token__:banyan-any').toString('base64')}` },
+    body: JSON.stringify({ name: 'during-outage' }),
   });
   const body = await write.text();
   expect(Date.now() - t0).to.be.below(1_000);

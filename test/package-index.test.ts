@@ -33,7 +33,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'package index: shipped routes');
     storage = tempDir('banyan-store-');
     dists = tempDir('banyan-dists-');
-    backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: storage, maxUploadBytes: LIMIT });
+    backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: storage, maxUploadBytes: LIMIT, projectsPerHour: 1_000 });
     app = backends.urls.app;
     owner = await newUploader(s.primaryUrl);
   });

@@ -21,7 +21,8 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const uploader = await newUploader(s.primaryUrl);
     auth = basicAuth('__token__', uploader.token);
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'read-your-writes: shipped routes');
-    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl });
+    // Hundreds of projects from one account: the per-account limit on new projects is raised for this test.
+    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl, projectsPerHour: 100_000 });
     proxy = backends.urls.proxy;
     await s.cluster.setReplicaDelay(DELAY_MS);
   });
@@ -37,7 +38,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   async function write(via: 'app' | 'legacy', cookie?: string): Promise<{ name: string; cookie: string }> {
     const name = `ryw-${process.pid}-${++n}`;
     const res = via === 'app'
-      ? await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify({ name }) })
+      ? await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth, ...(cookie ? { cookie } : {}) }, body: JSON.stringify({ name }) })
       : await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth, ...(cookie ? { cookie } : {}) }, body: `:action=submit&name=${name}` });
     expect(res.status, await res.text()).to.be.within(200, 299);
     expect(res.headers.get('x-banyan-write-lsn'), 'the write LSN never reaches the client').to.equal(null);
@@ -134,10 +135,10 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   for (const whenDown of ['skip', 'primary'] as const) {
     it(`with Redis down, fences are skipped, and reads of the resource ${whenDown === 'skip' ? 'stay on the replica' : 'go to the primary'} (BANYAN_FENCES_REDIS_DOWN=${whenDown})`, async () => {
       const s = await services();
-      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown });
+      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown, projectsPerHour: 100_000 });
       try {
         const name = `fence-down-${whenDown}-${process.pid}`;
-        const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+        const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
         expect(w.status, 'Redis down never fails a write').to.equal(201);
         const r = await fetch(`${deaf.urls.proxy}/simple/${name}/`);
         await r.text();
