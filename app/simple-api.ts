@@ -149,6 +149,9 @@ function jsonFile(file: FileRow): Record<string, unknown> {
     hashes: { sha256: file.sha256_digest },
     'requires-python': file.requires_python,
     yanked: file.yanked ? (file.yanked_reason || true) : false,
+    // PEP 714's name, and PEP 658's that older pip reads.
+    'core-metadata': file.metadata_sha256 ? { sha256: file.metadata_sha256 } : false,
+    'dist-info-metadata': file.metadata_sha256 ? { sha256: file.metadata_sha256 } : false,
     size: Number(file.size),
     'upload-time': file.upload_time.toISOString(),
   };
@@ -157,6 +160,9 @@ function jsonFile(file: FileRow): Record<string, unknown> {
 function htmlLink(file: FileRow): string {
   const attrs = [`href="${escapeHtml(fileUrl(file))}#sha256=${file.sha256_digest}"`];
   if (file.requires_python) attrs.push(`data-requires-python="${escapeHtml(file.requires_python)}"`);
+  if (file.metadata_sha256) {
+    attrs.push(`data-core-metadata="sha256=${file.metadata_sha256}"`, `data-dist-info-metadata="sha256=${file.metadata_sha256}"`);
+  }
   if (file.yanked) attrs.push(`data-yanked="${escapeHtml(file.yanked_reason ?? '')}"`);
   return `    <a ${attrs.join(' ')}>${escapeHtml(file.filename)}</a><br/>`;
 }

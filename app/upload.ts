@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import busboy from 'busboy';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
@@ -9,12 +10,16 @@ import { dropBody } from '../lib/form-body.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
 import { parseFilename } from './platform.js';
+import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readSdist, readWheel, type ArchiveLimits } from './archive.js';
+import { isKnownClassifier, METADATA_VERSIONS, parseCoreMetadata, platformTagProblem, requirementProblem, specifierProblem } from './core-metadata.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
 
 /** Why an upload was refused: the `reason` label of upload failure metrics. */
 export type UploadFailure =
   | 'auth-missing' | 'auth-invalid' | 'forbidden' | 'bad-form' | 'bad-action' | 'bad-protocol' | 'bad-name'
-  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists' | 'token-scope' | 'rate-limited';
+  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists' | 'token-scope' | 'rate-limited'
+  | 'bad-archive' | 'archive-too-large' | 'no-metadata' | 'metadata-mismatch' | 'bad-metadata-version' | 'bad-classifier' | 'bad-requires-dist'
+  | 'bad-requires-python' | 'bad-platform-tag' | 'second-sdist';
 
 /** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
 export function reasonPhrase(message: string): string {
@@ -108,6 +113,8 @@ export interface UploadContext {
   readonly maxUploadBytes: number;
   /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */
   readonly projectsPerHour: number;
+  /** What an archive may unpack to (zip bombs); DEFAULT_ARCHIVE_LIMITS when absent. */
+  readonly archiveLimits?: ArchiveLimits | undefined;
 }
 
 export interface UploadResult {
@@ -149,7 +156,8 @@ export async function handleUpload(ctx: UploadContext, req: IncomingMessage, res
   const form = await readUploadForm(req, ctx.store, ctx.maxUploadBytes);
   try {
     const checked = validate(form, ctx.maxUploadBytes);
-    return await store(ctx, auth, checked);
+    const metadata = await inspectArchive(checked, form.fields, ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS);
+    return await store(ctx, auth, { ...checked, coreMetadata: metadata });
   } catch (err) {
     if (form.content) await ctx.store.discard(form.content);
     throw err;
@@ -178,6 +186,8 @@ interface CheckedUpload {
   readonly requiresPython: string | null;
   readonly metadata: Record<string, unknown>;
   readonly content: Incoming & { filename: string };
+  /** The archive's METADATA / PKG-INFO, once the archive has been inspected. */
+  readonly coreMetadata?: Buffer | undefined;
 }
 
 function validate(form: ParsedUpload, limit: number): CheckedUpload {
@@ -219,9 +229,9 @@ function validate(form: ParsedUpload, limit: number): CheckedUpload {
     throw new UploadError(400, 'Invalid value for pyversion. Error: Use a Python version tag such as py3 or cp311 for a wheel.', 'bad-filetype');
   }
   const requiresPython = one(f, 'requires_python') ?? null;
-  if (requiresPython !== null && !/^[\s0-9A-Za-z.,<>=!~*+-]+$/.test(requiresPython)) {
-    throw new UploadError(400, `'${requiresPython}' is an invalid value for Requires-Python. Error: Use a version specifier such as >=3.8. ${HELP}`, 'bad-form');
-  }
+  if (requiresPython !== null) checkRequiresPython(requiresPython);
+  const metadataVersion = one(f, 'metadata_version');
+  if (metadataVersion !== undefined) checkMetadataVersion(metadataVersion);
   const metadata: Record<string, unknown> = {};
   for (const key of TEXT_FIELDS) {
     const value = one(f, key);
@@ -284,6 +294,10 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
       }
       let release = await trx.selectFrom('releases').select('id')
         .where('project_id', '=', project.id).where('canonical_version', '=', u.canonical).executeTakeFirst();
+      if (release && u.filetype === 'sdist') {
+        const sdist = await trx.selectFrom('files').select('filename').where('release_id', '=', release.id).where('packagetype', '=', 'sdist').executeTakeFirst();
+        if (sdist) throw new UploadError(400, `Only one sdist may be uploaded per release: ${sdist.filename} is already there.`, 'second-sdist');
+      }
       if (!release) {
         release = await trx.insertInto('releases').values({
           project_id: project.id, version: u.version, canonical_version: u.canonical, sort_key: u.sortKey, is_prerelease: u.prerelease,
@@ -291,13 +305,17 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
         }).returning('id').executeTakeFirstOrThrow();
         await journal(trx, project.id, u.normalized, u.version, 'new release', account.username);
       }
+      // A wheel's METADATA is served beside it (PEP 658), so pip need not download the wheel to resolve.
+      const coreMetadata = u.filetype === 'bdist_wheel' ? u.coreMetadata : undefined;
       await trx.insertInto('files').values({
         release_id: release.id, filename: u.content.filename, packagetype: u.filetype, python_version: u.pyversion,
         requires_python: u.requiresPython, size: String(u.content.size), sha256_digest: u.content.sha256, path,
+        metadata_sha256: coreMetadata ? createHash('sha256').update(coreMetadata).digest('hex') : null,
       }).execute();
       await journal(trx, project.id, u.normalized, u.version, `add ${u.pyversion} file ${u.content.filename}`, account.username);
       await ctx.store.commit(u.content, path);
       placed = true;
+      if (coreMetadata) await ctx.store.writeBeside(path, '.metadata', coreMetadata);
       return { outcome: 'stored' as const, project: u.normalized, projectCreated, filename: u.content.filename, account };
     });
   } catch (err) {
@@ -307,4 +325,69 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
   } finally {
     if (!placed) await ctx.store.discard(u.content);
   }
+}
+
+function checkRequiresPython(value: string): void {
+  const problem = specifierProblem(value);
+  if (problem) throw new UploadError(400, `'${value}' is an invalid value for Requires-Python. Error: ${problem}; use a version specifier such as >=3.8. ${HELP}`, 'bad-requires-python');
+}
+
+function checkMetadataVersion(value: string): void {
+  if (!(METADATA_VERSIONS as readonly string[]).includes(value)) {
+    throw new UploadError(400, `'${value}' is an invalid value for Metadata-Version. Error: Use a known metadata version (${METADATA_VERSIONS.join(', ')}). ${HELP}`, 'bad-metadata-version');
+  }
+}
+
+/**
+ * Opens the archive and checks it the way Warehouse does: its metadata file exists and says the
+ * same name and version as the form and the file name; the metadata version is a known one;
+ * every classifier is known; every Requires-Dist and Requires-Python parses (the form's and the
+ * file's); a wheel's platform tags are installable ones; and it unpacks within the limits.
+ * Returns the metadata file's bytes (a wheel's METADATA is served for PEP 658).
+ */
+async function inspectArchive(u: CheckedUpload, fields: Map<string, string[]>, limits: ArchiveLimits): Promise<Buffer> {
+  const dist = parseFilename(u.content.filename)!;
+  let bytes: Buffer;
+  try {
+    if (dist.kind === 'wheel') {
+      for (const tag of dist.platforms) {
+        const problem = platformTagProblem(tag);
+        if (problem) throw new UploadError(400, problem, 'bad-platform-tag');
+      }
+      bytes = (await readWheel(u.content.tempPath, `${dist.name}-${dist.version}.dist-info`, limits)).metadata;
+    } else {
+      if (!u.content.filename.endsWith('.tar.gz')) {
+        throw new UploadError(400, 'Invalid distribution file: an sdist must be a .tar.gz (PEP 625).', 'bad-filename');
+      }
+      bytes = (await readSdist(u.content.tempPath, u.content.filename.slice(0, -'.tar.gz'.length), limits)).metadata;
+    }
+  } catch (err) {
+    if (err instanceof ArchiveError) throw new UploadError(400, err.message, err.reason);
+    throw err;
+  }
+  const meta = parseCoreMetadata(bytes);
+  const version = meta.first('metadata-version');
+  if (version === undefined) throw new UploadError(400, 'Invalid distribution file: its metadata has no Metadata-Version.', 'bad-metadata-version');
+  checkMetadataVersion(version);
+  const name = meta.first('name') ?? '';
+  if (normalizeName(name) !== u.normalized) {
+    throw new UploadError(400, `Invalid distribution file: its metadata says Name '${name}', not '${u.name}'.`, 'metadata-mismatch');
+  }
+  const metaVersion = parseVersion(meta.first('version') ?? '');
+  if (!metaVersion || canonicalVersion(metaVersion) !== u.canonical) {
+    throw new UploadError(400, `Invalid distribution file: its metadata says Version '${meta.first('version') ?? ''}', not '${u.version}'.`, 'metadata-mismatch');
+  }
+  for (const classifier of [...(fields.get('classifiers') ?? []), ...meta.all('classifier')]) {
+    if (classifier.trim() !== '' && !isKnownClassifier(classifier.trim())) {
+      throw new UploadError(400, `Invalid value for classifiers. Error: Classifier '${classifier.trim()}' is not a valid classifier. ${HELP}`, 'bad-classifier');
+    }
+  }
+  for (const requirement of [...(fields.get('requires_dist') ?? []), ...meta.all('requires-dist')]) {
+    if (requirement.trim() === '') continue;
+    const problem = requirementProblem(requirement);
+    if (problem) throw new UploadError(400, `Invalid value for requires_dist. Error: Can't parse '${requirement}': ${problem}. ${HELP}`, 'bad-requires-dist');
+  }
+  const requiresPython = meta.first('requires-python');
+  if (requiresPython !== undefined) checkRequiresPython(requiresPython);
+  return bytes;
 }

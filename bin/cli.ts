@@ -2,6 +2,7 @@ import { loadSettings } from '../lib/config.js';
 import { BanyanError, describeError } from '../lib/errors.js';
 import { isConnectionError, redactUrl } from '../routing/database.js';
 import { parseArgs } from './args.js';
+import { backfill } from './backfill.js';
 import { migrate } from './migrate.js';
 import { routes } from './routes.js';
 import { projects, tokens, users } from './accounts.js';
@@ -27,6 +28,7 @@ Commands:
                                          API tokens for twine (printed once; --project scopes one)
   projects roles NAME | add-role NAME USER --role owner|maintainer | remove-role NAME USER
                                          who may upload to a project
+  backfill metadata [--project P] [--json]  serve the METADATA of wheels uploaded before PEP 658 support
 
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
@@ -42,6 +44,7 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   report: { valued: ['since', 'unused'], switches: ['json'], run: report },
   tokens: { valued: ['description', 'project'], switches: ['json'], run: tokens },
   projects: { valued: ['role'], switches: ['json'], run: projects },
+  backfill: { valued: ['project'], switches: ['json'], run: backfill },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],

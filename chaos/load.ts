@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
+import { buildWheel } from './wheel.js';
 
 /** One read the load sent: when, on which route, and what came back. */
 export interface ReadEvent {
@@ -108,11 +109,11 @@ export class UploadLoad extends Loops {
 
   protected async once(): Promise<void> {
     const version = `1.${parseInt(this.#run, 16)}.${++this.#serial}`;
-    const filename = `${this.#project.replace(/-/g, '_')}-${version}-py3-none-any.whl`;
+    const { form, filename } = uploadForm(this.#project, version);
     (this.log as { sent: number }).sent++;
     try {
       const res = await fetch(this.#url, {
-        method: 'POST', body: uploadForm(this.#project, version, filename), headers: { authorization: this.#auth },
+        method: 'POST', body: form, headers: { authorization: this.#auth },
         signal: AbortSignal.timeout(30_000),
       });
       const text = await res.text();
@@ -129,15 +130,15 @@ export class UploadLoad extends Loops {
   }
 }
 
-/** The form twine sends for a wheel, with a small random file. */
-function uploadForm(project: string, version: string, filename: string): FormData {
-  const content = randomBytes(2_048);
+/** The form twine sends for a wheel: a real, small one (the index opens it and reads its METADATA). */
+function uploadForm(project: string, version: string): { form: FormData; filename: string } {
+  const wheel = buildWheel(project, version, randomBytes(512));
   const form = new FormData();
   const fields: Record<string, string> = {
     ':action': 'file_upload', protocol_version: '1', name: project, version, filetype: 'bdist_wheel', pyversion: 'py3',
-    metadata_version: '2.1', summary: 'written by the chaos suite', sha256_digest: createHash('sha256').update(content).digest('hex'),
+    metadata_version: '2.1', summary: 'written by the chaos suite', sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex'),
   };
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
-  form.append('content', new Blob([content]), filename);
-  return form;
+  form.append('content', new Blob([wheel.bytes]), wheel.filename);
+  return { form, filename: wheel.filename };
 }

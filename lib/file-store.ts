@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -95,15 +95,27 @@ export class FileStore {
     }
   }
 
+  /**
+   * Writes a small file beside a stored one (`<path><suffix>`, such as a wheel's `.metadata`),
+   * atomically: it is there whole or not at all.
+   */
+  async writeBeside(path: string, suffix: string, bytes: Buffer): Promise<void> {
+    const target = join(this.root, `${path}${suffix}`);
+    await mkdir(dirname(target), { recursive: true });
+    const temp = `${target}.${process.pid}.tmp`;
+    await writeFile(temp, bytes);
+    await rename(temp, target);
+  }
+
   /** Drops a received file that will not be stored. */
   async discard(incoming: Incoming): Promise<void> {
     await rm(incoming.tempPath, { force: true });
   }
 
-  /** Removes a stored file (a commit whose database row did not make it). */
+  /** Removes a stored file and what was written beside it (a commit whose database row did not make it). */
   async remove(path: string): Promise<void> {
     const absolute = this.resolve(path);
-    if (absolute) await rm(absolute, { force: true });
+    if (absolute) await Promise.all([rm(absolute, { force: true }), rm(`${absolute}.metadata`, { force: true })]);
   }
 
   /** The absolute path of a stored file, or undefined for anything that is not a stored path (no `..`). */

@@ -82,6 +82,8 @@ export interface FilesTable {
   sha256_digest: string;
   path: string;
   upload_time: CreatedAt;
+  /** SHA-256 of the wheel's METADATA, stored beside it as `<path>.metadata` (PEP 658); null when not extracted. */
+  metadata_sha256: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JournalTable {

@@ -6,6 +6,7 @@ import * as usageLedger from './2026-11-21-03-usage-ledger.js';
 import * as releaseOrder from './2026-11-22-01-release-order.js';
 import * as usageStatus from './2026-11-23-01-usage-status.js';
 import * as ownership from './2026-11-23-02-ownership.js';
+import * as coreMetadata from './2026-11-23-03-core-metadata.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-22-01-release-order': releaseOrder,
   '2026-11-23-01-usage-status': usageStatus,
   '2026-11-23-02-ownership': ownership,
+  '2026-11-23-03-core-metadata': coreMetadata,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -82,7 +82,10 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const again = await upload(uploadForm(wheel!, { name, version: '1.0' }));
       expect(again.status, again.text).to.equal(200);
       expect(again.text).to.contain('nothing changed');
-      const other = Buffer.concat([readFileSync(wheel!), Buffer.from('different')]);
+      // The same file name with other contents: a valid wheel with one more member.
+      const copy = join(dists, `other-${name}.whl`);
+      await run('python3', ['-c', 'import shutil, sys, zipfile; shutil.copy(sys.argv[1], sys.argv[2]); zipfile.ZipFile(sys.argv[2], "a").writestr("extra.txt", "different")', wheel!, copy]);
+      const other = readFileSync(copy);
       const digest = createHash('sha256').update(other).digest('hex');
       const clash = await upload(uploadForm(wheel!, { name, version: '1.0' }, { sha256_digest: digest }, other));
       expect(clash.status).to.equal(400);

@@ -1,0 +1,47 @@
+import { backfillMetadata } from '../app/backfill.js';
+import { loadSettings, required } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { FileStore } from '../lib/file-store.js';
+import { CacheGenerations } from '../lib/write-announcer.js';
+import { connect } from '../routing/database.js';
+import type { Args } from './args.js';
+import { progress } from './output.js';
+
+/**
+ * `banyan backfill metadata [--project NAME] [--json]`: extracts the METADATA of wheels
+ * uploaded before PEP 658 support and serves it beside them. Reads
+ * BANYAN_STORAGE (the file store), DATABASE_URL, and REDIS_URL (to refresh
+ * cached simple pages).
+ */
+export async function backfill(args: Args): Promise<void> {
+  if (args.words[0] !== 'metadata' || args.words.length !== 1) {
+    throw new BanyanError('bad-arguments', 'usage: banyan backfill metadata [--project NAME] [--json]', 'it extracts METADATA from wheels uploaded before PEP 658 support');
+  }
+  const settings = loadSettings();
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill' });
+  const store = new FileStore(settings.storageDir);
+  const cache = new CacheGenerations(settings.redisUrl);
+  try {
+    let shown = 0;
+    const project = args.flags.get('project');
+    const result = await backfillMetadata(db, store, cache, {
+      project: typeof project === 'string' ? project : undefined,
+      progress: (done, total) => {
+        if (!args.flags.has('json') && (done === total || Date.now() - shown > 1_000)) {
+          shown = Date.now();
+          progress(`${done} of ${total} wheels`);
+        }
+      },
+    });
+    if (args.flags.has('json')) {
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(`Extracted METADATA from ${result.extracted} wheel${result.extracted === 1 ? '' : 's'}; pip now reads them without downloading.\n`);
+    for (const s of result.skipped) process.stdout.write(`  skipped ${s.filename}: ${s.why}\n`);
+    if (result.skipped.length) process.exitCode = 1;
+  } finally {
+    cache.close();
+    await db.destroy();
+  }
+}
