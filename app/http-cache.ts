@@ -10,8 +10,8 @@ export interface CachePolicy {
 }
 
 /** A rendered page from a body and content type. */
-export function renderedPage(type: string, body: string): CachedPage {
-  return { type, body, etag: etagOf(body) };
+export function renderedPage(type: string, body: string, serial?: number): CachedPage {
+  return { type, body, etag: etagOf(body), serial };
 }
 
 /** Sends a page with its ETag and caching headers, or 304 when the client's copy is current. */
@@ -21,6 +21,7 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
   ctx.set('Cache-Control', policy.cacheControl);
   if (policy.surrogateKeys.length > 0) ctx.set('Surrogate-Key', policy.surrogateKeys.join(' '));
   if (policy.vary) ctx.vary(policy.vary);
+  if (page.serial !== undefined) ctx.set('X-PyPI-Last-Serial', String(page.serial));
   ctx.type = page.type;
   if (notModified(ctx, page.etag)) {
     ctx.status = 304;

@@ -14,6 +14,7 @@ import { projectResource } from '../lib/write-announcer.js';
 export function jsonRoutes(router: Router, db: DbFor): void {
   router.get('json.project', '/pypi/:project/json', async (ctx) => {
     const normalized = checkName(ctx);
+    if (!normalized) return;
     const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
@@ -23,19 +24,21 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
     const { project, release, files } = found;
     const releases: Record<string, unknown[]> = {};
-    for (const f of files) (releases[f.version] ??= []).push(jsonFile(f));
+    const base = origin(ctx);
+    for (const f of files) (releases[f.version] ??= []).push(jsonFile(f, base));
     const latest = release ? files.filter((f) => f.version === release.version) : [];
     send(ctx, project, {
       info: info(project, release),
       last_serial: Number(project.last_serial),
       releases,
-      urls: latest.map(jsonFile),
+      urls: latest.map((f) => jsonFile(f, base)),
       vulnerabilities: [],
     });
   });
 
   router.get('json.release', '/pypi/:project/:version/json', async (ctx) => {
     const normalized = checkName(ctx);
+    if (!normalized) return;
     const version = parseVersion(ctx.params['version'] ?? '');
     if (!version) return ctx.throw(404, `"${ctx.params['version']}" is not a PEP 440 version`);
     const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
@@ -49,20 +52,30 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     send(ctx, found.project, {
       info: info(found.project, found.release),
       last_serial: Number(found.project.last_serial),
-      urls: found.files.map(jsonFile),
+      urls: found.files.map((f) => jsonFile(f, origin(ctx))),
       vulnerabilities: [],
     });
   });
 }
 
-function checkName(ctx: Koa.Context): string {
+/** The normalized name, or undefined after answering: 404 for an invalid name, 301 to the normalized URL (as Warehouse). */
+function checkName(ctx: Koa.Context): string | undefined {
   const requested = ctx.params['project'] ?? '';
   if (!isValidName(requested)) ctx.throw(404, `"${requested}" is not a valid project name`);
-  return normalizeName(requested);
+  const normalized = normalizeName(requested);
+  if (normalized !== requested) {
+    ctx.status = 301;
+    ctx.set('Access-Control-Allow-Origin', '*');
+    ctx.redirect(ctx.path.replace(`/pypi/${requested}/`, `/pypi/${normalized}/`) + (ctx.querystring ? `?${ctx.querystring}` : ''));
+    return undefined;
+  }
+  return normalized;
 }
 
 function send(ctx: Koa.Context, project: ProjectRow, body: unknown): void {
   ctx.set('X-PyPI-Last-Serial', project.last_serial);
+  // A read API: any page may fetch it (Warehouse answers the same).
+  ctx.set('Access-Control-Allow-Origin', '*');
   sendPage(ctx, renderedPage('application/json', JSON.stringify(body)), {
     cacheControl: 'public, max-age=60',
     surrogateKeys: [`project-${project.normalized_name}`, 'json'],
@@ -107,8 +120,20 @@ function info(project: ProjectRow, release: ReleaseRow | undefined): Record<stri
   };
 }
 
-/** A file as Warehouse's JSON API shows it. */
-export function jsonFile(f: FileRow): Record<string, unknown> {
+/**
+ * Where this index is, as the client reached it: behind the proxy, from the X-Forwarded-Proto and
+ * X-Forwarded-Host it sets (it drops any a client sends); else from the request itself. File URLs
+ * in the JSON API are absolute, as Warehouse's are, so `requests.get(url)` works as it is.
+ */
+function origin(ctx: Koa.Context): string {
+  const proto = ctx.get('X-Forwarded-Proto').split(',')[0]!.trim() || ctx.protocol;
+  const host = ctx.get('X-Forwarded-Host').split(',')[0]!.trim() || ctx.host;
+  const safe = /^(https?)$/.test(proto) && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host);
+  return safe ? `${proto}://${host}` : '';
+}
+
+/** A file as Warehouse's JSON API shows it; `base` makes its URL absolute. */
+export function jsonFile(f: FileRow, base = ''): Record<string, unknown> {
   const iso = f.upload_time.toISOString();
   return {
     filename: f.filename,
@@ -117,7 +142,7 @@ export function jsonFile(f: FileRow): Record<string, unknown> {
     requires_python: f.requires_python,
     size: Number(f.size),
     digests: { sha256: f.sha256_digest },
-    url: `/packages/${f.path}`,
+    url: `${base}/packages/${f.path}`,
     upload_time: iso.slice(0, 19),
     upload_time_iso_8601: iso,
     yanked: f.yanked,

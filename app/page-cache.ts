@@ -7,6 +7,8 @@ export interface CachedPage {
   readonly type: string;
   readonly etag: string;
   readonly body: string;
+  /** The journal serial the page reflects, sent as `X-PyPI-Last-Serial` (mirrors compare it). */
+  readonly serial?: number | undefined;
 }
 
 /** A strong ETag for a body. */

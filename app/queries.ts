@@ -65,8 +65,11 @@ const RELEASE_COLUMNS = ['id', 'version', 'summary', 'requires_python', 'metadat
  */
 export async function latestRelease(db: Kysely<Database>, projectId: string): Promise<ReleaseRow | undefined> {
   const base = () => db.selectFrom('releases').select(RELEASE_COLUMNS).where('project_id', '=', projectId)
-    .where('yanked', '=', false).orderBy('sort_key', 'desc').limit(1);
-  return (await base().where('is_prerelease', '=', false).executeTakeFirst()) ?? (await base().executeTakeFirst());
+    .orderBy('sort_key', 'desc').limit(1);
+  // As Warehouse: the newest final release, else the newest pre-release, and only when every release is yanked the newest yanked one.
+  return (await base().where('yanked', '=', false).where('is_prerelease', '=', false).executeTakeFirst())
+    ?? (await base().where('yanked', '=', false).executeTakeFirst())
+    ?? (await base().executeTakeFirst());
 }
 
 export function findRelease(db: Kysely<Database>, projectId: string, canonical: string): Promise<ReleaseRow | undefined> {

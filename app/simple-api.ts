@@ -38,7 +38,8 @@ export function negotiate(accept: string | undefined): { format: Format; type: s
     const qParam = params.find((p) => p.startsWith('q='));
     const q = qParam ? Number(qParam.slice(2)) : 1;
     if (!Number.isFinite(q) || q <= 0) continue;
-    const offer = media === '*/*' || media === 'text/*' ? OFFERS[4] : OFFERS.find(([type]) => type === media);
+    // A wildcard gets the format its family offers: text/* and */* HTML as browsers expect, application/* PEP 691 JSON.
+    const offer = media === '*/*' || media === 'text/*' ? OFFERS[4] : media === 'application/*' ? OFFERS[0] : OFFERS.find(([type]) => type === media);
     if (offer && (!best || q > best.q)) best = { format: offer[1], type: offer[2], q };
   }
   return best && { format: best.format, type: best.type };
@@ -55,17 +56,36 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
   router.get('simple.index', '/simple/', async (ctx) => {
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cached(ctx, cache, counted, INDEX_CACHE_KEY, format.format, async () => {
+    // Keyed by the media type sent, not the format: a vnd.pypi HTML page must never answer a text/html request.
+    const page = await cached(ctx, cache, counted, INDEX_CACHE_KEY, format.type, async () => {
       // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
       const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
-        .select(['name', 'normalized_name']).orderBy('normalized_name').execute());
+        .select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
+      const serial = projects.reduce((max, p) => Math.max(max, Number(p.last_serial)), 0);
       if (format.format === 'json') {
-        return renderedPage(format.type, JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION }, projects: projects.map((p) => ({ name: p.name })) }));
+        return renderedPage(format.type, JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, projects: projects.map((p) => ({ name: p.name })) }), serial);
       }
       const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
-      return renderedPage(format.type, htmlPage('Simple index', links));
+      return renderedPage(format.type, htmlPage('Simple index', links), serial);
     });
     sendPage(ctx, page!, POLICY());
+  });
+
+  // The forms without the trailing slash (as typed, or from a tool that strips it) redirect, as Warehouse's do.
+  // (The router is not strict about a trailing slash: a path with one goes on to the real route.)
+  router.get('simple.index.bare', '/simple', (ctx, next) => {
+    if (ctx.path.endsWith('/')) return next();
+    ctx.status = 301;
+    ctx.redirect('/simple/');
+    return undefined;
+  });
+  router.get('simple.detail.bare', '/simple/:project', (ctx, next) => {
+    if (ctx.path.endsWith('/')) return next();
+    const requested = ctx.params['project'] ?? '';
+    if (!isValidName(requested)) return ctx.throw(404, `"${requested}" is not a valid project name`);
+    ctx.status = 301;
+    ctx.redirect(`/simple/${normalizeName(requested)}/`);
+    return undefined;
   });
 
   router.get('simple.detail', '/simple/:project/', async (ctx) => {
@@ -82,7 +102,7 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     }
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cached(ctx, cache, counted, projectCacheKey(normalized), format.format, async () => {
+    const page = await cached(ctx, cache, counted, projectCacheKey(normalized), format.type, async () => {
       // Declaring the project makes this read wait for anyone's write to it, not only this session's.
       const found = await (await db(ctx, [projectResource(normalized)])).read(async (reader) => {
         const project = await findProject(reader, normalized);
@@ -98,10 +118,10 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
           name: project.normalized_name,
           versions,
           files: files.map(jsonFile),
-        }));
+        }), Number(project.last_serial));
       }
       return renderedPage(format.type, htmlPage(`Links for ${project.name}`,
-        [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(htmlLink)]));
+        [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(htmlLink)]), Number(project.last_serial));
     });
     if (!page) {
       ctx.throw(404, `no project named "${requested}"`);
@@ -115,6 +135,7 @@ function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefi
   const chosen = negotiate(ctx.get('Accept'));
   if (!chosen) {
     ctx.status = 406;
+    ctx.vary('Accept');
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = `406 None of the types in Accept are served here. Ask for ${SIMPLE_JSON}, ${SIMPLE_HTML} or text/html.\n`;
   }

@@ -288,6 +288,36 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(await refused.text()).to.contain('application/vnd.pypi.simple.v1+json');
     });
 
+    it('keys cached pages by media type: a vnd.pypi HTML page never answers a text/html request', async () => {
+      const vnd = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+html' } });
+      await vnd.text();
+      expect(vnd.headers.get('content-type')).to.equal('application/vnd.pypi.simple.v1+html');
+      for (const accept of ['text/html', '']) {
+        const plain = await fetch(`${app}/simple/${name}/`, { headers: accept ? { accept } : {} });
+        await plain.text();
+        expect(plain.headers.get('content-type'), `Accept: ${accept || '(none)'}`).to.equal('text/html; charset=utf-8');
+      }
+    });
+
+    it('negotiates application/* and */*, says Vary: Accept on every answer, redirects the forms without a slash, and sends X-PyPI-Last-Serial', async () => {
+      const app_ = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'application/*' } });
+      expect([app_.status, app_.headers.get('content-type')]).to.deep.equal([200, 'application/vnd.pypi.simple.v1+json']);
+      const json = await app_.json() as { meta: { '_last-serial': number } };
+      expect(app_.headers.get('x-pypi-last-serial')).to.equal(String(json.meta['_last-serial']));
+      const any = await fetch(`${app}/simple/${name}/`, { headers: { accept: '*/*' } });
+      expect([any.status, any.headers.get('content-type'), any.headers.get('vary')]).to.deep.equal([200, 'text/html; charset=utf-8', 'Accept']);
+      expect(any.headers.get('x-pypi-last-serial')).to.match(/^\d+$/);
+      const refused = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'image/png' } });
+      expect([refused.status, refused.headers.get('vary')]).to.deep.equal([406, 'Accept']);
+      const index = await fetch(`${app}/simple/`);
+      await index.text();
+      expect(Number(index.headers.get('x-pypi-last-serial'))).to.be.at.least(Number(json.meta['_last-serial']));
+      for (const [from, to] of [[`/simple/${name}`, `/simple/${name}/`], [`/simple/${name.toUpperCase()}`, `/simple/${name}/`], ['/simple', '/simple/']]) {
+        const moved = await fetch(`${app}${from}`, { redirect: 'manual' });
+        expect([moved.status, moved.headers.get('location')], from).to.deep.equal([301, to]);
+      }
+    });
+
     it('answers 304 to a matching If-None-Match, and caches pages in Redis until an upload changes them', async () => {
       const first = await fetch(`${app}/simple/${name}/`);
       await first.text();
@@ -332,6 +362,29 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect((await fetch(`${app}/pypi/${name}/json`, { headers: { 'if-none-match': etag } })).status).to.equal(304);
     });
 
+    it('gives absolute file URLs through the proxy, CORS, a 301 to the normalized name, and the latest yanked version when all are', async () => {
+      const res = await fetch(`${backends.urls.proxy}/pypi/${name}/json`);
+      expect(res.headers.get('access-control-allow-origin')).to.equal('*');
+      const body = await res.json() as { urls: { url: string; digests: { sha256: string } }[] };
+      const url = body.urls[0]!.url;
+      expect(url).to.match(new RegExp(`^${backends.urls.proxy}/packages/`));
+      const file = Buffer.from(await (await fetch(url)).arrayBuffer());
+      expect(createHash('sha256').update(file).digest('hex'), 'the URL works as it is').to.equal(body.urls[0]!.digests.sha256);
+      const moved = await fetch(`${app}/pypi/${name.toUpperCase().replace(/-/g, '.')}/1.0/json`, { redirect: 'manual' });
+      expect([moved.status, moved.headers.get('location')]).to.deep.equal([301, `/pypi/${name}/1.0/json`]);
+
+      const gone = fresh();
+      for (const version of ['0.9', '1.0']) {
+        const [w] = await buildDists(dists, gone, version, ['py3-none-any']);
+        expect((await upload(uploadForm(w!, { name: gone, version }))).status).to.equal(200);
+      }
+      await withClient((await services()).primaryUrl, (c) => c.query(
+        'UPDATE releases SET yanked = true WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)', [gone]));
+      await waitForReplay(await services());
+      const info = (await (await fetch(`${app}/pypi/${gone}/json`)).json() as { info: { version: string | null; yanked: boolean } }).info;
+      expect(info, 'every release yanked: the newest one, marked').to.deep.include({ version: '1.0', yanked: true });
+    });
+
     it('/pypi/<project>/<version>/json has no releases key, and 404s unknown versions', async () => {
       const body = await (await fetch(`${app}/pypi/${name}/2.0rc1/json`)).json() as Record<string, unknown>;
       expect((body['info'] as Record<string, unknown>)['version']).to.equal('2.0rc1');
@@ -342,19 +395,19 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     it('serves files with Content-Length, ETag, 304, Range (206) and 416', async () => {
       const body = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { url: string; size: number; digests: { sha256: string } }[] };
       const file = body.urls[0]!;
-      const whole = await fetch(`${app}${file.url}`);
+      const whole = await fetch(file.url);
       const bytes = Buffer.from(await whole.arrayBuffer());
       expect(Number(whole.headers.get('content-length'))).to.equal(file.size).and.equal(bytes.length);
       expect(whole.headers.get('etag')).to.equal(`"${file.digests.sha256}"`);
       expect(whole.headers.get('accept-ranges')).to.equal('bytes');
-      expect((await fetch(`${app}${file.url}`, { headers: { 'if-none-match': `"${file.digests.sha256}"` } })).status).to.equal(304);
-      const part = await fetch(`${app}${file.url}`, { headers: { range: 'bytes=10-19' } });
+      expect((await fetch(file.url, { headers: { 'if-none-match': `"${file.digests.sha256}"` } })).status).to.equal(304);
+      const part = await fetch(file.url, { headers: { range: 'bytes=10-19' } });
       expect(part.status).to.equal(206);
       expect(part.headers.get('content-range')).to.equal(`bytes 10-19/${file.size}`);
       expect(Buffer.from(await part.arrayBuffer())).to.deep.equal(bytes.subarray(10, 20));
-      const tail = await fetch(`${app}${file.url}`, { headers: { range: 'bytes=-5' } });
+      const tail = await fetch(file.url, { headers: { range: 'bytes=-5' } });
       expect(Buffer.from(await tail.arrayBuffer())).to.deep.equal(bytes.subarray(bytes.length - 5));
-      const outside = await fetch(`${app}${file.url}`, { headers: { range: `bytes=${file.size}-` } });
+      const outside = await fetch(file.url, { headers: { range: `bytes=${file.size}-` } });
       expect(outside.status).to.equal(416);
       expect(outside.headers.get('content-range')).to.equal(`bytes */${file.size}`);
       expect((await fetch(`${app}/packages/../../etc/passwd`)).status).to.equal(404);
