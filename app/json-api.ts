@@ -4,6 +4,7 @@ import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { findProject, findRelease, latestRelease, projectFiles, releaseFiles, type FileRow, type ProjectRow, type ReleaseRow } from './queries.js';
+import { origin } from './origin.js';
 import type { DbFor } from './server.js';
 import { projectResource } from '../lib/write-announcer.js';
 
@@ -118,18 +119,6 @@ function info(project: ProjectRow, release: ReleaseRow | undefined): Record<stri
     yanked: release?.yanked ?? false,
     yanked_reason: release?.yanked_reason ?? null,
   };
-}
-
-/**
- * Where this index is, as the client reached it: behind the proxy, from the X-Forwarded-Proto and
- * X-Forwarded-Host it sets (it drops any a client sends); else from the request itself. File URLs
- * in the JSON API are absolute, as Warehouse's are, so `requests.get(url)` works as it is.
- */
-function origin(ctx: Koa.Context): string {
-  const proto = ctx.get('X-Forwarded-Proto').split(',')[0]!.trim() || ctx.protocol;
-  const host = ctx.get('X-Forwarded-Host').split(',')[0]!.trim() || ctx.host;
-  const safe = /^(https?)$/.test(proto) && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host);
-  return safe ? `${proto}://${host}` : '';
 }
 
 /** A file as Warehouse's JSON API shows it; `base` makes its URL absolute. */

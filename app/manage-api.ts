@@ -1,8 +1,12 @@
 import type Router from '@koa/router';
+import type Koa from 'koa';
 import { authenticate } from '../lib/accounts.js';
+import { BanyanError } from '../lib/errors.js';
+import type { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { createProject, creationRefusal } from '../lib/ownership.js';
+import { changeRelease, type ReleaseAction } from '../lib/releases.js';
 import { lockProject, type WriteAnnouncer } from '../lib/write-announcer.js';
 import type { DbFor } from './server.js';
 
@@ -14,7 +18,7 @@ import type { DbFor } from './server.js';
  * position after the commit, so the proxy pins the session exactly there,
  * and raises the project's fence so every other client's reads wait for it.
  */
-export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number): void {
+export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number, store?: FileStore): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
     const handle = await db(ctx);
     const account = await authenticate(handle.writer, ctx.get('authorization') || undefined);
@@ -52,4 +56,38 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
     ctx.status = 201;
     ctx.body = { name, normalized_name: normalized, owner: account.username, url: `/simple/${normalized}/` };
   });
+
+  /**
+   * `POST /manage/projects/<p>/releases/<v>/yank` (form or JSON `reason`), `…/unyank`, and
+   * `DELETE /manage/projects/<p>/releases/<v>`: for the project's owners only, as in Warehouse.
+   */
+  const release = (action: ReleaseAction) => async (ctx: Koa.Context) => {
+    const handle = await db(ctx);
+    const account = await authenticate(handle.writer, ctx.get('authorization') || undefined);
+    if (typeof account === 'string') {
+      ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
+      ctx.throw(account === 'invalid' ? 403 : 401, 'Log in as an owner of the project: HTTP Basic with your username and password, or __token__ and an API token.');
+    }
+    const fields = action === 'yank' ? await readFields(ctx.req) : {};
+    try {
+      const change = await changeRelease(handle.writer, action, ctx.params['project'] ?? '', ctx.params['version'] ?? '', {
+        reason: fields['reason'], actor: account.username,
+        allowed: async (trx, projectId) => {
+          const role = await trx.selectFrom('project_roles').select('role').where('project_id', '=', projectId).where('user_id', '=', account.id).executeTakeFirst();
+          const scoped = account.tokenProject && account.tokenProject.id !== projectId;
+          if (role?.role !== 'Owner' || scoped) throw new BanyanError('forbidden', `only an owner of ${ctx.params['project']} may ${action === 'delete' ? 'delete' : action} its releases`);
+        },
+      });
+      ctx.set('X-Banyan-Write-LSN', await announcer.announce([change.project], action === 'delete'));
+      for (const path of change.removedPaths) await store?.remove(path);
+      ctx.body = { project: change.project, version: change.version, action, filesRemoved: change.removedPaths.length };
+    } catch (err) {
+      if (!(err instanceof BanyanError)) throw err;
+      const status = { forbidden: 403, 'not-found': 404, unchanged: 409, 'bad-arguments': 400 }[err.code] ?? 400;
+      ctx.throw(status, err.message);
+    }
+  };
+  router.post('manage.release.yank', '/manage/projects/:project/releases/:version/yank', release('yank'));
+  router.post('manage.release.unyank', '/manage/projects/:project/releases/:version/unyank', release('unyank'));
+  router.delete('manage.release.delete', '/manage/projects/:project/releases/:version', release('delete'));
 }

@@ -1,4 +1,5 @@
 import type Router from '@koa/router';
+import { origin } from './origin.js';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { renderedPage, sendPage } from './http-cache.js';
@@ -47,8 +48,15 @@ export function projectPageRoutes(router: Router, db: DbFor): void {
     const base = `/project/${project.normalized_name}/`;
     const more = releases.length > RELEASES_PER_PAGE;
     const shown = releases.slice(0, RELEASES_PER_PAGE);
+    const yanked = release?.yanked
+      ? `<p id="yanked" class="yanked"><strong>This release is yanked</strong>${release.yanked_reason ? `: ${escapeHtml(release.yanked_reason)}` : ''}. ` +
+        `pip installs it only when pinned with <code>==${escapeHtml(release.version)}</code>; you probably want another release.</p>\n`
+      : '';
+    const index = `${origin(ctx)}/simple/`;
+    // With this index's URL: a bare `pip install NAME` would take a same-named package from the public index.
+    const install = `pip install --index-url ${index} ${project.normalized_name}${release?.yanked ? `==${release.version}` : ''}`;
     const download = choice
-      ? `<a id="download" class="button" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
+      ? `${yanked}<a id="download" class="button${release?.yanked ? ' yanked' : ''}" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
         `Download ${escapeHtml(choice.file.filename)}</a>\n<p class="why">${escapeHtml(choice.reason)}; ${fmtSize(choice.file)}</p>`
       : release
         ? `<p id="download" class="none">No file of ${escapeHtml(release.version)} fits ${escapeHtml(describePlatform(platform))}; see the files below.</p>`
@@ -68,12 +76,12 @@ export function projectPageRoutes(router: Router, db: DbFor): void {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1d2733}
 .button{display:inline-block;background:#2a6f3c;color:#fff;padding:.8rem 1.4rem;border-radius:6px;text-decoration:none;font-weight:600}
-.why{color:#55606e;margin-top:.4rem}table{border-collapse:collapse;width:100%}td{padding:.3rem .5rem;border-bottom:1px solid #e3e7ec}
+.why{color:#55606e;margin-top:.4rem}.yanked{background:#fff4d6;border-left:4px solid #c98a00;padding:.5rem .8rem}.button.yanked{background:#8a6d3b}table{border-collapse:collapse;width:100%}td{padding:.3rem .5rem;border-bottom:1px solid #e3e7ec}
 code{font-size:.85em}li small{color:#8a5a00}</style></head>
 <body>
 <h1>${escapeHtml(project.name)}${release ? ` <span class="version">${escapeHtml(release.version)}</span>` : ''}</h1>
 <p class="summary">${escapeHtml(release?.summary ?? '')}</p>
-<p><code>pip install ${escapeHtml(project.normalized_name)}</code></p>
+<p><code id="install">${escapeHtml(install)}</code></p>
 <section><h2>Download for ${escapeHtml(describePlatform(platform))}</h2>
 ${download}</section>
 ${others.length ? `<section><h2>Other files</h2><table id="files">${others.join('\n')}</table></section>` : ''}

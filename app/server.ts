@@ -90,7 +90,7 @@ export function createApp(options: AppOptions): Koa {
       if (failed) metrics.uploadFailures.inc({ reason: outcome });
     },
   });
-  manageRoutes(routes, dbOf, announcer, projectsPerHour);
+  manageRoutes(routes, dbOf, announcer, projectsPerHour, options.store);
   routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
   routes.get('app.metrics', '/metrics', async (ctx) => {
     ctx.type = metrics.registry.contentType;

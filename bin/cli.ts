@@ -4,6 +4,7 @@ import { isConnectionError, redactUrl } from '../routing/database.js';
 import { parseArgs } from './args.js';
 import { backfill } from './backfill.js';
 import { migrate } from './migrate.js';
+import { releases } from './releases.js';
 import { routes } from './routes.js';
 import { projects, tokens, users } from './accounts.js';
 import { report } from './report.js';
@@ -28,6 +29,8 @@ Commands:
                                          API tokens for twine (printed once; --project scopes one)
   projects roles NAME | add-role NAME USER --role owner|maintainer | remove-role NAME USER
                                          who may upload to a project
+  releases yank|unyank|delete PROJECT VERSION [--reason R]
+                                         yank a release (pip skips it unless pinned), or delete it
   backfill metadata [--project P] [--json]  serve the METADATA of wheels uploaded before PEP 658 support
 
 Settings come from the environment; unset ones fall back to the stack that
@@ -45,6 +48,7 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   tokens: { valued: ['description', 'project'], switches: ['json'], run: tokens },
   projects: { valued: ['role'], switches: ['json'], run: projects },
   backfill: { valued: ['project'], switches: ['json'], run: backfill },
+  releases: { valued: ['reason'], switches: ['json'], run: releases },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],

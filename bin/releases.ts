@@ -1,0 +1,49 @@
+import { sql } from 'kysely';
+import { loadSettings, required } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { FileStore } from '../lib/file-store.js';
+import { parseLsn } from '../lib/lsn.js';
+import { changeRelease, type ReleaseAction } from '../lib/releases.js';
+import { CacheGenerations, WriteAnnouncer } from '../lib/write-announcer.js';
+import { connect } from '../routing/database.js';
+import { FenceStore } from '../routing/fences.js';
+import type { Args } from './args.js';
+
+const USAGE = 'usage: banyan releases yank|unyank|delete PROJECT VERSION [--reason TEXT] [--json]';
+
+/**
+ * `banyan releases yank|unyank|delete PROJECT VERSION`: as an owner would in
+ * Warehouse. pip skips a yanked release unless it is pinned (`==`); a deleted
+ * one is gone with its files. Every page shows the change at once: the write
+ * raises the project's fence and bumps its cached pages (REDIS_URL).
+ */
+export async function releases(args: Args): Promise<void> {
+  const [action, project, version] = args.words;
+  if (!action || !['yank', 'unyank', 'delete'].includes(action) || !project || !version || args.words.length !== 3) {
+    throw new BanyanError('bad-arguments', USAGE);
+  }
+  const settings = loadSettings();
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to change the release'), { max: 2, name: 'banyan-releases' });
+  const fences = new FenceStore({ redisUrl: settings.redisUrl });
+  const cache = new CacheGenerations(settings.redisUrl);
+  try {
+    const reason = args.flags.get('reason');
+    const change = await changeRelease(db, action as ReleaseAction, project, version, {
+      reason: typeof reason === 'string' ? reason : undefined, actor: `operator (${process.env['USER'] ?? 'unknown'})`,
+    });
+    const currentLsn = async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!;
+    await new WriteAnnouncer({ currentLsn }, fences, cache).announce([change.project], action === 'delete');
+    const store = new FileStore(settings.storageDir);
+    for (const path of change.removedPaths) await store.remove(path);
+    if (args.flags.has('json')) {
+      process.stdout.write(`${JSON.stringify({ action, project: change.project, version: change.version, filesRemoved: change.removedPaths.length })}\n`);
+      return;
+    }
+    const done = action === 'yank' ? 'yanked: pip skips it unless pinned with ==' : action === 'unyank' ? 'un-yanked' : `deleted with its ${change.removedPaths.length} file(s)`;
+    process.stdout.write(`${change.project} ${change.version} ${done}.\n`);
+  } finally {
+    fences.close();
+    cache.close();
+    await db.destroy();
+  }
+}
