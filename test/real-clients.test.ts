@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
@@ -89,7 +89,13 @@ describe('real clients through the proxy: twine, flit, pip, xmlrpc.client and Ch
     expect((await twine([original!])).code).to.equal(0);
     // The same file name with other contents: Warehouse's "File already exists" refusal.
     const [other] = await buildDists(second, `${name}`, '1.0', ['sdist']);
-    writeFileSync(other!, Buffer.concat([readFileSync(other!), Buffer.from('\n')]));
+    await run('python3', ['-c', [
+      'import io, sys, tarfile',
+      'src = tarfile.open(sys.argv[1]); members = [(m, src.extractfile(m).read()) for m in src.getmembers()]; src.close()',
+      'with tarfile.open(sys.argv[1], "w:gz") as t:',
+      '    for m, data in members + [(tarfile.TarInfo(members[0][0].name.split("/")[0] + "/EXTRA.txt"), b"other contents")]:',
+      '        m.size = len(data); t.addfile(m, io.BytesIO(data))',
+    ].join('\n'), other!]);
     const refused = await twine([other!]);
     expect(refused.code).to.not.equal(0);
     expect(`${refused.stdout}\n${refused.stderr}`).to.contain('File already exists');
