@@ -15,8 +15,34 @@ export interface Platform {
   readonly client: 'pip' | 'browser' | 'unknown';
 }
 
-/** Reads the platform from a User-Agent header. */
-export function detectPlatform(userAgent: string | undefined): Platform {
+/**
+ * User-Agent Client Hints (Chromium): `Sec-CH-UA-Platform`, and, once the page has asked for them
+ * with `Accept-CH`, `Sec-CH-UA-Arch` and `Sec-CH-UA-Bitness`. They tell what the User-Agent string no
+ * longer does: an arm64 Mac or Windows machine.
+ */
+export interface ClientHints {
+  readonly platform?: string | undefined;
+  readonly arch?: string | undefined;
+  readonly bitness?: string | undefined;
+}
+
+/** The hints this page asks browsers for (`Accept-CH`); they come on the next request. */
+export const ACCEPT_CH = 'Sec-CH-UA-Arch, Sec-CH-UA-Bitness, Sec-CH-UA-Platform-Version';
+
+/** Reads the platform from a User-Agent header, corrected by client hints when the browser sends them. */
+export function detectPlatform(userAgent: string | undefined, hints: ClientHints = {}): Platform {
+  const fromAgent = platformFromAgent(userAgent);
+  const unquote = (v: string | undefined) => (v ?? '').trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+  const hinted = unquote(hints.platform);
+  const os: Os = hinted === 'windows' ? 'windows' : hinted === 'macos' ? 'macos' : hinted === 'linux' ? 'linux' : fromAgent.os;
+  const arch = unquote(hints.arch);
+  if (fromAgent.client !== 'browser' || !arch) return { ...fromAgent, os };
+  const bits = unquote(hints.bitness);
+  const hintedArch: Arch = arch === 'arm' ? (bits === '32' ? 'unknown' : 'arm64') : arch === 'x86' ? (bits === '32' ? 'x86' : 'x86_64') : fromAgent.arch;
+  return { ...fromAgent, os, arch: hintedArch };
+}
+
+function platformFromAgent(userAgent: string | undefined): Platform {
   const ua = userAgent ?? '';
   const pip = /^pip\/\S+\s+(\{.*\})\s*$/.exec(ua);
   if (pip) {
@@ -129,6 +155,10 @@ export interface Choice<T> {
   readonly file: T;
   /** Why it was chosen, for the page: "Windows (64-bit) wheel", "source". */
   readonly reason: string;
+  /** Equally likely files when the platform cannot be told apart (a Mac whose browser hides its CPU). */
+  readonly alternatives?: readonly { readonly file: T; readonly reason: string }[];
+  /** Why there are alternatives, for the page. */
+  readonly note?: string;
 }
 
 /**
@@ -136,7 +166,7 @@ export interface Choice<T> {
  * pure-Python wheel, else the sdist. Undefined when nothing fits.
  */
 export function chooseFile<T extends { filename: string }>(files: readonly T[], platform: Platform): Choice<T> | undefined {
-  let best: { file: T; score: number; reason: string } | undefined;
+  const scored: { file: T; score: number; reason: string; arch?: string }[] = [];
   for (const file of files) {
     const dist = parseFilename(file.filename);
     if (!dist) continue;
@@ -146,11 +176,29 @@ export function chooseFile<T extends { filename: string }>(files: readonly T[], 
       score = 0.5;
     } else if (pythonFits(dist.python, dist.abi, platform.python)) {
       score = Math.max(0, ...dist.platforms.map((t) => platformFit(t, platform)));
-      reason = dist.platforms.includes('any') && score === 1 ? 'pure-Python wheel (any platform)' : `wheel for ${describePlatform(platform)}`;
+      const pure = dist.platforms.includes('any') && score === 1;
+      // A browser does not say which Python it will meet: a pure-Python wheel runs on any, a cp310 wheel on one.
+      if (pure && platform.python === undefined) score = 4;
+      reason = pure ? 'pure-Python wheel (any platform)' : `wheel for ${describePlatform(platform)}`;
     }
-    if (score > 0 && (!best || score > best.score)) best = { file, score, reason };
+    const arch = /^macosx_\d+_\d+_(x86_64|arm64)$/.exec(dist.platforms.find((t) => t.startsWith('macosx_')) ?? '')?.[1];
+    if (score > 0) scored.push({ file, score, reason, ...(arch ? { arch } : {}) });
   }
-  return best && { file: best.file, reason: best.reason };
+  const best = scored.reduce<(typeof scored)[number] | undefined>((b, s) => (!b || s.score > b.score ? s : b), undefined);
+  if (!best) return undefined;
+  if (platform.os === 'macos' && platform.arch === 'unknown' && best.arch) {
+    // Safari sends no client hints and says "Intel" on Apple silicon too: offer both, and say why.
+    const other = scored.filter((s) => s.arch && s.arch !== best.arch).sort((a, b) => b.score - a.score)[0];
+    if (other) {
+      const label = (s: typeof best) => (s.arch === 'arm64' ? 'wheel for Apple silicon (arm64: M1 and later)' : 'wheel for Intel Macs (x86_64)');
+      const [first, second] = best.arch === 'arm64' ? [best, other] : [other, best];
+      return {
+        file: first.file, reason: label(first), alternatives: [{ file: second.file, reason: label(second) }],
+        note: 'Your browser does not say which processor your Mac has (Apple menu → About This Mac tells you).',
+      };
+    }
+  }
+  return { file: best.file, reason: best.reason };
 }
 
 /** "Windows (x86_64)", "macOS", "Linux (arm64)" or "your platform". */

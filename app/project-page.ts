@@ -5,7 +5,7 @@ import { escapeHtml } from '../lib/html.js';
 import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
-import { chooseFile, describePlatform, detectPlatform } from './platform.js';
+import { ACCEPT_CH, chooseFile, describePlatform, detectPlatform } from './platform.js';
 import { findProject, findRelease, latestRelease, releaseFiles, releasePage, type FileRow } from './queries.js';
 import type { DbFor } from './server.js';
 import { projectResource } from '../lib/write-announcer.js';
@@ -43,7 +43,9 @@ export function projectPageRoutes(router: Router, db: DbFor): void {
     if (parsedVersion && !found.release) return ctx.throw(404, `${found.project.name} has no release ${askedVersion}`);
     const { project, release, files, releases } = found;
 
-    const platform = detectPlatform(ctx.get('User-Agent'));
+    const platform = detectPlatform(ctx.get('User-Agent'), {
+      platform: ctx.get('Sec-CH-UA-Platform'), arch: ctx.get('Sec-CH-UA-Arch'), bitness: ctx.get('Sec-CH-UA-Bitness'),
+    });
     const choice = chooseFile(files, platform);
     const base = `/project/${project.normalized_name}/`;
     const more = releases.length > RELEASES_PER_PAGE;
@@ -57,11 +59,15 @@ export function projectPageRoutes(router: Router, db: DbFor): void {
     const install = `pip install --index-url ${index} ${project.normalized_name}${release?.yanked ? `==${release.version}` : ''}`;
     const download = choice
       ? `${yanked}<a id="download" class="button${release?.yanked ? ' yanked' : ''}" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
-        `Download ${escapeHtml(choice.file.filename)}</a>\n<p class="why">${escapeHtml(choice.reason)}; ${fmtSize(choice.file)}</p>`
+        `Download ${escapeHtml(choice.file.filename)}</a>\n<p class="why">${escapeHtml(choice.reason)}; ${fmtSize(choice.file)}</p>` +
+        (choice.alternatives ?? []).map((alt) => `\n<a class="button alternative" href="/packages/${escapeHtml(alt.file.path)}" data-filename="${escapeHtml(alt.file.filename)}">` +
+          `Download ${escapeHtml(alt.file.filename)}</a>\n<p class="why">${escapeHtml(alt.reason)}; ${fmtSize(alt.file)}</p>`).join('') +
+        (choice.note ? `\n<p id="platform-note" class="why">${escapeHtml(choice.note)}</p>` : '')
       : release
         ? `<p id="download" class="none">No file of ${escapeHtml(release.version)} fits ${escapeHtml(describePlatform(platform))}; see the files below.</p>`
         : '<p id="download" class="none">This project has no releases yet.</p>';
-    const others = files.filter((f) => f !== choice?.file).map((f) =>
+    const offered = new Set([choice?.file, ...(choice?.alternatives ?? []).map((a) => a.file)]);
+    const others = files.filter((f) => !offered.has(f)).map((f) =>
       `<tr><td><a href="/packages/${escapeHtml(f.path)}">${escapeHtml(f.filename)}</a></td><td>${f.packagetype === 'sdist' ? 'source' : escapeHtml(f.python_version)}</td>` +
       `<td>${fmtSize(f)}</td><td><code>${f.sha256_digest.slice(0, 16)}…</code></td></tr>`);
     const releaseItems = shown.map((r) => `<li><a href="${base}${escapeHtml(r.version)}/">${escapeHtml(r.version)}</a>` +
@@ -92,8 +98,10 @@ ${others.length ? `<section><h2>Other files</h2><table id="files">${others.join(
     sendPage(ctx, renderedPage('text/html; charset=utf-8', body), {
       cacheControl: 'public, max-age=60',
       surrogateKeys: [`project-${project.normalized_name}`],
-      vary: 'User-Agent',
+      vary: 'User-Agent, Sec-CH-UA-Platform, Sec-CH-UA-Arch, Sec-CH-UA-Bitness',
     });
+    // Chromium sends the CPU on the next request once asked: arm64 Windows and Macs then get their own wheel.
+    ctx.set('Accept-CH', ACCEPT_CH);
   };
   router.get('project.page', '/project/:project/', handler);
   router.get('project.release', '/project/:project/:version/', handler);

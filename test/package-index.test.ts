@@ -425,12 +425,29 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
         const res = await fetch(`${app}/project/${name}/${query}`, { headers: { 'user-agent': ua } });
         expect(res.status).to.equal(200);
         expect(res.headers.get('vary')).to.contain('User-Agent');
+        expect(res.headers.get('vary')).to.contain('Sec-CH-UA-Arch');
+        expect(res.headers.get('accept-ch'), 'asks Chromium for the CPU').to.equal('Sec-CH-UA-Arch, Sec-CH-UA-Bitness, Sec-CH-UA-Platform-Version');
         return res.text();
       };
       const dist = name.replace(/-/g, '_');
       expect(await page('Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0')).to.match(new RegExp(`id="download"[^>]*data-filename="${dist}-1\\.0-cp311-cp311-win_amd64\\.whl"`));
       expect(await page('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15')).to.match(new RegExp(`data-filename="${dist}-1\\.0-cp311-cp311-macosx_11_0_universal2\\.whl"`));
       expect(await page('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0')).to.match(new RegExp(`data-filename="${dist}-1\\.0\\.tar\\.gz"`));
+      // Thin Mac wheels only: Safari hides the CPU, so both are offered; Chromium's hints pick one.
+      const thin = fresh();
+      for (const f of await buildDists(dists, thin, '1.0', ['cp311-cp311-macosx_11_0_arm64', 'cp311-cp311-macosx_10_9_x86_64'])) {
+        expect((await upload(uploadForm(f, { name: thin, version: '1.0', pyversion: 'cp311' }))).status).to.equal(200);
+      }
+      const thinDist = thin.replace(/-/g, '_');
+      const safari = await (await fetch(`${app}/project/${thin}/`, { headers: { 'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Version/17.0 Safari/605.1.15' } })).text();
+      expect(safari).to.match(new RegExp(`id="download"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_11_0_arm64\\.whl"`));
+      expect(safari).to.match(new RegExp(`class="button alternative"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_10_9_x86_64\\.whl"`));
+      expect(safari).to.contain('id="platform-note"');
+      const chromeArm = await (await fetch(`${app}/project/${thin}/`, { headers: {
+        'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Chrome/131.0', 'sec-ch-ua-platform': '"macOS"', 'sec-ch-ua-arch': '"arm"', 'sec-ch-ua-bitness': '"64"',
+      } })).text();
+      expect(chromeArm).to.match(new RegExp(`id="download"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_11_0_arm64\\.whl"`));
+      expect(chromeArm).to.not.contain('button alternative');
       const res = await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8' } });
       expect(res.headers.get('surrogate-key')).to.equal(`project-${name}`);
       expect((await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8', 'if-none-match': res.headers.get('etag')! } })).status).to.equal(304);

@@ -55,7 +55,7 @@ describe('platform detection and the download choice', () => {
   ];
   const choices: [keyof typeof UA, string][] = [
     ['windows', 'demo-1.0-cp311-cp311-win_amd64.whl'],
-    ['mac', 'demo-1.0-cp311-cp311-macosx_10_9_x86_64.whl'],
+    ['mac', 'demo-1.0-cp311-cp311-macosx_11_0_arm64.whl'], // and the x86_64 one beside it: Safari hides the CPU.
     ['pipMac', 'demo-1.0.tar.gz'], // Python 3.12: the cp311 wheels do not fit.
     ['linux', 'demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl'],
     ['linuxArm', 'demo-1.0.tar.gz'],
@@ -66,13 +66,36 @@ describe('platform detection and the download choice', () => {
     it(`offers ${expected} to ${ua}`, () => expect(chooseFile(release, detectPlatform(UA[ua]))?.file.filename).to.equal(expected));
   }
 
-  it('prefers a universal2 wheel on macOS, a platform wheel over a pure one, and a pure one over the sdist', () => {
+  it('prefers a universal2 wheel on macOS; for pip a platform wheel over a pure one, for a browser the pure one; a pure one over the sdist', () => {
     const mac = detectPlatform(UA.mac);
     expect(chooseFile([{ filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_universal2.whl' }], mac)?.file.filename)
       .to.equal('d-1-cp311-cp311-macosx_11_0_universal2.whl');
-    const win = detectPlatform(UA.windows);
-    expect(chooseFile([{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-cp39-abi3-win_amd64.whl' }], win)?.file.filename).to.equal('d-1-cp39-abi3-win_amd64.whl');
+    const pure = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-cp39-abi3-win_amd64.whl' }, { filename: 'd-1-cp310-cp310-win_amd64.whl' }];
+    expect(chooseFile(pure, detectPlatform(UA.pipWindows))?.file.filename, 'pip says its Python').to.equal('d-1-cp39-abi3-win_amd64.whl');
+    expect(chooseFile(pure, detectPlatform(UA.windows))?.file.filename, 'a browser does not').to.equal('d-1-py3-none-any.whl');
     expect(chooseFile([{ filename: 'd-1.tar.gz' }, { filename: 'd-1-py3-none-any.whl' }], mac)?.file.filename).to.equal('d-1-py3-none-any.whl');
     expect(chooseFile([{ filename: 'd-1-cp311-cp311-win_amd64.whl' }], mac)).to.equal(undefined);
+  });
+
+  it('prefers glibc over musl, and a pure wheel over either, for a Linux browser', () => {
+    const linux = detectPlatform(UA.linux);
+    const binaries = [{ filename: 'd-1-cp311-cp311-musllinux_1_1_x86_64.whl' }, { filename: 'd-1-cp311-cp311-manylinux_2_17_x86_64.whl' }];
+    expect(chooseFile(binaries, linux)?.file.filename).to.equal('d-1-cp311-cp311-manylinux_2_17_x86_64.whl');
+    expect(chooseFile([binaries[0]!, { filename: 'd-1-py3-none-any.whl' }], linux)?.file.filename).to.equal('d-1-py3-none-any.whl');
+  });
+
+  it('offers both Mac wheels when the browser hides the CPU, and says why; client hints settle it', () => {
+    const both = [{ filename: 'd-1-cp311-cp311-macosx_10_9_x86_64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }];
+    const safari = chooseFile(both, detectPlatform(UA.mac));
+    expect([safari?.file.filename, safari?.alternatives?.map((a) => a.file.filename)]).to.deep.equal(['d-1-cp311-cp311-macosx_11_0_arm64.whl', ['d-1-cp311-cp311-macosx_10_9_x86_64.whl']]);
+    expect(safari?.note).to.match(/does not say which processor your Mac has/);
+    const hinted = detectPlatform(UA.mac, { platform: '"macOS"', arch: '"arm"', bitness: '"64"' });
+    expect([hinted.os, hinted.arch]).to.deep.equal(['macos', 'arm64']);
+    const chrome = chooseFile(both, hinted);
+    expect([chrome?.file.filename, chrome?.alternatives]).to.deep.equal(['d-1-cp311-cp311-macosx_11_0_arm64.whl', undefined]);
+    const intel = chooseFile(both, detectPlatform(UA.mac, { platform: '"macOS"', arch: '"x86"', bitness: '"64"' }));
+    expect(intel?.file.filename).to.equal('d-1-cp311-cp311-macosx_10_9_x86_64.whl');
+    const armWindows = detectPlatform(UA.windows, { platform: '"Windows"', arch: '"arm"', bitness: '"64"' });
+    expect(armWindows.arch, 'Windows on ARM says x64 in its User-Agent').to.equal('arm64');
   });
 });
