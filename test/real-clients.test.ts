@@ -12,11 +12,12 @@ import { services, tempDir, waitForReplay } from './support/services.js';
 
 const TWINE = process.env['BANYAN_TWINE'] ?? '/usr/bin/twine';
 const FLIT = process.env['BANYAN_FLIT'] ?? '/usr/bin/flit';
+const POETRY = process.env['BANYAN_POETRY'] ?? '/usr/bin/poetry';
 const CHROMIUM = process.env['BANYAN_CHROMIUM'] ?? '/usr/bin/chromium';
 
 const QUIET_PIP = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PIP_CONFIG_FILE: '/dev/null', PIP_NO_CACHE_DIR: '1' };
 
-describe('real clients through the proxy: twine, flit, pip, xmlrpc.client and Chromium', () => {
+describe('real clients through the proxy: twine, flit, poetry, pip, xmlrpc.client and Chromium', () => {
   let backends: Backends;
   let proxy: string;
   let work: string;
@@ -24,8 +25,9 @@ describe('real clients through the proxy: twine, flit, pip, xmlrpc.client and Ch
 
   before(async function () {
     this.timeout(120_000);
-    for (const [what, path] of [['twine (Debian package twine)', TWINE], ['flit (Debian package flit)', FLIT], ['chromium (Debian package chromium)', CHROMIUM]]) {
-      if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine flit chromium)`);
+    for (const [what, path] of [['twine (Debian package twine)', TWINE], ['flit (Debian package flit)', FLIT], ['poetry (Debian package python3-poetry)', POETRY],
+      ['chromium (Debian package chromium)', CHROMIUM]]) {
+      if (!existsSync(path!)) throw new Error(`${what} is not installed at ${path}; .ci/run installs it (apt-get install twine flit python3-poetry chromium)`);
     }
     const s = await services();
     // The shipped table with the download pages cut over too: Chromium sees the new app's page.
@@ -124,6 +126,45 @@ describe('real clients through the proxy: twine, flit, pip, xmlrpc.client and Ch
     const again = await publish();
     expect(again.code).to.not.equal(0);
     expect(`${again.stdout}\n${again.stderr}`).to.match(/400 Client Error: File already exists/);
+  });
+
+  it('poetry publishes through the proxy, shows the app\'s refusal, and installs from this index', async function () {
+    this.timeout(240_000);
+    const name = `poetry-pkg-${process.pid}`;
+    const module = name.replace(/-/g, '_');
+    const dir = join(work, 'poetry');
+    mkdirSync(join(dir, module), { recursive: true });
+    const pyproject = (version: string) => [
+      '[tool.poetry]', `name = "${name}"`, `version = "${version}"`, 'description = "Published with poetry"', 'authors = ["Banyan tests <tests@example.org>"]', '',
+      '[tool.poetry.dependencies]', 'python = ">=3.7"', '',
+      '[build-system]', 'requires = ["poetry-core"]', 'build-backend = "poetry.core.masonry.api"', '',
+    ].join('\n');
+    writeFileSync(join(dir, 'pyproject.toml'), pyproject('1.0'));
+    writeFileSync(join(dir, module, '__init__.py'), '__version__ = "1.0"\n');
+    const env = { HOME: work, POETRY_REPOSITORIES_BANYAN_URL: `${proxy}/legacy/`, POETRY_HTTP_BASIC_BANYAN_USERNAME: '__token__',
+      POETRY_HTTP_BASIC_BANYAN_PASSWORD: uploader.token, POETRY_VIRTUALENVS_IN_PROJECT: 'true', POETRY_NO_INTERACTION: '1' };
+    const publish = () => run(POETRY, ['publish', '--build', '-r', 'banyan', '--no-interaction'], { allowFailure: true, cwd: dir, env });
+    const first = await publish();
+    expect(first.code, `poetry publish:\n${first.stdout}\n${first.stderr}`).to.equal(0);
+    // Same version, other contents: poetry prints the app's reason.
+    writeFileSync(join(dir, module, '__init__.py'), '__version__ = "1.0"\n# changed\n');
+    rmSync(join(dir, 'dist'), { recursive: true, force: true });
+    const again = await publish();
+    expect(again.code).to.not.equal(0);
+    expect(`${again.stdout}\n${again.stderr}`).to.contain('File already exists');
+
+    // A consumer whose only source is this index: poetry locks and installs the package from it.
+    const consumer = join(work, 'poetry-consumer');
+    mkdirSync(consumer);
+    writeFileSync(join(consumer, 'pyproject.toml'), [
+      '[tool.poetry]', 'name = "consumer"', 'version = "0.1.0"', 'description = ""', 'authors = ["Banyan tests <tests@example.org>"]', '',
+      '[tool.poetry.dependencies]', 'python = ">=3.7"', `${name} = "1.0"`, '',
+      '[[tool.poetry.source]]', 'name = "banyan"', `url = "${proxy}/simple/"`, 'default = true', '',
+    ].join('\n'));
+    const install = await run(POETRY, ['install', '--no-root', '--no-interaction'], { allowFailure: true, cwd: consumer, env });
+    expect(install.code, `poetry install:\n${install.stdout}\n${install.stderr}`).to.equal(0);
+    expect(install.stdout).to.match(new RegExp(`Installing ${name} \\(1\\.0\\)`));
+    expect(readdirSync(join(consumer, '.venv', 'lib'), { recursive: true }).some((p) => String(p).endsWith(`${module}/__init__.py`))).to.equal(true);
   });
 
   it('twine upload --skip-existing of the same files succeeds without storing anything again', async function () {
