@@ -130,7 +130,12 @@ export function jsonFile(f: FileRow, base = ''): Record<string, unknown> {
     python_version: f.python_version,
     requires_python: f.requires_python,
     size: Number(f.size),
-    digests: { sha256: f.sha256_digest },
+    digests: {
+      ...(f.blake2_256_digest ? { blake2b_256: f.blake2_256_digest } : {}),
+      ...(f.md5_digest ? { md5: f.md5_digest } : {}),
+      sha256: f.sha256_digest,
+    },
+    md5_digest: f.md5_digest,
     url: `${base}/packages/${f.path}`,
     upload_time: iso.slice(0, 19),
     upload_time_iso_8601: iso,

@@ -19,6 +19,8 @@ export interface FileRow {
   upload_time: Date;
   /** SHA-256 of `<url>.metadata` (PEP 658), when the file has one. */
   metadata_sha256: string | null;
+  md5_digest: string | null;
+  blake2_256_digest: string | null;
   version: string;
   yanked: boolean;
   yanked_reason: string | null;
@@ -32,7 +34,7 @@ export function findProject(db: Kysely<Database>, normalized: string): Promise<P
 function fileQuery(db: Kysely<Database>) {
   return db.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id')
     .select(['files.filename', 'files.path', 'files.packagetype', 'files.python_version', 'files.requires_python', 'files.size',
-      'files.sha256_digest', 'files.upload_time', 'files.metadata_sha256', 'releases.version', 'releases.yanked', 'releases.yanked_reason']);
+      'files.sha256_digest', 'files.upload_time', 'files.metadata_sha256', 'files.md5_digest', 'files.blake2_256_digest', 'releases.version', 'releases.yanked', 'releases.yanked_reason']);
 }
 
 /** Every file of a project, in PEP 440 order of their releases, then by name. */

@@ -311,6 +311,7 @@ async function store(ctx: UploadContext, account: Account, u: CheckedUpload): Pr
         release_id: release.id, filename: u.content.filename, packagetype: u.filetype, python_version: u.pyversion,
         requires_python: u.requiresPython, size: String(u.content.size), sha256_digest: u.content.sha256, path,
         metadata_sha256: coreMetadata ? createHash('sha256').update(coreMetadata).digest('hex') : null,
+        md5_digest: u.content.md5, blake2_256_digest: u.content.blake2b256,
       }).execute();
       await journal(trx, project.id, u.normalized, u.version, `add ${u.pyversion} file ${u.content.filename}`, account.username);
       await ctx.store.commit(u.content, path);

@@ -1,4 +1,4 @@
-import { backfillMetadata } from '../app/backfill.js';
+import { backfillDigests, backfillMetadata } from '../app/backfill.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
@@ -14,8 +14,10 @@ import { progress } from './output.js';
  * cached simple pages).
  */
 export async function backfill(args: Args): Promise<void> {
-  if (args.words[0] !== 'metadata' || args.words.length !== 1) {
-    throw new BanyanError('bad-arguments', 'usage: banyan backfill metadata [--project NAME] [--json]', 'it extracts METADATA from wheels uploaded before PEP 658 support');
+  const what = args.words[0];
+  if ((what !== 'metadata' && what !== 'digests') || args.words.length !== 1) {
+    throw new BanyanError('bad-arguments', 'usage: banyan backfill metadata|digests [--project NAME] [--json]',
+      'metadata: serve the METADATA of wheels uploaded before PEP 658 support; digests: compute MD5 and BLAKE2b-256 of files stored before they were kept');
   }
   const settings = loadSettings();
   const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill' });
@@ -24,12 +26,12 @@ export async function backfill(args: Args): Promise<void> {
   try {
     let shown = 0;
     const project = args.flags.get('project');
-    const result = await backfillMetadata(db, store, cache, {
+    const result = await (what === 'metadata' ? backfillMetadata : backfillDigests)(db, store, cache, {
       project: typeof project === 'string' ? project : undefined,
       progress: (done, total) => {
         if (!args.flags.has('json') && (done === total || Date.now() - shown > 1_000)) {
           shown = Date.now();
-          progress(`${done} of ${total} wheels`);
+          progress(`${done} of ${total} ${what === 'metadata' ? 'wheels' : 'files'}`);
         }
       },
     });
@@ -37,7 +39,9 @@ export async function backfill(args: Args): Promise<void> {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return;
     }
-    process.stdout.write(`Extracted METADATA from ${result.extracted} wheel${result.extracted === 1 ? '' : 's'}; pip now reads them without downloading.\n`);
+    process.stdout.write(what === 'metadata'
+      ? `Extracted METADATA from ${result.extracted} wheel${result.extracted === 1 ? '' : 's'}; pip now reads them without downloading.\n`
+      : `Computed MD5 and BLAKE2b-256 digests of ${result.extracted} file${result.extracted === 1 ? '' : 's'}.\n`);
     for (const s of result.skipped) process.stdout.write(`  skipped ${s.filename}: ${s.why}\n`);
     if (result.skipped.length) process.exitCode = 1;
   } finally {

@@ -31,7 +31,8 @@ Commands:
                                          who may upload to a project
   releases yank|unyank|delete PROJECT VERSION [--reason R]
                                          yank a release (pip skips it unless pinned), or delete it
-  backfill metadata [--project P] [--json]  serve the METADATA of wheels uploaded before PEP 658 support
+  backfill metadata|digests [--project P] [--json]
+                                         serve wheels' METADATA (PEP 658), or compute MD5/BLAKE2b digests, for files stored before
 
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.

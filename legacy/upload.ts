@@ -160,8 +160,9 @@ async function store(r: LegacyRequest, options: LegacyUploadOptions, account: Ac
         await journal(trx, projectId, normalized, normalizeVersion(version), 'new release', account.username);
       }
       const pyversion = field(form, 'pyversion') || (filetype === 'sdist' ? 'source' : 'py3');
-      await sql`INSERT INTO files (release_id, filename, packagetype, python_version, requires_python, size, sha256_digest, path)
-        VALUES (${release.id}, ${content.filename}, ${filetype}, ${pyversion}, ${requiresPython}, ${String(content.size)}, ${content.sha256}, ${path})`.execute(trx);
+      await sql`INSERT INTO files (release_id, filename, packagetype, python_version, requires_python, size, sha256_digest, path, md5_digest, blake2_256_digest)
+        VALUES (${release.id}, ${content.filename}, ${filetype}, ${pyversion}, ${requiresPython}, ${String(content.size)}, ${content.sha256}, ${path},
+                ${content.md5}, ${content.blake2b256})`.execute(trx);
       await journal(trx, projectId, normalized, normalizeVersion(version), `add ${pyversion} file ${content.filename}`, account.username);
       await options.store.commit(content, path);
       placed = true;

@@ -1,13 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { blake2b } from '@noble/hashes/blake2.js';
 
 /** A file received into the store's incoming folder, not yet visible anywhere. */
 export interface Incoming {
   readonly tempPath: string;
   readonly sha256: string;
+  /** The other digests Warehouse gives (hex): MD5 and BLAKE2b with a 256-bit digest. */
+  readonly md5: string;
+  readonly blake2b256: string;
   readonly size: number;
   /** True when the stream was longer than the limit (the temp file is already gone). */
   readonly tooLarge: boolean;
@@ -58,6 +63,8 @@ export class FileStore {
     // Named after the process writing it, so a restart can tell its own dead uploads from live ones.
     const tempPath = join(this.#incoming, `${process.pid}@${hostname()}~${Date.now()}-${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
+    const md5 = createHash('md5');
+    const blake = blake2b.create({ dkLen: 32 });
     const file = await open(tempPath, 'wx', 0o644);
     let size = 0;
     let tooLarge = false;
@@ -69,6 +76,8 @@ export class FileStore {
         // Past the limit, keep reading (the client is still sending) but write nothing.
         if (tooLarge) continue;
         hash.update(data);
+        md5.update(data);
+        blake.update(data);
         await file.write(data);
       }
       if (!tooLarge) await file.sync();
@@ -79,7 +88,7 @@ export class FileStore {
     }
     await file.close();
     if (tooLarge) await rm(tempPath, { force: true });
-    return { tempPath, sha256: hash.digest('hex'), size, tooLarge };
+    return { tempPath, sha256: hash.digest('hex'), md5: md5.digest('hex'), blake2b256: Buffer.from(blake.digest()).toString('hex'), size, tooLarge };
   }
 
   /** Moves a received file to its content address; durable when this returns. */
@@ -145,4 +154,15 @@ function isRunning(pid: number): boolean {
     // EPERM: it runs, as another user.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The MD5 and BLAKE2b-256 digests of a stored file, read from disk (for files stored before they were kept). */
+export async function digestsOf(path: string): Promise<{ md5: string; blake2b256: string }> {
+  const md5 = createHash('md5');
+  const blake = blake2b.create({ dkLen: 32 });
+  for await (const chunk of createReadStream(path)) {
+    md5.update(chunk as Buffer);
+    blake.update(chunk as Buffer);
+  }
+  return { md5: md5.digest('hex'), blake2b256: Buffer.from(blake.digest()).toString('hex') };
 }

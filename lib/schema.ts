@@ -84,6 +84,8 @@ export interface FilesTable {
   upload_time: CreatedAt;
   /** SHA-256 of the wheel's METADATA, stored beside it as `<path>.metadata` (PEP 658); null when not extracted. */
   metadata_sha256: ColumnType<string | null, string | null | undefined, string | null>;
+  md5_digest: ColumnType<string | null, string | null | undefined, string | null>;
+  blake2_256_digest: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JournalTable {

@@ -7,6 +7,7 @@ import * as releaseOrder from './2026-11-22-01-release-order.js';
 import * as usageStatus from './2026-11-23-01-usage-status.js';
 import * as ownership from './2026-11-23-02-ownership.js';
 import * as coreMetadata from './2026-11-23-03-core-metadata.js';
+import * as digests from './2026-11-23-04-digests.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-01-usage-status': usageStatus,
   '2026-11-23-02-ownership': ownership,
   '2026-11-23-03-core-metadata': coreMetadata,
+  '2026-11-23-04-digests': digests,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

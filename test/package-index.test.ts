@@ -1,11 +1,12 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
+import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';
 import { promtoolProblems } from './support/promtool.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
@@ -383,6 +384,29 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       await waitForReplay(await services());
       const info = (await (await fetch(`${app}/pypi/${gone}/json`)).json() as { info: { version: string | null; yanked: boolean } }).info;
       expect(info, 'every release yanked: the newest one, marked').to.deep.include({ version: '1.0', yanked: true });
+    });
+
+    it('gives md5 and blake2b_256 digests beside sha256, as Python\'s hashlib computes them, and backfills old files', async () => {
+      const body = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { url: string; md5_digest: string; digests: Record<string, string> }[] };
+      const file = body.urls[0]!;
+      const bytes = join(dists, `digests-${process.pid}.bin`);
+      writeFileSync(bytes, Buffer.from(await (await fetch(file.url)).arrayBuffer()));
+      const py = await run('python3', ['-c', 'import hashlib, sys; d = open(sys.argv[1], "rb").read(); print(hashlib.md5(d).hexdigest(), hashlib.blake2b(d, digest_size=32).hexdigest(), hashlib.sha256(d).hexdigest())', bytes]);
+      const [md5, blake, sha256] = py.stdout.trim().split(' ');
+      expect(file.digests).to.deep.equal({ blake2b_256: blake, md5, sha256 });
+      expect(file.md5_digest).to.equal(md5);
+
+      const s = await services();
+      await withClient(s.primaryUrl, (c) => c.query("UPDATE files SET md5_digest = NULL, blake2_256_digest = NULL WHERE filename LIKE $1", [`${name.replace(/-/g, '_')}-%`]));
+      await waitForReplay(s);
+      const bare = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { digests: Record<string, string> }[] };
+      expect(Object.keys(bare.urls[0]!.digests), 'files stored before the digests were kept').to.deep.equal(['sha256']);
+      const r = await runBanyanAsync(['backfill', 'digests', '--project', name, '--json'], { env: { DATABASE_URL: s.primaryUrl, BANYAN_STORAGE: storage } });
+      expect(r.status, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout), 'the three files of the project').to.deep.equal({ extracted: 3, skipped: [] });
+      await waitForReplay(s);
+      const back = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { digests: Record<string, string> }[] };
+      expect(back.urls[0]!.digests).to.deep.equal({ blake2b_256: blake, md5, sha256 });
     });
 
     it('/pypi/<project>/<version>/json has no releases key, and 404s unknown versions', async () => {
