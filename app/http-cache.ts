@@ -1,4 +1,5 @@
 import type Koa from 'koa';
+import { gzipSync } from 'node:zlib';
 import { etagOf, type CachedPage } from './page-cache.js';
 
 export interface CachePolicy {
@@ -14,20 +15,58 @@ export function renderedPage(type: string, body: string, serial?: number): Cache
   return { type, body, etag: etagOf(body), serial };
 }
 
-/** Sends a page with its ETag and caching headers, or 304 when the client's copy is current. */
+/** Pages at least this long go gzipped to clients that accept it (pip does; so do browsers). */
+const GZIP_MIN_BYTES = 1_024;
+/** Gzipped bodies by ETag: a cached page is compressed once, not on every hit. */
+const gzipped = new Map<string, Buffer>();
+const GZIP_MEMO = 256;
+
+/**
+ * Sends a page with its ETag and caching headers, or 304 when the client's copy is current.
+ * A page of 1 KiB or more goes gzipped when the client accepts it, with an ETag of its own
+ * (`"…-gzip"`: another representation) and `Vary: Accept-Encoding`.
+ */
 export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy): void {
+  const compressible = Buffer.byteLength(page.body) >= GZIP_MIN_BYTES;
+  const gzip = compressible && acceptsGzip(ctx.get('Accept-Encoding'));
+  const etag = gzip ? page.etag.replace(/"$/, '-gzip"') : page.etag;
   ctx.status = 200;
-  ctx.set('ETag', page.etag);
+  ctx.set('ETag', etag);
   ctx.set('Cache-Control', policy.cacheControl);
   if (policy.surrogateKeys.length > 0) ctx.set('Surrogate-Key', policy.surrogateKeys.join(' '));
   if (policy.vary) ctx.vary(policy.vary);
+  if (compressible) ctx.vary('Accept-Encoding');
   if (page.serial !== undefined) ctx.set('X-PyPI-Last-Serial', String(page.serial));
   ctx.type = page.type;
-  if (notModified(ctx, page.etag)) {
+  if (notModified(ctx, etag)) {
     ctx.status = 304;
     return;
   }
-  ctx.body = page.body;
+  if (!gzip) {
+    ctx.body = page.body;
+    return;
+  }
+  let body = gzipped.get(etag);
+  if (!body) {
+    body = gzipSync(page.body);
+    if (gzipped.size >= GZIP_MEMO) gzipped.delete(gzipped.keys().next().value!);
+    gzipped.set(etag, body);
+  }
+  ctx.set('Content-Encoding', 'gzip');
+  ctx.body = body;
+}
+
+/** Whether an Accept-Encoding header allows gzip (by name or `*`, with q above 0). */
+export function acceptsGzip(header: string): boolean {
+  let gzip: number | undefined;
+  let any: number | undefined;
+  for (const part of header.split(',')) {
+    const [name = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? 1);
+    if (name === 'gzip' || name === 'x-gzip') gzip = q;
+    else if (name === '*') any = q;
+  }
+  return (gzip ?? any ?? 0) > 0;
 }
 
 /**

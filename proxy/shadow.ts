@@ -1,3 +1,4 @@
+import { constants as zlibConstants, gunzipSync, inflateSync } from 'node:zlib';
 import type { Pool } from 'undici';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { Route } from '../routing/route-table.js';
@@ -112,7 +113,8 @@ export class Shadower {
     try {
       const [got, second] = await Promise.all([candidate, again]);
       if (!legacy) throw new Error('the legacy answer was not captured');
-      const verdict = compareResponses(legacy, got, {
+      // The client's answer may be compressed (a legacy behind gzip): compare what it says, not its encoding.
+      const verdict = compareResponses(decoded(legacy), decoded(got), {
         headers: route.shadow?.headers ?? ['content-type'],
         ignore: route.shadow?.ignore ?? [],
       }, second);
@@ -139,6 +141,8 @@ export class Shadower {
   async #fetch(pool: Pool, request: ShadowRequest, shadow: boolean, limit: number): Promise<Observed> {
     const headers: Record<string, string | string[]> = { ...request.headers };
     if (shadow) headers['x-banyan-shadow'] = '1';
+    // Copies are compared, not delivered: ask for the plain representation, whatever the client accepts.
+    headers['accept-encoding'] = 'identity';
     const res = await pool.request({
       method: request.method as 'GET',
       path: request.path,
@@ -176,5 +180,20 @@ export class Shadower {
     const r = this.#report(route);
     const groups = [...r.groups.values()].map((g) => ({ ...g })).sort((a, b) => b.count - a.count);
     return { route, counts: { ...r.counts }, groups, samples: [...r.samples] };
+  }
+}
+
+/** A captured answer with a gzip or deflate body decoded (a capture cut at its size limit decodes as far as it goes). */
+function decoded<T extends { headers: Record<string, string | string[] | undefined>; body: Buffer }>(answer: T): T {
+  const encoding = String(answer.headers['content-encoding'] ?? '').toLowerCase().trim();
+  if (encoding !== 'gzip' && encoding !== 'deflate') return answer;
+  try {
+    const options = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
+    const body = encoding === 'gzip' ? gunzipSync(answer.body, options) : inflateSync(answer.body, options);
+    const headers = { ...answer.headers };
+    delete headers['content-encoding'];
+    return { ...answer, headers, body };
+  } catch {
+    return answer;
   }
 }

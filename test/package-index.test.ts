@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -407,6 +408,27 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       await waitForReplay(s);
       const back = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { digests: Record<string, string> }[] };
       expect(back.urls[0]!.digests).to.deep.equal({ blake2b_256: blake, md5, sha256 });
+    });
+
+    it('gzips larger pages for clients that accept it, as another representation with its own ETag', async () => {
+      const { request } = await import('undici');
+      const get = async (encoding: string) => {
+        const res = await request(`${app}/pypi/${name}/json`, { headers: { 'accept-encoding': encoding } });
+        const raw = Buffer.from(await res.body.arrayBuffer());
+        return { headers: res.headers, raw };
+      };
+      const zipped = await get('gzip, deflate');
+      expect(zipped.headers['content-encoding']).to.equal('gzip');
+      expect(String(zipped.headers['vary'])).to.contain('Accept-Encoding');
+      const plain = await get('identity');
+      expect(plain.headers['content-encoding']).to.equal(undefined);
+      expect(gunzipSync(zipped.raw).equals(plain.raw), 'the same page').to.equal(true);
+      expect(zipped.raw.length).to.be.below(plain.raw.length);
+      expect(zipped.headers['etag']).to.equal(String(plain.headers['etag']).replace(/"$/, '-gzip"'));
+      expect((await get('gzip;q=0')).headers['content-encoding'], 'q=0 refuses it').to.equal(undefined);
+      const small = await request(`${app}/_health`, { headers: { 'accept-encoding': 'gzip' } });
+      await small.body.dump();
+      expect(small.headers['content-encoding'], 'small answers are not worth it').to.equal(undefined);
     });
 
     it('/pypi/<project>/<version>/json has no releases key, and 404s unknown versions', async () => {

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { gzipSync } from 'node:zlib';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services } from './support/services.js';
@@ -35,6 +36,18 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(body);
     };
+    // A legacy behind gzip, a new app that sends plain JSON (to the copy, which asks for identity): the same answer.
+    legacy.answer('/zipped/', (req, res) => {
+      const body = Buffer.from(JSON.stringify({ name: 'zipped', versions: Array.from({ length: 50 }, (_, i) => `1.${i}`) }));
+      const zip = /gzip/.test(String(req.headers['accept-encoding']));
+      res.writeHead(200, { 'content-type': 'application/json', ...(zip ? { 'content-encoding': 'gzip' } : {}) });
+      res.end(zip ? gzipSync(body) : body);
+    });
+    app.answer('/zipped/', (req, res) => {
+      const zip = /gzip/.test(String(req.headers['accept-encoding']));
+      res.writeHead(200, { 'content-type': 'application/json', 'x-asked': String(req.headers['accept-encoding']) });
+      res.end(zip ? 'the copy should have asked for identity' : JSON.stringify({ name: 'zipped', versions: Array.from({ length: 50 }, (_, i) => `1.${i}`) }));
+    });
     legacy.answer('/big/early', big(10, 'old'));
     app.answer('/big/early', big(10, 'new'));
     legacy.answer('/big/late', big(3_000, 'old'));
@@ -43,6 +56,7 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       { name: 'legacy.json', match: { path: '/pypi/:project' }, mode: 'shadow', shadow: { calibrate: true } },
       { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
       { name: 'legacy.big', match: { path: '/big/*' }, mode: 'shadow', shadow: { maxBodyBytes: 1_000 } },
+      { name: 'legacy.zipped', match: { path: '/zipped/*' }, mode: 'shadow' },
     ]);
     proxy = await startTestProxy(s, legacy.url, app.url);
   });
@@ -100,6 +114,14 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     const r = await settle('legacy.big', 2);
     expect(r.counts, 'a difference past the first 1,000 bytes is not seen; one before is').to.include({ match: 1, mismatch: 1 });
     expect(r.samples.map((x) => x.path)).to.deep.equal(['/big/early']);
+  });
+
+  it('compares what answers say, not their encoding: a gzipped legacy answer matches the same plain JSON', async () => {
+    const res = await fetch(`${proxy.url}/zipped/x`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(res.headers.get('content-encoding'), 'the client gets legacy\'s answer as it was').to.equal('gzip');
+    await res.arrayBuffer();
+    const r = await settle('legacy.zipped', 1);
+    expect(r.counts).to.include({ match: 1, mismatch: 0 });
   });
 
   it('never shadows unsafe methods', async () => {
