@@ -8,6 +8,8 @@ export interface CachePolicy {
   /** Surrogate-Key values, so a CDN can purge every page of a project at once. */
   readonly surrogateKeys: readonly string[];
   readonly vary?: string;
+  /** A read API any page may fetch (`Access-Control-Allow-Origin: *`). */
+  readonly cors?: boolean;
 }
 
 /** A rendered page from a body and content type. */
@@ -37,6 +39,7 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
   if (policy.vary) ctx.vary(policy.vary);
   if (compressible) ctx.vary('Accept-Encoding');
   if (page.serial !== undefined) ctx.set('X-PyPI-Last-Serial', String(page.serial));
+  if (policy.cors) ctx.set('Access-Control-Allow-Origin', '*');
   ctx.type = page.type;
   if (notModified(ctx, etag)) {
     ctx.status = 304;

@@ -76,10 +76,10 @@ function checkName(ctx: Koa.Context): string | undefined {
 function send(ctx: Koa.Context, project: ProjectRow, body: unknown): void {
   ctx.set('X-PyPI-Last-Serial', project.last_serial);
   // A read API: any page may fetch it (Warehouse answers the same).
-  ctx.set('Access-Control-Allow-Origin', '*');
   sendPage(ctx, renderedPage('application/json', JSON.stringify(body)), {
     cacheControl: 'public, max-age=60',
     surrogateKeys: [`project-${project.normalized_name}`, 'json'],
+    cors: true,
   });
 }
 

@@ -49,6 +49,7 @@ const POLICY = (normalized?: string) => ({
   cacheControl: 'public, max-age=60',
   surrogateKeys: normalized ? [`project-${normalized}`, 'simple'] : ['simple', 'simple-index'],
   vary: 'Accept',
+  cors: true,
 });
 
 /** `/simple/` and `/simple/<project>/`: PEP 503 HTML and PEP 691 JSON, cached in Redis. */
