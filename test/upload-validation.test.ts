@@ -27,6 +27,8 @@ else:
         info = f"{dist}-{version}.dist-info"
         z.writestr(f"{info}/METADATA", meta)
         z.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {spec['tag']}\n")
+        for i in range(spec.get('members', 0)):
+            z.writestr(f"{dist}/m{i}.py", "")
         if spec.get('bomb'):
             with z.open(f"{dist}/zeros.bin", 'w', force_zip64=True) as f:
                 block = b"\0" * (1 << 20)
@@ -55,7 +57,7 @@ describe('upload validation: the archive is opened and checked as Warehouse does
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  async function build(name: string, version: string, options: { kind?: 'wheel' | 'sdist'; tag?: string; meta?: string; bomb?: number; fileVersion?: string }) {
+  async function build(name: string, version: string, options: { kind?: 'wheel' | 'sdist'; tag?: string; meta?: string; bomb?: number; members?: number; fileVersion?: string }) {
     const dist = name.replace(/-/g, '_');
     const kind = options.kind ?? 'wheel';
     const fileVersion = options.fileVersion ?? version;
@@ -63,7 +65,7 @@ describe('upload validation: the archive is opened and checked as Warehouse does
     mkdirSync(dir);
     const out = join(dir, kind === 'sdist' ? `${dist}-${fileVersion}.tar.gz` : `${dist}-${fileVersion}-${options.tag ?? 'py3-none-any'}.whl`);
     const meta = options.meta ?? `Metadata-Version: 2.1\nName: ${name}\nVersion: ${version}\n\n`;
-    await run('python3', ['-c', CUSTOM, JSON.stringify({ kind, dist, version: fileVersion, out, meta, tag: options.tag ?? 'py3-none-any', bomb: options.bomb ?? 0 })]);
+    await run('python3', ['-c', CUSTOM, JSON.stringify({ kind, dist, version: fileVersion, out, meta, tag: options.tag ?? 'py3-none-any', bomb: options.bomb ?? 0, members: options.members ?? 0 })]);
     return out;
   }
 
@@ -116,6 +118,8 @@ describe('upload validation: the archive is opened and checked as Warehouse does
       /^'>=3\.x' is an invalid value for Requires-Python/, 'bad-requires-python'],
     ['a 300 KB wheel that unpacks to 300 MiB', async (name) => ({ path: await build(name, '1.0', { bomb: 300 }) }),
       /^Invalid distribution file: it unpacks to more than 256 MiB/, 'archive-too-large'],
+    ['a wheel of 20,001 members', async (name) => ({ path: await build(name, '1.0', { members: 20_001 }) }),
+      /^Invalid distribution file: 20004 members, over the limit of 20000/, 'archive-too-large'],
   ];
 
   for (const [what, make, message, reason] of cases) {
