@@ -101,7 +101,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: Cl
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
-    if (name.startsWith('x-banyan-') || name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-request-id') continue;
+    if (name.startsWith('x-banyan-') || name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-request-id' || name === 'banyan-pin') continue;
     out[name] = value;
   }
   if (client.host) out['host'] = client.host;

@@ -3,6 +3,12 @@ import { formatLsn, parseLsn } from '../lib/lsn.js';
 
 /** The cookie that pins a session to what it has written. */
 export const PIN_COOKIE = 'banyan_pin';
+/**
+ * The same signed pin as a header, for clients that keep no cookies (API clients, single-page apps,
+ * command-line tools): the proxy sends it after a write; a client that sends it back gets
+ * read-your-writes as a browser does with the cookie. Like Cloudflare D1's session bookmarks.
+ */
+export const PIN_HEADER = 'banyan-pin';
 
 /** A verified pin: the session must read at or past `lsn` until `expires`. */
 export interface Pin {

@@ -15,7 +15,7 @@ import { normalizeTarget } from './request-target.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
-import { cookieValue, newPinId, PIN_COOKIE, signPin, verifyPin, type Pin } from './pin.js';
+import { cookieValue, newPinId, PIN_COOKIE, PIN_HEADER, signPin, verifyPin, type Pin } from './pin.js';
 import { WebSocketForwarder } from './websocket.js';
 import { formatLsn, parseLsn } from '../lib/lsn.js';
 
@@ -141,7 +141,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   /** The session's valid pin, if it has one; forged, tampered and expired ones are counted and ignored. */
   const readPin = (req: IncomingMessage): Pin | undefined => {
     if (!pins) return undefined;
-    const value = cookieValue(req.headers.cookie, PIN_COOKIE);
+    const header = req.headers[PIN_HEADER];
+    const value = cookieValue(req.headers.cookie, PIN_COOKIE) ?? (typeof header === 'string' ? header.trim() : undefined);
     if (!value) return undefined;
     const now = Date.now();
     let pin = verified.get(value);
@@ -176,7 +177,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     const value = signPin({ id: previous?.id ?? newPinId(), lsn, expires: Date.now() + pins.ttlMs }, pins.secrets[0]!);
     metrics.pins.inc({ event: 'set' });
     const secure = client.proto === 'https' ? '; Secure' : '';
-    return { 'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(pins.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}` };
+    return {
+      'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(pins.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}`,
+      [PIN_HEADER]: value,
+    };
   };
 
   const send = (backend: 'legacy' | 'new', req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions) =>

@@ -16,9 +16,9 @@ describe('proxy headers', () => {
   it('removes every client-sent X-Banyan-* and forwarding header and sets its own', () => {
     const out = upstreamRequestHeaders({
       'x-banyan-min-lsn': '0/FFFFFFFF', 'x-banyan-anything': 'x', 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6',
-      'x-forwarded-host': 'evil', 'x-request-id': 'client-id', host: 'index.example',
+      'x-forwarded-host': 'evil', 'x-request-id': 'client-id', host: 'index.example', 'banyan-pin': 'v1.the-proxy-reads-this',
     }, client);
-    expect(out).to.not.have.any.keys('x-banyan-min-lsn', 'x-banyan-anything', 'forwarded');
+    expect(out, 'the pin header is for the proxy, not the backends').to.not.have.any.keys('x-banyan-min-lsn', 'x-banyan-anything', 'forwarded', 'banyan-pin');
     expect(out['x-forwarded-for']).to.equal('127.0.0.7');
     expect(out['x-forwarded-proto']).to.equal('http');
     expect(out['x-forwarded-host']).to.equal('index.example');

@@ -149,4 +149,28 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
       }
     });
   }
+
+  it('a client that keeps no cookies gets read-your-writes by sending back the Banyan-Pin header', async () => {
+    const s = await services();
+    // No fences (Redis unreachable, skipped): the pin is the only thing that makes the read see the write.
+    const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: 'skip', projectsPerHour: 100_000 });
+    try {
+      const name = `header-pin-${process.pid}`;
+      const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
+      expect(w.status).to.equal(201);
+      const pin = w.headers.get('banyan-pin');
+      expect(pin, 'the pin comes as a header too').to.match(/^v1\./);
+      expect(w.headers.get('set-cookie')).to.contain(`banyan_pin=${pin}`);
+      const read = async (headers: Record<string, string>) => {
+        const r = await fetch(`${deaf.urls.proxy}/pypi/${name}/json`, { headers });
+        await r.text();
+        return r.status;
+      };
+      expect(await read({}), 'without it, the replica 2 s behind has not seen the write').to.equal(404);
+      expect(await read({ 'banyan-pin': pin! }), 'with it, the read sees the write').to.equal(200);
+      expect(await read({ 'banyan-pin': `${pin!.slice(0, -2)}xx` }), 'a tampered one is ignored').to.equal(404);
+    } finally {
+      await deaf.stop();
+    }
+  });
 });
