@@ -28,6 +28,8 @@ export interface ForwardOptions {
    * after looking up the write's LSN).
    */
   readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
+  /** Headers the proxy adds to the answer, computed when the backend's head arrives (debug headers); no async work. */
+  readonly addHeaders?: (() => Record<string, string>) | undefined;
 }
 
 /** A response as the client received it, kept for comparison. */
@@ -133,7 +135,9 @@ export class Forwarder {
       await pool.stream({ ...dispatch(req, client, options, hasBody, abort), opaque: passage, onInfo: ({ statusCode, headers }) => informational(res, statusCode, headers) },
         ({ statusCode, headers }) => {
         if (passage.statusMessage) res.statusMessage = passage.statusMessage;
-        res.writeHead(statusCode, clientResponseHeaders(headers, client.requestId));
+        const out = clientResponseHeaders(headers, client.requestId);
+        if (options.addHeaders) Object.assign(out, options.addHeaders());
+        res.writeHead(statusCode, out);
         if (!options.captureBytes) return res;
         captured = { status: statusCode, headers, chunks: [], size: 0, truncated: false };
         return teeInto(res, captured, options.captureBytes);
@@ -162,6 +166,7 @@ export class Forwarder {
       extra = undefined;
     }
     const headers = clientResponseHeaders(upstream.headers, client.requestId);
+    if (options.addHeaders) Object.assign(headers, options.addHeaders());
     if (extra) {
       for (const [name, value] of Object.entries(extra)) {
         const existing = headers[name];

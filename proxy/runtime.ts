@@ -23,7 +23,7 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly debugHeaders?: boolean; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -101,7 +101,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         mode: settings.pinMode,
         currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
       } : undefined,
-      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage,
+      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });

@@ -57,6 +57,12 @@ export interface ProxyOptions {
   readonly trustedProxies?: string | undefined;
   /** A legacy session cookie whose value keys canary stickiness (BANYAN_SESSION_COOKIE). */
   readonly sessionCookie?: string | undefined;
+  /**
+   * Debugging (BANYAN_DEBUG_HEADERS): each forwarded answer says which route decided it and which
+   * backend served it (`Banyan-Route`), and how long the backend took (`Server-Timing`). Off by
+   * default: the proxy adds nothing a client can see that the route did not ask for.
+   */
+  readonly debugHeaders?: boolean | undefined;
   readonly pins?: PinSettings | undefined;
   /** Per-route and per-feature counts for the durable usage ledger. */
   readonly usage?: UsageLedger | undefined;
@@ -273,6 +279,10 @@ export function createProxy(options: ProxyOptions): Proxy {
       bodyTimeoutMs: timeouts?.bodyMs,
       extraHeaders: pin ? fenceHeader(pin) : undefined,
       beforeHead: withSession(pins && !safe ? issuePin(pin, client) : undefined, minted && sessionCookie(minted, client.proto === 'https')),
+      addHeaders: options.debugHeaders ? () => ({
+        'banyan-route': `${decision.route}; mode=${decision.mode ?? 'none'}; backend=${served}`,
+        'server-timing': `${served};dur=${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(1)};desc="${decision.route}"`,
+      }) : undefined,
       body: peekedBody,
     };
 

@@ -124,4 +124,20 @@ describe('proxy transparency: what the route does not change reaches the client 
       expect(Buffer.from(seen.body, 'base64')).to.deep.equal(Buffer.from('ab\r\nc\x00\x7f\n', 'latin1'));
     });
   });
+
+  it('adds Banyan-Route and Server-Timing only when BANYAN_DEBUG_HEADERS asks for them', async () => {
+    const s = await services();
+    const plain = (await rawExchange(proxy.url, 'GET /cookies HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toLowerCase();
+    expect(plain, 'off by default: nothing added').to.not.match(/\r\n(banyan-route|server-timing):/);
+    const debugging = await startTestProxy(s, backend.url, 'http://127.0.0.1:1', { debugHeaders: true });
+    try {
+      const head = (path: string) => rawExchange(debugging.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+        .then((raw) => Object.fromEntries(raw.split('\r\n\r\n')[0]!.split('\r\n').slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 2)])));
+      const h = await head('/cookies');
+      expect(h['banyan-route']).to.equal('edge.all; mode=legacy; backend=legacy');
+      expect(h['server-timing']).to.match(/^legacy;dur=\d+\.\d;desc="edge\.all"$/);
+    } finally {
+      await debugging.stop();
+    }
+  });
 });

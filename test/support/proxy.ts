@@ -21,7 +21,7 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 /** A proxy in this process, reading its table from the shared test database. */
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
-  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number; maxClientConnections?: number;
+  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number; maxClientConnections?: number; debugHeaders?: boolean;
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
@@ -41,6 +41,7 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       usageFlushMs: options.usageFlushMs ?? 60_000,
       ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
       ...(options.maxClientConnections ? { maxClientConnections: options.maxClientConnections } : {}),
+      ...(options.debugHeaders ? { debugHeaders: true } : {}),
     },
     legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),
