@@ -4,7 +4,8 @@ import { startLegacyRuntime } from '../legacy/runtime.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
-import { startProxyRuntime } from '../proxy/runtime.js';
+import { startFileProxyRuntime } from '../proxy/file-runtime.js';
+import { DEFAULT_ROUTES_FILE, startProxyRuntime } from '../proxy/runtime.js';
 import type { Args } from './args.js';
 import { progress } from './output.js';
 
@@ -38,7 +39,26 @@ export async function proxyCommand(args: Args): Promise<void> {
     throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${String(args.flags.get('workers'))}"`);
   }
   if (workers > 1 && cluster.isPrimary) return supervise(workers);
-  required(s.databaseUrl, 'DATABASE_URL', 'for the route table');
+  const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
+  if (!s.databaseUrl) {
+    // No database: one proxy on a routes file alone, as Traefik or nginx start.
+    const routesFile = s.routesFile ?? DEFAULT_ROUTES_FILE;
+    const runtime = await startFileProxyRuntime({
+      settings: { ...s, routesFile, routesPollMs: Math.min(s.routesPollMs, 1_000) },
+      legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
+      appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
+      port: s.port ?? 8080,
+      adminPort: s.adminPort ?? 9090,
+      log: progress,
+    });
+    progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, routes from ${routesFile} (version ${runtime.routes.current.version}, watched)`);
+    progress('no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API; edit the file to change routes');
+    untilSignal(async () => {
+      progress(`draining (up to ${s.drainMs} ms)`);
+      await runtime.stop();
+    });
+    return;
+  }
   const runtime = await startProxyRuntime({
     settings: s,
     legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
@@ -48,7 +68,6 @@ export async function proxyCommand(args: Args): Promise<void> {
     log: progress,
     ...(cluster.isWorker ? { clusterMetrics: (registry) => clusterMetricsClient(registry) } : {}),
   });
-  const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
   progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, route table version ${runtime.routes.current.version}`);
   if (!s.adminToken) progress('BANYAN_ADMIN_TOKEN is not set: the admin API answers 503 until it is');
   untilSignal(async () => {

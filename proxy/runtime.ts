@@ -106,24 +106,8 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     });
     opened.push({ close: () => proxy.close() });
 
-    // Slow clients (slowloris) get a bounded time for their headers, checked every second, then 408 and a closed socket;
-    // a body may take as long as it streams (uploads), so there is no limit on the whole request.
-    const headersTimeout = settings.headersTimeoutMs ?? 10_000;
-    const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
-    // …and one address holds at most so many connections, so it cannot hold them all.
-    limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
-    const publicSide: Listening = await listen(server, options.port, settings.host, 'PORT', settings.drainMs);
-    publicSide.server.on('upgrade', proxy.upgrade);
-    publicSide.server.on('connect', refuseConnect);
-    publicSide.server.on('clientError', rejectMalformed);
-    opened.push({
-      close: async () => {
-        // Tunnels get the same drain time as requests, then are cut.
-        const cut = setTimeout(() => proxy.closeTunnels(), settings.drainMs);
-        await publicSide.close();
-        clearTimeout(cut);
-      },
-    });
+    const publicSide = await listenPublic(proxy, settings, options.port);
+    opened.push(publicSide);
 
     const sampler = new DashboardSampler(db, metrics);
     sampler.start();
@@ -158,6 +142,31 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     await closeAll();
     throw err;
   }
+}
+
+/**
+ * The public listener, as every proxy runs it: slow clients (slowloris) get a bounded time for their
+ * headers, checked every second, then 408 and a closed socket (a body may take as long as it streams:
+ * uploads); one address holds at most so many connections; WebSocket upgrades are proxied, CONNECT
+ * refused, malformed requests answered. Closing drains requests, then cuts tunnels after the same time.
+ */
+export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> &
+  { readonly headersTimeoutMs?: number; readonly maxClientConnections?: number }, port: number): Promise<{ url: string; close(): Promise<void> }> {
+  const headersTimeout = settings.headersTimeoutMs ?? 10_000;
+  const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
+  limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
+  const publicSide: Listening = await listen(server, port, settings.host, 'PORT', settings.drainMs);
+  publicSide.server.on('upgrade', proxy.upgrade);
+  publicSide.server.on('connect', refuseConnect);
+  publicSide.server.on('clientError', rejectMalformed);
+  return {
+    url: publicSide.url,
+    close: async () => {
+      const cut = setTimeout(() => proxy.closeTunnels(), settings.drainMs);
+      await publicSide.close();
+      clearTimeout(cut);
+    },
+  };
 }
 
 /** CONNECT would make the proxy a tunnel to anywhere: refused, with an answer instead of a dropped connection. */

@@ -1,0 +1,153 @@
+import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import type { Settings } from '../lib/config.js';
+import { BanyanError } from '../lib/errors.js';
+import { listen } from '../lib/http-server.js';
+import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
+import { compileTable, describeChange, validateTable, type CompiledTable, type Route } from '../routing/route-table.js';
+import { createAdmin } from './admin.js';
+import { proxyReadiness } from './readiness.js';
+import { listenPublic } from './runtime.js';
+import { createProxy, type Proxy } from './server.js';
+
+export interface FileProxyOptions {
+  readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders'> & {
+    readonly routesFile: string; readonly routesPollMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number;
+  };
+  readonly legacyUrl: string;
+  readonly appUrl: string;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface FileProxyRuntime {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly proxy: Proxy;
+  readonly routes: FileRoutes;
+  stop(): Promise<void>;
+}
+
+/**
+ * The route table from a file, as Traefik, Skipper and nginx start: the file
+ * is validated at start (an invalid one is refused with every problem
+ * named), then watched; a valid change replaces the table at once (one
+ * object swap: a request sees the old table or the new one, never a mix),
+ * and an invalid one is logged and the running table kept. The audit is the
+ * log: each applied change says what changed.
+ */
+export class FileRoutes {
+  current: CompiledTable;
+  readonly #path: string;
+  readonly #log: (line: string) => void;
+  readonly #onChange: (table: CompiledTable) => void;
+  #text: string;
+
+  constructor(path: string, log: (line: string) => void, onChange: (table: CompiledTable) => void) {
+    this.#path = path;
+    this.#log = log;
+    this.#onChange = onChange;
+    this.#text = read(path);
+    const checked = check(path, this.#text);
+    if (!checked.ok) throw new BanyanError('routes-file-invalid', `routes file ${path} is not a valid route table:\n  ${checked.problems.join('\n  ')}`);
+    this.current = compileTable(checked.routes, 1);
+  }
+
+  /** Watches the file (a stat poll: it also sees editors that replace the file). */
+  watch(intervalMs: number): void {
+    watchFile(this.#path, { interval: intervalMs, persistent: false }, () => this.reload());
+  }
+
+  /** Re-reads the file; applies it when it is valid and different. */
+  reload(): void {
+    let text: string;
+    try {
+      text = read(this.#path);
+    } catch (err) {
+      this.#log(`routes: cannot read ${this.#path} (${(err as Error).message}); keeping version ${this.current.version}`);
+      return;
+    }
+    if (text === this.#text) return;
+    this.#text = text;
+    const checked = check(this.#path, text);
+    if (!checked.ok) {
+      this.#log(`routes: ${this.#path} changed but is not valid; keeping version ${this.current.version}:\n  ${checked.problems.join('\n  ')}`);
+      return;
+    }
+    const before = this.current;
+    this.current = compileTable(checked.routes, before.version + 1);
+    const changes = describeChange(before.routes, checked.routes);
+    this.#log(`routes: applied ${this.#path} as version ${this.current.version}: ${changes.length ? changes.join('; ') : 'no route changed'}`);
+    this.#onChange(this.current);
+  }
+
+  stop(): void {
+    unwatchFile(this.#path);
+  }
+}
+
+function read(path: string): string {
+  if (!statSync(path, { throwIfNoEntry: false })?.isFile()) {
+    throw new BanyanError('routes-file-missing', `routes file ${path} does not exist`, 'set BANYAN_ROUTES_FILE to a JSON list of routes');
+  }
+  return readFileSync(path, 'utf8');
+}
+
+function check(path: string, text: string): { ok: true; routes: Route[] } | { ok: false; problems: string[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, problems: [`${path} is not valid JSON: ${(err as Error).message}`] };
+  }
+  const result = validateTable(parsed);
+  return result.ok ? { ok: true, routes: [...result.routes] } : { ok: false, problems: [...result.problems] };
+}
+
+/**
+ * `banyan proxy` without DATABASE_URL: one proxy on a routes file alone. It
+ * has no read-your-writes pins, no usage ledger and no route API (they live
+ * in PostgreSQL); /readyz and the start-up lines say so.
+ */
+export async function startFileProxyRuntime(options: FileProxyOptions): Promise<FileProxyRuntime> {
+  const { settings } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const metrics = createProxyMetrics();
+  const routes = new FileRoutes(settings.routesFile, log, (table) => {
+    metrics.tableVersion.set(table.version);
+    preZeroRoutes(metrics, table.routes);
+  });
+  metrics.tableVersion.set(routes.current.version);
+  preZeroRoutes(metrics, routes.current.routes);
+  routes.watch(settings.routesPollMs ?? 1_000);
+  const proxy = createProxy({
+    legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
+    trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, debugHeaders: settings.debugHeaders,
+  });
+  const opened: { close(): Promise<void> }[] = [{ close: async () => routes.stop() }, { close: () => proxy.close() }];
+  const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
+  try {
+    const publicSide = await listenPublic(proxy, settings, options.port);
+    opened.push(publicSide);
+    const checks = proxyReadiness({
+      legacyUrl: options.legacyUrl, appUrl: options.appUrl, tableVersion: () => routes.current.version,
+      routeCount: () => routes.current.routes.length, appBreaker: () => proxy.breakerState('new'),
+    });
+    const admin = createAdmin({
+      registry: metrics.registry,
+      ready: async () => ({
+        ...(await checks()),
+        mode: {
+          ok: true, required: false,
+          detail: `file-only: routes from ${settings.routesFile}, watched; a single instance without read-your-writes pins, usage ledger or route API (set DATABASE_URL for those)`,
+        },
+      }),
+    });
+    const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
+    opened.push(adminSide);
+    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, stop: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
