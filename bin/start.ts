@@ -108,6 +108,8 @@ export async function start(args: Args): Promise<void> {
       env: {
         ...data, PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_HOST: settings.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
         BANYAN_ADMIN_TOKEN: adminToken, BANYAN_SECRET: secret,
+        // A line per request would bury the stack's own messages: off unless asked for (BANYAN_LOG=pretty npm start).
+        BANYAN_LOG: process.env['BANYAN_LOG'] || 'off',
       },
     });
   } catch (err) {

@@ -44,6 +44,8 @@ export interface Settings {
   readonly pinMode: 'lsn' | 'timed';
   /** Reads of a declared resource when Redis is down: `skip` its fence, or go to the `primary` (BANYAN_FENCES_REDIS_DOWN). */
   readonly fencesWhenDown: 'skip' | 'primary';
+  /** The proxy's access log: one line per request (BANYAN_LOG=json|pretty|off; default json). */
+  readonly accessLog: 'json' | 'pretty' | 'off';
   /** Debug headers on forwarded answers: Banyan-Route and Server-Timing (BANYAN_DEBUG_HEADERS=on; default off). */
   readonly debugHeaders: boolean;
   /** DB router tuning (BANYAN_REPLICA_POLL, BANYAN_READ_FENCE_WAIT, BANYAN_MAX_REPLICA_LAG, BANYAN_MAX_REPLICA_LAG_BYTES,
@@ -125,6 +127,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
+    accessLog: oneOf('BANYAN_LOG', env['BANYAN_LOG'], ['json', 'pretty', 'off'] as const),
     debugHeaders: oneOf('BANYAN_DEBUG_HEADERS', env['BANYAN_DEBUG_HEADERS'] || 'off', ['off', 'on'] as const) === 'on',
     reads: {
       monitorIntervalMs: env['BANYAN_REPLICA_POLL'] ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL') : 100,

@@ -4,13 +4,14 @@ import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
 import { compileTable, describeChange, validateTable, type CompiledTable, type Route } from '../routing/route-table.js';
+import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness } from './readiness.js';
 import { listenPublic } from './runtime.js';
 import { createProxy, type Proxy } from './server.js';
 
 export interface FileProxyOptions {
-  readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders'> & {
+  readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'> & {
     readonly routesFile: string; readonly routesPollMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number;
   };
   readonly legacyUrl: string;
@@ -123,6 +124,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
   const proxy = createProxy({
     legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
     trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, debugHeaders: settings.debugHeaders,
+    accessLog: accessLog(settings.accessLog),
   });
   const opened: { close(): Promise<void> }[] = [{ close: async () => routes.stop() }, { close: () => proxy.close() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };

@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import { connect, redactUrl } from '../routing/database.js';
 import { parseLsn } from '../lib/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
+import { accessLog, type AccessLogFormat } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { limitConnectionsPerClient } from './client-limit.js';
 import { trustedProxies } from './headers.js';
@@ -23,7 +24,7 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly debugHeaders?: boolean; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -102,6 +103,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
       } : undefined,
       trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
+      accessLog: accessLog(settings.accessLog ?? 'off'),
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });

@@ -13,6 +13,7 @@ import { peekFeature } from './peek.js';
 import { newSession, SESSION_COOKIE, sessionBucket, sessionCookie } from './canary-session.js';
 import { normalizeTarget } from './request-target.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
+import type { AccessEntry } from './access-log.js';
 import { acceptableRequestId, clientInfo, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { cookieValue, newPinId, PIN_COOKIE, PIN_HEADER, signPin, verifyPin, type Pin } from './pin.js';
@@ -63,6 +64,8 @@ export interface ProxyOptions {
    * default: the proxy adds nothing a client can see that the route did not ask for.
    */
   readonly debugHeaders?: boolean | undefined;
+  /** Where each request's access-log entry goes (BANYAN_LOG); none when absent. */
+  readonly accessLog?: ((entry: AccessEntry) => void) | undefined;
   readonly pins?: PinSettings | undefined;
   /** Per-route and per-feature counts for the durable usage ledger. */
   readonly usage?: UsageLedger | undefined;
@@ -236,6 +239,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     const decision = routeFor(req, client, (sid) => { minted = sid; });
     const method = req.method ?? 'GET';
     let served: string = decision.target;
+    let fallbackReason: string | undefined;
     let features = NO_FEATURES;
     let peekedBody: Readable | undefined;
     const extractors = decision.spec?.features;
@@ -259,9 +263,15 @@ export function createProxy(options: ProxyOptions): Proxy {
       }
     }
     // On close, not finish: a request the client gave up on is use too (counted as 499, nginx's "client closed request").
+    const bytesBefore = req.socket.bytesWritten;
     res.once('close', () => {
       const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
-      record(decision.route, served, method, status, Number(process.hrtime.bigint() - started) / 1e9);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      record(decision.route, served, method, status, seconds);
+      options.accessLog?.({
+        reqId: requestId, method, url: req.url ?? '/', route: decision.route, mode: decision.mode ?? 'none', backend: served, status,
+        ms: Math.round(seconds * 1e4) / 10, bytes: req.socket.bytesWritten - bytesBefore, fallback: fallbackReason,
+      });
       if (decision.route === UNMATCHED) countUnmatched(req.url);
       for (const f of features) countFeature(f);
       usage?.record(decision.route, served, status, features, req.headers['user-agent']);
@@ -306,6 +316,7 @@ export function createProxy(options: ProxyOptions): Proxy {
         if (fallback) {
           metrics.fallbacks.inc({ route: decision.route, reason });
           served = 'legacy';
+          fallbackReason = reason;
           await forwardOrFail('legacy', req, res, client, forward, requestId);
           return;
         }

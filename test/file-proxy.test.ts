@@ -69,6 +69,12 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
     expect(output).to.contain('no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API');
     expect(await text('/')).to.equal('old app: home\n');
     expect(await text('/shop/')).to.equal('new app: shop\n');
+    // `banyan proxy` logs each request as a JSON line (BANYAN_LOG=json, its default).
+    await waitUntil('the access log has the request', async () => /"route":"shop"/.test(output), 3_000);
+    const entry = JSON.parse(output.split('\n').find((l) => l.includes('"route":"shop"'))!) as Record<string, unknown>;
+    expect(entry).to.include({ msg: 'request', method: 'GET', url: '/shop/', route: 'shop', mode: 'new', backend: 'new', status: 200 });
+    expect(entry['reqId']).to.be.a('string');
+    expect(entry['bytes']).to.be.above(10);
     expect(await text('/elsewhere/'), 'unmatched paths go to legacy').to.match(/^<!DOCTYPE HTML|404/i);
     const ready = await (await fetch(`${admin}/readyz`)).json() as { status: string; checks: Record<string, { detail: string }> };
     expect(ready.status).to.equal('ready');
