@@ -2,8 +2,9 @@ import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
-import { fenceFromHeader, type DbRouter, type RequestDb } from '../routing/db-router.js';
-import { requestFence, type FenceStore } from '../routing/fences.js';
+import type { DbRouter, RequestDb } from '../routing/db-router.js';
+import type { FenceStore } from '../routing/fences.js';
+import { dbForRequest } from '../routing/read-your-writes.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
 import { fileRoutes } from './files.js';
 import { jsonRoutes } from './json-api.js';
@@ -51,7 +52,7 @@ export function createApp(options: AppOptions): Koa {
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;
-    const db = await options.router.forRequest(await requestFence(fenceFromHeader(ctx.req.headers['x-banyan-min-lsn']), options.fences, resources));
+    const db = await dbForRequest(options, ctx.req.headers, resources);
     ctx.state['db'] = db;
     metrics.dbReads.inc({ target: db.readTarget, reason: db.reason });
     ctx.set('X-Banyan-Read-From', db.readTarget);

@@ -1,0 +1,70 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type Koa from 'koa';
+import { formatLsn } from '../lib/lsn.js';
+import { fenceFromHeader, type DbRouter, type RequestDb } from './db-router.js';
+import { requestFence, type FenceStore } from './fences.js';
+
+/**
+ * Read-your-writes for any Node backend behind Banyan's proxy, the contract
+ * docs/protocol.md states: honour `X-Banyan-Min-LSN` on reads, report
+ * `X-Banyan-Write-LSN` after a committed write.
+ */
+export interface ReadYourWritesOptions {
+  readonly router: DbRouter;
+  /** Resource fences (Redis): a write to a resource makes every client's reads of it wait for it. */
+  readonly fences?: FenceStore | undefined;
+}
+
+/**
+ * The DB handle for one request, framework-free: reads go to a replica that
+ * has replayed the request's fence (the proxy's `X-Banyan-Min-LSN`, and the
+ * fences of the `resources` it declares), else to the primary; writes to the
+ * primary.
+ */
+export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = []): Promise<RequestDb> {
+  return options.router.forRequest(await requestFence(fenceFromHeader(headers['x-banyan-min-lsn']), options.fences, resources));
+}
+
+/**
+ * After a write has committed: the primary's WAL position, to send as
+ * `X-Banyan-Write-LSN` (the proxy pins the session there and never shows the
+ * header to the client), with the written resources' fences raised to it.
+ */
+export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<string> {
+  const lsn = await options.router.currentLsn();
+  for (const resource of resources) await options.fences?.raise(resource, lsn);
+  return formatLsn(lsn);
+}
+
+/** What the middleware puts on `ctx.state.banyan`. */
+export interface ReadYourWritesState {
+  /** The request's DB handle, chosen on first use (resources declared then count). */
+  db(resources?: readonly string[]): Promise<RequestDb>;
+  /** Call after a write has committed: sets `X-Banyan-Write-LSN`. */
+  wrote(resources?: readonly string[]): Promise<void>;
+}
+
+/**
+ * Koa middleware: `ctx.state.banyan.db()` gives the request's reader and
+ * writer, and `ctx.state.banyan.wrote()` after a commit reports the write.
+ * The server the reads went to is in `X-Banyan-Read-From`, for debugging.
+ */
+export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
+  return async (ctx, next) => {
+    let chosen: Promise<RequestDb> | undefined;
+    const state: ReadYourWritesState = {
+      db: (resources = []) => {
+        chosen ??= dbForRequest(options, ctx.req.headers, resources).then((db) => {
+          ctx.set('X-Banyan-Read-From', db.readTarget);
+          return db;
+        });
+        return chosen;
+      },
+      wrote: async (resources = []) => {
+        ctx.set('X-Banyan-Write-LSN', await reportWrite(options, resources));
+      },
+    };
+    ctx.state['banyan'] = state;
+    await next();
+  };
+}
