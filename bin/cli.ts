@@ -51,7 +51,7 @@ const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (arg
   backfill: { valued: ['project'], switches: ['json'], run: backfill },
   releases: { valued: ['reason'], switches: ['json'], run: releases },
   routes: {
-    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample'],
+    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample', 'for', 'path', 'base'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],
     run: routes,
   },

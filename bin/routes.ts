@@ -1,5 +1,9 @@
 import { hostname, userInfo } from 'node:os';
-import { loadSettings, required } from '../lib/config.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSettings, readStackFile, required, stackDir } from '../lib/config.js';
+import { parseDuration } from '../lib/duration.js';
+import { PREVIEW_PATH, signPreview } from '../proxy/preview.js';
 import { BanyanError } from '../lib/errors.js';
 import { readRoutesFile } from '../proxy/runtime.js';
 import { connect } from '../routing/database.js';
@@ -20,6 +24,8 @@ const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent 
               | apply FILE --reason TEXT [--expected-version N] [--dry-run]
                 (FILE: a list of routes, or \`routes list --json\` output, whose version is then expected)
               | shadow NAME (comparison results and recent mismatches) | status (what the proxy is doing now)
+              | preview NAME [--for 1h] [--path /p] [--base PROXY_URL] (a link that sends one browser to the
+                new app on this route only, signed with BANYAN_SECRET, for staff to try it first)
 Add --json for output scripts can read.`;
 
 /** `banyan routes …`: read and change the route table every proxy follows. */
@@ -57,6 +63,21 @@ export async function routes(args: Args): Promise<void> {
         if (json) return out(current ?? { version: 0, routes: [] });
         process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
         printTable(['route', 'match', 'mode'], table.map((r) => [r.name, matchText(r), summary(r)]));
+        return;
+      }
+      case 'preview': {
+        const route = find(table, target);
+        const secret = settings.secret?.split(',')[0] ?? stackSecret();
+        if (!secret) throw new BanyanError('missing-setting', 'BANYAN_SECRET is not set; preview links are signed with it', 'set BANYAN_SECRET to the proxies\' secret');
+        const forMs = parseDuration(String(args.flags.get('for') ?? '1h'), '--for');
+        if (forMs > 7 * 86_400_000) throw usage('--for is at most 7 days: a preview is for staff trying a route, not a second mode');
+        const expires = Date.now() + forMs;
+        const base = String(args.flags.get('base') ?? readStackFile()?.proxy ?? 'http://localhost:8080').replace(/\/+$/, '');
+        const path = String(args.flags.get('path') ?? route.match.path.replace(/:[^/]+|\*/g, (m) => (m === '*' ? '' : 'x')));
+        const link = `${base}${PREVIEW_PATH}?token=${encodeURIComponent(signPreview(route.name, expires, secret))}&next=${encodeURIComponent(path)}`;
+        if (json) return out({ route: route.name, expires: new Date(expires).toISOString(), link });
+        process.stdout.write(`Open this link in the browser that should try ${route.name} on the new app, until ${new Date(expires).toISOString().slice(0, 16).replace('T', ' ')}Z:\n\n  ${link}\n\n` +
+          'Only that browser, and only this route, goes to the new app; everyone else still follows the route\'s mode. Anyone with the link can use it until it expires.\n');
         return;
       }
       case 'show': {
@@ -233,4 +254,10 @@ function matchText(route: Route): string {
     m.query ? Object.entries(m.query).map(([k, v]) => `${k}=${v}`).join('&') : '',
   ].filter(Boolean);
   return extras.length ? `${m.path} (${extras.join('; ')})` : m.path;
+}
+
+/** The secret `npm start` generated for this folder's stack, when there is one. */
+function stackSecret(): string | undefined {
+  const file = join(stackDir(), 'secret');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }

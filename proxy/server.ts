@@ -11,6 +11,7 @@ import type { UsageLedger } from '../metrics/usage.js';
 import { canaryBucket, decide, UNMATCHED, type CompiledTable, type Decision } from '../routing/route-table.js';
 import { peekFeature } from './peek.js';
 import { newSession, SESSION_COOKIE, sessionBucket, sessionCookie } from './canary-session.js';
+import { PREVIEW_COOKIE, PREVIEW_PATH, safeNext, verifyPreview } from './preview.js';
 import { normalizeTarget } from './request-target.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
 import type { AccessEntry } from './access-log.js';
@@ -139,7 +140,32 @@ export function createProxy(options: ProxyOptions): Proxy {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
-    return decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => bucketOf(req, client, mint), Date.now());
+    const decision = decide(table.current, req.method ?? 'GET', req.headers.host, path, query, () => bucketOf(req, client, mint), Date.now());
+    // A staff browser previewing this route (banyan routes preview) goes to the new app, and only on this route.
+    if (decision.target !== 'new' && decision.spec && previewedRoute(req) === decision.route) return { ...decision, target: 'new' };
+    return decision;
+  };
+
+  const previewedRoute = (req: IncomingMessage): string | undefined => {
+    if (!pins) return undefined;
+    const token = cookieValue(req.headers.cookie, PREVIEW_COOKIE);
+    return token ? verifyPreview(token, pins.secrets, Date.now())?.route : undefined;
+  };
+
+  /** `GET /_banyan/preview?token=…&next=/path`: the link `banyan routes preview` prints; sets the cookie and goes on. */
+  const openPreview = (req: IncomingMessage, res: ServerResponse, requestId: string): void => {
+    const params = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const preview = pins ? verifyPreview(params.get('token') ?? '', pins.secrets, Date.now()) : undefined;
+    if (!preview) {
+      plain(res, 400, `400 This preview link is not valid${pins ? ' or has expired' : ' (BANYAN_SECRET is not set)'}. Ask for a new one: banyan routes preview ROUTE.\nRequest id: ${requestId}\n`, requestId);
+      return;
+    }
+    const maxAge = Math.ceil((preview.expires - Date.now()) / 1000);
+    res.writeHead(303, {
+      location: safeNext(params.get('next') ?? undefined), 'x-request-id': requestId, 'content-length': '0', 'cache-control': 'no-store',
+      'set-cookie': `${PREVIEW_COOKIE}=${params.get('token')}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax`,
+    });
+    res.end();
   };
 
   // A session sends the same cookie on every request: remember values already verified (keyed by the
@@ -231,6 +257,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (refusal) {
       record(UNMATCHED, 'proxy', req.method ?? 'GET', 400, Number(process.hrtime.bigint() - started) / 1e9);
       plain(res, 400, `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`, requestId, { connection: 'close' });
+      return;
+    }
+    if (req.method === 'GET' && (req.url === PREVIEW_PATH || req.url?.startsWith(`${PREVIEW_PATH}?`))) {
+      openPreview(req, res, requestId);
       return;
     }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);

@@ -1,0 +1,40 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+/** The cookie that sends one browser to the new app on one route (`banyan routes preview`). */
+export const PREVIEW_COOKIE = 'banyan_preview';
+/** The proxy's own path that turns a preview link into the cookie. */
+export const PREVIEW_PATH = '/_banyan/preview';
+
+/**
+ * `p1.<route, base64url>.<expires ms>.<HMAC-SHA256>`: a preview of one route,
+ * signed with BANYAN_SECRET (domain-separated from pins, so neither can pass
+ * for the other); any secret of the list verifies, for rotation.
+ */
+export function signPreview(route: string, expires: number, secret: string): string {
+  const body = `p1.${Buffer.from(route).toString('base64url')}.${expires}`;
+  return `${body}.${mac(body, secret)}`;
+}
+
+/** The route a preview token is for, when it is genuine and not expired. */
+export function verifyPreview(token: string, secrets: readonly string[], now: number): { route: string; expires: number } | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 4 || parts[0] !== 'p1') return undefined;
+  const body = parts.slice(0, 3).join('.');
+  const given = Buffer.from(parts[3]!, 'base64url');
+  const genuine = secrets.some((secret) => {
+    const expected = Buffer.from(mac(body, secret), 'base64url');
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  });
+  const expires = Number(parts[2]);
+  if (!genuine || !Number.isSafeInteger(expires) || expires <= now) return undefined;
+  return { route: Buffer.from(parts[1]!, 'base64url').toString('utf8'), expires };
+}
+
+/** Where a preview link may send the browser afterwards: a path on this site, never another site (`//evil`). */
+export function safeNext(next: string | undefined): string {
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.includes('\\') ? next : '/';
+}
+
+function mac(body: string, secret: string): string {
+  return createHmac('sha256', `preview:${secret}`).update(body).digest('base64url');
+}
