@@ -5,7 +5,7 @@ import { parseArgs } from './args.js';
 import { backfill } from './backfill.js';
 import { migrate } from './migrate.js';
 import { releases } from './releases.js';
-import { routes } from './routes.js';
+import { routes, USAGE as ROUTES_USAGE } from './routes.js';
 import { projects, tokens, users } from './accounts.js';
 import { report } from './report.js';
 import { appCommand, legacyCommand, proxyCommand } from './servers.js';
@@ -20,7 +20,7 @@ Commands:
   app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
   legacy                                 the legacy stand-in (PORT, DATABASE_URL)
   migrate up|down|status [--all] [--json]  schema migrations on the primary
-  routes list|show|set|apply|history|rollback  the route table every proxy follows
+  routes list|show|set|apply|history|rollback|shadow|status|preview  the route table every proxy follows
                                          (banyan routes help for the details)
   report usage [--since 30d] [--unused 30d] [--json]
                                          legacy routes and features in use, and retirement candidates
@@ -65,7 +65,25 @@ async function main(argv: string[]): Promise<void> {
   }
   const command = COMMANDS[name];
   if (!command) throw new BanyanError('unknown-command', `unknown command "${name}"`, 'run `banyan help` for the list');
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(commandHelp(name, command));
+    return;
+  }
   await command.run(parseArgs(rest, command.valued, command.switches));
+}
+
+/** `banyan NAME --help` (anywhere after the name): the command's lines of the usage, and its options. */
+function commandHelp(name: string, command: { valued: string[]; switches: string[] }): string {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  ${name} `) || l === `  ${name}`);
+  const block: string[] = [];
+  for (let i = start; i >= 0 && i < lines.length; i++) {
+    if (i > start && !/^ {4,}/.test(lines[i]!)) break;
+    block.push(lines[i]!);
+  }
+  const options = [...command.valued.map((f) => `--${f} VALUE`), ...command.switches.map((f) => `--${f}`)];
+  const details = name === 'routes' ? `\n${ROUTES_USAGE}\n` : '';
+  return `Usage: banyan ${block.join('\n').trim()}\n${details}${options.length ? `\nOptions: ${options.join(', ')}\n` : ''}\nSee README.md for the settings it reads.\n`;
 }
 
 /** Exit codes: 0 done, 1 refused or failed (the message says why), 2 the command line was wrong. */

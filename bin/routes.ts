@@ -15,7 +15,7 @@ import type { Args } from './args.js';
 import { printTable } from './output.js';
 import { preflight } from './route-preflight.js';
 
-const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent N] [--fallback | --no-fallback]
+export const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent N] [--fallback | --no-fallback]
                 [--status 410 --message TEXT] --reason TEXT [--dry-run] [--sample PATH] [--force]
                 (set first checks the backends it would send users to: a backend that is down, or one that
                  answers 404 for PATH (or the route's own path) where the current one answers, stops it

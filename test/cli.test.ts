@@ -15,6 +15,19 @@ describe('banyan command line', () => {
     expect(bad.stderr).to.equal('banyan: unknown command "frobnicate" (run `banyan help` for the list)\n');
   });
 
+  it('answers --help after any command with that command\'s usage and options, touching nothing', () => {
+    const routes = runBanyan(['routes', '--help'], { env: { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' } });
+    expect([routes.status, routes.stderr]).to.deep.equal([0, '']);
+    expect(routes.stdout).to.match(/^Usage: banyan routes list\|show\|set/);
+    expect(routes.stdout).to.contain('| preview NAME [--for 1h]');
+    expect(routes.stdout).to.contain('Options: --mode VALUE');
+    const set = runBanyan(['routes', 'set', 'x', '-h']);
+    expect([set.status, set.stdout.split('\n')[0]]).to.deep.equal([0, routes.stdout.split('\n')[0]]);
+    const tokens = runBanyan(['tokens', 'list', '--help']);
+    expect(tokens.stdout).to.match(/^Usage: banyan tokens create USERNAME \[--project P\]/);
+    expect(tokens.stdout).to.contain('Options: --description VALUE, --project VALUE, --json');
+  });
+
   it('migrate status lists every migration as applied, as a table and as JSON', async () => {
     const s = await services();
     const env = { DATABASE_URL: s.primaryUrl };
