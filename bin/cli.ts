@@ -1,15 +1,6 @@
 import { loadSettings } from '../lib/config.js';
 import { BanyanError, describeError } from '../lib/errors.js';
-import { isConnectionError, redactUrl } from '../routing/database.js';
-import { parseArgs } from './args.js';
-import { backfill } from './backfill.js';
-import { migrate } from './migrate.js';
-import { releases } from './releases.js';
-import { routes, USAGE as ROUTES_USAGE } from './routes.js';
-import { projects, tokens, users } from './accounts.js';
-import { report } from './report.js';
-import { appCommand, legacyCommand, proxyCommand } from './servers.js';
-import { start } from './start.js';
+import { parseArgs, type Args } from './args.js';
 
 const USAGE = `Usage: banyan <command> [options]
 
@@ -38,22 +29,25 @@ Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
 `;
 
-const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: ReturnType<typeof parseArgs>) => Promise<void> }> = {
-  start: { valued: ['replica-delay', 'workers'], switches: ['json', 'no-restart'], run: start },
-  proxy: { valued: ['workers'], switches: [], run: proxyCommand },
-  app: { valued: [], switches: [], run: appCommand },
-  legacy: { valued: [], switches: [], run: legacyCommand },
-  migrate: { valued: [], switches: ['json', 'all'], run: migrate },
-  users: { valued: ['email'], switches: ['json'], run: users },
-  report: { valued: ['since', 'unused'], switches: ['json'], run: report },
-  tokens: { valued: ['description', 'project'], switches: ['json'], run: tokens },
-  projects: { valued: ['role'], switches: ['json'], run: projects },
-  backfill: { valued: ['project'], switches: ['json'], run: backfill },
-  releases: { valued: ['reason'], switches: ['json'], run: releases },
+/** Each command's module is loaded only when that command runs: `banyan help` or `routes list` does not load the servers. */
+const lazy = <M>(load: () => Promise<M>, pick: (m: M) => (args: Args) => Promise<void>) => async (args: Args) => pick(await load())(args);
+
+const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: Args) => Promise<void> }> = {
+  start: { valued: ['replica-delay', 'workers'], switches: ['json', 'no-restart'], run: lazy(() => import('./start.js'), (m) => m.start) },
+  proxy: { valued: ['workers'], switches: [], run: lazy(() => import('./servers.js'), (m) => m.proxyCommand) },
+  app: { valued: [], switches: [], run: lazy(() => import('./servers.js'), (m) => m.appCommand) },
+  legacy: { valued: [], switches: [], run: lazy(() => import('./servers.js'), (m) => m.legacyCommand) },
+  migrate: { valued: [], switches: ['json', 'all'], run: lazy(() => import('./migrate.js'), (m) => m.migrate) },
+  users: { valued: ['email'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.users) },
+  report: { valued: ['since', 'unused'], switches: ['json'], run: lazy(() => import('./report.js'), (m) => m.report) },
+  tokens: { valued: ['description', 'project'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.tokens) },
+  projects: { valued: ['role'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.projects) },
+  backfill: { valued: ['project'], switches: ['json'], run: lazy(() => import('./backfill.js'), (m) => m.backfill) },
+  releases: { valued: ['reason'], switches: ['json'], run: lazy(() => import('./releases.js'), (m) => m.releases) },
   routes: {
     valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample', 'for', 'path', 'base'],
     switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],
-    run: routes,
+    run: lazy(() => import('./routes.js'), (m) => m.routes),
   },
 };
 
@@ -66,14 +60,14 @@ async function main(argv: string[]): Promise<void> {
   const command = COMMANDS[name];
   if (!command) throw new BanyanError('unknown-command', `unknown command "${name}"`, 'run `banyan help` for the list');
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(commandHelp(name, command));
+    process.stdout.write(commandHelp(name, command, name === 'routes' ? (await import('./routes.js')).USAGE : undefined));
     return;
   }
   await command.run(parseArgs(rest, command.valued, command.switches));
 }
 
 /** `banyan NAME --help` (anywhere after the name): the command's lines of the usage, and its options. */
-function commandHelp(name: string, command: { valued: string[]; switches: string[] }): string {
+function commandHelp(name: string, command: { valued: string[]; switches: string[] }, details?: string): string {
   const lines = USAGE.split('\n');
   const start = lines.findIndex((l) => l.startsWith(`  ${name} `) || l === `  ${name}`);
   const block: string[] = [];
@@ -82,16 +76,17 @@ function commandHelp(name: string, command: { valued: string[]; switches: string
     block.push(lines[i]!);
   }
   const options = [...command.valued.map((f) => `--${f} VALUE`), ...command.switches.map((f) => `--${f}`)];
-  const details = name === 'routes' ? `\n${ROUTES_USAGE}\n` : '';
-  return `Usage: banyan ${block.join('\n').trim()}\n${details}${options.length ? `\nOptions: ${options.join(', ')}\n` : ''}\nSee README.md for the settings it reads.\n`;
+  return `Usage: banyan ${block.join('\n').trim()}\n${details ? `\n${details}\n` : ''}${options.length ? `\nOptions: ${options.join(', ')}\n` : ''}\nSee README.md for the settings it reads.\n`;
 }
 
 /** Exit codes: 0 done, 1 refused or failed (the message says why), 2 the command line was wrong. */
 const USAGE_ERRORS = new Set(['bad-arguments', 'unknown-command']);
 
 /** A connection error that did not say where it was going: the commands' database is the one behind DATABASE_URL. */
-function withSetting(err: unknown): unknown {
-  if (err instanceof BanyanError || !isConnectionError(err)) return err;
+async function withSetting(err: unknown): Promise<unknown> {
+  if (err instanceof BanyanError) return err;
+  const { isConnectionError, redactUrl } = await import('../routing/database.js');
+  if (!isConnectionError(err)) return err;
   let where = 'the local stack\'s PostgreSQL';
   try {
     const url = loadSettings().databaseUrl;
@@ -103,8 +98,8 @@ function withSetting(err: unknown): unknown {
     'check DATABASE_URL, or run `npm start` in this folder');
 }
 
-main(process.argv.slice(2)).catch((raw: unknown) => {
-  const err = withSetting(raw);
+main(process.argv.slice(2)).catch(async (raw: unknown) => {
+  const err = await withSetting(raw);
   process.stderr.write(`banyan: ${describeError(err)}\n`);
   if (!(err instanceof BanyanError) && err instanceof Error && process.env['BANYAN_DEBUG']) process.stderr.write(`${err.stack}\n`);
   const code = err instanceof BanyanError && USAGE_ERRORS.has(err.code) ? 2 : 1;

@@ -1,0 +1,18 @@
+/**
+ * `banyan/db`: read-your-writes for your own backend. Reads go to PostgreSQL
+ * streaming replicas that have replayed what the request must see (the
+ * proxy's `X-Banyan-Min-LSN`, and resource fences), writes to the primary;
+ * docs/protocol.md states the contract.
+ *
+ * ```js
+ * import { DbRouter, readYourWrites } from 'banyan/db';
+ * const router = new DbRouter({ primaryUrl, replicaUrls: [replicaUrl] });
+ * await router.start();
+ * app.use(readYourWrites({ router }));   // ctx.state.banyan.db(), ctx.state.banyan.wrote()
+ * ```
+ */
+export { DbRouter, fenceFromHeader, isRecoveryConflict, type DbRouterOptions, type ReadFence, type ReadReason, type ReplicaState, type RequestDb } from '../routing/db-router.js';
+export { FenceStore, requestFence, type FenceStoreOptions, type FencesWhenDown } from '../routing/fences.js';
+export { dbForRequest, readYourWrites, reportWrite, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/read-your-writes.js';
+export { connect } from '../routing/database.js';
+export { formatLsn, parseLsn } from '../lib/lsn.js';
