@@ -25,6 +25,8 @@ Commands:
   backfill metadata|digests [--project P] [--json]
                                          serve wheels' METADATA (PEP 658), or compute MD5/BLAKE2b digests, for files stored before
 
+Run \`banyan COMMAND --help\` for one command; \`source <(banyan completion bash)\` completes them in bash.
+
 Settings come from the environment; unset ones fall back to the stack that
 \`npm start\` runs in this folder (.banyan/stack.json). See README.md.
 `;
@@ -57,6 +59,11 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (name === 'completion') {
+    if (rest[0] !== 'bash' || rest.length !== 1) throw new BanyanError('bad-arguments', 'usage: banyan completion bash', 'then: source <(banyan completion bash), or save it to /etc/bash_completion.d/banyan');
+    process.stdout.write(bashCompletion());
+    return;
+  }
   const command = COMMANDS[name];
   if (!command) throw new BanyanError('unknown-command', `unknown command "${name}"`, 'run `banyan help` for the list');
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -64,6 +71,37 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   await command.run(parseArgs(rest, command.valued, command.switches));
+}
+
+/** Subcommands, for completion. */
+const ACTIONS: Record<string, string[]> = {
+  migrate: ['up', 'down', 'status'], report: ['usage'], users: ['add'], tokens: ['create', 'list', 'revoke'],
+  projects: ['roles', 'add-role', 'remove-role'], backfill: ['metadata', 'digests'], releases: ['yank', 'unyank', 'delete'],
+  routes: ['list', 'show', 'set', 'apply', 'history', 'rollback', 'shadow', 'status', 'preview', 'help'],
+};
+
+/** `banyan completion bash`: completes commands, their actions and their options, from the same table the parser uses. */
+function bashCompletion(): string {
+  const cases = Object.entries(COMMANDS).map(([name, c]) => {
+    const words = [...(ACTIONS[name] ?? []), ...c.valued.map((f) => `--${f}`), ...c.switches.map((f) => `--${f}`), '--help'];
+    return `    ${name}) words="${words.join(' ')}" ;;`;
+  });
+  return `# bash completion for banyan: source <(banyan completion bash)
+_banyan() {
+  local cur="\${COMP_WORDS[COMP_CWORD]}" words
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    words="${[...Object.keys(COMMANDS), 'help', 'completion'].join(' ')}"
+  else
+    case "\${COMP_WORDS[1]}" in
+${cases.join('\n')}
+    completion) words="bash" ;;
+    *) words="" ;;
+    esac
+  fi
+  COMPREPLY=( $(compgen -W "$words" -- "$cur") )
+}
+complete -F _banyan banyan
+`;
 }
 
 /** `banyan NAME --help` (anywhere after the name): the command's lines of the usage, and its options. */

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { authenticate } from '../lib/accounts.js';
 import { connect } from '../routing/database.js';
@@ -13,6 +14,19 @@ describe('banyan command line', () => {
     const bad = runBanyan(['frobnicate']);
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.equal('banyan: unknown command "frobnicate" (run `banyan help` for the list)\n');
+  });
+
+  it('completes commands, actions and options in bash (banyan completion bash)', () => {
+    const script = runBanyan(['completion', 'bash']);
+    expect(script.status).to.equal(0);
+    const complete = (...words: string[]) => spawnSync('bash', ['-c',
+      `eval "$1"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _banyan; echo "\${COMPREPLY[@]}"`, 'bash', script.stdout],
+    { encoding: 'utf8' }).stdout.trim();
+    expect(complete('banyan', 'rou')).to.equal('routes');
+    expect(complete('banyan', 'routes', 'pre')).to.equal('preview');
+    expect(complete('banyan', 'routes', 'set', 'x', '--no')).to.equal('--no-fallback');
+    expect(complete('banyan', 'tokens', '--pro')).to.equal('--project');
+    expect(runBanyan(['completion', 'zsh']).status, 'only bash, said clearly').to.equal(2);
   });
 
   it('answers --help after any command with that command\'s usage and options, touching nothing', () => {
