@@ -293,15 +293,24 @@ export function createProxy(options: ProxyOptions): Proxy {
       }
     }
     // On close, not finish: a request the client gave up on is use too (counted as 499, nginx's "client closed request").
-    const bytesBefore = req.socket.bytesWritten;
+    // The socket, kept now: by 'close' the request may have been detached from it (req.socket is then null).
+    const socket = req.socket;
+    const bytesBefore = socket.bytesWritten;
     res.once('close', () => {
       const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       record(decision.route, served, method, status, seconds);
-      options.accessLog?.({
-        reqId: requestId, method, url: req.url ?? '/', route: decision.route, mode: decision.mode ?? 'none', backend: served, status,
-        ms: Math.round(seconds * 1e4) / 10, bytes: req.socket.bytesWritten - bytesBefore, fallback: fallbackReason,
-      });
+      if (options.accessLog) {
+        try {
+          options.accessLog({
+            reqId: requestId, method, url: req.url ?? '/', route: decision.route, mode: decision.mode ?? 'none', backend: served, status,
+            ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: fallbackReason,
+          });
+        } catch (err) {
+          // The access log must never take the proxy down.
+          log(`proxy: access log: ${(err as Error).message}`);
+        }
+      }
       if (decision.route === UNMATCHED) countUnmatched(req.url);
       for (const f of features) countFeature(f);
       usage?.record(decision.route, served, status, features, req.headers['user-agent']);
