@@ -18,7 +18,7 @@ import { PageCache } from '../app/page-cache.js';
 import { parseVersion, sortKey } from '../lib/pep440.js';
 import { createApp } from '../app/server.js';
 import { FileStore } from '../lib/file-store.js';
-import { parseArgs } from '../bin/args.js';
+import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { DbRouter } from '../routing/db-router.js';
@@ -26,10 +26,10 @@ import { FenceStore } from '../routing/fences.js';
 import { startServices } from '../stack/local-stack.js';
 import { tempDir } from '../test/support/services.js';
 
-const args = parseArgs(process.argv.slice(2), ['requests', 'connections', 'rounds'], ['json']);
-const requests = Number(args.flags.get('requests') ?? 2000);
-const connections = Number(args.flags.get('connections') ?? 8);
-const rounds = Number(args.flags.get('rounds') ?? 3);
+const { values: flags } = parseArgs({ options: { 'requests': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' } } });
+const requests = Number(flags['requests'] ?? 2000);
+const connections = Number(flags['connections'] ?? 8);
+const rounds = Number(flags['rounds'] ?? 3);
 
 const dir = tempDir('banyan-bench-app-');
 progress('starting PostgreSQL primary + replica and Redis');
@@ -90,7 +90,7 @@ const ratios = {
   simpleCachedThroughputOverUncached: hit.rps / miss.rps,
   simpleCachedP50OverUncached: hit.p50Ms / miss.p50Ms,
 };
-if (args.flags.has('json')) {
+if (flags.json) {
   process.stdout.write(`${JSON.stringify({ requests, connections, rounds, results: rows, ratios }, null, 2)}\n`);
 } else {
   printTable(['contestant', 'p50 ms', 'p99 ms', 'req/s', 'bytes'], rows.map((r) => [

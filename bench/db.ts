@@ -10,7 +10,7 @@
  */
 import { rmSync } from 'node:fs';
 import { sql, type Kysely } from 'kysely';
-import { parseArgs } from '../bin/args.js';
+import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { parseDuration } from '../lib/duration.js';
 import type { Database } from '../lib/schema.js';
@@ -18,12 +18,12 @@ import { DbRouter } from '../routing/db-router.js';
 import { startServices } from '../stack/local-stack.js';
 import { tempDir } from '../test/support/services.js';
 
-const args = parseArgs(process.argv.slice(2), ['sessions', 'seconds', 'writers', 'write-every', 'delays'], ['json']);
-const sessions = Number(args.flags.get('sessions') ?? 40);
-const seconds = Number(args.flags.get('seconds') ?? 8);
-const writers = Number(args.flags.get('writers') ?? 0.25);
-const writeEveryMs = parseDuration(String(args.flags.get('write-every') ?? '3s'), '--write-every');
-const delays = String(args.flags.get('delays') ?? '500ms,2s').split(',').map((d) => parseDuration(d, '--delays'));
+const { values: flags } = parseArgs({ options: { 'sessions': { type: 'string' }, 'seconds': { type: 'string' }, 'writers': { type: 'string' }, 'write-every': { type: 'string' }, 'delays': { type: 'string' }, json: { type: 'boolean' } } });
+const sessions = Number(flags['sessions'] ?? 40);
+const seconds = Number(flags['seconds'] ?? 8);
+const writers = Number(flags['writers'] ?? 0.25);
+const writeEveryMs = parseDuration(String(flags['write-every'] ?? '3s'), '--write-every');
+const delays = String(flags['delays'] ?? '500ms,2s').split(',').map((d) => parseDuration(d, '--delays'));
 const POLICIES = ['banyan LSN pin', 'timed pin 15 s', 'timed pin 2 s', 'no pinning'] as const;
 type Policy = (typeof POLICIES)[number];
 
@@ -99,7 +99,7 @@ async function choose(policy: Policy, lastWriteAt: number, pinLsn: bigint | unde
   }
 }
 
-if (args.flags.has('json')) {
+if (flags.json) {
   process.stdout.write(`${JSON.stringify({ sessions, seconds, writers, writeEveryMs, rows }, null, 2)}\n`);
 } else {
   process.stdout.write(`\n${sessions} sessions reading every 50 ms, ${(writers * 100).toFixed(0)} % of them writing every ${writeEveryMs} ms, ` +

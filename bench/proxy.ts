@@ -11,16 +11,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from '../bin/args.js';
+import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { freePort } from '../stack/ports.js';
 import { signPin } from '../proxy/pin.js';
 import { BENCH_PATH, BENCH_SECRET } from './routes.js';
 
-const args = parseArgs(process.argv.slice(2), ['seconds', 'connections', 'rounds'], ['json']);
-const seconds = Number(args.flags.get('seconds') ?? 4);
-const rounds = Number(args.flags.get('rounds') ?? 3);
-const connections = Number(args.flags.get('connections') ?? 50);
+const { values: flags } = parseArgs({ options: { 'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' } } });
+const seconds = Number(flags['seconds'] ?? 4);
+const rounds = Number(flags['rounds'] ?? 3);
+const connections = Number(flags['connections'] ?? 50);
 const here = fileURLToPath(new URL('.', import.meta.url));
 // A valid pin on every request: Banyan verifies it and forwards the fence, as for a user who just wrote.
 const COOKIE = `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, BENCH_SECRET)}`;
@@ -152,7 +152,7 @@ if (banyan) {
     if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
   }
 }
-if (args.flags.has('json')) {
+if (flags.json) {
   process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path: BENCH_PATH, results, ratios }, null, 2)}\n`);
 } else {
   process.stdout.write(`\nGET ${BENCH_PATH}, 1 KB answers, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);

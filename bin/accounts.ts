@@ -3,7 +3,7 @@ import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../routing/database.js';
 import { listRoles, removeRole, ROLES, setRole } from '../lib/ownership.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { printTable } from './output.js';
 
 function primary() {
@@ -49,11 +49,7 @@ async function readPassword(): Promise<string> {
 
 /** `banyan users add NAME --email E`: the password comes from stdin. */
 export async function users(args: Args): Promise<void> {
-  const [action, name] = args.words;
-  if (action !== 'add' || !name || args.words.length > 2) {
-    throw new BanyanError('bad-arguments', 'usage: banyan users add NAME [--email E] (the password is read from stdin)',
-      'for example: echo "$PASSWORD" | banyan users add alice --email alice@example.com');
-  }
+  const name = args.words[1]!;
   const email = args.flags.get('email');
   const password = await readPassword();
   const db = primary();
@@ -66,20 +62,13 @@ export async function users(args: Args): Promise<void> {
   }
 }
 
-const TOKENS_USAGE = `usage: banyan tokens create USERNAME [--project NAME] [--description TEXT] [--json]
-       banyan tokens list USERNAME [--json]
-       banyan tokens revoke TOKEN_ID`;
-
 /**
  * `banyan tokens create|list|revoke`: API tokens for twine, flit and poetry.
  * A token is printed once; only its hash is kept. `--project` scopes it to
  * one project, as Warehouse's project tokens are.
  */
 export async function tokens(args: Args): Promise<void> {
-  const [action, subject] = args.words;
-  if (!action || !subject || args.words.length > 2 || !['create', 'list', 'revoke'].includes(action)) {
-    throw new BanyanError('bad-arguments', TOKENS_USAGE);
-  }
+  const [action, subject] = args.words as [string, string];
   const db = primary();
   try {
     if (action === 'list') {
@@ -121,15 +110,9 @@ export async function tokens(args: Args): Promise<void> {
   }
 }
 
-const PROJECTS_USAGE = `usage: banyan projects roles NAME [--json]
-       banyan projects add-role NAME USERNAME --role owner|maintainer
-       banyan projects remove-role NAME USERNAME`;
-
 /** `banyan projects roles|add-role|remove-role`: who may upload to a project (owners also manage it). */
 export async function projects(args: Args): Promise<void> {
   const [action, project, username] = args.words;
-  const arity: Record<string, number> = { roles: 2, 'add-role': 3, 'remove-role': 3 };
-  if (!action || arity[action] === undefined || args.words.length !== arity[action]) throw new BanyanError('bad-arguments', PROJECTS_USAGE);
   const db = primary();
   try {
     if (action === 'roles') {

@@ -4,7 +4,7 @@ import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { CacheGenerations } from '../lib/write-announcer.js';
 import { connect } from '../routing/database.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { progress } from './output.js';
 
 /**
@@ -14,11 +14,7 @@ import { progress } from './output.js';
  * cached simple pages).
  */
 export async function backfill(args: Args): Promise<void> {
-  const what = args.words[0];
-  if ((what !== 'metadata' && what !== 'digests') || args.words.length !== 1) {
-    throw new BanyanError('bad-arguments', 'usage: banyan backfill metadata|digests [--project NAME] [--json]',
-      'metadata: serve the METADATA of wheels uploaded before PEP 658 support; digests: compute MD5 and BLAKE2b-256 of files stored before they were kept');
-  }
+  const what = args.words[0] as 'metadata' | 'digests';
   const settings = loadSettings();
   const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill' });
   const store = new FileStore(settings.storageDir);

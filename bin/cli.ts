@@ -1,100 +1,159 @@
+import { Argument, Command, CommanderError, Option } from 'commander';
 import { loadSettings } from '../lib/config.js';
 import { BanyanError, describeError } from '../lib/errors.js';
-import { parseArgs, type Args } from './args.js';
+import { MODES } from '../routing/route-table.js';
+import { argsOf, type Args } from './command.js';
 
-const USAGE = `Usage: banyan <command> [options]
+/** A command's handler, whose module is loaded only when it runs: `banyan help` or `routes list` does not load the servers. */
+const lazy = <M>(load: () => Promise<M>, pick: (m: M) => (args: Args) => Promise<void>) =>
+  async (...received: unknown[]): Promise<void> => pick(await load())(argsOf(received.at(-1) as Command));
 
-Commands:
-  start [--replica-delay 2s] [--workers N] [--no-restart] [--json]
-                                         the whole stack locally, a process per component (\`npm start\`)
-  proxy [--workers N]                    the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL)
-  app                                    the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)
-  legacy                                 the legacy stand-in (PORT, DATABASE_URL)
-  migrate up|down|status [--all] [--json]  schema migrations on the primary
-  routes list|show|set|apply|history|rollback|shadow|status|preview  the route table every proxy follows
-                                         (banyan routes help for the details)
-  report usage [--since 30d] [--unused 30d] [--json]
-                                         legacy routes and features in use, and retirement candidates
-  users add NAME [--email E]             an account that can upload (password from stdin)
-  tokens create USERNAME [--project P] [--description D] | list USERNAME | revoke ID
-                                         API tokens for twine (printed once; --project scopes one)
-  projects roles NAME | add-role NAME USER --role owner|maintainer | remove-role NAME USER
-                                         who may upload to a project
-  releases yank|unyank|delete PROJECT VERSION [--reason R]
-                                         yank a release (pip skips it unless pinned), or delete it
-  backfill metadata|digests [--project P] [--json]
-                                         serve wheels' METADATA (PEP 658), or compute MD5/BLAKE2b digests, for files stored before
+const json = () => new Option('--json', 'print JSON for scripts instead of a table');
 
+/** The whole command line. Commander parses it, refuses unknown options and missing arguments, and writes every `--help`. */
+export function program(): Command {
+  const banyan = new Command('banyan')
+    .description('A strangler proxy, read-your-writes DB router and usage metrics for rewriting a legacy web application route by route.')
+    .usage('<command> [options]')
+    .showSuggestionAfterError()
+    .addHelpText('after', `
 Run \`banyan COMMAND --help\` for one command; \`source <(banyan completion bash)\` completes them in bash.
 
 Settings come from the environment; unset ones fall back to the stack that
-\`npm start\` runs in this folder (.banyan/stack.json). See README.md.
-`;
+\`npm start\` runs in this folder (.banyan/stack.json). See README.md.`);
 
-/** Each command's module is loaded only when that command runs: `banyan help` or `routes list` does not load the servers. */
-const lazy = <M>(load: () => Promise<M>, pick: (m: M) => (args: Args) => Promise<void>) => async (args: Args) => pick(await load())(args);
+  banyan.command('start').description('the whole stack locally, a process per component (`npm start`)')
+    .option('--replica-delay <duration>', 'hold the replica this far behind the primary (e.g. 2s), to see read-your-writes at work')
+    .option('--workers <n>', 'proxy worker processes')
+    .option('--no-restart', 'do not restart components or databases that die')
+    .addOption(json())
+    .action(lazy(() => import('./start.js'), (m) => m.start));
+  banyan.command('proxy').description('the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL; with no DATABASE_URL it follows BANYAN_ROUTES_FILE alone)')
+    .option('--workers <n>', 'worker processes sharing the port (1 to 64)')
+    .action(lazy(() => import('./servers.js'), (m) => m.proxyCommand));
+  banyan.command('app').description('the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)')
+    .action(lazy(() => import('./servers.js'), (m) => m.appCommand));
+  banyan.command('legacy').description('the legacy package index (PORT, DATABASE_URL)')
+    .action(lazy(() => import('./servers.js'), (m) => m.legacyCommand));
 
-const COMMANDS: Record<string, { valued: string[]; switches: string[]; run: (args: Args) => Promise<void> }> = {
-  start: { valued: ['replica-delay', 'workers'], switches: ['json', 'no-restart'], run: lazy(() => import('./start.js'), (m) => m.start) },
-  proxy: { valued: ['workers'], switches: [], run: lazy(() => import('./servers.js'), (m) => m.proxyCommand) },
-  app: { valued: [], switches: [], run: lazy(() => import('./servers.js'), (m) => m.appCommand) },
-  legacy: { valued: [], switches: [], run: lazy(() => import('./servers.js'), (m) => m.legacyCommand) },
-  migrate: { valued: [], switches: ['json', 'all'], run: lazy(() => import('./migrate.js'), (m) => m.migrate) },
-  users: { valued: ['email'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.users) },
-  report: { valued: ['since', 'unused'], switches: ['json'], run: lazy(() => import('./report.js'), (m) => m.report) },
-  tokens: { valued: ['description', 'project'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.tokens) },
-  projects: { valued: ['role'], switches: ['json'], run: lazy(() => import('./accounts.js'), (m) => m.projects) },
-  backfill: { valued: ['project'], switches: ['json'], run: lazy(() => import('./backfill.js'), (m) => m.backfill) },
-  releases: { valued: ['reason'], switches: ['json'], run: lazy(() => import('./releases.js'), (m) => m.releases) },
-  routes: {
-    valued: ['mode', 'percent', 'reason', 'limit', 'status', 'message', 'expected-version', 'sample', 'for', 'path', 'base'],
-    switches: ['json', 'fallback', 'no-fallback', 'dry-run', 'force'],
-    run: lazy(() => import('./routes.js'), (m) => m.routes),
-  },
-};
+  const migrate = banyan.command('migrate').description('schema migrations on the primary (DATABASE_URL)');
+  const migrations = lazy(() => import('./migrate.js'), (m) => m.migrate);
+  migrate.command('up').description('apply every pending migration').addOption(json()).action(migrations);
+  migrate.command('down').description('undo the newest migration').option('--all', 'undo every migration').addOption(json()).action(migrations);
+  migrate.command('status').description('each migration and when it was applied').addOption(json()).action(migrations);
 
-async function main(argv: string[]): Promise<void> {
-  const [name, ...rest] = argv;
-  if (!name || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(USAGE);
-    return;
+  routesCommand(banyan.command('routes').description('the route table every proxy follows'));
+
+  const report = banyan.command('report').description('what the usage ledger shows');
+  report.command('usage').description('legacy routes and features in use, and retirement candidates')
+    .option('--since <duration>', 'the window to count (default 30d)')
+    .option('--unused <duration>', 'a route with no use for this long is a retirement candidate (default: --since)')
+    .addOption(json())
+    .action(lazy(() => import('./report.js'), (m) => m.report));
+
+  const users = banyan.command('users').description('accounts that can upload');
+  users.command('add').description('create an account; its password is read from stdin').argument('<name>')
+    .option('--email <address>', 'the account\'s email address').addOption(json())
+    .action(lazy(() => import('./accounts.js'), (m) => m.users));
+
+  const tokens = banyan.command('tokens').description('API tokens for twine, flit and poetry (printed once; only a hash is kept)');
+  const tokenAction = lazy(() => import('./accounts.js'), (m) => m.tokens);
+  tokens.command('create').description('a new token for USERNAME').argument('<username>')
+    .option('--project <name>', 'the token uploads to this project only')
+    .option('--description <text>', 'what the token is for, shown by tokens list')
+    .addOption(json()).action(tokenAction);
+  tokens.command('list').description('USERNAME\'s tokens, without their secrets').argument('<username>').addOption(json()).action(tokenAction);
+  tokens.command('revoke').description('a token stops working at once').argument('<id>').addOption(json()).action(tokenAction);
+
+  const projects = banyan.command('projects').description('who may upload to a project (owners also manage it)');
+  const projectAction = lazy(() => import('./accounts.js'), (m) => m.projects);
+  projects.command('roles').description('the project\'s owners and maintainers').argument('<project>').addOption(json()).action(projectAction);
+  projects.command('add-role').description('give USERNAME a role on the project').argument('<project>').argument('<username>')
+    .option('--role <role>', 'owner (manages the project and its roles) or maintainer (uploads)')
+    .addOption(json()).action(projectAction);
+  projects.command('remove-role').description('take USERNAME\'s role away (the last owner stays)').argument('<project>').argument('<username>')
+    .addOption(json()).action(projectAction);
+
+  const releases = banyan.command('releases').description('yank, unyank or delete a release, as its owner would');
+  const releaseAction = lazy(() => import('./releases.js'), (m) => m.releases);
+  for (const [name, what] of [['yank', 'pip skips it unless pinned with =='], ['unyank', 'pip sees it again'], ['delete', 'the release and its files are gone']] as const) {
+    releases.command(name).description(what).argument('<project>').argument('<version>')
+      .option('--reason <text>', 'shown to installers (yank) and kept in the account events').addOption(json()).action(releaseAction);
   }
-  if (name === 'completion') {
-    if (rest[0] !== 'bash' || rest.length !== 1) throw new BanyanError('bad-arguments', 'usage: banyan completion bash', 'then: source <(banyan completion bash), or save it to /etc/bash_completion.d/banyan');
-    process.stdout.write(bashCompletion());
-    return;
-  }
-  const command = COMMANDS[name];
-  if (!command) throw new BanyanError('unknown-command', `unknown command "${name}"`, 'run `banyan help` for the list');
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(commandHelp(name, command, name === 'routes' ? (await import('./routes.js')).USAGE : undefined));
-    return;
-  }
-  await command.run(parseArgs(rest, command.valued, command.switches));
+
+  const backfill = banyan.command('backfill').description('fill in what files stored before an upgrade lack');
+  const backfillAction = lazy(() => import('./backfill.js'), (m) => m.backfill);
+  backfill.command('metadata').description('serve wheels\' METADATA (PEP 658) for files stored before')
+    .option('--project <name>', 'this project only').addOption(json()).action(backfillAction);
+  backfill.command('digests').description('compute MD5 and BLAKE2b digests for files stored before')
+    .option('--project <name>', 'this project only').addOption(json()).action(backfillAction);
+
+  banyan.command('completion').description('a completion script: source <(banyan completion bash)')
+    .addArgument(new Argument('<shell>', 'only bash for now').choices(['bash']))
+    .action(() => { process.stdout.write(bashCompletion(banyan)); });
+  return banyan;
 }
 
-/** Subcommands, for completion. */
-const ACTIONS: Record<string, string[]> = {
-  migrate: ['up', 'down', 'status'], report: ['usage'], users: ['add'], tokens: ['create', 'list', 'revoke'],
-  projects: ['roles', 'add-role', 'remove-role'], backfill: ['metadata', 'digests'], releases: ['yank', 'unyank', 'delete'],
-  routes: ['list', 'show', 'set', 'apply', 'history', 'rollback', 'shadow', 'status', 'preview', 'help'],
-};
+function routesCommand(routes: Command): void {
+  const action = lazy(() => import('./routes.js'), (m) => m.routes);
+  const reason = () => new Option('--reason <text>', 'why, for the audit log (banyan routes history); needed unless --dry-run');
+  routes.command('list').description('every route, its match and its mode').addOption(json()).action(action);
+  routes.command('show').description('one route\'s every field').argument('<name>').addOption(json()).action(action);
+  routes.command('set').description('change one route\'s mode; first checks the backends it would send users to')
+    .argument('<name>')
+    .addOption(new Option('--mode <mode>', 'where the route goes').choices(MODES))
+    .option('--percent <n>', 'canary: the share of sessions sent to the new app (0 to 100)')
+    .option('--fallback', 'safe requests fall back to legacy when the new app fails')
+    .option('--no-fallback', 'they do not')
+    .option('--status <code>', 'retired: the status to answer (410 by default)')
+    .option('--message <text>', 'retired: the message to answer')
+    .addOption(reason())
+    .option('--sample <path>', 'the path to check on the backends (default: the route\'s own)')
+    .option('--dry-run', 'show what would change, and change nothing')
+    .option('--force', 'change it even when a backend is down or answers 404 where the current one answers')
+    .addOption(json()).action(action);
+  routes.command('apply').description('replace the whole table with FILE (a list of routes, or `routes list --json` output, whose version is then expected)')
+    .argument('<file>').addOption(reason())
+    .option('--expected-version <n>', 'refuse if the table is no longer at this version')
+    .option('--dry-run', 'validate and show what would change, and change nothing')
+    .addOption(json()).action(action);
+  routes.command('history').description('every version of the table: who, when, why and what changed')
+    .option('--limit <n>', 'the newest N versions (default 20)').addOption(json()).action(action);
+  routes.command('rollback').description('restore an earlier version, as a new version').argument('<version>').addOption(reason()).addOption(json()).action(action);
+  routes.command('shadow').description('a shadowed route\'s comparison results and recent mismatches (asks the proxy)').argument('<name>').addOption(json()).action(action);
+  routes.command('status').description('what the proxy is doing now: table version, breakers, shadow counts').addOption(json()).action(action);
+  routes.command('preview').description('a link that sends one browser to the new app on this route only, signed with BANYAN_SECRET')
+    .argument('<name>')
+    .option('--for <duration>', 'how long the link works (default 1h, at most 7d)')
+    .option('--path <path>', 'the page the link opens (default: the route\'s own path)')
+    .option('--base <url>', 'the proxy\'s public address')
+    .addOption(json()).action(action);
+}
 
-/** `banyan completion bash`: completes commands, their actions and their options, from the same table the parser uses. */
-function bashCompletion(): string {
-  const cases = Object.entries(COMMANDS).map(([name, c]) => {
-    const words = [...(ACTIONS[name] ?? []), ...c.valued.map((f) => `--${f}`), ...c.switches.map((f) => `--${f}`), '--help'];
-    return `    ${name}) words="${words.join(' ')}" ;;`;
-  });
+/** `banyan completion bash`: commands, their subcommands, and each one's options, from the same tree the parser uses. */
+export function bashCompletion(banyan: Command): string {
+  const visible = (c: Command) => c.commands.filter((s) => s.name() !== 'help');
+  const flags = (c: Command) => [...c.options.map((o) => o.long!), '--help'].join(' ');
+  const cases: string[] = [];
+  for (const command of visible(banyan)) {
+    const subs = visible(command);
+    if (!subs.length) {
+      cases.push(`    "${command.name()} "*) words="${flags(command)}" ;;`);
+      continue;
+    }
+    cases.push(`    "${command.name()} ") words="${subs.map((s) => s.name()).join(' ')} --help" ;;`);
+    for (const sub of subs) cases.push(`    "${command.name()} ${sub.name()} "*) words="${flags(sub)}" ;;`);
+  }
   return `# bash completion for banyan: source <(banyan completion bash)
 _banyan() {
-  local cur="\${COMP_WORDS[COMP_CWORD]}" words
+  local cur="\${COMP_WORDS[COMP_CWORD]}" words path="" i
+  for ((i = 1; i < COMP_CWORD && i < 3; i++)); do path+="\${COMP_WORDS[i]} "; done
   if [ "$COMP_CWORD" -eq 1 ]; then
-    words="${[...Object.keys(COMMANDS), 'help', 'completion'].join(' ')}"
+    words="${visible(banyan).map((c) => c.name()).join(' ')} help"
   else
-    case "\${COMP_WORDS[1]}" in
+    case "$path" in
+    "completion ") words="bash" ;;
 ${cases.join('\n')}
-    completion) words="bash" ;;
     *) words="" ;;
     esac
   fi
@@ -102,19 +161,6 @@ ${cases.join('\n')}
 }
 complete -F _banyan banyan
 `;
-}
-
-/** `banyan NAME --help` (anywhere after the name): the command's lines of the usage, and its options. */
-function commandHelp(name: string, command: { valued: string[]; switches: string[] }, details?: string): string {
-  const lines = USAGE.split('\n');
-  const start = lines.findIndex((l) => l.startsWith(`  ${name} `) || l === `  ${name}`);
-  const block: string[] = [];
-  for (let i = start; i >= 0 && i < lines.length; i++) {
-    if (i > start && !/^ {4,}/.test(lines[i]!)) break;
-    block.push(lines[i]!);
-  }
-  const options = [...command.valued.map((f) => `--${f} VALUE`), ...command.switches.map((f) => `--${f}`)];
-  return `Usage: banyan ${block.join('\n').trim()}\n${details ? `\n${details}\n` : ''}${options.length ? `\nOptions: ${options.join(', ')}\n` : ''}\nSee README.md for the settings it reads.\n`;
 }
 
 /** Exit codes: 0 done, 1 refused or failed (the message says why), 2 the command line was wrong. */
@@ -134,6 +180,30 @@ async function withSetting(err: unknown): Promise<unknown> {
   }
   return new BanyanError('database-unreachable', `cannot reach PostgreSQL at ${where}: ${(err as Error).message}`,
     'check DATABASE_URL, or run `npm start` in this folder');
+}
+
+async function main(argv: string[]): Promise<void> {
+  const banyan = program();
+  // Every command, subcommand and the help command share one voice: "banyan: what is wrong", and exit 2 for a wrong command line.
+  const configure = (c: Command): void => {
+    const path = [];
+    for (let at: Command | null = c; at; at = at.parent) path.unshift(at.name());
+    c.exitOverride().showHelpAfterError(`(see: ${path.join(' ')} --help)`)
+      .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'banyan: ')) });
+    c.commands.forEach(configure);
+  };
+  configure(banyan);
+  if (argv.length === 0) {
+    banyan.outputHelp();
+    return;
+  }
+  try {
+    await banyan.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // --help and `help` exit 0; a missing subcommand printed its command's help to stderr; anything else printed its error.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  }
 }
 
 main(process.argv.slice(2)).catch(async (raw: unknown) => {

@@ -2,16 +2,12 @@ import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
 import { connect } from '../routing/database.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { printTable } from './output.js';
 
 /** `banyan migrate up|down|status`: schema changes, on the primary only. */
 export async function migrate(args: Args): Promise<void> {
-  const action = args.words[0];
-  if (!action || !['up', 'down', 'status'].includes(action)) {
-    throw new BanyanError('bad-arguments', `migrate needs up, down or status${action ? `, not "${action}"` : ''}`,
-      'for example: banyan migrate status');
-  }
+  const action = args.words[0] as 'up' | 'down' | 'status';
   const settings = loadSettings();
   const url = required(settings.databaseUrl, 'DATABASE_URL', 'to reach the primary');
   const db = connect(url, { max: 1, name: 'banyan-migrate' });

@@ -7,9 +7,7 @@ import { changeRelease, type ReleaseAction } from '../lib/releases.js';
 import { CacheGenerations, WriteAnnouncer } from '../lib/write-announcer.js';
 import { connect } from '../routing/database.js';
 import { FenceStore } from '../routing/fences.js';
-import type { Args } from './args.js';
-
-const USAGE = 'usage: banyan releases yank|unyank|delete PROJECT VERSION [--reason TEXT] [--json]';
+import type { Args } from './command.js';
 
 /**
  * `banyan releases yank|unyank|delete PROJECT VERSION`: as an owner would in
@@ -18,17 +16,14 @@ const USAGE = 'usage: banyan releases yank|unyank|delete PROJECT VERSION [--reas
  * raises the project's fence and bumps its cached pages (REDIS_URL).
  */
 export async function releases(args: Args): Promise<void> {
-  const [action, project, version] = args.words;
-  if (!action || !['yank', 'unyank', 'delete'].includes(action) || !project || !version || args.words.length !== 3) {
-    throw new BanyanError('bad-arguments', USAGE);
-  }
+  const [action, project, version] = args.words as [ReleaseAction, string, string];
   const settings = loadSettings();
   const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to change the release'), { max: 2, name: 'banyan-releases' });
   const fences = new FenceStore({ redisUrl: settings.redisUrl });
   const cache = new CacheGenerations(settings.redisUrl);
   try {
     const reason = args.flags.get('reason');
-    const change = await changeRelease(db, action as ReleaseAction, project, version, {
+    const change = await changeRelease(db, action, project, version, {
       reason: typeof reason === 'string' ? reason : undefined, actor: `operator (${process.env['USER'] ?? 'unknown'})`,
     });
     const currentLsn = async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!;

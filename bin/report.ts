@@ -4,15 +4,11 @@ import { BanyanError } from '../lib/errors.js';
 import { usageReport, type UsageLine } from '../metrics/report.js';
 import { connect } from '../routing/database.js';
 import { latestTable } from '../routing/route-store.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { printTable } from './output.js';
 
 /** `banyan report usage [--since 30d] [--unused 30d] [--json]`: which legacy routes and features are used, and which can go. */
 export async function report(args: Args): Promise<void> {
-  if (args.words[0] !== 'usage' || args.words.length > 1) {
-    throw new BanyanError('bad-arguments', 'usage: banyan report usage [--since 30d] [--unused 30d] [--json]',
-      '--since is the window reported on; --unused is how long without a request makes a legacy route a retirement candidate');
-  }
   const sinceMs = parseDuration(String(args.flags.get('since') ?? '30d'), '--since');
   const unusedMs = args.flags.has('unused') ? parseDuration(String(args.flags.get('unused')), '--unused') : sinceMs;
   const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to read the usage ledger'), { max: 2, name: 'banyan-report' });

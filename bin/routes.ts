@@ -11,32 +11,14 @@ import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/rout
 import { announceVersion } from '../routing/route-sync.js';
 import { changeRoute } from '../routing/route-change.js';
 import { describeChange, MODES, summary, validateTable, type Mode, type Route } from '../routing/route-table.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { printTable } from './output.js';
 import { preflight } from './route-preflight.js';
-
-export const USAGE = `banyan routes list | show NAME | set NAME --mode MODE [--percent N] [--fallback | --no-fallback]
-                [--status 410 --message TEXT] --reason TEXT [--dry-run] [--sample PATH] [--force]
-                (set first checks the backends it would send users to: a backend that is down, or one that
-                 answers 404 for PATH (or the route's own path) where the current one answers, stops it
-                 unless --force)
-              | history [--limit N] | rollback VERSION --reason TEXT
-              | apply FILE --reason TEXT [--expected-version N] [--dry-run]
-                (FILE: a list of routes, or \`routes list --json\` output, whose version is then expected)
-              | shadow NAME (comparison results and recent mismatches) | status (what the proxy is doing now)
-              | preview NAME [--for 1h] [--path /p] [--base PROXY_URL] (a link that sends one browser to the
-                new app on this route only, signed with BANYAN_SECRET, for staff to try it first)
-Add --json for output scripts can read.`;
 
 /** `banyan routes …`: read and change the route table every proxy follows. */
 export async function routes(args: Args): Promise<void> {
   const [action, target] = args.words;
-  const usage = (why: string) => new BanyanError('bad-arguments', why, `usage:\n${USAGE}`);
-  if (!action) throw usage('routes needs an action');
-  if (action === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const usage = (why: string) => new BanyanError('bad-arguments', why, `see banyan routes ${action} --help`);
   if (action === 'shadow' || action === 'status') return askProxy(action, target, args.flags.has('json'), usage);
   const settings = loadSettings();
   const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the route table'), { max: 1, name: 'banyan-routes' });

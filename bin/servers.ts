@@ -6,7 +6,7 @@ import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
 import { DEFAULT_ROUTES_FILE, startProxyRuntime } from '../proxy/runtime.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { progress } from './output.js';
 
 /**

@@ -9,7 +9,7 @@ import { startServices, type Services } from '../stack/local-stack.js';
 import { keepRunning } from '../stack/keeper.js';
 import { freePort, isPortFree } from '../stack/ports.js';
 import { Supervisor } from '../stack/supervisor.js';
-import type { Args } from './args.js';
+import type { Args } from './command.js';
 import { printTable, progress } from './output.js';
 
 const DEFAULT_PORT = 8080;

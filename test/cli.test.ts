@@ -10,10 +10,16 @@ describe('banyan command line', () => {
   it('prints usage for help, and exits 2 for an unknown command', () => {
     const help = runBanyan(['help']);
     expect(help.status).to.equal(0);
-    expect(help.stdout).to.contain('migrate up|down|status');
-    const bad = runBanyan(['frobnicate']);
+    expect(help.stdout).to.match(/^Usage: banyan <command> \[options\]/);
+    expect(help.stdout).to.match(/\n {2}routes +the route table every proxy follows\n/);
+    expect(runBanyan([]).stdout, 'no command at all prints the same').to.equal(help.stdout);
+    const bad = runBanyan(['rotues']);
     expect(bad.status).to.equal(2);
-    expect(bad.stderr).to.equal('banyan: unknown command "frobnicate" (run `banyan help` for the list)\n');
+    expect(bad.stderr).to.equal("banyan: unknown command 'rotues'\n(Did you mean routes?)\n(see: banyan --help)\n");
+    const option = runBanyan(['routes', 'list', '--jsn']);
+    expect([option.status, option.stderr]).to.deep.equal([2, "banyan: unknown option '--jsn'\n(Did you mean --json?)\n(see: banyan routes list --help)\n"]);
+    const extra = runBanyan(['tokens', 'list', 'alice', 'bob']);
+    expect([extra.status, extra.stderr.split('\n')[0]]).to.deep.equal([2, "banyan: too many arguments for 'list'. Expected 1 argument but got 2: alice, bob."]);
   });
 
   it('completes commands, actions and options in bash (banyan completion bash)', () => {
@@ -25,21 +31,27 @@ describe('banyan command line', () => {
     expect(complete('banyan', 'rou')).to.equal('routes');
     expect(complete('banyan', 'routes', 'pre')).to.equal('preview');
     expect(complete('banyan', 'routes', 'set', 'x', '--no')).to.equal('--no-fallback');
-    expect(complete('banyan', 'tokens', '--pro')).to.equal('--project');
+    expect(complete('banyan', 'routes', 'history', '--')).to.equal('--limit --json --help');
+    expect(complete('banyan', 'tokens', 'create', 'alice', '--pro')).to.equal('--project');
+    expect(complete('banyan', 'tokens', 'list', 'alice', '--pro'), 'only the options of that subcommand').to.equal('');
+    expect(complete('banyan', 'start', '--w')).to.equal('--workers');
     expect(runBanyan(['completion', 'zsh']).status, 'only bash, said clearly').to.equal(2);
   });
 
   it('answers --help after any command with that command\'s usage and options, touching nothing', () => {
     const routes = runBanyan(['routes', '--help'], { env: { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' } });
     expect([routes.status, routes.stderr]).to.deep.equal([0, '']);
-    expect(routes.stdout).to.match(/^Usage: banyan routes list\|show\|set/);
-    expect(routes.stdout).to.contain('| preview NAME [--for 1h]');
-    expect(routes.stdout).to.contain('Options: --mode VALUE');
-    const set = runBanyan(['routes', 'set', 'x', '-h']);
-    expect([set.status, set.stdout.split('\n')[0]]).to.deep.equal([0, routes.stdout.split('\n')[0]]);
-    const tokens = runBanyan(['tokens', 'list', '--help']);
-    expect(tokens.stdout).to.match(/^Usage: banyan tokens create USERNAME \[--project P\]/);
-    expect(tokens.stdout).to.contain('Options: --description VALUE, --project VALUE, --json');
+    expect(routes.stdout).to.match(/^Usage: banyan routes \[options\] \[command\]/);
+    expect(routes.stdout).to.match(/\n {2}preview \[options\] <name> +a link that sends one browser/);
+    const set = runBanyan(['routes', 'set', 'x', '-h'], { env: { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' } });
+    expect([set.status, set.stderr]).to.deep.equal([0, '']);
+    expect(set.stdout).to.match(/^Usage: banyan routes set \[options\] <name>/);
+    expect(set.stdout).to.match(/--mode <mode> +where the route goes \(choices: "legacy", "shadow", "canary",/);
+    expect(set.stdout).to.match(/--no-fallback +they do not/);
+    expect(runBanyan(['help', 'routes']).stdout, 'banyan help routes is routes --help').to.equal(routes.stdout);
+    const tokens = runBanyan(['tokens', 'create', '--help']);
+    expect(tokens.stdout).to.match(/^Usage: banyan tokens create \[options\] <username>/);
+    expect(tokens.stdout).to.match(/--project <name> +the token uploads to this project only/);
   });
 
   it('migrate status lists every migration as applied, as a table and as JSON', async () => {
@@ -62,7 +74,7 @@ describe('banyan command line', () => {
   it('migrate without an action, or without a database, says what to do', () => {
     const none = runBanyan(['migrate'], { cwd: '/', env: { DATABASE_URL: '' } });
     expect(none.status).to.equal(2);
-    expect(none.stderr).to.contain('migrate needs up, down or status');
+    expect(none.stderr, 'the subcommands, on stderr').to.match(/^Usage: banyan migrate \[options\] \[command\][\s\S]*\n {2}status \[options\] +each migration/);
     const noDb = runBanyan(['migrate', 'status'], { cwd: '/', env: { DATABASE_URL: '' } });
     expect(noDb.status).to.equal(1);
     expect(noDb.stderr).to.contain('DATABASE_URL is not set; it is needed to reach the primary');

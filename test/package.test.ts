@@ -85,6 +85,6 @@ describe('the packed package, installed into a project outside this repository',
 
   it('runs the compiled CLI', async () => {
     const r = await run(process.execPath, [join(project, 'node_modules', 'banyan', 'bin', 'banyan.js'), 'routes', '--help'], { cwd: project });
-    expect(r.stdout).to.match(/^Usage: banyan routes list\|show\|set/);
+    expect(r.stdout).to.match(/^Usage: banyan routes \[options\] \[command\]\n/);
   });
 });

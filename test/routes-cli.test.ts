@@ -102,10 +102,14 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(unknown.stderr).to.equal('banyan: no route named "project" (did you mean project.page?)\n');
     const mode = await routes('set', 'project.page', '--mode', 'sideways', '--reason', 'x');
     expect(mode.status).to.equal(2);
-    expect(mode.stderr).to.contain('--mode must be one of legacy, shadow, canary, new, retired');
+    expect(mode.stderr).to.equal("banyan: option '--mode <mode>' argument 'sideways' is invalid. Allowed choices are legacy, shadow, canary, new, retired.\n" +
+      '(see: banyan routes set --help)\n');
     const noReason = await routes('set', 'project.page', '--mode', 'new');
     expect(noReason.status).to.equal(2);
-    expect((await routes('frobnicate')).status).to.equal(2);
+    expect(noReason.stderr).to.equal('banyan: a change needs --reason "…" for the audit log (see banyan routes set --help)\n');
+    const unknownAction = await routes('frobnicate');
+    expect(unknownAction.status).to.equal(2);
+    expect(unknownAction.stderr).to.equal("banyan: unknown command 'frobnicate'\n(see: banyan routes --help)\n");
   });
 
   it('applies a whole file, with a dry run first', async () => {
