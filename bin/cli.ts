@@ -122,6 +122,17 @@ function routesCommand(routes: Command): void {
   routes.command('rollback').description('restore an earlier version, as a new version').argument('<version>').addOption(reason()).addOption(json()).action(action);
   routes.command('shadow').description('a shadowed route\'s comparison results and recent mismatches (asks the proxy)').argument('<name>').addOption(json()).action(action);
   routes.command('status').description('what the proxy is doing now: table version, breakers, shadow counts').addOption(json()).action(action);
+  const plans = lazy(() => import('./plans.js'), (m) => m.plans);
+  const steer = (c: Command, what: string) => c.argument('<name>')
+    .option('--plan <file>', `a JSON plan file (default: the plan in README.md)`)
+    .option('--status', `the ${what}'s step, its budgets against the live numbers, and the time to the next step`)
+    .option('--pause', 'the route stays where it is; nothing is judged until --resume')
+    .option('--resume', 'go on; the step\'s hold starts over')
+    .option('--abort', 'end the plan and put the route back as it was before it')
+    .addOption(json()).action(plans);
+  steer(routes.command('promote').description('walk a route to the new app step by step (shadow, canary ramp, new), rolling back when a budget breaks'), 'promotion');
+  steer(routes.command('retire').description('retire a route nobody uses: brownouts of growing length, then retired; stops if real traffic shows up'), 'retirement');
+  routes.command('plans').description('the plans under way').addOption(json()).action(plans);
   routes.command('preview').description('a link that sends one browser to the new app on this route only, signed with BANYAN_SECRET')
     .argument('<name>')
     .option('--for <duration>', 'how long the link works (default 1h, at most 7d)')

@@ -67,6 +67,12 @@ export interface Settings {
   readonly usageFlushMs: number;
   /** Where a proxy keeps usage counts PostgreSQL could not take when it stopped; the next start adds them (BANYAN_USAGE_SPOOL). */
   readonly usageSpoolDir: string;
+  /** How often each proxy reports the autopilot's evidence and the lease holder walks the plans (BANYAN_AUTOPILOT_TICK; default 1s). */
+  readonly autopilotTickMs: number;
+  /** How long the autopilot lease lasts unrenewed: the takeover time when its proxy dies (BANYAN_AUTOPILOT_LEASE; default 5s). */
+  readonly autopilotLeaseMs: number;
+  /** Where every plan's events go as JSON, unless the plan names its own webhook (BANYAN_AUTOPILOT_WEBHOOK). */
+  readonly autopilotWebhook: string | undefined;
   /** How long `npm start` waits before restarting a component that died; it doubles on each death (BANYAN_RESTART_DELAY; default 500ms). */
   readonly restartDelayMs: number;
   /** Where the stack file came from, when settings fell back to it. */
@@ -145,6 +151,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
+    autopilotTickMs: env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : 1_000,
+    autopilotLeaseMs: env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : 5_000,
+    autopilotWebhook: webhookUrl(env['BANYAN_AUTOPILOT_WEBHOOK']),
     restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : 500,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
@@ -247,6 +256,15 @@ function checkSecret(value: string | undefined): string | undefined {
   if (secrets.some((s) => s.length < 16)) {
     throw new BanyanError('bad-setting', 'BANYAN_SECRET must be at least 16 characters (a comma list during rotation, newest first)',
       'generate one with `openssl rand -base64 32`');
+  }
+  return value;
+}
+
+/** BANYAN_AUTOPILOT_WEBHOOK: an http(s) URL, or unset. */
+function webhookUrl(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (!/^https?:\/\//.test(value) || !URL.canParse(value)) {
+    throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_WEBHOOK must be an http:// or https:// URL, not "${value}"`);
   }
   return value;
 }

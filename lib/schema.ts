@@ -19,6 +19,52 @@ export interface Database {
   usage_user_agents: UsageUserAgentsTable;
   usage_flushes: UsageFlushesTable;
   account_events: AccountEventsTable;
+  cutover_plans: CutoverPlansTable;
+  autopilot_lease: AutopilotLeaseTable;
+  cutover_samples: CutoverSamplesTable;
+}
+
+export interface CutoverPlansTable {
+  id: Generated<string>;
+  route: string;
+  kind: string;
+  /** The plan file as given (durations as text); validated again whenever it is read. */
+  plan: unknown;
+  status: string;
+  step: Generated<number>;
+  step_started_at: Date | null;
+  /** Whether this step's hold event went out (once per step). */
+  held: Generated<boolean>;
+  /** The route as it was before the plan: where a rollback or an abort puts it. */
+  start_route: unknown;
+  /** The route as the autopilot last wrote it; anything else means an operator changed it. */
+  expected_route: unknown;
+  reason: Generated<string>;
+  actor: string;
+  created_at: CreatedAt;
+  updated_at: CreatedAt;
+}
+
+export interface AutopilotLeaseTable {
+  name: string;
+  holder: string;
+  expires_at: Date;
+  acquired_at: CreatedAt;
+}
+
+export interface CutoverSamplesTable {
+  id: Generated<string>;
+  route: string;
+  instance: string;
+  at: CreatedAt;
+  backend: string;
+  requests: number;
+  errors: number;
+  fallbacks: number;
+  latency: number[];
+  matches: number;
+  mismatches: number;
+  agents: unknown;
 }
 
 export interface UsersTable {

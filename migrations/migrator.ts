@@ -8,6 +8,7 @@ import * as usageStatus from './2026-11-23-01-usage-status.js';
 import * as ownership from './2026-11-23-02-ownership.js';
 import * as coreMetadata from './2026-11-23-03-core-metadata.js';
 import * as digests from './2026-11-23-04-digests.js';
+import * as autopilot from './2026-11-23-05-autopilot.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-02-ownership': ownership,
   '2026-11-23-03-core-metadata': coreMetadata,
   '2026-11-23-04-digests': digests,
+  '2026-11-23-05-autopilot': autopilot,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

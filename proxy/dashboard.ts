@@ -1,3 +1,4 @@
+import { ACTIVE, viewPlan, type PlanView } from '../autopilot/plans.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -104,7 +105,7 @@ export interface RouteRow {
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
   db: Kysely<Database>; routes: readonly Route[]; version: number; metrics: ProxyMetrics; usage: UsageLedger; shadow: Shadower; sampler: DashboardSampler;
-}): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; samples: Sample[] }> {
+}): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; samples: Sample[]; plans: PlanView[] }> {
   const now = Date.now();
   const hourStart = now - (now % 3_600_000);
   const windows = { lastHour: hourStart - 3_600_000, lastDay: hourStart - 23 * 3_600_000 };
@@ -156,5 +157,10 @@ export async function dashboardData(input: {
       shadowMismatchRate: compared > 0 ? shadow.mismatch / compared : null,
     };
   });
-  return { version: input.version, generatedAt: new Date(now).toISOString(), routes, samples: input.sampler.samples };
+  // Plans under way, and those that ended in the last hour (a rollback stays on the board for a while).
+  const planRows = await input.db.selectFrom('cutover_plans').selectAll()
+    .where((eb) => eb.or([eb('status', 'in', ACTIVE), eb('updated_at', '>=', new Date(now - 3_600_000))])).orderBy('id', 'desc').limit(20).execute()
+    .catch(() => []);
+  const plans = await Promise.all(planRows.map((row) => viewPlan(input.db, row, new Date(now))));
+  return { version: input.version, generatedAt: new Date(now).toISOString(), routes, samples: input.sampler.samples, plans };
 }

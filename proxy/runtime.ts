@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import { connect, redactUrl } from '../routing/database.js';
 import { parseLsn } from '../lib/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
+import { Autopilot } from '../autopilot/pilot.js';
 import { accessLog, type AccessLogFormat } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { limitConnectionsPerClient } from './client-limit.js';
@@ -24,7 +25,8 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', impor
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
+    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   readonly legacyUrl: string;
   readonly appUrl: string;
   readonly port: number;
@@ -43,6 +45,7 @@ export interface ProxyRuntime {
   readonly routes: RouteSync;
   readonly metrics: ProxyMetrics;
   readonly usage: UsageLedger;
+  readonly autopilot: Autopilot;
   /** Stops accepting, lets requests in flight finish (up to the drain time), then closes everything. */
   stop(): Promise<void>;
 }
@@ -93,6 +96,15 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     await usage.start();
     // Closed after the listeners (the list closes in reverse): the last requests are flushed too.
     opened.push({ close: () => usage.stop() });
+    let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
+    const autopilot = new Autopilot({
+      db, tickMs: settings.autopilotTickMs ?? 1_000, leaseMs: settings.autopilotLeaseMs ?? 5_000, webhook: settings.autopilotWebhook, log,
+      shadowCounts: (route) => shadowCounts(route),
+      changed: async (version) => {
+        await routes.refresh();
+        await announceVersion(settings.redisUrl, version);
+      },
+    });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
     const proxy = createProxy({
       legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
@@ -103,10 +115,15 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
       } : undefined,
       trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
+      observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
       accessLog: accessLog(settings.accessLog ?? 'off'),
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });
+    shadowCounts = (route) => proxy.shadow.report(route).counts;
+    autopilot.start();
+    // Stopped after the listeners: the last requests' evidence is reported, then the lease is given up.
+    opened.push({ close: () => autopilot.stop() });
 
     const publicSide = await listenPublic(proxy, settings, options.port);
     opened.push(publicSide);
@@ -139,7 +156,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
     opened.push(adminSide);
-    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, usage, stop: closeAll };
+    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, usage, autopilot, stop: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

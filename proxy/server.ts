@@ -70,6 +70,8 @@ export interface ProxyOptions {
   readonly pins?: PinSettings | undefined;
   /** Per-route and per-feature counts for the durable usage ledger. */
   readonly usage?: UsageLedger | undefined;
+  /** Each answered request, for the autopilot's evidence (`fellBack`: the new app failed it and legacy answered). */
+  readonly observe?: ((route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined) => void) | undefined;
   /** Distinct normalized unmatched paths (and features) labelled before the rest count as `other` (default 200). */
   readonly maxLabels?: number;
   readonly log?: (line: string) => void;
@@ -314,6 +316,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       if (decision.route === UNMATCHED) countUnmatched(req.url);
       for (const f of features) countFeature(f);
       usage?.record(decision.route, served, status, features, req.headers['user-agent']);
+      options.observe?.(decision.route, served, status, seconds, fallbackReason !== undefined, req.headers['user-agent']);
     });
 
     if (decision.target === 'proxy') {

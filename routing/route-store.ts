@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
 import { describeChange, validateTable, type Route } from './route-table.js';
@@ -64,30 +64,36 @@ export async function tableAt(db: Kysely<Database>, version: number): Promise<Ta
  * whose message lists every problem) and nothing is written.
  */
 export async function saveTable(db: Kysely<Database>, change: TableChange): Promise<TableVersion> {
+  return db.transaction().execute((trx) => saveTableIn(trx, change));
+}
+
+/**
+ * {@link saveTable} inside a transaction the caller holds, so that another
+ * write (an autopilot plan's step) commits with the table version or not at all.
+ */
+export async function saveTableIn(trx: Transaction<Database>, change: TableChange): Promise<TableVersion> {
   const checked = validateTable(change.routes);
   if (!checked.ok) {
     throw new BanyanError('invalid-table', `the route table was rejected:\n  ${checked.problems.join('\n  ')}`,
       'nothing was changed; fix these and try again');
   }
   if (!change.reason.trim()) throw new BanyanError('reason-required', 'a change needs a reason, for the audit log', 'pass --reason "…"');
-  return db.transaction().execute(async (trx) => {
-    await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
-    const current = await latestTable(trx);
-    const currentVersion = current?.version ?? 0;
-    if (change.expectedVersion !== undefined && change.expectedVersion !== currentVersion) {
-      throw new BanyanError('version-conflict', `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
-        'look at `banyan routes history`, then make your change again');
-    }
-    const version = currentVersion + 1;
-    const row = await trx.insertInto('route_table_versions')
-      .values({ version, routes: JSON.stringify(checked.routes), actor: change.actor, reason: change.reason })
-      .returningAll().executeTakeFirstOrThrow();
-    await trx.insertInto('route_audit').values({
-      version, action: change.action ?? 'set', actor: change.actor, reason: change.reason,
-      before: current ? JSON.stringify(current.routes) : null, after: JSON.stringify(checked.routes),
-    }).execute();
-    return toVersion(row);
-  });
+  await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
+  const current = await latestTable(trx);
+  const currentVersion = current?.version ?? 0;
+  if (change.expectedVersion !== undefined && change.expectedVersion !== currentVersion) {
+    throw new BanyanError('version-conflict', `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
+      'look at `banyan routes history`, then make your change again');
+  }
+  const version = currentVersion + 1;
+  const row = await trx.insertInto('route_table_versions')
+    .values({ version, routes: JSON.stringify(checked.routes), actor: change.actor, reason: change.reason })
+    .returningAll().executeTakeFirstOrThrow();
+  await trx.insertInto('route_audit').values({
+    version, action: change.action ?? 'set', actor: change.actor, reason: change.reason,
+    before: current ? JSON.stringify(current.routes) : null, after: JSON.stringify(checked.routes),
+  }).execute();
+  return toVersion(row);
 }
 
 /** Stores the given routes as version 1 when the store is empty (the routes file seeds it); else returns the latest. */

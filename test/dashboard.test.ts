@@ -1,11 +1,13 @@
 import { expect } from 'chai';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import type { Route } from '../routing/route-table.js';
 import { ADMIN_TOKEN, setRoutes, startTestProxy } from './support/proxy.js';
-import { services } from './support/services.js';
+import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
+import { runBanyanAsync } from './support/cli.js';
+import { services, tempDir } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 import { ARTIFACTS } from './support/artifacts.js';
 
@@ -110,5 +112,33 @@ describe('the built-in dashboard, in headless Chromium', () => {
     })()`) as Record<string, { type: string; stacked: boolean; labels: string[] }>;
     expect(charts.share).to.deep.equal({ type: 'bar', stacked: true, labels: ['legacy %', 'new app %'] });
     expect(charts.faults).to.deep.include({ type: 'bar', labels: ['fallbacks', 'unmatched'] });
+  });
+
+  it('shows a cutover plan in progress: its step, the budgets against the live numbers, and the time to the next step', async function () {
+    this.timeout(60_000);
+    const s = await services();
+    const file = join(tempDir('banyan-dashboard-plan-'), 'plan.json');
+    writeFileSync(file, JSON.stringify({
+      steps: [{ mode: 'canary', percent: 25, hold: '30m', minRequests: 500 }, { mode: 'new', hold: '1h', minRequests: 1000 }],
+      budgets: { minRequests: 10, window: '5m' },
+    }));
+    const started = await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--plan', file], { env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' } });
+    expect(started.status, started.stderr).to.equal(0);
+    try {
+      await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .mode-cell').textContent === 'canary 25%'`, undefined, { timeout: 15_000 });
+      // Sessions in every canary bucket: a quarter of them go to the new app.
+      for (let i = 0; i < 80; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 125)}` } })).text();
+      await page.locator('#plans').waitFor({ state: 'visible' });
+      await page.waitForFunction(`(() => { const row = [...document.querySelectorAll('#plans .checks tr')].find((tr) => tr.firstChild.textContent === 'new 5xx rate');
+        return row !== undefined && row.lastChild.textContent === 'within'; })()`, undefined, { timeout: 15_000 });
+      const text = (await page.textContent('#plans'))!;
+      expect(text).to.match(/dashboard\.home promote · running · step 1\/2: canary 25%/);
+      expect(text).to.match(/next step in \d+m\d*s? at the earliest/);
+      expect(text).to.contain('time on step');
+      expect(text).to.match(/new 5xx rate0\.00 % \(0 of \d+\)≤ 0\.50 % \(legacy/);
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-plan.png'), fullPage: true });
+    } finally {
+      await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--abort'], { env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' } });
+    }
   });
 });

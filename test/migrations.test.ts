@@ -4,7 +4,8 @@ import { connect } from '../routing/database.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
 const TABLES = ['users', 'api_tokens', 'projects', 'project_roles', 'releases', 'files', 'journal',
-  'route_table_versions', 'route_audit', 'usage_ledger', 'usage_user_agents', 'usage_flushes', 'account_events'];
+  'route_table_versions', 'route_audit', 'usage_ledger', 'usage_user_agents', 'usage_flushes', 'account_events',
+  'cutover_plans', 'autopilot_lease', 'cutover_samples'];
 
 async function tablesOn(url: string): Promise<string[]> {
   return withClient(url, async (c) => (await c.query(
@@ -21,7 +22,7 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
 
       const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(8);
+      expect(reverted).to.have.length(9);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
@@ -29,7 +30,7 @@ describe('migrations', () => {
 
       const applied = await migrateUp(db);
       expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
-        '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata', '2026-11-23-04-digests']);
+        '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata', '2026-11-23-04-digests', '2026-11-23-05-autopilot']);
       expect(await migrateUp(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
@@ -46,6 +47,8 @@ describe('migrations', () => {
       await withClient(s.primaryUrl, (c) => c.query(`INSERT INTO usage_ledger (bucket, route, feature, backend, status_class, requests, last_seen)
         VALUES ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '2xx', 3, '2026-01-01T00:10Z'),
                ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '4xx', 4, '2026-01-01T00:20Z')`));
+      expect(await migrateDown(db)).to.deep.equal(['2026-11-23-05-autopilot']);
+      expect(await tablesOn(s.primaryUrl)).to.not.include('cutover_plans');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-04-digests']);
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-03-core-metadata']);
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-02-ownership']);

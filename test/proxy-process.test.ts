@@ -1,32 +1,12 @@
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { BANYAN } from './support/cli.js';
+import { startProxyProcess } from './support/proxy-process.js';
 import { setRoutes } from './support/proxy.js';
 import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
-
-/** `banyan proxy` as its own process, as operators run it. */
-async function startProxyProcess(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; output: () => string }> {
-  const child = spawn(process.execPath, [BANYAN, 'proxy', ...args], { env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => { output += d; });
-  child.stderr!.on('data', (d) => { output += d; });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const match = /proxy listening on (http:\/\/[\d.:]+)/.exec(output);
-    if (match && args.includes('--workers') && output.split('proxy listening on').length - 1 < Number(args[args.indexOf('--workers') + 1])) {
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    if (match) return { child, url: match[1]!, exited, output: () => output };
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`banyan proxy did not start:\n${output}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function rssBytes(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;

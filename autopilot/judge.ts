@@ -1,0 +1,114 @@
+/**
+ * The verdict on one step of a plan, from the fleet's evidence. Pure: the
+ * pilot acts on it, `banyan routes promote --status` and the dashboard show it.
+ */
+
+import type { Evidence, Side } from './evidence.js';
+import { formatMs, type Plan, type Step } from './plan.js';
+
+/** One budget or condition, against the live number. */
+export interface Check {
+  readonly name: string;
+  /** The live figure, as people read it ("0.4 % of 1,204"). */
+  readonly value: string;
+  /** What it must stay within, or reach. */
+  readonly limit: string;
+  /** true: holds; false: broken (or not reached yet, for a `gate`); undefined: too few requests to tell. */
+  readonly ok: boolean | undefined;
+  /** A gate must be reached to move on; a budget broken means rollback. */
+  readonly kind: 'budget' | 'gate';
+}
+
+export type Action = 'wait' | 'advance' | 'hold' | 'rollback' | 'stop';
+
+export interface Verdict {
+  readonly action: Action;
+  readonly checks: readonly Check[];
+  /** For people and the audit log: what was decided and the numbers behind it. */
+  readonly reason: string;
+}
+
+export interface StepEvidence {
+  /** Since the step started. */
+  readonly step: Evidence;
+  /** The budget window: the last `window` of the step. */
+  readonly window: Evidence;
+  /** Since the plan started: legacy's baseline when the window has too little legacy traffic. */
+  readonly plan: Evidence;
+}
+
+const pct = (r: number) => `${(r * 100).toFixed(r !== 0 && r < 0.001 ? 3 : r < 0.1 ? 2 : 1)} %`;
+const count = (n: number) => n.toLocaleString('en-US');
+const ms = (v: number | undefined) => (v === undefined ? 'n/a' : v === Infinity ? '>30s' : `${v} ms`);
+
+/** Judges `step` of `plan`, `elapsedMs` into it. */
+export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepEvidence): Verdict {
+  const held = elapsedMs >= step.holdMs;
+  const time: Check = { name: 'time on step', value: formatMs(elapsedMs), limit: `≥ ${formatMs(step.holdMs)}`, ok: held, kind: 'gate' };
+  if (plan.kind === 'retire') {
+    if (step.kind !== 'brownout') return verdict(held ? 'advance' : 'wait', [time], held ? `${step.label} is over` : '');
+    const seen = evidence.step.proxy;
+    const calls: Check = { name: 'requests during the brownout', value: count(seen.requests), limit: `≤ ${count(plan.maxRequestsDuringBrownout)}`,
+      ok: seen.requests <= plan.maxRequestsDuringBrownout, kind: 'budget' };
+    if (!calls.ok) {
+      const agents = seen.agents.slice(0, 3).map((a) => `${a.agent} (${count(a.requests)})`).join(', ');
+      return verdict('stop', [time, calls], `${count(seen.requests)} requests came in during ${step.label} (the plan allows ${count(plan.maxRequestsDuringBrownout)}): ` +
+        `someone still uses this route; top user agents: ${agents}`);
+    }
+    return verdict(held ? 'advance' : 'wait', [time, calls], held ? `${step.label} passed with ${count(seen.requests)} requests` : '');
+  }
+
+  const spec = step.promote!;
+  if (spec.mode === 'shadow') {
+    const c = evidence.step.comparisons;
+    const n = c.matches + c.mismatches;
+    const enough: Check = { name: 'comparisons', value: count(n), limit: `≥ ${count(spec.minComparisons)}`, ok: n >= spec.minComparisons, kind: 'gate' };
+    const rate: Check = { name: 'mismatch rate (noise aside)', value: `${pct(c.mismatchRate)} (${count(c.mismatches)} of ${count(n)})`,
+      limit: `≤ ${pct(spec.maxMismatchRate)}`, ok: n >= spec.minComparisons ? c.mismatchRate <= spec.maxMismatchRate : undefined, kind: 'budget' };
+    const checks = [time, enough, rate];
+    if (rate.ok === false) return verdict('rollback', checks, `shadow: ${count(c.mismatches)} of ${count(n)} comparisons differ (${pct(c.mismatchRate)}), above the plan's ${pct(spec.maxMismatchRate)}; see banyan routes shadow`);
+    if (held && enough.ok) return verdict('advance', checks, `shadow passed: ${count(n)} comparisons, ${pct(c.mismatchRate)} mismatched (≤ ${pct(spec.maxMismatchRate)}) over ${formatMs(elapsedMs)}`);
+    return verdict(held ? 'hold' : 'wait', checks, held ? `held on shadow: ${count(n)} of ${count(spec.minComparisons)} comparisons so far` : '');
+  }
+
+  const b = spec.budgets;
+  const fresh = evidence.window.new;
+  const attempts = fresh.requests + fresh.fallbacks;
+  const judged = attempts >= b.minRequests;
+  const base: Side | undefined = evidence.window.legacy.requests >= b.minRequests ? evidence.window.legacy
+    : evidence.plan.legacy.requests >= b.minRequests ? evidence.plan.legacy : undefined;
+  const baseWhere = base === evidence.window.legacy ? 'in the window' : 'since the plan started';
+  const errorLimit = (base?.errorRate ?? 0) + b.errorRateMargin;
+  const errors: Check = { name: 'new 5xx rate', value: `${pct(fresh.errorRate)} (${count(fresh.errors)} of ${count(fresh.requests)})`,
+    limit: `≤ ${pct(errorLimit)} (legacy ${base ? pct(base.errorRate) : 'n/a'} + ${pct(b.errorRateMargin)})`, ok: judged ? fresh.errorRate <= errorLimit : undefined, kind: 'budget' };
+  const p95Limit = base?.p95Ms !== undefined && base.p95Ms !== Infinity ? base.p95Ms * b.p95Factor + b.p95SlackMs : undefined;
+  const latency: Check = { name: 'new p95 latency', value: ms(fresh.p95Ms),
+    limit: p95Limit === undefined ? 'no legacy baseline yet' : `≤ ${+p95Limit.toFixed(1)} ms (legacy ${ms(base!.p95Ms)} × ${b.p95Factor} + ${b.p95SlackMs} ms)`,
+    ok: judged && p95Limit !== undefined && fresh.p95Ms !== undefined ? fresh.p95Ms <= p95Limit : undefined, kind: 'budget' };
+  const fallbacks: Check = { name: 'fallback rate', value: `${pct(fresh.fallbackRate)} (${count(fresh.fallbacks)} of ${count(attempts)})`,
+    limit: `≤ ${pct(b.maxFallbackRate)}`, ok: judged ? fresh.fallbackRate <= b.maxFallbackRate : undefined, kind: 'budget' };
+  const stepAttempts = evidence.step.new.requests + evidence.step.new.fallbacks;
+  const volume: Check = { name: 'new requests on this step', value: count(stepAttempts), limit: `≥ ${count(spec.minRequests)}`, ok: stepAttempts >= spec.minRequests, kind: 'gate' };
+  const checks = [time, volume, errors, latency, fallbacks];
+  const window = `over the last ${formatMs(Math.min(elapsedMs, b.windowMs))}`;
+  if (errors.ok === false) {
+    return verdict('rollback', checks, `the new app answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
+      `above legacy's ${base ? pct(base.errorRate) : '0 %'} ${base ? baseWhere : '(no legacy baseline)'} + the ${pct(b.errorRateMargin)} margin`);
+  }
+  if (latency.ok === false) {
+    return verdict('rollback', checks, `the new app's p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`);
+  }
+  if (fallbacks.ok === false) {
+    return verdict('rollback', checks, `${pct(fresh.fallbackRate)} of the new app's requests fell back to legacy (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`);
+  }
+  if (held && volume.ok) {
+    const figures = `${count(stepAttempts)} requests on the new app over ${formatMs(elapsedMs)}, 5xx ${pct(evidence.step.new.errorRate)}, p95 ${ms(evidence.step.new.p95Ms)}, ` +
+      `fallbacks ${pct(evidence.step.new.fallbackRate)}; legacy 5xx ${base ? pct(base.errorRate) : 'n/a'}, p95 ${ms(base?.p95Ms)}`;
+    return verdict('advance', checks, `${step.label} passed: ${figures}`);
+  }
+  return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on the new app so far` : '');
+}
+
+function verdict(action: Action, checks: Check[], reason: string): Verdict {
+  return { action, checks, reason };
+}

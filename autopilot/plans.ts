@@ -1,0 +1,188 @@
+/**
+ * Cutover plans in PostgreSQL: starting one, pausing, resuming and aborting
+ * it, and what it looks like now. The pilot (autopilot/pilot.ts) walks them.
+ */
+
+import { sql, type Kysely, type Selectable } from 'kysely';
+import { BanyanError } from '../lib/errors.js';
+import type { CutoverPlansTable, Database } from '../lib/schema.js';
+import { latestTable, saveTableIn } from '../routing/route-store.js';
+import { changeRoute } from '../routing/route-change.js';
+import type { Route } from '../routing/route-table.js';
+import { evidenceSince, type Evidence } from './evidence.js';
+import { judge, type Verdict } from './judge.js';
+import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';
+
+export type PlanRow = Selectable<CutoverPlansTable>;
+export const ACTIVE = ['running', 'paused'] as const;
+
+export function parsePlan(kind: PlanKind, raw: unknown): Plan {
+  return kind === 'promote' ? validatePromotePlan(raw) : validateRetirePlan(raw);
+}
+
+/** A route's JSON with its keys sorted: PostgreSQL's jsonb does not keep key order, so equality is on this. */
+export function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : v));
+}
+
+/** The route as step `step` of the plan has it, built from the route as it is (`now` places a brownout's window). */
+export function routeForStep(plan: Plan, step: Step, route: Route, now: number): Route {
+  const { brownouts: _, ...rest } = route;
+  const without = rest as Route;
+  switch (step.kind) {
+    case 'shadow': return changeRoute(route, { mode: 'shadow' });
+    case 'canary': return changeRoute(route, { mode: 'canary', percent: step.promote!.percent });
+    case 'new': return changeRoute(route, { mode: 'new' });
+    case 'brownout': {
+      const retired = plan.kind === 'retire' ? plan.retired : undefined;
+      return { ...without, retired, brownouts: [{ start: new Date(now).toISOString(), end: new Date(now + step.holdMs).toISOString() }] } as Route;
+    }
+    case 'gap': {
+      const { retired: _r, ...plain } = without;
+      return plain as Route;
+    }
+    case 'retired': return changeRoute(without, { mode: 'retired', retired: plan.kind === 'retire' ? plan.retired : undefined });
+  }
+}
+
+/** Where a promotion starts for a route in this state: the first step not behind it. */
+export function firstStep(plan: Plan, route: Route): number {
+  if (plan.kind === 'retire') {
+    if (route.mode !== 'legacy' && route.mode !== 'shadow') {
+      throw new BanyanError('cannot-retire', `${route.name} is ${route.mode}; only a route served by legacy (legacy or shadow) is retired this way`,
+        route.mode === 'retired' ? 'it already is retired' : 'move it back to legacy first, or retire it with banyan routes set --mode retired');
+    }
+    return 0;
+  }
+  if (route.mode === 'new' || route.mode === 'retired') {
+    throw new BanyanError('cannot-promote', `${route.name} is already ${route.mode}; there is nothing to promote`, 'see banyan routes show');
+  }
+  if (route.mode === 'legacy' || route.mode === 'shadow') return 0;
+  // A canary goes on from the first step at or past its share.
+  return plan.steps.findIndex((s) => (s.mode === 'canary' && s.percent! >= route.percent!) || s.mode === 'new');
+}
+
+/** Starts a plan for `routeName`; the lease holder applies its first step on its next tick. */
+export async function startPlan(db: Kysely<Database>, kind: PlanKind, routeName: string, raw: unknown, actor: string): Promise<{ id: string; plan: Plan; steps: Step[]; first: number }> {
+  const plan = parsePlan(kind, raw);
+  const table = await latestTable(db);
+  const route = table?.routes.find((r) => r.name === routeName);
+  if (!route) throw new BanyanError('no-such-route', `no route named "${routeName}"`, 'see `banyan routes list`');
+  const first = firstStep(plan, route);
+  if (plan.kind === 'retire') await checkUnused(db, routeName, plan.unused);
+  try {
+    const row = await db.insertInto('cutover_plans').values({
+      route: routeName, kind, plan: JSON.stringify(raw), status: 'running', step: -1, start_route: JSON.stringify(route), actor,
+      reason: `started by ${actor} at step ${first + 1}`,
+    }).returning('id').executeTakeFirstOrThrow();
+    return { id: String(row.id), plan, steps: stepsOf(plan), first };
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') {
+      throw new BanyanError('plan-exists', `${routeName} already has a plan under way`, `see banyan routes ${kind} ${routeName} --status; stop it with --abort first`);
+    }
+    throw err;
+  }
+}
+
+/** A retirement starts only on evidence: the usage ledger shows the route (almost) unused for the window. */
+async function checkUnused(db: Kysely<Database>, route: string, unused: { forMs: number; maxRequests: number }): Promise<void> {
+  const since = new Date(Date.now() - unused.forMs);
+  const used = await sql<{ requests: string | null }>`SELECT sum(requests) AS requests FROM usage_ledger
+    WHERE route = ${route} AND bucket >= date_trunc('hour', ${since}::timestamptz) AND status_class <> '4xx'`.execute(db);
+  const requests = Number(used.rows[0]?.requests ?? 0);
+  if (requests <= unused.maxRequests) return;
+  const agents = await sql<{ user_agent: string; requests: string }>`SELECT user_agent, sum(requests) AS requests FROM usage_user_agents
+    WHERE route = ${route} AND bucket >= date_trunc('hour', ${since}::timestamptz) GROUP BY user_agent ORDER BY 2 DESC LIMIT 3`.execute(db);
+  throw new BanyanError('route-in-use', `${route} served ${requests.toLocaleString('en-US')} requests in the last ${formatMs(unused.forMs)} ` +
+    `(the plan allows ${unused.maxRequests}); top user agents: ${agents.rows.map((a) => `${a.user_agent} (${a.requests})`).join(', ') || 'unknown'}`,
+  'nothing was started; see banyan report usage, and tell those callers first');
+}
+
+/** The route's plan under way, else its newest one. */
+export async function planFor(db: Kysely<Database>, route: string): Promise<PlanRow | undefined> {
+  return db.selectFrom('cutover_plans').selectAll().where('route', '=', route)
+    .orderBy(sql`status IN ('running', 'paused')`, 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
+}
+
+export async function activePlans(db: Kysely<Database>): Promise<PlanRow[]> {
+  return db.selectFrom('cutover_plans').selectAll().where('status', 'in', ACTIVE).orderBy('id').execute();
+}
+
+/**
+ * `--pause`, `--resume`, `--abort` from an operator. Pause leaves the route
+ * where it is and stops judging; resume starts the step's hold again; abort
+ * ends the plan and puts the route back as it was before the plan.
+ */
+export async function controlPlan(db: Kysely<Database>, route: string, action: 'pause' | 'resume' | 'abort', actor: string): Promise<{ row: PlanRow; version?: number }> {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('cutover_plans').selectAll().where('route', '=', route).where('status', 'in', ACTIVE).forUpdate().executeTakeFirst();
+    if (!row) throw new BanyanError('no-plan', `${route} has no plan under way`, `start one: banyan routes promote ${route}`);
+    if (action === 'pause' && row.status === 'paused') throw new BanyanError('already-paused', `${route}'s plan is already paused`, `resume it: --resume`);
+    if (action === 'resume' && row.status === 'running') throw new BanyanError('not-paused', `${route}'s plan is running, not paused`);
+    let version: number | undefined;
+    if (action === 'abort') {
+      const table = await latestTable(trx);
+      const current = table?.routes.find((r) => r.name === route);
+      if (table && current && canonical(current) !== canonical(row.start_route)) {
+        const saved = await saveTableIn(trx, {
+          routes: table.routes.map((r) => (r.name === route ? row.start_route as Route : r)), actor,
+          reason: `abort the ${row.kind} plan ${row.id}: back to ${(row.start_route as Route).mode} as before the plan`, action: 'autopilot abort',
+          expectedVersion: table.version,
+        });
+        version = saved.version;
+      }
+    }
+    const status = action === 'pause' ? 'paused' : action === 'resume' ? 'running' : 'aborted';
+    const updated = await trx.updateTable('cutover_plans').set({
+      status, reason: `${action === 'abort' ? 'aborted' : `${action}d`} by ${actor}`, updated_at: new Date(),
+      ...(action === 'resume' ? { step_started_at: new Date(), held: false } : {}),
+    }).where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+    return { row: updated, ...(version !== undefined ? { version } : {}) };
+  });
+}
+
+/** What a plan is doing: its step, the live numbers against its budgets, and when the next step can come. */
+export interface PlanView {
+  readonly id: string;
+  readonly route: string;
+  readonly kind: PlanKind;
+  readonly status: string;
+  readonly step: number;
+  readonly steps: readonly string[];
+  readonly stepLabel: string;
+  readonly elapsedMs: number;
+  /** Until the step's hold is over (0: waiting on evidence, or done). */
+  readonly nextInMs: number;
+  readonly verdict: Verdict | undefined;
+  readonly reason: string;
+  readonly updatedAt: string;
+  readonly lease: { holder: string; expiresInMs: number } | undefined;
+}
+
+/** The evidence a step is judged on: since the step began, the budget window, and since the plan began. */
+export async function stepEvidence(db: Kysely<Database>, row: PlanRow, plan: Plan, step: Step, now: Date): Promise<{ step: Evidence; window: Evidence; plan: Evidence }> {
+  const began = row.step_started_at ?? now;
+  const windowMs = step.promote?.budgets.windowMs ?? 0;
+  const windowStart = new Date(Math.max(began.getTime(), now.getTime() - windowMs));
+  const [stepE, windowE, planE] = await Promise.all([
+    evidenceSince(db, row.route, began), evidenceSince(db, row.route, windowStart), evidenceSince(db, row.route, new Date(row.created_at)),
+  ]);
+  return { step: stepE, window: windowE, plan: planE };
+}
+
+export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Date()): Promise<PlanView> {
+  const plan = parsePlan(row.kind as PlanKind, row.plan);
+  const steps = stepsOf(plan);
+  const step = row.step >= 0 ? steps[row.step] : undefined;
+  const elapsedMs = step && row.step_started_at ? now.getTime() - new Date(row.step_started_at).getTime() : 0;
+  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, plan, step, now)) : undefined;
+  const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
+  return {
+    id: String(row.id), route: row.route, kind: row.kind as PlanKind, status: row.status, step: row.step, steps: steps.map((s) => s.label),
+    stepLabel: step?.label ?? (row.status === 'running' ? 'starting' : '—'), elapsedMs,
+    nextInMs: step && row.status === 'running' ? Math.max(0, step.holdMs - elapsedMs) : 0,
+    verdict, reason: row.reason, updatedAt: new Date(row.updated_at).toISOString(),
+    lease: lease ? { holder: lease.holder, expiresInMs: new Date(lease.expires_at).getTime() - now.getTime() } : undefined,
+  };
+}
