@@ -251,7 +251,7 @@ describe('the cutover autopilot, against real proxy processes', function () {
     expect(status.stdout).to.match(/: paused\nSteps: \[canary 10%\] → new\n/);
     expect((await banyan('routes', 'promote', 'ap_manual', '--resume')).stdout).to.contain('runs again');
     const running = await banyan('routes', 'promote', 'ap_manual', '--status');
-    expect(running.stdout).to.match(/On step 1 of 2 \(canary 10%\) for \d+(ms|s); next step: \d+m\d*s?/);
+    expect(running.stdout).to.match(/On step 1 of 2 \(canary 10%\) for \d+(ms|s); next step: \d+[hm]/);
     expect(running.stdout).to.match(/time on step\s+\S+\s+≥ 1h\s+not yet/);
     const set = await banyan('routes', 'set', 'ap_manual', '--mode', 'legacy', '--reason', 'operator says no');
     expect(set.status, set.stderr).to.equal(0);
