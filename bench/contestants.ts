@@ -3,13 +3,20 @@
  *   backend PORT                     a keep-alive server answering 1 KB
  *   http-proxy-3 PORT TARGET         a bare http-proxy-3 server with a keep-alive agent
  *   undici PORT TARGET               a bare node:http server forwarding with undici Pool.stream()
- *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on (pins, metrics, breakers) and ROUTES routes
+ *   fastify PORT TARGET              Fastify with @fastify/http-proxy (undici underneath): the fastest framework-based Node proxy
+ *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on (pins, metrics, breakers, usage ledger, feature
+ *                                    extraction, autopilot evidence) and ROUTES routes
  * Prints "ready" when it listens.
  */
 import { createServer, Agent } from 'node:http';
 import { createProxyServer } from 'http-proxy-3';
 import { Pool } from 'undici';
+import Fastify from 'fastify';
+import fastifyProxy from '@fastify/http-proxy';
+import { Autopilot } from '../autopilot/pilot.js';
 import { createProxyMetrics } from '../metrics/catalog.js';
+import { UsageLedger } from '../metrics/usage.js';
+import { connect } from '../routing/database.js';
 import { createProxy } from '../proxy/server.js';
 import { compileTable } from '../routing/route-table.js';
 import { BENCH_SECRET, benchRoutes } from './routes.js';
@@ -44,11 +51,24 @@ if (kind === 'backend') {
       return res;
     }).catch(() => res.destroy());
   }));
+} else if (kind === 'fastify') {
+  const app = Fastify({ logger: false });
+  await app.register(fastifyProxy, { upstream: target! });
+  await app.listen({ port, host: '127.0.0.1' });
+  app.server.keepAliveTimeout = 60_000;
+  process.stdout.write('ready\n');
 } else if (kind === 'banyan') {
   const metrics = createProxyMetrics();
   const table = compileTable(benchRoutes(Number(routeCount)), 1);
+  // Counted per request as in production; never flushed, so no database is reached (the pool connects on first use).
+  const db = connect('postgres://bench@127.0.0.1:1/none', { max: 1 });
+  const usage = new UsageLedger({ db });
+  // The benchmarked route under a plan: the autopilot's evidence is counted on every request too (never flushed here).
+  const autopilot = new Autopilot({ db, tickMs: 1_000, leaseMs: 5_000, shadowCounts: () => ({ match: 0, mismatch: 0 }), changed: async () => {}, log: () => {} });
+  autopilot.sampler.watch(['legacy.project_json']);
   const proxy = createProxy({
-    legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {},
+    legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {}, usage,
+    observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
     pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentLsn: async () => 0n },
   });
   ready(createServer(proxy.app.callback()));

@@ -7,7 +7,7 @@
  * process; load comes from wrk when installed, else from bench/load.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +26,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const COOKIE = `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, BENCH_SECRET)}`;
 const children: ChildProcess[] = [];
 const cleanups: (() => void)[] = [];
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); for (const f of cleanups) f(); });
+process.on('exit', () => { for (const f of cleanups) f(); for (const c of children) c.kill('SIGKILL'); });
 process.on('SIGINT', () => process.exit(130));
 
 interface Result { name: string; rps: number; p50: number; p99: number; errors: number; cpuUsPerRequest: number }
@@ -84,7 +84,13 @@ http {
   }
 }`);
   const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
-  children.push(child);
+  // SIGKILL would leave its worker listening: ask the master to quit, and wait until its workers are gone.
+  cleanups.unshift(() => {
+    spawnSync('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-s', 'quit'], { stdio: 'ignore' });
+    const deadline = Date.now() + 5_000;
+    // The master removes its pid file once its workers are gone.
+    while (existsSync(join(dir, 'nginx.pid')) && Date.now() < deadline) spawnSync('sleep', ['0.05']);
+  });
   await new Promise((r) => setTimeout(r, 500));
   pids.set(`http://127.0.0.1:${port}`, child.pid!);
   return `http://127.0.0.1:${port}`;
@@ -119,6 +125,7 @@ const contestants: [string, string | undefined][] = [
   ['http-proxy-3 (bare, keep-alive agent)', await contestant('http-proxy-3', backend)],
   ['nginx', await nginx(backend)],
   ['undici Pool.stream (bare engine)', await contestant('undici', backend)],
+  ['fastify + @fastify/http-proxy', await contestant('fastify', backend)],
   ['banyan, 10 routes', await contestant('banyan', backend, '10')],
   ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
 ];
@@ -147,7 +154,7 @@ const by = (prefix: string) => results.find((r) => r.name.startsWith(prefix));
 const banyan = by('banyan, 1,000');
 const ratios: Record<string, { throughput: number; cpuEfficiency: number }> = {};
 if (banyan) {
-  for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs nginx', by('nginx')], ['vs bare undici engine', by('undici')], ['1,000 vs 10 routes', by('banyan, 10 ')]] as const) {
+  for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs fastify + @fastify/http-proxy', by('fastify')], ['vs nginx', by('nginx')], ['vs bare undici engine', by('undici')], ['1,000 vs 10 routes', by('banyan, 10 ')]] as const) {
     // CPU efficiency: how many requests Banyan serves per CPU second, relative to the other (higher is better).
     if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
   }

@@ -13,7 +13,7 @@ export const BENCH_PATH = '/pypi/project-500/json';
  */
 export function benchRoutes(count: number): Route[] {
   const routes: Route[] = [
-    { name: 'legacy.project_json', match: { path: '/pypi/:project/json' }, mode: 'legacy' },
+    { name: 'legacy.project_json', match: { path: '/pypi/:project/json' }, mode: 'legacy', features: [{ query: ':action', known: ['display'] }] },
     { name: 'simple.index', match: { path: '/simple/' }, mode: 'new', fallback: true },
     { name: 'simple.detail', match: { path: '/simple/:project/' }, mode: 'new', fallback: true },
     { name: 'legacy.rss', match: { path: '/pypi', query: { ':action': 'rss' } }, mode: 'retired', retired: { status: 410, message: 'gone' } },

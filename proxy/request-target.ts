@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+
 /** A request target made unambiguous: what the route table decides on and what the backend receives. */
 export type NormalizedTarget = { readonly ok: true; readonly target: string } | { readonly ok: false; readonly reason: string };
 
@@ -61,4 +63,22 @@ function removeDotSegments(path: string): string {
     out.push(s);
   }
   return `/${out.join('/')}`;
+}
+
+/**
+ * Makes the request target unambiguous in place (the backend receives what
+ * the route table decided on), or says why it cannot be: an ambiguous path,
+ * or more than one Host header.
+ */
+export function settleTarget(req: IncomingMessage): string | undefined {
+  const target = normalizeTarget(req.url ?? '/');
+  if (!target.ok) return target.reason;
+  if (target.target !== req.url) req.url = target.target;
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return 'the request has more than one Host header';
+  }
+  return undefined;
 }

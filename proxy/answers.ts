@@ -1,0 +1,46 @@
+/**
+ * The answers the proxy writes itself, in plain text with the request id:
+ * refusals, retired routes, and the 502/503/504 pages that name the backend
+ * that failed.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { UpstreamError } from './forwarder.js';
+
+/** The answer of a retired route (or brownout) that names none of its own. */
+export const DEFAULT_RETIRED = { status: 410, message: 'This feature has been retired.' };
+/** How long a client whose write was not replayed is asked to wait before trying again. */
+export const RETRY_AFTER_S = 5;
+
+/** A plain-text answer; a response already under way is cut instead (the client sees it truncated). */
+export function plain(res: ServerResponse, status: number, body: string, requestId: string, extra: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...extra });
+  res.end(res.req?.method === 'HEAD' ? undefined : body);
+}
+
+/** 502, 504 or 400 for a forwarding failure, saying which backend failed and how. */
+export function fail(res: ServerResponse, e: UpstreamError, requestId: string): void {
+  const title = e.status === 504 ? 'Gateway Timeout' : e.status === 400 ? 'Bad Request' : 'Bad Gateway';
+  plain(res, e.status, `${e.status} ${title}: ${e.message}.\nRequest id: ${requestId}\n`, requestId);
+}
+
+/** A write the new app could not take: 503 with Retry-After, and never replayed on legacy. */
+export function notReplayed(res: ServerResponse, method: string, why: string, requestId: string): void {
+  plain(res, 503, `503 Service Unavailable: the new backend ${why}. Your ${method} was not retried elsewhere; ` +
+    `try again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`, requestId, { 'retry-after': String(RETRY_AFTER_S) });
+}
+
+/** Any failure as an UpstreamError of `backend`. */
+export function asUpstream(backend: string, err: unknown): UpstreamError {
+  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+}
+
+/** Whether the request carries a body (a declared length above zero, or chunked). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}

@@ -1,0 +1,104 @@
+/**
+ * What each request leaves behind once its answer is complete (or its client
+ * gone, counted as 499): the Prometheus counts and latency, the access-log
+ * line, the usage ledger's counts with features and user agent, and the
+ * autopilot's evidence. Nothing here can fail the request.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
+import { CappedLabels, normalizePath } from '../metrics/paths.js';
+import type { UsageLedger } from '../metrics/usage.js';
+import { UNMATCHED } from '../routing/route-table.js';
+import type { AccessEntry } from './access-log.js';
+
+/** The status recorded for a request whose client went away before the answer was complete. */
+export const CLIENT_CLOSED = 499;
+
+/** One request as the proxy handled it; `served` and `fallbackReason` change when it falls back. */
+export interface Exchange {
+  readonly requestId: string;
+  readonly started: bigint;
+  readonly method: string;
+  readonly route: string;
+  readonly mode: string;
+  served: string;
+  fallbackReason: string | undefined;
+  features: readonly string[];
+}
+
+export type Observer = (route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined) => void;
+
+export interface AccountingOptions {
+  readonly metrics: ProxyMetrics;
+  readonly usage?: UsageLedger | undefined;
+  readonly observe?: Observer | undefined;
+  readonly accessLog?: ((entry: AccessEntry) => void) | undefined;
+  /** Distinct normalized unmatched paths labelled before the rest count as `other`. */
+  readonly maxLabels: number;
+  readonly log: (line: string) => void;
+}
+
+export class RequestAccounting {
+  readonly #o: AccountingOptions;
+  readonly #record: ReturnType<typeof requestRecorder>;
+  readonly #unmatchedPaths: CappedLabels;
+  readonly #unmatchedSeries = new Map<string, { inc(): void }>();
+  readonly #featureSeries = new Map<string, { inc(): void }>();
+
+  constructor(options: AccountingOptions) {
+    this.#o = options;
+    this.#record = requestRecorder(options.metrics);
+    this.#unmatchedPaths = new CappedLabels(options.maxLabels);
+  }
+
+  /** A request refused before routing (an ambiguous target): counted as unmatched, answered by the proxy. */
+  refused(method: string, status: number, started: bigint): void {
+    this.#record(UNMATCHED, 'proxy', method, status, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /**
+   * Records `exchange` when `res` closes: on close, not finish, because a request the client gave up
+   * on is use too (499, nginx's "client closed request").
+   */
+  track(exchange: Exchange, req: IncomingMessage, res: ServerResponse): void {
+    // The socket, kept now: by 'close' the request may have been detached from it (req.socket is then null).
+    const socket = req.socket;
+    const bytesBefore = socket.bytesWritten;
+    res.once('close', () => {
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+      const seconds = Number(process.hrtime.bigint() - exchange.started) / 1e9;
+      const o = this.#o;
+      this.#record(exchange.route, exchange.served, exchange.method, status, seconds);
+      if (o.accessLog) {
+        try {
+          o.accessLog({
+            reqId: exchange.requestId, method: exchange.method, url: req.url ?? '/', route: exchange.route, mode: exchange.mode, backend: exchange.served,
+            status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
+          });
+        } catch (err) {
+          // The access log must never take the proxy down.
+          o.log(`proxy: access log: ${(err as Error).message}`);
+        }
+      }
+      if (exchange.route === UNMATCHED) this.#countUnmatched(req.url);
+      for (const f of exchange.features) this.#countFeature(f);
+      const agent = req.headers['user-agent'];
+      o.usage?.record(exchange.route, exchange.served, status, exchange.features, agent);
+      o.observe?.(exchange.route, exchange.served, status, seconds, exchange.fallbackReason !== undefined, agent);
+    });
+  }
+
+  #countUnmatched(url: string | undefined): void {
+    const label = this.#unmatchedPaths.label(normalizePath(url ?? '/'));
+    let child = this.#unmatchedSeries.get(label);
+    if (!child) this.#unmatchedSeries.set(label, (child = this.#o.metrics.unmatched.labels({ path: label })));
+    child.inc();
+  }
+
+  #countFeature(feature: string): void {
+    let child = this.#featureSeries.get(feature);
+    if (!child) this.#featureSeries.set(feature, (child = this.#o.metrics.features.labels({ feature })));
+    child.inc();
+  }
+}

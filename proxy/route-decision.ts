@@ -1,0 +1,80 @@
+/**
+ * Which route a request belongs to and who answers it: the route table's
+ * decision, with the canary side of the request's session, and a staff
+ * browser's preview of one route on the new app.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { canaryBucket, decide, type CompiledTable, type Decision } from '../routing/route-table.js';
+import { plain } from './answers.js';
+import { newSession, SESSION_COOKIE, sessionBucket } from './canary-session.js';
+import type { ClientInfo } from './headers.js';
+import { cookieValue } from './pin.js';
+import { PREVIEW_COOKIE, safeNext, verifyPreview } from './preview.js';
+
+export class RouteDecider {
+  readonly #table: { readonly current: CompiledTable };
+  readonly #sessionCookie: string | undefined;
+  /** BANYAN_SECRET's list: previews are signed with it (none: previews are off). */
+  readonly #secrets: readonly string[] | undefined;
+
+  constructor(table: { readonly current: CompiledTable }, sessionCookie: string | undefined, secrets: readonly string[] | undefined) {
+    this.#table = table;
+    this.#sessionCookie = sessionCookie;
+    this.#secrets = secrets;
+  }
+
+  /**
+   * The route and target of a request. `mint` receives a new session id when the request had none and
+   * the route needed its canary side; a previewing browser goes to the new app on its route only.
+   */
+  decide(req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): Decision {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
+    const decision = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, () => this.#bucketOf(req, client, mint), Date.now());
+    if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) return { ...decision, target: 'new' };
+    return decision;
+  }
+
+  /**
+   * The canary bucket of a request: the one its `banyan_sid` carries, else the
+   * configured legacy session cookie's, else the client address's. A request
+   * without a session cookie gets one minted with that bucket (`mint`), so a
+   * browser keeps its side for the session's life, through writes and pin
+   * expiry; a client that keeps no cookies stays keyed by its address.
+   */
+  #bucketOf(req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): number {
+    const cookies = req.headers.cookie;
+    const sid = cookieValue(cookies, SESSION_COOKIE);
+    const carried = sid === undefined ? undefined : sessionBucket(sid);
+    if (carried !== undefined) return carried;
+    const legacySession = this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined;
+    const bucket = canaryBucket(legacySession ?? client.ip);
+    mint(newSession(bucket));
+    return bucket;
+  }
+
+  #previewedRoute(req: IncomingMessage): string | undefined {
+    if (!this.#secrets) return undefined;
+    const token = cookieValue(req.headers.cookie, PREVIEW_COOKIE);
+    return token ? verifyPreview(token, this.#secrets, Date.now())?.route : undefined;
+  }
+
+  /** `GET /_banyan/preview?token=…&next=/path`: the link `banyan routes preview` prints; sets the cookie and goes on. */
+  openPreview(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const params = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const preview = this.#secrets ? verifyPreview(params.get('token') ?? '', this.#secrets, Date.now()) : undefined;
+    if (!preview) {
+      plain(res, 400, `400 This preview link is not valid${this.#secrets ? ' or has expired' : ' (BANYAN_SECRET is not set)'}. Ask for a new one: banyan routes preview ROUTE.\nRequest id: ${requestId}\n`, requestId);
+      return;
+    }
+    const maxAge = Math.ceil((preview.expires - Date.now()) / 1000);
+    res.writeHead(303, {
+      location: safeNext(params.get('next') ?? undefined), 'x-request-id': requestId, 'content-length': '0', 'cache-control': 'no-store',
+      'set-cookie': `${PREVIEW_COOKIE}=${params.get('token')}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax`,
+    });
+    res.end();
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Read-your-writes pins on the proxy's side: a session's signed pin is read
+ * from its cookie (or the `Banyan-Pin` header of a client without cookies),
+ * verified once per value, and turned into the fence header the backends
+ * honour; after a successful write a new pin is issued at the write's LSN.
+ */
+
+import type { IncomingMessage } from 'node:http';
+import { formatLsn, parseLsn } from '../lib/lsn.js';
+import type { ProxyMetrics } from '../metrics/catalog.js';
+import type { ForwardOptions } from './forwarder.js';
+import type { ClientInfo } from './headers.js';
+import { cookieValue, newPinId, PIN_COOKIE, PIN_HEADER, signPin, verifyPin, type Pin } from './pin.js';
+
+/** Read-your-writes pins: after a write, the session reads at or past it. */
+export interface PinSettings {
+  /** BANYAN_SECRET's list, newest first: the first signs, all verify. */
+  readonly secrets: readonly string[];
+  /** The cap on a pin's life. */
+  readonly ttlMs: number;
+  /** `lsn`: pin to the write's WAL position; `timed`: read from the primary until the pin expires. */
+  readonly mode: 'lsn' | 'timed';
+  /** The primary's current WAL position, when the backend did not report the write's. */
+  readonly currentLsn: () => Promise<bigint>;
+}
+
+export type HeadHook = NonNullable<ForwardOptions['beforeHead']>;
+
+export class SessionPins {
+  readonly #settings: PinSettings;
+  readonly #metrics: ProxyMetrics;
+  // A session sends the same cookie on every request: remember values already verified (keyed by the
+  // whole signed value, so a hit proves the same MAC was checked) instead of computing an HMAC each time.
+  readonly #verified = new Map<string, Pin>();
+  readonly #honoured: { inc(): void };
+
+  constructor(settings: PinSettings, metrics: ProxyMetrics) {
+    this.#settings = settings;
+    this.#metrics = metrics;
+    this.#honoured = metrics.pins.labels({ event: 'honoured' });
+  }
+
+  get secrets(): readonly string[] {
+    return this.#settings.secrets;
+  }
+
+  /** The session's valid pin, if it has one; forged, tampered and expired ones are counted and ignored. */
+  read(req: IncomingMessage): Pin | undefined {
+    const header = req.headers[PIN_HEADER];
+    const value = cookieValue(req.headers.cookie, PIN_COOKIE) ?? (typeof header === 'string' ? header.trim() : undefined);
+    if (!value) return undefined;
+    const now = Date.now();
+    let pin = this.#verified.get(value);
+    if (!pin) {
+      const check = verifyPin(value, this.#settings.secrets, now);
+      if (!check.ok) {
+        this.#metrics.pins.inc({ event: `rejected_${check.reason}` });
+        return undefined;
+      }
+      pin = check.pin;
+      if (this.#verified.size >= 10_000) this.#verified.clear();
+      this.#verified.set(value, pin);
+    } else if (pin.expires <= now) {
+      this.#verified.delete(value);
+      this.#metrics.pins.inc({ event: 'rejected_expired' });
+      return undefined;
+    }
+    this.#honoured.inc();
+    return pin;
+  }
+
+  /** After a successful write: a pin at the write's LSN (the backend's, else the primary's now), as cookie and header. */
+  issuer(previous: Pin | undefined, client: ClientInfo): HeadHook {
+    return async (status, headers) => {
+      if (status < 200 || status >= 400) return undefined;
+      const settings = this.#settings;
+      let lsn: bigint | undefined;
+      if (settings.mode === 'lsn') {
+        const reported = headers['x-banyan-write-lsn'];
+        lsn = (typeof reported === 'string' ? parseLsn(reported) : undefined) ?? await settings.currentLsn().catch(() => undefined);
+        // Without any LSN the pin is timed: reads go to the primary until it expires.
+        if (lsn !== undefined && previous?.lsn !== undefined && previous.lsn > lsn) lsn = previous.lsn;
+      }
+      const value = signPin({ id: previous?.id ?? newPinId(), lsn, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
+      this.#metrics.pins.inc({ event: 'set' });
+      const secure = client.proto === 'https' ? '; Secure' : '';
+      return {
+        'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(settings.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}`,
+        [PIN_HEADER]: value,
+      };
+    };
+  }
+}
+
+const fenceHeaders = new WeakMap<Pin, Record<string, string>>();
+
+/** The `X-Banyan-Min-LSN` header for a pin, formatted once per pin. */
+export function fenceHeader(pin: Pin): Record<string, string> {
+  let header = fenceHeaders.get(pin);
+  if (!header) {
+    header = { 'x-banyan-min-lsn': pin.lsn === undefined ? 'primary' : formatLsn(pin.lsn) };
+    fenceHeaders.set(pin, header);
+  }
+  return header;
+}
+
+/** The response hook with the new session's cookie added (the pin's hook may set a cookie too). */
+export function withSession(hook: HeadHook | undefined, cookie: string | undefined): HeadHook | undefined {
+  if (!cookie) return hook;
+  return async (status, headers) => {
+    const extra = hook ? await hook(status, headers) : undefined;
+    const pinCookie = extra?.['set-cookie'];
+    return { ...extra, 'set-cookie': pinCookie ? [pinCookie, cookie].flat() : cookie };
+  };
+}
