@@ -99,7 +99,9 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: Cl
   extra?: Record<string, string>): Record<string, string | string[]> {
   const named = connectionTokens(incoming['connection']);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
+  // for…in, not Object.entries: no array per header on every request.
+  for (const name in incoming) {
+    const value = incoming[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
     if (name.startsWith('x-banyan-') || name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-request-id' || name === 'banyan-pin') continue;
     out[name] = value;
@@ -117,7 +119,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: Cl
 export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>, requestId: string): OutgoingHttpHeaders {
   const named = connectionTokens(upstream['connection']);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     // Trailer announces the trailers the proxy passes on at the end of the body: not hop-by-hop in a response.
     if (value === undefined || (HOP_BY_HOP.has(name) && name !== 'trailer') || named.has(name)) continue;
     // The write LSN is for the proxy's pin; clients never see it.
@@ -128,7 +131,12 @@ export function clientResponseHeaders(upstream: Record<string, string | string[]
   return out;
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
-  const text = Array.isArray(value) ? value.join(',') : value ?? '';
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+/** The header names a Connection header lists (to drop them too); the usual values list none. */
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  // keep-alive is hop-by-hop anyway, and close names no header: nearly every request and response.
+  if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return NO_TOKENS;
+  const text = Array.isArray(value) ? value.join(',') : value;
   return new Set(text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
