@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { RequestPathRedis } from '../lib/redis.js';
 import { bumpGenerations, generationKey, type GenerationBumper } from '../lib/write-announcer.js';
 
@@ -16,10 +16,21 @@ export function etagOf(body: string | Buffer): string {
   return `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
 }
 
-// One round trip: the key's generation, then the page stored under it.
+// One round trip: the key's generation, then the page stored under it, unless the caller already holds
+// that generation's page (ARGV[3]): then only the generation comes back, not the page again. Generations
+// restart from 0 when Redis loses its data, so a held page is matched on the generation and Redis's era: a
+// random value set once (ARGV[4], a fresh one on every call) and gone with the data.
 const LOOKUP = `
 local gen = redis.call('GET', KEYS[1]) or '0'
-return {gen, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}`;
+redis.call('SET', KEYS[2], ARGV[4], 'NX')
+local stamp = redis.call('GET', KEYS[2]) .. ':' .. gen
+if stamp == ARGV[3] then return {gen, stamp} end
+return {gen, stamp, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}`;
+const ERA_KEY = 'banyan:cache:era';
+
+/** Pages this process keeps beside Redis (their generation is still checked on every request), and the largest one kept. */
+const LOCAL_BYTES = 32 * 1024 * 1024;
+const LOCAL_PAGE_MAX = 2 * 1024 * 1024;
 
 export interface Lookup {
   /** The generation the page was looked up under; undefined when Redis did not answer (do not store). */
@@ -34,10 +45,19 @@ export interface Lookup {
  * sees the fence and reads fresh data; a page rendered from older data can
  * only be stored under the old generation, which nobody looks up any more.
  * Redis being down turns caching off, never the site.
+ *
+ * Each process also keeps the pages it served last (up to 32 MiB, none over
+ * 2 MiB) with their generation: Redis is still asked for the generation on
+ * every request, but a page this process holds for it is not sent again.
  */
 export class PageCache implements GenerationBumper {
   readonly #redis: RequestPathRedis | undefined;
   readonly #ttlSeconds: number;
+  /** key and variant → the generation and the page; Map order is the least recently used first. */
+  readonly #local = new Map<string, { stamp: string; page: CachedPage; bytes: number }>();
+  /** The era and generation each key's last lookup saw, for put(). */
+  readonly #stamps = new Map<string, string>();
+  #localBytes = 0;
 
   constructor(redisUrl: string | undefined, ttlSeconds = 300) {
     this.#ttlSeconds = ttlSeconds;
@@ -48,16 +68,49 @@ export class PageCache implements GenerationBumper {
 
   async get(key: string, variant: string): Promise<Lookup> {
     if (!this.#redis) return { generation: undefined, page: undefined };
+    const localKey = `${key}\u0000${variant}`;
+    const held = this.#local.get(localKey);
     try {
-      const [generation, stored] = await this.#redis.run((r) => r.eval(LOOKUP, 1, generationKey(key), pagePrefix(key), variant)) as [string, string | null];
-      return { generation, page: stored ? JSON.parse(stored) as CachedPage : undefined };
+      const [generation, stamp, stored] = await this.#redis.run((r) => r.eval(LOOKUP, 2, generationKey(key), ERA_KEY, pagePrefix(key), variant,
+        held?.stamp ?? '', randomUUID())) as [string, string, (string | null)?];
+      if (held && stamp === held.stamp) {
+        this.#local.delete(localKey);
+        this.#local.set(localKey, held);
+        return { generation, page: held.page };
+      }
+      if (this.#stamps.size > 10_000) this.#stamps.clear();
+      this.#stamps.set(localKey, stamp);
+      const page = stored ? JSON.parse(stored) as CachedPage : undefined;
+      if (page) this.#remember(localKey, stamp, page);
+      return { generation, page };
     } catch {
       return { generation: undefined, page: undefined };
     }
   }
 
+  #remember(localKey: string, stamp: string, page: CachedPage): void {
+    const before = this.#local.get(localKey);
+    if (before) {
+      this.#local.delete(localKey);
+      this.#localBytes -= before.bytes;
+    }
+    const bytes = page.body.length * 2;
+    if (bytes > LOCAL_PAGE_MAX) return;
+    this.#local.set(localKey, { stamp, page, bytes });
+    this.#localBytes += bytes;
+    for (const [k, v] of this.#local) {
+      if (this.#localBytes <= LOCAL_BYTES) break;
+      this.#local.delete(k);
+      this.#localBytes -= v.bytes;
+    }
+  }
+
   async put(key: string, lookup: Lookup, variant: string, page: CachedPage): Promise<void> {
     if (!this.#redis || lookup.generation === undefined) return;
+    const localKey = `${key}\u0000${variant}`;
+    const stamp = this.#stamps.get(localKey);
+    // Only under the era and generation it was looked up with: a page rendered meanwhile from older data is never held as newer.
+    if (stamp !== undefined && stamp.endsWith(`:${lookup.generation}`)) this.#remember(localKey, stamp, page);
     try {
       await this.#redis.run((r) => r.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, JSON.stringify(page), 'EX', this.#ttlSeconds));
     } catch {

@@ -1,35 +1,45 @@
 /**
- * npm run bench:app [-- --requests 2000 --connections 8 --rounds 3 --json]
+ * npm run bench:app [-- --requests 2000 --connections 8 --rounds 3 --projects 300 --json]
  *
  * The new app's pages side by side, in one run, on a real primary + replica
- * and Redis:
- *  - the download page of a project with 10 releases against one with
- *    10,000 releases (its cost must not grow with the number of releases:
- *    p50 within 1.5x, page under 100 KB);
- *  - the simple detail page (PEP 691 JSON, 300 files) served from the Redis
- *    page cache against the same app with no cache.
+ * and Redis filled by `banyan seed`'s data set (a long tail of projects and a
+ * giant with 10,000 releases and 50,000 files):
+ *  - the download page, the simple page and the JSON API of a small project
+ *    against the giant's (the download page must stay flat: p50 within 1.5x,
+ *    under 100 KB; the simple page and the JSON API list every file, as
+ *    PEP 503/691 and Warehouse's API require, so their size is reported);
+ *  - a cached simple page against nginx serving the same bytes from a file;
+ *  - the giant's simple page uncached, with the SQL plans of its queries
+ *    checked for sequential scans on the big tables.
  * Rounds are interleaved so the machine's noise hits every contestant alike;
  * each figure is the best round.
  */
-import { rmSync } from 'node:fs';
-import { sql } from 'kysely';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
+import pg from 'pg';
 import { Pool } from 'undici';
 import { PageCache } from '../app/page-cache.js';
-import { parseVersion, sortKey } from '../lib/pep440.js';
+import { findProject, projectFiles } from '../app/queries.js';
+import { seedIndex } from '../app/seed.js';
 import { createApp } from '../app/server.js';
 import { FileStore } from '../lib/file-store.js';
+import type { Database } from '../lib/schema.js';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { DbRouter } from '../routing/db-router.js';
 import { FenceStore } from '../routing/fences.js';
 import { startServices } from '../stack/local-stack.js';
+import { freePort } from '../stack/ports.js';
 import { tempDir } from '../test/support/services.js';
 
-const { values: flags } = parseArgs({ options: { 'requests': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' } } });
+const { values: flags } = parseArgs({ options: { 'requests': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, 'projects': { type: 'string' }, json: { type: 'boolean' } } });
 const requests = Number(flags['requests'] ?? 2000);
 const connections = Number(flags['connections'] ?? 8);
 const rounds = Number(flags['rounds'] ?? 3);
+const projects = Number(flags['projects'] ?? 2000);
 
 const dir = tempDir('banyan-bench-app-');
 progress('starting PostgreSQL primary + replica and Redis');
@@ -39,6 +49,10 @@ const opened: (() => Promise<void>)[] = [];
 
 interface Figure { contestant: string; p50Ms: number; p99Ms: number; rps: number; bytes: number }
 const results = new Map<string, Figure[]>();
+let plans: { project: string; query: string; seqScans: string[] }[] = [];
+let small = '';
+let giant = '';
+let middle = '';
 
 try {
   await router.start();
@@ -51,23 +65,39 @@ try {
   const uncached = await listen(createApp({ router, fences, store }).callback(), 0, '127.0.0.1', 'bench');
   opened.push(() => cached.close(), () => uncached.close());
 
-  progress('seeding: a project with 10 releases, one with 10,000, one with 300 files');
-  await seed('bench-small', 10, 3);
-  await seed('bench-large', 10_000, 3);
-  await seed('bench-files', 100, 3);
+  progress(`seeding ${projects} projects and a giant of 10,000 releases and 50,000 files (banyan seed's data set)`);
+  let shown = 0;
+  const summary = await seedIndex(router.primary.db, {
+    projects, giants: 1, seed: 1, prefix: 'bench',
+    onProgress: (done, total) => { if (Date.now() - shown > 2_000) { shown = Date.now(); progress(`${done} of ${total} releases`); } },
+  });
+  giant = summary.giants[0]!;
+  middle = summary.largestOrdinary.name;
+  small = (await router.primary.db.selectFrom('projects').innerJoin('releases', 'releases.project_id', 'projects.id').select('projects.normalized_name')
+    .groupBy('projects.normalized_name').having((eb) => eb.fn.countAll(), '=', 10).limit(1).executeTakeFirstOrThrow()).normalized_name;
   await services.cluster.waitForReplay(60_000);
+  plans = [...await explainSimplePage(small), ...await explainSimplePage(giant)];
 
+  const simpleJson = { accept: 'application/vnd.pypi.simple.v1+json' };
+  const page = await (await fetch(`${cached.url}/simple/${middle}/`, { headers: simpleJson })).text();
+  const nginxUrl = await nginxServing(page, 'application/vnd.pypi.simple.v1+json');
   const windows = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
-  const contestants: [string, Listening, string, Record<string, string>][] = [
-    ['download page, 10 releases', uncached, '/project/bench-small/', { 'user-agent': windows }],
-    ['download page, 10,000 releases', uncached, '/project/bench-large/', { 'user-agent': windows }],
-    ['simple detail JSON, Redis cache', cached, '/simple/bench-files/', { accept: 'application/vnd.pypi.simple.v1+json' }],
-    ['simple detail JSON, no cache', uncached, '/simple/bench-files/', { accept: 'application/vnd.pypi.simple.v1+json' }],
+  const few = Math.max(20, Math.floor(requests / 100));
+  const contestants: [string, string, string, Record<string, string>, number][] = [
+    ['download page, 10 releases', uncached.url, `/project/${small}/`, { 'user-agent': windows }, requests],
+    ['download page, giant', uncached.url, `/project/${giant}/`, { 'user-agent': windows }, requests],
+    ['simple JSON, 10 releases (cache)', cached.url, `/simple/${small}/`, simpleJson, requests],
+    ['simple JSON, giant (cache)', cached.url, `/simple/${giant}/`, simpleJson, few],
+    ['JSON API, 10 releases', cached.url, `/pypi/${small}/json`, {}, requests],
+    ['JSON API, giant', cached.url, `/pypi/${giant}/json`, {}, few],
+    [`simple JSON, ${middle} (cache)`, cached.url, `/simple/${middle}/`, simpleJson, requests],
+    ...(nginxUrl ? [[`nginx, the same bytes from a file`, nginxUrl, '/simple.json', {}, requests] as [string, string, string, Record<string, string>, number]] : []),
+    ['simple JSON, giant (no cache)', uncached.url, `/simple/${giant}/`, simpleJson, few],
   ];
   for (let round = 1; round <= rounds; round++) {
-    for (const [name, server, path, headers] of contestants) {
+    for (const [name, origin, path, headers, n] of contestants) {
       progress(`round ${round}/${rounds}: ${name}`);
-      const figure = await load(name, server.url, path, headers);
+      const figure = await load(name, origin, path, headers, n);
       results.set(name, [...(results.get(name) ?? []), figure]);
     }
   }
@@ -80,52 +110,91 @@ try {
 
 const best = (name: string) => results.get(name)!.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
 const rows = [...results.keys()].map(best);
-const small = best('download page, 10 releases');
-const large = best('download page, 10,000 releases');
-const hit = best('simple detail JSON, Redis cache');
-const miss = best('simple detail JSON, no cache');
+const find = (prefix: string) => rows.find((r) => r.contestant.startsWith(prefix));
+const ratio = (a: Figure | undefined, b: Figure | undefined) => (a && b ? a.p50Ms / b.p50Ms : null);
+const nginxRow = find('nginx');
+const middleRow = find(`simple JSON, ${middle}`);
 const ratios = {
-  downloadPageP50LargeOverSmall: large.p50Ms / small.p50Ms,
-  downloadPageBytesLarge: large.bytes,
-  simpleCachedThroughputOverUncached: hit.rps / miss.rps,
-  simpleCachedP50OverUncached: hit.p50Ms / miss.p50Ms,
+  downloadPageP50GiantOverSmall: ratio(find('download page, giant'), find('download page, 10')),
+  downloadPageBytesGiant: find('download page, giant')?.bytes ?? null,
+  simpleP50GiantOverSmall: ratio(find('simple JSON, giant (cache)'), find('simple JSON, 10')),
+  jsonApiP50GiantOverSmall: ratio(find('JSON API, giant'), find('JSON API, 10')),
+  cachedSimpleThroughputOverNginx: nginxRow && middleRow ? middleRow.rps / nginxRow.rps : null,
 };
 if (flags.json) {
-  process.stdout.write(`${JSON.stringify({ requests, connections, rounds, results: rows, ratios }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ requests, connections, rounds, projects: { small, giant, middle }, results: rows, ratios, plans }, null, 2)}\n`);
 } else {
   printTable(['contestant', 'p50 ms', 'p99 ms', 'req/s', 'bytes'], rows.map((r) => [
     r.contestant, r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), Math.round(r.rps).toLocaleString('en-US'), r.bytes.toLocaleString('en-US'),
   ]));
-  process.stdout.write(`\ndownload page p50, 10,000 releases / 10 releases: ${ratios.downloadPageP50LargeOverSmall.toFixed(2)}x (target <= 1.5x); ` +
-    `page size ${(large.bytes / 1024).toFixed(1)} KB (target < 100 KB)\n` +
-    `simple detail, Redis cache / no cache: ${ratios.simpleCachedThroughputOverUncached.toFixed(2)}x throughput, ${ratios.simpleCachedP50OverUncached.toFixed(2)}x p50\n`);
+  const x = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+  process.stdout.write(`\ndownload page p50, giant / 10 releases: ${x(ratios.downloadPageP50GiantOverSmall)} (target <= 1.5x); ` +
+    `page size ${((ratios.downloadPageBytesGiant ?? 0) / 1024).toFixed(1)} KB (target < 100 KB)\n` +
+    `simple page p50, giant / 10 releases: ${x(ratios.simpleP50GiantOverSmall)}; JSON API: ${x(ratios.jsonApiP50GiantOverSmall)} (both list every file, as their specs require)\n` +
+    `cached simple page / nginx serving the same bytes: ${x(ratios.cachedSimpleThroughputOverNginx)} throughput (target >= 0.5x)\n` +
+    [small, giant].map((name) => {
+      const mine = plans.filter((p) => p.project === name);
+      const scans = [...new Set(mine.flatMap((p) => p.seqScans))];
+      return `the uncached simple page of ${name === giant ? 'the giant' : 'the 10-release project'}: ${mine.length} queries, ` +
+        `${scans.length ? `sequential scans of ${scans.join(', ')}` : 'every big table read through an index'}\n`;
+    }).join('') +
+    'the giant\'s page reads most rows of its tables, where a sequential scan is the planner\'s right choice; a small project\'s must use the indexes\n');
+}
+process.exit(0);
+
+/** The SQL the simple page runs for `name`, each EXPLAINed on the primary: which big tables a plan scans sequentially. */
+async function explainSimplePage(name: string): Promise<{ project: string; query: string; seqScans: string[] }[]> {
+  const pool = new pg.Pool({ connectionString: services.primaryUrl, max: 1 });
+  const captured: CompiledQuery[] = [];
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { captured.push(event.query); } });
+  try {
+    const project = await findProject(db, name);
+    await projectFiles(db, project!.id);
+    const out: { project: string; query: string; seqScans: string[] }[] = [];
+    for (const q of captured) {
+      const plan = (await pool.query(`EXPLAIN (FORMAT JSON) ${q.sql}`, q.parameters as unknown[])).rows[0]['QUERY PLAN'] as unknown;
+      const scans: string[] = [];
+      const walk = (node: Record<string, unknown>) => {
+        if (node['Node Type'] === 'Seq Scan' && ['projects', 'releases', 'files'].includes(String(node['Relation Name']))) scans.push(String(node['Relation Name']));
+        for (const child of (node['Plans'] as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+      out.push({ project: name, query: q.sql.replace(/\s+/g, ' ').slice(0, 120), seqScans: scans });
+    }
+    return out;
+  } finally {
+    await db.destroy();
+  }
 }
 
-/** Inserts a project with `releases` releases of `filesEach` files each, straight into the primary. */
-async function seed(name: string, releases: number, filesEach: number): Promise<void> {
-  const db = router.primary.db;
-  const project = await db.insertInto('projects').values({ name, normalized_name: name }).returning('id').executeTakeFirstOrThrow();
-  for (let start = 0; start < releases; start += 1000) {
-    const versions = Array.from({ length: Math.min(1000, releases - start) }, (_, i) => `${Math.floor((start + i) / 100)}.${(start + i) % 100}`);
-    const rows = await db.insertInto('releases').values(versions.map((v) => ({
-      project_id: project.id, version: v, canonical_version: v, sort_key: sortKey(parseVersion(v)!), is_prerelease: false, summary: `${name} ${v}`, requires_python: '>=3.8',
-    }))).returning(['id', 'version']).execute();
-    const tags = ['cp311-cp311-win_amd64', 'cp311-cp311-macosx_11_0_universal2', 'sdist'].slice(0, filesEach);
-    await db.insertInto('files').values(rows.flatMap((r) => tags.map((tag, t) => {
-      const filename = tag === 'sdist' ? `${name.replace(/-/g, '_')}-${r.version}.tar.gz` : `${name.replace(/-/g, '_')}-${r.version}-${tag}.whl`;
-      const digest = (BigInt(r.id) * 7n + BigInt(t)).toString(16).padStart(64, '0');
-      return {
-        release_id: r.id, filename, packagetype: tag === 'sdist' ? 'sdist' as const : 'bdist_wheel' as const, python_version: tag === 'sdist' ? 'source' : 'cp311',
-        requires_python: '>=3.8', size: '123456', sha256_digest: digest, path: `${digest.slice(0, 2)}/${digest.slice(2, 4)}/${digest.slice(4)}/${filename}`,
-      };
-    }))).execute();
-  }
-  await sql`ANALYZE releases`.execute(db);
-  await sql`ANALYZE files`.execute(db);
+/** nginx (when installed) serving `body` as one file, stopped with the benchmark; undefined when there is no nginx. */
+async function nginxServing(body: string, type: string): Promise<string | undefined> {
+  if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) return undefined;
+  const root = join(dir, 'nginx');
+  mkdirSync(join(root, 'www'), { recursive: true });
+  writeFileSync(join(root, 'www', 'simple.json'), body);
+  const port = await freePort();
+  writeFileSync(join(root, 'nginx.conf'), `
+worker_processes 1;
+error_log ${root}/error.log;
+pid ${root}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${root}; proxy_temp_path ${root}; fastcgi_temp_path ${root}; uwsgi_temp_path ${root}; scgi_temp_path ${root};
+  server { listen 127.0.0.1:${port}; root ${root}/www; default_type ${type}; }
+}`);
+  const child: ChildProcess = spawn('nginx', ['-p', root, '-c', join(root, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
+  opened.push(async () => {
+    spawnSync('nginx', ['-p', root, '-c', join(root, 'nginx.conf'), '-s', 'quit'], { stdio: 'ignore' });
+    await new Promise((resolve) => { if (child.exitCode !== null) resolve(undefined); else child.once('exit', resolve); });
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  return `http://127.0.0.1:${port}`;
 }
 
 /** `requests` GETs over `connections` keep-alive connections; latency percentiles and throughput. */
-async function load(contestant: string, origin: string, path: string, headers: Record<string, string>): Promise<Figure> {
+async function load(contestant: string, origin: string, path: string, headers: Record<string, string>, requests: number): Promise<Figure> {
   const pool = new Pool(origin, { connections });
   const latencies: number[] = [];
   let bytes = 0;

@@ -88,6 +88,14 @@ Settings come from the environment; unset ones fall back to the stack that
   backfill.command('digests').description('compute MD5 and BLAKE2b digests for files stored before')
     .option('--project <name>', 'this project only').addOption(json()).action(backfillAction);
 
+  banyan.command('seed').description('fill the index with a representative data set: a long tail of projects and a few giants, by bulk inserts')
+    .option('--projects <n>', 'projects with a long-tailed number of releases (default 2000)')
+    .option('--giants <n>', 'projects with --giant-releases releases of 5 files each (default 2)')
+    .option('--giant-releases <n>', 'releases of each giant (default 10000)')
+    .option('--seed <n>', 'the random seed: the same seed gives the same data set (default 1)')
+    .option('--prefix <text>', 'the first word of every project name (default seed)')
+    .addOption(json())
+    .action(lazy(() => import('./seed.js'), (m) => m.seed));
   banyan.command('completion').description('a completion script: source <(banyan completion bash)')
     .addArgument(new Argument('<shell>', 'only bash for now').choices(['bash']))
     .action(() => { process.stdout.write(bashCompletion(banyan)); });

@@ -151,8 +151,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
-    autopilotTickMs: env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : 1_000,
-    autopilotLeaseMs: env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : 5_000,
+    ...autopilotTiming(env),
     autopilotWebhook: webhookUrl(env['BANYAN_AUTOPILOT_WEBHOOK']),
     restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : 500,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
@@ -267,4 +266,16 @@ function webhookUrl(value: string | undefined): string | undefined {
     throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_WEBHOOK must be an http:// or https:// URL, not "${value}"`);
   }
   return value;
+}
+
+/** BANYAN_AUTOPILOT_TICK and _LEASE: a lease shorter than two ticks would change hands while its holder is still working. */
+function autopilotTiming(env: NodeJS.ProcessEnv): { autopilotTickMs: number; autopilotLeaseMs: number } {
+  const tick = env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : 1_000;
+  const lease = env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : 5_000;
+  if (tick < 50) throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_TICK must be at least 50ms, not "${env['BANYAN_AUTOPILOT_TICK']}"`);
+  if (lease < 2 * tick) {
+    throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_LEASE (${lease} ms) must be at least twice BANYAN_AUTOPILOT_TICK (${tick} ms)`,
+      'the holder renews the lease every tick; a shorter lease changes hands while its holder is still working');
+  }
+  return { autopilotTickMs: tick, autopilotLeaseMs: lease };
 }

@@ -51,6 +51,10 @@ describe('settings', () => {
     expect(() => loadSettings({ DATABASE_REPLICA_URLS: 'postgres://a/b,http://c' }, undefined)).to.throw('DATABASE_REPLICA_URLS (entry 2)');
     expect(() => loadSettings({ PORT: '80a' }, undefined)).to.throw('PORT must be a port number from 0 to 65535, not "80a"');
     expect(() => loadSettings({ ADMIN_PORT: '70000' }, undefined)).to.throw('ADMIN_PORT must be a port number');
+    expect(() => loadSettings({ BANYAN_AUTOPILOT_TICK: '0' }, undefined)).to.throw('BANYAN_AUTOPILOT_TICK must be at least 50ms, not "0"');
+    expect(() => loadSettings({ BANYAN_AUTOPILOT_TICK: '1s', BANYAN_AUTOPILOT_LEASE: '1500ms' }, undefined))
+      .to.throw('BANYAN_AUTOPILOT_LEASE (1500 ms) must be at least twice BANYAN_AUTOPILOT_TICK (1000 ms)');
+    expect(() => loadSettings({ BANYAN_AUTOPILOT_WEBHOOK: 'ftp://hooks' }, undefined)).to.throw('BANYAN_AUTOPILOT_WEBHOOK must be an http:// or https:// URL, not "ftp://hooks"');
     expect(() => loadSettings({ REDIS_URL: 'http://x' }, undefined)).to.throw('REDIS_URL must start with redis: or rediss:');
     expect(() => loadSettings({ BANYAN_SECRET: 'short' }, undefined)).to.throw('BANYAN_SECRET must be at least 16 characters');
   });
