@@ -14,7 +14,6 @@
  * Rounds are interleaved so the machine's noise hits every contestant alike;
  * each figure is the best round.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
@@ -32,8 +31,8 @@ import { listen, type Listening } from '../lib/http-server.js';
 import { DbRouter } from '../routing/db-router.js';
 import { FenceStore } from '../routing/fences.js';
 import { startServices } from '../stack/local-stack.js';
-import { freePort } from '../stack/ports.js';
 import { tempDir } from '../test/support/services.js';
+import { startNginx } from './nginx.js';
 
 const { values: flags } = parseArgs({ options: { 'requests': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, 'projects': { type: 'string' }, json: { type: 'boolean' } } });
 const requests = Number(flags['requests'] ?? 2000);
@@ -169,30 +168,14 @@ async function explainSimplePage(name: string): Promise<{ project: string; query
 
 /** nginx (when installed) serving `body` as one file, stopped with the benchmark; undefined when there is no nginx. */
 async function nginxServing(body: string, type: string): Promise<string | undefined> {
-  if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) return undefined;
-  const root = join(dir, 'nginx');
-  mkdirSync(join(root, 'www'), { recursive: true });
-  writeFileSync(join(root, 'www', 'simple.json'), body);
-  const port = await freePort();
-  writeFileSync(join(root, 'nginx.conf'), `
-worker_processes 1;
-error_log ${root}/error.log;
-pid ${root}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${root}; proxy_temp_path ${root}; fastcgi_temp_path ${root}; uwsgi_temp_path ${root}; scgi_temp_path ${root};
-  server { listen 127.0.0.1:${port}; root ${root}/www; default_type ${type}; }
-}`);
-  const child: ChildProcess = spawn('nginx', ['-p', root, '-c', join(root, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
-  opened.push(async () => {
-    spawnSync('nginx', ['-p', root, '-c', join(root, 'nginx.conf'), '-s', 'quit'], { stdio: 'ignore' });
-    await new Promise((resolve) => { if (child.exitCode !== null) resolve(undefined); else child.once('exit', resolve); });
-  });
-  await new Promise((r) => setTimeout(r, 500));
-  return `http://127.0.0.1:${port}`;
+  const www = join(dir, 'www');
+  mkdirSync(www, { recursive: true });
+  writeFileSync(join(www, 'simple.json'), body);
+  const server = await startNginx(() => `SERVER { root ${www}; default_type ${type}; }`);
+  if (!server) return undefined;
+  opened.push(async () => server.stop());
+  return server.url;
 }
-
 /** `requests` GETs over `connections` keep-alive connections; latency percentiles and throughput. */
 async function load(contestant: string, origin: string, path: string, headers: Record<string, string>, requests: number): Promise<Figure> {
   const pool = new Pool(origin, { connections });

@@ -7,13 +7,13 @@
  * process; load comes from wrk when installed, else from bench/load.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { freePort } from '../stack/ports.js';
+import { startNginx } from './nginx.js';
 import { signPin } from '../proxy/pin.js';
 import { BENCH_PATH, BENCH_SECRET } from './routes.js';
 
@@ -65,35 +65,14 @@ async function contestant(kind: string, ...rest: string[]): Promise<string> {
 }
 
 async function nginx(target: string): Promise<string | undefined> {
-  if (!has('nginx')) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-nginx-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const port = await freePort();
-  writeFileSync(join(dir, 'nginx.conf'), `
-worker_processes 1;
-error_log ${dir}/error.log;
-pid ${dir}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream backend { server ${new URL(target).host}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
+  const server = await startNginx(() => `upstream backend { server ${new URL(target).host}; keepalive 64; }
+  SERVER {
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}`);
-  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
-  // SIGKILL would leave its worker listening: ask the master to quit, and wait until its workers are gone.
-  cleanups.unshift(() => {
-    spawnSync('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-s', 'quit'], { stdio: 'ignore' });
-    const deadline = Date.now() + 5_000;
-    // The master removes its pid file once its workers are gone.
-    while (existsSync(join(dir, 'nginx.pid')) && Date.now() < deadline) spawnSync('sleep', ['0.05']);
-  });
-  await new Promise((r) => setTimeout(r, 500));
-  pids.set(`http://127.0.0.1:${port}`, child.pid!);
-  return `http://127.0.0.1:${port}`;
+  }`);
+  if (!server) return undefined;
+  cleanups.unshift(() => server.stop());
+  pids.set(server.url, server.pid);
+  return server.url;
 }
 
 function measure(name: string, base: string, duration: number): Result {
