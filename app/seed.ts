@@ -65,7 +65,7 @@ export async function seedIndex(db: Kysely<Database>, options: SeedOptions): Pro
   const rand = random(options.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
   const prefix = options.prefix ?? 'seed';
-  const existing = await db.selectFrom('projects').select('normalized_name').where('normalized_name', 'like', `${normalizeName(prefix)}-%`).limit(1).executeTakeFirst();
+  const existing = await db.selectFrom('projects').select('normalized_name').where('normalized_name', 'like', `${normalizeName(prefix)}-%`).orderBy('normalized_name').limit(1).executeTakeFirst();
   if (existing) {
     throw new BanyanError('already-seeded', `projects named ${prefix}-… already exist (${existing.normalized_name})`,
       'seed into a fresh stack, or choose another --prefix');

@@ -1,29 +1,39 @@
 /**
  * npm run bench:proxy [-- --seconds 4 --rounds 3 --connections 50 --json]
+ * npm run bench:proxy -- --stack [--workers 1,2]
  *
  * Side by side, in one run on this machine: the backend direct, a bare
  * http-proxy-3 server, nginx (when installed), and Banyan's proxy with every
  * feature on (10 and 1,000 routes, metrics, breakers, a pin checked on every request). Each contestant is its own
  * process; load comes from wrk when installed, else from bench/load.ts.
+ *
+ * With --stack: the real `banyan start` stack (one per --workers count, each
+ * component its own process), against a bare http-proxy-3 in front of the
+ * same legacy, on a route legacy answers; CPU is the proxy's, workers included.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { freePort } from '../stack/ports.js';
 import { startNginx } from './nginx.js';
+import { startStack } from '../chaos/stack.js';
 import { signPin } from '../proxy/pin.js';
 import { BENCH_PATH, BENCH_SECRET } from './routes.js';
 
-const { values: flags } = parseArgs({ options: { 'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' } } });
+const { values: flags } = parseArgs({ options: { 'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' } } });
 const seconds = Number(flags['seconds'] ?? 4);
 const rounds = Number(flags['rounds'] ?? 3);
 const connections = Number(flags['connections'] ?? 50);
 const here = fileURLToPath(new URL('.', import.meta.url));
 // A valid pin on every request: Banyan verifies it and forwards the fence, as for a user who just wrote.
-const COOKIE = `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, BENCH_SECRET)}`;
+const pinCookie = (secret: string) => `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, secret)}`;
+let COOKIE = pinCookie(BENCH_SECRET);
+/** The path asked for: a parameterized legacy route (in --stack, legacy.project of the shipped routes). */
+let path = BENCH_PATH;
 const children: ChildProcess[] = [];
 const cleanups: (() => void)[] = [];
 process.on('exit', () => { for (const f of cleanups) f(); for (const c of children) c.kill('SIGKILL'); });
@@ -78,7 +88,7 @@ async function nginx(target: string): Promise<string | undefined> {
 function measure(name: string, base: string, duration: number): Result {
   const pid = pids.get(base)!;
   const cpuBefore = cpuSeconds(pid);
-  const result = load(name, `${base}${BENCH_PATH}`, duration);
+  const result = load(name, `${base}${path}`, duration);
   const cpu = cpuSeconds(pid) - cpuBefore;
   return { ...result, cpuUsPerRequest: (cpu * 1e6) / Math.max(1, result.rps * duration) };
 }
@@ -98,16 +108,44 @@ function load(name: string, url: string, duration: number): Omit<Result, 'cpuUsP
   return { name, ...(JSON.parse(out) as Omit<Result, 'name' | 'cpuUsPerRequest'>) };
 }
 
-const backend = await contestant('backend');
-progress(`backend on ${backend}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts (install wrk for steadier figures)'}, ${connections} connections, ${seconds} s each`);
-const contestants: [string, string | undefined][] = [
-  ['http-proxy-3 (bare, keep-alive agent)', await contestant('http-proxy-3', backend)],
-  ['nginx', await nginx(backend)],
-  ['undici Pool.stream (bare engine)', await contestant('undici', backend)],
-  ['fastify + @fastify/http-proxy', await contestant('fastify', backend)],
-  ['banyan, 10 routes', await contestant('banyan', backend, '10')],
-  ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
-];
+const contestants: [string, string | undefined][] = flags.stack ? await stackContestants() : await localContestants();
+
+async function localContestants(): Promise<[string, string | undefined][]> {
+  const backend = await contestant('backend');
+  progress(`backend on ${backend}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts (install wrk for steadier figures)'}, ${connections} connections, ${seconds} s each`);
+  return [
+    ['http-proxy-3 (bare, keep-alive agent)', await contestant('http-proxy-3', backend)],
+    ['nginx', await nginx(backend)],
+    ['undici Pool.stream (bare engine)', await contestant('undici', backend)],
+    ['fastify + @fastify/http-proxy', await contestant('fastify', backend)],
+    ['banyan, 10 routes', await contestant('banyan', backend, '10')],
+    ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
+  ];
+}
+
+/** One `banyan start` per --workers count, and a bare http-proxy-3 in front of the first one's legacy. */
+async function stackContestants(): Promise<[string, string | undefined][]> {
+  const counts = String(flags.workers ?? '1').split(',').map(Number);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) throw new Error(`--workers must list counts from 1 to 8, such as 1,2; not "${flags.workers}"`);
+  path = '/pypi/bench-project';
+  const out: [string, string | undefined][] = [];
+  for (const workers of counts) {
+    const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-stack-'));
+    progress(`starting the stack with ${workers} proxy worker${workers > 1 ? 's' : ''} in ${dir}`);
+    const started = await startStack(dir, ['--workers', String(workers), '--no-restart']);
+    cleanups.unshift(() => {
+      try { process.kill(-started.child.pid!, 'SIGINT'); } catch { /* gone */ }
+      const deadline = Date.now() + 20_000;
+      while (existsSync(join(dir, '.banyan', 'stack.json')) && Date.now() < deadline) spawnSync('sleep', ['0.1']);
+      rmSync(dir, { recursive: true, force: true });
+    });
+    COOKIE = pinCookie(readFileSync(join(dir, '.banyan', 'secret'), 'utf8').trim());
+    pids.set(started.stack.proxy, started.stack.pids['proxy']!);
+    if (out.length === 0) out.push(['http-proxy-3 in front of the same legacy', await contestant('http-proxy-3', started.stack.legacy)]);
+    out.push([`banyan, npm start stack, ${workers} worker${workers > 1 ? 's' : ''}`, started.stack.proxy]);
+  }
+  return out;
+}
 // Rounds are interleaved and each contestant keeps its best round: on a shared machine the
 // best round is the one least disturbed by others, and interleaving spreads the disturbance.
 const best = new Map<string, Result>();
@@ -130,7 +168,7 @@ for (let round = 1; round <= rounds; round++) {
 const results = [...best.values()];
 
 const by = (prefix: string) => results.find((r) => r.name.startsWith(prefix));
-const banyan = by('banyan, 1,000');
+const banyan = flags.stack ? by('banyan, npm start') : by('banyan, 1,000');
 const ratios: Record<string, { throughput: number; cpuEfficiency: number }> = {};
 if (banyan) {
   for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs fastify + @fastify/http-proxy', by('fastify')], ['vs nginx', by('nginx')], ['vs bare undici engine', by('undici')], ['1,000 vs 10 routes', by('banyan, 10 ')]] as const) {
@@ -138,13 +176,16 @@ if (banyan) {
     if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
   }
 }
+// With --workers 1,2: what a second worker adds (the load generator shares this machine's cores).
+const two = results.find((r) => r.name.endsWith(' 2 workers'));
+if (flags.stack && banyan && two && two !== banyan) ratios['2 workers vs 1'] = { throughput: two.rps / banyan.rps, cpuEfficiency: banyan.cpuUsPerRequest / two.cpuUsPerRequest };
 if (flags.json) {
-  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path: BENCH_PATH, results, ratios }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios }, null, 2)}\n`);
 } else {
-  process.stdout.write(`\nGET ${BENCH_PATH}, 1 KB answers, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
+  process.stdout.write(`\nGET ${path}${flags.stack ? ' (legacy answers, through the npm start stack)' : ', 1 KB answers'}, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
   printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'errors'], results.map((r) =>
     [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuUsPerRequest.toFixed(0), String(r.errors)]));
-  process.stdout.write('\nBanyan (1,000 routes, all features) against the others (above 1× is better):\n');
+  process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : '1,000 routes, all features'}) against the others (above 1× is better):\n`);
   printTable(['against', 'throughput', 'requests per CPU second'], Object.entries(ratios).map(([k, v]) =>
     [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`]));
   process.stdout.write('\nThe machine is shared: throughput moves with its load; CPU per request is the steadier figure.\n');

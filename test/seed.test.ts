@@ -36,7 +36,8 @@ describe('banyan seed: a representative data set', function () {
       await db.destroy();
     }
     const again = await runBanyanAsync(['seed', '--projects', '1', '--giants', '0', '--prefix', 'sdcli'], { env });
-    expect([again.status, again.stderr.trim().split('\n').at(-1)]).to.deep.equal([1, `banyan: projects named sdcli-… already exist (${summary![4]}) (seed into a fresh stack, or choose another --prefix)`]);
+    expect(again.status).to.equal(1);
+    expect(again.stderr.trim().split('\n').at(-1)).to.match(/^banyan: projects named sdcli-… already exist \(sdcli-[a-z0-9-]+\) \(seed into a fresh stack, or choose another --prefix\)$/);
     const bad = await runBanyanAsync(['seed', '--projects', 'many'], { env });
     expect([bad.status, bad.stderr]).to.deep.equal([2, 'banyan: --projects must be a whole number from 0 to 1,000,000, not "many" (see banyan seed --help)\n']);
   });
