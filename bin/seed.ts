@@ -23,7 +23,7 @@ export async function seed(args: Args): Promise<void> {
   const json = args.flags.has('json');
   let shown = 0;
   try {
-    if (!json) progress(`seeding ${options.projects.toLocaleString('en-US')} projects and ${options.giants} giants of ${options.giantReleases.toLocaleString('en-US')} releases (seed ${options.seed})`);
+    if (!json) progress(`seeding ${options.projects.toLocaleString('en-US')} projects and ${options.giants} giant${options.giants === 1 ? '' : 's'} of ${options.giantReleases.toLocaleString('en-US')} releases (seed ${options.seed})`);
     const summary = await seedIndex(db, {
       ...options,
       onProgress: (done, total) => {

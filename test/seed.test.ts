@@ -12,7 +12,7 @@ describe('banyan seed: a representative data set', function () {
     const env = { DATABASE_URL: s.primaryUrl };
     const run = await runBanyanAsync(['seed', '--projects', '60', '--giants', '1', '--giant-releases', '1200', '--seed', '7', '--prefix', 'sdcli'], { env });
     expect(run.status, run.stderr).to.equal(0);
-    expect(run.stderr).to.match(/• seeding 60 projects and 1 giants of 1,200 releases \(seed 7\)\n(• [\d,]+ of [\d,]+ releases \(\d+ %\)\n)+/);
+    expect(run.stderr).to.match(/• seeding 60 projects and 1 giant of 1,200 releases \(seed 7\)\n(• [\d,]+ of [\d,]+ releases \(\d+ %\)\n)+/);
     const summary = /^Seeded 61 projects, ([\d,]+) releases \(([\d,]+) yanked\) and ([\d,]+) files in [\d.]+ s\.\nGiants: (\S+);/.exec(run.stdout);
     expect(summary, run.stdout).to.not.equal(null);
     const db = connect(s.primaryUrl, { max: 1 });
