@@ -14,6 +14,7 @@ import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from '../lib/file-store.js';
 import { uploadRoutes } from './upload-route.js';
+import { UPLOAD_FAILURES } from './upload.js';
 import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 
@@ -84,6 +85,9 @@ export function createApp(options: AppOptions): Koa {
   projectPageRoutes(routes, dbOf);
   fileRoutes(routes, options.store);
   const projectsPerHour = options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR;
+  // Every outcome's series starts at 0: the dashboard's upload panels draw 0, not nothing, before the first upload.
+  for (const result of ['stored', 'exists', 'failed']) metrics.uploads.inc({ result }, 0);
+  for (const reason of UPLOAD_FAILURES) metrics.uploadFailures.inc({ reason }, 0);
   uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
     onUpload: (outcome) => {
       const failed = outcome !== 'stored' && outcome !== 'exists';

@@ -14,12 +14,14 @@ import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readSdist, readWheel, type Archiv
 import { isKnownClassifier, METADATA_VERSIONS, parseCoreMetadata, platformTagProblem, requirementProblem, specifierProblem } from './core-metadata.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
 
-/** Why an upload was refused: the `reason` label of upload failure metrics. */
-export type UploadFailure =
-  | 'auth-missing' | 'auth-invalid' | 'forbidden' | 'bad-form' | 'bad-action' | 'bad-protocol' | 'bad-name'
-  | 'bad-version' | 'bad-filetype' | 'bad-digest' | 'digest-mismatch' | 'bad-filename' | 'too-large' | 'file-exists' | 'token-scope' | 'rate-limited'
-  | 'bad-archive' | 'archive-too-large' | 'no-metadata' | 'metadata-mismatch' | 'bad-metadata-version' | 'bad-classifier' | 'bad-requires-dist'
-  | 'bad-requires-python' | 'bad-platform-tag' | 'second-sdist';
+/** Why an upload was refused: the `reason` label of upload failure metrics (each series starts at 0). */
+export const UPLOAD_FAILURES = [
+  'auth-missing', 'auth-invalid', 'forbidden', 'bad-form', 'bad-action', 'bad-protocol', 'bad-name',
+  'bad-version', 'bad-filetype', 'bad-digest', 'digest-mismatch', 'bad-filename', 'too-large', 'file-exists', 'token-scope', 'rate-limited',
+  'bad-archive', 'archive-too-large', 'no-metadata', 'metadata-mismatch', 'bad-metadata-version', 'bad-classifier', 'bad-requires-dist',
+  'bad-requires-python', 'bad-platform-tag', 'second-sdist',
+] as const;
+export type UploadFailure = (typeof UPLOAD_FAILURES)[number];
 
 /** Status lines carry the message, as Warehouse's do (twine prints them); they must be plain ASCII. */
 export function reasonPhrase(message: string): string {

@@ -22,6 +22,12 @@ function defaultMetrics(registry: Registry): void {
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** The proxy's metrics. */
+/** A counter whose series for every known value of `label` start at 0: a panel shows 0, not nothing, before the first event. */
+function preZeroed<L extends string>(counter: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const value of values) counter.inc({ [label]: value } as Partial<Record<L, string>>, 0);
+  return counter;
+}
+
 export function createProxyMetrics() {
   const registry = new Registry();
   defaultMetrics(registry);
@@ -85,12 +91,12 @@ export function createProxyMetrics() {
       labelNames: ['route', 'result'] as const,
       registers,
     }),
-    pins: new Counter({
+    pins: preZeroed(new Counter({
       name: 'banyan_proxy_pins_total',
       help: 'Session pins by event: set (after a write), honoured (a read carried the fence), rejected_forged, rejected_expired, rejected_malformed.',
       labelNames: ['event'] as const,
       registers,
-    }),
+    }), 'event', ['set', 'honoured', 'rejected_forged', 'rejected_expired', 'rejected_malformed']),
     tableVersion: new Gauge({
       name: 'banyan_route_table_version',
       help: 'The route table version in effect (the lowest among workers, so a worker lagging behind shows).',
@@ -220,6 +226,8 @@ export function requestRecorder(metrics: ProxyMetrics): (route: string, backend:
  * shows 0 on dashboards rather than nothing: requests by the backend its mode
  * sends to, and the last-request time.
  */
+const SHADOW_RESULTS = ['match', 'mismatch', 'noise', 'error', 'skipped'] as const;
+
 export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: string; mode: string; match: { methods?: readonly string[] } }[]): void {
   for (const route of routes) {
     const backends = route.mode === 'retired' ? ['proxy'] : route.mode === 'new' ? ['new'] : route.mode === 'canary' ? ['legacy', 'new'] : ['legacy'];
@@ -231,6 +239,7 @@ export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: st
     // A gauge already set keeps its value: only routes never seen start at 0.
     const seen = metrics.lastRequest.labels({ route: route.name });
     seen.inc(0);
+    if (route.mode === 'shadow') for (const result of SHADOW_RESULTS) metrics.shadowResults.inc({ route: route.name, result }, 0);
   }
 }
 

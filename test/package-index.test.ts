@@ -457,7 +457,12 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const outside = await fetch(file.url, { headers: { range: `bytes=${file.size}-` } });
       expect(outside.status).to.equal(416);
       expect(outside.headers.get('content-range')).to.equal(`bytes */${file.size}`);
-      expect((await fetch(`${app}/packages/../../etc/passwd`)).status).to.equal(404);
+      // fetch would resolve the dots itself: the raw target goes out as written, so the server is what refuses it.
+      for (const target of ['/packages/../../etc/passwd', '/packages/%2e%2e/%2e%2e/etc/passwd', '/packages/ab/cd/..%2f..%2f..%2fetc/passwd']) {
+        const answer = await rawGet(app, target);
+        expect(answer.split('\r\n')[0], target).to.match(/^HTTP\/1\.1 (400|404) /);
+        expect(answer, target).to.not.contain('root:');
+      }
     });
   });
 
@@ -573,3 +578,16 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     });
   });
 });
+
+/** One GET with the request target exactly as given (no client-side normalization), and the whole answer. */
+async function rawGet(origin: string, target: string): Promise<string> {
+  const url = new URL(origin);
+  const socket = connect(Number(url.port), url.hostname);
+  let answer = '';
+  socket.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.end(`GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+  await closed;
+  return answer;
+}

@@ -29,7 +29,8 @@ describe('a real Prometheus scraping the proxy and the app', () => {
       this.skip();
     }
     const s = await services();
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'prometheus: shipped routes');
+    // The shipped routes, with the project page in shadow: every panel of the dashboard has a series to draw.
+    await setRoutes(s, (readRoutesFile(DEFAULT_ROUTES_FILE) as Route[]).map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' } : r)), 'prometheus: shipped routes');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl });
     dir = tempDir('banyan-prometheus-');
     const port = await freePort();
@@ -65,7 +66,8 @@ describe('a real Prometheus scraping the proxy and the app', () => {
 
   it('sum by (route, backend) (banyan_http_requests_total) matches the requests sent', async function () {
     this.timeout(60_000);
-    const sent: Record<string, number> = { 'simple.index|new': 7, 'legacy.home|legacy': 5, 'legacy.rss|legacy': 3 };
+    const sent: Record<string, number> = { 'simple.index|new': 7, 'legacy.home|legacy': 5, 'legacy.rss|legacy': 3, 'legacy.unmatched|legacy': 2 };
+    for (let i = 0; i < 2; i++) await (await fetch(`${backends.urls.proxy}/no-route-here/${i}`)).text();
     for (let i = 0; i < 7; i++) await (await fetch(`${backends.urls.proxy}/simple/`)).text();
     for (let i = 0; i < 5; i++) await (await fetch(`${backends.urls.proxy}/`)).text();
     for (let i = 0; i < 3; i++) await (await fetch(`${backends.urls.proxy}/pypi?:action=rss`)).text();
@@ -83,14 +85,17 @@ describe('a real Prometheus scraping the proxy and the app', () => {
     expect(up.data.result.map((s) => [s.metric['job'], s.value[1]]).sort()).to.deep.equal([['banyan-app', '1'], ['banyan-proxy', '1']]);
   });
 
-  it('every query of the Grafana dashboard is valid PromQL against these metrics', async function () {
+  it('every query of the Grafana dashboard is valid PromQL and names only metrics the proxy and the app export', async function () {
     this.timeout(30_000);
     const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
     expect(dashboard.panels.length).to.be.at.least(8);
+    const names = ((await (await fetch(`${api}/api/v1/label/__name__/values`)).json()) as { data: string[] }).data;
     for (const panel of dashboard.panels) {
       for (const t of panel.targets) {
         const r = await query(t.expr.replaceAll('$__rate_interval', '1m'));
         expect(r.status, `${panel.title}: ${t.expr}: ${r.error}`).to.equal('success');
+        // A misspelt metric is valid PromQL that draws nothing: every name must be one Prometheus has scraped.
+        for (const metric of t.expr.match(/\bbanyan_[a-z0-9_]+/g) ?? []) expect(names, `${panel.title}: ${metric}`).to.include(metric);
       }
     }
     const lag = await query('max by (replica) (banyan_db_replica_lag_seconds)');
