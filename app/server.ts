@@ -49,7 +49,7 @@ export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
-  const metrics = options.metrics ?? createAppMetrics(options.router);
+  const metrics = options.metrics ?? createAppMetrics(options.router, options.fences);
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;

@@ -117,10 +117,16 @@ export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
 /** What the app's metrics read from its DB router. */
 export interface ReplicaStates {
   readonly states: readonly { readonly name: string; readonly healthy: boolean; readonly lagBytes: number; readonly lagSeconds: number }[];
+  /** Reads a replica failed and the primary answered. */
+  readonly readRetries?: number;
+  /** Reads a standby cancelled for a recovery conflict, answered by another server. */
+  readonly recoveryConflictRetries?: number;
+  /** Fenced reads answered by a replica that had replayed the fence when the primary was down. */
+  readonly primaryDownRescues?: number;
 }
 
 /** The new app's metrics: its requests, DB reads and replica lag, uploads and page cache. */
-export function createAppMetrics(router?: ReplicaStates) {
+export function createAppMetrics(router?: ReplicaStates, fences?: { readonly skipped: number }) {
   const registry = new Registry();
   defaultMetrics(registry);
   const registers = [registry];
@@ -144,6 +150,27 @@ export function createAppMetrics(router?: ReplicaStates) {
       help: 'Request DB handles by the server reads went to (primary, replica-N) and why (no_fence, fence_met, fence_wait, pinned, lagging, replica_down, primary_busy, no_replica).',
       labelNames: ['target', 'reason'] as const,
       registers,
+    }),
+    dbReadRetries: new Counter({
+      name: 'banyan_db_read_retries_total',
+      help: 'Reads answered by another server than the one first chosen, by why: replica_failed (the primary answered), recovery_conflict (the standby cancelled the query), primary_down (a replica that had replayed the fence answered a fenced read).',
+      labelNames: ['why'] as const,
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ why: 'replica_failed' }, router?.readRetries ?? 0);
+        this.inc({ why: 'recovery_conflict' }, router?.recoveryConflictRetries ?? 0);
+        this.inc({ why: 'primary_down' }, router?.primaryDownRescues ?? 0);
+      },
+    }),
+    fencesSkipped: new Counter({
+      name: 'banyan_fences_skipped_total',
+      help: 'Resource fence reads and writes skipped because Redis did not answer (BANYAN_FENCES_REDIS_DOWN decides what such reads do).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(fences?.skipped ?? 0);
+      },
     }),
     replicaLagSeconds: new Gauge({
       name: 'banyan_db_replica_lag_seconds',

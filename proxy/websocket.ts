@@ -40,11 +40,6 @@ export class WebSocketForwarder {
     this.#proxy.ws(req, socket, head, { target: this.#targets[backend] });
   }
 
-  /** Open tunnels, for draining. */
-  get open(): number {
-    return this.#tunnels.size;
-  }
-
   /** Closes every tunnel and the proxy. */
   close(): void {
     for (const socket of this.#tunnels) socket.destroy();

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
+import { createAppMetrics } from '../metrics/catalog.js';
 import { DbRouter } from '../routing/db-router.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
@@ -115,6 +116,10 @@ describe('DB router choices against a real replica', () => {
       expect(other.n).to.equal(2);
       expect(other.standby, 'another replica as far along answers, sparing the primary').to.equal(true);
       expect(two.recoveryConflictRetries).to.equal(1);
+      // Operators see it on the app's /metrics.
+      const text = await createAppMetrics(two).registry.metrics();
+      expect(text).to.contain('banyan_db_read_retries_total{why="recovery_conflict"} 1');
+      expect(text).to.contain('banyan_db_read_retries_total{why="replica_failed"} 0');
     } finally {
       await two.close();
       await setDelay(undefined);

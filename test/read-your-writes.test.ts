@@ -144,6 +144,8 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
         await r.text();
         expect({ status: r.status, from: r.headers.get('x-banyan-read-from') })
           .to.deep.equal(whenDown === 'skip' ? { status: 404, from: 'replica-1' } : { status: 200, from: 'primary' });
+        const metrics = await (await fetch(`${deaf.urls.app}/metrics`)).text();
+        expect(metrics, 'operators see the skipped fences').to.match(/^banyan_fences_skipped_total [1-9]/m);
       } finally {
         await deaf.stop();
       }
