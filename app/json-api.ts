@@ -5,7 +5,7 @@ import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { findProject, findRelease, latestRelease, projectFiles, releaseFiles, type FileRow, type ProjectRow, type ReleaseRow } from './queries.js';
 import { origin } from './origin.js';
-import type { DbFor } from './server.js';
+import type { DbFor } from './db-for.js';
 import { projectResource } from '../lib/write-announcer.js';
 
 /**

@@ -8,7 +8,7 @@ import { isValidName, normalizeName } from '../lib/names.js';
 import { createProject, creationRefusal } from '../lib/ownership.js';
 import { changeRelease, type ReleaseAction } from '../lib/releases.js';
 import { lockProject, type WriteAnnouncer } from '../lib/write-announcer.js';
-import type { DbFor } from './server.js';
+import type { DbFor } from './db-for.js';
 
 /**
  * `POST /manage/projects`: registers a project (name) for the logged-in

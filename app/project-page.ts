@@ -7,7 +7,7 @@ import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { ACCEPT_CH, chooseFile, describePlatform, detectPlatform } from './platform.js';
 import { findProject, findRelease, latestRelease, releaseFiles, releasePage, type FileRow } from './queries.js';
-import type { DbFor } from './server.js';
+import type { DbFor } from './db-for.js';
 import { projectResource } from '../lib/write-announcer.js';
 
 /** Releases listed per page: the page costs the same for 10 releases or 10,000. */

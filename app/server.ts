@@ -3,6 +3,7 @@ import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import { isConnectionError } from '../routing/database.js';
 import type { DbRouter, RequestDb } from '../routing/db-router.js';
+import type { DbFor } from './db-for.js';
 import type { FenceStore } from '../routing/fences.js';
 import { dbForRequest } from '../routing/read-your-writes.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
@@ -34,11 +35,6 @@ export interface AppOptions {
   readonly metrics?: AppMetrics;
 }
 
-/**
- * A request's DB handle, chosen on first use: reads declaring resources
- * (`project:<name>`) also wait for those resources' fences.
- */
-export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise<RequestDb>;
 
 /**
  * The new package index, as a Koa application. Every request gets one DB

@@ -6,7 +6,7 @@ import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import type { CachedPage, PageCache } from './page-cache.js';
 import { findProject, projectFiles, type FileRow } from './queries.js';
-import type { DbFor } from './server.js';
+import type { DbFor } from './db-for.js';
 
 /** PEP 629: the repository version this index speaks (1.1: PEP 700's size, upload-time and versions). */
 export const REPOSITORY_VERSION = '1.1';

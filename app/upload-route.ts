@@ -1,6 +1,6 @@
 import type Router from '@koa/router';
 import type { WriteAnnouncer } from '../lib/write-announcer.js';
-import type { DbFor } from './server.js';
+import type { DbFor } from './db-for.js';
 import type { FileStore } from '../lib/file-store.js';
 import { handleUpload, reasonPhrase, UploadError, type UploadFailure } from './upload.js';
 
