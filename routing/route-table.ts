@@ -16,7 +16,7 @@
  * A request that no route matches goes to legacy as `legacy.unmatched`.
  */
 
-import { checkExtractors, type FeatureExtractor } from '../metrics/features.js';
+import { checkExtractors, type FeatureExtractor } from './route-features.js';
 
 export const MODES = ['legacy', 'shadow', 'canary', 'new', 'retired'] as const;
 export type Mode = (typeof MODES)[number];
@@ -70,7 +70,7 @@ export interface Route {
   readonly shadow?: ShadowOptions;
   /** Upstream time limits for this route, in milliseconds. */
   readonly timeouts?: { readonly headersMs?: number; readonly bodyMs?: number };
-  /** Legacy feature extractors, for usage metrics (metrics/features.ts). */
+  /** Legacy feature extractors, for usage metrics (routing/route-features.ts). */
   readonly features?: readonly FeatureExtractor[];
 }
 
