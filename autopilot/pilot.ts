@@ -173,16 +173,19 @@ export class Autopilot {
   }
 
   /** The plan moves to step `step`, with the route as that step has it. */
-  async #move(row: PlanRow, plan: Plan, step: number, route: Route, reason: string, table: TableVersion, checks: readonly Check[] = []): Promise<void> {
-    const saved = await this.#commit(row, { step, status: 'running', reason, route, table });
-    await this.#after(saved);
-    this.#o.log(`autopilot: ${row.route}: ${reason}`);
-    return this.#emit(plan, { ...row, step, status: 'running' }, 'step', reason, saved?.version ?? null, stepsOf(plan), checks);
+  #move(row: PlanRow, plan: Plan, step: number, route: Route, reason: string, table: TableVersion, checks: readonly Check[] = []): Promise<void> {
+    return this.#transition(row, plan, 'running', 'step', reason, table, route, checks, step);
   }
 
   /** The plan ends (done, rolled back, stopped, overridden), with the route put to `route` if given. */
-  async #finish(row: PlanRow, plan: Plan, status: string, event: PlanEvent, reason: string, table: TableVersion | undefined,
+  #finish(row: PlanRow, plan: Plan, status: string, event: PlanEvent, reason: string, table: TableVersion | undefined,
     route?: Route, checks: readonly Check[] = [], step = row.step): Promise<void> {
+    return this.#transition(row, plan, status, event, reason, table, route, checks, step);
+  }
+
+  /** One change of the plan (and of the route, if given): committed, applied here and announced, logged, and sent to the webhook. */
+  async #transition(row: PlanRow, plan: Plan, status: string, event: PlanEvent, reason: string, table: TableVersion | undefined,
+    route: Route | undefined, checks: readonly Check[], step: number): Promise<void> {
     const saved = await this.#commit(row, { step, status, reason, route, table });
     await this.#after(saved);
     this.#o.log(`autopilot: ${row.route}: ${reason}`);

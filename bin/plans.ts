@@ -5,7 +5,7 @@ import { loadSettings, readStackFile, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../routing/database.js';
 import { announceVersion } from '../routing/route-sync.js';
-import { readRoutesFile } from '../proxy/runtime.js';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 
@@ -60,7 +60,7 @@ export async function plans(args: Args): Promise<void> {
       return;
     }
     const file = args.flags.get('plan');
-    const raw = typeof file === 'string' ? readRoutesFile(file) : action === 'promote' ? DEFAULT_PROMOTE_PLAN : DEFAULT_RETIRE_PLAN;
+    const raw = typeof file === 'string' ? readPlanFile(file) : action === 'promote' ? DEFAULT_PROMOTE_PLAN : DEFAULT_RETIRE_PLAN;
     const started = await startPlan(db, action as PlanKind, name!, raw, actor);
     const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
     const live = lease && new Date(lease.expires_at).getTime() > Date.now();
@@ -94,5 +94,15 @@ function printStatus(v: PlanView): void {
   if (v.status === 'running' || v.status === 'paused') {
     const lease = v.lease && v.lease.expiresInMs > 0 ? `the autopilot is ${v.lease.holder}` : 'no proxy holds the autopilot lease: is a proxy running?';
     out.write(`\n${lease}\n`);
+  }
+}
+
+/** A plan file's JSON, or what is wrong with it. */
+function readPlanFile(path: string): unknown {
+  if (!existsSync(path)) throw new BanyanError('plan-file-missing', `plan file ${path} does not exist`, 'write one as README.md shows ("Cutover on autopilot"), or leave --plan out for the default plan');
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new BanyanError('plan-file-invalid', `plan file ${path} is not valid JSON: ${(err as Error).message}`, 'nothing was started');
   }
 }

@@ -273,6 +273,9 @@ describe('the cutover autopilot, against real proxy processes', function () {
     expect(bad.stderr).to.contain('steps[0].percent: must be a number above 0 and below 100, not 150');
     expect(bad.stderr).to.contain('steps[0].hold: must be a duration such as "30s", "10m" or "1d", not "soon"');
     expect(bad.stderr).to.contain('steps: the last step must be {"mode": "new", …}');
+    const missing = await banyan('routes', 'promote', 'ap_walk', '--plan', join(dir, 'no-such-plan.json'));
+    expect([missing.status, missing.stderr]).to.deep.equal([1, `banyan: plan file ${join(dir, 'no-such-plan.json')} does not exist ` +
+      '(write one as README.md shows ("Cutover on autopilot"), or leave --plan out for the default plan)\n']);
 
     const users = load(urls, '/ap/used/', { agent: 'nightly-mirror/2.1' });
     await new Promise((r) => setTimeout(r, 500));
