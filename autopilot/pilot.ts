@@ -147,7 +147,7 @@ export class Autopilot {
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
-    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, plan, step, new Date(now)));
+    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)));
     switch (verdict.action) {
       case 'wait': return;
       case 'hold': {

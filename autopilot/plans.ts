@@ -161,7 +161,7 @@ export interface PlanView {
 }
 
 /** The evidence a step is judged on: since the step began, the budget window, and since the plan began. */
-export async function stepEvidence(db: Kysely<Database>, row: PlanRow, plan: Plan, step: Step, now: Date): Promise<{ step: Evidence; window: Evidence; plan: Evidence }> {
+export async function stepEvidence(db: Kysely<Database>, row: PlanRow, step: Step, now: Date): Promise<{ step: Evidence; window: Evidence; plan: Evidence }> {
   const began = row.step_started_at ?? now;
   const windowMs = step.promote?.budgets.windowMs ?? 0;
   const windowStart = new Date(Math.max(began.getTime(), now.getTime() - windowMs));
@@ -176,7 +176,7 @@ export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Dat
   const steps = stepsOf(plan);
   const step = row.step >= 0 ? steps[row.step] : undefined;
   const elapsedMs = step && row.step_started_at ? now.getTime() - new Date(row.step_started_at).getTime() : 0;
-  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, plan, step, now)) : undefined;
+  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now)) : undefined;
   const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
   return {
     id: String(row.id), route: row.route, kind: row.kind as PlanKind, status: row.status, step: row.step, steps: steps.map((s) => s.label),

@@ -27,7 +27,7 @@ import { FileStore } from '../lib/file-store.js';
 import type { Database } from '../lib/schema.js';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
-import { listen, type Listening } from '../lib/http-server.js';
+import { listen } from '../lib/http-server.js';
 import { DbRouter } from '../routing/db-router.js';
 import { FenceStore } from '../routing/fences.js';
 import { startServices } from '../stack/local-stack.js';
