@@ -28,25 +28,32 @@ export class FeatureExtraction {
   // extractor objects (perhaps new known values); the route's spent budget carries over.
   readonly #labels = new Map<string, FeatureLabels>();
 
-  /** The request's features, labelled within the route's budget; undefined when the client went away while its body was peeked at. */
-  async extract(req: IncomingMessage, decision: Decision, method: string): Promise<Extracted | undefined> {
+  /**
+   * The request's features, labelled within the route's budget. A promise only when the body must be
+   * peeked at (undefined when the client went away meanwhile): the usual request costs no await.
+   */
+  extract(req: IncomingMessage, decision: Decision, method: string): Extracted | Promise<Extracted | undefined> {
     const extractors = decision.spec?.features;
     if (!extractors) return NOTHING;
     const url = req.url ?? '';
     const q = url.indexOf('?');
-    let features = q < 0 ? NO_FEATURES : queryFeatures(extractors, url.slice(q + 1));
-    let body: Readable | undefined;
-    if (readsBody(extractors) && !SAFE.has(method) && hasBody(req)) {
-      try {
-        const peeked = await peekFeature(req, extractors);
-        body = peeked.body;
-        if (peeked.feature) features = [...features, peeked.feature];
-      } catch {
-        return undefined;
-      }
+    const features = q < 0 ? NO_FEATURES : queryFeatures(extractors, url.slice(q + 1));
+    if (readsBody(extractors) && !SAFE.has(method) && hasBody(req)) return this.#peek(req, decision.route, extractors, features);
+    return this.#labelled(decision.route, extractors, features, undefined);
+  }
+
+  async #peek(req: IncomingMessage, route: string, extractors: readonly FeatureExtractor[], features: readonly string[]): Promise<Extracted | undefined> {
+    try {
+      const peeked = await peekFeature(req, extractors);
+      return this.#labelled(route, extractors, peeked.feature ? [...features, peeked.feature] : features, peeked.body);
+    } catch {
+      return undefined;
     }
+  }
+
+  #labelled(route: string, extractors: readonly FeatureExtractor[], features: readonly string[], body: Readable | undefined): Extracted {
     if (features.length) {
-      const labels = this.#labelsFor(decision.route, extractors);
+      const labels = this.#labelsFor(route, extractors);
       features = features.map((f) => labels.label(f));
     }
     return features.length || body ? { features, body } : NOTHING;

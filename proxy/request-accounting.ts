@@ -18,7 +18,8 @@ export const CLIENT_CLOSED = 499;
 /** One request as the proxy handled it; `served` and `fallbackReason` change when it falls back. */
 export interface Exchange {
   readonly requestId: string;
-  readonly started: bigint;
+  /** When the request arrived, in `performance.now()` milliseconds. */
+  readonly started: number;
   readonly method: string;
   readonly route: string;
   readonly mode: string;
@@ -53,8 +54,8 @@ export class RequestAccounting {
   }
 
   /** A request refused before routing (an ambiguous target): counted as unmatched, answered by the proxy. */
-  refused(method: string, status: number, started: bigint): void {
-    this.#record(UNMATCHED, 'proxy', method, status, Number(process.hrtime.bigint() - started) / 1e9);
+  refused(method: string, status: number, started: number): void {
+    this.#record(UNMATCHED, 'proxy', method, status, (performance.now() - started) / 1e3);
   }
 
   /**
@@ -67,7 +68,7 @@ export class RequestAccounting {
     const bytesBefore = socket.bytesWritten;
     res.once('close', () => {
       const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
-      const seconds = Number(process.hrtime.bigint() - exchange.started) / 1e9;
+      const seconds = (performance.now() - exchange.started) / 1e3;
       const o = this.#o;
       this.#record(exchange.route, exchange.served, exchange.method, status, seconds);
       if (o.accessLog) {

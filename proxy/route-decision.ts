@@ -25,34 +25,45 @@ export class RouteDecider {
   }
 
   /**
-   * The route and target of a request. `mint` receives a new session id when the request had none and
-   * the route needed its canary side; a previewing browser goes to the new app on its route only.
+   * The route and target of a request; `minted` is a new session id when the request had none and the
+   * route needed its canary side. A previewing browser goes to the new app on its route only.
    */
-  decide(req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): Decision {
+  decide(req: IncomingMessage, client: ClientInfo): Decision & { readonly minted?: string } {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
-    const decision = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, () => this.#bucketOf(req, client, mint), Date.now());
-    if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) return { ...decision, target: 'new' };
+    this.#asking = req;
+    this.#client = client;
+    this.#minted = undefined;
+    let decision: Decision & { minted?: string } = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, this.#bucket, Date.now());
+    this.#asking = undefined;
+    if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) decision = { ...decision, target: 'new' };
+    if (this.#minted !== undefined) decision = { ...decision, minted: this.#minted };
     return decision;
   }
+
+  // The request being decided, for #bucket: one function made once, not a closure per request.
+  #asking: IncomingMessage | undefined;
+  #client: ClientInfo | undefined;
+  #minted: string | undefined;
+  readonly #bucket = (): number => this.#bucketOf(this.#asking!, this.#client!);
 
   /**
    * The canary bucket of a request: the one its `banyan_sid` carries, else the
    * configured legacy session cookie's, else the client address's. A request
-   * without a session cookie gets one minted with that bucket (`mint`), so a
+   * without a session cookie gets one minted with that bucket, so a
    * browser keeps its side for the session's life, through writes and pin
    * expiry; a client that keeps no cookies stays keyed by its address.
    */
-  #bucketOf(req: IncomingMessage, client: ClientInfo, mint: (sid: string) => void): number {
+  #bucketOf(req: IncomingMessage, client: ClientInfo): number {
     const cookies = req.headers.cookie;
     const sid = cookieValue(cookies, SESSION_COOKIE);
     const carried = sid === undefined ? undefined : sessionBucket(sid);
     if (carried !== undefined) return carried;
     const legacySession = this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined;
     const bucket = canaryBucket(legacySession ?? client.ip);
-    mint(newSession(bucket));
+    this.#minted = newSession(bucket);
     return bucket;
   }
 

@@ -376,17 +376,11 @@ export function decide(table: CompiledTable, method: string, host: string | unde
   const hit = table.match(method, host, path, query);
   if (!hit) return { route: UNMATCHED, mode: 'legacy', target: 'legacy', spec: undefined, params: {} };
   const { route, params } = hit;
-  const base = { route: route.name, mode: route.mode, spec: route, params };
-  switch (route.mode) {
-    case 'new':
-      return { ...base, target: 'new' };
-    case 'retired':
-      return { ...base, target: 'proxy' };
-    case 'canary':
-      return { ...base, target: bucket() < Math.round((route.percent ?? 0) * 100) ? 'new' : 'legacy' };
-    default:
-      return { ...base, target: inBrownout(route, now) ? 'proxy' : 'legacy' };
-  }
+  const target = route.mode === 'new' ? 'new'
+    : route.mode === 'retired' ? 'proxy'
+      : route.mode === 'canary' ? (bucket() < Math.round((route.percent ?? 0) * 100) ? 'new' : 'legacy')
+        : inBrownout(route, now) ? 'proxy' : 'legacy';
+  return { route: route.name, mode: route.mode, target, spec: route, params };
 }
 
 function inBrownout(route: Route, now: number): boolean {

@@ -106,7 +106,12 @@ describe('proxy forwarding', () => {
     expect(res.status).to.equal(502);
     const text = await res.text();
     expect(text).to.contain('the new backend refused the connection');
-    expect(text).to.match(/Request id: [0-9a-f-]{36}/);
+    const id = res.headers.get('x-request-id');
+    expect(id, 'a process prefix and a counter').to.match(/^[A-Za-z0-9_-]{12}-[0-9a-z]+$/);
+    expect(text).to.contain(`Request id: ${id}\n`);
+    const again = await fetch(`${front.url}/simple/`);
+    await again.text();
+    expect(again.headers.get('x-request-id'), 'every request has its own id').to.not.equal(id);
   });
 
   it('answers 504 when the backend is too slow to answer', async () => {

@@ -26,8 +26,13 @@ describe('proxy headers', () => {
   });
 
   it('keeps the write LSN away from clients and adds the request id', () => {
-    const out = clientResponseHeaders({ 'x-banyan-write-lsn': '0/1', 'content-type': 'text/html', connection: 'close', 'transfer-encoding': 'chunked' }, 'req-1');
-    expect(out).to.deep.equal({ 'content-type': 'text/html', 'x-request-id': 'req-1' });
+    const raw = ['X-Banyan-Write-Lsn', '0/1', 'Content-Type', 'text/html', 'Connection', 'close', 'Transfer-Encoding', 'chunked', 'X-Request-Id', 'backend-id'];
+    expect(clientResponseHeaders(raw.map((h) => Buffer.from(h, 'latin1')), 'req-1')).to.deep.equal({ 'Content-Type': 'text/html', 'x-request-id': 'req-1' });
+  });
+
+  it('keeps the backend\'s spelling and repeats of response headers, and drops the ones Connection names', () => {
+    const raw = ['Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Set-Cookie', 'c=3', 'Connection', 'close, X-Hop', 'x-hop', 'secret', 'ETag', '"v1"'];
+    expect(clientResponseHeaders(raw, 'req-1')).to.deep.equal({ 'Set-Cookie': ['a=1', 'c=3'], 'set-cookie': 'b=2', 'ETag': '"v1"', 'x-request-id': 'req-1' });
   });
 
   it('accepts only short, plain request ids from clients', () => {
