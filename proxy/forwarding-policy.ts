@@ -7,7 +7,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import CircuitBreaker from 'opossum';
+import { Breaker, BreakerOpenError, type BreakerOptions } from '../lib/breaker.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import { asUpstream, fail, notReplayed } from './answers.js';
 import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
@@ -15,15 +15,7 @@ import type { ClientInfo } from './headers.js';
 import type { Exchange } from './request-accounting.js';
 
 /** Circuit breaker settings, one breaker per upstream. */
-export interface BreakerSettings {
-  /** Failure share (percent) over the rolling window that opens the breaker. */
-  readonly errorThresholdPercentage: number;
-  /** Requests in the window before the share counts. */
-  readonly volumeThreshold: number;
-  /** How long the breaker stays open before one trial request. */
-  readonly resetTimeoutMs: number;
-  readonly rollingWindowMs: number;
-}
+export type BreakerSettings = Pick<BreakerOptions, 'errorThresholdPercentage' | 'volumeThreshold' | 'resetTimeoutMs' | 'rollingWindowMs'>;
 
 export const DEFAULT_BREAKER: BreakerSettings = { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 5_000, rollingWindowMs: 10_000 };
 
@@ -31,7 +23,7 @@ type Backend = 'legacy' | 'new';
 
 export class ForwardingPolicy {
   readonly forwarder: Forwarder;
-  readonly #breakers: Record<Backend, CircuitBreaker>;
+  readonly #breakers: Record<Backend, Breaker>;
   readonly #metrics: ProxyMetrics;
   readonly #log: (line: string) => void;
 
@@ -44,8 +36,7 @@ export class ForwardingPolicy {
   }
 
   breakerState(backend: Backend): 'closed' | 'half-open' | 'open' {
-    const b = this.#breakers[backend];
-    return b.opened ? 'open' : b.halfOpen ? 'half-open' : 'closed';
+    return this.#breakers[backend].state;
   }
 
   /**
@@ -99,7 +90,17 @@ export class ForwardingPolicy {
   }
 
   #send(backend: Backend, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions): Promise<CapturedResponse | undefined> {
-    return this.#breakers[backend].fire(() => this.forwarder.forward(backend, req, res, client, forward)) as Promise<CapturedResponse | undefined>;
+    const breaker = this.#breakers[backend];
+    if (!breaker.admit()) return Promise.reject(new BreakerOpenError());
+    return this.forwarder.forward(backend, req, res, client, forward).then((captured) => {
+      breaker.succeeded();
+      return captured;
+    }, (err: unknown) => {
+      // A request the upstream rejected as malformed says nothing about its health.
+      if (err instanceof UpstreamError && err.status === 400) breaker.succeeded();
+      else breaker.failed();
+      throw err;
+    });
   }
 
   async close(): Promise<void> {
@@ -109,24 +110,19 @@ export class ForwardingPolicy {
   }
 }
 
-function makeBreaker(backend: Backend, settings: BreakerSettings, metrics: ProxyMetrics, log: (line: string) => void): CircuitBreaker {
-  const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
-    timeout: false,
-    errorThresholdPercentage: settings.errorThresholdPercentage,
-    volumeThreshold: settings.volumeThreshold,
-    resetTimeout: settings.resetTimeoutMs,
-    rollingCountTimeout: settings.rollingWindowMs,
-    rollingCountBuckets: 10,
-    // A request the upstream rejected as malformed says nothing about its health.
-    errorFilter: (err: unknown) => err instanceof UpstreamError && err.status === 400,
-  });
+const GAUGE = { closed: 0, 'half-open': 1, open: 2 } as const;
+
+function makeBreaker(backend: Backend, settings: BreakerSettings, metrics: ProxyMetrics, log: (line: string) => void): Breaker {
   metrics.breakerState.set({ backend }, 0);
-  breaker.on('open', () => { metrics.breakerState.set({ backend }, 2); log(`proxy: circuit breaker for the ${backend} backend opened`); });
-  breaker.on('halfOpen', () => metrics.breakerState.set({ backend }, 1));
-  breaker.on('close', () => { metrics.breakerState.set({ backend }, 0); log(`proxy: circuit breaker for the ${backend} backend closed`); });
-  return breaker;
+  return new Breaker({
+    ...settings,
+    onChange: (state) => {
+      metrics.breakerState.set({ backend }, GAUGE[state]);
+      if (state !== 'half-open') log(`proxy: circuit breaker for the ${backend} backend ${state === 'open' ? 'opened' : 'closed'}`);
+    },
+  });
 }
 
 function isOpenBreaker(err: unknown): boolean {
-  return (err as { code?: string }).code === 'EOPENBREAKER';
+  return err instanceof BreakerOpenError;
 }

@@ -1,8 +1,8 @@
 import { sql, type Kysely } from 'kysely';
-import CircuitBreaker from 'opossum';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
 import type { Database } from '../lib/schema.js';
+import { Breaker, BreakerOpenError } from '../lib/breaker.js';
 import { connect, isConnectionError, redactUrl } from './database.js';
 import { parseLsn } from '../lib/lsn.js';
 
@@ -92,7 +92,7 @@ export class DbRouter {
   #primaryReads = 0;
   readonly #inFlight: number[];
   #waiters: (() => void)[] = [];
-  readonly #breakers: CircuitBreaker[];
+  readonly #breakers: Breaker[];
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
@@ -101,10 +101,7 @@ export class DbRouter {
     this.primary = { name: 'primary', url: options.primaryUrl, db: connect(options.primaryUrl, { max, name: app }) };
     this.replicas = options.replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }) }));
     // One breaker per replica: repeated connection failures take it out of rotation at once.
-    this.#breakers = this.replicas.map(() => new CircuitBreaker((run: () => Promise<unknown>) => run(), {
-      timeout: false, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: 2_000,
-      errorFilter: (err: unknown) => !isConnectionError(err),
-    }));
+    this.#breakers = this.replicas.map(() => new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
     this.#inFlight = this.replicas.map(() => 0);
     this.states = this.replicas.map((r) => ({
       name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
@@ -178,7 +175,7 @@ export class DbRouter {
   /** A replica whose replay position, asked now, has reached `lsn`. */
   async #replicaAtLeast(lsn: bigint): Promise<number | undefined> {
     for (const [i, replica] of this.replicas.entries()) {
-      if (this.#breakers[i]!.opened) continue;
+      if (this.#breakers[i]!.state === 'open') continue;
       try {
         const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(replica.db);
         const replayed = parseLsn(r.rows[0]?.lsn ?? '');
@@ -198,7 +195,7 @@ export class DbRouter {
     const limit = this.#options.staleReadLimitSeconds ?? 300;
     let best: number | undefined;
     this.states.forEach((s, i) => {
-      if (!s.healthy || this.#breakers[i]!.opened || s.replayLsn === undefined || s.lagSeconds > limit) return;
+      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) return;
       if (best === undefined || s.replayLsn > this.states[best]!.replayLsn!) best = i;
     });
     return best === undefined ? undefined : this.replicas[best];
@@ -207,7 +204,18 @@ export class DbRouter {
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
     this.#inFlight[index]!++;
     try {
-      return await (this.#breakers[index]!.fire(() => fn(this.replicas[index]!.db)) as Promise<T>);
+      const breaker = this.#breakers[index]!;
+      if (!breaker.admit()) throw new BreakerOpenError();
+      try {
+        const result = await fn(this.replicas[index]!.db);
+        breaker.succeeded();
+        return result;
+      } catch (err) {
+        // Only a failure to reach the replica counts against it; a query's own error says nothing of its health.
+        if (isConnectionError(err)) breaker.failed();
+        else breaker.succeeded();
+        throw err;
+      }
     } catch (err) {
       if (retryConflict && isRecoveryConflict(err)) {
         // The standby cancelled the query to replay WAL that conflicted with it (a lock, a vacuum): the
@@ -216,7 +224,7 @@ export class DbRouter {
         const other = this.#atLeastAsFresh(index);
         return other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false);
       }
-      const open = (err as { code?: string }).code === 'EOPENBREAKER';
+      const open = err instanceof BreakerOpenError;
       if (!open && !isConnectionError(err)) throw err;
       // Out until the monitor sees it answer again.
       const state = this.states[index]!;
@@ -259,7 +267,7 @@ export class DbRouter {
     const maxSeconds = this.#options.maxLagSeconds ?? 30;
     const out: number[] = [];
     this.states.forEach((s, i) => {
-      if (s.healthy && !this.#breakers[i]!.opened && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
+      if (s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
     });
     return out;
   }
