@@ -160,8 +160,8 @@ describe('the cutover autopilot, against real proxy processes', function () {
     expect(history.map((e) => e.changes.join('; '))).to.deep.equal([
       'change  ap_walk: legacy → shadow', 'change  ap_walk: shadow → canary 10% (fallback)', 'change  ap_walk: canary 10% (fallback) → canary 50% (fallback)', 'change  ap_walk: canary 50% (fallback) → new (fallback)',
     ]);
-    expect(history[1]!.reason).to.match(/step 2\/4: canary 10% \(shadow passed: \d+ comparisons, 0\.00 % mismatched/);
-    expect(history[3]!.reason).to.match(/canary 50% passed: \d+ requests on the new app over \d+s, 5xx 0\.00 %, p95 [\d.]+ ms/);
+    expect(history[1]!.reason, history[1]!.reason).to.match(/step 2\/4: canary 10% \(shadow passed: [\d,]+ comparisons, 0\.00 % mismatched/);
+    expect(history[3]!.reason, history[3]!.reason).to.match(/canary 50% passed: [\d,]+ requests on the new app over \d+s, 5xx 0\.00 %, p95 [\d.]+ ms/);
     expect(users.results.filter((r) => r.status !== 200), 'no user saw an error').to.deep.equal([]);
     expect(hook.events.map((e) => e['event'])).to.deep.equal(['step', 'step', 'step', 'step', 'done']);
     expect(hook.events[2]).to.deep.include({ route: 'ap_walk', kind: 'promote', status: 'running', step: { index: 3, of: 4, label: 'canary 50%' } });
