@@ -5,7 +5,7 @@
  *   undici PORT TARGET               a bare node:http server forwarding with undici Pool.stream()
  *   fastify PORT TARGET              Fastify with @fastify/http-proxy (undici underneath): the fastest framework-based Node proxy
  *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on (pins, metrics, breakers, usage ledger, feature
- *                                    extraction, autopilot evidence) and ROUTES routes
+ *                                    extraction, autopilot evidence) and ROUTES routes, compiled (from dist/)
  * Prints "ready" when it listens.
  */
 import { createServer, Agent } from 'node:http';
@@ -13,12 +13,6 @@ import { createProxyServer } from 'http-proxy-3';
 import { Pool } from 'undici';
 import Fastify from 'fastify';
 import fastifyProxy from '@fastify/http-proxy';
-import { Autopilot } from '../autopilot/pilot.js';
-import { createProxyMetrics } from '../metrics/catalog.js';
-import { UsageLedger } from '../metrics/usage.js';
-import { connect } from '../routing/database.js';
-import { createProxy } from '../proxy/server.js';
-import { compileTable } from '../routing/route-table.js';
 import { BENCH_SECRET, benchRoutes } from './routes.js';
 
 const [kind, portText, target, routeCount] = process.argv.slice(2);
@@ -58,6 +52,14 @@ if (kind === 'backend') {
   app.server.keepAliveTimeout = 60_000;
   process.stdout.write('ready\n');
 } else if (kind === 'banyan') {
+  // Compiled (dist/, which bench:proxy builds first), as an installed package or a built checkout runs it.
+  const load = <T>(path: string) => import(new URL(`../dist/${path}`, import.meta.url).href) as Promise<T>;
+  const { Autopilot } = await load<typeof import('../autopilot/pilot.js')>('autopilot/pilot.js');
+  const { createProxyMetrics } = await load<typeof import('../metrics/catalog.js')>('metrics/catalog.js');
+  const { UsageLedger } = await load<typeof import('../metrics/usage.js')>('metrics/usage.js');
+  const { connect } = await load<typeof import('../routing/database.js')>('routing/database.js');
+  const { createProxy } = await load<typeof import('../proxy/server.js')>('proxy/server.js');
+  const { compileTable } = await load<typeof import('../routing/route-table.js')>('routing/route-table.js');
   const metrics = createProxyMetrics();
   const table = compileTable(benchRoutes(Number(routeCount)), 1);
   // Counted per request as in production; never flushed, so no database is reached (the pool connects on first use).

@@ -2,10 +2,12 @@
  * npm run bench:proxy [-- --seconds 4 --rounds 3 --connections 50 --json]
  * npm run bench:proxy -- --stack [--workers 1,2]
  *
- * Side by side, in one run on this machine: the backend direct, a bare
- * http-proxy-3 server, nginx (when installed), and Banyan's proxy with every
- * feature on (10 and 1,000 routes, metrics, breakers, a pin checked on every request). Each contestant is its own
- * process; load comes from wrk when installed, else from bench/load.ts.
+ * Side by side, in one run on this machine: a bare http-proxy-3 server,
+ * nginx (when installed), the bare undici engine, Fastify with
+ * @fastify/http-proxy, and Banyan's proxy with every feature on (10 and
+ * 1,000 routes, metrics, breakers, a pin checked on every request), compiled
+ * (dist/ is built first). Each contestant is its own process; load comes
+ * from wrk when installed, else from bench/load.ts.
  *
  * With --stack: the real `banyan start` stack (one per --workers count, each
  * component its own process), against a bare http-proxy-3 in front of the
@@ -106,6 +108,13 @@ function load(name: string, url: string, duration: number): Omit<Result, 'cpuUsP
   }
   const out = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'load.ts'), url, String(connections), String(duration), COOKIE], { encoding: 'utf8' }).stdout;
   return { name, ...(JSON.parse(out) as Omit<Result, 'name' | 'cpuUsPerRequest'>) };
+}
+
+// Banyan runs compiled, as an installed package (or a built checkout: npm start) runs it; tsx, which runs the
+// sources, adds a helper call to some constructs on every request.
+progress('building dist/ (npm run build), so Banyan runs compiled');
+if (spawnSync(process.execPath, [join(here, '..', 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] }).status !== 0) {
+  throw new Error('npm run build failed: fix the build first');
 }
 
 const contestants: [string, string | undefined][] = flags.stack ? await stackContestants() : await localContestants();

@@ -14,9 +14,11 @@ const MAX_ROWS = 5_000;
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'aborted' | 'unknown';
 
 /** 499 is nginx's "client closed request", which the proxy records for a client that left before the answer. */
+const CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+
 export function classOf(status: number): StatusClass {
   if (status === 499) return 'aborted';
-  if (status >= 100 && status < 600) return `${Math.floor(status / 100)}xx` as StatusClass;
+  if (status >= 100 && status < 600) return CLASSES[Math.floor(status / 100) - 1]!;
   return 'unknown';
 }
 
@@ -24,6 +26,24 @@ export function classOf(status: number): StatusClass {
 export const NOT_USE: readonly StatusClass[] = ['4xx'];
 
 interface Count { requests: number; lastSeen: number }
+
+/** A batch's keys for one hour, route and feature: its user agents' key, and each backend and status class's row key. */
+class BatchKeys {
+  readonly agents: string;
+  readonly #rows = new Map<string, Map<StatusClass, string>>();
+
+  constructor(bucket: number, route: string, feature: string) {
+    this.agents = `${bucket}\u0000${route}\u0000${feature}`;
+  }
+
+  row(backend: string, statusClass: StatusClass): string {
+    let byClass = this.#rows.get(backend);
+    if (!byClass) this.#rows.set(backend, (byClass = new Map()));
+    let key = byClass.get(statusClass);
+    if (!key) byClass.set(statusClass, (key = `${this.agents}\u0000${backend}\u0000${statusClass}`));
+    return key;
+  }
+}
 
 interface Batch {
   readonly id: string;
@@ -117,21 +137,33 @@ export class UsageLedger {
 
   #count(bucket: number, route: string, feature: string, backend: string, statusClass: StatusClass, agent: string, at: number): void {
     const batch = this.#current;
-    let key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}\u0000${statusClass}`;
+    let keys = this.#keysOf(bucket, route, feature);
+    let key = keys.row(backend, statusClass);
     let count = batch.counts.get(key);
     if (!count && batch.counts.size >= MAX_ROWS && feature !== '') {
-      feature = 'other';
-      key = `${bucket}\u0000${route}\u0000${feature}\u0000${backend}\u0000${statusClass}`;
+      keys = this.#keysOf(bucket, route, 'other');
+      key = keys.row(backend, statusClass);
       count = batch.counts.get(key);
     }
     if (!count) batch.counts.set(key, (count = { requests: 0, lastSeen: at }));
     count.requests++;
     if (at > count.lastSeen) count.lastSeen = at;
-    const agentsKey = `${bucket}\u0000${route}\u0000${feature}`;
-    let agents = batch.agents.get(agentsKey);
-    if (!agents) batch.agents.set(agentsKey, (agents = new Map()));
+    let agents = batch.agents.get(keys.agents);
+    if (!agents) batch.agents.set(keys.agents, (agents = new Map()));
     const name = agents.has(agent) || agents.size < MAX_AGENTS ? agent : 'other';
     agents.set(name, (agents.get(name) ?? 0) + 1);
+  }
+
+  // The batch keys of each hour, route and feature, built once rather than as strings on every request.
+  #keys: { bucket: number; byRoute: Map<string, Map<string, BatchKeys>> } = { bucket: -1, byRoute: new Map() };
+
+  #keysOf(bucket: number, route: string, feature: string): BatchKeys {
+    if (this.#keys.bucket !== bucket) this.#keys = { bucket, byRoute: new Map() };
+    let byFeature = this.#keys.byRoute.get(route);
+    if (!byFeature) this.#keys.byRoute.set(route, (byFeature = new Map()));
+    let keys = byFeature.get(feature);
+    if (!keys) byFeature.set(feature, (keys = new BatchKeys(bucket, route, feature)));
+    return keys;
   }
 
   /** Writes what has been counted; a failed batch is kept and retried first next time. Never throws. */

@@ -145,15 +145,16 @@ class Passage implements Dispatcher.DispatchHandler {
     readonly resolve: (captured: CapturedResponse | undefined) => void,
     readonly reject: (err: UpstreamError) => void,
   ) {
-    res.on('close', this.#closed);
+    (res as Carrying)[PASSAGE] = this;
+    res.on('close', clientClosed);
   }
 
   /** The client's connection closed: if the answer was not complete, the upstream request is abandoned. */
-  #closed = (): void => {
+  closed(): void {
     if (this.res.writableFinished) return;
     this.#gone = true;
     this.#abort?.(new ClientGoneError());
-  };
+  }
 
   onConnect(abort: (reason?: Error) => void): void {
     if (this.#gone) abort(new ClientGoneError());
@@ -207,7 +208,7 @@ class Passage implements Dispatcher.DispatchHandler {
 
   onComplete(trailers: (Buffer | string)[] | null): void {
     const { res } = this;
-    res.off('close', this.#closed);
+    res.off('close', clientClosed);
     if (trailers && trailers.length > 0 && !res.destroyed) {
       const pairs: [string, string][] = [];
       for (let i = 0; i + 1 < trailers.length; i += 2) pairs.push([trailers[i]!.toString('latin1'), trailers[i + 1]!.toString('latin1')]);
@@ -220,7 +221,7 @@ class Passage implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const { res } = this;
-    res.off('close', this.#closed);
+    res.off('close', clientClosed);
     if (res.headersSent || this.#gone) {
       // Too late for an error page: cut the connection so the client sees a truncated response.
       res.destroy();
@@ -229,6 +230,14 @@ class Passage implements Dispatcher.DispatchHandler {
     }
     this.reject(describe(this.backend, err));
   }
+}
+
+// The response's Passage, for one listener function shared by every response instead of a closure each.
+const PASSAGE = Symbol('passage');
+type Carrying = ServerResponse & { [PASSAGE]?: Passage };
+
+function clientClosed(this: ServerResponse): void {
+  (this as Carrying)[PASSAGE]?.closed();
 }
 
 /** The reason an upstream request is abandoned when its client went away. */

@@ -6,11 +6,23 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
 import { CappedLabels, normalizePath } from '../metrics/paths.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import { UNMATCHED } from '../routing/route-table.js';
 import type { AccessEntry } from './access-log.js';
+
+// What track() keeps on the response, for one 'close' listener function shared by every response.
+const TRACKED = Symbol('tracked');
+type Tracked = ServerResponse & {
+  [TRACKED]?: { accounting: RequestAccounting; exchange: Exchange; req: IncomingMessage; socket: Socket; bytesBefore: number };
+};
+
+function answered(this: ServerResponse): void {
+  const t = (this as Tracked)[TRACKED];
+  t?.accounting.record(t.exchange, t.req, this, t.socket, t.bytesBefore);
+}
 
 /** The status recorded for a request whose client went away before the answer was complete. */
 export const CLIENT_CLOSED = 499;
@@ -64,30 +76,32 @@ export class RequestAccounting {
    */
   track(exchange: Exchange, req: IncomingMessage, res: ServerResponse): void {
     // The socket, kept now: by 'close' the request may have been detached from it (req.socket is then null).
-    const socket = req.socket;
-    const bytesBefore = socket.bytesWritten;
-    res.once('close', () => {
-      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
-      const seconds = (performance.now() - exchange.started) / 1e3;
-      const o = this.#o;
-      this.#record(exchange.route, exchange.served, exchange.method, status, seconds);
-      if (o.accessLog) {
-        try {
-          o.accessLog({
-            reqId: exchange.requestId, method: exchange.method, url: req.url ?? '/', route: exchange.route, mode: exchange.mode, backend: exchange.served,
-            status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
-          });
-        } catch (err) {
-          // The access log must never take the proxy down.
-          o.log(`proxy: access log: ${(err as Error).message}`);
-        }
+    (res as Tracked)[TRACKED] = { accounting: this, exchange, req, socket: req.socket, bytesBefore: req.socket.bytesWritten };
+    res.on('close', answered);
+  }
+
+  /** What a request leaves behind, once its response closed. */
+  record(exchange: Exchange, req: IncomingMessage, res: ServerResponse, socket: Socket, bytesBefore: number): void {
+    const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+    const seconds = (performance.now() - exchange.started) / 1e3;
+    const o = this.#o;
+    this.#record(exchange.route, exchange.served, exchange.method, status, seconds);
+    if (o.accessLog) {
+      try {
+        o.accessLog({
+          reqId: exchange.requestId, method: exchange.method, url: req.url ?? '/', route: exchange.route, mode: exchange.mode, backend: exchange.served,
+          status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
+        });
+      } catch (err) {
+        // The access log must never take the proxy down.
+        o.log(`proxy: access log: ${(err as Error).message}`);
       }
-      if (exchange.route === UNMATCHED) this.#countUnmatched(req.url);
-      for (const f of exchange.features) this.#countFeature(f);
-      const agent = req.headers['user-agent'];
-      o.usage?.record(exchange.route, exchange.served, status, exchange.features, agent);
-      o.observe?.(exchange.route, exchange.served, status, seconds, exchange.fallbackReason !== undefined, agent);
-    });
+    }
+    if (exchange.route === UNMATCHED) this.#countUnmatched(req.url);
+    for (const f of exchange.features) this.#countFeature(f);
+    const agent = req.headers['user-agent'];
+    o.usage?.record(exchange.route, exchange.served, status, exchange.features, agent);
+    o.observe?.(exchange.route, exchange.served, status, seconds, exchange.fallbackReason !== undefined, agent);
   }
 
   #countUnmatched(url: string | undefined): void {
