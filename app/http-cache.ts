@@ -29,7 +29,8 @@ const GZIP_MEMO = 256;
  * (`"…-gzip"`: another representation) and `Vary: Accept-Encoding`.
  */
 export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy): void {
-  const compressible = Buffer.byteLength(page.body) >= GZIP_MIN_BYTES;
+  const bytes = bytesOf(page);
+  const compressible = bytes.length >= GZIP_MIN_BYTES;
   const gzip = compressible && acceptsGzip(ctx.get('Accept-Encoding'));
   const etag = gzip ? page.etag.replace(/"$/, '-gzip"') : page.etag;
   ctx.status = 200;
@@ -46,7 +47,7 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
     return;
   }
   if (!gzip) {
-    ctx.body = page.body;
+    ctx.body = bytes;
     return;
   }
   let body = gzipped.get(etag);
@@ -57,6 +58,16 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
   }
   ctx.set('Content-Encoding', 'gzip');
   ctx.body = body;
+}
+
+// Each page's UTF-8 bytes, encoded once per page object: a page the process holds is sent again and again,
+// and a string body is measured and encoded on every send (three passes over a 500 KB page).
+const encoded = new WeakMap<CachedPage, Buffer>();
+
+function bytesOf(page: CachedPage): Buffer {
+  let bytes = encoded.get(page);
+  if (!bytes) encoded.set(page, (bytes = Buffer.from(page.body)));
+  return bytes;
 }
 
 /** Whether an Accept-Encoding header allows gzip (by name or `*`, with q above 0). */

@@ -11,26 +11,25 @@
  *  - a cached simple page against nginx serving the same bytes from a file;
  *  - the giant's simple page uncached, with the SQL plans of its queries
  *    checked for sequential scans on the big tables.
+ * Each app is its own process (`banyan app`, compiled), apart from the load.
  * Rounds are interleaved so the machine's noise hits every contestant alike;
  * each figure is the best round.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { PageCache } from '../app/page-cache.js';
 import { findProject, projectFiles } from '../app/queries.js';
 import { seedIndex } from '../app/seed.js';
-import { createApp } from '../app/server.js';
-import { FileStore } from '../lib/file-store.js';
 import type { Database } from '../lib/schema.js';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
-import { listen } from '../lib/http-server.js';
 import { DbRouter } from '../routing/db-router.js';
-import { FenceStore } from '../routing/fences.js';
 import { startServices } from '../stack/local-stack.js';
+import { freePort } from '../stack/ports.js';
 import { tempDir } from '../test/support/services.js';
 import { startNginx } from './nginx.js';
 
@@ -40,6 +39,7 @@ const connections = Number(flags['connections'] ?? 8);
 const rounds = Number(flags['rounds'] ?? 3);
 const projects = Number(flags['projects'] ?? 2000);
 
+const here = fileURLToPath(new URL('.', import.meta.url));
 const dir = tempDir('banyan-bench-app-');
 progress('starting PostgreSQL primary + replica and Redis');
 const services = await startServices({ dir, redis: 'required', log: progress });
@@ -55,14 +55,15 @@ let middle = '';
 
 try {
   await router.start();
-  const store = new FileStore(`${dir}/files`);
-  await store.init();
-  const fences = new FenceStore({ redisUrl: services.redisUrl ?? undefined });
-  const cache = new PageCache(services.redisUrl ?? undefined);
-  opened.push(async () => { fences.close(); cache.close(); });
-  const cached = await listen(createApp({ router, fences, store, cache }).callback(), 0, '127.0.0.1', 'bench');
-  const uncached = await listen(createApp({ router, fences, store }).callback(), 0, '127.0.0.1', 'bench');
-  opened.push(() => cached.close(), () => uncached.close());
+  // Each app is its own process (`banyan app`, compiled), as in production: the load generator in this
+  // process must not share the app's event loop. The uncached one has no Redis: no page cache (and no fences).
+  progress('building dist/ (npm run build), so the app runs compiled');
+  if (spawnSync(process.execPath, [join(here, '..', 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] }).status !== 0) {
+    throw new Error('npm run build failed: fix the build first');
+  }
+  const database = { DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','), BANYAN_STORAGE: join(dir, 'files') };
+  const cached = await appProcess({ ...database, REDIS_URL: services.redisUrl ?? '' });
+  const uncached = await appProcess(database);
 
   progress(`seeding ${projects} projects and a giant of 10,000 releases and 50,000 files (banyan seed's data set)`);
   let shown = 0;
@@ -163,6 +164,26 @@ async function explainSimplePage(name: string): Promise<{ project: string; query
     return out;
   } finally {
     await db.destroy();
+  }
+}
+
+/** `banyan app` on a free port with `env`, stopped with the benchmark. */
+async function appProcess(env: Record<string, string>): Promise<{ url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [join(here, '..', 'bin', 'banyan.js'), 'app'], {
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', BANYAN_LOG: 'off' }, stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  opened.push(async () => {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`banyan app exited with ${child.exitCode}`);
+    if (await fetch(`${url}/_health`).then((r) => r.ok, () => false)) return { url };
+    if (Date.now() > deadline) throw new Error('banyan app was not ready after 30 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
