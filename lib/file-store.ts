@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { blake2b } from '@noble/hashes/blake2.js';
+import { isAlive } from './processes.js';
 
 /** A file received into the store's incoming folder, not yet visible anywhere. */
 export interface Incoming {
@@ -52,7 +53,7 @@ export class FileStore {
     for (const name of await readdir(this.#incoming)) {
       const path = join(this.#incoming, name);
       const owner = /^(\d+)@([^~]+)~/.exec(name);
-      const orphaned = owner ? owner[2] === host && !isRunning(Number(owner[1])) : true;
+      const orphaned = owner ? owner[2] === host && (Number(owner[1]) === process.pid || !isAlive(Number(owner[1]))) : true;
       const stale = await stat(path).then((st) => Date.now() - st.mtimeMs > 3_600_000, () => false);
       if (orphaned || stale) await rm(path, { force: true });
     }
@@ -142,17 +143,6 @@ export class FileStore {
     } catch {
       return undefined;
     }
-  }
-}
-
-function isRunning(pid: number): boolean {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it runs, as another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -4,7 +4,7 @@
  * that failed.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { UpstreamError } from './forwarder.js';
 
 /** The answer of a retired route (or brownout) that names none of its own. */
@@ -37,10 +37,4 @@ export function notReplayed(res: ServerResponse, method: string, why: string, re
 /** Any failure as an UpstreamError of `backend`. */
 export function asUpstream(backend: string, err: unknown): UpstreamError {
   return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
-}
-
-/** Whether the request carries a body (a declared length above zero, or chunked). */
-export function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

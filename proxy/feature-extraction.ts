@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { FeatureLabels, queryFeatures, readsBody, type FeatureExtractor } from '../routing/route-features.js';
 import type { Decision } from '../routing/route-table.js';
-import { hasBody } from './answers.js';
+import { hasBody } from './headers.js';
 import { peekFeature } from './peek.js';
 
 const NO_FEATURES: readonly string[] = [];

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, errors, type Dispatcher } from 'undici';
-import { clientResponseHeaders, parsedHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, hasBody, parsedHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
 
 /** Why forwarding failed, in words a person reading a 502 page understands. */
 export class UpstreamError extends Error {
@@ -78,12 +78,11 @@ export class Forwarder {
     const pool = this.#pool(backend);
     return new Promise((resolve, reject) => {
       const passage = new Passage(backend, res, client.requestId, options, resolve, reject);
-      const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
       pool.dispatch({
         path: req.url ?? '/',
         method: req.method as 'GET',
         headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-        body: hasBody ? (options.body ?? req) : null,
+        body: hasBody(req) ? (options.body ?? req) : null,
         headersTimeout: options.headersTimeoutMs,
         bodyTimeout: options.bodyTimeoutMs,
       }, passage);

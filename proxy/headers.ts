@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send. */
 const HOP_BY_HOP = new Set([
@@ -180,4 +180,10 @@ function connectionTokens(value: string | string[] | undefined, to: ReadonlySet<
   if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return to;
   const text = Array.isArray(value) ? value.join(',') : value;
   return new Set([...to, ...text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)]);
+}
+
+/** Whether the request carries a body: a declared length above zero, or chunked. */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

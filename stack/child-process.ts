@@ -103,12 +103,3 @@ export async function waitUntilReady(
     `see ${server.logFile}`);
 }
 
-/** Whether a process with this pid exists (and is visible to us). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

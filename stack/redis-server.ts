@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
-import { isAlive, startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
+import { isAlive } from '../lib/processes.js';
+import { startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
 import { reusePort } from './ports.js';
 
 /** A running redis-server on a loopback port. */

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { isAlive } from '../stack/child-process.js';
+import { isAlive } from '../lib/processes.js';
 import { runBanyan, runBanyanAsync, startStack, type StartedStack } from './support/cli.js';
 import { buildDists, run } from './support/packages.js';
 import { tempDir } from './support/services.js';

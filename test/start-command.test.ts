@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { isAlive } from '../stack/child-process.js';
+import { isAlive } from '../lib/processes.js';
 import { processesMentioning, runBanyan, startStack } from './support/cli.js';
 import { tempDir, withClient } from './support/services.js';
 
