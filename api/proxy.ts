@@ -5,6 +5,7 @@
  * Koa application itself, for embedding.
  */
 export { createProxy, type Proxy, type ProxyOptions } from '../proxy/server.js';
-export { startProxyRuntime, readRoutesFile, DEFAULT_ROUTES_FILE, type ProxyRuntime, type ProxyRuntimeOptions } from '../proxy/runtime.js';
+export { startProxyRuntime, type ProxyRuntime, type ProxyRuntimeOptions } from '../proxy/runtime.js';
+export { readRoutesFile, DEFAULT_ROUTES_FILE } from '../routing/route-file.js';
 export { startFileProxyRuntime, FileRoutes, type FileProxyOptions, type FileProxyRuntime } from '../proxy/file-runtime.js';
 export { createProxyMetrics, type ProxyMetrics } from '../metrics/catalog.js';

@@ -5,7 +5,7 @@ import { loadSettings, readStackFile, required, stackDir } from '../lib/config.j
 import { parseDuration } from '../lib/duration.js';
 import { PREVIEW_PATH, signPreview } from '../proxy/preview.js';
 import { BanyanError } from '../lib/errors.js';
-import { readRoutesFile } from '../proxy/runtime.js';
+import { readRoutesFile } from '../routing/route-file.js';
 import { connect } from '../routing/database.js';
 import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
 import { announceVersion } from '../routing/route-sync.js';

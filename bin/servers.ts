@@ -5,7 +5,8 @@ import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
-import { DEFAULT_ROUTES_FILE, startProxyRuntime } from '../proxy/runtime.js';
+import { startProxyRuntime } from '../proxy/runtime.js';
+import { DEFAULT_ROUTES_FILE } from '../routing/route-file.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 

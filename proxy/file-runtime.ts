@@ -1,9 +1,10 @@
-import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
 import { compileTable, describeChange, validateTable, type CompiledTable, type Route } from '../routing/route-table.js';
+import { parseRoutesFile, routesFileText } from '../routing/route-file.js';
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness } from './readiness.js';
@@ -48,7 +49,7 @@ export class FileRoutes {
     this.#path = path;
     this.#log = log;
     this.#onChange = onChange;
-    this.#text = read(path);
+    this.#text = routesFileText(path);
     const checked = check(path, this.#text);
     if (!checked.ok) throw new BanyanError('routes-file-invalid', `routes file ${path} is not a valid route table:\n  ${checked.problems.join('\n  ')}`);
     this.current = compileTable(checked.routes, 1);
@@ -63,7 +64,7 @@ export class FileRoutes {
   reload(): void {
     let text: string;
     try {
-      text = read(this.#path);
+      text = routesFileText(this.#path);
     } catch (err) {
       this.#log(`routes: cannot read ${this.#path} (${(err as Error).message}); keeping version ${this.current.version}`);
       return;
@@ -87,21 +88,10 @@ export class FileRoutes {
   }
 }
 
-function read(path: string): string {
-  if (!statSync(path, { throwIfNoEntry: false })?.isFile()) {
-    throw new BanyanError('routes-file-missing', `routes file ${path} does not exist`, 'set BANYAN_ROUTES_FILE to a JSON list of routes');
-  }
-  return readFileSync(path, 'utf8');
-}
-
 function check(path: string, text: string): { ok: true; routes: Route[] } | { ok: false; problems: string[] } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    return { ok: false, problems: [`${path} is not valid JSON: ${(err as Error).message}`] };
-  }
-  const result = validateTable(parsed);
+  const parsed = parseRoutesFile(path, text);
+  if (!parsed.ok) return { ok: false, problems: [parsed.problem] };
+  const result = validateTable(parsed.value);
   return result.ok ? { ok: true, routes: [...result.routes] } : { ok: false, problems: [...result.problems] };
 }
 

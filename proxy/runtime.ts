@@ -1,7 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
@@ -11,6 +9,7 @@ import { sql } from 'kysely';
 import { connect, redactUrl } from '../routing/database.js';
 import { parseLsn } from '../lib/lsn.js';
 import { announceVersion, RouteSync } from '../routing/route-sync.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
 import { Autopilot } from '../autopilot/pilot.js';
 import { accessLog, type AccessLogFormat } from './access-log.js';
 import { createAdmin } from './admin.js';
@@ -19,9 +18,6 @@ import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
 import { proxyReadiness } from './readiness.js';
 import { createProxy, type BreakerSettings, type Proxy } from './server.js';
-
-/** The routes file shipped with Banyan: the package index's routes. */
-export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', import.meta.url));
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
@@ -43,21 +39,9 @@ export interface ProxyRuntime {
   readonly adminUrl: string;
   readonly proxy: Proxy;
   readonly routes: RouteSync;
-  readonly metrics: ProxyMetrics;
-  readonly usage: UsageLedger;
   readonly autopilot: Autopilot;
   /** Stops accepting, lets requests in flight finish (up to the drain time), then closes everything. */
   stop(): Promise<void>;
-}
-
-/** Reads and parses a routes file, or says what is wrong with it. */
-export function readRoutesFile(path: string): unknown {
-  if (!existsSync(path)) throw new BanyanError('routes-file-missing', `routes file ${path} does not exist`, 'set BANYAN_ROUTES_FILE to a JSON list of routes');
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new BanyanError('routes-file-invalid', `routes file ${path} is not valid JSON: ${(err as Error).message}`);
-  }
 }
 
 /** Starts the proxy with its route table from PostgreSQL (seeded from the routes file when empty). */
@@ -156,7 +140,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
     opened.push(adminSide);
-    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, metrics, usage, autopilot, stop: closeAll };
+    return { url: publicSide.url, adminUrl: adminSide.url, proxy, routes, autopilot, stop: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { signPin } from '../proxy/pin.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';

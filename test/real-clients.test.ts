@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { ARTIFACTS } from './support/artifacts.js';

@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { listen } from '../lib/http-server.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../proxy/runtime.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
 import type { Route } from '../routing/route-table.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
