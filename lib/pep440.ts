@@ -111,10 +111,3 @@ export function sortKey(v: Version): string {
   for (const s of v.local) key += /^\d+$/.test(s) ? `2${n(s)}` : `1${s}!`;
   return `${key}0`;
 }
-
-/** Orders two versions: negative, zero (equal under PEP 440) or positive. */
-export function compareVersions(a: Version, b: Version): number {
-  const ka = sortKey(a);
-  const kb = sortKey(b);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
-}

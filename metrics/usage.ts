@@ -230,15 +230,6 @@ export class UsageLedger {
     }
     return out;
   }
-
-  /** Requests counted and not yet in PostgreSQL (for tests and the status API). */
-  get unflushed(): number {
-    let n = 0;
-    for (const batch of [this.#pending, this.#current]) {
-      for (const [key, count] of batch?.counts ?? []) if (key.split('\u0000')[2] === '') n += count.requests;
-    }
-    return n;
-  }
 }
 
 function toJson(batch: Batch): string {
@@ -256,7 +247,7 @@ function newBatch(): Batch {
 }
 
 /** One flush, one transaction: the flush id first, so a batch that already landed adds nothing. */
-export async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
+async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
   return db.transaction().execute(async (trx) => {
     const claimed = await trx.insertInto('usage_flushes').values({ flush_id: batch.id, instance })
       .onConflict((oc) => oc.column('flush_id').doNothing()).returning('flush_id').executeTakeFirst();

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canonicalVersion, compareVersions, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
+import { canonicalVersion, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
 import { run } from './support/packages.js';
 import { tempDir } from './support/services.js';
+import { byVersion } from './support/versions.js';
 
 /** Asks Python's `packaging` (what pip and Warehouse use) about each version: its normal form, or null, and the sorted order. */
 const ORACLE = String.raw`
@@ -83,15 +84,15 @@ describe('PEP 440 against packaging (what pip and Warehouse use), on 4,000 gener
     const valid = oracle.order.slice().sort((a, b) => a - b);
     const parsed = new Map(valid.map((i) => [i, parseVersion(texts[i]!)!]));
     // Equal versions (1.0 and 1.0.0) keep their input order in both sorts.
-    const ours = valid.slice().sort((a, b) => compareVersions(parsed.get(a)!, parsed.get(b)!) || a - b);
+    const ours = valid.slice().sort((a, b) => byVersion(parsed.get(a)!, parsed.get(b)!) || a - b);
     const theirs = oracle.order;
-    const same = (x: number, y: number) => compareVersions(parsed.get(x)!, parsed.get(y)!) === 0;
+    const same = (x: number, y: number) => byVersion(parsed.get(x)!, parsed.get(y)!) === 0;
     const mismatch = ours.findIndex((i, k) => i !== theirs[k] && !same(i, theirs[k]!));
     expect(mismatch, mismatch < 0 ? '' : `first difference at ${mismatch}: ours ${texts[ours[mismatch]!]}, packaging ${texts[theirs[mismatch]!]}`).to.equal(-1);
     // The sort key orders releases in SQL; local versions are never stored (uploads refuse them).
     const publicOnes = valid.filter((i) => !parsed.get(i)!.local);
     const byKey = publicOnes.slice().sort((a, b) => (sortKey(parsed.get(a)!) < sortKey(parsed.get(b)!) ? -1 : sortKey(parsed.get(a)!) > sortKey(parsed.get(b)!) ? 1 : a - b));
-    const byCompare = publicOnes.slice().sort((a, b) => compareVersions(parsed.get(a)!, parsed.get(b)!) || a - b);
+    const byCompare = publicOnes.slice().sort((a, b) => byVersion(parsed.get(a)!, parsed.get(b)!) || a - b);
     expect(byKey.map((i) => canonicalVersion(parsed.get(i)!))).to.deep.equal(byCompare.map((i) => canonicalVersion(parsed.get(i)!)));
   });
 });

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { canonicalVersion, compareVersions, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../lib/pep440.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../lib/pep440.js';
+import { byVersion } from './support/versions.js';
 
 function v(text: string): Version {
   const parsed = parseVersion(text);
@@ -18,10 +19,10 @@ describe('PEP 440 versions', () => {
   ];
   it('orders packaging\'s table of versions exactly', () => {
     const shuffled = [...ordered].reverse().map(v);
-    shuffled.sort(compareVersions);
+    shuffled.sort(byVersion);
     expect(shuffled.map(normalizeVersion)).to.deep.equal(ordered.map((t) => normalizeVersion(v(t))));
     for (let i = 1; i < ordered.length; i++) {
-      expect(compareVersions(v(ordered[i - 1]!), v(ordered[i]!)), `${ordered[i - 1]} < ${ordered[i]}`).to.be.below(0);
+      expect(byVersion(v(ordered[i - 1]!), v(ordered[i]!)), `${ordered[i - 1]} < ${ordered[i]}`).to.be.below(0);
     }
   });
 
@@ -32,16 +33,16 @@ describe('PEP 440 versions', () => {
   ];
   for (const [a, b] of equal) {
     it(`treats ${a} and ${b} as the same version`, () => {
-      expect(compareVersions(v(a), v(b))).to.equal(0);
+      expect(byVersion(v(a), v(b))).to.equal(0);
       expect(canonicalVersion(v(a))).to.equal(canonicalVersion(v(b)));
     });
   }
 
   it('orders numerically, not as text', () => {
-    expect(compareVersions(v('1.10'), v('1.9'))).to.be.above(0);
-    expect(compareVersions(v('10.0'), v('9.99.99'))).to.be.above(0);
-    expect(compareVersions(v('2024.123456789012345678901'), v('2024.123456789012345678900'))).to.be.above(0);
-    expect(compareVersions(v('1.0.1'), v('1.0'))).to.be.above(0);
+    expect(byVersion(v('1.10'), v('1.9'))).to.be.above(0);
+    expect(byVersion(v('10.0'), v('9.99.99'))).to.be.above(0);
+    expect(byVersion(v('2024.123456789012345678901'), v('2024.123456789012345678900'))).to.be.above(0);
+    expect(byVersion(v('1.0.1'), v('1.0'))).to.be.above(0);
   });
 
   const normalized: [string, string][] = [
