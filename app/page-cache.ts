@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { RequestPathRedis } from '../lib/redis.js';
 import { bumpGenerations, generationKey, type GenerationBumper } from '../lib/write-announcer.js';
 
@@ -29,8 +30,10 @@ return {gen, stamp, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}`;
 const ERA_KEY = 'banyan:cache:era';
 
 /** Pages this process keeps beside Redis (their generation is still checked on every request), and the largest one kept. */
-const LOCAL_BYTES = 32 * 1024 * 1024;
-const LOCAL_PAGE_MAX = 2 * 1024 * 1024;
+const LOCAL_BYTES = 96 * 1024 * 1024;
+// A giant project's simple page (tens of MB) included: it is the page most worth holding, since moving it
+// out of Redis on every request costs more than rendering a small project's page.
+const LOCAL_PAGE_MAX = 64 * 1024 * 1024;
 
 export interface Lookup {
   /** The generation the page was looked up under; undefined when Redis did not answer (do not store). */
@@ -46,8 +49,8 @@ export interface Lookup {
  * only be stored under the old generation, which nobody looks up any more.
  * Redis being down turns caching off, never the site.
  *
- * Each process also keeps the pages it served last (up to 32 MiB, none over
- * 2 MiB) with their generation: Redis is still asked for the generation on
+ * Each process also keeps the pages it served last (up to 96 MiB, a giant
+ * project's page included) with their generation: Redis is still asked for the generation on
  * every request, but a page this process holds for it is not sent again.
  */
 export class PageCache implements GenerationBumper {
@@ -80,7 +83,7 @@ export class PageCache implements GenerationBumper {
       }
       if (this.#stamps.size > 10_000) this.#stamps.clear();
       this.#stamps.set(localKey, stamp);
-      const page = stored ? JSON.parse(stored) as CachedPage : undefined;
+      const page = stored ? fromStored(stored) : undefined;
       if (page) this.#remember(localKey, stamp, page);
       return { generation, page };
     } catch {
@@ -112,7 +115,7 @@ export class PageCache implements GenerationBumper {
     // Only under the era and generation it was looked up with: a page rendered meanwhile from older data is never held as newer.
     if (stamp !== undefined && stamp.endsWith(`:${lookup.generation}`)) this.#remember(localKey, stamp, page);
     try {
-      await this.#redis.run((r) => r.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, JSON.stringify(page), 'EX', this.#ttlSeconds));
+      await this.#redis.run((r) => r.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, toStored(page), 'EX', this.#ttlSeconds));
     } catch {
       // A page not cached is only slower.
     }
@@ -126,6 +129,27 @@ export class PageCache implements GenerationBumper {
   close(): void {
     this.#redis?.disconnect();
   }
+}
+
+/**
+ * Pages this long are kept in Redis gzipped. A giant project's simple page is
+ * tens of MB: stored whole, moving it in and out of Redis took longer than
+ * the request path's command timeout, so it was never served from the cache,
+ * and the timeouts counted against Redis's health.
+ */
+const STORE_GZIPPED_FROM = 256 * 1024;
+
+function toStored(page: CachedPage): string {
+  if (page.body.length < STORE_GZIPPED_FROM) return JSON.stringify(page);
+  const { body, ...rest } = page;
+  return JSON.stringify({ ...rest, gzip: gzipSync(body).toString('base64') });
+}
+
+function fromStored(stored: string): CachedPage {
+  const raw = JSON.parse(stored) as CachedPage & { gzip?: string };
+  if (raw.gzip === undefined) return raw;
+  const { gzip, ...rest } = raw;
+  return { ...rest, body: gunzipSync(Buffer.from(gzip, 'base64')).toString() };
 }
 
 function pagePrefix(key: string): string {
