@@ -1,5 +1,6 @@
 import { Kysely, Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
+import { fillDerivedData } from './derived-data.js';
 import * as packageIndex from './2026-11-21-01-package-index.js';
 import * as routeTable from './2026-11-21-02-route-table.js';
 import * as usageLedger from './2026-11-21-03-usage-ledger.js';
@@ -40,9 +41,11 @@ export function migrator(db: Kysely<any>): Migrator {
   return new Migrator({ db, provider, migrationTableName: 'banyan_migration', migrationLockTableName: 'banyan_migration_lock' });
 }
 
-/** Applies every pending migration, or throws naming the one that failed. */
+/** Applies every pending migration, or throws naming the one that failed; then fills derived data where missing. */
 export async function migrateUp(db: Kysely<any>): Promise<string[]> {
-  return applied(await migrator(db).migrateToLatest(), 'up');
+  const done = applied(await migrator(db).migrateToLatest(), 'up');
+  await fillDerivedData(db);
+  return done;
 }
 
 /** Undoes the most recent migration (`all`: every one). */

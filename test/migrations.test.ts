@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { parseVersion, sortKey } from '../lib/pep440.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
 import { connect } from '../routing/database.js';
 import { services, waitForReplay, withClient } from './support/services.js';
@@ -61,12 +62,22 @@ describe('migrations', () => {
       const columns = await withClient(s.primaryUrl, async (c) => (await c.query(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'releases'")).rows.map((r: { column_name: string }) => r.column_name));
       expect(columns).to.include('version').and.not.include('sort_key');
+      // A release stored before PEP 440 order was kept gets its sort key when the schema comes back up.
+      await withClient(s.primaryUrl, async (c) => {
+        const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Old-Order', 'old-order') RETURNING id")).rows[0].id;
+        await c.query("INSERT INTO releases (project_id, version, canonical_version) VALUES ($1, '2.0rc1', '2rc1')", [p]);
+      });
       expect(await migrateDown(db)).to.deep.equal(['2026-11-21-03-usage-ledger']);
       expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
       expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
+      await migrateUp(db);
+      const old = await withClient(s.primaryUrl, async (c) => (await c.query(
+        "SELECT r.sort_key, r.is_prerelease FROM releases r JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = 'old-order'")).rows[0]);
+      expect(old).to.deep.equal({ sort_key: sortKey(parseVersion('2.0rc1')!), is_prerelease: true });
     } finally {
       await migrateUp(db);
       await withClient(s.primaryUrl, (c) => c.query("DELETE FROM usage_ledger WHERE route = 'down.probe'"));
+      await withClient(s.primaryUrl, (c) => c.query("DELETE FROM projects WHERE normalized_name = 'old-order'"));
       await db.destroy();
     }
   });
