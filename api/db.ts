@@ -11,8 +11,8 @@
  * app.use(readYourWrites({ router }));   // ctx.state.banyan.db(), ctx.state.banyan.wrote()
  * ```
  */
-export { DbRouter, fenceFromHeader, isRecoveryConflict, type DbRouterOptions, type ReadFence, type ReadReason, type ReplicaState, type RequestDb } from '../routing/db-router.js';
-export { FenceStore, requestFence, type FenceStoreOptions, type FencesWhenDown } from '../routing/fences.js';
-export { dbForRequest, readYourWrites, reportWrite, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/read-your-writes.js';
-export { connect } from '../routing/database.js';
+export { DbRouter, fenceFromHeader, isRecoveryConflict, type DbRouterOptions, type ReadFence, type ReadReason, type ReplicaState, type RequestDb } from '../routing/reads/index.js';
+export { FenceStore, requestFence, type FenceStoreOptions, type FencesWhenDown } from '../routing/reads/index.js';
+export { dbForRequest, readYourWrites, reportWrite, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/reads/index.js';
+export { connect } from '../lib/database.js';
 export { formatLsn, parseLsn } from '../lib/lsn.js';

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import yauzl from 'yauzl';
+import { readUpTo } from '../lib/form-body.js';
 
 /** Limits on what an uploaded archive may unpack to: a small file that expands to gigabytes is refused. */
 export interface ArchiveLimits {
@@ -139,15 +140,9 @@ export async function readSdist(path: string, topDir: string, limits: ArchiveLim
 }
 
 async function readAll(stream: AsyncIterable<unknown>, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    const bytes = Buffer.from(chunk as Uint8Array);
-    size += bytes.length;
-    if (size > limit) throw new Error(`over ${mib(limit)}`);
-    chunks.push(bytes);
-  }
-  return Buffer.concat(chunks);
+  const bytes = await readUpTo(stream, limit);
+  if (!bytes) throw new Error(`over ${mib(limit)}`);
+  return bytes;
 }
 
 function mib(bytes: number): string {

@@ -26,13 +26,13 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     const { project, release, files } = found;
     const releases: Record<string, unknown[]> = {};
     const base = origin(ctx);
-    for (const f of files) (releases[f.version] ??= []).push(jsonFile(f, base));
+    for (const f of files) (releases[f.version] ??= []).push(jsonApiFile(f, base));
     const latest = release ? files.filter((f) => f.version === release.version) : [];
     send(ctx, project, {
       info: info(project, release),
       last_serial: Number(project.last_serial),
       releases,
-      urls: latest.map((f) => jsonFile(f, base)),
+      urls: latest.map((f) => jsonApiFile(f, base)),
       vulnerabilities: [],
     });
   });
@@ -53,7 +53,7 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     send(ctx, found.project, {
       info: info(found.project, found.release),
       last_serial: Number(found.project.last_serial),
-      urls: found.files.map((f) => jsonFile(f, origin(ctx))),
+      urls: found.files.map((f) => jsonApiFile(f, origin(ctx))),
       vulnerabilities: [],
     });
   });
@@ -122,7 +122,7 @@ function info(project: ProjectRow, release: ReleaseRow | undefined): Record<stri
 }
 
 /** A file as Warehouse's JSON API shows it; `base` makes its URL absolute. */
-export function jsonFile(f: FileRow, base = ''): Record<string, unknown> {
+function jsonApiFile(f: FileRow, base = ''): Record<string, unknown> {
   const iso = f.upload_time.toISOString();
   return {
     filename: f.filename,

@@ -1,10 +1,9 @@
 import type { BackendRuntimeOptions } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
 import { listen } from '../lib/http-server.js';
-import { DbRouter } from '../routing/db-router.js';
-import { FenceStore, type FencesWhenDown } from '../routing/fences.js';
+import { DbRouter, FenceStore, type FencesWhenDown } from '../routing/reads/index.js';
 import { PageCache } from './page-cache.js';
-import { createApp } from './server.js';
+import { createApp } from './app.js';
 
 /** What the new app needs to run: `banyan app` reads it from the environment. */
 export interface AppRuntimeOptions extends BackendRuntimeOptions {

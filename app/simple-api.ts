@@ -118,7 +118,7 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
           meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': Number(project.last_serial) },
           name: project.normalized_name,
           versions,
-          files: files.map(jsonFile),
+          files: files.map(simpleJsonFile),
         }), Number(project.last_serial));
       }
       return renderedPage(format.type, htmlPage(`Links for ${project.name}`,
@@ -164,7 +164,8 @@ function fileUrl(file: FileRow): string {
   return `/packages/${file.path}`;
 }
 
-function jsonFile(file: FileRow): Record<string, unknown> {
+/** A file as PEP 691's JSON simple page lists it. */
+function simpleJsonFile(file: FileRow): Record<string, unknown> {
   return {
     filename: file.filename,
     url: fileUrl(file),

@@ -17,9 +17,11 @@ export interface UploadRouteOptions {
 }
 
 /**
- * `POST /legacy/`: the upload endpoint twine talks to. Success is 200 with
- * `X-Banyan-Write-LSN`; a refusal is 4xx with Warehouse's message in the
- * status line and the body.
+ * `POST /legacy/`: the upload endpoint twine talks to. The path is
+ * Warehouse's (twine's default repository is https://upload.pypi.org/legacy/):
+ * despite its name it is the new app's endpoint, not the legacy backend's.
+ * Success is 200 with `X-Banyan-Write-LSN`; a refusal is 4xx with
+ * Warehouse's message in the status line and the body.
  */
 export function uploadRoutes(router: Router, options: UploadRouteOptions): void {
   router.post('upload', '/legacy/', async (ctx) => {

@@ -6,9 +6,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import type { CutoverPlansTable, Database } from '../lib/schema.js';
-import { latestTable, saveTableIn } from '../routing/route-store.js';
-import { changeRoute } from '../routing/route-change.js';
-import type { Route } from '../routing/route-table.js';
+import { changeRoute, latestTable, type Route, saveTableIn } from '../routing/table/index.js';
 import { evidenceSince, type Evidence } from './evidence.js';
 import { judge, type Verdict } from './judge.js';
 import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';

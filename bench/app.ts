@@ -27,7 +27,7 @@ import { seedIndex } from '../app/seed.js';
 import type { Database } from '../lib/schema.js';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
-import { DbRouter } from '../routing/db-router.js';
+import { DbRouter } from '../routing/reads/index.js';
 import { startServices } from '../stack/local-stack.js';
 import { freePort } from '../stack/ports.js';
 import { tempDir } from '../test/support/services.js';

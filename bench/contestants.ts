@@ -57,9 +57,9 @@ if (kind === 'backend') {
   const { Autopilot } = await load<typeof import('../autopilot/pilot.js')>('autopilot/pilot.js');
   const { createProxyMetrics } = await load<typeof import('../metrics/catalog.js')>('metrics/catalog.js');
   const { UsageLedger } = await load<typeof import('../metrics/usage.js')>('metrics/usage.js');
-  const { connect } = await load<typeof import('../routing/database.js')>('routing/database.js');
-  const { createProxy } = await load<typeof import('../proxy/server.js')>('proxy/server.js');
-  const { compileTable } = await load<typeof import('../routing/route-table.js')>('routing/route-table.js');
+  const { connect } = await load<typeof import('../lib/database.js')>('lib/database.js');
+  const { createProxy } = await load<typeof import('../proxy/proxy.js')>('proxy/proxy.js');
+  const { compileTable } = await load<typeof import('../routing/table/index.js')>('routing/table/route-table.js');
   const metrics = createProxyMetrics();
   const table = compileTable(benchRoutes(Number(routeCount)), 1);
   // Counted per request as in production; never flushed, so no database is reached (the pool connects on first use).

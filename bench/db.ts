@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { parseDuration } from '../lib/duration.js';
 import type { Database } from '../lib/schema.js';
-import { DbRouter } from '../routing/db-router.js';
+import { DbRouter } from '../routing/reads/index.js';
 import { startServices } from '../stack/local-stack.js';
 import { tempDir } from '../test/support/services.js';
 

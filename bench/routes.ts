@@ -1,4 +1,4 @@
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 
 /** Signs the pin cookie every benchmark request carries, so Banyan's pin check runs on each. */
 export const BENCH_SECRET = 'bench-secret-0123456789abcdef';

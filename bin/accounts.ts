@@ -1,7 +1,7 @@
 import { addUser, createToken, listTokens, revokeToken } from '../lib/accounts.js';
-import { loadSettings, required } from '../lib/config.js';
+import { loadSettings, operatorName, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import { listRoles, removeRole, ROLES, setRole } from '../lib/ownership.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
@@ -88,7 +88,7 @@ export async function tokens(args: Args): Promise<void> {
       return;
     }
     if (action === 'revoke') {
-      const revoked = await revokeToken(db, subject, operator());
+      const revoked = await revokeToken(db, subject, operatorName());
       if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ id: subject, ...revoked })}\n`);
       else process.stdout.write(`Revoked token ${subject} of ${revoked.username}${revoked.project ? ` (project ${revoked.project})` : ''}; it stops working now.\n`);
       return;
@@ -96,7 +96,7 @@ export async function tokens(args: Args): Promise<void> {
     const description = args.flags.get('description');
     const project = args.flags.get('project');
     const created = await createToken(db, subject, typeof description === 'string' ? description : '', {
-      project: typeof project === 'string' ? project : undefined, actor: operator(),
+      project: typeof project === 'string' ? project : undefined, actor: operatorName(),
     });
     if (args.flags.has('json')) {
       process.stdout.write(`${JSON.stringify({ id: created.id, username: subject, project: created.project, token: created.token })}\n`);
@@ -125,18 +125,14 @@ export async function projects(args: Args): Promise<void> {
       const given = String(args.flags.get('role') ?? '');
       const role = ROLES.find((r) => r.toLowerCase() === given.toLowerCase());
       if (!role) throw new BanyanError('bad-arguments', `--role must be owner or maintainer, not "${given}"`, 'owners manage the project and its roles; maintainers upload');
-      const outcome = await setRole(db, project!, username!, role, operator());
+      const outcome = await setRole(db, project!, username!, role, operatorName());
       process.stdout.write(outcome === 'unchanged' ? `${username} already is ${role} of ${project}; nothing changed.\n` : `${username} is now ${role} of ${project}.\n`);
       return;
     }
-    const removed = await removeRole(db, project!, username!, operator());
+    const removed = await removeRole(db, project!, username!, operatorName());
     process.stdout.write(`${username} is no longer ${removed} of ${project}; their tokens scoped to it are revoked.\n`);
   } finally {
     await db.destroy();
   }
 }
 
-/** Who changes roles and tokens from the command line, for the journal: whoever holds the database's password. */
-function operator(): string {
-  return `operator (${process.env['USER'] ?? process.env['LOGNAME'] ?? 'unknown'})`;
-}

@@ -3,7 +3,7 @@ import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { CacheGenerations } from '../lib/write-announcer.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 

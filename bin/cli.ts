@@ -1,7 +1,7 @@
 import { Argument, Command, CommanderError, Option } from 'commander';
-import { loadSettings } from '../lib/config.js';
+import { loadSettings, showsStacks } from '../lib/config.js';
 import { BanyanError, describeError } from '../lib/errors.js';
-import { MODES } from '../routing/route-table.js';
+import { MODES } from '../routing/table/index.js';
 import { argsOf, type Args } from './command.js';
 
 /** A command's handler, whose module is loaded only when it runs: `banyan help` or `routes list` does not load the servers. */
@@ -188,7 +188,7 @@ const USAGE_ERRORS = new Set(['bad-arguments', 'unknown-command']);
 /** A connection error that did not say where it was going: the commands' database is the one behind DATABASE_URL. */
 async function withSetting(err: unknown): Promise<unknown> {
   if (err instanceof BanyanError) return err;
-  const { isConnectionError, redactUrl } = await import('../routing/database.js');
+  const { isConnectionError, redactUrl } = await import('../lib/database.js');
   if (!isConnectionError(err)) return err;
   let where = 'the local stack\'s PostgreSQL';
   try {
@@ -228,7 +228,7 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch(async (raw: unknown) => {
   const err = await withSetting(raw);
   process.stderr.write(`banyan: ${describeError(err)}\n`);
-  if (!(err instanceof BanyanError) && err instanceof Error && process.env['BANYAN_DEBUG']) process.stderr.write(`${err.stack}\n`);
+  if (!(err instanceof BanyanError) && err instanceof Error && showsStacks()) process.stderr.write(`${err.stack}\n`);
   const code = err instanceof BanyanError && USAGE_ERRORS.has(err.code) ? 2 : 1;
   // Let 'exit' run: it stops any server child that start-up left behind.
   setImmediate(() => process.exit(code));

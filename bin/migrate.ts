@@ -1,7 +1,7 @@
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 

@@ -3,8 +3,8 @@ import { activePlans, controlPlan, planFor, startPlan, viewPlan, type PlanView }
 import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, formatMs, type PlanKind } from '../autopilot/plan.js';
 import { loadSettings, readStackFile, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { connect } from '../routing/database.js';
-import { announceVersion } from '../routing/route-sync.js';
+import { connect } from '../lib/database.js';
+import { announceVersion } from '../routing/table/index.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Args } from './command.js';
 import { printTable } from './output.js';

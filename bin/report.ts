@@ -2,8 +2,8 @@ import { loadSettings, required } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
 import { usageReport, type UsageLine } from '../metrics/report.js';
-import { connect } from '../routing/database.js';
-import { latestTable } from '../routing/route-store.js';
+import { connect } from '../lib/database.js';
+import { latestTable } from '../routing/table/index.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 

@@ -1,5 +1,5 @@
 import { reachable } from '../proxy/readiness.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 
 /** Where the backends are, as the command line knows them (APP_URL, LEGACY_URL, or the local stack's). */
 export interface PreflightTargets {

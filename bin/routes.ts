@@ -5,12 +5,8 @@ import { loadSettings, readStackFile, required, stackDir } from '../lib/config.j
 import { parseDuration } from '../lib/duration.js';
 import { PREVIEW_PATH, signPreview } from '../proxy/preview.js';
 import { BanyanError } from '../lib/errors.js';
-import { readRoutesFile } from '../routing/route-file.js';
-import { connect } from '../routing/database.js';
-import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
-import { announceVersion } from '../routing/route-sync.js';
-import { changeRoute } from '../routing/route-change.js';
-import { describeChange, MODES, summary, validateTable, type Mode, type Route } from '../routing/route-table.js';
+import { announceVersion, auditLog, changeRoute, describeChange, latestTable, type Mode, MODES, readRoutesFile, rollbackTable, type Route, saveTable, summary, validateTable } from '../routing/table/index.js';
+import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 import { preflight } from './route-preflight.js';
@@ -22,123 +18,157 @@ export async function routes(args: Args): Promise<void> {
   if (action === 'shadow' || action === 'status') return askProxy(action, target, args.flags.has('json'), usage);
   const settings = loadSettings();
   const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the route table'), { max: 1, name: 'banyan-routes' });
-  const json = args.flags.has('json');
-  const out = (value: unknown): void => { process.stdout.write(`${JSON.stringify(value, null, 2)}\n`); };
-  const actor = `${userInfo().username}@${hostname()} (cli)`;
-  const reason = () => {
-    const r = args.flags.get('reason');
-    if (typeof r !== 'string' || !r.trim()) throw usage('a change needs --reason "…" for the audit log');
-    return r;
-  };
-  const announce = async (version: number) => {
-    const told = await announceVersion(settings.redisUrl, version);
-    if (json) return;
-    process.stdout.write(told
-      ? `Version ${version} is stored; every proxy switches to it within a second.\n`
-      : `Version ${version} is stored; proxies pick it up within their poll interval (Redis was not reachable to announce it).\n`);
-  };
   try {
     const current = await latestTable(db);
-    const table = current?.routes ?? [];
+    const c = new RoutesCommand(args, settings, db, current, usage);
     switch (action) {
-      case 'list': {
-        if (json) return out(current ?? { version: 0, routes: [] });
-        process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
-        printTable(['route', 'match', 'mode'], table.map((r) => [r.name, matchText(r), summary(r)]));
-        return;
-      }
-      case 'preview': {
-        const route = find(table, target);
-        const secret = settings.secret?.split(',')[0] ?? stackSecret();
-        if (!secret) throw new BanyanError('missing-setting', 'BANYAN_SECRET is not set; preview links are signed with it', 'set BANYAN_SECRET to the proxies\' secret');
-        const forMs = parseDuration(String(args.flags.get('for') ?? '1h'), '--for');
-        if (forMs > 7 * 86_400_000) throw usage('--for is at most 7 days: a preview is for staff trying a route, not a second mode');
-        const expires = Date.now() + forMs;
-        const base = String(args.flags.get('base') ?? readStackFile()?.proxy ?? 'http://localhost:8080').replace(/\/+$/, '');
-        const path = String(args.flags.get('path') ?? route.match.path.replace(/:[^/]+|\*/g, (m) => (m === '*' ? '' : 'x')));
-        const link = `${base}${PREVIEW_PATH}?token=${encodeURIComponent(signPreview(route.name, expires, secret))}&next=${encodeURIComponent(path)}`;
-        if (json) return out({ route: route.name, expires: new Date(expires).toISOString(), link });
-        process.stdout.write(`Open this link in the browser that should try ${route.name} on the new app, until ${new Date(expires).toISOString().slice(0, 16).replace('T', ' ')}Z:\n\n  ${link}\n\n` +
-          'Only that browser, and only this route, goes to the new app; everyone else still follows the route\'s mode. Anyone with the link can use it until it expires.\n');
-        return;
-      }
-      case 'show': {
-        const route = find(table, target);
-        if (json) return out(route);
-        printTable(['field', 'value'], Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
-        return;
-      }
-      case 'set': {
-        const route = find(table, target);
-        const changed = applyFlags(route, args, usage);
-        const next = table.map((r) => (r.name === route.name ? changed : r));
-        const sample = args.flags.get('sample');
-        const warnings = await preflight(route, changed, { appUrl: settings.appUrl, legacyUrl: settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined });
-        for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-        if (warnings.length && !args.flags.has('force') && !args.flags.has('dry-run')) {
-          throw new BanyanError('preflight-failed', `${route.name} was not changed: users would get errors (see the warnings above)`,
-            'fix the backend first, or add --force to change it anyway');
-        }
-        return await change(next, `set ${route.name}`);
-      }
-      case 'apply': {
-        if (!target) throw usage('apply needs a FILE');
-        // A list of routes, or what `routes list --json` printed (its version guards against overwriting another change).
-        const file = readRoutesFile(target);
-        const exported = file !== null && typeof file === 'object' && !Array.isArray(file) && 'routes' in file ? file as { version?: unknown; routes: unknown } : undefined;
-        let expected: number | undefined;
-        if (args.flags.has('expected-version')) {
-          expected = Number(args.flags.get('expected-version'));
-          if (!Number.isInteger(expected) || expected < 0) throw usage('--expected-version must be a table version (a whole number)');
-        } else if (typeof exported?.version === 'number') {
-          expected = exported.version;
-        }
-        return await change(exported ? exported.routes : file, `apply ${target}`, expected);
-      }
-      case 'history': {
-        const limit = args.flags.has('limit') ? Number(args.flags.get('limit')) : 20;
-        if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a whole number above 0');
-        const entries = await auditLog(db, limit);
-        if (json) return out(entries);
-        printTable(['version', 'when', 'who', 'action', 'reason', 'changes'], entries.map((e) => [
-          String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.map((c) => c.replace(/\s+/, ' ')).join('; ') || '(none)',
-        ]));
-        return;
-      }
-      case 'rollback': {
-        const version = Number(target);
-        if (!target || !Number.isInteger(version) || version < 1) throw usage('rollback needs the VERSION to restore (see `banyan routes history`)');
-        const saved = await rollbackTable(db, version, actor, reason());
-        if (json) out({ version: saved.version, restored: version });
-        else process.stdout.write(`Restored version ${version} as version ${saved.version}.\n`);
-        await announce(saved.version);
-        return;
-      }
-      default:
-        throw usage(`unknown routes action "${action}"`);
-    }
-
-    /** Validates and stores a new table; `expected` (default: the version read above) refuses to overwrite a change made meanwhile. */
-    async function change(next: unknown, what: string, expected = current?.version): Promise<void> {
-      if (args.flags.has('dry-run')) {
-        const checked = validateTable(next);
-        if (!checked.ok) {
-          throw new BanyanError('invalid-table', `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`, 'nothing was changed');
-        }
-        const changes = describeChange(table, checked.routes);
-        if (json) return out({ dryRun: true, valid: true, changes });
-        process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
-        return;
-      }
-      const saved = await saveTable(db, { routes: next, actor, reason: reason(), ...(expected !== undefined ? { expectedVersion: expected } : {}) });
-      const changes = describeChange(table, saved.routes);
-      if (json) out({ version: saved.version, changes });
-      else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
-      await announce(saved.version);
+      case 'list': return c.list();
+      case 'preview': return c.preview(target);
+      case 'show': return c.show(target);
+      case 'set': return await c.set(target);
+      case 'apply': return await c.apply(target);
+      case 'history': return await c.history();
+      case 'rollback': return await c.rollback(target);
+      default: throw usage(`unknown routes action "${action}"`);
     }
   } finally {
     await db.destroy();
   }
+}
+
+/** One `banyan routes` action against the table as it was read: what every action shares, and one method each. */
+class RoutesCommand {
+  readonly json: boolean;
+  readonly table: readonly Route[];
+  readonly actor = `${userInfo().username}@${hostname()} (cli)`;
+
+  constructor(
+    readonly args: Args,
+    readonly settings: ReturnType<typeof loadSettings>,
+    readonly db: ReturnType<typeof connect>,
+    readonly current: Awaited<ReturnType<typeof latestTable>>,
+    readonly usage: (why: string) => BanyanError,
+  ) {
+    this.json = args.flags.has('json');
+    this.table = current?.routes ?? [];
+  }
+
+  list(): void {
+    const { current } = this;
+    if (this.json) return out(current ?? { version: 0, routes: [] });
+    process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
+    printTable(['route', 'match', 'mode'], this.table.map((r) => [r.name, matchText(r), summary(r)]));
+  }
+
+  preview(target: string | undefined): void {
+    const { flags } = this.args;
+    const route = find(this.table, target);
+    const secret = this.settings.secret?.split(',')[0] ?? stackSecret();
+    if (!secret) throw new BanyanError('missing-setting', 'BANYAN_SECRET is not set; preview links are signed with it', 'set BANYAN_SECRET to the proxies\' secret');
+    const forMs = parseDuration(String(flags.get('for') ?? '1h'), '--for');
+    if (forMs > 7 * 86_400_000) throw this.usage('--for is at most 7 days: a preview is for staff trying a route, not a second mode');
+    const expires = Date.now() + forMs;
+    const base = String(flags.get('base') ?? readStackFile()?.proxy ?? 'http://localhost:8080').replace(/\/+$/, '');
+    const path = String(flags.get('path') ?? route.match.path.replace(/:[^/]+|\*/g, (m) => (m === '*' ? '' : 'x')));
+    const link = `${base}${PREVIEW_PATH}?token=${encodeURIComponent(signPreview(route.name, expires, secret))}&next=${encodeURIComponent(path)}`;
+    if (this.json) return out({ route: route.name, expires: new Date(expires).toISOString(), link });
+    process.stdout.write(`Open this link in the browser that should try ${route.name} on the new app, until ${new Date(expires).toISOString().slice(0, 16).replace('T', ' ')}Z:\n\n  ${link}\n\n` +
+      'Only that browser, and only this route, goes to the new app; everyone else still follows the route\'s mode. Anyone with the link can use it until it expires.\n');
+  }
+
+  show(target: string | undefined): void {
+    const route = find(this.table, target);
+    if (this.json) return out(route);
+    printTable(['field', 'value'], Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+  }
+
+  async set(target: string | undefined): Promise<void> {
+    const { flags } = this.args;
+    const route = find(this.table, target);
+    const changed = applyFlags(route, this.args, this.usage);
+    const next = this.table.map((r) => (r.name === route.name ? changed : r));
+    const sample = flags.get('sample');
+    const warnings = await preflight(route, changed, { appUrl: this.settings.appUrl, legacyUrl: this.settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined });
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+    if (warnings.length && !flags.has('force') && !flags.has('dry-run')) {
+      throw new BanyanError('preflight-failed', `${route.name} was not changed: users would get errors (see the warnings above)`,
+        'fix the backend first, or add --force to change it anyway');
+    }
+    await this.change(next, `set ${route.name}`);
+  }
+
+  async apply(target: string | undefined): Promise<void> {
+    const { flags } = this.args;
+    if (!target) throw this.usage('apply needs a FILE');
+    // A list of routes, or what `routes list --json` printed (its version guards against overwriting another change).
+    const file = readRoutesFile(target);
+    const exported = file !== null && typeof file === 'object' && !Array.isArray(file) && 'routes' in file ? file as { version?: unknown; routes: unknown } : undefined;
+    let expected: number | undefined;
+    if (flags.has('expected-version')) {
+      expected = Number(flags.get('expected-version'));
+      if (!Number.isInteger(expected) || expected < 0) throw this.usage('--expected-version must be a table version (a whole number)');
+    } else if (typeof exported?.version === 'number') {
+      expected = exported.version;
+    }
+    await this.change(exported ? exported.routes : file, `apply ${target}`, expected);
+  }
+
+  async history(): Promise<void> {
+    const { flags } = this.args;
+    const limit = flags.has('limit') ? Number(flags.get('limit')) : 20;
+    if (!Number.isInteger(limit) || limit < 1) throw this.usage('--limit must be a whole number above 0');
+    const entries = await auditLog(this.db, limit);
+    if (this.json) return out(entries);
+    printTable(['version', 'when', 'who', 'action', 'reason', 'changes'], entries.map((e) => [
+      String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.map((c) => c.replace(/\s+/, ' ')).join('; ') || '(none)',
+    ]));
+  }
+
+  async rollback(target: string | undefined): Promise<void> {
+    const version = Number(target);
+    if (!target || !Number.isInteger(version) || version < 1) throw this.usage('rollback needs the VERSION to restore (see `banyan routes history`)');
+    const saved = await rollbackTable(this.db, version, this.actor, this.reason());
+    if (this.json) out({ version: saved.version, restored: version });
+    else process.stdout.write(`Restored version ${version} as version ${saved.version}.\n`);
+    await this.announce(saved.version);
+  }
+
+  /** Validates and stores a new table; `expected` (default: the version read first) refuses to overwrite a change made meanwhile. */
+  async change(next: unknown, what: string, expected = this.current?.version): Promise<void> {
+    if (this.args.flags.has('dry-run')) {
+      const checked = validateTable(next);
+      if (!checked.ok) {
+        throw new BanyanError('invalid-table', `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`, 'nothing was changed');
+      }
+      const changes = describeChange(this.table, checked.routes);
+      if (this.json) return out({ dryRun: true, valid: true, changes });
+      process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
+      return;
+    }
+    const saved = await saveTable(this.db, { routes: next, actor: this.actor, reason: this.reason(), ...(expected !== undefined ? { expectedVersion: expected } : {}) });
+    const changes = describeChange(this.table, saved.routes);
+    if (this.json) out({ version: saved.version, changes });
+    else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
+    await this.announce(saved.version);
+  }
+
+  reason(): string {
+    const r = this.args.flags.get('reason');
+    if (typeof r !== 'string' || !r.trim()) throw this.usage('a change needs --reason "…" for the audit log');
+    return r;
+  }
+
+  async announce(version: number): Promise<void> {
+    const told = await announceVersion(this.settings.redisUrl, version);
+    if (this.json) return;
+    process.stdout.write(told
+      ? `Version ${version} is stored; every proxy switches to it within a second.\n`
+      : `Version ${version} is stored; proxies pick it up within their poll interval (Redis was not reachable to announce it).\n`);
+  }
+}
+
+function out(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 interface ShadowReport {
@@ -211,7 +241,7 @@ function find(table: readonly Route[], name: string | undefined): Route {
   return route;
 }
 
-/** The command line's flags as a route change (see routing/route-change.ts for how it applies). */
+/** The command line's flags as a route change (see routing/table/route-change.ts for how it applies). */
 function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanError): Route {
   const mode = args.flags.get('mode');
   if (mode !== undefined && (typeof mode !== 'string' || !MODES.includes(mode as Mode))) throw usage(`--mode must be one of ${MODES.join(', ')}`);

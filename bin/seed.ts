@@ -1,7 +1,7 @@
 import { seedIndex } from '../app/seed.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 

@@ -1,12 +1,12 @@
 import cluster from 'node:cluster';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
-import { loadSettings, required } from '../lib/config.js';
+import { DEFAULTS, loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
-import { DEFAULT_ROUTES_FILE } from '../routing/route-file.js';
+import { DEFAULT_ROUTES_FILE } from '../routing/table/index.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 
@@ -48,8 +48,8 @@ export async function proxyCommand(args: Args): Promise<void> {
       settings: { ...s, routesFile, routesPollMs: Math.min(s.routesPollMs, 1_000) },
       legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
       appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
-      port: s.port ?? 8080,
-      adminPort: s.adminPort ?? 9090,
+      port: s.port ?? DEFAULTS.proxyPort,
+      adminPort: s.adminPort ?? DEFAULTS.adminPort,
       log: progress,
     });
     progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, routes from ${routesFile} (version ${runtime.routes.current.version}, watched)`);
@@ -64,8 +64,8 @@ export async function proxyCommand(args: Args): Promise<void> {
     settings: s,
     legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
     appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
-    port: s.port ?? 8080,
-    adminPort: s.adminPort ?? 9090,
+    port: s.port ?? DEFAULTS.proxyPort,
+    adminPort: s.adminPort ?? DEFAULTS.adminPort,
     log: progress,
     ...(cluster.isWorker ? { clusterMetrics: (registry) => clusterMetricsClient(registry) } : {}),
   });
@@ -109,7 +109,7 @@ export async function appCommand(): Promise<void> {
   const app = await startAppRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
-    host: s.host, port: s.port ?? 8081, drainMs: s.drainMs,
+    host: s.host, port: s.port ?? DEFAULTS.appPort, drainMs: s.drainMs,
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);
   untilSignal(() => app.close());
@@ -120,7 +120,7 @@ export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   const legacy = await startLegacyRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? 8082, drainMs: s.drainMs,
+    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? DEFAULTS.legacyPort, drainMs: s.drainMs,
   });
   progress(`legacy backend listening on ${legacy.url}`);
   untilSignal(() => legacy.close());

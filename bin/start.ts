@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadSettings, readStackFile, stackDir, type StackFile } from '../lib/config.js';
+import { DEFAULTS, loadSettings, readStackFile, stackDir, type StackFile } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
 import { stopAllServerProcesses } from '../stack/child-process.js';
@@ -12,8 +12,6 @@ import { Supervisor } from '../stack/supervisor.js';
 import type { Args } from './command.js';
 import { printTable, progress } from './output.js';
 
-const DEFAULT_PORT = 8080;
-const DEFAULT_ADMIN_PORT = 9090;
 
 /**
  * `banyan start` (what `npm start` runs): the whole stack on this machine,
@@ -33,8 +31,8 @@ export async function start(args: Args): Promise<void> {
   if (workers !== undefined && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(workers)) {
     throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${workers}"`, 'it is the number of proxy processes sharing the port');
   }
-  const port = await portFor(settings.port ?? DEFAULT_PORT, settings.host, 'PORT');
-  const adminPort = await portFor(settings.adminPort ?? DEFAULT_ADMIN_PORT, settings.adminHost, 'ADMIN_PORT');
+  const port = await portFor(settings.port ?? DEFAULTS.proxyPort, settings.host, 'PORT');
+  const adminPort = await portFor(settings.adminPort ?? DEFAULTS.adminPort, settings.adminHost, 'ADMIN_PORT');
   mkdirSync(dir, { recursive: true });
 
   const supervisor = new Supervisor({
@@ -69,21 +67,10 @@ export async function start(args: Args): Promise<void> {
   const secret = settings.secret ?? secretFor(dir);
 
   services = await startServices({ dir, replicaDelayMs, redis: 'auto', log: progress });
-  const host = settings.host;
-  const shown = host.includes(':') ? `[${host}]` : host;
-  const urls = {
-    proxy: `http://${shown}:${port}`,
-    admin: `http://${settings.adminHost.includes(':') ? `[${settings.adminHost}]` : settings.adminHost}:${adminPort}`,
-    // The app and legacy take their usual ports when free (metrics/prometheus.yml scrapes the app there), else any.
-    app: `http://${shown}:${await portFor(8081, host)}`,
-    legacy: `http://${shown}:${await portFor(8082, host)}`,
-  };
+  const urls = await stackUrls(settings.host, port, settings.adminHost, adminPort);
   const data: Record<string, string> = {
-    DATABASE_URL: services.primaryUrl,
-    DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
-    ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}),
-    BANYAN_STORAGE: settings.storageDir,
-    HOST: host,
+    DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
+    ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}), BANYAN_STORAGE: settings.storageDir, HOST: settings.host,
   };
   const writeStack = () => {
     const stack: StackFile = {
@@ -97,21 +84,7 @@ export async function start(args: Args): Promise<void> {
     return stack;
   };
   try {
-    progress('starting legacy and the new app');
-    await Promise.all([
-      supervisor.start({ name: 'legacy', args: ['legacy'], env: { ...data, PORT: portOf(urls.legacy) }, readyUrl: `${urls.legacy}/` }),
-      supervisor.start({ name: 'app', args: ['app'], env: { ...data, PORT: portOf(urls.app) }, readyUrl: `${urls.app}/_health` }),
-    ]);
-    progress('starting the proxy');
-    await supervisor.start({
-      name: 'proxy', args: workers ? ['proxy', '--workers', workers] : ['proxy'], readyUrl: `${urls.admin}/healthz`,
-      env: {
-        ...data, PORT: String(port), ADMIN_PORT: String(adminPort), ADMIN_HOST: settings.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
-        BANYAN_ADMIN_TOKEN: adminToken, BANYAN_SECRET: secret,
-        // A line per request would bury the stack's own messages: off unless asked for (BANYAN_LOG=pretty npm start).
-        BANYAN_LOG: process.env['BANYAN_LOG'] || 'off',
-      },
-    });
+    await startComponents(supervisor, { data, urls, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers });
   } catch (err) {
     await supervisor.stop(['proxy', 'app', 'legacy']);
     await services.stop();
@@ -125,26 +98,62 @@ export async function start(args: Args): Promise<void> {
   }
   const stack = writeStack();
 
-  if (args.flags.has('json')) {
-    process.stdout.write(`${JSON.stringify(stack, null, 2)}\n`);
-  } else {
-    const pid = (name: string) => `  (pid ${stack.pids?.[name] ?? '?'})`;
-    process.stdout.write(`\nBanyan is up (${((Date.now() - started) / 1000).toFixed(1)} s). Where everything listens:\n\n`);
-    printTable(['service', 'address'], [
-      ['proxy (public)', `${stack.proxy}${pid('proxy')}`],
-      ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
-      ['new app', `${stack.app}  (/metrics)${pid('app')}`],
-      ['legacy', `${stack.legacy}${pid('legacy')}`],
-      ['PostgreSQL primary', `${redactPassword(stack.primary)}${pid('postgresPrimary')}`],
-      ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${replicaDelayMs ? `  (apply delay ${replicaDelayMs} ms)` : ''}${pid('postgresReplica')}`]),
-      ['Redis', stack.redis ? `${stack.redis}${pid('redis')}` : 'none (install redis-server for shared state)'],
-    ]);
-    process.stdout.write(`\nThe same as JSON, with passwords: ${stackFile}\n`);
-    if (generated) process.stdout.write(`Admin token (shown once; also in stack.json): ${adminToken}\n`);
-    process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
-    process.stdout.write(`Components and databases that die are restarted${args.flags.has('no-restart') ? ' — not in this run (--no-restart)' : ''}; component lines are prefixed [proxy], [app], [legacy].\n`);
-    process.stdout.write('Press Ctrl-C to stop everything.\n');
-  }
+  if (args.flags.has('json')) process.stdout.write(`${JSON.stringify(stack, null, 2)}\n`);
+  else printStarted(stack, { stackFile, seconds: (Date.now() - started) / 1000, adminToken: generated ? adminToken : undefined, replicaDelayMs, restarts: !args.flags.has('no-restart') });
+}
+
+/** Where each component listens: the proxy and admin on their ports; the app and legacy on their usual ports when free (metrics/prometheus.yml scrapes the app there), else any. */
+async function stackUrls(host: string, port: number, adminHost: string, adminPort: number): Promise<{ proxy: string; admin: string; app: string; legacy: string }> {
+  const bracketed = (h: string) => (h.includes(':') ? `[${h}]` : h);
+  return {
+    proxy: `http://${bracketed(host)}:${port}`,
+    admin: `http://${bracketed(adminHost)}:${adminPort}`,
+    app: `http://${bracketed(host)}:${await portFor(DEFAULTS.appPort, host)}`,
+    legacy: `http://${bracketed(host)}:${await portFor(DEFAULTS.legacyPort, host)}`,
+  };
+}
+
+/** Legacy and the new app, then the proxy in front of them, each its own supervised process. */
+async function startComponents(supervisor: Supervisor, c: {
+  data: Record<string, string>; urls: { proxy: string; admin: string; app: string; legacy: string }; port: number; adminPort: number;
+  adminHost: string; adminToken: string; secret: string; workers: string | undefined;
+}): Promise<void> {
+  const { data, urls } = c;
+  progress('starting legacy and the new app');
+  await Promise.all([
+    supervisor.start({ name: 'legacy', args: ['legacy'], env: { ...data, PORT: portOf(urls.legacy) }, readyUrl: `${urls.legacy}/` }),
+    supervisor.start({ name: 'app', args: ['app'], env: { ...data, PORT: portOf(urls.app) }, readyUrl: `${urls.app}/_health` }),
+  ]);
+  progress('starting the proxy');
+  await supervisor.start({
+    name: 'proxy', args: c.workers ? ['proxy', '--workers', c.workers] : ['proxy'], readyUrl: `${urls.admin}/healthz`,
+    env: {
+      ...data, PORT: String(c.port), ADMIN_PORT: String(c.adminPort), ADMIN_HOST: c.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
+      BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
+      // A line per request would bury the stack's own messages: off unless asked for (BANYAN_LOG=pretty npm start).
+      BANYAN_LOG: process.env['BANYAN_LOG'] || 'off',
+    },
+  });
+}
+
+/** Where everything listens, and what to do next. `adminToken`: a token generated by this start, shown once. */
+function printStarted(stack: StackFile, o: { stackFile: string; seconds: number; adminToken: string | undefined; replicaDelayMs: number; restarts: boolean }): void {
+  const pid = (name: string) => `  (pid ${stack.pids?.[name] ?? '?'})`;
+  process.stdout.write(`\nBanyan is up (${o.seconds.toFixed(1)} s). Where everything listens:\n\n`);
+  printTable(['service', 'address'], [
+    ['proxy (public)', `${stack.proxy}${pid('proxy')}`],
+    ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
+    ['new app', `${stack.app}  (/metrics)${pid('app')}`],
+    ['legacy', `${stack.legacy}${pid('legacy')}`],
+    ['PostgreSQL primary', `${redactPassword(stack.primary)}${pid('postgresPrimary')}`],
+    ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${pid('postgresReplica')}`]),
+    ['Redis', stack.redis ? `${stack.redis}${pid('redis')}` : 'none (install redis-server for shared state)'],
+  ]);
+  process.stdout.write(`\nThe same as JSON, with passwords: ${o.stackFile}\n`);
+  if (o.adminToken) process.stdout.write(`Admin token (shown once; also in stack.json): ${o.adminToken}\n`);
+  process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
+  process.stdout.write(`Components and databases that die are restarted${o.restarts ? '' : ' — not in this run (--no-restart)'}; component lines are prefixed [proxy], [app], [legacy].\n`);
+  process.stdout.write('Press Ctrl-C to stop everything.\n');
 }
 
 /** `wanted` when free; 0 means any free port; a busy configured port is an error that says what to do. */

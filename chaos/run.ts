@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { printTable } from '../bin/output.js';
 import { addUser, createToken } from '../lib/accounts.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import { startStack, type StartedStack } from './stack.js';
 import { runScenarios, scenarios, type ChaosContext, type ChaosRow } from './suite.js';
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { escapeHtml } from '../lib/html.js';
-import type { RequestDb } from '../routing/db-router.js';
+import type { RequestDb } from '../routing/reads/index.js';
 
 /** One request as the old index's handlers see it. */
 export interface LegacyRequest {

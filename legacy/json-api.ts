@@ -21,7 +21,7 @@ export async function jsonApi(r: LegacyRequest, requested: string, version?: str
     release = (await projectReleases(db, project.id, 1))[0];
     const all = await projectFiles(db, project.id);
     releases = {};
-    for (const f of all) (releases[f.version] ??= []).push(jsonFile(f));
+    for (const f of all) (releases[f.version] ??= []).push(jsonApiFile(f));
     files = release ? all.filter((f) => f.version === release!.version) : [];
   } else {
     const parsed = parseVersion(version);
@@ -41,12 +41,12 @@ export async function jsonApi(r: LegacyRequest, requested: string, version?: str
       package_url: `/pypi/${project.name}`, release_url: release ? `/pypi/${project.name}/${release.version}` : null,
     },
     ...(releases ? { releases } : {}),
-    urls: files.map(jsonFile),
+    urls: files.map(jsonApiFile),
   };
   send(r.res, 200, 'application/json', JSON.stringify(body, null, 2), { 'X-PyPI-Last-Serial': project.last_serial });
 }
 
-function jsonFile(f: LegacyFile): Record<string, unknown> {
+function jsonApiFile(f: LegacyFile): Record<string, unknown> {
   return {
     filename: f.filename, packagetype: f.packagetype, python_version: f.python_version, size: Number(f.size),
     url: `/packages/${f.path}`, digests: { sha256: f.sha256_digest }, requires_python: f.requires_python,

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { RequestDb } from '../routing/db-router.js';
+import type { RequestDb } from '../routing/reads/index.js';
 
 /** A project as the old pages show it. */
 export interface LegacyProject {

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
+import { readUpTo } from '../lib/form-body.js';
 import { normalizeName } from '../lib/names.js';
 import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
-import type { RequestDb } from '../routing/db-router.js';
+import type { RequestDb } from '../routing/reads/index.js';
 import {
   faultResponse, INVALID_PARAMS, METHOD_NOT_FOUND, methodResponse, parseMethodCall, PARSE_ERROR, XmlRpcFault, type XmlRpcValue,
 } from './xmlrpc.js';
@@ -132,15 +133,10 @@ const METHODS: Record<string, Method> = {
 
 /** Answers one XML-RPC request body: a methodResponse, or a fault for a bad call. */
 export async function xmlRpc(open: OpenDb, req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) return faultResponse(new XmlRpcFault(PARSE_ERROR, `request over ${MAX_BODY} bytes`));
-    chunks.push(chunk as Buffer);
-  }
+  const bytes = await readUpTo(req, MAX_BODY);
+  if (!bytes) return faultResponse(new XmlRpcFault(PARSE_ERROR, `request over ${MAX_BODY} bytes`));
   try {
-    const call = parseMethodCall(Buffer.concat(chunks).toString('utf8'));
+    const call = parseMethodCall(bytes.toString('utf8'));
     const method = Object.hasOwn(METHODS, call.method) ? METHODS[call.method] : undefined;
     if (!method) {
       throw new XmlRpcFault(METHOD_NOT_FOUND, `method "${call.method}" is not supported; try ${Object.keys(METHODS).join(', ')}`);

@@ -82,6 +82,21 @@ export interface Settings {
 /** 100 MiB, PyPI's default per-file limit (BANYAN_MAX_UPLOAD). */
 export const DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024;
 
+/** Every default a setting falls back to, in one place (components that take options use the same). */
+export const DEFAULTS = {
+  proxyPort: 8080,
+  adminPort: 9090,
+  appPort: 8081,
+  legacyPort: 8082,
+  routesPollMs: 2_000,
+  drainMs: 10_000,
+  headersTimeoutMs: 10_000,
+  usageFlushMs: 60_000,
+  autopilotTickMs: 1_000,
+  autopilotLeaseMs: 5_000,
+  restartDelayMs: 500,
+} as const;
+
 /** The folder `npm start` keeps its data in. */
 export function stackDir(cwd = process.cwd()): string {
   return join(cwd, '.banyan');
@@ -127,7 +142,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     adminHost: env['ADMIN_HOST'] || '127.0.0.1',
     adminPort: optionalPort('ADMIN_PORT', env['ADMIN_PORT']),
     routesFile: env['BANYAN_ROUTES_FILE'] || undefined,
-    routesPollMs: env['BANYAN_ROUTES_POLL'] ? parseDuration(env['BANYAN_ROUTES_POLL'], 'BANYAN_ROUTES_POLL') : 2_000,
+    routesPollMs: env['BANYAN_ROUTES_POLL'] ? parseDuration(env['BANYAN_ROUTES_POLL'], 'BANYAN_ROUTES_POLL') : DEFAULTS.routesPollMs,
     trustedProxies: env['BANYAN_TRUSTED_PROXIES'] || undefined,
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
@@ -143,17 +158,17 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
     },
-    drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : 10_000,
-    headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : 10_000,
+    drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
+    headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : DEFAULTS.headersTimeoutMs,
     maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
-    usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : 60_000,
+    usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : DEFAULTS.usageFlushMs,
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
     ...autopilotTiming(env),
     autopilotWebhook: webhookUrl(env['BANYAN_AUTOPILOT_WEBHOOK']),
-    restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : 500,
+    restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : DEFAULTS.restartDelayMs,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
 }
@@ -184,6 +199,16 @@ export interface ReadSettings {
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */
+/** Who runs a command-line change, for the journal and the audit log: the operating-system user. */
+export function operatorName(env: NodeJS.ProcessEnv = process.env): string {
+  return `operator (${env['USER'] || env['LOGNAME'] || 'unknown'})`;
+}
+
+/** Whether unexpected errors print their stack (BANYAN_DEBUG=1). */
+export function showsStacks(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env['BANYAN_DEBUG']);
+}
+
 export function required<T>(value: T | undefined, variable: string, purpose: string): T {
   if (value === undefined || value === null || value === '') {
     throw new BanyanError('missing-setting', `${variable} is not set; it is needed ${purpose}`,
@@ -270,8 +295,8 @@ function webhookUrl(value: string | undefined): string | undefined {
 
 /** BANYAN_AUTOPILOT_TICK and _LEASE: a lease shorter than two ticks would change hands while its holder is still working. */
 function autopilotTiming(env: NodeJS.ProcessEnv): { autopilotTickMs: number; autopilotLeaseMs: number } {
-  const tick = env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : 1_000;
-  const lease = env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : 5_000;
+  const tick = env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : DEFAULTS.autopilotTickMs;
+  const lease = env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : DEFAULTS.autopilotLeaseMs;
   if (tick < 50) throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_TICK must be at least 50ms, not "${env['BANYAN_AUTOPILOT_TICK']}"`);
   if (lease < 2 * tick) {
     throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_LEASE (${lease} ms) must be at least twice BANYAN_AUTOPILOT_TICK (${tick} ms)`,

@@ -1,16 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BanyanError } from './errors.js';
 
-/** Reads a small application/x-www-form-urlencoded or JSON body into string fields. */
-export async function readFields(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, string>> {
+/**
+ * A whole body (a request, an archive member) in memory, or undefined once it
+ * goes over `limit` bytes: reading stops there, and the caller says why.
+ */
+export async function readUpTo(body: AsyncIterable<unknown>, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BanyanError('too-large', `the form is over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+  for await (const chunk of body) {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+    size += bytes.length;
+    if (size > limit) return undefined;
+    chunks.push(bytes);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+/** Reads a small application/x-www-form-urlencoded or JSON body into string fields. */
+export async function readFields(req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, string>> {
+  const bytes = await readUpTo(req, limit);
+  if (!bytes) throw new BanyanError('too-large', `the form is over ${limit} bytes`);
+  const text = bytes.toString('utf8');
   if ((req.headers['content-type'] ?? '').includes('application/json')) {
     let parsed: unknown;
     try {

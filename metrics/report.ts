@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import { NOT_USE } from './usage.js';
 
 export interface UsageLine {

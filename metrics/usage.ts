@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
+import { DEFAULTS } from '../lib/config.js';
 
 /** Distinct user agents kept per route and feature per hour; the rest count as `other`. */
 const MAX_AGENTS = 20;
@@ -89,7 +90,7 @@ export class UsageLedger {
 
   constructor(options: UsageLedgerOptions) {
     this.#db = options.db;
-    this.#flushMs = options.flushMs ?? 60_000;
+    this.#flushMs = options.flushMs ?? DEFAULTS.usageFlushMs;
     this.#instance = options.instance ?? `${hostname()}:${process.pid}`;
     this.#onFlush = options.onFlush;
     this.#spoolDir = options.spoolDir;

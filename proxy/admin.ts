@@ -4,10 +4,9 @@ import Koa from 'koa';
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
 import { BanyanError } from '../lib/errors.js';
+import { readUpTo } from '../lib/form-body.js';
 import type { Database } from '../lib/schema.js';
-import { auditLog, latestTable, rollbackTable, saveTable } from '../routing/route-store.js';
-import { changeRoute } from '../routing/route-change.js';
-import { describeChange, MODES, validateTable, type Mode, type Route } from '../routing/route-table.js';
+import { auditLog, changeRoute, describeChange, latestTable, type Mode, MODES, rollbackTable, type Route, saveTable, validateTable } from '../routing/table/index.js';
 import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
 import type { Shadower } from './shadow.js';
 import type { ReadinessCheck } from './readiness.js';
@@ -41,18 +40,37 @@ const MAX_BODY = 1024 * 1024;
 export function createAdmin(options: AdminOptions): Koa {
   const app = new Koa();
   const router = new Router();
-  app.use(async (ctx, next) => {
-    try {
-      await next();
-    } catch (err) {
-      const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
-      ctx.status = status;
-      ctx.body = err instanceof BanyanError
-        ? { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
-        : { error: status >= 500 ? 'internal' : 'bad-request', message: status >= 500 ? 'internal error; see the proxy log' : (err as Error).message };
-      if (status >= 500) process.stderr.write(`admin: ${(err as Error).stack ?? err}\n`);
-    }
-  });
+  app.use(errorAnswers);
+  probes(router, options);
+  const api = options.routes;
+  if (api) {
+    const guard = bearer(api.adminToken);
+    dashboard(router, api, guard);
+    routeApi(router, api, guard);
+  }
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return app;
+}
+
+type RouteApi = NonNullable<AdminOptions['routes']>;
+
+/** Errors as JSON: a BanyanError with its code, message and hint; anything else as an internal error, logged. */
+async function errorAnswers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+  try {
+    await next();
+  } catch (err) {
+    const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
+    ctx.status = status;
+    ctx.body = err instanceof BanyanError
+      ? { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
+      : { error: status >= 500 ? 'internal' : 'bad-request', message: status >= 500 ? 'internal error; see the proxy log' : (err as Error).message };
+    if (status >= 500) process.stderr.write(`admin: ${(err as Error).stack ?? err}\n`);
+  }
+}
+
+/** Liveness, readiness and metrics: no token, for orchestrators and Prometheus. */
+function probes(router: Router, options: AdminOptions): void {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -66,97 +84,96 @@ export function createAdmin(options: AdminOptions): Koa {
     ctx.type = options.registry.contentType;
     ctx.body = options.metricsText ? await options.metricsText() : await options.registry.metrics();
   });
+}
 
-  const api = options.routes;
-  if (api) {
-    const guard = bearer(api.adminToken);
-    // The dashboard page itself holds no data: it asks for the token, then calls the API with it.
-    const page = readAsset(DASHBOARD_HTML);
-    const chart = readAsset(CHART_JS);
-    router.get('/', (ctx) => {
-      ctx.type = 'text/html; charset=utf-8';
-      ctx.set('Cache-Control', 'no-store');
-      ctx.body = page;
+/** The built-in dashboard: the page and its chart library (they hold no data), and the numbers behind the token. */
+function dashboard(router: Router, api: RouteApi, guard: Koa.Middleware): void {
+  const page = readAsset(DASHBOARD_HTML);
+  const chart = readAsset(CHART_JS);
+  router.get('/', (ctx) => {
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = page;
+  });
+  router.get('/assets/chart.js', (ctx) => {
+    ctx.type = 'application/javascript; charset=utf-8';
+    ctx.set('Cache-Control', 'public, max-age=86400');
+    ctx.body = chart;
+  });
+  router.get('/api/dashboard', guard, async (ctx) => {
+    if (!api.dashboard) throw new BanyanError('not-found', 'this process has no dashboard');
+    ctx.body = await api.dashboard();
+  });
+}
+
+/** The route API behind the token: change one route's mode, replace or roll back the table, history, status, shadow results. */
+function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
+  router.post('/api/routes/:name/mode', guard, async (ctx) => {
+    const body = await readJson(ctx);
+    const name = ctx.params['name']!;
+    const mode = body['mode'];
+    if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw new BanyanError('bad-request', `mode must be one of ${MODES.join(', ')}`);
+    const reason = typeof body['reason'] === 'string' ? body['reason'] : '';
+    const current = await latestTable(api.db);
+    const route = current?.routes.find((r) => r.name === name);
+    if (!current || !route) throw new BanyanError('no-such-route', `there is no route named "${name}"`, 'see GET /api/routes');
+    const changed = changeRoute(route, {
+      mode: mode as Mode,
+      percent: typeof body['percent'] === 'number' ? body['percent'] : undefined,
+      fallback: typeof body['fallback'] === 'boolean' ? body['fallback'] : undefined,
+      retired: mode === 'retired' && !route.retired && reason.trim() ? { message: reason.trim() } : undefined,
     });
-    router.get('/assets/chart.js', (ctx) => {
-      ctx.type = 'application/javascript; charset=utf-8';
-      ctx.set('Cache-Control', 'public, max-age=86400');
-      ctx.body = chart;
+    const saved = await saveTable(api.db, {
+      routes: current.routes.map((r) => (r.name === name ? changed : r)),
+      actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (dashboard)` : 'dashboard',
+      reason, expectedVersion: current.version,
     });
-    router.get('/api/dashboard', guard, async (ctx) => {
-      if (!api.dashboard) throw new BanyanError('not-found', 'this process has no dashboard');
-      ctx.body = await api.dashboard();
+    await api.changed(saved.version);
+    ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes) };
+  });
+  router.get('/api/routes', guard, async (ctx) => {
+    const table = await latestTable(api.db);
+    ctx.body = table ?? { version: 0, routes: [] };
+  });
+  router.put('/api/routes', guard, async (ctx) => {
+    const body = await readJson(ctx);
+    const current = await latestTable(api.db);
+    if (body['dryRun'] === true) {
+      const checked = validateTable(body['routes']);
+      ctx.body = checked.ok
+        ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes) }
+        : { dryRun: true, valid: false, problems: checked.problems };
+      return;
+    }
+    const saved = await saveTable(api.db, {
+      routes: body['routes'],
+      actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (admin API)` : 'admin API',
+      reason: typeof body['reason'] === 'string' ? body['reason'] : '',
+      ...(typeof body['expectedVersion'] === 'number' ? { expectedVersion: body['expectedVersion'] } : {}),
     });
-    router.post('/api/routes/:name/mode', guard, async (ctx) => {
-      const body = await readJson(ctx);
-      const name = ctx.params['name']!;
-      const mode = body['mode'];
-      if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw new BanyanError('bad-request', `mode must be one of ${MODES.join(', ')}`);
-      const reason = typeof body['reason'] === 'string' ? body['reason'] : '';
-      const current = await latestTable(api.db);
-      const route = current?.routes.find((r) => r.name === name);
-      if (!current || !route) throw new BanyanError('no-such-route', `there is no route named "${name}"`, 'see GET /api/routes');
-      const changed = changeRoute(route, {
-        mode: mode as Mode,
-        percent: typeof body['percent'] === 'number' ? body['percent'] : undefined,
-        fallback: typeof body['fallback'] === 'boolean' ? body['fallback'] : undefined,
-        retired: mode === 'retired' && !route.retired && reason.trim() ? { message: reason.trim() } : undefined,
-      });
-      const saved = await saveTable(api.db, {
-        routes: current.routes.map((r) => (r.name === name ? changed : r)),
-        actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (dashboard)` : 'dashboard',
-        reason, expectedVersion: current.version,
-      });
-      await api.changed(saved.version);
-      ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes) };
-    });
-    router.get('/api/routes', guard, async (ctx) => {
-      const table = await latestTable(api.db);
-      ctx.body = table ?? { version: 0, routes: [] };
-    });
-    router.put('/api/routes', guard, async (ctx) => {
-      const body = await readJson(ctx);
-      const current = await latestTable(api.db);
-      if (body['dryRun'] === true) {
-        const checked = validateTable(body['routes']);
-        ctx.body = checked.ok
-          ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes) }
-          : { dryRun: true, valid: false, problems: checked.problems };
-        return;
-      }
-      const saved = await saveTable(api.db, {
-        routes: body['routes'],
-        actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (admin API)` : 'admin API',
-        reason: typeof body['reason'] === 'string' ? body['reason'] : '',
-        ...(typeof body['expectedVersion'] === 'number' ? { expectedVersion: body['expectedVersion'] } : {}),
-      });
-      await api.changed(saved.version);
-      ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes) };
-    });
-    router.get('/api/routes/history', guard, async (ctx) => {
-      const limit = Math.min(Math.max(Number(ctx.query['limit'] ?? 50) || 50, 1), 1000);
-      ctx.body = await auditLog(api.db, limit);
-    });
-    router.post('/api/routes/rollback', guard, async (ctx) => {
-      const body = await readJson(ctx);
-      if (typeof body['version'] !== 'number' || !Number.isInteger(body['version'])) {
-        throw new BanyanError('bad-request', 'rollback needs {"version": N, "reason": "…"}');
-      }
-      const saved = await rollbackTable(api.db, body['version'], typeof body['actor'] === 'string' ? `${body['actor']} (admin API)` : 'admin API',
-        typeof body['reason'] === 'string' ? body['reason'] : '');
-      await api.changed(saved.version);
-      ctx.body = { version: saved.version, restored: body['version'] };
-    });
-    router.get('/api/status', guard, (ctx) => {
-      ctx.body = api.status();
-    });
-    router.get('/api/shadow/:route', guard, (ctx) => {
-      ctx.body = api.shadow.report(ctx.params['route']!);
-    });
-  }
-  app.use(router.routes());
-  app.use(router.allowedMethods());
-  return app;
+    await api.changed(saved.version);
+    ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes) };
+  });
+  router.get('/api/routes/history', guard, async (ctx) => {
+    const limit = Math.min(Math.max(Number(ctx.query['limit'] ?? 50) || 50, 1), 1000);
+    ctx.body = await auditLog(api.db, limit);
+  });
+  router.post('/api/routes/rollback', guard, async (ctx) => {
+    const body = await readJson(ctx);
+    if (typeof body['version'] !== 'number' || !Number.isInteger(body['version'])) {
+      throw new BanyanError('bad-request', 'rollback needs {"version": N, "reason": "…"}');
+    }
+    const saved = await rollbackTable(api.db, body['version'], typeof body['actor'] === 'string' ? `${body['actor']} (admin API)` : 'admin API',
+      typeof body['reason'] === 'string' ? body['reason'] : '');
+    await api.changed(saved.version);
+    ctx.body = { version: saved.version, restored: body['version'] };
+  });
+  router.get('/api/status', guard, (ctx) => {
+    ctx.body = api.status();
+  });
+  router.get('/api/shadow/:route', guard, (ctx) => {
+    ctx.body = api.shadow.report(ctx.params['route']!);
+  });
 }
 
 /** Requires `Authorization: Bearer <token>`, compared in constant time. */
@@ -178,16 +195,11 @@ function bearer(token: string | undefined): Koa.Middleware {
 
 async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
   if (!ctx.is('application/json')) throw new BanyanError('bad-request', 'send the body as JSON with Content-Type: application/json');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new BanyanError('too-large', `the body is over ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  const bytes = await readUpTo(ctx.req, MAX_BODY);
+  if (!bytes) throw new BanyanError('too-large', `the body is over ${MAX_BODY} bytes`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    parsed = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
     throw new BanyanError('bad-request', `the body is not valid JSON: ${(err as Error).message}`);
   }

@@ -7,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { UsageLedger } from '../metrics/usage.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import type { Shadower } from './shadow.js';
 
 /** The dashboard page and the charting library it loads: plain files, no build step. */

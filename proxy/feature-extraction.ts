@@ -7,8 +7,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { FeatureLabels, queryFeatures, readsBody, type FeatureExtractor } from '../routing/route-features.js';
-import type { Decision } from '../routing/route-table.js';
+import { type Decision, type FeatureExtractor, FeatureLabels, queryFeatures, readsBody } from '../routing/table/index.js';
 import { hasBody } from './headers.js';
 import { peekFeature } from './peek.js';
 

@@ -3,13 +3,12 @@ import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
-import { compileTable, describeChange, validateTable, type CompiledTable, type Route } from '../routing/route-table.js';
-import { parseRoutesFile, routesFileText } from '../routing/route-file.js';
+import { type CompiledTable, compileTable, describeChange, parseRoutesFile, type Route, routesFileText, validateTable } from '../routing/table/index.js';
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness } from './readiness.js';
 import { listenPublic } from './runtime.js';
-import { createProxy, type Proxy } from './server.js';
+import { createProxy, type Proxy } from './proxy.js';
 
 export interface FileProxyOptions {
   readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'> & {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import { bodyFeature, type FeatureExtractor } from '../routing/route-features.js';
+import { bodyFeature, type FeatureExtractor } from '../routing/table/index.js';
 
 /**
  * Reads the start of a request body (at most 64 KiB, and only until the

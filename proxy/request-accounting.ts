@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { requestRecorder, type ProxyMetrics } from '../metrics/catalog.js';
 import { CappedLabels, normalizePath } from '../metrics/paths.js';
 import type { UsageLedger } from '../metrics/usage.js';
-import { UNMATCHED } from '../routing/route-table.js';
+import { UNMATCHED } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
 
 // What track() keeps on the response, for one 'close' listener function shared by every response.

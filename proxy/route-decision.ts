@@ -5,7 +5,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { canaryBucket, decide, type CompiledTable, type Decision } from '../routing/route-table.js';
+import { canaryBucket, type CompiledTable, decide, type Decision } from '../routing/table/index.js';
 import { plain } from './answers.js';
 import { newSession, SESSION_COOKIE, sessionBucket } from './canary-session.js';
 import type { ClientInfo } from './headers.js';

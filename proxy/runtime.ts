@@ -1,15 +1,15 @@
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Settings } from '../lib/config.js';
+import { DEFAULTS, type Settings } from '../lib/config.js';
+import type { Database } from '../lib/schema.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
 import { UsageLedger } from '../metrics/usage.js';
-import { sql } from 'kysely';
-import { connect, redactUrl } from '../routing/database.js';
+import { sql, type Kysely } from 'kysely';
+import { connect, redactUrl } from '../lib/database.js';
 import { parseLsn } from '../lib/lsn.js';
-import { announceVersion, RouteSync } from '../routing/route-sync.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
+import { announceVersion, DEFAULT_ROUTES_FILE, readRoutesFile, RouteSync } from '../routing/table/index.js';
 import { Autopilot } from '../autopilot/pilot.js';
 import { accessLog, type AccessLogFormat } from './access-log.js';
 import { createAdmin } from './admin.js';
@@ -17,7 +17,7 @@ import { limitConnectionsPerClient } from './client-limit.js';
 import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
 import { proxyReadiness } from './readiness.js';
-import { createProxy, type BreakerSettings, type Proxy } from './server.js';
+import { createProxy, type BreakerSettings, type PinSettings, type Proxy } from './proxy.js';
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
@@ -58,20 +58,11 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       throw new BanyanError('database-unreachable', `cannot reach PostgreSQL at ${redactUrl(settings.databaseUrl!)} for the route table: ${err.message}`,
         'check DATABASE_URL', { cause: err });
     });
-    const seed = readRoutesFile(settings.routesFile ?? DEFAULT_ROUTES_FILE);
     const metrics = createProxyMetrics();
-    const routes = await RouteSync.start({
-      db, redisUrl: settings.redisUrl, pollMs: settings.routesPollMs, log,
-      onChange: (table) => {
-        metrics.tableVersion.set(table.version);
-        preZeroRoutes(metrics, table.routes);
-      },
-    }, seed);
-    metrics.tableVersion.set(routes.current.version);
-    preZeroRoutes(metrics, routes.current.routes);
+    const routes = await startRouteSync(db, settings, metrics, log);
     opened.push({ close: () => routes.stop() });
     const usage = new UsageLedger({
-      db, flushMs: settings.usageFlushMs ?? 60_000, spoolDir: settings.usageSpoolDir, log,
+      db, flushMs: settings.usageFlushMs ?? DEFAULTS.usageFlushMs, spoolDir: settings.usageSpoolDir, log,
       onFlush: (result, err) => {
         metrics.usageFlushes.inc({ result });
         if (err) log(`usage: flush failed, kept for the next one: ${err.message}`);
@@ -80,24 +71,18 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     await usage.start();
     // Closed after the listeners (the list closes in reverse): the last requests are flushed too.
     opened.push({ close: () => usage.stop() });
+    const changed = async (version: number) => {
+      await routes.refresh();
+      await announceVersion(settings.redisUrl, version);
+    };
     let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
     const autopilot = new Autopilot({
-      db, tickMs: settings.autopilotTickMs ?? 1_000, leaseMs: settings.autopilotLeaseMs ?? 5_000, webhook: settings.autopilotWebhook, log,
-      shadowCounts: (route) => shadowCounts(route),
-      changed: async (version) => {
-        await routes.refresh();
-        await announceVersion(settings.redisUrl, version);
-      },
+      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, log,
+      shadowCounts: (route) => shadowCounts(route), changed,
     });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
     const proxy = createProxy({
-      legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
-      pins: settings.secret ? {
-        secrets: settings.secret.split(','),
-        ttlMs: settings.pinTtlMs,
-        mode: settings.pinMode,
-        currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
-      } : undefined,
+      legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log, pins: pinSettings(settings, db),
       trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
       observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
       accessLog: accessLog(settings.accessLog ?? 'off'),
@@ -111,7 +96,6 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
 
     const publicSide = await listenPublic(proxy, settings, options.port);
     opened.push(publicSide);
-
     const sampler = new DashboardSampler(db, metrics);
     sampler.start();
     opened.push({ close: async () => sampler.stop() });
@@ -123,19 +107,9 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         routeCount: () => routes.current.routes.length, appBreaker: () => proxy.breakerState('new'),
       }),
       routes: {
-        db, adminToken: settings.adminToken, shadow: proxy.shadow,
-        status: () => ({
-          version: routes.current.version,
-          breakers: { legacy: proxy.breakerState('legacy'), new: proxy.breakerState('new') },
-          shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
-        }),
-        dashboard: () => dashboardData({
-          db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler,
-        }),
-        changed: async (version) => {
-          await routes.refresh();
-          await announceVersion(settings.redisUrl, version);
-        },
+        db, adminToken: settings.adminToken, shadow: proxy.shadow, changed,
+        status: () => proxyStatus(proxy, routes),
+        dashboard: () => dashboardData({ db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler }),
       },
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
@@ -147,6 +121,41 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   }
 }
 
+/** The route table from PostgreSQL (seeded from the routes file when empty), followed; its routes' series start at 0. */
+async function startRouteSync(db: Kysely<Database>, settings: ProxyRuntimeOptions['settings'], metrics: ProxyMetrics, log: (line: string) => void): Promise<RouteSync> {
+  const seed = readRoutesFile(settings.routesFile ?? DEFAULT_ROUTES_FILE);
+  const routes = await RouteSync.start({
+    db, redisUrl: settings.redisUrl, pollMs: settings.routesPollMs, log,
+    onChange: (table) => {
+      metrics.tableVersion.set(table.version);
+      preZeroRoutes(metrics, table.routes);
+    },
+  }, seed);
+  metrics.tableVersion.set(routes.current.version);
+  preZeroRoutes(metrics, routes.current.routes);
+  return routes;
+}
+
+/** Read-your-writes pins, signed with BANYAN_SECRET's list; none without it. */
+function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Database>): PinSettings | undefined {
+  if (!settings.secret) return undefined;
+  return {
+    secrets: settings.secret.split(','),
+    ttlMs: settings.pinTtlMs,
+    mode: settings.pinMode,
+    currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
+  };
+}
+
+/** What this proxy is doing now (`GET /api/status`): the table version in effect, its breakers, and shadow results. */
+function proxyStatus(proxy: Proxy, routes: RouteSync): Record<string, unknown> {
+  return {
+    version: routes.current.version,
+    breakers: { legacy: proxy.breakerState('legacy'), new: proxy.breakerState('new') },
+    shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
+  };
+}
+
 /**
  * The public listener, as every proxy runs it: slow clients (slowloris) get a bounded time for their
  * headers, checked every second, then 408 and a closed socket (a body may take as long as it streams:
@@ -155,7 +164,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
  */
 export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> &
   { readonly headersTimeoutMs?: number; readonly maxClientConnections?: number }, port: number): Promise<{ url: string; close(): Promise<void> }> {
-  const headersTimeout = settings.headersTimeoutMs ?? 10_000;
+  const headersTimeout = settings.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
   const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
   limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
   const publicSide: Listening = await listen(server, port, settings.host, 'PORT', settings.drainMs);

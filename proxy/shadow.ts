@@ -1,7 +1,7 @@
 import { constants as zlibConstants, gunzipSync, inflateSync } from 'node:zlib';
 import type { Pool } from 'undici';
 import type { ProxyMetrics } from '../metrics/catalog.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import type { CapturedResponse } from './forwarder.js';
 import { compareResponses, type Difference, type Observed } from './shadow-compare.js';
 

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
-import type { ReadSettings, StackFile } from '../lib/config.js';
+import { DEFAULTS, type ReadSettings, type StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { migrateUp } from '../migrations/migrator.js';
 import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
-import type { BreakerSettings } from '../proxy/server.js';
-import { connect } from '../routing/database.js';
-import type { DbRouter } from '../routing/db-router.js';
+import type { BreakerSettings } from '../proxy/proxy.js';
+import { connect } from '../lib/database.js';
+import type { DbRouter } from '../routing/reads/index.js';
 import { findPostgresBinaries } from './postgres-binaries.js';
 import { startPostgresCluster, type BaseBackupMethod, type PostgresCluster } from './postgres-cluster.js';
 import type { KeptService } from './keeper.js';
@@ -173,14 +173,14 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         host,
         adminHost: options.adminHost ?? '127.0.0.1',
         routesFile: options.routesFile,
-        routesPollMs: options.routesPollMs ?? 2_000,
+        routesPollMs: options.routesPollMs ?? DEFAULTS.routesPollMs,
         trustedProxies: options.trustedProxies,
         sessionCookie: options.sessionCookie,
-        drainMs: options.drainMs ?? 10_000,
+        drainMs: options.drainMs ?? DEFAULTS.drainMs,
         secret: options.secret,
         pinTtlMs: options.pinTtlMs ?? 30_000,
         pinMode: options.pinMode ?? 'lsn',
-        usageFlushMs: options.usageFlushMs ?? 60_000,
+        usageFlushMs: options.usageFlushMs ?? DEFAULTS.usageFlushMs,
       },
       legacyUrl: legacy.url,
       appUrl: app.url,

@@ -105,21 +105,8 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
     await ensureDatabase(primaryUrl);
 
-    let baseBackup: PostgresCluster['baseBackup'] = 'reused';
-    if (!existsSync(join(replicaDir, 'PG_VERSION'))) {
-      rmSync(replicaDir, { recursive: true, force: true });
-      const method = options.baseBackup === 'auto' || !options.baseBackup
-        ? (binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api')
-        : options.baseBackup;
-      log(`creating the streaming replica (${method})`);
-      await ensureSlot(primaryUrl);
-      if (method === 'pg_basebackup') {
-        await baseBackupWithTool(binaries, replicaDir, primaryPort, state.password, runAs);
-      } else {
-        await baseBackupWithApi(primaryUrl, primaryDir, replicaDir, runAs);
-      }
-      baseBackup = method;
-    }
+    const baseBackup = existsSync(join(replicaDir, 'PG_VERSION')) ? 'reused'
+      : await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir, password: state.password, runAs, log });
     configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
 
     const replicaPort = await reusePort(state.replicaPort);
@@ -161,6 +148,20 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     await stopAll();
     throw err;
   }
+}
+
+/** A new replica's data directory, copied from the primary with pg_basebackup or the backup API; the method used. */
+async function createReplica(c: {
+  wanted: PostgresClusterOptions['baseBackup']; binaries: PostgresBinaries; primaryUrl: string; primaryDir: string; primaryPort: number;
+  replicaDir: string; password: string; runAs: RunAs | undefined; log: (line: string) => void;
+}): Promise<'pg_basebackup' | 'backup-api'> {
+  rmSync(c.replicaDir, { recursive: true, force: true });
+  const method = c.wanted === 'auto' || !c.wanted ? (c.binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api') : c.wanted;
+  c.log(`creating the streaming replica (${method})`);
+  await ensureSlot(c.primaryUrl);
+  if (method === 'pg_basebackup') await baseBackupWithTool(c.binaries, c.replicaDir, c.primaryPort, c.password, c.runAs);
+  else await baseBackupWithApi(c.primaryUrl, c.primaryDir, c.replicaDir, c.runAs);
+  return method;
 }
 
 function url(port: number, password: string, database = DATABASE): string {

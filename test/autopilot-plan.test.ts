@@ -4,8 +4,7 @@ import { percentile } from '../autopilot/evidence.js';
 import { judge } from '../autopilot/judge.js';
 import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, stepsOf, validatePromotePlan, validateRetirePlan } from '../autopilot/plan.js';
 import { canonical, firstStep, routeForStep } from '../autopilot/plans.js';
-import type { Route } from '../routing/route-table.js';
-import { validateTable } from '../routing/route-table.js';
+import { type Route, validateTable } from '../routing/table/index.js';
 
 const side = (requests: number, errors = 0, p95Ms: number | undefined = 5, fallbacks = 0): Side => ({
   requests, errors, fallbacks, errorRate: requests ? errors / requests : 0, fallbackRate: requests + fallbacks ? fallbacks / (requests + fallbacks) : 0, p95Ms,

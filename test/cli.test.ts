@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { authenticate } from '../lib/accounts.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import { runBanyan } from './support/cli.js';
 import { basicAuth } from './support/packages.js';
 import { services } from './support/services.js';

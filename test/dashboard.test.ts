@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { ProxyRuntime } from '../proxy/runtime.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import { ADMIN_TOKEN, setRoutes, startTestProxy } from './support/proxy.js';
 import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
 import { runBanyanAsync } from './support/cli.js';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { createAppMetrics } from '../metrics/catalog.js';
-import { DbRouter } from '../routing/db-router.js';
+import { DbRouter } from '../routing/reads/index.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
 describe('DB router choices against a real replica', () => {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { sql } from 'kysely';
 import { rmSync } from 'node:fs';
 import { startBackends, startServices, type Backends, type Services } from '../stack/local-stack.js';
-import { DbRouter } from '../routing/db-router.js';
+import { DbRouter } from '../routing/reads/index.js';
 import { TEST_SECRET } from './support/proxy.js';
 import { tempDir, withClient } from './support/services.js';
 

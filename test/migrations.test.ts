@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { parseVersion, sortKey } from '../lib/pep440.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
 const TABLES = ['users', 'api_tokens', 'projects', 'project_roles', 'releases', 'files', 'journal',

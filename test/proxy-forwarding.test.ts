@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics } from '../metrics/catalog.js';
-import { createProxy, type Proxy } from '../proxy/server.js';
-import { compileTable } from '../routing/route-table.js';
+import { createProxy, type Proxy } from '../proxy/proxy.js';
+import { compileTable } from '../routing/table/index.js';
 import { freePort } from '../stack/ports.js';
 
 /** A real upstream on loopback that reports what it received. */

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { signPin } from '../proxy/pin.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
-import type { Route } from '../routing/route-table.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { freePort } from '../stack/ports.js';

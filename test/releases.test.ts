@@ -1,8 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
-import type { Route } from '../routing/route-table.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ProxyRuntime } from '../proxy/runtime.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import { freePort } from '../stack/ports.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services } from './support/services.js';

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
-import { changeRoute } from '../routing/route-change.js';
-import type { Route } from '../routing/route-table.js';
+import { changeRoute, type Route } from '../routing/table/index.js';
 
 describe('route changes: one rule, whoever asks (CLI, admin API, dashboard)', () => {
   const page: Route = { name: 'project.page', match: { path: '/project/:p/' }, mode: 'new', fallback: true, timeouts: { headersMs: 5_000 } };

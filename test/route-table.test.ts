@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import {
   canaryBucket, compileTable, decide, describeChange, validateTable, type Route,
-} from '../routing/route-table.js';
+} from '../routing/table/index.js';
 
 const routes: Route[] = [
   { name: 'simple.index', match: { path: '/simple/' }, mode: 'new' },

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { seedIndex } from '../app/seed.js';
-import { connect } from '../routing/database.js';
+import { connect } from '../lib/database.js';
 import { runBanyanAsync } from './support/cli.js';
 import { services } from './support/services.js';
 

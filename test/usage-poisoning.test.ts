@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ProxyRuntime } from '../proxy/runtime.js';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../routing/table/index.js';
 import { setRoutes, startTestProxy } from './support/proxy.js';
 import { services, withClient } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
@@ -75,7 +75,7 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
   });
 
   it('refuses a malformed known list with the field named', async () => {
-    const { validateTable } = await import('../routing/route-table.js');
+    const { validateTable } = await import('../routing/table/index.js');
     const checked = validateTable([{ name: 'x.y', match: { path: '/x' }, mode: 'legacy', features: [{ xmlrpc: true, known: 'search' }] }]);
     expect(checked.ok).to.equal(false);
     expect((checked as { problems: string[] }).problems).to.deep.equal(['route 1 "x.y": features: [0].known must be a list of the values this route knows, such as ["rss", "display"]']);

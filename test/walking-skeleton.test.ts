@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { startBackends, type Backends } from '../stack/local-stack.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile } from '../routing/route-file.js';
-import type { Route } from '../routing/route-table.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
 import { setRoutes } from './support/proxy.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 

@@ -1,9 +1,8 @@
 import type { Services } from '../../stack/local-stack.js';
 import { startProxyRuntime, type ProxyRuntime } from '../../proxy/runtime.js';
-import type { BreakerSettings } from '../../proxy/server.js';
-import { connect } from '../../routing/database.js';
-import { saveTable } from '../../routing/route-store.js';
-import type { Route } from '../../routing/route-table.js';
+import type { BreakerSettings } from '../../proxy/proxy.js';
+import { connect } from '../../lib/database.js';
+import { type Route, saveTable } from '../../routing/table/index.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 export const TEST_SECRET = 'test-secret-0123456789abcdef';

@@ -1,8 +1,9 @@
 import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { Database } from '../../lib/schema.js';
 import { latestTable, latestVersionNumber, seedTable } from './route-store.js';
 import { compileTable, type CompiledTable } from './route-table.js';
+import { DEFAULTS } from '../../lib/config.js';
 
 /** The Redis channel on which a new table version is announced. */
 export const ROUTES_CHANNEL = 'banyan:routes';
@@ -60,7 +61,7 @@ export class RouteSync {
   }
 
   #listen(): void {
-    const poll = this.#options.pollMs ?? 2_000;
+    const poll = this.#options.pollMs ?? DEFAULTS.routesPollMs;
     this.#timer = setInterval(() => { this.refresh().catch(() => {}); }, poll);
     this.#timer.unref();
     if (!this.#options.redisUrl) return;

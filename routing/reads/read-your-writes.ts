@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type Koa from 'koa';
-import { formatLsn } from '../lib/lsn.js';
+import { formatLsn } from '../../lib/lsn.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from './db-router.js';
 import { requestFence, type FenceStore } from './fences.js';
 

@@ -1,4 +1,4 @@
-import { RequestPathRedis } from '../lib/redis.js';
+import { RequestPathRedis } from '../../lib/redis.js';
 import type { ReadFence } from './db-router.js';
 
 /** What to do with reads that declare a resource when Redis cannot be asked. */

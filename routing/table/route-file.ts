@@ -1,9 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BanyanError } from '../lib/errors.js';
+import { BanyanError } from '../../lib/errors.js';
 
 /** The routes file shipped with Banyan: the package index's routes. */
-export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../routes.json', import.meta.url));
+export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../../routes.json', import.meta.url));
 
 /** A routes file's text; a missing file is refused with what to do. */
 export function routesFileText(path: string): string {

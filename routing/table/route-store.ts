@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { BanyanError } from '../lib/errors.js';
-import type { Database } from '../lib/schema.js';
-import { describeChange, validateTable, type Route } from './route-table.js';
+import { BanyanError } from '../../lib/errors.js';
+import type { Database } from '../../lib/schema.js';
+import { describeChange, type Route } from './route-table.js';
+import { validateTable } from './route-validation.js';
 
 /** One version of the table. */
 export interface TableVersion {

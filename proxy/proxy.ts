@@ -1,16 +1,18 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import Koa from 'koa';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { UsageLedger } from '../metrics/usage.js';
-import type { CompiledTable } from '../routing/route-table.js';
+import type { CompiledTable, Decision } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
 import { DEFAULT_RETIRED, plain } from './answers.js';
 import { sessionCookie } from './canary-session.js';
 import { FeatureExtraction, type Extracted } from './feature-extraction.js';
 import type { ForwarderOptions, ForwardOptions } from './forwarder.js';
 import { ForwardingPolicy, type BreakerSettings } from './forwarding-policy.js';
-import { acceptableRequestId, clientInfo, hasBody, newRequestId, trustedProxies, upstreamRequestHeaders } from './headers.js';
+import { acceptableRequestId, clientInfo, hasBody, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import type { Pin } from './pin.js';
 import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
 import { settleTarget } from './request-target.js';
@@ -107,18 +109,53 @@ export function createProxy(options: ProxyOptions): Proxy {
   const { metrics } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const policy = new ForwardingPolicy({ legacy: options.legacyUrl, new: options.appUrl }, { forwarding: options.forwarding, breaker: options.breaker, metrics, log });
-  const shadow = new Shadower({ legacy: policy.forwarder.pool('legacy'), new: policy.forwarder.pool('new') }, { ...DEFAULT_SHADOW, ...options.shadow }, metrics);
-  const trusted = trustedProxies(options.trustedProxies);
-  const websockets = new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl });
-  const pins = options.pins ? new SessionPins(options.pins, metrics) : undefined;
-  const routes = new RouteDecider(options.table, options.sessionCookie, options.pins?.secrets);
-  const extraction = new FeatureExtraction();
-  const accounting = new RequestAccounting({
-    metrics, usage: options.usage, observe: options.observe, accessLog: options.accessLog, maxLabels: options.maxLabels ?? 200, log,
-  });
-
+  const parts: Parts = {
+    policy,
+    shadow: new Shadower({ legacy: policy.forwarder.pool('legacy'), new: policy.forwarder.pool('new') }, { ...DEFAULT_SHADOW, ...options.shadow }, metrics),
+    trusted: trustedProxies(options.trustedProxies),
+    websockets: new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl }),
+    pins: options.pins ? new SessionPins(options.pins, metrics) : undefined,
+    routes: new RouteDecider(options.table, options.sessionCookie, options.pins?.secrets),
+    extraction: new FeatureExtraction(),
+    accounting: new RequestAccounting({
+      metrics, usage: options.usage, observe: options.observe, accessLog: options.accessLog, maxLabels: options.maxLabels ?? 200, log,
+    }),
+    metrics,
+    debugHeaders: options.debugHeaders === true,
+  };
   const app = new ProxyApp();
-  app.use(async (ctx) => {
+  app.use(requestHandler(parts));
+  return {
+    app,
+    shadow: parts.shadow,
+    upgrade: upgradeHandler(parts),
+    breakerState: (backend) => policy.breakerState(backend),
+    closeTunnels: () => parts.websockets.close(),
+    close: async () => {
+      parts.websockets.close();
+      await policy.close();
+    },
+  };
+}
+
+/** What the proxy is made of, made once by createProxy and shared by every request. */
+interface Parts {
+  readonly policy: ForwardingPolicy;
+  readonly shadow: Shadower;
+  readonly trusted: ReturnType<typeof trustedProxies>;
+  readonly websockets: WebSocketForwarder;
+  readonly pins: SessionPins | undefined;
+  readonly routes: RouteDecider;
+  readonly extraction: FeatureExtraction;
+  readonly accounting: RequestAccounting;
+  readonly metrics: ProxyMetrics;
+  readonly debugHeaders: boolean;
+}
+
+/** The proxy's one middleware: a request, in the order it meets the parts, up to its backend. */
+function requestHandler(parts: Parts): Koa.Middleware {
+  const { accounting, routes, pins, extraction, trusted } = parts;
+  return async (ctx) => {
     const started = performance.now();
     const { req, res } = ctx;
     ctx.respond = false;
@@ -148,37 +185,48 @@ export function createProxy(options: ProxyOptions): Proxy {
       requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, fallbackReason: undefined, features,
     };
     accounting.track(exchange, req, res);
-
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
       plain(res, answer.status, `${answer.message}\n`, requestId);
       return;
     }
-    const timeouts = decision.spec?.timeouts;
-    const safe = SAFE.has(method);
-    const forward: ForwardOptions = {
-      headersTimeoutMs: timeouts?.headersMs,
-      bodyTimeoutMs: timeouts?.bodyMs,
-      extraHeaders: pin ? fenceHeader(pin) : undefined,
-      beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
-      addHeaders: options.debugHeaders ? () => debugHeaders(exchange) : undefined,
-      body,
-    };
+    await toBackend(parts, req, res, { client, pin, decision, exchange, body });
+  };
+}
 
-    if (decision.target === 'new') {
-      // A body would have been read by the failed attempt: only bodiless requests are replayed.
-      await policy.toNew(req, res, client, forward, exchange, decision.spec?.fallback === true && safe && !hasBody(req), safe);
-      return;
-    }
-    const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
-    const copy = shadowing
-      ? shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId })
-      : undefined;
-    const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, requestId);
-    copy?.finish(captured);
-  });
+/** A decided request to its backend: the new app (with fallback or never-replay), or legacy (with a shadow copy). */
+async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse, request: {
+  client: ClientInfo; pin: Pin | undefined; decision: Decision & { readonly minted?: string }; exchange: Exchange; body: Readable | undefined;
+}): Promise<void> {
+  const { client, pin, decision, exchange } = request;
+  const { method, requestId } = exchange;
+  const { pins, policy } = parts;
+  const timeouts = decision.spec?.timeouts;
+  const safe = SAFE.has(method);
+  const forward: ForwardOptions = {
+    headersTimeoutMs: timeouts?.headersMs,
+    bodyTimeoutMs: timeouts?.bodyMs,
+    extraHeaders: pin ? fenceHeader(pin) : undefined,
+    beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
+    addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
+    body: request.body,
+  };
+  if (decision.target === 'new') {
+    // A body would have been read by the failed attempt: only bodiless requests are replayed.
+    await policy.toNew(req, res, client, forward, exchange, decision.spec?.fallback === true && safe && !hasBody(req), safe);
+    return;
+  }
+  const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
+  const copy = shadowing
+    ? parts.shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId })
+    : undefined;
+  const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, requestId);
+  copy?.finish(captured);
+}
 
-  const upgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+/** WebSocket upgrades, by route: refused with an HTTP answer when malformed, answered by a retired route, else tunnelled. */
+function upgradeHandler(parts: Parts): Proxy['upgrade'] {
+  return (req, socket, head) => {
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId();
     const refusal = (req.headers.upgrade ?? '').toLowerCase() !== 'websocket'
       ? `only WebSocket upgrades are proxied, not "${String(req.headers.upgrade).slice(0, 40)}"` : settleTarget(req);
@@ -187,26 +235,14 @@ export function createProxy(options: ProxyOptions): Proxy {
       socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       return;
     }
-    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
-    const decision = routes.decide(req, client);
-    metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
+    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, parts.trusted, requestId);
+    const decision = parts.routes.decide(req, client);
+    parts.metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
       socket.end(`HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`);
       return;
     }
-    websockets.forward(decision.target, req, socket, head, client);
-  };
-
-  return {
-    app,
-    shadow,
-    upgrade,
-    breakerState: (backend) => policy.breakerState(backend),
-    closeTunnels: () => websockets.close(),
-    close: async () => {
-      websockets.close();
-      await policy.close();
-    },
+    parts.websockets.forward(decision.target, req, socket, head, client);
   };
 }

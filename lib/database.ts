@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import type { Database } from '../lib/schema.js';
+import type { Database } from './schema.js';
 
 // bigint columns (ids, sizes, serials) come back as strings: they can exceed 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);

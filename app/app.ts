@@ -1,11 +1,9 @@
 import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
-import { isConnectionError } from '../routing/database.js';
-import type { DbRouter, RequestDb } from '../routing/db-router.js';
+import { isConnectionError } from '../lib/database.js';
+import { dbForRequest, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
-import type { FenceStore } from '../routing/fences.js';
-import { dbForRequest } from '../routing/read-your-writes.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
 import { fileRoutes } from './files.js';
 import { jsonRoutes } from './json-api.js';

@@ -1,10 +1,10 @@
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
-import { BanyanError } from '../lib/errors.js';
-import type { Database } from '../lib/schema.js';
-import { Breaker, BreakerOpenError } from '../lib/breaker.js';
-import { connect, isConnectionError, redactUrl } from './database.js';
-import { parseLsn } from '../lib/lsn.js';
+import { BanyanError } from '../../lib/errors.js';
+import type { Database } from '../../lib/schema.js';
+import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
+import { connect, isConnectionError, redactUrl } from '../../lib/database.js';
+import { parseLsn } from '../../lib/lsn.js';
 
 /** Why a request's reads went where they went (a metric label). */
 export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy';
