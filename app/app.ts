@@ -12,8 +12,7 @@ import type { PageCache } from './page-cache.js';
 import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from '../lib/file-store.js';
-import { uploadRoutes } from './upload-route.js';
-import { UPLOAD_FAILURES } from './upload.js';
+import { UPLOAD_FAILURES, uploadRoutes } from './upload/index.js';
 import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 

@@ -4,7 +4,7 @@ import { digestsOf, type FileStore } from '../lib/file-store.js';
 import { normalizeName } from '../lib/names.js';
 import type { Database } from '../lib/schema.js';
 import { projectCacheKey, type GenerationBumper } from '../lib/write-announcer.js';
-import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readWheel } from './archive.js';
+import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readWheel } from './upload/index.js';
 import { parseFilename } from './platform.js';
 
 export interface BackfillResult {

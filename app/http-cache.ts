@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import { gzipSync } from 'node:zlib';
-import { etagOf, type CachedPage } from './page-cache.js';
+import { etagOf, type CachedPage, type PageCache } from './page-cache.js';
 
 export interface CachePolicy {
   /** Cache-Control for browsers and clients. */
@@ -10,6 +10,26 @@ export interface CachePolicy {
   readonly vary?: string;
   /** A read API any page may fetch (`Access-Control-Allow-Origin: *`). */
   readonly cors?: boolean;
+}
+
+/** Told whether each cached page was a hit, a miss, or served with the cache off. */
+export type CacheCounter = (result: 'hit' | 'miss' | 'off') => void;
+
+/** The page from Redis, else rendered and stored; `X-Banyan-Cache` says which. */
+export async function cachedPage(ctx: Koa.Context, cache: PageCache | undefined, counted: CacheCounter,
+  key: string, variant: string, render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
+  const lookup = cache ? await cache.get(key, variant) : undefined;
+  if (lookup?.page) {
+    ctx.set('X-Banyan-Cache', 'hit');
+    counted('hit');
+    return lookup.page;
+  }
+  const page = await render();
+  const result = lookup?.generation === undefined ? 'off' : 'miss';
+  ctx.set('X-Banyan-Cache', result);
+  counted(result);
+  if (page && lookup) await cache!.put(key, lookup, variant, page);
+  return page;
 }
 
 /** A rendered page from a body and content type. */

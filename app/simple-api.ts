@@ -2,9 +2,9 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../lib/write-announcer.js';
-import { renderedPage, sendPage } from './http-cache.js';
+import { cachedPage, renderedPage, sendPage, type CacheCounter } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
-import type { CachedPage, PageCache } from './page-cache.js';
+import type { PageCache } from './page-cache.js';
 import { findProject, projectFiles, type FileRow } from './queries.js';
 import type { DbFor } from './db-for.js';
 
@@ -53,12 +53,12 @@ const POLICY = (normalized?: string) => ({
 });
 
 /** `/simple/` and `/simple/<project>/`: PEP 503 HTML and PEP 691 JSON, cached in Redis. */
-export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undefined, counted: (result: 'hit' | 'miss' | 'off') => void = () => {}): void {
+export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undefined, counted: CacheCounter = () => {}): void {
   router.get('simple.index', '/simple/', async (ctx) => {
     const format = acceptable(ctx);
     if (!format) return;
     // Keyed by the media type sent, not the format: a vnd.pypi HTML page must never answer a text/html request.
-    const page = await cached(ctx, cache, counted, INDEX_CACHE_KEY, format.type, async () => {
+    const page = await cachedPage(ctx, cache, counted, INDEX_CACHE_KEY, format.type, async () => {
       // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
       const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
         .select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
@@ -103,7 +103,7 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     }
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cached(ctx, cache, counted, projectCacheKey(normalized), format.type, async () => {
+    const page = await cachedPage(ctx, cache, counted, projectCacheKey(normalized), format.type, async () => {
       // Declaring the project makes this read wait for anyone's write to it, not only this session's.
       const found = await (await db(ctx, [projectResource(normalized)])).read(async (reader) => {
         const project = await findProject(reader, normalized);
@@ -143,22 +143,6 @@ function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefi
   return chosen;
 }
 
-/** The page from Redis, else rendered and stored; `X-Banyan-Cache` says which. */
-async function cached(ctx: Koa.Context, cache: PageCache | undefined, counted: (result: 'hit' | 'miss' | 'off') => void,
-  key: string, variant: string, render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
-  const lookup = cache ? await cache.get(key, variant) : undefined;
-  if (lookup?.page) {
-    ctx.set('X-Banyan-Cache', 'hit');
-    counted('hit');
-    return lookup.page;
-  }
-  const page = await render();
-  const result = lookup?.generation === undefined ? 'off' : 'miss';
-  ctx.set('X-Banyan-Cache', result);
-  counted(result);
-  if (page && lookup) await cache!.put(key, lookup, variant, page);
-  return page;
-}
 
 function fileUrl(file: FileRow): string {
   return `/packages/${file.path}`;

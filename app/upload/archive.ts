@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import yauzl from 'yauzl';
-import { readUpTo } from '../lib/form-body.js';
+import { readUpTo } from '../../lib/form-body.js';
 
 /** Limits on what an uploaded archive may unpack to: a small file that expands to gigabytes is refused. */
 export interface ArchiveLimits {

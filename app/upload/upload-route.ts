@@ -1,8 +1,9 @@
 import type Router from '@koa/router';
-import type { WriteAnnouncer } from '../lib/write-announcer.js';
-import type { DbFor } from './db-for.js';
-import type { FileStore } from '../lib/file-store.js';
-import { handleUpload, reasonPhrase, UploadError, type UploadFailure } from './upload.js';
+import type { WriteAnnouncer } from '../../lib/write-announcer.js';
+import type { DbFor } from '../db-for.js';
+import type { FileStore } from '../../lib/file-store.js';
+import { reasonPhrase, UploadError, type UploadFailure } from './upload-errors.js';
+import { handleUpload } from './upload.js';
 
 /** Called once per upload attempt: `ok`, or the reason it was refused. */
 export type UploadListener = (outcome: 'stored' | 'exists' | UploadFailure) => void;
