@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS, loadSettings, readStackFile, stackDir, type StackFile } from '../lib/config.js';
+import { DEFAULTS, loadSettings, readStackFile, stackAccessLog, stackDir, type StackFile } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
 import { stopAllServerProcesses } from '../stack/child-process.js';
@@ -130,8 +130,7 @@ async function startComponents(supervisor: Supervisor, c: {
     env: {
       ...data, PORT: String(c.port), ADMIN_PORT: String(c.adminPort), ADMIN_HOST: c.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
       BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
-      // A line per request would bury the stack's own messages: off unless asked for (BANYAN_LOG=pretty npm start).
-      BANYAN_LOG: process.env['BANYAN_LOG'] || 'off',
+      BANYAN_LOG: stackAccessLog(),
     },
   });
 }

@@ -204,6 +204,11 @@ export function operatorName(env: NodeJS.ProcessEnv = process.env): string {
   return `operator (${env['USER'] || env['LOGNAME'] || 'unknown'})`;
 }
 
+/** The proxy's access log under `banyan start`: off unless BANYAN_LOG asks (a line per request would bury the stack's own messages). */
+export function stackAccessLog(env: NodeJS.ProcessEnv = process.env): string {
+  return env['BANYAN_LOG'] || 'off';
+}
+
 /** Whether unexpected errors print their stack (BANYAN_DEBUG=1). */
 export function showsStacks(env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env['BANYAN_DEBUG']);
