@@ -225,6 +225,14 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// Output piped into a reader that has had enough (`banyan routes history | head`): stop quietly, as Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+}
+
 main(process.argv.slice(2)).catch(async (raw: unknown) => {
   const err = await withSetting(raw);
   process.stderr.write(`banyan: ${describeError(err)}\n`);

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { authenticate } from '../lib/accounts.js';
 import { connect } from '../lib/database.js';
-import { runBanyan } from './support/cli.js';
+import { BANYAN, runBanyan } from './support/cli.js';
 import { basicAuth } from './support/packages.js';
 import { services } from './support/services.js';
 
@@ -20,6 +20,12 @@ describe('banyan command line', () => {
     expect([option.status, option.stderr]).to.deep.equal([2, "banyan: unknown option '--jsn'\n(Did you mean --json?)\n(see: banyan routes list --help)\n"]);
     const extra = runBanyan(['tokens', 'list', 'alice', 'bob']);
     expect([extra.status, extra.stderr.split('\n')[0]]).to.deep.equal([2, "banyan: too many arguments for 'list'. Expected 1 argument but got 2: alice, bob."]);
+  });
+
+  it('stops quietly when its reader stops reading (banyan … | head), with no stack trace', () => {
+    // `true` exits at once without reading: every write banyan makes meets a closed pipe (EPIPE).
+    const piped = spawnSync('bash', ['-c', `"${process.execPath}" "${BANYAN}" completion bash | true; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8', timeout: 60_000 });
+    expect(piped.stderr).to.equal('status 0\n');
   });
 
   it('completes commands, actions and options in bash (banyan completion bash)', () => {
