@@ -22,6 +22,7 @@
 
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
+import { isObject } from '../lib/objects.js';
 
 export type PlanKind = 'promote' | 'retire';
 
@@ -128,7 +129,6 @@ class Problems {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const rate = (n: number) => n >= 0 && n <= 1;
 const whole = (n: number) => Number.isInteger(n) && n >= 0;
 

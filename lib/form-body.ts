@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BanyanError } from './errors.js';
+import { isObject } from './objects.js';
 
 /**
  * A whole body (a request, an archive member) in memory, or undefined once it
@@ -29,7 +30,7 @@ export async function readFields(req: IncomingMessage, limit = 64 * 1024): Promi
     } catch {
       throw new BanyanError('bad-request', 'the body is not valid JSON');
     }
-    if (typeof parsed !== 'object' || parsed === null) throw new BanyanError('bad-request', 'the body must be a JSON object');
+    if (!isObject(parsed)) throw new BanyanError('bad-request', 'the body must be a JSON object');
     return Object.fromEntries(Object.entries(parsed).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
   }
   return Object.fromEntries(new URLSearchParams(text));

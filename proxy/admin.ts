@@ -5,6 +5,7 @@ import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
 import { BanyanError } from '../lib/errors.js';
 import { readUpTo } from '../lib/form-body.js';
+import { isObject } from '../lib/objects.js';
 import type { Database } from '../lib/schema.js';
 import { auditLog, changeRoute, describeChange, latestTable, type Mode, MODES, rollbackTable, type Route, saveTable, validateTable } from '../routing/table/index.js';
 import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
@@ -203,10 +204,10 @@ async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
   } catch (err) {
     throw new BanyanError('bad-request', `the body is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+  if (!isObject(parsed)) {
     throw new BanyanError('bad-request', 'the body must be a JSON object such as {"routes": [...], "reason": "…"}');
   }
-  return parsed as Record<string, unknown>;
+  return parsed;
 }
 
 function statusOf(code: string): number {

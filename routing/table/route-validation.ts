@@ -4,6 +4,7 @@
  * all in one go; nothing is applied unless the whole table is valid.
  */
 
+import { isObject } from '../../lib/objects.js';
 import { checkExtractors } from './route-features.js';
 import { MODES, type Mode, type Route } from './route-table.js';
 
@@ -19,8 +20,6 @@ const NAME = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
 /** Reports one problem of the route being checked: `field: text`. */
 type Say = (field: string, text: string) => void;
 type Fields = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Fields => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 export function validateTable(input: unknown): Validation {
   const problems: string[] = [];
