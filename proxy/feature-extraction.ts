@@ -8,11 +8,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { type Decision, type FeatureExtractor, FeatureLabels, queryFeatures, readsBody } from '../routing/table/index.js';
-import { hasBody } from './headers.js';
+import { hasBody, isSafe } from './headers.js';
 import { peekFeature } from './peek.js';
 
 const NO_FEATURES: readonly string[] = [];
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface Extracted {
   readonly features: readonly string[];
@@ -37,7 +36,7 @@ export class FeatureExtraction {
     const url = req.url ?? '';
     const q = url.indexOf('?');
     const features = q < 0 ? NO_FEATURES : queryFeatures(extractors, url.slice(q + 1));
-    if (readsBody(extractors) && !SAFE.has(method) && hasBody(req)) return this.#peek(req, decision.route, extractors, features);
+    if (readsBody(extractors) && !isSafe(method) && hasBody(req)) return this.#peek(req, decision.route, extractors, features);
     return this.#labelled(decision.route, extractors, features, undefined);
   }
 

@@ -178,6 +178,10 @@ class Passage implements Dispatcher.DispatchHandler {
       if (this.#gone) return;
       this.#head(status, statusMessage, raw, extra);
       resume();
+    }).catch((err: Error) => {
+      // Outside undici's call now: a failure here would otherwise be an unhandled rejection that ends the
+      // proxy. Abandoning the upstream request brings it to onError, which answers or cuts the client.
+      this.#abort?.(err);
     });
     return false;
   }

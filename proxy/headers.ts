@@ -182,6 +182,13 @@ function connectionTokens(value: string | string[] | undefined, to: ReadonlySet<
   return new Set([...to, ...text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)]);
 }
 
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Whether a method is safe (RFC 9110 §9.2.1, TRACE aside): such requests may be replayed on another backend. */
+export function isSafe(method: string): boolean {
+  return SAFE_METHODS.has(method);
+}
+
 /** Whether the request carries a body: a declared length above zero, or chunked. */
 export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];

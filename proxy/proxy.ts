@@ -11,7 +11,7 @@ import { sessionCookie } from './canary-session.js';
 import { FeatureExtraction, type Extracted } from './feature-extraction.js';
 import type { ForwarderOptions, ForwardOptions } from './forwarder.js';
 import { ForwardingPolicy, type BreakerSettings } from './forwarding-policy.js';
-import { acceptableRequestId, clientInfo, hasBody, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import { acceptableRequestId, clientInfo, hasBody, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import type { Pin } from './pin.js';
 import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
@@ -67,7 +67,6 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const GONE: Extracted = { features: [], body: undefined };
 
 /**
@@ -202,7 +201,7 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const { method, requestId } = exchange;
   const { pins, policy } = parts;
   const timeouts = decision.spec?.timeouts;
-  const safe = SAFE.has(method);
+  const safe = isSafe(method);
   const forward: ForwardOptions = {
     headersTimeoutMs: timeouts?.headersMs,
     bodyTimeoutMs: timeouts?.bodyMs,
