@@ -14,6 +14,7 @@ import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from '../lib/names.js';
 import { canonicalVersion, isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
 import type { Database } from '../lib/schema.js';
+import { seededRandom } from '../lib/random.js';
 
 export interface SeedOptions {
   /** Projects with a long-tailed number of releases (the giants come on top). */
@@ -45,24 +46,13 @@ const WHEEL_TAGS = ['py3-none-any', 'cp312-cp312-manylinux_2_17_x86_64.manylinux
   'cp312-cp312-macosx_11_0_arm64', 'cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64', 'cp311-cp311-musllinux_1_2_x86_64'];
 const DAY = 86_400_000;
 
-/** mulberry32: small, fast and good enough for a data set. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface PlannedProject { name: string; releases: number; filesEach: () => number }
 
 /** Fills the index with a representative data set. Refuses when projects with the same prefix exist. */
 export async function seedIndex(db: Kysely<Database>, options: SeedOptions): Promise<SeedSummary> {
   const started = Date.now();
-  const rand = random(options.seed);
+  const rand = seededRandom(options.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
   const prefix = options.prefix ?? 'seed';
   const existing = await db.selectFrom('projects').select('normalized_name').where('normalized_name', 'like', `${normalizeName(prefix)}-%`).orderBy('normalized_name').limit(1).executeTakeFirst();
