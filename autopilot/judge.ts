@@ -42,7 +42,9 @@ const count = (n: number) => n.toLocaleString('en-US');
 const ms = (v: number | undefined) => (v === undefined ? 'n/a' : v === Infinity ? '>30s' : `${v} ms`);
 
 /** Judges `step` of `plan`, `elapsedMs` into it. */
-export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepEvidence): Verdict {
+export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepEvidence, service = 'app'): Verdict {
+  // The new side by its service's name: the index's app is "the new app", any other "the files service".
+  const side = service === 'app' ? 'the new app' : `the ${service} service`;
   const held = elapsedMs >= step.holdMs;
   const time: Check = { name: 'time on step', value: formatMs(elapsedMs), limit: `≥ ${formatMs(step.holdMs)}`, ok: held, kind: 'gate' };
   if (plan.kind === 'retire') {
@@ -92,21 +94,21 @@ export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepE
   const checks = [time, volume, errors, latency, fallbacks];
   const window = `over the last ${formatMs(Math.min(elapsedMs, b.windowMs))}`;
   if (errors.ok === false) {
-    return verdict('rollback', checks, `the new app answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
+    return verdict('rollback', checks, `${side} answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
       `above legacy's ${base ? pct(base.errorRate) : '0 %'} ${base ? baseWhere : '(no legacy baseline)'} + the ${pct(b.errorRateMargin)} margin`);
   }
   if (latency.ok === false) {
-    return verdict('rollback', checks, `the new app's p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`);
+    return verdict('rollback', checks, `${side}'s p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`);
   }
   if (fallbacks.ok === false) {
-    return verdict('rollback', checks, `${pct(fresh.fallbackRate)} of the new app's requests fell back to legacy (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`);
+    return verdict('rollback', checks, `${pct(fresh.fallbackRate)} of ${side}'s requests fell back (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`);
   }
   if (held && volume.ok) {
-    const figures = `${count(stepAttempts)} requests on the new app over ${formatMs(elapsedMs)}, 5xx ${pct(evidence.step.new.errorRate)}, p95 ${ms(evidence.step.new.p95Ms)}, ` +
+    const figures = `${count(stepAttempts)} requests on ${side} over ${formatMs(elapsedMs)}, 5xx ${pct(evidence.step.new.errorRate)}, p95 ${ms(evidence.step.new.p95Ms)}, ` +
       `fallbacks ${pct(evidence.step.new.fallbackRate)}; legacy 5xx ${base ? pct(base.errorRate) : 'n/a'}, p95 ${ms(base?.p95Ms)}`;
     return verdict('advance', checks, `${step.label} passed: ${figures}`);
   }
-  return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on the new app so far` : '');
+  return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on ${side} so far` : '');
 }
 
 function verdict(action: Action, checks: Check[], reason: string): Verdict {

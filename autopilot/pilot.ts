@@ -16,7 +16,7 @@ import { latestTable, type Route, saveTableIn, type TableVersion } from '../rout
 import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
 import { stepsOf, type Plan } from './plan.js';
-import { activePlans, canonical, firstStep, parsePlan, routeForStep, stepEvidence, type PlanRow } from './plans.js';
+import { serviceOf, activePlans, canonical, firstStep, parsePlan, routeForStep, stepEvidence, type PlanRow } from './plans.js';
 
 export const LEASE = 'autopilot';
 export const AUTOPILOT_ACTOR = 'autopilot';
@@ -146,7 +146,7 @@ export class Autopilot {
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
-    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)));
+    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)), serviceOf(row));
     switch (verdict.action) {
       case 'wait': return;
       case 'hold': {

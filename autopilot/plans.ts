@@ -14,6 +14,11 @@ import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, 
 export type PlanRow = Selectable<CutoverPlansTable>;
 export const ACTIVE = ['running', 'paused'] as const;
 
+/** The service a plan's route sends its new side to, as the autopilot last wrote the route. */
+export function serviceOf(row: Pick<Selectable<CutoverPlansTable>, 'expected_route' | 'start_route'>): string {
+  return ((row.expected_route ?? row.start_route) as Route | null)?.service ?? 'app';
+}
+
 export function parsePlan(kind: PlanKind, raw: unknown): Plan {
   return kind === 'promote' ? validatePromotePlan(raw) : validateRetirePlan(raw);
 }
@@ -174,7 +179,7 @@ export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Dat
   const steps = stepsOf(plan);
   const step = row.step >= 0 ? steps[row.step] : undefined;
   const elapsedMs = step && row.step_started_at ? now.getTime() - new Date(row.step_started_at).getTime() : 0;
-  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now)) : undefined;
+  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now), serviceOf(row)) : undefined;
   const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
   return {
     id: String(row.id), route: row.route, kind: row.kind as PlanKind, status: row.status, step: row.step, steps: steps.map((s) => s.label),

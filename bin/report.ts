@@ -32,20 +32,20 @@ export async function report(args: Args): Promise<void> {
         out.write(`  ${empty}\n\n`);
         return;
       }
-      printTable(['route / feature', 'use', 'share', '4xx', '5xx', 'by backend', 'last used', 'top user agents'], lines.map((l) => [
+      printTable(['route / feature', 'use', 'share', '4xx', '5xx', 'by service', 'last used', 'top user agents'], lines.map((l) => [
         l.feature ? `  ${l.feature}` : l.route,
         count(l.use),
         `${(l.share * 100).toFixed(1)}%`,
         count(l.statuses['4xx'] ?? 0),
         count(l.statuses['5xx'] ?? 0),
-        Object.entries(l.backends).sort(([a], [b]) => a.localeCompare(b)).map(([b, n]) => `${b} ${count(n)}`).join(', '),
+        Object.entries(l.services).sort(([a], [b]) => a.localeCompare(b)).map(([b, n]) => `${b} ${count(n)}`).join(', '),
         when(l.lastUsed),
         l.topUserAgents.map((a) => `${shortAgent(a.userAgent)} (${a.requests})`).join(', '),
       ]));
       out.write('\n');
     };
     section('Legacy routes and features in use', r.legacy, 'none: no request reached legacy in this window');
-    section('Served by the new app', r.new, 'none yet');
+    section('Served by the new services', r.new, 'none yet');
     if (r.retired.length) section('Retired routes still being called', r.retired, '');
     out.write(`Retirement candidates: legacy routes and features with no use since ${r.unusedSince.slice(0, 16)}Z (4xx answers are not use)\n`);
     if (r.candidates.length === 0) out.write('  none: every legacy route was used\n');

@@ -5,9 +5,13 @@ import { loadSettings, readStackFile, required, stackDir } from '../lib/config.j
 import { parseDuration } from '../lib/duration.js';
 import { PREVIEW_PATH, signPreview } from '../proxy/preview.js';
 import { BanyanError } from '../lib/errors.js';
-import { announceVersion, auditLog, changeRoute, describeChange, latestTable, type Mode, MODES, readRoutesFile, rollbackTable, type Route, saveTable, summary, validateTable } from '../routing/table/index.js';
+import {
+  announceVersion, auditLog, changeRoute, DEFAULT_SERVICE, describeChange, IMPLICIT_UPSTREAMS, latestTable, LEGACY, type Mode, MODES, readRoutesFile,
+  rollbackTable, type Route, saveTable, summary, type UpstreamSpec, upstreamSource, validateTable,
+} from '../routing/table/index.js';
 import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
+import { askAdmin } from './admin-api.js';
 import { printTable } from './output.js';
 import { preflight } from './route-preflight.js';
 
@@ -40,6 +44,8 @@ export async function routes(args: Args): Promise<void> {
 class RoutesCommand {
   readonly json: boolean;
   readonly table: readonly Route[];
+  /** The upstreams in effect (IMPLICIT_UPSTREAMS before any version is stored). */
+  readonly upstreams: readonly UpstreamSpec[];
   readonly actor = `${userInfo().username}@${hostname()} (cli)`;
 
   constructor(
@@ -51,13 +57,19 @@ class RoutesCommand {
   ) {
     this.json = args.flags.has('json');
     this.table = current?.routes ?? [];
+    this.upstreams = current?.upstreams ?? IMPLICIT_UPSTREAMS;
   }
 
+  /** The table, then its upstreams; with --json, `{version, upstreams, routes}`, which `routes apply` takes back. */
   list(): void {
     const { current } = this;
-    if (this.json) return out(current ?? { version: 0, routes: [] });
+    if (this.json) return out({ version: current?.version ?? 0, upstreams: this.upstreams, routes: this.table });
     process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
-    printTable(['route', 'match', 'mode'], this.table.map((r) => [r.name, matchText(r), summary(r)]));
+    printTable(['route', 'match', 'mode', 'service'], this.table.map((r) => [r.name, matchText(r), summary(r, false), serviceText(r)]));
+    process.stdout.write('\n');
+    printTable(['upstream', 'endpoints', 'balance', 'health'], this.upstreams.map((u) => [
+      u.name, upstreamSource(u), u.balance ?? 'least-request', u.health ? u.health.path : '',
+    ]));
   }
 
   preview(target: string | undefined): void {
@@ -79,7 +91,9 @@ class RoutesCommand {
   show(target: string | undefined): void {
     const route = find(this.table, target);
     if (this.json) return out(route);
-    printTable(['field', 'value'], Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+    const rows = Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]);
+    if (route.service === undefined) rows.splice(rows.findIndex(([k]) => k === 'mode') + 1, 0, ['service', `${DEFAULT_SERVICE} (the default)`]);
+    printTable(['field', 'value'], rows);
   }
 
   async set(target: string | undefined): Promise<void> {
@@ -88,7 +102,9 @@ class RoutesCommand {
     const changed = applyFlags(route, this.args, this.usage);
     const next = this.table.map((r) => (r.name === route.name ? changed : r));
     const sample = flags.get('sample');
-    const warnings = await preflight(route, changed, { appUrl: this.settings.appUrl, legacyUrl: this.settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined });
+    const warnings = await preflight(route, changed, {
+      appUrl: this.serviceUrl(changed.service ?? DEFAULT_SERVICE), legacyUrl: this.settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined,
+    });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     if (warnings.length && !flags.has('force') && !flags.has('dry-run')) {
       throw new BanyanError('preflight-failed', `${route.name} was not changed: users would get errors (see the warnings above)`,
@@ -97,20 +113,42 @@ class RoutesCommand {
     await this.change(next, `set ${route.name}`);
   }
 
+  /**
+   * One endpoint of a service, for the preflight check: the app's as the command line knows it
+   * (APP_URL, or the local stack's), another service's from its upstream (its variable, first
+   * endpoint or DNS URL); undefined when it cannot be known here, and the check is skipped.
+   */
+  serviceUrl(service: string): string | undefined {
+    const upstream = this.upstreams.find((u) => u.name === service);
+    if (!upstream || service === LEGACY) return undefined;
+    if (upstream.env !== undefined) {
+      const value = upstream.env === 'APP_URL' ? this.settings.appUrl : process.env[upstream.env];
+      return value?.split(',')[0]?.trim() || undefined;
+    }
+    return upstream.dns ?? upstream.endpoints?.[0];
+  }
+
   async apply(target: string | undefined): Promise<void> {
     const { flags } = this.args;
     if (!target) throw this.usage('apply needs a FILE');
-    // A list of routes, or what `routes list --json` printed (its version guards against overwriting another change).
+    // A list of routes (keeping the upstreams in effect), a table {upstreams, routes}, or what `routes list --json`
+    // printed: {version, upstreams, routes}, whose version guards against overwriting another change.
     const file = readRoutesFile(target);
-    const exported = file !== null && typeof file === 'object' && !Array.isArray(file) && 'routes' in file ? file as { version?: unknown; routes: unknown } : undefined;
+    const exported = file !== null && typeof file === 'object' && !Array.isArray(file) ? file as Record<string, unknown> : undefined;
     let expected: number | undefined;
     if (flags.has('expected-version')) {
       expected = Number(flags.get('expected-version'));
       if (!Number.isInteger(expected) || expected < 0) throw this.usage('--expected-version must be a table version (a whole number)');
-    } else if (typeof exported?.version === 'number') {
-      expected = exported.version;
+    } else if (typeof exported?.['version'] === 'number') {
+      expected = exported['version'];
     }
-    await this.change(exported ? exported.routes : file, `apply ${target}`, expected);
+    let table: unknown = file;
+    if (exported) {
+      // What an export adds to the table itself (older exports also carried who made the version, and when).
+      const { version: _version, actor: _actor, reason: _reason, createdAt: _createdAt, ...rest } = exported;
+      table = rest;
+    }
+    await this.change(table, `apply ${target}`, expected);
   }
 
   async history(): Promise<void> {
@@ -136,17 +174,17 @@ class RoutesCommand {
   /** Validates and stores a new table; `expected` (default: the version read first) refuses to overwrite a change made meanwhile. */
   async change(next: unknown, what: string, expected = this.current?.version): Promise<void> {
     if (this.args.flags.has('dry-run')) {
-      const checked = validateTable(next);
+      const checked = validateTable(next, { upstreams: this.upstreams });
       if (!checked.ok) {
         throw new BanyanError('invalid-table', `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`, 'nothing was changed');
       }
-      const changes = describeChange(this.table, checked.routes);
+      const changes = describeChange(this.table, checked.routes, this.current ? this.upstreams : [], checked.upstreams);
       if (this.json) return out({ dryRun: true, valid: true, changes });
       process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
       return;
     }
     const saved = await saveTable(this.db, { routes: next, actor: this.actor, reason: this.reason(), ...(expected !== undefined ? { expectedVersion: expected } : {}) });
-    const changes = describeChange(this.table, saved.routes);
+    const changes = describeChange(this.table, saved.routes, this.current ? this.upstreams : [], saved.upstreams);
     if (this.json) out({ version: saved.version, changes });
     else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
     await this.announce(saved.version);
@@ -179,27 +217,18 @@ interface ShadowReport {
 
 /** Commands answered by the running proxy's admin API rather than the database. */
 async function askProxy(action: 'shadow' | 'status', name: string | undefined, json: boolean, usage: (why: string) => BanyanError): Promise<void> {
-  const settings = loadSettings();
-  const admin = required(settings.adminUrl, 'BANYAN_ADMIN_URL', 'to ask the proxy');
-  const token = required(settings.adminToken, 'BANYAN_ADMIN_TOKEN', 'to use the admin API');
   if (action === 'shadow' && !name) throw usage('shadow needs the route NAME');
-  const path = action === 'shadow' ? `/api/shadow/${encodeURIComponent(name!)}` : '/api/status';
-  let res: Response;
-  try {
-    res = await fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
-  } catch (err) {
-    throw new BanyanError('proxy-unreachable', `cannot reach the proxy's admin API at ${admin}: ${(err as Error).message}`, 'is the proxy running? check BANYAN_ADMIN_URL');
-  }
-  const body = await res.json() as Record<string, unknown>;
-  if (!res.ok) throw new BanyanError('admin-refused', `the admin API answered ${res.status}: ${String(body['message'] ?? '')}`);
+  const body = await askAdmin(action === 'shadow' ? `/api/shadow/${encodeURIComponent(name!)}` : '/api/status');
   if (json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return;
   }
   if (action === 'status') {
-    const breakers = body['breakers'] as Record<string, string>;
     process.stdout.write(`Route table version ${String(body['version'])} in effect.\n\n`);
-    printTable(['backend', 'circuit breaker'], Object.entries(breakers).map(([b, state]) => [b, state === 'open' ? 'open (safe requests fall back to legacy)' : state]));
+    const services = (body['upstreams'] ?? []) as StatusUpstream[];
+    printTable(['service', 'endpoints', 'taking requests', 'circuit breakers'], services.map((u) => [
+      u.name, String(u.endpoints.length), String(u.endpoints.filter((e) => e.state === 'healthy' || e.state === 'slow-start').length), breakersText(u),
+    ]));
     const shadow = body['shadow'] as Record<string, Record<string, number>>;
     if (Object.keys(shadow).length) {
       process.stdout.write('\n');
@@ -224,6 +253,25 @@ async function askProxy(action: 'shadow' | 'status', name: string | undefined, j
     process.stdout.write(`\n${sample.at}  ${sample.method} ${sample.path}  (request ${sample.requestId})\n`);
     printTable(['  where', 'legacy', 'new'], sample.differences.map((d) => [`  ${d.where}`, clip(d.legacy), clip(d.new)]));
   }
+}
+
+/** What `routes status` reads of each service the proxy reports (`banyan upstreams` shows the rest). */
+interface StatusUpstream {
+  name: string;
+  problem?: string;
+  endpoints: { state: string; breaker: string }[];
+}
+
+/** `closed`, `open (safe requests fall back to legacy)` when every endpoint's breaker is open, else a count per state. */
+function breakersText(u: StatusUpstream): string {
+  if (u.endpoints.length === 0) return u.problem ? `no endpoints (${u.problem})` : 'no endpoints';
+  const counts = new Map<string, number>();
+  for (const e of u.endpoints) counts.set(e.breaker, (counts.get(e.breaker) ?? 0) + 1);
+  if (counts.size === 1) {
+    const [state] = counts.keys();
+    return state === 'open' && u.name !== LEGACY ? 'open (safe requests fall back to legacy)' : state!;
+  }
+  return [...counts].map(([state, n]) => `${n} ${state}`).join(', ');
 }
 
 function clip(text: string, width = 48): string {
@@ -251,11 +299,19 @@ function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanErro
     if (!Number.isFinite(percent)) throw usage('--percent must be a number from 0 to 100');
   }
   const fallback = args.flags.has('fallback') ? true : args.flags.has('no-fallback') ? false : undefined;
+  const service = args.flags.has('service') ? String(args.flags.get('service')) : undefined;
   const retired = args.flags.has('message') || args.flags.has('status') ? {
     status: args.flags.has('status') ? Number(args.flags.get('status')) : undefined,
     message: args.flags.has('message') ? String(args.flags.get('message')) : undefined,
   } : undefined;
-  return changeRoute(route, { mode: mode as Mode | undefined, percent, fallback, retired });
+  return changeRoute(route, { mode: mode as Mode | undefined, percent, service, fallback, retired });
+}
+
+/** The service column: where the new side goes (the default too), blank for a legacy or retired route that names none. */
+function serviceText(route: Route): string {
+  if (route.mode === 'shadow') return route.shadow?.service ?? route.service ?? DEFAULT_SERVICE;
+  if (route.service !== undefined) return route.service;
+  return route.mode === 'legacy' || route.mode === 'retired' ? '' : DEFAULT_SERVICE;
 }
 
 function matchText(route: Route): string {
@@ -264,6 +320,8 @@ function matchText(route: Route): string {
     m.methods ? m.methods.join(',') : '',
     m.host ? `host ${m.host}` : '',
     m.query ? Object.entries(m.query).map(([k, v]) => `${k}=${v}`).join('&') : '',
+    m.headers ? Object.entries(m.headers).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : v.join('|')}`).join(', ') : '',
+    m.cookies ? `cookie ${Object.entries(m.cookies).map(([k, v]) => `${k}=${typeof v === 'string' ? v : v.join('|')}`).join(', ')}` : '',
   ].filter(Boolean);
   return extras.length ? `${m.path} (${extras.join('; ')})` : m.path;
 }

@@ -146,6 +146,8 @@ export interface JournalTable {
 export interface RouteTableVersionsTable {
   version: number;
   routes: unknown;
+  /** The upstreams this version sends to; null in versions stored before upstreams were named (legacy and app, implicitly). */
+  upstreams: unknown;
   actor: string;
   reason: string;
   created_at: CreatedAt;
@@ -159,6 +161,9 @@ export interface RouteAuditTable {
   reason: string;
   before: unknown;
   after: unknown;
+  /** The upstreams before and after the change; null in rows written before upstreams were named. */
+  before_upstreams: unknown;
+  after_upstreams: unknown;
   at: CreatedAt;
 }
 
@@ -167,6 +172,8 @@ export interface UsageLedgerTable {
   route: string;
   feature: string;
   backend: string;
+  /** The upstream that answered: legacy, app, files, …, or proxy. */
+  service: string;
   /** `2xx` … `5xx`, `aborted` (the client left before the answer), `unknown` (counted before classes were kept). */
   status_class: Generated<string>;
   requests: string;

@@ -38,14 +38,14 @@ export function createProxyMetrics() {
     registry,
     requests: new HotCounter({
       name: 'banyan_http_requests_total',
-      help: 'Requests answered through the proxy, by route name, backend (legacy, new, proxy), method and status class.',
-      labelNames: ['route', 'backend', 'method', 'status_class'] as const,
+      help: 'Requests answered through the proxy, by route name, backend (legacy, new, proxy), service (the upstream that answered: legacy, app, files, …, or proxy), method and status class.',
+      labelNames: ['route', 'backend', 'service', 'method', 'status_class'] as const,
       registers,
     }),
     duration: new HotHistogram({
       name: 'banyan_http_request_duration_seconds',
-      help: 'Time from receiving a request to finishing its response, by route and backend.',
-      labelNames: ['route', 'backend'] as const,
+      help: 'Time from receiving a request to finishing its response, by route, backend and service.',
+      labelNames: ['route', 'backend', 'service'] as const,
       buckets: LATENCY_BUCKETS,
       registers,
     }),
@@ -76,21 +76,40 @@ export function createProxyMetrics() {
     }),
     upstreamErrors: new Counter({
       name: 'banyan_proxy_upstream_errors_total',
-      help: 'Requests the proxy could not forward, by backend and kind (refused, reset, timeout, error).',
-      labelNames: ['backend', 'kind'] as const,
+      help: 'Requests the proxy could not forward, by backend (legacy, new), service and kind (refused, reset, timeout, error).',
+      labelNames: ['backend', 'service', 'kind'] as const,
       registers,
     }),
     fallbacks: new Counter({
       name: 'banyan_proxy_fallbacks_total',
-      help: 'Safe requests for the new app served by legacy instead, by route and reason (breaker_open, refused, reset, timeout, error).',
-      labelNames: ['route', 'reason'] as const,
+      help: 'Safe requests for a new service answered by its fallback instead, by route, the service that failed, and reason (breaker_open, unavailable, no_endpoints, refused, reset, timeout, error).',
+      labelNames: ['route', 'service', 'reason'] as const,
       registers,
     }),
     breakerState: new Gauge({
       name: 'banyan_proxy_breaker_state',
-      help: 'Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.',
-      labelNames: ['backend'] as const,
+      help: 'Circuit breaker per endpoint of each service: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['service', 'endpoint'] as const,
       aggregator: 'max',
+      registers,
+    }),
+    endpointUp: new Gauge({
+      name: 'banyan_upstream_endpoint_up',
+      help: '1 when an endpoint of a service takes requests (healthy, not ejected, breaker not open), else 0.',
+      labelNames: ['service', 'endpoint'] as const,
+      aggregator: 'min',
+      registers,
+    }),
+    ejections: new Counter({
+      name: 'banyan_upstream_ejections_total',
+      help: 'Endpoints taken out of a service, by reason: outlier (failures in a row) or health (the active check failed).',
+      labelNames: ['service', 'endpoint', 'reason'] as const,
+      registers,
+    }),
+    retries: new Counter({
+      name: 'banyan_proxy_retries_total',
+      help: 'Safe requests tried again on another endpoint of the same service after a refused or reset connection, by service and reason.',
+      labelNames: ['service', 'reason'] as const,
       registers,
     }),
     shadowResults: new Counter({
@@ -238,19 +257,21 @@ const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx', '6xx', '7xx', 
  * Records one answered request. Each combination of labels is looked up once and its series kept,
  * keyed per route by a small number (no label object, no string built per request).
  */
-export function requestRecorder(metrics: ProxyMetrics): (route: string, backend: string, method: string, status: number, seconds: number) => void {
-  const byRoute = new Map<string, Map<number, { count: CounterSeries<string>; time: HistogramSeries<string> }>>();
-  return (route, backend, method, status, seconds) => {
+export function requestRecorder(metrics: ProxyMetrics): (route: string, backend: string, service: string, method: string, status: number, seconds: number) => void {
+  const byRoute = new Map<string, Map<string, Map<number, { count: CounterSeries<string>; time: HistogramSeries<string> }>>>();
+  return (route, backend, service, method, status, seconds) => {
     const m = METHODS.indexOf(method);
     const b = BACKENDS.indexOf(backend);
     const s = status >= 0 && status < 1000 ? Math.floor(status / 100) : 0;
     const code = ((b + 1) * 8 + (m + 1)) * 10 + s;
-    let series = byRoute.get(route);
-    if (!series) byRoute.set(route, (series = new Map()));
+    let services = byRoute.get(route);
+    if (!services) byRoute.set(route, (services = new Map()));
+    let series = services.get(service);
+    if (!series) services.set(service, (series = new Map()));
     let entry = series.get(code);
     if (!entry) {
-      const labels = { route, backend, method: methodLabel(method), status_class: STATUS_CLASSES[s]! };
-      entry = { count: metrics.requests.labels(labels), time: metrics.duration.labels({ route, backend }) };
+      const labels = { route, backend, service, method: methodLabel(method), status_class: STATUS_CLASSES[s]! };
+      entry = { count: metrics.requests.labels(labels), time: metrics.duration.labels({ route, backend, service }) };
       series.set(code, entry);
     }
     entry.count.inc();
@@ -266,13 +287,15 @@ export function requestRecorder(metrics: ProxyMetrics): (route: string, backend:
  */
 const SHADOW_RESULTS = ['match', 'mismatch', 'noise', 'error', 'skipped'] as const;
 
-export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: string; mode: string; match: { methods?: readonly string[] } }[]): void {
+export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: string; mode: string; service?: string; match: { methods?: readonly string[] } }[]): void {
   for (const route of routes) {
-    const backends = route.mode === 'retired' ? ['proxy'] : route.mode === 'new' ? ['new'] : route.mode === 'canary' ? ['legacy', 'new'] : ['legacy'];
+    const service = route.service ?? 'app';
+    const sides: [string, string][] = route.mode === 'retired' ? [['proxy', 'proxy']] : route.mode === 'new' ? [['new', service]]
+      : route.mode === 'canary' ? [['legacy', 'legacy'], ['new', service]] : [['legacy', 'legacy']];
     const method = methodLabel(route.match.methods?.[0] ?? 'GET');
-    for (const backend of backends) {
-      metrics.requests.inc({ route: route.name, backend, method, status_class: '2xx' }, 0);
-      metrics.duration.zero({ route: route.name, backend });
+    for (const [backend, answering] of sides) {
+      metrics.requests.inc({ route: route.name, backend, service: answering, method, status_class: '2xx' }, 0);
+      metrics.duration.zero({ route: route.name, backend, service: answering });
     }
     // A gauge already set keeps its value: only routes never seen start at 0.
     const seen = metrics.lastRequest.labels({ route: route.name });

@@ -19,6 +19,8 @@ export interface UsageLine {
   readonly lastSeen: string | null;
   /** Requests per backend that answered (`legacy`, `new`, `proxy` for retired and refused). */
   readonly backends: Record<string, number>;
+  /** Requests per service that answered (`legacy`, `app`, `files`, …, `proxy`). */
+  readonly services: Record<string, number>;
   /** Requests per status class: `2xx` … `5xx`, `aborted`, and `unknown` for counts from before classes were kept. */
   readonly statuses: Record<string, number>;
   readonly topUserAgents: { readonly userAgent: string; readonly requests: number }[];
@@ -51,8 +53,8 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
   const now = options.now ?? new Date();
   const from = new Date(Math.floor(options.since.getTime() / 3_600_000) * 3_600_000);
   const totals = await db.selectFrom('usage_ledger')
-    .select(['route', 'feature', 'backend', 'status_class', sql<string>`sum(requests)`.as('requests')])
-    .where('bucket', '>=', from).groupBy(['route', 'feature', 'backend', 'status_class']).execute();
+    .select(['route', 'feature', 'backend', 'service', 'status_class', sql<string>`sum(requests)`.as('requests')])
+    .where('bucket', '>=', from).groupBy(['route', 'feature', 'backend', 'service', 'status_class']).execute();
   const everSeen = await db.selectFrom('usage_ledger')
     .select(['route', 'feature', sql<Date>`max(last_seen)`.as('last_seen'),
       sql<Date | null>`max(last_seen) FILTER (WHERE status_class NOT IN (${sql.join([...NOT_USE])}))`.as('last_used')])
@@ -66,7 +68,7 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
 
   const key = (route: string, feature: string) => `${route}\u0000${feature}`;
   const notUse = new Set<string>(NOT_USE);
-  const lines = new Map<string, { route: string; feature: string; requests: number; use: number; backends: Record<string, number>; statuses: Record<string, number> }>();
+  const lines = new Map<string, { route: string; feature: string; requests: number; use: number; backends: Record<string, number>; services: Record<string, number>; statuses: Record<string, number> }>();
   let total = 0;
   let totalUse = 0;
   for (const t of totals) {
@@ -76,10 +78,11 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
       total += n;
       totalUse += use;
     }
-    const line = lines.get(key(t.route, t.feature)) ?? { route: t.route, feature: t.feature, requests: 0, use: 0, backends: {}, statuses: {} };
+    const line = lines.get(key(t.route, t.feature)) ?? { route: t.route, feature: t.feature, requests: 0, use: 0, backends: {}, services: {}, statuses: {} };
     line.requests += n;
     line.use += use;
     line.backends[t.backend] = (line.backends[t.backend] ?? 0) + n;
+    line.services[t.service] = (line.services[t.service] ?? 0) + n;
     line.statuses[t.status_class] = (line.statuses[t.status_class] ?? 0) + n;
     lines.set(key(t.route, t.feature), line);
   }
@@ -107,7 +110,7 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
     const k = key(l.route, l.feature);
     out[section(l.route)].push({
       route: l.route, feature: l.feature, requests: l.requests, use: l.use, share: totalUse ? l.use / totalUse : 0,
-      lastUsed: lastUsed.get(k) ?? null, lastSeen: lastSeen.get(k) ?? null, backends: l.backends, statuses: l.statuses,
+      lastUsed: lastUsed.get(k) ?? null, lastSeen: lastSeen.get(k) ?? null, backends: l.backends, services: l.services, statuses: l.statuses,
       topUserAgents: topAgents.get(k) ?? [],
     });
   }

@@ -37,11 +37,12 @@ class BatchKeys {
     this.agents = `${bucket}\u0000${route}\u0000${feature}`;
   }
 
-  row(backend: string, statusClass: StatusClass): string {
-    let byClass = this.#rows.get(backend);
-    if (!byClass) this.#rows.set(backend, (byClass = new Map()));
+  row(backend: string, service: string, statusClass: StatusClass): string {
+    const side = `${backend}\u0000${service}`;
+    let byClass = this.#rows.get(side);
+    if (!byClass) this.#rows.set(side, (byClass = new Map()));
     let key = byClass.get(statusClass);
-    if (!key) byClass.set(statusClass, (key = `${this.agents}\u0000${backend}\u0000${statusClass}`));
+    if (!key) byClass.set(statusClass, (key = `${this.agents}\u0000${backend}\u0000${statusClass}\u0000${service}`));
     return key;
   }
 }
@@ -128,22 +129,22 @@ export class UsageLedger {
    * Counts one request: the route row (feature '') and one row per feature, under the class of the status
    * the client got (`CLIENT_CLOSED`, 499, for a client that left first).
    */
-  record(route: string, backend: string, status: number, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
+  record(route: string, backend: string, service: string, status: number, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
     const bucket = at - (at % 3_600_000);
     const agent = (userAgent ?? '').slice(0, 160) || '(none)';
     const statusClass = classOf(status);
-    this.#count(bucket, route, '', backend, statusClass, agent, at);
-    for (const feature of features) this.#count(bucket, route, feature, backend, statusClass, agent, at);
+    this.#count(bucket, route, '', backend, service, statusClass, agent, at);
+    for (const feature of features) this.#count(bucket, route, feature, backend, service, statusClass, agent, at);
   }
 
-  #count(bucket: number, route: string, feature: string, backend: string, statusClass: StatusClass, agent: string, at: number): void {
+  #count(bucket: number, route: string, feature: string, backend: string, service: string, statusClass: StatusClass, agent: string, at: number): void {
     const batch = this.#current;
     let keys = this.#keysOf(bucket, route, feature);
-    let key = keys.row(backend, statusClass);
+    let key = keys.row(backend, service, statusClass);
     let count = batch.counts.get(key);
     if (!count && batch.counts.size >= MAX_ROWS && feature !== '') {
       keys = this.#keysOf(bucket, route, 'other');
-      key = keys.row(backend, statusClass);
+      key = keys.row(backend, service, statusClass);
       count = batch.counts.get(key);
     }
     if (!count) batch.counts.set(key, (count = { requests: 0, lastSeen: at }));
@@ -247,6 +248,11 @@ function newBatch(): Batch {
   return { id: randomUUID(), counts: new Map(), agents: new Map() };
 }
 
+/** The service of counts kept before services were: the two-backend world's names. */
+function serviceOfBackend(backend: string): string {
+  return backend === 'new' ? 'app' : backend;
+}
+
 /** One flush, one transaction: the flush id first, so a batch that already landed adds nothing. */
 async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
   return db.transaction().execute(async (trx) => {
@@ -254,13 +260,15 @@ async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string):
       .onConflict((oc) => oc.column('flush_id').doNothing()).returning('flush_id').executeTakeFirst();
     if (!claimed) return 'duplicate';
     const rows = [...batch.counts].map(([key, c]) => {
-      // Batches spooled before status classes were kept have four parts.
-      const [bucket, route, feature, backend, statusClass = 'unknown'] = key.split('\u0000') as [string, string, string, string, string?];
-      return { bucket: new Date(Number(bucket)), route, feature, backend, status_class: statusClass, requests: String(c.requests), last_seen: new Date(c.lastSeen) };
+      // Batches spooled before status classes were kept have four parts, before services five.
+      const [bucket, route, feature, backend, statusClass = 'unknown', service = serviceOfBackend(backend)] = key.split('\u0000') as [string, string, string, string, string?, string?];
+      return {
+        bucket: new Date(Number(bucket)), route, feature, backend, service, status_class: statusClass, requests: String(c.requests), last_seen: new Date(c.lastSeen),
+      };
     });
     for (let i = 0; i < rows.length; i += 1000) {
       await trx.insertInto('usage_ledger').values(rows.slice(i, i + 1000))
-        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend', 'status_class']).doUpdateSet({
+        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend', 'status_class', 'service']).doUpdateSet({
           requests: sql`usage_ledger.requests + excluded.requests`,
           last_seen: sql`greatest(usage_ledger.last_seen, excluded.last_seen)`,
         })).execute();

@@ -10,6 +10,8 @@ import * as ownership from './2026-11-23-02-ownership.js';
 import * as coreMetadata from './2026-11-23-03-core-metadata.js';
 import * as digests from './2026-11-23-04-digests.js';
 import * as autopilot from './2026-11-23-05-autopilot.js';
+import * as routeUpstreams from './2026-12-02-01-route-upstreams.js';
+import * as usageService from './2026-12-02-02-usage-service.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -26,6 +28,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-03-core-metadata': coreMetadata,
   '2026-11-23-04-digests': digests,
   '2026-11-23-05-autopilot': autopilot,
+  '2026-12-02-01-route-upstreams': routeUpstreams,
+  '2026-12-02-02-usage-service': usageService,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -9,6 +9,10 @@ export interface AccessEntry {
   readonly mode: string;
   /** `legacy`, `new`, or `proxy` for answers the proxy gave itself (retired, refused). */
   readonly backend: string;
+  /** The upstream that answered (`legacy`, `app`, `files`, …), or `proxy`. */
+  readonly service: string;
+  /** The endpoint the request went to last, when one was chosen. */
+  readonly endpoint?: string | undefined;
   /** 499 when the client left before the answer. */
   readonly status: number;
   readonly ms: number;
@@ -30,7 +34,7 @@ export function accessLog(format: AccessLogFormat, destination: NodeJS.WritableS
   if (format === 'off') return undefined;
   if (format === 'pretty') {
     return (e) => {
-      destination.write(`${new Date().toISOString().slice(11, 23)} ${e.method} ${e.url} ${e.status} ${e.backend} (${e.route}, ${e.mode}) ` +
+      destination.write(`${new Date().toISOString().slice(11, 23)} ${e.method} ${e.url} ${e.status} ${e.service}${e.endpoint ? ` ${e.endpoint}` : ''} (${e.route}, ${e.mode}) ` +
         `${e.ms.toFixed(1)} ms ${e.bytes} B${e.fallback ? ` fallback: ${e.fallback}` : ''} ${e.reqId}\n`);
     };
   }

@@ -7,10 +7,11 @@ import { BanyanError } from '../lib/errors.js';
 import { readUpTo } from '../lib/form-body.js';
 import { isObject } from '../lib/objects.js';
 import type { Database } from '../lib/schema.js';
-import { auditLog, changeRoute, describeChange, latestTable, type Mode, MODES, rollbackTable, type Route, saveTable, validateTable } from '../routing/table/index.js';
+import { auditLog, changeRoute, describeChange, IMPLICIT_UPSTREAMS, latestTable, type Mode, MODES, rollbackTable, type Route, saveTable, validateTable } from '../routing/table/index.js';
 import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
 import type { Shadower } from './shadow.js';
 import type { ReadinessCheck } from './readiness.js';
+import type { UpstreamSnapshot } from './upstreams/index.js';
 
 export interface AdminOptions {
   readonly registry: Registry;
@@ -25,8 +26,10 @@ export interface AdminOptions {
     readonly shadow: Shadower;
     /** Called after a change is stored: announce it and apply it here at once. */
     readonly changed: (version: number) => Promise<void>;
-    /** What this proxy is doing now: the table version in effect and its breakers. */
+    /** What this proxy is doing now: the table version in effect, its services and shadow results. */
     readonly status: () => Record<string, unknown>;
+    /** Each service this proxy sends to, with its endpoints' health, ejections, requests in flight and breakers. */
+    readonly upstreams?: () => readonly UpstreamSnapshot[];
     /** The built-in dashboard's numbers (`GET /api/dashboard`). */
     readonly dashboard?: () => Promise<unknown>;
   };
@@ -121,7 +124,9 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
     const changed = changeRoute(route, {
       mode: mode as Mode,
       percent: typeof body['percent'] === 'number' ? body['percent'] : undefined,
-      fallback: typeof body['fallback'] === 'boolean' ? body['fallback'] : undefined,
+      // Any other type is passed on, so validation names the field instead of the change dropping it silently.
+      service: body['service'] !== undefined ? body['service'] as string : undefined,
+      fallback: body['fallback'] !== undefined ? body['fallback'] as boolean | string : undefined,
       retired: mode === 'retired' && !route.retired && reason.trim() ? { message: reason.trim() } : undefined,
     });
     const saved = await saveTable(api.db, {
@@ -130,30 +135,32 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
       reason, expectedVersion: current.version,
     });
     await api.changed(saved.version);
-    ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes) };
+    ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes, current.upstreams, saved.upstreams) };
   });
   router.get('/api/routes', guard, async (ctx) => {
     const table = await latestTable(api.db);
-    ctx.body = table ?? { version: 0, routes: [] };
+    ctx.body = table ?? { version: 0, upstreams: IMPLICIT_UPSTREAMS, routes: [] };
   });
+  // {routes, upstreams?, reason, expectedVersion?, dryRun?}: without upstreams, the current ones are kept.
   router.put('/api/routes', guard, async (ctx) => {
     const body = await readJson(ctx);
     const current = await latestTable(api.db);
+    const table = body['upstreams'] !== undefined ? { upstreams: body['upstreams'], routes: body['routes'] } : body['routes'];
     if (body['dryRun'] === true) {
-      const checked = validateTable(body['routes']);
+      const checked = validateTable(table, { upstreams: current?.upstreams });
       ctx.body = checked.ok
-        ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes) }
+        ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes, current?.upstreams ?? [], checked.upstreams) }
         : { dryRun: true, valid: false, problems: checked.problems };
       return;
     }
     const saved = await saveTable(api.db, {
-      routes: body['routes'],
+      routes: table,
       actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (admin API)` : 'admin API',
       reason: typeof body['reason'] === 'string' ? body['reason'] : '',
       ...(typeof body['expectedVersion'] === 'number' ? { expectedVersion: body['expectedVersion'] } : {}),
     });
     await api.changed(saved.version);
-    ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes) };
+    ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes, current?.upstreams ?? [], saved.upstreams) };
   });
   router.get('/api/routes/history', guard, async (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query['limit'] ?? 50) || 50, 1), 1000);
@@ -171,6 +178,15 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
   });
   router.get('/api/status', guard, (ctx) => {
     ctx.body = api.status();
+  });
+  router.get('/api/upstreams', guard, (ctx) => {
+    ctx.body = { upstreams: api.upstreams?.() ?? [] };
+  });
+  router.get('/api/upstreams/:name', guard, (ctx) => {
+    const all = api.upstreams?.() ?? [];
+    const one = all.find((u) => u.name === ctx.params['name']);
+    if (!one) throw new BanyanError('not-found', `this proxy has no upstream named "${ctx.params['name']}"`, `its upstreams: ${all.map((u) => u.name).join(', ')}`);
+    ctx.body = one;
   });
   router.get('/api/shadow/:route', guard, (ctx) => {
     ctx.body = api.shadow.report(ctx.params['route']!);

@@ -28,10 +28,14 @@ export function fail(res: ServerResponse, e: UpstreamError, requestId: string): 
   plain(res, e.status, `${e.status} ${title}: ${e.message}.\nRequest id: ${requestId}\n`, requestId);
 }
 
-/** A write the new app could not take: 503 with Retry-After, and never replayed on legacy. */
-export function notReplayed(res: ServerResponse, method: string, why: string, requestId: string): void {
-  plain(res, 503, `503 Service Unavailable: the new backend ${why}. Your ${method} was not retried elsewhere; ` +
-    `try again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`, requestId, { 'retry-after': String(RETRY_AFTER_S) });
+/**
+ * What a service could not take: 503 with Retry-After, naming the service. A write is never replayed
+ * elsewhere, and the answer says so; `why` already names the service when it starts with "the" or "no".
+ */
+export function notReplayed(res: ServerResponse, method: string, service: string, why: string, requestId: string, safe = false): void {
+  const what = /^(the|no) /.test(why) ? why : `the ${service} backend ${why}`;
+  plain(res, 503, `503 Service Unavailable: ${what}. ${safe ? 'Try' : `Your ${method} was not retried elsewhere; try`}` +
+    ` again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`, requestId, { 'retry-after': String(RETRY_AFTER_S) });
 }
 
 /** Any failure as an UpstreamError of `backend`. */

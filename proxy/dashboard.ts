@@ -9,6 +9,7 @@ import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import type { Route } from '../routing/table/index.js';
 import type { Shadower } from './shadow.js';
+import type { UpstreamSnapshot } from './upstreams/index.js';
 
 /** The dashboard page and the charting library it loads: plain files, no build step. */
 export const DASHBOARD_HTML = fileURLToPath(new URL('./dashboard.html', import.meta.url));
@@ -91,6 +92,8 @@ export interface RouteRow {
   readonly name: string;
   readonly mode: string;
   readonly percent: number | null;
+  /** The service its new side goes to (null for routes that only legacy or the proxy answers). */
+  readonly service: string | null;
   readonly path: string;
   /** Requests by backend in the current and previous hour (hourly ledger buckets plus what is not yet flushed). */
   readonly lastHour: Record<string, number>;
@@ -105,7 +108,8 @@ export interface RouteRow {
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
   db: Kysely<Database>; routes: readonly Route[]; version: number; metrics: ProxyMetrics; usage: UsageLedger; shadow: Shadower; sampler: DashboardSampler;
-}): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; samples: Sample[]; plans: PlanView[] }> {
+  upstreams: readonly UpstreamSnapshot[];
+}): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; upstreams: readonly UpstreamSnapshot[]; samples: Sample[]; plans: PlanView[] }> {
   const now = Date.now();
   const hourStart = now - (now % 3_600_000);
   const windows = { lastHour: hourStart - 3_600_000, lastDay: hourStart - 23 * 3_600_000 };
@@ -150,7 +154,9 @@ export async function dashboardData(input: {
     const compared = shadow.match + shadow.mismatch + shadow.noise;
     const seen = lastSeen.get(r.name);
     return {
-      name: r.name, mode: r.mode, percent: r.percent ?? null, path: `${r.match.methods ? `${r.match.methods.join(',')} ` : ''}${r.match.path}`,
+      name: r.name, mode: r.mode, percent: r.percent ?? null,
+      service: r.mode === 'new' || r.mode === 'canary' || r.mode === 'shadow' ? (r.mode === 'shadow' ? r.shadow?.service : undefined) ?? r.service ?? 'app' : null,
+      path: `${r.match.methods ? `${r.match.methods.join(',')} ` : ''}${r.match.path}`,
       lastHour: hour.get(r.name) ?? {}, lastDay: day.get(r.name) ?? {},
       lastSeen: seen ? new Date(seen).toISOString() : null,
       errorRate: e && e.total > 0 ? e.failed / e.total : null,
@@ -162,5 +168,5 @@ export async function dashboardData(input: {
     .where((eb) => eb.or([eb('status', 'in', ACTIVE), eb('updated_at', '>=', new Date(now - 3_600_000))])).orderBy('id', 'desc').limit(20).execute()
     .catch(() => []);
   const plans = await Promise.all(planRows.map((row) => viewPlan(input.db, row, new Date(now))));
-  return { version: input.version, generatedAt: new Date(now).toISOString(), routes, samples: input.sampler.samples, plans };
+  return { version: input.version, generatedAt: new Date(now).toISOString(), routes, upstreams: input.upstreams, samples: input.sampler.samples, plans };
 }

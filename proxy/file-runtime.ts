@@ -3,7 +3,7 @@ import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
-import { type CompiledTable, compileTable, describeChange, parseRoutesFile, type Route, routesFileText, validateTable } from '../routing/table/index.js';
+import { type CompiledTable, compileTable, describeChange, parseRoutesFile, routesFileText, validateTable, type Validation } from '../routing/table/index.js';
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness } from './readiness.js';
@@ -51,7 +51,7 @@ export class FileRoutes {
     this.#text = routesFileText(path);
     const checked = check(path, this.#text);
     if (!checked.ok) throw new BanyanError('routes-file-invalid', `routes file ${path} is not a valid route table:\n  ${checked.problems.join('\n  ')}`);
-    this.current = compileTable(checked.routes, 1);
+    this.current = compileTable(checked.routes, 1, checked.upstreams);
   }
 
   /** Watches the file (a stat poll: it also sees editors that replace the file). */
@@ -70,14 +70,15 @@ export class FileRoutes {
     }
     if (text === this.#text) return;
     this.#text = text;
-    const checked = check(this.#path, text);
+    // A bare list of routes keeps the upstreams in effect.
+    const checked = check(this.#path, text, this.current.upstreams);
     if (!checked.ok) {
       this.#log(`routes: ${this.#path} changed but is not valid; keeping version ${this.current.version}:\n  ${checked.problems.join('\n  ')}`);
       return;
     }
     const before = this.current;
-    this.current = compileTable(checked.routes, before.version + 1);
-    const changes = describeChange(before.routes, checked.routes);
+    this.current = compileTable(checked.routes, before.version + 1, checked.upstreams);
+    const changes = describeChange(before.routes, checked.routes, before.upstreams, checked.upstreams);
     this.#log(`routes: applied ${this.#path} as version ${this.current.version}: ${changes.length ? changes.join('; ') : 'no route changed'}`);
     this.#onChange(this.current);
   }
@@ -87,11 +88,11 @@ export class FileRoutes {
   }
 }
 
-function check(path: string, text: string): { ok: true; routes: Route[] } | { ok: false; problems: string[] } {
+/** A routes file's table (the object with upstreams, or a bare list of routes with `upstreams`, those in effect), checked. */
+function check(path: string, text: string, upstreams?: CompiledTable['upstreams']): Validation {
   const parsed = parseRoutesFile(path, text);
   if (!parsed.ok) return { ok: false, problems: [parsed.problem] };
-  const result = validateTable(parsed.value);
-  return result.ok ? { ok: true, routes: [...result.routes] } : { ok: false, problems: [...result.problems] };
+  return validateTable(parsed.value, { upstreams });
 }
 
 /**
@@ -121,8 +122,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
     const publicSide = await listenPublic(proxy, settings, options.port);
     opened.push(publicSide);
     const checks = proxyReadiness({
-      legacyUrl: options.legacyUrl, appUrl: options.appUrl, tableVersion: () => routes.current.version,
-      routeCount: () => routes.current.routes.length, appBreaker: () => proxy.breakerState('new'),
+      upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
     });
     const admin = createAdmin({
       registry: metrics.registry,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool, errors, type Dispatcher } from 'undici';
+import { errors, type Dispatcher } from 'undici';
 import { clientResponseHeaders, hasBody, parsedHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
 
 /** Why forwarding failed, in words a person reading a 502 page understands. */
@@ -43,67 +43,32 @@ export interface ForwarderOptions {
   readonly headersTimeoutMs?: number;
   /** Time allowed between two chunks of the upstream's body. */
   readonly bodyTimeoutMs?: number;
+  /** Connections kept per endpoint. */
   readonly connections?: number;
 }
 
 /**
- * Forwards plain HTTP requests to named upstreams with undici: one keep-alive
- * Pool per upstream, request and response bodies streamed with backpressure,
- * and the upstream request aborted when the client goes away. This is the
- * only module that knows which HTTP client the proxy uses.
+ * Sends `req` to one endpoint's keep-alive pool (undici) and streams the
+ * answer into `res`, request and response bodies with backpressure, the
+ * upstream request aborted when the client goes away. Resolves when the
+ * response is complete; rejects with UpstreamError (naming `service`) when
+ * nothing was sent to the client yet, so the caller can retry elsewhere,
+ * answer 502/504 or fall back. This is the only module that knows which
+ * HTTP client the proxy uses.
  */
-export class Forwarder {
-  readonly #pools = new Map<string, Pool>();
-  readonly #options: ForwarderOptions;
-
-  constructor(upstreams: Record<string, string>, options: ForwarderOptions = {}) {
-    this.#options = options;
-    for (const [name, url] of Object.entries(upstreams)) {
-      this.#pools.set(name, new Pool(url, {
-        connections: options.connections ?? 128,
-        keepAliveTimeout: 10_000,
-        headersTimeout: options.headersTimeoutMs ?? 30_000,
-        bodyTimeout: options.bodyTimeoutMs ?? 30_000,
-      }));
-    }
-  }
-
-  /**
-   * Sends `req` to `backend` and streams the answer into `res`. Resolves when
-   * the response is complete; rejects with UpstreamError when nothing was
-   * sent to the client yet, so the caller can answer 502/504 or fall back.
-   */
-  forward(backend: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
-    options: ForwardOptions = {}): Promise<CapturedResponse | undefined> {
-    const pool = this.#pool(backend);
-    return new Promise((resolve, reject) => {
-      const passage = new Passage(backend, res, client.requestId, options, resolve, reject);
-      pool.dispatch({
-        path: req.url ?? '/',
-        method: req.method as 'GET',
-        headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-        body: hasBody(req) ? (options.body ?? req) : null,
-        headersTimeout: options.headersTimeoutMs,
-        bodyTimeout: options.bodyTimeoutMs,
-      }, passage);
-    });
-  }
-
-  /** The keep-alive pool of one upstream, for requests the proxy makes itself (shadow copies). */
-  pool(backend: string): Pool {
-    return this.#pool(backend);
-  }
-
-  #pool(backend: string): Pool {
-    const pool = this.#pools.get(backend);
-    if (!pool) throw new UpstreamError(backend, 502, 'unknown', `no upstream named ${backend} is configured`);
-    return pool;
-  }
-
-  /** Closes every pool, waiting for requests in flight. */
-  async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((p) => p.close()));
-  }
+export function forwardTo(pool: Dispatcher, service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
+  options: ForwardOptions = {}): Promise<CapturedResponse | undefined> {
+  return new Promise((resolve, reject) => {
+    const passage = new Passage(service, res, client.requestId, options, resolve, reject);
+    pool.dispatch({
+      path: req.url ?? '/',
+      method: req.method as 'GET',
+      headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
+      body: hasBody(req) ? (options.body ?? req) : null,
+      headersTimeout: options.headersTimeoutMs,
+      bodyTimeout: options.bodyTimeoutMs,
+    }, passage);
+  });
 }
 
 /**

@@ -1,128 +1,171 @@
 /**
- * How a request reaches its backend: through that backend's circuit breaker;
- * for the new app, a safe bodiless request falls back to legacy when it
- * fails (if the route allows), and anything else is never replayed: the
- * client gets 503 with Retry-After and decides. A failure before anything
- * was sent becomes a 502/504 page naming the backend.
+ * How a request reaches its service: one endpoint, chosen by the service's
+ * balancer, each endpoint behind its own circuit breaker. A safe bodiless
+ * request that cannot connect, or is reset before the first response byte,
+ * is tried once more on another endpoint; nothing else is ever replayed. On
+ * the new side, a safe bodiless request the service cannot answer falls back
+ * (to legacy, or to the upstream the route names) when the route allows; a
+ * write gets 503 with Retry-After, naming the service, and the client
+ * decides. A failure before anything was sent becomes a 502/504 page.
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Breaker, BreakerOpenError, type BreakerOptions } from '../lib/breaker.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import { asUpstream, fail, notReplayed } from './answers.js';
-import { Forwarder, UpstreamError, type CapturedResponse, type ForwarderOptions, type ForwardOptions } from './forwarder.js';
-import type { ClientInfo } from './headers.js';
+import { forwardTo, UpstreamError, type CapturedResponse, type ForwardOptions } from './forwarder.js';
+import { hasBody, isSafe, type ClientInfo } from './headers.js';
 import type { Exchange } from './request-accounting.js';
+import type { Endpoint, Upstream, UpstreamSet } from './upstreams/index.js';
 
-/** Circuit breaker settings, one breaker per upstream. */
-export type BreakerSettings = Pick<BreakerOptions, 'errorThresholdPercentage' | 'volumeThreshold' | 'resetTimeoutMs' | 'rollingWindowMs'>;
+/** Circuit breaker settings (one breaker per endpoint) and their defaults. */
+export { ENDPOINT_BREAKER_DEFAULTS as DEFAULT_BREAKER, type BreakerSettings } from './upstreams/index.js';
 
-export const DEFAULT_BREAKER: BreakerSettings = { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 5_000, rollingWindowMs: 10_000 };
+/** Every endpoint of a service is out (down, ejected, its breaker open), or it has none. */
+export class UnavailableError extends UpstreamError {
+  constructor(service: string, readonly reason: 'breaker_open' | 'unavailable' | 'no_endpoints' | 'unknown_service', detail: string) {
+    super(service, 502, reason, detail);
+  }
+}
 
-type Backend = 'legacy' | 'new';
+/** How the new side's answer may be replaced when its service fails. */
+export interface NewSide {
+  readonly service: string;
+  /** The upstream a safe bodiless request falls back to, or undefined for none. */
+  readonly fallback: string | undefined;
+  /** A session key for upstreams that keep a session on one endpoint. */
+  readonly sessionKey: string | undefined;
+}
 
 export class ForwardingPolicy {
-  readonly forwarder: Forwarder;
-  readonly #breakers: Record<Backend, Breaker>;
+  readonly upstreams: UpstreamSet;
   readonly #metrics: ProxyMetrics;
   readonly #log: (line: string) => void;
 
-  constructor(upstreams: Record<Backend, string>, options: { forwarding?: ForwarderOptions | undefined; breaker?: Partial<BreakerSettings> | undefined; metrics: ProxyMetrics; log: (line: string) => void }) {
-    this.forwarder = new Forwarder(upstreams, options.forwarding);
+  constructor(upstreams: UpstreamSet, options: { metrics: ProxyMetrics; log: (line: string) => void }) {
+    this.upstreams = upstreams;
     this.#metrics = options.metrics;
     this.#log = options.log;
-    const settings = { ...DEFAULT_BREAKER, ...options.breaker };
-    this.#breakers = { legacy: makeBreaker('legacy', settings, options.metrics, options.log), new: makeBreaker('new', settings, options.metrics, options.log) };
-  }
-
-  breakerState(backend: Backend): 'closed' | 'half-open' | 'open' {
-    return this.#breakers[backend].state;
   }
 
   /**
-   * To the new app. When it fails, a request `mayFallBack` goes to legacy (the exchange records that it
-   * did, and why); an unsafe one gets 503 and is not replayed; a safe one without fallback gets 502/504.
+   * To the route's service on the new side. When it fails, a safe bodiless request with a fallback goes
+   * there (the exchange records that it did, and why); an unsafe one gets 503 and is not replayed; a safe
+   * one without fallback gets 502/503/504.
    */
-  async toNew(req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions, exchange: Exchange, mayFallBack: boolean, safe: boolean): Promise<void> {
+  async toNew(req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions, exchange: Exchange, side: NewSide): Promise<void> {
     try {
-      await this.#send('new', req, res, client, forward);
+      await this.#send(side.service, req, res, client, forward, exchange, side.sessionKey);
       return;
     } catch (err) {
-      const open = isOpenBreaker(err);
-      const reason = open ? 'breaker_open' : err instanceof UpstreamError ? err.kind : 'error';
-      if (err instanceof UpstreamError && err.status === 400) {
-        fail(res, err, exchange.requestId);
+      const e = asUpstream(side.service, err);
+      if (e.status === 400) {
+        fail(res, e, exchange.requestId);
         return;
       }
-      if (!open) {
-        this.#metrics.upstreamErrors.inc({ backend: 'new', kind: reason });
-        this.#log(`proxy: ${exchange.requestId} ${exchange.method} ${req.url} → new: ${(err as Error).message}`);
-      }
-      if (mayFallBack) {
-        this.#metrics.fallbacks.inc({ route: exchange.route, reason });
-        exchange.served = 'legacy';
-        exchange.fallbackReason = reason;
-        await this.toOrFail('legacy', req, res, client, forward, exchange.requestId);
+      this.#noteFailure(e, req, exchange);
+      const safe = isSafe(exchange.method);
+      if (side.fallback !== undefined && safe && !hasBody(req)) {
+        this.#metrics.fallbacks.inc({ route: exchange.route, service: side.service, reason: e.kind });
+        exchange.served = side.fallback === 'legacy' ? 'legacy' : 'new';
+        exchange.service = side.fallback;
+        exchange.fallbackReason = e.kind;
+        await this.toOrFail(side.fallback, req, res, client, forward, exchange);
         return;
       }
-      if (!safe) {
-        notReplayed(res, exchange.method, open ? 'is failing and is being given a rest' : `failed (${(err as Error).message})`, exchange.requestId);
+      if (!safe || e instanceof UnavailableError) {
+        notReplayed(res, exchange.method, side.service, e.message, exchange.requestId, safe);
         return;
       }
-      fail(res, open ? new UpstreamError('new', 502, 'breaker_open', 'the new backend is failing and is being given a rest') : asUpstream('new', err), exchange.requestId);
+      fail(res, e, exchange.requestId);
     }
   }
 
-  /** To `backend`; on failure answers 502/504 (or 400) itself. */
-  async toOrFail(backend: Backend, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
-    forward: ForwardOptions, requestId: string): Promise<CapturedResponse | undefined> {
+  /** To `service` (legacy, or a fallback); on failure answers 502/503/504 (or 400) itself. */
+  async toOrFail(service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
+    forward: ForwardOptions, exchange: Exchange, sessionKey?: string): Promise<CapturedResponse | undefined> {
     try {
-      return await this.#send(backend, req, res, client, forward);
+      return await this.#send(service, req, res, client, forward, exchange, sessionKey);
     } catch (err) {
-      const e = isOpenBreaker(err) ? new UpstreamError(backend, 502, 'breaker_open', `the ${backend} backend is failing and is being given a rest`) : asUpstream(backend, err);
-      if (e.kind !== 'breaker_open') {
-        this.#metrics.upstreamErrors.inc({ backend, kind: e.kind });
-        this.#log(`proxy: ${requestId} ${req.method} ${req.url} → ${backend}: ${e.message}`);
-      }
-      fail(res, e, requestId);
+      const e = asUpstream(service, err);
+      this.#noteFailure(e, req, exchange);
+      if (e instanceof UnavailableError) notReplayed(res, exchange.method, service, e.message, exchange.requestId, isSafe(exchange.method));
+      else fail(res, e, exchange.requestId);
       return undefined;
     }
   }
 
-  #send(backend: Backend, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions): Promise<CapturedResponse | undefined> {
-    const breaker = this.#breakers[backend];
-    if (!breaker.admit()) return Promise.reject(new BreakerOpenError());
-    return this.forwarder.forward(backend, req, res, client, forward).then((captured) => {
-      breaker.succeeded();
+  #noteFailure(e: UpstreamError, req: IncomingMessage, exchange: Exchange): void {
+    if (e instanceof UnavailableError || e.status === 400) return;
+    this.#metrics.upstreamErrors.inc({ backend: exchange.served, service: e.backend, kind: e.kind });
+    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}`);
+  }
+
+  /** One endpoint, and for a replayable request that never reached an answer, one more. */
+  async #send(service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions,
+    exchange: Exchange, sessionKey: string | undefined): Promise<CapturedResponse | undefined> {
+    const upstream = this.upstreams.get(service);
+    if (!upstream) throw new UnavailableError(service, 'unknown_service', `no upstream named ${service} is configured on this proxy`);
+    const first = take(upstream, sessionKey, undefined);
+    if (!first) throw unavailable(upstream);
+    try {
+      return await this.#once(first, upstream.name, req, res, client, forward, exchange);
+    } catch (err) {
+      if (!(err instanceof UpstreamError) || (err.kind !== 'refused' && err.kind !== 'reset') || res.headersSent || res.destroyed
+        || !isSafe(exchange.method) || (hasBody(req) && forward.body === undefined)) throw err;
+      const second = take(upstream, sessionKey, first);
+      if (!second) throw err;
+      this.#metrics.retries.inc({ service, reason: err.kind });
+      return await this.#once(second, upstream.name, req, res, client, forward, exchange);
+    }
+  }
+
+  #once(endpoint: Endpoint, service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
+    forward: ForwardOptions, exchange: Exchange): Promise<CapturedResponse | undefined> {
+    exchange.endpoint = endpoint.url;
+    return forwardTo(endpoint.pool, service, req, res, client, forward).then((captured) => {
+      endpoint.end({ ok: true, status: res.statusCode });
       return captured;
     }, (err: unknown) => {
+      const e = err instanceof UpstreamError ? err : undefined;
       // A request the upstream rejected as malformed says nothing about its health.
-      if (err instanceof UpstreamError && err.status === 400) breaker.succeeded();
-      else breaker.failed();
+      if (e?.status === 400) endpoint.end({ ok: true, status: 400 });
+      else endpoint.end({ ok: false, kind: e ? failureKind(e.kind) : 'error' });
       throw err;
     });
   }
 
   async close(): Promise<void> {
-    this.#breakers.legacy.shutdown();
-    this.#breakers.new.shutdown();
-    await this.forwarder.close();
+    await this.upstreams.close();
   }
 }
 
-const GAUGE = { closed: 0, 'half-open': 1, open: 2 } as const;
-
-function makeBreaker(backend: Backend, settings: BreakerSettings, metrics: ProxyMetrics, log: (line: string) => void): Breaker {
-  metrics.breakerState.set({ backend }, 0);
-  return new Breaker({
-    ...settings,
-    onChange: (state) => {
-      metrics.breakerState.set({ backend }, GAUGE[state]);
-      if (state !== 'half-open') log(`proxy: circuit breaker for the ${backend} backend ${state === 'open' ? 'opened' : 'closed'}`);
-    },
-  });
+/** An endpoint that admits the request (its breaker may refuse a second trial), other than `exclude`. */
+function take(upstream: Upstream, sessionKey: string | undefined, exclude: Endpoint | undefined): Endpoint | undefined {
+  const endpoint = upstream.pick(sessionKey, exclude);
+  if (!endpoint) return undefined;
+  if (endpoint.begin()) return endpoint;
+  const other = upstream.pick(sessionKey, endpoint);
+  return other && other !== exclude && other.begin() ? other : undefined;
 }
 
-function isOpenBreaker(err: unknown): boolean {
-  return err instanceof BreakerOpenError;
+function failureKind(kind: string): 'refused' | 'reset' | 'timeout' | 'error' {
+  return kind === 'refused' || kind === 'reset' || kind === 'timeout' ? kind : 'error';
+}
+
+/** Why no endpoint of `upstream` takes requests, in the words of its snapshot. */
+function unavailable(upstream: Upstream): UnavailableError {
+  const snapshot = upstream.snapshot();
+  const problem = snapshot.problem;
+  // Draining endpoints are leaving the table: they say nothing about why the others are out.
+  const endpoints = snapshot.endpoints.filter((e) => e.state !== 'draining');
+  if (endpoints.length === 0) {
+    return new UnavailableError(upstream.name, 'no_endpoints', `the ${upstream.name} service has no endpoints${problem ? ` (${problem})` : ''}`);
+  }
+  if (endpoints.every((e) => e.breaker === 'open')) {
+    return new UnavailableError(upstream.name, 'breaker_open', `the ${upstream.name} service is failing and is being given a rest`);
+  }
+  const states = new Map<string, number>();
+  for (const e of endpoints) states.set(e.state, (states.get(e.state) ?? 0) + 1);
+  const how = [...states].map(([state, n]) => `${n} ${state}`).join(', ');
+  return new UnavailableError(upstream.name, 'unavailable', `no endpoint of the ${upstream.name} service is taking requests (${how})`);
 }

@@ -10,8 +10,8 @@ import { DEFAULT_RETIRED, plain } from './answers.js';
 import { sessionCookie } from './canary-session.js';
 import { FeatureExtraction, type Extracted } from './feature-extraction.js';
 import type { ForwarderOptions, ForwardOptions } from './forwarder.js';
-import { ForwardingPolicy, type BreakerSettings } from './forwarding-policy.js';
-import { acceptableRequestId, clientInfo, hasBody, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import { DEFAULT_BREAKER, ForwardingPolicy, type BreakerSettings } from './forwarding-policy.js';
+import { acceptableRequestId, clientInfo, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import type { Pin } from './pin.js';
 import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
@@ -19,14 +19,20 @@ import { settleTarget } from './request-target.js';
 import { RouteDecider } from './route-decision.js';
 import { fenceHeader, SessionPins, withSession, type PinSettings } from './session-pins.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
+import { UpstreamSet } from './upstreams/index.js';
+import { upstreamEvents } from './upstream-metrics.js';
 import { WebSocketForwarder } from './websocket.js';
 
 export { DEFAULT_BREAKER, type BreakerSettings } from './forwarding-policy.js';
 export type { PinSettings } from './session-pins.js';
 
 export interface ProxyOptions {
-  readonly legacyUrl: string;
-  readonly appUrl: string;
+  /** LEGACY_URL: the endpoints (a comma list of URLs) of upstreams whose table entry says `"env": "LEGACY_URL"`. */
+  readonly legacyUrl?: string | undefined;
+  /** APP_URL, the same for the app. */
+  readonly appUrl?: string | undefined;
+  /** Where other `env` upstreams read their endpoints (default: this process's environment). */
+  readonly environment?: ((name: string) => string | undefined) | undefined;
   readonly metrics: ProxyMetrics;
   /** Where the current route table is read from, on every request. */
   readonly table: { readonly current: CompiledTable };
@@ -59,9 +65,10 @@ export interface ProxyOptions {
 export interface Proxy {
   readonly app: Koa;
   readonly shadow: Shadower;
+  /** The services this proxy sends to, with their endpoints' health, for operators. */
+  readonly upstreams: UpstreamSet;
   /** Pass to `server.on('upgrade')`: forwards WebSocket upgrades by route. */
   readonly upgrade: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
-  breakerState(backend: 'legacy' | 'new'): 'closed' | 'half-open' | 'open';
   /** Closes WebSocket tunnels (the HTTP server cannot: they are no longer HTTP). */
   closeTunnels(): void;
   close(): Promise<void>;
@@ -88,8 +95,8 @@ class ProxyApp extends Koa {
 /** The debugging headers (BANYAN_DEBUG_HEADERS): which route and backend answered, and how long the backend took. */
 function debugHeaders(exchange: Exchange): Record<string, string> {
   return {
-    'banyan-route': `${exchange.route}; mode=${exchange.mode}; backend=${exchange.served}`,
-    'server-timing': `${exchange.served};dur=${(performance.now() - exchange.started).toFixed(1)};desc="${exchange.route}"`,
+    'banyan-route': `${exchange.route}; mode=${exchange.mode}; backend=${exchange.served}; service=${exchange.service}`,
+    'server-timing': `${exchange.service};dur=${(performance.now() - exchange.started).toFixed(1)};desc="${exchange.route}"`,
   };
 }
 
@@ -107,12 +114,19 @@ function debugHeaders(exchange: Exchange): Record<string, string> {
 export function createProxy(options: ProxyOptions): Proxy {
   const { metrics } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const policy = new ForwardingPolicy({ legacy: options.legacyUrl, new: options.appUrl }, { forwarding: options.forwarding, breaker: options.breaker, metrics, log });
+  const upstreams = new UpstreamSet({
+    environment: environmentOf(options), events: upstreamEvents(metrics), log, pool: options.forwarding,
+    breaker: { ...DEFAULT_BREAKER, ...options.breaker },
+  });
+  upstreams.apply(options.table.current.upstreams);
+  const policy = new ForwardingPolicy(upstreams, { metrics, log });
   const parts: Parts = {
     policy,
-    shadow: new Shadower({ legacy: policy.forwarder.pool('legacy'), new: policy.forwarder.pool('new') }, { ...DEFAULT_SHADOW, ...options.shadow }, metrics),
+    table: options.table,
+    applied: options.table.current.upstreams,
+    shadow: new Shadower(upstreams, { ...DEFAULT_SHADOW, ...options.shadow }, metrics),
     trusted: trustedProxies(options.trustedProxies),
-    websockets: new WebSocketForwarder({ legacy: options.legacyUrl, new: options.appUrl }),
+    websockets: new WebSocketForwarder(upstreams),
     pins: options.pins ? new SessionPins(options.pins, metrics) : undefined,
     routes: new RouteDecider(options.table, options.sessionCookie, options.pins?.secrets),
     extraction: new FeatureExtraction(),
@@ -127,8 +141,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   return {
     app,
     shadow: parts.shadow,
+    upstreams,
     upgrade: upgradeHandler(parts),
-    breakerState: (backend) => policy.breakerState(backend),
     closeTunnels: () => parts.websockets.close(),
     close: async () => {
       parts.websockets.close();
@@ -137,9 +151,26 @@ export function createProxy(options: ProxyOptions): Proxy {
   };
 }
 
+/** Where `env` upstreams find their endpoints: LEGACY_URL and APP_URL as given, the rest from the environment. */
+function environmentOf(options: ProxyOptions): (name: string) => string | undefined {
+  const lookup = options.environment ?? ((name: string) => process.env[name]);
+  return (name) => (name === 'LEGACY_URL' && options.legacyUrl) || (name === 'APP_URL' && options.appUrl) || lookup(name) || undefined;
+}
+
+/** The table's upstreams take effect with the first request that sees its version (one comparison per request). */
+function followUpstreams(parts: Parts): void {
+  const wanted = parts.table.current.upstreams;
+  if (wanted === parts.applied) return;
+  parts.applied = wanted;
+  parts.policy.upstreams.apply(wanted);
+}
+
 /** What the proxy is made of, made once by createProxy and shared by every request. */
 interface Parts {
   readonly policy: ForwardingPolicy;
+  readonly table: { readonly current: CompiledTable };
+  /** The upstreams in effect: the table version's that the last request saw. */
+  applied: CompiledTable['upstreams'];
   readonly shadow: Shadower;
   readonly trusted: ReturnType<typeof trustedProxies>;
   readonly websockets: WebSocketForwarder;
@@ -170,6 +201,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
       routes.openPreview(req, res, requestId);
       return;
     }
+    followUpstreams(parts);
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     const pin = pins?.read(req);
     const decision = routes.decide(req, client);
@@ -181,7 +213,8 @@ function requestHandler(parts: Parts): Koa.Middleware {
       return;
     }
     const exchange: Exchange = {
-      requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, fallbackReason: undefined, features,
+      requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, service: decision.service,
+      endpoint: undefined, fallbackReason: undefined, features,
     };
     accounting.track(exchange, req, res);
     if (decision.target === 'proxy') {
@@ -198,7 +231,7 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   client: ClientInfo; pin: Pin | undefined; decision: Decision & { readonly minted?: string }; exchange: Exchange; body: Readable | undefined;
 }): Promise<void> {
   const { client, pin, decision, exchange } = request;
-  const { method, requestId } = exchange;
+  const { method } = exchange;
   const { pins, policy } = parts;
   const timeouts = decision.spec?.timeouts;
   const safe = isSafe(method);
@@ -210,17 +243,27 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
     body: request.body,
   };
+  const spec = decision.spec;
   if (decision.target === 'new') {
-    // A body would have been read by the failed attempt: only bodiless requests are replayed.
-    await policy.toNew(req, res, client, forward, exchange, decision.spec?.fallback === true && safe && !hasBody(req), safe);
+    const service = decision.service;
+    await policy.toNew(req, res, client, forward, exchange, {
+      service, fallback: fallbackOf(spec), sessionKey: parts.policy.upstreams.get(service)?.spec.session ? parts.routes.sessionKey(req, client) : undefined,
+    });
     return;
   }
-  const shadowing = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && decision.spec !== undefined;
-  const copy = shadowing
-    ? parts.shadow.begin(decision.spec!, { method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId })
+  const copy = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && spec !== undefined
+    ? parts.shadow.begin(spec, {
+      method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId: exchange.requestId,
+    }, spec.shadow?.percent !== undefined && spec.shadow.percent < 100 ? parts.routes.sessionKey(req, client) : undefined)
     : undefined;
-  const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, requestId);
+  const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, exchange);
   copy?.finish(captured);
+}
+
+/** Where a new-side route's safe requests go when its service fails: legacy for `true`, the upstream it names, or nowhere. */
+function fallbackOf(route: Decision['spec']): string | undefined {
+  const fallback = route?.fallback;
+  return fallback === true ? 'legacy' : typeof fallback === 'string' ? fallback : undefined;
 }
 
 /** WebSocket upgrades, by route: refused with an HTTP answer when malformed, answered by a retired route, else tunnelled. */
@@ -236,12 +279,13 @@ function upgradeHandler(parts: Parts): Proxy['upgrade'] {
     }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, parts.trusted, requestId);
     const decision = parts.routes.decide(req, client);
-    parts.metrics.requests.inc({ route: decision.route, backend: decision.target, method: 'GET', status_class: '1xx' });
+    parts.metrics.requests.inc({ route: decision.route, backend: decision.target, service: decision.service, method: 'GET', status_class: '1xx' });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
       socket.end(`HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`);
       return;
     }
-    parts.websockets.forward(decision.target, req, socket, head, client);
+    followUpstreams(parts);
+    parts.websockets.forward(decision.service, req, socket, head, client);
   };
 }

@@ -1,4 +1,6 @@
 import { connect } from 'node:net';
+import { LEGACY } from '../routing/table/index.js';
+import type { UpstreamSnapshot } from './upstreams/index.js';
 
 /** One readiness check: whether it passed, what was seen, and whether it gates readiness. */
 export interface ReadinessCheck {
@@ -25,29 +27,38 @@ export function reachable(url: string, timeoutMs = 1_000): Promise<{ ok: boolean
 }
 
 export interface ProxyReadinessOptions {
-  readonly legacyUrl: string;
-  readonly appUrl: string;
+  /** The services this proxy sends to, as they are now. */
+  readonly upstreams: () => readonly UpstreamSnapshot[];
   readonly tableVersion: () => number;
   readonly routeCount: () => number;
-  readonly appBreaker: () => 'closed' | 'half-open' | 'open';
 }
 
+/** Endpoint states that take requests. */
+const TAKING: ReadonlySet<string> = new Set(['healthy', 'slow-start']);
+
 /**
- * The proxy's `/readyz` checks, the same however it is run: legacy must
- * accept connections and a route table must be loaded. The new app is
- * reported with its breaker's state but does not gate readiness: every proxy
- * shares it, so taking one out of the load balancer would not help, and
- * routes with fallback are still answered by legacy.
+ * The proxy's `/readyz` checks, the same however it is run: legacy must have
+ * an endpoint that accepts connections and takes requests, and a route table
+ * must be loaded. Every other service is reported, endpoint by endpoint with
+ * its breaker, but does not gate readiness: every proxy shares it, so taking
+ * one out of the load balancer would not help, and routes with fallback are
+ * still answered by legacy.
  */
 export function proxyReadiness(options: ProxyReadinessOptions): () => Promise<Record<string, ReadinessCheck>> {
   return async () => {
-    const [legacy, app] = await Promise.all([reachable(options.legacyUrl), reachable(options.appUrl)]);
+    const checks: Record<string, ReadinessCheck> = {};
+    await Promise.all(options.upstreams().map(async (u) => {
+      const probes = await Promise.all(u.endpoints.map((e) => reachable(e.url)));
+      const taking = u.endpoints.filter((e, i) => probes[i]!.ok && TAKING.has(e.state)).length;
+      const each = u.endpoints.map((e, i) => `${e.url} ${e.state}, breaker ${e.breaker}${probes[i]!.ok ? '' : ` (${probes[i]!.detail})`}`);
+      const detail = u.endpoints.length === 0
+        ? `no endpoints${u.problem ? `: ${u.problem}` : ''}`
+        : `${taking} of ${u.endpoints.length} endpoints taking requests: ${each.join('; ')}${u.problem ? `; ${u.problem}` : ''}`;
+      const legacy = u.name === LEGACY;
+      checks[u.name] = { ok: taking > 0, detail: legacy || taking > 0 ? detail : `${detail} (routes with fallback are answered by legacy)`, required: legacy };
+    }));
     const version = options.tableVersion();
-    const breaker = options.appBreaker();
-    return {
-      legacy: { ...legacy, required: true },
-      app: { ok: app.ok, detail: `${app.detail}; breaker ${breaker}${app.ok ? '' : ' (routes with fallback are answered by legacy)'}`, required: false },
-      routes: { ok: version > 0, detail: version > 0 ? `route table version ${version}, ${options.routeCount()} routes` : 'no route table loaded', required: true },
-    };
+    checks['routes'] = { ok: version > 0, detail: version > 0 ? `route table version ${version}, ${options.routeCount()} routes` : 'no route table loaded', required: true };
+    return checks;
   };
 }

@@ -35,7 +35,12 @@ export interface Exchange {
   readonly method: string;
   readonly route: string;
   readonly mode: string;
+  /** The side that answered: legacy, new or proxy. */
   served: string;
+  /** The upstream that answered (legacy, app, files, …), or proxy. */
+  service: string;
+  /** The endpoint the last attempt went to, when one was chosen. */
+  endpoint: string | undefined;
   fallbackReason: string | undefined;
   features: readonly string[];
 }
@@ -67,7 +72,7 @@ export class RequestAccounting {
 
   /** A request refused before routing (an ambiguous target): counted as unmatched, answered by the proxy. */
   refused(method: string, status: number, started: number): void {
-    this.#record(UNMATCHED, 'proxy', method, status, (performance.now() - started) / 1e3);
+    this.#record(UNMATCHED, 'proxy', 'proxy', method, status, (performance.now() - started) / 1e3);
   }
 
   /**
@@ -85,12 +90,12 @@ export class RequestAccounting {
     const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
     const seconds = (performance.now() - exchange.started) / 1e3;
     const o = this.#o;
-    this.#record(exchange.route, exchange.served, exchange.method, status, seconds);
+    this.#record(exchange.route, exchange.served, exchange.service, exchange.method, status, seconds);
     if (o.accessLog) {
       try {
         o.accessLog({
           reqId: exchange.requestId, method: exchange.method, url: req.url ?? '/', route: exchange.route, mode: exchange.mode, backend: exchange.served,
-          status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
+          service: exchange.service, endpoint: exchange.endpoint, status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
         });
       } catch (err) {
         // The access log must never take the proxy down.
@@ -100,7 +105,7 @@ export class RequestAccounting {
     if (exchange.route === UNMATCHED) this.#countUnmatched(req.url);
     for (const f of exchange.features) this.#countFeature(f);
     const agent = req.headers['user-agent'];
-    o.usage?.record(exchange.route, exchange.served, status, exchange.features, agent);
+    o.usage?.record(exchange.route, exchange.served, exchange.service, status, exchange.features, agent);
     o.observe?.(exchange.route, exchange.served, status, seconds, exchange.fallbackReason !== undefined, agent);
   }
 

@@ -5,7 +5,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { canaryBucket, type CompiledTable, decide, type Decision } from '../routing/table/index.js';
+import { canaryBucket, type CompiledTable, decide, type Decision, DEFAULT_SERVICE } from '../routing/table/index.js';
 import { plain } from './answers.js';
 import { newSession, SESSION_COOKIE, sessionBucket } from './canary-session.js';
 import type { ClientInfo } from './headers.js';
@@ -36,9 +36,11 @@ export class RouteDecider {
     this.#asking = req;
     this.#client = client;
     this.#minted = undefined;
-    let decision: Decision & { minted?: string } = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, this.#bucket, Date.now());
+    let decision: Decision & { minted?: string } = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, req.headers, this.#bucket, Date.now());
     this.#asking = undefined;
-    if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) decision = { ...decision, target: 'new' };
+    if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) {
+      decision = { ...decision, target: 'new', service: decision.spec.service ?? DEFAULT_SERVICE };
+    }
     if (this.#minted !== undefined) decision = { ...decision, minted: this.#minted };
     return decision;
   }
@@ -65,6 +67,16 @@ export class RouteDecider {
     const bucket = canaryBucket(legacySession ?? client.ip);
     this.#minted = newSession(bucket);
     return bucket;
+  }
+
+  /**
+   * The key that keeps a session together beyond the canary: the `banyan_sid` it carries, else the
+   * configured legacy session cookie, else the client address. Sampled shadows and upstreams that keep a
+   * session on one endpoint use it; nothing is minted for them.
+   */
+  sessionKey(req: IncomingMessage, client: ClientInfo): string {
+    const cookies = req.headers.cookie;
+    return cookieValue(cookies, SESSION_COOKIE) ?? (this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined) ?? client.ip;
   }
 
   #previewedRoute(req: IncomingMessage): string | undefined {

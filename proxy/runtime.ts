@@ -103,13 +103,15 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       registry: metrics.registry,
       metricsText: options.clusterMetrics?.(metrics.registry),
       ready: proxyReadiness({
-        legacyUrl: options.legacyUrl, appUrl: options.appUrl, tableVersion: () => routes.current.version,
-        routeCount: () => routes.current.routes.length, appBreaker: () => proxy.breakerState('new'),
+        upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
       }),
       routes: {
         db, adminToken: settings.adminToken, shadow: proxy.shadow, changed,
         status: () => proxyStatus(proxy, routes),
-        dashboard: () => dashboardData({ db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler }),
+        upstreams: () => proxy.upstreams.snapshot(),
+        dashboard: () => dashboardData({
+          db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler, upstreams: proxy.upstreams.snapshot(),
+        }),
       },
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
@@ -147,11 +149,11 @@ function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Datab
   };
 }
 
-/** What this proxy is doing now (`GET /api/status`): the table version in effect, its breakers, and shadow results. */
+/** What this proxy is doing now (`GET /api/status`): the table version in effect, each service's endpoints, and shadow results. */
 function proxyStatus(proxy: Proxy, routes: RouteSync): Record<string, unknown> {
   return {
     version: routes.current.version,
-    breakers: { legacy: proxy.breakerState('legacy'), new: proxy.breakerState('new') },
+    upstreams: proxy.upstreams.snapshot(),
     shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
   };
 }

@@ -1,13 +1,16 @@
 import { constants as zlibConstants, gunzipSync, inflateSync } from 'node:zlib';
-import type { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { ProxyMetrics } from '../metrics/catalog.js';
-import type { Route } from '../routing/table/index.js';
+import { canaryBucket, DEFAULT_SERVICE, LEGACY, type Route } from '../routing/table/index.js';
 import type { CapturedResponse } from './forwarder.js';
 import { compareResponses, type Difference, type Observed } from './shadow-compare.js';
+import type { UpstreamSet } from './upstreams/index.js';
 
 export interface ShadowSettings {
-  /** Shadow requests in flight at once; beyond this a copy is skipped, never queued. */
+  /** Shadow requests in flight at once, all routes together; beyond this a copy is skipped, never queued. */
   readonly concurrency: number;
+  /** The same for one route, unless it says `shadow.maxInFlight`. */
+  readonly perRoute: number;
   readonly timeoutMs: number;
   /** Mismatch samples kept per route. */
   readonly samples: number;
@@ -15,7 +18,15 @@ export interface ShadowSettings {
   readonly maxBodyBytes: number;
 }
 
-export const DEFAULT_SHADOW: ShadowSettings = { concurrency: 32, timeoutMs: 5_000, samples: 20, maxBodyBytes: 1024 * 1024 };
+export const DEFAULT_SHADOW: ShadowSettings = { concurrency: 32, perRoute: 8, timeoutMs: 5_000, samples: 20, maxBodyBytes: 1024 * 1024 };
+
+/**
+ * Whether a session's requests on a route with `shadow.percent` are copied: a hash of the session key
+ * (salted, so the shadow's sample is not the canary's), the same answer for every request of the session.
+ */
+export function shadowSampled(percent: number, sessionKey: string): boolean {
+  return canaryBucket(`shadow\u0000${sessionKey}`) < Math.round(percent * 100);
+}
 
 /** A mismatch kept for operators to read. */
 export interface MismatchSample {
@@ -63,19 +74,22 @@ export interface ShadowRequest {
 }
 
 /**
- * Sends copies of safe requests on shadow routes to the new app, compares its
- * answer with legacy's (which the client already got), and keeps counts and
- * mismatch samples. The client never waits for any of it.
+ * Sends copies of safe requests on shadow routes to a new service (the
+ * route's, or `shadow.service`), compares its answer with legacy's (which the
+ * client already got), and keeps counts and mismatch samples. With
+ * `shadow.percent`, only that share of sessions is copied. Copies in flight
+ * are bounded per route and in all. The client never waits for any of it.
  */
 export class Shadower {
-  readonly #pools: { legacy: Pool; new: Pool };
+  readonly #upstreams: UpstreamSet;
   readonly #settings: ShadowSettings;
   readonly #metrics: ProxyMetrics;
   readonly #reports = new Map<string, { counts: ShadowReport['counts']; groups: Map<string, MismatchGroup>; samples: MismatchSample[] }>();
+  readonly #routeInFlight = new Map<string, number>();
   #inFlight = 0;
 
-  constructor(pools: { legacy: Pool; new: Pool }, settings: ShadowSettings, metrics: ProxyMetrics) {
-    this.#pools = pools;
+  constructor(upstreams: UpstreamSet, settings: ShadowSettings, metrics: ProxyMetrics) {
+    this.#upstreams = upstreams;
     this.#settings = settings;
     this.#metrics = metrics;
   }
@@ -85,15 +99,20 @@ export class Shadower {
    * legacy's answer to capture and a function to call with them once the client has its answer; or
    * undefined when no copy runs (too many in flight), so nothing of legacy's answer is kept.
    */
-  begin(route: Route, request: ShadowRequest): { readonly captureBytes: number; finish(legacy: CapturedResponse | undefined): void } | undefined {
-    if (this.#inFlight >= this.#settings.concurrency) {
+  begin(route: Route, request: ShadowRequest, sessionKey: string | undefined): { readonly captureBytes: number; finish(legacy: CapturedResponse | undefined): void } | undefined {
+    const shadow = route.shadow;
+    // A session outside the sample is not compared at all: not counted, nothing kept.
+    if (sessionKey !== undefined && shadow?.percent !== undefined && !shadowSampled(shadow.percent, sessionKey)) return undefined;
+    const routeInFlight = this.#routeInFlight.get(route.name) ?? 0;
+    if (this.#inFlight >= this.#settings.concurrency || routeInFlight >= (shadow?.maxInFlight ?? this.#settings.perRoute)) {
       this.#count(route.name, 'skipped');
       return undefined;
     }
     this.#inFlight++;
-    const limit = route.shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
-    const candidate = this.#fetch(this.#pools.new, request, true, limit);
-    const again = route.shadow?.calibrate ? this.#fetch(this.#pools.legacy, request, true, limit) : undefined;
+    this.#routeInFlight.set(route.name, routeInFlight + 1);
+    const limit = shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
+    const candidate = this.#fetch(shadow?.service ?? route.service ?? DEFAULT_SERVICE, request, limit);
+    const again = shadow?.calibrate ? this.#fetch(LEGACY, request, limit) : undefined;
     // A copy that fails (refused, reset, timed out) before its answer is compared, or whose comparison
     // never comes because legacy failed, is an error result, never an unhandled rejection that ends the proxy.
     candidate.catch(() => {});
@@ -101,7 +120,10 @@ export class Shadower {
     return {
       captureBytes: limit,
       finish: (legacy) => {
-        void this.#finish(route, request, legacy, candidate, again).finally(() => { this.#inFlight--; });
+        void this.#finish(route, request, legacy, candidate, again).finally(() => {
+          this.#inFlight--;
+          this.#routeInFlight.set(route.name, (this.#routeInFlight.get(route.name) ?? 1) - 1);
+        });
       },
     };
   }
@@ -138,9 +160,24 @@ export class Shadower {
     }
   }
 
-  async #fetch(pool: Pool, request: ShadowRequest, shadow: boolean, limit: number): Promise<Observed> {
+  /** A copy to one endpoint of `service`, which counts in its balancing and health like any request. */
+  async #fetch(service: string, request: ShadowRequest, limit: number): Promise<Observed> {
+    const endpoint = this.#upstreams.get(service)?.pick(undefined);
+    if (!endpoint?.begin()) throw new Error(`no endpoint of the ${service} service is taking requests`);
+    try {
+      const observed = await this.#fetchFrom(endpoint.pool, request, limit);
+      endpoint.end({ ok: true, status: observed.status });
+      return observed;
+    } catch (err) {
+      const code = String((err as { code?: unknown }).code ?? '');
+      endpoint.end({ ok: false, kind: code === 'ECONNREFUSED' ? 'refused' : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'reset' : code.includes('TIMEOUT') ? 'timeout' : 'error' });
+      throw err;
+    }
+  }
+
+  async #fetchFrom(pool: Dispatcher, request: ShadowRequest, limit: number): Promise<Observed> {
     const headers: Record<string, string | string[]> = { ...request.headers };
-    if (shadow) headers['x-banyan-shadow'] = '1';
+    headers['x-banyan-shadow'] = '1';
     // Copies are compared, not delivered: ask for the plain representation, whatever the client accepts.
     headers['accept-encoding'] = 'identity';
     const res = await pool.request({

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
 import { upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import type { UpstreamSet } from './upstreams/index.js';
 
 const HALF_CLOSE_GRACE_MS = 5_000;
 
@@ -12,12 +13,12 @@ const HALF_CLOSE_GRACE_MS = 5_000;
  * upgrade needs.
  */
 export class WebSocketForwarder {
-  readonly #targets: Record<'legacy' | 'new', string>;
+  readonly #upstreams: UpstreamSet;
   readonly #proxy = createProxyServer({ ws: true, xfwd: false });
   readonly #tunnels = new Set<Socket>();
 
-  constructor(targets: Record<'legacy' | 'new', string>) {
-    this.#targets = targets;
+  constructor(upstreams: UpstreamSet) {
+    this.#upstreams = upstreams;
     this.#proxy.on('error', (_err, _req, socket) => {
       const s = socket as Socket;
       if (!s.destroyed) {
@@ -27,8 +28,18 @@ export class WebSocketForwarder {
     });
   }
 
-  /** Hands the upgrade to `backend`; the sockets are then piped both ways until either side closes. */
-  forward(backend: 'legacy' | 'new', req: IncomingMessage, socket: Socket, head: Buffer, client: ClientInfo): void {
+  /**
+   * Hands the upgrade to an endpoint of `service` (counted in flight for as long as the tunnel lives); the
+   * sockets are then piped both ways until either side closes.
+   */
+  forward(service: string, req: IncomingMessage, socket: Socket, head: Buffer, client: ClientInfo): void {
+    const endpoint = this.#upstreams.get(service)?.pick(undefined);
+    if (!endpoint?.begin()) {
+      const body = `503 Service Unavailable: no endpoint of the ${service} service is taking requests.\n`;
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    socket.once('close', () => endpoint.end({ ok: true, status: 101 }));
     const { connection, upgrade } = req.headers;
     const clean = upstreamRequestHeaders(req.headers, client) as IncomingMessage['headers'];
     req.headers = { ...clean, connection: connection ?? 'Upgrade', upgrade };
@@ -37,7 +48,7 @@ export class WebSocketForwarder {
     socket.once('end', () => setTimeout(() => socket.destroy(), HALF_CLOSE_GRACE_MS).unref());
     this.#tunnels.add(socket);
     socket.once('close', () => this.#tunnels.delete(socket));
-    this.#proxy.ws(req, socket, head, { target: this.#targets[backend] });
+    this.#proxy.ws(req, socket, head, { target: endpoint.url });
   }
 
   /** Closes every tunnel and the proxy. */

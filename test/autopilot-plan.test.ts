@@ -88,7 +88,7 @@ describe('the autopilot\'s verdict on a step', () => {
     const slow = judge(plan, canary!, 5_000, all(evidence(side(500, 0, 10), side(100, 0, 30))));
     expect(slow.reason).to.equal('the new app\'s p95 latency is 30 ms over the last 5s, above legacy\'s 10 ms in the window × 1.5 + 5 ms');
     const fallbacks = judge(plan, canary!, 5_000, all(evidence(side(500), side(95, 0, 5, 5))));
-    expect([fallbacks.action, fallbacks.reason]).to.deep.equal(['rollback', '5.00 % of the new app\'s requests fell back to legacy (5 of 100) over the last 5s, above the plan\'s 2.00 %']);
+    expect([fallbacks.action, fallbacks.reason]).to.deep.equal(['rollback', '5.00 % of the new app\'s requests fell back (5 of 100) over the last 5s, above the plan\'s 2.00 %']);
     expect(judge(plan, canary!, 5_000, all(evidence(side(500), side(40, 40)))).action, 'no verdict on 40 requests').to.equal('wait');
   });
 

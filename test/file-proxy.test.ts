@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FileRoutes } from '../proxy/file-runtime.js';
+import { IMPLICIT_UPSTREAMS } from '../routing/table/index.js';
 import { freePort } from '../stack/ports.js';
 import { BANYAN, runBanyan } from './support/cli.js';
 import { tempDir } from './support/services.js';
@@ -105,5 +107,40 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
     expect(r.status).to.equal(1);
     expect(r.stderr).to.contain(`routes file ${join(dir, 'bad.json')} is not a valid route table:`);
     expect(r.stderr).to.contain('route 1 "Shop": name: must be a dotted lower-case name');
+  });
+});
+
+describe('a routes file with upstreams (FileRoutes)', () => {
+  const files = { name: 'files', env: 'FILES_URL', health: { path: '/_health' } };
+  const shop = { name: 'shop', match: { path: '/shop/*' }, mode: 'new', service: 'files', fallback: true };
+
+  it('compiles the object form with its upstreams; a bare list then keeps them; each change is logged', () => {
+    const dir = tempDir('banyan-file-upstreams-');
+    try {
+      const path = join(dir, 'routes.json');
+      writeFileSync(path, JSON.stringify({ upstreams: [...IMPLICIT_UPSTREAMS, files], routes: [shop] }));
+      const lines: string[] = [];
+      const changed: number[] = [];
+      const routes = new FileRoutes(path, (l) => lines.push(l), (t) => changed.push(t.version));
+      expect(routes.current.upstreams).to.deep.equal([...IMPLICIT_UPSTREAMS, files]);
+      expect(routes.current.match('GET', undefined, '/shop/x', '', {})?.route.service).to.equal('files');
+
+      writeFileSync(path, JSON.stringify([{ ...shop, mode: 'legacy' }]));
+      routes.reload();
+      expect(routes.current.version).to.equal(2);
+      expect(routes.current.upstreams, 'a bare list keeps the upstreams in effect').to.deep.equal([...IMPLICIT_UPSTREAMS, files]);
+      expect(lines.at(-1)).to.match(/as version 2: change {2}shop: new → files \(fallback\) → legacy$/);
+
+      writeFileSync(path, JSON.stringify({ upstreams: IMPLICIT_UPSTREAMS, routes: [shop] }));
+      routes.reload();
+      expect(lines.at(-1)).to.contain('keeping version 2').and.contain('route 1 "shop": service: no upstream named "files" (upstreams: legacy, app)');
+      writeFileSync(path, JSON.stringify({ upstreams: IMPLICIT_UPSTREAMS, routes: [{ ...shop, service: 'app' }] }));
+      routes.reload();
+      expect(lines.at(-1)).to.match(/as version 3: remove {2}upstream files; change {2}shop: legacy → new \(fallback\)$/);
+      expect(routes.current.upstreams).to.deep.equal(IMPLICIT_UPSTREAMS);
+      expect(changed).to.deep.equal([2, 3]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -23,7 +23,7 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
 
       const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(9);
+      expect(reverted).to.have.length(11);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
@@ -31,7 +31,8 @@ describe('migrations', () => {
 
       const applied = await migrateUp(db);
       expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
-        '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata', '2026-11-23-04-digests', '2026-11-23-05-autopilot']);
+        '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata', '2026-11-23-04-digests', '2026-11-23-05-autopilot',
+        '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service']);
       expect(await migrateUp(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
@@ -45,9 +46,16 @@ describe('migrations', () => {
     const db = connect(s.primaryUrl, { max: 1 });
     try {
       // Undoing the status classes keeps every count: rows that differed only by class are added together.
-      await withClient(s.primaryUrl, (c) => c.query(`INSERT INTO usage_ledger (bucket, route, feature, backend, status_class, requests, last_seen)
-        VALUES ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '2xx', 3, '2026-01-01T00:10Z'),
-               ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', '4xx', 4, '2026-01-01T00:20Z')`));
+      await withClient(s.primaryUrl, (c) => c.query(`INSERT INTO usage_ledger (bucket, route, feature, backend, service, status_class, requests, last_seen)
+        VALUES ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', 'legacy', '2xx', 3, '2026-01-01T00:10Z'),
+               ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', 'legacy', '4xx', 4, '2026-01-01T00:20Z')`));
+      const columns = (table: string) => withClient(s.primaryUrl, async (c) => (await c.query(
+        'SELECT column_name FROM information_schema.columns WHERE table_name = $1', [table])).rows.map((r: { column_name: string }) => r.column_name));
+      expect(await migrateDown(db)).to.deep.equal(['2026-12-02-02-usage-service']);
+      expect(await columns('route_table_versions')).to.include('upstreams');
+      expect(await migrateDown(db)).to.deep.equal(['2026-12-02-01-route-upstreams']);
+      expect(await columns('route_table_versions')).to.not.include('upstreams');
+      expect(await columns('route_audit')).to.not.include('before_upstreams').and.not.include('after_upstreams');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-05-autopilot']);
       expect(await tablesOn(s.primaryUrl)).to.not.include('cutover_plans');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-04-digests']);
@@ -59,9 +67,7 @@ describe('migrations', () => {
         "SELECT requests::int AS n, last_seen FROM usage_ledger WHERE route = 'down.probe'")).rows.map((r) => [r.n, r.last_seen.toISOString()])))
         .to.deep.equal([[7, '2026-01-01T00:20:00.000Z']]);
       expect(await migrateDown(db)).to.deep.equal(['2026-11-22-01-release-order']);
-      const columns = await withClient(s.primaryUrl, async (c) => (await c.query(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'releases'")).rows.map((r: { column_name: string }) => r.column_name));
-      expect(columns).to.include('version').and.not.include('sort_key');
+      expect(await columns('releases')).to.include('version').and.not.include('sort_key');
       // A release stored before PEP 440 order was kept gets its sort key when the schema comes back up.
       await withClient(s.primaryUrl, async (c) => {
         const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Old-Order', 'old-order') RETURNING id")).rows[0].id;
@@ -71,6 +77,8 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
       expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
       await migrateUp(db);
+      expect(await columns('route_table_versions')).to.include('upstreams');
+      expect(await columns('route_audit')).to.include.members(['before_upstreams', 'after_upstreams']);
       const old = await withClient(s.primaryUrl, async (c) => (await c.query(
         "SELECT r.sort_key, r.is_prerelease FROM releases r JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = 'old-order'")).rows[0]);
       expect(old).to.deep.equal({ sort_key: sortKey(parseVersion('2.0rc1')!), is_prerelease: true });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, uploadForm } from './support/packages.js';
@@ -23,7 +23,7 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
 
   before(async () => {
     const s = await services();
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'ownership: shipped routes');
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'ownership: shipped routes');
     work = tempDir('banyan-ownership-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files'), projectsPerHour: 3 });
     proxy = backends.urls.proxy;

@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';
@@ -31,7 +31,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
 
   before(async () => {
     const s = await services();
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'package index: shipped routes');
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'package index: shipped routes');
     storage = tempDir('banyan-store-');
     dists = tempDir('banyan-dists-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: storage, maxUploadBytes: LIMIT, projectsPerHour: 1_000 });

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { freePort } from '../stack/ports.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
@@ -29,7 +29,8 @@ describe('a real Prometheus scraping the proxy and the app', () => {
     }
     const s = await services();
     // The shipped routes, with the project page in shadow: every panel of the dashboard has a series to draw.
-    await setRoutes(s, (readRoutesFile(DEFAULT_ROUTES_FILE) as Route[]).map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' } : r)), 'prometheus: shipped routes');
+    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec;
+    await setRoutes(s, { ...shipped, routes: shipped.routes.map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' as const } : r)) }, 'prometheus: shipped routes');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl });
     dir = tempDir('banyan-prometheus-');
     const port = await freePort();

@@ -105,7 +105,7 @@ describe('proxy forwarding', () => {
     const res = await fetch(`${front.url}/simple/`);
     expect(res.status).to.equal(502);
     const text = await res.text();
-    expect(text).to.contain('the new backend refused the connection');
+    expect(text).to.contain('the app backend refused the connection');
     const id = res.headers.get('x-request-id');
     expect(id, 'a process prefix and a counter').to.match(/^[A-Za-z0-9_-]{12}-[0-9a-z]+$/);
     expect(text).to.contain(`Request id: ${id}\n`);

@@ -161,8 +161,8 @@ describe('proxy: circuit breaker and fallback', () => {
     expect(r.status).to.equal(200);
     expect(r.backend).to.equal('legacy');
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
-    expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",reason="refused"\} [1-9]/);
-    expect(metrics).to.match(/banyan_http_requests_total\{route="files",backend="legacy",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",service="app",reason="refused"\} [1-9]/);
+    expect(metrics).to.match(/banyan_http_requests_total\{route="files",backend="legacy",service="legacy",method="GET",status_class="2xx"\} [1-9]/);
   });
 
   it('never replays an unsafe request: 503 with Retry-After', async () => {
@@ -177,17 +177,17 @@ describe('proxy: circuit breaker and fallback', () => {
   it('answers 502 on a new route without fallback', async () => {
     const r = await call(`${proxy.url}/strict`);
     expect(r.status).to.equal(502);
-    expect(r.text).to.contain('the new backend refused the connection');
+    expect(r.text).to.contain('the app backend refused the connection');
   });
 
   it('opens the breaker after repeated failures, then falls back without trying the new app', async () => {
     for (let i = 0; i < 5; i++) await call(`${proxy.url}/files/x`);
-    expect(proxy.proxy.breakerState('new')).to.equal('open');
+    expect(proxy.proxy.upstreams.get('app')!.snapshot().endpoints[0]!.breaker).to.equal('open');
     const r = await call(`${proxy.url}/files/y`);
     expect(r.backend).to.equal('legacy');
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
-    expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",reason="breaker_open"\} [1-9]/);
-    expect(metrics).to.match(/banyan_proxy_breaker_state\{backend="new"\} 2/);
+    expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",service="app",reason="breaker_open"\} [1-9]/);
+    expect(metrics).to.match(/banyan_proxy_breaker_state\{service="app",endpoint="http:\/\/127\.0\.0\.1:\d+"\} 2/);
     const post = await call(`${proxy.url}/upload`, { method: 'POST', body: 'x' });
     expect(post.status).to.equal(503);
     expect(post.text).to.contain('is failing and is being given a rest');

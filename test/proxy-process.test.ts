@@ -101,7 +101,7 @@ describe('banyan proxy as a process', () => {
     for (let i = 0; i < 6; i++) {
       const text = await (await fetch(`${workers[0]![3]}/metrics`)).text();
       if (!text.startsWith('#')) proxy.child.kill('SIGKILL');
-      expect(text, proxy.output()).to.match(/^banyan_http_requests_total\{route="legacy.all",backend="legacy",method="GET",status_class="2xx"\} 60$/m);
+      expect(text, proxy.output()).to.match(/^banyan_http_requests_total\{route="legacy.all",backend="legacy",service="legacy",method="GET",status_class="2xx"\} 60$/m);
       expect(text).to.match(/^banyan_route_table_version \d+$/m);
     }
     proxy.child.kill('SIGTERM');

@@ -134,7 +134,7 @@ describe('proxy transparency: what the route does not change reaches the client 
       const head = (path: string) => rawExchange(debugging.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
         .then((raw) => Object.fromEntries(raw.split('\r\n\r\n')[0]!.split('\r\n').slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 2)])));
       const h = await head('/cookies');
-      expect(h['banyan-route']).to.equal('edge.all; mode=legacy; backend=legacy');
+      expect(h['banyan-route']).to.equal('edge.all; mode=legacy; backend=legacy; service=legacy');
       expect(h['server-timing']).to.match(/^legacy;dur=\d+\.\d;desc="edge\.all"$/);
     } finally {
       await debugging.stop();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { signPin } from '../proxy/pin.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
 import { freePort } from '../stack/ports.js';
@@ -19,7 +19,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const s = await services();
     const uploader = await newUploader(s.primaryUrl);
     auth = basicAuth('__token__', uploader.token);
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'read-your-writes: shipped routes');
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'read-your-writes: shipped routes');
     // Hundreds of projects from one account: the per-account limit on new projects is raised for this test.
     backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl, projectsPerHour: 100_000 });
     proxy = backends.urls.proxy;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { ARTIFACTS } from './support/artifacts.js';
 import { buildDists, newUploader, run } from './support/packages.js';
@@ -30,8 +30,8 @@ describe('real clients through the proxy: twine, flit, poetry, pip, xmlrpc.clien
     }
     const s = await services();
     // The shipped table with the download pages cut over too: Chromium sees the new app's page.
-    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as Route[];
-    await setRoutes(s, shipped.map((r) => (r.name.startsWith('project.') ? { ...r, mode: 'new' as const } : r)), 'real clients: shipped routes, pages on new');
+    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec;
+    await setRoutes(s, { ...shipped, routes: shipped.routes.map((r) => (r.name.startsWith('project.') ? { ...r, mode: 'new' as const } : r)) }, 'real clients: shipped routes, pages on new');
     work = tempDir('banyan-clients-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files') });
     proxy = backends.urls.proxy;

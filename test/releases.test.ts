@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';
@@ -27,8 +27,8 @@ describe('releases: yank, un-yank and delete, seen at once everywhere, and by pi
   before(async () => {
     const s = await services();
     // The download pages on the new app too: the page that warns is the new one.
-    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as Route[];
-    await setRoutes(s, shipped.map((r) => (r.name.startsWith('project.') ? { ...r, mode: 'new' as const } : r)), 'releases: pages on new');
+    const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec;
+    await setRoutes(s, { ...shipped, routes: shipped.routes.map((r) => (r.name.startsWith('project.') ? { ...r, mode: 'new' as const } : r)) }, 'releases: pages on new');
     work = tempDir('banyan-releases-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files') });
     proxy = backends.urls.proxy;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ProxyRuntime } from '../proxy/runtime.js';
-import type { Route } from '../routing/table/index.js';
+import { IMPLICIT_UPSTREAMS, type Route, type UpstreamSpec } from '../routing/table/index.js';
 import { freePort } from '../stack/ports.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services } from './support/services.js';
@@ -31,7 +31,7 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     const s = await services();
     legacy = await fakeBackend('legacy');
     app = await fakeBackend('new');
-    start = await setRoutes(s, base, 'route-admin tests start');
+    start = await setRoutes(s, { upstreams: IMPLICIT_UPSTREAMS, routes: base }, 'route-admin tests start');
     proxy = await startTestProxy(s, legacy.url, app.url);
   });
 
@@ -50,11 +50,12 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     expect(pub.backend, 'the public port forwards /api/routes like any path').to.equal('legacy');
   });
 
-  it('shows the current table with its version', async () => {
+  it('shows the current table with its version and upstreams', async () => {
     const r = await api(proxy, 'GET', '/api/routes');
     expect(r.status).to.equal(200);
     expect(r.json['version']).to.equal(start);
     expect(r.json['routes']).to.deep.equal(base);
+    expect(r.json['upstreams']).to.deep.equal(IMPLICIT_UPSTREAMS);
   });
 
   it('rejects a bad table whole, naming route and field, and keeps the running one', async () => {
@@ -139,5 +140,35 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     expect(statuses.length).to.be.greaterThan(200);
     expect(statuses.filter((s) => s !== 200)).to.deep.equal([]);
     expect(app.seen.some((r) => r.path === '/docs/page') && legacy.seen.some((r) => r.path === '/docs/page')).to.equal(true);
+  });
+
+  it('takes upstreams with the routes (keeping the current ones when absent), and a service for one route', async () => {
+    const files: UpstreamSpec = { name: 'files', env: 'FILES_URL', health: { path: '/_health' } };
+    const upstreams = [...IMPLICIT_UPSTREAMS, files];
+    const dry = await api(proxy, 'PUT', '/api/routes', { upstreams, routes: base, reason: 'x', dryRun: true });
+    expect(dry.json).to.deep.include({ dryRun: true, valid: true, changes: ['add     upstream files: env FILES_URL'] });
+    const refused = await api(proxy, 'PUT', '/api/routes', { routes: [base[0], { ...base[1]!, service: 'files' }], reason: 'files not there yet' });
+    expect(refused.status).to.equal(422);
+    expect(refused.json['message']).to.contain('route 2 "docs": service: no upstream named "files" (upstreams: legacy, app)');
+    const added = await api(proxy, 'PUT', '/api/routes', { upstreams, routes: base, reason: 'a files service' });
+    expect(added.status, JSON.stringify(added.json)).to.equal(200);
+    expect(added.json['changes']).to.deep.equal(['add     upstream files: env FILES_URL']);
+    const kept = await api(proxy, 'PUT', '/api/routes', { routes: base, reason: 'routes only' });
+    expect(kept.status).to.equal(200);
+    expect((await api(proxy, 'GET', '/api/routes')).json['upstreams'], 'no upstreams given: kept').to.deep.equal(upstreams);
+
+    const unknown = await api(proxy, 'POST', '/api/routes/docs/mode', { mode: 'legacy', service: 'filez', reason: 'typo' });
+    expect(unknown.status).to.equal(422);
+    expect(unknown.json['message']).to.contain('route 2 "docs": service: no upstream named "filez" (upstreams: legacy, app, files)');
+    const moved = await api(proxy, 'POST', '/api/routes/docs/mode', { mode: 'legacy', service: 'files', reason: 'the docs will be files' });
+    expect(moved.status, JSON.stringify(moved.json)).to.equal(200);
+    expect(moved.json['changes']).to.deep.equal(['change  docs: legacy (service changed)']);
+    const table = (await api(proxy, 'GET', '/api/routes')).json as unknown as { routes: Route[] };
+    expect(table.routes.find((r) => r.name === 'docs')).to.deep.include({ mode: 'legacy', service: 'files' });
+    const again = await api(proxy, 'POST', '/api/routes/docs/mode', { mode: 'new', reason: 'forward' });
+    expect(again.json['changes'], 'the service is kept').to.deep.equal(['change  docs: legacy → new → files']);
+
+    const back = await api(proxy, 'PUT', '/api/routes', { upstreams: IMPLICIT_UPSTREAMS, routes: base, reason: 'no files service' });
+    expect(back.json['changes']).to.deep.equal(['remove  upstream files', 'change  docs: new → files → legacy']);
   });
 });

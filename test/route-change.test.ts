@@ -27,6 +27,17 @@ describe('route changes: one rule, whoever asks (CLI, admin API, dashboard)', ()
     expect(changeRoute(browned, { mode: 'shadow' }).retired, 'brownouts still answer with it').to.deep.equal({ status: 410, message: 'soon' });
   });
 
+  it('keeps the service across legacy and back, changes it only when asked, and keeps fallback with it', () => {
+    const files: Route = { ...page, service: 'files' };
+    const back = changeRoute(files, { mode: 'legacy' });
+    expect(back).to.deep.equal({ ...files, mode: 'legacy' });
+    expect(changeRoute(back, { mode: 'canary', percent: 5 })).to.include({ service: 'files', fallback: true, percent: 5 });
+    expect(changeRoute(page, { service: 'files' })).to.deep.equal({ ...page, service: 'files' });
+    expect(changeRoute(files, { service: 'app', mode: 'new' }).service).to.equal('app');
+    expect(changeRoute(page, { mode: 'shadow' }), 'no service is invented').to.not.have.property('service');
+    expect(changeRoute(files, { fallback: 'app' })).to.include({ service: 'files', fallback: 'app' });
+  });
+
   it('turns fallback off only when asked', () => {
     expect(changeRoute(page, { fallback: false }).fallback).to.equal(false);
     expect(changeRoute(page, { percent: 5 }).fallback).to.equal(true);

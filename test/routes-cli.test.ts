@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import { runBanyanAsync } from './support/cli.js';
+import { IMPLICIT_UPSTREAMS } from '../routing/table/index.js';
 import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js';
 import { services, tempDir } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
@@ -28,10 +29,14 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     app = await fakeBackend('new');
     legacy.answer('/project/', json('1.0'));
     app.answer('/project/', json('1.1'));
-    start = await setRoutes(s, [
-      { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
-      { name: 'project.page', match: { path: '/project/:name/' }, mode: 'legacy' },
-    ]);
+    start = await setRoutes(s, {
+      upstreams: [...IMPLICIT_UPSTREAMS, { name: 'files', env: 'FILES_URL', health: { path: '/_health' }, slowStartMs: 10_000 }],
+      routes: [
+        { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+        { name: 'project.page', match: { path: '/project/:name/' }, mode: 'legacy' },
+        { name: 'files', match: { path: '/packages/*', methods: ['GET'] }, mode: 'new', service: 'files', fallback: true },
+      ],
+    });
     proxy = await startTestProxy(s, legacy.url, app.url, { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } });
     env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, BANYAN_ADMIN_URL: proxy.adminUrl, BANYAN_ADMIN_TOKEN: ADMIN_TOKEN };
   });
@@ -42,14 +47,19 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     await app.close().catch(() => {});
   });
 
-  it('lists the table as a readable table and as JSON', async () => {
+  it('lists the table as a readable table, with each route\'s service and the upstreams, and as JSON', async () => {
     const list = await routes('list');
     expect(list.status).to.equal(0);
     expect(list.stdout).to.match(new RegExp(`^Route table version ${start}, by test: test setup`));
-    expect(list.stdout).to.match(/project\.page\s+\/project\/:name\/\s+legacy/);
-    const parsed = JSON.parse((await routes('list', '--json')).stdout) as { version: number; routes: { name: string }[] };
+    expect(list.stdout).to.match(/^route +match +mode +service\n/m);
+    expect(list.stdout).to.match(/^project\.page +\/project\/:name\/ +legacy *\n/m);
+    expect(list.stdout).to.match(/^files +\/packages\/\* \(GET\) +new \(fallback\) +files\n/m);
+    expect(list.stdout).to.match(/^upstream +endpoints +balance +health\nlegacy +env LEGACY_URL +least-request *\napp +env APP_URL +least-request *\nfiles +env FILES_URL +least-request +\/_health\n/m);
+    const parsed = JSON.parse((await routes('list', '--json')).stdout) as { version: number; upstreams: { name: string }[]; routes: { name: string }[] };
+    expect(Object.keys(parsed)).to.deep.equal(['version', 'upstreams', 'routes']);
     expect(parsed.version).to.equal(start);
-    expect(parsed.routes.map((r) => r.name)).to.deep.equal(['legacy.home', 'project.page']);
+    expect(parsed.upstreams.map((u) => u.name)).to.deep.equal(['legacy', 'app', 'files']);
+    expect(parsed.routes.map((r) => r.name)).to.deep.equal(['legacy.home', 'project.page', 'files']);
   });
 
   it('shadow, read the mismatches, canary, new, fall back when the new app dies, roll back: no restart', async () => {
@@ -80,7 +90,7 @@ describe('banyan routes: an operator cuts a route over from the command line', (
       expect(JSON.parse(r.text).version, 'served by legacy while the new app is down').to.equal('1.0');
     }
     const status = await routes('status');
-    expect(status.stdout).to.match(/new\s+open \(safe requests fall back to legacy\)/);
+    expect(status.stdout).to.match(/^app +1 +\d+ +open \(safe requests fall back to legacy\)$/m);
 
     const back = await routes('rollback', String(start), '--reason', 'new app down');
     expect(back.status, back.stderr).to.equal(0);
@@ -131,6 +141,31 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     const bad = await routes('apply', file, '--reason', 'bad');
     expect(bad.status).to.equal(1);
     expect(bad.stderr).to.contain('route 1 "x": match: must be an object with at least "path"');
+    const kept = JSON.parse((await routes('list', '--json')).stdout) as { upstreams: { name: string }[] };
+    expect(kept.upstreams.map((u) => u.name), 'a bare list of routes keeps the upstreams').to.deep.equal(['legacy', 'app', 'files']);
+  });
+
+  it('applies a table with upstreams, describing the upstream changes in a dry run', async () => {
+    const dir = tempDir('banyan-upstreams-');
+    const file = join(dir, 'table.json');
+    const exported = JSON.parse((await routes('list', '--json')).stdout) as { version: number; upstreams: { name: string }[]; routes: unknown[] };
+    const search = { name: 'search', dns: 'http://localhost:9' };
+    const table = (upstreams: unknown[]) => { writeFileSync(file, JSON.stringify({ ...exported, upstreams })); };
+    table([...exported.upstreams.filter((u) => u.name !== 'files'), { name: 'files', endpoints: ['http://127.0.0.1:9'] }, search]);
+    const dry = await routes('apply', file, '--dry-run');
+    expect(dry.status, dry.stderr).to.equal(0);
+    expect(dry.stdout).to.contain('change  upstream files: env FILES_URL → endpoints http://127.0.0.1:9; health {"path":"/_health"} → (default); slowStartMs 10000 → (default)');
+    expect(dry.stdout).to.contain('add     upstream search: dns http://localhost:9');
+    expect(JSON.parse((await routes('list', '--json')).stdout).version, 'a dry run stores nothing').to.equal(exported.version);
+    table(exported.upstreams.filter((u) => u.name !== 'legacy'));
+    const noLegacy = await routes('apply', file, '--reason', 'no legacy');
+    expect(noLegacy.status).to.equal(1);
+    expect(noLegacy.stderr).to.contain('upstreams: "legacy" is required');
+    table([...exported.upstreams, search]);
+    const applied = await routes('apply', file, '--reason', 'a search service');
+    expect(applied.status, applied.stderr).to.equal(0);
+    expect(applied.stdout).to.contain('add     upstream search: dns http://localhost:9');
+    await until('the proxy follows', async () => proxy.routes.current.upstreams.some((u) => u.name === 'search'));
   });
 
   it('warns before sending users to a backend that is down or answers 404, and changes nothing without --force', async () => {
@@ -182,5 +217,30 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     await routes('set', 'project.page', '--mode', 'new', '--reason', 'again');
     const shown = JSON.parse((await routes('show', 'project.page', '--json')).stdout) as { mode: string; fallback?: boolean };
     expect(shown).to.include({ mode: 'new', fallback: true });
+  });
+
+  it('sends a route to another service with --service, keeps it across modes, and refuses one the table does not have', async () => {
+    const moved = await routes('set', 'project.page', '--service', 'files', '--reason', 'pages from files');
+    expect(moved.status, moved.stderr).to.equal(0);
+    expect(moved.stdout).to.contain('change  project.page: new (fallback) → new → files (fallback)');
+    expect((await routes('list')).stdout).to.match(/^project\.page +\/project\/:name\/ +new \(fallback\) +files\n/m);
+    const shown = await routes('show', 'project.page');
+    expect(shown.stdout).to.match(/^service +files$/m);
+    expect((await routes('show', 'legacy.home')).stdout, 'the default, said').to.match(/^service +app \(the default\)$/m);
+    await routes('set', 'project.page', '--mode', 'legacy', '--reason', 'back');
+    expect(JSON.parse((await routes('show', 'project.page', '--json')).stdout)).to.include({ mode: 'legacy', service: 'files', fallback: true });
+    expect((await routes('list')).stdout, 'a legacy route keeps the service it names').to.match(/^project\.page +\/project\/:name\/ +legacy +files\n/m);
+
+    const before = proxy.routes.current.version;
+    const typo = await routes('set', 'project.page', '--mode', 'new', '--service', 'filez', '--reason', 'typo');
+    expect(typo.status).to.equal(1);
+    expect(typo.stderr).to.contain('route 2 "project.page": service: no upstream named "filez" (upstreams: legacy, app, files, search)');
+    const dry = await routes('set', 'project.page', '--service', 'filez', '--dry-run');
+    expect(dry.status).to.equal(1);
+    expect(dry.stderr).to.contain('service: no upstream named "filez"');
+    const legacy = await routes('set', 'project.page', '--service', 'legacy', '--reason', 'x');
+    expect(legacy.stderr).to.contain('route 2 "project.page": service: names the upstream that answers on the new side; legacy is the other side');
+    expect(JSON.parse((await routes('list', '--json')).stdout).version, 'nothing was stored').to.equal(before);
+    expect((await routes('set', '--help')).stdout).to.match(/--service <name> +new, canary and shadow: the upstream that answers on the new\s+side/);
   });
 });

@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { listen } from '../lib/http-server.js';
-import { DEFAULT_ROUTES_FILE, readRoutesFile, type Route } from '../routing/table/index.js';
+import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { runBanyanAsync } from './support/cli.js';
 import { basicAuth, buildDists, newUploader, run, uploadForm } from './support/packages.js';
@@ -45,7 +45,7 @@ describe('upload validation: the archive is opened and checked as Warehouse does
 
   before(async () => {
     const s = await services();
-    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as Route[], 'upload validation: shipped routes');
+    await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'upload validation: shipped routes');
     work = tempDir('banyan-validation-');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files'), projectsPerHour: 1_000 });
     auth = basicAuth('__token__', (await newUploader(s.primaryUrl)).token);

@@ -87,9 +87,9 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
 
   it('pre-zeroes every configured route, so a route nobody used shows 0', async () => {
     const text = await metricsText();
-    expect(text).to.contain('banyan_http_requests_total{route="legacy.never",backend="legacy",method="GET",status_class="2xx"} 0');
-    expect(text).to.contain('banyan_http_requests_total{route="new.home",backend="new",method="GET",status_class="2xx"} 0');
-    expect(text).to.contain('banyan_http_requests_total{route="gone",backend="proxy",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_http_requests_total{route="legacy.never",backend="legacy",service="legacy",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_http_requests_total{route="new.home",backend="new",service="app",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain('banyan_http_requests_total{route="gone",backend="proxy",service="proxy",method="GET",status_class="2xx"} 0');
     expect(text).to.contain('banyan_route_last_request_timestamp_seconds{route="legacy.never"} 0');
   });
 
@@ -172,8 +172,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'test-a' });
         const at = Date.parse('2026-01-05T10:20:00Z');
-        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', 200, ['xmlrpc.search'], 'pip/23', at);
-        ledger.record('ledger.route', 'legacy', 200, [], 'curl/8', at + 60_000);
+        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'pip/23', at);
+        ledger.record('ledger.route', 'legacy', 'legacy', 200, [], 'curl/8', at + 60_000);
         await ledger.flush();
         expect(unflushed(ledger)).to.equal(0);
         const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
@@ -242,14 +242,14 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const a = new UsageLedger({ db, instance: 'a' });
         const b = new UsageLedger({ db: flaky, instance: 'b', onFlush: (r) => results.push(r) });
         const at = Date.parse('2026-02-01T08:00:00Z');
-        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', 200, [], 'x', at);
-        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', 200, [], 'x', at);
+        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
+        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
         relay.set(false);
         await a.flush();
         await b.flush();
         expect(results).to.deep.equal(['failed']);
         expect(unflushed(b), 'nothing is lost when a flush fails').to.equal(5);
-        b.record('ledger.multi', 'legacy', 200, [], 'x', at);
+        b.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
         relay.set(true);
         await b.stop();
         expect(results).to.deep.equal(['failed', 'ok', 'ok']);
@@ -272,7 +272,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const stopping = new UsageLedger({ db: dead, instance: 'spool-a', spoolDir: spool, log: (l) => lines.push(l) });
         const at = Date.parse('2026-03-01T08:00:00Z');
-        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', 200, ['action.rss'], 'spool-test/1', at);
+        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', 'legacy', 200, ['action.rss'], 'spool-test/1', at);
         await stopping.stop();
         expect(readdirSync(spool).filter((f) => f.endsWith('.json')), 'the counts are on disk').to.have.length(1);
         expect(lines.join('\n')).to.contain('spooled them to');
@@ -312,16 +312,16 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'report-test' });
         const recent = Date.now() - 2 * day;
-        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 200, [], 'curl/8', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 200, ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
-        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 200, [], 'Mozilla/5.0', recent);
+        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, [], 'curl/8', recent);
+        ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
+        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 'app', 200, [], 'Mozilla/5.0', recent);
         // A scanner's 404s on a legacy route are not use; a client that gave up (499) and a 5xx are.
-        for (let i = 0; i < 50; i++) ledger.record('legacy.ancient', 'legacy', 404, [], 'scanner/1', recent);
-        ledger.record('report.mixed', 'legacy', 499, [], 'impatient/1', recent);
-        ledger.record('report.mixed', 'legacy', 502, [], 'curl/8', recent);
-        ledger.record('report.mixed', 'new', 200, [], 'curl/8', recent);
-        ledger.record('report.mixed', 'legacy', 404, [], 'scanner/1', recent);
+        for (let i = 0; i < 50; i++) ledger.record('legacy.ancient', 'legacy', 'legacy', 404, [], 'scanner/1', recent);
+        ledger.record('report.mixed', 'legacy', 'legacy', 499, [], 'impatient/1', recent);
+        ledger.record('report.mixed', 'legacy', 'legacy', 502, [], 'curl/8', recent);
+        ledger.record('report.mixed', 'new', 'app', 200, [], 'curl/8', recent);
+        ledger.record('report.mixed', 'legacy', 'legacy', 404, [], 'scanner/1', recent);
         await ledger.flush();
       } finally {
         await db.destroy();
@@ -354,7 +354,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
 
       const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });
       expect(text.status).to.equal(0);
-      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by backend\s+last used\s+top user agents$/m);
+      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by service\s+last used\s+top user agents$/m);
       expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+Python-xmlrpc\/3\.11 \(\d+\)/m);
       expect(text.stdout).to.match(/^legacy\.ancient\s+0\s+0\.0%\s+50\s+0\s+legacy 50\s+never\s+scanner\/1 \(50\)$/m);
       expect(text.stdout).to.match(/^legacy\.ancient\s+\(whole route\)\s+legacy\s+never$/m);

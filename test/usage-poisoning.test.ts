@@ -34,7 +34,7 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
     this.timeout(20_000);
     legacy.answer('/slow', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late'); }, 1_500); });
     const url = proxy!.adminUrl;
-    const count = async () => Number(/^banyan_http_requests_total\{route="legacy\.unmatched",backend="legacy",method="GET",status_class="4xx"\} (\d+)/m
+    const count = async () => Number(/^banyan_http_requests_total\{route="legacy\.unmatched",backend="legacy",service="legacy",method="GET",status_class="4xx"\} (\d+)/m
       .exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
     const before = await count();
     await fetch(`${proxy!.url}/slow`, { signal: AbortSignal.timeout(200) }).catch(() => undefined);

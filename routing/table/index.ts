@@ -6,6 +6,8 @@
  * followed by every proxy (`route-sync.ts`); and routes files (`route-file.ts`).
  */
 export * from './route-table.js';
+export * from './upstreams.js';
+export * from './upstream-validation.js';
 export * from './route-validation.js';
 export * from './route-features.js';
 export * from './route-change.js';

@@ -4,7 +4,10 @@ import type { Mode, Route } from './route-table.js';
 export interface RouteChange {
   readonly mode?: Mode | undefined;
   readonly percent?: number | undefined;
-  readonly fallback?: boolean | undefined;
+  /** The upstream that answers on the new side; kept across modes, like fallback. */
+  readonly service?: string | undefined;
+  /** `true` for legacy, or the name of another upstream. */
+  readonly fallback?: boolean | string | undefined;
   readonly retired?: { readonly status?: number | undefined; readonly message?: string | undefined } | undefined;
 }
 
@@ -13,8 +16,8 @@ const DEFAULT_RETIRED = { status: 410, message: 'This feature has been retired.'
 /**
  * One route changed the one way, whoever asks (the command line, the admin
  * API, the dashboard). Every field the operator did not mention is kept,
- * `fallback` included, so a route that goes back to legacy and forward again
- * keeps its safety net. Only what the new mode cannot have is dropped: a
+ * `service` and `fallback` included, so a route that goes back to legacy and
+ * forward again comes back to the same service with its safety net. Only what the new mode cannot have is dropped: a
  * canary's percent outside canary, a retired answer outside retired (unless
  * brownouts still use it). A canary keeps its old percent unless given one
  * (none at all is refused by validation: no share is chosen silently); a
@@ -24,6 +27,7 @@ const DEFAULT_RETIRED = { status: 410, message: 'This feature has been retired.'
 export function changeRoute(route: Route, change: RouteChange): Route {
   const mode = change.mode ?? route.mode;
   const next: Record<string, unknown> = { ...route, mode };
+  if (change.service !== undefined) next['service'] = change.service;
   if (change.fallback !== undefined) next['fallback'] = change.fallback;
   const percent = change.percent ?? route.percent;
   if (mode === 'canary' && percent !== undefined) next['percent'] = percent;

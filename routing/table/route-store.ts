@@ -3,11 +3,14 @@ import { BanyanError } from '../../lib/errors.js';
 import type { Database } from '../../lib/schema.js';
 import { describeChange, type Route } from './route-table.js';
 import { validateTable } from './route-validation.js';
+import { IMPLICIT_UPSTREAMS, type UpstreamSpec } from './upstreams.js';
 
-/** One version of the table. */
+/** One version of the table: its routes and the upstreams they send to (versioned, audited and rolled back together). */
 export interface TableVersion {
   readonly version: number;
   readonly routes: Route[];
+  /** Always explicit; versions stored before upstreams were named read as IMPLICIT_UPSTREAMS. */
+  readonly upstreams: UpstreamSpec[];
   readonly actor: string;
   readonly reason: string;
   readonly createdAt: Date;
@@ -20,11 +23,16 @@ export interface AuditEntry {
   readonly actor: string;
   readonly reason: string;
   readonly at: Date;
+  /** One line per upstream and route added, changed or removed (describeChange). */
   readonly changes: string[];
 }
 
 /** A change to make: the whole new table, who makes it and why. */
 export interface TableChange {
+  /**
+   * The new table: `{"upstreams": [...], "routes": [...]}`, or a bare list of routes, which keeps the
+   * upstreams of the current version (IMPLICIT_UPSTREAMS when there is none).
+   */
   readonly routes: unknown;
   readonly actor: string;
   readonly reason: string;
@@ -73,14 +81,15 @@ export async function saveTable(db: Kysely<Database>, change: TableChange): Prom
  * write (an autopilot plan's step) commits with the table version or not at all.
  */
 export async function saveTableIn(trx: Transaction<Database>, change: TableChange): Promise<TableVersion> {
-  const checked = validateTable(change.routes);
+  // Under the lock first: a bare list of routes is checked against the upstreams in effect, which must not change meanwhile.
+  await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
+  const current = await latestTable(trx);
+  const checked = validateTable(change.routes, { upstreams: current?.upstreams });
   if (!checked.ok) {
     throw new BanyanError('invalid-table', `the route table was rejected:\n  ${checked.problems.join('\n  ')}`,
       'nothing was changed; fix these and try again');
   }
   if (!change.reason.trim()) throw new BanyanError('reason-required', 'a change needs a reason, for the audit log', 'pass --reason "…"');
-  await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
-  const current = await latestTable(trx);
   const currentVersion = current?.version ?? 0;
   if (change.expectedVersion !== undefined && change.expectedVersion !== currentVersion) {
     throw new BanyanError('version-conflict', `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
@@ -88,21 +97,25 @@ export async function saveTableIn(trx: Transaction<Database>, change: TableChang
   }
   const version = currentVersion + 1;
   const row = await trx.insertInto('route_table_versions')
-    .values({ version, routes: JSON.stringify(checked.routes), actor: change.actor, reason: change.reason })
+    .values({ version, routes: JSON.stringify(checked.routes), upstreams: JSON.stringify(checked.upstreams), actor: change.actor, reason: change.reason })
     .returningAll().executeTakeFirstOrThrow();
   await trx.insertInto('route_audit').values({
     version, action: change.action ?? 'set', actor: change.actor, reason: change.reason,
     before: current ? JSON.stringify(current.routes) : null, after: JSON.stringify(checked.routes),
+    before_upstreams: current ? JSON.stringify(current.upstreams) : null, after_upstreams: JSON.stringify(checked.upstreams),
   }).execute();
   return toVersion(row);
 }
 
-/** Stores the given routes as version 1 when the store is empty (the routes file seeds it); else returns the latest. */
-export async function seedTable(db: Kysely<Database>, routes: unknown, actor: string): Promise<TableVersion> {
+/**
+ * Stores the given table (a routes file's: the object with upstreams, or a bare list of routes with
+ * the implicit upstreams) as version 1 when the store is empty; else returns the latest.
+ */
+export async function seedTable(db: Kysely<Database>, table: unknown, actor: string): Promise<TableVersion> {
   const existing = await latestTable(db);
   if (existing) return existing;
   try {
-    return await saveTable(db, { routes, actor, reason: 'initial table from the routes file', expectedVersion: 0, action: 'seed' });
+    return await saveTable(db, { routes: table, actor, reason: 'initial table from the routes file', expectedVersion: 0, action: 'seed' });
   } catch (err) {
     // Another instance seeded it first.
     if (err instanceof BanyanError && err.code === 'version-conflict') return (await latestTable(db))!;
@@ -110,10 +123,10 @@ export async function seedTable(db: Kysely<Database>, routes: unknown, actor: st
   }
 }
 
-/** Makes an earlier version current again, as a new version (history is never rewritten). */
+/** Makes an earlier version current again, its upstreams with its routes, as a new version (history is never rewritten). */
 export async function rollbackTable(db: Kysely<Database>, version: number, actor: string, reason: string): Promise<TableVersion> {
   const target = await tableAt(db, version);
-  return saveTable(db, { routes: target.routes, actor, reason: reason || `rollback to version ${version}`, action: `rollback to ${version}` });
+  return saveTable(db, { routes: { upstreams: target.upstreams, routes: target.routes }, actor, reason: reason || `rollback to version ${version}`, action: `rollback to ${version}` });
 }
 
 /** The audit log, newest first. */
@@ -125,10 +138,19 @@ export async function auditLog(db: Kysely<Database>, limit = 50): Promise<AuditE
     actor: r.actor,
     reason: r.reason,
     at: new Date(r.at as Date),
-    changes: describeChange((r.before as Route[] | null) ?? [], r.after as Route[]),
+    // The first version adds its upstreams as it adds its routes; rows from before upstreams were named mean the implicit pair.
+    changes: describeChange((r.before as Route[] | null) ?? [], r.after as Route[],
+      r.before === null ? [] : upstreamsOf(r.before_upstreams), upstreamsOf(r.after_upstreams)),
   }));
 }
 
-function toVersion(row: { version: number; routes: unknown; actor: string; reason: string; created_at: Date }): TableVersion {
-  return { version: row.version, routes: row.routes as Route[], actor: row.actor, reason: row.reason, createdAt: new Date(row.created_at) };
+function upstreamsOf(stored: unknown): UpstreamSpec[] {
+  return Array.isArray(stored) ? stored as UpstreamSpec[] : [...IMPLICIT_UPSTREAMS];
+}
+
+function toVersion(row: { version: number; routes: unknown; upstreams: unknown; actor: string; reason: string; created_at: Date }): TableVersion {
+  return {
+    version: row.version, routes: row.routes as Route[], upstreams: upstreamsOf(row.upstreams),
+    actor: row.actor, reason: row.reason, createdAt: new Date(row.created_at),
+  };
 }

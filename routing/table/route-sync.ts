@@ -36,10 +36,10 @@ export class RouteSync {
     this.current = initial;
   }
 
-  /** Loads the latest table (seeding version 1 from `seed` when the store is empty) and starts listening. */
+  /** Loads the latest table with its upstreams (seeding version 1 from `seed`, a routes file's table, when the store is empty) and starts listening. */
   static async start(options: RouteSyncOptions, seed?: unknown): Promise<RouteSync> {
     const stored = seed !== undefined ? await seedTable(options.db, seed, 'routes file') : await latestTable(options.db);
-    const sync = new RouteSync(options, compileTable(stored?.routes ?? [], stored?.version ?? 0));
+    const sync = new RouteSync(options, compileTable(stored?.routes ?? [], stored?.version ?? 0, stored?.upstreams));
     sync.#listen();
     return sync;
   }
@@ -55,7 +55,7 @@ export class RouteSync {
     if (newest <= this.current.version) return;
     const stored = await latestTable(this.#options.db);
     if (!stored || stored.version <= this.current.version) return;
-    this.current = compileTable(stored.routes, stored.version);
+    this.current = compileTable(stored.routes, stored.version, stored.upstreams);
     this.#options.log?.(`route table version ${stored.version} in effect`);
     this.#options.onChange?.(this.current);
   }

@@ -9,15 +9,32 @@
  * the path (zero or more segments). `/simple/:project/` matches
  * `/simple/requests/` but not `/simple/requests`.
  *
+ * Conditions besides the path: `methods` (GET also allows HEAD), `host`
+ * (exact, or `*.suffix`; the port is ignored), and `query`, `headers` and
+ * `cookies`, each a map of name → value. A query condition's value is exact
+ * or `*` (present, any value); a header or cookie condition's is exact, `*`,
+ * or a list (any of them). Header names are compared in any case; a header
+ * sent several times matches when any of its values does. The Cookie
+ * header is parsed only when a candidate route has cookie conditions.
+ *
  * Which route wins (most specific first):
  *   1. Compare the patterns segment by segment from the left; at the first
  *      segment where they differ, a literal beats `:param`, which beats `*`.
- *   2. Among routes with the same pattern, the one with more conditions
- *      (methods, host, query) wins; then the one listed first.
+ *   2. Among routes with the same pattern, the one with more query, header
+ *      and cookie conditions wins (they pick out some requests of a path,
+ *      as a beta cookie or a tenant header does); then the one with more of
+ *      `methods` and `host`; then the one listed first.
  * A request that no route matches goes to legacy as `legacy.unmatched`.
+ *
+ * Where it goes: legacy answers legacy and shadow routes (and canary
+ * sessions outside the percent); the route's `service` (default `app`)
+ * answers new routes and canary sessions inside it; the proxy answers
+ * retired routes and brownouts.
  */
 
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FeatureExtractor } from './route-features.js';
+import { DEFAULT_SERVICE, IMPLICIT_UPSTREAMS, LEGACY, type UpstreamSpec } from './upstreams.js';
 
 export const MODES = ['legacy', 'shadow', 'canary', 'new', 'retired'] as const;
 export type Mode = (typeof MODES)[number];
@@ -45,7 +62,16 @@ export interface ShadowOptions {
   readonly calibrate?: boolean;
   /** Bytes of each body kept for the comparison (default 1 MiB); a copy skipped under load keeps nothing. */
   readonly maxBodyBytes?: number;
+  /** The share of sessions whose requests are copied, 0 to 100 (default 100); a session is compared whole or not at all. */
+  readonly percent?: number;
+  /** The service the copies go to (default: the route's service). */
+  readonly service?: string;
+  /** This route's copies in flight at once; beyond it a copy is skipped (default 8). */
+  readonly maxInFlight?: number;
 }
+
+/** A header or cookie condition: an exact value, `*` for present with any value, or a list of accepted values. */
+export type ValueCondition = string | readonly string[];
 
 /** A route as operators write it (in the routes file, the API and the CLI). */
 export interface Route {
@@ -56,12 +82,21 @@ export interface Route {
     readonly host?: string;
     /** Query-parameter conditions: `{ ":action": "rss" }`; the value `*` means present with any value. */
     readonly query?: Readonly<Record<string, string>>;
+    /** Request-header conditions, by name (any case): `{ "x-tenant": "acme" }`, `"*"`, or a list of values. */
+    readonly headers?: Readonly<Record<string, ValueCondition>>;
+    /** Cookie conditions, by cookie name: `{ "beta": "1" }`, `"*"`, or a list of values. */
+    readonly cookies?: Readonly<Record<string, ValueCondition>>;
   };
   readonly mode: Mode;
   /** canary: the share of sessions sent to the new app, 0 to 100. */
   readonly percent?: number;
-  /** new and canary: serve safe methods from legacy when the new app fails. */
-  readonly fallback?: boolean;
+  /** new, canary and shadow: the upstream that answers on the new side (default `app`). */
+  readonly service?: string;
+  /**
+   * new and canary: serve safe methods elsewhere when the service fails: `true` for legacy, or the
+   * name of another upstream.
+   */
+  readonly fallback?: boolean | string;
   /** retired (and brownouts): the answer the proxy gives itself. */
   readonly retired?: RetiredAnswer;
   readonly brownouts?: readonly Brownout[];
@@ -72,12 +107,20 @@ export interface Route {
   readonly features?: readonly FeatureExtractor[];
 }
 
+/** A whole table as operators write it (a routes file, `routes list --json`, the admin API): its upstreams and its routes. */
+export interface TableSpec {
+  readonly upstreams: readonly UpstreamSpec[];
+  readonly routes: readonly Route[];
+}
+
 /** What the proxy does with one request. */
 export interface Decision {
   readonly route: string;
   readonly mode: Mode;
-  /** The backend that answers the client; `proxy` for retired routes and brownouts. */
+  /** The side that answers the client; `proxy` for retired routes and brownouts. */
   readonly target: Backend | 'proxy';
+  /** The upstream that answers: `legacy`, the route's service on the new side, or `proxy`. */
+  readonly service: string;
   readonly spec: Route | undefined;
   readonly params: Readonly<Record<string, string>>;
 }
@@ -86,18 +129,28 @@ export interface Decision {
 export interface CompiledTable {
   readonly version: number;
   readonly routes: readonly Route[];
+  /** The upstreams this version sends to (always including legacy). */
+  readonly upstreams: readonly UpstreamSpec[];
   /** The most specific route matching this request, or undefined. */
-  match(method: string, host: string | undefined, path: string, query: string): { route: Route; params: Record<string, string> } | undefined;
+  match(method: string, host: string | undefined, path: string, query: string, headers: IncomingHttpHeaders): { route: Route; params: Record<string, string> } | undefined;
 }
+
+/** A compiled header or cookie condition: the name (lower-cased for headers) and the accepted value(s), `*` for any. */
+type ValueTest = readonly [name: string, accept: ValueCondition];
 
 interface Candidate {
   readonly route: Route;
   readonly order: number;
+  /** Query, header and cookie conditions: they rank first. */
+  readonly picks: number;
+  /** `methods` and `host`: they rank next. */
   readonly conditions: number;
   readonly paramNames: readonly string[];
   readonly methods: ReadonlySet<string> | undefined;
   readonly host: string | undefined;
   readonly query: readonly (readonly [string, string])[] | undefined;
+  readonly headers: readonly ValueTest[] | undefined;
+  readonly cookies: readonly ValueTest[] | undefined;
 }
 
 interface Node {
@@ -112,7 +165,7 @@ interface Node {
 const newNode = (): Node => ({ literal: undefined, param: undefined, exact: [], rest: [] });
 
 /** Compiles a valid table into a segment trie: matching costs the path's depth, not the number of routes. */
-export function compileTable(routes: readonly Route[], version: number): CompiledTable {
+export function compileTable(routes: readonly Route[], version: number, upstreams: readonly UpstreamSpec[] = IMPLICIT_UPSTREAMS): CompiledTable {
   const root = newNode();
   routes.forEach((route, order) => {
     const segments = route.match.path.slice(1).split('/');
@@ -135,17 +188,22 @@ export function compileTable(routes: readonly Route[], version: number): Compile
       }
     }
     const query = route.match.query ? Object.entries(route.match.query) : undefined;
+    const headers = route.match.headers ? Object.entries(route.match.headers).map(([k, v]): ValueTest => [k.toLowerCase(), v]) : undefined;
+    const cookies = route.match.cookies ? Object.entries(route.match.cookies) : undefined;
     const candidate: Candidate = {
       route, order, paramNames,
-      conditions: (route.match.methods ? 1 : 0) + (route.match.host ? 1 : 0) + (query?.length ?? 0),
+      picks: (query?.length ?? 0) + (headers?.length ?? 0) + (cookies?.length ?? 0),
+      conditions: (route.match.methods ? 1 : 0) + (route.match.host ? 1 : 0),
       methods: route.match.methods ? new Set(route.match.methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))) : undefined,
       host: route.match.host?.toLowerCase(),
       query,
+      headers: headers?.length ? headers : undefined,
+      cookies: cookies?.length ? cookies : undefined,
     };
     (wildcard ? node.rest : node.exact).push(candidate);
   });
   const sortCandidates = (node: Node) => {
-    const bySpecificity = (a: Candidate, b: Candidate) => b.conditions - a.conditions || a.order - b.order;
+    const bySpecificity = (a: Candidate, b: Candidate) => b.picks - a.picks || b.conditions - a.conditions || a.order - b.order;
     node.exact.sort(bySpecificity);
     node.rest.sort(bySpecificity);
     node.literal?.forEach(sortCandidates);
@@ -156,8 +214,9 @@ export function compileTable(routes: readonly Route[], version: number): Compile
   return {
     version,
     routes,
-    match(method, host, path, query) {
-      const state: MatchState = { method, host, query, parsed: undefined, segments: path.slice(1).split('/'), values: [] };
+    upstreams,
+    match(method, host, path, query, headers) {
+      const state: MatchState = { method, host, query, headers, parsed: undefined, cookies: undefined, segments: path.slice(1).split('/'), values: [] };
       const hit = walk(root, 0, state);
       if (!hit) return undefined;
       const params: Record<string, string> = {};
@@ -172,7 +231,10 @@ interface MatchState {
   readonly method: string;
   readonly host: string | undefined;
   readonly query: string;
+  readonly headers: IncomingHttpHeaders;
   parsed: URLSearchParams | undefined;
+  /** The Cookie header by cookie name, parsed on first need. */
+  cookies: Map<string, string[]> | undefined;
   readonly segments: string[];
   readonly values: string[];
 }
@@ -209,7 +271,45 @@ function accepts(c: Candidate, state: MatchState): boolean {
       if (actual === null || (v !== '*' && actual !== v)) return false;
     }
   }
+  if (c.headers) {
+    for (const [name, accept] of c.headers) {
+      const actual = state.headers[name];
+      if (actual === undefined) return false;
+      if (typeof actual === 'string' ? !accepted(actual, accept) : !actual.some((a) => accepted(a, accept))) return false;
+    }
+  }
+  if (c.cookies) {
+    state.cookies ??= parseCookies(state.headers.cookie);
+    for (const [name, accept] of c.cookies) {
+      const actual = state.cookies.get(name);
+      if (!actual || !actual.some((a) => accepted(a, accept))) return false;
+    }
+  }
   return true;
+}
+
+function accepted(actual: string, accept: ValueCondition): boolean {
+  return typeof accept === 'string' ? accept === '*' || actual === accept : accept.includes(actual);
+}
+
+/** `a=1; b="2"` → a → [1], b → [2] (quotes removed, values otherwise as sent; a name sent twice keeps both). */
+function parseCookies(header: string | readonly string[] | undefined): Map<string, string[]> {
+  const cookies = new Map<string, string[]>();
+  if (header === undefined) return cookies;
+  for (const line of typeof header === 'string' ? [header] : header) {
+    for (const pair of line.split(';')) {
+      const eq = pair.indexOf('=');
+      if (eq < 0) continue;
+      const name = pair.slice(0, eq).trim();
+      if (!name) continue;
+      let value = pair.slice(eq + 1).trim();
+      if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+      const values = cookies.get(name);
+      if (values) values.push(value);
+      else cookies.set(name, [value]);
+    }
+  }
+  return cookies;
 }
 
 function hostMatches(pattern: string, host: string | undefined): boolean {
@@ -235,15 +335,16 @@ export const UNMATCHED = 'legacy.unmatched';
  * canary bucket (0–9999, see canaryBucket); `now` is for brownout windows.
  */
 export function decide(table: CompiledTable, method: string, host: string | undefined, path: string, query: string,
-  bucket: () => number, now: number): Decision {
-  const hit = table.match(method, host, path, query);
-  if (!hit) return { route: UNMATCHED, mode: 'legacy', target: 'legacy', spec: undefined, params: {} };
+  headers: IncomingHttpHeaders, bucket: () => number, now: number): Decision {
+  const hit = table.match(method, host, path, query, headers);
+  if (!hit) return { route: UNMATCHED, mode: 'legacy', target: 'legacy', service: LEGACY, spec: undefined, params: {} };
   const { route, params } = hit;
   const target = route.mode === 'new' ? 'new'
     : route.mode === 'retired' ? 'proxy'
       : route.mode === 'canary' ? (bucket() < Math.round((route.percent ?? 0) * 100) ? 'new' : 'legacy')
         : inBrownout(route, now) ? 'proxy' : 'legacy';
-  return { route: route.name, mode: route.mode, target, spec: route, params };
+  const service = target === 'new' ? route.service ?? DEFAULT_SERVICE : target === 'proxy' ? 'proxy' : LEGACY;
+  return { route: route.name, mode: route.mode, target, service, spec: route, params };
 }
 
 function inBrownout(route: Route, now: number): boolean {
@@ -271,33 +372,93 @@ export function canaryBucket(sessionKey: string): number {
   return (hash >>> 0) % 10_000;
 }
 
-/** One line per route that a new table adds, removes or changes, for dry runs and audit views. */
-export function describeChange(before: readonly Route[], after: readonly Route[]): string[] {
+/**
+ * One line per upstream and per route that a new table adds, removes or
+ * changes, for dry runs and audit views. Upstreams are compared only when
+ * both lists are given; their lines come first.
+ */
+export function describeChange(before: readonly Route[], after: readonly Route[],
+  beforeUpstreams?: readonly UpstreamSpec[], afterUpstreams?: readonly UpstreamSpec[]): string[] {
+  const lines = beforeUpstreams && afterUpstreams ? describeUpstreams(beforeUpstreams, afterUpstreams) : [];
   const old = new Map(before.map((r) => [r.name, r]));
-  const lines: string[] = [];
   for (const route of after) {
     const previous = old.get(route.name);
     if (!previous) lines.push(`add     ${route.name}: ${route.match.path} → ${summary(route)}`);
-    else if (canonical(previous) !== canonical(route)) lines.push(`change  ${route.name}: ${summary(previous)} → ${summary(route)}`);
+    else if (canonical(previous) !== canonical(route)) lines.push(`change  ${route.name}: ${routeDifference(previous, route)}`);
     old.delete(route.name);
   }
   for (const route of old.values()) lines.push(`remove  ${route.name}: ${route.match.path} (${summary(route)})`);
   return lines;
 }
 
+/** `legacy → new (fallback)`; when the summaries read the same, which fields changed: `legacy (service changed)`. */
+function routeDifference(before: Route, after: Route): string {
+  const was = summary(before);
+  const now = summary(after);
+  if (was !== now) return `${was} → ${now}`;
+  const a = before as unknown as Record<string, unknown>;
+  const b = after as unknown as Record<string, unknown>;
+  const changed = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => canonical(a[k]) !== canonical(b[k]));
+  return `${now} (${changed.join(', ')} changed)`;
+}
+
+/** `add     upstream files: env FILES_URL`, `change  upstream app: env APP_URL → dns http://app:8081; slowStartMs (default) → 10000`, `remove  upstream files`. */
+function describeUpstreams(before: readonly UpstreamSpec[], after: readonly UpstreamSpec[]): string[] {
+  const old = new Map(before.map((u) => [u.name, u]));
+  const lines: string[] = [];
+  for (const upstream of after) {
+    const previous = old.get(upstream.name);
+    if (!previous) lines.push(`add     upstream ${upstream.name}: ${upstreamSource(upstream)}`);
+    else if (canonical(previous) !== canonical(upstream)) lines.push(`change  upstream ${upstream.name}: ${upstreamDifferences(previous, upstream)}`);
+    old.delete(upstream.name);
+  }
+  for (const upstream of old.values()) lines.push(`remove  upstream ${upstream.name}`);
+  return lines;
+}
+
+/** Where an upstream's endpoints come from: `env APP_URL`, `dns http://app.internal:8081`, `endpoints http://a:1, http://b:1`. */
+export function upstreamSource(u: UpstreamSpec): string {
+  if (u.env !== undefined) return `env ${u.env}`;
+  if (u.dns !== undefined) return `dns ${u.dns}`;
+  return u.endpoints?.length ? `endpoints ${u.endpoints.join(', ')}` : 'no endpoints';
+}
+
+const SOURCE_KEYS = new Set(['name', 'endpoints', 'dns', 'env']);
+
+function upstreamDifferences(a: UpstreamSpec, b: UpstreamSpec): string {
+  const parts: string[] = [];
+  if (upstreamSource(a) !== upstreamSource(b)) parts.push(`${upstreamSource(a)} → ${upstreamSource(b)}`);
+  const fields = a as unknown as Record<string, unknown>;
+  const next = b as unknown as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(fields), ...Object.keys(next)])].filter((k) => !SOURCE_KEYS.has(k)).sort();
+  const show = (v: unknown) => (v === undefined ? '(default)' : typeof v === 'object' && v !== null ? canonical(v) : String(v));
+  for (const key of keys) {
+    if (canonical(fields[key]) !== canonical(next[key])) parts.push(`${key} ${show(fields[key])} → ${show(next[key])}`);
+  }
+  return parts.join('; ');
+}
+
 /** JSON with sorted keys: PostgreSQL's jsonb does not keep key order, so plain JSON.stringify would see changes that are not. */
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v)
     ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    : v));
+    : v)) ?? 'undefined';
 }
 
-/** A short description of what a route does: `canary 10%`, `new (fallback)`, `retired 410`. */
-export function summary(route: Route): string {
+/**
+ * A short description of what a route does: `canary 10%`, `new (fallback)`, `new → files (fallback)`,
+ * `retired 410`. A service other than the default is shown unless `withService` is false (where a
+ * service column says it already).
+ */
+export function summary(route: Route, withService = true): string {
+  const to = (service: string | undefined) => (withService && service !== undefined && service !== DEFAULT_SERVICE ? ` → ${service}` : '');
+  const fallback = !route.fallback ? ''
+    : typeof route.fallback === 'string' && route.fallback !== LEGACY ? ` (fallback to ${route.fallback})` : ' (fallback)';
   switch (route.mode) {
-    case 'canary': return `canary ${route.percent}%${route.fallback ? ' (fallback)' : ''}`;
-    case 'new': return `new${route.fallback ? ' (fallback)' : ''}`;
+    case 'canary': return `canary ${route.percent}%${to(route.service)}${fallback}`;
+    case 'new': return `new${to(route.service)}${fallback}`;
     case 'retired': return `retired ${route.retired?.status ?? ''}`.trim();
+    case 'shadow': return `shadow${to(route.shadow?.service ?? route.service)}${route.brownouts?.length ? ` (${route.brownouts.length} brownouts)` : ''}`;
     default: return route.brownouts?.length ? `${route.mode} (${route.brownouts.length} brownouts)` : route.mode;
   }
 }

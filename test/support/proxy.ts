@@ -2,16 +2,20 @@ import type { Services } from '../../stack/local-stack.js';
 import { startProxyRuntime, type ProxyRuntime } from '../../proxy/runtime.js';
 import type { BreakerSettings } from '../../proxy/proxy.js';
 import { connect } from '../../lib/database.js';
-import { type Route, saveTable } from '../../routing/table/index.js';
+import { IMPLICIT_UPSTREAMS, type Route, saveTable, type TableSpec } from '../../routing/table/index.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 export const TEST_SECRET = 'test-secret-0123456789abcdef';
 
-/** Stores `routes` as the newest table version (with an audit row, like any change). */
-export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[], reason = 'test setup'): Promise<number> {
+/**
+ * Stores `routes` as the newest table version (with an audit row, like any change). A bare list gets the
+ * implicit upstreams (legacy and app from LEGACY_URL and APP_URL), whatever an earlier test left in the
+ * shared database.
+ */
+export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[] | TableSpec, reason = 'test setup'): Promise<number> {
   const db = connect(s.primaryUrl, { max: 1 });
   try {
-    return (await saveTable(db, { routes, actor: 'test', reason })).version;
+    return (await saveTable(db, { routes: Array.isArray(routes) ? { upstreams: IMPLICIT_UPSTREAMS, routes } : routes, actor: 'test', reason })).version;
   } finally {
     await db.destroy();
   }
