@@ -40,8 +40,6 @@ export interface AppOptions {
  * read from is reported in `X-Banyan-Read-From`.
  */
 export function createApp(options: AppOptions): Koa {
-  const app = new Koa();
-  app.proxy = true;
   const metrics = options.metrics ?? createAppMetrics(options.router, options.fences);
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
@@ -53,6 +51,36 @@ export function createApp(options: AppOptions): Koa {
     return db;
   };
 
+  return createService('app', metrics, (routes) => {
+    const announcer = new WriteAnnouncer(options.router, options.fences, options.cache);
+    simpleRoutes(routes, dbOf, options.cache, (result) => metrics.pageCache.inc({ result }));
+    jsonRoutes(routes, dbOf);
+    projectPageRoutes(routes, dbOf);
+    fileRoutes(routes, options.store);
+    const projectsPerHour = options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR;
+    // Every outcome's series starts at 0: the dashboard's upload panels draw 0, not nothing, before the first upload.
+    for (const result of ['stored', 'exists', 'failed']) metrics.uploads.inc({ result }, 0);
+    for (const reason of UPLOAD_FAILURES) metrics.uploadFailures.inc({ reason }, 0);
+    uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
+      onUpload: (outcome) => {
+        const failed = outcome !== 'stored' && outcome !== 'exists';
+        metrics.uploads.inc({ result: failed ? 'failed' : outcome });
+        if (failed) metrics.uploadFailures.inc({ reason: outcome });
+      },
+    });
+    manageRoutes(routes, dbOf, announcer, projectsPerHour, options.store);
+  });
+}
+
+/**
+ * What every process of the rewrite shares (the app, the files service):
+ * request metrics by handler, plain-text error pages, `/_health` and
+ * `/metrics`, around the routes `mount` adds. `name` prefixes the two
+ * built-in handlers (`app.health`) and the error log lines.
+ */
+export function createService(name: string, metrics: AppMetrics, mount: (routes: Router) => void): Koa {
+  const app = new Koa();
+  app.proxy = true;
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     try {
@@ -63,34 +91,18 @@ export function createApp(options: AppOptions): Koa {
       metrics.duration.observe({ handler }, Number(process.hrtime.bigint() - started) / 1e9);
     }
   });
-  app.use(errorPages);
+  app.use(errorPages(name));
   app.on('error', (err: NodeJS.ErrnoException & { status?: number }) => {
     // A client that goes away mid-request is not the app's error: nothing to log.
     if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.code?.startsWith('HPE_') || err.message === 'aborted') return;
     if (err.status !== undefined && err.status < 500) return;
-    console.error(`app: ${err.stack ?? err.message}`);
+    console.error(`${name}: ${err.stack ?? err.message}`);
   });
 
-  const announcer = new WriteAnnouncer(options.router, options.fences, options.cache);
   const routes = new Router();
-  simpleRoutes(routes, dbOf, options.cache, (result) => metrics.pageCache.inc({ result }));
-  jsonRoutes(routes, dbOf);
-  projectPageRoutes(routes, dbOf);
-  fileRoutes(routes, options.store);
-  const projectsPerHour = options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR;
-  // Every outcome's series starts at 0: the dashboard's upload panels draw 0, not nothing, before the first upload.
-  for (const result of ['stored', 'exists', 'failed']) metrics.uploads.inc({ result }, 0);
-  for (const reason of UPLOAD_FAILURES) metrics.uploadFailures.inc({ reason }, 0);
-  uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
-    onUpload: (outcome) => {
-      const failed = outcome !== 'stored' && outcome !== 'exists';
-      metrics.uploads.inc({ result: failed ? 'failed' : outcome });
-      if (failed) metrics.uploadFailures.inc({ reason: outcome });
-    },
-  });
-  manageRoutes(routes, dbOf, announcer, projectsPerHour, options.store);
-  routes.get('app.health', '/_health', (ctx) => { ctx.body = { ok: true }; });
-  routes.get('app.metrics', '/metrics', async (ctx) => {
+  mount(routes);
+  routes.get(`${name}.health`, '/_health', (ctx) => { ctx.body = { ok: true }; });
+  routes.get(`${name}.metrics`, '/metrics', async (ctx) => {
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });
@@ -99,8 +111,8 @@ export function createApp(options: AppOptions): Koa {
   return app;
 }
 
-/** Plain-text error bodies that say what went wrong; server errors are logged, not shown. */
-async function errorPages(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+/** Plain-text error bodies that say what went wrong; server errors are logged (prefixed `name:`), not shown. */
+const errorPages = (name: string) => async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
   try {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404, `nothing here: ${ctx.path}`);
@@ -116,10 +128,10 @@ async function errorPages(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       ctx.set('Retry-After', '5');
       ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
     } else if (ctx.status >= 500 && !e.expose) {
-      console.error(`app: ${ctx.method} ${ctx.path}: ${(err as Error).stack ?? e.message}`);
+      console.error(`${name}: ${ctx.method} ${ctx.path}: ${(err as Error).stack ?? e.message}`);
       ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
     } else {
       ctx.body = `${ctx.status} ${e.message}\n`;
     }
   }
-}
+};

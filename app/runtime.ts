@@ -1,3 +1,4 @@
+import type Koa from 'koa';
 import type { BackendRuntimeOptions } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
 import { listen } from '../lib/http-server.js';
@@ -21,20 +22,44 @@ export interface AppRuntime {
 
 /** Wires and starts the new app: DB router, fences, page cache, file store, HTTP listener. */
 export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRuntime> {
-  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, name: 'banyan-app', ...options.reads });
+  return startServiceRuntime(options, 'banyan-app', ({ router, fences, store }) => {
+    const cache = new PageCache(options.redisUrl);
+    return {
+      app: createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour }),
+      close: () => cache.close(),
+    };
+  });
+}
+
+/** What a process of the rewrite is built on: its DB router, resource fences and file store, started. */
+export interface ServiceDeps {
+  readonly router: DbRouter;
+  readonly fences: FenceStore;
+  readonly store: FileStore;
+}
+
+/**
+ * Starts a process of the rewrite (the app, the files service): DB router
+ * (`name` is its PostgreSQL application name), fences and file store, then
+ * the Koa app `build` makes on them, on its HTTP listener. Closing drains the
+ * listener, then closes what `build` opened, then the data connections.
+ */
+export async function startServiceRuntime(options: AppRuntimeOptions, name: string,
+  build: (deps: ServiceDeps) => { app: Koa; close?: () => void }): Promise<AppRuntime> {
+  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, name, ...options.reads });
   const fences = new FenceStore({ redisUrl: options.redisUrl, whenDown: options.fencesWhenDown ?? 'skip' });
-  const cache = new PageCache(options.redisUrl);
+  let built: { app: Koa; close?: () => void } | undefined;
   const closeDeps = async () => {
+    built?.close?.();
     fences.close();
-    cache.close();
     await router.close();
   };
   try {
     await router.start();
     const store = new FileStore(options.storageDir);
     await store.init();
-    const app = createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour });
-    const listening = await listen(app.callback(), options.port, options.host, 'PORT', options.drainMs);
+    built = build({ router, fences, store });
+    const listening = await listen(built.app.callback(), options.port, options.host, 'PORT', options.drainMs);
     return {
       url: listening.url, router, storageDir: store.root,
       close: async () => {

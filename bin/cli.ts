@@ -25,6 +25,7 @@ Settings come from the environment; unset ones fall back to the stack that
   banyan.command('start').description('the whole stack locally, a process per component (`npm start`)')
     .option('--replica-delay <duration>', 'hold the replica this far behind the primary (e.g. 2s), to see read-your-writes at work')
     .option('--workers <n>', 'proxy worker processes')
+    .option('--app-instances <n>', 'new app processes behind the proxy, app-1 to app-N (1 to 16; default 2)')
     .option('--no-restart', 'do not restart components or databases that die')
     .addOption(json())
     .action(lazy(() => import('./start.js'), (m) => m.start));
@@ -33,6 +34,8 @@ Settings come from the environment; unset ones fall back to the stack that
     .action(lazy(() => import('./servers.js'), (m) => m.proxyCommand));
   banyan.command('app').description('the new app (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)')
     .action(lazy(() => import('./servers.js'), (m) => m.appCommand));
+  banyan.command('files').description('the files service: /packages/* from BANYAN_STORAGE (PORT, DATABASE_URL, DATABASE_REPLICA_URLS)')
+    .action(lazy(() => import('./servers.js'), (m) => m.filesCommand));
   banyan.command('legacy').description('the legacy package index (PORT, DATABASE_URL)')
     .action(lazy(() => import('./servers.js'), (m) => m.legacyCommand));
 
@@ -43,6 +46,10 @@ Settings come from the environment; unset ones fall back to the stack that
   migrate.command('status').description('each migration and when it was applied').addOption(json()).action(migrations);
 
   routesCommand(banyan.command('routes').description('the route table every proxy follows'));
+  const upstreams = banyan.command('upstreams').description('the services the running proxy sends to: endpoints, health, ejections, requests in flight, breakers');
+  const upstreamAction = lazy(() => import('./upstreams.js'), (m) => m.upstreams);
+  upstreams.command('list').description('every service and its endpoints').addOption(json()).action(upstreamAction);
+  upstreams.command('show').description('one service, endpoint by endpoint').argument('<name>').addOption(json()).action(upstreamAction);
 
   const report = banyan.command('report').description('what the usage ledger shows');
   report.command('usage').description('legacy routes and features in use, and retirement candidates')
@@ -105,12 +112,13 @@ Settings come from the environment; unset ones fall back to the stack that
 function routesCommand(routes: Command): void {
   const action = lazy(() => import('./routes.js'), (m) => m.routes);
   const reason = () => new Option('--reason <text>', 'why, for the audit log (banyan routes history); needed unless --dry-run');
-  routes.command('list').description('every route, its match and its mode').addOption(json()).action(action);
+  routes.command('list').description('every route, its match, mode and service, then the upstreams').addOption(json()).action(action);
   routes.command('show').description('one route\'s every field').argument('<name>').addOption(json()).action(action);
   routes.command('set').description('change one route\'s mode; first checks the backends it would send users to')
     .argument('<name>')
     .addOption(new Option('--mode <mode>', 'where the route goes').choices(MODES))
     .option('--percent <n>', 'canary: the share of sessions sent to the new app (0 to 100)')
+    .option('--service <name>', 'new, canary and shadow: the upstream that answers on the new side (see `banyan routes list`; default app)')
     .option('--fallback', 'safe requests fall back to legacy when the new app fails')
     .option('--no-fallback', 'they do not')
     .option('--status <code>', 'retired: the status to answer (410 by default)')
@@ -120,7 +128,7 @@ function routesCommand(routes: Command): void {
     .option('--dry-run', 'show what would change, and change nothing')
     .option('--force', 'change it even when a backend is down or answers 404 where the current one answers')
     .addOption(json()).action(action);
-  routes.command('apply').description('replace the whole table with FILE (a list of routes, or `routes list --json` output, whose version is then expected)')
+  routes.command('apply').description('replace the whole table with FILE ({upstreams, routes}; a list of routes, keeping the upstreams; or `routes list --json` output, whose version is then expected)')
     .argument('<file>').addOption(reason())
     .option('--expected-version <n>', 'refuse if the table is no longer at this version')
     .option('--dry-run', 'validate and show what would change, and change nothing')

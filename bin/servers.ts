@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { FILES_PORT, startFilesRuntime } from '../app/files-runtime.js';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
 import { DEFAULTS, loadSettings, required } from '../lib/config.js';
@@ -113,6 +114,18 @@ export async function appCommand(): Promise<void> {
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);
   untilSignal(() => app.close());
+}
+
+/** `banyan files`: the files service on PORT (`/packages/*` from BANYAN_STORAGE, `/_health`, `/metrics`). */
+export async function filesCommand(): Promise<void> {
+  const s = loadSettings(process.env, undefined);
+  const files = await startFilesRuntime({
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the files service'), replicaUrls: s.replicaUrls, reads: s.reads,
+    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir,
+    host: s.host, port: s.port ?? FILES_PORT, drainMs: s.drainMs,
+  });
+  progress(`files service listening on ${files.url}, serving /packages/ from ${files.storageDir}`);
+  untilSignal(() => files.close());
 }
 
 /** `banyan legacy`: the legacy backend on PORT. */

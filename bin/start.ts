@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FILES_PORT } from '../app/files-runtime.js';
 import { DEFAULTS, loadSettings, readStackFile, stackAccessLog, stackDir, type StackFile } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
@@ -15,11 +16,12 @@ import { printTable, progress } from './output.js';
 
 /**
  * `banyan start` (what `npm start` runs): the whole stack on this machine,
- * data in `.banyan/`. PostgreSQL, Redis, legacy, the new app and the proxy
- * each run as a process of their own, as in production, so any one can fail
- * alone; a component that dies is restarted with backoff (`--no-restart`
- * leaves it down). Ctrl-C or SIGTERM stop the proxy first (it drains and
- * writes its last usage counts), then the backends, then the databases.
+ * data in `.banyan/`. PostgreSQL, Redis, legacy, the new app's instances
+ * (`--app-instances`, 2 by default), the files service and the proxy each run
+ * as a process of their own, as in production, so any one can fail alone; a
+ * component that dies is restarted with backoff (`--no-restart` leaves it
+ * down). Ctrl-C or SIGTERM stop the proxy first (it drains and writes its
+ * last usage counts), then the backends, then the databases.
  */
 export async function start(args: Args): Promise<void> {
   const started = Date.now();
@@ -31,6 +33,13 @@ export async function start(args: Args): Promise<void> {
   if (workers !== undefined && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(workers)) {
     throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${workers}"`, 'it is the number of proxy processes sharing the port');
   }
+  const instances = args.flags.has('app-instances') ? String(args.flags.get('app-instances')) : '2';
+  if (!/^([1-9]|1[0-6])$/.test(instances)) {
+    throw new BanyanError('bad-arguments', `--app-instances must be a whole number from 1 to 16, not "${instances}"`,
+      'it is the number of new app processes behind the proxy');
+  }
+  const appNames = Array.from({ length: Number(instances) }, (_, i) => `app-${i + 1}`);
+  const backendNames = [...appNames, 'files', 'legacy'];
   const port = await portFor(settings.port ?? DEFAULTS.proxyPort, settings.host, 'PORT');
   const adminPort = await portFor(settings.adminPort ?? DEFAULTS.adminPort, settings.adminHost, 'ADMIN_PORT');
   mkdirSync(dir, { recursive: true });
@@ -46,8 +55,8 @@ export async function start(args: Args): Promise<void> {
     shuttingDown = true;
     progress(`${signal}: stopping the proxy (it drains and writes its last usage counts)`);
     await supervisor.stop(['proxy']);
-    progress('stopping the new app and legacy');
-    await supervisor.stop(['app', 'legacy']);
+    progress(`stopping the new app (${appNames.join(', ')}), files and legacy`);
+    await supervisor.stop(backendNames);
     progress('stopping Redis and PostgreSQL');
     keeper?.stop();
     if (services) await services.stop();
@@ -67,30 +76,40 @@ export async function start(args: Args): Promise<void> {
   const secret = settings.secret ?? secretFor(dir);
 
   services = await startServices({ dir, replicaDelayMs, redis: 'auto', log: progress });
-  const urls = await stackUrls(settings.host, port, settings.adminHost, adminPort);
+  const urls = await stackUrls(settings.host, port, settings.adminHost, adminPort, appNames.length);
   const data: Record<string, string> = {
     DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
     ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}), BANYAN_STORAGE: settings.storageDir, HOST: settings.host,
   };
   const writeStack = () => {
+    const endpoint = (url: string, name: string) => ({ url, pid: supervisor.pid(name) ?? null });
     const stack: StackFile = {
-      ...urls, primary: services!.primaryUrl, replicas: [...services!.replicaUrls], redis: services!.redisUrl, adminToken,
+      proxy: urls.proxy, admin: urls.admin, app: urls.apps[0]!, legacy: urls.legacy,
+      primary: services!.primaryUrl, replicas: [...services!.replicaUrls], redis: services!.redisUrl, adminToken,
+      services: {
+        legacy: [endpoint(urls.legacy, 'legacy')],
+        app: urls.apps.map((url, i) => endpoint(url, appNames[i]!)),
+        files: [endpoint(urls.files, 'files')],
+      },
       pids: {
         supervisor: process.pid, ...supervisor.pids(),
         postgresPrimary: services!.cluster.pids.primary ?? null, postgresReplica: services!.cluster.pids.replica ?? null, redis: services!.redisPid ?? null,
       },
     };
-    writeFileSync(stackFile, `${JSON.stringify(stack, null, 2)}\n`, { mode: 0o600 });
+    // Written whole, then renamed: a reader never sees half a file.
+    writeFileSync(`${stackFile}.tmp`, `${JSON.stringify(stack, null, 2)}\n`, { mode: 0o600 });
+    renameSync(`${stackFile}.tmp`, stackFile);
     return stack;
   };
   try {
-    await startComponents(supervisor, { data, urls, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers });
+    await startComponents(supervisor, { data, urls, appNames, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers });
   } catch (err) {
-    await supervisor.stop(['proxy', 'app', 'legacy']);
+    await supervisor.stop(['proxy', ...backendNames]);
     await services.stop();
     throw err;
   }
-  supervisor.onRestart(() => { if (!shuttingDown) writeStack(); });
+  // A death writes its pid as null, a restart the new pid: stack.json always says what runs.
+  supervisor.onChange(() => { if (!shuttingDown) writeStack(); });
   if (!args.flags.has('no-restart')) {
     keeper = keepRunning(services.kept, {
       log: (line) => process.stdout.write(`${line}\n`), backoffMs: settings.restartDelayMs, onRestart: () => { if (!shuttingDown) writeStack(); },
@@ -102,33 +121,59 @@ export async function start(args: Args): Promise<void> {
   else printStarted(stack, { stackFile, seconds: (Date.now() - started) / 1000, adminToken: generated ? adminToken : undefined, replicaDelayMs, restarts: !args.flags.has('no-restart') });
 }
 
-/** Where each component listens: the proxy and admin on their ports; the app and legacy on their usual ports when free (metrics/prometheus.yml scrapes the app there), else any. */
-async function stackUrls(host: string, port: number, adminHost: string, adminPort: number): Promise<{ proxy: string; admin: string; app: string; legacy: string }> {
-  const bracketed = (h: string) => (h.includes(':') ? `[${h}]` : h);
-  return {
-    proxy: `http://${bracketed(host)}:${port}`,
-    admin: `http://${bracketed(adminHost)}:${adminPort}`,
-    app: `http://${bracketed(host)}:${await portFor(DEFAULTS.appPort, host)}`,
-    legacy: `http://${bracketed(host)}:${await portFor(DEFAULTS.legacyPort, host)}`,
-  };
+/** Where each component listens. */
+interface StackUrls {
+  readonly proxy: string;
+  readonly admin: string;
+  /** app-1, app-2, …, in order. */
+  readonly apps: readonly string[];
+  readonly files: string;
+  readonly legacy: string;
 }
 
-/** Legacy and the new app, then the proxy in front of them, each its own supervised process. */
+/** The port each new app instance prefers: app-1 8081 (beside legacy 8082 and files 8083), then app-2 8084, app-3 8085, … */
+function appInstancePort(instance: number): number {
+  return instance === 1 ? DEFAULTS.appPort : FILES_PORT + instance - 1;
+}
+
+/**
+ * Where each component listens: the proxy and admin on their ports; app-1 8081, legacy 8082, files 8083, app-2 8084, …
+ * when free (metrics/prometheus.yml scrapes them there), else any free port; no two components share one.
+ */
+async function stackUrls(host: string, port: number, adminHost: string, adminPort: number, instances: number): Promise<StackUrls> {
+  const bracketed = (h: string) => (h.includes(':') ? `[${h}]` : h);
+  const taken = new Set([port, adminPort]);
+  const url = async (wanted: number) => {
+    let chosen = taken.has(wanted) ? await freePort(host) : await portFor(wanted, host);
+    while (taken.has(chosen)) chosen = await freePort(host);
+    taken.add(chosen);
+    return `http://${bracketed(host)}:${chosen}`;
+  };
+  const apps: string[] = [await url(appInstancePort(1))];
+  const legacy = await url(DEFAULTS.legacyPort);
+  const files = await url(FILES_PORT);
+  for (let i = 2; i <= instances; i++) apps.push(await url(appInstancePort(i)));
+  return { proxy: `http://${bracketed(host)}:${port}`, admin: `http://${bracketed(adminHost)}:${adminPort}`, apps, files, legacy };
+}
+
+/** Legacy, every app instance and the files service, then the proxy in front of them, each its own supervised process. */
 async function startComponents(supervisor: Supervisor, c: {
-  data: Record<string, string>; urls: { proxy: string; admin: string; app: string; legacy: string }; port: number; adminPort: number;
+  data: Record<string, string>; urls: StackUrls; appNames: readonly string[]; port: number; adminPort: number;
   adminHost: string; adminToken: string; secret: string; workers: string | undefined;
 }): Promise<void> {
   const { data, urls } = c;
-  progress('starting legacy and the new app');
+  progress(`starting legacy, the new app (${c.appNames.join(', ')}) and files`);
   await Promise.all([
     supervisor.start({ name: 'legacy', args: ['legacy'], env: { ...data, PORT: portOf(urls.legacy) }, readyUrl: `${urls.legacy}/` }),
-    supervisor.start({ name: 'app', args: ['app'], env: { ...data, PORT: portOf(urls.app) }, readyUrl: `${urls.app}/_health` }),
+    ...urls.apps.map((url, i) => supervisor.start({ name: c.appNames[i]!, args: ['app'], env: { ...data, PORT: portOf(url) }, readyUrl: `${url}/_health` })),
+    supervisor.start({ name: 'files', args: ['files'], env: { ...data, PORT: portOf(urls.files) }, readyUrl: `${urls.files}/_health` }),
   ]);
   progress('starting the proxy');
   await supervisor.start({
     name: 'proxy', args: c.workers ? ['proxy', '--workers', c.workers] : ['proxy'], readyUrl: `${urls.admin}/healthz`,
     env: {
-      ...data, PORT: String(c.port), ADMIN_PORT: String(c.adminPort), ADMIN_HOST: c.adminHost, LEGACY_URL: urls.legacy, APP_URL: urls.app,
+      ...data, PORT: String(c.port), ADMIN_PORT: String(c.adminPort), ADMIN_HOST: c.adminHost,
+      LEGACY_URL: urls.legacy, APP_URL: urls.apps.join(','), FILES_URL: urls.files,
       BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
       BANYAN_LOG: stackAccessLog(),
     },
@@ -137,21 +182,25 @@ async function startComponents(supervisor: Supervisor, c: {
 
 /** Where everything listens, and what to do next. `adminToken`: a token generated by this start, shown once. */
 function printStarted(stack: StackFile, o: { stackFile: string; seconds: number; adminToken: string | undefined; replicaDelayMs: number; restarts: boolean }): void {
-  const pid = (name: string) => `  (pid ${stack.pids?.[name] ?? '?'})`;
+  const pid = (id: number | null | undefined) => `  (pid ${id ?? '?'})`;
+  const named = (name: string) => pid(stack.pids?.[name]);
+  const apps = stack.services?.app ?? [];
   process.stdout.write(`\nBanyan is up (${o.seconds.toFixed(1)} s). Where everything listens:\n\n`);
   printTable(['service', 'address'], [
-    ['proxy (public)', `${stack.proxy}${pid('proxy')}`],
+    ['proxy (public)', `${stack.proxy}${named('proxy')}`],
     ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
-    ['new app', `${stack.app}  (/metrics)${pid('app')}`],
-    ['legacy', `${stack.legacy}${pid('legacy')}`],
-    ['PostgreSQL primary', `${redactPassword(stack.primary)}${pid('postgresPrimary')}`],
-    ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${pid('postgresReplica')}`]),
-    ['Redis', stack.redis ? `${stack.redis}${pid('redis')}` : 'none (install redis-server for shared state)'],
+    ...apps.map((e, i) => [`new app, app-${i + 1}`, `${e.url}  (/metrics)${pid(e.pid)}`]),
+    ...(stack.services?.files ?? []).map((e) => ['files', `${e.url}  (/packages/; /metrics)${pid(e.pid)}`]),
+    ['legacy', `${stack.legacy}${named('legacy')}`],
+    ['PostgreSQL primary', `${redactPassword(stack.primary)}${named('postgresPrimary')}`],
+    ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${named('postgresReplica')}`]),
+    ['Redis', stack.redis ? `${stack.redis}${named('redis')}` : 'none (install redis-server for shared state)'],
   ]);
   process.stdout.write(`\nThe same as JSON, with passwords: ${o.stackFile}\n`);
   if (o.adminToken) process.stdout.write(`Admin token (shown once; also in stack.json): ${o.adminToken}\n`);
   process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
-  process.stdout.write(`Components and databases that die are restarted${o.restarts ? '' : ' — not in this run (--no-restart)'}; component lines are prefixed [proxy], [app], [legacy].\n`);
+  const prefixes = ['proxy', ...apps.map((_, i) => `app-${i + 1}`), 'files', 'legacy'].map((n) => `[${n}]`).join(', ');
+  process.stdout.write(`Components and databases that die are restarted${o.restarts ? '' : ' — not in this run (--no-restart)'}; component lines are prefixed ${prefixes}.\n`);
   process.stdout.write('Press Ctrl-C to stop everything.\n');
 }
 

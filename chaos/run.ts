@@ -11,12 +11,14 @@ import { runScenarios, scenarios, type ChaosContext, type ChaosRow } from './sui
 const USAGE = `usage: npm run chaos -- [--seconds 3] [--only TEXT] [--workers 2] [--json]
 
 Starts the whole stack with \`banyan start\` in a temporary folder (every
-component its own process), then, under read and upload load through the
-proxy, kills and freezes each of the new app, legacy, the replica, the
-primary and Redis, crashes a proxy worker, flips a route 50 times, shadows to
-a dead app, and runs the path-trick and poisoning attacks. Prints a table;
-exits 1 when an invariant broke (a write acknowledged and lost, or stored
-twice; the proxy exited; a fallback later than 1 s).
+component its own process, the new app as two instances), then, under read
+and upload load through the proxy, kills and freezes each of the new app
+(every instance at once), legacy, the replica, the primary and Redis, kills
+one app instance alone, crashes a proxy worker, flips a route 50 times,
+shadows to a dead app, and runs the path-trick and poisoning attacks. Prints
+a table; exits 1 when an invariant broke (a write acknowledged and lost, or
+stored twice; the proxy exited; a fallback later than 1 s; a read on the new
+app's routes that failed or fell back while another instance was up).
 
   --seconds N   how long a freeze lasts, and the load before and after a fault (default 3)
   --only TEXT   only the scenarios whose name contains TEXT
@@ -24,14 +26,17 @@ twice; the proxy exited; a fallback later than 1 s).
   --json        the rows as JSON on stdout
 `;
 
+/** The new app's instances: two, so that one can die while the other answers. */
+const APP_INSTANCES = 2;
+
 /** Everything `npm run chaos` does, also called by the short chaos test. */
 export async function chaos(options: { seconds: number; only?: string | undefined; workers: number; log: (line: string) => void }): Promise<ChaosRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'banyan-chaos-'));
   chmodSync(dir, 0o755);
   let stack: StartedStack | undefined;
   try {
-    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''})`);
-    stack = await startStack(dir, options.workers > 1 ? ['--workers', String(options.workers)] : [], {
+    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''}, ${APP_INSTANCES} app instances)`);
+    stack = await startStack(dir, ['--app-instances', String(APP_INSTANCES), ...(options.workers > 1 ? ['--workers', String(options.workers)] : [])], {
       BANYAN_RESTART_DELAY: '300ms', BANYAN_USAGE_FLUSH: '1h',
     });
     const db = connect(stack.stack.primary, { max: 1, name: 'banyan-chaos' });

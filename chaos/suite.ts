@@ -48,11 +48,19 @@ export interface Scenario {
   run(ctx: ChaosContext): Promise<ChaosRow>;
 }
 
-/** Routes on the new app with fallback, whose reads must keep succeeding when the new app dies. */
+/**
+ * Routes on the new app with fallback, whose reads must keep succeeding when the new app dies (legacy answers
+ * them), and must keep being answered by the new app when one of its instances dies (another instance does).
+ */
 const FALLBACK_ROUTES = new Set(['simple.detail', 'json.project']);
 
-/** A fault done to one component under read and write load. */
-function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | void>, options: { appFault?: boolean } = {}): Scenario {
+/**
+ * A fault done to one component under read and write load. `appFault`: every instance of the new app
+ * fails (reads on fallback routes must reach legacy within a second); `instanceFault`: one instance fails
+ * (no read on the new app's routes may fail or fall back: the other instances answer).
+ */
+function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | void>,
+  options: { appFault?: boolean; instanceFault?: boolean } = {}): Scenario {
   return {
     name,
     run: async (ctx) => {
@@ -92,6 +100,13 @@ function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | 
         if (dropped > 0) broken.push(`${dropped} reads on fallback routes failed`);
         if (firstFallbackMs === null || firstFallbackMs > 1_000) broken.push(`first fallback after ${firstFallbackMs ?? 'never'} ms (limit 1,000)`);
       }
+      if (options.instanceFault) {
+        const onNew = reads.events.filter((e) => FALLBACK_ROUTES.has(e.route));
+        const dropped = onNew.filter(failed).length;
+        const toLegacy = onNew.filter((e) => !failed(e) && e.fromLegacy).length;
+        if (dropped > 0) broken.push(`${dropped} reads on the new app's routes failed while another instance was up`);
+        if (toLegacy > 0) broken.push(`${toLegacy} reads on the new app's routes fell back to legacy while another instance was up`);
+      }
       return {
         scenario: name, requests: reads.events.length, failures, fallbacks, firstFallbackMs,
         writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken, notes: note || '',
@@ -107,15 +122,38 @@ export function scenarios(workers: number): Scenario[] {
     if (!id) throw new Error(`${name} has no process id in stack.json`);
     return id;
   };
-  const killed = (name: string) => async (ctx: ChaosContext) => {
-    const id = pid(ctx, name);
-    kill(id);
-    await waitFor(`${name} to be restarted`, async () => { const now = ctx.stack.current().pids[name]; return !!now && now !== id; }, 60_000);
+  /** The new app's instances, by their supervisor names: app-1, app-2, … */
+  const apps = (ctx: ChaosContext) => Object.keys(ctx.stack.current().pids).filter((n) => /^app-\d+$/.test(n)).sort();
+  /** SIGKILL to each component named (all at once), then wait until every one of them was restarted. */
+  const killedAll = (names: (ctx: ChaosContext) => string[]) => async (ctx: ChaosContext) => {
+    const ids = new Map(names(ctx).map((name) => [name, pid(ctx, name)]));
+    for (const id of ids.values()) kill(id);
+    await waitFor(`${[...ids.keys()].join(', ')} to be restarted`, async () => {
+      const now = ctx.stack.current().pids;
+      return [...ids].every(([name, id]) => !!now[name] && now[name] !== id);
+    }, 60_000);
   };
-  const frozen = (name: string) => async (ctx: ChaosContext) => freeze(pid(ctx, name), ctx.faultMs);
+  const killed = (name: string) => killedAll(() => [name]);
+  const frozenAll = (names: (ctx: ChaosContext) => string[]) => async (ctx: ChaosContext) => {
+    const ids = names(ctx).map((name) => pid(ctx, name));
+    await Promise.all(ids.map((id) => freeze(id, ctx.faultMs)));
+  };
+  const frozen = (name: string) => frozenAll(() => [name]);
   const list: Scenario[] = [
-    underLoad('kill the new app', killed('app'), { appFault: true }),
-    underLoad('freeze the new app', frozen('app')),
+    underLoad('kill the new app', async (ctx) => {
+      await killedAll(apps)(ctx);
+      return `every instance killed: ${apps(ctx).join(', ')}`;
+    }, { appFault: true }),
+    underLoad('freeze the new app', async (ctx) => {
+      await frozenAll(apps)(ctx);
+      return `every instance frozen: ${apps(ctx).join(', ')}`;
+    }),
+    underLoad('kill one app instance', async (ctx) => {
+      const others = apps(ctx).filter((n) => n !== 'app-1');
+      if (others.length === 0) throw new Error('one app instance only: start the stack with --app-instances 2 or more');
+      await killed('app-1')(ctx);
+      return `app-1 killed and restarted; ${others.join(', ')} stayed up`;
+    }, { instanceFault: true }),
     underLoad('kill legacy', killed('legacy')),
     underLoad('freeze legacy', frozen('legacy')),
     underLoad('kill the replica', killed('postgresReplica')),
@@ -146,7 +184,7 @@ export function scenarios(workers: number): Scenario[] {
       await setMode(ctx, 'project.page', 'shadow', 'chaos: shadow to a dead app');
       try {
         await sleep(ctx.settleMs);
-        await killed('app')(ctx);
+        await killedAll(apps)(ctx);
       } finally {
         await setMode(ctx, 'project.page', 'legacy', 'chaos: shadow over');
       }
@@ -231,8 +269,17 @@ async function healthy(ctx: ChaosContext): Promise<void> {
     const s = ctx.stack.current();
     if (Object.values(s.pids).some((p) => !p)) return false;
     const ready = await fetch(`${s.admin}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status === 200, () => false);
-    return ready && withPrimary(ctx, async (c) => (await c.query('SELECT 1')).rowCount === 1).catch(() => false);
+    return ready && await everyEndpointTaking(ctx) && withPrimary(ctx, async (c) => (await c.query('SELECT 1')).rowCount === 1).catch(() => false);
   }, 90_000);
+}
+
+/** Whether the proxy takes requests to every endpoint of every service again: one scenario's ejections must not bleed into the next. */
+async function everyEndpointTaking(ctx: ChaosContext): Promise<boolean> {
+  const s = ctx.stack.current();
+  const res = await fetch(`${s.admin}/api/upstreams`, { headers: { authorization: `Bearer ${s.adminToken}` }, signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+  if (res?.status !== 200) return false;
+  const { upstreams } = await res.json() as { upstreams: { endpoints: { state: string }[] }[] };
+  return upstreams.every((u) => u.endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'));
 }
 
 async function fallbackCount(ctx: ChaosContext): Promise<number> {

@@ -4,17 +4,30 @@ import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
 import { DEFAULT_PROJECTS_PER_HOUR } from './ownership.js';
 
+/** One running endpoint of a service of the local stack: where it listens, and its process id (null while it is down). */
+export interface StackEndpoint {
+  readonly url: string;
+  readonly pid: number | null;
+}
+
 /** What `npm start` writes to `.banyan/stack.json`, so other commands find the stack. */
 export interface StackFile {
   readonly proxy: string;
   readonly admin: string;
+  /** The first app instance (kept for commands and scripts that know one app); every instance is in `services.app`. */
   readonly app: string;
   readonly legacy: string;
   readonly primary: string;
   readonly replicas: readonly string[];
   readonly redis: string | null;
   readonly adminToken: string;
-  /** Process ids of the supervisor and each component (null while one is down). */
+  /** The proxy's upstreams, each a list of endpoints: `legacy`, `app` (one per instance, `app-1` first) and `files`. */
+  readonly services?: {
+    readonly legacy: readonly StackEndpoint[];
+    readonly app: readonly StackEndpoint[];
+    readonly files: readonly StackEndpoint[];
+  };
+  /** Process ids of the supervisor, each component by its supervisor name (`proxy`, `app-1`, `files`, …) and the data servers (null while one is down). */
   readonly pids?: Readonly<Record<string, number | null>>;
 }
 
@@ -23,6 +36,7 @@ export interface Settings {
   readonly databaseUrl: string | undefined;
   readonly replicaUrls: readonly string[];
   readonly redisUrl: string | undefined;
+  /** LEGACY_URL and APP_URL: each a comma list of endpoint URLs, as given (every entry checked). */
   readonly legacyUrl: string | undefined;
   readonly appUrl: string | undefined;
   readonly secret: string | undefined;
@@ -132,8 +146,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     replicaUrls: Object.freeze((replicas ?? '').split(',').map((s) => s.trim()).filter(Boolean)
       .map((u, i) => checkUrl(`DATABASE_REPLICA_URLS (entry ${i + 1})`, u, ['postgres:', 'postgresql:']))),
     redisUrl: optionalUrl('REDIS_URL', pick('REDIS_URL', stack?.redis), ['redis:', 'rediss:']),
-    legacyUrl: optionalUrl('LEGACY_URL', pick('LEGACY_URL', stack?.legacy), ['http:', 'https:']),
-    appUrl: optionalUrl('APP_URL', pick('APP_URL', stack?.app), ['http:', 'https:']),
+    legacyUrl: optionalUrlList('LEGACY_URL', pick('LEGACY_URL', stack?.legacy), ['http:', 'https:']),
+    appUrl: optionalUrlList('APP_URL', pick('APP_URL', stack?.app), ['http:', 'https:']),
     secret: checkSecret(pick('BANYAN_SECRET', undefined)),
     adminToken: pick('BANYAN_ADMIN_TOKEN', stack?.adminToken),
     adminUrl: optionalUrl('BANYAN_ADMIN_URL', pick('BANYAN_ADMIN_URL', stack?.admin), ['http:', 'https:']),
@@ -238,6 +252,17 @@ function checkUrl(variable: string, value: string, protocols: string[]): string 
 
 function optionalUrl(variable: string, value: string | undefined, protocols: string[]): string | undefined {
   return value === undefined ? undefined : checkUrl(variable, value, protocols);
+}
+
+/**
+ * A comma list of URLs (LEGACY_URL, APP_URL: an upstream's endpoints), each checked like a single URL;
+ * a bad entry of a list is named by its place (`APP_URL (entry 2)`). Returned as given: the proxy splits it.
+ */
+function optionalUrlList(variable: string, value: string | undefined, protocols: string[]): string | undefined {
+  if (value === undefined) return undefined;
+  const entries = value.split(',').map((s) => s.trim());
+  entries.forEach((entry, i) => checkUrl(entries.length > 1 ? `${variable} (entry ${i + 1})` : variable, entry, protocols));
+  return value;
 }
 
 function optionalPort(variable: string, value: string | undefined): number | undefined {

@@ -7,7 +7,7 @@ const BANYAN = fileURLToPath(new URL('../bin/banyan.js', import.meta.url));
 
 /** One component of the stack, run as `banyan <command>` in a process of its own. */
 export interface ComponentSpec {
-  /** The name its log lines are prefixed with: `proxy`, `app`, `legacy`. */
+  /** The name its log lines are prefixed with: `proxy`, `app-1`, `files`, `legacy`. */
   readonly name: string;
   /** `banyan` arguments, e.g. `['proxy']`. */
   readonly args: readonly string[];
@@ -46,7 +46,7 @@ interface Running {
 export class Supervisor {
   readonly #options: SupervisorOptions;
   readonly #running = new Map<string, Running>();
-  #onRestart: () => void = () => {};
+  #onChange: () => void = () => {};
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -63,9 +63,9 @@ export class Supervisor {
     await this.#waitReady(running, timeoutMs);
   }
 
-  /** Called after a component was restarted and answers again (its pid changed). */
-  onRestart(listener: () => void): void {
-    this.#onRestart = listener;
+  /** Called when a component died (its pid is gone) and again when it was restarted and answers (its new pid). */
+  onChange(listener: () => void): void {
+    this.#onChange = listener;
   }
 
   /** The component's current process id (undefined while it is down). */
@@ -113,6 +113,7 @@ export class Supervisor {
       if (r.stopping) return;
       const how = signal ? `signal ${signal}` : `exit code ${code}`;
       const ran = Date.now() - r.startedAt;
+      this.#onChange();
       if (!this.#options.restart) {
         this.#options.log(`${spec.name} (pid ${child.pid}) died (${how}); not restarting it (--no-restart)`);
         return;
@@ -124,7 +125,7 @@ export class Supervisor {
         this.#waitReady(r, 60_000).then(
           () => {
             this.#options.log(`${spec.name} is back (pid ${r.child.pid})`);
-            this.#onRestart();
+            this.#onChange();
           },
           (err: Error) => this.#options.log(`${spec.name}: ${err.message}`),
         );

@@ -4,10 +4,12 @@ import type { ChaosRow } from '../chaos/suite.js';
 
 /**
  * `npm run chaos` in a form short enough for CI: the same scenarios against
- * the same real processes (`banyan start`, a proxy with two workers), with
- * one-second faults. Each row must hold its invariants: no acknowledged
- * write lost, none stored twice, a proxy that never exited, and reads on
- * fallback routes answered by legacy within a second of the new app's death.
+ * the same real processes (`banyan start`, a proxy with two workers, two app
+ * instances), with one-second faults. Each row must hold its invariants: no
+ * acknowledged write lost, none stored twice, a proxy that never exited,
+ * reads on fallback routes answered by legacy within a second of the death
+ * of every app instance, and, when one instance dies, every read on the new
+ * app's routes answered by another.
  */
 describe('chaos: kills, freezes, flips and attacks against npm start, every invariant held', function () {
   this.timeout(600_000);
@@ -28,7 +30,7 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
 
   it('runs every scenario under real load: reads and acknowledged uploads in each fault', () => {
     expect(rows.map((r) => r.scenario)).to.deep.equal([
-      'kill the new app', 'freeze the new app', 'kill legacy', 'freeze legacy', 'kill the replica', 'freeze the replica',
+      'kill the new app', 'freeze the new app', 'kill one app instance', 'kill legacy', 'freeze legacy', 'kill the replica', 'freeze the replica',
       'kill the primary', 'freeze the primary', 'kill Redis', 'freeze Redis', 'crash a proxy worker', 'flip a route 50 times',
       'shadow to a dead app', 'path tricks on a retired route', 'usage poisoning',
     ]);
@@ -54,6 +56,14 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
     expect(killed.firstFallbackMs).to.be.a('number').and.at.most(1_000);
     expect(killed.fallbacks).to.be.above(0);
     expect(killed.broken).to.deep.equal([]);
+  });
+
+  it('fails no read on the new app\'s routes when one instance dies: the other answers, none falls back to legacy', () => {
+    const one = row('kill one app instance');
+    expect(one.notes).to.equal('app-1 killed and restarted; app-2 stayed up');
+    expect(one.failures, 'no read failed, on any route').to.equal(0);
+    expect(one.writesAcknowledged, 'uploads go on through the other instance').to.be.above(0);
+    expect(one.broken).to.deep.equal([]);
   });
 
   it('fails no read while a route flips 50 times, or while shadowing to a dead app', () => {

@@ -1,6 +1,13 @@
 import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { services, waitForReplay, withClient } from './support/services.js';
+import { startFilesRuntime } from '../app/files-runtime.js';
+import { startAppRuntime, type AppRuntime } from '../app/runtime.js';
+import { buildWheel } from '../chaos/wheel.js';
+import { storagePath } from '../lib/file-store.js';
+import { basicAuth, newUploader } from './support/packages.js';
+import { services, tempDir, waitForReplay, withClient } from './support/services.js';
 
 describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
   it('the primary shows the replica streaming in pg_stat_replication', async () => {
@@ -58,5 +65,81 @@ describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
       socket.once('error', reject);
     });
     expect(reply).to.equal('+PONG\r\n');
+  });
+});
+
+describe('the files service (banyan files): the package files, apart from the app', () => {
+  let storage: string;
+  let app: AppRuntime | undefined;
+  let files: AppRuntime | undefined;
+
+  before(async () => {
+    const s = await services();
+    storage = tempDir('banyan-files-service-');
+    const data = { primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, redisUrl: s.redisUrl!, storageDir: storage, host: '127.0.0.1', port: 0 };
+    app = await startAppRuntime(data);
+    files = await startFilesRuntime(data);
+  });
+
+  after(async () => {
+    await files?.close();
+    await app?.close();
+    rmSync(storage, { recursive: true, force: true });
+  });
+
+  it('serves a file uploaded through the app: the same bytes, ETag, Range and Cache-Control', async () => {
+    const s = await services();
+    const uploader = await newUploader(s.primaryUrl);
+    const project = `files-service-${process.pid}`;
+    const wheel = buildWheel(project, '1.0', randomBytes(4_096));
+    const sha256 = createHash('sha256').update(wheel.bytes).digest('hex');
+    const form = new FormData();
+    const fields: Record<string, string> = {
+      ':action': 'file_upload', protocol_version: '1', name: project, version: '1.0', filetype: 'bdist_wheel', pyversion: 'py3',
+      metadata_version: '2.1', summary: 'served by the files service', sha256_digest: sha256,
+    };
+    for (const [k, v] of Object.entries(fields)) form.append(k, v);
+    form.append('content', new Blob([wheel.bytes]), wheel.filename);
+    const uploaded = await fetch(`${app!.url}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', uploader.token) } });
+    expect(uploaded.status, await uploaded.text()).to.equal(200);
+
+    const path = `/packages/${storagePath(sha256, wheel.filename)}`;
+    const fromApp = await fetch(`${app!.url}${path}`);
+    const whole = await fetch(`${files!.url}${path}`);
+    const bytes = Buffer.from(await whole.arrayBuffer());
+    expect(whole.status).to.equal(200);
+    expect(bytes.equals(wheel.bytes), 'the bytes uploaded').to.equal(true);
+    expect(Buffer.from(await fromApp.arrayBuffer()).equals(bytes), 'the bytes the app serves').to.equal(true);
+    expect(whole.headers.get('etag')).to.equal(`"${sha256}"`);
+    expect(whole.headers.get('etag')).to.equal(fromApp.headers.get('etag'));
+    expect(whole.headers.get('cache-control')).to.equal('public, max-age=31536000, immutable');
+    expect(whole.headers.get('content-length')).to.equal(String(wheel.bytes.length));
+    expect(whole.headers.get('accept-ranges')).to.equal('bytes');
+
+    const range = await fetch(`${files!.url}${path}`, { headers: { range: 'bytes=10-99' } });
+    expect(range.status).to.equal(206);
+    expect(range.headers.get('content-range')).to.equal(`bytes 10-99/${wheel.bytes.length}`);
+    expect(Buffer.from(await range.arrayBuffer()).equals(wheel.bytes.subarray(10, 100))).to.equal(true);
+    const outside = await fetch(`${files!.url}${path}`, { headers: { range: `bytes=${wheel.bytes.length}-` } });
+    expect([outside.status, await outside.text()]).to.deep.equal([416, `416 The range is outside the file (${wheel.bytes.length} bytes).\n`]);
+
+    const cached = await fetch(`${files!.url}${path}`, { headers: { 'if-none-match': `"${sha256}"` } });
+    expect(cached.status).to.equal(304);
+    const head = await fetch(`${files!.url}${path}`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('etag'), head.headers.get('content-length')]).to.deep.equal([200, `"${sha256}"`, String(wheel.bytes.length)]);
+  });
+
+  it('serves only files, its health and its metrics', async () => {
+    expect((await fetch(`${files!.url}/_health`)).status).to.equal(200);
+    const missing = await fetch(`${files!.url}/packages/${storagePath('0'.repeat(64), 'none-1.0.tar.gz')}`);
+    expect(missing.status).to.equal(404);
+    expect(await missing.text()).to.match(/^404 no file at \/packages\//);
+    for (const path of ['/simple/', '/pypi/anything/json', '/project/anything/']) {
+      expect((await fetch(`${files!.url}${path}`)).status, path).to.equal(404);
+    }
+    expect((await fetch(`${files!.url}/legacy/`, { method: 'POST', body: 'x' })).status, 'no uploads here').to.be.oneOf([404, 405]);
+    const metrics = await (await fetch(`${files!.url}/metrics`)).text();
+    expect(metrics).to.match(/^banyan_app_requests_total\{handler="files",method="GET",status_class="2xx"\} [1-9]/m);
+    expect(metrics).to.match(/^banyan_app_requests_total\{handler="files\.health",/m);
   });
 });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { StackFile } from '../lib/config.js';
 import { isAlive } from '../lib/processes.js';
 import { runBanyan, runBanyanAsync, startStack, type StartedStack } from './support/cli.js';
 import { buildDists, run } from './support/packages.js';
@@ -18,8 +19,8 @@ interface StepCounts { requests: number; failures: number; legacy: number; fallb
  * The operator's journey of README.md, as a newcomer runs it: `npm start`
  * (every component its own process), then only the `banyan` command line,
  * pip and twine. The download page route goes shadow → canary → new with
- * fallback; the new app's process is SIGKILLed and comes back; the route is
- * rolled back. pip installs and twine uploads through the proxy all along.
+ * fallback; every process of the new app (two instances) is SIGKILLed and
+ * comes back; the route is rolled back. pip installs and twine uploads through the proxy all along.
  */
 describe('the migration journey against npm start: real processes, the CLI, pip and twine', function () {
   this.timeout(600_000);
@@ -101,8 +102,10 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     return [...text.matchAll(/^banyan_proxy_fallbacks_total\{[^}]*route="project\.page"[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   }
 
-  function appPid(): number {
-    return (JSON.parse(readFileSync(join(cwd, '.banyan', 'stack.json'), 'utf8')) as { pids: Record<string, number> }).pids['app']!;
+  /** Every app instance's process id, from stack.json (`services.app`, as the README's `jq` reads it); null while one is down. */
+  function appPids(): (number | null)[] {
+    const file = JSON.parse(readFileSync(join(cwd, '.banyan', 'stack.json'), 'utf8')) as StackFile;
+    return file.services!.app.map((e) => e.pid);
   }
 
   it('starts from the shipped table: the download page on legacy, pip and twine through the proxy', async () => {
@@ -151,9 +154,11 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     await publishAndInstall();
   });
 
-  it('SIGKILL of the new app: safe requests get 200 from legacy within a second, uploads get 503 and are never replayed', async () => {
-    const pid = appPid();
-    process.kill(pid, 'SIGKILL');
+  it('SIGKILL of every app instance: safe requests get 200 from legacy within a second, uploads get 503 and are never replayed', async () => {
+    const pids = appPids() as number[];
+    expect(pids, 'two app instances, each running').to.have.length(2);
+    for (const pid of pids) expect(pid).to.be.a('number');
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
     const killed = Date.now();
     let firstFallback: number | undefined;
     while (firstFallback === undefined && Date.now() - killed < 5_000) {
@@ -168,7 +173,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     console.log(`      first fallback answer ${firstFallback} ms after SIGKILL`);
     const c = await browse('4. app killed', 20);
     expect(c).to.include({ failures: 0, legacy: 20 });
-    expect(isAlive(pid)).to.equal(false);
+    for (const pid of pids) expect(isAlive(pid), `app instance ${pid} is dead`).to.equal(false);
     const refused = await upload();
     expect(refused.code, 'twine fails while the app is down').to.not.equal(0);
     expect(refused.output).to.match(/503/);
@@ -178,9 +183,9 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     expect(seen.status, 'the refused upload was not replayed to legacy').to.equal(404);
   });
 
-  it('the app comes back (restarted by npm start) and traffic returns to it', async () => {
-    const old = appPid();
-    await waitUntil('the app is restarted', async () => appPid() !== old, RESTART_DELAY_MS + 30_000);
+  it('the app comes back (every instance restarted by npm start) and traffic returns to it', async () => {
+    const old = new Set(appPids());
+    await waitUntil('every app instance is restarted', async () => appPids().every((pid) => pid !== null && !old.has(pid)), RESTART_DELAY_MS + 30_000);
     await waitUntil('the new app answers the route again', async () => {
       const res = await fetch(`${proxy}/project/${name}/`);
       await res.arrayBuffer();
@@ -188,7 +193,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     }, 30_000);
     const c = await browse('5. app back', 20);
     expect(c).to.include({ failures: 0, legacy: 0 });
-    expect(stack.output()).to.match(/app \(pid \d+\) died \(signal SIGKILL\)/);
+    for (const name of ['app-1', 'app-2']) expect(stack.output()).to.match(new RegExp(`${name} \\(pid \\d+\\) died \\(signal SIGKILL\\)`));
     await publishAndInstall();
   });
 

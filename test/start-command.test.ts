@@ -1,10 +1,16 @@
 import { expect } from 'chai';
-import { existsSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { buildWheel } from '../chaos/wheel.js';
+import type { StackFile } from '../lib/config.js';
+import { storagePath } from '../lib/file-store.js';
 import { isAlive } from '../lib/processes.js';
 import { processesMentioning, runBanyan, startStack } from './support/cli.js';
+import { basicAuth, newUploader } from './support/packages.js';
 import { tempDir, withClient } from './support/services.js';
+import { waitUntil } from './support/wait.js';
 
 describe('banyan start (npm start)', () => {
   let cwd: string;
@@ -21,13 +27,59 @@ describe('banyan start (npm start)', () => {
     const run = await startStack(cwd, ['--replica-delay', '250ms']);
     try {
       const { stack } = run;
-      expect(stack).to.have.all.keys('proxy', 'admin', 'app', 'legacy', 'primary', 'replicas', 'redis', 'adminToken', 'pids');
+      expect(stack).to.have.all.keys('proxy', 'admin', 'app', 'legacy', 'primary', 'replicas', 'redis', 'adminToken', 'services', 'pids');
       const pids = stack['pids'] as Record<string, number>;
-      expect(pids).to.have.all.keys('supervisor', 'proxy', 'app', 'legacy', 'postgresPrimary', 'postgresReplica', 'redis');
+      expect(pids).to.have.all.keys('supervisor', 'proxy', 'app-1', 'app-2', 'files', 'legacy', 'postgresPrimary', 'postgresReplica', 'redis');
       const distinct = new Set(Object.values(pids));
-      expect(distinct.size, 'each component is a process of its own').to.equal(7);
+      expect(distinct.size, 'each component is a process of its own').to.equal(9);
       for (const pid of distinct) expect(isAlive(pid), `pid ${pid} runs`).to.equal(true);
       pidsSeen = [...distinct];
+
+      // The proxy's upstreams, each a list of endpoints with their processes: two app instances by default.
+      const services = stack.services!;
+      expect(services).to.have.all.keys('legacy', 'app', 'files');
+      expect(services.app.map((e) => e.pid)).to.deep.equal([pids['app-1'], pids['app-2']]);
+      expect(services.files.map((e) => e.pid)).to.deep.equal([pids['files']]);
+      expect(services.legacy.map((e) => e.pid)).to.deep.equal([pids['legacy']]);
+      expect(stack.app, 'app: the first instance, for compatibility').to.equal(services.app[0]!.url);
+      expect(stack.legacy).to.equal(services.legacy[0]!.url);
+      const urls = [stack.proxy, stack.admin, ...services.app.map((e) => e.url), services.files[0]!.url, stack.legacy];
+      expect(new Set(urls).size, 'no two components share a port').to.equal(urls.length);
+      for (const e of [...services.app, ...services.files]) expect((await fetch(`${e.url}/_health`)).status, e.url).to.equal(200);
+      // The start table lists every instance with its process id.
+      for (const [i, e] of services.app.entries()) expect(run.output()).to.contain(`new app, app-${i + 1}`).and.contain(`${e.url}  (/metrics)  (pid ${e.pid})`);
+      expect(run.output()).to.contain(`${services.files[0]!.url}  (/packages/; /metrics)  (pid ${pids['files']})`);
+      expect(run.output()).to.contain('component lines are prefixed [proxy], [app-1], [app-2], [files], [legacy]');
+      expect(run.output()).to.match(/^\[app-2\] • app listening on /m);
+
+      // A file uploaded through one app instance is served by the files service, as the app would serve it.
+      const uploader = await newUploader(stack.primary);
+      const project = `start-files-${process.pid}`;
+      const wheel = buildWheel(project, '1.0', randomBytes(1_024));
+      const sha256 = createHash('sha256').update(wheel.bytes).digest('hex');
+      const form = new FormData();
+      for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version: '1.0', filetype: 'bdist_wheel',
+        pyversion: 'py3', metadata_version: '2.1', summary: 'one file', sha256_digest: sha256 })) form.append(k, v);
+      form.append('content', new Blob([wheel.bytes]), wheel.filename);
+      const up = await fetch(`${services.app[1]!.url}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', uploader.token) } });
+      expect(up.status, await up.text()).to.equal(200);
+      const file = await fetch(`${services.files[0]!.url}/packages/${storagePath(sha256, wheel.filename)}`);
+      expect([file.status, file.headers.get('etag')]).to.deep.equal([200, `"${sha256}"`]);
+      expect(Buffer.from(await file.arrayBuffer()).equals(wheel.bytes)).to.equal(true);
+
+      // stack.json follows a restart: the dead instance's pid is null while it is down, then its new pid.
+      const stackFile = join(cwd, '.banyan', 'stack.json');
+      const now = () => JSON.parse(readFileSync(stackFile, 'utf8')) as StackFile;
+      const before = pids['app-2']!;
+      process.kill(before, 'SIGKILL');
+      await waitUntil('stack.json shows app-2 down', async () => now().services!.app[1]!.pid === null && now().pids!['app-2'] === null, 10_000);
+      await waitUntil('stack.json shows app-2 back', async () => typeof now().services!.app[1]!.pid === 'number', 30_000);
+      const after = now();
+      expect(after.services!.app[1]!.pid).to.not.equal(before);
+      expect(after.pids!['app-2']).to.equal(after.services!.app[1]!.pid);
+      expect(after.services!.app[1]!.url, 'the restarted instance keeps its URL').to.equal(services.app[1]!.url);
+      expect(after.services!.app[0], 'app-1 was not touched').to.deep.equal(services.app[0]);
+      pidsSeen.push(after.pids!['app-2']!);
       expect(stack.replicas).to.have.length(1);
       expect(stack['redis']).to.match(/^redis:\/\/127\.0\.0\.1:\d+$/);
       expect(run.output()).to.contain('Where everything listens');
@@ -85,6 +137,32 @@ describe('banyan start (npm start)', () => {
     } finally {
       expect(await second.stop('SIGINT')).to.equal(0);
     }
+  });
+
+  it('--app-instances 1 runs one app process behind the proxy', async () => {
+    const run = await startStack(cwd, ['--app-instances', '1']);
+    try {
+      const { stack } = run;
+      expect(Object.keys(stack.pids).sort()).to.deep.equal(['app-1', 'files', 'legacy', 'postgresPrimary', 'postgresReplica', 'proxy', 'redis', 'supervisor']);
+      expect(stack.services!.app).to.deep.equal([{ url: stack.app, pid: stack.pids['app-1'] }]);
+      expect(stack.services!.files).to.have.length(1);
+      expect(run.output()).to.contain('starting legacy, the new app (app-1) and files');
+      const simple = await fetch(`${stack.proxy}/simple/`);
+      expect(simple.status).to.equal(200);
+      expect(simple.headers.get('x-banyan-read-from'), 'the new app answered').to.be.a('string');
+    } finally {
+      expect(await run.stop('SIGTERM')).to.equal(0);
+    }
+    expect(run.output()).to.contain('stopping the new app (app-1), files and legacy');
+  });
+
+  it('refuses a bad --app-instances with one clear line, starting nothing', () => {
+    for (const bad of ['0', '17', 'two']) {
+      const r = runBanyan(['start', '--app-instances', bad], { cwd, env: { PORT: '0', ADMIN_PORT: '0' } });
+      expect([r.status, r.stderr], `--app-instances ${bad}`).to.deep.equal([2,
+        `banyan: --app-instances must be a whole number from 1 to 16, not "${bad}" (it is the number of new app processes behind the proxy)\n`]);
+    }
+    expect(existsSync(join(cwd, '.banyan', 'postgres'))).to.equal(false);
   });
 
   it('refuses a port in use with one line naming the setting, starting nothing', async () => {
