@@ -47,8 +47,8 @@ export async function proxyCommand(args: Args): Promise<void> {
     const routesFile = s.routesFile ?? DEFAULT_ROUTES_FILE;
     const runtime = await startFileProxyRuntime({
       settings: { ...s, routesFile, routesPollMs: Math.min(s.routesPollMs, 1_000) },
-      legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
-      appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
+      legacyUrl: s.legacyUrl,
+      appUrl: s.appUrl,
       port: s.port ?? DEFAULTS.proxyPort,
       adminPort: s.adminPort ?? DEFAULTS.adminPort,
       log: progress,
@@ -63,8 +63,8 @@ export async function proxyCommand(args: Args): Promise<void> {
   }
   const runtime = await startProxyRuntime({
     settings: s,
-    legacyUrl: required(s.legacyUrl, 'LEGACY_URL', 'to forward routes still on legacy'),
-    appUrl: required(s.appUrl, 'APP_URL', 'to forward routes on the new app'),
+    legacyUrl: s.legacyUrl,
+    appUrl: s.appUrl,
     port: s.port ?? DEFAULTS.proxyPort,
     adminPort: s.adminPort ?? DEFAULTS.adminPort,
     log: progress,

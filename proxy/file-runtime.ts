@@ -6,7 +6,7 @@ import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
 import { type CompiledTable, compileTable, describeChange, parseRoutesFile, routesFileText, validateTable, type Validation } from '../routing/table/index.js';
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
-import { proxyReadiness } from './readiness.js';
+import { proxyReadiness, requireLegacy } from './readiness.js';
 import { listenPublic } from './runtime.js';
 import { createProxy, type Proxy } from './proxy.js';
 
@@ -14,8 +14,9 @@ export interface FileProxyOptions {
   readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'> & {
     readonly routesFile: string; readonly routesPollMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number;
   };
-  readonly legacyUrl: string;
-  readonly appUrl: string;
+  /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
+  readonly legacyUrl?: string | undefined;
+  readonly appUrl?: string | undefined;
   readonly port: number;
   readonly adminPort: number;
   readonly log?: (line: string) => void;
@@ -119,6 +120,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
   const opened: { close(): Promise<void> }[] = [{ close: async () => routes.stop() }, { close: () => proxy.close() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
   try {
+    await requireLegacy(proxy.upstreams);
     const publicSide = await listenPublic(proxy, settings, options.port);
     opened.push(publicSide);
     const checks = proxyReadiness({

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
+import { BanyanError } from '../lib/errors.js';
 import { LEGACY } from '../routing/table/index.js';
-import type { UpstreamSnapshot } from './upstreams/index.js';
+import type { UpstreamSet, UpstreamSnapshot } from './upstreams/index.js';
 
 /** One readiness check: whether it passed, what was seen, and whether it gates readiness. */
 export interface ReadinessCheck {
@@ -61,4 +62,16 @@ export function proxyReadiness(options: ProxyReadinessOptions): () => Promise<Re
     checks['routes'] = { ok: version > 0, detail: version > 0 ? `route table version ${version}, ${options.routeCount()} routes` : 'no route table loaded', required: true };
     return checks;
   };
+}
+
+/**
+ * A proxy does not start without somewhere to send what no route claims: once the table's sources have
+ * answered (a DNS name's first lookup), legacy must have an endpoint, or start-up fails naming what to set.
+ */
+export async function requireLegacy(upstreams: UpstreamSet): Promise<void> {
+  await upstreams.settled();
+  const legacy = upstreams.get(LEGACY)?.snapshot();
+  if (legacy && legacy.endpoints.length > 0) return;
+  throw new BanyanError('missing-setting', `the legacy upstream has no endpoints${legacy?.problem ? `: ${legacy.problem}` : ''}`,
+    'set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table');
 }

@@ -16,15 +16,16 @@ import { createAdmin } from './admin.js';
 import { limitConnectionsPerClient } from './client-limit.js';
 import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
-import { proxyReadiness } from './readiness.js';
+import { proxyReadiness, requireLegacy } from './readiness.js';
 import { createProxy, type BreakerSettings, type PinSettings, type Proxy } from './proxy.js';
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
     Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
-  readonly legacyUrl: string;
-  readonly appUrl: string;
+  /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
+  readonly legacyUrl?: string | undefined;
+  readonly appUrl?: string | undefined;
   readonly port: number;
   readonly adminPort: number;
   readonly breaker?: Partial<BreakerSettings>;
@@ -89,6 +90,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });
+    await requireLegacy(proxy.upstreams);
     shadowCounts = (route) => proxy.shadow.report(route).counts;
     autopilot.start();
     // Stopped after the listeners: the last requests' evidence is reported, then the lease is given up.

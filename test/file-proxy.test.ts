@@ -108,6 +108,29 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
     expect(r.stderr).to.contain(`routes file ${join(dir, 'bad.json')} is not a valid route table:`);
     expect(r.stderr).to.contain('route 1 "Shop": name: must be a dotted lower-case name');
   });
+
+  it('refuses to start with nowhere to send legacy traffic, and starts on the table\'s own endpoints without LEGACY_URL or APP_URL', async () => {
+    writeFileSync(join(dir, 'bare.json'), routes('new'));
+    const missing = runBanyan(['proxy'], {
+      cwd: dir, env: { DATABASE_URL: '', LEGACY_URL: '', APP_URL: '', BANYAN_ROUTES_FILE: join(dir, 'bare.json'), PORT: '0', ADMIN_PORT: '0' },
+    });
+    expect([missing.status, missing.stderr.trim().split('\n').at(-1)]).to.deep.equal([1, 'banyan: the legacy upstream has no endpoints: LEGACY_URL is not set on this proxy ' +
+      '(set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table)']);
+    const [port, adminPort] = [await freePort(), await freePort()];
+    writeFileSync(join(dir, 'own.json'), JSON.stringify({
+      upstreams: [{ name: 'legacy', endpoints: ['http://127.0.0.1:9'] }, { name: 'app', endpoints: ['http://127.0.0.1:9'] }],
+      routes: [{ name: 'home', match: { path: '/' }, mode: 'legacy' }],
+    }));
+    const own = spawn(process.execPath, [BANYAN, 'proxy'], {
+      cwd: dir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DATABASE_URL: '', LEGACY_URL: '', APP_URL: '', BANYAN_ROUTES_FILE: join(dir, 'own.json'), PORT: String(port), ADMIN_PORT: String(adminPort) },
+    });
+    try {
+      await waitUntil('it starts on the table\'s endpoints', async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`).catch(() => undefined))?.status === 200, 15_000);
+    } finally {
+      own.kill('SIGTERM');
+    }
+  });
 });
 
 describe('a routes file with upstreams (FileRoutes)', () => {

@@ -180,10 +180,10 @@ export class Upstream {
     const urls = found.urls;
     if (urls === undefined) {
       const n = current.length;
-      this.#problem = `${found.problem}; ${n === 0 ? 'no endpoints' : `keeping ${n} endpoint${n === 1 ? '' : 's'}`}`;
+      this.#setProblem(`${found.problem}; ${n === 0 ? 'no endpoints' : `keeping ${n} endpoint${n === 1 ? '' : 's'}`}`);
       return;
     }
-    this.#problem = found.problem;
+    this.#setProblem(found.problem);
     if (current.length === urls.length && current.every((e, i) => e.url === urls[i])) return;
     const byUrl = new Map(current.map((e) => [e.url, e]));
     // Slow start shares traffic out relative to the others: with no others there is nothing to share it with.
@@ -192,6 +192,14 @@ export class Upstream {
     for (const e of current) if (!urls.includes(e.url)) this.#remove(e);
     this.#endpoints = next;
     this.#scores = new Float64Array(next.length);
+  }
+
+  /** A new problem is said once in the log, so an operator sees at start why a service gets no requests. */
+  #setProblem(problem: string | undefined): void {
+    if (problem !== undefined && problem !== this.#problem) {
+      this.#context.log(`proxy: upstream ${this.name}: ${problem}${this.#endpoints.length === 0 ? '; its routes fall back (safe requests, with fallback) or get 503' : ''}`);
+    }
+    this.#problem = problem;
   }
 
   #add(url: string, slowStart: boolean, tlsName: string | undefined): Endpoint {
