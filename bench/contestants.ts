@@ -4,8 +4,9 @@
  *   http-proxy-3 PORT TARGET         a bare http-proxy-3 server with a keep-alive agent
  *   undici PORT TARGET               a bare node:http server forwarding with undici Pool.stream()
  *   fastify PORT TARGET              Fastify with @fastify/http-proxy (undici underneath): the fastest framework-based Node proxy
- *   banyan PORT TARGET ROUTES        Banyan's proxy with every feature on (pins, metrics, breakers, usage ledger, feature
- *                                    extraction, autopilot evidence) and ROUTES routes, compiled (from dist/)
+ *   banyan PORT TARGET ROUTES [MORE…]  Banyan's proxy with every feature on (pins, metrics, breakers, usage ledger, feature
+ *                                    extraction, autopilot evidence) and ROUTES routes, compiled (from dist/); with MORE
+ *                                    targets, legacy and the app are each those endpoints, with active health checks
  * Prints "ready" when it listens.
  */
 import { createServer, Agent } from 'node:http';
@@ -15,7 +16,7 @@ import Fastify from 'fastify';
 import fastifyProxy from '@fastify/http-proxy';
 import { BENCH_SECRET, benchRoutes } from './routes.js';
 
-const [kind, portText, target, routeCount] = process.argv.slice(2);
+const [kind, portText, target, routeCount, ...moreTargets] = process.argv.slice(2);
 const port = Number(portText);
 const BODY = Buffer.alloc(1024, 'x');
 // A clean exit on SIGINT lets --cpu-prof write its profile.
@@ -61,7 +62,11 @@ if (kind === 'backend') {
   const { createProxy } = await load<typeof import('../proxy/proxy.js')>('proxy/proxy.js');
   const { compileTable } = await load<typeof import('../routing/table/index.js')>('routing/table/route-table.js');
   const metrics = createProxyMetrics();
-  const table = compileTable(benchRoutes(Number(routeCount)), 1);
+  const endpoints = [target!, ...moreTargets];
+  const health = { path: '/', intervalMs: 1_000 };
+  const table = moreTargets.length
+    ? compileTable(benchRoutes(Number(routeCount)), 1, [{ name: 'legacy', endpoints, health }, { name: 'app', endpoints, health }])
+    : compileTable(benchRoutes(Number(routeCount)), 1);
   // Counted per request as in production; never flushed, so no database is reached (the pool connects on first use).
   const db = connect('postgres://bench@127.0.0.1:1/none', { max: 1 });
   const usage = new UsageLedger({ db });

@@ -129,6 +129,8 @@ async function localContestants(): Promise<[string, string | undefined][]> {
     ['fastify + @fastify/http-proxy', await contestant('fastify', backend)],
     ['banyan, 10 routes', await contestant('banyan', backend, '10')],
     ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
+    // The same, with each service on three endpoints (three backend processes) and their health checks running.
+    ['banyan, 3 endpoints per service, health checks, 1,000 routes', await contestant('banyan', backend, '1000', await contestant('backend'), await contestant('backend'))],
   ];
 }
 
@@ -186,6 +188,9 @@ if (banyan) {
     if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
   }
 }
+// What three endpoints per service (balancing, a breaker each, health checks) cost against one.
+const three = by('banyan, 3 endpoints');
+if (banyan && three) ratios['3 endpoints per service vs 1'] = { throughput: three.rps / banyan.rps, cpuEfficiency: banyan.cpuUsPerRequest / three.cpuUsPerRequest };
 // With --workers 1,2: what a second worker adds (the load generator shares this machine's cores).
 const two = results.find((r) => r.name.endsWith(' 2 workers'));
 if (flags.stack && banyan && two && two !== banyan) ratios['2 workers vs 1'] = { throughput: two.rps / banyan.rps, cpuEfficiency: banyan.cpuUsPerRequest / two.cpuUsPerRequest };
