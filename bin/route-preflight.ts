@@ -3,7 +3,10 @@ import type { Route } from '../routing/table/index.js';
 
 /** Where the backends are, as the command line knows them (APP_URL, LEGACY_URL, or the local stack's). */
 export interface PreflightTargets {
+  /** An endpoint of the service the route's new side goes to. */
   readonly appUrl: string | undefined;
+  /** That service's name, for the warnings (default app: "the new app"). */
+  readonly service?: string | undefined;
   readonly legacyUrl: string | undefined;
   /** A path to try on the backends, instead of one made from the route's pattern. */
   readonly sample?: string | undefined;
@@ -46,7 +49,7 @@ export async function preflight(before: Route, after: Route, targets: PreflightT
   const now = answering(before);
   const next = answering(after);
   const url = { new: targets.appUrl, legacy: targets.legacyUrl };
-  const label = { new: 'the new app', legacy: 'legacy' };
+  const label = { new: !targets.service || targets.service === 'app' ? 'the new app' : `the ${targets.service} service`, legacy: 'legacy' };
   for (const backend of next) {
     const where = url[backend];
     if (!where) continue;

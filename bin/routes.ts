@@ -103,7 +103,8 @@ class RoutesCommand {
     const next = this.table.map((r) => (r.name === route.name ? changed : r));
     const sample = flags.get('sample');
     const warnings = await preflight(route, changed, {
-      appUrl: this.serviceUrl(changed.service ?? DEFAULT_SERVICE), legacyUrl: this.settings.legacyUrl, sample: typeof sample === 'string' ? sample : undefined,
+      appUrl: this.serviceUrl(changed.service ?? DEFAULT_SERVICE), service: changed.service ?? DEFAULT_SERVICE, legacyUrl: this.settings.legacyUrl,
+      sample: typeof sample === 'string' ? sample : undefined,
     });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     if (warnings.length && !flags.has('force') && !flags.has('dry-run')) {
@@ -122,7 +123,8 @@ class RoutesCommand {
     const upstream = this.upstreams.find((u) => u.name === service);
     if (!upstream || service === LEGACY) return undefined;
     if (upstream.env !== undefined) {
-      const value = upstream.env === 'APP_URL' ? this.settings.appUrl : process.env[upstream.env];
+      // The variable as this command sees it, else the running local stack's endpoints of that service.
+      const value = (upstream.env === 'APP_URL' ? this.settings.appUrl : process.env[upstream.env]) || readStackFile()?.services?.[service]?.[0]?.url;
       return value?.split(',')[0]?.trim() || undefined;
     }
     return upstream.dns ?? upstream.endpoints?.[0];

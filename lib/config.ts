@@ -22,11 +22,7 @@ export interface StackFile {
   readonly redis: string | null;
   readonly adminToken: string;
   /** The proxy's upstreams, each a list of endpoints: `legacy`, `app` (one per instance, `app-1` first) and `files`. */
-  readonly services?: {
-    readonly legacy: readonly StackEndpoint[];
-    readonly app: readonly StackEndpoint[];
-    readonly files: readonly StackEndpoint[];
-  };
+  readonly services?: Readonly<Record<string, readonly StackEndpoint[]>>;
   /** Process ids of the supervisor, each component by its supervisor name (`proxy`, `app-1`, `files`, …) and the data servers (null while one is down). */
   readonly pids?: Readonly<Record<string, number | null>>;
 }

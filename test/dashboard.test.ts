@@ -73,6 +73,12 @@ describe('the built-in dashboard, in headless Chromium', () => {
     expect(await cell('legacy.pypi', 'h-legacy').textContent()).to.equal('0');
     expect(await cell('legacy.pypi', 'seen').textContent()).to.equal('never');
     expect(await cell('dashboard.home', 'errors').textContent()).to.equal('0.0%');
+    expect(await cell('new.simple', 'service').textContent(), 'the service its new side goes to').to.equal('app');
+    // Endpoint health per service: legacy and the app, each endpoint with its state and the requests it took.
+    const endpoints = await page.locator('#endpoints tbody tr').allTextContents();
+    expect(endpoints.map((row) => row.replace(/http:\/\/127\.0\.0\.1:\d+/, 'URL').replace(/\d{1,2}:\d\d:\d\d.*$/, ''))).to.deep.equal([
+      'legacyURLhealthy03000closed–', 'appURLhealthy02000closed–',
+    ]);
     // More traffic shows up on the next refresh, without reloading the page.
     for (let i = 0; i < 5; i++) await (await fetch(`${proxy.url}/`)).text();
     await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .h-legacy').textContent === '35'`, undefined, { timeout: 15_000 });

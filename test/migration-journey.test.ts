@@ -105,7 +105,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   /** Every app instance's process id, from stack.json (`services.app`, as the README's `jq` reads it); null while one is down. */
   function appPids(): (number | null)[] {
     const file = JSON.parse(readFileSync(join(cwd, '.banyan', 'stack.json'), 'utf8')) as StackFile;
-    return file.services!.app.map((e) => e.pid);
+    return file.services!['app']!.map((e) => e.pid);
   }
 
   it('starts from the shipped table: the download page on legacy, pip and twine through the proxy', async () => {

@@ -213,7 +213,7 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     return JSON.parse(r.stdout);
   }
 
-  const appUrls = () => stackFile().services!.app.map((e) => e.url);
+  const appUrls = () => stackFile().services!['app']!.map((e) => e.url);
 
   // ---- the walk ----
 
@@ -258,7 +258,7 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
 
   it('2. SIGKILL of one app instance under load: no GET fails or falls back, uploads get 200 or a clean 503, none replayed', async function () {
     this.timeout(60_000);
-    const first = stackFile().services!.app[0]!;
+    const first = stackFile().services!['app']![0]!;
     expect(first.pid, 'app-1 runs').to.be.a('number');
     const before = await endpointOf('app', first.url);
     const retriesBefore = await counter('banyan_proxy_retries_total', { service: 'app' });
@@ -328,10 +328,10 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   it('3. the restarted instance gets traffic again, gradually (slow start)', async function () {
     this.timeout(60_000);
     await waitUntil('npm start restarts the killed instance', async () => {
-      const pid = stackFile().services!.app[0]!.pid;
+      const pid = stackFile().services!['app']![0]!.pid;
       return typeof pid === 'number' && pid !== killed.pid;
     }, RESTART_DELAY_MS + 30_000);
-    expect(stackFile().services!.app[0]!.url, 'it keeps its URL').to.equal(killed.url);
+    expect(stackFile().services!['app']![0]!.url, 'it keeps its URL').to.equal(killed.url);
     let back!: EndpointSnapshot;
     await waitUntil('the proxy takes it back', async () => {
       back = await endpointOf('app', killed.url);
@@ -367,7 +367,7 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
 
   it('4. every app instance dead: safe GETs fall back to legacy, an upload gets 503 naming the app', async function () {
     this.timeout(90_000);
-    const pids = stackFile().services!.app.map((e) => e.pid);
+    const pids = stackFile().services!['app']!.map((e) => e.pid);
     for (const pid of pids) expect(pid).to.be.a('number');
     for (const pid of pids) process.kill(pid!, 'SIGKILL');
     const at = Date.now();
@@ -382,7 +382,7 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     expect(refused.status, show(refused)).to.equal(503);
     expect(refused.body).to.match(/\bapp\b/).and.match(/not retried/);
     // Both come back.
-    await waitUntil('npm start restarts both instances', async () => stackFile().services!.app.every((e) => typeof e.pid === 'number' && !pids.includes(e.pid)), 40_000);
+    await waitUntil('npm start restarts both instances', async () => stackFile().services!['app']!.every((e) => typeof e.pid === 'number' && !pids.includes(e.pid)), 40_000);
     await waitUntil('the proxy takes both back', async () => (await service('app')).endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'), 40_000);
     // eslint-disable-next-line no-console
     console.log(`      both back ${((Date.now() - at) / 1000).toFixed(1)} s after SIGKILL`);

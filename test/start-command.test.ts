@@ -36,8 +36,8 @@ describe('banyan start (npm start)', () => {
       pidsSeen = [...distinct];
 
       // The proxy's upstreams, each a list of endpoints with their processes: two app instances by default.
-      const services = stack.services!;
-      expect(services).to.have.all.keys('legacy', 'app', 'files');
+      expect(stack.services).to.have.all.keys('legacy', 'app', 'files');
+      const services = stack.services as Record<'legacy' | 'app' | 'files', readonly { url: string; pid: number | null }[]>;
       expect(services.app.map((e) => e.pid)).to.deep.equal([pids['app-1'], pids['app-2']]);
       expect(services.files.map((e) => e.pid)).to.deep.equal([pids['files']]);
       expect(services.legacy.map((e) => e.pid)).to.deep.equal([pids['legacy']]);
@@ -72,13 +72,13 @@ describe('banyan start (npm start)', () => {
       const now = () => JSON.parse(readFileSync(stackFile, 'utf8')) as StackFile;
       const before = pids['app-2']!;
       process.kill(before, 'SIGKILL');
-      await waitUntil('stack.json shows app-2 down', async () => now().services!.app[1]!.pid === null && now().pids!['app-2'] === null, 10_000);
-      await waitUntil('stack.json shows app-2 back', async () => typeof now().services!.app[1]!.pid === 'number', 30_000);
+      await waitUntil('stack.json shows app-2 down', async () => now().services!['app']![1]!.pid === null && now().pids!['app-2'] === null, 10_000);
+      await waitUntil('stack.json shows app-2 back', async () => typeof now().services!['app']![1]!.pid === 'number', 30_000);
       const after = now();
-      expect(after.services!.app[1]!.pid).to.not.equal(before);
-      expect(after.pids!['app-2']).to.equal(after.services!.app[1]!.pid);
-      expect(after.services!.app[1]!.url, 'the restarted instance keeps its URL').to.equal(services.app[1]!.url);
-      expect(after.services!.app[0], 'app-1 was not touched').to.deep.equal(services.app[0]);
+      expect(after.services!['app']![1]!.pid).to.not.equal(before);
+      expect(after.pids!['app-2']).to.equal(after.services!['app']![1]!.pid);
+      expect(after.services!['app']![1]!.url, 'the restarted instance keeps its URL').to.equal(services.app[1]!.url);
+      expect(after.services!['app']![0], 'app-1 was not touched').to.deep.equal(services.app[0]);
       pidsSeen.push(after.pids!['app-2']!);
       expect(stack.replicas).to.have.length(1);
       expect(stack['redis']).to.match(/^redis:\/\/127\.0\.0\.1:\d+$/);
@@ -144,8 +144,8 @@ describe('banyan start (npm start)', () => {
     try {
       const { stack } = run;
       expect(Object.keys(stack.pids).sort()).to.deep.equal(['app-1', 'files', 'legacy', 'postgresPrimary', 'postgresReplica', 'proxy', 'redis', 'supervisor']);
-      expect(stack.services!.app).to.deep.equal([{ url: stack.app, pid: stack.pids['app-1'] }]);
-      expect(stack.services!.files).to.have.length(1);
+      expect(stack.services!['app']!).to.deep.equal([{ url: stack.app, pid: stack.pids['app-1'] }]);
+      expect(stack.services!['files']!).to.have.length(1);
       expect(run.output()).to.contain('starting legacy, the new app (app-1) and files');
       const simple = await fetch(`${stack.proxy}/simple/`);
       expect(simple.status).to.equal(200);
