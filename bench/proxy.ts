@@ -4,17 +4,22 @@
  *
  * Side by side, in one run on this machine: a bare http-proxy-3 server,
  * nginx (when installed), the bare undici engine, Fastify with
- * @fastify/http-proxy, and Banyan's proxy with every feature on (10 and
- * 1,000 routes, metrics, breakers, a pin checked on every request), compiled
- * (dist/ is built first). Each contestant is its own process; load comes
- * from wrk when installed, else from bench/load.ts.
+ * @fastify/http-proxy, and Banyan as users run it: the `banyan proxy`
+ * command with its default settings (the access log on, to /dev/null), on a
+ * routes file of 1,000 routes, and on a PostgreSQL route table with pins
+ * checked on every request, the usage ledger and the autopilot's evidence;
+ * the file form again with BANYAN_LOG=off for what the log costs. Banyan's
+ * proxy built inside a process of the bench (10 and 1,000 routes, three
+ * endpoints per service) stays as a diagnostic of the per-request path.
+ * Everything is compiled (dist/ is built first); each contestant is its own
+ * process; load comes from wrk when installed, else from bench/load.ts.
  *
  * With --stack: the real `banyan start` stack (one per --workers count, each
  * component its own process), against a bare http-proxy-3 in front of the
  * same legacy, on a route legacy answers; CPU is the proxy's, workers included.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +29,11 @@ import { freePort } from '../stack/ports.js';
 import { startNginx } from './nginx.js';
 import { startStack } from '../chaos/stack.js';
 import { signPin } from '../proxy/pin.js';
-import { BENCH_PATH, BENCH_SECRET } from './routes.js';
+import { BENCH_PATH, BENCH_SECRET, benchRoutes } from './routes.js';
+import { newSession } from '../proxy/canary-session.js';
+import { connect } from '../lib/database.js';
+import { startServices, type Services } from '../stack/local-stack.js';
+import { IMPLICIT_UPSTREAMS, saveTable } from '../routing/table/index.js';
 
 const { values: flags } = parseArgs({ options: { 'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' } } });
 const seconds = Number(flags['seconds'] ?? 4);
@@ -32,12 +41,16 @@ const rounds = Number(flags['rounds'] ?? 3);
 const connections = Number(flags['connections'] ?? 50);
 const here = fileURLToPath(new URL('.', import.meta.url));
 // A valid pin on every request: Banyan verifies it and forwards the fence, as for a user who just wrote.
-const pinCookie = (secret: string) => `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, secret)}`;
+// A canary session far from any small percent: the route under a plan stays on legacy, and no cookie is minted per request.
+const SESSION = newSession(9_999);
+const pinCookie = (secret: string) => `banyan_pin=${signPin({ id: 'benchsession01', lsn: 0x1000000n, expires: Date.now() + 3_600_000 }, secret)}; banyan_sid=${SESSION}`;
 let COOKIE = pinCookie(BENCH_SECRET);
 /** The path asked for: a parameterized legacy route (in --stack, legacy.project of the shipped routes). */
 let path = BENCH_PATH;
 const children: ChildProcess[] = [];
 const cleanups: (() => void)[] = [];
+/** Stopped before the bench exits: the PostgreSQL and Redis of the table-backed contestant. */
+const teardowns: (() => Promise<void>)[] = [];
 process.on('exit', () => { for (const f of cleanups) f(); for (const c of children) c.kill('SIGKILL'); });
 process.on('SIGINT', () => process.exit(130));
 
@@ -74,6 +87,70 @@ async function contestant(kind: string, ...rest: string[]): Promise<string> {
   });
   pids.set(`http://127.0.0.1:${port}`, child.pid!);
   return `http://127.0.0.1:${port}`;
+}
+
+const BANYAN_CLI = join(here, '..', 'bin', 'banyan.js');
+
+/**
+ * `banyan proxy` as a user starts it: the command, compiled, in a folder of its own (so no stack.json is
+ * picked up), with `env` on top of the defaults; its access log (stdout) goes to /dev/null.
+ */
+async function banyanProxy(env: Record<string, string>): Promise<string> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const cwd = mkdtempSync(join(tmpdir(), 'banyan-bench-proxy-'));
+  cleanups.push(() => rmSync(cwd, { recursive: true, force: true }));
+  const quiet = openSync('/dev/null', 'w');
+  const child = spawn(process.execPath, [BANYAN_CLI, 'proxy'], {
+    cwd, stdio: ['ignore', quiet, 'pipe'],
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: String(port), ADMIN_PORT: String(adminPort), ...env },
+  });
+  children.push(child);
+  let said = '';
+  child.stderr!.on('data', (d) => { said += d; });
+  const deadline = Date.now() + 60_000;
+  while (!(await fetch(`http://127.0.0.1:${adminPort}/healthz`).then((r) => r.ok, () => false))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`banyan proxy did not start:\n${said}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  pids.set(`http://127.0.0.1:${port}`, child.pid!);
+  return `http://127.0.0.1:${port}`;
+}
+
+/** A routes file of `count` bench routes (the upstreams from LEGACY_URL and APP_URL). */
+function routesFile(count: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-routes-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'routes.json');
+  writeFileSync(file, JSON.stringify(benchRoutes(count)));
+  return file;
+}
+
+/**
+ * A PostgreSQL primary and replica and Redis (the local stack's services, in a temporary folder) holding
+ * the bench's 1,000 routes, with the benchmarked route under a promotion plan so every proxy counts its
+ * evidence: what a production `banyan proxy` runs with.
+ */
+async function tableServices(): Promise<Services> {
+  const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-db-'));
+  progress(`starting PostgreSQL and Redis for the table-backed proxy in ${dir}`);
+  const services = await startServices({ dir, redis: 'auto' });
+  teardowns.push(async () => {
+    await services.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const db = connect(services.primaryUrl, { max: 1, name: 'banyan-bench' });
+  try {
+    await saveTable(db, { routes: { upstreams: IMPLICIT_UPSTREAMS, routes: benchRoutes(1000) }, actor: 'bench', reason: 'bench table' });
+  } finally {
+    await db.destroy();
+  }
+  const plan = join(dir, 'plan.json');
+  writeFileSync(plan, JSON.stringify({ steps: [{ mode: 'canary', percent: 1, hold: '1h', minRequests: 1 }, { mode: 'new', hold: '1h', minRequests: 1 }] }));
+  const promoted = spawnSync(process.execPath, [BANYAN_CLI, 'routes', 'promote', 'legacy.project_json', '--plan', plan], {
+    cwd: dir, encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', DATABASE_URL: services.primaryUrl, ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}) },
+  });
+  if (promoted.status !== 0) throw new Error(`routes promote failed: ${promoted.stderr}`);
+  return services;
 }
 
 async function nginx(target: string): Promise<string | undefined> {
@@ -122,15 +199,24 @@ const contestants: [string, string | undefined][] = flags.stack ? await stackCon
 async function localContestants(): Promise<[string, string | undefined][]> {
   const backend = await contestant('backend');
   progress(`backend on ${backend}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts (install wrk for steadier figures)'}, ${connections} connections, ${seconds} s each`);
+  const file = routesFile(1000);
+  const services = await tableServices();
+  const table = {
+    DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','), ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}),
+    BANYAN_SECRET: BENCH_SECRET, BANYAN_ADMIN_TOKEN: 'bench-admin-token-0123456789', LEGACY_URL: backend, APP_URL: backend,
+  };
   return [
+    ['banyan proxy, PostgreSQL table: pins, usage ledger, autopilot (defaults)', await banyanProxy(table)],
+    ['banyan proxy, routes file (defaults, access log on)', await banyanProxy({ LEGACY_URL: backend, APP_URL: backend, BANYAN_ROUTES_FILE: file })],
+    ['banyan proxy, routes file, BANYAN_LOG=off', await banyanProxy({ LEGACY_URL: backend, APP_URL: backend, BANYAN_ROUTES_FILE: file, BANYAN_LOG: 'off' })],
     ['http-proxy-3 (bare, keep-alive agent)', await contestant('http-proxy-3', backend)],
     ['nginx', await nginx(backend)],
     ['undici Pool.stream (bare engine)', await contestant('undici', backend)],
     ['fastify + @fastify/http-proxy', await contestant('fastify', backend)],
-    ['banyan, 10 routes', await contestant('banyan', backend, '10')],
-    ['banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
+    ['in-process banyan, 10 routes', await contestant('banyan', backend, '10')],
+    ['in-process banyan, 1,000 routes', await contestant('banyan', backend, '1000')],
     // The same, with each service on three endpoints (three backend processes) and their health checks running.
-    ['banyan, 3 endpoints per service, health checks, 1,000 routes', await contestant('banyan', backend, '1000', await contestant('backend'), await contestant('backend'))],
+    ['in-process banyan, 3 endpoints per service, health checks, 1,000 routes', await contestant('banyan', backend, '1000', await contestant('backend'), await contestant('backend'))],
   ];
 }
 
@@ -180,29 +266,31 @@ for (let round = 1; round <= rounds; round++) {
 const results = [...best.values()];
 
 const by = (prefix: string) => results.find((r) => r.name.startsWith(prefix));
-const banyan = flags.stack ? by('banyan, npm start') : by('banyan, 1,000');
+const banyan = flags.stack ? by('banyan, npm start') : by('banyan proxy, PostgreSQL');
 const ratios: Record<string, { throughput: number; cpuEfficiency: number }> = {};
-if (banyan) {
-  for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs fastify + @fastify/http-proxy', by('fastify')], ['vs nginx', by('nginx')], ['vs bare undici engine', by('undici')], ['1,000 vs 10 routes', by('banyan, 10 ')]] as const) {
-    // CPU efficiency: how many requests Banyan serves per CPU second, relative to the other (higher is better).
-    if (other) ratios[label] = { throughput: banyan.rps / other.rps, cpuEfficiency: other.cpuUsPerRequest / banyan.cpuUsPerRequest };
-  }
-}
-// What three endpoints per service (balancing, a breaker each, health checks) cost against one.
-const three = by('banyan, 3 endpoints');
-if (banyan && three) ratios['3 endpoints per service vs 1'] = { throughput: three.rps / banyan.rps, cpuEfficiency: banyan.cpuUsPerRequest / three.cpuUsPerRequest };
+/** `a` against `b`: throughput, and requests per CPU second (higher is better for `a`). */
+const ratio = (label: string, a: Result | undefined, b: Result | undefined) => {
+  if (a && b) ratios[label] = { throughput: a.rps / b.rps, cpuEfficiency: b.cpuUsPerRequest / a.cpuUsPerRequest };
+};
+for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs fastify + @fastify/http-proxy', by('fastify')], ['vs nginx', by('nginx')],
+  ['vs bare undici engine', by('undici')]] as const) ratio(label, banyan, other);
+ratio('routes file vs PostgreSQL table', by('banyan proxy, routes file (defaults'), banyan);
+ratio('access log on vs off (routes file)', by('banyan proxy, routes file (defaults'), by('banyan proxy, routes file, BANYAN_LOG=off'));
+ratio('in-process: 1,000 vs 10 routes', by('in-process banyan, 1,000'), by('in-process banyan, 10 '));
+ratio('in-process: 3 endpoints per service vs 1', by('in-process banyan, 3 endpoints'), by('in-process banyan, 1,000'));
 // With --workers 1,2: what a second worker adds (the load generator shares this machine's cores).
 const two = results.find((r) => r.name.endsWith(' 2 workers'));
-if (flags.stack && banyan && two && two !== banyan) ratios['2 workers vs 1'] = { throughput: two.rps / banyan.rps, cpuEfficiency: banyan.cpuUsPerRequest / two.cpuUsPerRequest };
+if (flags.stack && two && two !== banyan) ratio('2 workers vs 1', two, banyan);
 if (flags.json) {
   process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios }, null, 2)}\n`);
 } else {
   process.stdout.write(`\nGET ${path}${flags.stack ? ' (legacy answers 404, through the npm start stack)' : ', 1 KB answers'}, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
   printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'non-2xx'], results.map((r) =>
     [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuUsPerRequest.toFixed(0), String(r.errors)]));
-  process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : '1,000 routes, all features'}) against the others (above 1× is better):\n`);
+  process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : 'banyan proxy on a PostgreSQL table, defaults'}) against the others, and Banyan's forms against each other (above 1× is better for the first):\n`);
   printTable(['against', 'throughput', 'requests per CPU second'], Object.entries(ratios).map(([k, v]) =>
     [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`]));
   process.stdout.write('\nThe machine is shared: throughput moves with its load; CPU per request is the steadier figure.\n');
 }
+for (const teardown of teardowns) await teardown();
 process.exit(0);
