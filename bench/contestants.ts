@@ -22,21 +22,60 @@ const BODY = Buffer.alloc(1024, 'x');
 // A clean exit on SIGINT lets --cpu-prof write its profile.
 process.on('SIGINT', () => process.exit(0));
 
+const CHUNK = Buffer.alloc(64 * 1024);
+
+/** GET /big/N: N MiB of zeros, with its Content-Length, written as fast as the reader takes them. */
+function big(res: import('node:http').ServerResponse, bytes: number): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes });
+  let left = bytes;
+  const more = () => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK.length);
+      left -= n;
+      if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
+}
+
+/** POST /sink: reads the whole body and answers how many bytes came. */
+function sink(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
+  let n = 0;
+  req.on('data', (d: Buffer) => { n += d.length; });
+  req.on('end', () => res.end(String(n)));
+}
+
 function ready(server: import('node:http').Server): void {
   server.keepAliveTimeout = 60_000;
   server.listen(port, '127.0.0.1', () => process.stdout.write('ready\n'));
 }
 
 if (kind === 'backend') {
-  ready(createServer((req, res) => {
+  const server = createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (url.startsWith('/big/')) return big(res, Number(url.slice(5)) * 1024 * 1024);
+    if (url === '/sink') return sink(req, res);
     req.resume();
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length });
     res.end(BODY);
-  }));
+  });
+  // WebSocket-style tunnels: after the 101, every byte comes back as it was sent.
+  server.on('upgrade', (_req, socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.pipe(socket);
+    socket.on('error', () => socket.destroy());
+  });
+  ready(server);
 } else if (kind === 'http-proxy-3') {
   const proxy = createProxyServer({ target, agent: new Agent({ keepAlive: true, maxSockets: 128 }) });
-  proxy.on('error', (_err, _req, res) => { (res as import('node:http').ServerResponse).writeHead?.(502); res.end(); });
-  ready(createServer((req, res) => proxy.web(req, res)));
+  proxy.on('error', (_err, _req, res) => {
+    const r = res as import('node:http').ServerResponse;
+    if (typeof r.writeHead === 'function') { if (!r.headersSent) r.writeHead(502); r.end(); } else res.destroy();
+  });
+  const server = createServer((req, res) => proxy.web(req, res));
+  server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
+  ready(server);
 } else if (kind === 'undici') {
   // The forwarding engine alone, with nothing else: the ceiling Banyan's features are measured against.
   const pool = new Pool(target!, { connections: 128 });

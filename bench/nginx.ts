@@ -26,7 +26,7 @@ export async function startNginx(server: (dir: string) => string): Promise<Nginx
 worker_processes 1;
 error_log ${dir}/error.log;
 pid ${dir}/nginx.pid;
-events { worker_connections 1024; }
+events { worker_connections 16384; }
 http {
   access_log off;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};

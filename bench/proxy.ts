@@ -30,12 +30,16 @@ import { startNginx } from './nginx.js';
 import { startStack } from '../chaos/stack.js';
 import { signPin } from '../proxy/pin.js';
 import { BENCH_PATH, BENCH_SECRET, benchRoutes } from './routes.js';
+import { download, idleConnections, upload, websocketEcho } from './transfers.js';
 import { newSession } from '../proxy/canary-session.js';
 import { connect } from '../lib/database.js';
 import { startServices, type Services } from '../stack/local-stack.js';
 import { IMPLICIT_UPSTREAMS, saveTable } from '../routing/table/index.js';
 
-const { values: flags } = parseArgs({ options: { 'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' } } });
+const { values: flags } = parseArgs({ options: {
+  'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' },
+  'no-transfers': { type: 'boolean' }, 'idle': { type: 'string' },
+} });
 const seconds = Number(flags['seconds'] ?? 4);
 const rounds = Number(flags['rounds'] ?? 3);
 const connections = Number(flags['connections'] ?? 50);
@@ -156,6 +160,7 @@ async function tableServices(): Promise<Services> {
 async function nginx(target: string): Promise<string | undefined> {
   const server = await startNginx(() => `upstream backend { server ${new URL(target).host}; keepalive 64; }
   SERVER {
+    client_max_body_size 0;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`);
   if (!server) return undefined;
@@ -281,8 +286,48 @@ ratio('in-process: 3 endpoints per service vs 1', by('in-process banyan, 3 endpo
 // With --workers 1,2: what a second worker adds (the load generator shares this machine's cores).
 const two = results.find((r) => r.name.endsWith(' 2 workers'));
 if (flags.stack && two && two !== banyan) ratio('2 workers vs 1', two, banyan);
+const transfers = !flags.stack && !flags['no-transfers'] ? await measureTransfers() : undefined;
+
+/**
+ * Big bodies, WebSocket tunnels and idle connections: `banyan proxy` (the routes file form, defaults)
+ * against bare http-proxy-3 and nginx, each row with its goal.
+ */
+async function measureTransfers(): Promise<{ rows: string[][]; figures: Record<string, unknown> }> {
+  const named = (prefix: string) => contestants.find(([n]) => n.startsWith(prefix))?.[1];
+  const sides = [['banyan', named('banyan proxy, routes file (defaults')], ['http-proxy-3', named('http-proxy-3')], ['nginx', named('nginx')]] as const;
+  const figures: Record<string, Record<string, number>> = {};
+  for (const [who, base] of sides) {
+    if (!base) continue;
+    const pid = pids.get(base)!;
+    progress(`transfers: ${who}: 256 MiB down, 256 MiB up${who === 'nginx' ? '' : ', a WebSocket echo'}, idle connections`);
+    const down = await download(base, pid, 256);
+    const up = await upload(base, pid, 256);
+    const ws = who === 'nginx' ? undefined : await websocketEcho(base);
+    const idle = await idleConnections(base, pid, Number(flags.idle ?? 10_000));
+    figures[who] = {
+      downloadMBps: down.mbPerSecond, downloadRssGrowthMB: down.rssGrowth / 1048576, uploadMBps: up.mbPerSecond, uploadRssGrowthMB: up.rssGrowth / 1048576,
+      ...(ws ? { wsRoundTripUs: ws.roundTripUs, wsMBps: ws.mbPerSecond } : {}), idleBytesPerConnection: idle.bytesPerConnection, idleOpened: idle.opened,
+    };
+  }
+  const b = figures['banyan'];
+  const h = figures['http-proxy-3'];
+  const n = figures['nginx'];
+  const x = (a: number | undefined, c: number | undefined) => (a !== undefined && c ? `${(a / c).toFixed(2)}×` : 'n/a');
+  const mb = (v: number | undefined) => (v === undefined ? 'n/a' : `${v.toFixed(0)} MB/s`);
+  const rows = b ? [
+    ['256 MiB download vs http-proxy-3', `${mb(b['downloadMBps'])} vs ${mb(h?.['downloadMBps'])} (nginx ${mb(n?.['downloadMBps'])})`, x(b['downloadMBps'], h?.['downloadMBps']), '≥ 1.2×'],
+    ['256 MiB upload vs http-proxy-3', `${mb(b['uploadMBps'])} vs ${mb(h?.['uploadMBps'])} (nginx ${mb(n?.['uploadMBps'])})`, x(b['uploadMBps'], h?.['uploadMBps']), '≥ 1.2×'],
+    ['proxy RSS growth during the transfers', `${b['downloadRssGrowthMB']!.toFixed(1)} MB down, ${b['uploadRssGrowthMB']!.toFixed(1)} MB up`, '', 'flat'],
+    ['idle connection memory vs nginx', `${(b['idleBytesPerConnection']! / 1024).toFixed(1)} KiB vs ${n ? (n['idleBytesPerConnection']! / 1024).toFixed(1) : 'n/a'} KiB (${b['idleOpened']} open)`,
+      x(b['idleBytesPerConnection'], n?.['idleBytesPerConnection']), '≤ 4×'],
+    ['WebSocket echo throughput vs http-proxy-3', `${mb(b['wsMBps'])} vs ${mb(h?.['wsMBps'])}`, x(b['wsMBps'], h?.['wsMBps']), '≥ 1.0×'],
+    ['WebSocket round trip (64 B)', `${b['wsRoundTripUs']!.toFixed(0)} µs vs ${h?.['wsRoundTripUs']?.toFixed(0) ?? 'n/a'} µs`, x(h?.['wsRoundTripUs'], b['wsRoundTripUs']), 'report'],
+  ] : [];
+  return { rows, figures };
+}
+
 if (flags.json) {
-  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios, transfers: transfers?.figures }, null, 2)}\n`);
 } else {
   process.stdout.write(`\nGET ${path}${flags.stack ? ' (legacy answers 404, through the npm start stack)' : ', 1 KB answers'}, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
   printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'non-2xx'], results.map((r) =>
@@ -290,6 +335,10 @@ if (flags.json) {
   process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : 'banyan proxy on a PostgreSQL table, defaults'}) against the others, and Banyan's forms against each other (above 1× is better for the first):\n`);
   printTable(['against', 'throughput', 'requests per CPU second'], Object.entries(ratios).map(([k, v]) =>
     [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`]));
+  if (transfers?.rows.length) {
+    process.stdout.write('\nBig bodies, WebSocket tunnels and idle keep-alive connections (banyan proxy, routes file, defaults):\n');
+    printTable(['figure', 'measured', 'ratio', 'goal'], transfers.rows);
+  }
   process.stdout.write('\nThe machine is shared: throughput moves with its load; CPU per request is the steadier figure.\n');
 }
 for (const teardown of teardowns) await teardown();
