@@ -491,7 +491,7 @@ describe('route table: upstreams and what routes may say about them', () => {
       'route 4 "d": match.cookies: "ok" must be a string ("*" for any value) or a non-empty list of strings',
     ]);
     expect(problemsOf([{ name: 'x', match: { path: '/x', header: {} }, mode: 'legacy' }])).to.deep.equal([
-      'route 1 "x": match.header: unknown field (known: path, methods, host, query, headers, cookies)',
+      'route 1 "x": match.header: unknown field (known: path, methods, host, query, headers, cookies, strictSlash)',
     ]);
   });
 
