@@ -14,10 +14,13 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
  * its path, percent-encoded unreserved characters are decoded, runs of `/`
  * become one, and dot-segments are removed (RFC 3986 §5.2.4, `%2e` included).
  * What stays ambiguous is refused: a backslash, an encoded `/` or `\`, a
- * control character or NUL, a malformed `%`, a target that is not a path.
+ * control character or NUL, a malformed `%`, a target that is not a path,
+ * and a `#`: a fragment is never part of a request target (RFC 9110 §4.1),
+ * and backends disagree on whether `/pypi#x` is `/pypi`.
  * The query is passed on untouched.
  */
 export function normalizeTarget(raw: string): NormalizedTarget {
+  if (raw.includes('#')) return { ok: false, reason: 'the request target has a # (a fragment is not sent to a server)' };
   let target = raw;
   if (target[0] !== '/') {
     const absolute = /^https?:\/\/[^/?#]*/i.exec(target);

@@ -1,4 +1,4 @@
-import { constants as zlibConstants, gunzipSync, inflateSync } from 'node:zlib';
+import { constants as zlibConstants, createGunzip, createInflate } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import { canaryBucket, DEFAULT_SERVICE, LEGACY, type Route } from '../routing/table/index.js';
@@ -136,7 +136,8 @@ export class Shadower {
       const [got, second] = await Promise.all([candidate, again]);
       if (!legacy) throw new Error('the legacy answer was not captured');
       // The client's answer may be compressed (a legacy behind gzip): compare what it says, not its encoding.
-      const verdict = compareResponses(decoded(legacy), decoded(got), {
+      const limit = route.shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
+      const verdict = compareResponses(await decoded(legacy, limit), await decoded(got, limit), {
         headers: route.shadow?.headers ?? ['content-type'],
         ignore: route.shadow?.ignore ?? [],
       }, second);
@@ -220,17 +221,32 @@ export class Shadower {
   }
 }
 
-/** A captured answer with a gzip or deflate body decoded (a capture cut at its size limit decodes as far as it goes). */
-function decoded<T extends { headers: Record<string, string | string[] | undefined>; body: Buffer }>(answer: T): T {
+/**
+ * A captured answer with a gzip or deflate body decoded, to at most `limit` bytes: a capture cut at
+ * its size limit decodes as far as it goes, and a body that inflates a thousandfold (a gzip bomb,
+ * or just a big page) costs the comparison no more than a plain one.
+ */
+async function decoded<T extends { headers: Record<string, string | string[] | undefined>; body: Buffer }>(answer: T, limit: number): Promise<T> {
   const encoding = String(answer.headers['content-encoding'] ?? '').toLowerCase().trim();
   if (encoding !== 'gzip' && encoding !== 'deflate') return answer;
+  const options = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
+  const inflater = encoding === 'gzip' ? createGunzip(options) : createInflate(options);
+  const chunks: Buffer[] = [];
+  let size = 0;
   try {
-    const options = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
-    const body = encoding === 'gzip' ? gunzipSync(answer.body, options) : inflateSync(answer.body, options);
-    const headers = { ...answer.headers };
-    delete headers['content-encoding'];
-    return { ...answer, headers, body };
+    inflater.end(answer.body);
+    for await (const chunk of inflater as AsyncIterable<Buffer>) {
+      const kept = chunk.length > limit - size ? chunk.subarray(0, limit - size) : chunk;
+      chunks.push(kept);
+      size += kept.length;
+      if (size >= limit) break;
+    }
   } catch {
     return answer;
+  } finally {
+    inflater.destroy();
   }
+  const headers = { ...answer.headers };
+  delete headers['content-encoding'];
+  return { ...answer, headers, body: Buffer.concat(chunks, size) };
 }

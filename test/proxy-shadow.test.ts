@@ -48,6 +48,15 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'x-asked': String(req.headers['accept-encoding']) });
       res.end(zip ? 'the copy should have asked for identity' : JSON.stringify({ name: 'zipped', versions: Array.from({ length: 50 }, (_, i) => `1.${i}`) }));
     });
+    // 64 MiB that gzip to 64 KiB, alike in their first 32 MiB: a comparison of 100 KB must not inflate them whole.
+    const bomb = (side: string) => {
+      const body = Buffer.alloc(64 * 1024 * 1024, 'a');
+      body.write(side, 32 * 1024 * 1024);
+      return gzipSync(body);
+    };
+    const bombs = { old: bomb('old'), new: bomb('new') };
+    legacy.answer('/bomb', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }); res.end(bombs.old); });
+    app.answer('/bomb', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }); res.end(bombs.new); });
     legacy.answer('/big/early', big(10, 'old'));
     app.answer('/big/early', big(10, 'new'));
     legacy.answer('/big/late', big(3_000, 'old'));
@@ -57,6 +66,7 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
       { name: 'legacy.big', match: { path: '/big/*' }, mode: 'shadow', shadow: { maxBodyBytes: 1_000 } },
       { name: 'legacy.zipped', match: { path: '/zipped/*' }, mode: 'shadow' },
+      { name: 'legacy.bomb', match: { path: '/bomb' }, mode: 'shadow', shadow: { maxBodyBytes: 100_000 } },
     ]);
     proxy = await startTestProxy(s, legacy.url, app.url);
   });
@@ -122,6 +132,13 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     await res.arrayBuffer();
     const r = await settle('legacy.zipped', 1);
     expect(r.counts).to.include({ match: 1, mismatch: 0 });
+  });
+
+  it('inflates a gzipped answer only up to maxBodyBytes: a body 1,000 times its capture is compared on its first bytes', async () => {
+    const res = await fetch(`${proxy.url}/bomb`, { headers: { 'accept-encoding': 'gzip' } });
+    await res.arrayBuffer();
+    const r = await settle('legacy.bomb', 1);
+    expect(r.counts, 'the difference 32 MiB in is past what is compared').to.include({ match: 1, mismatch: 0, error: 0 });
   });
 
   it('never shadows unsafe methods', async () => {

@@ -73,6 +73,55 @@ describe('proxy: one request target, one decision (path tricks cannot reach a re
   });
 });
 
+describe('proxy: one decision whatever the spelling (final slash, fragment)', () => {
+  let legacy: FakeBackend;
+  let app: FakeBackend;
+  let proxy: ProxyRuntime;
+
+  before(async () => {
+    const s = await services();
+    legacy = await fakeBackend('legacy');
+    app = await fakeBackend('new');
+    const hour = 3_600_000;
+    await setRoutes(s, [
+      { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+      { name: 'legacy.xmlrpc', match: { path: '/pypi', methods: ['POST'] }, mode: 'retired', retired: { status: 410, message: 'XML-RPC is gone' } },
+      { name: 'legacy.browse', match: { path: '/browse/' }, mode: 'legacy', retired: { status: 410, message: 'browsing is going away' },
+        brownouts: [{ start: new Date(Date.now() - hour).toISOString(), end: new Date(Date.now() + hour).toISOString() }] },
+      { name: 'legacy.strict', match: { path: '/strict', strictSlash: true }, mode: 'retired', retired: { status: 410, message: 'gone' } },
+    ], 'spellings');
+    proxy = await startTestProxy(s, legacy.url, app.url);
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await legacy.close();
+    await app.close();
+  });
+
+  const send = (method: string, target: string) => raw(proxy.url, `${method} ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+
+  it('retires POST /pypi under every spelling: with a final slash it is retired, with a fragment it is refused', async () => {
+    const before = legacy.seen.length;
+    for (const target of ['/pypi', '/pypi/', '//pypi/', '/pypi/.']) expect(await send('POST', target), target).to.equal('HTTP/1.1 410 Gone');
+    for (const target of ['/pypi#', '/pypi/#x', '/pypi?x=1#y']) expect(await send('POST', target), target).to.equal('HTTP/1.1 400 Bad Request');
+    expect(legacy.seen.length - before, 'nothing reached legacy').to.equal(0);
+    expect(await send('GET', '/pypi/'), 'GET was never retired').to.equal('HTTP/1.1 200 OK');
+  });
+
+  it('browns out /browse/ under every spelling', async () => {
+    const before = legacy.seen.length;
+    for (const target of ['/browse/', '/browse']) expect(await send('GET', target), target).to.equal('HTTP/1.1 410 Gone');
+    for (const target of ['/browse#', '/browse/#x']) expect(await send('GET', target), target).to.equal('HTTP/1.1 400 Bad Request');
+    expect(legacy.seen.length - before, 'nothing reached legacy').to.equal(0);
+  });
+
+  it('keeps a strictSlash route to its spelling', async () => {
+    expect(await send('GET', '/strict')).to.equal('HTTP/1.1 410 Gone');
+    expect(await send('GET', '/strict/')).to.equal('HTTP/1.1 200 OK');
+  });
+});
+
 describe('proxy: slow clients (slowloris) get a bounded time for their headers', () => {
   it('answers 408 and closes 50 sockets that dribble their headers, while others are served', async function () {
     this.timeout(30_000);

@@ -51,5 +51,6 @@ describe('request targets: one target, one decision', () => {
     expect(refused('*')).to.contain('must be a path');
     expect(refused('pypi/x')).to.contain('must be a path');
     expect(refused('ftp://x/y')).to.contain('must be a path');
+    for (const target of ['/pypi#', '/pypi/#x', '/pypi?a=1#x', 'http://x/pypi#']) expect(refused(target), target).to.contain('#');
   });
 });

@@ -48,9 +48,26 @@ describe('route table: matching', () => {
     expect(name('GET', '/pypi')).to.equal('legacy.pypi');
   });
 
-  it('keeps trailing slashes significant and needs non-empty parameters', () => {
-    expect(name('GET', '/simple/requests')).to.equal(undefined);
+  it('matches a path with or without its final slash, the spelling as written first, and needs non-empty parameters', () => {
+    expect(name('GET', '/simple/requests')).to.equal('simple.detail');
+    expect(name('GET', '/simple/pip')).to.equal('simple.special');
+    expect(name('POST', '/pypi/')).to.equal('legacy.xmlrpc');
+    expect(name('GET', '/pypi/', ':action=rss')).to.equal('legacy.rss');
     expect(name('GET', '/simple//')).to.equal(undefined);
+    const t = compileTable([
+      { name: 'bare', match: { path: '/a' }, mode: 'legacy' },
+      { name: 'slashed', match: { path: '/a/', methods: ['GET'] }, mode: 'new' },
+      { name: 'strict', match: { path: '/s', strictSlash: true }, mode: 'retired', retired: { status: 410, message: 'gone' } },
+      { name: 'strict.dir', match: { path: '/d/:x/', strictSlash: true }, mode: 'legacy' },
+    ], 1);
+    expect(t.match('GET', undefined, '/a/', '', {})?.route.name, 'written as /a/').to.equal('slashed');
+    expect(t.match('GET', undefined, '/a', '', {})?.route.name, 'written as /a').to.equal('bare');
+    expect(t.match('POST', undefined, '/a/', '', {})?.route.name, '/a/ is not for POST: /a is').to.equal('bare');
+    expect(t.match('GET', undefined, '/s', '', {})?.route.name).to.equal('strict');
+    expect(t.match('GET', undefined, '/s/', '', {})).to.equal(undefined);
+    expect(t.match('GET', undefined, '/d/x/', '', {})?.params).to.deep.equal({ x: 'x' });
+    expect(t.match('GET', undefined, '/d/x', '', {})).to.equal(undefined);
+    expect(table.match('GET', undefined, '/simple/zope.interface', '', {})?.params).to.deep.equal({ project: 'zope.interface' });
   });
 
   it('matches hosts exactly or by *.suffix, ignoring the port', () => {
@@ -128,6 +145,7 @@ describe('route table: validation', () => {
       { name: 'b', match: { path: '/b' }, mode: 'new', brownouts: [{ start: 'x', end: 'y' }], colour: 'red' },
       { name: 'f', match: { path: '/f' }, mode: 'legacy', features: [{ query: ':action' }, { xmlrpc: 'yes' }, { query: 'a', form: 'b' }] },
       { name: 's', match: { path: '/s' }, mode: 'shadow', shadow: { maxBodyBytes: 0, calibrate: true, ignored: ['x'] } },
+      { name: 't', match: { path: '/t', strictSlash: 'yes' }, mode: 'legacy' },
     ]);
     expect(result.ok).to.equal(false);
     const problems = (result as { problems: string[] }).problems;
@@ -148,6 +166,7 @@ describe('route table: validation', () => {
       'route 6 "f": features: [2] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 7 "s": shadow.maxBodyBytes: must be a whole number of bytes from 1 to 16777216',
       'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes, percent, service, maxInFlight)',
+      'route 8 "t": match.strictSlash: must be true (match the path only as written) or false (with or without the final slash)',
     ]);
     expect(problems.filter((p) => p.includes('"f"'))).to.have.length(2);
   });
@@ -472,7 +491,7 @@ describe('route table: upstreams and what routes may say about them', () => {
       'route 4 "d": match.cookies: "ok" must be a string ("*" for any value) or a non-empty list of strings',
     ]);
     expect(problemsOf([{ name: 'x', match: { path: '/x', header: {} }, mode: 'legacy' }])).to.deep.equal([
-      'route 1 "x": match.header: unknown field (known: path, methods, host, query, headers, cookies)',
+      'route 1 "x": match.header: unknown field (known: path, methods, host, query, headers, cookies, strictSlash)',
     ]);
   });
 

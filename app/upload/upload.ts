@@ -29,7 +29,11 @@ export async function handleUpload(ctx: UploadContext, req: IncomingMessage, res
     refuseBody(ctx, req, res);
     throw new UploadError(400, tooLarge(ctx.maxUploadBytes), 'too-large');
   }
-  const form = await readUploadForm(req, ctx.store, ctx.maxUploadBytes);
+  const form = await readUploadForm(req, ctx.store, ctx.maxUploadBytes).catch((err: unknown) => {
+    // What is left of a form over its budget is dropped, not parsed, and the connection closed.
+    if (err instanceof UploadError && err.status === 413) dropBody(req, res, { maxBytes: 1024 * 1024, maxMs: 5_000 });
+    throw err;
+  });
   try {
     const checked = validate(form, ctx.maxUploadBytes);
     const metadata = await inspectArchive(checked, form.fields, ctx.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS);

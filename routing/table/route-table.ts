@@ -6,8 +6,13 @@
  *
  * Path patterns: segments separated by `/`. A literal segment matches itself;
  * `:name` matches any one non-empty segment; a final `*` matches the rest of
- * the path (zero or more segments). `/simple/:project/` matches
- * `/simple/requests/` but not `/simple/requests`.
+ * the path (zero or more segments). A route matches its path with or without
+ * the final slash (`/simple/:project/` matches `/simple/requests/` and
+ * `/simple/requests`, `/pypi` matches `/pypi/`), because backends commonly
+ * serve both spellings the same and a retired route must not live on under
+ * the other one; `match.strictSlash` makes a route match only as written.
+ * A route written with the request's spelling beats one that matches it only
+ * through the other spelling.
  *
  * Conditions besides the path: `methods` (GET also allows HEAD), `host`
  * (exact, or `*.suffix`; the port is ignored), and `query`, `headers` and
@@ -86,6 +91,8 @@ export interface Route {
     readonly headers?: Readonly<Record<string, ValueCondition>>;
     /** Cookie conditions, by cookie name: `{ "beta": "1" }`, `"*"`, or a list of values. */
     readonly cookies?: Readonly<Record<string, ValueCondition>>;
+    /** Match the path only as written: `/pypi` then does not match `/pypi/` (default false). */
+    readonly strictSlash?: boolean;
   };
   readonly mode: Mode;
   /** canary: the share of sessions sent to the new app, 0 to 100. */
@@ -151,6 +158,8 @@ interface Candidate {
   readonly query: readonly (readonly [string, string])[] | undefined;
   readonly headers: readonly ValueTest[] | undefined;
   readonly cookies: readonly ValueTest[] | undefined;
+  /** Placed where the route's path is spelled with (or without) the final slash it was written without (or with). */
+  readonly alias: boolean;
 }
 
 interface Node {
@@ -164,12 +173,20 @@ interface Node {
 
 const newNode = (): Node => ({ literal: undefined, param: undefined, exact: [], rest: [] });
 
+function childLiteral(node: Node, segment: string): Node {
+  node.literal ??= new Map();
+  let next = node.literal.get(segment);
+  if (!next) node.literal.set(segment, (next = newNode()));
+  return next;
+}
+
 /** Compiles a valid table into a segment trie: matching costs the path's depth, not the number of routes. */
 export function compileTable(routes: readonly Route[], version: number, upstreams: readonly UpstreamSpec[] = IMPLICIT_UPSTREAMS): CompiledTable {
   const root = newNode();
   routes.forEach((route, order) => {
     const segments = route.match.path.slice(1).split('/');
     let node = root;
+    let parent = root;
     const paramNames: string[] = [];
     let wildcard = false;
     for (const segment of segments) {
@@ -177,14 +194,12 @@ export function compileTable(routes: readonly Route[], version: number, upstream
         wildcard = true;
         break;
       }
+      parent = node;
       if (segment.startsWith(':')) {
         paramNames.push(segment.slice(1));
         node = node.param ??= newNode();
       } else {
-        node.literal ??= new Map();
-        let next = node.literal.get(segment);
-        if (!next) node.literal.set(segment, (next = newNode()));
-        node = next;
+        node = childLiteral(node, segment);
       }
     }
     const query = route.match.query ? Object.entries(route.match.query) : undefined;
@@ -199,11 +214,18 @@ export function compileTable(routes: readonly Route[], version: number, upstream
       query,
       headers: headers?.length ? headers : undefined,
       cookies: cookies?.length ? cookies : undefined,
+      alias: false,
     };
     (wildcard ? node.rest : node.exact).push(candidate);
+    // The other spelling of the path gets the same route, as a second trie entry: matching stays one walk.
+    if (!wildcard && !route.match.strictSlash && route.match.path !== '/') {
+      const other = segments[segments.length - 1] === '' ? parent : childLiteral(node, '');
+      other.exact.push({ ...candidate, alias: true });
+    }
   });
   const sortCandidates = (node: Node) => {
-    const bySpecificity = (a: Candidate, b: Candidate) => b.picks - a.picks || b.conditions - a.conditions || a.order - b.order;
+    const bySpecificity = (a: Candidate, b: Candidate) => Number(a.alias) - Number(b.alias)
+      || b.picks - a.picks || b.conditions - a.conditions || a.order - b.order;
     node.exact.sort(bySpecificity);
     node.rest.sort(bySpecificity);
     node.literal?.forEach(sortCandidates);

@@ -27,7 +27,7 @@ export interface ValidationOptions {
 
 const TABLE_KEYS = ['upstreams', 'routes'];
 const ROUTE_KEYS = new Set(['name', 'match', 'mode', 'percent', 'service', 'fallback', 'retired', 'brownouts', 'shadow', 'timeouts', 'features']);
-const MATCH_KEYS = ['path', 'methods', 'host', 'query', 'headers', 'cookies'];
+const MATCH_KEYS = ['path', 'methods', 'host', 'query', 'headers', 'cookies', 'strictSlash'];
 const SHADOW_KEYS = ['ignore', 'headers', 'calibrate', 'maxBodyBytes', 'percent', 'service', 'maxInFlight'];
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const NAME = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
@@ -124,6 +124,9 @@ function checkMatch(match: unknown, label: string, signatures: Map<string, strin
   }
   if (match['headers'] !== undefined) checkValueConditions('headers', match['headers'], say);
   if (match['cookies'] !== undefined) checkValueConditions('cookies', match['cookies'], say);
+  if (match['strictSlash'] !== undefined && typeof match['strictSlash'] !== 'boolean') {
+    say('match.strictSlash', 'must be true (match the path only as written) or false (with or without the final slash)');
+  }
   if (!pathProblem && typeof match['path'] === 'string') {
     const signature = JSON.stringify([
       normalizePattern(match['path']), [...((match['methods'] as string[]) ?? [])].sort(), match['host'] ?? null,
