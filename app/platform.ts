@@ -151,6 +151,11 @@ function pythonFits(tags: readonly string[], abi: readonly string[], python: str
   });
 }
 
+/** A `py3-none-…` wheel: no interpreter version and no ABI, so it runs on every Python 3. */
+function runsOnAnyPython3(dist: DistFile): boolean {
+  return dist.python.some((t) => t === 'py3') && dist.abi.every((a) => a === 'none');
+}
+
 export interface Choice<T> {
   readonly file: T;
   /** Why it was chosen, for the page: "Windows (64-bit) wheel", "source". */
@@ -163,7 +168,9 @@ export interface Choice<T> {
 
 /**
  * The best file of a release for a platform: a wheel built for it, else a
- * pure-Python wheel, else the sdist. Undefined when nothing fits.
+ * pure-Python wheel, else the sdist. For a browser, which does not say its
+ * Python, a version-specific wheel (`cp312-…`) loses to a pure one; a
+ * `py3-none-<platform>` wheel does not. Undefined when nothing fits.
  */
 export function chooseFile<T extends { filename: string }>(files: readonly T[], platform: Platform): Choice<T> | undefined {
   const scored: { file: T; score: number; reason: string; arch?: string }[] = [];
@@ -177,8 +184,12 @@ export function chooseFile<T extends { filename: string }>(files: readonly T[], 
     } else if (pythonFits(dist.python, dist.abi, platform.python)) {
       score = Math.max(0, ...dist.platforms.map((t) => platformFit(t, platform)));
       const pure = dist.platforms.includes('any') && score === 1;
-      // A browser does not say which Python it will meet: a pure-Python wheel runs on any, a cp310 wheel on one.
-      if (pure && platform.python === undefined) score = 4;
+      // A browser does not say which Python it will meet: a pure-Python wheel runs on any, a cp310 wheel on
+      // one. A py3-none wheel built for this platform runs on any Python 3 too, and fits better than pure.
+      if (platform.python === undefined) {
+        if (pure) score = 4;
+        else if (score > 0 && runsOnAnyPython3(dist)) score += 4;
+      }
       reason = pure ? 'pure-Python wheel (any platform)' : `wheel for ${describePlatform(platform)}`;
     }
     const arch = /^macosx_\d+_\d+_(x86_64|arm64)$/.exec(dist.platforms.find((t) => t.startsWith('macosx_')) ?? '')?.[1];

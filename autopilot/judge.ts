@@ -4,7 +4,7 @@
  */
 
 import type { Evidence, Side } from './evidence.js';
-import { formatMs, type Plan, type Step } from './plan.js';
+import { formatMs, type BudgetName, type Plan, type Step } from './plan.js';
 
 /** One budget or condition, against the live number. */
 export interface Check {
@@ -17,6 +17,8 @@ export interface Check {
   readonly ok: boolean | undefined;
   /** A gate must be reached to move on; a budget broken means rollback. */
   readonly kind: 'budget' | 'gate';
+  /** A budget only watched: broken, it is reported as the rollback it would have been. */
+  readonly dryRun?: true;
 }
 
 export type Action = 'wait' | 'advance' | 'hold' | 'rollback' | 'stop';
@@ -26,6 +28,8 @@ export interface Verdict {
   readonly checks: readonly Check[];
   /** For people and the audit log: what was decided and the numbers behind it. */
   readonly reason: string;
+  /** Dry-run budgets broken now, each as the rollback reason it would have given. */
+  readonly watched: readonly { readonly check: string; readonly reason: string }[];
 }
 
 export interface StepEvidence {
@@ -65,12 +69,14 @@ export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepE
     const c = evidence.step.comparisons;
     const n = c.matches + c.mismatches;
     const enough: Check = { name: 'comparisons', value: count(n), limit: `≥ ${count(spec.minComparisons)}`, ok: n >= spec.minComparisons, kind: 'gate' };
-    const rate: Check = { name: 'mismatch rate (noise aside)', value: `${pct(c.mismatchRate)} (${count(c.mismatches)} of ${count(n)})`,
-      limit: `≤ ${pct(spec.maxMismatchRate)}`, ok: n >= spec.minComparisons ? c.mismatchRate <= spec.maxMismatchRate : undefined, kind: 'budget' };
+    const rate = budget(spec.budgets.dryRun, 'mismatchRate', { name: 'mismatch rate (noise aside)', value: `${pct(c.mismatchRate)} (${count(c.mismatches)} of ${count(n)})`,
+      limit: `≤ ${pct(spec.maxMismatchRate)}`, ok: n >= spec.minComparisons ? c.mismatchRate <= spec.maxMismatchRate : undefined, kind: 'budget' });
     const checks = [time, enough, rate];
-    if (rate.ok === false) return verdict('rollback', checks, `shadow: ${count(c.mismatches)} of ${count(n)} comparisons differ (${pct(c.mismatchRate)}), above the plan's ${pct(spec.maxMismatchRate)}; see banyan routes shadow`);
-    if (held && enough.ok) return verdict('advance', checks, `shadow passed: ${count(n)} comparisons, ${pct(c.mismatchRate)} mismatched (≤ ${pct(spec.maxMismatchRate)}) over ${formatMs(elapsedMs)}`);
-    return verdict(held ? 'hold' : 'wait', checks, held ? `held on shadow: ${count(n)} of ${count(spec.minComparisons)} comparisons so far` : '');
+    const broken = brokenBudgets([[rate, `shadow: ${count(c.mismatches)} of ${count(n)} comparisons differ (${pct(c.mismatchRate)}), above the plan's ${pct(spec.maxMismatchRate)}; see banyan routes shadow`]]);
+    if (broken.rollback) return verdict('rollback', checks, broken.rollback, broken.watched);
+    const watched = broken.watched;
+    if (held && enough.ok) return verdict('advance', checks, `shadow passed: ${count(n)} comparisons, ${pct(c.mismatchRate)} mismatched (≤ ${pct(spec.maxMismatchRate)}) over ${formatMs(elapsedMs)}`, watched);
+    return verdict(held ? 'hold' : 'wait', checks, held ? `held on shadow: ${count(n)} of ${count(spec.minComparisons)} comparisons so far` : '', watched);
   }
 
   const b = spec.budgets;
@@ -81,36 +87,46 @@ export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepE
     : evidence.plan.legacy.requests >= b.minRequests ? evidence.plan.legacy : undefined;
   const baseWhere = base === evidence.window.legacy ? 'in the window' : 'since the plan started';
   const errorLimit = (base?.errorRate ?? 0) + b.errorRateMargin;
-  const errors: Check = { name: 'new 5xx rate', value: `${pct(fresh.errorRate)} (${count(fresh.errors)} of ${count(fresh.requests)})`,
-    limit: `≤ ${pct(errorLimit)} (legacy ${base ? pct(base.errorRate) : 'n/a'} + ${pct(b.errorRateMargin)})`, ok: judged ? fresh.errorRate <= errorLimit : undefined, kind: 'budget' };
+  const errors = budget(b.dryRun, 'errorRate', { name: 'new 5xx rate', value: `${pct(fresh.errorRate)} (${count(fresh.errors)} of ${count(fresh.requests)})`,
+    limit: `≤ ${pct(errorLimit)} (legacy ${base ? pct(base.errorRate) : 'n/a'} + ${pct(b.errorRateMargin)})`, ok: judged ? fresh.errorRate <= errorLimit : undefined, kind: 'budget' });
   const p95Limit = base?.p95Ms !== undefined && base.p95Ms !== Infinity ? base.p95Ms * b.p95Factor + b.p95SlackMs : undefined;
-  const latency: Check = { name: 'new p95 latency', value: ms(fresh.p95Ms),
+  const latency = budget(b.dryRun, 'p95', { name: 'new p95 latency', value: ms(fresh.p95Ms),
     limit: p95Limit === undefined ? 'no legacy baseline yet' : `≤ ${+p95Limit.toFixed(1)} ms (legacy ${ms(base!.p95Ms)} × ${b.p95Factor} + ${b.p95SlackMs} ms)`,
-    ok: judged && p95Limit !== undefined && fresh.p95Ms !== undefined ? fresh.p95Ms <= p95Limit : undefined, kind: 'budget' };
-  const fallbacks: Check = { name: 'fallback rate', value: `${pct(fresh.fallbackRate)} (${count(fresh.fallbacks)} of ${count(attempts)})`,
-    limit: `≤ ${pct(b.maxFallbackRate)}`, ok: judged ? fresh.fallbackRate <= b.maxFallbackRate : undefined, kind: 'budget' };
+    ok: judged && p95Limit !== undefined && fresh.p95Ms !== undefined ? fresh.p95Ms <= p95Limit : undefined, kind: 'budget' });
+  const fallbacks = budget(b.dryRun, 'fallbackRate', { name: 'fallback rate', value: `${pct(fresh.fallbackRate)} (${count(fresh.fallbacks)} of ${count(attempts)})`,
+    limit: `≤ ${pct(b.maxFallbackRate)}`, ok: judged ? fresh.fallbackRate <= b.maxFallbackRate : undefined, kind: 'budget' });
   const stepAttempts = evidence.step.new.requests + evidence.step.new.fallbacks;
   const volume: Check = { name: 'new requests on this step', value: count(stepAttempts), limit: `≥ ${count(spec.minRequests)}`, ok: stepAttempts >= spec.minRequests, kind: 'gate' };
   const checks = [time, volume, errors, latency, fallbacks];
   const window = `over the last ${formatMs(Math.min(elapsedMs, b.windowMs))}`;
-  if (errors.ok === false) {
-    return verdict('rollback', checks, `${side} answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
-      `above legacy's ${base ? pct(base.errorRate) : '0 %'} ${base ? baseWhere : '(no legacy baseline)'} + the ${pct(b.errorRateMargin)} margin`);
-  }
-  if (latency.ok === false) {
-    return verdict('rollback', checks, `${side}'s p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`);
-  }
-  if (fallbacks.ok === false) {
-    return verdict('rollback', checks, `${pct(fresh.fallbackRate)} of ${side}'s requests fell back (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`);
-  }
+  const broken = brokenBudgets([
+    [errors, () => `${side} answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
+      `above legacy's ${base ? pct(base.errorRate) : '0 %'} ${base ? baseWhere : '(no legacy baseline)'} + the ${pct(b.errorRateMargin)} margin`],
+    [latency, () => `${side}'s p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`],
+    [fallbacks, () => `${pct(fresh.fallbackRate)} of ${side}'s requests fell back (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`],
+  ]);
+  if (broken.rollback) return verdict('rollback', checks, broken.rollback, broken.watched);
+  const watched = broken.watched;
   if (held && volume.ok) {
     const figures = `${count(stepAttempts)} requests on ${side} over ${formatMs(elapsedMs)}, 5xx ${pct(evidence.step.new.errorRate)}, p95 ${ms(evidence.step.new.p95Ms)}, ` +
       `fallbacks ${pct(evidence.step.new.fallbackRate)}; legacy 5xx ${base ? pct(base.errorRate) : 'n/a'}, p95 ${ms(base?.p95Ms)}`;
-    return verdict('advance', checks, `${step.label} passed: ${figures}`);
+    return verdict('advance', checks, `${step.label} passed: ${figures}`, watched);
   }
-  return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on ${side} so far` : '');
+  return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on ${side} so far` : '', watched);
 }
 
-function verdict(action: Action, checks: Check[], reason: string): Verdict {
-  return { action, checks, reason };
+/** A budget check, marked when the plan only watches it. */
+function budget(dryRun: readonly BudgetName[], name: BudgetName, check: Check): Check {
+  return dryRun.includes(name) ? { ...check, dryRun: true } : check;
+}
+
+/** The first broken budget that acts gives the rollback reason; broken dry-run budgets are only watched. */
+function brokenBudgets(budgets: readonly [Check, string | (() => string)][]): { rollback?: string; watched: Verdict['watched'] } {
+  const broken = budgets.filter(([c]) => c.ok === false).map(([c, r]) => ({ check: c.name, dryRun: c.dryRun === true, reason: typeof r === 'string' ? r : r() }));
+  const acting = broken.find((b) => !b.dryRun);
+  return { ...(acting ? { rollback: acting.reason } : {}), watched: broken.filter((b) => b.dryRun).map(({ check, reason }) => ({ check, reason })) };
+}
+
+function verdict(action: Action, checks: Check[], reason: string, watched: Verdict['watched'] = []): Verdict {
+  return { action, checks, reason, watched };
 }

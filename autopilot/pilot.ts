@@ -16,12 +16,12 @@ import { latestTable, type Route, saveTableIn, type TableVersion } from '../rout
 import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
 import { stepsOf, type Plan } from './plan.js';
-import { serviceOf, activePlans, canonical, firstStep, parsePlan, routeForStep, stepEvidence, type PlanRow } from './plans.js';
+import { approvalsOf, serviceOf, activePlans, canonical, describeWatched, firstStep, parsePlan, routeForStep, stepEvidence, watchedOf, type PlanRow } from './plans.js';
 
 export const LEASE = 'autopilot';
 export const AUTOPILOT_ACTOR = 'autopilot';
 
-export type PlanEvent = 'step' | 'hold' | 'rollback' | 'done' | 'stopped' | 'overridden';
+export type PlanEvent = 'step' | 'hold' | 'waiting' | 'dry-run' | 'rollback' | 'done' | 'stopped' | 'overridden';
 
 /** What a webhook receives, one JSON object per event. */
 export interface PlanEventBody {
@@ -142,11 +142,13 @@ export class Autopilot {
       } catch (err) {
         return this.#finish(row, plan, 'stopped', 'stopped', (err as Error).message, table);
       }
-      return this.#move(row, plan, first, routeForStep(plan, steps[first]!, route, now), `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts)`, table);
+      if (this.#gated(row, steps, first)) return this.#await(row, plan, first, steps, []);
+      return this.#move(row, plan, first, routeForStep(plan, steps[first]!, route, now), `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts${approvedBy(row, first)})`, table);
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
     const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)), serviceOf(row));
+    await this.#watch(row, plan, steps, verdict.watched, verdict.checks);
     switch (verdict.action) {
       case 'wait': return;
       case 'hold': {
@@ -161,13 +163,42 @@ export class Autopilot {
       case 'advance': {
         const next = row.step + 1;
         if (next >= steps.length) return this.#finish(row, plan, 'done', 'done', `done: ${verdict.reason}`, table, undefined, verdict.checks);
-        const label = `step ${next + 1}/${steps.length}: ${steps[next]!.label} (${verdict.reason})`;
+        if (this.#gated(row, steps, next)) return this.#await(row, plan, next, steps, verdict.checks);
+        const label = `step ${next + 1}/${steps.length}: ${steps[next]!.label} (${verdict.reason}${approvedBy(row, next)})`;
         // A retirement's last step is the retirement itself: the plan is done when it is applied.
         if (next === steps.length - 1 && plan.kind === 'retire') {
           return this.#finish(row, plan, 'done', 'done', label, table, routeForStep(plan, steps[next]!, route, now), verdict.checks, next);
         }
         return this.#move(row, plan, next, routeForStep(plan, steps[next]!, route, now), label, table, verdict.checks);
       }
+    }
+  }
+
+  /** Whether step `step` asks for a person's approval that has not been given. */
+  #gated(row: PlanRow, steps: readonly { promote?: { approve: boolean } }[], step: number): boolean {
+    return steps[step]?.promote?.approve === true && !approvalsOf(row).some((a) => a.step === step);
+  }
+
+  /** The plan waits before step `step` until `--approve`; the step it is on is judged meanwhile. Said once. */
+  async #await(row: PlanRow, plan: Plan, step: number, steps: readonly { label: string }[], checks: readonly Check[]): Promise<void> {
+    if (row.awaiting === step) return;
+    const reason = `waiting for approval before step ${step + 1}/${steps.length}: ${steps[step]!.label} (banyan routes ${row.kind} ${row.route} --approve)`;
+    await this.#update(row, { awaiting: step, reason });
+    this.#o.log(`autopilot: ${row.route}: ${reason}`);
+    return this.#emit(plan, row, 'waiting', reason, null, steps, checks);
+  }
+
+  /** Records the rollbacks dry-run budgets would have made: the first per step and budget, so a long break is one entry. */
+  async #watch(row: PlanRow, plan: Plan, steps: readonly { label: string }[], watched: readonly { check: string; reason: string }[], checks: readonly Check[]): Promise<void> {
+    const seen = watchedOf(row);
+    const fresh = watched.filter((w) => !seen.some((s) => s.step === row.step && s.check === w.check))
+      .map((w) => ({ step: row.step, check: w.check, at: new Date().toISOString(), reason: w.reason }));
+    if (!fresh.length) return;
+    await this.#update(row, { watched: JSON.stringify([...seen, ...fresh]) });
+    row.watched = [...seen, ...fresh];
+    for (const w of fresh) {
+      this.#o.log(`autopilot: ${row.route}: dry run: ${describeWatched(w)}`);
+      this.#emit(plan, row, 'dry-run', describeWatched(w), null, steps, checks);
     }
   }
 
@@ -202,7 +233,7 @@ export class Autopilot {
       const moved = change.step !== row.step;
       const updated = await trx.updateTable('cutover_plans').set({
         status: change.status, step: change.step, reason: change.reason, updated_at: new Date(),
-        ...(moved ? { step_started_at: new Date(), held: false } : {}),
+        ...(moved ? { step_started_at: new Date(), held: false, awaiting: null } : {}),
         ...(change.route ? { expected_route: JSON.stringify(change.route) } : {}),
       }).where('id', '=', row.id).where('step', '=', row.step).where('status', '=', 'running').returning('id').execute();
       if (updated.length !== 1) throw new PlanMoved();
@@ -215,7 +246,7 @@ export class Autopilot {
     });
   }
 
-  async #update(row: PlanRow, set: { held: boolean; reason: string }): Promise<void> {
+  async #update(row: PlanRow, set: { held?: boolean; reason?: string; awaiting?: number; watched?: string }): Promise<void> {
     await this.#o.db.transaction().execute(async (trx) => {
       await this.#holding(trx);
       const updated = await trx.updateTable('cutover_plans').set({ ...set, updated_at: new Date() })
@@ -254,4 +285,10 @@ export class Autopilot {
     await this.sampler.flush(this.#o.db, this.#o.shadowCounts).catch(() => {});
     await sql`DELETE FROM autopilot_lease WHERE name = ${LEASE} AND holder = ${this.instance}`.execute(this.#o.db).catch(() => {});
   }
+}
+
+/** "; approved by …" when a person let the plan into step `step`. */
+function approvedBy(row: PlanRow, step: number): string {
+  const approval = approvalsOf(row).find((a) => a.step === step);
+  return approval ? `; approved by ${approval.by}` : '';
 }

@@ -13,6 +13,12 @@
  *                  "minRequests": 100, "window": "5m" },
  *     "webhook": "https://hooks.example/banyan" }
  *
+ * A step with `"approve": true` is not entered until a person says so
+ * (`banyan routes promote NAME --approve`). `"dryRun": true` on the plan, or
+ * on a `budgets` object (or a list of its budgets: `["p95", "errorRate"]`),
+ * makes those budgets watched only: a break is recorded and reported as the
+ * rollback it would have been, and the plan goes on.
+ *
  * A retirement walks it the other way: brownouts of growing length with gaps
  * between them, then `retired`:
  *
@@ -40,7 +46,13 @@ export interface Budgets {
   readonly minRequests: number;
   /** Budgets are judged on the last `window` of the step (or the whole step, if shorter). */
   readonly windowMs: number;
+  /** Budgets only watched: a break is recorded as the rollback it would have been, and nothing is done. */
+  readonly dryRun: readonly BudgetName[];
 }
+
+/** The budgets by name, as `dryRun` lists them. */
+export const BUDGET_NAMES = ['errorRate', 'p95', 'fallbackRate', 'mismatchRate'] as const;
+export type BudgetName = (typeof BUDGET_NAMES)[number];
 
 export interface PromoteStep {
   readonly mode: 'shadow' | 'canary' | 'new';
@@ -53,12 +65,16 @@ export interface PromoteStep {
   readonly minComparisons: number;
   readonly maxMismatchRate: number;
   readonly budgets: Budgets;
+  /** The plan waits before this step until a person approves it. */
+  readonly approve: boolean;
 }
 
 export interface PromotePlan {
   readonly kind: 'promote';
   readonly steps: readonly PromoteStep[];
   readonly webhook?: string;
+  /** Every budget only watched (`--dry-run`). */
+  readonly dryRun: boolean;
 }
 
 export interface RetirePlan {
@@ -138,7 +154,7 @@ function budgetsOf(p: Problems, raw: unknown, field: string, base: Budgets): Bud
     p.say(field, 'must be an object');
     return base;
   }
-  p.keys(raw, field, ['errorRateMargin', 'p95Factor', 'p95SlackMs', 'maxFallbackRate', 'minRequests', 'window']);
+  p.keys(raw, field, ['errorRateMargin', 'p95Factor', 'p95SlackMs', 'maxFallbackRate', 'minRequests', 'window', 'dryRun']);
   return {
     errorRateMargin: p.number(raw['errorRateMargin'], `${field}.errorRateMargin`, base.errorRateMargin, rate, 'a rate from 0 to 1 (0.005 is 0.5 %)'),
     p95Factor: p.number(raw['p95Factor'], `${field}.p95Factor`, base.p95Factor, (n) => n >= 1, 'a factor of at least 1'),
@@ -146,21 +162,38 @@ function budgetsOf(p: Problems, raw: unknown, field: string, base: Budgets): Bud
     maxFallbackRate: p.number(raw['maxFallbackRate'], `${field}.maxFallbackRate`, base.maxFallbackRate, rate, 'a rate from 0 to 1'),
     minRequests: p.number(raw['minRequests'], `${field}.minRequests`, base.minRequests, (n) => Number.isInteger(n) && n >= 1, 'a whole number of at least 1'),
     windowMs: raw['window'] === undefined ? base.windowMs : p.duration(raw['window'], `${field}.window`),
+    dryRun: dryRunOf(p, raw['dryRun'], `${field}.dryRun`, base.dryRun),
   };
+}
+
+function dryRunOf(p: Problems, raw: unknown, field: string, base: readonly BudgetName[]): readonly BudgetName[] {
+  if (raw === undefined) return base;
+  if (raw === true) return BUDGET_NAMES;
+  if (raw === false) return [];
+  if (Array.isArray(raw) && raw.length && raw.every((n) => BUDGET_NAMES.includes(n as BudgetName))) return raw as BudgetName[];
+  p.say(field, `must be true, false or a list of budgets (${BUDGET_NAMES.join(', ')}), not ${JSON.stringify(raw)}`);
+  return base;
+}
+
+function flagOf(p: Problems, raw: unknown, field: string): boolean {
+  if (raw === undefined) return false;
+  if (typeof raw !== 'boolean') p.say(field, `must be true or false, not ${JSON.stringify(raw)}`);
+  return raw === true;
 }
 
 /** Checks a promotion plan (the parsed JSON of a plan file); every problem names its field. */
 export function validatePromotePlan(raw: unknown): PromotePlan {
   const p = new Problems();
   if (!isObject(raw)) throw invalid(['the plan must be a JSON object with "steps"']);
-  p.keys(raw, '', ['steps', 'budgets', 'webhook']);
-  const budgets = budgetsOf(p, raw['budgets'], 'budgets', { ...DEFAULT_BUDGETS, windowMs: parseDuration(DEFAULT_BUDGETS.window, 'window') });
+  p.keys(raw, '', ['steps', 'budgets', 'webhook', 'dryRun']);
+  const dryRun = flagOf(p, raw['dryRun'], 'dryRun');
+  const budgets = budgetsOf(p, raw['budgets'], 'budgets', { ...DEFAULT_BUDGETS, windowMs: parseDuration(DEFAULT_BUDGETS.window, 'window'), dryRun: dryRun ? BUDGET_NAMES : [] });
   const steps: PromoteStep[] = [];
   if (!Array.isArray(raw['steps']) || raw['steps'].length === 0) p.say('steps', 'must be a list of at least one step');
   else raw['steps'].forEach((s: unknown, i) => {
     const field = `steps[${i}]`;
     if (!isObject(s)) return p.say(field, 'must be an object such as {"mode": "canary", "percent": 5, "hold": "10m"}');
-    p.keys(s, field, ['mode', 'percent', 'hold', 'minRequests', 'minComparisons', 'maxMismatchRate', 'budgets']);
+    p.keys(s, field, ['mode', 'percent', 'hold', 'minRequests', 'minComparisons', 'maxMismatchRate', 'budgets', 'approve']);
     const mode = s['mode'];
     if (mode !== 'shadow' && mode !== 'canary' && mode !== 'new') return p.say(`${field}.mode`, `must be shadow, canary or new, not ${JSON.stringify(mode)}`);
     let percent: number | undefined;
@@ -180,12 +213,14 @@ export function validatePromotePlan(raw: unknown): PromotePlan {
       minComparisons: p.number(s['minComparisons'], `${field}.minComparisons`, mode === 'shadow' ? 100 : 0, whole, 'a whole number, 0 or more'),
       maxMismatchRate: p.number(s['maxMismatchRate'], `${field}.maxMismatchRate`, 0.005, rate, 'a rate from 0 to 1'),
       budgets: budgetsOf(p, s['budgets'], `${field}.budgets`, budgets),
+      approve: flagOf(p, s['approve'], `${field}.approve`),
     });
   });
   if (steps.length && steps.at(-1)!.mode !== 'new') p.say('steps', 'the last step must be {"mode": "new", …}: a promotion ends with the route on the new app');
   const webhook = webhookOf(p, raw['webhook']);
+  if (dryRun) steps.forEach((s, i) => { if (s.budgets.dryRun.length < BUDGET_NAMES.length) p.say(`steps[${i}].budgets.dryRun`, 'a dry-run plan watches every budget; leave dryRun out here'); });
   if (p.list.length) throw invalid(p.list);
-  return { kind: 'promote', steps, ...(webhook ? { webhook } : {}) };
+  return { kind: 'promote', steps, dryRun, ...(webhook ? { webhook } : {}) };
 }
 
 /** Checks a retirement plan; every problem names its field. */

@@ -112,17 +112,51 @@ export async function activePlans(db: Kysely<Database>): Promise<PlanRow[]> {
   return db.selectFrom('cutover_plans').selectAll().where('status', 'in', ACTIVE).orderBy('id').execute();
 }
 
+/** Who let a plan into a step that asks for approval. */
+export interface Approval {
+  readonly step: number;
+  readonly by: string;
+  readonly at: string;
+}
+
+/** A rollback a dry-run budget would have made. */
+export interface Watched {
+  readonly step: number;
+  readonly check: string;
+  readonly at: string;
+  readonly reason: string;
+}
+
+export const approvalsOf = (row: Pick<PlanRow, 'approvals'>): Approval[] => (Array.isArray(row.approvals) ? row.approvals as Approval[] : []);
+export const watchedOf = (row: Pick<PlanRow, 'watched'>): Watched[] => (Array.isArray(row.watched) ? row.watched as Watched[] : []);
+
+/** "would have rolled back at 14:02: …", as `--status`, the dashboard and the webhook say it. */
+export function describeWatched(w: Watched): string {
+  return `would have rolled back at ${w.at.slice(11, 16)}: ${w.reason}`;
+}
+
 /**
- * `--pause`, `--resume`, `--abort` from an operator. Pause leaves the route
- * where it is and stops judging; resume starts the step's hold again; abort
- * ends the plan and puts the route back as it was before the plan.
+ * `--pause`, `--resume`, `--abort`, `--approve` from an operator. Pause leaves
+ * the route where it is and stops judging; resume starts the step's hold
+ * again; abort ends the plan and puts the route back as it was before the
+ * plan; approve lets a plan that waits at a gate into its next step.
  */
-export async function controlPlan(db: Kysely<Database>, route: string, action: 'pause' | 'resume' | 'abort', actor: string): Promise<{ row: PlanRow; version?: number }> {
+export async function controlPlan(db: Kysely<Database>, route: string, action: 'pause' | 'resume' | 'abort' | 'approve', actor: string): Promise<{ row: PlanRow; version?: number }> {
   return db.transaction().execute(async (trx) => {
     const row = await trx.selectFrom('cutover_plans').selectAll().where('route', '=', route).where('status', 'in', ACTIVE).forUpdate().executeTakeFirst();
     if (!row) throw new BanyanError('no-plan', `${route} has no plan under way`, `start one: banyan routes promote ${route}`);
     if (action === 'pause' && row.status === 'paused') throw new BanyanError('already-paused', `${route}'s plan is already paused`, `resume it: --resume`);
     if (action === 'resume' && row.status === 'running') throw new BanyanError('not-paused', `${route}'s plan is running, not paused`);
+    if (action === 'approve') {
+      if (row.awaiting === null) {
+        throw new BanyanError('not-awaiting', `${route}'s plan is not waiting for approval`, `see banyan routes ${row.kind} ${route} --status; a step with "approve": true waits when the plan reaches it`);
+      }
+      const label = stepsOf(parsePlan(row.kind as PlanKind, row.plan))[row.awaiting]?.label ?? `step ${row.awaiting + 1}`;
+      const approvals = [...approvalsOf(row), { step: row.awaiting, by: actor, at: new Date().toISOString() }];
+      const updated = await trx.updateTable('cutover_plans').set({ approvals: JSON.stringify(approvals), reason: `step ${row.awaiting + 1} (${label}) approved by ${actor}`, updated_at: new Date() })
+        .where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+      return { row: updated };
+    }
     let version: number | undefined;
     if (action === 'abort') {
       const table = await latestTable(trx);
@@ -161,6 +195,13 @@ export interface PlanView {
   readonly reason: string;
   readonly updatedAt: string;
   readonly lease: { holder: string; expiresInMs: number } | undefined;
+  /** The gate the plan waits at: the step it goes to once approved. */
+  readonly awaiting: { readonly step: number; readonly label: string } | undefined;
+  readonly approvals: readonly Approval[];
+  /** Every budget only watched (`--dry-run`). */
+  readonly dryRun: boolean;
+  /** What the dry-run budgets would have done, each as "would have rolled back at 14:02: …". */
+  readonly watched: readonly string[];
 }
 
 /** The evidence a step is judged on: since the step began, the budget window, and since the plan began. */
@@ -187,5 +228,7 @@ export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Dat
     nextInMs: step && row.status === 'running' ? Math.max(0, step.holdMs - elapsedMs) : 0,
     verdict, reason: row.reason, updatedAt: new Date(row.updated_at).toISOString(),
     lease: lease ? { holder: lease.holder, expiresInMs: new Date(lease.expires_at).getTime() - now.getTime() } : undefined,
+    awaiting: row.awaiting !== null && steps[row.awaiting] ? { step: row.awaiting, label: steps[row.awaiting]!.label } : undefined,
+    approvals: approvalsOf(row), dryRun: plan.kind === 'promote' && plan.dryRun, watched: watchedOf(row).map(describeWatched),
   };
 }

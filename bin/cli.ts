@@ -145,6 +145,8 @@ function routesCommand(routes: Command): void {
     .option('--pause', 'the route stays where it is; nothing is judged until --resume')
     .option('--resume', 'go on; the step\'s hold starts over')
     .option('--abort', 'end the plan and put the route back as it was before it')
+    .option('--approve', 'let a plan that waits at a step with "approve": true into that step; your name is recorded')
+    .option('--dry-run', 'start the plan with every budget only watched: a broken one is reported as the rollback it would have been')
     .addOption(json()).action(plans);
   steer(routes.command('promote').description('walk a route to the new app step by step (shadow, canary ramp, new), rolling back when a budget breaks'), 'promotion');
   steer(routes.command('retire').description('retire a route nobody uses: brownouts of growing length, then retired; stops if real traffic shows up'), 'retirement');

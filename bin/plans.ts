@@ -9,12 +9,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 
-const CONTROLS = ['status', 'pause', 'resume', 'abort'] as const;
+const CONTROLS = ['status', 'pause', 'resume', 'abort', 'approve'] as const;
 
 /**
  * `banyan routes promote|retire NAME [--plan FILE]` starts a plan the
- * autopilot walks; `--status`, `--pause`, `--resume` and `--abort` follow and
- * steer it. `banyan routes plans` lists them.
+ * autopilot walks (`--dry-run`: its budgets only watched); `--status`,
+ * `--pause`, `--resume`, `--abort` and `--approve` follow and steer it.
+ * `banyan routes plans` lists them.
  */
 export async function plans(args: Args): Promise<void> {
   const [action, name] = args.words as ['promote' | 'retire' | 'plans', string | undefined];
@@ -41,6 +42,8 @@ export async function plans(args: Args): Promise<void> {
     if (chosen.length > 1) throw new BanyanError('bad-arguments', `choose one of --${chosen.join(', --')}`);
     const control = chosen[0];
     if (control && args.flags.has('plan')) throw new BanyanError('bad-arguments', `--plan starts a plan; it does not go with --${control}`);
+    if (control && args.flags.has('dry-run')) throw new BanyanError('bad-arguments', `--dry-run starts a plan that only watches; it does not go with --${control}`);
+    if (control === 'approve' && action !== 'promote') throw new BanyanError('bad-arguments', 'only promotions have steps that wait for approval');
     if (control === 'status') {
       const row = await planFor(db, name!);
       if (!row) throw new BanyanError('no-plan', `${name} has never had a plan`, `start one: banyan routes ${action} ${name}`);
@@ -56,11 +59,14 @@ export async function plans(args: Args): Promise<void> {
       process.stdout.write(control === 'abort'
         ? `Plan ${row.id} for ${row.route} is aborted${version !== undefined ? `; the route is back as it was before the plan (table version ${version})` : '; the route already was as before the plan'}.\n`
         : control === 'pause' ? `Plan ${row.id} for ${row.route} is paused: the route stays where it is and nothing is judged until --resume.\n`
-          : `Plan ${row.id} for ${row.route} runs again; this step's hold starts over now.\n`);
+          : control === 'approve' ? `Plan ${row.id} for ${row.route}: ${row.reason}; the autopilot goes on within a second.\n`
+            : `Plan ${row.id} for ${row.route} runs again; this step's hold starts over now.\n`);
       return;
     }
     const file = args.flags.get('plan');
-    const raw = typeof file === 'string' ? readPlanFile(file) : action === 'promote' ? DEFAULT_PROMOTE_PLAN : DEFAULT_RETIRE_PLAN;
+    const given = typeof file === 'string' ? readPlanFile(file) : action === 'promote' ? DEFAULT_PROMOTE_PLAN : DEFAULT_RETIRE_PLAN;
+    if (args.flags.has('dry-run') && action !== 'promote') throw new BanyanError('bad-arguments', '--dry-run is for promotions: a retirement has no budgets to watch');
+    const raw = args.flags.has('dry-run') && given && typeof given === 'object' && !Array.isArray(given) ? { ...given, dryRun: true } : given;
     const started = await startPlan(db, action as PlanKind, name!, raw, actor);
     const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
     const live = lease && new Date(lease.expires_at).getTime() > Date.now();
@@ -76,6 +82,7 @@ export async function plans(args: Args): Promise<void> {
 
 function nextIn(v: PlanView): string {
   if (v.status !== 'running') return '—';
+  if (v.awaiting) return 'when approved (--approve)';
   if (v.step < 0) return 'starting';
   return v.nextInMs > 0 ? formatMs(v.nextInMs) : 'when the evidence is in';
 }
@@ -85,11 +92,15 @@ function printStatus(v: PlanView): void {
   out.write(`Plan ${v.id} (${v.kind}) for ${v.route}: ${v.status}\n`);
   out.write(`Steps: ${v.steps.map((s, i) => (i === v.step ? `[${s}]` : s)).join(' → ')}\n`);
   if (v.step >= 0 && v.status === 'running') out.write(`On step ${v.step + 1} of ${v.steps.length} (${v.stepLabel}) for ${formatMs(v.elapsedMs)}; next step: ${nextIn(v)}\n`);
+  if (v.awaiting && v.status === 'running') out.write(`Waiting for approval before step ${v.awaiting.step + 1} (${v.awaiting.label}): banyan routes ${v.kind} ${v.route} --approve\n`);
+  for (const a of v.approvals) out.write(`Approved: step ${a.step + 1} (${v.steps[a.step] ?? '?'}) by ${a.by} at ${a.at}\n`);
+  if (v.dryRun) out.write('Dry run: budgets are only watched; a broken one is reported, and the route is not rolled back\n');
+  for (const w of v.watched) out.write(`Dry run: ${w}\n`);
   out.write(`Last: ${v.reason}\n`);
   if (v.verdict) {
     out.write('\n');
     printTable(['check', 'live', 'must be', ''], v.verdict.checks.map((c) => [c.name, c.value, c.limit,
-      c.ok === true ? (c.kind === 'gate' ? 'reached' : 'ok') : c.ok === false ? (c.kind === 'gate' ? 'not yet' : 'BROKEN') : 'not judged yet']));
+      (c.ok === true ? (c.kind === 'gate' ? 'reached' : 'ok') : c.ok === false ? (c.kind === 'gate' ? 'not yet' : 'BROKEN') : 'not judged yet') + (c.dryRun ? ' (dry run)' : '')]));
   }
   if (v.status === 'running' || v.status === 'paused') {
     const lease = v.lease && v.lease.expiresInMs > 0 ? `the autopilot is ${v.lease.holder}` : 'no proxy holds the autopilot lease: is a proxy running?';

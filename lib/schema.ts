@@ -43,6 +43,12 @@ export interface CutoverPlansTable {
   actor: string;
   created_at: CreatedAt;
   updated_at: CreatedAt;
+  /** The step the plan waits to be approved into (`"approve": true`), while it waits. */
+  awaiting: number | null;
+  /** Who approved which step: `[{ step, by, at }]`. */
+  approvals: Generated<unknown>;
+  /** Rollbacks a dry-run budget would have made, the first per step and budget: `[{ step, check, at, reason }]`. */
+  watched: Generated<unknown>;
 }
 
 export interface AutopilotLeaseTable {

@@ -12,6 +12,7 @@ import * as digests from './2026-11-23-04-digests.js';
 import * as autopilot from './2026-11-23-05-autopilot.js';
 import * as routeUpstreams from './2026-12-02-01-route-upstreams.js';
 import * as usageService from './2026-12-02-02-usage-service.js';
+import * as planGates from './2026-12-02-03-plan-gates.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -30,6 +31,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-05-autopilot': autopilot,
   '2026-12-02-01-route-upstreams': routeUpstreams,
   '2026-12-02-02-usage-service': usageService,
+  '2026-12-02-03-plan-gates': planGates,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -27,10 +27,18 @@ describe('cutover plans', () => {
     expect(refuse({ steps: [{ mode: 'canary', percent: 50, hold: '1m' }, { mode: 'canary', percent: 20, hold: '1m' }, { mode: 'shadow', hold: '1m' }, { mode: 'new', hold: '1m' }] })).to.deep.equal([
       'steps[1].percent: must be above the step before\'s 50', 'steps[2].mode: shadow cannot come after canary: a promotion only moves towards new']);
     expect(refuse({ steps: [{ mode: 'new', hold: '1m' }], budgets: { p95Factor: 0.5, window: 'a while', extra: 1 }, webhook: 'ftp://x' })).to.deep.equal([
-      'budgets.extra: unknown field (known: errorRateMargin, p95Factor, p95SlackMs, maxFallbackRate, minRequests, window)',
+      'budgets.extra: unknown field (known: errorRateMargin, p95Factor, p95SlackMs, maxFallbackRate, minRequests, window, dryRun)',
       'budgets.p95Factor: must be a factor of at least 1, not 0.5', 'budgets.window: must be a duration such as "30s", "10m" or "1d", not "a while"',
       'webhook: must be an http:// or https:// URL, not "ftp://x"']);
     expect(() => validatePromotePlan([])).to.throw('the plan must be a JSON object with "steps"');
+    expect(refuse({ steps: [{ mode: 'canary', percent: 5, hold: '1m', approve: 'yes' }, { mode: 'new', hold: '1m', budgets: { dryRun: ['p99'] } }], dryRun: 1 })).to.deep.equal([
+      'dryRun: must be true or false, not 1', 'steps[0].approve: must be true or false, not "yes"',
+      'steps[1].budgets.dryRun: must be true, false or a list of budgets (errorRate, p95, fallbackRate, mismatchRate), not ["p99"]']);
+    expect(refuse({ steps: [{ mode: 'new', hold: '1m', budgets: { dryRun: false } }], dryRun: true })).to.deep.equal([
+      'steps[0].budgets.dryRun: a dry-run plan watches every budget; leave dryRun out here']);
+    const gated = validatePromotePlan({ steps: [{ mode: 'canary', percent: 25, hold: '1m', approve: true }, { mode: 'new', hold: '1m', budgets: { dryRun: ['p95'] } }] });
+    expect(gated.steps.map((s) => [s.approve, s.budgets.dryRun])).to.deep.equal([[true, []], [false, ['p95']]]);
+    expect(validatePromotePlan({ steps: [{ mode: 'new', hold: '1m' }], dryRun: true }).steps[0]!.budgets.dryRun).to.have.length(4);
     expect(() => validateRetirePlan({ brownouts: [], retired: { status: 200 } })).to.throw(/brownouts: must be a list of at least one duration[\s\S]*retired\.status: must be a 4xx or 5xx status, not 200/);
   });
 
@@ -97,5 +105,36 @@ describe('the autopilot\'s verdict on a step', () => {
     const bad = judge(plan, shadow!, 1_000, all(evidence(side(0), side(0), { matches: 95, mismatches: 5 })));
     expect([bad.action, bad.reason]).to.deep.equal(['rollback', 'shadow: 5 of 100 comparisons differ (5.00 %), above the plan\'s 1.00 %; see banyan routes shadow']);
     expect(judge(plan, shadow!, 61_000, all(evidence(side(0), side(0), { matches: 50, mismatches: 0 }))).action).to.equal('hold');
+  });
+});
+
+describe('dry-run budgets', () => {
+  const raw = {
+    steps: [{ mode: 'shadow', hold: '1m', minComparisons: 100, maxMismatchRate: 0.01 }, { mode: 'canary', percent: 25, hold: '1m', minRequests: 100 }, { mode: 'new', hold: '1m' }],
+    budgets: { errorRateMargin: 0.01, p95Factor: 1.5, p95SlackMs: 5, maxFallbackRate: 0.02, minRequests: 50 },
+  };
+
+  it('report a broken budget as the rollback it would have been, and let the step go on', () => {
+    const [, canary] = stepsOf(validatePromotePlan({ ...raw, dryRun: true }));
+    const slow = judge(validatePromotePlan({ ...raw, dryRun: true }), canary!, 61_000, all(evidence(side(500, 0, 120), side(200, 0, 412))));
+    expect(slow.action).to.equal('advance');
+    expect(slow.watched).to.deep.equal([{ check: 'new p95 latency', reason: 'the new app\'s p95 latency is 412 ms over the last 1m1s, above legacy\'s 120 ms in the window × 1.5 + 5 ms' }]);
+    expect(slow.checks.find((c) => c.name === 'new p95 latency')).to.include({ ok: false, dryRun: true });
+    const [shadow] = stepsOf(validatePromotePlan({ ...raw, dryRun: true }));
+    const differ = judge(validatePromotePlan({ ...raw, dryRun: true }), shadow!, 1_000, all(evidence(side(0), side(0), { matches: 50, mismatches: 50 })));
+    expect([differ.action, differ.watched.map((w) => w.check)]).to.deep.equal(['wait', ['mismatch rate (noise aside)']]);
+  });
+
+  it('watch only the budgets named; the others still roll back', () => {
+    const plan = validatePromotePlan({ ...raw, budgets: { ...raw.budgets, dryRun: ['p95'] } });
+    const [, canary] = stepsOf(plan);
+    const both = judge(plan, canary!, 5_000, all(evidence(side(500, 0, 10), side(100, 10, 30))));
+    expect(both.action).to.equal('rollback');
+    expect(both.reason).to.match(/^the new app answered 5xx to 10\.0 %/);
+    expect(both.watched.map((w) => w.check)).to.deep.equal(['new p95 latency']);
+    const slowOnly = judge(plan, canary!, 5_000, all(evidence(side(500, 0, 10), side(100, 0, 30))));
+    expect([slowOnly.action, slowOnly.watched.length]).to.deep.equal(['wait', 1]);
+    const acting = validatePromotePlan(raw);
+    expect(judge(acting, stepsOf(acting)[1]!, 5_000, all(evidence(side(500, 0, 10), side(100, 0, 30)))).action, 'without dryRun').to.equal('rollback');
   });
 });

@@ -109,7 +109,7 @@ describe('the cutover autopilot, against real proxy processes', function () {
     sameAnswers(app, failing);
     await setRoutes(s, [
       route('ap_walk', '/ap/walk'), route('ap_bad', '/ap/bad'), route('ap_lease', '/ap/lease'), route('ap_manual', '/ap/manual'),
-      route('ap_retire', '/ap/retire'), route('ap_used', '/ap/used'), route('ap_gone', '/ap/gone'),
+      route('ap_retire', '/ap/retire'), route('ap_used', '/ap/used'), route('ap_gone', '/ap/gone'), route('ap_gate', '/ap/gate'), route('ap_dry', '/ap/dry'),
     ]);
     env = {
       DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, LEGACY_URL: legacy.url, APP_URL: app.url, BANYAN_ADMIN_TOKEN: 'a'.repeat(24),
@@ -204,6 +204,70 @@ describe('the cutover autopilot, against real proxy processes', function () {
     expect(history.stdout).to.match(/autopilot\s+autopilot promote\s+ap_bad: rollback to legacy: the new app answered 5xx/);
   });
 
+  it('waits before a step that asks for approval, says so on --status and the webhook, and goes on after --approve with the approver recorded', async () => {
+    const hook = await webhookReceiver();
+    const file = planFile('gate', {
+      steps: [{ mode: 'canary', percent: 10, hold: '1s', minRequests: 5 }, { mode: 'canary', percent: 50, hold: '1s', minRequests: 5, approve: true }, { mode: 'new', hold: '1s', minRequests: 5 }],
+      budgets: { p95Factor: 3, p95SlackMs: 100, minRequests: 5, window: '3s' }, webhook: hook.url,
+    });
+    const users = load(urls, '/ap/gate/');
+    try {
+      expect((await banyan('routes', 'promote', 'ap_gate', '--plan', file)).status).to.equal(0);
+      await waitUntil('the plan waits at the gate', async () => (await planRow('ap_gate')).awaiting === 1, 20_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect((await routeNow('ap_gate')).percent, 'still on the step before the gate').to.equal(10);
+      const status = await banyan('routes', 'promote', 'ap_gate', '--status');
+      expect(status.stdout).to.contain('Waiting for approval before step 2 (canary 50%): banyan routes promote ap_gate --approve\n');
+      expect(status.stdout).to.match(/next step: when approved \(--approve\)/);
+      expect(hook.events.find((e) => e['event'] === 'waiting')).to.deep.include({
+        route: 'ap_gate', reason: 'waiting for approval before step 2/3: canary 50% (banyan routes promote ap_gate --approve)', step: { index: 1, of: 3, label: 'canary 10%' } });
+      const approved = await banyan('routes', 'promote', 'ap_gate', '--approve');
+      expect(approved.status, approved.stderr).to.equal(0);
+      expect(approved.stdout).to.match(/: step 2 \(canary 50%\) approved by \S+@\S+ \(cli\); the autopilot goes on/);
+      await waitUntil('the plan is done', async () => (await planRow('ap_gate')).status === 'done', 30_000);
+    } finally {
+      await users.stop();
+      await hook.listening.close();
+    }
+    const history = (await auditLog(db, 30)).filter((e) => e.actor === 'autopilot' && e.reason.startsWith('ap_gate:')).reverse();
+    expect(history[1]!.reason).to.match(/step 2\/3: canary 50% \(canary 10% passed: .*; approved by \S+ \(cli\)\)$/);
+    const status = await banyan('routes', 'promote', 'ap_gate', '--status');
+    expect(status.stdout).to.match(/\nApproved: step 2 \(canary 50%\) by \S+@\S+ \(cli\) at 20\d\d-/);
+  });
+
+  it('with --dry-run, reports a broken budget as the rollback it would have been and leaves the route on its way', async () => {
+    const hook = await webhookReceiver();
+    const file = planFile('dry', {
+      steps: [{ mode: 'canary', percent: 25, hold: '4s', minRequests: 10 }, { mode: 'new', hold: '1s', minRequests: 5 }],
+      budgets: { errorRateMargin: 0.02, p95Factor: 3, p95SlackMs: 100, maxFallbackRate: 0.05, minRequests: 10, window: '3s' }, webhook: hook.url,
+    });
+    const users = load(urls, '/ap/dry/');
+    try {
+      const started = await banyan('routes', 'promote', 'ap_dry', '--plan', file, '--dry-run');
+      expect(started.status, started.stderr).to.equal(0);
+      await waitUntil('the canary is on', async () => (await routeNow('ap_dry')).mode === 'canary', 10_000);
+      const notWaiting = await banyan('routes', 'promote', 'ap_dry', '--approve');
+      expect(notWaiting.stderr).to.contain('ap_dry\'s plan is not waiting for approval');
+      failing.rate = 0.3;
+      await waitUntil('a dry-run verdict is recorded', async () => ((await planRow('ap_dry')).watched as unknown[]).length > 0, 20_000);
+      failing.rate = 0;
+      await waitUntil('the plan is done', async () => (await planRow('ap_dry')).status === 'done', 30_000);
+    } finally {
+      failing.rate = 0;
+      await users.stop();
+      await hook.listening.close();
+    }
+    expect((await routeNow('ap_dry')).mode, 'not rolled back').to.equal('new');
+    const status = await banyan('routes', 'promote', 'ap_dry', '--status');
+    const verdict = /Dry run: would have rolled back at \d\d:\d\d: .*/.exec(status.stdout)?.[0];
+    expect(verdict, status.stdout).to.match(/^Dry run: would have rolled back at \d\d:\d\d: (the new app answered 5xx to [\d.]+ % of requests|[\d.]+ % of the new app's requests fell back)/);
+    console.log(`      ${verdict}`);
+    expect(status.stdout).to.contain('Dry run: budgets are only watched');
+    const dry = hook.events.find((e) => e['event'] === 'dry-run');
+    expect(dry?.['reason']).to.match(/^would have rolled back at \d\d:\d\d: /);
+    expect(hook.events.map((e) => e['event'])).to.not.include('rollback');
+  });
+
   it('continues the plan from another proxy when the lease holder is killed, without skipping or repeating a step', async () => {
     const file = planFile('lease', {
       steps: [
@@ -272,6 +336,8 @@ describe('the cutover autopilot, against real proxy processes', function () {
     expect(bad.stderr).to.contain('steps[0].percent: must be a number above 0 and below 100, not 150');
     expect(bad.stderr).to.contain('steps[0].hold: must be a duration such as "30s", "10m" or "1d", not "soon"');
     expect(bad.stderr).to.contain('steps: the last step must be {"mode": "new", …}');
+    const retireDry = await banyan('routes', 'retire', 'ap_walk', '--dry-run');
+    expect(retireDry.stderr).to.contain('--dry-run is for promotions');
     const missing = await banyan('routes', 'promote', 'ap_walk', '--plan', join(dir, 'no-such-plan.json'));
     expect([missing.status, missing.stderr]).to.deep.equal([1, `banyan: plan file ${join(dir, 'no-such-plan.json')} does not exist ` +
       '(write one as README.md shows ("Cutover on autopilot"), or leave --plan out for the default plan)\n']);

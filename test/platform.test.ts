@@ -84,6 +84,19 @@ describe('platform detection and the download choice', () => {
     expect(chooseFile([binaries[0]!, { filename: 'd-1-py3-none-any.whl' }], linux)?.file.filename).to.equal('d-1-py3-none-any.whl');
   });
 
+  it('for a browser, offers a platform wheel that runs on any Python 3 before a pure one, and a version-specific one after it', () => {
+    const windows = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-py3-none-win_amd64.whl' }, { filename: 'd-1-cp312-cp312-win_amd64.whl' }];
+    expect(chooseFile(windows, detectPlatform(UA.windows))?.file.filename).to.equal('d-1-py3-none-win_amd64.whl');
+    expect(chooseFile(windows, detectPlatform(UA.windows))?.reason).to.equal('wheel for Windows (x86_64)');
+    expect(chooseFile([windows[0]!, windows[2]!], detectPlatform(UA.windows))?.file.filename, 'cp312 needs one Python').to.equal('d-1-py3-none-any.whl');
+    expect(chooseFile(windows, detectPlatform(UA.mac))?.file.filename, 'a Windows wheel is no use on a Mac').to.equal('d-1-py3-none-any.whl');
+    const linux = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-py3-none-musllinux_1_2_x86_64.whl' }, { filename: 'd-1-py3-none-manylinux_2_17_x86_64.whl' }];
+    expect(chooseFile(linux, detectPlatform(UA.linux))?.file.filename).to.equal('d-1-py3-none-manylinux_2_17_x86_64.whl');
+    expect(chooseFile(linux.slice(0, 2), detectPlatform(UA.linux))?.file.filename).to.equal('d-1-py3-none-musllinux_1_2_x86_64.whl');
+    expect(chooseFile([{ filename: 'd-1-py2.py3-none-win_amd64.whl' }, windows[0]!], detectPlatform(UA.windows))?.file.filename).to.equal('d-1-py2.py3-none-win_amd64.whl');
+    expect(chooseFile(windows, detectPlatform(UA.pipWindows))?.file.filename, 'pip: either platform wheel beats the pure one').to.not.equal('d-1-py3-none-any.whl');
+  });
+
   it('offers both Mac wheels when the browser hides the CPU, and says why; client hints settle it', () => {
     const both = [{ filename: 'd-1-cp311-cp311-macosx_10_9_x86_64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }];
     const safari = chooseFile(both, detectPlatform(UA.mac));
