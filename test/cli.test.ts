@@ -71,7 +71,7 @@ describe('banyan command line', () => {
     const list = JSON.parse(json.stdout) as { name: string; executedAt: string | null }[];
     expect(list.map((m) => m.name)).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
       '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata',
-      '2026-11-23-04-digests', '2026-11-23-05-autopilot', '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service']);
+      '2026-11-23-04-digests', '2026-11-23-05-autopilot', '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service', '2026-12-02-03-plan-gates']);
     expect(list.every((m) => m.executedAt !== null)).to.equal(true);
     const up = runBanyan(['migrate', 'up'], { env });
     expect(up.stdout).to.equal('Nothing to do: the schema is up to date.\n');

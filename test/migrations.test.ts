@@ -23,7 +23,7 @@ describe('migrations', () => {
       expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
 
       const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(11);
+      expect(reverted).to.have.length(12);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
@@ -32,7 +32,7 @@ describe('migrations', () => {
       const applied = await migrateUp(db);
       expect(applied).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
         '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata', '2026-11-23-04-digests', '2026-11-23-05-autopilot',
-        '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service']);
+        '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service', '2026-12-02-03-plan-gates']);
       expect(await migrateUp(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
@@ -51,6 +51,7 @@ describe('migrations', () => {
                ('2026-01-01T00:00Z', 'down.probe', '', 'legacy', 'legacy', '4xx', 4, '2026-01-01T00:20Z')`));
       const columns = (table: string) => withClient(s.primaryUrl, async (c) => (await c.query(
         'SELECT column_name FROM information_schema.columns WHERE table_name = $1', [table])).rows.map((r: { column_name: string }) => r.column_name));
+      expect(await migrateDown(db)).to.deep.equal(['2026-12-02-03-plan-gates']);
       expect(await migrateDown(db)).to.deep.equal(['2026-12-02-02-usage-service']);
       expect(await columns('route_table_versions')).to.include('upstreams');
       expect(await migrateDown(db)).to.deep.equal(['2026-12-02-01-route-upstreams']);
