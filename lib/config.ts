@@ -83,6 +83,10 @@ export interface Settings {
   readonly clientSharePercent: number;
   /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
   readonly storageDir: string;
+  /** The index's public origin (`https://pypi.example.org`) for the absolute URLs it writes; else they follow Host and vary on it (BANYAN_PUBLIC_URL). */
+  readonly publicUrl: string | undefined;
+  /** Whether the app believes X-Forwarded-Host for those URLs when BANYAN_PUBLIC_URL is unset (BANYAN_TRUST_FORWARDED_HOST=on; default off). */
+  readonly trustForwardedHost: boolean;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
   readonly maxUploadBytes: number;
   /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR; default 20). */
@@ -197,6 +201,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       ? atLeastOne('BANYAN_UPSTREAM_QUEUE_TIMEOUT', parseDuration(env['BANYAN_UPSTREAM_QUEUE_TIMEOUT'], 'BANYAN_UPSTREAM_QUEUE_TIMEOUT')) : DEFAULTS.upstreamQueueTimeoutMs,
     clientSharePercent: percent('BANYAN_CLIENT_SHARE', env['BANYAN_CLIENT_SHARE']) ?? DEFAULTS.clientSharePercent,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
+    publicUrl: publicOrigin(env['BANYAN_PUBLIC_URL']),
+    trustForwardedHost: oneOf('BANYAN_TRUST_FORWARDED_HOST', env['BANYAN_TRUST_FORWARDED_HOST'] || 'off', ['off', 'on'] as const) === 'on',
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : DEFAULTS.usageFlushMs,
@@ -215,6 +221,8 @@ export interface BackendRuntimeOptions {
   readonly reads?: ReadSettings | undefined;
   readonly redisUrl?: string | undefined;
   readonly storageDir: string;
+  readonly publicUrl?: string | undefined;
+  readonly trustForwardedHost?: boolean | undefined;
   readonly maxUploadBytes?: number | undefined;
   readonly projectsPerHour?: number | undefined;
   readonly host: string;
@@ -269,6 +277,16 @@ function checkUrl(variable: string, value: string, protocols: string[]): string 
   }
   if (!url.hostname) throw new BanyanError('bad-setting', `${variable} has no host: "${value}"`);
   return value;
+}
+
+/** An http(s) origin, no path, query or credentials: what absolute URLs start with. */
+function publicOrigin(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const url = new URL(checkUrl('BANYAN_PUBLIC_URL', value, ['http:', 'https:']));
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+    throw new BanyanError('bad-setting', `BANYAN_PUBLIC_URL must be an origin such as https://pypi.example.org, with no path, query or credentials: "${value}"`);
+  }
+  return url.origin;
 }
 
 function optionalUrl(variable: string, value: string | undefined, protocols: string[]): string | undefined {
