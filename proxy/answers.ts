@@ -42,5 +42,5 @@ export function notReplayed(res: ServerResponse, method: string, service: string
 
 /** Any failure as an UpstreamError of `backend`. */
 export function asUpstream(backend: string, err: unknown): UpstreamError {
-  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
 }

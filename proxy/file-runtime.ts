@@ -128,6 +128,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
       upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
     });
     const admin = createAdmin({
+      hostNames: [settings.adminHost],
       registry: metrics.registry,
       ready: async () => ({
         ...(await checks()),

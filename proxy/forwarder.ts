@@ -10,7 +10,9 @@ import { SlowBodyError } from './request-body.js';
  * backend failed.
  */
 export class UpstreamError extends Error {
-  constructor(readonly backend: string, readonly status: 400 | 408 | 502 | 503 | 504, readonly kind: string, message: string) {
+  /** `detail`: the HTTP client's own words, for the proxy's log only: they never reach a page. */
+  constructor(readonly backend: string, readonly status: 400 | 408 | 502 | 503 | 504, readonly kind: string, message: string,
+    readonly detail?: string) {
     super(message);
   }
 }
@@ -33,6 +35,8 @@ export interface ForwardOptions {
    * after looking up the write's LSN).
    */
   readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
+  /** Debugging (BANYAN_DEBUG_HEADERS): backends' X-Banyan-Read-From and X-Legacy-Read-From reach the client. */
+  readonly debug?: boolean | undefined;
   /** Headers the proxy adds to the answer, computed when the backend's head arrives (debug headers); no async work. */
   readonly addHeaders?: (() => Record<string, string>) | undefined;
 }
@@ -179,7 +183,7 @@ class Passage implements Dispatcher.DispatchHandler {
 
   #head(status: number, statusMessage: string, raw: Buffer[], extra: Record<string, string | string[]> | undefined): void {
     const { res, options } = this;
-    const headers = clientResponseHeaders(raw, this.requestId);
+    const headers = clientResponseHeaders(raw, this.requestId, options.debug);
     if (options.addHeaders) Object.assign(headers, options.addHeaders());
     if (extra) {
       for (const name in extra) {
@@ -258,7 +262,7 @@ function keep(into: { chunks: Buffer[]; size: number; truncated: boolean }, chun
 function describe(backend: string, err: unknown): UpstreamError {
   const code = (err as { code?: string }).code ?? '';
   if (err instanceof errors.InvalidArgumentError) {
-    return new UpstreamError(backend, 400, 'invalid', `the request cannot be forwarded: ${(err as Error).message}`);
+    return new UpstreamError(backend, 400, 'invalid', 'the request has a header or body that cannot be forwarded', (err as Error).message);
   }
   if (err instanceof SlowBodyError) {
     return new UpstreamError(backend, 408, 'slow_body', `the request body came too slowly: ${err.why}`);
@@ -275,5 +279,5 @@ function describe(backend: string, err: unknown): UpstreamError {
   if (code === 'ECONNRESET' || err instanceof errors.SocketError) {
     return new UpstreamError(backend, 502, 'reset', `the ${backend} backend closed the connection before answering`);
   }
-  return new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+  return new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
 }

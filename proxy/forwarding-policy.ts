@@ -104,7 +104,7 @@ export class ForwardingPolicy {
   #noteFailure(e: UpstreamError, req: IncomingMessage, exchange: Exchange): void {
     if (e instanceof UnavailableError || e.status < 500) return;
     this.#metrics.upstreamErrors.inc({ backend: exchange.served, service: e.backend, kind: e.kind });
-    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}`);
+    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`);
   }
 
   /** One endpoint, and for a replayable request that never reached an answer, one more. */

@@ -274,6 +274,7 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
     extraHeaders: pin ? fenceHeader(pin) : undefined,
     beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
+    debug: parts.debugHeaders,
     body: request.body,
     queueTimeoutMs: parts.queueTimeoutMs,
   };

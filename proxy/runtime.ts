@@ -103,7 +103,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     sampler.start();
     opened.push({ close: async () => sampler.stop() });
     const admin = createAdmin({
-      registry: metrics.registry,
+      registry: metrics.registry, hostNames: [settings.adminHost],
       metricsText: options.clusterMetrics?.(metrics.registry),
       ready: proxyReadiness({
         upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
