@@ -63,7 +63,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       dir: join(options.dir, 'postgres'), binaries, log, replicaDelayMs: options.replicaDelayMs ?? 0,
       ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
     });
-    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate' });
+    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
     let migrated: string[];
     try {
       migrated = await migrateUp(db);
