@@ -214,12 +214,12 @@ function requestHandler(parts: Parts): Koa.Middleware {
       plain(res, 400, `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`, requestId, { connection: 'close' });
       return;
     }
+    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     if (method === 'GET' && (req.url === PREVIEW_PATH || req.url?.startsWith(`${PREVIEW_PATH}?`))) {
-      routes.openPreview(req, res, requestId);
+      routes.openPreview(req, res, requestId, client.proto === 'https');
       return;
     }
     followUpstreams(parts);
-    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     const pin = pins?.read(req);
     const decision = routes.decide(req, client);
     // The body comes before any backend: a client that trickles it holds no upstream connection meanwhile.
