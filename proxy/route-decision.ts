@@ -61,11 +61,11 @@ export class RouteDecider {
   #bucketOf(req: IncomingMessage, client: ClientInfo): number {
     const cookies = req.headers.cookie;
     const sid = cookieValue(cookies, SESSION_COOKIE);
-    const carried = sid === undefined ? undefined : sessionBucket(sid);
+    const carried = sid === undefined ? undefined : sessionBucket(sid, this.#secrets);
     if (carried !== undefined) return carried;
     const legacySession = this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined;
     const bucket = canaryBucket(legacySession ?? client.ip);
-    this.#minted = newSession(bucket);
+    this.#minted = newSession(bucket, this.#secrets?.[0]);
     return bucket;
   }
 
