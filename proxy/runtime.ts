@@ -78,7 +78,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     };
     let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
     const autopilot = new Autopilot({
-      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, log,
+      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, webhookSecret: settings.secret?.split(',')[0], log,
       shadowCounts: (route) => shadowCounts(route), changed,
     });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
