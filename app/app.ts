@@ -14,6 +14,7 @@ import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from '../lib/file-store.js';
 import { UPLOAD_FAILURES, uploadRoutes } from './upload/index.js';
 import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
+import type { OriginSettings } from './origin.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 
 export interface AppOptions {
@@ -30,6 +31,8 @@ export interface AppOptions {
   readonly projectsPerHour?: number | undefined;
   /** The app's metrics (created here when not given); served at /metrics. */
   readonly metrics?: AppMetrics;
+  /** Where absolute URLs point (BANYAN_PUBLIC_URL, BANYAN_TRUST_FORWARDED_HOST); default: the Host, varied on. */
+  readonly origin?: OriginSettings | undefined;
 }
 
 
@@ -51,7 +54,12 @@ export function createApp(options: AppOptions): Koa {
     return db;
   };
 
+  const originSettings = options.origin ?? {};
   return createService('app', metrics, (routes) => {
+    routes.use(async (ctx, next) => {
+      ctx.state['origin'] = originSettings;
+      await next();
+    });
     const announcer = new WriteAnnouncer(options.router, options.fences, options.cache);
     simpleRoutes(routes, dbOf, options.cache, (result) => metrics.pageCache.inc({ result }));
     jsonRoutes(routes, dbOf);

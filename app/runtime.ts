@@ -25,7 +25,10 @@ export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRu
   return startServiceRuntime(options, 'banyan-app', ({ router, fences, store }) => {
     const cache = new PageCache(options.redisUrl);
     return {
-      app: createApp({ router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour }),
+      app: createApp({
+        router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour,
+        origin: { publicUrl: options.publicUrl, trustForwardedHost: options.trustForwardedHost === true },
+      }),
       close: () => cache.close(),
     };
   });

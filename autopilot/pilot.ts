@@ -17,6 +17,7 @@ import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
 import { stepsOf, type Plan } from './plan.js';
 import { approvalsOf, serviceOf, activePlans, canonical, describeWatched, firstStep, parsePlan, routeForStep, stepEvidence, watchedOf, type PlanRow } from './plans.js';
+import { postEvent } from './webhook.js';
 
 export const LEASE = 'autopilot';
 export const AUTOPILOT_ACTOR = 'autopilot';
@@ -44,6 +45,8 @@ export interface AutopilotOptions {
   readonly leaseMs: number;
   /** Receives every event, unless the plan names its own. */
   readonly webhook?: string | undefined;
+  /** Signs every webhook body (`Banyan-Signature`, see webhook.ts): BANYAN_SECRET's newest; none, unsigned. */
+  readonly webhookSecret?: string | undefined;
   /** This process's cumulative shadow comparison counts for a route. */
   readonly shadowCounts: (route: string) => { match: number; mismatch: number };
   /** After the autopilot stored a table version: apply it here and tell the other proxies. */
@@ -272,10 +275,7 @@ export class Autopilot {
       event, route: row.route, plan: String(row.id), kind: row.kind, status: row.status, reason, tableVersion: version, checks, at: new Date().toISOString(),
       step: row.step >= 0 && steps[row.step] ? { index: row.step + 1, of: steps.length, label: steps[row.step]!.label } : null,
     };
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'banyan-autopilot' }, body: JSON.stringify(body), signal: AbortSignal.timeout(5_000) })
-      .then((res) => { if (!res.ok) this.#o.log(`autopilot: webhook ${url} answered ${res.status} to the ${event} event of ${row.route}`); }, (err: Error) => {
-        this.#o.log(`autopilot: webhook ${url} failed for the ${event} event of ${row.route}: ${err.message}`);
-      });
+    void postEvent(url, body, { secret: this.#o.webhookSecret, log: this.#o.log, what: `the ${event} event of ${row.route}` });
   }
 
   /** Stops ticking, reports the last counts, and gives the lease up so another proxy takes over at once. */

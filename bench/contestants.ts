@@ -116,6 +116,8 @@ if (kind === 'backend') {
     legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {}, usage,
     observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
     pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentLsn: async () => 0n },
+    // The load generator is one address that stands for every client: no per-client share.
+    clientSharePercent: 100,
   });
   ready(createServer(proxy.app.callback()));
 } else {

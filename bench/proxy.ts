@@ -235,7 +235,8 @@ async function stackContestants(): Promise<[string, string | undefined][]> {
   for (const workers of counts) {
     const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-stack-'));
     progress(`starting the stack with ${workers} proxy worker${workers > 1 ? 's' : ''} in ${dir}`);
-    const started = await startStack(dir, ['--workers', String(workers), '--no-restart']);
+    // The load generator is one address that stands for every client: no per-client share.
+    const started = await startStack(dir, ['--workers', String(workers), '--no-restart'], { BANYAN_CLIENT_SHARE: '100', BANYAN_DEBUG_HEADERS: 'off' });
     cleanups.unshift(() => {
       try { process.kill(-started.child.pid!, 'SIGINT'); } catch { /* gone */ }
       const deadline = Date.now() + 20_000;

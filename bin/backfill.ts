@@ -16,7 +16,7 @@ import { progress } from './output.js';
 export async function backfill(args: Args): Promise<void> {
   const what = args.words[0] as 'metadata' | 'digests';
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill' });
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill', statementTimeoutMs: 0 });
   const store = new FileStore(settings.storageDir);
   const cache = new CacheGenerations(settings.redisUrl);
   try {

@@ -10,7 +10,7 @@ export async function migrate(args: Args): Promise<void> {
   const action = args.words[0] as 'up' | 'down' | 'status';
   const settings = loadSettings();
   const url = required(settings.databaseUrl, 'DATABASE_URL', 'to reach the primary');
-  const db = connect(url, { max: 1, name: 'banyan-migrate' });
+  const db = connect(url, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
   const json = args.flags.has('json');
   try {
     if (action === 'status') {

@@ -19,7 +19,7 @@ export async function seed(args: Args): Promise<void> {
     seed: whole('seed', 1, 2 ** 31), prefix: String(args.flags.get('prefix') ?? 'seed'),
   };
   if (!/^[a-z0-9]+$/.test(options.prefix)) throw new BanyanError('bad-arguments', `--prefix must be lowercase letters and digits, not "${options.prefix}"`, 'see banyan seed --help');
-  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), { max: 2, name: 'banyan-seed' });
+  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), { max: 2, name: 'banyan-seed', statementTimeoutMs: 0 });
   const json = args.flags.has('json');
   let shown = 0;
   try {

@@ -110,6 +110,7 @@ export async function appCommand(): Promise<void> {
   const app = await startAppRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
+    publicUrl: s.publicUrl, trustForwardedHost: s.trustForwardedHost,
     host: s.host, port: s.port ?? DEFAULTS.appPort, drainMs: s.drainMs,
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);

@@ -25,7 +25,8 @@ export interface StartedStack {
 export async function startStack(cwd: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StartedStack> {
   // In a process group of its own, as in a terminal: a signal to the group is what Ctrl-C sends.
   const child = spawn(process.execPath, [BANYAN, 'start', ...args], {
-    cwd, env: { ...process.env, PORT: '0', ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    // Debug headers on: the suite and the tests tell who answered by X-Legacy-Read-From and X-Banyan-Read-From.
+    cwd, env: { ...process.env, PORT: '0', ADMIN_PORT: '0', BANYAN_DEBUG_HEADERS: 'on', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   let output = '';
   child.stdout!.on('data', (d) => { output += d; });

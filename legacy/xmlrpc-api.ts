@@ -5,10 +5,15 @@ import { normalizeName } from '../lib/names.js';
 import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
 import type { RequestDb } from '../routing/reads/index.js';
 import {
+
   faultResponse, INVALID_PARAMS, METHOD_NOT_FOUND, methodResponse, parseMethodCall, PARSE_ERROR, XmlRpcFault, type XmlRpcValue,
 } from './xmlrpc.js';
 
 const MAX_BODY = 1024 * 1024;
+
+/** Each term is one ILIKE over every project: a search of thousands would hold a connection for minutes. */
+const MAX_SEARCH_TERMS = 20;
+const MAX_TERM_LENGTH = 200;
 
 /** Opens the call's database handle; reads of a project declare it, so they wait for its fence. */
 type OpenDb = (resources: readonly string[]) => Promise<RequestDb>;
@@ -101,6 +106,10 @@ const METHODS: Record<string, Method> = {
       if (field !== 'name' && field !== 'summary') throw new XmlRpcFault(INVALID_PARAMS, `search can match name or summary, not ${field}`);
       const terms = (Array.isArray(value) ? value : [value]).map(String);
       for (const term of terms) {
+        if (conditions.length === MAX_SEARCH_TERMS) {
+          throw new XmlRpcFault(INVALID_PARAMS, `search takes at most ${MAX_SEARCH_TERMS} terms in all`);
+        }
+        if (term.length > MAX_TERM_LENGTH) throw new XmlRpcFault(INVALID_PARAMS, `a search term may be at most ${MAX_TERM_LENGTH} characters`);
         const pattern = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
         conditions.push(field === 'name' ? sql`p.name ILIKE ${pattern}` : sql`r.summary ILIKE ${pattern}`);
       }

@@ -67,8 +67,22 @@ export interface Settings {
   readonly headersTimeoutMs: number;
   /** Open connections one client address may hold on the proxy; trusted proxies are exempt (BANYAN_MAX_CLIENT_CONNECTIONS; default 256). */
   readonly maxClientConnections: number;
+  /** Request bodies up to this size are read whole before an upstream connection is taken; larger ones stream after it (BANYAN_BODY_BUFFER; default 64KiB). */
+  readonly bodyBufferBytes: number;
+  /** The longest a request body may go without a byte, and its head start before the minimum rate counts (BANYAN_BODY_TIMEOUT; default 10s). */
+  readonly bodyTimeoutMs: number;
+  /** The average rate a request body must keep after its head start, in bytes per second (BANYAN_BODY_MIN_RATE; default 1KiB). */
+  readonly bodyMinRate: number;
+  /** How long a request may wait for a connection to its upstream before 503 with Retry-After (BANYAN_UPSTREAM_QUEUE_TIMEOUT; default 5s). */
+  readonly upstreamQueueTimeoutMs: number;
+  /** The share, in percent, of a service's connections one client address (an IPv6 /64) may hold at once (BANYAN_CLIENT_SHARE; default 25). */
+  readonly clientSharePercent: number;
   /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
   readonly storageDir: string;
+  /** The index's public origin (`https://pypi.example.org`) for the absolute URLs it writes; else they follow Host and vary on it (BANYAN_PUBLIC_URL). */
+  readonly publicUrl: string | undefined;
+  /** Whether the app believes X-Forwarded-Host for those URLs when BANYAN_PUBLIC_URL is unset (BANYAN_TRUST_FORWARDED_HOST=on; default off). */
+  readonly trustForwardedHost: boolean;
   /** The largest file an upload may carry (BANYAN_MAX_UPLOAD; default 100MiB). */
   readonly maxUploadBytes: number;
   /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR; default 20). */
@@ -101,6 +115,11 @@ export const DEFAULTS = {
   routesPollMs: 2_000,
   drainMs: 10_000,
   headersTimeoutMs: 10_000,
+  bodyBufferBytes: 64 * 1024,
+  bodyTimeoutMs: 10_000,
+  bodyMinRate: 1024,
+  upstreamQueueTimeoutMs: 5_000,
+  clientSharePercent: 25,
   usageFlushMs: 60_000,
   autopilotTickMs: 1_000,
   autopilotLeaseMs: 5_000,
@@ -171,7 +190,15 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
     headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : DEFAULTS.headersTimeoutMs,
     maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
+    bodyBufferBytes: env['BANYAN_BODY_BUFFER'] ? parseSize(env['BANYAN_BODY_BUFFER'], 'BANYAN_BODY_BUFFER') : DEFAULTS.bodyBufferBytes,
+    bodyTimeoutMs: env['BANYAN_BODY_TIMEOUT'] ? atLeastOne('BANYAN_BODY_TIMEOUT', parseDuration(env['BANYAN_BODY_TIMEOUT'], 'BANYAN_BODY_TIMEOUT')) : DEFAULTS.bodyTimeoutMs,
+    bodyMinRate: env['BANYAN_BODY_MIN_RATE'] ? parseSize(env['BANYAN_BODY_MIN_RATE'], 'BANYAN_BODY_MIN_RATE') : DEFAULTS.bodyMinRate,
+    upstreamQueueTimeoutMs: env['BANYAN_UPSTREAM_QUEUE_TIMEOUT']
+      ? atLeastOne('BANYAN_UPSTREAM_QUEUE_TIMEOUT', parseDuration(env['BANYAN_UPSTREAM_QUEUE_TIMEOUT'], 'BANYAN_UPSTREAM_QUEUE_TIMEOUT')) : DEFAULTS.upstreamQueueTimeoutMs,
+    clientSharePercent: percent('BANYAN_CLIENT_SHARE', env['BANYAN_CLIENT_SHARE']) ?? DEFAULTS.clientSharePercent,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
+    publicUrl: publicOrigin(env['BANYAN_PUBLIC_URL']),
+    trustForwardedHost: oneOf('BANYAN_TRUST_FORWARDED_HOST', env['BANYAN_TRUST_FORWARDED_HOST'] || 'off', ['off', 'on'] as const) === 'on',
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
     projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : DEFAULTS.usageFlushMs,
@@ -190,6 +217,8 @@ export interface BackendRuntimeOptions {
   readonly reads?: ReadSettings | undefined;
   readonly redisUrl?: string | undefined;
   readonly storageDir: string;
+  readonly publicUrl?: string | undefined;
+  readonly trustForwardedHost?: boolean | undefined;
   readonly maxUploadBytes?: number | undefined;
   readonly projectsPerHour?: number | undefined;
   readonly host: string;
@@ -246,6 +275,16 @@ function checkUrl(variable: string, value: string, protocols: string[]): string 
   return value;
 }
 
+/** An http(s) origin, no path, query or credentials: what absolute URLs start with. */
+function publicOrigin(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const url = new URL(checkUrl('BANYAN_PUBLIC_URL', value, ['http:', 'https:']));
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+    throw new BanyanError('bad-setting', `BANYAN_PUBLIC_URL must be an origin such as https://pypi.example.org, with no path, query or credentials: "${value}"`);
+  }
+  return url.origin;
+}
+
 function optionalUrl(variable: string, value: string | undefined, protocols: string[]): string | undefined {
   return value === undefined ? undefined : checkUrl(variable, value, protocols);
 }
@@ -274,6 +313,18 @@ function wholeNumber(variable: string, value: string | undefined): number | unde
   if (value === undefined || value === '') return undefined;
   if (!/^\d+$/.test(value)) throw new BanyanError('bad-setting', `${variable} must be a whole number, not "${value}"`);
   return Number(value);
+}
+
+function atLeastOne(variable: string, ms: number): number {
+  if (ms < 1) throw new BanyanError('bad-setting', `${variable} must be longer than 0`);
+  return ms;
+}
+
+/** A share from 1 to 100 (percent). */
+function percent(variable: string, value: string | undefined): number | undefined {
+  const n = wholeNumber(variable, value);
+  if (n !== undefined && (n < 1 || n > 100)) throw new BanyanError('bad-setting', `${variable} must be a percentage from 1 to 100, not "${value}"`);
+  return n;
 }
 
 function positive(variable: string, value: number | undefined): number | undefined {

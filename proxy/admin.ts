@@ -1,6 +1,8 @@
 import Router from '@koa/router';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
 import { BanyanError } from '../lib/errors.js';
@@ -19,6 +21,8 @@ export interface AdminOptions {
   readonly metricsText?: (() => Promise<string>) | undefined;
   /** Resolves with a check per dependency; ready when every required one passed. */
   readonly ready: () => Promise<Record<string, ReadinessCheck>>;
+  /** Host names of this listener besides IP literals and `localhost` (ADMIN_HOST); probes answer no other Host without the token. */
+  readonly hostNames?: readonly string[] | undefined;
   /** The route API; absent in processes that do not own a route table. */
   readonly routes?: {
     readonly db: Kysely<Database>;
@@ -45,7 +49,7 @@ export function createAdmin(options: AdminOptions): Koa {
   const app = new Koa();
   const router = new Router();
   app.use(errorAnswers);
-  probes(router, options);
+  probes(router, options, ownHostOrToken(options.hostNames ?? [], options.routes?.adminToken));
   const api = options.routes;
   if (api) {
     const guard = bearer(api.adminToken);
@@ -73,18 +77,35 @@ async function errorAnswers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   }
 }
 
-/** Liveness, readiness and metrics: no token, for orchestrators and Prometheus. */
-function probes(router: Router, options: AdminOptions): void {
+/**
+ * Readiness and metrics hold what a stranger should not read (endpoints, errors, traffic). They need no
+ * token when asked by this listener's own names, as orchestrators and Prometheus ask: an IP literal,
+ * `localhost`, ADMIN_HOST or this machine's name. A page on another site whose name was rebound to
+ * this address (DNS rebinding) sends its own name as Host, and gets 403 unless it has the token.
+ */
+function ownHostOrToken(names: readonly string[], token: string | undefined): Koa.Middleware {
+  const own = new Set(['localhost', hostname().toLowerCase(), ...names.map((n) => n.toLowerCase())]);
+  const guard = bearer(token);
+  return async (ctx, next) => {
+    const host = ctx.get('Host').toLowerCase().replace(/:\d+$/, '');
+    if (own.has(host) || isIP(host) !== 0 || /^\[[0-9a-f:.]+\]$/.test(host)) return next();
+    if (ctx.get('authorization')) return guard(ctx, next);
+    throw new BanyanError('forbidden', 'this admin listener answers only its own host names', 'ask by IP address, localhost or ADMIN_HOST, or send Authorization: Bearer $BANYAN_ADMIN_TOKEN');
+  };
+}
+
+/** Liveness, readiness and metrics: no token from this listener's own names, for orchestrators and Prometheus. */
+function probes(router: Router, options: AdminOptions, ownHost: Koa.Middleware): void {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  router.get('/readyz', async (ctx) => {
+  router.get('/readyz', ownHost, async (ctx) => {
     const checks = await options.ready();
     const ok = Object.values(checks).every((c) => c.ok || !c.required);
     ctx.status = ok ? 200 : 503;
     ctx.body = { status: ok ? 'ready' : 'not ready', checks };
   });
-  router.get('/metrics', async (ctx) => {
+  router.get('/metrics', ownHost, async (ctx) => {
     ctx.type = options.registry.contentType;
     ctx.body = options.metricsText ? await options.metricsText() : await options.registry.metrics();
   });
@@ -229,6 +250,7 @@ async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
 function statusOf(code: string): number {
   switch (code) {
     case 'unauthorized': return 401;
+    case 'forbidden': return 403;
     case 'admin-disabled': return 503;
     case 'invalid-table': case 'reason-required': return 422;
     case 'version-conflict': return 409;

@@ -22,10 +22,12 @@ export function plain(res: ServerResponse, status: number, body: string, request
   res.end(res.req?.method === 'HEAD' ? undefined : body);
 }
 
-/** 502, 504 or 400 for a forwarding failure, saying which backend failed and how. */
+const TITLES: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** 502, 504, 400 or 408 (a body too slow) for a forwarding failure, saying which backend failed and how. */
 export function fail(res: ServerResponse, e: UpstreamError, requestId: string): void {
-  const title = e.status === 504 ? 'Gateway Timeout' : e.status === 400 ? 'Bad Request' : 'Bad Gateway';
-  plain(res, e.status, `${e.status} ${title}: ${e.message}.\nRequest id: ${requestId}\n`, requestId);
+  plain(res, e.status, `${e.status} ${TITLES[e.status]}: ${e.message}.\nRequest id: ${requestId}\n`, requestId,
+    e.status === 408 ? { connection: 'close' } : {});
 }
 
 /**
@@ -40,5 +42,5 @@ export function notReplayed(res: ServerResponse, method: string, service: string
 
 /** Any failure as an UpstreamError of `backend`. */
 export function asUpstream(backend: string, err: unknown): UpstreamError {
-  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
 }

@@ -16,7 +16,7 @@ const NO_FEATURES: readonly string[] = [];
 export interface Extracted {
   readonly features: readonly string[];
   /** The body to forward instead of the request, when it was peeked at. */
-  readonly body: Readable | undefined;
+  readonly body: Readable | Buffer | undefined;
 }
 
 const NOTHING: Extracted = { features: NO_FEATURES, body: undefined };
@@ -30,26 +30,27 @@ export class FeatureExtraction {
    * The request's features, labelled within the route's budget. A promise only when the body must be
    * peeked at (undefined when the client went away meanwhile): the usual request costs no await.
    */
-  extract(req: IncomingMessage, decision: Decision, method: string): Extracted | Promise<Extracted | undefined> {
+  extract(req: IncomingMessage, decision: Decision, method: string, body?: Readable | Buffer): Extracted | Promise<Extracted | undefined> {
     const extractors = decision.spec?.features;
     if (!extractors) return NOTHING;
     const url = req.url ?? '';
     const q = url.indexOf('?');
     const features = q < 0 ? NO_FEATURES : queryFeatures(extractors, url.slice(q + 1));
-    if (readsBody(extractors) && !isSafe(method) && hasBody(req)) return this.#peek(req, decision.route, extractors, features);
+    if (readsBody(extractors) && !isSafe(method) && hasBody(req)) return this.#peek(req, decision.route, extractors, features, body);
     return this.#labelled(decision.route, extractors, features, undefined);
   }
 
-  async #peek(req: IncomingMessage, route: string, extractors: readonly FeatureExtractor[], features: readonly string[]): Promise<Extracted | undefined> {
+  async #peek(req: IncomingMessage, route: string, extractors: readonly FeatureExtractor[], features: readonly string[],
+    body: Readable | Buffer | undefined): Promise<Extracted | undefined> {
     try {
-      const peeked = await peekFeature(req, extractors);
+      const peeked = await peekFeature(req, extractors, body);
       return this.#labelled(route, extractors, peeked.feature ? [...features, peeked.feature] : features, peeked.body);
     } catch {
       return undefined;
     }
   }
 
-  #labelled(route: string, extractors: readonly FeatureExtractor[], features: readonly string[], body: Readable | undefined): Extracted {
+  #labelled(route: string, extractors: readonly FeatureExtractor[], features: readonly string[], body: Readable | Buffer | undefined): Extracted {
     if (features.length) {
       const labels = this.#labelsFor(route, extractors);
       features = features.map((f) => labels.label(f));

@@ -7,13 +7,13 @@ import { type CompiledTable, compileTable, describeChange, parseRoutesFile, rout
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness, requireLegacy } from './readiness.js';
-import { listenPublic } from './runtime.js';
+import { clientLimits, listenPublic, type ClientLimits } from './runtime.js';
 import { createProxy, type Proxy } from './proxy.js';
 
 export interface FileProxyOptions {
   readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'> & {
     readonly routesFile: string; readonly routesPollMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number;
-  };
+  } & Partial<ClientLimits>;
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -116,6 +116,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
     legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
     trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, debugHeaders: settings.debugHeaders,
     accessLog: accessLog(settings.accessLog),
+    ...clientLimits(settings),
   });
   const opened: { close(): Promise<void> }[] = [{ close: async () => routes.stop() }, { close: () => proxy.close() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
@@ -127,6 +128,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
       upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
     });
     const admin = createAdmin({
+      hostNames: [settings.adminHost],
       registry: metrics.registry,
       ready: async () => ({
         ...(await checks()),

@@ -2,10 +2,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { clientResponseHeaders, hasBody, parsedHeaders, type ClientInfo, upstreamRequestHeaders } from './headers.js';
+import { SlowBodyError } from './request-body.js';
 
-/** Why forwarding failed, in words a person reading a 502 page understands. */
+/**
+ * Why forwarding failed, in words a person reading a 502 page understands: 4xx when the client's
+ * request was at fault, 503 when no connection to the backend came free in time, 502/504 when the
+ * backend failed.
+ */
 export class UpstreamError extends Error {
-  constructor(readonly backend: string, readonly status: 400 | 502 | 504, readonly kind: string, message: string) {
+  /** `detail`: the HTTP client's own words, for the proxy's log only: they never reach a page. */
+  constructor(readonly backend: string, readonly status: 400 | 408 | 502 | 503 | 504, readonly kind: string, message: string,
+    readonly detail?: string) {
     super(message);
   }
 }
@@ -16,8 +23,10 @@ export interface ForwardOptions {
   readonly bodyTimeoutMs?: number | undefined;
   /** Headers to add (after the client's X-Banyan-* are stripped). */
   readonly extraHeaders?: Record<string, string> | undefined;
-  /** The request body to send instead of reading `req` (a body the proxy peeked at, replayed whole). */
-  readonly body?: Readable | undefined;
+  /** The request body to send instead of reading `req`: a body read whole, or one the proxy read the start of. */
+  readonly body?: Readable | Buffer | undefined;
+  /** How long the request may wait in the endpoint's queue for a connection before it is given up with 503. */
+  readonly queueTimeoutMs?: number | undefined;
   /** Keep a copy of up to this many response body bytes (for shadow comparison). */
   readonly captureBytes?: number | undefined;
   /**
@@ -26,6 +35,8 @@ export interface ForwardOptions {
    * after looking up the write's LSN).
    */
   readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
+  /** Debugging (BANYAN_DEBUG_HEADERS): backends' X-Banyan-Read-From and X-Legacy-Read-From reach the client. */
+  readonly debug?: boolean | undefined;
   /** Headers the proxy adds to the answer, computed when the backend's head arrives (debug headers); no async work. */
   readonly addHeaders?: (() => Record<string, string>) | undefined;
 }
@@ -60,6 +71,7 @@ export function forwardTo(pool: Dispatcher, service: string, req: IncomingMessag
   options: ForwardOptions = {}): Promise<CapturedResponse | undefined> {
   return new Promise((resolve, reject) => {
     const passage = new Passage(service, res, client.requestId, options, resolve, reject);
+    if (options.queueTimeoutMs) passage.queueFor(options.queueTimeoutMs);
     pool.dispatch({
       path: req.url ?? '/',
       method: req.method as 'GET',
@@ -99,6 +111,9 @@ class Passage implements Dispatcher.DispatchHandler {
   #abort: ((reason?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #gone = false;
+  /** Given up while waiting for a connection: answered already, nothing more to do. */
+  #expired = false;
+  #queued: NodeJS.Timeout | undefined;
   #captured: { status: number; headers: Record<string, string | string[]>; chunks: Buffer[]; size: number; truncated: boolean } | undefined;
 
   constructor(
@@ -120,7 +135,22 @@ class Passage implements Dispatcher.DispatchHandler {
     this.#abort?.(new ClientGoneError());
   }
 
+  /** Gives the request up with 503 if it has not got a connection within `ms`. */
+  queueFor(ms: number): void {
+    this.#queued = setTimeout(() => {
+      this.#queued = undefined;
+      this.#expired = true;
+      this.#gone = true;
+      this.res.off('close', clientClosed);
+      this.reject(new UpstreamError(this.backend, 503, 'queue_timeout', `the ${this.backend} backend had no free connection for ${ms / 1000} s`));
+    }, ms);
+  }
+
   onConnect(abort: (reason?: Error) => void): void {
+    if (this.#queued) {
+      clearTimeout(this.#queued);
+      this.#queued = undefined;
+    }
     if (this.#gone) abort(new ClientGoneError());
     else this.#abort = abort;
   }
@@ -153,7 +183,7 @@ class Passage implements Dispatcher.DispatchHandler {
 
   #head(status: number, statusMessage: string, raw: Buffer[], extra: Record<string, string | string[]> | undefined): void {
     const { res, options } = this;
-    const headers = clientResponseHeaders(raw, this.requestId);
+    const headers = clientResponseHeaders(raw, this.requestId, options.debug);
     if (options.addHeaders) Object.assign(headers, options.addHeaders());
     if (extra) {
       for (const name in extra) {
@@ -189,6 +219,8 @@ class Passage implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const { res } = this;
+    if (this.#queued) clearTimeout(this.#queued);
+    if (this.#expired) return;
     res.off('close', clientClosed);
     if (res.headersSent || this.#gone) {
       // Too late for an error page: cut the connection so the client sees a truncated response.
@@ -230,7 +262,10 @@ function keep(into: { chunks: Buffer[]; size: number; truncated: boolean }, chun
 function describe(backend: string, err: unknown): UpstreamError {
   const code = (err as { code?: string }).code ?? '';
   if (err instanceof errors.InvalidArgumentError) {
-    return new UpstreamError(backend, 400, 'invalid', `the request cannot be forwarded: ${(err as Error).message}`);
+    return new UpstreamError(backend, 400, 'invalid', 'the request has a header or body that cannot be forwarded', (err as Error).message);
+  }
+  if (err instanceof SlowBodyError) {
+    return new UpstreamError(backend, 408, 'slow_body', `the request body came too slowly: ${err.why}`);
   }
   if (err instanceof errors.RequestContentLengthMismatchError) {
     return new UpstreamError(backend, 400, 'invalid', 'the request body did not match its Content-Length');
@@ -244,5 +279,5 @@ function describe(backend: string, err: unknown): UpstreamError {
   if (code === 'ECONNRESET' || err instanceof errors.SocketError) {
     return new UpstreamError(backend, 502, 'reset', `the ${backend} backend closed the connection before answering`);
   }
-  return new UpstreamError(backend, 502, 'error', `the ${backend} backend failed: ${(err as Error).message}`);
+  return new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
 }

@@ -14,6 +14,7 @@ import type { ProxyMetrics } from '../metrics/catalog.js';
 import { asUpstream, fail, notReplayed } from './answers.js';
 import { forwardTo, UpstreamError, type CapturedResponse, type ForwardOptions } from './forwarder.js';
 import { hasBody, isSafe, type ClientInfo } from './headers.js';
+import type { ClientShares } from './client-share.js';
 import type { Exchange } from './request-accounting.js';
 import type { Endpoint, Upstream, UpstreamSet } from './upstreams/index.js';
 
@@ -22,7 +23,7 @@ export { ENDPOINT_BREAKER_DEFAULTS as DEFAULT_BREAKER, type BreakerSettings } fr
 
 /** Every endpoint of a service is out (down, ejected, its breaker open), or it has none. */
 export class UnavailableError extends UpstreamError {
-  constructor(service: string, readonly reason: 'breaker_open' | 'unavailable' | 'no_endpoints' | 'unknown_service', detail: string) {
+  constructor(service: string, readonly reason: 'breaker_open' | 'unavailable' | 'no_endpoints' | 'unknown_service' | 'client_share', detail: string) {
     super(service, 502, reason, detail);
   }
 }
@@ -40,11 +41,16 @@ export class ForwardingPolicy {
   readonly upstreams: UpstreamSet;
   readonly #metrics: ProxyMetrics;
   readonly #log: (line: string) => void;
+  readonly #shares: ClientShares | undefined;
+  readonly #connections: number;
 
-  constructor(upstreams: UpstreamSet, options: { metrics: ProxyMetrics; log: (line: string) => void }) {
+  /** `shares`: what one client may hold of a service, whose endpoints keep `connections` each. */
+  constructor(upstreams: UpstreamSet, options: { metrics: ProxyMetrics; log: (line: string) => void; shares?: ClientShares | undefined; connections: number }) {
     this.upstreams = upstreams;
     this.#metrics = options.metrics;
     this.#log = options.log;
+    this.#shares = options.shares;
+    this.#connections = options.connections;
   }
 
   /**
@@ -58,13 +64,14 @@ export class ForwardingPolicy {
       return;
     } catch (err) {
       const e = asUpstream(side.service, err);
-      if (e.status === 400) {
+      if (e.status < 500) {
         fail(res, e, exchange.requestId);
         return;
       }
       this.#noteFailure(e, req, exchange);
       const safe = isSafe(exchange.method);
-      if (side.fallback !== undefined && safe && !hasBody(req)) {
+      // A client over its share is not sent elsewhere: its own load is the problem, not the service.
+      if (side.fallback !== undefined && safe && !hasBody(req) && !isOverShare(e)) {
         this.#metrics.fallbacks.inc({ route: exchange.route, service: side.service, reason: e.kind });
         exchange.served = side.fallback === 'legacy' ? 'legacy' : 'new';
         exchange.service = side.fallback;
@@ -72,7 +79,7 @@ export class ForwardingPolicy {
         await this.toOrFail(side.fallback, req, res, client, forward, exchange);
         return;
       }
-      if (!safe || e instanceof UnavailableError) {
+      if (!safe || e instanceof UnavailableError || e.status === 503) {
         notReplayed(res, exchange.method, side.service, e.message, exchange.requestId, safe);
         return;
       }
@@ -88,16 +95,16 @@ export class ForwardingPolicy {
     } catch (err) {
       const e = asUpstream(service, err);
       this.#noteFailure(e, req, exchange);
-      if (e instanceof UnavailableError) notReplayed(res, exchange.method, service, e.message, exchange.requestId, isSafe(exchange.method));
+      if (e instanceof UnavailableError || e.status === 503) notReplayed(res, exchange.method, service, e.message, exchange.requestId, isSafe(exchange.method));
       else fail(res, e, exchange.requestId);
       return undefined;
     }
   }
 
   #noteFailure(e: UpstreamError, req: IncomingMessage, exchange: Exchange): void {
-    if (e instanceof UnavailableError || e.status === 400) return;
+    if (e instanceof UnavailableError || e.status < 500) return;
     this.#metrics.upstreamErrors.inc({ backend: exchange.served, service: e.backend, kind: e.kind });
-    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}`);
+    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`);
   }
 
   /** One endpoint, and for a replayable request that never reached an answer, one more. */
@@ -105,13 +112,28 @@ export class ForwardingPolicy {
     exchange: Exchange, sessionKey: string | undefined): Promise<CapturedResponse | undefined> {
     const upstream = this.upstreams.get(service);
     if (!upstream) throw new UnavailableError(service, 'unknown_service', `no upstream named ${service} is configured on this proxy`);
+    const share = this.#shares?.enter(service, client.ip, upstream.endpoints.length * this.#connections);
+    if (share === false) {
+      this.#metrics.upstreamErrors.inc({ backend: exchange.served, service, kind: 'client_share' });
+      throw new UnavailableError(service, 'client_share', `the ${service} service is busy with other requests from your address`);
+    }
+    try {
+      return await this.#sendTo(upstream, req, res, client, forward, exchange, sessionKey);
+    } finally {
+      this.#shares?.leave(share);
+    }
+  }
+
+  async #sendTo(upstream: Upstream, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions,
+    exchange: Exchange, sessionKey: string | undefined): Promise<CapturedResponse | undefined> {
+    const service = upstream.name;
     const first = take(upstream, sessionKey, undefined);
     if (!first) throw unavailable(upstream);
     try {
       return await this.#once(first, upstream.name, req, res, client, forward, exchange);
     } catch (err) {
       if (!(err instanceof UpstreamError) || (err.kind !== 'refused' && err.kind !== 'reset') || res.headersSent || res.destroyed
-        || !isSafe(exchange.method) || (hasBody(req) && forward.body === undefined)) throw err;
+        || !isSafe(exchange.method) || (hasBody(req) && !Buffer.isBuffer(forward.body))) throw err;
       const second = take(upstream, sessionKey, first);
       if (!second) throw err;
       this.#metrics.retries.inc({ service, reason: err.kind });
@@ -127,8 +149,9 @@ export class ForwardingPolicy {
       return captured;
     }, (err: unknown) => {
       const e = err instanceof UpstreamError ? err : undefined;
-      // A request the upstream rejected as malformed says nothing about its health.
-      if (e?.status === 400) endpoint.end({ ok: true, status: 400 });
+      // A request that never got a connection, or that the client spoiled (malformed, too slow), says nothing about its health.
+      if (e?.kind === 'queue_timeout') endpoint.release();
+      else if (e && e.status < 500) endpoint.end({ ok: true, status: e.status });
       else endpoint.end({ ok: false, kind: e ? failureKind(e.kind) : 'error' });
       throw err;
     });
@@ -137,6 +160,10 @@ export class ForwardingPolicy {
   async close(): Promise<void> {
     await this.upstreams.close();
   }
+}
+
+function isOverShare(e: UpstreamError): boolean {
+  return e instanceof UnavailableError && e.reason === 'client_share';
 }
 
 /** An endpoint that admits the request (its breaker may refuse a second trial), other than `exclude`. */

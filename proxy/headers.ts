@@ -139,7 +139,7 @@ function text(value: RawHeader): string {
  * stay repeated; hop-by-hop headers (and those Connection names) and the
  * write LSN are dropped, and the proxy's request id is set.
  */
-export function clientResponseHeaders(raw: readonly RawHeader[], requestId: string): OutgoingHttpHeaders {
+export function clientResponseHeaders(raw: readonly RawHeader[], requestId: string, debug = false): OutgoingHttpHeaders {
   let named: ReadonlySet<string> = NO_TOKENS;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if (raw[i]!.length === 10 && text(raw[i]!).toLowerCase() === 'connection') named = connectionTokens(text(raw[i + 1]!), named);
@@ -152,6 +152,8 @@ export function clientResponseHeaders(raw: readonly RawHeader[], requestId: stri
     if ((HOP_BY_HOP.has(lower) && lower !== 'trailer') || named.has(lower)) continue;
     // The write LSN is for the proxy's pin, and the request id is the proxy's: clients see neither from the backend.
     if (lower === 'x-banyan-write-lsn' || lower === 'x-request-id') continue;
+    // Which database server answered is the operator's business (BANYAN_DEBUG_HEADERS), not the client's.
+    if (!debug && (lower === 'x-banyan-read-from' || lower === 'x-legacy-read-from')) continue;
     const value = text(raw[i + 1]!);
     const existing = out[name];
     out[name] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing as string, value];

@@ -6,11 +6,13 @@ import { bodyFeature, type FeatureExtractor } from '../routing/table/index.js';
  * Reads the start of a request body (at most 64 KiB, and only until the
  * feature is known), and returns the feature with a body that replays those
  * bytes and then streams the rest: the backend receives exactly what the
- * client sent.
+ * client sent. A body already read whole is looked at as it is.
  */
-export async function peekFeature(req: IncomingMessage, extractors: readonly FeatureExtractor[]): Promise<{ feature: string | undefined; body: Readable }> {
+export async function peekFeature(req: IncomingMessage, extractors: readonly FeatureExtractor[],
+  source: Readable | Buffer = req): Promise<{ feature: string | undefined; body: Readable | Buffer }> {
   const contentType = req.headers['content-type'] ?? '';
-  const iterator = req[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  if (Buffer.isBuffer(source)) return { feature: bodyFeature(extractors, contentType, source, true).feature, body: source };
+  const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const seen: Buffer[] = [];
   let buffered: Buffer = Buffer.alloc(0);
   let ended = false;

@@ -15,10 +15,14 @@ export function signPreview(route: string, expires: number, secret: string): str
   return `${body}.${mac(body, secret)}`;
 }
 
-/** The route a preview token is for, when it is genuine and not expired. */
+// Exactly what signPreview writes: base64url decoding skips characters it does not know, so a looser
+// check would accept `<valid token>; Domain=evil` and the cookie it sets would carry the extra attributes.
+const TOKEN = /^p1\.[A-Za-z0-9_-]{1,400}\.\d{1,16}\.[A-Za-z0-9_-]{43}$/;
+
+/** The route a preview token is for, when it is genuine, exactly as signed, and not expired. */
 export function verifyPreview(token: string, secrets: readonly string[], now: number): { route: string; expires: number } | undefined {
+  if (!TOKEN.test(token)) return undefined;
   const parts = token.split('.');
-  if (parts.length !== 4 || parts[0] !== 'p1') return undefined;
   const body = parts.slice(0, 3).join('.');
   const given = Buffer.from(parts[3]!, 'base64url');
   const genuine = secrets.some((secret) => {
@@ -30,9 +34,21 @@ export function verifyPreview(token: string, secrets: readonly string[], now: nu
   return { route: Buffer.from(parts[1]!, 'base64url').toString('utf8'), expires };
 }
 
-/** Where a preview link may send the browser afterwards: a path on this site, never another site (`//evil`). */
+const SITE = 'http://banyan.invalid';
+
+/**
+ * Where a preview link may send the browser afterwards: a path on this site, never another site.
+ * Browsers drop tabs and newlines from a URL and read `\` as `/`, so `/\t/evil.example` is
+ * `//evil.example`: a `next` with any control character, space or backslash is refused, and what is
+ * left must resolve to this site.
+ */
 export function safeNext(next: string | undefined): string {
-  return next && next.startsWith('/') && !next.startsWith('//') && !next.includes('\\') ? next : '/';
+  if (!next || !next.startsWith('/') || next.startsWith('//') || /[\x00-\x20\x7f\\]/.test(next)) return '/';
+  try {
+    return new URL(next, SITE).origin === SITE ? next : '/';
+  } catch {
+    return '/';
+  }
 }
 
 function mac(body: string, secret: string): string {

@@ -11,7 +11,10 @@ import { sessionCookie } from './canary-session.js';
 import { FeatureExtraction, type Extracted } from './feature-extraction.js';
 import type { ForwarderOptions, ForwardOptions } from './forwarder.js';
 import { DEFAULT_BREAKER, ForwardingPolicy, type BreakerSettings } from './forwarding-policy.js';
-import { acceptableRequestId, clientInfo, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import { DEFAULTS } from '../lib/config.js';
+import { ClientShares } from './client-share.js';
+import { admitBody, DEFAULT_BODY, type BodySettings } from './request-body.js';
+import { acceptableRequestId, clientInfo, hasBody, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import type { Pin } from './pin.js';
 import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
@@ -19,7 +22,7 @@ import { settleTarget } from './request-target.js';
 import { RouteDecider } from './route-decision.js';
 import { fenceHeader, SessionPins, withSession, type PinSettings } from './session-pins.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
-import { UpstreamSet } from './upstreams/index.js';
+import { POOL_DEFAULTS, UpstreamSet } from './upstreams/index.js';
 import { upstreamEvents } from './upstream-metrics.js';
 import { WebSocketForwarder } from './websocket.js';
 
@@ -56,6 +59,12 @@ export interface ProxyOptions {
   readonly usage?: UsageLedger | undefined;
   /** Each answered request, for the autopilot's evidence (`fellBack`: the new app failed it and legacy answered). */
   readonly observe?: Observer | undefined;
+  /** How request bodies are admitted before an upstream connection is taken (default DEFAULT_BODY). */
+  readonly bodies?: BodySettings | undefined;
+  /** How long a request may wait for a connection to its upstream before 503 (BANYAN_UPSTREAM_QUEUE_TIMEOUT). */
+  readonly queueTimeoutMs?: number | undefined;
+  /** The percentage of a service's connections one client address may hold (BANYAN_CLIENT_SHARE; 100: no limit). */
+  readonly clientSharePercent?: number | undefined;
   /** Distinct normalized unmatched paths (and features) labelled before the rest count as `other` (default 200). */
   readonly maxLabels?: number;
   readonly log?: (line: string) => void;
@@ -119,13 +128,17 @@ export function createProxy(options: ProxyOptions): Proxy {
     breaker: { ...DEFAULT_BREAKER, ...options.breaker },
   });
   upstreams.apply(options.table.current.upstreams);
-  const policy = new ForwardingPolicy(upstreams, { metrics, log });
+  const trusted = trustedProxies(options.trustedProxies);
+  const policy = new ForwardingPolicy(upstreams, {
+    metrics, log, connections: options.forwarding?.connections ?? POOL_DEFAULTS.connections,
+    shares: new ClientShares(options.clientSharePercent ?? DEFAULTS.clientSharePercent, trusted),
+  });
   const parts: Parts = {
     policy,
     table: options.table,
     applied: options.table.current.upstreams,
     shadow: new Shadower(upstreams, { ...DEFAULT_SHADOW, ...options.shadow }, metrics),
-    trusted: trustedProxies(options.trustedProxies),
+    trusted,
     websockets: new WebSocketForwarder(upstreams),
     pins: options.pins ? new SessionPins(options.pins, metrics) : undefined,
     routes: new RouteDecider(options.table, options.sessionCookie, options.pins?.secrets),
@@ -135,6 +148,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     }),
     metrics,
     debugHeaders: options.debugHeaders === true,
+    bodies: options.bodies ?? DEFAULT_BODY,
+    queueTimeoutMs: options.queueTimeoutMs ?? DEFAULTS.upstreamQueueTimeoutMs,
   };
   const app = new ProxyApp();
   app.use(requestHandler(parts));
@@ -180,6 +195,8 @@ interface Parts {
   readonly accounting: RequestAccounting;
   readonly metrics: ProxyMetrics;
   readonly debugHeaders: boolean;
+  readonly bodies: BodySettings;
+  readonly queueTimeoutMs: number;
 }
 
 /** The proxy's one middleware: a request, in the order it meets the parts, up to its backend. */
@@ -197,16 +214,32 @@ function requestHandler(parts: Parts): Koa.Middleware {
       plain(res, 400, `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`, requestId, { connection: 'close' });
       return;
     }
+    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     if (method === 'GET' && (req.url === PREVIEW_PATH || req.url?.startsWith(`${PREVIEW_PATH}?`))) {
-      routes.openPreview(req, res, requestId);
+      routes.openPreview(req, res, requestId, client.proto === 'https');
       return;
     }
     followUpstreams(parts);
-    const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, trusted, requestId);
     const pin = pins?.read(req);
     const decision = routes.decide(req, client);
-    const extracted = extraction.extract(req, decision, method);
-    const { features, body } = extracted instanceof Promise ? (await extracted) ?? GONE : extracted;
+    // The body comes before any backend: a client that trickles it holds no upstream connection meanwhile.
+    let admitted: Readable | Buffer | undefined;
+    if (decision.target !== 'proxy' && hasBody(req)) {
+      const outcome = await admitBody(req, req, parts.bodies);
+      if ('gone' in outcome) {
+        res.destroy();
+        return;
+      }
+      if ('refused' in outcome) {
+        accounting.refused(method, 408, started);
+        plain(res, 408, `408 Request Timeout: ${outcome.refused.why}.\nRequest id: ${requestId}\n`, requestId, { connection: 'close' });
+        return;
+      }
+      admitted = outcome.body;
+    }
+    const extracted = extraction.extract(req, decision, method, admitted);
+    const { features, body: peeked } = extracted instanceof Promise ? (await extracted) ?? GONE : extracted;
+    const body = peeked ?? admitted;
     if (features === GONE.features) {
       // The client went away while sending its body: nobody to answer.
       res.destroy();
@@ -228,7 +261,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
 
 /** A decided request to its backend: the new app (with fallback or never-replay), or legacy (with a shadow copy). */
 async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse, request: {
-  client: ClientInfo; pin: Pin | undefined; decision: Decision & { readonly minted?: string }; exchange: Exchange; body: Readable | undefined;
+  client: ClientInfo; pin: Pin | undefined; decision: Decision & { readonly minted?: string }; exchange: Exchange; body: Readable | Buffer | undefined;
 }): Promise<void> {
   const { client, pin, decision, exchange } = request;
   const { method } = exchange;
@@ -241,7 +274,9 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
     extraHeaders: pin ? fenceHeader(pin) : undefined,
     beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
+    debug: parts.debugHeaders,
     body: request.body,
+    queueTimeoutMs: parts.queueTimeoutMs,
   };
   const spec = decision.spec;
   if (decision.target === 'new') {

@@ -61,11 +61,11 @@ export class RouteDecider {
   #bucketOf(req: IncomingMessage, client: ClientInfo): number {
     const cookies = req.headers.cookie;
     const sid = cookieValue(cookies, SESSION_COOKIE);
-    const carried = sid === undefined ? undefined : sessionBucket(sid);
+    const carried = sid === undefined ? undefined : sessionBucket(sid, this.#secrets);
     if (carried !== undefined) return carried;
     const legacySession = this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined;
     const bucket = canaryBucket(legacySession ?? client.ip);
-    this.#minted = newSession(bucket);
+    this.#minted = newSession(bucket, this.#secrets?.[0]);
     return bucket;
   }
 
@@ -85,10 +85,14 @@ export class RouteDecider {
     return token ? verifyPreview(token, this.#secrets, Date.now())?.route : undefined;
   }
 
-  /** `GET /_banyan/preview?token=…&next=/path`: the link `banyan routes preview` prints; sets the cookie and goes on. */
-  openPreview(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+  /**
+   * `GET /_banyan/preview?token=…&next=/path`: the link `banyan routes preview` prints; sets the cookie
+   * (`Secure` when the client came over TLS) and goes on, on this site only.
+   */
+  openPreview(req: IncomingMessage, res: ServerResponse, requestId: string, secure: boolean): void {
     const params = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
-    const preview = this.#secrets ? verifyPreview(params.get('token') ?? '', this.#secrets, Date.now()) : undefined;
+    const token = params.get('token') ?? '';
+    const preview = this.#secrets ? verifyPreview(token, this.#secrets, Date.now()) : undefined;
     if (!preview) {
       plain(res, 400, `400 This preview link is not valid${this.#secrets ? ' or has expired' : ' (BANYAN_SECRET is not set)'}. Ask for a new one: banyan routes preview ROUTE.\nRequest id: ${requestId}\n`, requestId);
       return;
@@ -96,7 +100,7 @@ export class RouteDecider {
     const maxAge = Math.ceil((preview.expires - Date.now()) / 1000);
     res.writeHead(303, {
       location: safeNext(params.get('next') ?? undefined), 'x-request-id': requestId, 'content-length': '0', 'cache-control': 'no-store',
-      'set-cookie': `${PREVIEW_COOKIE}=${params.get('token')}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax`,
+      'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`,
     });
     res.end();
   }

@@ -17,12 +17,12 @@ import { limitConnectionsPerClient } from './client-limit.js';
 import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
 import { proxyReadiness, requireLegacy } from './readiness.js';
-import { createProxy, type BreakerSettings, type PinSettings, type Proxy } from './proxy.js';
+import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type ProxyOptions } from './proxy.js';
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -78,7 +78,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     };
     let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
     const autopilot = new Autopilot({
-      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, log,
+      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, webhookSecret: settings.secret?.split(',')[0], log,
       shadowCounts: (route) => shadowCounts(route), changed,
     });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
@@ -87,6 +87,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
       observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
       accessLog: accessLog(settings.accessLog ?? 'off'),
+      ...clientLimits(settings),
       ...(options.breaker ? { breaker: options.breaker } : {}),
     });
     opened.push({ close: () => proxy.close() });
@@ -102,7 +103,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     sampler.start();
     opened.push({ close: async () => sampler.stop() });
     const admin = createAdmin({
-      registry: metrics.registry,
+      registry: metrics.registry, hostNames: [settings.adminHost],
       metricsText: options.clusterMetrics?.(metrics.registry),
       ready: proxyReadiness({
         upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
@@ -160,10 +161,26 @@ function proxyStatus(proxy: Proxy, routes: RouteSync): Record<string, unknown> {
   };
 }
 
+/** The settings that keep one client from costing others: how bodies are admitted, the queue wait, a client's share. */
+export type ClientLimits = Pick<Settings, 'bodyBufferBytes' | 'bodyTimeoutMs' | 'bodyMinRate' | 'upstreamQueueTimeoutMs' | 'clientSharePercent'>;
+
+/** Those settings as createProxy takes them, defaults for any not given. */
+export function clientLimits(settings: Partial<ClientLimits>): Pick<ProxyOptions, 'bodies' | 'queueTimeoutMs' | 'clientSharePercent'> {
+  return {
+    bodies: {
+      bufferBytes: settings.bodyBufferBytes ?? DEFAULTS.bodyBufferBytes,
+      idleTimeoutMs: settings.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs,
+      minBytesPerSecond: settings.bodyMinRate ?? DEFAULTS.bodyMinRate,
+    },
+    queueTimeoutMs: settings.upstreamQueueTimeoutMs ?? DEFAULTS.upstreamQueueTimeoutMs,
+    clientSharePercent: settings.clientSharePercent ?? DEFAULTS.clientSharePercent,
+  };
+}
+
 /**
  * The public listener, as every proxy runs it: slow clients (slowloris) get a bounded time for their
- * headers, checked every second, then 408 and a closed socket (a body may take as long as it streams:
- * uploads); one address holds at most so many connections; WebSocket upgrades are proxied, CONNECT
+ * headers, checked every second, then 408 and a closed socket (bodies are paced by the proxy itself,
+ * `request-body.ts`); one address holds at most so many connections; WebSocket upgrades are proxied, CONNECT
  * refused, malformed requests answered. Closing drains requests, then cuts tunnels after the same time.
  */
 export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> &

@@ -63,7 +63,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       dir: join(options.dir, 'postgres'), binaries, log, replicaDelayMs: options.replicaDelayMs ?? 0,
       ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
     });
-    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate' });
+    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
     let migrated: string[];
     try {
       migrated = await migrateUp(db);
@@ -123,6 +123,8 @@ export interface BackendsOptions {
   readonly pinMode?: 'lsn' | 'timed';
   readonly fencesWhenDown?: 'skip' | 'primary';
   readonly reads?: ReadSettings;
+  /** BANYAN_DEBUG_HEADERS: answers say which route, backend and database server served them. */
+  readonly debugHeaders?: boolean;
   /** Where uploads are stored; absent: a temporary folder removed on stop. */
   readonly storageDir?: string;
   readonly maxUploadBytes?: number;
@@ -181,6 +183,7 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         pinTtlMs: options.pinTtlMs ?? 30_000,
         pinMode: options.pinMode ?? 'lsn',
         usageFlushMs: options.usageFlushMs ?? DEFAULTS.usageFlushMs,
+        debugHeaders: options.debugHeaders === true,
       },
       legacyUrl: legacy.url,
       appUrl: app.url,

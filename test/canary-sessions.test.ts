@@ -64,6 +64,21 @@ describe('canary: a side per session, for the session\'s life', () => {
     expect(onNew / sessions).to.be.within(0.09, 0.11);
   });
 
+  it('a hand-made banyan_sid picks no side: it is ignored and a signed one minted', async () => {
+    let onNew = 0;
+    for (let i = 0; i < 40; i++) {
+      // Bucket 0 is inside any canary; the id is well formed, the signature made up.
+      const forged = await side(`198.51.100.${i}`, `banyan_sid=0.${'A'.repeat(16)}.${'B'.repeat(22)}`);
+      const unsigned = await side(`198.51.100.${i}`, `banyan_sid=0.${'A'.repeat(16)}`);
+      expect(forged.setCookie, 'a real session is minted').to.match(/^banyan_sid=\d{1,4}\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22};/);
+      expect(unsigned.side, 'the address decides, not the cookie').to.equal(forged.side);
+      if (forged.side === 'new') onNew++;
+    }
+    expect(onNew, 'about 10 % of addresses, not all 40').to.be.below(15);
+    const genuine = /^banyan_sid=([^;]+)/.exec((await side('198.51.100.200')).setCookie!)![1]!;
+    expect((await side('203.0.113.9', `banyan_sid=${genuine}`)).setCookie, 'a genuine one is kept').to.equal(null);
+  });
+
   it('a client that keeps no cookies stays on the side of its address', async () => {
     for (let i = 0; i < 50; i++) {
       const address = `172.16.0.${i}`;

@@ -75,6 +75,20 @@ describe('settings: the DB router', () => {
       .to.deep.include({ fenceWaitMs: 50, maxLagSeconds: 5, maxPrimaryReads: 20, choice: 'least-in-flight' });
   });
 
+  it('reads how request bodies are admitted, the upstream queue wait and a client\'s share, with defaults', () => {
+    expect(loadSettings({}, undefined)).to.deep.include({
+      bodyBufferBytes: 64 * 1024, bodyTimeoutMs: 10_000, bodyMinRate: 1024, upstreamQueueTimeoutMs: 5_000, clientSharePercent: 25,
+    });
+    expect(loadSettings({
+      BANYAN_BODY_BUFFER: '1MiB', BANYAN_BODY_TIMEOUT: '30s', BANYAN_BODY_MIN_RATE: '10KiB', BANYAN_UPSTREAM_QUEUE_TIMEOUT: '2s', BANYAN_CLIENT_SHARE: '50',
+    }, undefined)).to.deep.include({
+      bodyBufferBytes: 1024 * 1024, bodyTimeoutMs: 30_000, bodyMinRate: 10 * 1024, upstreamQueueTimeoutMs: 2_000, clientSharePercent: 50,
+    });
+    expect(() => loadSettings({ BANYAN_CLIENT_SHARE: '0' }, undefined)).to.throw('BANYAN_CLIENT_SHARE must be a percentage from 1 to 100, not "0"');
+    expect(() => loadSettings({ BANYAN_BODY_TIMEOUT: '0s' }, undefined)).to.throw('BANYAN_BODY_TIMEOUT must be longer than 0');
+    expect(() => loadSettings({ BANYAN_BODY_MIN_RATE: 'fast' }, undefined)).to.throw('BANYAN_BODY_MIN_RATE must be a size');
+  });
+
   it('names the variable when a value is wrong', () => {
     expect(() => loadSettings({ BANYAN_REPLICA_CHOICE: 'random' }, undefined)).to.throw('BANYAN_REPLICA_CHOICE must be round-robin or least-in-flight, not "random"');
     expect(() => loadSettings({ BANYAN_MAX_PRIMARY_READS: 'lots' }, undefined)).to.throw('BANYAN_MAX_PRIMARY_READS must be a whole number, not "lots"');

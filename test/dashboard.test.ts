@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import type { Route } from '../routing/table/index.js';
-import { ADMIN_TOKEN, setRoutes, startTestProxy } from './support/proxy.js';
+import { ADMIN_TOKEN, setRoutes, startTestProxy, TEST_SECRET } from './support/proxy.js';
 import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
 import { runBanyanAsync } from './support/cli.js';
 import { services, tempDir } from './support/services.js';
@@ -133,7 +133,7 @@ describe('the built-in dashboard, in headless Chromium', () => {
     try {
       await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .mode-cell').textContent === 'canary 25%'`, undefined, { timeout: 15_000 });
       // Sessions in every canary bucket: a quarter of them go to the new app.
-      for (let i = 0; i < 80; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 125)}` } })).text();
+      for (let i = 0; i < 80; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 125, TEST_SECRET)}` } })).text();
       await page.locator('#plans').waitFor({ state: 'visible' });
       await page.waitForFunction(`(() => { const row = [...document.querySelectorAll('#plans .checks tr')].find((tr) => tr.firstChild.textContent === 'new 5xx rate');
         return row !== undefined && row.lastChild.textContent === 'within'; })()`, undefined, { timeout: 15_000 });

@@ -15,7 +15,7 @@ describe('failures: a replica or the primary stops', () => {
     this.timeout(60_000);
     dir = tempDir('banyan-failover-');
     services = await startServices({ dir, redis: 'off' });
-    backends = await startBackends(services, { adminToken: 't', secret: TEST_SECRET });
+    backends = await startBackends(services, { adminToken: 't', secret: TEST_SECRET, debugHeaders: true });
   });
 
   after(async () => {
@@ -53,7 +53,7 @@ describe('failures: a replica or the primary stops', () => {
     // A cluster of its own: the one above has lost its replica.
     const otherDir = tempDir('banyan-failover-primary-');
     const other = await startServices({ dir: otherDir, redis: 'off' });
-    const stack = await startBackends(other, { adminToken: 't', secret: TEST_SECRET });
+    const stack = await startBackends(other, { adminToken: 't', secret: TEST_SECRET, debugHeaders: true });
     try {
       await checkPrimaryOutage(other, stack);
     } finally {

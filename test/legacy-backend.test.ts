@@ -143,4 +143,15 @@ describe('the legacy backend on its own: the complete old index', function () {
     expect(escaped.stdout.trim(), 'entities in strings are decoded, and the name then matches nothing').to.equal('[]');
     expect((await fetch(`${legacy.url}/simple/`)).status).to.equal(200);
   });
+
+  it('bounds an XML-RPC search: at most 20 terms of 200 characters, or a fault', async () => {
+    const terms = (n: number, length = 3) => Array.from({ length: n }, (_, i) => `<value><string>${String(i).padStart(length, 'x')}</string></value>`).join('');
+    const search = (values: string) => fetch(`${legacy.url}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body: `<methodCall><methodName>search</methodName><params><param><value><struct><member><name>name</name>` +
+      `<value><array><data>${values}</data></array></value></member></struct></value></param></params></methodCall>` }).then((r) => r.text());
+    const many = await search(terms(5_000));
+    expect(many).to.contain('<int>-32602</int>');
+    expect(many).to.contain('search takes at most 20 terms in all');
+    expect(await search(terms(1, 201))).to.contain('a search term may be at most 200 characters');
+    expect(await search(terms(20))).to.not.contain('<fault>');
+  });
 });

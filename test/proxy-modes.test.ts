@@ -23,7 +23,8 @@ describe('proxy modes, against real backends', () => {
       { name: 'legacy.browse', match: { path: '/browse' }, mode: 'legacy', retired: { status: 410, message: 'later' },
         brownouts: [{ start: '2030-01-01T00:00:00Z', end: '2030-01-01T01:00:00Z' }] },
     ]);
-    proxy = await startTestProxy(s, legacy.url, app.url, { sessionCookie: 'legacy_session' });
+    // One test address sends 100 requests at once here: no client share, or most would be refused.
+    proxy = await startTestProxy(s, legacy.url, app.url, { sessionCookie: 'legacy_session', limits: { clientSharePercent: 100 } });
   });
 
   after(async () => {

@@ -21,7 +21,8 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     auth = basicAuth('__token__', uploader.token);
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'read-your-writes: shipped routes');
     // Hundreds of projects from one account: the per-account limit on new projects is raised for this test.
-    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl, projectsPerHour: 100_000 });
+    // Debug headers: which database server answered (X-Banyan-Read-From) is what these tests read.
+    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl, projectsPerHour: 100_000, debugHeaders: true });
     proxy = backends.urls.proxy;
     await s.cluster.setReplicaDelay(DELAY_MS);
   });
@@ -134,7 +135,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   for (const whenDown of ['skip', 'primary'] as const) {
     it(`with Redis down, fences are skipped, and reads of the resource ${whenDown === 'skip' ? 'stay on the replica' : 'go to the primary'} (BANYAN_FENCES_REDIS_DOWN=${whenDown})`, async () => {
       const s = await services();
-      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown, projectsPerHour: 100_000 });
+      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown, projectsPerHour: 100_000, debugHeaders: true });
       try {
         const name = `fence-down-${whenDown}-${process.pid}`;
         const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
@@ -154,7 +155,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   it('a client that keeps no cookies gets read-your-writes by sending back the Banyan-Pin header', async () => {
     const s = await services();
     // No fences (Redis unreachable, skipped): the pin is the only thing that makes the read see the write.
-    const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: 'skip', projectsPerHour: 100_000 });
+    const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: 'skip', projectsPerHour: 100_000, debugHeaders: true });
     try {
       const name = `header-pin-${process.pid}`;
       const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });

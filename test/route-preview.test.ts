@@ -79,6 +79,31 @@ describe('banyan routes preview: one browser tries one route on the new app befo
     const valid = signPreview('shop.page', Date.now() + 60_000, TEST_SECRET);
     const off = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=${encodeURIComponent('//evil.example/x')}`, { redirect: 'manual' });
     expect([off.status, off.headers.get('location')]).to.deep.equal([303, '/']);
+    for (const next of ['/%09/evil.example', '/%0a/evil.example', '/\\evil.example', '/%5Cevil.example', '/ /evil.example']) {
+      const res = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=${next}`, { redirect: 'manual' });
+      expect([res.status, res.headers.get('location')], next).to.deep.equal([303, '/']);
+    }
+  });
+
+  it('sets only the token it verified, exactly: anything after it is refused, never added to the cookie', async () => {
+    const valid = signPreview('shop.page', Date.now() + 60_000, TEST_SECRET);
+    for (const token of [`${valid}; Domain=evil.example`, `${valid};Max-Age=99999999`, `${valid}=`]) {
+      const res = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(token)}&next=/shop/x`, { redirect: 'manual' });
+      expect(res.status, token).to.equal(400);
+      expect(res.headers.get('set-cookie')).to.equal(null);
+    }
+  });
+
+  it('makes the preview cookie Secure when the client came over TLS (X-Forwarded-Proto from a trusted balancer)', async () => {
+    const s = await services();
+    const behindTls = await startTestProxy(s, legacy.url, app.url, { trustedProxies: '127.0.0.1' });
+    try {
+      const valid = signPreview('shop.page', Date.now() + 60_000, TEST_SECRET);
+      const res = await fetch(`${behindTls.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=/shop/x`, { redirect: 'manual', headers: { 'x-forwarded-proto': 'https' } });
+      expect(res.headers.get('set-cookie')).to.match(/; HttpOnly; SameSite=Lax; Secure$/);
+    } finally {
+      await behindTls.stop();
+    }
   });
 
   it('needs the secret to sign, and an existing route', async () => {

@@ -12,7 +12,8 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     const s = await services();
     // Other tests change the shared table; this one tests the shipped routes file.
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'walking skeleton: shipped routes');
-    backends = await startBackends(s, { adminToken: 'test-token' });
+    // Debug headers: which database server answered (X-Banyan-Read-From) is what these tests read.
+    backends = await startBackends(s, { adminToken: 'test-token', debugHeaders: true });
     proxy = backends.urls.proxy;
     await withClient(s.primaryUrl, async (c) => {
       const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Sample_Project', 'sample-project') RETURNING id")).rows[0].id;

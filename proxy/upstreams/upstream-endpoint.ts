@@ -197,6 +197,12 @@ export class Endpoint {
    * A begun request ended. A 5xx answer counts for outlier detection but is a
    * success for the breaker, which is about reaching the endpoint at all.
    */
+  /** A request that `begin` admitted but that never reached the endpoint (it waited too long for a connection): it says nothing of its health. */
+  release(): void {
+    this.#inFlight--;
+    if (this.#draining && this.#inFlight === 0) void this.#closePool();
+  }
+
   end(outcome: EndpointOutcome): void {
     this.#inFlight--;
     if (this.#draining) {

@@ -1,5 +1,5 @@
 import type { Services } from '../../stack/local-stack.js';
-import { startProxyRuntime, type ProxyRuntime } from '../../proxy/runtime.js';
+import { startProxyRuntime, type ClientLimits, type ProxyRuntime } from '../../proxy/runtime.js';
 import type { BreakerSettings } from '../../proxy/proxy.js';
 import { connect } from '../../lib/database.js';
 import { IMPLICIT_UPSTREAMS, type Route, saveTable, type TableSpec } from '../../routing/table/index.js';
@@ -25,6 +25,7 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
   secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number; maxClientConnections?: number; debugHeaders?: boolean;
+  limits?: Partial<ClientLimits>;
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
@@ -45,6 +46,7 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
       ...(options.maxClientConnections ? { maxClientConnections: options.maxClientConnections } : {}),
       ...(options.debugHeaders ? { debugHeaders: true } : {}),
+      ...options.limits,
     },
     legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),

@@ -1,0 +1,51 @@
+/**
+ * One client's share of a service: requests in flight per client address
+ * (an IPv6 address counts by its /64, which one host usually owns whole) and
+ * service, at most a share of the service's connections. A client that opens
+ * hundreds of connections can keep at most that share of a backend busy;
+ * everyone else keeps the rest.
+ */
+
+import type { TrustedProxies } from './headers.js';
+
+export class ClientShares {
+  readonly #inFlight = new Map<string, number>();
+  readonly #percent: number;
+  readonly #trusted: TrustedProxies;
+
+  constructor(percent: number, trusted: TrustedProxies) {
+    this.#percent = percent;
+    this.#trusted = trusted;
+  }
+
+  /**
+   * Takes one of `capacity` connections of `service` for `ip`, or returns false when that client
+   * holds its share already. A trusted proxy's own address (no client behind it was named) is not limited.
+   */
+  enter(service: string, ip: string, capacity: number): string | false | undefined {
+    if (this.#percent >= 100 || this.#trusted.has(ip)) return undefined;
+    const key = `${service} ${clientKey(ip)}`;
+    const held = this.#inFlight.get(key) ?? 0;
+    if (held >= Math.max(1, Math.floor((capacity * this.#percent) / 100))) return false;
+    this.#inFlight.set(key, held + 1);
+    return key;
+  }
+
+  /** Gives back what `enter` took (its returned key). */
+  leave(key: string | undefined): void {
+    if (key === undefined) return;
+    const left = (this.#inFlight.get(key) ?? 1) - 1;
+    if (left <= 0) this.#inFlight.delete(key);
+    else this.#inFlight.set(key, left);
+  }
+}
+
+/** An IPv4 address as it is; an IPv6 address by its first 64 bits (`2001:db8:1:2::/64`). */
+export function clientKey(ip: string): string {
+  if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip;
+  const [head = '', tail] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '').toLowerCase()).join(':')}::/64`;
+}
