@@ -44,6 +44,8 @@ export interface AutopilotOptions {
   readonly leaseMs: number;
   /** Receives every event, unless the plan names its own. */
   readonly webhook?: string | undefined;
+  /** Where plans' PromQL checks are queried (BANYAN_PROMETHEUS_URL). */
+  readonly prometheusUrl?: string | undefined;
   /** This process's cumulative shadow comparison counts for a route. */
   readonly shadowCounts: (route: string) => { match: number; mismatch: number };
   /** After the autopilot stored a table version: apply it here and tell the other proxies. */
@@ -147,7 +149,7 @@ export class Autopilot {
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
-    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)), serviceOf(row));
+    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now), this.#o.prometheusUrl), serviceOf(row));
     await this.#watch(row, plan, steps, verdict.watched, verdict.checks);
     switch (verdict.action) {
       case 'wait': return;
