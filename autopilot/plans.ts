@@ -217,7 +217,10 @@ export async function stepEvidence(db: Kysely<Database>, row: PlanRow, step: Ste
   const checks = plan.kind === 'promote' && (step.kind === 'canary' || step.kind === 'new') ? plan.checks : [];
   const [stepE, windowE, planE, queries] = await Promise.all([
     evidenceSince(db, row.route, began), evidenceSince(db, row.route, windowStart), evidenceSince(db, row.route, new Date(row.created_at)),
-    checks.length ? runChecks(prometheusUrl, checks, { route: row.route, service: serviceOf(row), window: promDuration(now.getTime() - windowStart.getTime()) }) : undefined,
+    checks.length ? runChecks(prometheusUrl, checks, {
+      route: row.route, service: serviceOf(row), window: promDuration(now.getTime() - windowStart.getTime()),
+      planWindow: promDuration(now.getTime() - new Date(row.created_at).getTime()),
+    }) : undefined,
   ]);
   return { step: stepE, window: windowE, plan: planE, ...(queries ? { queries } : {}) };
 }

@@ -21,11 +21,13 @@ export interface QueryScope {
   readonly service: string;
   /** The judged window, as a Prometheus duration (`30s`). */
   readonly window: string;
+  /** Since the plan started: legacy's side is read over this when the window has no legacy traffic (the route is all new). */
+  readonly planWindow?: string;
 }
 
 /** `{route}`, `{service}` and `{window}` filled in. */
 export function fillQuery(query: string, scope: QueryScope): string {
-  return query.replace(/\{(route|service|window)\}/g, (_m, key: keyof QueryScope) => scope[key]);
+  return query.replace(/\{(route|service|window)\}/g, (_m, key: 'route' | 'service' | 'window') => scope[key]);
 }
 
 /** The window as Prometheus writes it: whole seconds, at least one. */
@@ -40,7 +42,10 @@ export async function runChecks(url: string | undefined, checks: readonly QueryC
     const ours = await queryNumber(url, fillQuery(check.query, scope), timeoutMs);
     if (typeof ours === 'string') return { name: check.name, problem: ours };
     if (check.against !== 'legacy') return { name: check.name, value: ours };
-    const legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy' }), timeoutMs);
+    let legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy' }), timeoutMs);
+    if (typeof legacy === 'string' && legacy.startsWith('no data') && scope.planWindow) {
+      legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy', window: scope.planWindow }), timeoutMs);
+    }
     if (typeof legacy === 'string') return { name: check.name, value: ours, problem: `legacy's side: ${legacy}` };
     return { name: check.name, value: ours, legacy };
   }));

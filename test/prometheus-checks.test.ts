@@ -70,6 +70,9 @@ describe('PromQL checks against a real Prometheus', function () {
       ['nan', undefined, 'no data for sum(demo_p99_seconds{route="project.page"}) / 0 * 0 (it gives NaN)'],
       ['legacy gone', 0.4, 'legacy\'s side:…'],
     ]);
+    const [baseline] = await runChecks(prometheus.url, checksOf([{ name: 'b', query: 'max(demo_p99_seconds{service="{service}"} > 0.2) or (max(demo_p99_seconds{service="{service}"}) and on() (vector({window}) > 0))', against: 'legacy' }]),
+      { ...scope, window: '0', planWindow: '1' });
+    expect(baseline, 'legacy read over the plan\'s window when the step\'s has nothing').to.deep.equal({ name: 'b', value: 0.4, legacy: 0.12 });
     const down = await runChecks(`http://127.0.0.1:${await freePort()}`, checksOf([{ name: 'p99', query: 'up', max: 1 }]), scope);
     expect(down[0]!.problem).to.match(/^Prometheus at http:\/\/127\.0\.0\.1:\d+ did not answer \(/);
     expect((await runChecks(undefined, checksOf([{ name: 'p99', query: 'up', max: 1 }]), scope))[0]!.problem).to.equal('BANYAN_PROMETHEUS_URL is not set, so the query cannot run');
