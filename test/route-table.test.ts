@@ -147,7 +147,7 @@ describe('route table: validation', () => {
       'route 6 "f": features: [1] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 6 "f": features: [2] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 7 "s": shadow.maxBodyBytes: must be a whole number of bytes from 1 to 16777216',
-      'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes, percent, service, maxInFlight)',
+      'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes, percent, service, maxInFlight, html)',
     ]);
     expect(problems.filter((p) => p.includes('"f"'))).to.have.length(2);
   });
