@@ -92,9 +92,25 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
     }));
     const users = browsers();
     try {
-      const started = await banyan('routes', 'promote', 'project.page', '--plan', plan);
-      expect(started.status, started.stderr).to.equal(0);
+      // Prometheus frozen (SIGSTOP: it answers nothing) while the canary runs: the check cannot be evaluated, so the step holds.
+      const prometheusPid = stack.current().pids!['prometheus']!;
+      process.kill(prometheusPid, 'SIGSTOP');
+      let held = '';
       let last = '';
+      try {
+        const started = await banyan('routes', 'promote', 'project.page', '--plan', plan);
+        expect(started.status, started.stderr).to.equal(0);
+        await waitUntil('the canary is held: the check cannot be evaluated', async () => {
+          const row = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
+          held = /check p95 against legacy .*/.exec(row)?.[0] ?? row;
+          last = row;
+          return /\nOn step 1 of 2 \(canary 50%\) for /.test(row) && /next step: when the evidence is in/.test(row) && held.includes('did not answer');
+        }, 40_000).catch((err: Error) => { throw new Error(`${err.message}; --status said:\n${last}`); });
+      } finally {
+        process.kill(prometheusPid, 'SIGCONT');
+      }
+      expect(held).to.match(/^check p95 against legacy\s+cannot be evaluated: Prometheus at http:\/\/127\.0\.0\.1:\d+ did not answer \(.*\)\s+≤ legacy n\/a × 5 \+ 0\.25\s+not judged yet$/);
+      console.log(`      ${held.replace(/\s{2,}/g, ' | ')}`);
       await waitUntil('the plan waits at the gate before new', async () => {
         last = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
         expect(last, last).to.not.match(/: rolled-back\n/);
