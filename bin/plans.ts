@@ -97,6 +97,8 @@ function printStatus(v: PlanView): void {
   if (v.dryRun) out.write('Dry run: budgets are only watched; a broken one is reported, and the route is not rolled back\n');
   for (const w of v.watched) out.write(`Dry run: ${w}\n`);
   out.write(`Last: ${v.reason}\n`);
+  // A hold's cause of this moment, when it is not the one recorded when the hold began.
+  if (v.verdict?.action === 'hold' && v.verdict.reason !== v.reason) out.write(`Now: ${v.verdict.reason}\n`);
   if (v.verdict) {
     out.write('\n');
     printTable(['check', 'live', 'must be', ''], v.verdict.checks.map((c) => [c.name, c.value, c.limit,

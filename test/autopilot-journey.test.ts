@@ -109,6 +109,7 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
       } finally {
         process.kill(prometheusPid, 'SIGCONT');
       }
+      expect(last).to.match(/\nNow: held on canary 50%: check "p95 against legacy" cannot be evaluated: Prometheus at \S+ did not answer \(.*\); a check that cannot be evaluated never passes a step\n/);
       expect(held).to.match(/^check p95 against legacy\s+cannot be evaluated: Prometheus at http:\/\/127\.0\.0\.1:\d+ did not answer \(.*\)\s+≤ legacy n\/a × 5 \+ 0\.25\s+not judged yet$/);
       console.log(`      ${held.replace(/\s{2,}/g, ' | ')}`);
       await waitUntil('the plan waits at the gate before new', async () => {
