@@ -4,7 +4,8 @@
  */
 
 import type { Evidence, Side } from './evidence.js';
-import { formatMs, type BudgetName, type Plan, type Step } from './plan.js';
+import { formatMs, type BudgetName, type Plan, type QueryCheck, type Step } from './plan.js';
+import type { QueryResult } from './prometheus-checks.js';
 
 /** One budget or condition, against the live number. */
 export interface Check {
@@ -39,6 +40,8 @@ export interface StepEvidence {
   readonly window: Evidence;
   /** Since the plan started: legacy's baseline when the window has too little legacy traffic. */
   readonly plan: Evidence;
+  /** The plan's PromQL checks, as Prometheus answered them on this tick (canary and new steps). */
+  readonly queries?: readonly QueryResult[];
 }
 
 const pct = (r: number) => `${(r * 100).toFixed(r !== 0 && r < 0.001 ? 3 : r < 0.1 ? 2 : 1)} %`;
@@ -97,22 +100,52 @@ export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepE
     limit: `≤ ${pct(b.maxFallbackRate)}`, ok: judged ? fresh.fallbackRate <= b.maxFallbackRate : undefined, kind: 'budget' });
   const stepAttempts = evidence.step.new.requests + evidence.step.new.fallbacks;
   const volume: Check = { name: 'new requests on this step', value: count(stepAttempts), limit: `≥ ${count(spec.minRequests)}`, ok: stepAttempts >= spec.minRequests, kind: 'gate' };
-  const checks = [time, volume, errors, latency, fallbacks];
+  const queries = plan.checks.map((c) => queryCheck(c, evidence.queries?.find((q) => q.name === c.name)));
+  const checks = [time, volume, errors, latency, fallbacks, ...queries.map((q) => q.check)];
   const window = `over the last ${formatMs(Math.min(elapsedMs, b.windowMs))}`;
   const broken = brokenBudgets([
     [errors, () => `${side} answered 5xx to ${pct(fresh.errorRate)} of requests (${count(fresh.errors)} of ${count(fresh.requests)}) ${window}, ` +
       `above legacy's ${base ? pct(base.errorRate) : '0 %'} ${base ? baseWhere : '(no legacy baseline)'} + the ${pct(b.errorRateMargin)} margin`],
     [latency, () => `${side}'s p95 latency is ${ms(fresh.p95Ms)} ${window}, above legacy's ${ms(base!.p95Ms)} ${baseWhere} × ${b.p95Factor} + ${b.p95SlackMs} ms`],
     [fallbacks, () => `${pct(fresh.fallbackRate)} of ${side}'s requests fell back (${count(fresh.fallbacks)} of ${count(attempts)}) ${window}, above the plan's ${pct(b.maxFallbackRate)}`],
+    ...queries.map((q): [Check, () => string] => [q.check, () => `${q.broken} ${window}`]),
   ]);
   if (broken.rollback) return verdict('rollback', checks, broken.rollback, broken.watched);
   const watched = broken.watched;
+  const unknown = queries.find((q) => q.check.ok === undefined && !q.check.dryRun);
+  if (held && volume.ok && unknown) {
+    // A check that cannot be evaluated never passes a step: no data is not good news.
+    return verdict('hold', checks, `held on ${step.label}: check "${unknown.name}" ${unknown.check.value}; a check that cannot be evaluated never passes a step`, watched);
+  }
   if (held && volume.ok) {
     const figures = `${count(stepAttempts)} requests on ${side} over ${formatMs(elapsedMs)}, 5xx ${pct(evidence.step.new.errorRate)}, p95 ${ms(evidence.step.new.p95Ms)}, ` +
       `fallbacks ${pct(evidence.step.new.fallbackRate)}; legacy 5xx ${base ? pct(base.errorRate) : 'n/a'}, p95 ${ms(base?.p95Ms)}`;
     return verdict('advance', checks, `${step.label} passed: ${figures}`, watched);
   }
   return verdict(held ? 'hold' : 'wait', checks, held ? `held on ${step.label}: ${count(stepAttempts)} of ${count(spec.minRequests)} requests on ${side} so far` : '', watched);
+}
+
+const num = (v: number | undefined) => (v === undefined ? 'n/a' : String(+v.toPrecision(4)));
+
+/** A PromQL check against its threshold or legacy's number; not judged (ok undefined) when it could not be evaluated. */
+function queryCheck(c: QueryCheck, r: QueryResult | undefined): { name: string; check: Check; broken: string } {
+  const problem = r === undefined ? 'not run yet' : r.problem;
+  const value = r?.value;
+  let limit: string;
+  let ok: boolean | undefined;
+  let broken: string;
+  if (c.against === 'legacy') {
+    const bound = r?.legacy === undefined ? undefined : r.legacy * c.factor + c.margin;
+    limit = `≤ ${bound === undefined ? '' : `${num(bound)} (`}legacy ${num(r?.legacy)} × ${c.factor} + ${c.margin}${bound === undefined ? '' : ')'}`;
+    ok = problem || bound === undefined || value === undefined ? undefined : value <= bound;
+    broken = `check "${c.name}" is ${num(value)} against legacy's ${num(r?.legacy)} (at most × ${c.factor} + ${c.margin})`;
+  } else {
+    limit = [c.min === undefined ? '' : `≥ ${c.min}`, c.max === undefined ? '' : `≤ ${c.max}`].filter(Boolean).join(' and ');
+    ok = problem || value === undefined ? undefined : (c.max === undefined || value <= c.max) && (c.min === undefined || value >= c.min);
+    broken = `check "${c.name}" is ${num(value)}, ${c.max !== undefined && value !== undefined && value > c.max ? `above its max ${c.max}` : `below its min ${c.min}`}`;
+  }
+  const check: Check = { name: `check ${c.name}`, value: problem ? `cannot be evaluated: ${problem}` : num(value), limit, ok, kind: 'budget', ...(c.dryRun ? { dryRun: true as const } : {}) };
+  return { name: c.name, check, broken };
 }
 
 /** A budget check, marked when the plan only watches it. */

@@ -47,6 +47,8 @@ export interface AutopilotOptions {
   readonly webhook?: string | undefined;
   /** Signs every webhook body (`Banyan-Signature`, see webhook.ts): BANYAN_SECRET's newest; none, unsigned. */
   readonly webhookSecret?: string | undefined;
+  /** Where plans' PromQL checks are queried (BANYAN_PROMETHEUS_URL). */
+  readonly prometheusUrl?: string | undefined;
   /** This process's cumulative shadow comparison counts for a route. */
   readonly shadowCounts: (route: string) => { match: number; mismatch: number };
   /** After the autopilot stored a table version: apply it here and tell the other proxies. */
@@ -150,7 +152,7 @@ export class Autopilot {
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
-    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now)), serviceOf(row));
+    const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now), this.#o.prometheusUrl), serviceOf(row));
     await this.#watch(row, plan, steps, verdict.watched, verdict.checks);
     switch (verdict.action) {
       case 'wait': return;

@@ -19,6 +19,12 @@
  * makes those budgets watched only: a break is recorded and reported as the
  * rollback it would have been, and the plan goes on.
  *
+ * `checks` are PromQL queries judged on canary and new steps, each against a
+ * threshold or against the same query for legacy:
+ *
+ *   "checks": [{ "name": "p99", "query": "histogram_quantile(0.99, sum by (le) (rate(…{route=\"{route}\", service=\"{service}\"}[{window}])))",
+ *                "against": "legacy", "factor": 1.5, "margin": 0.01 }]
+ *
  * A retirement walks it the other way: brownouts of growing length with gaps
  * between them, then `retired`:
  *
@@ -69,9 +75,29 @@ export interface PromoteStep {
   readonly approve: boolean;
 }
 
+/** A PromQL query the new side is held to, on canary and new steps. */
+export interface QueryCheck {
+  readonly name: string;
+  /** PromQL with `{route}`, `{service}` and `{window}` filled in; it must come to one number. */
+  readonly query: string;
+  /** A threshold: the number stays at or below `max`, at or above `min`… */
+  readonly max?: number;
+  readonly min?: number;
+  /** …or, `against` legacy, at most legacy's number (the same query with `{service}` = legacy) × `factor` + `margin`. */
+  readonly against?: 'legacy';
+  readonly factor: number;
+  readonly margin: number;
+  /** Only watched: a break is reported as the rollback it would have been. */
+  readonly dryRun: boolean;
+}
+
+/** What a check's query may have filled in. */
+export const CHECK_PLACEHOLDERS = ['route', 'service', 'window'] as const;
+
 export interface PromotePlan {
   readonly kind: 'promote';
   readonly steps: readonly PromoteStep[];
+  readonly checks: readonly QueryCheck[];
   readonly webhook?: string;
   /** Every budget only watched (`--dry-run`). */
   readonly dryRun: boolean;
@@ -185,7 +211,7 @@ function flagOf(p: Problems, raw: unknown, field: string): boolean {
 export function validatePromotePlan(raw: unknown): PromotePlan {
   const p = new Problems();
   if (!isObject(raw)) throw invalid(['the plan must be a JSON object with "steps"']);
-  p.keys(raw, '', ['steps', 'budgets', 'webhook', 'dryRun']);
+  p.keys(raw, '', ['steps', 'budgets', 'checks', 'webhook', 'dryRun']);
   const dryRun = flagOf(p, raw['dryRun'], 'dryRun');
   const budgets = budgetsOf(p, raw['budgets'], 'budgets', { ...DEFAULT_BUDGETS, windowMs: parseDuration(DEFAULT_BUDGETS.window, 'window'), dryRun: dryRun ? BUDGET_NAMES : [] });
   const steps: PromoteStep[] = [];
@@ -219,8 +245,54 @@ export function validatePromotePlan(raw: unknown): PromotePlan {
   if (steps.length && steps.at(-1)!.mode !== 'new') p.say('steps', 'the last step must be {"mode": "new", …}: a promotion ends with the route on the new app');
   const webhook = webhookOf(p, raw['webhook']);
   if (dryRun) steps.forEach((s, i) => { if (s.budgets.dryRun.length < BUDGET_NAMES.length) p.say(`steps[${i}].budgets.dryRun`, 'a dry-run plan watches every budget; leave dryRun out here'); });
+  const checks = checksOf(p, raw['checks'], dryRun);
   if (p.list.length) throw invalid(p.list);
-  return { kind: 'promote', steps, dryRun, ...(webhook ? { webhook } : {}) };
+  return { kind: 'promote', steps, checks, dryRun, ...(webhook ? { webhook } : {}) };
+}
+
+function checksOf(p: Problems, raw: unknown, dryRun: boolean): QueryCheck[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    p.say('checks', 'must be a list such as [{"name": "p99", "query": "…", "max": 0.5}]');
+    return [];
+  }
+  const checks: QueryCheck[] = [];
+  raw.forEach((c: unknown, i) => {
+    const field = `checks[${i}]`;
+    if (!isObject(c)) return p.say(field, 'must be an object such as {"name": "p99", "query": "…", "max": 0.5}');
+    p.keys(c, field, ['name', 'query', 'max', 'min', 'against', 'factor', 'margin', 'dryRun']);
+    const name = c['name'];
+    if (typeof name !== 'string' || !name.trim()) p.say(`${field}.name`, 'must be a non-empty text');
+    else if (checks.some((k) => k.name === name)) p.say(`${field}.name`, `"${name}" is the name of another check`);
+    const query = c['query'];
+    if (typeof query !== 'string' || !query.trim()) p.say(`${field}.query`, 'must be a PromQL query');
+    else {
+      const unknown = [...query.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!).filter((w) => !(CHECK_PLACEHOLDERS as readonly string[]).includes(w));
+      if (unknown.length) p.say(`${field}.query`, `{${unknown[0]}} is not filled in (known: ${CHECK_PLACEHOLDERS.map((w) => `{${w}}`).join(', ')})`);
+      if (c['against'] === 'legacy' && !query.includes('{service}')) p.say(`${field}.query`, 'a check against legacy must use {service}, so the same query runs for each side');
+    }
+    const against = c['against'];
+    if (against !== undefined && against !== 'legacy') p.say(`${field}.against`, `must be "legacy", not ${JSON.stringify(against)}`);
+    const number = (key: string, fallback: number, check: (n: number) => boolean, range: string) => p.number(c[key], `${field}.${key}`, fallback, check, range);
+    const any = (n: number) => Number.isFinite(n);
+    const max = c['max'] === undefined ? undefined : number('max', NaN, any, 'a number');
+    const min = c['min'] === undefined ? undefined : number('min', NaN, any, 'a number');
+    if (against === 'legacy') {
+      if (max !== undefined || min !== undefined) p.say(field, 'a check gives a threshold (max, min) or a comparison against legacy (factor, margin), not both');
+    } else {
+      if (max === undefined && min === undefined) p.say(field, 'needs a threshold ("max" or "min") or "against": "legacy"');
+      if (c['factor'] !== undefined || c['margin'] !== undefined) p.say(field, 'factor and margin are for a check "against": "legacy"');
+    }
+    const own = flagOf(p, c['dryRun'], `${field}.dryRun`);
+    if (dryRun && c['dryRun'] === false) p.say(`${field}.dryRun`, 'a dry-run plan watches every check; leave dryRun out here');
+    checks.push({
+      name: String(name), query: String(query), ...(max !== undefined ? { max } : {}), ...(min !== undefined ? { min } : {}),
+      ...(against === 'legacy' ? { against } : {}),
+      factor: number('factor', 1, (n) => n > 0, 'a factor above 0'), margin: number('margin', 0, (n) => n >= 0, 'a number, 0 or more'),
+      dryRun: dryRun || own,
+    });
+  });
+  return checks;
 }
 
 /** Checks a retirement plan; every problem names its field. */

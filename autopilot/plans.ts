@@ -8,7 +8,8 @@ import { BanyanError } from '../lib/errors.js';
 import type { CutoverPlansTable, Database } from '../lib/schema.js';
 import { changeRoute, latestTable, type Route, saveTableIn } from '../routing/table/index.js';
 import { evidenceSince, type Evidence } from './evidence.js';
-import { judge, type Verdict } from './judge.js';
+import { judge, type StepEvidence, type Verdict } from './judge.js';
+import { promDuration, runChecks } from './prometheus-checks.js';
 import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';
 
 export type PlanRow = Selectable<CutoverPlansTable>;
@@ -204,23 +205,33 @@ export interface PlanView {
   readonly watched: readonly string[];
 }
 
-/** The evidence a step is judged on: since the step began, the budget window, and since the plan began. */
-export async function stepEvidence(db: Kysely<Database>, row: PlanRow, step: Step, now: Date): Promise<{ step: Evidence; window: Evidence; plan: Evidence }> {
+/**
+ * The evidence a step is judged on: since the step began, the budget window, and since the plan began;
+ * on canary and new steps, the plan's PromQL checks too, over the same window.
+ */
+export async function stepEvidence(db: Kysely<Database>, row: PlanRow, step: Step, now: Date, prometheusUrl?: string): Promise<StepEvidence> {
   const began = row.step_started_at ?? now;
   const windowMs = step.promote?.budgets.windowMs ?? 0;
   const windowStart = new Date(Math.max(began.getTime(), now.getTime() - windowMs));
-  const [stepE, windowE, planE] = await Promise.all([
+  const plan = parsePlan(row.kind as PlanKind, row.plan);
+  const checks = plan.kind === 'promote' && (step.kind === 'canary' || step.kind === 'new') ? plan.checks : [];
+  const [stepE, windowE, planE, queries] = await Promise.all([
     evidenceSince(db, row.route, began), evidenceSince(db, row.route, windowStart), evidenceSince(db, row.route, new Date(row.created_at)),
+    checks.length ? runChecks(prometheusUrl, checks, {
+      route: row.route, service: serviceOf(row), window: promDuration(now.getTime() - windowStart.getTime()),
+      planWindow: promDuration(now.getTime() - new Date(row.created_at).getTime()),
+    }) : undefined,
   ]);
-  return { step: stepE, window: windowE, plan: planE };
+  return { step: stepE, window: windowE, plan: planE, ...(queries ? { queries } : {}) };
 }
 
-export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Date()): Promise<PlanView> {
+/** What a plan is doing now; `prometheusUrl` runs its checks for the view (without it they show as not evaluated). */
+export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Date(), prometheusUrl?: string): Promise<PlanView> {
   const plan = parsePlan(row.kind as PlanKind, row.plan);
   const steps = stepsOf(plan);
   const step = row.step >= 0 ? steps[row.step] : undefined;
   const elapsedMs = step && row.step_started_at ? now.getTime() - new Date(row.step_started_at).getTime() : 0;
-  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now), serviceOf(row)) : undefined;
+  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now, prometheusUrl), serviceOf(row)) : undefined;
   const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
   return {
     id: String(row.id), route: row.route, kind: row.kind as PlanKind, status: row.status, step: row.step, steps: steps.map((s) => s.label),

@@ -27,7 +27,7 @@ export async function plans(args: Args): Promise<void> {
   try {
     if (action === 'plans') {
       const rows = await activePlans(db);
-      const views = await Promise.all(rows.map((r) => viewPlan(db, r)));
+      const views = await Promise.all(rows.map((r) => viewPlan(db, r, new Date(), settings.prometheusUrl)));
       if (json) return out(views);
       if (!views.length) {
         process.stdout.write('No plan is under way. Start one: banyan routes promote NAME, or banyan routes retire NAME.\n');
@@ -47,7 +47,7 @@ export async function plans(args: Args): Promise<void> {
     if (control === 'status') {
       const row = await planFor(db, name!);
       if (!row) throw new BanyanError('no-plan', `${name} has never had a plan`, `start one: banyan routes ${action} ${name}`);
-      const view = await viewPlan(db, row);
+      const view = await viewPlan(db, row, new Date(), settings.prometheusUrl);
       if (json) return out(view);
       printStatus(view);
       return;
@@ -97,6 +97,8 @@ function printStatus(v: PlanView): void {
   if (v.dryRun) out.write('Dry run: budgets are only watched; a broken one is reported, and the route is not rolled back\n');
   for (const w of v.watched) out.write(`Dry run: ${w}\n`);
   out.write(`Last: ${v.reason}\n`);
+  // A hold's cause of this moment, when it is not the one recorded when the hold began.
+  if (v.verdict?.action === 'hold' && v.verdict.reason !== v.reason) out.write(`Now: ${v.verdict.reason}\n`);
   if (v.verdict) {
     out.write('\n');
     printTable(['check', 'live', 'must be', ''], v.verdict.checks.map((c) => [c.name, c.value, c.limit,

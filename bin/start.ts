@@ -8,6 +8,7 @@ import { BanyanError } from '../lib/errors.js';
 import { stopAllServerProcesses } from '../stack/child-process.js';
 import { startServices, type Services } from '../stack/local-stack.js';
 import { keepRunning } from '../stack/keeper.js';
+import { startPrometheus, type PrometheusServer } from '../stack/prometheus-server.js';
 import { freePort, isPortFree } from '../stack/ports.js';
 import { Supervisor } from '../stack/supervisor.js';
 import type { Args } from './command.js';
@@ -20,7 +21,9 @@ import { printTable, progress } from './output.js';
  * (`--app-instances`, 2 by default), the files service and the proxy each run
  * as a process of their own, as in production, so any one can fail alone; a
  * component that dies is restarted with backoff (`--no-restart` leaves it
- * down). Ctrl-C or SIGTERM stop the proxy first (it drains and writes its
+ * down). `--prometheus` also runs Prometheus (Debian's package) scraping the
+ * proxy, the app instances and files, and points the autopilot's PromQL
+ * checks at it. Ctrl-C or SIGTERM stop the proxy first (it drains and writes its
  * last usage counts), then the backends, then the databases.
  */
 export async function start(args: Args): Promise<void> {
@@ -49,6 +52,7 @@ export async function start(args: Args): Promise<void> {
   });
   let services: Services | undefined;
   let keeper: { stop(): void } | undefined;
+  let prometheus: PrometheusServer | undefined;
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
@@ -57,6 +61,10 @@ export async function start(args: Args): Promise<void> {
     await supervisor.stop(['proxy']);
     progress(`stopping the new app (${appNames.join(', ')}), files and legacy`);
     await supervisor.stop(backendNames);
+    if (prometheus) {
+      progress('stopping Prometheus');
+      await prometheus.stop();
+    }
     progress('stopping Redis and PostgreSQL');
     keeper?.stop();
     if (services) await services.stop();
@@ -86,6 +94,7 @@ export async function start(args: Args): Promise<void> {
     const stack: StackFile = {
       proxy: urls.proxy, admin: urls.admin, app: urls.apps[0]!, legacy: urls.legacy,
       primary: services!.primaryUrl, replicas: [...services!.replicaUrls], redis: services!.redisUrl, adminToken,
+      ...(prometheus ? { prometheus: prometheus.url } : {}),
       services: {
         legacy: [endpoint(urls.legacy, 'legacy')],
         app: urls.apps.map((url, i) => endpoint(url, appNames[i]!)),
@@ -94,6 +103,7 @@ export async function start(args: Args): Promise<void> {
       pids: {
         supervisor: process.pid, ...supervisor.pids(),
         postgresPrimary: services!.cluster.pids.primary ?? null, postgresReplica: services!.cluster.pids.replica ?? null, redis: services!.redisPid ?? null,
+        ...(prometheus ? { prometheus: prometheus.pid ?? null } : {}),
       },
     };
     // Written whole, then renamed: a reader never sees half a file.
@@ -102,9 +112,18 @@ export async function start(args: Args): Promise<void> {
     return stack;
   };
   try {
-    await startComponents(supervisor, { data, urls, appNames, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers });
+    if (args.flags.has('prometheus')) {
+      const hostPort = (url: string) => new URL(url).host;
+      prometheus = await startPrometheus({
+        dir: join(dir, 'prometheus'), port: await portFor(DEFAULTS.prometheusPort, '127.0.0.1'), program: process.env['BANYAN_PROMETHEUS_BIN'],
+        targets: { 'banyan-proxy': [hostPort(urls.admin)], 'banyan-app': urls.apps.map(hostPort), 'banyan-files': [hostPort(urls.files)] },
+      });
+      progress(`Prometheus on ${prometheus.url}, scraping the proxy, the app and files every second`);
+    }
+    await startComponents(supervisor, { data, urls, appNames, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers, prometheusUrl: prometheus?.url });
   } catch (err) {
     await supervisor.stop(['proxy', ...backendNames]);
+    await prometheus?.stop();
     await services.stop();
     throw err;
   }
@@ -159,7 +178,7 @@ async function stackUrls(host: string, port: number, adminHost: string, adminPor
 /** Legacy, every app instance and the files service, then the proxy in front of them, each its own supervised process. */
 async function startComponents(supervisor: Supervisor, c: {
   data: Record<string, string>; urls: StackUrls; appNames: readonly string[]; port: number; adminPort: number;
-  adminHost: string; adminToken: string; secret: string; workers: string | undefined;
+  adminHost: string; adminToken: string; secret: string; workers: string | undefined; prometheusUrl: string | undefined;
 }): Promise<void> {
   const { data, urls } = c;
   progress(`starting legacy, the new app (${c.appNames.join(', ')}) and files`);
@@ -176,6 +195,7 @@ async function startComponents(supervisor: Supervisor, c: {
       LEGACY_URL: urls.legacy, APP_URL: urls.apps.join(','), FILES_URL: urls.files,
       BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
       BANYAN_LOG: stackAccessLog(),
+      ...(c.prometheusUrl ? { BANYAN_PROMETHEUS_URL: c.prometheusUrl } : {}),
     },
   });
 }
@@ -195,6 +215,7 @@ function printStarted(stack: StackFile, o: { stackFile: string; seconds: number;
     ['PostgreSQL primary', `${redactPassword(stack.primary)}${named('postgresPrimary')}`],
     ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${named('postgresReplica')}`]),
     ['Redis', stack.redis ? `${stack.redis}${named('redis')}` : 'none (install redis-server for shared state)'],
+    ...(stack.prometheus ? [['Prometheus', `${stack.prometheus}  (scrapes the proxy, the app and files; plans' checks query it)${named('prometheus')}`]] : []),
   ]);
   process.stdout.write(`\nThe same as JSON, with passwords: ${o.stackFile}\n`);
   if (o.adminToken) process.stdout.write(`Admin token (shown once; also in stack.json): ${o.adminToken}\n`);

@@ -23,6 +23,8 @@ export interface StackFile {
   readonly adminToken: string;
   /** The proxy's upstreams, each a list of endpoints: `legacy`, `app` (one per instance, `app-1` first) and `files`. */
   readonly services?: Readonly<Record<string, readonly StackEndpoint[]>>;
+  /** The Prometheus `npm start --prometheus` runs, scraping the stack. */
+  readonly prometheus?: string | null;
   /** Process ids of the supervisor, each component by its supervisor name (`proxy`, `app-1`, `files`, …) and the data servers (null while one is down). */
   readonly pids?: Readonly<Record<string, number | null>>;
 }
@@ -97,6 +99,8 @@ export interface Settings {
   readonly autopilotLeaseMs: number;
   /** Where every plan's events go as JSON, unless the plan names its own webhook (BANYAN_AUTOPILOT_WEBHOOK). */
   readonly autopilotWebhook: string | undefined;
+  /** The Prometheus a plan's `checks` are queried on (BANYAN_PROMETHEUS_URL; `npm start --prometheus` runs one). */
+  readonly prometheusUrl: string | undefined;
   /** How long `npm start` waits before restarting a component that died; it doubles on each death (BANYAN_RESTART_DELAY; default 500ms). */
   readonly restartDelayMs: number;
   /** Where the stack file came from, when settings fell back to it. */
@@ -112,6 +116,8 @@ export const DEFAULTS = {
   adminPort: 9090,
   appPort: 8081,
   legacyPort: 8082,
+  /** `npm start --prometheus`: Prometheus's own 9090 is the admin port. */
+  prometheusPort: 9091,
   routesPollMs: 2_000,
   drainMs: 10_000,
   headersTimeoutMs: 10_000,
@@ -205,6 +211,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
     ...autopilotTiming(env),
     autopilotWebhook: webhookUrl(env['BANYAN_AUTOPILOT_WEBHOOK']),
+    prometheusUrl: optionalUrl('BANYAN_PROMETHEUS_URL', pick('BANYAN_PROMETHEUS_URL', stack?.prometheus ?? undefined), ['http:', 'https:']),
     restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : DEFAULTS.restartDelayMs,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });

@@ -108,7 +108,7 @@ export interface RouteRow {
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
   db: Kysely<Database>; routes: readonly Route[]; version: number; metrics: ProxyMetrics; usage: UsageLedger; shadow: Shadower; sampler: DashboardSampler;
-  upstreams: readonly UpstreamSnapshot[];
+  upstreams: readonly UpstreamSnapshot[]; prometheusUrl?: string | undefined;
 }): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; upstreams: readonly UpstreamSnapshot[]; samples: Sample[]; plans: PlanView[] }> {
   const now = Date.now();
   const hourStart = now - (now % 3_600_000);
@@ -167,6 +167,6 @@ export async function dashboardData(input: {
   const planRows = await input.db.selectFrom('cutover_plans').selectAll()
     .where((eb) => eb.or([eb('status', 'in', ACTIVE), eb('updated_at', '>=', new Date(now - 3_600_000))])).orderBy('id', 'desc').limit(20).execute()
     .catch(() => []);
-  const plans = await Promise.all(planRows.map((row) => viewPlan(input.db, row, new Date(now))));
+  const plans = await Promise.all(planRows.map((row) => viewPlan(input.db, row, new Date(now), input.prometheusUrl)));
   return { version: input.version, generatedAt: new Date(now).toISOString(), routes, upstreams: input.upstreams, samples: input.sampler.samples, plans };
 }

@@ -22,7 +22,7 @@ import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type P
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -79,6 +79,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
     const autopilot = new Autopilot({
       db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, webhookSecret: settings.secret?.split(',')[0], log,
+      prometheusUrl: settings.prometheusUrl,
       shadowCounts: (route) => shadowCounts(route), changed,
     });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
@@ -114,6 +115,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
         upstreams: () => proxy.upstreams.snapshot(),
         dashboard: () => dashboardData({
           db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler, upstreams: proxy.upstreams.snapshot(),
+          prometheusUrl: settings.prometheusUrl,
         }),
       },
     });

@@ -138,3 +138,58 @@ describe('dry-run budgets', () => {
     expect(judge(acting, stepsOf(acting)[1]!, 5_000, all(evidence(side(500, 0, 10), side(100, 0, 30)))).action, 'without dryRun').to.equal('rollback');
   });
 });
+
+describe('PromQL checks in a plan', () => {
+  const steps = [{ mode: 'canary', percent: 25, hold: '1m', minRequests: 100 }, { mode: 'new', hold: '1m' }];
+  const budgets = { minRequests: 50 };
+  const q = 'sum(rate(banyan_http_requests_total{route="{route}",service="{service}",status_class="5xx"}[{window}]))';
+
+  it('refuses a check without a name, a query, a threshold, or with a placeholder it cannot fill, naming the field', () => {
+    const refuse = (checks: unknown) => { try { validatePromotePlan({ steps, checks }); return []; } catch (err) { return (err as Error).message.split('\n  ').slice(1); } };
+    expect(refuse({})).to.deep.equal(['checks: must be a list such as [{"name": "p99", "query": "…", "max": 0.5}]']);
+    expect(refuse([{ query: q, max: 1 }, { name: 'a', query: 'up{job="{job}"}', max: 1 }, { name: 'a', query: q }, { name: 'b', query: 'up', against: 'legacy', max: 2 },
+      { name: 'c', query: q, against: 'stable', factor: 0 }, { name: 'd', query: q, max: 'high', margin: 1, dryRun: 'no', extra: 1 }])).to.deep.equal([
+      'checks[0].name: must be a non-empty text',
+      'checks[1].query: {job} is not filled in (known: {route}, {service}, {window})',
+      'checks[2].name: "a" is the name of another check', 'checks[2]: needs a threshold ("max" or "min") or "against": "legacy"',
+      'checks[3].query: a check against legacy must use {service}, so the same query runs for each side',
+      'checks[3]: a check gives a threshold (max, min) or a comparison against legacy (factor, margin), not both',
+      'checks[4].against: must be "legacy", not "stable"', 'checks[4]: needs a threshold ("max" or "min") or "against": "legacy"',
+      'checks[4]: factor and margin are for a check "against": "legacy"', 'checks[4].factor: must be a factor above 0, not 0',
+      'checks[5].extra: unknown field (known: name, query, max, min, against, factor, margin, dryRun)', 'checks[5].max: must be a number, not "high"',
+      'checks[5]: factor and margin are for a check "against": "legacy"', 'checks[5].dryRun: must be true or false, not "no"',
+    ]);
+    const plan = validatePromotePlan({ steps, checks: [{ name: 'errors', query: q, against: 'legacy', factor: 1.5 }], dryRun: true });
+    expect(plan.checks).to.deep.equal([{ name: 'errors', query: q, against: 'legacy', factor: 1.5, margin: 0, dryRun: true }]);
+  });
+
+  const planWith = (checks: unknown[]) => validatePromotePlan({ steps, budgets, checks });
+  const judged = (checks: unknown[], queries: { name: string; value?: number; legacy?: number; problem?: string }[], elapsed = 61_000) => {
+    const plan = planWith(checks);
+    return judge(plan, stepsOf(plan)[0]!, elapsed, { ...all(evidence(side(500), side(200))), queries });
+  };
+
+  it('passes a step on checks within their threshold or legacy\'s number, and rolls back on one broken', () => {
+    const threshold = [{ name: 'p99', query: q, max: 0.5 }];
+    expect(judged(threshold, [{ name: 'p99', value: 0.2 }]).action).to.equal('advance');
+    const slow = judged(threshold, [{ name: 'p99', value: 0.8 }], 5_000);
+    expect([slow.action, slow.reason]).to.deep.equal(['rollback', 'check "p99" is 0.8, above its max 0.5 over the last 5s']);
+    expect(judged([{ name: 'rps', query: q, min: 10 }], [{ name: 'rps', value: 2 }]).reason).to.equal('check "rps" is 2, below its min 10 over the last 1m1s');
+    const vs = [{ name: 'errors', query: q, against: 'legacy', factor: 2, margin: 0.01 }];
+    expect(judged(vs, [{ name: 'errors', value: 0.05, legacy: 0.02 }]).action, '0.05 ≤ 0.02 × 2 + 0.01').to.equal('advance');
+    const worse = judged(vs, [{ name: 'errors', value: 0.06, legacy: 0.02 }]);
+    expect([worse.action, worse.reason]).to.deep.equal(['rollback', 'check "errors" is 0.06 against legacy\'s 0.02 (at most × 2 + 0.01) over the last 1m1s']);
+    expect(worse.checks.at(-1)).to.deep.include({ name: 'check errors', value: '0.06', limit: '≤ 0.05 (legacy 0.02 × 2 + 0.01)', ok: false });
+    const watched = judged([{ ...vs[0], dryRun: true }], [{ name: 'errors', value: 0.06, legacy: 0.02 }]);
+    expect([watched.action, watched.watched.map((w) => w.check)]).to.deep.equal(['advance', ['check errors']]);
+  });
+
+  it('holds the step, never passes it, when a check cannot be evaluated', () => {
+    const down = judged([{ name: 'p99', query: q, max: 0.5 }], [{ name: 'p99', problem: 'Prometheus at http://127.0.0.1:1 did not answer (fetch failed)' }]);
+    expect([down.action, down.reason]).to.deep.equal(['hold', 'held on canary 25%: check "p99" cannot be evaluated: Prometheus at http://127.0.0.1:1 did not answer (fetch failed); ' +
+      'a check that cannot be evaluated never passes a step']);
+    expect(judged([{ name: 'p99', query: q, max: 0.5 }], []).action, 'not run').to.equal('hold');
+    expect(judged([{ name: 'e', query: q, against: 'legacy' }], [{ name: 'e', value: 1, problem: 'legacy\'s side: no data' }]).action).to.equal('hold');
+    expect(judged([{ name: 'p99', query: q, max: 0.5, dryRun: true }], [{ name: 'p99', problem: 'no data' }]).action, 'a watched check does not block').to.equal('advance');
+  });
+});

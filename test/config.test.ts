@@ -56,6 +56,8 @@ describe('settings', () => {
       .to.throw('BANYAN_AUTOPILOT_LEASE (1500 ms) must be at least twice BANYAN_AUTOPILOT_TICK (1000 ms)');
     expect(() => loadSettings({ BANYAN_AUTOPILOT_WEBHOOK: 'ftp://hooks' }, undefined)).to.throw('BANYAN_AUTOPILOT_WEBHOOK must be an http:// or https:// URL, not "ftp://hooks"');
     expect(() => loadSettings({ REDIS_URL: 'http://x' }, undefined)).to.throw('REDIS_URL must start with redis: or rediss:');
+    expect(() => loadSettings({ BANYAN_PROMETHEUS_URL: 'ftp://prom' }, undefined)).to.throw('BANYAN_PROMETHEUS_URL must start with http: or https:');
+    expect(loadSettings({ BANYAN_PROMETHEUS_URL: 'http://127.0.0.1:9091' }, undefined).prometheusUrl).to.equal('http://127.0.0.1:9091');
     expect(() => loadSettings({ BANYAN_SECRET: 'short' }, undefined)).to.throw('BANYAN_SECRET must be at least 16 characters');
   });
 

@@ -147,4 +147,34 @@ describe('the built-in dashboard, in headless Chromium', () => {
       await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--abort'], { env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' } });
     }
   });
+
+  it('shows a dry-run plan waiting at a gate, and what to type to let it on', async function () {
+    this.timeout(60_000);
+    const s = await services();
+    const env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' };
+    const file = join(tempDir('banyan-dashboard-gate-'), 'plan.json');
+    writeFileSync(file, JSON.stringify({
+      steps: [{ mode: 'canary', percent: 25, hold: '1s', minRequests: 5 }, { mode: 'new', hold: '1h', approve: true }],
+      budgets: { minRequests: 5, window: '5m' },
+    }));
+    const started = await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--plan', file, '--dry-run'], { env });
+    expect(started.status, started.stderr).to.equal(0);
+    try {
+      // Visitors until the gate: the cell may still show the last plan's canary, so traffic goes on until the step has its evidence.
+      const deadline = Date.now() + 30_000;
+      while (!(await page.textContent('#plans'))!.includes('Waiting for approval')) {
+        expect(Date.now(), `the plan reaches the gate:\n${(await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--status'], { env })).stdout}`).to.be.below(deadline);
+        for (let i = 0; i < 40; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 250)}` } })).text();
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const text = (await page.textContent('#plans'))!;
+      expect(text).to.contain('dashboard.home promote · running · step 1/2: canary 25% · ');
+      expect(text).to.contain(' · dry run: budgets only watched');
+      expect(text).to.contain('Waiting for approval before step 2 (new): banyan routes promote dashboard.home --approve');
+      expect(text).to.match(/new 5xx rate0\.00 % \(0 of \d+\)≤ 0\.50 % \(legacy [^)]*\)within \(dry run\)/);
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-gate.png'), fullPage: true });
+    } finally {
+      await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--abort'], { env });
+    }
+  });
 });

@@ -165,7 +165,7 @@ describe('route table: validation', () => {
       'route 6 "f": features: [1] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 6 "f": features: [2] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}',
       'route 7 "s": shadow.maxBodyBytes: must be a whole number of bytes from 1 to 16777216',
-      'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes, percent, service, maxInFlight)',
+      'route 7 "s": shadow.ignored: is not a shadow setting (ignore, headers, calibrate, maxBodyBytes, percent, service, maxInFlight, html)',
       'route 8 "t": match.strictSlash: must be true (match the path only as written) or false (with or without the final slash)',
     ]);
     expect(problems.filter((p) => p.includes('"f"'))).to.have.length(2);

@@ -73,6 +73,11 @@ export interface ShadowOptions {
   readonly service?: string;
   /** This route's copies in flight at once; beyond it a copy is skipped (default 8). */
   readonly maxInFlight?: number;
+  /**
+   * HTML answers: the facts of the page to compare, each a CSS selector read as text or `@attribute`,
+   * then normalized (`"offered": "a#download@href|basename"`); see shadow-html-fields.ts.
+   */
+  readonly html?: { readonly compare?: Readonly<Record<string, string>> };
 }
 
 /** A header or cookie condition: an exact value, `*` for present with any value, or a list of accepted values. */

@@ -13,6 +13,7 @@
 
 import { isObject } from '../../lib/objects.js';
 import { checkExtractors } from './route-features.js';
+import { checkHtmlShadow } from './shadow-html-fields.js';
 import { MODES, type Mode, type Route } from './route-table.js';
 import { checkUpstreams, upstreamNames } from './upstream-validation.js';
 import { DEFAULT_SERVICE, IMPLICIT_UPSTREAMS, LEGACY, type UpstreamSpec } from './upstreams.js';
@@ -28,7 +29,7 @@ export interface ValidationOptions {
 const TABLE_KEYS = ['upstreams', 'routes'];
 const ROUTE_KEYS = new Set(['name', 'match', 'mode', 'percent', 'service', 'fallback', 'retired', 'brownouts', 'shadow', 'timeouts', 'features']);
 const MATCH_KEYS = ['path', 'methods', 'host', 'query', 'headers', 'cookies', 'strictSlash'];
-const SHADOW_KEYS = ['ignore', 'headers', 'calibrate', 'maxBodyBytes', 'percent', 'service', 'maxInFlight'];
+const SHADOW_KEYS = ['ignore', 'headers', 'calibrate', 'maxBodyBytes', 'percent', 'service', 'maxInFlight', 'html'];
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const NAME = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
 /** An HTTP token (RFC 9110 §5.6.2): what header names are, and cookie names too (RFC 6265 §4.1.1). */
@@ -274,6 +275,7 @@ function checkShadow(sh: unknown, upstreams: Names, say: Say): void {
     else if (service === LEGACY) say('shadow.service', `copies go to the new side; legacy already answers the client ${known}`);
     else if (!upstreams.all.includes(service)) say('shadow.service', `no upstream named "${service}" ${known}`);
   }
+  if (fields['html'] !== undefined) checkHtmlShadow(fields['html'], say);
   for (const key of Object.keys(fields)) if (!SHADOW_KEYS.includes(key)) say(`shadow.${key}`, `is not a shadow setting (${SHADOW_KEYS.join(', ')})`);
 }
 
