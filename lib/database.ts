@@ -1,28 +1,32 @@
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
+import { DbNodes } from './db-nodes.js';
+import { createPool } from './pg-pool.js';
 import type { Database } from './schema.js';
 
-// bigint columns (ids, sizes, serials) come back as strings: they can exceed 2^53.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
+export { isConnectionError } from './db-roles.js';
 
-/** A Kysely instance over a pg pool for one server. */
-export function connect(connectionString: string, options: { max?: number; name?: string } = {}): Kysely<Database> {
-  const pool = new pg.Pool({
-    connectionString,
-    max: options.max ?? 10,
-    connectionTimeoutMillis: 5_000,
-    idleTimeoutMillis: 30_000,
-    application_name: options.name ?? 'banyan',
-  });
-  // A client that loses its server (idle in the pool, or checked out between two queries) must not take
-  // the process down: the error reaches whoever queries next, and the pool replaces the client.
-  pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+/** The entries of a comma list of database URLs. */
+export function splitUrls(list: string): string[] {
+  return list.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-/** A URL with its password hidden, for logs and error messages. */
+/**
+ * A Kysely instance for one server, or, given a comma list of servers, for
+ * whichever of them is the primary now (asked at first use, every
+ * `roleCheckMs` and after a write fails as if it had moved).
+ */
+export function connect(connectionString: string, options: { max?: number; name?: string; roleCheckMs?: number } = {}): Kysely<Database> {
+  const urls = splitUrls(connectionString);
+  if (urls.length > 1) {
+    return new DbNodes({ nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })), poolSize: options.max, name: options.name, intervalMs: options.roleCheckMs }).writer;
+  }
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(connectionString, options) }) });
+}
+
+/** A URL with its password hidden (each entry of a comma list), for logs and error messages. */
 export function redactUrl(connectionString: string): string {
+  const urls = splitUrls(connectionString);
+  if (urls.length > 1) return urls.map(redactUrl).join(',');
   try {
     const u = new URL(connectionString);
     if (u.password) u.password = '***';
@@ -30,15 +34,4 @@ export function redactUrl(connectionString: string): string {
   } catch {
     return '(unparseable URL)';
   }
-}
-
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
-
-/** Whether an error means the server could not be reached (rather than that the query was wrong). */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.code && CONNECTION_CODES.has(e.code)) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i
-    .test(e.message ?? '');
 }

@@ -22,7 +22,7 @@ import { createProxy, type BreakerSettings, type PinSettings, type Proxy } from 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook'>> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -50,7 +50,9 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   const { settings } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!settings.databaseUrl) throw new BanyanError('missing-setting', 'DATABASE_URL is not set; the proxy keeps its route table there');
-  const db = connect(settings.databaseUrl, { max: 4, name: 'banyan-proxy' });
+  // Every server, so the route table, pins and usage follow the primary wherever a failover moves it.
+  const servers = [settings.databaseUrl, ...(settings.replicaUrls ?? [])].join(',');
+  const db = connect(servers, { max: 4, name: 'banyan-proxy', roleCheckMs: settings.rolePollMs ?? DEFAULTS.rolePollMs });
   const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
   try {

@@ -128,6 +128,8 @@ export interface BackendsOptions {
   readonly maxUploadBytes?: number;
   readonly projectsPerHour?: number;
   readonly usageFlushMs?: number;
+  /** How often the proxy's own pool asks which server is the primary (BANYAN_ROLE_POLL). */
+  readonly rolePollMs?: number;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -168,6 +170,8 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     const proxy = await startProxyRuntime({
       settings: {
         databaseUrl: services.primaryUrl,
+        replicaUrls: services.replicaUrls,
+        rolePollMs: options.rolePollMs,
         redisUrl: options.redisUrl ?? undefined,
         adminToken: options.adminToken,
         host,

@@ -75,6 +75,15 @@ describe('settings: the DB router', () => {
       .to.deep.include({ fenceWaitMs: 50, maxLagSeconds: 5, maxPrimaryReads: 20, choice: 'least-in-flight' });
   });
 
+  it('takes DATABASE_URL as a comma list of every server, checking each entry, and the role poll', () => {
+    const s = loadSettings({ DATABASE_URL: 'postgres://a/db,postgres://b/db', BANYAN_ROLE_POLL: '250ms' }, undefined);
+    expect([s.databaseUrl, s.rolePollMs]).to.deep.equal(['postgres://a/db,postgres://b/db', 250]);
+    expect(loadSettings({}, undefined).rolePollMs).to.equal(1_000);
+    expect(() => loadSettings({ DATABASE_URL: 'postgres://a/db,mysql://b/db' }, undefined)).to.throw('DATABASE_URL (entry 2) must start with postgres: or postgresql:');
+    expect(() => loadSettings({ BANYAN_ROLE_POLL: '5ms' }, undefined)).to.throw('BANYAN_ROLE_POLL must be at least 10ms, not 5ms');
+    expect(() => loadSettings({ BANYAN_ROLE_POLL: 'often' }, undefined)).to.throw('BANYAN_ROLE_POLL');
+  });
+
   it('names the variable when a value is wrong', () => {
     expect(() => loadSettings({ BANYAN_REPLICA_CHOICE: 'random' }, undefined)).to.throw('BANYAN_REPLICA_CHOICE must be round-robin or least-in-flight, not "random"');
     expect(() => loadSettings({ BANYAN_MAX_PRIMARY_READS: 'lots' }, undefined)).to.throw('BANYAN_MAX_PRIMARY_READS must be a whole number, not "lots"');

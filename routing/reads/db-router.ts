@@ -1,9 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import pg from 'pg';
 import { BanyanError } from '../../lib/errors.js';
 import type { Database } from '../../lib/schema.js';
 import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
-import { connect, isConnectionError, redactUrl } from '../../lib/database.js';
+import { isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
+import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
 import { parseLsn } from '../../lib/lsn.js';
 
 /** Why a request's reads went where they went (a metric label). */
@@ -32,11 +32,16 @@ export interface RequestDb {
 }
 
 export interface DbRouterOptions {
+  /**
+   * DATABASE_URL: the primary, or a comma list of every server whatever its role. Roles are asked
+   * (`pg_is_in_recovery()`), never taken from the list, so writes follow a promotion with no restart.
+   */
   readonly primaryUrl: string;
-  readonly replicaUrls: readonly string[];
+  /** DATABASE_REPLICA_URLS: more servers (named `replica-N`), asked like the others. */
+  readonly replicaUrls?: readonly string[] | undefined;
   readonly poolSize?: number;
   readonly name?: string;
-  /** How often the monitor reads each server's WAL position (never per request). */
+  /** How often the monitor reads each server's role and WAL position (never per request). */
   readonly monitorIntervalMs?: number;
   /** A replica further behind than this (bytes or seconds) serves no reads. */
   readonly maxLagBytes?: number;
@@ -55,7 +60,7 @@ export interface DbRouterOptions {
   readonly choice?: 'round-robin' | 'least-in-flight';
 }
 
-/** What the monitor last saw of one replica. */
+/** What the monitor last saw of one server as a replica. */
 export interface ReplicaState {
   readonly name: string;
   healthy: boolean;
@@ -72,20 +77,29 @@ interface Server {
   readonly db: Kysely<Database>;
 }
 
+/** The servers a router is given, named: DATABASE_URL's entries `db-N`, DATABASE_REPLICA_URLS' `replica-N`. */
+export function routerNodes(primaryUrl: string, replicaUrls: readonly string[] = []): DbNodeConfig[] {
+  return [
+    ...splitUrls(primaryUrl).map((url, i) => ({ name: `db-${i + 1}`, url })),
+    ...replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url })),
+  ];
+}
+
 /**
  * Sends reads to streaming replicas and writes to the primary, without ever
- * showing a request older data than its fence. A background monitor reads
- * each replica's replay position every interval (one query per server,
- * whatever the traffic); choosing a replica for a request is then a
- * comparison of numbers, with no I/O.
+ * showing a request older data than its fence. A background monitor asks
+ * every server its role and WAL position each interval (one query per
+ * server, whatever the traffic); choosing a replica for a request is then a
+ * comparison of numbers, with no I/O. Roles come from the servers, so a
+ * promoted replica takes the writes and a demoted or unreachable server
+ * stops serving reads, with no restart.
  */
 export class DbRouter {
-  readonly primary: Server;
-  readonly replicas: readonly Server[];
-  readonly states: readonly ReplicaState[];
+  /** Every server, whatever its role now. */
+  readonly nodes: DbNodes;
   primaryLsn: bigint | undefined;
   readonly #options: DbRouterOptions;
-  readonly #probes: pg.Client[] = [];
+  readonly #states: ReplicaState[];
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
   #next = 0;
@@ -96,19 +110,31 @@ export class DbRouter {
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
-    const max = options.poolSize ?? 10;
-    const app = options.name ?? 'banyan';
-    this.primary = { name: 'primary', url: options.primaryUrl, db: connect(options.primaryUrl, { max, name: app }) };
-    this.replicas = options.replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }) }));
-    // One breaker per replica: repeated connection failures take it out of rotation at once.
-    this.#breakers = this.replicas.map(() => new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
-    this.#inFlight = this.replicas.map(() => 0);
-    this.states = this.replicas.map((r) => ({
-      name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
+    this.nodes = new DbNodes({ nodes: routerNodes(options.primaryUrl, options.replicaUrls), poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan' });
+    // One breaker per server: repeated connection failures take a replica out of rotation at once.
+    this.#breakers = this.nodes.nodes.map(() => new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
+    this.#inFlight = this.nodes.nodes.map(() => 0);
+    this.#states = this.nodes.nodes.map((n) => ({
+      name: n.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
     }));
   }
 
-  /** Verifies the URLs, takes a first reading, and starts the monitor. */
+  /** Writes (and reads that must see everything): whichever server is the primary now. */
+  get primary(): Server {
+    return { name: 'primary', url: this.nodes.primary?.url ?? '', db: this.nodes.writer };
+  }
+
+  /** The servers that are streaming replicas by the last reading. */
+  get replicas(): readonly Server[] {
+    return this.nodes.roles.replicas.map((i) => this.nodes.nodes[i]!);
+  }
+
+  /** What the monitor last saw of each replica (in the order of `replicas`). */
+  get states(): readonly ReplicaState[] {
+    return this.nodes.roles.replicas.map((i) => this.#states[i]!);
+  }
+
+  /** Verifies the servers, takes a first reading, and starts the monitor. */
   async start(): Promise<void> {
     await this.verify();
     await this.tick();
@@ -122,34 +148,31 @@ export class DbRouter {
    * optional bounded wait) to the primary.
    */
   async forRequest(fence: ReadFence = {}): Promise<RequestDb> {
-    const pick = (reason: ReadReason, server: Server): RequestDb => {
-      const index = this.replicas.indexOf(server);
-      return {
-        reader: server.db, writer: this.primary.db, readTarget: server.name, reason,
-        read: index < 0 ? (fn) => this.#readOnPrimary(fn, fence.minLsn) : (fn) => this.#readOnReplica(index, fn),
-      };
-    };
-    if (this.replicas.length === 0) return pick('no_replica', this.primary);
-    if (fence.primary) return pick('pinned', this.primary);
+    const writer = this.nodes.writer;
+    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => (index === 'primary'
+      ? { reader: writer, writer, readTarget: 'primary', reason, read: (fn) => this.#readOnPrimary(fn, fence.minLsn) }
+      : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read: (fn) => this.#readOnReplica(index, fn) });
+    if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
+    if (fence.primary) return pick('pinned', 'primary');
     const usable = this.#usable();
     if (usable.length === 0) {
       const overflow = fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
-      if (overflow) return pick('primary_busy', overflow);
-      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', this.primary);
+      if (overflow !== undefined) return pick('primary_busy', overflow);
+      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', 'primary');
     }
     if (fence.minLsn === undefined) return pick('no_fence', this.#roundRobin(usable));
-    const caughtUp = usable.filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+    const caughtUp = usable.filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
     if (caughtUp.length) return pick('fence_met', this.#roundRobin(caughtUp));
     const wait = this.#options.fenceWaitMs ?? 0;
     if (wait > 0) {
       const deadline = Date.now() + wait;
       while (Date.now() < deadline) {
         await this.#nextReading(deadline - Date.now());
-        const ready = this.#usable().filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+        const ready = this.#usable().filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
         if (ready.length) return pick('fence_wait', this.#roundRobin(ready));
       }
     }
-    return pick('pinned', this.primary);
+    return pick('pinned', 'primary');
   }
 
   /**
@@ -160,7 +183,7 @@ export class DbRouter {
   async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>, minLsn?: bigint): Promise<T> {
     this.#primaryReads++;
     try {
-      return await fn(this.primary.db);
+      return await fn(this.nodes.writer);
     } catch (err) {
       if (minLsn === undefined || !isConnectionError(err)) throw err;
       const rescuer = await this.#replicaAtLeast(minLsn);
@@ -174,10 +197,10 @@ export class DbRouter {
 
   /** A replica whose replay position, asked now, has reached `lsn`. */
   async #replicaAtLeast(lsn: bigint): Promise<number | undefined> {
-    for (const [i, replica] of this.replicas.entries()) {
+    for (const i of this.nodes.roles.replicas) {
       if (this.#breakers[i]!.state === 'open') continue;
       try {
-        const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(replica.db);
+        const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(this.nodes.nodes[i]!.db);
         const replayed = parseLsn(r.rows[0]?.lsn ?? '');
         if (replayed !== undefined && replayed >= lsn) return i;
       } catch {
@@ -191,14 +214,15 @@ export class DbRouter {
   primaryDownRescues = 0;
 
   /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
-  #leastLagged(): Server | undefined {
+  #leastLagged(): number | undefined {
     const limit = this.#options.staleReadLimitSeconds ?? 300;
     let best: number | undefined;
-    this.states.forEach((s, i) => {
-      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) return;
-      if (best === undefined || s.replayLsn > this.states[best]!.replayLsn!) best = i;
-    });
-    return best === undefined ? undefined : this.replicas[best];
+    for (const i of this.nodes.roles.replicas) {
+      const s = this.#states[i]!;
+      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) continue;
+      if (best === undefined || s.replayLsn > this.#states[best]!.replayLsn!) best = i;
+    }
+    return best;
   }
 
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
@@ -207,7 +231,7 @@ export class DbRouter {
       const breaker = this.#breakers[index]!;
       if (!breaker.admit()) throw new BreakerOpenError();
       try {
-        const result = await fn(this.replicas[index]!.db);
+        const result = await fn(this.nodes.nodes[index]!.db);
         breaker.succeeded();
         return result;
       } catch (err) {
@@ -227,7 +251,7 @@ export class DbRouter {
       const open = err instanceof BreakerOpenError;
       if (!open && !isConnectionError(err)) throw err;
       // Out until the monitor sees it answer again.
-      const state = this.states[index]!;
+      const state = this.#states[index]!;
       state.healthy = false;
       state.error = open ? 'circuit breaker open' : (err as Error).message;
       this.readRetries++;
@@ -247,10 +271,10 @@ export class DbRouter {
    * that one met), preferring the fewest reads running; undefined sends the read to the primary.
    */
   #atLeastAsFresh(index: number): number | undefined {
-    const floor = this.states[index]!.replayLsn;
+    const floor = this.#states[index]!.replayLsn;
     let best: number | undefined;
     for (const i of this.#usable()) {
-      if (i === index || floor === undefined || this.states[i]!.replayLsn! < floor) continue;
+      if (i === index || floor === undefined || this.#states[i]!.replayLsn! < floor) continue;
       if (best === undefined || this.#inFlight[i]! < this.#inFlight[best]!) best = i;
     }
     return best;
@@ -258,27 +282,27 @@ export class DbRouter {
 
   /** The primary's current WAL position: a fence for whatever was just committed. */
   async currentLsn(): Promise<bigint> {
-    const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.primary.db);
+    const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.nodes.writer);
     return parseLsn(r.rows[0]!.lsn)!;
   }
 
+  /** Replicas (by node index) that may serve reads now. */
   #usable(): number[] {
     const maxBytes = this.#options.maxLagBytes ?? 64 * 1024 * 1024;
     const maxSeconds = this.#options.maxLagSeconds ?? 30;
-    const out: number[] = [];
-    this.states.forEach((s, i) => {
-      if (s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
+    return this.nodes.roles.replicas.filter((i) => {
+      const s = this.#states[i]!;
+      return s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds;
     });
-    return out;
   }
 
-  #roundRobin(indexes: number[]): Server {
+  #roundRobin(indexes: number[]): number {
     if (this.#options.choice === 'least-in-flight' && indexes.length > 1) {
       let best = indexes[0]!;
       for (const i of indexes) if (this.#inFlight[i]! < this.#inFlight[best]!) best = i;
-      return this.replicas[best]!;
+      return best;
     }
-    return this.replicas[indexes[this.#next++ % indexes.length]!]!;
+    return indexes[this.#next++ % indexes.length]!;
   }
 
   #nextReading(timeoutMs: number): Promise<void> {
@@ -293,27 +317,31 @@ export class DbRouter {
     if (this.#ticking) return;
     this.#ticking = true;
     try {
-      const primary = await this.#probe(0, this.primary.url, 'SELECT pg_current_wal_lsn()::text AS lsn');
-      if (primary.ok) this.primaryLsn = parseLsn(primary.row['lsn'] as string);
-      await Promise.all(this.replicas.map(async (replica, i) => {
-        const state = this.states[i]!;
-        const r = await this.#probe(i + 1, replica.url, `SELECT pg_last_wal_replay_lsn()::text AS lsn,
-          COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS seconds`);
-        state.checkedAt = Date.now();
-        if (!r.ok) {
+      await this.nodes.read();
+      const roles = this.nodes.roles;
+      const primaryLsn = this.nodes.primary?.reading.lsn;
+      if (primaryLsn !== undefined) this.primaryLsn = primaryLsn;
+      this.nodes.nodes.forEach((node, i) => {
+        const state = this.#states[i]!;
+        const r = node.reading;
+        state.checkedAt = node.checkedAt;
+        state.replayLsn = r.inRecovery ? r.lsn : undefined;
+        if (!roles.replicas.includes(i)) {
           state.healthy = false;
-          state.error = r.error;
+          state.lagBytes = 0;
+          state.lagSeconds = 0;
+          state.error = !r.reachable ? r.error : i === roles.primary ? 'the primary'
+            : r.inRecovery ? 'not a streaming replica (no replay position)' : 'writable, but not the primary: serves nothing';
           return;
         }
-        const lsn = parseLsn(String(r.row['lsn']));
-        state.healthy = lsn !== undefined;
-        state.error = lsn === undefined ? 'not a streaming replica (no replay position)' : undefined;
-        state.replayLsn = lsn;
-        const behind = lsn !== undefined && this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
+        state.healthy = true;
+        state.error = undefined;
+        const lsn = r.lsn!;
+        const behind = this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
         state.lagBytes = behind;
         // The last replayed transaction's age is lag only while WAL is waiting: an idle, caught-up replica is not behind.
-        state.lagSeconds = behind > 0 ? Number(r.row['seconds']) : 0;
-      }));
+        state.lagSeconds = behind > 0 ? r.replaySeconds ?? 0 : 0;
+      });
     } finally {
       this.#ticking = false;
       const waiters = this.#waiters;
@@ -322,59 +350,33 @@ export class DbRouter {
     }
   }
 
-  async #probe(slot: number, url: string, text: string): Promise<{ ok: true; row: Record<string, unknown> } | { ok: false; error: string }> {
-    let client = this.#probes[slot];
-    try {
-      if (!client) {
-        client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
-        client.on('error', () => {});
-        this.#probes[slot] = client;
-        await client.connect();
-      }
-      const r = await client.query(text);
-      return { ok: true, row: r.rows[0] as Record<string, unknown> };
-    } catch (err) {
-      // A broken connection is replaced at the next reading.
-      delete this.#probes[slot];
-      void client?.end().catch(() => {});
-      return { ok: false, error: (err as Error).message };
-    }
-  }
-
   /**
-   * Checks that each URL points where it claims: the primary accepts writes
-   * and every replica is a standby in recovery. A swapped pair of URLs would
-   * otherwise send writes to a read-only server, or "replica" reads to the primary.
+   * Asks every server its role before the first request: each must answer, and
+   * exactly one must be the primary. Which one it is comes from the servers,
+   * not from which setting named them, so a list in any order works.
    */
   async verify(): Promise<void> {
-    const inRecovery = async (server: Server): Promise<boolean> => {
-      try {
-        const r = await sql<{ standby: boolean }>`SELECT pg_is_in_recovery() AS standby`.execute(server.db);
-        return r.rows[0]?.standby === true;
-      } catch (err) {
-        throw new BanyanError('database-unreachable',
-          `cannot reach the ${server.name} at ${redactUrl(server.url)}: ${(err as Error).message}`,
-          server.name === 'primary' ? 'check DATABASE_URL' : 'check DATABASE_REPLICA_URLS', { cause: err });
-      }
-    };
-    if (await inRecovery(this.primary)) {
-      throw new BanyanError('primary-is-standby', `DATABASE_URL (${redactUrl(this.primary.url)}) is a standby in recovery, not the primary`,
-        'point DATABASE_URL at the primary');
+    await this.nodes.read();
+    for (const node of this.nodes.nodes) {
+      if (node.reading.reachable) continue;
+      throw new BanyanError('database-unreachable', `cannot reach ${node.name} at ${redactUrl(node.url)}: ${node.reading.error ?? 'no answer'}`,
+        node.name.startsWith('replica-') ? 'check DATABASE_REPLICA_URLS' : 'check DATABASE_URL');
     }
-    for (const replica of this.replicas) {
-      if (!(await inRecovery(replica))) {
-        throw new BanyanError('replica-not-standby', `${replica.name} (${redactUrl(replica.url)}) is not a standby: it is not in recovery`,
-          'list only streaming replicas in DATABASE_REPLICA_URLS');
-      }
+    const { primary, fenced } = this.nodes.roles;
+    if (primary !== undefined) return;
+    if (fenced.length > 1) {
+      throw new BanyanError('two-primaries', `${fenced.map((i) => this.nodes.nodes[i]!.name).join(' and ')} both accept writes on the same timeline`,
+        'demote or stop one of them: writes cannot be sent to either without risking a split brain');
     }
+    throw new BanyanError('no-primary', `every server in DATABASE_URL and DATABASE_REPLICA_URLS is a standby in recovery: none can take writes`,
+      'promote one (pg_ctl promote), or add the primary to DATABASE_URL');
   }
 
   /** Stops the monitor and closes every pool. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     for (const breaker of this.#breakers) breaker.shutdown();
-    await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
-    await Promise.all([this.primary, ...this.replicas].map((s) => s.db.destroy()));
+    await this.nodes.close();
   }
 }
 
