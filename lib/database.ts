@@ -1,5 +1,6 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { DbNodes } from './db-nodes.js';
+import { CURRENT_POSITION_SQL, parseLsn, type WalPosition } from './lsn.js';
 import { createPool } from './pg-pool.js';
 import type { Database } from './schema.js';
 
@@ -34,4 +35,10 @@ export function redactUrl(connectionString: string): string {
   } catch {
     return '(unparseable URL)';
   }
+}
+
+/** The primary's current WAL position and timeline: a fence for whatever was just committed there. */
+export async function currentPosition(db: Kysely<Database>): Promise<WalPosition> {
+  const r = await sql.raw<{ lsn: string; timeline: number }>(CURRENT_POSITION_SQL).execute(db);
+  return { lsn: parseLsn(r.rows[0]!.lsn)!, timeline: r.rows[0]!.timeline };
 }

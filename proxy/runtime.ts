@@ -7,8 +7,7 @@ import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
 import { UsageLedger } from '../metrics/usage.js';
 import { sql, type Kysely } from 'kysely';
-import { connect, redactUrl } from '../lib/database.js';
-import { parseLsn } from '../lib/lsn.js';
+import { connect, currentPosition, redactUrl } from '../lib/database.js';
 import { announceVersion, DEFAULT_ROUTES_FILE, readRoutesFile, RouteSync } from '../routing/table/index.js';
 import { Autopilot } from '../autopilot/pilot.js';
 import { accessLog, type AccessLogFormat } from './access-log.js';
@@ -149,7 +148,7 @@ function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Datab
     secrets: settings.secret.split(','),
     ttlMs: settings.pinTtlMs,
     mode: settings.pinMode,
-    currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
+    currentPosition: () => currentPosition(db),
   };
 }
 

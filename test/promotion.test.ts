@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
+import { createAppMetrics } from '../metrics/catalog.js';
+import { DbRouter } from '../routing/reads/index.js';
 import { startBackends, startServices, type Backends, type Services } from '../stack/local-stack.js';
 import { basicAuth, newUploader } from './support/packages.js';
 import { TEST_SECRET } from './support/proxy.js';
@@ -82,5 +84,46 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
     expect(router.replicas, 'neither the dead server nor the promoted one serves reads as a replica').to.deep.equal([]);
     expect(router.nodes.primaryChanges).to.be.at.least(2);
     console.log(`      writes accepted again ${accepted!.at - promoted} ms after pg_promote() returned`);
+  });
+
+  it('a write the standby never received is lost: its fence reads from the new primary, is counted, and never blocks', async function () {
+    this.timeout(90_000);
+    const otherDir = tempDir('banyan-promotion-lost-');
+    const other = await startServices({ dir: otherDir, redis: 'off' });
+    const router = new DbRouter({ primaryUrl: other.primaryUrl, replicaUrls: other.replicaUrls, monitorIntervalMs: 50 });
+    try {
+      await router.start();
+      await withClient(other.primaryUrl, (c) => c.query('CREATE TABLE lost_probe (v text); INSERT INTO lost_probe VALUES (\'kept\')'));
+      const kept = await router.currentPosition();
+      await other.cluster.waitForReplay();
+      await other.cluster.stopReplica();
+      await withClient(other.primaryUrl, (c) => c.query("INSERT INTO lost_probe VALUES ('lost')"));
+      const lost = await router.currentPosition();
+      process.kill(other.cluster.pids.primary!, 'SIGKILL');
+      await other.cluster.restart('replica');
+      await withClient(other.replicaUrls[0]!, (c) => c.query('SELECT pg_promote(true, 30)'));
+
+      // Until the new timeline's history is read, an older fence goes to the primary too; then only the lost one does.
+      const deadline = Date.now() + 10_000;
+      let survived = await router.forRequest({ minLsn: kept.lsn, timeline: kept.timeline });
+      while (survived.reason === 'old_timeline' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        survived = await router.forRequest({ minLsn: kept.lsn, timeline: kept.timeline });
+      }
+      expect(router.primaryTimeline).to.equal(kept.timeline! + 1);
+      expect(survived.reason, 'the kept write is in the new timeline\'s history: LSNs compare').to.not.equal('old_timeline');
+      for (let i = 0; i < 3; i++) {
+        const db = await router.forRequest({ minLsn: lost.lsn, timeline: lost.timeline });
+        expect([db.readTarget, db.reason]).to.deep.equal(['primary', 'old_timeline']);
+        const rows = await db.read((k) => k.selectFrom('lost_probe' as never).selectAll().execute() as Promise<{ v: string }[]>);
+        expect(rows.map((r) => r.v), 'the write the standby never received is gone').to.deep.equal(['kept']);
+      }
+      expect(router.lostWrites, 'counted once per fence').to.equal(1);
+      expect(await createAppMetrics(router).registry.metrics()).to.contain('banyan_db_lost_writes_total 1');
+    } finally {
+      await router.close();
+      await other.stop();
+      rmSync(otherDir, { recursive: true, force: true });
+    }
   });
 });

@@ -2,16 +2,18 @@ import { sql, type Kysely } from 'kysely';
 import { BanyanError } from '../../lib/errors.js';
 import type { Database } from '../../lib/schema.js';
 import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
-import { isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
+import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
 import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
-import { parseLsn } from '../../lib/lsn.js';
+import { formatLsn, parseLsn, parseTimeline, type WalPosition } from '../../lib/lsn.js';
+import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
 /** Why a request's reads went where they went (a metric label). */
-export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy';
+export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy' | 'old_timeline';
 
-/** What a request must see: everything up to `minLsn`, or (a timed pin) the primary. */
+/** What a request must see: everything up to `minLsn` (written on `timeline`, when known), or (a timed pin) the primary. */
 export interface ReadFence {
   readonly minLsn?: bigint | undefined;
+  readonly timeline?: number | undefined;
   readonly primary?: boolean | undefined;
 }
 
@@ -98,6 +100,11 @@ export class DbRouter {
   /** Every server, whatever its role now. */
   readonly nodes: DbNodes;
   primaryLsn: bigint | undefined;
+  /** The primary's timeline by the last reading. */
+  primaryTimeline: number | undefined;
+  /** Each timeline's history as read from its primary (undefined: not readable there). */
+  readonly #histories = new Map<number, { switches: readonly TimelineSwitch[] | undefined; at: number }>();
+  readonly #lost = new Set<string>();
   readonly #options: DbRouterOptions;
   readonly #states: ReplicaState[];
   #timer: NodeJS.Timeout | undefined;
@@ -152,8 +159,16 @@ export class DbRouter {
     const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => (index === 'primary'
       ? { reader: writer, writer, readTarget: 'primary', reason, read: (fn) => this.#readOnPrimary(fn, fence.minLsn) }
       : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read: (fn) => this.#readOnReplica(index, fn) });
-    if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
     if (fence.primary) return pick('pinned', 'primary');
+    if (fence.minLsn !== undefined && fence.timeline !== undefined) {
+      const verdict = fenceOnTimeline({ minLsn: fence.minLsn, timeline: fence.timeline }, this.primaryTimeline,
+        this.primaryTimeline === undefined ? undefined : this.#histories.get(this.primaryTimeline)?.switches);
+      if (verdict.kind === 'primary') {
+        if (verdict.lost) this.#countLost(fence.minLsn, fence.timeline);
+        return pick('old_timeline', 'primary');
+      }
+    }
+    if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
     const usable = this.#usable();
     if (usable.length === 0) {
       const overflow = fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
@@ -212,6 +227,20 @@ export class DbRouter {
 
   /** Fenced reads the primary could not serve that a replica which had replayed the fence answered. */
   primaryDownRescues = 0;
+
+  /**
+   * Writes acknowledged on an old primary past the point where its timeline ended: a standby never received
+   * them, so the promoted server does not have them. Counted once per fence seen (pin or resource fence).
+   */
+  lostWrites = 0;
+
+  #countLost(lsn: bigint, timeline: number): void {
+    const key = `${timeline}/${formatLsn(lsn)}`;
+    if (this.#lost.has(key)) return;
+    if (this.#lost.size >= 10_000) this.#lost.clear();
+    this.#lost.add(key);
+    this.lostWrites++;
+  }
 
   /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
   #leastLagged(): number | undefined {
@@ -282,8 +311,29 @@ export class DbRouter {
 
   /** The primary's current WAL position: a fence for whatever was just committed. */
   async currentLsn(): Promise<bigint> {
-    const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.nodes.writer);
-    return parseLsn(r.rows[0]!.lsn)!;
+    return (await this.currentPosition()).lsn;
+  }
+
+  /** The primary's current WAL position and timeline, for a fence that a failover cannot mistake. */
+  async currentPosition(): Promise<WalPosition> {
+    return currentPosition(this.nodes.writer);
+  }
+
+  /** Reads the primary's timeline history once per timeline (tried again after a minute if it could not be read). */
+  async #readHistory(timeline: number): Promise<void> {
+    const known = this.#histories.get(timeline);
+    if (timeline <= 1 || (known && (known.switches !== undefined || Date.now() - known.at < 60_000))) return;
+    // Until it is read, fences of older timelines go to the primary; one reading at a time.
+    this.#histories.set(timeline, { switches: undefined, at: Date.now() });
+    let switches: TimelineSwitch[] | undefined;
+    try {
+      const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+      const r = await sql<{ text: string }>`SELECT pg_read_file(${file}) AS text`.execute(this.nodes.writer);
+      switches = parseTimelineHistory(r.rows[0]!.text, parseLsn);
+    } catch {
+      // Not permitted (pg_read_server_files) or gone: fences of older timelines are read from the primary.
+    }
+    this.#histories.set(timeline, { switches, at: Date.now() });
   }
 
   /** Replicas (by node index) that may serve reads now. */
@@ -321,6 +371,11 @@ export class DbRouter {
       const roles = this.nodes.roles;
       const primaryLsn = this.nodes.primary?.reading.lsn;
       if (primaryLsn !== undefined) this.primaryLsn = primaryLsn;
+      const timeline = this.nodes.primary?.reading.timeline;
+      if (timeline !== undefined) {
+        this.primaryTimeline = timeline;
+        void this.#readHistory(timeline);
+      }
       this.nodes.nodes.forEach((node, i) => {
         const state = this.#states[i]!;
         const r = node.reading;
@@ -389,11 +444,16 @@ export function isRecoveryConflict(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-/** Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin. Anything else is no fence. */
-export function fenceFromHeader(value: string | string[] | undefined): ReadFence {
+/**
+ * Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin (anything else is no fence), and
+ * `X-Banyan-Min-Timeline`, the timeline that LSN was written on, when the proxy knows it.
+ */
+export function fenceFromHeader(value: string | string[] | undefined, timeline?: string | string[]): ReadFence {
   if (typeof value !== 'string') return {};
   if (value === 'primary') return { primary: true };
   const lsn = parseLsn(value);
-  return lsn === undefined ? {} : { minLsn: lsn };
+  if (lsn === undefined) return {};
+  const tli = typeof timeline === 'string' ? parseTimeline(timeline) : undefined;
+  return tli === undefined ? { minLsn: lsn } : { minLsn: lsn, timeline: tli };
 }
 
