@@ -171,6 +171,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? 64 * 1024 * 1024,
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
+      resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
     },
     rolePollMs: env['BANYAN_ROLE_POLL'] ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10) : DEFAULTS.rolePollMs,
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
@@ -211,6 +212,8 @@ export interface ReadSettings {
   readonly maxLagBytes: number;
   readonly maxPrimaryReads: number | undefined;
   readonly choice: 'round-robin' | 'least-in-flight';
+  /** How often host names in the database URLs are resolved again, a server per address; 0: never (BANYAN_DB_RESOLVE). */
+  readonly resolveEveryMs: number;
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */
@@ -284,6 +287,13 @@ function wholeNumber(variable: string, value: string | undefined): number | unde
 function positive(variable: string, value: number | undefined): number | undefined {
   if (value === 0) throw new BanyanError('bad-setting', `${variable} must be at least 1, not 0`);
   return value;
+}
+
+/** BANYAN_DB_RESOLVE: a duration of at least 100ms, or `off`. */
+function resolveInterval(value: string | undefined): number {
+  if (value === undefined || value === '') return 10_000;
+  if (value === 'off') return 0;
+  return atLeast('BANYAN_DB_RESOLVE', parseDuration(value, 'BANYAN_DB_RESOLVE'), 100);
 }
 
 function atLeast(variable: string, ms: number, min: number): number {

@@ -18,6 +18,8 @@ export interface DbNode extends DbNodeConfig {
   readonly db: Kysely<Database>;
   reading: NodeReading;
   checkedAt: number;
+  /** No longer discovered: it takes no new work, and its pool closes once what it was given has had time to finish. */
+  removed: boolean;
 }
 
 export interface DbNodesOptions {
@@ -27,6 +29,14 @@ export interface DbNodesOptions {
   readonly name?: string | undefined;
   /** How often roles are asked again with no failure prompting it; 0: only at first use and after a failed write. */
   readonly intervalMs?: number | undefined;
+  /**
+   * Finds the servers again (re-resolving DNS names, say), every `discoverEveryMs` at a reading: new ones
+   * join as soon as they answer (a standby once it reports a replay position), missing ones drain.
+   */
+  readonly discover?: (() => Promise<readonly DbNodeConfig[]>) | undefined;
+  readonly discoverEveryMs?: number | undefined;
+  /** How long a removed server's pool stays open for the reads already sent to it. */
+  readonly drainMs?: number | undefined;
 }
 
 /** No server can take writes now: the primary is down, or not yet promoted. Reads as unreachable (503 upstream). */
@@ -46,13 +56,17 @@ export class NoPrimaryError extends Error {
  * holder of it follows a failover with no restart.
  */
 export class DbNodes {
-  readonly nodes: readonly DbNode[];
+  readonly #nodes: DbNode[];
   /** Queries on whichever server is the primary now; a transaction stays on the one it began on. */
   readonly writer: Kysely<Database>;
   /** How many times the primary changed (another server, or none). */
   primaryChanges = 0;
   #roles: Roles = { primary: undefined, replicas: [], fenced: [] };
   readonly #probes: (pg.Client | undefined)[];
+  readonly #options: DbNodesOptions;
+  #discoveredAt = 0;
+  readonly #draining = new Map<DbNode, NodeJS.Timeout>();
+  readonly #added: (() => void)[] = [];
   #reading: Promise<void> | undefined;
   #read = false;
   #timer: NodeJS.Timeout | undefined;
@@ -60,16 +74,75 @@ export class DbNodes {
   readonly #listeners: ((roles: Roles, previous: Roles) => void)[] = [];
 
   constructor(options: DbNodesOptions) {
-    this.nodes = options.nodes.map((n) => {
-      const pool = createPool(n.url, { max: options.poolSize ?? 10, name: options.name ?? 'banyan' });
-      return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0 };
-    });
-    this.#probes = this.nodes.map(() => undefined);
+    this.#options = options;
+    this.#nodes = options.nodes.map((n) => this.#newNode(n));
+    this.#probes = this.#nodes.map(() => undefined);
     this.writer = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.#primaryPool() }) });
     if (options.intervalMs) {
       this.#timer = setInterval(() => { void this.read(); }, options.intervalMs);
       this.#timer.unref();
     }
+  }
+
+  /** Every server found so far, in the order found (a removed one keeps its place, so roles' indexes stay valid). */
+  get nodes(): readonly DbNode[] {
+    return this.#nodes;
+  }
+
+  /** Calls `fn` whenever a server is added to `nodes`. */
+  onAdded(fn: () => void): void {
+    this.#added.push(fn);
+  }
+
+  #newNode(n: DbNodeConfig): DbNode {
+    const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan' });
+    return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
+  }
+
+  /** Adds the servers discovery found that are new (or back), and drains those it no longer finds. */
+  async #rediscover(): Promise<void> {
+    const { discover, discoverEveryMs } = this.#options;
+    if (!discover || this.#closed || Date.now() - this.#discoveredAt < (discoverEveryMs ?? 10_000)) return;
+    this.#discoveredAt = Date.now();
+    let found: readonly DbNodeConfig[];
+    try {
+      found = await discover();
+    } catch {
+      return;
+    }
+    if (found.length === 0 || this.#closed) return;
+    const urls = new Set(found.map((n) => n.url));
+    for (const node of this.#nodes) {
+      if (node.removed || urls.has(node.url)) continue;
+      node.removed = true;
+      node.reading = { reachable: false, error: 'no longer discovered: draining' };
+      const timer = setTimeout(() => { this.#draining.delete(node); void node.pool.end().catch(() => {}); }, this.#options.drainMs ?? 10_000);
+      timer.unref();
+      this.#draining.set(node, timer);
+    }
+    let added = false;
+    for (const config of found) {
+      const at = this.#nodes.findIndex((n) => n.url === config.url);
+      const current = at < 0 ? undefined : this.#nodes[at]!;
+      if (current && !current.removed) continue;
+      if (current) {
+        const timer = this.#draining.get(current);
+        if (timer) {
+          // Back before its pool closed: it simply serves again.
+          clearTimeout(timer);
+          this.#draining.delete(current);
+          current.removed = false;
+          continue;
+        }
+        this.#nodes[at] = this.#newNode(config);
+        this.#probes[at] = undefined;
+      } else {
+        this.#nodes.push(this.#newNode(config));
+        this.#probes.push(undefined);
+        added = true;
+      }
+    }
+    if (added) for (const fn of this.#added) fn();
   }
 
   /** The roles of the last reading. */
@@ -79,7 +152,7 @@ export class DbNodes {
 
   /** The primary of the last reading, if any. */
   get primary(): DbNode | undefined {
-    return this.#roles.primary === undefined ? undefined : this.nodes[this.#roles.primary];
+    return this.#roles.primary === undefined ? undefined : this.#nodes[this.#roles.primary];
   }
 
   /** Calls `fn` after every reading that changed the primary, the replicas or the fenced servers. */
@@ -99,13 +172,19 @@ export class DbNodes {
   }
 
   async #readAll(): Promise<void> {
-    await Promise.all(this.nodes.map(async (node, i) => {
-      node.reading = await this.#probe(i);
+    // In the background: a slow DNS answer must not hold up the readings that route every request.
+    void this.#rediscover();
+    await Promise.all(this.#nodes.map(async (node, i) => {
+      if (node.removed) return;
+      const reading = await this.#probe(i);
+      // Removed while it was being asked: it keeps the reading that takes it out.
+      if (node.removed) return;
+      node.reading = reading;
       node.checkedAt = Date.now();
     }));
     this.#read = true;
     const previous = this.#roles;
-    const next = decideRoles(this.nodes.map((n) => n.reading), previous.primary);
+    const next = decideRoles(this.#nodes.map((n) => n.reading), previous.primary);
     if (next.primary !== previous.primary) this.primaryChanges++;
     this.#roles = next;
     if (!sameRoles(previous, next)) for (const fn of this.#listeners) fn(next, previous);
@@ -115,7 +194,7 @@ export class DbNodes {
     let client = this.#probes[i];
     try {
       if (!client) {
-        client = new pg.Client({ connectionString: this.nodes[i]!.url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
+        client = new pg.Client({ connectionString: this.#nodes[i]!.url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
         client.on('error', () => {});
         this.#probes[i] = client;
         await client.connect();
@@ -141,7 +220,7 @@ export class DbNodes {
         const node = this.primary;
         if (!node) {
           this.writeFailed();
-          throw new NoPrimaryError(this.nodes);
+          throw new NoPrimaryError(this.#nodes);
         }
         let client: pg.PoolClient;
         try {
@@ -177,8 +256,9 @@ export class DbNodes {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     await this.#reading?.catch(() => {});
+    for (const timer of this.#draining.values()) clearTimeout(timer);
     await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
-    await Promise.all(this.nodes.map((n) => n.pool.end().catch(() => {})));
+    await Promise.all(this.#nodes.filter((n) => !n.removed || this.#draining.has(n)).map((n) => n.pool.end().catch(() => {})));
   }
 }
 

@@ -69,8 +69,11 @@ describe('settings', () => {
 describe('settings: the DB router', () => {
   it('reads durations, limits and the replica choice, with defaults', () => {
     expect(loadSettings({}, undefined).reads).to.deep.equal({
-      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin',
+      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin', resolveEveryMs: 10_000,
     });
+    expect([loadSettings({ BANYAN_DB_RESOLVE: 'off' }, undefined).reads.resolveEveryMs, loadSettings({ BANYAN_DB_RESOLVE: '30s' }, undefined).reads.resolveEveryMs]).to.deep.equal([0, 30_000]);
+    expect(() => loadSettings({ BANYAN_DB_RESOLVE: '10ms' }, undefined)).to.throw('BANYAN_DB_RESOLVE must be at least 100ms, not 10ms');
+    expect(() => loadSettings({ BANYAN_DB_RESOLVE: 'sometimes' }, undefined)).to.throw('BANYAN_DB_RESOLVE');
     expect(loadSettings({ BANYAN_READ_FENCE_WAIT: '50ms', BANYAN_MAX_REPLICA_LAG: '5s', BANYAN_MAX_PRIMARY_READS: '20', BANYAN_REPLICA_CHOICE: 'least-in-flight' }, undefined).reads)
       .to.deep.include({ fenceWaitMs: 50, maxLagSeconds: 5, maxPrimaryReads: 20, choice: 'least-in-flight' });
   });

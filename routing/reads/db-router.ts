@@ -3,6 +3,7 @@ import { BanyanError } from '../../lib/errors.js';
 import type { Database } from '../../lib/schema.js';
 import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
 import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
+import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
 import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
 import { formatLsn, parseLsn, parseTimeline, type WalPosition } from '../../lib/lsn.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
@@ -60,6 +61,15 @@ export interface DbRouterOptions {
   readonly staleReadLimitSeconds?: number;
   /** Among replicas that qualify: take turns, or the one with the fewest reads running. */
   readonly choice?: 'round-robin' | 'least-in-flight';
+  /**
+   * How often host names in the URLs are resolved again (0: never): a name with several addresses is a
+   * server per address, so replicas behind a DNS name come and go with it.
+   */
+  readonly resolveEveryMs?: number | undefined;
+  /** Finds the servers instead of resolving the URLs' names (a service registry, or a test). */
+  readonly discover?: (() => Promise<readonly DbNodeConfig[]>) | undefined;
+  /** How long a server no longer found keeps its pool open for the reads already sent to it. */
+  readonly drainMs?: number | undefined;
 }
 
 /** What the monitor last saw of one server as a replica. */
@@ -117,13 +127,28 @@ export class DbRouter {
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
-    this.nodes = new DbNodes({ nodes: routerNodes(options.primaryUrl, options.replicaUrls), poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan' });
-    // One breaker per server: repeated connection failures take a replica out of rotation at once.
-    this.#breakers = this.nodes.nodes.map(() => new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
-    this.#inFlight = this.nodes.nodes.map(() => 0);
-    this.#states = this.nodes.nodes.map((n) => ({
-      name: n.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
-    }));
+    const configured = routerNodes(options.primaryUrl, options.replicaUrls);
+    const resolveEveryMs = options.resolveEveryMs ?? 10_000;
+    const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
+    this.nodes = new DbNodes({
+      nodes: configured, poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan', discover, discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
+      drainMs: options.drainMs,
+    });
+    this.#breakers = [];
+    this.#inFlight = [];
+    this.#states = [];
+    this.#track();
+    this.nodes.onAdded(() => this.#track());
+  }
+
+  /** Per-server bookkeeping for servers discovery added. */
+  #track(): void {
+    for (let i = this.#states.length; i < this.nodes.nodes.length; i++) {
+      // One breaker per server: repeated connection failures take a replica out of rotation at once.
+      this.#breakers.push(new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
+      this.#inFlight.push(0);
+      this.#states.push({ name: this.nodes.nodes[i]!.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet' });
+    }
   }
 
   /** Writes (and reads that must see everything): whichever server is the primary now. */
@@ -413,7 +438,7 @@ export class DbRouter {
   async verify(): Promise<void> {
     await this.nodes.read();
     for (const node of this.nodes.nodes) {
-      if (node.reading.reachable) continue;
+      if (node.reading.reachable || node.removed) continue;
       throw new BanyanError('database-unreachable', `cannot reach ${node.name} at ${redactUrl(node.url)}: ${node.reading.error ?? 'no answer'}`,
         node.name.startsWith('replica-') ? 'check DATABASE_REPLICA_URLS' : 'check DATABASE_URL');
     }
