@@ -52,7 +52,7 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
       ctx.throw(outcome.status, outcome.message);
       return;
     }
-    ctx.set('X-Banyan-Write-LSN', await announcer.announce([normalized], true));
+    ctx.set(await announcer.announce([normalized], true));
     ctx.status = 201;
     ctx.body = { name, normalized_name: normalized, owner: account.username, url: `/simple/${normalized}/` };
   });
@@ -78,7 +78,7 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
           if (role?.role !== 'Owner' || scoped) throw new BanyanError('forbidden', `only an owner of ${ctx.params['project']} may ${action === 'delete' ? 'delete' : action} its releases`);
         },
       });
-      ctx.set('X-Banyan-Write-LSN', await announcer.announce([change.project], action === 'delete'));
+      ctx.set(await announcer.announce([change.project], action === 'delete'));
       for (const path of change.removedPaths) await store?.remove(path);
       ctx.body = { project: change.project, version: change.version, action, filesRemoved: change.removedPaths.length };
     } catch (err) {

@@ -115,7 +115,7 @@ if (kind === 'backend') {
   const proxy = createProxy({
     legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {}, usage,
     observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
-    pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentLsn: async () => 0n },
+    pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentPosition: async () => ({ lsn: 0n }) },
     // The load generator is one address that stands for every client: no per-client share.
     clientSharePercent: 100,
   });

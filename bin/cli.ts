@@ -28,6 +28,7 @@ Settings come from the environment; unset ones fall back to the stack that
     .option('--app-instances <n>', 'new app processes behind the proxy, app-1 to app-N (1 to 16; default 2)')
     .option('--no-restart', 'do not restart components or databases that die')
     .option('--prometheus', 'also run Prometheus (/usr/bin/prometheus) scraping the stack, for plans\' PromQL checks')
+    .option('--failover', 'when the PostgreSQL primary dies, promote the replica and build a new one from it (as a managed database does) instead of restarting the primary')
     .addOption(json())
     .action(lazy(() => import('./start.js'), (m) => m.start));
   banyan.command('proxy').description('the strangler proxy (PORT, ADMIN_PORT, LEGACY_URL, APP_URL; with no DATABASE_URL it follows BANYAN_ROUTES_FILE alone)')

@@ -1,11 +1,9 @@
-import { sql } from 'kysely';
 import { loadSettings, operatorName, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
-import { parseLsn } from '../lib/lsn.js';
 import { changeRelease, type ReleaseAction } from '../lib/releases.js';
 import { CacheGenerations, WriteAnnouncer } from '../lib/write-announcer.js';
-import { connect } from '../lib/database.js';
+import { connect, currentPosition } from '../lib/database.js';
 import { FenceStore } from '../routing/reads/index.js';
 import type { Args } from './command.js';
 
@@ -26,8 +24,7 @@ export async function releases(args: Args): Promise<void> {
     const change = await changeRelease(db, action, project, version, {
       reason: typeof reason === 'string' ? reason : undefined, actor: operatorName(),
     });
-    const currentLsn = async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!;
-    await new WriteAnnouncer({ currentLsn }, fences, cache).announce([change.project], action === 'delete');
+    await new WriteAnnouncer({ currentPosition: () => currentPosition(db) }, fences, cache).announce([change.project], action === 'delete');
     const store = new FileStore(settings.storageDir);
     for (const path of change.removedPaths) await store.remove(path);
     if (args.flags.has('json')) {

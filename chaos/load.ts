@@ -10,6 +10,8 @@ export interface ReadEvent {
   readonly status: number;
   /** The answer came from legacy (it says so in `X-Legacy-Read-From`). */
   readonly fromLegacy: boolean;
+  /** The database server the new app read from (`X-Banyan-Read-From`), when it says. */
+  readonly readFrom?: string | undefined;
 }
 
 export interface ReadTarget {
@@ -67,7 +69,11 @@ export class ReadLoad extends Loops {
     try {
       const res = await this.#pool.request({ path: target.path, method: 'GET' });
       await res.body.dump();
-      this.events.push({ at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined });
+      const readFrom = res.headers['x-banyan-read-from'];
+      this.events.push({
+        at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
+        readFrom: typeof readFrom === 'string' ? readFrom : undefined,
+      });
     } catch {
       this.events.push({ at, route: target.route, status: 0, fromLegacy: false });
       // A refused connection fails at once: do not spin.
@@ -84,6 +90,8 @@ export interface WriteLog {
   readonly refused: Map<string, number>;
   /** Files whose answer never came (connection cut): they may or may not be stored, but at most once. */
   readonly unknown: Set<string>;
+  /** When each acknowledged file was sent and its answer came, and the pin the proxy set with it (its LSN and timeline). */
+  readonly acks: Map<string, { readonly sentAt: number; readonly at: number; readonly pin: string | undefined }>;
   readonly sent: number;
 }
 
@@ -93,7 +101,7 @@ export interface WriteLog {
  * retried: a retry would hide what the proxy did with the first attempt.
  */
 export class UploadLoad extends Loops {
-  readonly log: WriteLog = { acknowledged: new Set(), refused: new Map(), unknown: new Set(), sent: 0 };
+  readonly log: WriteLog = { acknowledged: new Set(), refused: new Map(), unknown: new Set(), acks: new Map(), sent: 0 };
   readonly #url: string;
   readonly #auth: string;
   readonly #project: string;
@@ -111,6 +119,7 @@ export class UploadLoad extends Loops {
     const version = `1.${parseInt(this.#run, 16)}.${++this.#serial}`;
     const { form, filename } = uploadForm(this.#project, version);
     (this.log as { sent: number }).sent++;
+    const sentAt = Date.now();
     try {
       const res = await fetch(this.#url, {
         method: 'POST', body: form, headers: { authorization: this.#auth },
@@ -119,6 +128,7 @@ export class UploadLoad extends Loops {
       const text = await res.text();
       if (res.status === 200 && text.startsWith('OK')) {
         this.log.acknowledged.add(filename);
+        this.log.acks.set(filename, { sentAt, at: Date.now(), pin: /banyan_pin=([^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1] });
         return;
       }
       this.log.refused.set(filename, res.status);
@@ -131,7 +141,7 @@ export class UploadLoad extends Loops {
 }
 
 /** The form twine sends for a wheel: a real, small one (the index opens it and reads its METADATA). */
-function uploadForm(project: string, version: string): { form: FormData; filename: string } {
+export function uploadForm(project: string, version: string): { form: FormData; filename: string } {
   const wheel = buildWheel(project, version, randomBytes(512));
   const form = new FormData();
   const fields: Record<string, string> = {

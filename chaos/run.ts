@@ -6,16 +6,19 @@ import { printTable } from '../bin/output.js';
 import { addUser, createToken } from '../lib/accounts.js';
 import { connect } from '../lib/database.js';
 import { startStack, type StartedStack } from './stack.js';
-import { runScenarios, scenarios, type ChaosContext, type ChaosRow } from './suite.js';
+import { failOverThePrimary } from './failover.js';
+import { runScenarios, scenarios, type ChaosContext, type ChaosRow, type Scenario } from './suite.js';
 
-const USAGE = `usage: npm run chaos -- [--seconds 3] [--only TEXT] [--workers 2] [--json]
+const USAGE = `usage: npm run chaos -- [--seconds 3] [--only TEXT] [--workers 2] [--no-failover] [--json]
 
 Starts the whole stack with \`banyan start\` in a temporary folder (every
 component its own process, the new app as two instances), then, under read
 and upload load through the proxy, kills and freezes each of the new app
 (every instance at once), legacy, the replica, the primary and Redis, kills
 one app instance alone, crashes a proxy worker, flips a route 50 times,
-shadows to a dead app, and runs the path-trick and poisoning attacks. Prints
+shadows to a dead app, and runs the path-trick and poisoning attacks; then,
+on a second stack started with --failover, kills the primary and checks that
+the replica is promoted and writes go on, with no component restarted. Prints
 a table; exits 1 when an invariant broke (a write acknowledged and lost, or
 stored twice; the proxy exited; a fallback later than 1 s; a read on the new
 app's routes that failed or fell back while another instance was up).
@@ -23,20 +26,42 @@ app's routes that failed or fell back while another instance was up).
   --seconds N   how long a freeze lasts, and the load before and after a fault (default 3)
   --only TEXT   only the scenarios whose name contains TEXT
   --workers N   proxy worker processes (default 2; 1 leaves out the worker crash)
+  --no-failover leave out "fail over the primary" (and its second stack)
   --json        the rows as JSON on stdout
 `;
 
 /** The new app's instances: two, so that one can die while the other answers. */
 const APP_INSTANCES = 2;
 
-/** Everything `npm run chaos` does, also called by the short chaos test. */
-export async function chaos(options: { seconds: number; only?: string | undefined; workers: number; log: (line: string) => void }): Promise<ChaosRow[]> {
+export interface ChaosOptions {
+  readonly seconds: number;
+  readonly only?: string | undefined;
+  readonly workers: number;
+  /** Also run "fail over the primary", on a stack of its own started with --failover. */
+  readonly failover?: boolean;
+  readonly log: (line: string) => void;
+}
+
+/** Everything `npm run chaos` does, also called by the short chaos tests. */
+export async function chaos(options: ChaosOptions): Promise<ChaosRow[]> {
+  const pick = (list: Scenario[]) => list.filter((s) => !options.only || s.name.includes(options.only));
+  const restarts = pick(scenarios(options.workers));
+  const failovers = options.failover ? pick([failOverThePrimary]) : [];
+  if (restarts.length === 0 && failovers.length === 0) throw new Error(`no scenario's name contains "${options.only}"`);
+  return [
+    ...(restarts.length ? await onStack(options, [], restarts) : []),
+    ...(failovers.length ? await onStack(options, ['--failover'], failovers) : []),
+  ];
+}
+
+/** Starts `banyan start` with `args` in a temporary folder, runs `list` against it, and stops it. */
+async function onStack(options: ChaosOptions, args: string[], list: Scenario[]): Promise<ChaosRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'banyan-chaos-'));
   chmodSync(dir, 0o755);
   let stack: StartedStack | undefined;
   try {
-    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''}, ${APP_INSTANCES} app instances)`);
-    stack = await startStack(dir, ['--app-instances', String(APP_INSTANCES), ...(options.workers > 1 ? ['--workers', String(options.workers)] : [])], {
+    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''}, ${APP_INSTANCES} app instances${args.length ? `, ${args.join(' ')}` : ''})`);
+    stack = await startStack(dir, ['--app-instances', String(APP_INSTANCES), ...(options.workers > 1 ? ['--workers', String(options.workers)] : []), ...args], {
       BANYAN_RESTART_DELAY: '300ms', BANYAN_USAGE_FLUSH: '1h',
     });
     const db = connect(stack.stack.primary, { max: 1, name: 'banyan-chaos' });
@@ -50,8 +75,6 @@ export async function chaos(options: { seconds: number; only?: string | undefine
     const ctx: ChaosContext = {
       stack, uploadToken, project: 'chaos-pkg', faultMs: options.seconds * 1_000, settleMs: Math.max(500, options.seconds * 1_000 / 2), log: options.log,
     };
-    const list = scenarios(options.workers).filter((s) => !options.only || s.name.includes(options.only));
-    if (list.length === 0) throw new Error(`no scenario's name contains "${options.only}"`);
     return await runScenarios(ctx, list);
   } finally {
     if (stack) {
@@ -76,7 +99,9 @@ async function main(): Promise<void> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { seconds: { type: 'string' }, only: { type: 'string' }, workers: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } },
+      options: {
+        seconds: { type: 'string' }, only: { type: 'string' }, workers: { type: 'string' }, 'no-failover': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean' },
+      },
     }));
   } catch (err) {
     process.stderr.write(`chaos: ${(err as Error).message}\n\n${USAGE}`);
@@ -91,7 +116,7 @@ async function main(): Promise<void> {
   if (!(seconds >= 0.5 && seconds <= 60)) fail(`--seconds must be a number from 0.5 to 60, not "${values.seconds}"`);
   if (!Number.isInteger(workers) || workers < 1 || workers > 8) fail(`--workers must be a whole number from 1 to 8, not "${values.workers}"`);
   const log = (line: string) => process.stderr.write(`• ${line}\n`);
-  const rows = await chaos({ seconds, only: values.only, workers, log });
+  const rows = await chaos({ seconds, only: values.only, workers, failover: !values['no-failover'], log });
   if (values.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
   else {
     process.stdout.write('\n');

@@ -30,6 +30,8 @@ export interface ChaosRow {
   /** Broken invariants, in words; empty when the scenario held. */
   readonly broken: readonly string[];
   readonly notes: string;
+  /** For a failover: milliseconds from the kill to each step (promotion, first accepted write, …). */
+  readonly timeline?: Readonly<Record<string, number>>;
 }
 
 /** What every scenario needs: the running stack, and an account that owns the chaos project. */
@@ -218,7 +220,7 @@ export async function runScenarios(ctx: ChaosContext, list: readonly Scenario[])
 }
 
 /** Lost and duplicated writes: what the index holds for the chaos project, against what the writer was told. */
-async function checkWrites(ctx: ChaosContext, log: WriteLog): Promise<Pick<ChaosRow, 'stored' | 'lost' | 'duplicated'>> {
+export async function checkWrites(ctx: ChaosContext, log: WriteLog): Promise<Pick<ChaosRow, 'stored' | 'lost' | 'duplicated'>> {
   const project = ctx.project;
   const { files, journal } = await withPrimary(ctx, async (c) => ({
     files: (await c.query<{ filename: string }>(`SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id
@@ -239,7 +241,7 @@ async function checkWrites(ctx: ChaosContext, log: WriteLog): Promise<Pick<Chaos
   };
 }
 
-function invariants(r: { lost: number; duplicated: number; proxyAlive: boolean }): string[] {
+export function invariants(r: { lost: number; duplicated: number; proxyAlive: boolean }): string[] {
   const broken: string[] = [];
   if (r.lost > 0) broken.push(`${r.lost} acknowledged writes lost`);
   if (r.duplicated > 0) broken.push(`${r.duplicated} writes duplicated`);
@@ -247,7 +249,7 @@ function invariants(r: { lost: number; duplicated: number; proxyAlive: boolean }
   return broken;
 }
 
-function failed(e: ReadEvent): boolean {
+export function failed(e: ReadEvent): boolean {
   return e.status === 0 || e.status >= 500;
 }
 
@@ -258,13 +260,13 @@ function firstFallback(events: readonly ReadEvent[], t0: number): number | null 
   return first === null ? null : first - t0;
 }
 
-function proxyServed(ctx: ChaosContext, pidBefore: number | null | undefined, outputFrom: number): boolean {
+export function proxyServed(ctx: ChaosContext, pidBefore: number | null | undefined, outputFrom: number): boolean {
   const now = ctx.stack.current().pids['proxy'];
   return !!pidBefore && now === pidBefore && !/\bproxy \(pid \d+\) died/.test(ctx.stack.output().slice(outputFrom));
 }
 
 /** Every process of the stack is up, the proxy is ready, and the primary takes queries. */
-async function healthy(ctx: ChaosContext): Promise<void> {
+export async function healthy(ctx: ChaosContext): Promise<void> {
   await waitFor('the whole stack to be up', async () => {
     const s = ctx.stack.current();
     if (Object.values(s.pids).some((p) => !p)) return false;
@@ -371,7 +373,7 @@ function rawStatus(url: string, request: string): Promise<number> {
   });
 }
 
-async function withPrimary<T>(ctx: ChaosContext, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+export async function withPrimary<T>(ctx: ChaosContext, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: ctx.stack.current().primary, connectionTimeoutMillis: 2_000, statement_timeout: 5_000 });
   client.on('error', () => {});
   await client.connect();
@@ -382,7 +384,7 @@ async function withPrimary<T>(ctx: ChaosContext, fn: (c: pg.Client) => Promise<T
   }
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
@@ -390,6 +392,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   }
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

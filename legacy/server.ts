@@ -58,7 +58,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
     const request: LegacyRequest = {
       req, res, url: new URL(req.url ?? '/', 'http://legacy.invalid'),
       db: (resources = []) => (chosen ??= (async () => {
-        const db = await router.forRequest(await requestFence(fenceFromHeader(req.headers['x-banyan-min-lsn']), fences, resources));
+        const db = await router.forRequest(await requestFence(fenceFromHeader(req.headers['x-banyan-min-lsn'], req.headers['x-banyan-min-timeline']), fences, resources));
         if (!res.headersSent) res.setHeader('X-Legacy-Read-From', db.readTarget);
         return db;
       })()),

@@ -31,6 +31,7 @@ export interface StackFile {
 
 /** Every setting, read from the environment once; see README.md for each. */
 export interface Settings {
+  /** DATABASE_URL: the primary, or a comma list of every server (roles are asked, not configured). */
   readonly databaseUrl: string | undefined;
   readonly replicaUrls: readonly string[];
   readonly redisUrl: string | undefined;
@@ -63,6 +64,8 @@ export interface Settings {
   /** DB router tuning (BANYAN_REPLICA_POLL, BANYAN_READ_FENCE_WAIT, BANYAN_MAX_REPLICA_LAG, BANYAN_MAX_REPLICA_LAG_BYTES,
    * BANYAN_MAX_PRIMARY_READS, BANYAN_REPLICA_CHOICE); see README. */
   readonly reads: ReadSettings;
+  /** How often a pool with no replica monitor (the proxy's, commands') asks which server is the primary (BANYAN_ROLE_POLL; default 1s). */
+  readonly rolePollMs: number;
   /** How long SIGTERM waits for requests in flight before closing connections. */
   readonly drainMs: number;
   /** How long a client may take to send its request headers before the proxy answers 408 and closes (BANYAN_HEADERS_TIMEOUT; default 10s). */
@@ -130,6 +133,7 @@ export const DEFAULTS = {
   autopilotTickMs: 1_000,
   autopilotLeaseMs: 5_000,
   restartDelayMs: 500,
+  rolePollMs: 1_000,
 } as const;
 
 /** The folder `npm start` keeps its data in. */
@@ -163,7 +167,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
   const replicas = pick('DATABASE_REPLICA_URLS', stack?.replicas.join(','));
   const usedStack = stack !== undefined && !env['DATABASE_URL'];
   return Object.freeze({
-    databaseUrl: databaseUrl === undefined ? undefined : checkUrl('DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']),
+    databaseUrl: optionalUrlList('DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']),
     replicaUrls: Object.freeze((replicas ?? '').split(',').map((s) => s.trim()).filter(Boolean)
       .map((u, i) => checkUrl(`DATABASE_REPLICA_URLS (entry ${i + 1})`, u, ['postgres:', 'postgresql:']))),
     redisUrl: optionalUrl('REDIS_URL', pick('REDIS_URL', stack?.redis), ['redis:', 'rediss:']),
@@ -192,7 +196,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? 64 * 1024 * 1024,
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
+      resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
     },
+    rolePollMs: env['BANYAN_ROLE_POLL'] ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10) : DEFAULTS.rolePollMs,
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
     headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : DEFAULTS.headersTimeoutMs,
     maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
@@ -242,6 +248,8 @@ export interface ReadSettings {
   readonly maxLagBytes: number;
   readonly maxPrimaryReads: number | undefined;
   readonly choice: 'round-robin' | 'least-in-flight';
+  /** How often host names in the database URLs are resolved again, a server per address; 0: never (BANYAN_DB_RESOLVE). */
+  readonly resolveEveryMs: number;
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */
@@ -337,6 +345,18 @@ function percent(variable: string, value: string | undefined): number | undefine
 function positive(variable: string, value: number | undefined): number | undefined {
   if (value === 0) throw new BanyanError('bad-setting', `${variable} must be at least 1, not 0`);
   return value;
+}
+
+/** BANYAN_DB_RESOLVE: a duration of at least 100ms, or `off`. */
+function resolveInterval(value: string | undefined): number {
+  if (value === undefined || value === '') return 10_000;
+  if (value === 'off') return 0;
+  return atLeast('BANYAN_DB_RESOLVE', parseDuration(value, 'BANYAN_DB_RESOLVE'), 100);
+}
+
+function atLeast(variable: string, ms: number, min: number): number {
+  if (ms < min) throw new BanyanError('bad-setting', `${variable} must be at least ${min}ms, not ${ms}ms`);
+  return ms;
 }
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {

@@ -1,40 +1,37 @@
-import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import { DbNodes } from './db-nodes.js';
+import { CURRENT_POSITION_SQL, parseLsn, type WalPosition } from './lsn.js';
+import { createPool } from './pg-pool.js';
 import type { Database } from './schema.js';
 
-// bigint columns (ids, sizes, serials) come back as strings: they can exceed 2^53.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
+export { isConnectionError } from './db-roles.js';
 
-/**
- * How long one statement may run on a serving pool before PostgreSQL cancels it: a query a client can
- * make expensive (a search of many terms) then costs one connection for this long, not for ever.
- */
-export const STATEMENT_TIMEOUT_MS = 15_000;
+export { STATEMENT_TIMEOUT_MS } from './pg-pool.js';
 
-/**
- * A Kysely instance over a pg pool for one server. Every statement is cancelled after
- * `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0 lets it run, for migrations and batch
- * commands an operator runs and watches.
- */
-export function connect(connectionString: string, options: { max?: number; name?: string; statementTimeoutMs?: number } = {}): Kysely<Database> {
-  const timeout = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
-  const pool = new pg.Pool({
-    connectionString,
-    max: options.max ?? 10,
-    connectionTimeoutMillis: 5_000,
-    idleTimeoutMillis: 30_000,
-    application_name: options.name ?? 'banyan',
-    ...(timeout > 0 ? { statement_timeout: timeout } : {}),
-  });
-  // A client that loses its server (idle in the pool, or checked out between two queries) must not take
-  // the process down: the error reaches whoever queries next, and the pool replaces the client.
-  pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+/** The entries of a comma list of database URLs. */
+export function splitUrls(list: string): string[] {
+  return list.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-/** A URL with its password hidden, for logs and error messages. */
+/**
+ * A Kysely instance for one server, or, given a comma list of servers, for
+ * whichever of them is the primary now (asked at first use, every
+ * `roleCheckMs` and after a write fails as if it had moved). Every statement
+ * is cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0
+ * lets it run, for migrations and batch commands an operator runs and watches.
+ */
+export function connect(connectionString: string, options: { max?: number; name?: string; roleCheckMs?: number; statementTimeoutMs?: number } = {}): Kysely<Database> {
+  const urls = splitUrls(connectionString);
+  if (urls.length > 1) {
+    return new DbNodes({ nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })), poolSize: options.max, name: options.name, intervalMs: options.roleCheckMs }).writer;
+  }
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(connectionString, options) }) });
+}
+
+/** A URL with its password hidden (each entry of a comma list), for logs and error messages. */
 export function redactUrl(connectionString: string): string {
+  const urls = splitUrls(connectionString);
+  if (urls.length > 1) return urls.map(redactUrl).join(',');
   try {
     const u = new URL(connectionString);
     if (u.password) u.password = '***';
@@ -44,13 +41,8 @@ export function redactUrl(connectionString: string): string {
   }
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
-
-/** Whether an error means the server could not be reached (rather than that the query was wrong). */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.code && CONNECTION_CODES.has(e.code)) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i
-    .test(e.message ?? '');
+/** The primary's current WAL position and timeline: a fence for whatever was just committed there. */
+export async function currentPosition(db: Kysely<Database>): Promise<WalPosition> {
+  const r = await sql.raw<{ lsn: string; timeline: number }>(CURRENT_POSITION_SQL).execute(db);
+  return { lsn: parseLsn(r.rows[0]!.lsn)!, timeline: r.rows[0]!.timeline };
 }

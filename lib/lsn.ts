@@ -12,3 +12,37 @@ export function parseLsn(text: string): bigint | undefined {
 export function formatLsn(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
 }
+
+/**
+ * A WAL position with the timeline it was taken on, when known. A promotion
+ * starts a new timeline whose LSNs continue from the switch point, so an
+ * LSN alone cannot say whether a write of the old primary survived.
+ */
+export interface WalPosition {
+  readonly lsn: bigint;
+  readonly timeline?: number | undefined;
+}
+
+/** The later of two positions: a newer timeline wins, then the higher LSN (a position without a timeline compares by LSN). */
+export function laterPosition(a: WalPosition, b: WalPosition): WalPosition {
+  if (a.timeline !== undefined && b.timeline !== undefined && a.timeline !== b.timeline) return a.timeline > b.timeline ? a : b;
+  return b.lsn > a.lsn ? b : a;
+}
+
+/** A timeline as PostgreSQL writes it in WAL file names, or undefined for anything but a positive whole number. */
+export function parseTimeline(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[1-9]\d{0,9}$/.test(text.trim())) return undefined;
+  const n = Number(text.trim());
+  return n <= 0xffffffff ? n : undefined;
+}
+
+/** SQL for the primary's current position and timeline (the first 8 hex digits of its current WAL file's name). */
+export const CURRENT_POSITION_SQL = `SELECT pg_current_wal_lsn()::text AS lsn,
+  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline`;
+
+/** The headers a backend answers a committed write with: `X-Banyan-Write-LSN`, and `X-Banyan-Write-Timeline` when known. */
+export function writeHeaders(position: WalPosition): Record<string, string> {
+  const headers: Record<string, string> = { 'X-Banyan-Write-LSN': formatLsn(position.lsn) };
+  if (position.timeline !== undefined) headers['X-Banyan-Write-Timeline'] = String(position.timeline);
+  return headers;
+}

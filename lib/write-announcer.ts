@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { RequestPathRedis } from './redis.js';
 import type { Database } from './schema.js';
-import { formatLsn } from './lsn.js';
+import { writeHeaders, type WalPosition } from './lsn.js';
 
 /** The cache key of a project's simple page, and of the project list. */
 export const projectCacheKey = (normalized: string) => `simple:${normalized}`;
@@ -67,14 +67,14 @@ export async function bumpGenerations(redis: RequestPathRedis | undefined, keys:
  */
 export class WriteAnnouncer {
   constructor(
-    readonly router: { currentLsn(): Promise<bigint> },
-    readonly fences: { raise(resource: string, lsn: bigint): Promise<void> } | undefined,
+    readonly router: { currentPosition(): Promise<WalPosition> },
+    readonly fences: { raise(resource: string, position: WalPosition): Promise<void> } | undefined,
     readonly cache: GenerationBumper | undefined,
   ) {}
 
-  /** Returns the commit's LSN as text, for `X-Banyan-Write-LSN`. */
-  async announce(projects: readonly string[], indexChanged: boolean): Promise<string> {
-    const lsn = await this.router.currentLsn();
+  /** Returns the headers that report the commit's position (`X-Banyan-Write-LSN`, `X-Banyan-Write-Timeline`). */
+  async announce(projects: readonly string[], indexChanged: boolean): Promise<Record<string, string>> {
+    const lsn = await this.router.currentPosition();
     for (const p of projects) await this.fences?.raise(projectResource(p), lsn);
     if (indexChanged) await this.fences?.raise(INDEX_RESOURCE, lsn);
     const keys = projects.map(projectCacheKey);
@@ -82,7 +82,7 @@ export class WriteAnnouncer {
     if (this.cache && !(await this.cache.invalidate(...keys))) {
       console.error(`cache: could not invalidate ${keys.join(', ')} (Redis unreachable); cached pages expire on their own within their TTL`);
     }
-    return formatLsn(lsn);
+    return writeHeaders(lsn);
   }
 }
 

@@ -150,6 +150,8 @@ export interface ReplicaStates {
   readonly recoveryConflictRetries?: number;
   /** Fenced reads answered by a replica that had replayed the fence when the primary was down. */
   readonly primaryDownRescues?: number;
+  /** Fences of writes an old primary acknowledged past the end of its timeline: lost in a failover. */
+  readonly lostWrites?: number;
 }
 
 /** The new app's metrics: its requests, DB reads and replica lag, uploads and page cache. */
@@ -174,7 +176,7 @@ export function createAppMetrics(router?: ReplicaStates, fences?: { readonly ski
     }),
     dbReads: new Counter({
       name: 'banyan_db_reads_total',
-      help: 'Request DB handles by the server reads went to (primary, replica-N) and why (no_fence, fence_met, fence_wait, pinned, lagging, replica_down, primary_busy, no_replica).',
+      help: 'Request DB handles by the server reads went to (primary, db-N, replica-N) and why (no_fence, fence_met, fence_wait, pinned, lagging, replica_down, primary_busy, no_replica, old_timeline: a fence from before a failover).',
       labelNames: ['target', 'reason'] as const,
       registers,
     }),
@@ -188,6 +190,15 @@ export function createAppMetrics(router?: ReplicaStates, fences?: { readonly ski
         this.inc({ why: 'replica_failed' }, router?.readRetries ?? 0);
         this.inc({ why: 'recovery_conflict' }, router?.recoveryConflictRetries ?? 0);
         this.inc({ why: 'primary_down' }, router?.primaryDownRescues ?? 0);
+      },
+    }),
+    lostWrites: new Counter({
+      name: 'banyan_db_lost_writes_total',
+      help: 'Writes acknowledged by an old primary that the promoted one never received (their pin or resource fence is past the point where the old timeline ended), each counted once when a read first carries its fence.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(router?.lostWrites ?? 0);
       },
     }),
     fencesSkipped: new Counter({

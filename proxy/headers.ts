@@ -151,7 +151,7 @@ export function clientResponseHeaders(raw: readonly RawHeader[], requestId: stri
     // Trailer announces the trailers the proxy passes on at the end of the body: not hop-by-hop in a response.
     if ((HOP_BY_HOP.has(lower) && lower !== 'trailer') || named.has(lower)) continue;
     // The write LSN is for the proxy's pin, and the request id is the proxy's: clients see neither from the backend.
-    if (lower === 'x-banyan-write-lsn' || lower === 'x-request-id') continue;
+    if (lower === 'x-banyan-write-lsn' || lower === 'x-banyan-write-timeline' || lower === 'x-request-id') continue;
     // Which database server answered is the operator's business (BANYAN_DEBUG_HEADERS), not the client's.
     if (!debug && (lower === 'x-banyan-read-from' || lower === 'x-legacy-read-from')) continue;
     const value = text(raw[i + 1]!);

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { formatLsn, parseLsn } from '../lib/lsn.js';
+import { formatLsn, parseLsn, parseTimeline } from '../lib/lsn.js';
 
 /** The cookie that pins a session to what it has written. */
 export const PIN_COOKIE = 'banyan_pin';
@@ -16,26 +16,34 @@ export interface Pin {
   readonly id: string;
   /** The write's WAL position, or undefined for a timed pin (read from the primary until it expires). */
   readonly lsn: bigint | undefined;
+  /** The timeline `lsn` was written on, when known: after a failover it tells a surviving write from a lost one. */
+  readonly timeline?: number | undefined;
   readonly expires: number;
 }
 
 export type PinCheck = { ok: true; pin: Pin } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
 
 /**
- * `v1.<id>.<lsn or T>.<expires ms>.<HMAC-SHA256>`: signed with the newest
- * secret; any secret of the list verifies, so secrets can be rotated.
+ * `v2.<id>.<lsn>.<timeline>.<expires ms>.<HMAC-SHA256>` when the timeline is
+ * known, else `v1.<id>.<lsn or T>.<expires ms>.<HMAC-SHA256>` (as before
+ * timelines, and still read): signed with the newest secret; any secret of
+ * the list verifies, so secrets can be rotated.
  */
 export function signPin(pin: Pin, secret: string): string {
-  const body = `v1.${pin.id}.${pin.lsn === undefined ? 'T' : formatLsn(pin.lsn)}.${pin.expires}`;
+  const body = pin.lsn !== undefined && pin.timeline !== undefined
+    ? `v2.${pin.id}.${formatLsn(pin.lsn)}.${pin.timeline}.${pin.expires}`
+    : `v1.${pin.id}.${pin.lsn === undefined ? 'T' : formatLsn(pin.lsn)}.${pin.expires}`;
   return `${body}.${mac(body, secret)}`;
 }
 
 /** Checks a cookie value against every accepted secret and the clock. */
 export function verifyPin(value: string, secrets: readonly string[], now: number): PinCheck {
   const parts = value.split('.');
-  if (parts.length !== 5 || parts[0] !== 'v1') return { ok: false, reason: 'malformed' };
+  const v2 = parts[0] === 'v2' && parts.length === 6;
+  if (!v2 && (parts.length !== 5 || parts[0] !== 'v1')) return { ok: false, reason: 'malformed' };
+  const timelineText = v2 ? parts.splice(3, 1)[0]! : undefined;
   const [, id, lsnText, expiresText, given] = parts as [string, string, string, string, string];
-  const body = `v1.${id}.${lsnText}.${expiresText}`;
+  const body = v2 ? `v2.${id}.${lsnText}.${timelineText}.${expiresText}` : `v1.${id}.${lsnText}.${expiresText}`;
   const givenBytes = Buffer.from(given, 'base64url');
   const signed = secrets.some((secret) => {
     const expected = Buffer.from(mac(body, secret), 'base64url');
@@ -44,11 +52,13 @@ export function verifyPin(value: string, secrets: readonly string[], now: number
   if (!signed) return { ok: false, reason: 'forged' };
   const expires = Number(expiresText);
   const lsn = lsnText === 'T' ? undefined : parseLsn(lsnText);
-  if (!/^[A-Za-z0-9_-]{8,64}$/.test(id) || !Number.isSafeInteger(expires) || (lsnText !== 'T' && lsn === undefined)) {
+  const timeline = v2 ? parseTimeline(timelineText) : undefined;
+  if (!/^[A-Za-z0-9_-]{8,64}$/.test(id) || !Number.isSafeInteger(expires) || (lsnText !== 'T' && lsn === undefined)
+    || (v2 && (timeline === undefined || lsn === undefined))) {
     return { ok: false, reason: 'malformed' };
   }
   if (expires <= now) return { ok: false, reason: 'expired' };
-  return { ok: true, pin: { id, lsn, expires } };
+  return { ok: true, pin: v2 ? { id, lsn, timeline, expires } : { id, lsn, expires } };
 }
 
 /** A new session id for a first pin. */

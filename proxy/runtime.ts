@@ -7,8 +7,7 @@ import { listen, type Listening } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
 import { UsageLedger } from '../metrics/usage.js';
 import { sql, type Kysely } from 'kysely';
-import { connect, redactUrl } from '../lib/database.js';
-import { parseLsn } from '../lib/lsn.js';
+import { connect, currentPosition, redactUrl } from '../lib/database.js';
 import { announceVersion, DEFAULT_ROUTES_FILE, readRoutesFile, RouteSync } from '../routing/table/index.js';
 import { Autopilot } from '../autopilot/pilot.js';
 import { accessLog, type AccessLogFormat } from './access-log.js';
@@ -22,7 +21,7 @@ import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type P
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -50,7 +49,9 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   const { settings } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!settings.databaseUrl) throw new BanyanError('missing-setting', 'DATABASE_URL is not set; the proxy keeps its route table there');
-  const db = connect(settings.databaseUrl, { max: 4, name: 'banyan-proxy' });
+  // Every server, so the route table, pins and usage follow the primary wherever a failover moves it.
+  const servers = [settings.databaseUrl, ...(settings.replicaUrls ?? [])].join(',');
+  const db = connect(servers, { max: 4, name: 'banyan-proxy', roleCheckMs: settings.rolePollMs ?? DEFAULTS.rolePollMs });
   const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
   const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
   try {
@@ -150,7 +151,7 @@ function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Datab
     secrets: settings.secret.split(','),
     ttlMs: settings.pinTtlMs,
     mode: settings.pinMode,
-    currentLsn: async () => parseLsn((await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(db)).rows[0]!.lsn)!,
+    currentPosition: () => currentPosition(db),
   };
 }
 

@@ -6,7 +6,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import { formatLsn, parseLsn } from '../lib/lsn.js';
+import { formatLsn, laterPosition, parseLsn, parseTimeline, type WalPosition } from '../lib/lsn.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { ForwardOptions } from './forwarder.js';
 import type { ClientInfo } from './headers.js';
@@ -20,8 +20,8 @@ export interface PinSettings {
   readonly ttlMs: number;
   /** `lsn`: pin to the write's WAL position; `timed`: read from the primary until the pin expires. */
   readonly mode: 'lsn' | 'timed';
-  /** The primary's current WAL position, when the backend did not report the write's. */
-  readonly currentLsn: () => Promise<bigint>;
+  /** The primary's current WAL position (and timeline), when the backend did not report the write's. */
+  readonly currentPosition: () => Promise<WalPosition>;
 }
 
 export type HeadHook = NonNullable<ForwardOptions['beforeHead']>;
@@ -74,14 +74,13 @@ export class SessionPins {
     return async (status, headers) => {
       if (status < 200 || status >= 400) return undefined;
       const settings = this.#settings;
-      let lsn: bigint | undefined;
+      let position: WalPosition | undefined;
       if (settings.mode === 'lsn') {
-        const reported = headers['x-banyan-write-lsn'];
-        lsn = (typeof reported === 'string' ? parseLsn(reported) : undefined) ?? await settings.currentLsn().catch(() => undefined);
+        position = reportedPosition(headers) ?? await settings.currentPosition().catch(() => undefined);
         // Without any LSN the pin is timed: reads go to the primary until it expires.
-        if (lsn !== undefined && previous?.lsn !== undefined && previous.lsn > lsn) lsn = previous.lsn;
+        if (position !== undefined && previous?.lsn !== undefined) position = laterPosition(position, { lsn: previous.lsn, timeline: previous.timeline });
       }
-      const value = signPin({ id: previous?.id ?? newPinId(), lsn, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
+      const value = signPin({ id: previous?.id ?? newPinId(), lsn: position?.lsn, timeline: position?.timeline, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
       this.#metrics.pins.inc({ event: 'set' });
       const secure = client.proto === 'https' ? '; Secure' : '';
       return {
@@ -92,13 +91,23 @@ export class SessionPins {
   }
 }
 
+/** What the backend reported of its write: `X-Banyan-Write-LSN`, and `X-Banyan-Write-Timeline` if it sent one. */
+function reportedPosition(headers: Record<string, string | string[] | undefined>): WalPosition | undefined {
+  const lsnText = headers['x-banyan-write-lsn'];
+  const lsn = typeof lsnText === 'string' ? parseLsn(lsnText) : undefined;
+  if (lsn === undefined) return undefined;
+  const timelineText = headers['x-banyan-write-timeline'];
+  return { lsn, timeline: typeof timelineText === 'string' ? parseTimeline(timelineText) : undefined };
+}
+
 const fenceHeaders = new WeakMap<Pin, Record<string, string>>();
 
-/** The `X-Banyan-Min-LSN` header for a pin, formatted once per pin. */
+/** The `X-Banyan-Min-LSN` (and `X-Banyan-Min-Timeline`) headers for a pin, formatted once per pin. */
 export function fenceHeader(pin: Pin): Record<string, string> {
   let header = fenceHeaders.get(pin);
   if (!header) {
     header = { 'x-banyan-min-lsn': pin.lsn === undefined ? 'primary' : formatLsn(pin.lsn) };
+    if (pin.lsn !== undefined && pin.timeline !== undefined) header['x-banyan-min-timeline'] = String(pin.timeline);
     fenceHeaders.set(pin, header);
   }
   return header;

@@ -6,8 +6,10 @@ export interface KeptService {
   readonly name: string;
   /** Its running process (a new one after each restart). */
   server(): ServerProcess;
-  /** Starts it again after it died, and waits until it answers. */
+  /** Starts it again after it died (or replaces it: a failover), and waits until it answers. */
   restart(): Promise<void>;
+  /** What the log says `restart` does: `restarting it` unless given. */
+  readonly restartWord?: string;
 }
 
 export interface KeeperOptions {
@@ -29,11 +31,14 @@ export function keepRunning(services: readonly KeptService[], options: KeeperOpt
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();
   const first = options.backoffMs ?? 500;
+  // The process each service is watched through: a failover hands one service's process to another.
+  const watched = new Map<KeptService, ServerProcess>();
   const watch = (service: KeptService) => {
     const server = service.server();
+    watched.set(service, server);
     void server.exited.then((how) => {
-      if (stopped) return;
-      options.log(`${service.name} (pid ${server.child.pid}) died (${how}); restarting it in ${(first / 1000).toFixed(1)} s`);
+      if (stopped || watched.get(service) !== server) return;
+      options.log(`${service.name} (pid ${server.child.pid}) died (${how}); ${service.restartWord ?? 'restarting it'} in ${(first / 1000).toFixed(1)} s`);
       attempt(service, first);
     });
   };
@@ -46,7 +51,8 @@ export function keepRunning(services: readonly KeptService[], options: KeeperOpt
           if (stopped) return;
           options.log(`${service.name} is back (pid ${service.server().child.pid})`);
           options.onRestart?.();
-          watch(service);
+          // Every service whose process changed (a failover changes two) is watched through its new one.
+          for (const s of services) if (s === service || watched.get(s) !== s.server()) watch(s);
         },
         (err: Error) => {
           if (stopped) return;

@@ -23,6 +23,8 @@ export interface ServicesOptions {
   readonly redis?: 'auto' | 'required' | 'off';
   readonly baseBackup?: BaseBackupMethod;
   readonly postgres?: 'system' | 'embedded';
+  /** When the primary dies, the keeper promotes the replica and builds a new one (`npm start -- --failover`) instead of restarting it. */
+  readonly failover?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -80,13 +82,16 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     const runningRedis = redis;
     return {
       cluster: running,
-      primaryUrl: running.primaryUrl,
-      replicaUrls: running.replicaUrls,
+      // Getters: a failover moves the roles between the two servers.
+      get primaryUrl() { return running.primaryUrl; },
+      get replicaUrls() { return running.replicaUrls; },
       redisUrl: runningRedis?.url ?? null,
       get redisPid() { return runningRedis?.pid; },
       migrated,
       kept: [
-        { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.restart('primary') },
+        options.failover
+          ? { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.failover(), restartWord: 'failing over to the replica' }
+          : { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.restart('primary') },
         { name: 'PostgreSQL replica', server: () => running.server('replica'), restart: () => running.restart('replica') },
         ...(runningRedis ? [{ name: 'Redis', server: () => runningRedis.server, restart: () => runningRedis.restart() }] : []),
       ],
@@ -130,6 +135,8 @@ export interface BackendsOptions {
   readonly maxUploadBytes?: number;
   readonly projectsPerHour?: number;
   readonly usageFlushMs?: number;
+  /** How often the proxy's own pool asks which server is the primary (BANYAN_ROLE_POLL). */
+  readonly rolePollMs?: number;
 }
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
@@ -170,6 +177,8 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
     const proxy = await startProxyRuntime({
       settings: {
         databaseUrl: services.primaryUrl,
+        replicaUrls: services.replicaUrls,
+        rolePollMs: options.rolePollMs,
         redisUrl: options.redisUrl ?? undefined,
         adminToken: options.adminToken,
         host,

@@ -4,7 +4,7 @@ import {
   chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
   readlinkSync, rmSync, symlinkSync, writeFileSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
@@ -48,6 +48,13 @@ export interface PostgresCluster {
    * answers: PostgreSQL runs crash recovery, and the replica resumes streaming from its slot.
    */
   restart(which: 'primary' | 'replica'): Promise<void>;
+  /**
+   * What a managed database does when its primary dies: promotes the replica (the dead primary is not
+   * started again), then builds a new replica from the new primary in the old one's folder, on the old
+   * one's port, so every client's list of servers stays right and only the roles move. Safe to call again
+   * after a failure: the steps already done are skipped.
+   */
+  failover(): Promise<void>;
   /** Waits until the replica has replayed everything the primary has written so far. */
   waitForReplay(timeoutMs?: number): Promise<void>;
   /** Changes the replica's apply delay at run time, so tests can make lag real. */
@@ -63,6 +70,8 @@ interface ClusterState {
   password: string;
   primaryPort?: number;
   replicaPort?: number;
+  /** Which folder holds the primary (`primary` until a failover swaps them). */
+  primaryDir?: 'primary' | 'replica';
 }
 
 /**
@@ -82,8 +91,9 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
   const state: ClusterState = existsSync(stateFile)
     ? (JSON.parse(readFileSync(stateFile, 'utf8')) as ClusterState)
     : { password: randomBytes(18).toString('base64url') };
-  const primaryDir = join(dir, 'primary');
-  const replicaDir = join(dir, 'replica');
+  let primaryDir = join(dir, state.primaryDir ?? 'primary');
+  let replicaDir = join(dir, state.primaryDir === 'replica' ? 'primary' : 'replica');
+  const logFile = (dataDir: string) => join(dir, `${basename(dataDir)}.log`);
   const started: ServerProcess[] = [];
   const stopAll = async () => {
     for (const server of started.reverse()) await stopServerProcess(server, 'SIGINT');
@@ -97,10 +107,10 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     await stopLeftover(primaryDir, log);
     await stopLeftover(replicaDir, log);
 
-    const primaryPort = await reusePort(state.primaryPort);
+    let primaryPort = await reusePort(state.primaryPort);
     state.primaryPort = primaryPort;
-    const primaryUrl = url(primaryPort, state.password);
-    let primary = startPostgres(binaries, primaryDir, primaryPort, join(dir, 'primary.log'), runAs);
+    let primaryUrl = url(primaryPort, state.password);
+    let primary = startPostgres(binaries, primaryDir, primaryPort, logFile(primaryDir), runAs);
     started.push(primary);
     await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
     await ensureDatabase(primaryUrl);
@@ -109,10 +119,10 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       : await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir, password: state.password, runAs, log });
     configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
 
-    const replicaPort = await reusePort(state.replicaPort);
+    let replicaPort = await reusePort(state.replicaPort);
     state.replicaPort = replicaPort;
-    const replicaUrl = url(replicaPort, state.password);
-    let replica = startPostgres(binaries, replicaDir, replicaPort, join(dir, 'replica.log'), runAs);
+    let replicaUrl = url(replicaPort, state.password);
+    let replica = startPostgres(binaries, replicaDir, replicaPort, logFile(replicaDir), runAs);
     started.push(replica);
     await waitUntilReady('PostgreSQL replica', replica, () => canQuery(replicaUrl, 'postgres'), 60_000);
     await waitUntilReady('replica streaming', replica, () => isStreaming(primaryUrl), 30_000);
@@ -122,15 +132,49 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       const current = which === 'primary' ? primary : replica;
       if (current.child.exitCode === null && current.child.signalCode === null) return;
       const [dataDir, port, target] = which === 'primary' ? [primaryDir, primaryPort, primaryUrl] : [replicaDir, replicaPort, replicaUrl];
-      const next = startPostgres(binaries, dataDir, port, join(dir, `${which}.log`), runAs);
+      const next = startPostgres(binaries, dataDir, port, logFile(dataDir), runAs);
       started.splice(started.indexOf(current), 1, next);
       if (which === 'primary') primary = next;
       else replica = next;
       await waitUntilReady(`PostgreSQL ${which}`, next, () => canQuery(target, 'postgres'), 60_000);
     };
+    const running = (p: ServerProcess) => p.child.exitCode === null && p.child.signalCode === null;
+    const failover = async () => {
+      if (!running(primary)) {
+        if (!running(replica)) {
+          throw new BanyanError('failover-impossible', 'the primary is down and so is the replica: there is nothing to promote',
+            'the replica is restarted on its own; the failover is tried again');
+        }
+        const t0 = Date.now();
+        log('the primary is down: promoting the replica');
+        await withClient(replicaUrl, (c) => c.query('SELECT pg_promote(true, 60)'));
+        [primaryDir, replicaDir] = [replicaDir, primaryDir];
+        [primaryPort, replicaPort] = [replicaPort, primaryPort];
+        [primaryUrl, replicaUrl] = [replicaUrl, primaryUrl];
+        [primary, replica] = [replica, primary];
+        state.primaryPort = primaryPort;
+        state.replicaPort = replicaPort;
+        state.primaryDir = basename(primaryDir) as 'primary' | 'replica';
+        writeFileSync(stateFile, JSON.stringify(state, null, 2), { mode: 0o600 });
+        log(`promoted the replica in ${Date.now() - t0} ms: the primary is now port ${primaryPort}`);
+      }
+      if (!running(replica)) {
+        const t0 = Date.now();
+        log(`building a new replica from the new primary, on port ${replicaPort}`);
+        await stopLeftover(replicaDir, log);
+        await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir, password: state.password, runAs, log });
+        configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
+        const next = startPostgres(binaries, replicaDir, replicaPort, logFile(replicaDir), runAs);
+        started.splice(started.indexOf(replica), 1, next);
+        replica = next;
+        await waitUntilReady('PostgreSQL replica', next, () => canQuery(replicaUrl, 'postgres'), 60_000);
+        await waitUntilReady('replica streaming', next, () => isStreaming(primaryUrl), 30_000);
+        log(`the new replica is streaming (${Date.now() - t0} ms)`);
+      }
+    };
     return {
-      primaryUrl,
-      replicaUrls: [replicaUrl],
+      get primaryUrl() { return primaryUrl; },
+      get replicaUrls() { return [replicaUrl]; },
       baseBackup,
       get pids() {
         const alive = (p: ServerProcess) => (p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined);
@@ -138,6 +182,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       },
       server: (which) => (which === 'primary' ? primary : replica),
       restart,
+      failover,
       setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
       waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
       stopReplica: () => stopServerProcess(replica, 'SIGINT'),

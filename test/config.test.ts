@@ -71,8 +71,11 @@ describe('settings', () => {
 describe('settings: the DB router', () => {
   it('reads durations, limits and the replica choice, with defaults', () => {
     expect(loadSettings({}, undefined).reads).to.deep.equal({
-      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin',
+      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin', resolveEveryMs: 10_000,
     });
+    expect([loadSettings({ BANYAN_DB_RESOLVE: 'off' }, undefined).reads.resolveEveryMs, loadSettings({ BANYAN_DB_RESOLVE: '30s' }, undefined).reads.resolveEveryMs]).to.deep.equal([0, 30_000]);
+    expect(() => loadSettings({ BANYAN_DB_RESOLVE: '10ms' }, undefined)).to.throw('BANYAN_DB_RESOLVE must be at least 100ms, not 10ms');
+    expect(() => loadSettings({ BANYAN_DB_RESOLVE: 'sometimes' }, undefined)).to.throw('BANYAN_DB_RESOLVE');
     expect(loadSettings({ BANYAN_READ_FENCE_WAIT: '50ms', BANYAN_MAX_REPLICA_LAG: '5s', BANYAN_MAX_PRIMARY_READS: '20', BANYAN_REPLICA_CHOICE: 'least-in-flight' }, undefined).reads)
       .to.deep.include({ fenceWaitMs: 50, maxLagSeconds: 5, maxPrimaryReads: 20, choice: 'least-in-flight' });
   });
@@ -89,6 +92,15 @@ describe('settings: the DB router', () => {
     expect(() => loadSettings({ BANYAN_CLIENT_SHARE: '0' }, undefined)).to.throw('BANYAN_CLIENT_SHARE must be a percentage from 1 to 100, not "0"');
     expect(() => loadSettings({ BANYAN_BODY_TIMEOUT: '0s' }, undefined)).to.throw('BANYAN_BODY_TIMEOUT must be longer than 0');
     expect(() => loadSettings({ BANYAN_BODY_MIN_RATE: 'fast' }, undefined)).to.throw('BANYAN_BODY_MIN_RATE must be a size');
+  });
+
+  it('takes DATABASE_URL as a comma list of every server, checking each entry, and the role poll', () => {
+    const s = loadSettings({ DATABASE_URL: 'postgres://a/db,postgres://b/db', BANYAN_ROLE_POLL: '250ms' }, undefined);
+    expect([s.databaseUrl, s.rolePollMs]).to.deep.equal(['postgres://a/db,postgres://b/db', 250]);
+    expect(loadSettings({}, undefined).rolePollMs).to.equal(1_000);
+    expect(() => loadSettings({ DATABASE_URL: 'postgres://a/db,mysql://b/db' }, undefined)).to.throw('DATABASE_URL (entry 2) must start with postgres: or postgresql:');
+    expect(() => loadSettings({ BANYAN_ROLE_POLL: '5ms' }, undefined)).to.throw('BANYAN_ROLE_POLL must be at least 10ms, not 5ms');
+    expect(() => loadSettings({ BANYAN_ROLE_POLL: 'often' }, undefined)).to.throw('BANYAN_ROLE_POLL');
   });
 
   it('names the variable when a value is wrong', () => {

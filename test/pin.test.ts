@@ -50,3 +50,24 @@ describe('pin cookies', () => {
     expect(cookieValue(undefined, 'banyan_pin')).to.equal(undefined);
   });
 });
+
+describe('pins with a timeline', () => {
+  const now = Date.parse('2026-11-21T12:00:00Z');
+  const pin = { id: 'abcdefgh12345678', lsn: 0x3000060n, timeline: 3, expires: now + 30_000 };
+  const secret = 's-1234567890123456';
+
+  it('carry the timeline with the LSN, signed with it', () => {
+    const value = signPin(pin, secret);
+    expect(value.startsWith('v2.abcdefgh12345678.0/3000060.3.')).to.equal(true);
+    expect(verifyPin(value, [secret], now)).to.deep.equal({ ok: true, pin });
+    const otherTimeline = value.replace('.3.', '.4.');
+    expect(verifyPin(otherTimeline, [secret], now)).to.deep.equal({ ok: false, reason: 'forged' });
+  });
+
+  it('still read the pins issued before timelines (v1), with no timeline', () => {
+    const { timeline: _, ...old } = pin;
+    const value = signPin(old, secret);
+    expect(value.startsWith('v1.')).to.equal(true);
+    expect(verifyPin(value, [secret], now)).to.deep.equal({ ok: true, pin: old });
+  });
+});

@@ -43,7 +43,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     expect(res.status, await res.text()).to.be.within(200, 299);
     expect(res.headers.get('x-banyan-write-lsn'), 'the write LSN never reaches the client').to.equal(null);
     const set = res.headers.get('set-cookie') ?? '';
-    expect(set).to.match(/^banyan_pin=v1\.[^;]+; Path=\/; Max-Age=30; HttpOnly; SameSite=Lax$/);
+    expect(set).to.match(/^banyan_pin=v2\.[^;]+; Path=\/; Max-Age=30; HttpOnly; SameSite=Lax$/);
     return { name, cookie: set.split(';')[0]! };
   }
 
@@ -161,7 +161,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
       const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
       expect(w.status).to.equal(201);
       const pin = w.headers.get('banyan-pin');
-      expect(pin, 'the pin comes as a header too').to.match(/^v1\./);
+      expect(pin, 'the pin comes as a header too').to.match(/^v2\./);
       expect(w.headers.get('set-cookie')).to.contain(`banyan_pin=${pin}`);
       const read = async (headers: Record<string, string>) => {
         const r = await fetch(`${deaf.urls.proxy}/pypi/${name}/json`, { headers });

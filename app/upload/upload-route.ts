@@ -31,7 +31,7 @@ export function uploadRoutes(router: Router, options: UploadRouteOptions): void 
       const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour }, ctx.req, ctx.res);
       options.onUpload?.(result.outcome);
       if (result.outcome === 'stored') {
-        ctx.set('X-Banyan-Write-LSN', await options.announcer.announce([result.project], result.projectCreated));
+        ctx.set(await options.announcer.announce([result.project], result.projectCreated));
       }
       ctx.status = 200;
       ctx.type = 'text/plain; charset=utf-8';

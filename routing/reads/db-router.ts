@@ -1,17 +1,20 @@
 import { sql, type Kysely } from 'kysely';
-import pg from 'pg';
 import { BanyanError } from '../../lib/errors.js';
 import type { Database } from '../../lib/schema.js';
 import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
-import { connect, isConnectionError, redactUrl } from '../../lib/database.js';
-import { parseLsn } from '../../lib/lsn.js';
+import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
+import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
+import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
+import { formatLsn, parseLsn, parseTimeline, type WalPosition } from '../../lib/lsn.js';
+import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
 /** Why a request's reads went where they went (a metric label). */
-export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy';
+export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy' | 'old_timeline';
 
-/** What a request must see: everything up to `minLsn`, or (a timed pin) the primary. */
+/** What a request must see: everything up to `minLsn` (written on `timeline`, when known), or (a timed pin) the primary. */
 export interface ReadFence {
   readonly minLsn?: bigint | undefined;
+  readonly timeline?: number | undefined;
   readonly primary?: boolean | undefined;
 }
 
@@ -32,11 +35,16 @@ export interface RequestDb {
 }
 
 export interface DbRouterOptions {
+  /**
+   * DATABASE_URL: the primary, or a comma list of every server whatever its role. Roles are asked
+   * (`pg_is_in_recovery()`), never taken from the list, so writes follow a promotion with no restart.
+   */
   readonly primaryUrl: string;
-  readonly replicaUrls: readonly string[];
+  /** DATABASE_REPLICA_URLS: more servers (named `replica-N`), asked like the others. */
+  readonly replicaUrls?: readonly string[] | undefined;
   readonly poolSize?: number;
   readonly name?: string;
-  /** How often the monitor reads each server's WAL position (never per request). */
+  /** How often the monitor reads each server's role and WAL position (never per request). */
   readonly monitorIntervalMs?: number;
   /** A replica further behind than this (bytes or seconds) serves no reads. */
   readonly maxLagBytes?: number;
@@ -53,9 +61,18 @@ export interface DbRouterOptions {
   readonly staleReadLimitSeconds?: number;
   /** Among replicas that qualify: take turns, or the one with the fewest reads running. */
   readonly choice?: 'round-robin' | 'least-in-flight';
+  /**
+   * How often host names in the URLs are resolved again (0: never): a name with several addresses is a
+   * server per address, so replicas behind a DNS name come and go with it.
+   */
+  readonly resolveEveryMs?: number | undefined;
+  /** Finds the servers instead of resolving the URLs' names (a service registry, or a test). */
+  readonly discover?: (() => Promise<readonly DbNodeConfig[]>) | undefined;
+  /** How long a server no longer found keeps its pool open for the reads already sent to it. */
+  readonly drainMs?: number | undefined;
 }
 
-/** What the monitor last saw of one replica. */
+/** What the monitor last saw of one server as a replica. */
 export interface ReplicaState {
   readonly name: string;
   healthy: boolean;
@@ -72,20 +89,34 @@ interface Server {
   readonly db: Kysely<Database>;
 }
 
+/** The servers a router is given, named: DATABASE_URL's entries `db-N`, DATABASE_REPLICA_URLS' `replica-N`. */
+export function routerNodes(primaryUrl: string, replicaUrls: readonly string[] = []): DbNodeConfig[] {
+  return [
+    ...splitUrls(primaryUrl).map((url, i) => ({ name: `db-${i + 1}`, url })),
+    ...replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url })),
+  ];
+}
+
 /**
  * Sends reads to streaming replicas and writes to the primary, without ever
- * showing a request older data than its fence. A background monitor reads
- * each replica's replay position every interval (one query per server,
- * whatever the traffic); choosing a replica for a request is then a
- * comparison of numbers, with no I/O.
+ * showing a request older data than its fence. A background monitor asks
+ * every server its role and WAL position each interval (one query per
+ * server, whatever the traffic); choosing a replica for a request is then a
+ * comparison of numbers, with no I/O. Roles come from the servers, so a
+ * promoted replica takes the writes and a demoted or unreachable server
+ * stops serving reads, with no restart.
  */
 export class DbRouter {
-  readonly primary: Server;
-  readonly replicas: readonly Server[];
-  readonly states: readonly ReplicaState[];
+  /** Every server, whatever its role now. */
+  readonly nodes: DbNodes;
   primaryLsn: bigint | undefined;
+  /** The primary's timeline by the last reading. */
+  primaryTimeline: number | undefined;
+  /** Each timeline's history as read from its primary (undefined: not readable there). */
+  readonly #histories = new Map<number, { switches: readonly TimelineSwitch[] | undefined; at: number }>();
+  readonly #lost = new Set<string>();
   readonly #options: DbRouterOptions;
-  readonly #probes: pg.Client[] = [];
+  readonly #states: ReplicaState[];
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
   #next = 0;
@@ -96,19 +127,46 @@ export class DbRouter {
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
-    const max = options.poolSize ?? 10;
-    const app = options.name ?? 'banyan';
-    this.primary = { name: 'primary', url: options.primaryUrl, db: connect(options.primaryUrl, { max, name: app }) };
-    this.replicas = options.replicaUrls.map((url, i) => ({ name: `replica-${i + 1}`, url, db: connect(url, { max, name: app }) }));
-    // One breaker per replica: repeated connection failures take it out of rotation at once.
-    this.#breakers = this.replicas.map(() => new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
-    this.#inFlight = this.replicas.map(() => 0);
-    this.states = this.replicas.map((r) => ({
-      name: r.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet',
-    }));
+    const configured = routerNodes(options.primaryUrl, options.replicaUrls);
+    const resolveEveryMs = options.resolveEveryMs ?? 10_000;
+    const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
+    this.nodes = new DbNodes({
+      nodes: configured, poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan', discover, discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
+      drainMs: options.drainMs,
+    });
+    this.#breakers = [];
+    this.#inFlight = [];
+    this.#states = [];
+    this.#track();
+    this.nodes.onAdded(() => this.#track());
   }
 
-  /** Verifies the URLs, takes a first reading, and starts the monitor. */
+  /** Per-server bookkeeping for servers discovery added. */
+  #track(): void {
+    for (let i = this.#states.length; i < this.nodes.nodes.length; i++) {
+      // One breaker per server: repeated connection failures take a replica out of rotation at once.
+      this.#breakers.push(new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
+      this.#inFlight.push(0);
+      this.#states.push({ name: this.nodes.nodes[i]!.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet' });
+    }
+  }
+
+  /** Writes (and reads that must see everything): whichever server is the primary now. */
+  get primary(): Server {
+    return { name: 'primary', url: this.nodes.primary?.url ?? '', db: this.nodes.writer };
+  }
+
+  /** The servers that are streaming replicas by the last reading. */
+  get replicas(): readonly Server[] {
+    return this.nodes.roles.replicas.map((i) => this.nodes.nodes[i]!);
+  }
+
+  /** What the monitor last saw of each replica (in the order of `replicas`). */
+  get states(): readonly ReplicaState[] {
+    return this.nodes.roles.replicas.map((i) => this.#states[i]!);
+  }
+
+  /** Verifies the servers, takes a first reading, and starts the monitor. */
   async start(): Promise<void> {
     await this.verify();
     await this.tick();
@@ -122,34 +180,39 @@ export class DbRouter {
    * optional bounded wait) to the primary.
    */
   async forRequest(fence: ReadFence = {}): Promise<RequestDb> {
-    const pick = (reason: ReadReason, server: Server): RequestDb => {
-      const index = this.replicas.indexOf(server);
-      return {
-        reader: server.db, writer: this.primary.db, readTarget: server.name, reason,
-        read: index < 0 ? (fn) => this.#readOnPrimary(fn, fence.minLsn) : (fn) => this.#readOnReplica(index, fn),
-      };
-    };
-    if (this.replicas.length === 0) return pick('no_replica', this.primary);
-    if (fence.primary) return pick('pinned', this.primary);
+    const writer = this.nodes.writer;
+    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => (index === 'primary'
+      ? { reader: writer, writer, readTarget: 'primary', reason, read: (fn) => this.#readOnPrimary(fn, fence.minLsn) }
+      : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read: (fn) => this.#readOnReplica(index, fn) });
+    if (fence.primary) return pick('pinned', 'primary');
+    if (fence.minLsn !== undefined && fence.timeline !== undefined) {
+      const verdict = fenceOnTimeline({ minLsn: fence.minLsn, timeline: fence.timeline }, this.primaryTimeline,
+        this.primaryTimeline === undefined ? undefined : this.#histories.get(this.primaryTimeline)?.switches);
+      if (verdict.kind === 'primary') {
+        if (verdict.lost) this.#countLost(fence.minLsn, fence.timeline);
+        return pick('old_timeline', 'primary');
+      }
+    }
+    if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
     const usable = this.#usable();
     if (usable.length === 0) {
       const overflow = fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
-      if (overflow) return pick('primary_busy', overflow);
-      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', this.primary);
+      if (overflow !== undefined) return pick('primary_busy', overflow);
+      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', 'primary');
     }
     if (fence.minLsn === undefined) return pick('no_fence', this.#roundRobin(usable));
-    const caughtUp = usable.filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+    const caughtUp = usable.filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
     if (caughtUp.length) return pick('fence_met', this.#roundRobin(caughtUp));
     const wait = this.#options.fenceWaitMs ?? 0;
     if (wait > 0) {
       const deadline = Date.now() + wait;
       while (Date.now() < deadline) {
         await this.#nextReading(deadline - Date.now());
-        const ready = this.#usable().filter((i) => this.states[i]!.replayLsn! >= fence.minLsn!);
+        const ready = this.#usable().filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
         if (ready.length) return pick('fence_wait', this.#roundRobin(ready));
       }
     }
-    return pick('pinned', this.primary);
+    return pick('pinned', 'primary');
   }
 
   /**
@@ -160,7 +223,7 @@ export class DbRouter {
   async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>, minLsn?: bigint): Promise<T> {
     this.#primaryReads++;
     try {
-      return await fn(this.primary.db);
+      return await fn(this.nodes.writer);
     } catch (err) {
       if (minLsn === undefined || !isConnectionError(err)) throw err;
       const rescuer = await this.#replicaAtLeast(minLsn);
@@ -174,10 +237,10 @@ export class DbRouter {
 
   /** A replica whose replay position, asked now, has reached `lsn`. */
   async #replicaAtLeast(lsn: bigint): Promise<number | undefined> {
-    for (const [i, replica] of this.replicas.entries()) {
+    for (const i of this.nodes.roles.replicas) {
       if (this.#breakers[i]!.state === 'open') continue;
       try {
-        const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(replica.db);
+        const r = await sql<{ lsn: string | null }>`SELECT pg_last_wal_replay_lsn()::text AS lsn`.execute(this.nodes.nodes[i]!.db);
         const replayed = parseLsn(r.rows[0]?.lsn ?? '');
         if (replayed !== undefined && replayed >= lsn) return i;
       } catch {
@@ -190,15 +253,30 @@ export class DbRouter {
   /** Fenced reads the primary could not serve that a replica which had replayed the fence answered. */
   primaryDownRescues = 0;
 
+  /**
+   * Writes acknowledged on an old primary past the point where its timeline ended: a standby never received
+   * them, so the promoted server does not have them. Counted once per fence seen (pin or resource fence).
+   */
+  lostWrites = 0;
+
+  #countLost(lsn: bigint, timeline: number): void {
+    const key = `${timeline}/${formatLsn(lsn)}`;
+    if (this.#lost.has(key)) return;
+    if (this.#lost.size >= 10_000) this.#lost.clear();
+    this.#lost.add(key);
+    this.lostWrites++;
+  }
+
   /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
-  #leastLagged(): Server | undefined {
+  #leastLagged(): number | undefined {
     const limit = this.#options.staleReadLimitSeconds ?? 300;
     let best: number | undefined;
-    this.states.forEach((s, i) => {
-      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) return;
-      if (best === undefined || s.replayLsn > this.states[best]!.replayLsn!) best = i;
-    });
-    return best === undefined ? undefined : this.replicas[best];
+    for (const i of this.nodes.roles.replicas) {
+      const s = this.#states[i]!;
+      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) continue;
+      if (best === undefined || s.replayLsn > this.#states[best]!.replayLsn!) best = i;
+    }
+    return best;
   }
 
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
@@ -207,7 +285,7 @@ export class DbRouter {
       const breaker = this.#breakers[index]!;
       if (!breaker.admit()) throw new BreakerOpenError();
       try {
-        const result = await fn(this.replicas[index]!.db);
+        const result = await fn(this.nodes.nodes[index]!.db);
         breaker.succeeded();
         return result;
       } catch (err) {
@@ -227,7 +305,7 @@ export class DbRouter {
       const open = err instanceof BreakerOpenError;
       if (!open && !isConnectionError(err)) throw err;
       // Out until the monitor sees it answer again.
-      const state = this.states[index]!;
+      const state = this.#states[index]!;
       state.healthy = false;
       state.error = open ? 'circuit breaker open' : (err as Error).message;
       this.readRetries++;
@@ -247,10 +325,10 @@ export class DbRouter {
    * that one met), preferring the fewest reads running; undefined sends the read to the primary.
    */
   #atLeastAsFresh(index: number): number | undefined {
-    const floor = this.states[index]!.replayLsn;
+    const floor = this.#states[index]!.replayLsn;
     let best: number | undefined;
     for (const i of this.#usable()) {
-      if (i === index || floor === undefined || this.states[i]!.replayLsn! < floor) continue;
+      if (i === index || floor === undefined || this.#states[i]!.replayLsn! < floor) continue;
       if (best === undefined || this.#inFlight[i]! < this.#inFlight[best]!) best = i;
     }
     return best;
@@ -258,27 +336,48 @@ export class DbRouter {
 
   /** The primary's current WAL position: a fence for whatever was just committed. */
   async currentLsn(): Promise<bigint> {
-    const r = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.primary.db);
-    return parseLsn(r.rows[0]!.lsn)!;
+    return (await this.currentPosition()).lsn;
   }
 
+  /** The primary's current WAL position and timeline, for a fence that a failover cannot mistake. */
+  async currentPosition(): Promise<WalPosition> {
+    return currentPosition(this.nodes.writer);
+  }
+
+  /** Reads the primary's timeline history once per timeline (tried again after a minute if it could not be read). */
+  async #readHistory(timeline: number): Promise<void> {
+    const known = this.#histories.get(timeline);
+    if (timeline <= 1 || (known && (known.switches !== undefined || Date.now() - known.at < 60_000))) return;
+    // Until it is read, fences of older timelines go to the primary; one reading at a time.
+    this.#histories.set(timeline, { switches: undefined, at: Date.now() });
+    let switches: TimelineSwitch[] | undefined;
+    try {
+      const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+      const r = await sql<{ text: string }>`SELECT pg_read_file(${file}) AS text`.execute(this.nodes.writer);
+      switches = parseTimelineHistory(r.rows[0]!.text, parseLsn);
+    } catch {
+      // Not permitted (pg_read_server_files) or gone: fences of older timelines are read from the primary.
+    }
+    this.#histories.set(timeline, { switches, at: Date.now() });
+  }
+
+  /** Replicas (by node index) that may serve reads now. */
   #usable(): number[] {
     const maxBytes = this.#options.maxLagBytes ?? 64 * 1024 * 1024;
     const maxSeconds = this.#options.maxLagSeconds ?? 30;
-    const out: number[] = [];
-    this.states.forEach((s, i) => {
-      if (s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds) out.push(i);
+    return this.nodes.roles.replicas.filter((i) => {
+      const s = this.#states[i]!;
+      return s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds;
     });
-    return out;
   }
 
-  #roundRobin(indexes: number[]): Server {
+  #roundRobin(indexes: number[]): number {
     if (this.#options.choice === 'least-in-flight' && indexes.length > 1) {
       let best = indexes[0]!;
       for (const i of indexes) if (this.#inFlight[i]! < this.#inFlight[best]!) best = i;
-      return this.replicas[best]!;
+      return best;
     }
-    return this.replicas[indexes[this.#next++ % indexes.length]!]!;
+    return indexes[this.#next++ % indexes.length]!;
   }
 
   #nextReading(timeoutMs: number): Promise<void> {
@@ -293,27 +392,36 @@ export class DbRouter {
     if (this.#ticking) return;
     this.#ticking = true;
     try {
-      const primary = await this.#probe(0, this.primary.url, 'SELECT pg_current_wal_lsn()::text AS lsn');
-      if (primary.ok) this.primaryLsn = parseLsn(primary.row['lsn'] as string);
-      await Promise.all(this.replicas.map(async (replica, i) => {
-        const state = this.states[i]!;
-        const r = await this.#probe(i + 1, replica.url, `SELECT pg_last_wal_replay_lsn()::text AS lsn,
-          COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS seconds`);
-        state.checkedAt = Date.now();
-        if (!r.ok) {
+      await this.nodes.read();
+      const roles = this.nodes.roles;
+      const primaryLsn = this.nodes.primary?.reading.lsn;
+      if (primaryLsn !== undefined) this.primaryLsn = primaryLsn;
+      const timeline = this.nodes.primary?.reading.timeline;
+      if (timeline !== undefined) {
+        this.primaryTimeline = timeline;
+        void this.#readHistory(timeline);
+      }
+      this.nodes.nodes.forEach((node, i) => {
+        const state = this.#states[i]!;
+        const r = node.reading;
+        state.checkedAt = node.checkedAt;
+        state.replayLsn = r.inRecovery ? r.lsn : undefined;
+        if (!roles.replicas.includes(i)) {
           state.healthy = false;
-          state.error = r.error;
+          state.lagBytes = 0;
+          state.lagSeconds = 0;
+          state.error = !r.reachable ? r.error : i === roles.primary ? 'the primary'
+            : r.inRecovery ? 'not a streaming replica (no replay position)' : 'writable, but not the primary: serves nothing';
           return;
         }
-        const lsn = parseLsn(String(r.row['lsn']));
-        state.healthy = lsn !== undefined;
-        state.error = lsn === undefined ? 'not a streaming replica (no replay position)' : undefined;
-        state.replayLsn = lsn;
-        const behind = lsn !== undefined && this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
+        state.healthy = true;
+        state.error = undefined;
+        const lsn = r.lsn!;
+        const behind = this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
         state.lagBytes = behind;
         // The last replayed transaction's age is lag only while WAL is waiting: an idle, caught-up replica is not behind.
-        state.lagSeconds = behind > 0 ? Number(r.row['seconds']) : 0;
-      }));
+        state.lagSeconds = behind > 0 ? r.replaySeconds ?? 0 : 0;
+      });
     } finally {
       this.#ticking = false;
       const waiters = this.#waiters;
@@ -322,59 +430,33 @@ export class DbRouter {
     }
   }
 
-  async #probe(slot: number, url: string, text: string): Promise<{ ok: true; row: Record<string, unknown> } | { ok: false; error: string }> {
-    let client = this.#probes[slot];
-    try {
-      if (!client) {
-        client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
-        client.on('error', () => {});
-        this.#probes[slot] = client;
-        await client.connect();
-      }
-      const r = await client.query(text);
-      return { ok: true, row: r.rows[0] as Record<string, unknown> };
-    } catch (err) {
-      // A broken connection is replaced at the next reading.
-      delete this.#probes[slot];
-      void client?.end().catch(() => {});
-      return { ok: false, error: (err as Error).message };
-    }
-  }
-
   /**
-   * Checks that each URL points where it claims: the primary accepts writes
-   * and every replica is a standby in recovery. A swapped pair of URLs would
-   * otherwise send writes to a read-only server, or "replica" reads to the primary.
+   * Asks every server its role before the first request: each must answer, and
+   * exactly one must be the primary. Which one it is comes from the servers,
+   * not from which setting named them, so a list in any order works.
    */
   async verify(): Promise<void> {
-    const inRecovery = async (server: Server): Promise<boolean> => {
-      try {
-        const r = await sql<{ standby: boolean }>`SELECT pg_is_in_recovery() AS standby`.execute(server.db);
-        return r.rows[0]?.standby === true;
-      } catch (err) {
-        throw new BanyanError('database-unreachable',
-          `cannot reach the ${server.name} at ${redactUrl(server.url)}: ${(err as Error).message}`,
-          server.name === 'primary' ? 'check DATABASE_URL' : 'check DATABASE_REPLICA_URLS', { cause: err });
-      }
-    };
-    if (await inRecovery(this.primary)) {
-      throw new BanyanError('primary-is-standby', `DATABASE_URL (${redactUrl(this.primary.url)}) is a standby in recovery, not the primary`,
-        'point DATABASE_URL at the primary');
+    await this.nodes.read();
+    for (const node of this.nodes.nodes) {
+      if (node.reading.reachable || node.removed) continue;
+      throw new BanyanError('database-unreachable', `cannot reach ${node.name} at ${redactUrl(node.url)}: ${node.reading.error ?? 'no answer'}`,
+        node.name.startsWith('replica-') ? 'check DATABASE_REPLICA_URLS' : 'check DATABASE_URL');
     }
-    for (const replica of this.replicas) {
-      if (!(await inRecovery(replica))) {
-        throw new BanyanError('replica-not-standby', `${replica.name} (${redactUrl(replica.url)}) is not a standby: it is not in recovery`,
-          'list only streaming replicas in DATABASE_REPLICA_URLS');
-      }
+    const { primary, fenced } = this.nodes.roles;
+    if (primary !== undefined) return;
+    if (fenced.length > 1) {
+      throw new BanyanError('two-primaries', `${fenced.map((i) => this.nodes.nodes[i]!.name).join(' and ')} both accept writes on the same timeline`,
+        'demote or stop one of them: writes cannot be sent to either without risking a split brain');
     }
+    throw new BanyanError('no-primary', `every server in DATABASE_URL and DATABASE_REPLICA_URLS is a standby in recovery: none can take writes`,
+      'promote one (pg_ctl promote), or add the primary to DATABASE_URL');
   }
 
   /** Stops the monitor and closes every pool. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     for (const breaker of this.#breakers) breaker.shutdown();
-    await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
-    await Promise.all([this.primary, ...this.replicas].map((s) => s.db.destroy()));
+    await this.nodes.close();
   }
 }
 
@@ -387,11 +469,16 @@ export function isRecoveryConflict(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-/** Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin. Anything else is no fence. */
-export function fenceFromHeader(value: string | string[] | undefined): ReadFence {
+/**
+ * Reads `X-Banyan-Min-LSN`: an LSN, or `primary` for a timed pin (anything else is no fence), and
+ * `X-Banyan-Min-Timeline`, the timeline that LSN was written on, when the proxy knows it.
+ */
+export function fenceFromHeader(value: string | string[] | undefined, timeline?: string | string[]): ReadFence {
   if (typeof value !== 'string') return {};
   if (value === 'primary') return { primary: true };
   const lsn = parseLsn(value);
-  return lsn === undefined ? {} : { minLsn: lsn };
+  if (lsn === undefined) return {};
+  const tli = typeof timeline === 'string' ? parseTimeline(timeline) : undefined;
+  return tli === undefined ? { minLsn: lsn } : { minLsn: lsn, timeline: tli };
 }
 

@@ -1,4 +1,5 @@
 import { RequestPathRedis } from '../../lib/redis.js';
+import { laterPosition, type WalPosition } from '../../lib/lsn.js';
 import type { ReadFence } from './db-router.js';
 
 /** What to do with reads that declare a resource when Redis cannot be asked. */
@@ -11,10 +12,22 @@ export interface FenceStoreOptions {
   readonly whenDown?: FencesWhenDown;
 }
 
-// Keeps the higher of the stored and the new LSN (as numbers), and refreshes the TTL.
+// Keeps the later of the stored and the new position, and refreshes the TTL. A position is "<lsn>" or
+// "<lsn>:<timeline>": a newer timeline is later whatever its LSN; otherwise the higher LSN (as numbers).
 const RAISE = `
+local function parse(v)
+  local lsn, tli = string.match(v, '^(%d+):(%d+)$')
+  if lsn then return tonumber(lsn), tonumber(tli) end
+  return tonumber(v), nil
+end
 local current = redis.call('GET', KEYS[1])
-if (not current) or tonumber(current) < tonumber(ARGV[1]) then
+local later = true
+if current then
+  local cl, ct = parse(current)
+  local nl, nt = parse(ARGV[1])
+  if ct and nt and ct ~= nt then later = nt > ct else later = nl > cl end
+end
+if later then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -42,31 +55,31 @@ export class FenceStore {
     }
   }
 
-  /** Records that `resource` was written at `lsn`. */
-  async raise(resource: string, lsn: bigint): Promise<void> {
+  /** Records that `resource` was written at `position`. */
+  async raise(resource: string, position: WalPosition): Promise<void> {
     if (!this.#redis) return;
+    const value = position.timeline === undefined ? position.lsn.toString() : `${position.lsn}:${position.timeline}`;
     try {
-      await this.#redis.run((r) => r.eval(RAISE, 1, key(resource), lsn.toString(), String(this.#ttlMs)));
+      await this.#redis.run((r) => r.eval(RAISE, 1, key(resource), value, String(this.#ttlMs)));
     } catch {
       this.skipped++;
     }
   }
 
   /**
-   * The highest fence over `resources`: an LSN, undefined when none is set, or
+   * The latest fence over `resources`: a position, undefined when none is set, or
    * `primary` when Redis cannot be asked and such reads are configured to go there.
    */
-  async fenceFor(resources: readonly string[]): Promise<bigint | undefined | 'primary'> {
+  async fenceFor(resources: readonly string[]): Promise<WalPosition | undefined | 'primary'> {
     if (!this.#redis || resources.length === 0) return undefined;
     try {
       const values = await this.#redis.run((r) => r.mget(resources.map(key)));
-      let highest: bigint | undefined;
+      let latest: WalPosition | undefined;
       for (const v of values) {
-        if (v === null) continue;
-        const lsn = BigInt(v);
-        if (highest === undefined || lsn > highest) highest = lsn;
+        const position = v === null ? undefined : parseStored(v);
+        if (position) latest = latest ? laterPosition(latest, position) : position;
       }
-      return highest;
+      return latest;
     } catch {
       this.skipped++;
       return this.whenDown === 'primary' ? 'primary' : undefined;
@@ -76,6 +89,12 @@ export class FenceStore {
   close(): void {
     this.#redis?.disconnect();
   }
+}
+
+function parseStored(value: string): WalPosition | undefined {
+  const match = /^(\d+)(?::(\d+))?$/.exec(value);
+  if (!match) return undefined;
+  return match[2] === undefined ? { lsn: BigInt(match[1]!) } : { lsn: BigInt(match[1]!), timeline: Number(match[2]) };
 }
 
 function key(resource: string): string {
@@ -91,6 +110,8 @@ function key(resource: string): string {
 export async function requestFence(pin: ReadFence, fences: FenceStore | undefined, resources: readonly string[]): Promise<ReadFence> {
   const resourceFence = fences ? await fences.fenceFor(resources) : undefined;
   if (resourceFence === 'primary') return { primary: true };
-  if (resourceFence === undefined || (pin.minLsn !== undefined && pin.minLsn >= resourceFence)) return pin;
-  return { primary: pin.primary, minLsn: resourceFence };
+  if (resourceFence === undefined) return pin;
+  const pinned: WalPosition | undefined = pin.minLsn === undefined ? undefined : { lsn: pin.minLsn, timeline: pin.timeline };
+  if (pinned && laterPosition(resourceFence, pinned) === pinned) return pin;
+  return { primary: pin.primary, minLsn: resourceFence.lsn, timeline: resourceFence.timeline };
 }

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type Koa from 'koa';
-import { formatLsn } from '../../lib/lsn.js';
+import { writeHeaders } from '../../lib/lsn.js';
 import { fenceFromHeader, type DbRouter, type RequestDb } from './db-router.js';
 import { requestFence, type FenceStore } from './fences.js';
 
@@ -22,25 +22,27 @@ export interface ReadYourWritesOptions {
  * primary.
  */
 export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = []): Promise<RequestDb> {
-  return options.router.forRequest(await requestFence(fenceFromHeader(headers['x-banyan-min-lsn']), options.fences, resources));
+  const pin = fenceFromHeader(headers['x-banyan-min-lsn'], headers['x-banyan-min-timeline']);
+  return options.router.forRequest(await requestFence(pin, options.fences, resources));
 }
 
 /**
- * After a write has committed: the primary's WAL position, to send as
- * `X-Banyan-Write-LSN` (the proxy pins the session there and never shows the
- * header to the client), with the written resources' fences raised to it.
+ * After a write has committed: the primary's WAL position and timeline, to
+ * send as `X-Banyan-Write-LSN` and `X-Banyan-Write-Timeline` (the proxy pins
+ * the session there and never shows them to the client), with the written
+ * resources' fences raised to it.
  */
-export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<string> {
-  const lsn = await options.router.currentLsn();
-  for (const resource of resources) await options.fences?.raise(resource, lsn);
-  return formatLsn(lsn);
+export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<Record<string, string>> {
+  const position = await options.router.currentPosition();
+  for (const resource of resources) await options.fences?.raise(resource, position);
+  return writeHeaders(position);
 }
 
 /** What the middleware puts on `ctx.state.banyan`. */
 export interface ReadYourWritesState {
   /** The request's DB handle, chosen on first use (resources declared then count). */
   db(resources?: readonly string[]): Promise<RequestDb>;
-  /** Call after a write has committed: sets `X-Banyan-Write-LSN`. */
+  /** Call after a write has committed: sets `X-Banyan-Write-LSN` and `X-Banyan-Write-Timeline`. */
   wrote(resources?: readonly string[]): Promise<void>;
 }
 
@@ -61,7 +63,7 @@ export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
         return chosen;
       },
       wrote: async (resources = []) => {
-        ctx.set('X-Banyan-Write-LSN', await reportWrite(options, resources));
+        ctx.set(await reportWrite(options, resources));
       },
     };
     ctx.state['banyan'] = state;
