@@ -76,7 +76,10 @@ export class RouteDecider {
    */
   sessionKey(req: IncomingMessage, client: ClientInfo): string {
     const cookies = req.headers.cookie;
-    return cookieValue(cookies, SESSION_COOKIE) ?? (this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined) ?? client.ip;
+    const sid = cookieValue(cookies, SESSION_COOKIE);
+    // A hand-made banyan_sid is not a session of ours: it chooses no sample and no endpoint.
+    if (sid !== undefined && sessionBucket(sid, this.#secrets) !== undefined) return sid;
+    return (this.#sessionCookie ? cookieValue(cookies, this.#sessionCookie) : undefined) ?? client.ip;
   }
 
   #previewedRoute(req: IncomingMessage): string | undefined {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildWheel } from '../chaos/wheel.js';
 import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
@@ -62,12 +62,14 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
   /** Browsers on the download page, each request a new visitor (its own canary session), until stopped. */
   function browsers(): { served: Map<string, number>; stop(): Promise<void> } {
     const served = new Map<string, number>();
+    // Sessions as the proxy mints them, signed with the stack's secret: a hand-made banyan_sid picks no side.
+    const secret = readFileSync(join(cwd, '.banyan', 'secret'), 'utf8').trim();
     let running = true;
     const worker = async () => {
       while (running) {
         try {
           const res = await fetch(`${proxy}/project/${project}/`, {
-            headers: { 'user-agent': CHROME_WINDOWS, cookie: `${SESSION_COOKIE}=${newSession(randomInt(10_000))}` }, signal: AbortSignal.timeout(10_000),
+            headers: { 'user-agent': CHROME_WINDOWS, cookie: `${SESSION_COOKIE}=${newSession(randomInt(10_000), secret)}` }, signal: AbortSignal.timeout(10_000),
           });
           await res.arrayBuffer();
           const who = `${res.status} ${/backend=(\w+)/.exec(res.headers.get('banyan-route') ?? '')?.[1] ?? '?'}`;

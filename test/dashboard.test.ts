@@ -164,7 +164,7 @@ describe('the built-in dashboard, in headless Chromium', () => {
       const deadline = Date.now() + 30_000;
       while (!(await page.textContent('#plans'))!.includes('Waiting for approval')) {
         expect(Date.now(), `the plan reaches the gate:\n${(await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--status'], { env })).stdout}`).to.be.below(deadline);
-        for (let i = 0; i < 40; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 250)}` } })).text();
+        for (let i = 0; i < 40; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 250, TEST_SECRET)}` } })).text();
         await new Promise((r) => setTimeout(r, 500));
       }
       const text = (await page.textContent('#plans'))!;

@@ -143,7 +143,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       for (let i = 0; i < 500; i++) many.append(`extra_${i}`, `${i}`);
       const crowded = await upload(many);
       expect(crowded.status).to.equal(400);
-      expect(crowded.reason).to.equal('Invalid upload form: the field classifiers is repeated more than 256 times. Nothing was stored.');
+      expect(crowded.reason).to.equal('Invalid upload form: the form has more than 500 fields. Nothing was stored.');
       expect(await fileRows(name)).to.deep.equal([]);
       expect(readdirSync(join(storage, '.incoming'))).to.deep.equal([]);
     });

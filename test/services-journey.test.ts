@@ -445,7 +445,9 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
       return JSON.parse(last) as Report['counts'];
     };
     const base = await settled();
-    const sessions = Array.from({ length: 400 }, () => newSession(randomInt(10_000)));
+    // Sessions the proxy minted would be signed with the stack's secret: hand-made ones are not sessions of its own.
+    const secret = readFileSync(join(cwd, '.banyan', 'secret'), 'utf8').trim();
+    const sessions = Array.from({ length: 400 }, () => newSession(randomInt(10_000), secret));
     const answers = await times(400, 4, (i) => get(`/project/${project}/`, { cookie: `${SESSION_COOKIE}=${sessions[i]}` }));
     expect(answers.filter((a) => a.status !== 200 || a.route?.backend !== 'legacy').map(show), 'legacy answers every session').to.deep.equal([]);
     const after = await settled();
