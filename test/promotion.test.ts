@@ -66,13 +66,27 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
     const stored = await withClient(replicaUrl, (c) => c.query('SELECT 1 FROM projects WHERE name = $1', [accepted!.name]));
     expect(stored.rowCount, 'the write went to the promoted server').to.equal(1);
 
-    const legacy = await viaLegacy(project());
+    // Legacy's router, like every one, may answer 503 (no primary known yet) until its role check sees the promotion.
+    let legacy = await viaLegacy(project());
+    for (const until = Date.now() + 5_000; legacy.status === 503 && Date.now() < until;) {
+      await legacy.text();
+      await new Promise((r) => setTimeout(r, 100));
+      legacy = await viaLegacy(project());
+    }
     expect(legacy.status, await legacy.text()).to.be.within(200, 299);
 
     // The proxy's own pool: the route table is written on the new primary.
-    const change = await fetch(`${backends.urls.admin}/api/routes/project.page/mode`, {
+    // The proxy's pool learns of the promotion on its next role check or on a failed write, so its first write
+    // may still fail; within a few seconds it must land on the new primary.
+    const changeMode = () => fetch(`${backends.urls.admin}/api/routes/project.page/mode`, {
       method: 'POST', headers: { authorization: 'Bearer t', 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'legacy', reason: 'after the promotion' }),
     });
+    let change = await changeMode();
+    for (const until = Date.now() + 5_000; change.status !== 200 && Date.now() < until;) {
+      await change.text();
+      await new Promise((r) => setTimeout(r, 100));
+      change = await changeMode();
+    }
     expect(change.status, await change.text()).to.equal(200);
 
     // Asked of the app itself: which server answered is for operators, and the proxy keeps it from clients.
