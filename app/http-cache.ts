@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import { gzipSync } from 'node:zlib';
-import { etagOf, type CachedPage, type PageCache } from './page-cache.js';
+import { etagOf, type CachedPage } from './page-cache.js';
 
 export interface CachePolicy {
   /** Cache-Control for browsers and clients. */
@@ -14,23 +14,6 @@ export interface CachePolicy {
 
 /** Told whether each cached page was a hit, a miss, or served with the cache off. */
 export type CacheCounter = (result: 'hit' | 'miss' | 'off') => void;
-
-/** The page from Redis, else rendered and stored; `X-Banyan-Cache` says which. */
-export async function cachedPage(ctx: Koa.Context, cache: PageCache | undefined, counted: CacheCounter,
-  key: string, variant: string, render: () => Promise<CachedPage | undefined>): Promise<CachedPage | undefined> {
-  const lookup = cache ? await cache.get(key, variant) : undefined;
-  if (lookup?.page) {
-    ctx.set('X-Banyan-Cache', 'hit');
-    counted('hit');
-    return lookup.page;
-  }
-  const page = await render();
-  const result = lookup?.generation === undefined ? 'off' : 'miss';
-  ctx.set('X-Banyan-Cache', result);
-  counted(result);
-  if (page && lookup) await cache!.put(key, lookup, variant, page);
-  return page;
-}
 
 /** A rendered page from a body and content type. */
 export function renderedPage(type: string, body: string, serial?: number): CachedPage {
@@ -51,17 +34,9 @@ const GZIP_MEMO = 256;
 export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy): void {
   const bytes = bytesOf(page);
   const compressible = bytes.length >= GZIP_MIN_BYTES;
-  const gzip = compressible && acceptsGzip(ctx.get('Accept-Encoding'));
+  const gzip = pageHeaders(ctx, page.type, page.serial, policy, compressible);
   const etag = gzip ? page.etag.replace(/"$/, '-gzip"') : page.etag;
-  ctx.status = 200;
   ctx.set('ETag', etag);
-  ctx.set('Cache-Control', policy.cacheControl);
-  if (policy.surrogateKeys.length > 0) ctx.set('Surrogate-Key', policy.surrogateKeys.join(' '));
-  if (policy.vary) ctx.vary(policy.vary);
-  if (compressible) ctx.vary('Accept-Encoding');
-  if (page.serial !== undefined) ctx.set('X-PyPI-Last-Serial', String(page.serial));
-  if (policy.cors) ctx.set('Access-Control-Allow-Origin', '*');
-  ctx.type = page.type;
   if (notModified(ctx, etag)) {
     ctx.status = 304;
     return;
@@ -78,6 +53,22 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
   }
   ctx.set('Content-Encoding', 'gzip');
   ctx.body = body;
+}
+
+/**
+ * A page's status and headers, but its ETag: the caching policy, the serial and the type.
+ * Returns whether the body goes gzipped (`compressible` and the client accepts it).
+ */
+export function pageHeaders(ctx: Koa.Context, type: string, serial: number | undefined, policy: CachePolicy, compressible: boolean): boolean {
+  ctx.status = 200;
+  ctx.set('Cache-Control', policy.cacheControl);
+  if (policy.surrogateKeys.length > 0) ctx.set('Surrogate-Key', policy.surrogateKeys.join(' '));
+  if (policy.vary) ctx.vary(policy.vary);
+  if (compressible) ctx.vary('Accept-Encoding');
+  if (serial !== undefined) ctx.set('X-PyPI-Last-Serial', String(serial));
+  if (policy.cors) ctx.set('Access-Control-Allow-Origin', '*');
+  ctx.type = type;
+  return compressible && acceptsGzip(ctx.get('Accept-Encoding'));
 }
 
 // Each page's UTF-8 bytes, encoded once per page object: a page the process holds is sent again and again,

@@ -3,7 +3,8 @@ import type Koa from 'koa';
 import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
-import { findProject, findRelease, latestRelease, projectFiles, releaseFiles, type FileRow, type ProjectRow, type ReleaseRow } from './queries.js';
+import { findProject, findRelease, latestRelease, projectFileBatches, releaseFiles, type FileRow, type ProjectRow, type Reads, type ReleaseRow } from './queries.js';
+import { sendSource } from './page-stream.js';
 import { origin } from './origin.js';
 import type { DbFor } from './db-for.js';
 import { projectResource } from '../lib/write-announcer.js';
@@ -16,25 +17,37 @@ export function jsonRoutes(router: Router, db: DbFor): void {
   router.get('json.project', '/pypi/:project/json', async (ctx) => {
     const normalized = checkName(ctx);
     if (!normalized) return;
-    const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
+    const requestDb = await db(ctx, [projectResource(normalized)]);
+    const read: Reads = (fn) => requestDb.read(fn);
+    const found = await read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await latestRelease(r, project.id);
-      return { project, release, files: await projectFiles(r, project.id) };
+      return { project, release, latest: release ? await releaseFiles(r, release.id) : [] };
     });
     if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
-    const { project, release, files } = found;
-    const releases: Record<string, unknown[]> = {};
+    const { project, release, latest } = found;
     const base = origin(ctx);
-    for (const f of files) (releases[f.version] ??= []).push(jsonApiFile(f, base));
-    const latest = release ? files.filter((f) => f.version === release.version) : [];
-    send(ctx, project, {
-      info: info(project, release),
-      last_serial: Number(project.last_serial),
-      releases,
-      urls: latest.map((f) => jsonApiFile(f, base)),
-      vulnerabilities: [],
-    });
+    // The same bytes as JSON.stringify of the whole answer, in pieces: a giant's is 29 MB.
+    const head = JSON.stringify({ info: info(project, release), last_serial: Number(project.last_serial) }).slice(0, -1);
+    const tail = JSON.stringify({ urls: latest.map((f) => jsonApiFile(f, base)), vulnerabilities: [] }).slice(1);
+    async function* body(): AsyncGenerator<string> {
+      yield `${head},"releases":{`;
+      let first = true;
+      for await (const files of projectFileBatches(read, project.id)) {
+        const parts: string[] = [];
+        for (let i = 0; i < files.length;) {
+          const version = files[i]!.version;
+          const entries: string[] = [];
+          for (; i < files.length && files[i]!.version === version; i++) entries.push(JSON.stringify(jsonApiFile(files[i]!, base)));
+          parts.push(`${JSON.stringify(version)}:[${entries.join(',')}]`);
+        }
+        yield (first ? '' : ',') + parts.join(',');
+        first = false;
+      }
+      yield `},${tail}`;
+    }
+    return sendSource(ctx, { type: 'application/json', serial: Number(project.last_serial), chunks: body() }, JSON_POLICY(project));
   });
 
   router.get('json.release', '/pypi/:project/:version/json', async (ctx) => {
@@ -74,14 +87,15 @@ function checkName(ctx: Koa.Context): string | undefined {
 }
 
 function send(ctx: Koa.Context, project: ProjectRow, body: unknown): void {
-  ctx.set('X-PyPI-Last-Serial', project.last_serial);
-  // A read API: any page may fetch it (Warehouse answers the same).
-  sendPage(ctx, renderedPage('application/json', JSON.stringify(body)), {
-    cacheControl: 'public, max-age=60',
-    surrogateKeys: [`project-${project.normalized_name}`, 'json'],
-    cors: true,
-  });
+  sendPage(ctx, renderedPage('application/json', JSON.stringify(body), Number(project.last_serial)), JSON_POLICY(project));
 }
+
+// A read API: any page may fetch it (Warehouse answers the same).
+const JSON_POLICY = (project: ProjectRow) => ({
+  cacheControl: 'public, max-age=60',
+  surrogateKeys: [`project-${project.normalized_name}`, 'json'],
+  cors: true,
+});
 
 function info(project: ProjectRow, release: ReleaseRow | undefined): Record<string, unknown> {
   const m = release?.metadata ?? {};

@@ -114,8 +114,21 @@ export class PageCache implements GenerationBumper {
     const stamp = this.#stamps.get(localKey);
     // Only under the era and generation it was looked up with: a page rendered meanwhile from older data is never held as newer.
     if (stamp !== undefined && stamp.endsWith(`:${lookup.generation}`)) this.#remember(localKey, stamp, page);
+    await this.#store(key, lookup.generation, variant, toStored(page));
+  }
+
+  /**
+   * Stores a page that was streamed to its client, given gzipped: it is kept in Redis only (the
+   * next hit holds it here), so rendering a giant's page never needs the whole body in memory.
+   */
+  async putGzipped(key: string, lookup: Lookup, variant: string, page: Omit<CachedPage, 'body'>, gzip: Buffer): Promise<void> {
+    if (!this.#redis || lookup.generation === undefined) return;
+    await this.#store(key, lookup.generation, variant, JSON.stringify({ ...page, gzip: gzip.toString('base64') }));
+  }
+
+  async #store(key: string, generation: string, variant: string, stored: string): Promise<void> {
     try {
-      await this.#redis.run((r) => r.set(`${pagePrefix(key)}${lookup.generation}:${variant}`, toStored(page), 'EX', this.#ttlSeconds));
+      await this.#redis!.run((r) => r.set(`${pagePrefix(key)}${generation}:${variant}`, stored, 'EX', this.#ttlSeconds));
     } catch {
       // A page not cached is only slower.
     }

@@ -2,10 +2,11 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../lib/write-announcer.js';
-import { cachedPage, renderedPage, sendPage, type CacheCounter } from './http-cache.js';
+import { sendPage, type CacheCounter } from './http-cache.js';
+import { lookupPage, sendSource } from './page-stream.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import type { PageCache } from './page-cache.js';
-import { findProject, projectFiles, type FileRow } from './queries.js';
+import { findProject, projectFileBatches, versionsWithFiles, type FileRow, type ProjectRow, type Reads } from './queries.js';
 import type { DbFor } from './db-for.js';
 
 /** PEP 629: the repository version this index speaks (1.1: PEP 700's size, upload-time and versions). */
@@ -58,18 +59,16 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     const format = acceptable(ctx);
     if (!format) return;
     // Keyed by the media type sent, not the format: a vnd.pypi HTML page must never answer a text/html request.
-    const page = await cachedPage(ctx, cache, counted, INDEX_CACHE_KEY, format.type, async () => {
-      // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
-      const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
-        .select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
-      const serial = projects.reduce((max, p) => Math.max(max, Number(p.last_serial)), 0);
-      if (format.format === 'json') {
-        return renderedPage(format.type, JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, projects: projects.map((p) => ({ name: p.name })) }), serial);
-      }
-      const links = projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`);
-      return renderedPage(format.type, htmlPage('Simple index', links), serial);
-    });
-    sendPage(ctx, page!, POLICY());
+    const { hit, store } = await lookupPage(ctx, cache, counted, INDEX_CACHE_KEY, format.type);
+    if (hit) return sendPage(ctx, hit, POLICY());
+    // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
+    const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
+      .select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
+    const serial = projects.reduce((max, p) => Math.max(max, Number(p.last_serial)), 0);
+    const body = format.format === 'json'
+      ? JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, projects: projects.map((p) => ({ name: p.name })) })
+      : htmlPage('Simple index', projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`));
+    return sendSource(ctx, { type: format.type, serial, chunks: [body] }, POLICY(), store);
   });
 
   // The forms without the trailing slash (as typed, or from a tool that strips it) redirect, as Warehouse's do.
@@ -103,34 +102,47 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     }
     const format = acceptable(ctx);
     if (!format) return;
-    const page = await cachedPage(ctx, cache, counted, projectCacheKey(normalized), format.type, async () => {
-      // Declaring the project makes this read wait for anyone's write to it, not only this session's.
-      const found = await (await db(ctx, [projectResource(normalized)])).read(async (reader) => {
-        const project = await findProject(reader, normalized);
-        return project && { project, files: await projectFiles(reader, project.id) };
-      });
-      if (!found) return undefined;
-      const { project, files } = found;
-      if (format.format === 'json') {
-        const versions: string[] = [];
-        for (const f of files) if (versions[versions.length - 1] !== f.version) versions.push(f.version);
-        return renderedPage(format.type, JSON.stringify({
-          meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': Number(project.last_serial) },
-          name: project.normalized_name,
-          versions,
-          files: files.map(simpleJsonFile),
-        }), Number(project.last_serial));
-      }
-      return renderedPage(format.type, htmlPage(`Links for ${project.name}`,
-        [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, ...files.map(htmlLink)]), Number(project.last_serial));
+    const { hit, store } = await lookupPage(ctx, cache, counted, projectCacheKey(normalized), format.type);
+    if (hit) return sendPage(ctx, hit, POLICY(normalized));
+    // Declaring the project makes these reads wait for anyone's write to it, not only this session's.
+    const requestDb = await db(ctx, [projectResource(normalized)]);
+    const read: Reads = (fn) => requestDb.read(fn);
+    const found = await read(async (reader) => {
+      const project = await findProject(reader, normalized);
+      return project && { project, versions: format.format === 'json' ? await versionsWithFiles(reader, project.id) : [] };
     });
-    if (!page) {
-      ctx.throw(404, `no project named "${requested}"`);
-      return;
-    }
-    sendPage(ctx, page, POLICY(normalized));
+    if (!found) return ctx.throw(404, `no project named "${requested}"`);
+    const { project, versions } = found;
+    const serial = Number(project.last_serial);
+    const batches = projectFileBatches(read, project.id);
+    return sendSource(ctx, {
+      type: format.type,
+      serial,
+      chunks: format.format === 'json' ? jsonDetail(project, serial, versions, batches) : htmlDetail(project, batches),
+    }, POLICY(normalized), store);
   });
 }
+
+/** PEP 691's JSON detail page, in pieces: the same bytes as JSON.stringify of the whole. */
+async function* jsonDetail(project: ProjectRow, serial: number, versions: string[], batches: AsyncIterable<FileRow[]>): AsyncGenerator<string> {
+  yield `${JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, name: project.normalized_name, versions }).slice(0, -1)},"files":[`;
+  let first = true;
+  for await (const files of batches) {
+    yield (first ? '' : ',') + files.map((f) => JSON.stringify(simpleJsonFile(f))).join(',');
+    first = false;
+  }
+  yield ']}';
+}
+
+/** PEP 503's HTML detail page, in pieces. */
+async function* htmlDetail(project: ProjectRow, batches: AsyncIterable<FileRow[]>): AsyncGenerator<string> {
+  const [top, bottom] = htmlPage(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, BODY_MARK]).split(`${BODY_MARK}\n`);
+  yield top!;
+  for await (const files of batches) yield files.map((f) => `${htmlLink(f)}\n`).join('');
+  yield bottom!;
+}
+
+const BODY_MARK = '\u0000body\u0000';
 
 function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefined {
   const chosen = negotiate(ctx.get('Accept'));
