@@ -4,7 +4,7 @@ import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
 import { findProject, findRelease, latestRelease, projectFileBatches, releaseFiles, type FileRow, type ProjectRow, type Reads, type ReleaseRow } from './queries.js';
-import { sendSource } from './page-stream.js';
+import { inPieces, sendSource } from './page-stream.js';
 import { origin } from './origin.js';
 import type { DbFor } from './db-for.js';
 import { projectResource } from '../lib/write-announcer.js';
@@ -42,8 +42,10 @@ export function jsonRoutes(router: Router, db: DbFor): void {
           for (; i < files.length && files[i]!.version === version; i++) entries.push(JSON.stringify(jsonApiFile(files[i]!, base)));
           parts.push(`${JSON.stringify(version)}:[${entries.join(',')}]`);
         }
-        yield (first ? '' : ',') + parts.join(',');
-        first = false;
+        for (const piece of inPieces(parts, ',')) {
+          yield (first ? '' : ',') + piece;
+          first = false;
+        }
       }
       yield `},${tail}`;
     }

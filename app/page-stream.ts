@@ -139,3 +139,24 @@ export async function lookupPage(ctx: Koa.Context, cache: PageCache | undefined,
   counted(result);
   return lookup && cache && lookup.generation !== undefined ? { store: { cache, lookup, key, variant } } : {};
 }
+
+/**
+ * Rendered parts joined into pieces of about PIECE_CHARS. A piece that size dies young: V8 puts
+ * strings of a megabyte or more straight into its large-object space, where only a full
+ * collection frees them, and a giant's page made of such batches grew the heap by hundreds of MB.
+ */
+export function* inPieces(parts: readonly string[], separator: string): Generator<string> {
+  let from = 0;
+  let size = 0;
+  for (let i = 0; i < parts.length; i++) {
+    size += parts[i]!.length;
+    if (size >= PIECE_CHARS) {
+      yield parts.slice(from, i + 1).join(separator);
+      from = i + 1;
+      size = 0;
+    }
+  }
+  if (from < parts.length) yield parts.slice(from).join(separator);
+}
+
+const PIECE_CHARS = 64 * 1024;

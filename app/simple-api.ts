@@ -3,7 +3,7 @@ import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../lib/write-announcer.js';
 import { sendPage, type CacheCounter } from './http-cache.js';
-import { lookupPage, sendSource } from './page-stream.js';
+import { inPieces, lookupPage, sendSource } from './page-stream.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import type { PageCache } from './page-cache.js';
 import { findProject, projectFileBatches, versionsWithFiles, type FileRow, type ProjectRow, type Reads } from './queries.js';
@@ -128,8 +128,10 @@ async function* jsonDetail(project: ProjectRow, serial: number, versions: string
   yield `${JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, name: project.normalized_name, versions }).slice(0, -1)},"files":[`;
   let first = true;
   for await (const files of batches) {
-    yield (first ? '' : ',') + files.map((f) => JSON.stringify(simpleJsonFile(f))).join(',');
-    first = false;
+    for (const piece of inPieces(files.map((f) => JSON.stringify(simpleJsonFile(f))), ',')) {
+      yield (first ? '' : ',') + piece;
+      first = false;
+    }
   }
   yield ']}';
 }
@@ -138,7 +140,7 @@ async function* jsonDetail(project: ProjectRow, serial: number, versions: string
 async function* htmlDetail(project: ProjectRow, batches: AsyncIterable<FileRow[]>): AsyncGenerator<string> {
   const [top, bottom] = htmlPage(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, BODY_MARK]).split(`${BODY_MARK}\n`);
   yield top!;
-  for await (const files of batches) yield files.map((f) => `${htmlLink(f)}\n`).join('');
+  for await (const files of batches) yield* inPieces(files.map((f) => `${htmlLink(f)}\n`), '');
   yield bottom!;
 }
 

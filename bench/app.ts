@@ -16,7 +16,7 @@
  * each figure is the best round.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
@@ -39,6 +39,12 @@ const connections = Number(flags['connections'] ?? 8);
 const rounds = Number(flags['rounds'] ?? 3);
 const projects = Number(flags['projects'] ?? 2000);
 
+/**
+ * The giant's uncached pages before they streamed (rendered whole from 50,000 rows), p50 over 8
+ * connections on this bench's 2-core machine: the baseline the streamed pages are held to.
+ */
+const BEFORE = { simpleUncachedP50Ms: 2_700, jsonApiP50Ms: 4_100 };
+
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dir = tempDir('banyan-bench-app-');
 progress('starting PostgreSQL primary + replica and Redis');
@@ -49,6 +55,7 @@ const opened: (() => Promise<void>)[] = [];
 interface Figure { contestant: string; p50Ms: number; p99Ms: number; rps: number; bytes: number }
 const results = new Map<string, Figure[]>();
 let plans: { project: string; query: string; seqScans: string[] }[] = [];
+let rssGrowth = 0;
 let small = '';
 let giant = '';
 let middle = '';
@@ -89,7 +96,7 @@ try {
     ['simple JSON, 10 releases (cache)', cached.url, `/simple/${small}/`, simpleJson, requests],
     ['simple JSON, giant (cache)', cached.url, `/simple/${giant}/`, simpleJson, few],
     ['JSON API, 10 releases', cached.url, `/pypi/${small}/json`, {}, requests],
-    ['JSON API, giant', cached.url, `/pypi/${giant}/json`, {}, few],
+    ['JSON API, giant', uncached.url, `/pypi/${giant}/json`, {}, few],
     [`simple JSON, ${middle} (cache)`, cached.url, `/simple/${middle}/`, simpleJson, requests],
     ...(nginxUrl ? [[`nginx, the same bytes from a file`, nginxUrl, '/simple.json', {}, requests] as [string, string, string, Record<string, string>, number]] : []),
     ['simple JSON, giant (no cache)', uncached.url, `/simple/${giant}/`, simpleJson, few],
@@ -97,7 +104,11 @@ try {
   for (let round = 1; round <= rounds; round++) {
     for (const [name, origin, path, headers, n] of contestants) {
       progress(`round ${round}/${rounds}: ${name}`);
+      // The app's memory while it renders the giant's pages uncached: its peak RSS (VmHWM, reset first) over its RSS before.
+      const watched = origin === uncached.url && path.includes(giant) && path !== `/project/${giant}/`;
+      const before = watched ? resetPeak(uncached.pid) : 0;
       const figure = await load(name, origin, path, headers, n);
+      if (watched) rssGrowth = Math.max(rssGrowth, memoryOf(uncached.pid, 'VmHWM') - before);
       results.set(name, [...(results.get(name) ?? []), figure]);
     }
   }
@@ -120,6 +131,10 @@ const ratios = {
   simpleP50GiantOverSmall: ratio(find('simple JSON, giant (cache)'), find('simple JSON, 10')),
   jsonApiP50GiantOverSmall: ratio(find('JSON API, giant'), find('JSON API, 10')),
   cachedSimpleThroughputOverNginx: nginxRow && middleRow ? middleRow.rps / nginxRow.rps : null,
+  // Against the figures before pages streamed (the same bench, same data set, 8 connections).
+  giantSimpleUncachedP50OverBefore: (find('simple JSON, giant (no cache)')?.p50Ms ?? NaN) / BEFORE.simpleUncachedP50Ms,
+  giantJsonApiP50OverBefore: (find('JSON API, giant')?.p50Ms ?? NaN) / BEFORE.jsonApiP50Ms,
+  rssGrowthWhileRenderingGiantMb: rssGrowth / 2 ** 20,
 };
 if (flags.json) {
   process.stdout.write(`${JSON.stringify({ requests, connections, rounds, projects: { small, giant, middle }, results: rows, ratios, plans }, null, 2)}\n`);
@@ -132,6 +147,9 @@ if (flags.json) {
     `page size ${((ratios.downloadPageBytesGiant ?? 0) / 1024).toFixed(1)} KB (target < 100 KB)\n` +
     `simple page p50, giant / 10 releases: ${x(ratios.simpleP50GiantOverSmall)}; JSON API: ${x(ratios.jsonApiP50GiantOverSmall)} (both list every file, as their specs require)\n` +
     `cached simple page / nginx serving the same bytes: ${x(ratios.cachedSimpleThroughputOverNginx)} throughput (target >= 0.5x)\n` +
+    `giant simple page uncached, p50 against ${BEFORE.simpleUncachedP50Ms} ms before it streamed: ${x(ratios.giantSimpleUncachedP50OverBefore)} (goal <= 0.33x)\n` +
+    `giant JSON API, p50 against ${BEFORE.jsonApiP50Ms} ms before it streamed: ${x(ratios.giantJsonApiP50OverBefore)} (goal <= 0.33x)\n` +
+    `app RSS growth while rendering the giant's pages uncached: ${ratios.rssGrowthWhileRenderingGiantMb.toFixed(1)} MB (goal < 64 MB)\n` +
     [small, giant].map((name) => {
       const mine = plans.filter((p) => p.project === name);
       const scans = [...new Set(mine.flatMap((p) => p.seqScans))];
@@ -168,7 +186,7 @@ async function explainSimplePage(name: string): Promise<{ project: string; query
 }
 
 /** `banyan app` on a free port with `env`, stopped with the benchmark. */
-async function appProcess(env: Record<string, string>): Promise<{ url: string }> {
+async function appProcess(env: Record<string, string>): Promise<{ url: string; pid: number }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [join(here, '..', 'bin', 'banyan.js'), 'app'], {
@@ -181,10 +199,22 @@ async function appProcess(env: Record<string, string>): Promise<{ url: string }>
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`banyan app exited with ${child.exitCode}`);
-    if (await fetch(`${url}/_health`).then((r) => r.ok, () => false)) return { url };
+    if (await fetch(`${url}/_health`).then((r) => r.ok, () => false)) return { url, pid: child.pid! };
     if (Date.now() > deadline) throw new Error('banyan app was not ready after 30 s');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** A process's memory figure from /proc (VmRSS, VmHWM), in bytes. */
+function memoryOf(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb ?? 0) * 1024;
+}
+
+/** Resets a process's peak RSS (clear_refs 5) and returns its RSS now. */
+function resetPeak(pid: number): number {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  return memoryOf(pid, 'VmRSS');
 }
 
 /** nginx (when installed) serving `body` as one file, stopped with the benchmark; undefined when there is no nginx. */
@@ -204,7 +234,7 @@ async function load(contestant: string, origin: string, path: string, headers: R
   let bytes = 0;
   let next = 0;
   // Warm up: first requests compile queries and fill the cache.
-  for (let i = 0; i < 20; i++) await (await pool.request({ path, method: 'GET', headers })).body.text();
+  for (let i = 0; i < Math.min(20, Math.ceil(requests / 10)); i++) await (await pool.request({ path, method: 'GET', headers })).body.text();
   const started = performance.now();
   await Promise.all(Array.from({ length: connections }, async () => {
     while (next++ < requests) {
