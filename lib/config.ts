@@ -82,6 +82,11 @@ export interface Settings {
   readonly upstreamQueueTimeoutMs: number;
   /** The share, in percent, of a service's connections one client address (an IPv6 /64) may hold at once (BANYAN_CLIENT_SHARE; default 25). */
   readonly clientSharePercent: number;
+  /**
+   * Load shedding: while the proxy's event loop is busy and runs this late for 100 ms together, a growing
+   * share of new requests gets 503 with Retry-After (BANYAN_SHED_LAG; default 25ms; off: never shed).
+   */
+  readonly shedLagMs: number;
   /** Where the app keeps uploaded files (BANYAN_STORAGE; default .banyan/files). */
   readonly storageDir: string;
   /** The index's public origin (`https://pypi.example.org`) for the absolute URLs it writes; else they follow Host and vary on it (BANYAN_PUBLIC_URL). */
@@ -129,6 +134,7 @@ export const DEFAULTS = {
   bodyMinRate: 1024,
   upstreamQueueTimeoutMs: 5_000,
   clientSharePercent: 25,
+  shedLagMs: 25,
   usageFlushMs: 60_000,
   autopilotTickMs: 1_000,
   autopilotLeaseMs: 5_000,
@@ -208,6 +214,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     upstreamQueueTimeoutMs: env['BANYAN_UPSTREAM_QUEUE_TIMEOUT']
       ? atLeastOne('BANYAN_UPSTREAM_QUEUE_TIMEOUT', parseDuration(env['BANYAN_UPSTREAM_QUEUE_TIMEOUT'], 'BANYAN_UPSTREAM_QUEUE_TIMEOUT')) : DEFAULTS.upstreamQueueTimeoutMs,
     clientSharePercent: percent('BANYAN_CLIENT_SHARE', env['BANYAN_CLIENT_SHARE']) ?? DEFAULTS.clientSharePercent,
+    shedLagMs: env['BANYAN_SHED_LAG'] === 'off' ? 0
+      : env['BANYAN_SHED_LAG'] ? atLeastOne('BANYAN_SHED_LAG', parseDuration(env['BANYAN_SHED_LAG'], 'BANYAN_SHED_LAG')) : DEFAULTS.shedLagMs,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     publicUrl: publicOrigin(env['BANYAN_PUBLIC_URL']),
     trustForwardedHost: oneOf('BANYAN_TRUST_FORWARDED_HOST', env['BANYAN_TRUST_FORWARDED_HOST'] || 'off', ['off', 'on'] as const) === 'on',

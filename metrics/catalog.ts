@@ -106,6 +106,11 @@ export function createProxyMetrics() {
       labelNames: ['service', 'endpoint', 'reason'] as const,
       registers,
     }),
+    shed: new Counter({
+      name: 'banyan_proxy_shed_total',
+      help: 'Requests answered 503 with Retry-After at once because the proxy was over its capacity (load shedding, BANYAN_SHED_LAG).',
+      registers,
+    }),
     retries: new Counter({
       name: 'banyan_proxy_retries_total',
       help: 'Safe requests tried again on another endpoint of the same service after a refused or reset connection, by service and reason.',

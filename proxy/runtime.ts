@@ -4,6 +4,7 @@ import { DEFAULTS, type Settings } from '../lib/config.js';
 import type { Database } from '../lib/schema.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
+import { LoadShedder } from './load-shedder.js';
 import { createProxyMetrics, preZeroRoutes, type ProxyMetrics } from '../metrics/catalog.js';
 import { UsageLedger } from '../metrics/usage.js';
 import { sql, type Kysely } from 'kysely';
@@ -99,7 +100,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     // Stopped after the listeners: the last requests' evidence is reported, then the lease is given up.
     opened.push({ close: () => autopilot.stop() });
 
-    const publicSide = await listenPublic(proxy, settings, options.port);
+    const publicSide = await listenPublic(proxy, settings, options.port, () => metrics.shed.inc());
     opened.push(publicSide);
     const sampler = new DashboardSampler(db, metrics);
     sampler.start();
@@ -187,9 +188,13 @@ export function clientLimits(settings: Partial<ClientLimits>): Pick<ProxyOptions
  * refused, malformed requests answered. Closing drains requests, then cuts tunnels after the same time.
  */
 export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> &
-  { readonly headersTimeoutMs?: number; readonly maxClientConnections?: number }, port: number): Promise<{ url: string; close(): Promise<void> }> {
+  { readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly shedLagMs?: number }, port: number,
+  onShed: () => void = () => {}): Promise<{ url: string; close(): Promise<void> }> {
   const headersTimeout = settings.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
-  const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, proxy.app.callback());
+  const handle = proxy.app.callback();
+  const shedder = new LoadShedder(settings.shedLagMs ?? DEFAULTS.shedLagMs, onShed);
+  const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+    (req, res) => { if (shedder.admit(req, res)) void handle(req, res); });
   limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
   const publicSide: Listening = await listen(server, port, settings.host, 'PORT', settings.drainMs);
   publicSide.server.on('upgrade', proxy.upgrade);
@@ -199,6 +204,7 @@ export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host'
     url: publicSide.url,
     close: async () => {
       const cut = setTimeout(() => proxy.closeTunnels(), settings.drainMs);
+      shedder.close();
       await publicSide.close();
       clearTimeout(cut);
     },
