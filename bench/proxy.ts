@@ -6,13 +6,17 @@
  * nginx (when installed), the bare undici engine, Fastify with
  * @fastify/http-proxy, and Banyan as users run it: the `banyan proxy`
  * command with its default settings (the access log on, to /dev/null), on a
- * routes file of 1,000 routes, and on a PostgreSQL route table with pins
+ * routes file of 1,000 routes (BANYAN_CLIENT_SHARE=100 only, since the load
+ * comes from one address), and on a PostgreSQL route table with pins
  * checked on every request, the usage ledger and the autopilot's evidence;
  * the file form again with BANYAN_LOG=off for what the log costs. Banyan's
  * proxy built inside a process of the bench (10 and 1,000 routes, three
  * endpoints per service) stays as a diagnostic of the per-request path.
  * Everything is compiled (dist/ is built first); each contestant is its own
  * process; load comes from wrk when installed, else from bench/load.ts.
+ *
+ * Then overload: the routes-file proxy under open-loop load (bench/open-loop.ts) at half and twice the
+ * capacity its rounds measured, with load shedding on (the default) and off.
  *
  * With --stack: the real `banyan start` stack (one per --workers count, each
  * component its own process), against a bare http-proxy-3 in front of the
@@ -38,7 +42,7 @@ import { IMPLICIT_UPSTREAMS, saveTable } from '../routing/table/index.js';
 
 const { values: flags } = parseArgs({ options: {
   'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' },
-  'no-transfers': { type: 'boolean' }, 'idle': { type: 'string' },
+  'no-transfers': { type: 'boolean' }, 'idle': { type: 'string' }, 'no-overload': { type: 'boolean' },
 } });
 const seconds = Number(flags['seconds'] ?? 4);
 const rounds = Number(flags['rounds'] ?? 3);
@@ -106,7 +110,8 @@ async function banyanProxy(env: Record<string, string>): Promise<string> {
   const quiet = openSync('/dev/null', 'w');
   const child = spawn(process.execPath, [BANYAN_CLI, 'proxy'], {
     cwd, stdio: ['ignore', quiet, 'pipe'],
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: String(port), ADMIN_PORT: String(adminPort), ...env },
+    // The load generator is one address that stands for every client: no per-client share (BANYAN_CLIENT_SHARE).
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: String(port), ADMIN_PORT: String(adminPort), BANYAN_CLIENT_SHARE: '100', ...env },
   });
   children.push(child);
   let said = '';
@@ -199,12 +204,17 @@ if (spawnSync(process.execPath, [join(here, '..', 'scripts', 'build.mjs')], { st
   throw new Error('npm run build failed: fix the build first');
 }
 
+/** The local contestants' backend and routes file, for proxies started after the rounds (overload). */
+let BACKEND: string | undefined;
+let ROUTES_FILE: string | undefined;
 const contestants: [string, string | undefined][] = flags.stack ? await stackContestants() : await localContestants();
 
 async function localContestants(): Promise<[string, string | undefined][]> {
   const backend = await contestant('backend');
+  BACKEND = backend;
   progress(`backend on ${backend}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts (install wrk for steadier figures)'}, ${connections} connections, ${seconds} s each`);
   const file = routesFile(1000);
+  ROUTES_FILE = file;
   const services = await tableServices();
   const table = {
     DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','), ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}),
@@ -288,6 +298,49 @@ ratio('in-process: 3 endpoints per service vs 1', by('in-process banyan, 3 endpo
 const two = results.find((r) => r.name.endsWith(' 2 workers'));
 if (flags.stack && two && two !== banyan) ratio('2 workers vs 1', two, banyan);
 const transfers = !flags.stack && !flags['no-transfers'] ? await measureTransfers() : undefined;
+const overload = !flags.stack && !flags['no-overload'] ? await measureOverload() : undefined;
+
+/**
+ * Overload: `banyan proxy` (routes file, defaults) under open-loop load at half and at twice the
+ * capacity its closed-loop round measured, and the same proxy with load shedding off, for contrast.
+ * Latency is of admitted (2xx) answers, from the moment each request was due.
+ */
+async function measureOverload(): Promise<{ rows: string[][]; figures: Record<string, unknown> }> {
+  const defaults = by('banyan proxy, routes file (defaults');
+  const base = contestants.find(([n]) => n.startsWith('banyan proxy, routes file (defaults'))?.[1];
+  if (!defaults || !base) return { rows: [], figures: {} };
+  const capacity = defaults.rps;
+  const unshed = await banyanProxy({ LEGACY_URL: BACKEND!, APP_URL: BACKEND!, BANYAN_ROUTES_FILE: ROUTES_FILE!, BANYAN_SHED_LAG: 'off' });
+  const figures: Record<string, OpenLoop> = {};
+  for (const [who, url] of [['shedding', base], ['no shedding', unshed]] as const) {
+    for (const factor of [0.5, 2]) {
+      progress(`overload: ${who}, ${factor}× capacity (${Math.round(capacity * factor)} requests/s, open loop, ${seconds} s)`);
+      figures[`${who} ${factor}x`] = openLoop(`${url}${path}`, capacity * factor, seconds);
+    }
+  }
+  const row = (who: string, goal: string) => {
+    const [half, twice] = [figures[`${who} 0.5x`]!, figures[`${who} 2x`]!];
+    return [`p99 of admitted requests, 2× vs 0.5× capacity (${who})`,
+      `${twice.p99.toFixed(1)} ms vs ${half.p99.toFixed(1)} ms; at 2×: ${pct(twice.ok, twice.sent)} served, ${pct(twice.shed, twice.sent)} shed, ${pct(twice.errors, twice.sent)} failed`,
+      `${(twice.p99 / half.p99).toFixed(2)}×`, goal];
+  };
+  return {
+    rows: [row('shedding', '≤ 3×'), row('no shedding', 'report')],
+    figures: { capacityRps: capacity, ...figures },
+  };
+}
+
+interface OpenLoop { offered: number; sent: number; ok: number; shed: number; errors: number; p50: number; p99: number }
+
+function openLoop(url: string, rate: number, duration: number): OpenLoop {
+  const out = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'open-loop.ts'), url, String(Math.round(rate)), String(duration), '512', COOKIE], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`open-loop load failed: ${out.stderr}`);
+  return JSON.parse(out.stdout) as OpenLoop;
+}
+
+function pct(part: number, whole: number): string {
+  return `${((100 * part) / Math.max(1, whole)).toFixed(0)} %`;
+}
 
 /**
  * Big bodies, WebSocket tunnels and idle connections: `banyan proxy` (the routes file form, defaults)
@@ -327,15 +380,27 @@ async function measureTransfers(): Promise<{ rows: string[][]; figures: Record<s
   return { rows, figures };
 }
 
+/** Each ratio's goal, in requests per CPU second. */
+const GOALS: Record<string, string> = {
+  'vs http-proxy-3': '≥ 1.5×',
+  'vs bare undici engine': '≥ 0.9×',
+  'vs nginx': 'report',
+  'access log on vs off (routes file)': '≥ 0.9×',
+};
+
 if (flags.json) {
-  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios, transfers: transfers?.figures }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ seconds, rounds, connections, path, results, ratios, transfers: transfers?.figures, overload: overload?.figures }, null, 2)}\n`);
 } else {
   process.stdout.write(`\nGET ${path}${flags.stack ? ' (legacy answers 404, through the npm start stack)' : ', 1 KB answers'}, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
   printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'non-2xx'], results.map((r) =>
     [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuUsPerRequest.toFixed(0), String(r.errors)]));
   process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : 'banyan proxy on a PostgreSQL table, defaults'}) against the others, and Banyan's forms against each other (above 1× is better for the first):\n`);
-  printTable(['against', 'throughput', 'requests per CPU second'], Object.entries(ratios).map(([k, v]) =>
-    [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`]));
+  printTable(['against', 'throughput', 'requests per CPU second', 'goal (per CPU second)'], Object.entries(ratios).map(([k, v]) =>
+    [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`, GOALS[k] ?? '']));
+  if (overload?.rows.length) {
+    process.stdout.write(`\nOverload (banyan proxy, routes file; capacity ${Math.round(Number(overload.figures['capacityRps']))} requests/s from its closed-loop round; open-loop load, 512 connections):\n`);
+    printTable(['figure', 'measured', 'ratio', 'goal'], overload.rows);
+  }
   if (transfers?.rows.length) {
     process.stdout.write('\nBig bodies, WebSocket tunnels and idle keep-alive connections (banyan proxy, routes file, defaults):\n');
     printTable(['figure', 'measured', 'ratio', 'goal'], transfers.rows);
