@@ -37,6 +37,8 @@ export interface DbNodesOptions {
   readonly discoverEveryMs?: number | undefined;
   /** How long a removed server's pool stays open for the reads already sent to it. */
   readonly drainMs?: number | undefined;
+  /** Each statement's limit (createPool's; default STATEMENT_TIMEOUT_MS); 0 lets it run, for migrations. */
+  readonly statementTimeoutMs?: number | undefined;
 }
 
 /** No server can take writes now: the primary is down, or not yet promoted. Reads as unreachable (503 upstream). */
@@ -95,7 +97,7 @@ export class DbNodes {
   }
 
   #newNode(n: DbNodeConfig): DbNode {
-    const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan' });
+    const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', statementTimeoutMs: this.#options.statementTimeoutMs });
     return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
   }
 

@@ -19,4 +19,18 @@ describe('database pools: no statement runs for ever', () => {
       await Promise.all([serving.destroy(), migrating.destroy(), short.destroy()]);
     }
   });
+
+  it('lets migrations run on a comma list of servers too (whichever is the primary)', async () => {
+    const s = await services();
+    const list = [s.primaryUrl, ...s.replicaUrls].join(',');
+    const migrating = connect(list, { max: 1, name: 'banyan-test', statementTimeoutMs: 0 });
+    const serving = connect(list, { max: 1, name: 'banyan-test' });
+    try {
+      const shown = (db: typeof serving) => sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db).then((r) => r.rows[0]!.statement_timeout);
+      expect(await shown(migrating)).to.equal('0');
+      expect(await shown(serving)).to.equal(`${STATEMENT_TIMEOUT_MS / 1000}s`);
+    } finally {
+      await Promise.all([serving.destroy(), migrating.destroy()]);
+    }
+  });
 });
