@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
+import { suggestsNewPrimary } from '../lib/db-roles.js';
 import { BanyanError } from '../lib/errors.js';
 import { readUpTo } from '../lib/form-body.js';
 import { isObject } from '../lib/objects.js';
@@ -68,6 +69,14 @@ async function errorAnswers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   try {
     await next();
   } catch (err) {
+    if (suggestsNewPrimary(err)) {
+      // The database cannot take the write now: down, or failing over (the server written to was demoted).
+      ctx.status = 503;
+      ctx.set('Retry-After', '2');
+      ctx.body = { error: 'database-unavailable', message: `the route table cannot be written now: ${(err as Error).message}`,
+        hint: 'PostgreSQL is down or failing over; retry in a few seconds (nothing was changed)' };
+      return;
+    }
     const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
     ctx.status = status;
     ctx.body = err instanceof BanyanError

@@ -172,3 +172,26 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     expect(back.json['changes']).to.deep.equal(['remove  upstream files', 'change  docs: new → files → legacy']);
   });
 });
+
+describe('route changes when the database cannot take writes', () => {
+  it('answers 503 with Retry-After, saying what to do, when the server written to is a standby (a failover under way)', async () => {
+    const s = await services();
+    const legacy = await fakeBackend('legacy');
+    const app = await fakeBackend('new');
+    // The replica, as the proxy's primary: as right after a promotion elsewhere, every write is refused read-only.
+    const proxy = await startTestProxy(s, legacy.url, app.url, { databaseUrl: s.replicaUrls[0]! });
+    try {
+      const r = await api(proxy, 'PUT', '/api/routes', { routes: base, reason: 'during a failover' });
+      expect(r.status).to.equal(503);
+      expect(r.json['error']).to.equal('database-unavailable');
+      expect(String(r.json['message'])).to.match(/^the route table cannot be written now: .*read-only/);
+      expect(r.json['hint']).to.equal('PostgreSQL is down or failing over; retry in a few seconds (nothing was changed)');
+      const res = await fetch(`${proxy.adminUrl}/api/routes`, { method: 'PUT', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ routes: base, reason: 'again' }) });
+      expect(res.headers.get('retry-after')).to.equal('2');
+    } finally {
+      await proxy.stop();
+      await legacy.close();
+      await app.close();
+    }
+  });
+});

@@ -25,11 +25,11 @@ export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[]
 export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
   redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
   secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number; maxClientConnections?: number; debugHeaders?: boolean;
-  limits?: Partial<ClientLimits>;
+  limits?: Partial<ClientLimits>; databaseUrl?: string;
 } = {}): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
-      databaseUrl: s.primaryUrl,
+      databaseUrl: options.databaseUrl ?? s.primaryUrl,
       redisUrl: options.redisUrl === null ? undefined : (options.redisUrl ?? s.redisUrl ?? undefined),
       adminToken: ADMIN_TOKEN,
       host: '127.0.0.1',
