@@ -7,6 +7,8 @@ import { uploadWheel } from './support/packages.js';
 import { tempDir } from './support/services.js';
 import { waitUntil } from './support/wait.js';
 
+const CHROME_LINUX = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
+
 /**
  * The download page cut over on `npm start` with the shipped routes.json,
  * whose shadow compares the legacy and new pages by the file they offer,
@@ -108,5 +110,24 @@ describe('the download page shadowed on npm start: pages compared by what they o
     console.log(`      ${/Dry run: would have.*/.exec(last)?.[0]}`);
     expect(last, last).to.match(/: done\n/);
     expect(last).to.match(/\nDry run: would have rolled back at \d\d:\d\d: shadow: \d+ of \d+ comparisons differ \(100\.0 %\), above the plan's 5\.00 %; see banyan routes shadow\n/);
+  });
+
+  it('compares release pages the same way: a Windows visitor is offered another file, a Linux one the same', async () => {
+    const path = `/project/${project}/1.0/`;
+    const set = await banyan('routes', 'set', 'project.release', '--mode', 'shadow', '--sample', path, '--reason', 'compare the release pages');
+    expect(set.status, `${set.stdout}\n${set.stderr}`).to.equal(0);
+    await waitUntil('the proxy follows', async () => /mode=shadow/.test((await fetch(`${proxy}${path}`)).headers.get('banyan-route') ?? ''), 10_000);
+    const before = JSON.parse((await banyan('routes', 'shadow', 'project.release', '--json')).stdout) as { counts: Record<string, number> };
+    for (const ua of [CHROME_WINDOWS, CHROME_LINUX]) {
+      for (let i = 0; i < 5; i++) expect((await fetch(`${proxy}${path}`, { headers: { 'user-agent': ua } })).status).to.equal(200);
+    }
+    let report = { counts: {} as Record<string, number>, groups: [] as { where: string; count: number; example: { legacy: string; new: string } }[] };
+    await waitUntil('10 comparisons', async () => {
+      report = JSON.parse((await banyan('routes', 'shadow', 'project.release', '--json')).stdout);
+      return report.counts['match']! - before.counts['match']! + report.counts['mismatch']! - before.counts['mismatch']! >= 10;
+    }, 10_000);
+    expect([report.counts['match']! - before.counts['match']!, report.counts['mismatch']! - before.counts['mismatch']!], JSON.stringify(report)).to.deep.equal([5, 5]);
+    expect(report.groups.map((g) => [g.where, g.count, g.example.legacy, g.example.new])).to.deep.equal([
+      ['html offered (a#download@href|basename)', 5, `${dist}-1.0-py3-none-any.whl`, `${dist}-1.0-py3-none-win_amd64.whl`]]);
   });
 });
