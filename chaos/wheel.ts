@@ -3,15 +3,16 @@ import { crc32 } from 'node:zlib';
 /**
  * A minimal valid wheel for `project` `version`, built in memory (a zip of
  * stored members: the package, METADATA, WHEEL and RECORD), so the chaos
- * writer can upload hundreds a second without Python.
+ * writer can upload hundreds a second without Python. `tag` makes it a
+ * platform wheel (`py3-none-win_amd64`): the same contents, not pure.
  */
-export function buildWheel(project: string, version: string, payload: Buffer): { filename: string; bytes: Buffer } {
+export function buildWheel(project: string, version: string, payload: Buffer, tag = 'py3-none-any'): { filename: string; bytes: Buffer } {
   const dist = project.replace(/[-.]+/g, '_');
   const info = `${dist}-${version}.dist-info`;
   const members: [string, Buffer][] = [
     [`${dist}/__init__.py`, Buffer.from(`VERSION = '${version}'\nPAYLOAD = '${payload.toString('hex')}'\n`)],
     [`${info}/METADATA`, Buffer.from(`Metadata-Version: 2.1\nName: ${project}\nVersion: ${version}\nSummary: written by the chaos suite\n\n`)],
-    [`${info}/WHEEL`, Buffer.from('Wheel-Version: 1.0\nGenerator: banyan-chaos\nRoot-Is-Purelib: true\nTag: py3-none-any\n')],
+    [`${info}/WHEEL`, Buffer.from(`Wheel-Version: 1.0\nGenerator: banyan-chaos\nRoot-Is-Purelib: ${tag.endsWith('-any')}\nTag: ${tag}\n`)],
   ];
   members.push([`${info}/RECORD`, Buffer.from(`${members.map(([name]) => `${name},,`).join('\n')}\n${info}/RECORD,,\n`)]);
   const locals: Buffer[] = [];
@@ -47,5 +48,5 @@ export function buildWheel(project: string, version: string, payload: Buffer): {
   end.writeUInt16LE(members.length, 10);
   end.writeUInt32LE(directory.length, 12);
   end.writeUInt32LE(offset, 16);
-  return { filename: `${dist}-${version}-py3-none-any.whl`, bytes: Buffer.concat([...locals, directory, end]) };
+  return { filename: `${dist}-${version}-${tag}.whl`, bytes: Buffer.concat([...locals, directory, end]) };
 }

@@ -68,16 +68,20 @@ export async function projectPage(r: LegacyRequest, requested: string, version?:
     `<h1>${escapeHtml(title)}</h1>`,
     release?.summary ? `<p class="summary">${escapeHtml(release.summary)}</p>` : '',
     release?.yanked ? '<p class="warning">This release has been removed by its maintainer.</p>' : '',
-    files.length ? `<table class="list"><tr><th>File</th><th>Type</th><th>Py Version</th><th>Size</th></tr>\n${files.map(fileRow).join('\n')}\n</table>` : '<p>No files.</p>',
+    files.length ? `<table class="list"><tr><th>File</th><th>Type</th><th>Py Version</th><th>Size</th></tr>\n${files.map((f, i) => fileRow(f, i === 0)).join('\n')}\n</table>` : '<p>No files.</p>',
     `<h3>Releases</h3><ul>${releases.map((rel) => `<li><a href="/pypi/${encodeURIComponent(project.name)}/${encodeURIComponent(rel.version)}">` +
       `${escapeHtml(rel.version)}</a></li>`).join('')}</ul>`,
   ];
   send(r.res, 200, 'text/html', layout(`${title} : Python Package Index`, body.filter(Boolean).join('\n')));
 }
 
-function fileRow(f: LegacyFile): string {
+/**
+ * A file's row. The old page offers no file by platform: what a visitor downloads is the file at the
+ * top of the table, so its link carries `id="download"` (unseen), the hook shadow's `offered` field reads.
+ */
+function fileRow(f: LegacyFile, first: boolean): string {
   const size = Number(f.size) >= 1024 ? `${Math.round(Number(f.size) / 1024)}KB` : `${f.size}B`;
-  return `<tr><td><a href="/packages/${escapeHtml(f.path)}#sha256=${f.sha256_digest}">${escapeHtml(f.filename)}</a></td>` +
+  return `<tr><td><a${first ? ' id="download"' : ''} href="/packages/${escapeHtml(f.path)}#sha256=${f.sha256_digest}">${escapeHtml(f.filename)}</a></td>` +
     `<td>${f.packagetype === 'sdist' ? 'Source' : 'Python Wheel'}</td><td>${escapeHtml(f.python_version)}</td><td>${size}</td></tr>`;
 }
 

@@ -8,7 +8,7 @@ import type { Database } from '../lib/schema.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import type { Route } from '../routing/table/index.js';
-import type { Shadower } from './shadow.js';
+import type { MismatchGroup, Shadower } from './shadow.js';
 import type { UpstreamSnapshot } from './upstreams/index.js';
 
 /** The dashboard page and the charting library it loads: plain files, no build step. */
@@ -103,7 +103,12 @@ export interface RouteRow {
   readonly errorRate: number | null;
   /** Shadow mismatches over compared requests; null when the route has not been shadowed. */
   readonly shadowMismatchRate: number | null;
+  /** The most frequent shadow mismatch groups (what differs: a JSON path, a page's field), each with one example. */
+  readonly shadowGroups: readonly MismatchGroup[];
 }
+
+/** Mismatch groups shown per route: the rest are in `banyan routes shadow NAME`. */
+const DASHBOARD_GROUPS = 5;
 
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
@@ -150,7 +155,8 @@ export async function dashboardData(input: {
   }
   const routes = input.routes.map((r): RouteRow => {
     const e = errors.get(r.name);
-    const shadow = input.shadow.report(r.name).counts;
+    const report = input.shadow.report(r.name);
+    const shadow = report.counts;
     const compared = shadow.match + shadow.mismatch + shadow.noise;
     const seen = lastSeen.get(r.name);
     return {
@@ -161,6 +167,7 @@ export async function dashboardData(input: {
       lastSeen: seen ? new Date(seen).toISOString() : null,
       errorRate: e && e.total > 0 ? e.failed / e.total : null,
       shadowMismatchRate: compared > 0 ? shadow.mismatch / compared : null,
+      shadowGroups: report.groups.slice(0, DASHBOARD_GROUPS),
     };
   });
   // Plans under way, and those that ended in the last hour (a rollback stays on the board for a while).

@@ -1,3 +1,5 @@
+import { compareFields, comparePages, type NamedHtmlField } from './shadow-html.js';
+
 /** A response as seen by the comparer. */
 export interface Observed {
   readonly status: number;
@@ -7,7 +9,7 @@ export interface Observed {
 
 /** One place where the new app answered differently from legacy. */
 export interface Difference {
-  /** `status`, `header content-type`, `body` (text) or `body.<json path>`. */
+  /** `status`, `header content-type`, `body line N` (text), `body.<json path>`, `html text`, `html links` or `html <field> (<spec>)`. */
   readonly where: string;
   readonly legacy: string;
   readonly new: string;
@@ -20,13 +22,16 @@ export interface CompareOptions {
   readonly headers: readonly string[];
   /** JSON paths to ignore; `*` stands for any key or index: `urls.*.upload_time`. */
   readonly ignore: readonly string[];
+  /** `shadow.html.compare`: when both answers are HTML, only these fields are compared. */
+  readonly html?: readonly NamedHtmlField[] | undefined;
 }
 
 const MAX_DIFFERENCES = 20;
 
 /**
  * Compares legacy's answer with the new app's: status, chosen headers, and
- * the body (field by field when both are JSON). With `legacyAgain` (a second
+ * the body (field by field when both are JSON; by what the page says when
+ * both are HTML, see shadow-html.ts). With `legacyAgain` (a second
  * legacy answer to the same request), whatever differs between the two legacy
  * answers is noise, like Diffy's: a request whose only differences are noise
  * is `noise`, not `mismatch`.
@@ -51,6 +56,12 @@ function differences(a: Observed, b: Observed, options: CompareOptions, ignore: 
     if (x !== y) out.push({ where: `header ${name}`, legacy: x, new: y });
   }
   if (a.body.equals(b.body)) return out;
+  if (isHtml(a) && isHtml(b)) {
+    const legacyPage = a.body.toString('utf8');
+    const newPage = b.body.toString('utf8');
+    out.push(...(options.html?.length ? compareFields(legacyPage, newPage, options.html) : comparePages(legacyPage, newPage)));
+    return out;
+  }
   const ja = asJson(a);
   const jb = asJson(b);
   if (ja !== undefined && jb !== undefined) {
@@ -64,6 +75,10 @@ function differences(a: Observed, b: Observed, options: CompareOptions, ignore: 
 function headerText(value: string | string[] | undefined): string {
   if (value === undefined) return '(absent)';
   return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function isHtml(o: Observed): boolean {
+  return /^\s*(?:text\/html|application\/xhtml\+xml)\b/i.test(headerText(o.headers['content-type']));
 }
 
 function asJson(o: Observed): { value: unknown } | undefined {

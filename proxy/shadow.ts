@@ -4,6 +4,7 @@ import type { ProxyMetrics } from '../metrics/catalog.js';
 import { canaryBucket, DEFAULT_SERVICE, LEGACY, type Route } from '../routing/table/index.js';
 import type { CapturedResponse } from './forwarder.js';
 import { compareResponses, type Difference, type Observed } from './shadow-compare.js';
+import { namedFields } from './shadow-html.js';
 import type { UpstreamSet } from './upstreams/index.js';
 
 export interface ShadowSettings {
@@ -59,9 +60,10 @@ export interface ShadowReport {
 /** Distinct difference groups kept per route; the rest are counted under `(other places)`. */
 const MAX_GROUPS = 50;
 
-/** The group a difference belongs to: array indexes and text line numbers folded away. */
+/** The group a difference belongs to: array indexes and text line numbers folded away; an HTML field is its own group. */
 export function groupOf(where: string): string {
   if (where.startsWith('body line ')) return 'body (text)';
+  if (where.startsWith('html ')) return where;
   return where.replace(/\.\d+(?=\.|$)/g, '[]');
 }
 
@@ -140,6 +142,7 @@ export class Shadower {
       const verdict = compareResponses(await decoded(legacy, limit), await decoded(got, limit), {
         headers: route.shadow?.headers ?? ['content-type'],
         ignore: route.shadow?.ignore ?? [],
+        html: route.shadow?.html?.compare && namedFields(route.shadow.html.compare),
       }, second);
       result = verdict.verdict;
       differences = verdict.differences;

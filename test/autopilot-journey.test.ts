@@ -1,16 +1,13 @@
 import { expect } from 'chai';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildWheel } from '../chaos/wheel.js';
-import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
 import { PROMETHEUS_BIN } from '../stack/prometheus-server.js';
-import { runBanyan, runBanyanAsync, startStack, type StartedStack } from './support/cli.js';
-import { basicAuth } from './support/packages.js';
+import { addUploader, runBanyanAsync, startStack, type StartedStack } from './support/cli.js';
+import { browsers, CHROME_WINDOWS } from './support/browsers.js';
+import { uploadWheel } from './support/packages.js';
 import { tempDir } from './support/services.js';
 import { waitUntil } from './support/wait.js';
 
-const CHROME_WINDOWS = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -37,15 +34,8 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
     proxy = stack.stack.proxy;
     expect(stack.stack.prometheus, 'stack.json says where Prometheus is').to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(stack.output()).to.match(/Prometheus\s+http:\/\/127\.0\.0\.1:\d+ {2}\(scrapes the proxy, the app and files/);
-    expect(runBanyan(['users', 'add', 'apj', '--email', 'apj@example.org'], { cwd, input: 'a long journey password\n' }).status).to.equal(0);
-    const token = runBanyan(['tokens', 'create', 'apj'], { cwd }).stdout.trim().split('\n').pop()!.trim();
-    const wheel = buildWheel(project, '1.0', randomBytes(256));
-    const form = new FormData();
-    for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version: '1.0', filetype: 'bdist_wheel',
-      pyversion: 'py3', metadata_version: '2.1', summary: 'autopilot journey', sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex') })) form.append(k, v);
-    form.append('content', new Blob([wheel.bytes]), wheel.filename);
-    const uploaded = await fetch(`${proxy}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', token) } });
-    expect(uploaded.status, await uploaded.text()).to.equal(200);
+    const token = addUploader(cwd, 'apj');
+    await uploadWheel(proxy, token, project, '1.0');
     await waitUntil('the page is there', async () => (await fetch(`${proxy}/project/${project}/`)).status === 200, 10_000);
   });
 
@@ -59,30 +49,7 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
 
-  /** Browsers on the download page, each request a new visitor (its own canary session), until stopped. */
-  function browsers(): { served: Map<string, number>; stop(): Promise<void> } {
-    const served = new Map<string, number>();
-    // Sessions as the proxy mints them, signed with the stack's secret: a hand-made banyan_sid picks no side.
-    const secret = readFileSync(join(cwd, '.banyan', 'secret'), 'utf8').trim();
-    let running = true;
-    const worker = async () => {
-      while (running) {
-        try {
-          const res = await fetch(`${proxy}/project/${project}/`, {
-            headers: { 'user-agent': CHROME_WINDOWS, cookie: `${SESSION_COOKIE}=${newSession(randomInt(10_000), secret)}` }, signal: AbortSignal.timeout(10_000),
-          });
-          await res.arrayBuffer();
-          const who = `${res.status} ${/backend=(\w+)/.exec(res.headers.get('banyan-route') ?? '')?.[1] ?? '?'}`;
-          served.set(who, (served.get(who) ?? 0) + 1);
-        } catch {
-          served.set('error', (served.get('error') ?? 0) + 1);
-        }
-        await sleep(20);
-      }
-    };
-    const workers = Array.from({ length: 3 }, worker);
-    return { served, stop: async () => { running = false; await Promise.all(workers); } };
-  }
+  const pageVisitors = () => browsers(`${proxy}/project/${project}/`, readFileSync(join(cwd, '.banyan', 'secret'), 'utf8').trim());
 
   it('judges the canary on a PromQL check against legacy, waits at the gate before new, and completes after --approve', async () => {
     const plan = join(cwd, 'page-plan.json');
@@ -92,7 +59,7 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
       budgets: { errorRateMargin: 0.02, p95Factor: 5, p95SlackMs: 200, maxFallbackRate: 0.05, minRequests: 10, window: '10s' },
       checks: [{ name: 'p95 against legacy', query: p95, against: 'legacy', factor: 5, margin: 0.25 }],
     }));
-    const users = browsers();
+    const users = pageVisitors();
     try {
       // Prometheus frozen (SIGSTOP: it answers nothing) while the canary runs: the check cannot be evaluated, so the step holds.
       const prometheusPid = stack.current().pids!['prometheus']!;

@@ -17,6 +17,7 @@ const ROUTES: Route[] = [
   { name: 'dashboard.home', match: { path: '/' }, mode: 'legacy' },
   { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy' },
   { name: 'new.simple', match: { path: '/simple/*' }, mode: 'new' },
+  { name: 'dashboard.page', match: { path: '/page/*' }, mode: 'shadow', shadow: { html: { compare: { version: 'h1|version', offered: 'a#download@href|basename' } } } },
 ];
 
 describe('the built-in dashboard, in headless Chromium', () => {
@@ -65,7 +66,7 @@ describe('the built-in dashboard, in headless Chromium', () => {
     await page.fill('#token', ADMIN_TOKEN);
     await page.click('#login button[type=submit]');
     await page.locator('#board').waitFor({ state: 'visible' });
-    expect(await page.locator('#routes tbody tr').count()).to.equal(3);
+    expect(await page.locator('#routes tbody tr').count()).to.equal(4);
     expect(await cell('dashboard.home', 'mode-cell').textContent()).to.equal('legacy');
     expect(await cell('new.simple', 'mode-cell').textContent()).to.equal('new');
     expect(await cell('dashboard.home', 'h-legacy').textContent()).to.equal('30');
@@ -105,6 +106,22 @@ describe('the built-in dashboard, in headless Chromium', () => {
     expect(history[0]).to.include({ actor: 'dashboard', reason: 'rewritten: cut over from the dashboard' });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+  });
+
+  it('shows shadow differences grouped by the page field that differs, with one example each', async function () {
+    this.timeout(30_000);
+    expect(await page.locator('#shadow').isHidden(), 'no differences yet, no card').to.equal(true);
+    const html = (body: string) => (_req: unknown, res: import('node:http').ServerResponse) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(body); };
+    legacy.answer('/page/', html('<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><H1>demo 1.0</H1><TABLE><TR><TD><A ID=download HREF="/packages/a/demo-1.0.tar.gz">x</A></TABLE>'));
+    app.answer('/page/', html('<!DOCTYPE html><h1>demo <span>1.0</span></h1><a id="download" class="button" href="/packages/b/demo-1.0-py3-none-any.whl">Download</a>'));
+    for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/page/demo/`)).text();
+    await page.locator('#shadow').waitFor({ state: 'visible', timeout: 15_000 });
+    await page.waitForFunction(`document.querySelector('#shadow-groups tbody td.num')?.textContent === '3'`, undefined, { timeout: 15_000 });
+    const rows = await page.locator('#shadow-groups tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    expect(rows, 'the version matches, so only the offered file is a group').to.deep.equal([
+      ['dashboard.page', 'html offered (a#download@href|basename)', '3', 'GET /page/demo/', 'demo-1.0.tar.gz', 'demo-1.0-py3-none-any.whl'],
+    ]);
+    expect(await cell('dashboard.page', 'mismatch').textContent()).to.equal('100.0%');
   });
 
   it('charts the legacy/new share as stacked bars per minute, and fallbacks and unmatched requests', async function () {

@@ -5,7 +5,7 @@ import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js
 import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
-interface Report { counts: Record<string, number>; samples: { path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[] }
+interface Report { counts: Record<string, number>; groups: { where: string; count: number; example: { path: string; legacy: string; new: string } }[]; samples: { path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[] }
 
 describe('shadow mode: legacy answers, the new app is compared', () => {
   let legacy: FakeBackend;
@@ -27,8 +27,21 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     app.answer('/pypi/same', json({ name: 'same', version: '1.0', serial: 0 }));
     app.answer('/pypi/diff', json({ name: 'diff', version: '2.0', serial: 0 }));
     app.answer('/pypi/slow', (_req, res) => { setTimeout(() => json({ name: 'slow', version: '1.0', serial: 0 })(_req, res), 1_500); });
-    app.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>new</h1>\n'); });
-    legacy.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<h1>old</h1>\n'); });
+    app.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('<h1>new</h1>\n'); });
+    legacy.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('<h1>old</h1>\n'); });
+    // Pages: legacy's HTML 4, stamped with the time it was made; the rewrite's HTML5. `other` offers another file.
+    const page = (type: string, body: string) => (_req: unknown, res: import('node:http').ServerResponse) => { res.writeHead(200, { 'content-type': type }); res.end(body); };
+    const legacyPage = () => '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML><BODY><!-- old -->' +
+      `<H1>demo 1.0</H1><P CLASS=stamp>made ${++tick}</P><TABLE><TR><TD><A ID=download HREF="/packages/a/demo-1.0.tar.gz#sha256=ff">demo-1.0.tar.gz</A></TABLE></BODY></HTML>`;
+    const newPage = (file: string, dir = 'b') => `<!DOCTYPE html><html lang="en"><body><h1>demo <span class="version">1.0</span></h1><p class="stamp">made 0</p>\n` +
+      `<a class="button" id="download" href="/packages/${dir}/${file}">demo-1.0.tar.gz</a></body></html>`;
+    legacy.answer('/pages/', (req, res) => page('text/html', legacyPage().replace(/made \d+/, req.url!.includes('stamped') ? '$&' : 'made 0'))(req, res));
+    app.answer('/pages/same', page('text/html', newPage('demo-1.0.tar.gz#sha256=ff', 'a')));
+    app.answer('/pages/other', page('text/html', newPage('demo-1.0-py3-none-win_amd64.whl', 'a')));
+    app.answer('/pages/stamped', page('text/html', newPage('demo-1.0.tar.gz#sha256=ff', 'a')));
+    legacy.answer('/fields/', (req, res) => page('text/html', legacyPage())(req, res));
+    app.answer('/fields/same', page('text/html', newPage('demo-1.0.tar.gz')));
+    app.answer('/fields/other', page('text/html', newPage('demo-1.0-py3-none-win_amd64.whl')));
     // Big bodies: 5,000 bytes alike except where the path says.
     const big = (differAt: number | undefined, side: string) => (_req: unknown, res: import('node:http').ServerResponse) => {
       const body = Buffer.alloc(5_000, 'a');
@@ -64,6 +77,9 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     await setRoutes(s, [
       { name: 'legacy.json', match: { path: '/pypi/:project' }, mode: 'shadow', shadow: { calibrate: true } },
       { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
+      { name: 'legacy.pages', match: { path: '/pages/*' }, mode: 'shadow' },
+      { name: 'legacy.fields', match: { path: '/fields/*' }, mode: 'shadow', shadow: { calibrate: true, html: { compare: {
+        offered: 'a#download@href|basename', version: 'h1|version', stamp: 'p.stamp' } } } },
       { name: 'legacy.big', match: { path: '/big/*' }, mode: 'shadow', shadow: { maxBodyBytes: 1_000 } },
       { name: 'legacy.zipped', match: { path: '/zipped/*' }, mode: 'shadow' },
       { name: 'legacy.bomb', match: { path: '/bomb' }, mode: 'shadow', shadow: { maxBodyBytes: 100_000 } },
@@ -115,6 +131,27 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     const r = await settle('legacy.plain', 1);
     expect(r.counts['mismatch']).to.equal(1);
     expect(r.samples[0]!.differences).to.deep.equal([{ where: 'body line 1', legacy: '<h1>old</h1>', new: '<h1>new</h1>' }]);
+  });
+
+  it('compares pages by their words and links: HTML 4 and HTML5 that say the same match', async () => {
+    await call(`${proxy.url}/pages/same`);
+    await call(`${proxy.url}/pages/other`);
+    await call(`${proxy.url}/pages/stamped`);
+    const r = await settle('legacy.pages', 3);
+    expect(r.counts, JSON.stringify(r.samples)).to.include({ match: 1, mismatch: 2 });
+    expect(r.groups.map((g) => [g.where, g.count, g.example.path]).sort()).to.deep.equal([['html links', 1, '/pages/other'], ['html text', 1, '/pages/stamped']]);
+    expect(r.groups.find((g) => g.where === 'html links')!.example).to.deep.include({
+      legacy: 'link 1: /packages/a/demo-1.0.tar.gz#sha256=ff', new: 'link 1: /packages/a/demo-1.0-py3-none-win_amd64.whl' });
+  });
+
+  it("compares only a page's named fields, grouped by field, and calls what legacy disagrees with itself about noise", async () => {
+    for (let i = 0; i < 2; i++) await call(`${proxy.url}/fields/same`);
+    await call(`${proxy.url}/fields/other`);
+    const r = await settle('legacy.fields', 3);
+    expect(r.counts, "the stamp differs on every answer, legacy's own too: noise").to.include({ noise: 2, mismatch: 1, match: 0 });
+    expect(r.groups).to.have.length(1);
+    expect(r.groups[0]).to.deep.include({ where: 'html offered (a#download@href|basename)', count: 1 });
+    expect(r.groups[0]!.example).to.deep.include({ path: '/fields/other', legacy: 'demo-1.0.tar.gz', new: 'demo-1.0-py3-none-win_amd64.whl' });
   });
 
   it('compares at most the route\'s maxBodyBytes of each body, and the client still gets all of it', async () => {

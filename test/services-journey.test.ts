@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildWheel } from '../chaos/wheel.js';
 import type { StackFile } from '../lib/config.js';
@@ -9,7 +9,7 @@ import { isAlive } from '../lib/processes.js';
 import { newSession, SESSION_COOKIE } from '../proxy/canary-session.js';
 import { shadowSampled } from '../proxy/shadow.js';
 import type { EndpointSnapshot, UpstreamSnapshot } from '../proxy/upstreams/index.js';
-import { runBanyan, runBanyanAsync, startStack, type StartedStack } from './support/cli.js';
+import { runBanyan, runBanyanAsync, startStack, stopStack, type StartedStack } from './support/cli.js';
 import { basicAuth } from './support/packages.js';
 import { tempDir, withClient } from './support/services.js';
 import { waitUntil } from './support/wait.js';
@@ -77,11 +77,7 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
 
   after(async function () {
     this.timeout(60_000);
-    if (stack) {
-      const code = await Promise.race([stack.stop('SIGTERM'), sleep(45_000).then(() => 'timeout' as const)]);
-      expect(code, `SIGTERM stops the stack:\n${stack.output().slice(-3_000)}`).to.equal(0);
-    }
-    if (cwd) rmSync(cwd, { recursive: true, force: true });
+    await stopStack(stack, cwd);
   });
 
   // ---- helpers: requests as a user sends them, and what the admin API says ----

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { compareResponses, type Observed } from '../proxy/shadow-compare.js';
 
 const json = (value: unknown, status = 200): Observed => ({ status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(value)) });
-const text = (value: string, status = 200): Observed => ({ status, headers: { 'content-type': 'text/html' }, body: Buffer.from(value) });
+const text = (value: string, status = 200): Observed => ({ status, headers: { 'content-type': 'text/plain' }, body: Buffer.from(value) });
 const options = { headers: ['content-type'], ignore: [] as string[] };
 
 describe('shadow comparison', () => {

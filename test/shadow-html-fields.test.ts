@@ -12,6 +12,8 @@ describe('shadow.html.compare fields', () => {
     expect(parseHtmlField('h1|versoin')).to.equal('"versoin" is not a normalization (known: basename, version, lower, sorted, unique, count)');
     expect(parseHtmlField('a@|basename')).to.equal('"@" is not an attribute name (write "a@href", "img@src")');
     expect(parseHtmlField('@href')).to.match(/^needs a CSS selector/);
+    expect(parseHtmlField('a[href@href')).to.equal('"a[href" is not a CSS selector css-select can run (Attribute selector didn\'t terminate)');
+    expect(parseHtmlField('a:downloadable')).to.equal('"a:downloadable" is not a CSS selector css-select can run (Unknown pseudo-class :downloadable)');
   });
 
   it('normalizes what a selector read: file names, versions, order, duplicates, counts', () => {

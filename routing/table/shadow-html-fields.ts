@@ -10,8 +10,10 @@
  * Each field reads every element the selector matches, in document order (the
  * text with its whitespace collapsed, or the attribute after `@`), and passes
  * the list through the normalizations left to right. Pure: parsing, checking
- * and the normalizations; matching the selector is the comparer's.
+ * and the normalizations; matching the selector is the comparer's
+ * (proxy/shadow-html.ts).
  */
+import { compile } from 'css-select';
 
 /** One field of `shadow.html.compare`, parsed. */
 export interface HtmlField {
@@ -75,6 +77,11 @@ export function parseHtmlField(spec: string): HtmlField | string {
     if (!ATTRIBUTE.test(attribute)) return `"@${attribute}" is not an attribute name (write "a@href", "img@src")`;
   }
   if (!rest) return 'needs a CSS selector before the attribute and normalizations, such as "a#download@href|basename"';
+  try {
+    compile(rest);
+  } catch (err) {
+    return `"${rest}" is not a CSS selector css-select can run (${(err as Error).message})`;
+  }
   return { selector: rest, attribute, normalize };
 }
 

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { BANYAN } from '../../chaos/stack.js';
+import { rmSync } from 'node:fs';
+import { BANYAN, type StartedStack } from '../../chaos/stack.js';
 
 export { BANYAN };
 
@@ -36,4 +37,22 @@ export { startStack, type StartedStack } from '../../chaos/stack.js';
 export function processesMentioning(text: string): string[] {
   const ps = spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
   return ps.stdout.split('\n').filter((line) => line.includes(text) && !line.startsWith('ps '));
+}
+
+/** Adds user `name` to the stack in `cwd` with `banyan users add` and returns an API token from `banyan tokens create`. */
+export function addUploader(cwd: string, name: string): string {
+  const user = runBanyan(['users', 'add', name, '--email', `${name}@example.org`], { cwd, input: `a long ${name} password\n` });
+  if (user.status !== 0) throw new Error(`banyan users add ${name}: ${user.stderr}`);
+  const created = runBanyan(['tokens', 'create', name], { cwd });
+  if (created.status !== 0) throw new Error(`banyan tokens create ${name}: ${created.stderr}`);
+  return created.stdout.trim().split('\n').pop()!.trim();
+}
+
+/** Stops a stack a test started (SIGTERM; a stack still up after 45 s, or exiting non-zero, fails the test) and removes its folder. */
+export async function stopStack(stack: StartedStack | undefined, cwd: string | undefined): Promise<void> {
+  if (stack) {
+    const code = await Promise.race([stack.stop('SIGTERM'), new Promise((r) => setTimeout(r, 45_000)).then(() => 'timeout' as const)]);
+    if (code !== 0) throw new Error(`SIGTERM did not stop the stack (${code}):\n${stack.output().slice(-3_000)}`);
+  }
+  if (cwd) rmSync(cwd, { recursive: true, force: true });
 }

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildWheel } from '../../chaos/wheel.js';
 import { addUser, createToken } from '../../lib/accounts.js';
 import { connect } from '../../lib/database.js';
 
@@ -101,4 +102,16 @@ export function uploadForm(path: string, fields: { name: string; version: string
   form.append('requires_dist', 'idna');
   form.append('content', new Blob([data]), join(filename));
   return form;
+}
+
+/** Uploads a wheel built in memory (chaos/wheel.ts, `tag` py3-none-any unless said) through `base` as twine does; returns its file name. */
+export async function uploadWheel(base: string, token: string, project: string, version: string, tag?: string): Promise<string> {
+  const wheel = buildWheel(project, version, randomBytes(256), tag);
+  const form = new FormData();
+  for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version, filetype: 'bdist_wheel',
+    pyversion: 'py3', metadata_version: '2.1', summary: `${project} for the tests`, sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex') })) form.append(k, v);
+  form.append('content', new Blob([wheel.bytes]), wheel.filename);
+  const uploaded = await fetch(`${base}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', token) } });
+  if (uploaded.status !== 200) throw new Error(`uploading ${wheel.filename}: ${uploaded.status} ${await uploaded.text()}`);
+  return wheel.filename;
 }
