@@ -53,6 +53,8 @@ export interface MismatchGroup {
 export interface ShadowReport {
   readonly route: string;
   readonly counts: Record<'match' | 'mismatch' | 'noise' | 'error' | 'skipped', number>;
+  /** Copies sent and not yet compared (each is, within the shadow timeout). */
+  readonly inFlight: number;
   readonly groups: readonly MismatchGroup[];
   readonly samples: readonly MismatchSample[];
 }
@@ -220,7 +222,7 @@ export class Shadower {
   report(route: string): ShadowReport {
     const r = this.#report(route);
     const groups = [...r.groups.values()].map((g) => ({ ...g })).sort((a, b) => b.count - a.count);
-    return { route, counts: { ...r.counts }, groups, samples: [...r.samples] };
+    return { route, counts: { ...r.counts }, inFlight: this.#routeInFlight.get(route) ?? 0, groups, samples: [...r.samples] };
   }
 }
 

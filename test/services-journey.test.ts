@@ -428,21 +428,17 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     await applyTable(table, 'compare a tenth of sessions');
     await waitUntil('the proxy follows the new table', async () => (await get(`/project/${project}/`)).route?.mode === 'shadow', 5_000);
     await sleep(500);
-    type Report = { counts: Record<'match' | 'mismatch' | 'noise' | 'error' | 'skipped', number> };
-    const counts = async () => (await adminGet<Report>('/api/shadow/project.page')).counts;
+    type Report = { counts: Record<'match' | 'mismatch' | 'noise' | 'error' | 'skipped', number>; inFlight: number };
     const compared = (c: Report['counts']) => c.match + c.mismatch + c.noise + c.error;
-    /** Waits until the copies in flight are compared (the counts stop moving), then returns them. */
+    /** Waits until every copy sent is compared (none in flight: a copy to a slow instance can take the shadow timeout), then returns the counts. */
     const settled = async () => {
-      let last = JSON.stringify(await counts());
-      let still = 0;
+      let last: Report | undefined;
       await waitUntil('the shadow copies are compared', async () => {
-        await sleep(200);
-        const now = JSON.stringify(await counts());
-        still = now === last ? still + 1 : 0;
-        last = now;
-        return still >= 4;
+        last = await adminGet<Report>('/api/shadow/project.page');
+        if (last.inFlight > 0) await sleep(100);
+        return last.inFlight === 0;
       }, 15_000);
-      return JSON.parse(last) as Report['counts'];
+      return last!.counts;
     };
     const base = await settled();
     // Sessions the proxy minted would be signed with the stack's secret: hand-made ones are not sessions of its own.
