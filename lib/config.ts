@@ -55,6 +55,11 @@ export interface Settings {
   readonly pinTtlMs: number;
   /** `lsn` (exact, the default) or `timed` (read from the primary for the whole TTL) (BANYAN_PIN_MODE). */
   readonly pinMode: 'lsn' | 'timed';
+  /**
+   * `read-your-writes` (the default), or `monotonic`: a session also never reads older than it has read
+   * (BANYAN_READ_CONSISTENCY; needs BANYAN_SECRET and BANYAN_PIN_MODE=lsn).
+   */
+  readonly readConsistency: 'read-your-writes' | 'monotonic';
   /** Reads of a declared resource when Redis is down: `skip` its fence, or go to the `primary` (BANYAN_FENCES_REDIS_DOWN). */
   readonly fencesWhenDown: 'skip' | 'primary';
   /** The proxy's access log: one line per request (BANYAN_LOG=json|pretty|off; default json). */
@@ -186,6 +191,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
+    readConsistency: checkConsistency(env['BANYAN_READ_CONSISTENCY'], env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
     accessLog: oneOf('BANYAN_LOG', env['BANYAN_LOG'], ['json', 'pretty', 'off'] as const),
     debugHeaders: oneOf('BANYAN_DEBUG_HEADERS', env['BANYAN_DEBUG_HEADERS'] || 'off', ['off', 'on'] as const) === 'on',
@@ -361,6 +367,14 @@ function atLeast(variable: string, ms: number, min: number): number {
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {
   return oneOf('BANYAN_PIN_MODE', value, ['lsn', 'timed'] as const);
+}
+
+function checkConsistency(value: string | undefined, pinMode: string | undefined): 'read-your-writes' | 'monotonic' {
+  const consistency = oneOf('BANYAN_READ_CONSISTENCY', value, ['read-your-writes', 'monotonic'] as const);
+  if (consistency === 'monotonic' && pinMode === 'timed') {
+    throw new BanyanError('bad-setting', 'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_PIN_MODE=lsn: a timed pin holds no position to read at or past');
+  }
+  return consistency;
 }
 
 /** One of `choices` (the first when unset), or an error naming the variable and the choices. */

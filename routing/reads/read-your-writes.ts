@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type Koa from 'koa';
-import { writeHeaders } from '../../lib/lsn.js';
-import { fenceFromHeader, type DbRouter, type RequestDb } from './db-router.js';
+import { laterPosition, readHeaders, writeHeaders, type WalPosition } from '../../lib/lsn.js';
+import { fenceFromHeader, type DbRouter, type ReadObserver, type RequestDb } from './db-router.js';
 import { requestFence, type FenceStore } from './fences.js';
 
 /**
@@ -21,9 +21,25 @@ export interface ReadYourWritesOptions {
  * fences of the `resources` it declares), else to the primary; writes to the
  * primary.
  */
-export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = []): Promise<RequestDb> {
+export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = [],
+  observe?: ReadObserver): Promise<RequestDb> {
   const pin = fenceFromHeader(headers['x-banyan-min-lsn'], headers['x-banyan-min-timeline']);
-  return options.router.forRequest(await requestFence(pin, options.fences, resources));
+  return options.router.forRequest(await requestFence(pin, options.fences, resources), observe);
+}
+
+/**
+ * When the proxy asks for it (`X-Banyan-Consistency: monotonic`), an observer that keeps the furthest
+ * position the request's reads saw and hands it to `set` as `X-Banyan-Read-LSN` (and
+ * `X-Banyan-Read-Timeline`), for the proxy to raise the session's pin; else undefined, and reads cost
+ * nothing more.
+ */
+export function readReporter(headers: IncomingHttpHeaders, set: (headers: Record<string, string>) => void): ReadObserver | undefined {
+  if (headers['x-banyan-consistency'] !== 'monotonic') return undefined;
+  let furthest: WalPosition | undefined;
+  return (position) => {
+    furthest = furthest ? laterPosition(furthest, position) : position;
+    set(readHeaders(furthest));
+  };
 }
 
 /**
@@ -56,7 +72,7 @@ export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
     let chosen: Promise<RequestDb> | undefined;
     const state: ReadYourWritesState = {
       db: (resources = []) => {
-        chosen ??= dbForRequest(options, ctx.req.headers, resources).then((db) => {
+        chosen ??= dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers))).then((db) => {
           ctx.set('X-Banyan-Read-From', db.readTarget);
           return db;
         });
