@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type Koa from 'koa';
 import { laterPosition, readHeaders, writeHeaders, type WalPosition } from '../../lib/lsn.js';
+import { BanyanError } from '../../lib/errors.js';
 import { fenceFromHeader, type DbRouter, type ReadObserver, type RequestDb } from './db-router.js';
+import { jobPosition, type JobPosition } from './jobs.js';
 import { requestFence, type FenceStore } from './fences.js';
 
 /**
@@ -49,9 +51,14 @@ export function readReporter(headers: IncomingHttpHeaders, set: (headers: Record
  * resources' fences raised to it.
  */
 export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<Record<string, string>> {
+  return writeHeaders(await committed(options, resources));
+}
+
+/** The primary's position after a commit, with the written resources' fences raised to it. */
+async function committed(options: ReadYourWritesOptions, resources: readonly string[]): Promise<WalPosition> {
   const position = await options.router.currentPosition();
   for (const resource of resources) await options.fences?.raise(resource, position);
-  return writeHeaders(position);
+  return position;
 }
 
 /** What the middleware puts on `ctx.state.banyan`. */
@@ -60,6 +67,19 @@ export interface ReadYourWritesState {
   db(resources?: readonly string[]): Promise<RequestDb>;
   /** Call after a write has committed: sets `X-Banyan-Write-LSN` and `X-Banyan-Write-Timeline`. */
   wrote(resources?: readonly string[]): Promise<void>;
+  /**
+   * The position to hand a background job this request queues (`dbForJob` reads at or past it): the
+   * request's write once `wrote()` has reported it, else the primary's position now, which holds
+   * everything the request can have read.
+   */
+  positionForJob(): Promise<JobPosition>;
+}
+
+/** `ctx.state.banyan.positionForJob()`, for a Koa context that went through `readYourWrites`. */
+export function positionForJob(ctx: Koa.Context): Promise<JobPosition> {
+  const state = ctx.state['banyan'] as ReadYourWritesState | undefined;
+  if (!state) throw new BanyanError('no-read-your-writes', 'positionForJob needs the readYourWrites middleware in front of this route');
+  return state.positionForJob();
 }
 
 /**
@@ -70,6 +90,7 @@ export interface ReadYourWritesState {
 export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
   return async (ctx, next) => {
     let chosen: Promise<RequestDb> | undefined;
+    let written: WalPosition | undefined;
     const state: ReadYourWritesState = {
       db: (resources = []) => {
         chosen ??= dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers))).then((db) => {
@@ -79,8 +100,10 @@ export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
         return chosen;
       },
       wrote: async (resources = []) => {
-        ctx.set(await reportWrite(options, resources));
+        written = await committed(options, resources);
+        ctx.set(writeHeaders(written));
       },
+      positionForJob: async () => jobPosition(written ?? await options.router.currentPosition()),
     };
     ctx.state['banyan'] = state;
     await next();
