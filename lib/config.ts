@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
 import { DEFAULT_PROJECTS_PER_HOUR } from './ownership.js';
+import { ANSWER_TIMEOUT_MS } from './pg-pool.js';
 
 /** One running endpoint of a service of the local stack: where it listens, and its process id (null while it is down). */
 export interface StackEndpoint {
@@ -203,6 +204,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
       resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
+      answerTimeoutMs: env['BANYAN_DB_ANSWER_TIMEOUT'] ? atLeast('BANYAN_DB_ANSWER_TIMEOUT', parseDuration(env['BANYAN_DB_ANSWER_TIMEOUT'], 'BANYAN_DB_ANSWER_TIMEOUT'), 100) : ANSWER_TIMEOUT_MS,
     },
     rolePollMs: env['BANYAN_ROLE_POLL'] ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10) : DEFAULTS.rolePollMs,
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
@@ -256,6 +258,8 @@ export interface ReadSettings {
   readonly choice: 'round-robin' | 'least-in-flight';
   /** How often host names in the database URLs are resolved again, a server per address; 0: never (BANYAN_DB_RESOLVE). */
   readonly resolveEveryMs: number;
+  /** How long a query waits for its server's answer before the server counts as unreachable (BANYAN_DB_ANSWER_TIMEOUT). */
+  readonly answerTimeoutMs?: number | undefined;
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */

@@ -76,6 +76,11 @@ export interface DbRouterOptions {
   readonly discover?: (() => Promise<readonly DbNodeConfig[]>) | undefined;
   /** How long a server no longer found keeps its pool open for the reads already sent to it. */
   readonly drainMs?: number | undefined;
+  /**
+   * How long a query waits for its server's answer before the server counts as unreachable (a read then
+   * goes to another server; a write fails as with the primary down). Default: the statement timeout + 1 s.
+   */
+  readonly answerTimeoutMs?: number | undefined;
 }
 
 /** What the monitor last saw of one server as a replica. */
@@ -138,7 +143,7 @@ export class DbRouter {
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
     this.nodes = new DbNodes({
       nodes: configured, poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan', discover, discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
-      drainMs: options.drainMs,
+      drainMs: options.drainMs, answerTimeoutMs: options.answerTimeoutMs,
     });
     this.#breakers = [];
     this.#inFlight = [];
