@@ -23,7 +23,10 @@ export function splitUrls(list: string): string[] {
 export function connect(connectionString: string, options: { max?: number; name?: string; roleCheckMs?: number; statementTimeoutMs?: number } = {}): Kysely<Database> {
   const urls = splitUrls(connectionString);
   if (urls.length > 1) {
-    return new DbNodes({ nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })), poolSize: options.max, name: options.name, intervalMs: options.roleCheckMs }).writer;
+    return new DbNodes({
+      nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })), poolSize: options.max, name: options.name, intervalMs: options.roleCheckMs,
+      statementTimeoutMs: options.statementTimeoutMs,
+    }).writer;
   }
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(connectionString, options) }) });
 }

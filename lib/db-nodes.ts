@@ -39,6 +39,8 @@ export interface DbNodesOptions {
   readonly drainMs?: number | undefined;
   /** How long a query waits for an answer before its server counts as unreachable (BANYAN_DB_ANSWER_TIMEOUT). */
   readonly answerTimeoutMs?: number | undefined;
+  /** Every statement's timeout (default STATEMENT_TIMEOUT_MS); 0 lets statements run, and waits for their answers, as long as they take. */
+  readonly statementTimeoutMs?: number | undefined;
 }
 
 /** No server can take writes now: the primary is down, or not yet promoted. Reads as unreachable (503 upstream). */
@@ -98,7 +100,10 @@ export class DbNodes {
 
   #newNode(n: DbNodeConfig): DbNode {
     // Opening a connection is waiting for an answer too: a server behind a partition never completes it.
-    const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', connectTimeoutMs: Math.min(5_000, this.#answerTimeoutMs) });
+    const pool = createPool(n.url, {
+      max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', statementTimeoutMs: this.#options.statementTimeoutMs,
+      connectTimeoutMs: this.#answerTimeoutMs > 0 ? Math.min(5_000, this.#answerTimeoutMs) : undefined,
+    });
     const timed: PostgresPool = {
       connect: async () => answerTimed(await pool.connect(), this.#answerTimeoutMs),
       end: () => pool.end(),
@@ -244,7 +249,7 @@ export class DbNodes {
   }
 
   get #answerTimeoutMs(): number {
-    return this.#options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    return this.#options.statementTimeoutMs === 0 ? 0 : this.#options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
   }
 
   /** A client whose failures that suggest a new primary start a reading. */

@@ -29,8 +29,10 @@ export class NoAnswerError extends Error {
 /**
  * A checked-out client whose queries fail with NoAnswerError after `timeoutMs` without an answer; such a
  * client is then discarded (released with the error), never handed out again with a query still pending.
+ * 0 waits as long as the server takes (statements without a timeout: migrations, batch commands).
  */
 export function answerTimed(client: pg.PoolClient, timeoutMs: number): PostgresPoolClient {
+  if (timeoutMs <= 0) return client as unknown as PostgresPoolClient;
   let silent: NoAnswerError | undefined;
   const query = async (...args: unknown[]) => {
     let timer: NodeJS.Timeout | undefined;
