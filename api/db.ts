@@ -9,10 +9,15 @@
  * const router = new DbRouter({ primaryUrl, replicaUrls: [replicaUrl] });
  * await router.start();
  * app.use(readYourWrites({ router }));   // ctx.state.banyan.db(), ctx.state.banyan.wrote()
+ *
+ * // A background job reads what the request that queued it wrote:
+ * await queue.push({ upload: id, position: await positionForJob(ctx) });
+ * const db = await dbForJob(router, job.position);   // a replica that has it, else the primary
  * ```
  */
 export { DbRouter, fenceFromHeader, isRecoveryConflict, type DbRouterOptions, type ReadFence, type ReadReason, type ReplicaState, type RequestDb } from '../routing/reads/index.js';
 export { FenceStore, requestFence, type FenceStoreOptions, type FencesWhenDown } from '../routing/reads/index.js';
-export { dbForRequest, readYourWrites, reportWrite, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/reads/index.js';
+export { dbForRequest, readReporter, readYourWrites, reportWrite, type ReadObserver, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/reads/index.js';
+export { dbForJob, jobFence, jobPosition, positionForJob, type JobPosition } from '../routing/reads/index.js';
 export { connect } from '../lib/database.js';
 export { formatLsn, parseLsn } from '../lib/lsn.js';

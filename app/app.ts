@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import { isConnectionError } from '../lib/database.js';
-import { dbForRequest, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
+import { dbForRequest, readReporter, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
 import { fileRoutes } from './files.js';
@@ -47,7 +47,7 @@ export function createApp(options: AppOptions): Koa {
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;
-    const db = await dbForRequest(options, ctx.req.headers, resources);
+    const db = await dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers)));
     ctx.state['db'] = db;
     metrics.dbReads.inc({ target: db.readTarget, reason: db.reason });
     ctx.set('X-Banyan-Read-From', db.readTarget);

@@ -5,6 +5,8 @@ import { buildWheel } from './wheel.js';
 /** One read the load sent: when, on which route, and what came back. */
 export interface ReadEvent {
   readonly at: number;
+  /** How long the answer took (or the failure, to come). */
+  readonly ms: number;
   readonly route: string;
   /** HTTP status, or 0 for a connection error or timeout. */
   readonly status: number;
@@ -71,11 +73,11 @@ export class ReadLoad extends Loops {
       await res.body.dump();
       const readFrom = res.headers['x-banyan-read-from'];
       this.events.push({
-        at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
+        at, ms: Date.now() - at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
         readFrom: typeof readFrom === 'string' ? readFrom : undefined,
       });
     } catch {
-      this.events.push({ at, route: target.route, status: 0, fromLegacy: false });
+      this.events.push({ at, ms: Date.now() - at, route: target.route, status: 0, fromLegacy: false });
       // A refused connection fails at once: do not spin.
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -93,6 +95,8 @@ export interface WriteLog {
   /** When each acknowledged file was sent and its answer came, and the pin the proxy set with it (its LSN and timeline). */
   readonly acks: Map<string, { readonly sentAt: number; readonly at: number; readonly pin: string | undefined }>;
   readonly sent: number;
+  /** The longest any upload waited for its answer (or its failure), in ms. */
+  readonly longestMs: number;
 }
 
 /**
@@ -101,7 +105,7 @@ export interface WriteLog {
  * retried: a retry would hide what the proxy did with the first attempt.
  */
 export class UploadLoad extends Loops {
-  readonly log: WriteLog = { acknowledged: new Set(), refused: new Map(), unknown: new Set(), acks: new Map(), sent: 0 };
+  readonly log: WriteLog = { acknowledged: new Set(), refused: new Map(), unknown: new Set(), acks: new Map(), sent: 0, longestMs: 0 };
   readonly #url: string;
   readonly #auth: string;
   readonly #project: string;
@@ -120,12 +124,14 @@ export class UploadLoad extends Loops {
     const { form, filename } = uploadForm(this.#project, version);
     (this.log as { sent: number }).sent++;
     const sentAt = Date.now();
+    const log = this.log as { longestMs: number };
     try {
       const res = await fetch(this.#url, {
         method: 'POST', body: form, headers: { authorization: this.#auth },
         signal: AbortSignal.timeout(30_000),
       });
       const text = await res.text();
+      log.longestMs = Math.max(log.longestMs, Date.now() - sentAt);
       if (res.status === 200 && text.startsWith('OK')) {
         this.log.acknowledged.add(filename);
         this.log.acks.set(filename, { sentAt, at: Date.now(), pin: /banyan_pin=([^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1] });
@@ -133,6 +139,7 @@ export class UploadLoad extends Loops {
       }
       this.log.refused.set(filename, res.status);
     } catch {
+      log.longestMs = Math.max(log.longestMs, Date.now() - sentAt);
       this.log.unknown.add(filename);
     }
     // Refused or cut (503 while a backend is down): back off briefly, as a client told Retry-After would.

@@ -10,6 +10,8 @@ export const BANYAN = fileURLToPath(new URL('../bin/banyan.js', import.meta.url)
 /** A running `banyan start` (what `npm start` runs), with its output collected. */
 export interface StartedStack {
   readonly child: ChildProcess;
+  /** The folder it runs in (its `.banyan/` holds the data, the file store and stack.json). */
+  readonly dir: string;
   /** stack.json as it was when the stack came up. */
   readonly stack: StackFile & { pids: Record<string, number | null> };
   /** stack.json as it is now: process ids change when a component is restarted. */
@@ -45,6 +47,7 @@ export async function startStack(cwd: string, args: string[] = [], env: NodeJS.P
   const current = () => JSON.parse(readFileSync(file, 'utf8')) as StartedStack['stack'];
   return {
     child,
+    dir: cwd,
     stack: current(),
     current,
     output: () => output,

@@ -1,7 +1,7 @@
 import { connect as connectSocket } from 'node:net';
 import pg from 'pg';
 import { childrenOf, freeze, kill } from './faults.js';
-import { ReadLoad, UploadLoad, type ReadEvent, type WriteLog } from './load.js';
+import { ReadLoad, UploadLoad, type ReadEvent, type ReadTarget, type WriteLog } from './load.js';
 import type { StartedStack } from './stack.js';
 
 /** One line of the chaos table. */
@@ -30,6 +30,8 @@ export interface ChaosRow {
   /** Broken invariants, in words; empty when the scenario held. */
   readonly broken: readonly string[];
   readonly notes: string;
+  /** Why the scenario did not run here (network namespaces cannot be made, say); its invariants were not checked. */
+  readonly skipped?: string;
   /** For a failover: milliseconds from the kill to each step (promotion, first accepted write, …). */
   readonly timeline?: Readonly<Record<string, number>>;
 }
@@ -54,7 +56,7 @@ export interface Scenario {
  * Routes on the new app with fallback, whose reads must keep succeeding when the new app dies (legacy answers
  * them), and must keep being answered by the new app when one of its instances dies (another instance does).
  */
-const FALLBACK_ROUTES = new Set(['simple.detail', 'json.project']);
+export const FALLBACK_ROUTES = new Set(['simple.detail', 'json.project']);
 
 /**
  * A fault done to one component under read and write load. `appFault`: every instance of the new app
@@ -70,12 +72,7 @@ function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | 
       const before = ctx.stack.current();
       const outputFrom = ctx.stack.output().length;
       const fallbacksBefore = await fallbackCount(ctx);
-      const reads = new ReadLoad(before.proxy, [
-        { route: 'simple.detail', path: `/simple/${ctx.project}/` },
-        { route: 'json.project', path: `/pypi/${ctx.project}/json` },
-        { route: 'project.page', path: `/project/${ctx.project}/` },
-        { route: 'legacy.home', path: '/' },
-      ]);
+      const reads = new ReadLoad(before.proxy, readTargets(ctx.project));
       const writes = new UploadLoad(before.proxy, ctx.project, ctx.uploadToken);
       reads.start();
       writes.start();
@@ -115,6 +112,16 @@ function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | 
       };
     },
   };
+}
+
+/** What the read load asks for: two fallback routes on the new app, a legacy page with fallback, legacy's home. */
+export function readTargets(project: string): ReadTarget[] {
+  return [
+    { route: 'simple.detail', path: `/simple/${project}/` },
+    { route: 'json.project', path: `/pypi/${project}/json` },
+    { route: 'project.page', path: `/project/${project}/` },
+    { route: 'legacy.home', path: '/' },
+  ];
 }
 
 /** The scenarios of `npm run chaos`, in order; `workers` > 1 adds the worker crash. */

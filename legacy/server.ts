@@ -9,7 +9,7 @@ import { escapeHtml } from '../lib/html.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { CacheGenerations, lockProject, WriteAnnouncer } from '../lib/write-announcer.js';
 import { isConnectionError } from '../lib/database.js';
-import { DbRouter, fenceFromHeader, FenceStore, type RequestDb, requestFence } from '../routing/reads/index.js';
+import { dbForRequest, DbRouter, FenceStore, readReporter, type RequestDb } from '../routing/reads/index.js';
 import { servePackage } from './files.js';
 import { layout, notFound, send, statusText, type LegacyRequest } from './http.js';
 import { jsonApi } from './json-api.js';
@@ -58,7 +58,9 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
     const request: LegacyRequest = {
       req, res, url: new URL(req.url ?? '/', 'http://legacy.invalid'),
       db: (resources = []) => (chosen ??= (async () => {
-        const db = await router.forRequest(await requestFence(fenceFromHeader(req.headers['x-banyan-min-lsn'], req.headers['x-banyan-min-timeline']), fences, resources));
+        const db = await dbForRequest({ router, fences }, req.headers, resources, readReporter(req.headers, (headers) => {
+          if (!res.headersSent) for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+        }));
         if (!res.headersSent) res.setHeader('X-Legacy-Read-From', db.readTarget);
         return db;
       })()),

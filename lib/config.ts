@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
 import { DEFAULT_PROJECTS_PER_HOUR } from './ownership.js';
+import { ANSWER_TIMEOUT_MS } from './pg-pool.js';
 
 /** One running endpoint of a service of the local stack: where it listens, and its process id (null while it is down). */
 export interface StackEndpoint {
@@ -55,6 +56,11 @@ export interface Settings {
   readonly pinTtlMs: number;
   /** `lsn` (exact, the default) or `timed` (read from the primary for the whole TTL) (BANYAN_PIN_MODE). */
   readonly pinMode: 'lsn' | 'timed';
+  /**
+   * `read-your-writes` (the default), or `monotonic`: a session also never reads older than it has read
+   * (BANYAN_READ_CONSISTENCY; needs BANYAN_SECRET and BANYAN_PIN_MODE=lsn).
+   */
+  readonly readConsistency: 'read-your-writes' | 'monotonic';
   /** Reads of a declared resource when Redis is down: `skip` its fence, or go to the `primary` (BANYAN_FENCES_REDIS_DOWN). */
   readonly fencesWhenDown: 'skip' | 'primary';
   /** The proxy's access log: one line per request (BANYAN_LOG=json|pretty|off; default json). */
@@ -192,6 +198,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
     pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
+    readConsistency: checkConsistency(env['BANYAN_READ_CONSISTENCY'], env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
     accessLog: oneOf('BANYAN_LOG', env['BANYAN_LOG'], ['json', 'pretty', 'off'] as const),
     debugHeaders: oneOf('BANYAN_DEBUG_HEADERS', env['BANYAN_DEBUG_HEADERS'] || 'off', ['off', 'on'] as const) === 'on',
@@ -203,6 +210,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
       resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
+      answerTimeoutMs: env['BANYAN_DB_ANSWER_TIMEOUT'] ? atLeast('BANYAN_DB_ANSWER_TIMEOUT', parseDuration(env['BANYAN_DB_ANSWER_TIMEOUT'], 'BANYAN_DB_ANSWER_TIMEOUT'), 100) : ANSWER_TIMEOUT_MS,
     },
     rolePollMs: env['BANYAN_ROLE_POLL'] ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10) : DEFAULTS.rolePollMs,
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
@@ -258,6 +266,8 @@ export interface ReadSettings {
   readonly choice: 'round-robin' | 'least-in-flight';
   /** How often host names in the database URLs are resolved again, a server per address; 0: never (BANYAN_DB_RESOLVE). */
   readonly resolveEveryMs: number;
+  /** How long a query waits for its server's answer before the server counts as unreachable (BANYAN_DB_ANSWER_TIMEOUT). */
+  readonly answerTimeoutMs?: number | undefined;
 }
 
 /** The value of a setting a command cannot run without, or a clear error naming it. */
@@ -369,6 +379,14 @@ function atLeast(variable: string, ms: number, min: number): number {
 
 function checkPinMode(value: string | undefined): 'lsn' | 'timed' {
   return oneOf('BANYAN_PIN_MODE', value, ['lsn', 'timed'] as const);
+}
+
+function checkConsistency(value: string | undefined, pinMode: string | undefined): 'read-your-writes' | 'monotonic' {
+  const consistency = oneOf('BANYAN_READ_CONSISTENCY', value, ['read-your-writes', 'monotonic'] as const);
+  if (consistency === 'monotonic' && pinMode === 'timed') {
+    throw new BanyanError('bad-setting', 'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_PIN_MODE=lsn: a timed pin holds no position to read at or past');
+  }
+  return consistency;
 }
 
 /** One of `choices` (the first when unset), or an error naming the variable and the choices. */

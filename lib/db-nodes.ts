@@ -2,7 +2,7 @@ import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } f
 import pg from 'pg';
 import { decideRoles, isConnectionError, ROLE_QUERY, suggestsNewPrimary, type NodeReading, type Roles } from './db-roles.js';
 import { parseLsn } from './lsn.js';
-import { createPool } from './pg-pool.js';
+import { ANSWER_TIMEOUT_MS, answerTimed, createPool } from './pg-pool.js';
 import type { Database } from './schema.js';
 
 /** One PostgreSQL server of the set, by the name logs, headers and metrics use. */
@@ -37,7 +37,9 @@ export interface DbNodesOptions {
   readonly discoverEveryMs?: number | undefined;
   /** How long a removed server's pool stays open for the reads already sent to it. */
   readonly drainMs?: number | undefined;
-  /** Each statement's limit (createPool's; default STATEMENT_TIMEOUT_MS); 0 lets it run, for migrations. */
+  /** How long a query waits for an answer before its server counts as unreachable (BANYAN_DB_ANSWER_TIMEOUT). */
+  readonly answerTimeoutMs?: number | undefined;
+  /** Every statement's timeout (default STATEMENT_TIMEOUT_MS); 0 lets statements run, and waits for their answers, as long as they take. */
   readonly statementTimeoutMs?: number | undefined;
 }
 
@@ -97,8 +99,16 @@ export class DbNodes {
   }
 
   #newNode(n: DbNodeConfig): DbNode {
-    const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', statementTimeoutMs: this.#options.statementTimeoutMs });
-    return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
+    // Opening a connection is waiting for an answer too: a server behind a partition never completes it.
+    const pool = createPool(n.url, {
+      max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', statementTimeoutMs: this.#options.statementTimeoutMs,
+      connectTimeoutMs: this.#answerTimeoutMs > 0 ? Math.min(5_000, this.#answerTimeoutMs) : undefined,
+    });
+    const timed: PostgresPool = {
+      connect: async () => answerTimed(await pool.connect(), this.#answerTimeoutMs),
+      end: () => pool.end(),
+    };
+    return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: timed }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
   }
 
   /** Adds the servers discovery found that are new (or back), and drains those it no longer finds. */
@@ -196,7 +206,8 @@ export class DbNodes {
     let client = this.#probes[i];
     try {
       if (!client) {
-        client = new pg.Client({ connectionString: this.#nodes[i]!.url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, application_name: 'banyan-monitor' });
+        // query_timeout: a server behind a partition never answers, and one silent server must not hold up the reading of all.
+        client = new pg.Client({ connectionString: this.#nodes[i]!.url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, query_timeout: 1_500, application_name: 'banyan-monitor' });
         client.on('error', () => {});
         this.#probes[i] = client;
         await client.connect();
@@ -237,8 +248,13 @@ export class DbNodes {
     };
   }
 
+  get #answerTimeoutMs(): number {
+    return this.#options.statementTimeoutMs === 0 ? 0 : this.#options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+  }
+
   /** A client whose failures that suggest a new primary start a reading. */
-  #watched(client: pg.PoolClient): PostgresPoolClient {
+  #watched(pooled: pg.PoolClient): PostgresPoolClient {
+    const client = answerTimed(pooled, this.#answerTimeoutMs);
     const query = (...args: unknown[]) => {
       const result = (client.query as (...a: unknown[]) => unknown)(...args);
       if (result instanceof Promise) {

@@ -42,7 +42,24 @@ export const CURRENT_POSITION_SQL = `SELECT pg_current_wal_lsn()::text AS lsn,
 
 /** The headers a backend answers a committed write with: `X-Banyan-Write-LSN`, and `X-Banyan-Write-Timeline` when known. */
 export function writeHeaders(position: WalPosition): Record<string, string> {
-  const headers: Record<string, string> = { 'X-Banyan-Write-LSN': formatLsn(position.lsn) };
-  if (position.timeline !== undefined) headers['X-Banyan-Write-Timeline'] = String(position.timeline);
+  return positionHeaders('Write', position);
+}
+
+/**
+ * SQL for the position a server has reached, whatever its role: a standby's replay LSN (its timeline is not
+ * readable there), a primary's current LSN and timeline. Asked after a read, it bounds what the read saw.
+ */
+export const REACHED_POSITION_SQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`;
+
+/** The headers a backend answers a read with when the proxy asks (monotonic reads): `X-Banyan-Read-LSN`, and `X-Banyan-Read-Timeline` when known. */
+export function readHeaders(position: WalPosition): Record<string, string> {
+  return positionHeaders('Read', position);
+}
+
+function positionHeaders(kind: 'Write' | 'Read', position: WalPosition): Record<string, string> {
+  const headers: Record<string, string> = { [`X-Banyan-${kind}-LSN`]: formatLsn(position.lsn) };
+  if (position.timeline !== undefined) headers[`X-Banyan-${kind}-Timeline`] = String(position.timeline);
   return headers;
 }

@@ -1,3 +1,4 @@
+import type { PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 
 // bigint columns (ids, sizes, serials) come back as strings: they can exceed 2^53.
@@ -10,15 +11,54 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
 export const STATEMENT_TIMEOUT_MS = 15_000;
 
 /**
- * A pg pool for one server, whose lost clients never take the process down. Every statement is
- * cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0 lets it run.
+ * How long a query waits for its server's answer by default before the server is taken for unreachable:
+ * past the statement timeout, PostgreSQL would have cancelled it and said so, so silence means the
+ * packets are not getting through (a partition: nothing is refused, nothing ever fails on its own).
  */
-export function createPool(connectionString: string, options: { max?: number; name?: string; statementTimeoutMs?: number } = {}): pg.Pool {
+export const ANSWER_TIMEOUT_MS = STATEMENT_TIMEOUT_MS + 1_000;
+
+/** A query that got no answer in time: read as a connection failure (SQLSTATE 08006), so reads go elsewhere and roles are asked again. */
+export class NoAnswerError extends Error {
+  readonly code = '08006';
+  constructor(ms: number) {
+    super(`no answer from the database server within ${ms} ms (BANYAN_DB_ANSWER_TIMEOUT): unreachable`);
+    this.name = 'NoAnswerError';
+  }
+}
+
+/**
+ * A checked-out client whose queries fail with NoAnswerError after `timeoutMs` without an answer; such a
+ * client is then discarded (released with the error), never handed out again with a query still pending.
+ * 0 waits as long as the server takes (statements without a timeout: migrations, batch commands).
+ */
+export function answerTimed(client: pg.PoolClient, timeoutMs: number): PostgresPoolClient {
+  if (timeoutMs <= 0) return client as unknown as PostgresPoolClient;
+  let silent: NoAnswerError | undefined;
+  const query = async (...args: unknown[]) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(silent = new NoAnswerError(timeoutMs)), timeoutMs);
+    });
+    try {
+      return await Promise.race([(client.query as (...a: unknown[]) => Promise<unknown>)(...args), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  return { query: query as PostgresPoolClient['query'], release: () => client.release(silent) };
+}
+
+/**
+ * A pg pool for one server, whose lost clients never take the process down. Every statement is
+ * cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0 lets it run. A connection
+ * that takes longer than `connectTimeoutMs` (default 5 s) to open fails.
+ */
+export function createPool(connectionString: string, options: { max?: number; name?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } = {}): pg.Pool {
   const timeout = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString,
     max: options.max ?? 10,
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.name ?? 'banyan',
     ...(timeout > 0 ? { statement_timeout: timeout } : {}),

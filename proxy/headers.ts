@@ -150,8 +150,8 @@ export function clientResponseHeaders(raw: readonly RawHeader[], requestId: stri
     const lower = name.toLowerCase();
     // Trailer announces the trailers the proxy passes on at the end of the body: not hop-by-hop in a response.
     if ((HOP_BY_HOP.has(lower) && lower !== 'trailer') || named.has(lower)) continue;
-    // The write LSN is for the proxy's pin, and the request id is the proxy's: clients see neither from the backend.
-    if (lower === 'x-banyan-write-lsn' || lower === 'x-banyan-write-timeline' || lower === 'x-request-id') continue;
+    // The write and read positions are for the proxy's pin, and the request id is the proxy's: clients see none from the backend.
+    if (INTERNAL_RESPONSE_HEADERS.has(lower)) continue;
     // Which database server answered is the operator's business (BANYAN_DEBUG_HEADERS), not the client's.
     if (!debug && (lower === 'x-banyan-read-from' || lower === 'x-legacy-read-from')) continue;
     const value = text(raw[i + 1]!);
@@ -175,6 +175,7 @@ export function parsedHeaders(raw: readonly RawHeader[]): Record<string, string 
 }
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
+const INTERNAL_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['x-banyan-write-lsn', 'x-banyan-write-timeline', 'x-banyan-read-lsn', 'x-banyan-read-timeline', 'x-request-id']);
 
 /** The header names a Connection header lists (to drop them too), added to `to`; the usual values list none. */
 function connectionTokens(value: string | string[] | undefined, to: ReadonlySet<string> = NO_TOKENS): ReadonlySet<string> {

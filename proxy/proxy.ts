@@ -20,7 +20,7 @@ import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
 import { settleTarget } from './request-target.js';
 import { RouteDecider } from './route-decision.js';
-import { fenceHeader, SessionPins, withSession, type PinSettings } from './session-pins.js';
+import { SessionPins, withSession, type PinSettings } from './session-pins.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { POOL_DEFAULTS, UpstreamSet } from './upstreams/index.js';
 import { upstreamEvents } from './upstream-metrics.js';
@@ -271,8 +271,8 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const forward: ForwardOptions = {
     headersTimeoutMs: timeouts?.headersMs,
     bodyTimeoutMs: timeouts?.bodyMs,
-    extraHeaders: pin ? fenceHeader(pin) : undefined,
-    beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
+    extraHeaders: pins?.forwardHeaders(pin),
+    beforeHead: withSession(pins?.hook(pin, client, safe), decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
     debug: parts.debugHeaders,
     body: request.body,

@@ -22,7 +22,7 @@ import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type P
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -147,11 +147,17 @@ async function startRouteSync(db: Kysely<Database>, settings: ProxyRuntimeOption
 
 /** Read-your-writes pins, signed with BANYAN_SECRET's list; none without it. */
 function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Database>): PinSettings | undefined {
-  if (!settings.secret) return undefined;
+  if (!settings.secret) {
+    if (settings.readConsistency === 'monotonic') {
+      throw new BanyanError('bad-setting', 'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_SECRET: the position a session has read is kept in its signed pin');
+    }
+    return undefined;
+  }
   return {
     secrets: settings.secret.split(','),
     ttlMs: settings.pinTtlMs,
     mode: settings.pinMode,
+    consistency: settings.readConsistency,
     currentPosition: () => currentPosition(db),
   };
 }

@@ -22,6 +22,11 @@ export interface PinSettings {
   readonly mode: 'lsn' | 'timed';
   /** The primary's current WAL position (and timeline), when the backend did not report the write's. */
   readonly currentPosition: () => Promise<WalPosition>;
+  /**
+   * `read-your-writes` (the default): a session reads at or past what it wrote. `monotonic` (BANYAN_READ_CONSISTENCY):
+   * also never older than what it has read; backends report where each read was served, and the pin rises to it.
+   */
+  readonly consistency?: 'read-your-writes' | 'monotonic' | undefined;
 }
 
 export type HeadHook = NonNullable<ForwardOptions['beforeHead']>;
@@ -69,35 +74,74 @@ export class SessionPins {
     return pin;
   }
 
-  /** After a successful write: a pin at the write's LSN (the backend's, else the primary's now), as cookie and header. */
-  issuer(previous: Pin | undefined, client: ClientInfo): HeadHook {
+  /** The headers a request takes to its backend: the pin's fence, and with monotonic reads the ask to report where it read. */
+  forwardHeaders(pin: Pin | undefined): Record<string, string> | undefined {
+    if (this.#settings.consistency !== 'monotonic') return pin ? fenceHeader(pin) : undefined;
+    return pin ? monotonicFenceHeader(pin) : MONOTONIC;
+  }
+
+  /**
+   * The response hook of a request: after a successful write, a pin at the write's LSN (the backend's, else
+   * the primary's now); with monotonic reads, after any answer (a failed write's too) that read further
+   * than the pin, a pin there.
+   */
+  hook(previous: Pin | undefined, client: ClientInfo, safe: boolean): HeadHook | undefined {
+    const monotonic = this.#settings.consistency === 'monotonic' && this.#settings.mode === 'lsn';
+    if (safe && !monotonic) return undefined;
     return async (status, headers) => {
-      if (status < 200 || status >= 400) return undefined;
       const settings = this.#settings;
+      const read = monotonic ? reportedPosition(headers, 'read') : undefined;
       let position: WalPosition | undefined;
-      if (settings.mode === 'lsn') {
-        position = reportedPosition(headers) ?? await settings.currentPosition().catch(() => undefined);
+      // A read's answer counts whatever its status: "not found" is a state too (a deletion must not come undone).
+      if (safe || status < 200 || status >= 400) {
+        // A timed pin sends every read to the primary anyway; an answer that read no further changes nothing.
+        if (read === undefined || (previous !== undefined && previous.lsn === undefined)) return undefined;
+        const floor = previous?.lsn === undefined ? undefined : { lsn: previous.lsn, timeline: previous.timeline };
+        if (floor !== undefined && laterPosition(floor, read) === floor) return undefined;
+        position = read;
+      } else if (settings.mode === 'lsn') {
+        position = reportedPosition(headers, 'write') ?? await settings.currentPosition().catch(() => undefined);
+        if (position !== undefined && read !== undefined) position = laterPosition(position, read);
         // Without any LSN the pin is timed: reads go to the primary until it expires.
         if (position !== undefined && previous?.lsn !== undefined) position = laterPosition(position, { lsn: previous.lsn, timeline: previous.timeline });
       }
-      const value = signPin({ id: previous?.id ?? newPinId(), lsn: position?.lsn, timeline: position?.timeline, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
-      this.#metrics.pins.inc({ event: 'set' });
-      const secure = client.proto === 'https' ? '; Secure' : '';
-      return {
-        'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(settings.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}`,
-        [PIN_HEADER]: value,
-      };
+      return this.#issue(previous, position, client);
+    };
+  }
+
+  /** A new signed pin at `position` (timed without one), as cookie and header. */
+  #issue(previous: Pin | undefined, position: WalPosition | undefined, client: ClientInfo): Record<string, string> {
+    const settings = this.#settings;
+    const value = signPin({ id: previous?.id ?? newPinId(), lsn: position?.lsn, timeline: position?.timeline, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
+    this.#metrics.pins.inc({ event: 'set' });
+    const secure = client.proto === 'https' ? '; Secure' : '';
+    return {
+      'set-cookie': `${PIN_COOKIE}=${value}; Path=/; Max-Age=${Math.ceil(settings.ttlMs / 1000)}; HttpOnly; SameSite=Lax${secure}`,
+      [PIN_HEADER]: value,
     };
   }
 }
 
-/** What the backend reported of its write: `X-Banyan-Write-LSN`, and `X-Banyan-Write-Timeline` if it sent one. */
-function reportedPosition(headers: Record<string, string | string[] | undefined>): WalPosition | undefined {
-  const lsnText = headers['x-banyan-write-lsn'];
+/**
+ * What the backend reported: of its write, `X-Banyan-Write-LSN` (and `X-Banyan-Write-Timeline` if it sent
+ * one); of its reads, `X-Banyan-Read-LSN` (and `X-Banyan-Read-Timeline`).
+ */
+function reportedPosition(headers: Record<string, string | string[] | undefined>, what: 'write' | 'read'): WalPosition | undefined {
+  const lsnText = headers[`x-banyan-${what}-lsn`];
   const lsn = typeof lsnText === 'string' ? parseLsn(lsnText) : undefined;
   if (lsn === undefined) return undefined;
-  const timelineText = headers['x-banyan-write-timeline'];
+  const timelineText = headers[`x-banyan-${what}-timeline`];
   return { lsn, timeline: typeof timelineText === 'string' ? parseTimeline(timelineText) : undefined };
+}
+
+/** Asks the backend to report where it read (`X-Banyan-Read-LSN`), for monotonic reads. */
+const MONOTONIC: Record<string, string> = { 'x-banyan-consistency': 'monotonic' };
+const monotonicHeaders = new WeakMap<Pin, Record<string, string>>();
+
+function monotonicFenceHeader(pin: Pin): Record<string, string> {
+  let header = monotonicHeaders.get(pin);
+  if (!header) monotonicHeaders.set(pin, header = { ...fenceHeader(pin), ...MONOTONIC });
+  return header;
 }
 
 const fenceHeaders = new WeakMap<Pin, Record<string, string>>();

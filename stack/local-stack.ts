@@ -126,6 +126,7 @@ export interface BackendsOptions {
   readonly secret?: string;
   readonly pinTtlMs?: number;
   readonly pinMode?: 'lsn' | 'timed';
+  readonly readConsistency?: 'read-your-writes' | 'monotonic';
   readonly fencesWhenDown?: 'skip' | 'primary';
   readonly reads?: ReadSettings;
   /** BANYAN_DEBUG_HEADERS: answers say which route, backend and database server served them. */
@@ -191,6 +192,7 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         secret: options.secret,
         pinTtlMs: options.pinTtlMs ?? 30_000,
         pinMode: options.pinMode ?? 'lsn',
+        readConsistency: options.readConsistency,
         usageFlushMs: options.usageFlushMs ?? DEFAULTS.usageFlushMs,
         debugHeaders: options.debugHeaders === true,
       },

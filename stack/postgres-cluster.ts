@@ -12,7 +12,7 @@ import { isAlive } from '../lib/processes.js';
 import { startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
 import { canAccessAs, spawnIdentity, unprivilegedUser, type RunAs } from './os-user.js';
 import type { PostgresBinaries } from './postgres-binaries.js';
-import { reusePort } from './ports.js';
+import { freePort, reusePort } from './ports.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -55,6 +55,11 @@ export interface PostgresCluster {
    * after a failure: the steps already done are skipped.
    */
   failover(): Promise<void>;
+  /**
+   * Another streaming replica of the primary, in a folder, on a port and with a replication slot of its own
+   * (`name`: letters, digits and `-`), for tests with several replicas; `stop` removes it and its slot.
+   */
+  addReplica(name: string): Promise<ExtraReplica>;
   /** Waits until the replica has replayed everything the primary has written so far. */
   waitForReplay(timeoutMs?: number): Promise<void>;
   /** Changes the replica's apply delay at run time, so tests can make lag real. */
@@ -63,6 +68,14 @@ export interface PostgresCluster {
   stopReplica(): Promise<void>;
   stopPrimary(): Promise<void>;
   /** Fast shutdown of the replica, then the primary. */
+  stop(): Promise<void>;
+}
+
+/** A replica added with `addReplica`. */
+export interface ExtraReplica {
+  readonly url: string;
+  readonly server: ServerProcess;
+  /** Stops it (fast shutdown), drops its slot on the primary and removes its folder. */
   stop(): Promise<void>;
 }
 
@@ -172,6 +185,28 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
         log(`the new replica is streaming (${Date.now() - t0} ms)`);
       }
     };
+    const addReplica = async (name: string): Promise<ExtraReplica> => {
+      if (!/^[a-z0-9-]{1,40}$/.test(name)) throw new BanyanError('bad-replica-name', `a replica's name is letters, digits and -, not "${name}"`);
+      const slot = `banyan_${name.replaceAll('-', '_')}`;
+      const extraDir = join(dir, `extra-${name}`);
+      await stopLeftover(extraDir, log);
+      await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir: extraDir, password: state.password, runAs, log, slot });
+      configureStandby(extraDir, primaryPort, state.password, 0, runAs, slot);
+      const port = await freePort();
+      const server = startPostgres(binaries, extraDir, port, logFile(extraDir), runAs);
+      started.push(server);
+      const extraUrl = url(port, state.password);
+      await waitUntilReady(`PostgreSQL replica ${name}`, server, () => canQuery(extraUrl, 'postgres'), 60_000);
+      return {
+        url: extraUrl, server,
+        stop: async () => {
+          await stopServerProcess(server, 'SIGINT');
+          started.splice(started.indexOf(server), 1);
+          await withClient(primaryUrl, (c) => c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]));
+          rmSync(extraDir, { recursive: true, force: true });
+        },
+      };
+    };
     return {
       get primaryUrl() { return primaryUrl; },
       get replicaUrls() { return [replicaUrl]; },
@@ -183,6 +218,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       server: (which) => (which === 'primary' ? primary : replica),
       restart,
       failover,
+      addReplica,
       setReplicaDelay: (ms) => setApplyDelay(replicaUrl, ms),
       waitForReplay: (timeoutMs = 30_000) => waitForReplay(primaryUrl, replicaUrl, timeoutMs),
       stopReplica: () => stopServerProcess(replica, 'SIGINT'),
@@ -198,13 +234,13 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
 /** A new replica's data directory, copied from the primary with pg_basebackup or the backup API; the method used. */
 async function createReplica(c: {
   wanted: PostgresClusterOptions['baseBackup']; binaries: PostgresBinaries; primaryUrl: string; primaryDir: string; primaryPort: number;
-  replicaDir: string; password: string; runAs: RunAs | undefined; log: (line: string) => void;
+  replicaDir: string; password: string; runAs: RunAs | undefined; log: (line: string) => void; slot?: string;
 }): Promise<'pg_basebackup' | 'backup-api'> {
   rmSync(c.replicaDir, { recursive: true, force: true });
   const method = c.wanted === 'auto' || !c.wanted ? (c.binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api') : c.wanted;
   c.log(`creating the streaming replica (${method})`);
-  await ensureSlot(c.primaryUrl);
-  if (method === 'pg_basebackup') await baseBackupWithTool(c.binaries, c.replicaDir, c.primaryPort, c.password, c.runAs);
+  await ensureSlot(c.primaryUrl, c.slot ?? SLOT);
+  if (method === 'pg_basebackup') await baseBackupWithTool(c.binaries, c.replicaDir, c.primaryPort, c.password, c.runAs, c.slot ?? SLOT);
   else await baseBackupWithApi(c.primaryUrl, c.primaryDir, c.replicaDir, c.runAs);
   return method;
 }
@@ -361,10 +397,10 @@ async function ensureDatabase(primaryUrl: string): Promise<void> {
   });
 }
 
-async function ensureSlot(primaryUrl: string): Promise<void> {
+async function ensureSlot(primaryUrl: string, slot: string): Promise<void> {
   await withClient(primaryUrl, async (c) => {
-    const found = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [SLOT]);
-    if (found.rowCount === 0) await c.query('SELECT pg_create_physical_replication_slot($1, true)', [SLOT]);
+    const found = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    if (found.rowCount === 0) await c.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
   });
 }
 
@@ -400,10 +436,10 @@ async function setApplyDelay(replicaUrl: string, ms: number): Promise<void> {
 }
 
 async function baseBackupWithTool(binaries: PostgresBinaries, replicaDir: string, primaryPort: number,
-  password: string, runAs: RunAs | undefined): Promise<void> {
+  password: string, runAs: RunAs | undefined, slot: string): Promise<void> {
   makeDataDir(replicaDir, runAs);
   await run(binaries, 'pg_basebackup', ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', SUPERUSER,
-    '-D', replicaDir, '-X', 'stream', '-S', SLOT, '-c', 'fast', '--no-password'], runAs, { PGPASSWORD: password });
+    '-D', replicaDir, '-X', 'stream', '-S', slot, '-c', 'fast', '--no-password'], runAs, { PGPASSWORD: password });
 }
 
 /** Directories whose contents a base backup leaves out (as pg_basebackup does). */
@@ -477,17 +513,17 @@ function copyTree(from: string, to: string, runAs: RunAs | undefined, top: boole
  * Rewritten on every start, since the primary's port may change between starts.
  */
 function configureStandby(replicaDir: string, primaryPort: number, password: string, delayMs: number | undefined,
-  runAs: RunAs | undefined): void {
+  runAs: RunAs | undefined, slot = SLOT): void {
   const autoConf = join(replicaDir, 'postgresql.auto.conf');
   const keep = existsSync(autoConf)
     ? readFileSync(autoConf, 'utf8').split('\n')
       .filter((line) => !/^\s*(primary_conninfo|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line))
     : [];
-  const conninfo = `host=127.0.0.1 port=${primaryPort} user=${SUPERUSER} password=${password} application_name=banyan_replica_1`;
+  const conninfo = `host=127.0.0.1 port=${primaryPort} user=${SUPERUSER} password=${password} application_name=${slot}`;
   const lines = [
     ...keep.filter((line) => line.trim() !== ''),
     `primary_conninfo = '${conninfo}'`,
-    `primary_slot_name = '${SLOT}'`,
+    `primary_slot_name = '${slot}'`,
     `recovery_min_apply_delay = '${Math.max(0, Math.floor(delayMs ?? 0))}ms'`,
     '',
   ];

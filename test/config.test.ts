@@ -71,7 +71,7 @@ describe('settings', () => {
 describe('settings: the DB router', () => {
   it('reads durations, limits and the replica choice, with defaults', () => {
     expect(loadSettings({}, undefined).reads).to.deep.equal({
-      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin', resolveEveryMs: 10_000,
+      monitorIntervalMs: 100, fenceWaitMs: 0, maxLagSeconds: 30, maxLagBytes: 64 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin', resolveEveryMs: 10_000, answerTimeoutMs: 16_000,
     });
     expect([loadSettings({ BANYAN_DB_RESOLVE: 'off' }, undefined).reads.resolveEveryMs, loadSettings({ BANYAN_DB_RESOLVE: '30s' }, undefined).reads.resolveEveryMs]).to.deep.equal([0, 30_000]);
     expect(() => loadSettings({ BANYAN_DB_RESOLVE: '10ms' }, undefined)).to.throw('BANYAN_DB_RESOLVE must be at least 100ms, not 10ms');
@@ -107,5 +107,15 @@ describe('settings: the DB router', () => {
     expect(() => loadSettings({ BANYAN_REPLICA_CHOICE: 'random' }, undefined)).to.throw('BANYAN_REPLICA_CHOICE must be round-robin or least-in-flight, not "random"');
     expect(() => loadSettings({ BANYAN_MAX_PRIMARY_READS: 'lots' }, undefined)).to.throw('BANYAN_MAX_PRIMARY_READS must be a whole number, not "lots"');
     expect(() => loadSettings({ BANYAN_PIN_MODE: 'forever' }, undefined)).to.throw('BANYAN_PIN_MODE must be lsn or timed, not "forever"');
+  });
+
+  it('reads the read consistency (monotonic needs LSN pins) and how long a query waits for an answer', () => {
+    expect(loadSettings({}, undefined).readConsistency).to.equal('read-your-writes');
+    expect(loadSettings({ BANYAN_READ_CONSISTENCY: 'monotonic' }, undefined).readConsistency).to.equal('monotonic');
+    expect(() => loadSettings({ BANYAN_READ_CONSISTENCY: 'strong' }, undefined)).to.throw('BANYAN_READ_CONSISTENCY must be read-your-writes or monotonic, not "strong"');
+    expect(() => loadSettings({ BANYAN_READ_CONSISTENCY: 'monotonic', BANYAN_PIN_MODE: 'timed' }, undefined)).to.throw('BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_PIN_MODE=lsn');
+    expect(loadSettings({}, undefined).reads.answerTimeoutMs).to.equal(16_000);
+    expect(loadSettings({ BANYAN_DB_ANSWER_TIMEOUT: '2s' }, undefined).reads.answerTimeoutMs).to.equal(2_000);
+    expect(() => loadSettings({ BANYAN_DB_ANSWER_TIMEOUT: '5ms' }, undefined)).to.throw('BANYAN_DB_ANSWER_TIMEOUT must be at least 100ms, not 5ms');
   });
 });

@@ -5,7 +5,7 @@ import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
 import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
 import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
 import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
-import { formatLsn, parseLsn, parseTimeline, type WalPosition } from '../../lib/lsn.js';
+import { formatLsn, parseLsn, parseTimeline, REACHED_POSITION_SQL, type WalPosition } from '../../lib/lsn.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
 /** Why a request's reads went where they went (a metric label). */
@@ -17,6 +17,12 @@ export interface ReadFence {
   readonly timeline?: number | undefined;
   readonly primary?: boolean | undefined;
 }
+
+/**
+ * Called after each read of a request with the position of the server that answered it, asked once the read
+ * has finished: the read saw nothing past it. Monotonic reads raise the session's floor to it.
+ */
+export type ReadObserver = (position: WalPosition) => void;
 
 /** Where one request's reads go, and why. */
 export interface RequestDb {
@@ -70,6 +76,11 @@ export interface DbRouterOptions {
   readonly discover?: (() => Promise<readonly DbNodeConfig[]>) | undefined;
   /** How long a server no longer found keeps its pool open for the reads already sent to it. */
   readonly drainMs?: number | undefined;
+  /**
+   * How long a query waits for its server's answer before the server counts as unreachable (a read then
+   * goes to another server; a write fails as with the primary down). Default: the statement timeout + 1 s.
+   */
+  readonly answerTimeoutMs?: number | undefined;
 }
 
 /** What the monitor last saw of one server as a replica. */
@@ -132,7 +143,7 @@ export class DbRouter {
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
     this.nodes = new DbNodes({
       nodes: configured, poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan', discover, discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
-      drainMs: options.drainMs,
+      drainMs: options.drainMs, answerTimeoutMs: options.answerTimeoutMs,
     });
     this.#breakers = [];
     this.#inFlight = [];
@@ -179,11 +190,15 @@ export class DbRouter {
    * replica within the lag limits that has replayed the fence, else (after an
    * optional bounded wait) to the primary.
    */
-  async forRequest(fence: ReadFence = {}): Promise<RequestDb> {
+  async forRequest(fence: ReadFence = {}, observe?: ReadObserver): Promise<RequestDb> {
     const writer = this.nodes.writer;
-    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => (index === 'primary'
-      ? { reader: writer, writer, readTarget: 'primary', reason, read: (fn) => this.#readOnPrimary(fn, fence.minLsn) }
-      : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read: (fn) => this.#readOnReplica(index, fn) });
+    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => {
+      const run = <T>(fn: (db: Kysely<Database>) => Promise<T>) => (index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn));
+      const read = observe ? <T>(fn: (db: Kysely<Database>) => Promise<T>) => this.#observed(run, fn, observe) : run;
+      return index === 'primary'
+        ? { reader: writer, writer, readTarget: 'primary', reason, read }
+        : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read };
+    };
     if (fence.primary) return pick('pinned', 'primary');
     if (fence.minLsn !== undefined && fence.timeline !== undefined) {
       const verdict = fenceOnTimeline({ minLsn: fence.minLsn, timeline: fence.timeline }, this.primaryTimeline,
@@ -233,6 +248,23 @@ export class DbRouter {
     } finally {
       this.#primaryReads--;
     }
+  }
+
+  /**
+   * Runs a read and tells `observe` how far the server that answered it (a retry may have moved it) had got
+   * once it finished. If that server cannot say, the primary's position now bounds it (no replica is past
+   * the primary); if neither can, nothing is reported.
+   */
+  async #observed<T>(run: (fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>, fn: (db: Kysely<Database>) => Promise<T>, observe: ReadObserver): Promise<T> {
+    let answered: Kysely<Database> | undefined;
+    const result = await run(async (db) => {
+      const value = await fn(db);
+      answered = db;
+      return value;
+    });
+    const position = await reachedPosition(answered!).catch(() => this.currentPosition()).catch(() => undefined);
+    if (position) observe(position);
+    return result;
   }
 
   /** A replica whose replay position, asked now, has reached `lsn`. */
@@ -458,6 +490,14 @@ export class DbRouter {
     for (const breaker of this.#breakers) breaker.shutdown();
     await this.nodes.close();
   }
+}
+
+/** How far a server has got now: a standby's replay position, a primary's current one with its timeline. */
+async function reachedPosition(db: Kysely<Database>): Promise<WalPosition> {
+  const r = await sql.raw<{ lsn: string | null; timeline: number | null }>(REACHED_POSITION_SQL).execute(db);
+  const lsn = parseLsn(r.rows[0]?.lsn ?? '');
+  if (lsn === undefined) throw new Error('the server reports no WAL position');
+  return { lsn, timeline: r.rows[0]!.timeline ?? undefined };
 }
 
 /**

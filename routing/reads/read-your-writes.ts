@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type Koa from 'koa';
-import { writeHeaders } from '../../lib/lsn.js';
-import { fenceFromHeader, type DbRouter, type RequestDb } from './db-router.js';
+import { laterPosition, readHeaders, writeHeaders, type WalPosition } from '../../lib/lsn.js';
+import { BanyanError } from '../../lib/errors.js';
+import { fenceFromHeader, type DbRouter, type ReadObserver, type RequestDb } from './db-router.js';
+import { jobPosition, type JobPosition } from './jobs.js';
 import { requestFence, type FenceStore } from './fences.js';
 
 /**
@@ -21,9 +23,25 @@ export interface ReadYourWritesOptions {
  * fences of the `resources` it declares), else to the primary; writes to the
  * primary.
  */
-export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = []): Promise<RequestDb> {
+export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = [],
+  observe?: ReadObserver): Promise<RequestDb> {
   const pin = fenceFromHeader(headers['x-banyan-min-lsn'], headers['x-banyan-min-timeline']);
-  return options.router.forRequest(await requestFence(pin, options.fences, resources));
+  return options.router.forRequest(await requestFence(pin, options.fences, resources), observe);
+}
+
+/**
+ * When the proxy asks for it (`X-Banyan-Consistency: monotonic`), an observer that keeps the furthest
+ * position the request's reads saw and hands it to `set` as `X-Banyan-Read-LSN` (and
+ * `X-Banyan-Read-Timeline`), for the proxy to raise the session's pin; else undefined, and reads cost
+ * nothing more.
+ */
+export function readReporter(headers: IncomingHttpHeaders, set: (headers: Record<string, string>) => void): ReadObserver | undefined {
+  if (headers['x-banyan-consistency'] !== 'monotonic') return undefined;
+  let furthest: WalPosition | undefined;
+  return (position) => {
+    furthest = furthest ? laterPosition(furthest, position) : position;
+    set(readHeaders(furthest));
+  };
 }
 
 /**
@@ -33,9 +51,14 @@ export async function dbForRequest(options: ReadYourWritesOptions, headers: Inco
  * resources' fences raised to it.
  */
 export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<Record<string, string>> {
+  return writeHeaders(await committed(options, resources));
+}
+
+/** The primary's position after a commit, with the written resources' fences raised to it. */
+async function committed(options: ReadYourWritesOptions, resources: readonly string[]): Promise<WalPosition> {
   const position = await options.router.currentPosition();
   for (const resource of resources) await options.fences?.raise(resource, position);
-  return writeHeaders(position);
+  return position;
 }
 
 /** What the middleware puts on `ctx.state.banyan`. */
@@ -44,6 +67,19 @@ export interface ReadYourWritesState {
   db(resources?: readonly string[]): Promise<RequestDb>;
   /** Call after a write has committed: sets `X-Banyan-Write-LSN` and `X-Banyan-Write-Timeline`. */
   wrote(resources?: readonly string[]): Promise<void>;
+  /**
+   * The position to hand a background job this request queues (`dbForJob` reads at or past it): the
+   * request's write once `wrote()` has reported it, else the primary's position now, which holds
+   * everything the request can have read.
+   */
+  positionForJob(): Promise<JobPosition>;
+}
+
+/** `ctx.state.banyan.positionForJob()`, for a Koa context that went through `readYourWrites`. */
+export function positionForJob(ctx: Koa.Context): Promise<JobPosition> {
+  const state = ctx.state['banyan'] as ReadYourWritesState | undefined;
+  if (!state) throw new BanyanError('no-read-your-writes', 'positionForJob needs the readYourWrites middleware in front of this route');
+  return state.positionForJob();
 }
 
 /**
@@ -54,17 +90,20 @@ export interface ReadYourWritesState {
 export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
   return async (ctx, next) => {
     let chosen: Promise<RequestDb> | undefined;
+    let written: WalPosition | undefined;
     const state: ReadYourWritesState = {
       db: (resources = []) => {
-        chosen ??= dbForRequest(options, ctx.req.headers, resources).then((db) => {
+        chosen ??= dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers))).then((db) => {
           ctx.set('X-Banyan-Read-From', db.readTarget);
           return db;
         });
         return chosen;
       },
       wrote: async (resources = []) => {
-        ctx.set(await reportWrite(options, resources));
+        written = await committed(options, resources);
+        ctx.set(writeHeaders(written));
       },
+      positionForJob: async () => jobPosition(written ?? await options.router.currentPosition()),
     };
     ctx.state['banyan'] = state;
     await next();
