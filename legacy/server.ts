@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { authenticate } from '../lib/accounts.js';
+import { LoginThrottle, loginAddress, throttledMessage } from '../lib/login-throttle.js';
 import { createProject, creationRefusal, DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import { DEFAULT_MAX_UPLOAD, type ReadSettings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -51,7 +52,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
   const store = new FileStore(options.storageDir);
   const upload: LegacyUploadOptions = {
     store, announcer: new WriteAnnouncer(router, fences, generations), maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
-    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR,
+    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR, logins: new LoginThrottle(options.redisUrl),
   };
   const server = createServer((req, res) => {
     let chosen: Promise<RequestDb> | undefined;
@@ -75,6 +76,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       fences.close();
       generations.close();
+      upload.logins?.close();
       await router.close();
     },
   };
@@ -155,7 +157,11 @@ async function postPypi(r: LegacyRequest, upload: LegacyUploadOptions): Promise<
  */
 async function register(r: LegacyRequest, upload: LegacyUploadOptions, fields: Record<string, string>): Promise<void> {
   const db = await r.db();
-  const account = await authenticate(db.writer, r.req.headers.authorization);
+  const account = await authenticate(db.writer, r.req.headers.authorization, { throttle: upload.logins, address: loginAddress(r.req) });
+  if (typeof account === 'object' && 'retryAfterSeconds' in account) {
+    r.res.statusMessage = statusText(throttledMessage(account));
+    return send(r.res, 429, 'text/plain', `Error: ${throttledMessage(account)}\n`, { 'Retry-After': String(account.retryAfterSeconds) });
+  }
   if (typeof account === 'string') {
     r.res.statusMessage = statusText('Log in to register a project');
     return send(r.res, 401, 'text/plain', 'Error: log in to register a project (HTTP Basic: your username and password, or __token__ and a token)\n',
