@@ -1,3 +1,4 @@
+import { quoted } from '../lib/quoted.js';
 import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
@@ -139,7 +140,7 @@ const errorPages = (name: string) => async (ctx: Koa.Context, next: Koa.Next): P
       ctx.set('Retry-After', '5');
       ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
     } else if (ctx.status >= 500 && !e.expose) {
-      console.error(`${name}: ${ctx.method} ${ctx.path}: ${(err as Error).stack ?? e.message}`);
+      console.error(`${name}: ${ctx.method} ${quoted(ctx.path)}: ${(err as Error).stack ?? e.message}`);
       ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
     } else {
       ctx.body = `${ctx.status} ${e.message}\n`;

@@ -1,3 +1,4 @@
+import { quoted } from '../lib/quoted.js';
 import { createServer, type Server } from 'node:http';
 import { authenticate } from '../lib/accounts.js';
 import { LoginThrottle, loginAddress, throttledMessage } from '../lib/login-throttle.js';
@@ -96,7 +97,7 @@ function failed(r: LegacyRequest, err: Error): void {
     send(r.res, 503, 'text/plain', 'The database is unavailable: nothing was changed. Try again in a few seconds.\n', { 'Retry-After': '5' });
     return;
   }
-  console.error(`legacy: ${r.req.method} ${r.req.url}: ${err.stack ?? err.message}`);
+  console.error(`legacy: ${r.req.method} ${quoted(r.req.url ?? '/')}: ${err.stack ?? err.message}`);
   send(r.res, 500, 'text/plain', 'The package index is having trouble; try again shortly.\n');
 }
 
