@@ -53,18 +53,18 @@ export class LoginThrottle {
   async begin(username: string, address: string): Promise<LoginAttempt | LoginThrottled> {
     const account = accountKey(username);
     const taken: [RateLimiterAbstract, string][] = [];
-    let wait = 0;
+    let wait: number | undefined;
     for (const [limiter, key] of [[this.#account, account], [this.#address, address]] as const) {
       try {
         await limiter.consume(key);
         taken.push([limiter, key]);
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) throw err;
-        wait = Math.max(wait, err.msBeforeNext);
+        wait = Math.max(wait ?? 0, err.msBeforeNext);
       }
     }
     const giveBack = async () => { await Promise.all(taken.map(([limiter, key]) => limiter.reward(key).catch(() => undefined))); };
-    if (wait > 0) {
+    if (wait !== undefined) {
       // Only attempts that were let through count: a throttled caller does not extend its own wait.
       await giveBack();
       return { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) };
