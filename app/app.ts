@@ -1,6 +1,8 @@
+import { quoted } from '../lib/quoted.js';
 import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
+import type { LoginThrottle } from '../lib/login-throttle.js';
 import { isConnectionError } from '../lib/database.js';
 import { dbForRequest, readReporter, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
@@ -33,6 +35,8 @@ export interface AppOptions {
   readonly metrics?: AppMetrics;
   /** Where absolute URLs point (BANYAN_PUBLIC_URL, BANYAN_TRUST_FORWARDED_HOST); default: the Host, varied on. */
   readonly origin?: OriginSettings | undefined;
+  /** Password logins' throttle (Redis, or memory while it is down); absent: logins are not throttled. */
+  readonly logins?: LoginThrottle | undefined;
 }
 
 
@@ -69,14 +73,14 @@ export function createApp(options: AppOptions): Koa {
     // Every outcome's series starts at 0: the dashboard's upload panels draw 0, not nothing, before the first upload.
     for (const result of ['stored', 'exists', 'failed']) metrics.uploads.inc({ result }, 0);
     for (const reason of UPLOAD_FAILURES) metrics.uploadFailures.inc({ reason }, 0);
-    uploadRoutes(routes, { dbOf, store: options.store, announcer, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
+    uploadRoutes(routes, { dbOf, store: options.store, announcer, logins: options.logins, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
       onUpload: (outcome) => {
         const failed = outcome !== 'stored' && outcome !== 'exists';
         metrics.uploads.inc({ result: failed ? 'failed' : outcome });
         if (failed) metrics.uploadFailures.inc({ reason: outcome });
       },
     });
-    manageRoutes(routes, dbOf, announcer, projectsPerHour, options.store);
+    manageRoutes(routes, dbOf, announcer, projectsPerHour, options.store, options.logins);
   });
 }
 
@@ -136,7 +140,7 @@ const errorPages = (name: string) => async (ctx: Koa.Context, next: Koa.Next): P
       ctx.set('Retry-After', '5');
       ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
     } else if (ctx.status >= 500 && !e.expose) {
-      console.error(`${name}: ${ctx.method} ${ctx.path}: ${(err as Error).stack ?? e.message}`);
+      console.error(`${name}: ${ctx.method} ${quoted(ctx.path)}: ${(err as Error).stack ?? e.message}`);
       ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
     } else {
       ctx.body = `${ctx.status} ${e.message}\n`;

@@ -1,6 +1,9 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
-import { authenticate } from '../lib/accounts.js';
+import { authenticate, type Account } from '../lib/accounts.js';
+import { loginAddress, throttledMessage, type LoginThrottle } from '../lib/login-throttle.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../lib/schema.js';
 import { BanyanError } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
@@ -18,18 +21,10 @@ import type { DbFor } from './db-for.js';
  * position after the commit, so the proxy pins the session exactly there,
  * and raises the project's fence so every other client's reads wait for it.
  */
-export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number, store?: FileStore): void {
+export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number, store?: FileStore, logins?: LoginThrottle): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
     const handle = await db(ctx);
-    const account = await authenticate(handle.writer, ctx.get('authorization') || undefined);
-    if (typeof account === 'string') {
-      ctx.req.resume();
-      ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
-      ctx.throw(account === 'invalid' ? 403 : 401, account === 'invalid'
-        ? 'Invalid or non-existent authentication information. Check the token or password.'
-        : 'Log in to register a project: HTTP Basic with your username and password, or __token__ and an API token.');
-      return;
-    }
+    const account = await loggedIn(ctx, handle.writer, logins, 'Log in to register a project: HTTP Basic with your username and password, or __token__ and an API token.');
     const fields = await readFields(ctx.req);
     const name = (fields['name'] ?? '').trim();
     if (!isValidName(name)) {
@@ -63,11 +58,7 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
    */
   const release = (action: ReleaseAction) => async (ctx: Koa.Context) => {
     const handle = await db(ctx);
-    const account = await authenticate(handle.writer, ctx.get('authorization') || undefined);
-    if (typeof account === 'string') {
-      ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
-      ctx.throw(account === 'invalid' ? 403 : 401, 'Log in as an owner of the project: HTTP Basic with your username and password, or __token__ and an API token.');
-    }
+    const account = await loggedIn(ctx, handle.writer, logins, 'Log in as an owner of the project: HTTP Basic with your username and password, or __token__ and an API token.');
     const fields = action === 'yank' ? await readFields(ctx.req) : {};
     try {
       const change = await changeRelease(handle.writer, action, ctx.params['project'] ?? '', ctx.params['version'] ?? '', {
@@ -90,4 +81,21 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
   router.post('manage.release.yank', '/manage/projects/:project/releases/:version/yank', release('yank'));
   router.post('manage.release.unyank', '/manage/projects/:project/releases/:version/unyank', release('unyank'));
   router.delete('manage.release.delete', '/manage/projects/:project/releases/:version', release('delete'));
+}
+
+/**
+ * The request's account, or a thrown 401 (no or malformed credentials, with
+ * `missing`), 403 (wrong ones, whatever the form) or 429 (throttled, before
+ * the password was looked at). The form is not read when refused.
+ */
+async function loggedIn(ctx: Koa.Context, writer: Kysely<Database>, logins: LoginThrottle | undefined, missing: string): Promise<Account> {
+  const account = await authenticate(writer, ctx.get('authorization') || undefined, { throttle: logins, address: loginAddress(ctx.req) });
+  if (typeof account !== 'string' && !('retryAfterSeconds' in account)) return account;
+  ctx.req.resume();
+  if (typeof account !== 'string') {
+    ctx.set('Retry-After', String(account.retryAfterSeconds));
+    return ctx.throw(429, throttledMessage(account));
+  }
+  ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
+  return ctx.throw(account === 'invalid' ? 403 : 401, account === 'invalid' ? 'Invalid or non-existent authentication information. Check the token or password.' : missing);
 }

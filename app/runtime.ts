@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type { BackendRuntimeOptions } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
 import { listen } from '../lib/http-server.js';
+import { LoginThrottle } from '../lib/login-throttle.js';
 import { DbRouter, FenceStore, type FencesWhenDown } from '../routing/reads/index.js';
 import { PageCache } from './page-cache.js';
 import { createApp } from './app.js';
@@ -24,12 +25,16 @@ export interface AppRuntime {
 export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRuntime> {
   return startServiceRuntime(options, 'banyan-app', ({ router, fences, store }) => {
     const cache = new PageCache(options.redisUrl);
+    const logins = new LoginThrottle(options.redisUrl);
     return {
       app: createApp({
-        router, fences, store, cache, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour,
+        router, fences, store, cache, logins, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour,
         origin: { publicUrl: options.publicUrl, trustForwardedHost: options.trustForwardedHost === true },
       }),
-      close: () => cache.close(),
+      close: () => {
+        cache.close();
+        logins.close();
+      },
     };
   });
 }

@@ -3,6 +3,7 @@
  * pilot acts on it, `banyan routes promote --status` and the dashboard show it.
  */
 
+import { quoted } from '../lib/quoted.js';
 import type { Evidence, Side } from './evidence.js';
 import { formatMs, type BudgetName, type Plan, type QueryCheck, type Step } from './plan.js';
 import type { QueryResult } from './prometheus-checks.js';
@@ -60,7 +61,7 @@ export function judge(plan: Plan, step: Step, elapsedMs: number, evidence: StepE
     const calls: Check = { name: 'requests during the brownout', value: count(seen.requests), limit: `≤ ${count(plan.maxRequestsDuringBrownout)}`,
       ok: seen.requests <= plan.maxRequestsDuringBrownout, kind: 'budget' };
     if (!calls.ok) {
-      const agents = seen.agents.slice(0, 3).map((a) => `${a.agent} (${count(a.requests)})`).join(', ');
+      const agents = seen.agents.slice(0, 3).map((a) => `${quoted(a.agent)} (${count(a.requests)})`).join(', ');
       return verdict('stop', [time, calls], `${count(seen.requests)} requests came in during ${step.label} (the plan allows ${count(plan.maxRequestsDuringBrownout)}): ` +
         `someone still uses this route; top user agents: ${agents}`);
     }

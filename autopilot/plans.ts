@@ -3,6 +3,7 @@
  * it, and what it looks like now. The pilot (autopilot/pilot.ts) walks them.
  */
 
+import { quoted } from '../lib/quoted.js';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import type { CutoverPlansTable, Database } from '../lib/schema.js';
@@ -99,7 +100,7 @@ async function checkUnused(db: Kysely<Database>, route: string, unused: { forMs:
   const agents = await sql<{ user_agent: string; requests: string }>`SELECT user_agent, sum(requests) AS requests FROM usage_user_agents
     WHERE route = ${route} AND bucket >= date_trunc('hour', ${since}::timestamptz) GROUP BY user_agent ORDER BY 2 DESC LIMIT 3`.execute(db);
   throw new BanyanError('route-in-use', `${route} served ${requests.toLocaleString('en-US')} requests in the last ${formatMs(unused.forMs)} ` +
-    `(the plan allows ${unused.maxRequests}); top user agents: ${agents.rows.map((a) => `${a.user_agent} (${a.requests})`).join(', ') || 'unknown'}`,
+    `(the plan allows ${unused.maxRequests}); top user agents: ${agents.rows.map((a) => `${quoted(a.user_agent)} (${a.requests})`).join(', ') || 'unknown'}`,
   'nothing was started; see banyan report usage, and tell those callers first');
 }
 

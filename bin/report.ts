@@ -1,3 +1,4 @@
+import { quoted } from '../lib/quoted.js';
 import { loadSettings, required } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
 import { BanyanError } from '../lib/errors.js';
@@ -58,8 +59,7 @@ export async function report(args: Args): Promise<void> {
   }
 }
 
-/** A user agent for a table: pip's JSON details dropped, at most 40 characters. */
+/** A user agent for a table: pip's JSON details dropped, at most 40 characters, quoted. */
 function shortAgent(agent: string): string {
-  const brief = agent.replace(/\s*\{.*$/, '');
-  return brief.length > 40 ? `${brief.slice(0, 39)}…` : brief;
+  return quoted(agent.replace(/\s*\{.*$/, ''), 40);
 }

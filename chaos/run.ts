@@ -17,7 +17,10 @@ component its own process, the new app as two instances), then, under read
 and upload load through the proxy, kills and freezes each of the new app
 (every instance at once), legacy, the replica, the primary and Redis, kills
 one app instance alone, crashes a proxy worker, flips a route 50 times,
-shadows to a dead app, and runs the path-trick and poisoning attacks; then,
+shadows to a dead app, and runs the attacks (--only attacks: path tricks,
+usage poisoning, slow bodies from 140 and 1,000 connections, retired
+spellings, four form bombs, a Host in cacheable URLs, forged banyan_sid
+cookies, a login flood), each with its invariant; then,
 on a second stack started with --failover, kills the primary and checks that
 the replica is promoted and writes go on, with no component restarted; and
 (as root, where network namespaces can be made; skipped, saying so,

@@ -1,5 +1,6 @@
 import { connect as connectSocket } from 'node:net';
 import pg from 'pg';
+import { ATTACKS } from './attacks.js';
 import { childrenOf, freeze, kill } from './faults.js';
 import { ReadLoad, UploadLoad, type ReadEvent, type ReadTarget, type WriteLog } from './load.js';
 import type { StartedStack } from './stack.js';
@@ -199,8 +200,9 @@ export function scenarios(workers: number): Scenario[] {
       }
       return 'project.page shadowed while the app was killed';
     }),
-    { name: 'path tricks on a retired route', run: pathTricks },
-    { name: 'usage poisoning', run: poisoning },
+    { name: 'attacks: path tricks on a retired route', run: pathTricks },
+    { name: 'attacks: usage poisoning', run: poisoning },
+    ...ATTACKS,
   );
   return list;
 }
@@ -296,11 +298,12 @@ async function fallbackCount(ctx: ChaosContext): Promise<number> {
   return [...text.matchAll(/^banyan_proxy_fallbacks_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
-async function setMode(ctx: ChaosContext, route: string, mode: string, reason: string): Promise<void> {
+/** Sets a route's mode (and a canary's percent) through the admin API, as an operator would. */
+export async function setMode(ctx: ChaosContext, route: string, mode: string, reason: string, percent?: number): Promise<void> {
   const s = ctx.stack.current();
   const res = await fetch(`${s.admin}/api/routes/${route}/mode`, {
     method: 'POST', headers: { authorization: `Bearer ${s.adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ mode, reason, actor: 'chaos' }),
+    body: JSON.stringify({ mode, reason, actor: 'chaos', ...(percent === undefined ? {} : { percent }) }),
   });
   if (res.status !== 200) throw new Error(`setting ${route} to ${mode}: ${res.status} ${await res.text()}`);
 }
@@ -330,7 +333,7 @@ async function pathTricks(ctx: ChaosContext): Promise<ChaosRow> {
   const broken = through.map((t) => `reached legacy: ${t}`);
   if (!proxyAlive) broken.push('the proxy process exited');
   return {
-    scenario: 'path tricks on a retired route', requests: tricks.length, failures: through.length, fallbacks: 0, firstFallbackMs: null,
+    scenario: 'attacks: path tricks on a retired route', requests: tricks.length, failures: through.length, fallbacks: 0, firstFallbackMs: null,
     writesSent: 0, writesAcknowledged: 0, stored: 0, lost: 0, duplicated: 0, proxyAlive, broken, notes: 'each got 410 (retired) or 400 (ambiguous)',
   };
 }
@@ -355,7 +358,7 @@ async function poisoning(ctx: ChaosContext): Promise<ChaosRow> {
   const broken = seen === 20 ? [] : [`20 real list_packages calls, ${seen} counted under their name`];
   if (!proxyAlive) broken.push('the proxy process exited');
   return {
-    scenario: 'usage poisoning', requests: 1_020, failures: 20 - seen, fallbacks: 0, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0,
+    scenario: 'attacks: usage poisoning', requests: 1_020, failures: 20 - seen, fallbacks: 0, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0,
     stored: 0, lost: 0, duplicated: 0, proxyAlive, broken, notes: `1,000 junk method names, then 20 real calls: ${seen} counted as xmlrpc.list_packages`,
   };
 }

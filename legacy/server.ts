@@ -1,5 +1,7 @@
+import { quoted } from '../lib/quoted.js';
 import { createServer, type Server } from 'node:http';
 import { authenticate } from '../lib/accounts.js';
+import { LoginThrottle, loginAddress, throttledMessage } from '../lib/login-throttle.js';
 import { createProject, creationRefusal, DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import { DEFAULT_MAX_UPLOAD, type ReadSettings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -51,7 +53,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
   const store = new FileStore(options.storageDir);
   const upload: LegacyUploadOptions = {
     store, announcer: new WriteAnnouncer(router, fences, generations), maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
-    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR,
+    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR, logins: new LoginThrottle(options.redisUrl),
   };
   const server = createServer((req, res) => {
     let chosen: Promise<RequestDb> | undefined;
@@ -77,6 +79,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       fences.close();
       generations.close();
+      upload.logins?.close();
       await router.close();
     },
   };
@@ -96,7 +99,7 @@ function failed(r: LegacyRequest, err: Error): void {
     send(r.res, 503, 'text/plain', 'The database is unavailable: nothing was changed. Try again in a few seconds.\n', { 'Retry-After': '5' });
     return;
   }
-  console.error(`legacy: ${r.req.method} ${r.req.url}: ${err.stack ?? err.message}`);
+  console.error(`legacy: ${r.req.method} ${quoted(r.req.url ?? '/')}: ${err.stack ?? err.message}`);
   send(r.res, 500, 'text/plain', 'The package index is having trouble; try again shortly.\n');
 }
 
@@ -157,7 +160,11 @@ async function postPypi(r: LegacyRequest, upload: LegacyUploadOptions): Promise<
  */
 async function register(r: LegacyRequest, upload: LegacyUploadOptions, fields: Record<string, string>): Promise<void> {
   const db = await r.db();
-  const account = await authenticate(db.writer, r.req.headers.authorization);
+  const account = await authenticate(db.writer, r.req.headers.authorization, { throttle: upload.logins, address: loginAddress(r.req) });
+  if (typeof account === 'object' && 'retryAfterSeconds' in account) {
+    r.res.statusMessage = statusText(throttledMessage(account));
+    return send(r.res, 429, 'text/plain', `Error: ${throttledMessage(account)}\n`, { 'Retry-After': String(account.retryAfterSeconds) });
+  }
   if (typeof account === 'string') {
     r.res.statusMessage = statusText('Log in to register a project');
     return send(r.res, 401, 'text/plain', 'Error: log in to register a project (HTTP Basic: your username and password, or __token__ and a token)\n',

@@ -2,6 +2,7 @@ import busboy from 'busboy';
 import { dropBody } from '../lib/form-body.js';
 import { sql } from 'kysely';
 import { authenticate, type Account } from '../lib/accounts.js';
+import { loginAddress, throttledMessage, type LoginThrottle } from '../lib/login-throttle.js';
 import { createProject, uploadRefusal } from '../lib/ownership.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
 import { isValidName, normalizeName } from '../lib/names.js';
@@ -16,10 +17,12 @@ export interface LegacyUploadOptions {
   readonly maxUploadBytes: number;
   /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */
   readonly projectsPerHour: number;
+  /** Password logins' throttle, shared with the new app through Redis. */
+  readonly logins?: LoginThrottle | undefined;
 }
 
 class Refused extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
 }
@@ -41,9 +44,12 @@ export async function oldUpload(r: LegacyRequest, options: LegacyUploadOptions):
   try {
     const db = await r.db();
     // Credentials first: an anonymous or wrong upload is refused before its file is read.
-    const account = await authenticate(db.writer, r.req.headers.authorization);
-    if (account === 'missing' || account === 'malformed') throw new Refused(401, 'Authentication required: send your username and password, or __token__ and an API token.');
+    const account = await authenticate(db.writer, r.req.headers.authorization, { throttle: options.logins, address: loginAddress(r.req) });
+    if (account === 'missing' || account === 'malformed') {
+      throw new Refused(401, 'Authentication required: send your username and password, or __token__ and an API token.', { 'WWW-Authenticate': 'Basic realm="pypi"' });
+    }
     if (account === 'invalid') throw new Refused(403, 'Invalid or non-existent authentication information.');
+    if ('retryAfterSeconds' in account) throw new Refused(429, throttledMessage(account), { 'Retry-After': String(account.retryAfterSeconds) });
     const form = await readForm(r, options);
     try {
       const stored = await store(r, options, account, form);
@@ -56,7 +62,7 @@ export async function oldUpload(r: LegacyRequest, options: LegacyUploadOptions):
     if (!(err instanceof Refused)) throw err;
     dropBody(r.req, r.res, { maxBytes: options.maxUploadBytes + 16 * 1024 * 1024 });
     r.res.statusMessage = statusText(err.message);
-    send(r.res, err.status, 'text/plain', `Error: ${err.message}\n`, err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="pypi"' } : {});
+    send(r.res, err.status, 'text/plain', `Error: ${err.message}\n`, err.headers);
   }
 }
 

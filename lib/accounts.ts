@@ -1,6 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { BanyanError } from './errors.js';
+import type { LoginThrottle, LoginThrottled } from './login-throttle.js';
 import { normalizeName } from './names.js';
 import type { Database } from './schema.js';
 
@@ -47,15 +48,27 @@ export interface Account {
   readonly tokenProject?: { readonly id: string; readonly name: string } | undefined;
 }
 
-/** Why a request could not be authenticated; the app turns these into 401 and 403. */
-export type AuthFailure = 'missing' | 'malformed' | 'invalid';
+/**
+ * Why a request could not be authenticated; the backends turn these into 401
+ * and 403, and a throttled login into 429 with Retry-After.
+ */
+export type AuthFailure = 'missing' | 'malformed' | 'invalid' | LoginThrottled;
+
+/** Where a login comes from, for its throttle. */
+export interface LoginSource {
+  readonly throttle?: LoginThrottle | undefined;
+  /** The client's address (an IPv6 one by its /64), as the proxy named it. */
+  readonly address: string;
+}
 
 /**
  * Checks HTTP Basic credentials: `__token__` with an API token, or a
  * username and password. Reads the primary: a token created a moment ago
- * must work at once.
+ * must work at once. A password login is throttled per account and address
+ * before its password is hashed; an unknown user, an inactive one and a wrong
+ * password are one answer, `invalid`.
  */
-export async function authenticate(db: Kysely<Database>, header: string | undefined): Promise<Account | AuthFailure> {
+export async function authenticate(db: Kysely<Database>, header: string | undefined, source?: LoginSource): Promise<Account | AuthFailure> {
   if (!header) return 'missing';
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
   if (!m) return 'malformed';
@@ -73,11 +86,14 @@ export async function authenticate(db: Kysely<Database>, header: string | undefi
     await db.updateTable('api_tokens').set({ last_used_at: new Date() }).where('id', '=', row.token_id).execute();
     return { id: row.id, username: row.username, tokenProject: row.project_id ? { id: row.project_id, name: row.project_name ?? '' } : undefined };
   }
+  const attempt = await source?.throttle?.begin(username, source.address);
+  if (attempt && 'retryAfterSeconds' in attempt) return attempt;
   const user = await db.selectFrom('users').select(['id', 'username', 'password_hash', 'is_active'])
     .where('username', '=', username).executeTakeFirst();
   // Hash anyway when the user is unknown, so timing does not tell which usernames exist.
   const ok = await verifyPassword(secret, user?.password_hash ?? DUMMY_HASH);
   if (!user || !user.is_active || !ok) return 'invalid';
+  await attempt?.succeeded();
   return { id: user.id, username: user.username };
 }
 

@@ -36,31 +36,49 @@ export async function readFields(req: IncomingMessage, limit = 64 * 1024): Promi
   return Object.fromEntries(new URLSearchParams(text));
 }
 
+/** How long a refused sender is held (not read, not reset) after its limit, before its connection is closed. */
+const LINGER_MS = 2_000;
+
 /**
- * A refused request body, closed the way nginx's lingering close does: the answer carries
- * `Connection: close` and goes out at once, and what the client is still sending is read and
- * dropped (never parsed or stored), so a client that sends its whole body before reading
- * (twine does) still sees the answer. After `maxBytes` or `maxMs`, whichever comes first, the
- * connection is cut: a refused client cannot keep a socket and a reader busy for ever.
+ * A refused request body, closed the way nginx's lingering close does: the
+ * answer carries `Connection: close` and goes out at once, followed by a FIN,
+ * and what the client is still sending is read and dropped (never parsed or
+ * stored), so a client that sends its whole body before reading (twine does)
+ * still sees the answer. After `maxBytes` or `maxMs`, whichever comes first,
+ * nothing more is read, and two seconds later the connection is closed: a
+ * refused client cannot keep a socket and a reader busy for ever.
+ *
+ * Node would close the socket as soon as the answer is written; with bytes
+ * still arriving that close is a reset, and a reset can make the peer (the
+ * proxy, still forwarding the body) lose the answer before it read it: it
+ * then saw a backend that failed, not a 413. So the answer ends with a FIN,
+ * and the reset, if one comes, comes seconds later.
  */
 export function dropBody(req: IncomingMessage, res: ServerResponse, limits: { maxBytes: number; maxMs?: number }): void {
   if (req.readableEnded) return;
   res.shouldKeepAlive = false;
   if (!res.headersSent) res.setHeader('Connection', 'close');
+  const socket = req.socket as IncomingMessage['socket'] & { destroySoon?: () => void };
+  socket.destroySoon = () => { if (socket.writable) socket.end(); };
   let dropped = 0;
-  const cut = () => {
+  const stop = () => {
     clearTimeout(timer);
     req.off('data', count);
-    req.socket.destroy();
+    req.pause();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
   };
   const count = (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > limits.maxBytes) cut();
+    if (dropped > limits.maxBytes) stop();
   };
-  const timer = setTimeout(cut, limits.maxMs ?? 30_000);
+  const timer = setTimeout(stop, limits.maxMs ?? 30_000);
   timer.unref();
   req.on('data', count);
-  req.once('end', () => clearTimeout(timer));
-  req.once('close', () => clearTimeout(timer));
+  // Sent whole: the client reads the answer and closes; a client that does not is closed a little later.
+  req.once('end', () => {
+    clearTimeout(timer);
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  });
+  socket.once('close', () => clearTimeout(timer));
   req.resume();
 }

@@ -4,6 +4,19 @@ import { Redis } from 'ioredis';
 const REST_MS = 2_000;
 
 /**
+ * An ioredis client that never queues: a command fails within 250 ms, or at
+ * once while the connection is down, so a caller can fall back at once.
+ */
+export function requestPathClient(url: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+  redis.on('error', () => {});
+  return redis;
+}
+
+/**
  * A Redis client for work on the request path (fences, page cache, cache
  * generations), behind a breaker. A command fails within 250 ms instead of
  * queueing while Redis is away; after a failure, commands are not sent at
@@ -16,11 +29,7 @@ export class RequestPathRedis {
   #restUntil = 0;
 
   constructor(url: string) {
-    this.#redis = new Redis(url, {
-      enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
-      retryStrategy: (times) => Math.min(times * 200, 2_000),
-    });
-    this.#redis.on('error', () => {});
+    this.#redis = requestPathClient(url);
   }
 
   /** Runs `command`, or fails at once while Redis is resting after a failure. */

@@ -44,7 +44,7 @@ export function createProxyMetrics() {
     }),
     duration: new HotHistogram({
       name: 'banyan_http_request_duration_seconds',
-      help: 'Time from receiving a request to finishing its response, by route, backend and service.',
+      help: 'Time to first byte: from a request being ready to go upstream (its body received) to the upstream\'s response headers (the proxy\'s own answers: until written), by route, backend and service.',
       labelNames: ['route', 'backend', 'service'] as const,
       buckets: LATENCY_BUCKETS,
       registers,

@@ -37,6 +37,8 @@ export interface ForwardOptions {
   readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
   /** Debugging (BANYAN_DEBUG_HEADERS): backends' X-Banyan-Read-From and X-Legacy-Read-From reach the client. */
   readonly debug?: boolean | undefined;
+  /** Called when the upstream's final response headers arrive (time to first byte). */
+  readonly onResponseHead?: (() => void) | undefined;
   /** Headers the proxy adds to the answer, computed when the backend's head arrives (debug headers); no async work. */
   readonly addHeaders?: (() => Record<string, string>) | undefined;
 }
@@ -162,6 +164,7 @@ class Passage implements Dispatcher.DispatchHandler {
       return true;
     }
     this.#resume = resume;
+    this.options.onResponseHead?.();
     if (this.options.captureBytes) this.#captured = { status, headers: parsedHeaders(raw), chunks: [], size: 0, truncated: false };
     const hook = this.options.beforeHead;
     if (!hook) {

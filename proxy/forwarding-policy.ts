@@ -9,6 +9,7 @@
  * decides. A failure before anything was sent becomes a 502/504 page.
  */
 
+import { quoted } from '../lib/quoted.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import { asUpstream, fail, notReplayed } from './answers.js';
@@ -104,7 +105,7 @@ export class ForwardingPolicy {
   #noteFailure(e: UpstreamError, req: IncomingMessage, exchange: Exchange): void {
     if (e instanceof UnavailableError || e.status < 500) return;
     this.#metrics.upstreamErrors.inc({ backend: exchange.served, service: e.backend, kind: e.kind });
-    this.#log(`proxy: ${exchange.requestId} ${req.method} ${req.url} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`);
+    this.#log(`proxy: ${exchange.requestId} ${req.method} ${quoted(req.url ?? '/')} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`);
   }
 
   /** One endpoint, and for a replayable request that never reached an answer, one more. */

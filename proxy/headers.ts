@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { clientKey } from './client-share.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send. */
 const HOP_BY_HOP = new Set([
@@ -104,7 +105,8 @@ export function acceptableRequestId(value: string | string[] | undefined): strin
 /**
  * The headers sent upstream: hop-by-hop headers (and any named in
  * `Connection`) removed, every client-sent `X-Banyan-*` and forwarding header
- * dropped (a client must not speak for the proxy), then our own set.
+ * dropped (a client must not speak for the proxy), then our own set,
+ * with `X-Banyan-Client`: the client's address (an IPv6 one by its /64).
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: ClientInfo,
   extra?: Record<string, string>): Record<string, string | string[]> {
@@ -122,6 +124,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: Cl
   out['x-forwarded-proto'] = client.proto;
   if (client.forwardedHost) out['x-forwarded-host'] = client.forwardedHost;
   out['x-request-id'] = client.requestId;
+  // Who the backends count logins by: the proxy's idea of the client, never the client's own claim.
+  out['x-banyan-client'] = clientKey(client.ip);
   if (extra) Object.assign(out, extra);
   return out;
 }

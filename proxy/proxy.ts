@@ -247,7 +247,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
     }
     const exchange: Exchange = {
       requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, service: decision.service,
-      endpoint: undefined, fallbackReason: undefined, features,
+      endpoint: undefined, fallbackReason: undefined, features, ready: performance.now(), headersAt: undefined,
     };
     accounting.track(exchange, req, res);
     if (decision.target === 'proxy') {
@@ -277,6 +277,8 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
     debug: parts.debugHeaders,
     body: request.body,
     queueTimeoutMs: parts.queueTimeoutMs,
+    // The last attempt's head is the answer's: a fallback's time includes the failed try, as the client waited for both.
+    onResponseHead: () => { exchange.headersAt = performance.now(); },
   };
   const spec = decision.spec;
   if (decision.target === 'new') {

@@ -1,7 +1,7 @@
 /**
  * What each request leaves behind once its answer is complete (or its client
- * gone, counted as 499): the Prometheus counts and latency, the access-log
- * line, the usage ledger's counts with features and user agent, and the
+ * gone, counted as 499): the Prometheus counts and latency (to the first
+ * byte), the access-log line (with the whole time), the usage ledger's counts with features and user agent, and the
  * autopilot's evidence. Nothing here can fail the request.
  */
 
@@ -43,6 +43,22 @@ export interface Exchange {
   endpoint: string | undefined;
   fallbackReason: string | undefined;
   features: readonly string[];
+  /** When the request was ready to send upstream (its body admitted), in `performance.now()` milliseconds. */
+  readonly ready: number;
+  /** When the answering upstream's response headers arrived; undefined when the proxy answered itself. */
+  headersAt: number | undefined;
+}
+
+/**
+ * A request's latency as evidence (Prometheus' histogram, the autopilot's
+ * samples): from the request being ready to go upstream to the upstream's
+ * response headers, time to first byte. How slowly the client sent its body
+ * or reads the answer is its own business, and must not judge a backend: a
+ * slow reader on the new side cannot force a rollback. Answers the proxy made
+ * itself count until they were written.
+ */
+export function evidenceSeconds(exchange: Pick<Exchange, 'ready' | 'headersAt'>, now: number): number {
+  return ((exchange.headersAt ?? now) - exchange.ready) / 1e3;
 }
 
 export type Observer = (route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined) => void;
@@ -88,9 +104,11 @@ export class RequestAccounting {
   /** What a request leaves behind, once its response closed. */
   record(exchange: Exchange, req: IncomingMessage, res: ServerResponse, socket: Socket, bytesBefore: number): void {
     const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
-    const seconds = (performance.now() - exchange.started) / 1e3;
+    const now = performance.now();
+    const seconds = (now - exchange.started) / 1e3;
+    const evidence = evidenceSeconds(exchange, now);
     const o = this.#o;
-    this.#record(exchange.route, exchange.served, exchange.service, exchange.method, status, seconds);
+    this.#record(exchange.route, exchange.served, exchange.service, exchange.method, status, evidence);
     if (o.accessLog) {
       try {
         o.accessLog({
@@ -106,7 +124,7 @@ export class RequestAccounting {
     for (const f of exchange.features) this.#countFeature(f);
     const agent = req.headers['user-agent'];
     o.usage?.record(exchange.route, exchange.served, exchange.service, status, exchange.features, agent);
-    o.observe?.(exchange.route, exchange.served, status, seconds, exchange.fallbackReason !== undefined, agent);
+    o.observe?.(exchange.route, exchange.served, status, evidence, exchange.fallbackReason !== undefined, agent);
   }
 
   #countUnmatched(url: string | undefined): void {

@@ -32,9 +32,11 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
     expect(rows.map((r) => r.scenario)).to.deep.equal([
       'kill the new app', 'freeze the new app', 'kill one app instance', 'kill legacy', 'freeze legacy', 'kill the replica', 'freeze the replica',
       'kill the primary', 'freeze the primary', 'kill Redis', 'freeze Redis', 'crash a proxy worker', 'flip a route 50 times',
-      'shadow to a dead app', 'path tricks on a retired route', 'usage poisoning',
+      'shadow to a dead app', 'attacks: path tricks on a retired route', 'attacks: usage poisoning', 'attacks: slow bodies ×140',
+      'attacks: slow bodies ×1000', 'attacks: retired spellings', 'attacks: form bomb against the app', 'attacks: Host header in cacheable URLs',
+      'attacks: forged banyan_sid', 'attacks: login flood',
     ]);
-    for (const r of rows.filter((x) => !['path tricks on a retired route', 'usage poisoning'].includes(x.scenario))) {
+    for (const r of rows.filter((x) => !x.scenario.startsWith('attacks: '))) {
       expect(r.requests, `${r.scenario}: reads sent`).to.be.above(50);
       expect(r.writesSent, `${r.scenario}: uploads sent`).to.be.above(0);
       // Uploads go to the new app: while it is dead or frozen they are refused with 503, never replayed.
@@ -72,8 +74,24 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
   });
 
   it('lets no path trick reach a retired route, and no junk push real features out of the evidence', () => {
-    expect(row('path tricks on a retired route').broken).to.deep.equal([]);
-    expect(row('usage poisoning').broken).to.deep.equal([]);
+    expect(row('attacks: path tricks on a retired route').broken).to.deep.equal([]);
+    expect(row('attacks: usage poisoning').broken).to.deep.equal([]);
+  });
+
+  it('keeps other clients\' legacy pages under 1 s while 140 or 1,000 connections trickle bodies, each of those answered 408', () => {
+    for (const name of ['attacks: slow bodies ×140', 'attacks: slow bodies ×1000']) expect([name, row(name).failures, row(name).broken]).to.deep.equal([name, 0, []]);
+  });
+
+  it('retires every spelling of a retired route, and refuses a fragment', () => {
+    expect(row('attacks: retired spellings').broken).to.deep.equal([]);
+  });
+
+  it('answers four concurrent form bombs 413, with every app instance under 300 MB RSS', () => {
+    expect(row('attacks: form bomb against the app').broken).to.deep.equal([]);
+  });
+
+  it('puts no client-chosen host in a cacheable answer, lets no forged banyan_sid pick a side, and throttles a login flood', () => {
+    for (const name of ['attacks: Host header in cacheable URLs', 'attacks: forged banyan_sid', 'attacks: login flood']) expect([name, row(name).broken]).to.deep.equal([name, []]);
   });
 
   it('holds every invariant in every scenario', () => {

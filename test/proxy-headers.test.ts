@@ -17,12 +17,14 @@ describe('proxy headers', () => {
     const out = upstreamRequestHeaders({
       'x-banyan-min-lsn': '0/FFFFFFFF', 'x-banyan-anything': 'x', 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6',
       'x-forwarded-host': 'evil', 'x-request-id': 'client-id', host: 'index.example', 'banyan-pin': 'v1.the-proxy-reads-this',
+      'x-banyan-client': '6.6.6.6',
     }, client);
     expect(out, 'the pin header is for the proxy, not the backends').to.not.have.any.keys('x-banyan-min-lsn', 'x-banyan-anything', 'forwarded', 'banyan-pin');
     expect(out['x-forwarded-for']).to.equal('127.0.0.7');
     expect(out['x-forwarded-proto']).to.equal('http');
     expect(out['x-forwarded-host']).to.equal('index.example');
     expect(out['x-request-id']).to.equal('req-1');
+    expect(out['x-banyan-client'], 'logins are counted by the address the proxy saw').to.equal('127.0.0.7');
   });
 
   it('keeps the write LSN away from clients and adds the request id', () => {

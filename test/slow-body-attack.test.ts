@@ -1,49 +1,9 @@
 import { expect } from 'chai';
-import { connect, type Socket } from 'node:net';
+import { othersLatencies, percentile, slowBodies } from '../chaos/attacks.js';
 import { startProxyProcess } from './support/proxy-process.js';
 import { setRoutes } from './support/proxy.js';
 import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
-
-/**
- * The attack of issue 22: each connection sends `POST /pypi/` headers with `Content-Length: 99999`,
- * then one body byte every 2 s. Returns each connection's first answer line ('' while none came).
- */
-function slowBodies(url: string, count: number, addresses: readonly string[]): { answers: string[]; stop(): void } {
-  const { hostname, port } = new URL(url);
-  const answers: string[] = Array.from({ length: count }, () => '');
-  const sockets: Socket[] = [];
-  for (let i = 0; i < count; i++) {
-    const socket = connect({ host: hostname, port: Number(port), localAddress: addresses[i % addresses.length] });
-    sockets.push(socket);
-    socket.on('error', () => { answers[i] ||= 'reset'; });
-    socket.on('data', (d) => { answers[i] ||= String(d).split('\r\n')[0]!; });
-    socket.on('connect', () => {
-      socket.write('POST /pypi/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 99999\r\n\r\n');
-    });
-  }
-  const drip = setInterval(() => { for (const s of sockets) if (s.writable) s.write('a'); }, 2_000);
-  return { answers, stop: () => { clearInterval(drip); for (const s of sockets) s.destroy(); } };
-}
-
-/** Other clients' legacy pages meanwhile: `n` GETs of `/`, one every 150 ms, each given at most 5 s. */
-async function othersLatencies(url: string, n: number): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    try {
-      const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(5_000) });
-      await res.text();
-      times.push(res.status === 200 ? performance.now() - t0 : 5_000);
-    } catch {
-      times.push(5_000);
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  return times;
-}
-
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 describe('proxy: slow request bodies cost only their client (banyan proxy as a process)', function () {
   this.timeout(120_000);

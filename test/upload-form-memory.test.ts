@@ -1,15 +1,9 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { formBombs, sendForm } from '../chaos/attacks.js';
 import { BANYAN } from './support/cli.js';
 import { basicAuth, newUploader } from './support/packages.js';
 import { services, tempDir } from './support/services.js';
-
-function rssBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
-  return Number(/(\d+)/.exec(line)![1]) * 1024;
-}
 
 /** `banyan app` as its own process, as operators run it. */
 async function startApp(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
@@ -25,49 +19,6 @@ async function startApp(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; 
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`banyan app did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/**
- * A chunked multipart upload form (no Content-Length), written with backpressure: `fields` text
- * fields of `fieldBytes` each, by name. Resolves with the status, or `reset` when the connection
- * was cut before an answer.
- */
-function sendForm(url: string, auth: string, fields: { name: string; bytes: number }[]): Promise<{ status: number | 'reset'; message: string }> {
-  const boundary = '----banyan-attack';
-  return new Promise((resolve) => {
-    let settled = false;
-    const finish = (status: number | 'reset', message: string) => { if (!settled) { settled = true; resolve({ status, message }); } };
-    const req = request(`${url}/legacy/`, {
-      method: 'POST',
-      headers: { authorization: auth, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
-    }, (res) => {
-      finish(res.statusCode!, res.statusMessage ?? '');
-      res.resume();
-    });
-    req.on('error', () => finish('reset', ''));
-    const chunk = Buffer.alloc(256 * 1024, 0x61);
-    let field = 0;
-    let left = -1;
-    const pump = () => {
-      while (!settled && field < fields.length) {
-        if (left < 0) {
-          left = fields[field]!.bytes;
-          if (!req.write(`--${boundary}\r\nContent-Disposition: form-data; name="${fields[field]!.name}"\r\n\r\n`)) return void req.once('drain', pump);
-        }
-        const n = Math.min(left, chunk.length);
-        left -= n;
-        const more = req.write(n === chunk.length ? chunk : chunk.subarray(0, n));
-        if (left === 0) {
-          req.write('\r\n');
-          field++;
-          left = -1;
-        }
-        if (!more) return void req.once('drain', pump);
-      }
-      if (!settled) req.end(`--${boundary}--\r\n`);
-    };
-    pump();
-  });
 }
 
 describe('upload form: bounded memory per request (banyan app as a process)', function () {
@@ -94,13 +45,7 @@ describe('upload form: bounded memory per request (banyan app as a process)', fu
     const pid = app.child.pid!;
     // Warm up: the first upload loads code that is not the attack's cost.
     await sendForm(app.url, auth, [{ name: 'name', bytes: 10 }]);
-    const baseline = rssBytes(pid);
-    let peak = baseline;
-    const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)); }, 20);
-    const attack = Array.from({ length: 150 }, (_, i) => ({ name: `field${i}`, bytes: 4 * 1024 * 1024 - 1 }));
-    const answers = await Promise.all(Array.from({ length: 4 }, () => sendForm(app.url, auth, attack)));
-    clearInterval(sampler);
-    peak = Math.max(peak, rssBytes(pid));
+    const { answers, before: [baseline = 0], peak: [peak = 0] } = await formBombs(app.url, auth, 4, [pid]);
     console.log(`      app RSS: ${(baseline / 1e6).toFixed(0)} MB before, peak ${(peak / 1e6).toFixed(0)} MB under four concurrent form attacks`);
     for (const answer of answers) expect(answer.status).to.equal(413);
     expect(answers[0]!.message).to.contain('fields are over 8 MiB in all');

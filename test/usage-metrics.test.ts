@@ -355,8 +355,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });
       expect(text.status).to.equal(0);
       expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by service\s+last used\s+top user agents$/m);
-      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+Python-xmlrpc\/3\.11 \(\d+\)/m);
-      expect(text.stdout).to.match(/^legacy\.ancient\s+0\s+0\.0%\s+50\s+0\s+legacy 50\s+never\s+scanner\/1 \(50\)$/m);
+      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+"Python-xmlrpc\/3\.11" \(\d+\)/m);
+      expect(text.stdout).to.match(/^legacy\.ancient\s+0\s+0\.0%\s+50\s+0\s+legacy 50\s+never\s+"scanner\/1" \(50\)$/m);
       expect(text.stdout).to.match(/^legacy\.ancient\s+\(whole route\)\s+legacy\s+never$/m);
       const bad = await runBanyanAsync(['report', 'usage', '--since', 'forever'], { env });
       expect([bad.status, bad.stderr]).to.deep.equal([1, 'banyan: --since must be a duration like 500ms, 2s or 1m, not "forever"\n']);

@@ -1,3 +1,4 @@
+import type { LoginThrottle } from '../../lib/login-throttle.js';
 import type Router from '@koa/router';
 import type { WriteAnnouncer } from '../../lib/write-announcer.js';
 import type { DbFor } from '../db-for.js';
@@ -15,6 +16,7 @@ export interface UploadRouteOptions {
   readonly maxUploadBytes: number;
   readonly projectsPerHour: number;
   readonly onUpload?: UploadListener | undefined;
+  readonly logins?: LoginThrottle | undefined;
 }
 
 /**
@@ -28,7 +30,7 @@ export function uploadRoutes(router: Router, options: UploadRouteOptions): void 
   router.post('upload', '/legacy/', async (ctx) => {
     const db = await options.dbOf(ctx);
     try {
-      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour }, ctx.req, ctx.res);
+      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour, logins: options.logins }, ctx.req, ctx.res);
       options.onUpload?.(result.outcome);
       if (result.outcome === 'stored') {
         ctx.set(await options.announcer.announce([result.project], result.projectCreated));
@@ -42,6 +44,7 @@ export function uploadRoutes(router: Router, options: UploadRouteOptions): void 
       ctx.status = err.status;
       ctx.message = reasonPhrase(err.message);
       if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
+      ctx.set(err.headers);
       ctx.type = 'text/plain; charset=utf-8';
       ctx.body = `${err.status} ${err.message}\n`;
     }

@@ -1,5 +1,6 @@
 /** A checked upload stored: its project, release and file rows with the journal, and the file moved into place, in one transaction. */
 
+import type { LoginThrottle } from '../../lib/login-throttle.js';
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { journal, lockProject } from '../../lib/write-announcer.js';
@@ -19,6 +20,8 @@ export interface UploadContext {
   readonly projectsPerHour: number;
   /** What an archive may unpack to (zip bombs); DEFAULT_ARCHIVE_LIMITS when absent. */
   readonly archiveLimits?: ArchiveLimits | undefined;
+  /** Password logins' throttle; absent: not throttled. */
+  readonly logins?: LoginThrottle | undefined;
 }
 
 export interface UploadResult {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate } from '../../lib/accounts.js';
 import { dropBody } from '../../lib/form-body.js';
+import { loginAddress, throttledMessage } from '../../lib/login-throttle.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
 import { UploadError, tooLarge } from './upload-errors.js';
 import { readUploadForm } from './upload-form.js';
@@ -15,7 +16,12 @@ import { store, type UploadContext, type UploadResult } from './upload-storage.j
  * no row points at a missing file.
  */
 export async function handleUpload(ctx: UploadContext, req: IncomingMessage, res: ServerResponse): Promise<UploadResult> {
-  const auth = await authenticate(ctx.writer, req.headers.authorization);
+  // Credentials (and their throttle) before anything of the form: without them, every form gets the same answer.
+  const auth = await authenticate(ctx.writer, req.headers.authorization, { throttle: ctx.logins, address: loginAddress(req) });
+  if (typeof auth === 'object' && 'retryAfterSeconds' in auth) {
+    refuseBody(ctx, req, res);
+    throw new UploadError(429, throttledMessage(auth), 'auth-throttled', { 'Retry-After': String(auth.retryAfterSeconds) });
+  }
   if (auth === 'missing' || auth === 'malformed') {
     refuseBody(ctx, req, res);
     throw new UploadError(401, 'Invalid or non-existent authentication information. Use __token__ and an API token, or your username and password.', 'auth-missing');
