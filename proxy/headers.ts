@@ -34,7 +34,7 @@ export function clientInfo(headers: IncomingHttpHeaders, remote: string, tlsSock
     const proto = typeof headers['x-forwarded-proto'] === 'string' ? headers['x-forwarded-proto'] : undefined;
     const fhost = typeof headers['x-forwarded-host'] === 'string' ? headers['x-forwarded-host'] : undefined;
     return {
-      ip: chain?.split(',')[0]?.trim() || remote,
+      ip: chain ? clientOfChain(chain, trusted) ?? remote : remote,
       forwardedFor: chain ? `${chain}, ${remote}` : remote,
       proto: proto ?? (tlsSocket ? 'https' : 'http'),
       host,
@@ -43,6 +43,18 @@ export function clientInfo(headers: IncomingHttpHeaders, remote: string, tlsSock
     };
   }
   return { ip: remote, forwardedFor: remote, proto: tlsSocket ? 'https' : 'http', host, forwardedHost: host, requestId };
+}
+
+/**
+ * The client in an X-Forwarded-For chain: the rightmost address that is not a trusted proxy. Each trusted
+ * hop appends the address it saw; everything left of the first untrusted one was written by the client
+ * itself, so taking the leftmost entry would let anyone choose their address (and their per-address
+ * limits). When every entry is trusted, the leftmost.
+ */
+export function clientOfChain(chain: string, trusted: TrustedProxies): string | undefined {
+  const hops = chain.split(',').map((h) => h.trim()).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i]!)) return hops[i];
+  return hops[0];
 }
 
 /** The set of proxy addresses whose forwarding headers are believed. */

@@ -55,6 +55,15 @@ describe('trusted proxies', () => {
     expect(clientInfo(headers, '::ffff:10.9.9.9', false, trusted, 'r').ip).to.equal('203.0.113.9');
   });
 
+  it('takes the client as the rightmost untrusted hop, so an address the client wrote itself is not believed', () => {
+    const forged = { ...headers, 'x-forwarded-for': '1.2.3.4, 198.51.100.7, 10.1.1.1' };
+    const c = clientInfo(forged, '10.2.3.4', false, trusted, 'r');
+    expect(c.ip, 'the balancer saw 198.51.100.7; 1.2.3.4 came from the client').to.equal('198.51.100.7');
+    expect(c.forwardedFor).to.equal('1.2.3.4, 198.51.100.7, 10.1.1.1, 10.2.3.4');
+    expect(clientInfo({ ...headers, 'x-forwarded-for': '10.1.1.1, 127.0.0.1' }, '10.2.3.4', false, trusted, 'r').ip, 'all trusted: the leftmost').to.equal('10.1.1.1');
+    expect(clientInfo({ ...headers, 'x-forwarded-for': ' , ' }, '10.2.3.4', false, trusted, 'r').ip, 'an empty chain: the peer').to.equal('10.2.3.4');
+  });
+
   it('discards them from anyone else', () => {
     const c = clientInfo(headers, '192.0.2.1', false, trusted, 'r');
     expect(c).to.deep.equal({ ip: '192.0.2.1', forwardedFor: '192.0.2.1', proto: 'http', host: 'pypi.example.org', forwardedHost: 'pypi.example.org', requestId: 'r' });
