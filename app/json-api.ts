@@ -3,7 +3,8 @@ import type Koa from 'koa';
 import { renderedPage, sendPage } from './http-cache.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { canonicalVersion, parseVersion } from '../lib/pep440.js';
-import { findProject, findRelease, latestRelease, projectFileBatches, releaseFiles, type FileRow, type ProjectRow, type Reads, type ReleaseRow } from './queries.js';
+import { findProject, findRelease, latestRelease, type ProjectRow, type Reads, type ReleaseRow } from './queries.js';
+import { releaseFileList, releaseParts } from './file-lists.js';
 import { inPieces, sendSource } from './page-stream.js';
 import { origin } from './origin.js';
 import type { DbFor } from './db-for.js';
@@ -19,35 +20,27 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     if (!normalized) return;
     const requestDb = await db(ctx, [projectResource(normalized)]);
     const read: Reads = (fn) => requestDb.read(fn);
+    const base = origin(ctx);
     const found = await read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await latestRelease(r, project.id);
-      return { project, release, latest: release ? await releaseFiles(r, release.id) : [] };
+      return { project, release, latest: release ? await releaseFileList(r, release.id, base) : '[]' };
     });
     if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
     const { project, release, latest } = found;
-    const base = origin(ctx);
     // The same bytes as JSON.stringify of the whole answer, in pieces: a giant's is 29 MB.
     const head = JSON.stringify({ info: info(project, release), last_serial: Number(project.last_serial) }).slice(0, -1);
-    const tail = JSON.stringify({ urls: latest.map((f) => jsonApiFile(f, base)), vulnerabilities: [] }).slice(1);
     async function* body(): AsyncGenerator<string> {
       yield `${head},"releases":{`;
       let first = true;
-      for await (const files of projectFileBatches(read, project.id)) {
-        const parts: string[] = [];
-        for (let i = 0; i < files.length;) {
-          const version = files[i]!.version;
-          const entries: string[] = [];
-          for (; i < files.length && files[i]!.version === version; i++) entries.push(JSON.stringify(jsonApiFile(files[i]!, base)));
-          parts.push(`${JSON.stringify(version)}:[${entries.join(',')}]`);
-        }
+      for await (const parts of releaseParts(read, project.id, { jsonApiBase: base })) {
         for (const piece of inPieces(parts, ',')) {
           yield (first ? '' : ',') + piece;
           first = false;
         }
       }
-      yield `},${tail}`;
+      yield `},"urls":${latest},"vulnerabilities":[]}`;
     }
     return sendSource(ctx, { type: 'application/json', serial: Number(project.last_serial), chunks: body() }, JSON_POLICY(project));
   });
@@ -61,16 +54,12 @@ export function jsonRoutes(router: Router, db: DbFor): void {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await findRelease(r, project.id, canonicalVersion(version));
-      return { project, release, files: release ? await releaseFiles(r, release.id) : [] };
+      return { project, release, urls: release ? await releaseFileList(r, release.id, origin(ctx)) : '[]' };
     });
     if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
     if (!found.release) return ctx.throw(404, `${found.project.name} has no release ${ctx.params['version']}`);
-    send(ctx, found.project, {
-      info: info(found.project, found.release),
-      last_serial: Number(found.project.last_serial),
-      urls: found.files.map((f) => jsonApiFile(f, origin(ctx))),
-      vulnerabilities: [],
-    });
+    const head = JSON.stringify({ info: info(found.project, found.release), last_serial: Number(found.project.last_serial) }).slice(0, -1);
+    sendPage(ctx, renderedPage('application/json', `${head},"urls":${found.urls},"vulnerabilities":[]}`, Number(found.project.last_serial)), JSON_POLICY(found.project));
   });
 }
 
@@ -86,10 +75,6 @@ function checkName(ctx: Koa.Context): string | undefined {
     return undefined;
   }
   return normalized;
-}
-
-function send(ctx: Koa.Context, project: ProjectRow, body: unknown): void {
-  sendPage(ctx, renderedPage('application/json', JSON.stringify(body), Number(project.last_serial)), JSON_POLICY(project));
 }
 
 // A read API: any page may fetch it (Warehouse answers the same).
@@ -134,30 +119,5 @@ function info(project: ProjectRow, release: ReleaseRow | undefined): Record<stri
     release_url: release ? `/project/${project.normalized_name}/${release.version}/` : null,
     yanked: release?.yanked ?? false,
     yanked_reason: release?.yanked_reason ?? null,
-  };
-}
-
-/** A file as Warehouse's JSON API shows it; `base` makes its URL absolute. */
-function jsonApiFile(f: FileRow, base = ''): Record<string, unknown> {
-  const iso = f.upload_time.toISOString();
-  return {
-    filename: f.filename,
-    packagetype: f.packagetype,
-    python_version: f.python_version,
-    requires_python: f.requires_python,
-    size: Number(f.size),
-    digests: {
-      ...(f.blake2_256_digest ? { blake2b_256: f.blake2_256_digest } : {}),
-      ...(f.md5_digest ? { md5: f.md5_digest } : {}),
-      sha256: f.sha256_digest,
-    },
-    md5_digest: f.md5_digest,
-    url: `${base}/packages/${f.path}`,
-    upload_time: iso.slice(0, 19),
-    upload_time_iso_8601: iso,
-    yanked: f.yanked,
-    yanked_reason: f.yanked_reason,
-    has_sig: false,
-    comment_text: '',
   };
 }

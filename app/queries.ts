@@ -40,35 +40,6 @@ function fileQuery(db: Kysely<Database>) {
 /** Runs reads on the request's server (RequestDb.read: on the primary instead if that server is gone). */
 export type Reads = <T>(fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>;
 
-/** Releases per batch of projectFileBatches: a few thousand files, a megabyte or two of page. */
-export const RELEASES_PER_BATCH = 500;
-
-/**
- * Every file of a project, in PEP 440 order of their releases, then by name, a batch of releases at a time: a
- * keyset cursor on (sort_key, id) through the release order index, two short
- * queries per batch, so a giant's 50,000 files are never in memory at once and
- * no connection is held while a slow client reads what was rendered.
- */
-export async function* projectFileBatches(read: Reads, projectId: string, releasesPerBatch = RELEASES_PER_BATCH): AsyncGenerator<FileRow[]> {
-  let after: { sortKey: string; id: string } | undefined;
-  for (;;) {
-    const from = after;
-    const releases = await read((db) => db.selectFrom('releases').select(['id', 'sort_key']).where('project_id', '=', projectId)
-      .$if(from !== undefined, (q) => q.where((eb) => eb.or([
-        eb('sort_key', '>', from!.sortKey),
-        eb.and([eb('sort_key', '=', from!.sortKey), eb('id', '>', from!.id)]),
-      ])))
-      .orderBy('sort_key').orderBy('id').limit(releasesPerBatch).execute());
-    if (releases.length === 0) return;
-    const files = await read((db) => fileQuery(db).where('files.release_id', 'in', releases.map((r) => r.id))
-      .orderBy('releases.sort_key').orderBy('releases.id').orderBy('files.filename').execute());
-    if (files.length > 0) yield files;
-    if (releases.length < releasesPerBatch) return;
-    const last = releases[releases.length - 1]!;
-    after = { sortKey: last.sort_key, id: last.id };
-  }
-}
-
 /** The versions that have files, in PEP 440 order (PEP 700's `versions`, as the simple page lists them). */
 export async function versionsWithFiles(db: Kysely<Database>, projectId: string): Promise<string[]> {
   const rows = await db.selectFrom('releases').select('version').where('project_id', '=', projectId)

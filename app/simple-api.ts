@@ -6,7 +6,8 @@ import { sendPage, type CacheCounter } from './http-cache.js';
 import { inPieces, lookupPage, sendSource } from './page-stream.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import type { PageCache } from './page-cache.js';
-import { findProject, projectFileBatches, versionsWithFiles, type FileRow, type ProjectRow, type Reads } from './queries.js';
+import { findProject, versionsWithFiles, type ProjectRow, type Reads } from './queries.js';
+import { releaseParts } from './file-lists.js';
 import type { DbFor } from './db-for.js';
 
 /** PEP 629: the repository version this index speaks (1.1: PEP 700's size, upload-time and versions). */
@@ -114,21 +115,22 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     if (!found) return ctx.throw(404, `no project named "${requested}"`);
     const { project, versions } = found;
     const serial = Number(project.last_serial);
-    const batches = projectFileBatches(read, project.id);
     return sendSource(ctx, {
       type: format.type,
       serial,
-      chunks: format.format === 'json' ? jsonDetail(project, serial, versions, batches) : htmlDetail(project, batches),
+      chunks: format.format === 'json'
+        ? jsonDetail(project, serial, versions, releaseParts(read, project.id, 'simple-json'))
+        : htmlDetail(project, releaseParts(read, project.id, 'simple-html')),
     }, POLICY(normalized), store);
   });
 }
 
 /** PEP 691's JSON detail page, in pieces: the same bytes as JSON.stringify of the whole. */
-async function* jsonDetail(project: ProjectRow, serial: number, versions: string[], batches: AsyncIterable<FileRow[]>): AsyncGenerator<string> {
+async function* jsonDetail(project: ProjectRow, serial: number, versions: string[], parts: AsyncIterable<string[]>): AsyncGenerator<string> {
   yield `${JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, name: project.normalized_name, versions }).slice(0, -1)},"files":[`;
   let first = true;
-  for await (const files of batches) {
-    for (const piece of inPieces(files.map((f) => JSON.stringify(simpleJsonFile(f))), ',')) {
+  for await (const releases of parts) {
+    for (const piece of inPieces(releases, ',')) {
       yield (first ? '' : ',') + piece;
       first = false;
     }
@@ -137,10 +139,10 @@ async function* jsonDetail(project: ProjectRow, serial: number, versions: string
 }
 
 /** PEP 503's HTML detail page, in pieces. */
-async function* htmlDetail(project: ProjectRow, batches: AsyncIterable<FileRow[]>): AsyncGenerator<string> {
+async function* htmlDetail(project: ProjectRow, parts: AsyncIterable<string[]>): AsyncGenerator<string> {
   const [top, bottom] = htmlPage(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, BODY_MARK]).split(`${BODY_MARK}\n`);
   yield top!;
-  for await (const files of batches) yield* inPieces(files.map((f) => `${htmlLink(f)}\n`), '');
+  for await (const releases of parts) yield* inPieces(releases, '');
   yield bottom!;
 }
 
@@ -157,36 +159,6 @@ function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefi
   return chosen;
 }
 
-
-function fileUrl(file: FileRow): string {
-  return `/packages/${file.path}`;
-}
-
-/** A file as PEP 691's JSON simple page lists it. */
-function simpleJsonFile(file: FileRow): Record<string, unknown> {
-  return {
-    filename: file.filename,
-    url: fileUrl(file),
-    hashes: { sha256: file.sha256_digest },
-    'requires-python': file.requires_python,
-    yanked: file.yanked ? (file.yanked_reason || true) : false,
-    // PEP 714's name, and PEP 658's that older pip reads.
-    'core-metadata': file.metadata_sha256 ? { sha256: file.metadata_sha256 } : false,
-    'dist-info-metadata': file.metadata_sha256 ? { sha256: file.metadata_sha256 } : false,
-    size: Number(file.size),
-    'upload-time': file.upload_time.toISOString(),
-  };
-}
-
-function htmlLink(file: FileRow): string {
-  const attrs = [`href="${escapeHtml(fileUrl(file))}#sha256=${file.sha256_digest}"`];
-  if (file.requires_python) attrs.push(`data-requires-python="${escapeHtml(file.requires_python)}"`);
-  if (file.metadata_sha256) {
-    attrs.push(`data-core-metadata="sha256=${file.metadata_sha256}"`, `data-dist-info-metadata="sha256=${file.metadata_sha256}"`);
-  }
-  if (file.yanked) attrs.push(`data-yanked="${escapeHtml(file.yanked_reason ?? '')}"`);
-  return `    <a ${attrs.join(' ')}>${escapeHtml(file.filename)}</a><br/>`;
-}
 
 function htmlPage(title: string, body: string[]): string {
   return [

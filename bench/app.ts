@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { findProject, projectFileBatches } from '../app/queries.js';
+import { findProject } from '../app/queries.js';
+import { releaseParts } from '../app/file-lists.js';
 import { seedIndex } from '../app/seed.js';
 import type { Database } from '../lib/schema.js';
 import { parseArgs } from 'node:util';
@@ -167,7 +168,7 @@ async function explainSimplePage(name: string): Promise<{ project: string; query
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { captured.push(event.query); } });
   try {
     const project = await findProject(db, name);
-    for await (const batch of projectFileBatches((fn) => fn(db), project!.id)) void batch;
+    for await (const batch of releaseParts((fn) => fn(db), project!.id, 'simple-json')) void batch;
     const out: { project: string; query: string; seqScans: string[] }[] = [];
     for (const q of captured) {
       const plan = (await pool.query(`EXPLAIN (FORMAT JSON) ${q.sql}`, q.parameters as unknown[])).rows[0]['QUERY PLAN'] as unknown;
