@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import { isConnectionError } from '../lib/database.js';
+import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { dbForRequest, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
@@ -89,6 +90,7 @@ export function createApp(options: AppOptions): Koa {
 export function createService(name: string, metrics: AppMetrics, mount: (routes: Router) => void): Koa {
   const app = new Koa();
   app.proxy = true;
+  if (watchingRequests()) app.use((ctx, next) => inRequestScope(ctx.req, ctx.res, () => (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName, next));
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     try {

@@ -2,13 +2,15 @@ import cluster from 'node:cluster';
 import { FILES_PORT, startFilesRuntime } from '../app/files-runtime.js';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
-import { DEFAULTS, loadSettings, required } from '../lib/config.js';
+import { DEFAULTS, loadSettings, required, type Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DEFAULT_ROUTES_FILE } from '../routing/table/index.js';
 import { startTracing, type Tracing } from '../lib/tracing.js';
+import { logQueries } from '../lib/query-telemetry.js';
+import { watchRequests } from '../lib/request-scope.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 
@@ -106,12 +108,23 @@ function supervise(count: number): void {
   if (process.send) process.on('disconnect', stop);
 }
 
+/**
+ * A backend's traces and query log, before its pools are made (they decide then whether their queries
+ * are observed): its requests are watched when either is on.
+ */
+async function backendTelemetry(service: string, s: Settings): Promise<Tracing | undefined> {
+  const tracing = await startTracing(service);
+  logQueries(s.queryLog);
+  watchRequests(tracing !== undefined || s.queryLog.mode !== 'off');
+  return tracing;
+}
+
 /** `banyan app`: the new app on PORT. */
 export async function appCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
-  const tracing = await startTracing('banyan-app');
+  const tracing = await backendTelemetry('banyan-app', s);
   const app = await startAppRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
@@ -125,7 +138,7 @@ export async function appCommand(): Promise<void> {
 /** `banyan files`: the files service on PORT (`/packages/*` from BANYAN_STORAGE, `/_health`, `/metrics`). */
 export async function filesCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const tracing = await startTracing('banyan-files');
+  const tracing = await backendTelemetry('banyan-files', s);
   const files = await startFilesRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the files service'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir,
@@ -138,7 +151,7 @@ export async function filesCommand(): Promise<void> {
 /** `banyan legacy`: the legacy backend on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
-  const tracing = await startTracing('banyan-legacy');
+  const tracing = await backendTelemetry('banyan-legacy', s);
   const legacy = await startLegacyRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? DEFAULTS.legacyPort, drainMs: s.drainMs,

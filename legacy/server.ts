@@ -9,6 +9,7 @@ import { escapeHtml } from '../lib/html.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { CacheGenerations, lockProject, WriteAnnouncer } from '../lib/write-announcer.js';
 import { isConnectionError } from '../lib/database.js';
+import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { DbRouter, fenceFromHeader, FenceStore, type RequestDb, requestFence } from '../routing/reads/index.js';
 import { servePackage } from './files.js';
 import { layout, notFound, send, statusText, type LegacyRequest } from './http.js';
@@ -63,7 +64,9 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
         return db;
       })()),
     };
-    route(request, store, upload).catch((err: Error) => failed(request, err));
+    const serve = () => route(request, store, upload).catch((err: Error) => failed(request, err));
+    if (watchingRequests()) inRequestScope(req, res, () => request.handler, serve);
+    else void serve();
   });
   return {
     server,
@@ -106,14 +109,15 @@ const decode = (segment: string) => {
   }
 };
 
-/** The old index's URL map. */
+/** The old index's URL map; the handler it chose is named on `r.handler`. */
 async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOptions): Promise<void> {
   const path = r.url.pathname;
   const method = r.req.method ?? 'GET';
+  const as = (handler: string) => { r.handler = `legacy.${handler}`; };
   if (method === 'POST') {
-    if (path === '/legacy/') return oldUpload(r, upload);
-    if (path === '/pypi' || path === '/pypi/') return postPypi(r, upload);
-    if (path === '/manage/projects') return register(r, upload, await readFields(r.req));
+    if (path === '/legacy/') return as('upload'), oldUpload(r, upload);
+    if (path === '/pypi' || path === '/pypi/') return as('pypi.post'), postPypi(r, upload);
+    if (path === '/manage/projects') return as('manage.projects'), register(r, upload, await readFields(r.req));
   }
   if (method !== 'GET' && method !== 'HEAD') {
     r.req.resume();
@@ -122,18 +126,18 @@ async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOpt
   if (path === '/' || path === '/pypi' || path === '/pypi/') {
     const action = r.url.searchParams.get(':action');
     const name = r.url.searchParams.get('name');
-    if (action === 'display' && name) return projectPage(r, name, r.url.searchParams.get('version') ?? undefined);
-    if (action === 'rss') return rss(r);
-    return homePage(r);
+    if (action === 'display' && name) return as('project.display'), projectPage(r, name, r.url.searchParams.get('version') ?? undefined);
+    if (action === 'rss') return as('rss'), rss(r);
+    return as('home'), homePage(r);
   }
-  if (path === '/simple/') return simpleIndex(r);
+  if (path === '/simple/') return as('simple.index'), simpleIndex(r);
   let m = /^\/simple\/([^/]+)(\/?)$/.exec(path);
-  if (m) return m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`);
-  if (path.startsWith('/packages/')) return servePackage(r, store, path.slice('/packages/'.length));
+  if (m) return as('simple.detail'), m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`);
+  if (path.startsWith('/packages/')) return as('packages'), servePackage(r, store, path.slice('/packages/'.length));
   m = /^\/pypi\/([^/]+)\/(?:([^/]+)\/)?json\/?$/.exec(path);
-  if (m) return jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) return as('json'), jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
   m = /^\/(?:pypi|project)\/([^/]+)(?:\/([^/]+))?\/?$/.exec(path);
-  if (m) return projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) return as('project'), projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
   notFound(r.res);
 }
 

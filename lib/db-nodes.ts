@@ -3,6 +3,7 @@ import pg from 'pg';
 import { decideRoles, isConnectionError, ROLE_QUERY, suggestsNewPrimary, type NodeReading, type Roles } from './db-roles.js';
 import { parseLsn } from './lsn.js';
 import { createPool } from './pg-pool.js';
+import { queryObserver } from './query-telemetry.js';
 import type { Database } from './schema.js';
 
 /** One PostgreSQL server of the set, by the name logs, headers and metrics use. */
@@ -77,7 +78,10 @@ export class DbNodes {
     this.#options = options;
     this.#nodes = options.nodes.map((n) => this.#newNode(n));
     this.#probes = this.#nodes.map(() => undefined);
-    this.writer = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.#primaryPool() }) });
+    this.writer = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: this.#primaryPool() }),
+      log: queryObserver({ name: 'primary', url: options.nodes[0]?.url ?? '', isReplica: () => false }),
+    });
     if (options.intervalMs) {
       this.#timer = setInterval(() => { void this.read(); }, options.intervalMs);
       this.#timer.unref();
@@ -96,7 +100,12 @@ export class DbNodes {
 
   #newNode(n: DbNodeConfig): DbNode {
     const pool = createPool(n.url, { max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan' });
-    return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
+    const node: DbNode = {
+      ...n, pool, reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false,
+      // Its role by the last reading: a failover turns a replica's pool into the primary's.
+      db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: queryObserver({ name: n.name, url: n.url, isReplica: () => node.reading.inRecovery === true }) }),
+    };
+    return node;
   }
 
   /** Adds the servers discovery found that are new (or back), and drains those it no longer finds. */

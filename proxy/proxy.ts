@@ -20,6 +20,8 @@ import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
 import { settleTarget } from './request-target.js';
 import { RouteDecider } from './route-decision.js';
+import { beginRequestSpan } from './request-span.js';
+import { tracingOn } from '../lib/tracing.js';
 import { fenceHeader, SessionPins, withSession, type PinSettings } from './session-pins.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { POOL_DEFAULTS, UpstreamSet } from './upstreams/index.js';
@@ -150,6 +152,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     debugHeaders: options.debugHeaders === true,
     bodies: options.bodies ?? DEFAULT_BODY,
     queueTimeoutMs: options.queueTimeoutMs ?? DEFAULTS.upstreamQueueTimeoutMs,
+    tracing: tracingOn(),
   };
   const app = new ProxyApp();
   app.use(requestHandler(parts));
@@ -197,6 +200,8 @@ interface Parts {
   readonly debugHeaders: boolean;
   readonly bodies: BodySettings;
   readonly queueTimeoutMs: number;
+  /** Whether this process traces (lib/tracing.ts), decided once: off, no request pays for it. */
+  readonly tracing: boolean;
 }
 
 /** The proxy's one middleware: a request, in the order it meets the parts, up to its backend. */
@@ -248,6 +253,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
     const exchange: Exchange = {
       requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, service: decision.service,
       endpoint: undefined, fallbackReason: undefined, features,
+      trace: parts.tracing ? beginRequestSpan(req, decision, pin, requestId, started) : undefined,
     };
     accounting.track(exchange, req, res);
     if (decision.target === 'proxy') {
@@ -268,10 +274,12 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const { pins, policy } = parts;
   const timeouts = decision.spec?.timeouts;
   const safe = isSafe(method);
+  const fence = pin ? fenceHeader(pin) : undefined;
   const forward: ForwardOptions = {
     headersTimeoutMs: timeouts?.headersMs,
     bodyTimeoutMs: timeouts?.bodyMs,
-    extraHeaders: pin ? fenceHeader(pin) : undefined,
+    // The backend (the fallback too) continues the proxy's span, not the client's.
+    extraHeaders: exchange.trace ? { ...fence, ...exchange.trace.headers } : fence,
     beforeHead: withSession(pins && !safe ? pins.issuer(pin, client) : undefined, decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
     debug: parts.debugHeaders,
@@ -289,6 +297,7 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const copy = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && spec !== undefined
     ? parts.shadow.begin(spec, {
       method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId: exchange.requestId,
+      trace: exchange.trace,
     }, spec.shadow?.percent !== undefined && spec.shadow.percent < 100 ? parts.routes.sessionKey(req, client) : undefined)
     : undefined;
   const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, exchange);

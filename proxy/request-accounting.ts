@@ -12,6 +12,7 @@ import { CappedLabels, normalizePath } from '../metrics/paths.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import { UNMATCHED } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
+import { endRequestSpan, type RequestTrace } from './request-span.js';
 
 // What track() keeps on the response, for one 'close' listener function shared by every response.
 const TRACKED = Symbol('tracked');
@@ -43,6 +44,8 @@ export interface Exchange {
   endpoint: string | undefined;
   fallbackReason: string | undefined;
   features: readonly string[];
+  /** The request's span, when tracing is on. */
+  readonly trace?: RequestTrace | undefined;
 }
 
 export type Observer = (route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined) => void;
@@ -91,6 +94,7 @@ export class RequestAccounting {
     const seconds = (performance.now() - exchange.started) / 1e3;
     const o = this.#o;
     this.#record(exchange.route, exchange.served, exchange.service, exchange.method, status, seconds);
+    if (exchange.trace) endRequestSpan(exchange.trace, exchange, status);
     if (o.accessLog) {
       try {
         o.accessLog({
