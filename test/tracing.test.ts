@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { traceAs } from '../bin/start.js';
 import { tracingSettings } from '../lib/tracing.js';
 import { IMPLICIT_UPSTREAMS } from '../routing/table/index.js';
+import { freePort } from '../stack/ports.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { basicAuth, buildDists, newUploader, uploadForm } from './support/packages.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
@@ -14,15 +14,6 @@ import { services, tempDir } from './support/services.js';
 import { waitUntil } from './support/wait.js';
 
 const SERVER = 2;
-
-/** A port nothing listens on: the endpoint of a service that refuses every connection. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 type Started = Awaited<ReturnType<typeof startServerProcess>>;
 
@@ -45,7 +36,7 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
     const distDir = mkdtempSync(join(tmpdir(), 'banyan-traced-dists-'));
     dists = await buildDists(distDir, project, '1.0', ['py3-none-any']);
     await setRoutes(s, {
-      upstreams: [...IMPLICIT_UPSTREAMS, { name: 'gone', endpoints: [`http://127.0.0.1:${await closedPort()}`] }],
+      upstreams: [...IMPLICIT_UPSTREAMS, { name: 'gone', endpoints: [`http://127.0.0.1:${await freePort()}`] }],
       routes: [
         { name: 'simple.detail', match: { path: '/simple/:project/' }, mode: 'new', fallback: true },
         { name: 'upload', match: { path: '/legacy/', methods: ['POST'] }, mode: 'new' },
