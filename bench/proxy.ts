@@ -210,7 +210,8 @@ async function tracingContestants(): Promise<[string, string | undefined][]> {
   const backend = await contestant('backend');
   const collector = await contestant('backend');
   progress(`backend on ${backend}, OTLP sink on ${collector}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts'}, ${connections} connections, ${seconds} s each`);
-  const plain = { LEGACY_URL: backend, APP_URL: backend, BANYAN_ROUTES_FILE: routesFile(1000), BANYAN_LOG: 'off' };
+  // The load generator is one address that stands for every client: no per-client share (it would answer 503s).
+  const plain = { LEGACY_URL: backend, APP_URL: backend, BANYAN_ROUTES_FILE: routesFile(1000), BANYAN_LOG: 'off', BANYAN_CLIENT_SHARE: '100' };
   const traced = (ratio: string) => ({ ...plain, OTEL_EXPORTER_OTLP_ENDPOINT: collector, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: ratio });
   return [
     ['banyan proxy, routes file, BANYAN_LOG=off (tracing off)', await banyanProxy(plain)],

@@ -8,7 +8,7 @@ import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DEFAULT_ROUTES_FILE } from '../routing/table/index.js';
-import { startTracing, type Tracing } from '../lib/tracing.js';
+import { startTracing, tracingSettings, type Tracing } from '../lib/tracing.js';
 import { logQueries } from '../lib/query-telemetry.js';
 import { watchRequests } from '../lib/request-scope.js';
 import type { Args } from './command.js';
@@ -45,6 +45,8 @@ export async function proxyCommand(args: Args): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
     throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${String(args.flags.get('workers'))}"`);
   }
+  // A bad OTEL_* setting stops the command here, not each worker the supervisor would start again.
+  tracingSettings(process.env);
   if (workers > 1 && cluster.isPrimary) return supervise(workers);
   const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
   const tracing = await startTracing('banyan-proxy');

@@ -113,11 +113,14 @@ const decode = (segment: string) => {
 async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOptions): Promise<void> {
   const path = r.url.pathname;
   const method = r.req.method ?? 'GET';
-  const as = (handler: string) => { r.handler = `legacy.${handler}`; };
+  const as = <T>(handler: string, serve: () => T): T => {
+    r.handler = `legacy.${handler}`;
+    return serve();
+  };
   if (method === 'POST') {
-    if (path === '/legacy/') return as('upload'), oldUpload(r, upload);
-    if (path === '/pypi' || path === '/pypi/') return as('pypi.post'), postPypi(r, upload);
-    if (path === '/manage/projects') return as('manage.projects'), register(r, upload, await readFields(r.req));
+    if (path === '/legacy/') return as('upload', () => oldUpload(r, upload));
+    if (path === '/pypi' || path === '/pypi/') return as('pypi.post', () => postPypi(r, upload));
+    if (path === '/manage/projects') return as('manage.projects', async () => register(r, upload, await readFields(r.req)));
   }
   if (method !== 'GET' && method !== 'HEAD') {
     r.req.resume();
@@ -126,18 +129,18 @@ async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOpt
   if (path === '/' || path === '/pypi' || path === '/pypi/') {
     const action = r.url.searchParams.get(':action');
     const name = r.url.searchParams.get('name');
-    if (action === 'display' && name) return as('project.display'), projectPage(r, name, r.url.searchParams.get('version') ?? undefined);
-    if (action === 'rss') return as('rss'), rss(r);
-    return as('home'), homePage(r);
+    if (action === 'display' && name) return as('project.display', () => projectPage(r, name, r.url.searchParams.get('version') ?? undefined));
+    if (action === 'rss') return as('rss', () => rss(r));
+    return as('home', () => homePage(r));
   }
-  if (path === '/simple/') return as('simple.index'), simpleIndex(r);
+  if (path === '/simple/') return as('simple.index', () => simpleIndex(r));
   let m = /^\/simple\/([^/]+)(\/?)$/.exec(path);
-  if (m) return as('simple.detail'), m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`);
-  if (path.startsWith('/packages/')) return as('packages'), servePackage(r, store, path.slice('/packages/'.length));
+  if (m) return as('simple.detail', () => m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`));
+  if (path.startsWith('/packages/')) return as('packages', () => servePackage(r, store, path.slice('/packages/'.length)));
   m = /^\/pypi\/([^/]+)\/(?:([^/]+)\/)?json\/?$/.exec(path);
-  if (m) return as('json'), jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) return as('json', () => jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2])));
   m = /^\/(?:pypi|project)\/([^/]+)(?:\/([^/]+))?\/?$/.exec(path);
-  if (m) return as('project'), projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) return as('project', () => projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2])));
   notFound(r.res);
 }
 
