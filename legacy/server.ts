@@ -135,12 +135,21 @@ async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOpt
   }
   if (path === '/simple/') return as('simple.index', () => simpleIndex(r));
   let m = /^\/simple\/([^/]+)(\/?)$/.exec(path);
-  if (m) return as('simple.detail', () => m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`));
+  if (m) {
+    const [, project, slash] = m;
+    return as('simple.detail', () => (slash ? simpleDetail(r, decode(project!)) : redirect(r, `${path}/`)));
+  }
   if (path.startsWith('/packages/')) return as('packages', () => servePackage(r, store, path.slice('/packages/'.length)));
   m = /^\/pypi\/([^/]+)\/(?:([^/]+)\/)?json\/?$/.exec(path);
-  if (m) return as('json', () => jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2])));
+  if (m) {
+    const [, project, version] = m;
+    return as('json', () => jsonApi(r, decode(project!), version === undefined ? undefined : decode(version)));
+  }
   m = /^\/(?:pypi|project)\/([^/]+)(?:\/([^/]+))?\/?$/.exec(path);
-  if (m) return as('project', () => projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2])));
+  if (m) {
+    const [, project, version] = m;
+    return as('project', () => projectPage(r, decode(project!), version === undefined ? undefined : decode(version)));
+  }
   notFound(r.res);
 }
 
