@@ -49,7 +49,7 @@ export async function proxyCommand(args: Args): Promise<void> {
   tracingSettings(process.env);
   if (workers > 1 && cluster.isPrimary) return supervise(workers);
   const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
-  const tracing = await startTracing('banyan-proxy');
+  const tracing = await startTracing('banyan-proxy', process.env, { asyncContext: false });
   if (!s.databaseUrl) {
     // No database: one proxy on a routes file alone, as Traefik or nginx start.
     const routesFile = s.routesFile ?? DEFAULT_ROUTES_FILE;

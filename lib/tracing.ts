@@ -9,7 +9,7 @@
  * `tracestate` (`OTEL_PROPAGATORS`, tracecontext and baggage by default).
  */
 
-import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, trace, type Context, type ContextManager, type Span, type Tracer } from '@opentelemetry/api';
 import { BanyanError } from './errors.js';
 
 /** What the environment asks for: the OTLP protocol to export with, or undefined for no tracing. */
@@ -62,9 +62,11 @@ export function banyanTracer(): Tracer {
 
 /**
  * Starts the Node SDK when `env` asks for tracing (see tracingSettings), loading it only then.
- * `service` is the `service.name` unless OTEL_SERVICE_NAME names another.
+ * `service` is the `service.name` unless OTEL_SERVICE_NAME names another. `asyncContext: false` (the
+ * proxy, which hands each span's context on itself) registers no AsyncLocalStorage context manager:
+ * once one is in use, every promise of the process pays for it, sampled request or not.
  */
-export async function startTracing(service: string, env: NodeJS.ProcessEnv = process.env): Promise<Tracing | undefined> {
+export async function startTracing(service: string, env: NodeJS.ProcessEnv = process.env, options: { asyncContext?: boolean } = {}): Promise<Tracing | undefined> {
   const settings = tracingSettings(env);
   if (!settings) return undefined;
   const [{ NodeSDK }, exporter] = await Promise.all([
@@ -78,6 +80,8 @@ export async function startTracing(service: string, env: NodeJS.ProcessEnv = pro
     // Traces only: Banyan's metrics are Prometheus's, its logs go to stdout.
     metricReaders: [],
     logRecordProcessors: [],
+    // null: register none (the SDK's own convention, which its type does not spell).
+    ...(options.asyncContext === false ? { contextManager: null as unknown as ContextManager } : {}),
     ...(env['OTEL_SERVICE_NAME'] ? {} : { serviceName: service }),
   });
   sdk.start();
