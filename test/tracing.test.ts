@@ -71,7 +71,7 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
       const root = receiver.spans.find((s) => s.service === 'banyan-proxy' && s.attributes['banyan.request_id'] === requestId);
       spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
       return root !== undefined && ready(spans);
-    }, 15_000);
+    }, 30_000);
     return spans;
   }
 
@@ -108,17 +108,20 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
   it('a pip GET with the pin the upload set: pinned in the proxy span (cookie and LSN), the read decision on each query span', async function () {
     this.timeout(60_000);
     const res = await fetch(`${proxyUrl}/simple/${project}/`, { headers: { cookie: pinCookie, 'x-request-id': 'traced-pip', 'user-agent': 'pip/24.0' } });
-    expect(res.status).to.equal(200);
-    expect(await res.text()).to.include(project);
+    const page = await res.text();
+    expect(res.status, page).to.equal(200);
+    expect(page).to.include(project);
     const spans = await traceOf('traced-pip', (all) => all.some((s) => s.service === 'banyan-app'));
     const proxy = proxySpanOf(spans);
     expect(proxy.attributes).to.include({ 'banyan.route.name': 'simple.detail', 'banyan.route.mode': 'new', 'banyan.pin': 'cookie', 'http.response.status_code': 200 });
     expect(proxy.attributes['banyan.pin.lsn']).to.match(/^[0-9A-F]+\/[0-9A-F]+$/);
     const [app] = childrenOf(spans, proxy);
-    const reads = queriesUnder(spans, app!).filter((q) => /^select/i.test(String(q.attributes['db.query.text'])));
-    expect(reads.length, 'the page is read from PostgreSQL').to.be.greaterThan(0);
+    const queries = queriesUnder(spans, app!);
+    const reads = queries.filter((q) => /^select/i.test(String(q.attributes['db.query.text'])));
+    expect(reads.length, `the page is read from PostgreSQL; the app's queries: ${JSON.stringify(queries.map((q) => q.attributes))}`).to.be.greaterThan(0);
     for (const read of reads) {
-      expect(['fence_met', 'fence_wait', 'pinned'], 'a pinned request reads where its pin is met').to.include(read.attributes['banyan.read.reason']);
+      // Where a pinned read may go: a replica that has its write, else the primary (a replica out of its limits counts as usual); never "no_fence".
+      expect(['fence_met', 'fence_wait', 'pinned', 'lagging', 'replica_down'], `a pinned read: ${JSON.stringify(read.attributes)}`).to.include(read.attributes['banyan.read.reason']);
       expect(['replica', 'primary']).to.include(read.attributes['banyan.read.target']);
     }
   });
