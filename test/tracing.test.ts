@@ -9,6 +9,7 @@ import { freePort } from '../stack/ports.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { basicAuth, buildDists, newUploader, uploadForm } from './support/packages.js';
 import { setRoutes, TEST_SECRET } from './support/proxy.js';
+import { startStack } from './support/cli.js';
 import { startProxyProcess, startServerProcess } from './support/proxy-process.js';
 import { services, tempDir } from './support/services.js';
 import { waitUntil } from './support/wait.js';
@@ -171,6 +172,37 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
     expect(answered, 'legacy answered the client under the request span').to.not.equal(undefined);
     const copy = childrenOf(spans, shadow).find((s) => s.service === 'banyan-app');
     expect(copy, 'the app answered the copy under the shadow span').to.not.equal(undefined);
+  });
+});
+
+describe('npm start with the OTEL variables', () => {
+  it('passes them to every component, each under its own service.name and instance: one trace from the proxy through app-1', async function () {
+    this.timeout(120_000);
+    const receiver = await startOtlpReceiver();
+    const cwd = tempDir('banyan-traced-start-');
+    const run = await startStack(cwd, ['--app-instances', '1'], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'one-name-for-all',
+    });
+    try {
+      expect((await fetch(`${run.stack.proxy}/simple/`, { headers: { 'x-request-id': 'traced-start' } })).status).to.equal(200);
+      let spans: ReceivedSpan[] = [];
+      await waitUntil('the stack\'s spans reach the receiver', async () => {
+        const root = receiver.spans.find((s) => s.attributes['banyan.request_id'] === 'traced-start' && s.kind === SERVER && s.parentSpanId === undefined);
+        spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
+        return spans.some((s) => s.service === 'banyan-app');
+      }, 30_000);
+      const proxy = spans.find((s) => s.parentSpanId === undefined)!;
+      expect(proxy).to.include({ service: 'banyan-proxy' });
+      expect(proxy.resource['service.instance.id']).to.equal('proxy');
+      const app = spans.find((s) => s.parentSpanId === proxy.spanId)!;
+      expect(app).to.include({ service: 'banyan-app' });
+      expect(app.resource['service.instance.id']).to.equal('app-1');
+      expect(spans.some((s) => s.parentSpanId === app.spanId && s.attributes['db.system.name'] === 'postgresql'), 'app-1\'s queries are in the trace').to.equal(true);
+    } finally {
+      expect(await run.stop('SIGTERM')).to.equal(0);
+      await receiver.close();
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });
 

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 /** One span as an OTLP/HTTP JSON export carries it, flattened: its service and its attributes as plain values. */
 export interface ReceivedSpan {
   readonly service: string;
+  /** Its resource's attributes (`service.instance.id`, …). */
+  readonly resource: Record<string, unknown>;
   readonly traceId: string;
   readonly spanId: string;
   readonly parentSpanId: string | undefined;
@@ -56,11 +58,13 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         resourceSpans?: { resource?: { attributes?: { key: string; value: AnyValue }[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[];
       };
       for (const rs of body.resourceSpans ?? []) {
-        const service = String(attributes(rs.resource?.attributes)['service.name']);
+        const resource = attributes(rs.resource?.attributes);
+        const service = String(resource['service.name']);
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
             spans.push({
               service,
+              resource,
               traceId: String(s['traceId']),
               spanId: String(s['spanId']),
               parentSpanId: s['parentSpanId'] ? String(s['parentSpanId']) : undefined,
