@@ -4,6 +4,7 @@ import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import type { LoginThrottle } from '../lib/login-throttle.js';
 import { isConnectionError } from '../lib/database.js';
+import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { dbForRequest, readReporter, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
 import { WriteAnnouncer } from '../lib/write-announcer.js';
@@ -93,6 +94,7 @@ export function createApp(options: AppOptions): Koa {
 export function createService(name: string, metrics: AppMetrics, mount: (routes: Router) => void): Koa {
   const app = new Koa();
   app.proxy = true;
+  if (watchingRequests()) app.use((ctx, next) => inRequestScope(ctx.req, ctx.res, () => (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName, next));
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     try {

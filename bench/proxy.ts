@@ -1,6 +1,7 @@
 /**
  * npm run bench:proxy [-- --seconds 4 --rounds 3 --connections 50 --json]
  * npm run bench:proxy -- --stack [--workers 1,2]
+ * npm run bench:proxy -- --tracing
  *
  * Side by side, in one run on this machine: a bare http-proxy-3 server,
  * nginx (when installed), the bare undici engine, Fastify with
@@ -21,6 +22,9 @@
  * With --stack: the real `banyan start` stack (one per --workers count, each
  * component its own process), against a bare http-proxy-3 in front of the
  * same legacy, on a route legacy answers; CPU is the proxy's, workers included.
+ *
+ * With --tracing: `banyan proxy` (routes file, access log off) with tracing off, and exporting OTLP to a
+ * sink on loopback with 1 % and 100 % of requests sampled: what a span per request costs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +46,7 @@ import { IMPLICIT_UPSTREAMS, saveTable } from '../routing/table/index.js';
 
 const { values: flags } = parseArgs({ options: {
   'seconds': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, json: { type: 'boolean' }, stack: { type: 'boolean' }, workers: { type: 'string' },
-  'no-transfers': { type: 'boolean' }, 'idle': { type: 'string' }, 'no-overload': { type: 'boolean' },
+  'no-transfers': { type: 'boolean' }, 'idle': { type: 'string' }, 'no-overload': { type: 'boolean' }, tracing: { type: 'boolean' },
 } });
 const seconds = Number(flags['seconds'] ?? 4);
 const rounds = Number(flags['rounds'] ?? 3);
@@ -207,7 +211,22 @@ if (spawnSync(process.execPath, [join(here, '..', 'scripts', 'build.mjs')], { st
 /** The local contestants' backend and routes file, for proxies started after the rounds (overload). */
 let BACKEND: string | undefined;
 let ROUTES_FILE: string | undefined;
-const contestants: [string, string | undefined][] = flags.stack ? await stackContestants() : await localContestants();
+const contestants: [string, string | undefined][] = flags.stack ? await stackContestants() : flags.tracing ? await tracingContestants() : await localContestants();
+
+/** The routes file form, BANYAN_LOG=off, without tracing and with it at 1 % and 100 %, exporting to a sink that answers 200. */
+async function tracingContestants(): Promise<[string, string | undefined][]> {
+  const backend = await contestant('backend');
+  const collector = await contestant('backend');
+  progress(`backend on ${backend}, OTLP sink on ${collector}; load: ${has('wrk') ? 'wrk' : 'bench/load.ts'}, ${connections} connections, ${seconds} s each`);
+  // The load generator is one address that stands for every client: no per-client share (it would answer 503s).
+  const plain = { LEGACY_URL: backend, APP_URL: backend, BANYAN_ROUTES_FILE: routesFile(1000), BANYAN_LOG: 'off', BANYAN_CLIENT_SHARE: '100' };
+  const traced = (ratio: string) => ({ ...plain, OTEL_EXPORTER_OTLP_ENDPOINT: collector, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: ratio });
+  return [
+    ['banyan proxy, routes file, BANYAN_LOG=off (tracing off)', await banyanProxy(plain)],
+    ['banyan proxy, tracing, 1 % sampled', await banyanProxy(traced('0.01'))],
+    ['banyan proxy, tracing, 100 % sampled', await banyanProxy(traced('1'))],
+  ];
+}
 
 async function localContestants(): Promise<[string, string | undefined][]> {
   const backend = await contestant('backend');
@@ -282,7 +301,7 @@ for (let round = 1; round <= rounds; round++) {
 const results = [...best.values()];
 
 const by = (prefix: string) => results.find((r) => r.name.startsWith(prefix));
-const banyan = flags.stack ? by('banyan, npm start') : by('banyan proxy, PostgreSQL');
+const banyan = flags.stack ? by('banyan, npm start') : flags.tracing ? by('banyan proxy, routes file, BANYAN_LOG=off') : by('banyan proxy, PostgreSQL');
 const ratios: Record<string, { throughput: number; cpuEfficiency: number }> = {};
 /** `a` against `b`: throughput, and requests per CPU second (higher is better for `a`). */
 const ratio = (label: string, a: Result | undefined, b: Result | undefined) => {
@@ -291,14 +310,16 @@ const ratio = (label: string, a: Result | undefined, b: Result | undefined) => {
 for (const [label, other] of [['vs http-proxy-3', by('http-proxy-3')], ['vs fastify + @fastify/http-proxy', by('fastify')], ['vs nginx', by('nginx')],
   ['vs bare undici engine', by('undici')]] as const) ratio(label, banyan, other);
 ratio('routes file vs PostgreSQL table', by('banyan proxy, routes file (defaults'), banyan);
+ratio('tracing at 1 % vs off', by('banyan proxy, tracing, 1 %'), by('banyan proxy, routes file, BANYAN_LOG=off'));
+ratio('tracing at 100 % vs off', by('banyan proxy, tracing, 100 %'), by('banyan proxy, routes file, BANYAN_LOG=off'));
 ratio('access log on vs off (routes file)', by('banyan proxy, routes file (defaults'), by('banyan proxy, routes file, BANYAN_LOG=off'));
 ratio('in-process: 1,000 vs 10 routes', by('in-process banyan, 1,000'), by('in-process banyan, 10 '));
 ratio('in-process: 3 endpoints per service vs 1', by('in-process banyan, 3 endpoints'), by('in-process banyan, 1,000'));
 // With --workers 1,2: what a second worker adds (the load generator shares this machine's cores).
 const two = results.find((r) => r.name.endsWith(' 2 workers'));
 if (flags.stack && two && two !== banyan) ratio('2 workers vs 1', two, banyan);
-const transfers = !flags.stack && !flags['no-transfers'] ? await measureTransfers() : undefined;
-const overload = !flags.stack && !flags['no-overload'] ? await measureOverload() : undefined;
+const transfers = !flags.stack && !flags.tracing && !flags['no-transfers'] ? await measureTransfers() : undefined;
+const overload = !flags.stack && !flags.tracing && !flags['no-overload'] ? await measureOverload() : undefined;
 
 /**
  * Overload: `banyan proxy` (routes file, defaults) under open-loop load at half and at twice the
@@ -394,7 +415,7 @@ if (flags.json) {
   process.stdout.write(`\nGET ${path}${flags.stack ? ' (legacy answers 404, through the npm start stack)' : ', 1 KB answers'}, ${connections} connections, best of ${rounds} interleaved rounds of ${seconds} s\n\n`);
   printTable(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'non-2xx'], results.map((r) =>
     [r.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.cpuUsPerRequest.toFixed(0), String(r.errors)]));
-  process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : 'banyan proxy on a PostgreSQL table, defaults'}) against the others, and Banyan's forms against each other (above 1× is better for the first):\n`);
+  process.stdout.write(`\nBanyan (${flags.stack ? 'the npm start stack, 1 worker' : flags.tracing ? 'banyan proxy, routes file, tracing off' : 'banyan proxy on a PostgreSQL table, defaults'}) against the others, and Banyan's forms against each other (above 1× is better for the first):\n`);
   printTable(['against', 'throughput', 'requests per CPU second', 'goal (per CPU second)'], Object.entries(ratios).map(([k, v]) =>
     [k, `${v.throughput.toFixed(2)}×`, `${v.cpuEfficiency.toFixed(2)}×`, GOALS[k] ?? '']));
   if (overload?.rows.length) {

@@ -2,12 +2,15 @@ import cluster from 'node:cluster';
 import { FILES_PORT, startFilesRuntime } from '../app/files-runtime.js';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
-import { DEFAULTS, loadSettings, required } from '../lib/config.js';
+import { DEFAULTS, loadSettings, required, type Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { clusterMetricsClient, serveClusterMetrics } from '../metrics/cluster.js';
 import { startFileProxyRuntime } from '../proxy/file-runtime.js';
 import { startProxyRuntime } from '../proxy/runtime.js';
 import { DEFAULT_ROUTES_FILE } from '../routing/table/index.js';
+import { startTracing, tracingSettings, type Tracing } from '../lib/tracing.js';
+import { logQueries } from '../lib/query-telemetry.js';
+import { watchRequests } from '../lib/request-scope.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';
 
@@ -16,12 +19,14 @@ import { progress } from './output.js';
  * Run by a supervisor (`npm start`, with an IPC channel), it also stops when
  * the supervisor goes away, however it went: no component outlives its stack.
  */
-function untilSignal(close: () => Promise<void>): void {
+function untilSignal(close: () => Promise<void>, tracing?: Tracing): void {
   let closing = false;
   const stop = async () => {
     if (closing) return;
     closing = true;
     await close();
+    // The last requests' spans are exported before the process ends.
+    await tracing?.shutdown();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
@@ -40,8 +45,11 @@ export async function proxyCommand(args: Args): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
     throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${String(args.flags.get('workers'))}"`);
   }
+  // A bad OTEL_* setting stops the command here, not each worker the supervisor would start again.
+  tracingSettings(process.env);
   if (workers > 1 && cluster.isPrimary) return supervise(workers);
   const who = cluster.isWorker ? `worker ${process.pid}: ` : '';
+  const tracing = await startTracing('banyan-proxy', process.env, { asyncContext: false });
   if (!s.databaseUrl) {
     // No database: one proxy on a routes file alone, as Traefik or nginx start.
     const routesFile = s.routesFile ?? DEFAULT_ROUTES_FILE;
@@ -58,7 +66,7 @@ export async function proxyCommand(args: Args): Promise<void> {
     untilSignal(async () => {
       progress(`draining (up to ${s.drainMs} ms)`);
       await runtime.stop();
-    });
+    }, tracing);
     return;
   }
   const runtime = await startProxyRuntime({
@@ -75,7 +83,7 @@ export async function proxyCommand(args: Args): Promise<void> {
   untilSignal(async () => {
     progress(`draining (up to ${s.drainMs} ms)`);
     await runtime.stop();
-  });
+  }, tracing);
 }
 
 function supervise(count: number): void {
@@ -102,11 +110,23 @@ function supervise(count: number): void {
   if (process.send) process.on('disconnect', stop);
 }
 
+/**
+ * A backend's traces and query log, before its pools are made (they decide then whether their queries
+ * are observed): its requests are watched when either is on.
+ */
+async function backendTelemetry(service: string, s: Settings): Promise<Tracing | undefined> {
+  const tracing = await startTracing(service);
+  logQueries(s.queryLog);
+  watchRequests(tracing !== undefined || s.queryLog.mode !== 'off');
+  return tracing;
+}
+
 /** `banyan app`: the new app on PORT. */
 export async function appCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   if (s.replicaUrls.length === 0) progress('DATABASE_REPLICA_URLS is empty: every read goes to the primary');
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
+  const tracing = await backendTelemetry('banyan-app', s);
   const app = await startAppRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
@@ -114,28 +134,30 @@ export async function appCommand(): Promise<void> {
     host: s.host, port: s.port ?? DEFAULTS.appPort, drainMs: s.drainMs,
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);
-  untilSignal(() => app.close());
+  untilSignal(() => app.close(), tracing);
 }
 
 /** `banyan files`: the files service on PORT (`/packages/*` from BANYAN_STORAGE, `/_health`, `/metrics`). */
 export async function filesCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
+  const tracing = await backendTelemetry('banyan-files', s);
   const files = await startFilesRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the files service'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir,
     host: s.host, port: s.port ?? FILES_PORT, drainMs: s.drainMs,
   });
   progress(`files service listening on ${files.url}, serving /packages/ from ${files.storageDir}`);
-  untilSignal(() => files.close());
+  untilSignal(() => files.close(), tracing);
 }
 
 /** `banyan legacy`: the legacy backend on PORT. */
 export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
+  const tracing = await backendTelemetry('banyan-legacy', s);
   const legacy = await startLegacyRuntime({
     primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
     redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? DEFAULTS.legacyPort, drainMs: s.drainMs,
   });
   progress(`legacy backend listening on ${legacy.url}`);
-  untilSignal(() => legacy.close());
+  untilSignal(() => legacy.close(), tracing);
 }

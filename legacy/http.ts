@@ -13,6 +13,8 @@ export interface LegacyRequest {
    * the fences of `resources` (`project:<name>`), as the new app does.
    */
   db(resources?: readonly string[]): Promise<RequestDb>;
+  /** The handler the URL map chose (`legacy.simple.detail`), for spans and the query log. */
+  handler?: string;
 }
 
 /** Sends a whole answer; HEAD gets the headers only. */

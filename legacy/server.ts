@@ -11,6 +11,7 @@ import { escapeHtml } from '../lib/html.js';
 import { isValidName, normalizeName } from '../lib/names.js';
 import { CacheGenerations, lockProject, WriteAnnouncer } from '../lib/write-announcer.js';
 import { isConnectionError } from '../lib/database.js';
+import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { dbForRequest, DbRouter, FenceStore, readReporter, type RequestDb } from '../routing/reads/index.js';
 import { servePackage } from './files.js';
 import { layout, notFound, send, statusText, type LegacyRequest } from './http.js';
@@ -67,7 +68,9 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
         return db;
       })()),
     };
-    route(request, store, upload).catch((err: Error) => failed(request, err));
+    const serve = () => route(request, store, upload).catch((err: Error) => failed(request, err));
+    if (watchingRequests()) inRequestScope(req, res, () => request.handler, serve);
+    else void serve();
   });
   return {
     server,
@@ -111,14 +114,18 @@ const decode = (segment: string) => {
   }
 };
 
-/** The old index's URL map. */
+/** The old index's URL map; the handler it chose is named on `r.handler`. */
 async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOptions): Promise<void> {
   const path = r.url.pathname;
   const method = r.req.method ?? 'GET';
+  const as = <T>(handler: string, serve: () => T): T => {
+    r.handler = `legacy.${handler}`;
+    return serve();
+  };
   if (method === 'POST') {
-    if (path === '/legacy/') return oldUpload(r, upload);
-    if (path === '/pypi' || path === '/pypi/') return postPypi(r, upload);
-    if (path === '/manage/projects') return register(r, upload, await readFields(r.req));
+    if (path === '/legacy/') return as('upload', () => oldUpload(r, upload));
+    if (path === '/pypi' || path === '/pypi/') return as('pypi.post', () => postPypi(r, upload));
+    if (path === '/manage/projects') return as('manage.projects', async () => register(r, upload, await readFields(r.req)));
   }
   if (method !== 'GET' && method !== 'HEAD') {
     r.req.resume();
@@ -127,18 +134,27 @@ async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOpt
   if (path === '/' || path === '/pypi' || path === '/pypi/') {
     const action = r.url.searchParams.get(':action');
     const name = r.url.searchParams.get('name');
-    if (action === 'display' && name) return projectPage(r, name, r.url.searchParams.get('version') ?? undefined);
-    if (action === 'rss') return rss(r);
-    return homePage(r);
+    if (action === 'display' && name) return as('project.display', () => projectPage(r, name, r.url.searchParams.get('version') ?? undefined));
+    if (action === 'rss') return as('rss', () => rss(r));
+    return as('home', () => homePage(r));
   }
-  if (path === '/simple/') return simpleIndex(r);
+  if (path === '/simple/') return as('simple.index', () => simpleIndex(r));
   let m = /^\/simple\/([^/]+)(\/?)$/.exec(path);
-  if (m) return m[2] ? simpleDetail(r, decode(m[1]!)) : redirect(r, `${path}/`);
-  if (path.startsWith('/packages/')) return servePackage(r, store, path.slice('/packages/'.length));
+  if (m) {
+    const [, project, slash] = m;
+    return as('simple.detail', () => (slash ? simpleDetail(r, decode(project!)) : redirect(r, `${path}/`)));
+  }
+  if (path.startsWith('/packages/')) return as('packages', () => servePackage(r, store, path.slice('/packages/'.length)));
   m = /^\/pypi\/([^/]+)\/(?:([^/]+)\/)?json\/?$/.exec(path);
-  if (m) return jsonApi(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) {
+    const [, project, version] = m;
+    return as('json', () => jsonApi(r, decode(project!), version === undefined ? undefined : decode(version)));
+  }
   m = /^\/(?:pypi|project)\/([^/]+)(?:\/([^/]+))?\/?$/.exec(path);
-  if (m) return projectPage(r, decode(m[1]!), m[2] === undefined ? undefined : decode(m[2]));
+  if (m) {
+    const [, project, version] = m;
+    return as('project', () => projectPage(r, decode(project!), version === undefined ? undefined : decode(version)));
+  }
   notFound(r.res);
 }
 

@@ -65,6 +65,8 @@ export interface Settings {
   readonly fencesWhenDown: 'skip' | 'primary';
   /** The proxy's access log: one line per request (BANYAN_LOG=json|pretty|off; default json). */
   readonly accessLog: 'json' | 'pretty' | 'off';
+  /** Each backend's query log: every query, the slow ones, or none (BANYAN_QUERY_LOG=all|slow|off, BANYAN_QUERY_LOG_SLOW_MS; default off, 100). */
+  readonly queryLog: { readonly mode: 'off' | 'all' | 'slow'; readonly slowMs: number };
   /** Debug headers on forwarded answers: Banyan-Route and Server-Timing (BANYAN_DEBUG_HEADERS=on; default off). */
   readonly debugHeaders: boolean;
   /** DB router tuning (BANYAN_REPLICA_POLL, BANYAN_READ_FENCE_WAIT, BANYAN_MAX_REPLICA_LAG, BANYAN_MAX_REPLICA_LAG_BYTES,
@@ -146,6 +148,7 @@ export const DEFAULTS = {
   autopilotLeaseMs: 5_000,
   restartDelayMs: 500,
   rolePollMs: 1_000,
+  queryLogSlowMs: 100,
 } as const;
 
 /** The folder `npm start` keeps its data in. */
@@ -201,6 +204,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     readConsistency: checkConsistency(env['BANYAN_READ_CONSISTENCY'], env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
     accessLog: oneOf('BANYAN_LOG', env['BANYAN_LOG'], ['json', 'pretty', 'off'] as const),
+    queryLog: {
+      mode: oneOf('BANYAN_QUERY_LOG', env['BANYAN_QUERY_LOG'], ['off', 'all', 'slow'] as const),
+      slowMs: wholeNumber('BANYAN_QUERY_LOG_SLOW_MS', env['BANYAN_QUERY_LOG_SLOW_MS']) ?? DEFAULTS.queryLogSlowMs,
+    },
     debugHeaders: oneOf('BANYAN_DEBUG_HEADERS', env['BANYAN_DEBUG_HEADERS'] || 'off', ['off', 'on'] as const) === 'on',
     reads: {
       monitorIntervalMs: env['BANYAN_REPLICA_POLL'] ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL') : 100,

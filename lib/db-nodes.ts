@@ -3,6 +3,7 @@ import pg from 'pg';
 import { decideRoles, isConnectionError, ROLE_QUERY, suggestsNewPrimary, type NodeReading, type Roles } from './db-roles.js';
 import { parseLsn } from './lsn.js';
 import { ANSWER_TIMEOUT_MS, answerTimed, createPool } from './pg-pool.js';
+import { queryObserver } from './query-telemetry.js';
 import type { Database } from './schema.js';
 
 /** One PostgreSQL server of the set, by the name logs, headers and metrics use. */
@@ -81,7 +82,10 @@ export class DbNodes {
     this.#options = options;
     this.#nodes = options.nodes.map((n) => this.#newNode(n));
     this.#probes = this.#nodes.map(() => undefined);
-    this.writer = new Kysely<Database>({ dialect: new PostgresDialect({ pool: this.#primaryPool() }) });
+    this.writer = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: this.#primaryPool() }),
+      log: queryObserver({ name: 'primary', url: options.nodes[0]?.url ?? '', isReplica: () => false }),
+    });
     if (options.intervalMs) {
       this.#timer = setInterval(() => { void this.read(); }, options.intervalMs);
       this.#timer.unref();
@@ -108,7 +112,12 @@ export class DbNodes {
       connect: async () => answerTimed(await pool.connect(), this.#answerTimeoutMs),
       end: () => pool.end(),
     };
-    return { ...n, pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: timed }) }), reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false };
+    const node: DbNode = {
+      ...n, pool, reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false,
+      // Its role by the last reading: a failover turns a replica's pool into the primary's.
+      db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: timed }), log: queryObserver({ name: n.name, url: n.url, isReplica: () => node.reading.inRecovery === true }) }),
+    };
+    return node;
   }
 
   /** Adds the servers discovery found that are new (or back), and drains those it no longer finds. */

@@ -141,6 +141,27 @@ export function createProxyMetrics() {
       labelNames: ['result'] as const,
       registers,
     }),
+    planStep: new Gauge({
+      name: 'banyan_autopilot_plan_step',
+      help: 'The step each running or paused cutover plan is on (1-based; 0 before its first), with the number of steps in `of`.',
+      labelNames: ['route', 'kind', 'status', 'of'] as const,
+      aggregator: 'max',
+      registers,
+    }),
+    planStepAge: new Gauge({
+      name: 'banyan_autopilot_plan_step_age_seconds',
+      help: 'How long each running or paused cutover plan has been on its current step.',
+      labelNames: ['route', 'kind'] as const,
+      aggregator: 'max',
+      registers,
+    }),
+    planHeld: new Gauge({
+      name: 'banyan_autopilot_plan_held',
+      help: '1 when a cutover plan\'s step is past its hold but its evidence does not yet allow the next step (it is held), else 0.',
+      labelNames: ['route', 'kind'] as const,
+      aggregator: 'max',
+      registers,
+    }),
   };
 }
 

@@ -1,4 +1,5 @@
-import { ACTIVE, viewPlan, type PlanView } from '../autopilot/plans.js';
+import { ACTIVE, activePlans, parsePlan, viewPlan, type PlanView } from '../autopilot/plans.js';
+import { stepsOf, type PlanKind } from '../autopilot/plan.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -78,6 +79,7 @@ export class DashboardSampler {
     } catch {
       // No permission or no primary: the chart shows a gap.
     }
+    await this.#plans();
     const previous = this.#last ?? totals;
     this.#last = totals;
     this.samples.push({
@@ -85,6 +87,33 @@ export class DashboardSampler {
       fallbacks: totals.fallbacks - previous.fallbacks, unmatched: totals.unmatched - previous.unmatched, lagSeconds, lagBytes,
     });
     if (this.samples.length > this.keep) this.samples.splice(0, this.samples.length - this.keep);
+  }
+
+  /** Each active plan's step, how long it has been on it and whether it is held, for alerts on a plan that is stuck. */
+  async #plans(): Promise<void> {
+    let rows: Awaited<ReturnType<typeof activePlans>>;
+    try {
+      rows = await activePlans(this.db);
+    } catch {
+      // No database now: the gauges keep their last values until it answers.
+      return;
+    }
+    const { planStep, planStepAge, planHeld } = this.metrics;
+    planStep.reset();
+    planStepAge.reset();
+    planHeld.reset();
+    const now = Date.now();
+    for (const row of rows) {
+      let of = '?';
+      try {
+        of = String(stepsOf(parsePlan(row.kind as PlanKind, row.plan)).length);
+      } catch {
+        // A plan that no longer validates still shows its step.
+      }
+      planStep.set({ route: row.route, kind: row.kind, status: row.status, of }, row.step + 1);
+      planStepAge.set({ route: row.route, kind: row.kind }, row.step_started_at ? (now - new Date(row.step_started_at).getTime()) / 1e3 : 0);
+      planHeld.set({ route: row.route, kind: row.kind }, row.held ? 1 : 0);
+    }
   }
 }
 

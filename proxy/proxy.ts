@@ -20,6 +20,8 @@ import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
 import { settleTarget } from './request-target.js';
 import { RouteDecider } from './route-decision.js';
+import { beginRequestSpan } from './request-span.js';
+import { tracingOn } from '../lib/tracing.js';
 import { SessionPins, withSession, type PinSettings } from './session-pins.js';
 import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { POOL_DEFAULTS, UpstreamSet } from './upstreams/index.js';
@@ -150,6 +152,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     debugHeaders: options.debugHeaders === true,
     bodies: options.bodies ?? DEFAULT_BODY,
     queueTimeoutMs: options.queueTimeoutMs ?? DEFAULTS.upstreamQueueTimeoutMs,
+    tracing: tracingOn(),
   };
   const app = new ProxyApp();
   app.use(requestHandler(parts));
@@ -197,6 +200,8 @@ interface Parts {
   readonly debugHeaders: boolean;
   readonly bodies: BodySettings;
   readonly queueTimeoutMs: number;
+  /** Whether this process traces (lib/tracing.ts), decided once: off, no request pays for it. */
+  readonly tracing: boolean;
 }
 
 /** The proxy's one middleware: a request, in the order it meets the parts, up to its backend. */
@@ -248,6 +253,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
     const exchange: Exchange = {
       requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, service: decision.service,
       endpoint: undefined, fallbackReason: undefined, features, ready: performance.now(), headersAt: undefined,
+      trace: parts.tracing ? beginRequestSpan(req, decision, pin, requestId, started) : undefined,
     };
     accounting.track(exchange, req, res);
     if (decision.target === 'proxy') {
@@ -271,7 +277,8 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const forward: ForwardOptions = {
     headersTimeoutMs: timeouts?.headersMs,
     bodyTimeoutMs: timeouts?.bodyMs,
-    extraHeaders: pins?.forwardHeaders(pin),
+    // The backend (the fallback too) continues the proxy's span, not the client's.
+    extraHeaders: exchange.trace ? { ...pins?.forwardHeaders(pin), ...exchange.trace.headers } : pins?.forwardHeaders(pin),
     beforeHead: withSession(pins?.hook(pin, client, safe), decision.minted && sessionCookie(decision.minted, client.proto === 'https')),
     addHeaders: parts.debugHeaders ? () => debugHeaders(exchange) : undefined,
     debug: parts.debugHeaders,
@@ -291,6 +298,7 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
   const copy = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && spec !== undefined
     ? parts.shadow.begin(spec, {
       method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId: exchange.requestId,
+      trace: exchange.trace,
     }, spec.shadow?.percent !== undefined && spec.shadow.percent < 100 ? parts.routes.sessionKey(req, client) : undefined)
     : undefined;
   const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, exchange);

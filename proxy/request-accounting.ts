@@ -12,6 +12,7 @@ import { CappedLabels, normalizePath } from '../metrics/paths.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import { UNMATCHED } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
+import { endRequestSpan, type RequestTrace } from './request-span.js';
 
 // What track() keeps on the response, for one 'close' listener function shared by every response.
 const TRACKED = Symbol('tracked');
@@ -47,6 +48,8 @@ export interface Exchange {
   readonly ready: number;
   /** When the answering upstream's response headers arrived; undefined when the proxy answered itself. */
   headersAt: number | undefined;
+  /** The request's span, when tracing is on. */
+  readonly trace?: RequestTrace | undefined;
 }
 
 /**
@@ -109,6 +112,7 @@ export class RequestAccounting {
     const evidence = evidenceSeconds(exchange, now);
     const o = this.#o;
     this.#record(exchange.route, exchange.served, exchange.service, exchange.method, status, evidence);
+    if (exchange.trace) endRequestSpan(exchange.trace, exchange, status);
     if (o.accessLog) {
       try {
         o.accessLog({

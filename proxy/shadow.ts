@@ -5,6 +5,7 @@ import { canaryBucket, DEFAULT_SERVICE, LEGACY, type Route } from '../routing/ta
 import type { CapturedResponse } from './forwarder.js';
 import { compareResponses, type Difference, type Observed } from './shadow-compare.js';
 import { namedFields } from './shadow-html.js';
+import { beginShadowSpan, endShadowSpan, type RequestTrace, type ShadowTrace } from './request-span.js';
 import type { UpstreamSet } from './upstreams/index.js';
 
 export interface ShadowSettings {
@@ -75,6 +76,8 @@ export interface ShadowRequest {
   readonly path: string;
   readonly headers: Record<string, string | string[]>;
   readonly requestId: string;
+  /** The request's span, when tracing is on: the copy gets a span of its own, its child and linked to it. */
+  readonly trace?: RequestTrace | undefined;
 }
 
 /**
@@ -115,8 +118,11 @@ export class Shadower {
     this.#inFlight++;
     this.#routeInFlight.set(route.name, routeInFlight + 1);
     const limit = shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
-    const candidate = this.#fetch(shadow?.service ?? route.service ?? DEFAULT_SERVICE, request, limit);
-    const again = shadow?.calibrate ? this.#fetch(LEGACY, request, limit) : undefined;
+    const service = shadow?.service ?? route.service ?? DEFAULT_SERVICE;
+    const traced = request.trace ? beginShadowSpan(request.trace, route.name, service, request.method, request.path) : undefined;
+    const copy = traced ? { ...request, headers: { ...request.headers, ...traced.headers } } : request;
+    const candidate = this.#fetch(service, copy, limit);
+    const again = shadow?.calibrate ? this.#fetch(LEGACY, copy, limit) : undefined;
     // A copy that fails (refused, reset, timed out) before its answer is compared, or whose comparison
     // never comes because legacy failed, is an error result, never an unhandled rejection that ends the proxy.
     candidate.catch(() => {});
@@ -124,7 +130,7 @@ export class Shadower {
     return {
       captureBytes: limit,
       finish: (legacy) => {
-        void this.#finish(route, request, legacy, candidate, again).finally(() => {
+        void this.#finish(route, request, legacy, candidate, again, traced).finally(() => {
           this.#inFlight--;
           this.#routeInFlight.set(route.name, (this.#routeInFlight.get(route.name) ?? 1) - 1);
         });
@@ -133,11 +139,13 @@ export class Shadower {
   }
 
   async #finish(route: Route, request: ShadowRequest, legacy: CapturedResponse | undefined,
-    candidate: Promise<Observed>, again: Promise<Observed> | undefined): Promise<void> {
+    candidate: Promise<Observed>, again: Promise<Observed> | undefined, traced: ShadowTrace | undefined): Promise<void> {
     let result: 'match' | 'mismatch' | 'noise' | 'error';
     let differences: Difference[] = [];
+    let status: number | undefined;
     try {
       const [got, second] = await Promise.all([candidate, again]);
+      status = got.status;
       if (!legacy) throw new Error('the legacy answer was not captured');
       // The client's answer may be compressed (a legacy behind gzip): compare what it says, not its encoding.
       const limit = route.shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
@@ -152,6 +160,7 @@ export class Shadower {
       result = 'error';
     }
     this.#count(route.name, result);
+    if (traced) endShadowSpan(traced, result, status, differences.map((d) => d.where));
     if (result === 'mismatch') {
       const report = this.#report(route.name);
       for (const d of differences) {

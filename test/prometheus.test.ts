@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { controlPlan, startPlan } from '../autopilot/plans.js';
+import { connect } from '../lib/database.js';
 import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';
 import { freePort } from '../stack/ports.js';
@@ -10,7 +12,8 @@ import { services, tempDir } from './support/services.js';
 import { waitUntil } from './support/wait.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
-const DASHBOARD = new URL('../metrics/dashboards/banyan.json', import.meta.url);
+const DASHBOARD = new URL('../deploy/grafana/banyan.json', import.meta.url);
+const RULES = new URL('../deploy/prometheus/rules.yml', import.meta.url);
 
 interface Series { metric: Record<string, string>; value: [number, string] }
 
@@ -30,7 +33,12 @@ describe('a real Prometheus scraping the proxy and the app', () => {
     const s = await services();
     // The shipped routes, with the project page in shadow: every panel of the dashboard has a series to draw.
     const shipped = readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec;
-    await setRoutes(s, { ...shipped, routes: shipped.routes.map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' as const } : r)) }, 'prometheus: shipped routes');
+    // And a service that refuses every connection, so the fallback panel has a fallback to draw.
+    await setRoutes(s, {
+      upstreams: [...shipped.upstreams!, { name: 'gone', endpoints: [`http://127.0.0.1:${await freePort()}`] }],
+      routes: [{ name: 'gone.demo', match: { path: '/gone-demo' }, mode: 'new', service: 'gone', fallback: true },
+        ...shipped.routes.map((r) => (r.name === 'project.page' ? { ...r, mode: 'shadow' as const } : r))],
+    }, 'prometheus: shipped routes');
     backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl });
     dir = tempDir('banyan-prometheus-');
     const port = await freePort();
@@ -86,10 +94,25 @@ describe('a real Prometheus scraping the proxy and the app', () => {
   });
 
   it('every query of the Grafana dashboard is valid PromQL and names only metrics the proxy and the app export', async function () {
-    this.timeout(30_000);
+    this.timeout(60_000);
     const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
     expect(dashboard.panels.length).to.be.at.least(8);
-    const names = ((await (await fetch(`${api}/api/v1/label/__name__/values`)).json()) as { data: string[] }).data;
+    await (await fetch(`${backends.urls.proxy}/gone-demo`)).text();
+    // A plan under way, so the plan panel's series exist to be scraped.
+    const db = connect((await services()).primaryUrl, { max: 1 });
+    await startPlan(db, 'promote', 'legacy.xmlrpc', { steps: [{ mode: 'shadow', hold: '1h' }, { mode: 'new', hold: '1h' }] }, 'prometheus test');
+    let names: string[] = [];
+    try {
+      await waitUntil('Prometheus has scraped the plan\'s step', async () => {
+        names = ((await (await fetch(`${api}/api/v1/label/__name__/values`)).json()) as { data: string[] }).data;
+        return names.includes('banyan_autopilot_plan_step');
+      }, 30_000);
+      const step = await query('max by (route, of) (banyan_autopilot_plan_step)');
+      expect(step.data.result.map((r) => [r.metric['route'], r.metric['of']])).to.deep.equal([['legacy.xmlrpc', '2']]);
+    } finally {
+      await controlPlan(db, 'legacy.xmlrpc', 'abort', 'prometheus test');
+      await db.destroy();
+    }
     for (const panel of dashboard.panels) {
       for (const t of panel.targets) {
         const r = await query(t.expr.replaceAll('$__rate_interval', '1m'));
@@ -100,5 +123,13 @@ describe('a real Prometheus scraping the proxy and the app', () => {
     }
     const lag = await query('max by (replica) (banyan_db_replica_lag_seconds)');
     expect(lag.data.result.map((s) => s.metric['replica'])).to.deep.equal(['replica-1']);
+  });
+
+  it('every metric the shipped alerting rules name is one the proxy or the app exports', async () => {
+    const exported = `${await (await fetch(`${backends.urls.admin}/metrics`)).text()}\n${await (await fetch(`${backends.urls.app}/metrics`)).text()}`;
+    const declared = new Set([...exported.matchAll(/^# TYPE (banyan_\w+) (\w+)$/gm)].flatMap(([, name, type]) => (type === 'histogram' ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name!])));
+    const named = [...new Set(readFileSync(RULES, 'utf8').match(/\bbanyan_[a-z0-9_]+/g) ?? [])];
+    expect(named.length).to.be.at.least(7);
+    expect(named.filter((m) => !declared.has(m)), 'metrics the rules name that nothing exports').to.deep.equal([]);
   });
 });

@@ -6,6 +6,7 @@ import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../
 import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
 import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
 import { formatLsn, parseLsn, parseTimeline, REACHED_POSITION_SQL, type WalPosition } from '../../lib/lsn.js';
+import { noteReadChoice, retryingRead } from '../../lib/request-scope.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
 /** Why a request's reads went where they went (a metric label). */
@@ -195,9 +196,12 @@ export class DbRouter {
     const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => {
       const run = <T>(fn: (db: Kysely<Database>) => Promise<T>) => (index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn));
       const read = observe ? <T>(fn: (db: Kysely<Database>) => Promise<T>) => this.#observed(run, fn, observe) : run;
-      return index === 'primary'
+      const chosen: RequestDb = index === 'primary'
         ? { reader: writer, writer, readTarget: 'primary', reason, read }
         : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read };
+      // For the request's spans and query log lines (a no-op unless they are on).
+      noteReadChoice(chosen.readTarget, reason);
+      return chosen;
     };
     if (fence.primary) return pick('pinned', 'primary');
     if (fence.minLsn !== undefined && fence.timeline !== undefined) {
@@ -244,7 +248,7 @@ export class DbRouter {
       const rescuer = await this.#replicaAtLeast(minLsn);
       if (rescuer === undefined) throw err;
       this.primaryDownRescues++;
-      return await this.#readOnReplica(rescuer, fn);
+      return await retryingRead('primary_down_retry', () => this.#readOnReplica(rescuer, fn));
     } finally {
       this.#primaryReads--;
     }
@@ -332,7 +336,7 @@ export class DbRouter {
         // replica is fine and the read is safe to run again, on a server at least as far along.
         this.recoveryConflictRetries++;
         const other = this.#atLeastAsFresh(index);
-        return other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false);
+        return retryingRead('recovery_conflict_retry', () => (other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false)));
       }
       const open = err instanceof BreakerOpenError;
       if (!open && !isConnectionError(err)) throw err;
@@ -341,7 +345,7 @@ export class DbRouter {
       state.healthy = false;
       state.error = open ? 'circuit breaker open' : (err as Error).message;
       this.readRetries++;
-      return this.#readOnPrimary(fn);
+      return retryingRead('replica_failed_retry', () => this.#readOnPrimary(fn));
     } finally {
       this.#inFlight[index]!--;
     }
