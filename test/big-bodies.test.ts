@@ -110,7 +110,8 @@ describe('big bodies through banyan proxy: ranges, backpressure, a client that l
     expect(received).to.equal(256 * MIB);
     expect(wrong, 'the first byte out of place').to.equal(-1);
     expect(ahead, 'bytes the backend got ahead of the client (socket buffers and stream high-water marks only: without backpressure, all 240 MiB)').to.be.below(48 * MIB);
-    expect(peak - start, 'proxy RSS growth while the client did not read').to.be.below(24 * MIB);
+    // Buffers and garbage not yet collected move RSS by tens of MB on a busy machine; without backpressure it would grow by the 240 MiB.
+    expect(peak - start, 'proxy RSS growth while the client did not read').to.be.below(64 * MIB);
     expect(endings.at(-1)).to.equal('finished');
   });
 
