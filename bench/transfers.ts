@@ -5,15 +5,24 @@
  * throughput and round-trip time, and what an idle keep-alive connection
  * costs in memory. Every loop is bounded in bytes, count and time.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 
-/** Resident memory of a process, in bytes (VmRSS). */
+/** Resident memory of a process and its children (nginx's workers), in bytes (VmRSS). */
 export function rssOf(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) * 1024;
+  const one = (p: number) => {
+    try {
+      const line = readFileSync(`/proc/${p}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+      return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) * 1024;
+    } catch {
+      return 0;
+    }
+  };
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  return one(pid) + children.reduce((sum, c) => sum + one(c), 0);
 }
 
 /** Samples `pid`'s RSS every 50 ms while `work` runs: its growth over the start, at the worst moment. */
