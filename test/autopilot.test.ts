@@ -275,13 +275,16 @@ describe('the cutover autopilot, against real proxy processes', function () {
         { mode: 'canary', percent: 30, hold: '1s', minRequests: 5 }, { mode: 'canary', percent: 40, hold: '1s', minRequests: 5 },
         { mode: 'new', hold: '1s', minRequests: 5 },
       ],
-      budgets: { p95Factor: 3, p95SlackMs: 100, minRequests: 5, window: '3s' },
+      // This test is about the lease, not latency: a generous p95 slack, so one stall of this busy machine
+      // on the few canary requests of a 3 s window cannot roll the plan back before the kill.
+      budgets: { p95Factor: 3, p95SlackMs: 2_000, minRequests: 5, window: '3s' },
     });
     const users = load(urls, '/ap/lease/');
     let killed: Proc | undefined;
     try {
       expect((await banyan('routes', 'promote', 'ap_lease', '--plan', file)).status).to.equal(0);
-      await waitUntil('step 2', async () => (await planRow('ap_lease')).step === 1, 20_000);
+      await waitUntil('step 2', async () => (await planRow('ap_lease')).step === 1, 20_000)
+        .catch(async (err: Error) => { throw new Error(`${err.message}; the plan: ${JSON.stringify(await planRow('ap_lease'))}`); });
       const holder = await leaseHolder();
       killed = proxies.find((p) => holder?.includes(`/${p.child.pid}/`));
       expect(killed, `the lease holder ${holder} is one of our proxies`).to.not.equal(undefined);
@@ -349,7 +352,7 @@ describe('the cutover autopilot, against real proxy processes', function () {
       .where('route', '=', 'ap_used').executeTakeFirst())?.n ?? 0) > 0, 5_000);
     const inUse = await banyan('routes', 'retire', 'ap_used', '--plan', planFile('used', { unused: { for: '1h' }, brownouts: ['1s'] }));
     expect(inUse.status).to.equal(1);
-    expect(inUse.stderr).to.match(/ap_used served \d+ requests in the last 1h \(the plan allows 0\); top user agents: "nightly-mirror\/2\.1" \(\d+\)/);
+    expect(inUse.stderr).to.match(/ap_used served [\d,]+ requests in the last 1h \(the plan allows 0\); top user agents: "nightly-mirror\/2\.1" \([\d,]+\)/);
     expect(await db.selectFrom('cutover_plans').select('id').where('route', '=', 'ap_used').execute()).to.deep.equal([]);
   });
 
