@@ -51,12 +51,17 @@ const JSON_API_FILE = `'{"filename":' || ${json('f.filename')} || ',"packagetype
   || ',"yanked":' || (case when r.yanked then 'true' else 'false' end) || ',"yanked_reason":' || ${json('r.yanked_reason')}
   || ',"has_sig":false,"comment_text":""}'`;
 
+/** JSON_API_FILE with `base` bound as a parameter where it says $BASE. */
+function jsonApiFile(base: string): RawBuilder<string> {
+  const [before, after] = JSON_API_FILE.split('$BASE');
+  return sql<string>`${sql.raw(before!)}${base}${sql.raw(after!)}`;
+}
+
 /** One release's part of the list: its files in name order, as the form joins them. */
 function releasePart(form: FileForm): RawBuilder<string> {
   if (form === 'simple-json') return sql.raw(`string_agg(${SIMPLE_JSON_FILE}, ',' order by f.filename)`);
   if (form === 'simple-html') return sql.raw(`string_agg(${SIMPLE_HTML_LINK}, '' order by f.filename)`);
-  const [before, after] = JSON_API_FILE.split('$BASE');
-  return sql<string>`to_json(r.version)::text || ':[' || string_agg(${sql.raw(before!)}${form.jsonApiBase}${sql.raw(after!)}, ',' order by f.filename) || ']'`;
+  return sql<string>`to_json(r.version)::text || ':[' || string_agg(${jsonApiFile(form.jsonApiBase)}, ',' order by f.filename) || ']'`;
 }
 
 /**
@@ -90,8 +95,7 @@ export async function* releaseParts(read: Reads, projectId: string, form: FileFo
 
 /** One release's files as a JSON API array (`[…]`), in name order, URLs absolute on `base`. */
 export async function releaseFileList(db: Kysely<Database>, releaseId: string, base: string): Promise<string> {
-  const [before, after] = JSON_API_FILE.split('$BASE');
-  const row = await sql<{ list: string | null }>`select '[' || string_agg(${sql.raw(before!)}${base}${sql.raw(after!)}, ',' order by f.filename) || ']' as list
+  const row = await sql<{ list: string | null }>`select '[' || string_agg(${jsonApiFile(base)}, ',' order by f.filename) || ']' as list
     from files f join releases r on r.id = f.release_id where f.release_id = ${releaseId}`.execute(db);
   return row.rows[0]?.list ?? '[]';
 }
