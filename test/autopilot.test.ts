@@ -122,6 +122,21 @@ describe('the cutover autopilot, against real proxy processes', function () {
     }, 10_000);
   });
 
+  // A test that makes the new app fail also gets its one endpoint ejected for a while (outlier detection,
+  // 5 failed answers in a row): the next test starts once every proxy has it back, or its canary's
+  // requests would all fall back and break the next plan's fallback budget.
+  beforeEach(async () => {
+    failing.rate = 0;
+    await waitUntil('every proxy sends to the new app again', async () => {
+      for (const p of proxies) {
+        const res = await fetch(`${p.adminUrl}/api/upstreams/app`, { headers: { authorization: `Bearer ${env['BANYAN_ADMIN_TOKEN']}` } });
+        const { endpoints } = await res.json() as { endpoints: { state: string }[] };
+        if (!endpoints.every((e) => e.state === 'healthy')) return false;
+      }
+      return true;
+    }, 20_000);
+  });
+
   after(async () => {
     for (const p of proxies) p.child.kill('SIGTERM');
     await Promise.all(proxies.map((p) => p.exited));
