@@ -22,7 +22,7 @@ import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type P
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
     'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string };
+    Partial<Pick<Settings, 'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string; readonly shedLagMs?: number };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;

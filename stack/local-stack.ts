@@ -195,6 +195,9 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         readConsistency: options.readConsistency,
         usageFlushMs: options.usageFlushMs ?? DEFAULTS.usageFlushMs,
         debugHeaders: options.debugHeaders === true,
+        // No load shedding here: this proxy shares its event loop with the app, legacy and the caller, so
+        // that loop's lag (an upload being unpacked, a test building a wheel) says nothing of the proxy's load.
+        shedLagMs: 0,
       },
       legacyUrl: legacy.url,
       appUrl: app.url,
