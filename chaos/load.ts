@@ -14,6 +14,8 @@ export interface ReadEvent {
   readonly fromLegacy: boolean;
   /** The database server the new app read from (`X-Banyan-Read-From`), when it says. */
   readonly readFrom?: string | undefined;
+  /** For a failure: the error's code, or the first words of a 5xx answer. */
+  readonly detail?: string;
 }
 
 export interface ReadTarget {
@@ -70,14 +72,16 @@ export class ReadLoad extends Loops {
     const at = Date.now();
     try {
       const res = await this.#pool.request({ path: target.path, method: 'GET' });
-      await res.body.dump();
+      const detail = res.statusCode >= 500 ? (await res.body.text()).slice(0, 80).trim() : undefined;
+      if (detail === undefined) await res.body.dump();
       const readFrom = res.headers['x-banyan-read-from'];
       this.events.push({
         at, ms: Date.now() - at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
-        readFrom: typeof readFrom === 'string' ? readFrom : undefined,
+        readFrom: typeof readFrom === 'string' ? readFrom : undefined, ...(detail === undefined ? {} : { detail }),
       });
-    } catch {
-      this.events.push({ at, ms: Date.now() - at, route: target.route, status: 0, fromLegacy: false });
+    } catch (err) {
+      const detail = (err as { code?: string }).code ?? (err as Error).message;
+      this.events.push({ at, ms: Date.now() - at, route: target.route, status: 0, fromLegacy: false, detail });
       // A refused connection fails at once: do not spin.
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -97,19 +97,21 @@ function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | 
       const broken = invariants({ ...verdict, proxyAlive });
       if (options.appFault) {
         const dropped = reads.events.filter((e) => FALLBACK_ROUTES.has(e.route) && failed(e)).length;
-        if (dropped > 0) broken.push(`${dropped} reads on fallback routes failed`);
+        if (dropped > 0) broken.push(`${dropped} reads on fallback routes failed: ${describeFailures(reads.events.filter((e) => FALLBACK_ROUTES.has(e.route)), t0)}`);
         if (firstFallbackMs === null || firstFallbackMs > 1_000) broken.push(`first fallback after ${firstFallbackMs ?? 'never'} ms (limit 1,000)`);
       }
       if (options.instanceFault) {
         const onNew = reads.events.filter((e) => FALLBACK_ROUTES.has(e.route));
         const dropped = onNew.filter(failed).length;
         const toLegacy = onNew.filter((e) => !failed(e) && e.fromLegacy).length;
-        if (dropped > 0) broken.push(`${dropped} reads on the new app's routes failed while another instance was up`);
+        if (dropped > 0) broken.push(`${dropped} reads on the new app's routes failed while another instance was up: ${describeFailures(onNew, t0)}`);
         if (toLegacy > 0) broken.push(`${toLegacy} reads on the new app's routes fell back to legacy while another instance was up`);
       }
+      const failuresNote = failures > 0 ? `failed reads: ${describeFailures(reads.events, t0)}` : '';
       return {
         scenario: name, requests: reads.events.length, failures, fallbacks, firstFallbackMs,
-        writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken, notes: note || '',
+        writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken,
+        notes: [note || '', failuresNote].filter(Boolean).join('; '),
       };
     },
   };
@@ -260,6 +262,21 @@ export function invariants(r: { lost: number; duplicated: number; proxyAlive: bo
 
 export function failed(e: ReadEvent): boolean {
   return e.status === 0 || e.status >= 500;
+}
+
+/**
+ * The failed reads among `events`, grouped by what went wrong, for the broken invariant's message:
+ * `json.project 503 "503 Service Unavailable: …" ×2, 40 ms after the fault`.
+ */
+export function describeFailures(events: readonly ReadEvent[], t0: number): string {
+  const groups = new Map<string, { n: number; first: number }>();
+  for (const e of events.filter(failed)) {
+    const key = `${e.route} ${e.status === 0 ? 'no answer' : e.status}${e.detail ? ` "${e.detail}"` : ''} after ${e.ms} ms`;
+    const g = groups.get(key) ?? { n: 0, first: e.at - t0 };
+    g.n++;
+    groups.set(key, g);
+  }
+  return [...groups].slice(0, 4).map(([key, g]) => `${key}${g.n > 1 ? ` ×${g.n}` : ''}, sent ${g.first} ms after the fault`).join('; ');
 }
 
 /** Milliseconds from the fault to the first answer legacy gave on a fallback route. */
