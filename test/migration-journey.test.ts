@@ -82,6 +82,17 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     await install(up.version);
   }
 
+  /**
+   * The version a `routes set` or `rollback` stored (it says so), once the running proxy says it is in effect
+   * (`banyan routes status`): the stored table alone does not show what the proxy does.
+   */
+  async function proxyFollows(output: string): Promise<void> {
+    const version = Number(/Version (\d+) is stored/.exec(output)?.[1]);
+    expect(version, output).to.be.above(0);
+    await waitUntil(`the proxy to put version ${version} in effect`, async () =>
+      (JSON.parse((await banyan('routes', 'status', '--json')).stdout) as { version: number }).version >= version, 15_000);
+  }
+
   /** GETs the route's page `n` times; counts failures and who answered. */
   async function browse(step: string, n: number): Promise<StepCounts> {
     const c = (counts[step] ??= { requests: 0, failures: 0, legacy: 0, fallbacks: 0 });
@@ -119,8 +130,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   it('shadow: legacy answers, the new app is compared by what the page offers, and the shipped fields agree', async () => {
     const set = await banyan('routes', 'set', 'project.page', '--mode', 'shadow', '--reason', 'compare the rewrite');
     expect(set.status, set.stderr).to.equal(0);
-    await waitUntil('the proxy follows', async () => /shadow/.test((await banyan('routes', 'show', 'project.page')).stdout), 5_000);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await proxyFollows(set.stdout);
     const c = await browse('1. shadow', 20);
     expect(c).to.include({ failures: 0, legacy: 20 });
     let report: { counts: Record<string, number>; groups: { where: string; count: number }[] } = { counts: {}, groups: [] };
@@ -140,7 +150,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   it('canary 10 %: each session stays on one side', async () => {
     const set = await banyan('routes', 'set', 'project.page', '--mode', 'canary', '--percent', '10', '--reason', 'first users');
     expect(set.status, set.stderr).to.equal(0);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await proxyFollows(set.stdout);
     const c = await browse('2. canary 10%', 20);
     expect(c.failures).to.equal(0);
     expect([0, 20], 'one client address, one side').to.include(c.legacy);
@@ -150,7 +160,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   it('new with fallback: the new app answers', async () => {
     const set = await banyan('routes', 'set', 'project.page', '--mode', 'new', '--fallback', '--reason', 'all users');
     expect(set.status, set.stderr).to.equal(0);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await proxyFollows(set.stdout);
     const c = await browse('3. new (fallback)', 20);
     expect(c).to.include({ failures: 0, legacy: 0 });
     await publishAndInstall();
@@ -204,7 +214,7 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     const beforeShadow = history.find((h) => h.reason === 'compare the rewrite')!.version - 1;
     const back = await banyan('routes', 'rollback', String(beforeShadow), '--reason', 'roll back the download page');
     expect(back.status, back.stderr).to.equal(0);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await proxyFollows(back.stdout);
     const c = await browse('6. rolled back', 20);
     expect(c).to.include({ failures: 0, legacy: 20 });
     await publishAndInstall();
