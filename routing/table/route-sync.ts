@@ -30,6 +30,7 @@ export class RouteSync {
   #subscriber: Redis | undefined;
   #timer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
+  #again: Promise<void> | undefined;
 
   private constructor(options: RouteSyncOptions, initial: CompiledTable) {
     this.#options = options;
@@ -44,9 +45,19 @@ export class RouteSync {
     return sync;
   }
 
-  /** Loads a newer version if there is one. Concurrent calls share one query. */
+  /**
+   * Loads a newer version if there is one. A call while a load runs gets one more load after it (shared by
+   * every call meanwhile): the running one may have read before the version just announced was stored.
+   */
   refresh(): Promise<void> {
-    this.#refreshing ??= this.#load().finally(() => { this.#refreshing = undefined; });
+    if (this.#refreshing) {
+      this.#again ??= this.#refreshing.catch(() => {}).then(() => {
+        this.#again = undefined;
+        return this.refresh();
+      });
+      return this.#again;
+    }
+    this.#refreshing = this.#load().finally(() => { this.#refreshing = undefined; });
     return this.#refreshing;
   }
 
