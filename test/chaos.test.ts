@@ -25,7 +25,7 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
     const lines: string[] = [];
     rows = await chaos({ seconds: 1, workers: 2, log: (line) => lines.push(line) });
     // eslint-disable-next-line no-console
-    console.log(`\n${rows.map((r) => `      ${r.scenario.padEnd(32)} ${String(r.requests).padStart(5)} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated${r.firstFallbackMs === null ? '' : `, first fallback ${r.firstFallbackMs} ms`}`).join('\n')}`);
+    console.log(`\n${rows.map((r) => `      ${r.scenario.padEnd(32)} ${String(r.requests).padStart(5)} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated${r.firstFallbackMs === null ? '' : `, first fallback ${r.firstFallbackMs} ms`}${r.failures && r.notes ? ` (${r.notes})` : ''}`).join('\n')}`);
   });
 
   it('runs every scenario under real load: reads and acknowledged uploads in each fault', () => {
