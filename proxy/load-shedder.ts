@@ -9,10 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * long task does not count, only a standing queue. A loop that is late but
  * mostly idle (the machine's other processes have the CPU) is not over its own
  * capacity, so the loop must also have been busy (event loop utilization of
- * 90 % or more) over the same 100 ms. Nor is a loop whose busy time went
- * waiting for a CPU (a machine short of cores, every process late): the
- * process must have run for most of that busy time (CPU time at least 70 %
- * of it), as a loop working through its own queue does. While all hold, a growing share of new requests (up to 95 %) is answered at once
+ * 90 % or more) over the same 100 ms. While both hold, a growing share of new requests (up to 95 %) is answered at once
  * with 503 and `Retry-After`, at a fraction of a forwarded request's cost;
  * below it, the share falls back to none. Admitted requests keep their
  * latency; the excess learns to retry instead of timing out.
@@ -23,7 +20,6 @@ export class LoadShedder {
   #windowMin = Infinity;
   #windowStart = performance.now();
   #busy = performance.eventLoopUtilization();
-  #cpu = process.cpuUsage();
   #timer: NodeJS.Timeout | undefined;
   /** Requests answered 503 so far. */
   shed = 0;
@@ -44,12 +40,9 @@ export class LoadShedder {
       const now = performance.now();
       this.#windowMin = Math.min(this.#windowMin, now - expected);
       if (now - this.#windowStart >= WINDOW_MS) {
-        const loop = performance.eventLoopUtilization(this.#busy);
+        const busy = performance.eventLoopUtilization(this.#busy).utilization;
         this.#busy = performance.eventLoopUtilization();
-        const cpu = process.cpuUsage(this.#cpu);
-        this.#cpu = process.cpuUsage();
-        const ranMs = (cpu.user + cpu.system) / 1_000;
-        const over = this.#windowMin > this.#targetMs && loop.utilization >= BUSY && ranMs >= RAN * loop.active;
+        const over = this.#windowMin > this.#targetMs && busy >= BUSY;
         this.#share = over ? Math.min(MAX_SHARE, this.#share + STEP_UP) : Math.max(0, this.#share - STEP_DOWN);
         this.#windowMin = Infinity;
         this.#windowStart = now;
@@ -87,7 +80,5 @@ const SAMPLE_MS = 10;
 const WINDOW_MS = 100;
 const MAX_SHARE = 0.95;
 const BUSY = 0.9;
-/** The share of the loop's busy time the process must have been running on a CPU. */
-const RAN = 0.7;
 const STEP_UP = 0.1;
 const STEP_DOWN = 0.05;
