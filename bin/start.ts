@@ -201,6 +201,9 @@ async function startComponents(supervisor: Supervisor, c: {
       LEGACY_URL: urls.legacy, APP_URL: urls.apps.join(','), FILES_URL: urls.files,
       BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
       BANYAN_LOG: stackAccessLog(),
+      // Every component shares this machine's cores: a proxy whose loop is late because a neighbour has the CPU is
+      // not over its own capacity, and shedding would fail reads it could serve. Set BANYAN_SHED_LAG to shed here too.
+      BANYAN_SHED_LAG: process.env['BANYAN_SHED_LAG'] ?? 'off',
       ...(c.prometheusUrl ? { BANYAN_PROMETHEUS_URL: c.prometheusUrl } : {}),
     },
   });
