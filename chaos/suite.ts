@@ -266,7 +266,7 @@ export function failed(e: ReadEvent): boolean {
 
 /**
  * The failed reads among `events`, grouped by what went wrong, for the broken invariant's message:
- * `json.project 503 "503 Service Unavailable: …" ×2, 40 ms after the fault`.
+ * `json.project 503 "503 Service Unavailable: …" after 3 ms ×2, sent 40 ms after the fault`.
  */
 export function describeFailures(events: readonly ReadEvent[], t0: number): string {
   const groups = new Map<string, { n: number; first: number }>();
