@@ -15,9 +15,26 @@
  * const db = await dbForJob(router, job.position);   // a replica that has it, else the primary
  * ```
  */
-export { DbRouter, fenceFromHeader, isRecoveryConflict, type DbRouterOptions, type ReadFence, type ReadReason, type ReplicaState, type RequestDb } from '../routing/reads/index.js';
+export {
+  DbRouter,
+  fenceFromHeader,
+  isRecoveryConflict,
+  type DbRouterOptions,
+  type ReadFence,
+  type ReadReason,
+  type ReplicaState,
+  type RequestDb,
+} from '../routing/reads/index.js';
 export { FenceStore, requestFence, type FenceStoreOptions, type FencesWhenDown } from '../routing/reads/index.js';
-export { dbForRequest, readReporter, readYourWrites, reportWrite, type ReadObserver, type ReadYourWritesOptions, type ReadYourWritesState } from '../routing/reads/index.js';
+export {
+  dbForRequest,
+  readReporter,
+  readYourWrites,
+  reportWrite,
+  type ReadObserver,
+  type ReadYourWritesOptions,
+  type ReadYourWritesState,
+} from '../routing/reads/index.js';
 export { dbForJob, jobFence, jobPosition, positionForJob, type JobPosition } from '../routing/reads/index.js';
 export { connect } from '../lib/database.js';
 export { formatLsn, parseLsn } from '../lib/lsn.js';

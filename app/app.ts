@@ -40,7 +40,6 @@ export interface AppOptions {
   readonly logins?: LoginThrottle | undefined;
 }
 
-
 /**
  * The new package index, as a Koa application. Every request gets one DB
  * handle from the router (reads on one replica that has replayed the
@@ -52,7 +51,12 @@ export function createApp(options: AppOptions): Koa {
   const dbOf: DbFor = async (ctx, resources = []) => {
     const chosen = ctx.state['db'] as RequestDb | undefined;
     if (chosen) return chosen;
-    const db = await dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers)));
+    const db = await dbForRequest(
+      options,
+      ctx.req.headers,
+      resources,
+      readReporter(ctx.req.headers, (headers) => ctx.set(headers)),
+    );
     ctx.state['db'] = db;
     metrics.dbReads.inc({ target: db.readTarget, reason: db.reason });
     ctx.set('X-Banyan-Read-From', db.readTarget);
@@ -74,7 +78,13 @@ export function createApp(options: AppOptions): Koa {
     // Every outcome's series starts at 0: the dashboard's upload panels draw 0, not nothing, before the first upload.
     for (const result of ['stored', 'exists', 'failed']) metrics.uploads.inc({ result }, 0);
     for (const reason of UPLOAD_FAILURES) metrics.uploadFailures.inc({ reason }, 0);
-    uploadRoutes(routes, { dbOf, store: options.store, announcer, logins: options.logins, maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD, projectsPerHour,
+    uploadRoutes(routes, {
+      dbOf,
+      store: options.store,
+      announcer,
+      logins: options.logins,
+      maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
+      projectsPerHour,
       onUpload: (outcome) => {
         const failed = outcome !== 'stored' && outcome !== 'exists';
         metrics.uploads.inc({ result: failed ? 'failed' : outcome });
@@ -94,7 +104,10 @@ export function createApp(options: AppOptions): Koa {
 export function createService(name: string, metrics: AppMetrics, mount: (routes: Router) => void): Koa {
   const app = new Koa();
   app.proxy = true;
-  if (watchingRequests()) app.use((ctx, next) => inRequestScope(ctx.req, ctx.res, () => (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName, next));
+  if (watchingRequests())
+    app.use((ctx, next) =>
+      inRequestScope(ctx.req, ctx.res, () => (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName, next),
+    );
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     try {
@@ -108,14 +121,17 @@ export function createService(name: string, metrics: AppMetrics, mount: (routes:
   app.use(errorPages(name));
   app.on('error', (err: NodeJS.ErrnoException & { status?: number }) => {
     // A client that goes away mid-request is not the app's error: nothing to log.
-    if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.code?.startsWith('HPE_') || err.message === 'aborted') return;
+    if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.code?.startsWith('HPE_') || err.message === 'aborted')
+      return;
     if (err.status !== undefined && err.status < 500) return;
     console.error(`${name}: ${err.stack ?? err.message}`);
   });
 
   const routes = new Router();
   mount(routes);
-  routes.get(`${name}.health`, '/_health', (ctx) => { ctx.body = { ok: true }; });
+  routes.get(`${name}.health`, '/_health', (ctx) => {
+    ctx.body = { ok: true };
+  });
   routes.get(`${name}.metrics`, '/metrics', async (ctx) => {
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
@@ -126,26 +142,28 @@ export function createService(name: string, metrics: AppMetrics, mount: (routes:
 }
 
 /** Plain-text error bodies that say what went wrong; server errors are logged (prefixed `name:`), not shown. */
-const errorPages = (name: string) => async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
-  try {
-    await next();
-    if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404, `nothing here: ${ctx.path}`);
-  } catch (err) {
-    const e = err as { status?: number; expose?: boolean; message: string; code?: string };
-    if (e.code === 'too-large') e.status = 413;
-    if (e.code === 'bad-request') e.status = 400;
-    ctx.status = e.status && e.status >= 400 && e.status < 600 ? e.status : 500;
-    ctx.type = 'text/plain; charset=utf-8';
-    if (isConnectionError(err)) {
-      // The primary (or every server) is down: say so plainly, fast, and that nothing was half-written.
-      ctx.status = 503;
-      ctx.set('Retry-After', '5');
-      ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
-    } else if (ctx.status >= 500 && !e.expose) {
-      console.error(`${name}: ${ctx.method} ${quoted(ctx.path)}: ${(err as Error).stack ?? e.message}`);
-      ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
-    } else {
-      ctx.body = `${ctx.status} ${e.message}\n`;
+const errorPages =
+  (name: string) =>
+  async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404, `nothing here: ${ctx.path}`);
+    } catch (err) {
+      const e = err as { status?: number; expose?: boolean; message: string; code?: string };
+      if (e.code === 'too-large') e.status = 413;
+      if (e.code === 'bad-request') e.status = 400;
+      ctx.status = e.status && e.status >= 400 && e.status < 600 ? e.status : 500;
+      ctx.type = 'text/plain; charset=utf-8';
+      if (isConnectionError(err)) {
+        // The primary (or every server) is down: say so plainly, fast, and that nothing was half-written.
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.body = '503 The database is unavailable: nothing was changed. Try again in a few seconds.\n';
+      } else if (ctx.status >= 500 && !e.expose) {
+        console.error(`${name}: ${ctx.method} ${quoted(ctx.path)}: ${(err as Error).stack ?? e.message}`);
+        ctx.body = `${ctx.status} Internal error. It has been logged; try again shortly.\n`;
+      } else {
+        ctx.body = `${ctx.status} ${e.message}\n`;
+      }
     }
-  }
-};
+  };

@@ -19,26 +19,45 @@ export interface BackfillOptions {
   readonly progress?: (done: number, total: number) => void;
 }
 
-interface FileRow { readonly id: string; readonly filename: string; readonly path: string; readonly normalized_name: string }
+interface FileRow {
+  readonly id: string;
+  readonly filename: string;
+  readonly path: string;
+  readonly normalized_name: string;
+}
 
 /**
  * Extracts the METADATA of wheels uploaded before PEP 658 support (their
  * `metadata_sha256` is null), writes `<file>.metadata` beside each and
  * records its hash. Safe to run again: it only looks at wheels still without.
  */
-export function backfillMetadata(db: Kysely<Database>, store: FileStore, cache: GenerationBumper | undefined, options: BackfillOptions = {}): Promise<BackfillResult> {
+export function backfillMetadata(
+  db: Kysely<Database>,
+  store: FileStore,
+  cache: GenerationBumper | undefined,
+  options: BackfillOptions = {},
+): Promise<BackfillResult> {
   return eachFile(db, cache, options, 'metadata_sha256', async (row) => {
     const dist = parseFilename(row.filename);
     const absolute = store.resolve(row.path);
     if (!dist || dist.kind !== 'wheel' || !absolute) throw new ArchiveError('not a wheel file name or a stored path', 'bad-archive');
     const { metadata } = await readWheel(absolute, `${dist.name}-${dist.version}.dist-info`, DEFAULT_ARCHIVE_LIMITS);
     await store.writeBeside(row.path, '.metadata', metadata);
-    await db.updateTable('files').set({ metadata_sha256: createHash('sha256').update(metadata).digest('hex') }).where('id', '=', row.id).execute();
+    await db
+      .updateTable('files')
+      .set({ metadata_sha256: createHash('sha256').update(metadata).digest('hex') })
+      .where('id', '=', row.id)
+      .execute();
   });
 }
 
 /** Computes the MD5 and BLAKE2b-256 digests of files stored before they were kept at upload. */
-export function backfillDigests(db: Kysely<Database>, store: FileStore, cache: GenerationBumper | undefined, options: BackfillOptions = {}): Promise<BackfillResult> {
+export function backfillDigests(
+  db: Kysely<Database>,
+  store: FileStore,
+  cache: GenerationBumper | undefined,
+  options: BackfillOptions = {},
+): Promise<BackfillResult> {
   return eachFile(db, cache, options, 'md5_digest', async (row) => {
     const absolute = store.resolve(row.path);
     if (!absolute) throw new Error('not a stored path');
@@ -48,13 +67,23 @@ export function backfillDigests(db: Kysely<Database>, store: FileStore, cache: G
 }
 
 /** Runs `work` on every file whose `missing` column is null, counting and explaining failures, then refreshes the projects' cached pages. */
-async function eachFile(db: Kysely<Database>, cache: GenerationBumper | undefined, options: BackfillOptions,
-  missing: 'metadata_sha256' | 'md5_digest', work: (row: FileRow) => Promise<void>): Promise<BackfillResult> {
-  const rows = await db.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id').innerJoin('projects', 'projects.id', 'releases.project_id')
-    .select(['files.id', 'files.filename', 'files.path', 'projects.normalized_name']).where(`files.${missing}`, 'is', null)
+async function eachFile(
+  db: Kysely<Database>,
+  cache: GenerationBumper | undefined,
+  options: BackfillOptions,
+  missing: 'metadata_sha256' | 'md5_digest',
+  work: (row: FileRow) => Promise<void>,
+): Promise<BackfillResult> {
+  const rows = await db
+    .selectFrom('files')
+    .innerJoin('releases', 'releases.id', 'files.release_id')
+    .innerJoin('projects', 'projects.id', 'releases.project_id')
+    .select(['files.id', 'files.filename', 'files.path', 'projects.normalized_name'])
+    .where(`files.${missing}`, 'is', null)
     .$if(missing === 'metadata_sha256', (q) => q.where('files.packagetype', '=', 'bdist_wheel'))
     .$if(options.project !== undefined, (q) => q.where('projects.normalized_name', '=', normalizeName(options.project!)))
-    .orderBy('files.id').execute();
+    .orderBy('files.id')
+    .execute();
   const skipped: { filename: string; why: string }[] = [];
   const touched = new Set<string>();
   let extracted = 0;

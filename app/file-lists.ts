@@ -20,7 +20,8 @@ export const RELEASES_PER_BATCH = 500;
 /** A JSON string of a text expression (never null: a null is JSON's null). */
 const json = (expr: string) => `coalesce(to_json(${expr})::text, 'null')`;
 /** escapeHtml's five characters, `&` first, as its one pass does. */
-const html = (expr: string) => `replace(replace(replace(replace(replace(${expr}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')`;
+const html = (expr: string) =>
+  `replace(replace(replace(replace(replace(${expr}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')`;
 const ISO = `to_char(f.upload_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const has = (expr: string) => `coalesce(${expr}, '') <> ''`;
 
@@ -71,21 +72,37 @@ function releasePart(form: FileForm): RawBuilder<string> {
  * Releases without files have no part. Simple forms join parts with `,` (JSON) or nothing (HTML); the
  * JSON API's parts are `"<version>":[…]` entries of its `releases` object.
  */
-export async function* releaseParts(read: Reads, projectId: string, form: FileForm, releasesPerBatch = RELEASES_PER_BATCH): AsyncGenerator<string[]> {
+export async function* releaseParts(
+  read: Reads,
+  projectId: string,
+  form: FileForm,
+  releasesPerBatch = RELEASES_PER_BATCH,
+): AsyncGenerator<string[]> {
   let after: { sortKey: string; id: string } | undefined;
   const part = releasePart(form);
   for (;;) {
     const from = after;
-    const releases = await read((db) => db.selectFrom('releases').select(['id', 'sort_key']).where('project_id', '=', projectId)
-      .$if(from !== undefined, (q) => q.where((eb) => eb.or([
-        eb('sort_key', '>', from!.sortKey),
-        eb.and([eb('sort_key', '=', from!.sortKey), eb('id', '>', from!.id)]),
-      ])))
-      .orderBy('sort_key').orderBy('id').limit(releasesPerBatch).execute());
+    const releases = await read((db) =>
+      db
+        .selectFrom('releases')
+        .select(['id', 'sort_key'])
+        .where('project_id', '=', projectId)
+        .$if(from !== undefined, (q) =>
+          q.where((eb) =>
+            eb.or([eb('sort_key', '>', from!.sortKey), eb.and([eb('sort_key', '=', from!.sortKey), eb('id', '>', from!.id)])]),
+          ),
+        )
+        .orderBy('sort_key')
+        .orderBy('id')
+        .limit(releasesPerBatch)
+        .execute(),
+    );
     if (releases.length === 0) return;
     const ids = releases.map((r) => r.id);
-    const rows = await read((db) => sql<{ part: string }>`select ${part} as part from releases r join files f on f.release_id = r.id
-      where r.id = any(${ids}::bigint[]) group by r.id order by r.sort_key, r.id`.execute(db));
+    const rows = await read((db) =>
+      sql<{ part: string }>`select ${part} as part from releases r join files f on f.release_id = r.id
+      where r.id = any(${ids}::bigint[]) group by r.id order by r.sort_key, r.id`.execute(db),
+    );
     if (rows.rows.length > 0) yield rows.rows.map((r) => r.part);
     if (releases.length < releasesPerBatch) return;
     const last = releases[releases.length - 1]!;

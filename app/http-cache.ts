@@ -59,7 +59,13 @@ export function sendPage(ctx: Koa.Context, page: CachedPage, policy: CachePolicy
  * A page's status and headers, but its ETag: the caching policy, the serial and the type.
  * Returns whether the body goes gzipped (`compressible` and the client accepts it).
  */
-export function pageHeaders(ctx: Koa.Context, type: string, serial: number | undefined, policy: CachePolicy, compressible: boolean): boolean {
+export function pageHeaders(
+  ctx: Koa.Context,
+  type: string,
+  serial: number | undefined,
+  policy: CachePolicy,
+  compressible: boolean,
+): boolean {
   ctx.status = 200;
   ctx.set('Cache-Control', policy.cacheControl);
   if (policy.surrogateKeys.length > 0) ctx.set('Surrogate-Key', policy.surrogateKeys.join(' '));

@@ -50,7 +50,9 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     if (!normalized) return;
     const version = parseVersion(ctx.params['version'] ?? '');
     if (!version) return ctx.throw(404, `"${ctx.params['version']}" is not a PEP 440 version`);
-    const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
+    const found = await (
+      await db(ctx, [projectResource(normalized)])
+    ).read(async (r) => {
       const project = await findProject(r, normalized);
       if (!project) return undefined;
       const release = await findRelease(r, project.id, canonicalVersion(version));
@@ -59,7 +61,11 @@ export function jsonRoutes(router: Router, db: DbFor): void {
     if (!found) return ctx.throw(404, `no project named "${ctx.params['project']}"`);
     if (!found.release) return ctx.throw(404, `${found.project.name} has no release ${ctx.params['version']}`);
     const head = JSON.stringify({ info: info(found.project, found.release), last_serial: Number(found.project.last_serial) }).slice(0, -1);
-    sendPage(ctx, renderedPage('application/json', `${head},"urls":${found.urls},"vulnerabilities":[]}`, Number(found.project.last_serial)), JSON_POLICY(found.project));
+    sendPage(
+      ctx,
+      renderedPage('application/json', `${head},"urls":${found.urls},"vulnerabilities":[]}`, Number(found.project.last_serial)),
+      JSON_POLICY(found.project),
+    );
   });
 }
 

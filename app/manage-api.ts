@@ -21,10 +21,22 @@ import type { DbFor } from './db-for.js';
  * position after the commit, so the proxy pins the session exactly there,
  * and raises the project's fence so every other client's reads wait for it.
  */
-export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnouncer, projectsPerHour: number, store?: FileStore, logins?: LoginThrottle): void {
+export function manageRoutes(
+  router: Router,
+  db: DbFor,
+  announcer: WriteAnnouncer,
+  projectsPerHour: number,
+  store?: FileStore,
+  logins?: LoginThrottle,
+): void {
   router.post('manage.projects', '/manage/projects', async (ctx) => {
     const handle = await db(ctx);
-    const account = await loggedIn(ctx, handle.writer, logins, 'Log in to register a project: HTTP Basic with your username and password, or __token__ and an API token.');
+    const account = await loggedIn(
+      ctx,
+      handle.writer,
+      logins,
+      'Log in to register a project: HTTP Basic with your username and password, or __token__ and an API token.',
+    );
     const fields = await readFields(ctx.req);
     const name = (fields['name'] ?? '').trim();
     if (!isValidName(name)) {
@@ -58,15 +70,30 @@ export function manageRoutes(router: Router, db: DbFor, announcer: WriteAnnounce
    */
   const release = (action: ReleaseAction) => async (ctx: Koa.Context) => {
     const handle = await db(ctx);
-    const account = await loggedIn(ctx, handle.writer, logins, 'Log in as an owner of the project: HTTP Basic with your username and password, or __token__ and an API token.');
+    const account = await loggedIn(
+      ctx,
+      handle.writer,
+      logins,
+      'Log in as an owner of the project: HTTP Basic with your username and password, or __token__ and an API token.',
+    );
     const fields = action === 'yank' ? await readFields(ctx.req) : {};
     try {
       const change = await changeRelease(handle.writer, action, ctx.params['project'] ?? '', ctx.params['version'] ?? '', {
-        reason: fields['reason'], actor: account.username,
+        reason: fields['reason'],
+        actor: account.username,
         allowed: async (trx, projectId) => {
-          const role = await trx.selectFrom('project_roles').select('role').where('project_id', '=', projectId).where('user_id', '=', account.id).executeTakeFirst();
+          const role = await trx
+            .selectFrom('project_roles')
+            .select('role')
+            .where('project_id', '=', projectId)
+            .where('user_id', '=', account.id)
+            .executeTakeFirst();
           const scoped = account.tokenProject && account.tokenProject.id !== projectId;
-          if (role?.role !== 'Owner' || scoped) throw new BanyanError('forbidden', `only an owner of ${ctx.params['project']} may ${action === 'delete' ? 'delete' : action} its releases`);
+          if (role?.role !== 'Owner' || scoped)
+            throw new BanyanError(
+              'forbidden',
+              `only an owner of ${ctx.params['project']} may ${action === 'delete' ? 'delete' : action} its releases`,
+            );
         },
       });
       ctx.set(await announcer.announce([change.project], action === 'delete'));
@@ -97,5 +124,8 @@ async function loggedIn(ctx: Koa.Context, writer: Kysely<Database>, logins: Logi
     return ctx.throw(429, throttledMessage(account));
   }
   ctx.set('WWW-Authenticate', 'Basic realm="banyan"');
-  return ctx.throw(account === 'invalid' ? 403 : 401, account === 'invalid' ? 'Invalid or non-existent authentication information. Check the token or password.' : missing);
+  return ctx.throw(
+    account === 'invalid' ? 403 : 401,
+    account === 'invalid' ? 'Invalid or non-existent authentication information. Check the token or password.' : missing,
+  );
 }

@@ -74,8 +74,9 @@ export class PageCache implements GenerationBumper {
     const localKey = `${key}\u0000${variant}`;
     const held = this.#local.get(localKey);
     try {
-      const [generation, stamp, stored] = await this.#redis.run((r) => r.eval(LOOKUP, 2, generationKey(key), ERA_KEY, pagePrefix(key), variant,
-        held?.stamp ?? '', randomUUID())) as [string, string, (string | null)?];
+      const [generation, stamp, stored] = (await this.#redis.run((r) =>
+        r.eval(LOOKUP, 2, generationKey(key), ERA_KEY, pagePrefix(key), variant, held?.stamp ?? '', randomUUID()),
+      )) as [string, string, (string | null)?];
       if (held && stamp === held.stamp) {
         this.#local.delete(localKey);
         this.#local.set(localKey, held);

@@ -38,7 +38,12 @@ export const WHOLE_PAGE_MAX = 1024 * 1024;
  */
 export async function sendSource(ctx: Koa.Context, source: PageSource, policy: CachePolicy, store?: PageStore): Promise<void> {
   const chunks = source.chunks;
-  const it = Symbol.asyncIterator in chunks ? chunks[Symbol.asyncIterator]() : (async function* () { yield* chunks; })();
+  const it =
+    Symbol.asyncIterator in chunks
+      ? chunks[Symbol.asyncIterator]()
+      : (async function* () {
+          yield* chunks;
+        })();
   const head: string[] = [];
   let size = 0;
   for (;;) {
@@ -65,8 +70,15 @@ export async function sendSource(ctx: Koa.Context, source: PageSource, policy: C
   void pump(ctx, out, gzip, head, it, source, store);
 }
 
-async function pump(ctx: Koa.Context, out: PassThrough, gzipClient: boolean, head: string[], it: AsyncIterator<string>,
-  source: PageSource, store: PageStore | undefined): Promise<void> {
+async function pump(
+  ctx: Koa.Context,
+  out: PassThrough,
+  gzipClient: boolean,
+  head: string[],
+  it: AsyncIterator<string>,
+  source: PageSource,
+  store: PageStore | undefined,
+): Promise<void> {
   const hash = createHash('sha256');
   // One gzip stream serves both the client (when it accepts gzip) and the copy for the cache.
   const gz = gzipClient || store ? createGzip() : undefined;
@@ -99,8 +111,13 @@ async function pump(ctx: Koa.Context, out: PassThrough, gzipClient: boolean, hea
     if (!gzipClient) out.end();
     await finished;
     if (store) {
-      await store.cache.putGzipped(store.key, store.lookup, store.variant,
-        { type: source.type, serial: source.serial, etag: `"${hash.digest('base64url').slice(0, 27)}"` }, Buffer.concat(stored));
+      await store.cache.putGzipped(
+        store.key,
+        store.lookup,
+        store.variant,
+        { type: source.type, serial: source.serial, etag: `"${hash.digest('base64url').slice(0, 27)}"` },
+        Buffer.concat(stored),
+      );
     }
   } catch (err) {
     gz?.destroy();
@@ -126,8 +143,13 @@ function drained(sink: Writable): Promise<void> {
 }
 
 /** The cache lookup for a page, and the store to put it in when it is rendered. */
-export async function lookupPage(ctx: Koa.Context, cache: PageCache | undefined, counted: CacheCounter, key: string, variant: string):
-  Promise<{ hit?: CachedPage; store?: PageStore }> {
+export async function lookupPage(
+  ctx: Koa.Context,
+  cache: PageCache | undefined,
+  counted: CacheCounter,
+  key: string,
+  variant: string,
+): Promise<{ hit?: CachedPage; store?: PageStore }> {
   const lookup = cache ? await cache.get(key, variant) : undefined;
   if (lookup?.page) {
     ctx.set('X-Banyan-Cache', 'hit');

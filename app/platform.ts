@@ -32,13 +32,18 @@ export const ACCEPT_CH = 'Sec-CH-UA-Arch, Sec-CH-UA-Bitness, Sec-CH-UA-Platform-
 /** Reads the platform from a User-Agent header, corrected by client hints when the browser sends them. */
 export function detectPlatform(userAgent: string | undefined, hints: ClientHints = {}): Platform {
   const fromAgent = platformFromAgent(userAgent);
-  const unquote = (v: string | undefined) => (v ?? '').trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+  const unquote = (v: string | undefined) =>
+    (v ?? '')
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
   const hinted = unquote(hints.platform);
   const os: Os = hinted === 'windows' ? 'windows' : hinted === 'macos' ? 'macos' : hinted === 'linux' ? 'linux' : fromAgent.os;
   const arch = unquote(hints.arch);
   if (fromAgent.client !== 'browser' || !arch) return { ...fromAgent, os };
   const bits = unquote(hints.bitness);
-  const hintedArch: Arch = arch === 'arm' ? (bits === '32' ? 'unknown' : 'arm64') : arch === 'x86' ? (bits === '32' ? 'x86' : 'x86_64') : fromAgent.arch;
+  const hintedArch: Arch =
+    arch === 'arm' ? (bits === '32' ? 'unknown' : 'arm64') : arch === 'x86' ? (bits === '32' ? 'x86' : 'x86_64') : fromAgent.arch;
   return { ...fromAgent, os, arch: hintedArch };
 }
 
@@ -201,10 +206,13 @@ export function chooseFile<T extends { filename: string }>(files: readonly T[], 
     // Safari sends no client hints and says "Intel" on Apple silicon too: offer both, and say why.
     const other = scored.filter((s) => s.arch && s.arch !== best.arch).sort((a, b) => b.score - a.score)[0];
     if (other) {
-      const label = (s: typeof best) => (s.arch === 'arm64' ? 'wheel for Apple silicon (arm64: M1 and later)' : 'wheel for Intel Macs (x86_64)');
+      const label = (s: typeof best) =>
+        s.arch === 'arm64' ? 'wheel for Apple silicon (arm64: M1 and later)' : 'wheel for Intel Macs (x86_64)';
       const [first, second] = best.arch === 'arm64' ? [best, other] : [other, best];
       return {
-        file: first.file, reason: label(first), alternatives: [{ file: second.file, reason: label(second) }],
+        file: first.file,
+        reason: label(first),
+        alternatives: [{ file: second.file, reason: label(second) }],
         note: 'Your browser does not say which processor your Mac has (Apple menu → About This Mac tells you).',
       };
     }

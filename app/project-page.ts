@@ -49,7 +49,9 @@ async function readPage(ctx: Koa.Context, db: DbFor) {
   if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > 100_000) {
     return ctx.throw(400, `page must be a whole number from 1 to 100000, not "${String(ctx.query['page'])}"`);
   }
-  const found = await (await db(ctx, [projectResource(normalized)])).read(async (r) => {
+  const found = await (
+    await db(ctx, [projectResource(normalized)])
+  ).read(async (r) => {
     const project = await findProject(r, normalized);
     if (!project) return undefined;
     const release = parsedVersion ? await findRelease(r, project.id, canonicalVersion(parsedVersion)) : await latestRelease(r, project.id);
@@ -66,7 +68,9 @@ async function readPage(ctx: Koa.Context, db: DbFor) {
 function renderPage(ctx: Koa.Context, page: PageData): string {
   const { project, release, files, releases, pageNumber } = page;
   const platform = detectPlatform(ctx.get('User-Agent'), {
-    platform: ctx.get('Sec-CH-UA-Platform'), arch: ctx.get('Sec-CH-UA-Arch'), bitness: ctx.get('Sec-CH-UA-Bitness'),
+    platform: ctx.get('Sec-CH-UA-Platform'),
+    arch: ctx.get('Sec-CH-UA-Arch'),
+    bitness: ctx.get('Sec-CH-UA-Bitness'),
   });
   const choice = chooseFile(files, platform);
   const base = `/project/${project.normalized_name}/`;
@@ -81,15 +85,24 @@ function renderPage(ctx: Koa.Context, page: PageData): string {
   const install = `pip install --index-url ${index} ${project.normalized_name}${release?.yanked ? `==${release.version}` : ''}`;
   const download = downloadHtml(choice, release, platform, yanked);
   const offered = new Set([choice?.file, ...(choice?.alternatives ?? []).map((a) => a.file)]);
-  const others = files.filter((f) => !offered.has(f)).map((f) =>
-    `<tr><td><a href="/packages/${escapeHtml(f.path)}">${escapeHtml(f.filename)}</a></td><td>${f.packagetype === 'sdist' ? 'source' : escapeHtml(f.python_version)}</td>` +
-    `<td>${fmtSize(f)}</td><td><code>${f.sha256_digest.slice(0, 16)}…</code></td></tr>`);
-  const releaseItems = shown.map((r) => `<li><a href="${base}${escapeHtml(r.version)}/">${escapeHtml(r.version)}</a>` +
-    `${r.is_prerelease ? ' <small>pre-release</small>' : ''}${r.yanked ? ' <small>yanked</small>' : ''} <time>${r.created_at.toISOString().slice(0, 10)}</time></li>`);
+  const others = files
+    .filter((f) => !offered.has(f))
+    .map(
+      (f) =>
+        `<tr><td><a href="/packages/${escapeHtml(f.path)}">${escapeHtml(f.filename)}</a></td><td>${f.packagetype === 'sdist' ? 'source' : escapeHtml(f.python_version)}</td>` +
+        `<td>${fmtSize(f)}</td><td><code>${f.sha256_digest.slice(0, 16)}…</code></td></tr>`,
+    );
+  const releaseItems = shown.map(
+    (r) =>
+      `<li><a href="${base}${escapeHtml(r.version)}/">${escapeHtml(r.version)}</a>` +
+      `${r.is_prerelease ? ' <small>pre-release</small>' : ''}${r.yanked ? ' <small>yanked</small>' : ''} <time>${r.created_at.toISOString().slice(0, 10)}</time></li>`,
+  );
   const nav = [
     pageNumber > 1 ? `<a rel="prev" href="${base}?page=${pageNumber - 1}">Newer releases</a>` : '',
     more ? `<a rel="next" href="${base}?page=${pageNumber + 1}">Older releases</a>` : '',
-  ].filter(Boolean).join(' · ');
+  ]
+    .filter(Boolean)
+    .join(' · ');
 
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(project.name)}${release ? ` ${escapeHtml(release.version)}` : ''}</title>
@@ -118,11 +131,18 @@ function downloadHtml(choice: Choice<FileRow> | undefined, release: PageData['re
       ? `<p id="download" class="none">No file of ${escapeHtml(release.version)} fits ${escapeHtml(describePlatform(platform))}; see the files below.</p>`
       : '<p id="download" class="none">This project has no releases yet.</p>';
   }
-  return `${yanked}<a id="download" class="button${release?.yanked ? ' yanked' : ''}" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
+  return (
+    `${yanked}<a id="download" class="button${release?.yanked ? ' yanked' : ''}" href="/packages/${escapeHtml(choice.file.path)}" data-filename="${escapeHtml(choice.file.filename)}">` +
     `Download ${escapeHtml(choice.file.filename)}</a>\n<p class="why">${escapeHtml(choice.reason)}; ${fmtSize(choice.file)}</p>` +
-    (choice.alternatives ?? []).map((alt) => `\n<a class="button alternative" href="/packages/${escapeHtml(alt.file.path)}" data-filename="${escapeHtml(alt.file.filename)}">` +
-      `Download ${escapeHtml(alt.file.filename)}</a>\n<p class="why">${escapeHtml(alt.reason)}; ${fmtSize(alt.file)}</p>`).join('') +
-    (choice.note ? `\n<p id="platform-note" class="why">${escapeHtml(choice.note)}</p>` : '');
+    (choice.alternatives ?? [])
+      .map(
+        (alt) =>
+          `\n<a class="button alternative" href="/packages/${escapeHtml(alt.file.path)}" data-filename="${escapeHtml(alt.file.filename)}">` +
+          `Download ${escapeHtml(alt.file.filename)}</a>\n<p class="why">${escapeHtml(alt.reason)}; ${fmtSize(alt.file)}</p>`,
+      )
+      .join('') +
+    (choice.note ? `\n<p id="platform-note" class="why">${escapeHtml(choice.note)}</p>` : '')
+  );
 }
 
 function fmtSize(f: FileRow): string {

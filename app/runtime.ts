@@ -28,7 +28,13 @@ export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRu
     const logins = new LoginThrottle(options.redisUrl);
     return {
       app: createApp({
-        router, fences, store, cache, logins, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour,
+        router,
+        fences,
+        store,
+        cache,
+        logins,
+        maxUploadBytes: options.maxUploadBytes,
+        projectsPerHour: options.projectsPerHour,
         origin: { publicUrl: options.publicUrl, trustForwardedHost: options.trustForwardedHost === true },
       }),
       close: () => {
@@ -52,8 +58,11 @@ export interface ServiceDeps {
  * the Koa app `build` makes on them, on its HTTP listener. Closing drains the
  * listener, then closes what `build` opened, then the data connections.
  */
-export async function startServiceRuntime(options: AppRuntimeOptions, name: string,
-  build: (deps: ServiceDeps) => { app: Koa; close?: () => void }): Promise<AppRuntime> {
+export async function startServiceRuntime(
+  options: AppRuntimeOptions,
+  name: string,
+  build: (deps: ServiceDeps) => { app: Koa; close?: () => void },
+): Promise<AppRuntime> {
   const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, name, ...options.reads });
   const fences = new FenceStore({ redisUrl: options.redisUrl, whenDown: options.fencesWhenDown ?? 'skip' });
   let built: { app: Koa; close?: () => void } | undefined;
@@ -69,7 +78,9 @@ export async function startServiceRuntime(options: AppRuntimeOptions, name: stri
     built = build({ router, fences, store });
     const listening = await listen(built.app.callback(), options.port, options.host, 'PORT', options.drainMs);
     return {
-      url: listening.url, router, storageDir: store.root,
+      url: listening.url,
+      router,
+      storageDir: store.root,
       close: async () => {
         await listening.close();
         await closeDeps();

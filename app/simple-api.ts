@@ -41,7 +41,8 @@ export function negotiate(accept: string | undefined): { format: Format; type: s
     const q = qParam ? Number(qParam.slice(2)) : 1;
     if (!Number.isFinite(q) || q <= 0) continue;
     // A wildcard gets the format its family offers: text/* and */* HTML as browsers expect, application/* PEP 691 JSON.
-    const offer = media === '*/*' || media === 'text/*' ? OFFERS[4] : media === 'application/*' ? OFFERS[0] : OFFERS.find(([type]) => type === media);
+    const offer =
+      media === '*/*' || media === 'text/*' ? OFFERS[4] : media === 'application/*' ? OFFERS[0] : OFFERS.find(([type]) => type === media);
     if (offer && (!best || q > best.q)) best = { format: offer[1], type: offer[2], q };
   }
   return best && { format: best.format, type: best.type };
@@ -63,12 +64,20 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     const { hit, store } = await lookupPage(ctx, cache, counted, INDEX_CACHE_KEY, format.type);
     if (hit) return sendPage(ctx, hit, POLICY());
     // The index declares its own fence, so a page rendered after a new project's cache bump includes it.
-    const projects = await (await db(ctx, [INDEX_RESOURCE])).read((r) => r.selectFrom('projects')
-      .select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
+    const projects = await (
+      await db(ctx, [INDEX_RESOURCE])
+    ).read((r) => r.selectFrom('projects').select(['name', 'normalized_name', 'last_serial']).orderBy('normalized_name').execute());
     const serial = projects.reduce((max, p) => Math.max(max, Number(p.last_serial)), 0);
-    const body = format.format === 'json'
-      ? JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, projects: projects.map((p) => ({ name: p.name })) })
-      : htmlPage('Simple index', projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`));
+    const body =
+      format.format === 'json'
+        ? JSON.stringify({
+            meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial },
+            projects: projects.map((p) => ({ name: p.name })),
+          })
+        : htmlPage(
+            'Simple index',
+            projects.map((p) => `    <a href="/simple/${p.normalized_name}/">${escapeHtml(p.name)}</a><br/>`),
+          );
     return sendSource(ctx, { type: format.type, serial, chunks: [body] }, POLICY(), store);
   });
 
@@ -115,18 +124,29 @@ export function simpleRoutes(router: Router, db: DbFor, cache: PageCache | undef
     if (!found) return ctx.throw(404, `no project named "${requested}"`);
     const { project, versions } = found;
     const serial = Number(project.last_serial);
-    return sendSource(ctx, {
-      type: format.type,
-      serial,
-      chunks: format.format === 'json'
-        ? jsonDetail(project, serial, versions, releaseParts(read, project.id, 'simple-json'))
-        : htmlDetail(project, releaseParts(read, project.id, 'simple-html')),
-    }, POLICY(normalized), store);
+    return sendSource(
+      ctx,
+      {
+        type: format.type,
+        serial,
+        chunks:
+          format.format === 'json'
+            ? jsonDetail(project, serial, versions, releaseParts(read, project.id, 'simple-json'))
+            : htmlDetail(project, releaseParts(read, project.id, 'simple-html')),
+      },
+      POLICY(normalized),
+      store,
+    );
   });
 }
 
 /** PEP 691's JSON detail page, in pieces: the same bytes as JSON.stringify of the whole. */
-async function* jsonDetail(project: ProjectRow, serial: number, versions: string[], parts: AsyncIterable<string[]>): AsyncGenerator<string> {
+async function* jsonDetail(
+  project: ProjectRow,
+  serial: number,
+  versions: string[],
+  parts: AsyncIterable<string[]>,
+): AsyncGenerator<string> {
   yield `${JSON.stringify({ meta: { 'api-version': REPOSITORY_VERSION, '_last-serial': serial }, name: project.normalized_name, versions }).slice(0, -1)},"files":[`;
   let first = true;
   for await (const releases of parts) {
@@ -140,7 +160,9 @@ async function* jsonDetail(project: ProjectRow, serial: number, versions: string
 
 /** PEP 503's HTML detail page, in pieces. */
 async function* htmlDetail(project: ProjectRow, parts: AsyncIterable<string[]>): AsyncGenerator<string> {
-  const [top, bottom] = htmlPage(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, BODY_MARK]).split(`${BODY_MARK}\n`);
+  const [top, bottom] = htmlPage(`Links for ${project.name}`, [`    <h1>Links for ${escapeHtml(project.name)}</h1>`, BODY_MARK]).split(
+    `${BODY_MARK}\n`,
+  );
   yield top!;
   for await (const releases of parts) yield* inPieces(releases, '');
   yield bottom!;
@@ -158,7 +180,6 @@ function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefi
   }
   return chosen;
 }
-
 
 function htmlPage(title: string, body: string[]): string {
   return [

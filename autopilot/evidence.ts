@@ -11,7 +11,9 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 
 /** Latency histogram bounds, in milliseconds; the last bucket is everything slower. */
-export const LATENCY_BOUNDS_MS = [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 30_000];
+export const LATENCY_BOUNDS_MS = [
+  1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 30_000,
+];
 const MAX_AGENTS = 20;
 
 interface Tally {
@@ -22,7 +24,13 @@ interface Tally {
   agents: Map<string, number>;
 }
 
-const newTally = (): Tally => ({ requests: 0, errors: 0, fallbacks: 0, latency: new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0), agents: new Map() });
+const newTally = (): Tally => ({
+  requests: 0,
+  errors: 0,
+  fallbacks: 0,
+  latency: new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0),
+  agents: new Map(),
+});
 
 /** This proxy's counts since its last flush, for the watched routes. */
 export class EvidenceSampler {
@@ -79,11 +87,32 @@ export class EvidenceSampler {
   async flush(db: Kysely<Database>, shadowCounts: (route: string) => { match: number; mismatch: number }): Promise<void> {
     const tallies = this.#tallies;
     this.#tallies = new Map();
-    const list: { route: string; instance: string; backend: string; requests: number; errors: number; fallbacks: number; latency: number[]; matches: number; mismatches: number; agents: string | null }[] = [];
+    const list: {
+      route: string;
+      instance: string;
+      backend: string;
+      requests: number;
+      errors: number;
+      fallbacks: number;
+      latency: number[];
+      matches: number;
+      mismatches: number;
+      agents: string | null;
+    }[] = [];
     for (const [key, t] of tallies) {
       const [route, backend] = key.split('\u0000') as [string, string];
-      list.push({ route, instance: this.#instance, backend, requests: t.requests, errors: t.errors, fallbacks: t.fallbacks, latency: t.latency, matches: 0, mismatches: 0,
-        agents: t.agents.size ? JSON.stringify(Object.fromEntries(t.agents)) : null });
+      list.push({
+        route,
+        instance: this.#instance,
+        backend,
+        requests: t.requests,
+        errors: t.errors,
+        fallbacks: t.fallbacks,
+        latency: t.latency,
+        matches: 0,
+        mismatches: 0,
+        agents: t.agents.size ? JSON.stringify(Object.fromEntries(t.agents)) : null,
+      });
     }
     const shadowDeltas = new Map<string, { match: number; mismatch: number }>();
     for (const route of this.#watched) {
@@ -92,7 +121,18 @@ export class EvidenceSampler {
       const delta = { match: now.match - before.match, mismatch: now.mismatch - before.mismatch };
       if (delta.match > 0 || delta.mismatch > 0) {
         shadowDeltas.set(route, now);
-        list.push({ route, instance: this.#instance, backend: 'new', requests: 0, errors: 0, fallbacks: 0, latency: [], matches: delta.match, mismatches: delta.mismatch, agents: null });
+        list.push({
+          route,
+          instance: this.#instance,
+          backend: 'new',
+          requests: 0,
+          errors: 0,
+          fallbacks: 0,
+          latency: [],
+          matches: delta.match,
+          mismatches: delta.mismatch,
+          agents: null,
+        });
       } else if (!this.#shadowSeen.has(route)) {
         shadowDeltas.set(route, now);
       }
@@ -110,8 +150,12 @@ export class EvidenceSampler {
         const now = this.#tallies.get(key);
         if (!now) this.#tallies.set(key, t);
         else {
-          now.requests += t.requests; now.errors += t.errors; now.fallbacks += t.fallbacks;
-          t.latency.forEach((n, i) => { now.latency[i]! += n; });
+          now.requests += t.requests;
+          now.errors += t.errors;
+          now.fallbacks += t.fallbacks;
+          t.latency.forEach((n, i) => {
+            now.latency[i]! += n;
+          });
           for (const [a, n] of t.agents) now.agents.set(a, (now.agents.get(a) ?? 0) + n);
         }
       }
@@ -143,29 +187,44 @@ export interface Evidence {
 
 /** The fleet's evidence for `route` from `since` (to now). */
 export async function evidenceSince(db: Kysely<Database>, route: string, since: Date): Promise<Evidence> {
-  const rows = await db.selectFrom('cutover_samples').select(['backend', 'requests', 'errors', 'fallbacks', 'latency', 'matches', 'mismatches', 'agents'])
-    .where('route', '=', route).where('at', '>=', since).execute();
+  const rows = await db
+    .selectFrom('cutover_samples')
+    .select(['backend', 'requests', 'errors', 'fallbacks', 'latency', 'matches', 'mismatches', 'agents'])
+    .where('route', '=', route)
+    .where('at', '>=', since)
+    .execute();
   const sum = { legacy: newTally(), new: newTally(), proxy: newTally() } as Record<string, Tally>;
   let matches = 0;
   let mismatches = 0;
   for (const r of rows) {
     const t = sum[r.backend];
     if (!t) continue;
-    t.requests += r.requests; t.errors += r.errors; t.fallbacks += r.fallbacks;
-    r.latency.forEach((n, i) => { t.latency[i] = (t.latency[i] ?? 0) + n; });
+    t.requests += r.requests;
+    t.errors += r.errors;
+    t.fallbacks += r.fallbacks;
+    r.latency.forEach((n, i) => {
+      t.latency[i] = (t.latency[i] ?? 0) + n;
+    });
     matches += r.matches;
     mismatches += r.mismatches;
-    if (r.agents && typeof r.agents === 'object') for (const [a, n] of Object.entries(r.agents as Record<string, number>)) t.agents.set(a, (t.agents.get(a) ?? 0) + n);
+    if (r.agents && typeof r.agents === 'object')
+      for (const [a, n] of Object.entries(r.agents as Record<string, number>)) t.agents.set(a, (t.agents.get(a) ?? 0) + n);
   }
   const side = (t: Tally): Side => ({
-    requests: t.requests, errors: t.errors, fallbacks: t.fallbacks,
+    requests: t.requests,
+    errors: t.errors,
+    fallbacks: t.fallbacks,
     errorRate: t.requests ? t.errors / t.requests : 0,
     fallbackRate: t.requests + t.fallbacks ? t.fallbacks / (t.requests + t.fallbacks) : 0,
     p95Ms: percentile(t.latency, 0.95),
   });
-  const agents = [...sum['proxy']!.agents].map(([agent, requests]) => ({ agent, requests })).sort((a, b) => b.requests - a.requests || a.agent.localeCompare(b.agent));
+  const agents = [...sum['proxy']!.agents]
+    .map(([agent, requests]) => ({ agent, requests }))
+    .sort((a, b) => b.requests - a.requests || a.agent.localeCompare(b.agent));
   return {
-    legacy: side(sum['legacy']!), new: side(sum['new']!), proxy: { ...side(sum['proxy']!), agents },
+    legacy: side(sum['legacy']!),
+    new: side(sum['new']!),
+    proxy: { ...side(sum['proxy']!), agents },
     comparisons: { matches, mismatches, mismatchRate: matches + mismatches ? mismatches / (matches + mismatches) : 0 },
   };
 }

@@ -16,7 +16,19 @@ import { latestTable, type Route, saveTableIn, type TableVersion } from '../rout
 import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
 import { stepsOf, type Plan } from './plan.js';
-import { approvalsOf, serviceOf, activePlans, canonical, describeWatched, firstStep, parsePlan, routeForStep, stepEvidence, watchedOf, type PlanRow } from './plans.js';
+import {
+  approvalsOf,
+  serviceOf,
+  activePlans,
+  canonical,
+  describeWatched,
+  firstStep,
+  parsePlan,
+  routeForStep,
+  stepEvidence,
+  watchedOf,
+  type PlanRow,
+} from './plans.js';
 import { postEvent } from './webhook.js';
 
 export const LEASE = 'autopilot';
@@ -78,17 +90,23 @@ export class Autopilot {
   }
 
   start(): void {
-    this.#timer = setInterval(() => { void this.tick(); }, this.#o.tickMs);
+    this.#timer = setInterval(() => {
+      void this.tick();
+    }, this.#o.tickMs);
     this.#timer.unref();
     void this.tick();
   }
 
   /** One tick: report evidence, hold or take the lease, and (holding it) walk every running plan. Never throws. */
   tick(): Promise<void> {
-    this.#ticking ??= this.#tick().catch((err: Error) => {
-      // Logged once per outage, not every tick.
-      if (this.#failures++ === 0) this.#o.log(`autopilot: ${err.message} (retrying every tick)`);
-    }).finally(() => { this.#ticking = undefined; });
+    this.#ticking ??= this.#tick()
+      .catch((err: Error) => {
+        // Logged once per outage, not every tick.
+        if (this.#failures++ === 0) this.#o.log(`autopilot: ${err.message} (retrying every tick)`);
+      })
+      .finally(() => {
+        this.#ticking = undefined;
+      });
     return this.#ticking;
   }
 
@@ -98,7 +116,8 @@ export class Autopilot {
     this.sampler.watch(plans.map((p) => p.route));
     await this.sampler.flush(db, this.#o.shadowCounts);
     const leader = await this.#acquire();
-    if (leader !== this.#leader) this.#o.log(leader ? `autopilot: ${this.instance} holds the lease and walks the plans` : 'autopilot: lease lost to another proxy');
+    if (leader !== this.#leader)
+      this.#o.log(leader ? `autopilot: ${this.instance} holds the lease and walks the plans` : 'autopilot: lease lost to another proxy');
     this.#leader = leader;
     this.#failures = 0;
     if (!leader) return;
@@ -120,7 +139,9 @@ export class Autopilot {
   /** Takes the lease if it is free or expired, or renews it; true when this proxy holds it. */
   async #acquire(): Promise<boolean> {
     const ms = this.#o.leaseMs;
-    const got = await sql<{ holder: string }>`INSERT INTO autopilot_lease (name, holder, expires_at) VALUES (${LEASE}, ${this.instance}, now() + ${ms} * interval '1 millisecond')
+    const got = await sql<{
+      holder: string;
+    }>`INSERT INTO autopilot_lease (name, holder, expires_at) VALUES (${LEASE}, ${this.instance}, now() + ${ms} * interval '1 millisecond')
       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
         acquired_at = CASE WHEN autopilot_lease.holder = excluded.holder THEN autopilot_lease.acquired_at ELSE now() END
       WHERE autopilot_lease.holder = ${this.instance} OR autopilot_lease.expires_at < now()
@@ -136,8 +157,15 @@ export class Autopilot {
     const route = table?.routes.find((r) => r.name === row.route);
     if (!table || !route) return this.#finish(row, plan, 'stopped', 'stopped', 'the route is no longer in the route table', table);
     if (row.step >= 0 && canonical(route) !== canonical(row.expected_route)) {
-      return this.#finish(row, plan, 'overridden', 'overridden', `the route was changed outside the plan (table version ${table.version}, by ${table.actor}: ${table.reason}); ` +
-        'a manual change wins, so the plan stopped', table);
+      return this.#finish(
+        row,
+        plan,
+        'overridden',
+        'overridden',
+        `the route was changed outside the plan (table version ${table.version}, by ${table.actor}: ${table.reason}); ` +
+          'a manual change wins, so the plan stopped',
+        table,
+      );
     }
     const now = Date.now();
     if (row.step < 0) {
@@ -148,26 +176,53 @@ export class Autopilot {
         return this.#finish(row, plan, 'stopped', 'stopped', (err as Error).message, table);
       }
       if (this.#gated(row, steps, first)) return this.#await(row, plan, first, steps, []);
-      return this.#move(row, plan, first, routeForStep(plan, steps[first]!, route, now), `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts${approvedBy(row, first)})`, table);
+      return this.#move(
+        row,
+        plan,
+        first,
+        routeForStep(plan, steps[first]!, route, now),
+        `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts${approvedBy(row, first)})`,
+        table,
+      );
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
     const verdict = judge(plan, step, elapsed, await stepEvidence(db, row, step, new Date(now), this.#o.prometheusUrl), serviceOf(row));
     await this.#watch(row, plan, steps, verdict.watched, verdict.checks);
     switch (verdict.action) {
-      case 'wait': return;
+      case 'wait':
+        return;
       case 'hold': {
         if (row.held) return;
         await this.#update(row, { held: true, reason: verdict.reason });
         return this.#emit(plan, row, 'hold', verdict.reason, null, steps, verdict.checks);
       }
       case 'rollback':
-        return this.#finish(row, plan, 'rolled-back', 'rollback', `rollback to ${(row.start_route as Route).mode}: ${verdict.reason}`, table, row.start_route as Route, verdict.checks);
+        return this.#finish(
+          row,
+          plan,
+          'rolled-back',
+          'rollback',
+          `rollback to ${(row.start_route as Route).mode}: ${verdict.reason}`,
+          table,
+          row.start_route as Route,
+          verdict.checks,
+        );
       case 'stop':
-        return this.#finish(row, plan, 'stopped', 'stopped', `stopped, back to ${(row.start_route as Route).mode}: ${verdict.reason}`, table, row.start_route as Route, verdict.checks);
+        return this.#finish(
+          row,
+          plan,
+          'stopped',
+          'stopped',
+          `stopped, back to ${(row.start_route as Route).mode}: ${verdict.reason}`,
+          table,
+          row.start_route as Route,
+          verdict.checks,
+        );
       case 'advance': {
         const next = row.step + 1;
-        if (next >= steps.length) return this.#finish(row, plan, 'done', 'done', `done: ${verdict.reason}`, table, undefined, verdict.checks);
+        if (next >= steps.length)
+          return this.#finish(row, plan, 'done', 'done', `done: ${verdict.reason}`, table, undefined, verdict.checks);
         if (this.#gated(row, steps, next)) return this.#await(row, plan, next, steps, verdict.checks);
         const label = `step ${next + 1}/${steps.length}: ${steps[next]!.label} (${verdict.reason}${approvedBy(row, next)})`;
         // A retirement's last step is the retirement itself: the plan is done when it is applied.
@@ -194,9 +249,16 @@ export class Autopilot {
   }
 
   /** Records the rollbacks dry-run budgets would have made: the first per step and budget, so a long break is one entry. */
-  async #watch(row: PlanRow, plan: Plan, steps: readonly { label: string }[], watched: readonly { check: string; reason: string }[], checks: readonly Check[]): Promise<void> {
+  async #watch(
+    row: PlanRow,
+    plan: Plan,
+    steps: readonly { label: string }[],
+    watched: readonly { check: string; reason: string }[],
+    checks: readonly Check[],
+  ): Promise<void> {
     const seen = watchedOf(row);
-    const fresh = watched.filter((w) => !seen.some((s) => s.step === row.step && s.check === w.check))
+    const fresh = watched
+      .filter((w) => !seen.some((s) => s.step === row.step && s.check === w.check))
       .map((w) => ({ step: row.step, check: w.check, at: new Date().toISOString(), reason: w.reason }));
     if (!fresh.length) return;
     await this.#update(row, { watched: JSON.stringify([...seen, ...fresh]) });
@@ -208,19 +270,45 @@ export class Autopilot {
   }
 
   /** The plan moves to step `step`, with the route as that step has it. */
-  #move(row: PlanRow, plan: Plan, step: number, route: Route, reason: string, table: TableVersion, checks: readonly Check[] = []): Promise<void> {
+  #move(
+    row: PlanRow,
+    plan: Plan,
+    step: number,
+    route: Route,
+    reason: string,
+    table: TableVersion,
+    checks: readonly Check[] = [],
+  ): Promise<void> {
     return this.#transition(row, plan, 'running', 'step', reason, table, route, checks, step);
   }
 
   /** The plan ends (done, rolled back, stopped, overridden), with the route put to `route` if given. */
-  #finish(row: PlanRow, plan: Plan, status: string, event: PlanEvent, reason: string, table: TableVersion | undefined,
-    route?: Route, checks: readonly Check[] = [], step = row.step): Promise<void> {
+  #finish(
+    row: PlanRow,
+    plan: Plan,
+    status: string,
+    event: PlanEvent,
+    reason: string,
+    table: TableVersion | undefined,
+    route?: Route,
+    checks: readonly Check[] = [],
+    step = row.step,
+  ): Promise<void> {
     return this.#transition(row, plan, status, event, reason, table, route, checks, step);
   }
 
   /** One change of the plan (and of the route, if given): committed, applied here and announced, logged, and sent to the webhook. */
-  async #transition(row: PlanRow, plan: Plan, status: string, event: PlanEvent, reason: string, table: TableVersion | undefined,
-    route: Route | undefined, checks: readonly Check[], step: number): Promise<void> {
+  async #transition(
+    row: PlanRow,
+    plan: Plan,
+    status: string,
+    event: PlanEvent,
+    reason: string,
+    table: TableVersion | undefined,
+    route: Route | undefined,
+    checks: readonly Check[],
+    step: number,
+  ): Promise<void> {
     const saved = await this.#commit(row, { step, status, reason, route, table });
     await this.#after(saved);
     this.#o.log(`autopilot: ${row.route}: ${reason}`);
@@ -228,25 +316,44 @@ export class Autopilot {
   }
 
   async #after(saved: TableVersion | undefined): Promise<void> {
-    if (saved) await this.#o.changed(saved.version).catch((err: Error) => this.#o.log(`autopilot: version ${saved.version} is stored but not yet announced: ${err.message}`));
+    if (saved)
+      await this.#o
+        .changed(saved.version)
+        .catch((err: Error) => this.#o.log(`autopilot: version ${saved.version} is stored but not yet announced: ${err.message}`));
   }
 
   /** Plan row and table version in one transaction, only while the lease is held and the plan is where this tick saw it. */
-  async #commit(row: PlanRow, change: { step: number; status: string; reason: string; route?: Route | undefined; table: TableVersion | undefined }): Promise<TableVersion | undefined> {
+  async #commit(
+    row: PlanRow,
+    change: { step: number; status: string; reason: string; route?: Route | undefined; table: TableVersion | undefined },
+  ): Promise<TableVersion | undefined> {
     return this.#o.db.transaction().execute(async (trx) => {
       await this.#holding(trx);
       const moved = change.step !== row.step;
-      const updated = await trx.updateTable('cutover_plans').set({
-        status: change.status, step: change.step, reason: change.reason, updated_at: new Date(),
-        ...(moved ? { step_started_at: new Date(), held: false, awaiting: null } : {}),
-        ...(change.route ? { expected_route: JSON.stringify(change.route) } : {}),
-      }).where('id', '=', row.id).where('step', '=', row.step).where('status', '=', 'running').returning('id').execute();
+      const updated = await trx
+        .updateTable('cutover_plans')
+        .set({
+          status: change.status,
+          step: change.step,
+          reason: change.reason,
+          updated_at: new Date(),
+          ...(moved ? { step_started_at: new Date(), held: false, awaiting: null } : {}),
+          ...(change.route ? { expected_route: JSON.stringify(change.route) } : {}),
+        })
+        .where('id', '=', row.id)
+        .where('step', '=', row.step)
+        .where('status', '=', 'running')
+        .returning('id')
+        .execute();
       if (updated.length !== 1) throw new PlanMoved();
       const { table, route } = change;
       if (!route || !table || canonical(table.routes.find((r) => r.name === row.route)) === canonical(route)) return undefined;
       return saveTableIn(trx, {
-        routes: table.routes.map((r) => (r.name === row.route ? route : r)), actor: AUTOPILOT_ACTOR, reason: `${row.route}: ${change.reason}`,
-        action: `autopilot ${row.kind}`, expectedVersion: table.version,
+        routes: table.routes.map((r) => (r.name === row.route ? route : r)),
+        actor: AUTOPILOT_ACTOR,
+        reason: `${row.route}: ${change.reason}`,
+        action: `autopilot ${row.kind}`,
+        expectedVersion: table.version,
       });
     });
   }
@@ -254,14 +361,23 @@ export class Autopilot {
   async #update(row: PlanRow, set: { held?: boolean; reason?: string; awaiting?: number; watched?: string }): Promise<void> {
     await this.#o.db.transaction().execute(async (trx) => {
       await this.#holding(trx);
-      const updated = await trx.updateTable('cutover_plans').set({ ...set, updated_at: new Date() })
-        .where('id', '=', row.id).where('step', '=', row.step).where('status', '=', 'running').returning('id').execute();
+      const updated = await trx
+        .updateTable('cutover_plans')
+        .set({ ...set, updated_at: new Date() })
+        .where('id', '=', row.id)
+        .where('step', '=', row.step)
+        .where('status', '=', 'running')
+        .returning('id')
+        .execute();
       if (updated.length !== 1) throw new PlanMoved();
     });
   }
 
   async #holding(trx: Kysely<Database>): Promise<void> {
-    const held = await sql`SELECT 1 FROM autopilot_lease WHERE name = ${LEASE} AND holder = ${this.instance} AND expires_at > now() FOR UPDATE`.execute(trx);
+    const held =
+      await sql`SELECT 1 FROM autopilot_lease WHERE name = ${LEASE} AND holder = ${this.instance} AND expires_at > now() FOR UPDATE`.execute(
+        trx,
+      );
     if (held.rows.length !== 1) {
       this.#leader = false;
       throw new LostLease();
@@ -269,12 +385,27 @@ export class Autopilot {
   }
 
   /** Posts the event to the plan's webhook (or the proxy's); a slow or failing receiver delays nothing. */
-  #emit(plan: Plan, row: Pick<PlanRow, 'id' | 'route' | 'kind' | 'step' | 'status'>, event: PlanEvent, reason: string, version: number | null,
-    steps: readonly { label: string }[], checks: readonly Check[]): void {
+  #emit(
+    plan: Plan,
+    row: Pick<PlanRow, 'id' | 'route' | 'kind' | 'step' | 'status'>,
+    event: PlanEvent,
+    reason: string,
+    version: number | null,
+    steps: readonly { label: string }[],
+    checks: readonly Check[],
+  ): void {
     const url = plan.webhook ?? this.#o.webhook;
     if (!url) return;
     const body: PlanEventBody = {
-      event, route: row.route, plan: String(row.id), kind: row.kind, status: row.status, reason, tableVersion: version, checks, at: new Date().toISOString(),
+      event,
+      route: row.route,
+      plan: String(row.id),
+      kind: row.kind,
+      status: row.status,
+      reason,
+      tableVersion: version,
+      checks,
+      at: new Date().toISOString(),
       step: row.step >= 0 && steps[row.step] ? { index: row.step + 1, of: steps.length, label: steps[row.step]!.label } : null,
     };
     void postEvent(url, body, { secret: this.#o.webhookSecret, log: this.#o.log, what: `the ${event} event of ${row.route}` });

@@ -144,7 +144,9 @@ const DEFAULT_BUDGETS = DEFAULT_PROMOTE_PLAN.budgets;
 /** Collects every problem, each naming its field, so a plan is fixed in one go. */
 class Problems {
   readonly list: string[] = [];
-  say(field: string, what: string): void { this.list.push(`${field}: ${what}`); }
+  say(field: string, what: string): void {
+    this.list.push(`${field}: ${what}`);
+  }
   duration(value: unknown, field: string, fallback?: string): number {
     if (value === undefined && fallback !== undefined) return parseDuration(fallback, field);
     if (typeof value !== 'string') {
@@ -167,7 +169,8 @@ class Problems {
     return value;
   }
   keys(value: Record<string, unknown>, field: string, known: readonly string[]): void {
-    for (const key of Object.keys(value)) if (!known.includes(key)) this.say(field ? `${field}.${key}` : key, `unknown field (known: ${known.join(', ')})`);
+    for (const key of Object.keys(value))
+      if (!known.includes(key)) this.say(field ? `${field}.${key}` : key, `unknown field (known: ${known.join(', ')})`);
   }
 }
 
@@ -182,11 +185,23 @@ function budgetsOf(p: Problems, raw: unknown, field: string, base: Budgets): Bud
   }
   p.keys(raw, field, ['errorRateMargin', 'p95Factor', 'p95SlackMs', 'maxFallbackRate', 'minRequests', 'window', 'dryRun']);
   return {
-    errorRateMargin: p.number(raw['errorRateMargin'], `${field}.errorRateMargin`, base.errorRateMargin, rate, 'a rate from 0 to 1 (0.005 is 0.5 %)'),
+    errorRateMargin: p.number(
+      raw['errorRateMargin'],
+      `${field}.errorRateMargin`,
+      base.errorRateMargin,
+      rate,
+      'a rate from 0 to 1 (0.005 is 0.5 %)',
+    ),
     p95Factor: p.number(raw['p95Factor'], `${field}.p95Factor`, base.p95Factor, (n) => n >= 1, 'a factor of at least 1'),
     p95SlackMs: p.number(raw['p95SlackMs'], `${field}.p95SlackMs`, base.p95SlackMs, (n) => n >= 0, 'milliseconds, 0 or more'),
     maxFallbackRate: p.number(raw['maxFallbackRate'], `${field}.maxFallbackRate`, base.maxFallbackRate, rate, 'a rate from 0 to 1'),
-    minRequests: p.number(raw['minRequests'], `${field}.minRequests`, base.minRequests, (n) => Number.isInteger(n) && n >= 1, 'a whole number of at least 1'),
+    minRequests: p.number(
+      raw['minRequests'],
+      `${field}.minRequests`,
+      base.minRequests,
+      (n) => Number.isInteger(n) && n >= 1,
+      'a whole number of at least 1',
+    ),
     windowMs: raw['window'] === undefined ? base.windowMs : p.duration(raw['window'], `${field}.window`),
     dryRun: dryRunOf(p, raw['dryRun'], `${field}.dryRun`, base.dryRun),
   };
@@ -213,38 +228,60 @@ export function validatePromotePlan(raw: unknown): PromotePlan {
   if (!isObject(raw)) throw invalid(['the plan must be a JSON object with "steps"']);
   p.keys(raw, '', ['steps', 'budgets', 'checks', 'webhook', 'dryRun']);
   const dryRun = flagOf(p, raw['dryRun'], 'dryRun');
-  const budgets = budgetsOf(p, raw['budgets'], 'budgets', { ...DEFAULT_BUDGETS, windowMs: parseDuration(DEFAULT_BUDGETS.window, 'window'), dryRun: dryRun ? BUDGET_NAMES : [] });
+  const budgets = budgetsOf(p, raw['budgets'], 'budgets', {
+    ...DEFAULT_BUDGETS,
+    windowMs: parseDuration(DEFAULT_BUDGETS.window, 'window'),
+    dryRun: dryRun ? BUDGET_NAMES : [],
+  });
   const steps: PromoteStep[] = [];
   if (!Array.isArray(raw['steps']) || raw['steps'].length === 0) p.say('steps', 'must be a list of at least one step');
-  else raw['steps'].forEach((s: unknown, i) => {
-    const field = `steps[${i}]`;
-    if (!isObject(s)) return p.say(field, 'must be an object such as {"mode": "canary", "percent": 5, "hold": "10m"}');
-    p.keys(s, field, ['mode', 'percent', 'hold', 'minRequests', 'minComparisons', 'maxMismatchRate', 'budgets', 'approve']);
-    const mode = s['mode'];
-    if (mode !== 'shadow' && mode !== 'canary' && mode !== 'new') return p.say(`${field}.mode`, `must be shadow, canary or new, not ${JSON.stringify(mode)}`);
-    let percent: number | undefined;
-    if (mode === 'canary') {
-      percent = p.number(s['percent'], `${field}.percent`, NaN, (n) => n > 0 && n < 100, 'a number above 0 and below 100');
-      if (s['percent'] === undefined) p.say(`${field}.percent`, 'a canary step needs a percent (above 0, below 100)');
+  else
+    raw['steps'].forEach((s: unknown, i) => {
+      const field = `steps[${i}]`;
+      if (!isObject(s)) return p.say(field, 'must be an object such as {"mode": "canary", "percent": 5, "hold": "10m"}');
+      p.keys(s, field, ['mode', 'percent', 'hold', 'minRequests', 'minComparisons', 'maxMismatchRate', 'budgets', 'approve']);
+      const mode = s['mode'];
+      if (mode !== 'shadow' && mode !== 'canary' && mode !== 'new')
+        return p.say(`${field}.mode`, `must be shadow, canary or new, not ${JSON.stringify(mode)}`);
+      let percent: number | undefined;
+      if (mode === 'canary') {
+        percent = p.number(s['percent'], `${field}.percent`, NaN, (n) => n > 0 && n < 100, 'a number above 0 and below 100');
+        if (s['percent'] === undefined) p.say(`${field}.percent`, 'a canary step needs a percent (above 0, below 100)');
+        const before = steps.at(-1);
+        if (before?.mode === 'canary' && before.percent! >= percent)
+          p.say(`${field}.percent`, `must be above the step before's ${before.percent}`);
+      } else if (s['percent'] !== undefined) p.say(`${field}.percent`, `only canary steps have a percent, not ${mode}`);
       const before = steps.at(-1);
-      if (before?.mode === 'canary' && before.percent! >= percent) p.say(`${field}.percent`, `must be above the step before's ${before.percent}`);
-    } else if (s['percent'] !== undefined) p.say(`${field}.percent`, `only canary steps have a percent, not ${mode}`);
-    const before = steps.at(-1);
-    const order = { shadow: 0, canary: 1, new: 2 } as const;
-    if (before && order[before.mode] > order[mode]) p.say(`${field}.mode`, `${mode} cannot come after ${before.mode}: a promotion only moves towards new`);
-    if (mode !== 'shadow' && (s['minComparisons'] !== undefined || s['maxMismatchRate'] !== undefined)) p.say(field, 'minComparisons and maxMismatchRate are for shadow steps');
-    steps.push({
-      mode, percent, holdMs: p.duration(s['hold'], `${field}.hold`),
-      minRequests: p.number(s['minRequests'], `${field}.minRequests`, 0, whole, 'a whole number, 0 or more'),
-      minComparisons: p.number(s['minComparisons'], `${field}.minComparisons`, mode === 'shadow' ? 100 : 0, whole, 'a whole number, 0 or more'),
-      maxMismatchRate: p.number(s['maxMismatchRate'], `${field}.maxMismatchRate`, 0.005, rate, 'a rate from 0 to 1'),
-      budgets: budgetsOf(p, s['budgets'], `${field}.budgets`, budgets),
-      approve: flagOf(p, s['approve'], `${field}.approve`),
+      const order = { shadow: 0, canary: 1, new: 2 } as const;
+      if (before && order[before.mode] > order[mode])
+        p.say(`${field}.mode`, `${mode} cannot come after ${before.mode}: a promotion only moves towards new`);
+      if (mode !== 'shadow' && (s['minComparisons'] !== undefined || s['maxMismatchRate'] !== undefined))
+        p.say(field, 'minComparisons and maxMismatchRate are for shadow steps');
+      steps.push({
+        mode,
+        percent,
+        holdMs: p.duration(s['hold'], `${field}.hold`),
+        minRequests: p.number(s['minRequests'], `${field}.minRequests`, 0, whole, 'a whole number, 0 or more'),
+        minComparisons: p.number(
+          s['minComparisons'],
+          `${field}.minComparisons`,
+          mode === 'shadow' ? 100 : 0,
+          whole,
+          'a whole number, 0 or more',
+        ),
+        maxMismatchRate: p.number(s['maxMismatchRate'], `${field}.maxMismatchRate`, 0.005, rate, 'a rate from 0 to 1'),
+        budgets: budgetsOf(p, s['budgets'], `${field}.budgets`, budgets),
+        approve: flagOf(p, s['approve'], `${field}.approve`),
+      });
     });
-  });
-  if (steps.length && steps.at(-1)!.mode !== 'new') p.say('steps', 'the last step must be {"mode": "new", …}: a promotion ends with the route on the new app');
+  if (steps.length && steps.at(-1)!.mode !== 'new')
+    p.say('steps', 'the last step must be {"mode": "new", …}: a promotion ends with the route on the new app');
   const webhook = webhookOf(p, raw['webhook']);
-  if (dryRun) steps.forEach((s, i) => { if (s.budgets.dryRun.length < BUDGET_NAMES.length) p.say(`steps[${i}].budgets.dryRun`, 'a dry-run plan watches every budget; leave dryRun out here'); });
+  if (dryRun)
+    steps.forEach((s, i) => {
+      if (s.budgets.dryRun.length < BUDGET_NAMES.length)
+        p.say(`steps[${i}].budgets.dryRun`, 'a dry-run plan watches every budget; leave dryRun out here');
+    });
   const checks = checksOf(p, raw['checks'], dryRun);
   if (p.list.length) throw invalid(p.list);
   return { kind: 'promote', steps, checks, dryRun, ...(webhook ? { webhook } : {}) };
@@ -267,18 +304,24 @@ function checksOf(p: Problems, raw: unknown, dryRun: boolean): QueryCheck[] {
     const query = c['query'];
     if (typeof query !== 'string' || !query.trim()) p.say(`${field}.query`, 'must be a PromQL query');
     else {
-      const unknown = [...query.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!).filter((w) => !(CHECK_PLACEHOLDERS as readonly string[]).includes(w));
-      if (unknown.length) p.say(`${field}.query`, `{${unknown[0]}} is not filled in (known: ${CHECK_PLACEHOLDERS.map((w) => `{${w}}`).join(', ')})`);
-      if (c['against'] === 'legacy' && !query.includes('{service}')) p.say(`${field}.query`, 'a check against legacy must use {service}, so the same query runs for each side');
+      const unknown = [...query.matchAll(/\{(\w+)\}/g)]
+        .map((m) => m[1]!)
+        .filter((w) => !(CHECK_PLACEHOLDERS as readonly string[]).includes(w));
+      if (unknown.length)
+        p.say(`${field}.query`, `{${unknown[0]}} is not filled in (known: ${CHECK_PLACEHOLDERS.map((w) => `{${w}}`).join(', ')})`);
+      if (c['against'] === 'legacy' && !query.includes('{service}'))
+        p.say(`${field}.query`, 'a check against legacy must use {service}, so the same query runs for each side');
     }
     const against = c['against'];
     if (against !== undefined && against !== 'legacy') p.say(`${field}.against`, `must be "legacy", not ${JSON.stringify(against)}`);
-    const number = (key: string, fallback: number, check: (n: number) => boolean, range: string) => p.number(c[key], `${field}.${key}`, fallback, check, range);
+    const number = (key: string, fallback: number, check: (n: number) => boolean, range: string) =>
+      p.number(c[key], `${field}.${key}`, fallback, check, range);
     const any = (n: number) => Number.isFinite(n);
     const max = c['max'] === undefined ? undefined : number('max', NaN, any, 'a number');
     const min = c['min'] === undefined ? undefined : number('min', NaN, any, 'a number');
     if (against === 'legacy') {
-      if (max !== undefined || min !== undefined) p.say(field, 'a check gives a threshold (max, min) or a comparison against legacy (factor, margin), not both');
+      if (max !== undefined || min !== undefined)
+        p.say(field, 'a check gives a threshold (max, min) or a comparison against legacy (factor, margin), not both');
     } else {
       if (max === undefined && min === undefined) p.say(field, 'needs a threshold ("max" or "min") or "against": "legacy"');
       if (c['factor'] !== undefined || c['margin'] !== undefined) p.say(field, 'factor and margin are for a check "against": "legacy"');
@@ -286,9 +329,13 @@ function checksOf(p: Problems, raw: unknown, dryRun: boolean): QueryCheck[] {
     const own = flagOf(p, c['dryRun'], `${field}.dryRun`);
     if (dryRun && c['dryRun'] === false) p.say(`${field}.dryRun`, 'a dry-run plan watches every check; leave dryRun out here');
     checks.push({
-      name: String(name), query: String(query), ...(max !== undefined ? { max } : {}), ...(min !== undefined ? { min } : {}),
+      name: String(name),
+      query: String(query),
+      ...(max !== undefined ? { max } : {}),
+      ...(min !== undefined ? { min } : {}),
       ...(against === 'legacy' ? { against } : {}),
-      factor: number('factor', 1, (n) => n > 0, 'a factor above 0'), margin: number('margin', 0, (n) => n >= 0, 'a number, 0 or more'),
+      factor: number('factor', 1, (n) => n > 0, 'a factor above 0'),
+      margin: number('margin', 0, (n) => n >= 0, 'a number, 0 or more'),
       dryRun: dryRun || own,
     });
   });
@@ -301,15 +348,24 @@ export function validateRetirePlan(raw: unknown): RetirePlan {
   if (!isObject(raw)) throw invalid(['the plan must be a JSON object with "brownouts"']);
   p.keys(raw, '', ['unused', 'brownouts', 'gap', 'maxRequestsDuringBrownout', 'retired', 'webhook']);
   const unused = isObject(raw['unused']) ? raw['unused'] : {};
-  if (raw['unused'] !== undefined && !isObject(raw['unused'])) p.say('unused', 'must be an object such as {"for": "30d", "maxRequests": 0}');
+  if (raw['unused'] !== undefined && !isObject(raw['unused']))
+    p.say('unused', 'must be an object such as {"for": "30d", "maxRequests": 0}');
   p.keys(unused, 'unused', ['for', 'maxRequests']);
   const brownouts: number[] = [];
-  if (!Array.isArray(raw['brownouts']) || raw['brownouts'].length === 0) p.say('brownouts', 'must be a list of at least one duration, such as ["10m", "1h"]');
+  if (!Array.isArray(raw['brownouts']) || raw['brownouts'].length === 0)
+    p.say('brownouts', 'must be a list of at least one duration, such as ["10m", "1h"]');
   else raw['brownouts'].forEach((b: unknown, i) => brownouts.push(p.duration(b, `brownouts[${i}]`)));
   const retired = isObject(raw['retired']) ? raw['retired'] : {};
-  if (raw['retired'] !== undefined && !isObject(raw['retired'])) p.say('retired', 'must be an object such as {"status": 410, "message": "…"}');
+  if (raw['retired'] !== undefined && !isObject(raw['retired']))
+    p.say('retired', 'must be an object such as {"status": 410, "message": "…"}');
   p.keys(retired, 'retired', ['status', 'message']);
-  const status = p.number(retired['status'], 'retired.status', 410, (n) => Number.isInteger(n) && n >= 400 && n <= 599, 'a 4xx or 5xx status');
+  const status = p.number(
+    retired['status'],
+    'retired.status',
+    410,
+    (n) => Number.isInteger(n) && n >= 400 && n <= 599,
+    'a 4xx or 5xx status',
+  );
   const message = retired['message'] ?? DEFAULT_RETIRE_PLAN.retired.message;
   if (typeof message !== 'string' || !message.trim()) p.say('retired.message', 'must be a non-empty text');
   const webhook = webhookOf(p, raw['webhook']);
@@ -321,7 +377,13 @@ export function validateRetirePlan(raw: unknown): RetirePlan {
     },
     brownoutsMs: brownouts,
     gapMs: p.duration(raw['gap'], 'gap', DEFAULT_RETIRE_PLAN.gap),
-    maxRequestsDuringBrownout: p.number(raw['maxRequestsDuringBrownout'], 'maxRequestsDuringBrownout', 0, whole, 'a whole number, 0 or more'),
+    maxRequestsDuringBrownout: p.number(
+      raw['maxRequestsDuringBrownout'],
+      'maxRequestsDuringBrownout',
+      0,
+      whole,
+      'a whole number, 0 or more',
+    ),
     retired: { status, message: String(message) },
     ...(webhook ? { webhook } : {}),
   };
@@ -339,7 +401,11 @@ function webhookOf(p: Problems, raw: unknown): string | undefined {
 }
 
 function invalid(problems: string[]): BanyanError {
-  return new BanyanError('invalid-plan', `the plan was refused:\n  ${problems.join('\n  ')}`, 'nothing was started; fix these and try again');
+  return new BanyanError(
+    'invalid-plan',
+    `the plan was refused:\n  ${problems.join('\n  ')}`,
+    'nothing was started; fix these and try again',
+  );
 }
 
 /** One concrete step of either kind, as the autopilot walks it. */
@@ -353,7 +419,12 @@ export interface Step {
 /** The steps a plan walks, in order; a retirement's brownouts alternate with gaps and end retired. */
 export function stepsOf(plan: Plan): Step[] {
   if (plan.kind === 'promote') {
-    return plan.steps.map((s) => ({ label: s.mode === 'canary' ? `canary ${s.percent}%` : s.mode, kind: s.mode, holdMs: s.holdMs, promote: s }));
+    return plan.steps.map((s) => ({
+      label: s.mode === 'canary' ? `canary ${s.percent}%` : s.mode,
+      kind: s.mode,
+      holdMs: s.holdMs,
+      promote: s,
+    }));
   }
   const steps: Step[] = [];
   plan.brownoutsMs.forEach((ms, i) => {
@@ -369,7 +440,12 @@ export function formatMs(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)}ms`;
   const parts: string[] = [];
   let s = Math.round(ms / 1000);
-  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (s >= size) {
       parts.push(`${Math.floor(s / size)}${unit}`);
       s %= size;

@@ -27,8 +27,11 @@ export function parsePlan(kind: PlanKind, raw: unknown): Plan {
 
 /** A route's JSON with its keys sorted: PostgreSQL's jsonb does not keep key order, so equality is on this. */
 export function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v)
-    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
 }
 
 /** The route as step `step` of the plan has it, built from the route as it is (`now` places a brownout's window). */
@@ -36,18 +39,26 @@ export function routeForStep(plan: Plan, step: Step, route: Route, now: number):
   const { brownouts: _, ...rest } = route;
   const without = rest as Route;
   switch (step.kind) {
-    case 'shadow': return changeRoute(route, { mode: 'shadow' });
-    case 'canary': return changeRoute(route, { mode: 'canary', percent: step.promote!.percent });
-    case 'new': return changeRoute(route, { mode: 'new' });
+    case 'shadow':
+      return changeRoute(route, { mode: 'shadow' });
+    case 'canary':
+      return changeRoute(route, { mode: 'canary', percent: step.promote!.percent });
+    case 'new':
+      return changeRoute(route, { mode: 'new' });
     case 'brownout': {
       const retired = plan.kind === 'retire' ? plan.retired : undefined;
-      return { ...without, retired, brownouts: [{ start: new Date(now).toISOString(), end: new Date(now + step.holdMs).toISOString() }] } as Route;
+      return {
+        ...without,
+        retired,
+        brownouts: [{ start: new Date(now).toISOString(), end: new Date(now + step.holdMs).toISOString() }],
+      } as Route;
     }
     case 'gap': {
       const { retired: _r, ...plain } = without;
       return plain as Route;
     }
-    case 'retired': return changeRoute(without, { mode: 'retired', retired: plan.kind === 'retire' ? plan.retired : undefined });
+    case 'retired':
+      return changeRoute(without, { mode: 'retired', retired: plan.kind === 'retire' ? plan.retired : undefined });
   }
 }
 
@@ -55,13 +66,22 @@ export function routeForStep(plan: Plan, step: Step, route: Route, now: number):
 export function firstStep(plan: Plan, route: Route): number {
   if (plan.kind === 'retire') {
     if (route.mode !== 'legacy' && route.mode !== 'shadow') {
-      throw new BanyanError('cannot-retire', `${route.name} is ${route.mode}; only a route served by legacy (legacy or shadow) is retired this way`,
-        route.mode === 'retired' ? 'it already is retired' : 'move it back to legacy first, or retire it with banyan routes set --mode retired');
+      throw new BanyanError(
+        'cannot-retire',
+        `${route.name} is ${route.mode}; only a route served by legacy (legacy or shadow) is retired this way`,
+        route.mode === 'retired'
+          ? 'it already is retired'
+          : 'move it back to legacy first, or retire it with banyan routes set --mode retired',
+      );
     }
     return 0;
   }
   if (route.mode === 'new' || route.mode === 'retired') {
-    throw new BanyanError('cannot-promote', `${route.name} is already ${route.mode}; there is nothing to promote`, 'see banyan routes show');
+    throw new BanyanError(
+      'cannot-promote',
+      `${route.name} is already ${route.mode}; there is nothing to promote`,
+      'see banyan routes show',
+    );
   }
   if (route.mode === 'legacy' || route.mode === 'shadow') return 0;
   // A canary goes on from the first step at or past its share.
@@ -69,7 +89,13 @@ export function firstStep(plan: Plan, route: Route): number {
 }
 
 /** Starts a plan for `routeName`; the lease holder applies its first step on its next tick. */
-export async function startPlan(db: Kysely<Database>, kind: PlanKind, routeName: string, raw: unknown, actor: string): Promise<{ id: string; plan: Plan; steps: Step[]; first: number }> {
+export async function startPlan(
+  db: Kysely<Database>,
+  kind: PlanKind,
+  routeName: string,
+  raw: unknown,
+  actor: string,
+): Promise<{ id: string; plan: Plan; steps: Step[]; first: number }> {
   const plan = parsePlan(kind, raw);
   const table = await latestTable(db);
   const route = table?.routes.find((r) => r.name === routeName);
@@ -77,14 +103,28 @@ export async function startPlan(db: Kysely<Database>, kind: PlanKind, routeName:
   const first = firstStep(plan, route);
   if (plan.kind === 'retire') await checkUnused(db, routeName, plan.unused);
   try {
-    const row = await db.insertInto('cutover_plans').values({
-      route: routeName, kind, plan: JSON.stringify(raw), status: 'running', step: -1, start_route: JSON.stringify(route), actor,
-      reason: `started by ${actor} at step ${first + 1}`,
-    }).returning('id').executeTakeFirstOrThrow();
+    const row = await db
+      .insertInto('cutover_plans')
+      .values({
+        route: routeName,
+        kind,
+        plan: JSON.stringify(raw),
+        status: 'running',
+        step: -1,
+        start_route: JSON.stringify(route),
+        actor,
+        reason: `started by ${actor} at step ${first + 1}`,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
     return { id: String(row.id), plan, steps: stepsOf(plan), first };
   } catch (err) {
     if ((err as { code?: string }).code === '23505') {
-      throw new BanyanError('plan-exists', `${routeName} already has a plan under way`, `see banyan routes ${kind} ${routeName} --status; stop it with --abort first`);
+      throw new BanyanError(
+        'plan-exists',
+        `${routeName} already has a plan under way`,
+        `see banyan routes ${kind} ${routeName} --status; stop it with --abort first`,
+      );
     }
     throw err;
   }
@@ -99,15 +139,24 @@ async function checkUnused(db: Kysely<Database>, route: string, unused: { forMs:
   if (requests <= unused.maxRequests) return;
   const agents = await sql<{ user_agent: string; requests: string }>`SELECT user_agent, sum(requests) AS requests FROM usage_user_agents
     WHERE route = ${route} AND bucket >= date_trunc('hour', ${since}::timestamptz) GROUP BY user_agent ORDER BY 2 DESC LIMIT 3`.execute(db);
-  throw new BanyanError('route-in-use', `${route} served ${requests.toLocaleString('en-US')} requests in the last ${formatMs(unused.forMs)} ` +
-    `(the plan allows ${unused.maxRequests}); top user agents: ${agents.rows.map((a) => `${quoted(a.user_agent)} (${a.requests})`).join(', ') || 'unknown'}`,
-  'nothing was started; see banyan report usage, and tell those callers first');
+  throw new BanyanError(
+    'route-in-use',
+    `${route} served ${requests.toLocaleString('en-US')} requests in the last ${formatMs(unused.forMs)} ` +
+      `(the plan allows ${unused.maxRequests}); top user agents: ${agents.rows.map((a) => `${quoted(a.user_agent)} (${a.requests})`).join(', ') || 'unknown'}`,
+    'nothing was started; see banyan report usage, and tell those callers first',
+  );
 }
 
 /** The route's plan under way, else its newest one. */
 export async function planFor(db: Kysely<Database>, route: string): Promise<PlanRow | undefined> {
-  return db.selectFrom('cutover_plans').selectAll().where('route', '=', route)
-    .orderBy(sql`status IN ('running', 'paused')`, 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return db
+    .selectFrom('cutover_plans')
+    .selectAll()
+    .where('route', '=', route)
+    .orderBy(sql`status IN ('running', 'paused')`, 'desc')
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
 }
 
 export async function activePlans(db: Kysely<Database>): Promise<PlanRow[]> {
@@ -129,8 +178,9 @@ export interface Watched {
   readonly reason: string;
 }
 
-export const approvalsOf = (row: Pick<PlanRow, 'approvals'>): Approval[] => (Array.isArray(row.approvals) ? row.approvals as Approval[] : []);
-export const watchedOf = (row: Pick<PlanRow, 'watched'>): Watched[] => (Array.isArray(row.watched) ? row.watched as Watched[] : []);
+export const approvalsOf = (row: Pick<PlanRow, 'approvals'>): Approval[] =>
+  Array.isArray(row.approvals) ? (row.approvals as Approval[]) : [];
+export const watchedOf = (row: Pick<PlanRow, 'watched'>): Watched[] => (Array.isArray(row.watched) ? (row.watched as Watched[]) : []);
 
 /** "would have rolled back at 14:02: …", as `--status`, the dashboard and the webhook say it. */
 export function describeWatched(w: Watched): string {
@@ -143,20 +193,44 @@ export function describeWatched(w: Watched): string {
  * again; abort ends the plan and puts the route back as it was before the
  * plan; approve lets a plan that waits at a gate into its next step.
  */
-export async function controlPlan(db: Kysely<Database>, route: string, action: 'pause' | 'resume' | 'abort' | 'approve', actor: string): Promise<{ row: PlanRow; version?: number }> {
+export async function controlPlan(
+  db: Kysely<Database>,
+  route: string,
+  action: 'pause' | 'resume' | 'abort' | 'approve',
+  actor: string,
+): Promise<{ row: PlanRow; version?: number }> {
   return db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('cutover_plans').selectAll().where('route', '=', route).where('status', 'in', ACTIVE).forUpdate().executeTakeFirst();
+    const row = await trx
+      .selectFrom('cutover_plans')
+      .selectAll()
+      .where('route', '=', route)
+      .where('status', 'in', ACTIVE)
+      .forUpdate()
+      .executeTakeFirst();
     if (!row) throw new BanyanError('no-plan', `${route} has no plan under way`, `start one: banyan routes promote ${route}`);
-    if (action === 'pause' && row.status === 'paused') throw new BanyanError('already-paused', `${route}'s plan is already paused`, `resume it: --resume`);
+    if (action === 'pause' && row.status === 'paused')
+      throw new BanyanError('already-paused', `${route}'s plan is already paused`, `resume it: --resume`);
     if (action === 'resume' && row.status === 'running') throw new BanyanError('not-paused', `${route}'s plan is running, not paused`);
     if (action === 'approve') {
       if (row.awaiting === null) {
-        throw new BanyanError('not-awaiting', `${route}'s plan is not waiting for approval`, `see banyan routes ${row.kind} ${route} --status; a step with "approve": true waits when the plan reaches it`);
+        throw new BanyanError(
+          'not-awaiting',
+          `${route}'s plan is not waiting for approval`,
+          `see banyan routes ${row.kind} ${route} --status; a step with "approve": true waits when the plan reaches it`,
+        );
       }
       const label = stepsOf(parsePlan(row.kind as PlanKind, row.plan))[row.awaiting]?.label ?? `step ${row.awaiting + 1}`;
       const approvals = [...approvalsOf(row), { step: row.awaiting, by: actor, at: new Date().toISOString() }];
-      const updated = await trx.updateTable('cutover_plans').set({ approvals: JSON.stringify(approvals), reason: `step ${row.awaiting + 1} (${label}) approved by ${actor}`, updated_at: new Date() })
-        .where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+      const updated = await trx
+        .updateTable('cutover_plans')
+        .set({
+          approvals: JSON.stringify(approvals),
+          reason: `step ${row.awaiting + 1} (${label}) approved by ${actor}`,
+          updated_at: new Date(),
+        })
+        .where('id', '=', row.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
       return { row: updated };
     }
     let version: number | undefined;
@@ -165,18 +239,27 @@ export async function controlPlan(db: Kysely<Database>, route: string, action: '
       const current = table?.routes.find((r) => r.name === route);
       if (table && current && canonical(current) !== canonical(row.start_route)) {
         const saved = await saveTableIn(trx, {
-          routes: table.routes.map((r) => (r.name === route ? row.start_route as Route : r)), actor,
-          reason: `abort the ${row.kind} plan ${row.id}: back to ${(row.start_route as Route).mode} as before the plan`, action: 'autopilot abort',
+          routes: table.routes.map((r) => (r.name === route ? (row.start_route as Route) : r)),
+          actor,
+          reason: `abort the ${row.kind} plan ${row.id}: back to ${(row.start_route as Route).mode} as before the plan`,
+          action: 'autopilot abort',
           expectedVersion: table.version,
         });
         version = saved.version;
       }
     }
     const status = action === 'pause' ? 'paused' : action === 'resume' ? 'running' : 'aborted';
-    const updated = await trx.updateTable('cutover_plans').set({
-      status, reason: `${action === 'abort' ? 'aborted' : `${action}d`} by ${actor}`, updated_at: new Date(),
-      ...(action === 'resume' ? { step_started_at: new Date(), held: false } : {}),
-    }).where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+    const updated = await trx
+      .updateTable('cutover_plans')
+      .set({
+        status,
+        reason: `${action === 'abort' ? 'aborted' : `${action}d`} by ${actor}`,
+        updated_at: new Date(),
+        ...(action === 'resume' ? { step_started_at: new Date(), held: false } : {}),
+      })
+      .where('id', '=', row.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
     return { row: updated, ...(version !== undefined ? { version } : {}) };
   });
 }
@@ -210,18 +293,30 @@ export interface PlanView {
  * The evidence a step is judged on: since the step began, the budget window, and since the plan began;
  * on canary and new steps, the plan's PromQL checks too, over the same window.
  */
-export async function stepEvidence(db: Kysely<Database>, row: PlanRow, step: Step, now: Date, prometheusUrl?: string): Promise<StepEvidence> {
+export async function stepEvidence(
+  db: Kysely<Database>,
+  row: PlanRow,
+  step: Step,
+  now: Date,
+  prometheusUrl?: string,
+): Promise<StepEvidence> {
   const began = row.step_started_at ?? now;
   const windowMs = step.promote?.budgets.windowMs ?? 0;
   const windowStart = new Date(Math.max(began.getTime(), now.getTime() - windowMs));
   const plan = parsePlan(row.kind as PlanKind, row.plan);
   const checks = plan.kind === 'promote' && (step.kind === 'canary' || step.kind === 'new') ? plan.checks : [];
   const [stepE, windowE, planE, queries] = await Promise.all([
-    evidenceSince(db, row.route, began), evidenceSince(db, row.route, windowStart), evidenceSince(db, row.route, new Date(row.created_at)),
-    checks.length ? runChecks(prometheusUrl, checks, {
-      route: row.route, service: serviceOf(row), window: promDuration(now.getTime() - windowStart.getTime()),
-      planWindow: promDuration(now.getTime() - new Date(row.created_at).getTime()),
-    }) : undefined,
+    evidenceSince(db, row.route, began),
+    evidenceSince(db, row.route, windowStart),
+    evidenceSince(db, row.route, new Date(row.created_at)),
+    checks.length
+      ? runChecks(prometheusUrl, checks, {
+          route: row.route,
+          service: serviceOf(row),
+          window: promDuration(now.getTime() - windowStart.getTime()),
+          planWindow: promDuration(now.getTime() - new Date(row.created_at).getTime()),
+        })
+      : undefined,
   ]);
   return { step: stepE, window: windowE, plan: planE, ...(queries ? { queries } : {}) };
 }
@@ -232,15 +327,28 @@ export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Dat
   const steps = stepsOf(plan);
   const step = row.step >= 0 ? steps[row.step] : undefined;
   const elapsedMs = step && row.step_started_at ? now.getTime() - new Date(row.step_started_at).getTime() : 0;
-  const verdict = step && row.status === 'running' ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now, prometheusUrl), serviceOf(row)) : undefined;
+  const verdict =
+    step && row.status === 'running'
+      ? judge(plan, step, elapsedMs, await stepEvidence(db, row, step, now, prometheusUrl), serviceOf(row))
+      : undefined;
   const lease = await db.selectFrom('autopilot_lease').select(['holder', 'expires_at']).where('name', '=', 'autopilot').executeTakeFirst();
   return {
-    id: String(row.id), route: row.route, kind: row.kind as PlanKind, status: row.status, step: row.step, steps: steps.map((s) => s.label),
-    stepLabel: step?.label ?? (row.status === 'running' ? 'starting' : '—'), elapsedMs,
+    id: String(row.id),
+    route: row.route,
+    kind: row.kind as PlanKind,
+    status: row.status,
+    step: row.step,
+    steps: steps.map((s) => s.label),
+    stepLabel: step?.label ?? (row.status === 'running' ? 'starting' : '—'),
+    elapsedMs,
     nextInMs: step && row.status === 'running' ? Math.max(0, step.holdMs - elapsedMs) : 0,
-    verdict, reason: row.reason, updatedAt: new Date(row.updated_at).toISOString(),
+    verdict,
+    reason: row.reason,
+    updatedAt: new Date(row.updated_at).toISOString(),
     lease: lease ? { holder: lease.holder, expiresInMs: new Date(lease.expires_at).getTime() - now.getTime() } : undefined,
     awaiting: row.awaiting !== null && steps[row.awaiting] ? { step: row.awaiting, label: steps[row.awaiting]!.label } : undefined,
-    approvals: approvalsOf(row), dryRun: plan.kind === 'promote' && plan.dryRun, watched: watchedOf(row).map(describeWatched),
+    approvals: approvalsOf(row),
+    dryRun: plan.kind === 'promote' && plan.dryRun,
+    watched: watchedOf(row).map(describeWatched),
   };
 }

@@ -36,19 +36,26 @@ export function promDuration(ms: number): string {
 }
 
 /** Runs every check (and legacy's side of those `against` it); never throws. */
-export async function runChecks(url: string | undefined, checks: readonly QueryCheck[], scope: QueryScope, timeoutMs = 3_000): Promise<QueryResult[]> {
-  return Promise.all(checks.map(async (check) => {
-    if (!url) return { name: check.name, problem: 'BANYAN_PROMETHEUS_URL is not set, so the query cannot run' };
-    const ours = await queryNumber(url, fillQuery(check.query, scope), timeoutMs);
-    if (typeof ours === 'string') return { name: check.name, problem: ours };
-    if (check.against !== 'legacy') return { name: check.name, value: ours };
-    let legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy' }), timeoutMs);
-    if (typeof legacy === 'string' && legacy.startsWith('no data') && scope.planWindow) {
-      legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy', window: scope.planWindow }), timeoutMs);
-    }
-    if (typeof legacy === 'string') return { name: check.name, value: ours, problem: `legacy's side: ${legacy}` };
-    return { name: check.name, value: ours, legacy };
-  }));
+export async function runChecks(
+  url: string | undefined,
+  checks: readonly QueryCheck[],
+  scope: QueryScope,
+  timeoutMs = 3_000,
+): Promise<QueryResult[]> {
+  return Promise.all(
+    checks.map(async (check) => {
+      if (!url) return { name: check.name, problem: 'BANYAN_PROMETHEUS_URL is not set, so the query cannot run' };
+      const ours = await queryNumber(url, fillQuery(check.query, scope), timeoutMs);
+      if (typeof ours === 'string') return { name: check.name, problem: ours };
+      if (check.against !== 'legacy') return { name: check.name, value: ours };
+      let legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy' }), timeoutMs);
+      if (typeof legacy === 'string' && legacy.startsWith('no data') && scope.planWindow) {
+        legacy = await queryNumber(url, fillQuery(check.query, { ...scope, service: 'legacy', window: scope.planWindow }), timeoutMs);
+      }
+      if (typeof legacy === 'string') return { name: check.name, value: ours, problem: `legacy's side: ${legacy}` };
+      return { name: check.name, value: ours, legacy };
+    }),
+  );
 }
 
 /** One instant query's single number, or what went wrong, in words. */
@@ -56,7 +63,7 @@ async function queryNumber(url: string, query: string, timeoutMs: number): Promi
   let body: { status?: string; error?: string; data?: { resultType?: string; result?: unknown } };
   try {
     const res = await fetch(new URL(`/api/v1/query?query=${encodeURIComponent(query)}`, url), { signal: AbortSignal.timeout(timeoutMs) });
-    body = await res.json() as typeof body;
+    body = (await res.json()) as typeof body;
   } catch (err) {
     return `Prometheus at ${url} did not answer (${(err as Error).message})`;
   }

@@ -28,15 +28,23 @@ export function loggableUrl(url: string): string {
 }
 
 /** Posts `event` as JSON to `url`; failures are logged, never thrown, and nothing waits for the receiver. */
-export function postEvent(url: string, event: unknown, options: { secret?: string | undefined; log: (line: string) => void; what: string }): Promise<void> {
+export function postEvent(
+  url: string,
+  event: unknown,
+  options: { secret?: string | undefined; log: (line: string) => void; what: string },
+): Promise<void> {
   const body = JSON.stringify(event);
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'banyan-autopilot' };
   if (options.secret) headers[SIGNATURE_HEADER] = signWebhook(body, options.secret, Math.floor(Date.now() / 1000));
   const shown = loggableUrl(url);
-  return fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(5_000) }).then((res) => {
-    if (res.status >= 300 && res.status < 400) options.log(`autopilot: webhook ${shown} answered ${res.status} (a redirect, not followed) to ${options.what}`);
-    else if (!res.ok) options.log(`autopilot: webhook ${shown} answered ${res.status} to ${options.what}`);
-  }, (err: Error) => {
-    options.log(`autopilot: webhook ${shown} failed for ${options.what}: ${err.message.replaceAll(url, shown)}`);
-  });
+  return fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(5_000) }).then(
+    (res) => {
+      if (res.status >= 300 && res.status < 400)
+        options.log(`autopilot: webhook ${shown} answered ${res.status} (a redirect, not followed) to ${options.what}`);
+      else if (!res.ok) options.log(`autopilot: webhook ${shown} answered ${res.status} to ${options.what}`);
+    },
+    (err: Error) => {
+      options.log(`autopilot: webhook ${shown} failed for ${options.what}: ${err.message.replaceAll(url, shown)}`);
+    },
+  );
 }

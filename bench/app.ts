@@ -34,7 +34,15 @@ import { freePort } from '../stack/ports.js';
 import { tempDir } from '../test/support/services.js';
 import { startNginx } from './nginx.js';
 
-const { values: flags } = parseArgs({ options: { 'requests': { type: 'string' }, 'connections': { type: 'string' }, 'rounds': { type: 'string' }, 'projects': { type: 'string' }, json: { type: 'boolean' } } });
+const { values: flags } = parseArgs({
+  options: {
+    requests: { type: 'string' },
+    connections: { type: 'string' },
+    rounds: { type: 'string' },
+    projects: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+});
 const requests = Number(flags['requests'] ?? 2000);
 const connections = Number(flags['connections'] ?? 8);
 const rounds = Number(flags['rounds'] ?? 3);
@@ -53,7 +61,13 @@ const services = await startServices({ dir, redis: 'required', log: progress });
 const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, poolSize: 20, name: 'banyan-bench-app' });
 const opened: (() => Promise<void>)[] = [];
 
-interface Figure { contestant: string; p50Ms: number; p99Ms: number; rps: number; bytes: number }
+interface Figure {
+  contestant: string;
+  p50Ms: number;
+  p99Ms: number;
+  rps: number;
+  bytes: number;
+}
 const results = new Map<string, Figure[]>();
 let plans: { project: string; query: string; seqScans: string[] }[] = [];
 let rssGrowth = 0;
@@ -69,22 +83,42 @@ try {
   if (spawnSync(process.execPath, [join(here, '..', 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] }).status !== 0) {
     throw new Error('npm run build failed: fix the build first');
   }
-  const database = { DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','), BANYAN_STORAGE: join(dir, 'files') };
+  const database = {
+    DATABASE_URL: services.primaryUrl,
+    DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
+    BANYAN_STORAGE: join(dir, 'files'),
+  };
   const cached = await appProcess({ ...database, REDIS_URL: services.redisUrl ?? '' });
   const uncached = await appProcess(database);
 
   progress(`seeding ${projects} projects and a giant of 10,000 releases and 50,000 files (banyan seed's data set)`);
   let shown = 0;
   const summary = await seedIndex(router.primary.db, {
-    projects, giants: 1, seed: 1, prefix: 'bench',
-    onProgress: (done, total) => { if (Date.now() - shown > 2_000) { shown = Date.now(); progress(`${done} of ${total} releases`); } },
+    projects,
+    giants: 1,
+    seed: 1,
+    prefix: 'bench',
+    onProgress: (done, total) => {
+      if (Date.now() - shown > 2_000) {
+        shown = Date.now();
+        progress(`${done} of ${total} releases`);
+      }
+    },
   });
   giant = summary.giants[0]!;
   middle = summary.largestOrdinary.name;
-  small = (await router.primary.db.selectFrom('projects').innerJoin('releases', 'releases.project_id', 'projects.id').select('projects.normalized_name')
-    .groupBy('projects.normalized_name').having((eb) => eb.fn.countAll(), '=', 10).limit(1).executeTakeFirstOrThrow()).normalized_name;
+  small = (
+    await router.primary.db
+      .selectFrom('projects')
+      .innerJoin('releases', 'releases.project_id', 'projects.id')
+      .select('projects.normalized_name')
+      .groupBy('projects.normalized_name')
+      .having((eb) => eb.fn.countAll(), '=', 10)
+      .limit(1)
+      .executeTakeFirstOrThrow()
+  ).normalized_name;
   await services.cluster.waitForReplay(60_000);
-  plans = [...await explainSimplePage(small), ...await explainSimplePage(giant)];
+  plans = [...(await explainSimplePage(small)), ...(await explainSimplePage(giant))];
 
   const simpleJson = { accept: 'application/vnd.pypi.simple.v1+json' };
   const page = await (await fetch(`${cached.url}/simple/${middle}/`, { headers: simpleJson })).text();
@@ -99,7 +133,17 @@ try {
     ['JSON API, 10 releases', cached.url, `/pypi/${small}/json`, {}, requests],
     ['JSON API, giant', uncached.url, `/pypi/${giant}/json`, {}, few],
     [`simple JSON, ${middle} (cache)`, cached.url, `/simple/${middle}/`, simpleJson, requests],
-    ...(nginxUrl ? [[`nginx, the same bytes from a file`, nginxUrl, '/simple.json', {}, requests] as [string, string, string, Record<string, string>, number]] : []),
+    ...(nginxUrl
+      ? [
+          [`nginx, the same bytes from a file`, nginxUrl, '/simple.json', {}, requests] as [
+            string,
+            string,
+            string,
+            Record<string, string>,
+            number,
+          ],
+        ]
+      : []),
     ['simple JSON, giant (no cache)', uncached.url, `/simple/${giant}/`, simpleJson, few],
   ];
   for (let round = 1; round <= rounds; round++) {
@@ -138,26 +182,41 @@ const ratios = {
   rssGrowthWhileRenderingGiantMb: rssGrowth / 2 ** 20,
 };
 if (flags.json) {
-  process.stdout.write(`${JSON.stringify({ requests, connections, rounds, projects: { small, giant, middle }, results: rows, ratios, plans }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ requests, connections, rounds, projects: { small, giant, middle }, results: rows, ratios, plans }, null, 2)}\n`,
+  );
 } else {
-  printTable(['contestant', 'p50 ms', 'p99 ms', 'req/s', 'bytes'], rows.map((r) => [
-    r.contestant, r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), Math.round(r.rps).toLocaleString('en-US'), r.bytes.toLocaleString('en-US'),
-  ]));
+  printTable(
+    ['contestant', 'p50 ms', 'p99 ms', 'req/s', 'bytes'],
+    rows.map((r) => [
+      r.contestant,
+      r.p50Ms.toFixed(2),
+      r.p99Ms.toFixed(2),
+      Math.round(r.rps).toLocaleString('en-US'),
+      r.bytes.toLocaleString('en-US'),
+    ]),
+  );
   const x = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
-  process.stdout.write(`\ndownload page p50, giant / 10 releases: ${x(ratios.downloadPageP50GiantOverSmall)} (target <= 1.5x); ` +
-    `page size ${((ratios.downloadPageBytesGiant ?? 0) / 1024).toFixed(1)} KB (target < 100 KB)\n` +
-    `simple page p50, giant / 10 releases: ${x(ratios.simpleP50GiantOverSmall)}; JSON API: ${x(ratios.jsonApiP50GiantOverSmall)} (both list every file, as their specs require)\n` +
-    `cached simple page / nginx serving the same bytes: ${x(ratios.cachedSimpleThroughputOverNginx)} throughput (target >= 0.5x)\n` +
-    `giant simple page uncached, p50 against ${BEFORE.simpleUncachedP50Ms} ms before it streamed: ${x(ratios.giantSimpleUncachedP50OverBefore)} (goal <= 0.33x)\n` +
-    `giant JSON API, p50 against ${BEFORE.jsonApiP50Ms} ms before it streamed: ${x(ratios.giantJsonApiP50OverBefore)} (goal <= 0.33x)\n` +
-    `app RSS growth while rendering the giant's pages uncached: ${ratios.rssGrowthWhileRenderingGiantMb.toFixed(1)} MB (goal < 64 MB)\n` +
-    [small, giant].map((name) => {
-      const mine = plans.filter((p) => p.project === name);
-      const scans = [...new Set(mine.flatMap((p) => p.seqScans))];
-      return `the uncached simple page of ${name === giant ? 'the giant' : 'the 10-release project'}: ${mine.length} queries, ` +
-        `${scans.length ? `sequential scans of ${scans.join(', ')}` : 'every big table read through an index'}\n`;
-    }).join('') +
-    'the giant\'s page reads most rows of its tables, where a sequential scan is the planner\'s right choice; a small project\'s must use the indexes\n');
+  process.stdout.write(
+    `\ndownload page p50, giant / 10 releases: ${x(ratios.downloadPageP50GiantOverSmall)} (target <= 1.5x); ` +
+      `page size ${((ratios.downloadPageBytesGiant ?? 0) / 1024).toFixed(1)} KB (target < 100 KB)\n` +
+      `simple page p50, giant / 10 releases: ${x(ratios.simpleP50GiantOverSmall)}; JSON API: ${x(ratios.jsonApiP50GiantOverSmall)} (both list every file, as their specs require)\n` +
+      `cached simple page / nginx serving the same bytes: ${x(ratios.cachedSimpleThroughputOverNginx)} throughput (target >= 0.5x)\n` +
+      `giant simple page uncached, p50 against ${BEFORE.simpleUncachedP50Ms} ms before it streamed: ${x(ratios.giantSimpleUncachedP50OverBefore)} (goal <= 0.33x)\n` +
+      `giant JSON API, p50 against ${BEFORE.jsonApiP50Ms} ms before it streamed: ${x(ratios.giantJsonApiP50OverBefore)} (goal <= 0.33x)\n` +
+      `app RSS growth while rendering the giant's pages uncached: ${ratios.rssGrowthWhileRenderingGiantMb.toFixed(1)} MB (goal < 64 MB)\n` +
+      [small, giant]
+        .map((name) => {
+          const mine = plans.filter((p) => p.project === name);
+          const scans = [...new Set(mine.flatMap((p) => p.seqScans))];
+          return (
+            `the uncached simple page of ${name === giant ? 'the giant' : 'the 10-release project'}: ${mine.length} queries, ` +
+            `${scans.length ? `sequential scans of ${scans.join(', ')}` : 'every big table read through an index'}\n`
+          );
+        })
+        .join('') +
+      "the giant's page reads most rows of its tables, where a sequential scan is the planner's right choice; a small project's must use the indexes\n",
+  );
 }
 process.exit(0);
 
@@ -165,7 +224,12 @@ process.exit(0);
 async function explainSimplePage(name: string): Promise<{ project: string; query: string; seqScans: string[] }[]> {
   const pool = new pg.Pool({ connectionString: services.primaryUrl, max: 1 });
   const captured: CompiledQuery[] = [];
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { captured.push(event.query); } });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      captured.push(event.query);
+    },
+  });
   try {
     const project = await findProject(db, name);
     for await (const batch of releaseParts((fn) => fn(db), project!.id, 'simple-json')) void batch;
@@ -174,7 +238,8 @@ async function explainSimplePage(name: string): Promise<{ project: string; query
       const plan = (await pool.query(`EXPLAIN (FORMAT JSON) ${q.sql}`, q.parameters as unknown[])).rows[0]['QUERY PLAN'] as unknown;
       const scans: string[] = [];
       const walk = (node: Record<string, unknown>) => {
-        if (node['Node Type'] === 'Seq Scan' && ['projects', 'releases', 'files'].includes(String(node['Relation Name']))) scans.push(String(node['Relation Name']));
+        if (node['Node Type'] === 'Seq Scan' && ['projects', 'releases', 'files'].includes(String(node['Relation Name'])))
+          scans.push(String(node['Relation Name']));
         for (const child of (node['Plans'] as Record<string, unknown>[] | undefined) ?? []) walk(child);
       };
       walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
@@ -191,7 +256,8 @@ async function appProcess(env: Record<string, string>): Promise<{ url: string; p
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [join(here, '..', 'bin', 'banyan.js'), 'app'], {
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', BANYAN_LOG: 'off' }, stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', BANYAN_LOG: 'off' },
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   opened.push(async () => {
     child.kill('SIGTERM');
@@ -200,7 +266,13 @@ async function appProcess(env: Record<string, string>): Promise<{ url: string; p
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`banyan app exited with ${child.exitCode}`);
-    if (await fetch(`${url}/_health`).then((r) => r.ok, () => false)) return { url, pid: child.pid! };
+    if (
+      await fetch(`${url}/_health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { url, pid: child.pid! };
     if (Date.now() > deadline) throw new Error('banyan app was not ready after 30 s');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -237,16 +309,18 @@ async function load(contestant: string, origin: string, path: string, headers: R
   // Warm up: first requests compile queries and fill the cache.
   for (let i = 0; i < Math.min(20, Math.ceil(requests / 10)); i++) await (await pool.request({ path, method: 'GET', headers })).body.text();
   const started = performance.now();
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (next++ < requests) {
-      const t0 = performance.now();
-      const res = await pool.request({ path, method: 'GET', headers });
-      const body = await res.body.text();
-      latencies.push(performance.now() - t0);
-      if (res.statusCode !== 200) throw new Error(`${contestant}: ${path} answered ${res.statusCode}: ${body.slice(0, 200)}`);
-      bytes = Buffer.byteLength(body);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (next++ < requests) {
+        const t0 = performance.now();
+        const res = await pool.request({ path, method: 'GET', headers });
+        const body = await res.body.text();
+        latencies.push(performance.now() - t0);
+        if (res.statusCode !== 200) throw new Error(`${contestant}: ${path} answered ${res.statusCode}: ${body.slice(0, 200)}`);
+        bytes = Buffer.byteLength(body);
+      }
+    }),
+  );
   const elapsed = (performance.now() - started) / 1000;
   await pool.close();
   latencies.sort((a, b) => a - b);

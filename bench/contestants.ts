@@ -42,7 +42,9 @@ function big(res: import('node:http').ServerResponse, bytes: number): void {
 /** POST /sink: reads the whole body and answers how many bytes came. */
 function sink(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
   let n = 0;
-  req.on('data', (d: Buffer) => { n += d.length; });
+  req.on('data', (d: Buffer) => {
+    n += d.length;
+  });
   req.on('end', () => res.end(String(n)));
 }
 
@@ -71,7 +73,10 @@ if (kind === 'backend') {
   const proxy = createProxyServer({ target, agent: new Agent({ keepAlive: true, maxSockets: 128 }) });
   proxy.on('error', (_err, _req, res) => {
     const r = res as import('node:http').ServerResponse;
-    if (typeof r.writeHead === 'function') { if (!r.headersSent) r.writeHead(502); r.end(); } else res.destroy();
+    if (typeof r.writeHead === 'function') {
+      if (!r.headersSent) r.writeHead(502);
+      r.end();
+    } else res.destroy();
   });
   const server = createServer((req, res) => proxy.web(req, res));
   server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
@@ -79,12 +84,16 @@ if (kind === 'backend') {
 } else if (kind === 'undici') {
   // The forwarding engine alone, with nothing else: the ceiling Banyan's features are measured against.
   const pool = new Pool(target!, { connections: 128 });
-  ready(createServer((req, res) => {
-    pool.stream({ path: req.url!, method: 'GET', headers: { host: req.headers.host ?? '' } }, ({ statusCode, headers }) => {
-      res.writeHead(statusCode, headers as Record<string, string>);
-      return res;
-    }).catch(() => res.destroy());
-  }));
+  ready(
+    createServer((req, res) => {
+      pool
+        .stream({ path: req.url!, method: 'GET', headers: { host: req.headers.host ?? '' } }, ({ statusCode, headers }) => {
+          res.writeHead(statusCode, headers as Record<string, string>);
+          return res;
+        })
+        .catch(() => res.destroy());
+    }),
+  );
 } else if (kind === 'fastify') {
   const app = Fastify({ logger: false });
   await app.register(fastifyProxy, { upstream: target! });
@@ -104,17 +113,33 @@ if (kind === 'backend') {
   const endpoints = [target!, ...moreTargets];
   const health = { path: '/', intervalMs: 1_000 };
   const table = moreTargets.length
-    ? compileTable(benchRoutes(Number(routeCount)), 1, [{ name: 'legacy', endpoints, health }, { name: 'app', endpoints, health }])
+    ? compileTable(benchRoutes(Number(routeCount)), 1, [
+        { name: 'legacy', endpoints, health },
+        { name: 'app', endpoints, health },
+      ])
     : compileTable(benchRoutes(Number(routeCount)), 1);
   // Counted per request as in production; never flushed, so no database is reached (the pool connects on first use).
   const db = connect('postgres://bench@127.0.0.1:1/none', { max: 1 });
   const usage = new UsageLedger({ db });
   // The benchmarked route under a plan: the autopilot's evidence is counted on every request too (never flushed here).
-  const autopilot = new Autopilot({ db, tickMs: 1_000, leaseMs: 5_000, shadowCounts: () => ({ match: 0, mismatch: 0 }), changed: async () => {}, log: () => {} });
+  const autopilot = new Autopilot({
+    db,
+    tickMs: 1_000,
+    leaseMs: 5_000,
+    shadowCounts: () => ({ match: 0, mismatch: 0 }),
+    changed: async () => {},
+    log: () => {},
+  });
   autopilot.sampler.watch(['legacy.project_json']);
   const proxy = createProxy({
-    legacyUrl: target!, appUrl: target!, metrics, table: { current: table }, log: () => {}, usage,
-    observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
+    legacyUrl: target!,
+    appUrl: target!,
+    metrics,
+    table: { current: table },
+    log: () => {},
+    usage,
+    observe: (route, served, status, seconds, fellBack, agent) =>
+      autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
     pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentPosition: async () => ({ lsn: 0n }) },
     // The load generator is one address that stands for every client: no per-client share.
     clientSharePercent: 100,

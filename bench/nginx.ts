@@ -22,7 +22,9 @@ export async function startNginx(server: (dir: string) => string): Promise<Nginx
   const dir = mkdtempSync(join(tmpdir(), 'banyan-bench-nginx-'));
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, `
+  writeFileSync(
+    conf,
+    `
 worker_processes 1;
 error_log ${dir}/error.log;
 pid ${dir}/nginx.pid;
@@ -31,7 +33,8 @@ http {
   access_log off;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
   ${server(dir).replace('SERVER {', `server {\n    listen 127.0.0.1:${port};`)}
-}`);
+}`,
+  );
   const child = spawn('nginx', ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
   let stopped = false;

@@ -13,10 +13,20 @@ export const BENCH_PATH = '/pypi/project-500/json';
  */
 export function benchRoutes(count: number): Route[] {
   const routes: Route[] = [
-    { name: 'legacy.project_json', match: { path: '/pypi/:project/json' }, mode: 'legacy', features: [{ query: ':action', known: ['display'] }] },
+    {
+      name: 'legacy.project_json',
+      match: { path: '/pypi/:project/json' },
+      mode: 'legacy',
+      features: [{ query: ':action', known: ['display'] }],
+    },
     { name: 'simple.index', match: { path: '/simple/' }, mode: 'new', fallback: true },
     { name: 'simple.detail', match: { path: '/simple/:project/' }, mode: 'new', fallback: true },
-    { name: 'legacy.rss', match: { path: '/pypi', query: { ':action': 'rss' } }, mode: 'retired', retired: { status: 410, message: 'gone' } },
+    {
+      name: 'legacy.rss',
+      match: { path: '/pypi', query: { ':action': 'rss' } },
+      mode: 'retired',
+      retired: { status: 410, message: 'gone' },
+    },
     { name: 'legacy.xmlrpc', match: { path: '/pypi', methods: ['POST'] }, mode: 'shadow' },
     { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy' },
     { name: 'legacy.project', match: { path: '/pypi/:project' }, mode: 'legacy' },
@@ -26,11 +36,16 @@ export function benchRoutes(count: number): Route[] {
   ];
   for (let i = 0; routes.length < count; i++) {
     const shape = i % 5;
-    const path = shape === 0 ? `/feature${i}/:id`
-      : shape === 1 ? `/area${i % 40}/section${i}/*`
-        : shape === 2 ? `/pypi/:project/extra${i}`
-          : shape === 3 ? `/api/v${i % 7}/items${i}/:item/detail`
-            : `/static/r${i}/:file`;
+    const path =
+      shape === 0
+        ? `/feature${i}/:id`
+        : shape === 1
+          ? `/area${i % 40}/section${i}/*`
+          : shape === 2
+            ? `/pypi/:project/extra${i}`
+            : shape === 3
+              ? `/api/v${i % 7}/items${i}/:item/detail`
+              : `/static/r${i}/:file`;
     routes.push({ name: `bench.r${i}`, match: { path, ...(i % 3 === 0 ? { methods: ['GET'] } : {}) }, mode: i % 2 ? 'legacy' : 'new' });
   }
   return routes.slice(0, Math.max(count, 10));

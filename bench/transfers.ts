@@ -15,13 +15,18 @@ import { request } from 'undici';
 export function rssOf(pid: number): number {
   const one = (p: number) => {
     try {
-      const line = readFileSync(`/proc/${p}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+      const line = readFileSync(`/proc/${p}/status`, 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('VmRSS:'));
       return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) * 1024;
     } catch {
       return 0;
     }
   };
-  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map(Number);
   return one(pid) + children.reduce((sum, c) => sum + one(c), 0);
 }
 
@@ -29,7 +34,9 @@ export function rssOf(pid: number): number {
 async function peakGrowth<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; growth: number }> {
   const start = rssOf(pid);
   let peak = start;
-  const timer = setInterval(() => { peak = Math.max(peak, rssOf(pid)); }, 50);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssOf(pid));
+  }, 50);
   try {
     const result = await work();
     return { result, growth: Math.max(0, Math.max(peak, rssOf(pid)) - start) };
@@ -38,7 +45,10 @@ async function peakGrowth<T>(pid: number, work: () => Promise<T>): Promise<{ res
   }
 }
 
-export interface Transfer { readonly mbPerSecond: number; readonly rssGrowth: number }
+export interface Transfer {
+  readonly mbPerSecond: number;
+  readonly rssGrowth: number;
+}
 
 /** Downloads `mib` MiB through `base` (the backend's /big/N), reading as fast as it comes. */
 export async function download(base: string, pid: number, mib: number): Promise<Transfer> {
@@ -59,10 +69,21 @@ export async function upload(base: string, pid: number, mib: number): Promise<Tr
   const total = mib * 1024 * 1024;
   const { result: seconds, growth } = await peakGrowth(pid, async () => {
     const t0 = performance.now();
-    const body = Readable.from((function* () { for (let sent = 0; sent < total; sent += chunk.length) yield chunk; })());
-    const res = await request(`${base}/sink`, { method: 'POST', body, headers: { 'content-length': String(total) }, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    const body = Readable.from(
+      (function* () {
+        for (let sent = 0; sent < total; sent += chunk.length) yield chunk;
+      })(),
+    );
+    const res = await request(`${base}/sink`, {
+      method: 'POST',
+      body,
+      headers: { 'content-length': String(total) },
+      headersTimeout: 60_000,
+      bodyTimeout: 60_000,
+    });
     const text = await res.body.text();
-    if (Number(text) !== total) throw new Error(`upload through ${base}: ${res.statusCode} ${text.slice(0, 200)} (expected the backend to count ${total} bytes)`);
+    if (Number(text) !== total)
+      throw new Error(`upload through ${base}: ${res.statusCode} ${text.slice(0, 200)} (expected the backend to count ${total} bytes)`);
     return (performance.now() - t0) / 1000;
   });
   return { mbPerSecond: mib / seconds, rssGrowth: growth };
@@ -73,7 +94,9 @@ function tunnel(base: string): Promise<Socket> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const socket = connect({ host: hostname, port: Number(port) }, () => {
-      socket.write(`GET /echo HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      socket.write(
+        `GET /echo HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      );
     });
     let head = '';
     const onData = (d: Buffer) => {
@@ -101,7 +124,10 @@ export async function websocketEcho(base: string): Promise<{ roundTripUs: number
         let got = 0;
         const onData = (d: Buffer) => {
           got += d.length;
-          if (got >= small.length) { socket.off('data', onData); resolve(); }
+          if (got >= small.length) {
+            socket.off('data', onData);
+            resolve();
+          }
         };
         socket.on('data', onData);
         socket.write(small);
@@ -113,7 +139,10 @@ export async function websocketEcho(base: string): Promise<{ roundTripUs: number
     const t1 = performance.now();
     await new Promise<void>((resolve, reject) => {
       let back = 0;
-      socket.on('data', (d: Buffer) => { back += d.length; if (back >= total) resolve(); });
+      socket.on('data', (d: Buffer) => {
+        back += d.length;
+        if (back >= total) resolve();
+      });
       socket.once('error', reject);
       let sent = 0;
       const more = () => {
@@ -140,16 +169,25 @@ export async function idleConnections(base: string, pid: number, count: number):
   const sockets: Socket[] = [];
   try {
     for (let i = 0; i < count; i += 200) {
-      await Promise.all(Array.from({ length: Math.min(200, count - i) }, (_, j) => new Promise<void>((resolve) => {
-        const n = i + j;
-        const socket = connect({ host: hostname, port: Number(port), localAddress: `127.0.${1 + Math.floor(n / 200)}.${1 + (n % 200)}` }, () => {
-          socket.write(`GET /idle HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
-        });
-        socket.once('data', () => resolve());
-        socket.once('error', () => resolve());
-        socket.setTimeout(10_000, () => resolve());
-        sockets.push(socket);
-      })));
+      await Promise.all(
+        Array.from(
+          { length: Math.min(200, count - i) },
+          (_, j) =>
+            new Promise<void>((resolve) => {
+              const n = i + j;
+              const socket = connect(
+                { host: hostname, port: Number(port), localAddress: `127.0.${1 + Math.floor(n / 200)}.${1 + (n % 200)}` },
+                () => {
+                  socket.write(`GET /idle HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+                },
+              );
+              socket.once('data', () => resolve());
+              socket.once('error', () => resolve());
+              socket.setTimeout(10_000, () => resolve());
+              sockets.push(socket);
+            }),
+        ),
+      );
     }
     await new Promise((r) => setTimeout(r, 1_000));
     const opened = sockets.filter((s) => !s.destroyed).length;

@@ -81,30 +81,42 @@ export async function tokens(args: Args): Promise<void> {
         process.stdout.write(`${subject} has no tokens. Create one: banyan tokens create ${subject}\n`);
         return;
       }
-      printTable(['id', 'scope', 'description', 'created', 'last used'], list.map((t) => [
-        t.id, t.project ? `project ${t.project}` : 'all their projects', t.description, t.createdAt.slice(0, 16).replace('T', ' '),
-        t.lastUsedAt ? t.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
-      ]));
+      printTable(
+        ['id', 'scope', 'description', 'created', 'last used'],
+        list.map((t) => [
+          t.id,
+          t.project ? `project ${t.project}` : 'all their projects',
+          t.description,
+          t.createdAt.slice(0, 16).replace('T', ' '),
+          t.lastUsedAt ? t.lastUsedAt.slice(0, 16).replace('T', ' ') : 'never',
+        ]),
+      );
       return;
     }
     if (action === 'revoke') {
       const revoked = await revokeToken(db, subject, operatorName());
       if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ id: subject, ...revoked })}\n`);
-      else process.stdout.write(`Revoked token ${subject} of ${revoked.username}${revoked.project ? ` (project ${revoked.project})` : ''}; it stops working now.\n`);
+      else
+        process.stdout.write(
+          `Revoked token ${subject} of ${revoked.username}${revoked.project ? ` (project ${revoked.project})` : ''}; it stops working now.\n`,
+        );
       return;
     }
     const description = args.flags.get('description');
     const project = args.flags.get('project');
     const created = await createToken(db, subject, typeof description === 'string' ? description : '', {
-      project: typeof project === 'string' ? project : undefined, actor: operatorName(),
+      project: typeof project === 'string' ? project : undefined,
+      actor: operatorName(),
     });
     if (args.flags.has('json')) {
       process.stdout.write(`${JSON.stringify({ id: created.id, username: subject, project: created.project, token: created.token })}\n`);
       return;
     }
     process.stdout.write(`${created.token}\n`);
-    process.stderr.write(`This token is shown only once; store it now.${created.project ? ` It can upload to ${created.project} only.` : ''} Upload with it as username __token__:\n` +
-      `  twine upload --repository-url <proxy>/legacy/ -u __token__ -p ${created.token.slice(0, 12)}... dist/*\n`);
+    process.stderr.write(
+      `This token is shown only once; store it now.${created.project ? ` It can upload to ${created.project} only.` : ''} Upload with it as username __token__:\n` +
+        `  twine upload --repository-url <proxy>/legacy/ -u __token__ -p ${created.token.slice(0, 12)}... dist/*\n`,
+    );
   } finally {
     await db.destroy();
   }
@@ -118,15 +130,28 @@ export async function projects(args: Args): Promise<void> {
     if (action === 'roles') {
       const { project: name, roles } = await listRoles(db, project!);
       if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ project: name, roles }, null, 2)}\n`);
-      else printTable(['user', 'role'], roles.map((r) => [r.username, r.role]));
+      else
+        printTable(
+          ['user', 'role'],
+          roles.map((r) => [r.username, r.role]),
+        );
       return;
     }
     if (action === 'add-role') {
       const given = String(args.flags.get('role') ?? '');
       const role = ROLES.find((r) => r.toLowerCase() === given.toLowerCase());
-      if (!role) throw new BanyanError('bad-arguments', `--role must be owner or maintainer, not "${given}"`, 'owners manage the project and its roles; maintainers upload');
+      if (!role)
+        throw new BanyanError(
+          'bad-arguments',
+          `--role must be owner or maintainer, not "${given}"`,
+          'owners manage the project and its roles; maintainers upload',
+        );
       const outcome = await setRole(db, project!, username!, role, operatorName());
-      process.stdout.write(outcome === 'unchanged' ? `${username} already is ${role} of ${project}; nothing changed.\n` : `${username} is now ${role} of ${project}.\n`);
+      process.stdout.write(
+        outcome === 'unchanged'
+          ? `${username} already is ${role} of ${project}; nothing changed.\n`
+          : `${username} is now ${role} of ${project}.\n`,
+      );
       return;
     }
     const removed = await removeRole(db, project!, username!, operatorName());
@@ -135,4 +160,3 @@ export async function projects(args: Args): Promise<void> {
     await db.destroy();
   }
 }
-

@@ -10,12 +10,19 @@ export async function askAdmin(path: string): Promise<Record<string, unknown>> {
   try {
     res = await fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
   } catch (err) {
-    throw new BanyanError('proxy-unreachable', `cannot reach the proxy's admin API at ${admin}: ${(err as Error).message}`, 'is the proxy running? check BANYAN_ADMIN_URL');
+    throw new BanyanError(
+      'proxy-unreachable',
+      `cannot reach the proxy's admin API at ${admin}: ${(err as Error).message}`,
+      'is the proxy running? check BANYAN_ADMIN_URL',
+    );
   }
-  const body = await res.json().catch(() => ({})) as Record<string, unknown>;
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   if (!res.ok) {
-    throw new BanyanError(res.status === 404 ? 'not-found' : 'admin-refused', `the admin API answered ${res.status}: ${String(body['message'] ?? '')}`,
-      typeof body['hint'] === 'string' ? body['hint'] : undefined);
+    throw new BanyanError(
+      res.status === 404 ? 'not-found' : 'admin-refused',
+      `the admin API answered ${res.status}: ${String(body['message'] ?? '')}`,
+      typeof body['hint'] === 'string' ? body['hint'] : undefined,
+    );
   }
   return body;
 }

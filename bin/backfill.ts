@@ -16,7 +16,11 @@ import { progress } from './output.js';
 export async function backfill(args: Args): Promise<void> {
   const what = args.words[0] as 'metadata' | 'digests';
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), { max: 2, name: 'banyan-backfill', statementTimeoutMs: 0 });
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), {
+    max: 2,
+    name: 'banyan-backfill',
+    statementTimeoutMs: 0,
+  });
   const store = new FileStore(settings.storageDir);
   const cache = new CacheGenerations(settings.redisUrl);
   try {
@@ -35,9 +39,11 @@ export async function backfill(args: Args): Promise<void> {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return;
     }
-    process.stdout.write(what === 'metadata'
-      ? `Extracted METADATA from ${result.extracted} wheel${result.extracted === 1 ? '' : 's'}; pip now reads them without downloading.\n`
-      : `Computed MD5 and BLAKE2b-256 digests of ${result.extracted} file${result.extracted === 1 ? '' : 's'}.\n`);
+    process.stdout.write(
+      what === 'metadata'
+        ? `Extracted METADATA from ${result.extracted} wheel${result.extracted === 1 ? '' : 's'}; pip now reads them without downloading.\n`
+        : `Computed MD5 and BLAKE2b-256 digests of ${result.extracted} file${result.extracted === 1 ? '' : 's'}.\n`,
+    );
     for (const s of result.skipped) process.stdout.write(`  skipped ${s.filename}: ${s.why}\n`);
     if (result.skipped.length) process.exitCode = 1;
   } finally {

@@ -21,7 +21,9 @@ function newerThan(dir, time) {
 
 const built = existsSync(stamp) ? statSync(stamp).mtimeMs : undefined;
 // An installed package has no sources; a checkout runs its sources unless the build is newer than all of them.
-const fresh = () => !SOURCES.some((dir) => newerThan(`${root}${dir}`, built)) && !(statSync(`${root}routes.json`, { throwIfNoEntry: false })?.mtimeMs > built);
+const fresh = () =>
+  !SOURCES.some((dir) => newerThan(`${root}${dir}`, built)) &&
+  !(statSync(`${root}routes.json`, { throwIfNoEntry: false })?.mtimeMs > built);
 if (built !== undefined && (!existsSync(`${root}bin/cli.ts`) || fresh())) {
   await import('../dist/bin/cli.js');
 } else {

@@ -19,12 +19,16 @@ export async function migrate(args: Args): Promise<void> {
         process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         return;
       }
-      printTable(['migration', 'applied'], list.map((m) => [m.name, m.executedAt ? m.executedAt.toISOString() : 'pending']));
+      printTable(
+        ['migration', 'applied'],
+        list.map((m) => [m.name, m.executedAt ? m.executedAt.toISOString() : 'pending']),
+      );
       return;
     }
     const names = action === 'up' ? await migrateUp(db) : await migrateDown(db, args.flags.has('all'));
     if (json) process.stdout.write(`${JSON.stringify({ [action === 'up' ? 'applied' : 'reverted']: names })}\n`);
-    else if (names.length === 0) process.stdout.write(action === 'up' ? 'Nothing to do: the schema is up to date.\n' : 'Nothing to revert.\n');
+    else if (names.length === 0)
+      process.stdout.write(action === 'up' ? 'Nothing to do: the schema is up to date.\n' : 'Nothing to revert.\n');
     else for (const name of names) process.stdout.write(`${action === 'up' ? 'applied ' : 'reverted'}  ${name}\n`);
   } finally {
     await db.destroy();

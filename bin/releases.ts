@@ -22,16 +22,24 @@ export async function releases(args: Args): Promise<void> {
   try {
     const reason = args.flags.get('reason');
     const change = await changeRelease(db, action, project, version, {
-      reason: typeof reason === 'string' ? reason : undefined, actor: operatorName(),
+      reason: typeof reason === 'string' ? reason : undefined,
+      actor: operatorName(),
     });
     await new WriteAnnouncer({ currentPosition: () => currentPosition(db) }, fences, cache).announce([change.project], action === 'delete');
     const store = new FileStore(settings.storageDir);
     for (const path of change.removedPaths) await store.remove(path);
     if (args.flags.has('json')) {
-      process.stdout.write(`${JSON.stringify({ action, project: change.project, version: change.version, filesRemoved: change.removedPaths.length })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ action, project: change.project, version: change.version, filesRemoved: change.removedPaths.length })}\n`,
+      );
       return;
     }
-    const done = action === 'yank' ? 'yanked: pip skips it unless pinned with ==' : action === 'unyank' ? 'un-yanked' : `deleted with its ${change.removedPaths.length} file(s)`;
+    const done =
+      action === 'yank'
+        ? 'yanked: pip skips it unless pinned with =='
+        : action === 'unyank'
+          ? 'un-yanked'
+          : `deleted with its ${change.removedPaths.length} file(s)`;
     process.stdout.write(`${change.project} ${change.version} ${done}.\n`);
   } finally {
     fences.close();

@@ -16,7 +16,11 @@ export async function report(args: Args): Promise<void> {
   try {
     const now = new Date();
     const table = await latestTable(db);
-    const r = await usageReport(db, table?.routes ?? [], { since: new Date(now.getTime() - sinceMs), unusedSince: new Date(now.getTime() - unusedMs), now });
+    const r = await usageReport(db, table?.routes ?? [], {
+      since: new Date(now.getTime() - sinceMs),
+      unusedSince: new Date(now.getTime() - unusedMs),
+      now,
+    });
     if (args.flags.has('json')) {
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return;
@@ -25,33 +29,48 @@ export async function report(args: Args): Promise<void> {
     const out = process.stdout;
     const count = (n: number) => n.toLocaleString('en-US');
     const when = (iso: string | null) => (iso ? `${iso.slice(0, 16).replace('T', ' ')}Z` : 'never');
-    out.write(`Usage from ${r.since.slice(0, 16)}Z to ${r.until.slice(0, 16)}Z (${days(sinceMs)}): ${count(r.totalRequests)} requests through the proxy, ${count(r.totalUse)} of them use.\n`);
-    out.write('Use is every answer but a 4xx (not found, refused), aborted requests included. Counts reach the ledger within a minute (BANYAN_USAGE_FLUSH).\n\n');
+    out.write(
+      `Usage from ${r.since.slice(0, 16)}Z to ${r.until.slice(0, 16)}Z (${days(sinceMs)}): ${count(r.totalRequests)} requests through the proxy, ${count(r.totalUse)} of them use.\n`,
+    );
+    out.write(
+      'Use is every answer but a 4xx (not found, refused), aborted requests included. Counts reach the ledger within a minute (BANYAN_USAGE_FLUSH).\n\n',
+    );
     const section = (title: string, lines: UsageLine[], empty: string) => {
       out.write(`${title}\n`);
       if (lines.length === 0) {
         out.write(`  ${empty}\n\n`);
         return;
       }
-      printTable(['route / feature', 'use', 'share', '4xx', '5xx', 'by service', 'last used', 'top user agents'], lines.map((l) => [
-        l.feature ? `  ${l.feature}` : l.route,
-        count(l.use),
-        `${(l.share * 100).toFixed(1)}%`,
-        count(l.statuses['4xx'] ?? 0),
-        count(l.statuses['5xx'] ?? 0),
-        Object.entries(l.services).sort(([a], [b]) => a.localeCompare(b)).map(([b, n]) => `${b} ${count(n)}`).join(', '),
-        when(l.lastUsed),
-        l.topUserAgents.map((a) => `${shortAgent(a.userAgent)} (${a.requests})`).join(', '),
-      ]));
+      printTable(
+        ['route / feature', 'use', 'share', '4xx', '5xx', 'by service', 'last used', 'top user agents'],
+        lines.map((l) => [
+          l.feature ? `  ${l.feature}` : l.route,
+          count(l.use),
+          `${(l.share * 100).toFixed(1)}%`,
+          count(l.statuses['4xx'] ?? 0),
+          count(l.statuses['5xx'] ?? 0),
+          Object.entries(l.services)
+            .sort(([a], [b]) => a.localeCompare(b))
+            .map(([b, n]) => `${b} ${count(n)}`)
+            .join(', '),
+          when(l.lastUsed),
+          l.topUserAgents.map((a) => `${shortAgent(a.userAgent)} (${a.requests})`).join(', '),
+        ]),
+      );
       out.write('\n');
     };
     section('Legacy routes and features in use', r.legacy, 'none: no request reached legacy in this window');
     section('Served by the new services', r.new, 'none yet');
     if (r.retired.length) section('Retired routes still being called', r.retired, '');
-    out.write(`Retirement candidates: legacy routes and features with no use since ${r.unusedSince.slice(0, 16)}Z (4xx answers are not use)\n`);
+    out.write(
+      `Retirement candidates: legacy routes and features with no use since ${r.unusedSince.slice(0, 16)}Z (4xx answers are not use)\n`,
+    );
     if (r.candidates.length === 0) out.write('  none: every legacy route was used\n');
     else {
-      printTable(['route', 'feature', 'mode', 'last used'], r.candidates.map((c) => [c.route, c.feature || '(whole route)', c.mode, when(c.lastUsed)]));
+      printTable(
+        ['route', 'feature', 'mode', 'last used'],
+        r.candidates.map((c) => [c.route, c.feature || '(whole route)', c.mode, when(c.lastUsed)]),
+      );
       out.write('\nTo retire one: banyan routes set ROUTE --mode retired --status 410 --message "…" --reason "…"\n');
     }
   } finally {

@@ -15,10 +15,15 @@ export interface PreflightTargets {
 /** Which backends answer users on a route in a mode (`legacy` for a fallback too). */
 function answering(route: Route): Set<'new' | 'legacy'> {
   switch (route.mode) {
-    case 'new': return new Set(route.fallback ? ['new', 'legacy'] : ['new']);
-    case 'canary': return new Set(['new', 'legacy']);
-    case 'legacy': case 'shadow': return new Set(['legacy']);
-    default: return new Set();
+    case 'new':
+      return new Set(route.fallback ? ['new', 'legacy'] : ['new']);
+    case 'canary':
+      return new Set(['new', 'legacy']);
+    case 'legacy':
+    case 'shadow':
+      return new Set(['legacy']);
+    default:
+      return new Set();
   }
 }
 

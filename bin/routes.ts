@@ -6,8 +6,24 @@ import { parseDuration } from '../lib/duration.js';
 import { PREVIEW_PATH, signPreview } from '../proxy/preview.js';
 import { BanyanError } from '../lib/errors.js';
 import {
-  announceVersion, auditLog, changeRoute, DEFAULT_SERVICE, describeChange, IMPLICIT_UPSTREAMS, latestTable, LEGACY, type Mode, MODES, readRoutesFile,
-  rollbackTable, type Route, saveTable, summary, type UpstreamSpec, upstreamSource, validateTable,
+  announceVersion,
+  auditLog,
+  changeRoute,
+  DEFAULT_SERVICE,
+  describeChange,
+  IMPLICIT_UPSTREAMS,
+  latestTable,
+  LEGACY,
+  type Mode,
+  MODES,
+  readRoutesFile,
+  rollbackTable,
+  type Route,
+  saveTable,
+  summary,
+  type UpstreamSpec,
+  upstreamSource,
+  validateTable,
 } from '../routing/table/index.js';
 import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
@@ -26,14 +42,22 @@ export async function routes(args: Args): Promise<void> {
     const current = await latestTable(db);
     const c = new RoutesCommand(args, settings, db, current, usage);
     switch (action) {
-      case 'list': return c.list();
-      case 'preview': return c.preview(target);
-      case 'show': return c.show(target);
-      case 'set': return await c.set(target);
-      case 'apply': return await c.apply(target);
-      case 'history': return await c.history();
-      case 'rollback': return await c.rollback(target);
-      default: throw usage(`unknown routes action "${action}"`);
+      case 'list':
+        return c.list();
+      case 'preview':
+        return c.preview(target);
+      case 'show':
+        return c.show(target);
+      case 'set':
+        return await c.set(target);
+      case 'apply':
+        return await c.apply(target);
+      case 'history':
+        return await c.history();
+      case 'rollback':
+        return await c.rollback(target);
+      default:
+        throw usage(`unknown routes action "${action}"`);
     }
   } finally {
     await db.destroy();
@@ -65,18 +89,27 @@ class RoutesCommand {
     const { current } = this;
     if (this.json) return out({ version: current?.version ?? 0, upstreams: this.upstreams, routes: this.table });
     process.stdout.write(`Route table version ${current?.version ?? 0}${current ? `, by ${current.actor}: ${current.reason}` : ''}\n\n`);
-    printTable(['route', 'match', 'mode', 'service'], this.table.map((r) => [r.name, matchText(r), summary(r, false), serviceText(r)]));
+    printTable(
+      ['route', 'match', 'mode', 'service'],
+      this.table.map((r) => [r.name, matchText(r), summary(r, false), serviceText(r)]),
+    );
     process.stdout.write('\n');
-    printTable(['upstream', 'endpoints', 'balance', 'health'], this.upstreams.map((u) => [
-      u.name, upstreamSource(u), u.balance ?? 'least-request', u.health ? u.health.path : '',
-    ]));
+    printTable(
+      ['upstream', 'endpoints', 'balance', 'health'],
+      this.upstreams.map((u) => [u.name, upstreamSource(u), u.balance ?? 'least-request', u.health ? u.health.path : '']),
+    );
   }
 
   preview(target: string | undefined): void {
     const { flags } = this.args;
     const route = find(this.table, target);
     const secret = this.settings.secret?.split(',')[0] ?? stackSecret();
-    if (!secret) throw new BanyanError('missing-setting', 'BANYAN_SECRET is not set; preview links are signed with it', 'set BANYAN_SECRET to the proxies\' secret');
+    if (!secret)
+      throw new BanyanError(
+        'missing-setting',
+        'BANYAN_SECRET is not set; preview links are signed with it',
+        "set BANYAN_SECRET to the proxies' secret",
+      );
     const forMs = parseDuration(String(flags.get('for') ?? '1h'), '--for');
     if (forMs > 7 * 86_400_000) throw this.usage('--for is at most 7 days: a preview is for staff trying a route, not a second mode');
     const expires = Date.now() + forMs;
@@ -84,15 +117,18 @@ class RoutesCommand {
     const path = String(flags.get('path') ?? route.match.path.replace(/:[^/]+|\*/g, (m) => (m === '*' ? '' : 'x')));
     const link = `${base}${PREVIEW_PATH}?token=${encodeURIComponent(signPreview(route.name, expires, secret))}&next=${encodeURIComponent(path)}`;
     if (this.json) return out({ route: route.name, expires: new Date(expires).toISOString(), link });
-    process.stdout.write(`Open this link in the browser that should try ${route.name} on the new app, until ${new Date(expires).toISOString().slice(0, 16).replace('T', ' ')}Z:\n\n  ${link}\n\n` +
-      'Only that browser, and only this route, goes to the new app; everyone else still follows the route\'s mode. Anyone with the link can use it until it expires.\n');
+    process.stdout.write(
+      `Open this link in the browser that should try ${route.name} on the new app, until ${new Date(expires).toISOString().slice(0, 16).replace('T', ' ')}Z:\n\n  ${link}\n\n` +
+        "Only that browser, and only this route, goes to the new app; everyone else still follows the route's mode. Anyone with the link can use it until it expires.\n",
+    );
   }
 
   show(target: string | undefined): void {
     const route = find(this.table, target);
     if (this.json) return out(route);
     const rows = Object.entries(route).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]);
-    if (route.service === undefined) rows.splice(rows.findIndex(([k]) => k === 'mode') + 1, 0, ['service', `${DEFAULT_SERVICE} (the default)`]);
+    if (route.service === undefined)
+      rows.splice(rows.findIndex(([k]) => k === 'mode') + 1, 0, ['service', `${DEFAULT_SERVICE} (the default)`]);
     printTable(['field', 'value'], rows);
   }
 
@@ -103,13 +139,18 @@ class RoutesCommand {
     const next = this.table.map((r) => (r.name === route.name ? changed : r));
     const sample = flags.get('sample');
     const warnings = await preflight(route, changed, {
-      appUrl: this.serviceUrl(changed.service ?? DEFAULT_SERVICE), service: changed.service ?? DEFAULT_SERVICE, legacyUrl: this.settings.legacyUrl,
+      appUrl: this.serviceUrl(changed.service ?? DEFAULT_SERVICE),
+      service: changed.service ?? DEFAULT_SERVICE,
+      legacyUrl: this.settings.legacyUrl,
       sample: typeof sample === 'string' ? sample : undefined,
     });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     if (warnings.length && !flags.has('force') && !flags.has('dry-run')) {
-      throw new BanyanError('preflight-failed', `${route.name} was not changed: users would get errors (see the warnings above)`,
-        'fix the backend first, or add --force to change it anyway');
+      throw new BanyanError(
+        'preflight-failed',
+        `${route.name} was not changed: users would get errors (see the warnings above)`,
+        'fix the backend first, or add --force to change it anyway',
+      );
     }
     await this.change(next, `set ${route.name}`);
   }
@@ -124,7 +165,8 @@ class RoutesCommand {
     if (!upstream || service === LEGACY) return undefined;
     if (upstream.env !== undefined) {
       // The variable as this command sees it, else the running local stack's endpoints of that service.
-      const value = (upstream.env === 'APP_URL' ? this.settings.appUrl : process.env[upstream.env]) || readStackFile()?.services?.[service]?.[0]?.url;
+      const value =
+        (upstream.env === 'APP_URL' ? this.settings.appUrl : process.env[upstream.env]) || readStackFile()?.services?.[service]?.[0]?.url;
       return value?.split(',')[0]?.trim() || undefined;
     }
     return upstream.dns ?? upstream.endpoints?.[0];
@@ -136,7 +178,7 @@ class RoutesCommand {
     // A list of routes (keeping the upstreams in effect), a table {upstreams, routes}, or what `routes list --json`
     // printed: {version, upstreams, routes}, whose version guards against overwriting another change.
     const file = readRoutesFile(target);
-    const exported = file !== null && typeof file === 'object' && !Array.isArray(file) ? file as Record<string, unknown> : undefined;
+    const exported = file !== null && typeof file === 'object' && !Array.isArray(file) ? (file as Record<string, unknown>) : undefined;
     let expected: number | undefined;
     if (flags.has('expected-version')) {
       expected = Number(flags.get('expected-version'));
@@ -159,14 +201,23 @@ class RoutesCommand {
     if (!Number.isInteger(limit) || limit < 1) throw this.usage('--limit must be a whole number above 0');
     const entries = await auditLog(this.db, limit);
     if (this.json) return out(entries);
-    printTable(['version', 'when', 'who', 'action', 'reason', 'changes'], entries.map((e) => [
-      String(e.version), e.at.toISOString().replace('T', ' ').slice(0, 19), e.actor, e.action, e.reason, e.changes.map((c) => c.replace(/\s+/, ' ')).join('; ') || '(none)',
-    ]));
+    printTable(
+      ['version', 'when', 'who', 'action', 'reason', 'changes'],
+      entries.map((e) => [
+        String(e.version),
+        e.at.toISOString().replace('T', ' ').slice(0, 19),
+        e.actor,
+        e.action,
+        e.reason,
+        e.changes.map((c) => c.replace(/\s+/, ' ')).join('; ') || '(none)',
+      ]),
+    );
   }
 
   async rollback(target: string | undefined): Promise<void> {
     const version = Number(target);
-    if (!target || !Number.isInteger(version) || version < 1) throw this.usage('rollback needs the VERSION to restore (see `banyan routes history`)');
+    if (!target || !Number.isInteger(version) || version < 1)
+      throw this.usage('rollback needs the VERSION to restore (see `banyan routes history`)');
     const saved = await rollbackTable(this.db, version, this.actor, this.reason());
     if (this.json) out({ version: saved.version, restored: version });
     else process.stdout.write(`Restored version ${version} as version ${saved.version}.\n`);
@@ -178,14 +229,25 @@ class RoutesCommand {
     if (this.args.flags.has('dry-run')) {
       const checked = validateTable(next, { upstreams: this.upstreams });
       if (!checked.ok) {
-        throw new BanyanError('invalid-table', `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`, 'nothing was changed');
+        throw new BanyanError(
+          'invalid-table',
+          `the route table would be rejected:\n  ${checked.problems.join('\n  ')}`,
+          'nothing was changed',
+        );
       }
       const changes = describeChange(this.table, checked.routes, this.current ? this.upstreams : [], checked.upstreams);
       if (this.json) return out({ dryRun: true, valid: true, changes });
-      process.stdout.write(`Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`);
+      process.stdout.write(
+        `Dry run (${what}): nothing changed. This would:\n${changes.map((c) => `  ${c}\n`).join('') || '  change nothing\n'}`,
+      );
       return;
     }
-    const saved = await saveTable(this.db, { routes: next, actor: this.actor, reason: this.reason(), ...(expected !== undefined ? { expectedVersion: expected } : {}) });
+    const saved = await saveTable(this.db, {
+      routes: next,
+      actor: this.actor,
+      reason: this.reason(),
+      ...(expected !== undefined ? { expectedVersion: expected } : {}),
+    });
     const changes = describeChange(this.table, saved.routes, this.current ? this.upstreams : [], saved.upstreams);
     if (this.json) out({ version: saved.version, changes });
     else process.stdout.write(`${changes.map((c) => `${c}\n`).join('') || 'no route changed\n'}`);
@@ -201,9 +263,11 @@ class RoutesCommand {
   async announce(version: number): Promise<void> {
     const told = await announceVersion(this.settings.redisUrl, version);
     if (this.json) return;
-    process.stdout.write(told
-      ? `Version ${version} is stored; every proxy switches to it within a second.\n`
-      : `Version ${version} is stored; proxies pick it up within their poll interval (Redis was not reachable to announce it).\n`);
+    process.stdout.write(
+      told
+        ? `Version ${version} is stored; every proxy switches to it within a second.\n`
+        : `Version ${version} is stored; proxies pick it up within their poll interval (Redis was not reachable to announce it).\n`,
+    );
   }
 }
 
@@ -218,7 +282,12 @@ interface ShadowReport {
 }
 
 /** Commands answered by the running proxy's admin API rather than the database. */
-async function askProxy(action: 'shadow' | 'status', name: string | undefined, json: boolean, usage: (why: string) => BanyanError): Promise<void> {
+async function askProxy(
+  action: 'shadow' | 'status',
+  name: string | undefined,
+  json: boolean,
+  usage: (why: string) => BanyanError,
+): Promise<void> {
   if (action === 'shadow' && !name) throw usage('shadow needs the route NAME');
   const body = await askAdmin(action === 'shadow' ? `/api/shadow/${encodeURIComponent(name!)}` : '/api/status');
   if (json) {
@@ -228,32 +297,60 @@ async function askProxy(action: 'shadow' | 'status', name: string | undefined, j
   if (action === 'status') {
     process.stdout.write(`Route table version ${String(body['version'])} in effect.\n\n`);
     const services = (body['upstreams'] ?? []) as StatusUpstream[];
-    printTable(['service', 'endpoints', 'taking requests', 'circuit breakers'], services.map((u) => [
-      u.name, String(u.endpoints.length), String(u.endpoints.filter((e) => e.state === 'healthy' || e.state === 'slow-start').length), breakersText(u),
-    ]));
+    printTable(
+      ['service', 'endpoints', 'taking requests', 'circuit breakers'],
+      services.map((u) => [
+        u.name,
+        String(u.endpoints.length),
+        String(u.endpoints.filter((e) => e.state === 'healthy' || e.state === 'slow-start').length),
+        breakersText(u),
+      ]),
+    );
     const shadow = body['shadow'] as Record<string, Record<string, number>>;
     if (Object.keys(shadow).length) {
       process.stdout.write('\n');
-      printTable(['shadow route', 'match', 'mismatch', 'noise', 'error', 'skipped'], Object.entries(shadow).map(([route, c]) =>
-        [route, String(c['match']), String(c['mismatch']), String(c['noise']), String(c['error']), String(c['skipped'])]));
+      printTable(
+        ['shadow route', 'match', 'mismatch', 'noise', 'error', 'skipped'],
+        Object.entries(shadow).map(([route, c]) => [
+          route,
+          String(c['match']),
+          String(c['mismatch']),
+          String(c['noise']),
+          String(c['error']),
+          String(c['skipped']),
+        ]),
+      );
     }
     return;
   }
   const report = body as unknown as ShadowReport;
   const c = report.counts;
   const total = Object.values(c).reduce((a, b) => a + b, 0);
-  process.stdout.write(`Shadow results for ${name}: ${total} compared: ${c['match']} match, ${c['mismatch']} mismatch, ${c['noise']} noise, ` +
-    `${c['error']} error, ${c['skipped']} skipped.\n`);
+  process.stdout.write(
+    `Shadow results for ${name}: ${total} compared: ${c['match']} match, ${c['mismatch']} mismatch, ${c['noise']} noise, ` +
+      `${c['error']} error, ${c['skipped']} skipped.\n`,
+  );
   if (report.groups.length) {
     process.stdout.write('\nDifferences, grouped by where they are (most frequent first):\n\n');
-    printTable(['where', 'mismatches', 'example request', 'legacy', 'new'], report.groups.map((g) =>
-      [g.where, String(g.count), `${g.example.method} ${g.example.path}`, clip(g.example.legacy), clip(g.example.new)]));
+    printTable(
+      ['where', 'mismatches', 'example request', 'legacy', 'new'],
+      report.groups.map((g) => [
+        g.where,
+        String(g.count),
+        `${g.example.method} ${g.example.path}`,
+        clip(g.example.legacy),
+        clip(g.example.new),
+      ]),
+    );
   }
   const shown = report.samples.slice(0, 3);
   if (shown.length) process.stdout.write(`\nThe ${shown.length} most recent mismatches (all ${report.samples.length} kept with --json):\n`);
   for (const sample of shown) {
     process.stdout.write(`\n${sample.at}  ${sample.method} ${sample.path}  (request ${sample.requestId})\n`);
-    printTable(['  where', 'legacy', 'new'], sample.differences.map((d) => [`  ${d.where}`, clip(d.legacy), clip(d.new)]));
+    printTable(
+      ['  where', 'legacy', 'new'],
+      sample.differences.map((d) => [`  ${d.where}`, clip(d.legacy), clip(d.new)]),
+    );
   }
 }
 
@@ -285,8 +382,15 @@ function find(table: readonly Route[], name: string | undefined): Route {
   if (!name) throw new BanyanError('bad-arguments', 'name the route (see `banyan routes list`)');
   const route = table.find((r) => r.name === name);
   if (!route) {
-    const near = table.map((r) => r.name).filter((n) => n.includes(name) || name.includes(n)).slice(0, 5);
-    throw new BanyanError('no-such-route', `no route named "${name}"`, near.length ? `did you mean ${near.join(', ')}?` : 'see `banyan routes list`');
+    const near = table
+      .map((r) => r.name)
+      .filter((n) => n.includes(name) || name.includes(n))
+      .slice(0, 5);
+    throw new BanyanError(
+      'no-such-route',
+      `no route named "${name}"`,
+      near.length ? `did you mean ${near.join(', ')}?` : 'see `banyan routes list`',
+    );
   }
   return route;
 }
@@ -294,7 +398,8 @@ function find(table: readonly Route[], name: string | undefined): Route {
 /** The command line's flags as a route change (see routing/table/route-change.ts for how it applies). */
 function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanError): Route {
   const mode = args.flags.get('mode');
-  if (mode !== undefined && (typeof mode !== 'string' || !MODES.includes(mode as Mode))) throw usage(`--mode must be one of ${MODES.join(', ')}`);
+  if (mode !== undefined && (typeof mode !== 'string' || !MODES.includes(mode as Mode)))
+    throw usage(`--mode must be one of ${MODES.join(', ')}`);
   let percent: number | undefined;
   if (args.flags.has('percent')) {
     percent = Number(args.flags.get('percent'));
@@ -302,10 +407,13 @@ function applyFlags(route: Route, args: Args, usage: (why: string) => BanyanErro
   }
   const fallback = args.flags.has('fallback') ? true : args.flags.has('no-fallback') ? false : undefined;
   const service = args.flags.has('service') ? String(args.flags.get('service')) : undefined;
-  const retired = args.flags.has('message') || args.flags.has('status') ? {
-    status: args.flags.has('status') ? Number(args.flags.get('status')) : undefined,
-    message: args.flags.has('message') ? String(args.flags.get('message')) : undefined,
-  } : undefined;
+  const retired =
+    args.flags.has('message') || args.flags.has('status')
+      ? {
+          status: args.flags.has('status') ? Number(args.flags.get('status')) : undefined,
+          message: args.flags.has('message') ? String(args.flags.get('message')) : undefined,
+        }
+      : undefined;
   return changeRoute(route, { mode: mode as Mode | undefined, percent, service, fallback, retired });
 }
 
@@ -321,9 +429,21 @@ function matchText(route: Route): string {
   const extras = [
     m.methods ? m.methods.join(',') : '',
     m.host ? `host ${m.host}` : '',
-    m.query ? Object.entries(m.query).map(([k, v]) => `${k}=${v}`).join('&') : '',
-    m.headers ? Object.entries(m.headers).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : v.join('|')}`).join(', ') : '',
-    m.cookies ? `cookie ${Object.entries(m.cookies).map(([k, v]) => `${k}=${typeof v === 'string' ? v : v.join('|')}`).join(', ')}` : '',
+    m.query
+      ? Object.entries(m.query)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('&')
+      : '',
+    m.headers
+      ? Object.entries(m.headers)
+          .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : v.join('|')}`)
+          .join(', ')
+      : '',
+    m.cookies
+      ? `cookie ${Object.entries(m.cookies)
+          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : v.join('|')}`)
+          .join(', ')}`
+      : '',
   ].filter(Boolean);
   return extras.length ? `${m.path} (${extras.join('; ')})` : m.path;
 }

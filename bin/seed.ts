@@ -11,19 +11,39 @@ export async function seed(args: Args): Promise<void> {
     const raw = args.flags.get(flag);
     if (raw === undefined) return fallback;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < 0 || n > max) throw new BanyanError('bad-arguments', `--${flag} must be a whole number from 0 to ${max.toLocaleString('en-US')}, not "${String(raw)}"`, 'see banyan seed --help');
+    if (!Number.isInteger(n) || n < 0 || n > max)
+      throw new BanyanError(
+        'bad-arguments',
+        `--${flag} must be a whole number from 0 to ${max.toLocaleString('en-US')}, not "${String(raw)}"`,
+        'see banyan seed --help',
+      );
     return n;
   };
   const options = {
-    projects: whole('projects', 2_000, 1_000_000), giants: whole('giants', 2, 100), giantReleases: whole('giant-releases', 10_000, 100_000),
-    seed: whole('seed', 1, 2 ** 31), prefix: String(args.flags.get('prefix') ?? 'seed'),
+    projects: whole('projects', 2_000, 1_000_000),
+    giants: whole('giants', 2, 100),
+    giantReleases: whole('giant-releases', 10_000, 100_000),
+    seed: whole('seed', 1, 2 ** 31),
+    prefix: String(args.flags.get('prefix') ?? 'seed'),
   };
-  if (!/^[a-z0-9]+$/.test(options.prefix)) throw new BanyanError('bad-arguments', `--prefix must be lowercase letters and digits, not "${options.prefix}"`, 'see banyan seed --help');
-  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), { max: 2, name: 'banyan-seed', statementTimeoutMs: 0 });
+  if (!/^[a-z0-9]+$/.test(options.prefix))
+    throw new BanyanError(
+      'bad-arguments',
+      `--prefix must be lowercase letters and digits, not "${options.prefix}"`,
+      'see banyan seed --help',
+    );
+  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), {
+    max: 2,
+    name: 'banyan-seed',
+    statementTimeoutMs: 0,
+  });
   const json = args.flags.has('json');
   let shown = 0;
   try {
-    if (!json) progress(`seeding ${options.projects.toLocaleString('en-US')} projects and ${options.giants} giant${options.giants === 1 ? '' : 's'} of ${options.giantReleases.toLocaleString('en-US')} releases (seed ${options.seed})`);
+    if (!json)
+      progress(
+        `seeding ${options.projects.toLocaleString('en-US')} projects and ${options.giants} giant${options.giants === 1 ? '' : 's'} of ${options.giantReleases.toLocaleString('en-US')} releases (seed ${options.seed})`,
+      );
     const summary = await seedIndex(db, {
       ...options,
       onProgress: (done, total) => {
@@ -37,9 +57,11 @@ export async function seed(args: Args): Promise<void> {
       return;
     }
     const n = (v: number) => v.toLocaleString('en-US');
-    process.stdout.write(`Seeded ${n(summary.projects)} projects, ${n(summary.releases)} releases (${n(summary.yanked)} yanked) and ${n(summary.files)} files in ${summary.seconds.toFixed(1)} s.\n` +
-      `Giants: ${summary.giants.join(', ') || 'none'}; the largest of the rest: ${summary.largestOrdinary.name} (${n(summary.largestOrdinary.releases)} releases).\n` +
-      'Files are rows only (no bytes are stored): pages and APIs are real, downloads answer 404.\n');
+    process.stdout.write(
+      `Seeded ${n(summary.projects)} projects, ${n(summary.releases)} releases (${n(summary.yanked)} yanked) and ${n(summary.files)} files in ${summary.seconds.toFixed(1)} s.\n` +
+        `Giants: ${summary.giants.join(', ') || 'none'}; the largest of the rest: ${summary.largestOrdinary.name} (${n(summary.largestOrdinary.releases)} releases).\n` +
+        'Files are rows only (no bytes are stored): pages and APIs are real, downloads answer 404.\n',
+    );
   } finally {
     await db.destroy();
   }

@@ -61,8 +61,12 @@ export async function proxyCommand(args: Args): Promise<void> {
       adminPort: s.adminPort ?? DEFAULTS.adminPort,
       log: progress,
     });
-    progress(`${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, routes from ${routesFile} (version ${runtime.routes.current.version}, watched)`);
-    progress('no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API; edit the file to change routes');
+    progress(
+      `${who}proxy listening on ${runtime.url}, admin on ${runtime.adminUrl}, routes from ${routesFile} (version ${runtime.routes.current.version}, watched)`,
+    );
+    progress(
+      'no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API; edit the file to change routes',
+    );
     untilSignal(async () => {
       progress(`draining (up to ${s.drainMs} ms)`);
       await runtime.stop();
@@ -128,10 +132,19 @@ export async function appCommand(): Promise<void> {
   if (!s.redisUrl) progress('REDIS_URL is not set: resource fences are off (other clients may read stale copies of what was just written)');
   const tracing = await backendTelemetry('banyan-app', s);
   const app = await startAppRuntime({
-    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour,
-    publicUrl: s.publicUrl, trustForwardedHost: s.trustForwardedHost,
-    host: s.host, port: s.port ?? DEFAULTS.appPort, drainMs: s.drainMs,
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the app'),
+    replicaUrls: s.replicaUrls,
+    reads: s.reads,
+    redisUrl: s.redisUrl,
+    fencesWhenDown: s.fencesWhenDown,
+    storageDir: s.storageDir,
+    maxUploadBytes: s.maxUploadBytes,
+    projectsPerHour: s.projectsPerHour,
+    publicUrl: s.publicUrl,
+    trustForwardedHost: s.trustForwardedHost,
+    host: s.host,
+    port: s.port ?? DEFAULTS.appPort,
+    drainMs: s.drainMs,
   });
   progress(`app listening on ${app.url}, files in ${app.storageDir}`);
   untilSignal(() => app.close(), tracing);
@@ -142,9 +155,15 @@ export async function filesCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   const tracing = await backendTelemetry('banyan-files', s);
   const files = await startFilesRuntime({
-    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the files service'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, fencesWhenDown: s.fencesWhenDown, storageDir: s.storageDir,
-    host: s.host, port: s.port ?? FILES_PORT, drainMs: s.drainMs,
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the files service'),
+    replicaUrls: s.replicaUrls,
+    reads: s.reads,
+    redisUrl: s.redisUrl,
+    fencesWhenDown: s.fencesWhenDown,
+    storageDir: s.storageDir,
+    host: s.host,
+    port: s.port ?? FILES_PORT,
+    drainMs: s.drainMs,
   });
   progress(`files service listening on ${files.url}, serving /packages/ from ${files.storageDir}`);
   untilSignal(() => files.close(), tracing);
@@ -155,8 +174,16 @@ export async function legacyCommand(): Promise<void> {
   const s = loadSettings(process.env, undefined);
   const tracing = await backendTelemetry('banyan-legacy', s);
   const legacy = await startLegacyRuntime({
-    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'), replicaUrls: s.replicaUrls, reads: s.reads,
-    redisUrl: s.redisUrl, storageDir: s.storageDir, maxUploadBytes: s.maxUploadBytes, projectsPerHour: s.projectsPerHour, host: s.host, port: s.port ?? DEFAULTS.legacyPort, drainMs: s.drainMs,
+    primaryUrl: required(s.databaseUrl, 'DATABASE_URL', 'for the legacy backend'),
+    replicaUrls: s.replicaUrls,
+    reads: s.reads,
+    redisUrl: s.redisUrl,
+    storageDir: s.storageDir,
+    maxUploadBytes: s.maxUploadBytes,
+    projectsPerHour: s.projectsPerHour,
+    host: s.host,
+    port: s.port ?? DEFAULTS.legacyPort,
+    drainMs: s.drainMs,
   });
   progress(`legacy backend listening on ${legacy.url}`);
   untilSignal(() => legacy.close(), tracing);

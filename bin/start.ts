@@ -14,7 +14,6 @@ import { Supervisor } from '../stack/supervisor.js';
 import type { Args } from './command.js';
 import { printTable, progress } from './output.js';
 
-
 /**
  * `banyan start` (what `npm start` runs): the whole stack on this machine,
  * data in `.banyan/`. PostgreSQL, Redis, legacy, the new app's instances
@@ -34,16 +33,27 @@ export async function start(args: Args): Promise<void> {
   const replicaDelayMs = args.flags.has('replica-delay') ? parseDuration(String(args.flags.get('replica-delay')), '--replica-delay') : 0;
   const workers = args.flags.has('workers') ? String(args.flags.get('workers')) : undefined;
   if (workers !== undefined && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(workers)) {
-    throw new BanyanError('bad-arguments', `--workers must be a whole number from 1 to 64, not "${workers}"`, 'it is the number of proxy processes sharing the port');
+    throw new BanyanError(
+      'bad-arguments',
+      `--workers must be a whole number from 1 to 64, not "${workers}"`,
+      'it is the number of proxy processes sharing the port',
+    );
   }
   const instances = args.flags.has('app-instances') ? String(args.flags.get('app-instances')) : '2';
   if (!/^([1-9]|1[0-6])$/.test(instances)) {
-    throw new BanyanError('bad-arguments', `--app-instances must be a whole number from 1 to 16, not "${instances}"`,
-      'it is the number of new app processes behind the proxy');
+    throw new BanyanError(
+      'bad-arguments',
+      `--app-instances must be a whole number from 1 to 16, not "${instances}"`,
+      'it is the number of new app processes behind the proxy',
+    );
   }
   const failover = args.flags.has('failover');
   if (failover && args.flags.has('no-restart')) {
-    throw new BanyanError('bad-arguments', '--failover and --no-restart cannot be used together', 'a failover is what the stack does when the primary dies; --no-restart leaves it down');
+    throw new BanyanError(
+      'bad-arguments',
+      '--failover and --no-restart cannot be used together',
+      'a failover is what the stack does when the primary dies; --no-restart leaves it down',
+    );
   }
   const appNames = Array.from({ length: Number(instances) }, (_, i) => `app-${i + 1}`);
   const backendNames = [...appNames, 'files', 'legacy'];
@@ -52,7 +62,9 @@ export async function start(args: Args): Promise<void> {
   mkdirSync(dir, { recursive: true });
 
   const supervisor = new Supervisor({
-    restart: !args.flags.has('no-restart'), backoffMs: settings.restartDelayMs, log: (line) => process.stdout.write(`${line}\n`),
+    restart: !args.flags.has('no-restart'),
+    backoffMs: settings.restartDelayMs,
+    log: (line) => process.stdout.write(`${line}\n`),
   });
   let services: Services | undefined;
   let keeper: { stop(): void } | undefined;
@@ -90,14 +102,23 @@ export async function start(args: Args): Promise<void> {
   services = await startServices({ dir, replicaDelayMs, redis: 'auto', failover, log: progress });
   const urls = await stackUrls(settings.host, port, settings.adminHost, adminPort, appNames.length);
   const data: Record<string, string> = {
-    DATABASE_URL: services.primaryUrl, DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
-    ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}), BANYAN_STORAGE: settings.storageDir, HOST: settings.host,
+    DATABASE_URL: services.primaryUrl,
+    DATABASE_REPLICA_URLS: services.replicaUrls.join(','),
+    ...(services.redisUrl ? { REDIS_URL: services.redisUrl } : {}),
+    BANYAN_STORAGE: settings.storageDir,
+    HOST: settings.host,
   };
   const writeStack = () => {
     const endpoint = (url: string, name: string) => ({ url, pid: supervisor.pid(name) ?? null });
     const stack: StackFile = {
-      proxy: urls.proxy, admin: urls.admin, app: urls.apps[0]!, legacy: urls.legacy,
-      primary: services!.primaryUrl, replicas: [...services!.replicaUrls], redis: services!.redisUrl, adminToken,
+      proxy: urls.proxy,
+      admin: urls.admin,
+      app: urls.apps[0]!,
+      legacy: urls.legacy,
+      primary: services!.primaryUrl,
+      replicas: [...services!.replicaUrls],
+      redis: services!.redisUrl,
+      adminToken,
       ...(prometheus ? { prometheus: prometheus.url } : {}),
       services: {
         legacy: [endpoint(urls.legacy, 'legacy')],
@@ -105,8 +126,11 @@ export async function start(args: Args): Promise<void> {
         files: [endpoint(urls.files, 'files')],
       },
       pids: {
-        supervisor: process.pid, ...supervisor.pids(),
-        postgresPrimary: services!.cluster.pids.primary ?? null, postgresReplica: services!.cluster.pids.replica ?? null, redis: services!.redisPid ?? null,
+        supervisor: process.pid,
+        ...supervisor.pids(),
+        postgresPrimary: services!.cluster.pids.primary ?? null,
+        postgresReplica: services!.cluster.pids.replica ?? null,
+        redis: services!.redisPid ?? null,
         ...(prometheus ? { prometheus: prometheus.pid ?? null } : {}),
       },
     };
@@ -119,12 +143,25 @@ export async function start(args: Args): Promise<void> {
     if (args.flags.has('prometheus')) {
       const hostPort = (url: string) => new URL(url).host;
       prometheus = await startPrometheus({
-        dir: join(dir, 'prometheus'), port: await portFor(DEFAULTS.prometheusPort, '127.0.0.1'), program: process.env['BANYAN_PROMETHEUS_BIN'],
+        dir: join(dir, 'prometheus'),
+        port: await portFor(DEFAULTS.prometheusPort, '127.0.0.1'),
+        program: process.env['BANYAN_PROMETHEUS_BIN'],
         targets: { 'banyan-proxy': [hostPort(urls.admin)], 'banyan-app': urls.apps.map(hostPort), 'banyan-files': [hostPort(urls.files)] },
       });
       progress(`Prometheus on ${prometheus.url}, scraping the proxy, the app and files every second`);
     }
-    await startComponents(supervisor, { data, urls, appNames, port, adminPort, adminHost: settings.adminHost, adminToken, secret, workers, prometheusUrl: prometheus?.url });
+    await startComponents(supervisor, {
+      data,
+      urls,
+      appNames,
+      port,
+      adminPort,
+      adminHost: settings.adminHost,
+      adminToken,
+      secret,
+      workers,
+      prometheusUrl: prometheus?.url,
+    });
   } catch (err) {
     await supervisor.stop(['proxy', ...backendNames]);
     await prometheus?.stop();
@@ -132,16 +169,30 @@ export async function start(args: Args): Promise<void> {
     throw err;
   }
   // A death writes its pid as null, a restart the new pid: stack.json always says what runs.
-  supervisor.onChange(() => { if (!shuttingDown) writeStack(); });
+  supervisor.onChange(() => {
+    if (!shuttingDown) writeStack();
+  });
   if (!args.flags.has('no-restart')) {
     keeper = keepRunning(services.kept, {
-      log: (line) => process.stdout.write(`${line}\n`), backoffMs: settings.restartDelayMs, onRestart: () => { if (!shuttingDown) writeStack(); },
+      log: (line) => process.stdout.write(`${line}\n`),
+      backoffMs: settings.restartDelayMs,
+      onRestart: () => {
+        if (!shuttingDown) writeStack();
+      },
     });
   }
   const stack = writeStack();
 
   if (args.flags.has('json')) process.stdout.write(`${JSON.stringify(stack, null, 2)}\n`);
-  else printStarted(stack, { stackFile, seconds: (Date.now() - started) / 1000, adminToken: generated ? adminToken : undefined, replicaDelayMs, restarts: !args.flags.has('no-restart'), failover });
+  else
+    printStarted(stack, {
+      stackFile,
+      seconds: (Date.now() - started) / 1000,
+      adminToken: generated ? adminToken : undefined,
+      replicaDelayMs,
+      restarts: !args.flags.has('no-restart'),
+      failover,
+    });
 }
 
 /** Where each component listens. */
@@ -180,26 +231,61 @@ async function stackUrls(host: string, port: number, adminHost: string, adminPor
 }
 
 /** Legacy, every app instance and the files service, then the proxy in front of them, each its own supervised process. */
-async function startComponents(supervisor: Supervisor, c: {
-  data: Record<string, string>; urls: StackUrls; appNames: readonly string[]; port: number; adminPort: number;
-  adminHost: string; adminToken: string; secret: string; workers: string | undefined; prometheusUrl: string | undefined;
-}): Promise<void> {
+async function startComponents(
+  supervisor: Supervisor,
+  c: {
+    data: Record<string, string>;
+    urls: StackUrls;
+    appNames: readonly string[];
+    port: number;
+    adminPort: number;
+    adminHost: string;
+    adminToken: string;
+    secret: string;
+    workers: string | undefined;
+    prometheusUrl: string | undefined;
+  },
+): Promise<void> {
   const { data, urls } = c;
   progress(`starting legacy, the new app (${c.appNames.join(', ')}) and files`);
   await Promise.all([
-    supervisor.start({ name: 'legacy', args: ['legacy'], env: { ...data, ...traceAs('banyan-legacy', 'legacy'), PORT: portOf(urls.legacy) }, readyUrl: `${urls.legacy}/` }),
-    ...urls.apps.map((url, i) => supervisor.start({
-      name: c.appNames[i]!, args: ['app'], env: { ...data, ...traceAs('banyan-app', c.appNames[i]!), PORT: portOf(url) }, readyUrl: `${url}/_health`,
-    })),
-    supervisor.start({ name: 'files', args: ['files'], env: { ...data, ...traceAs('banyan-files', 'files'), PORT: portOf(urls.files) }, readyUrl: `${urls.files}/_health` }),
+    supervisor.start({
+      name: 'legacy',
+      args: ['legacy'],
+      env: { ...data, ...traceAs('banyan-legacy', 'legacy'), PORT: portOf(urls.legacy) },
+      readyUrl: `${urls.legacy}/`,
+    }),
+    ...urls.apps.map((url, i) =>
+      supervisor.start({
+        name: c.appNames[i]!,
+        args: ['app'],
+        env: { ...data, ...traceAs('banyan-app', c.appNames[i]!), PORT: portOf(url) },
+        readyUrl: `${url}/_health`,
+      }),
+    ),
+    supervisor.start({
+      name: 'files',
+      args: ['files'],
+      env: { ...data, ...traceAs('banyan-files', 'files'), PORT: portOf(urls.files) },
+      readyUrl: `${urls.files}/_health`,
+    }),
   ]);
   progress('starting the proxy');
   await supervisor.start({
-    name: 'proxy', args: c.workers ? ['proxy', '--workers', c.workers] : ['proxy'], readyUrl: `${urls.admin}/healthz`,
+    name: 'proxy',
+    args: c.workers ? ['proxy', '--workers', c.workers] : ['proxy'],
+    readyUrl: `${urls.admin}/healthz`,
     env: {
-      ...data, ...traceAs('banyan-proxy', 'proxy'), PORT: String(c.port), ADMIN_PORT: String(c.adminPort), ADMIN_HOST: c.adminHost,
-      LEGACY_URL: urls.legacy, APP_URL: urls.apps.join(','), FILES_URL: urls.files,
-      BANYAN_ADMIN_TOKEN: c.adminToken, BANYAN_SECRET: c.secret,
+      ...data,
+      ...traceAs('banyan-proxy', 'proxy'),
+      PORT: String(c.port),
+      ADMIN_PORT: String(c.adminPort),
+      ADMIN_HOST: c.adminHost,
+      LEGACY_URL: urls.legacy,
+      APP_URL: urls.apps.join(','),
+      FILES_URL: urls.files,
+      BANYAN_ADMIN_TOKEN: c.adminToken,
+      BANYAN_SECRET: c.secret,
       BANYAN_LOG: stackAccessLog(),
       // Every component shares this machine's cores: a proxy whose loop is late because a neighbour has the CPU is
       // not over its own capacity, and shedding would fail reads it could serve. Set BANYAN_SHED_LAG to shed here too.
@@ -220,28 +306,46 @@ export function traceAs(service: string, instance: string, env: NodeJS.ProcessEn
 }
 
 /** Where everything listens, and what to do next. `adminToken`: a token generated by this start, shown once. */
-function printStarted(stack: StackFile, o: { stackFile: string; seconds: number; adminToken: string | undefined; replicaDelayMs: number; restarts: boolean; failover: boolean }): void {
+function printStarted(
+  stack: StackFile,
+  o: { stackFile: string; seconds: number; adminToken: string | undefined; replicaDelayMs: number; restarts: boolean; failover: boolean },
+): void {
   const pid = (id: number | null | undefined) => `  (pid ${id ?? '?'})`;
   const named = (name: string) => pid(stack.pids?.[name]);
   const apps = stack.services?.app ?? [];
   process.stdout.write(`\nBanyan is up (${o.seconds.toFixed(1)} s). Where everything listens:\n\n`);
-  printTable(['service', 'address'], [
-    ['proxy (public)', `${stack.proxy}${named('proxy')}`],
-    ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
-    ...apps.map((e, i) => [`new app, app-${i + 1}`, `${e.url}  (/metrics)${pid(e.pid)}`]),
-    ...(stack.services?.files ?? []).map((e) => ['files', `${e.url}  (/packages/; /metrics)${pid(e.pid)}`]),
-    ['legacy', `${stack.legacy}${named('legacy')}`],
-    ['PostgreSQL primary', `${redactPassword(stack.primary)}${named('postgresPrimary')}`],
-    ...stack.replicas.map((r, i) => [`PostgreSQL replica ${i + 1}`, `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${named('postgresReplica')}`]),
-    ['Redis', stack.redis ? `${stack.redis}${named('redis')}` : 'none (install redis-server for shared state)'],
-    ...(stack.prometheus ? [['Prometheus', `${stack.prometheus}  (scrapes the proxy, the app and files; plans' checks query it)${named('prometheus')}`]] : []),
-  ]);
+  printTable(
+    ['service', 'address'],
+    [
+      ['proxy (public)', `${stack.proxy}${named('proxy')}`],
+      ['admin', `${stack.admin}  (the dashboard; /healthz /readyz /metrics)`],
+      ...apps.map((e, i) => [`new app, app-${i + 1}`, `${e.url}  (/metrics)${pid(e.pid)}`]),
+      ...(stack.services?.files ?? []).map((e) => ['files', `${e.url}  (/packages/; /metrics)${pid(e.pid)}`]),
+      ['legacy', `${stack.legacy}${named('legacy')}`],
+      ['PostgreSQL primary', `${redactPassword(stack.primary)}${named('postgresPrimary')}`],
+      ...stack.replicas.map((r, i) => [
+        `PostgreSQL replica ${i + 1}`,
+        `${redactPassword(r)}${o.replicaDelayMs ? `  (apply delay ${o.replicaDelayMs} ms)` : ''}${named('postgresReplica')}`,
+      ]),
+      ['Redis', stack.redis ? `${stack.redis}${named('redis')}` : 'none (install redis-server for shared state)'],
+      ...(stack.prometheus
+        ? [['Prometheus', `${stack.prometheus}  (scrapes the proxy, the app and files; plans' checks query it)${named('prometheus')}`]]
+        : []),
+    ],
+  );
   process.stdout.write(`\nThe same as JSON, with passwords: ${o.stackFile}\n`);
   if (o.adminToken) process.stdout.write(`Admin token (shown once; also in stack.json): ${o.adminToken}\n`);
-  process.stdout.write(`Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`);
+  process.stdout.write(
+    `Publish a package: banyan users add NAME, banyan tokens create NAME, then twine upload --repository-url ${stack.proxy}/legacy/\n`,
+  );
   const prefixes = ['proxy', ...apps.map((_, i) => `app-${i + 1}`), 'files', 'legacy'].map((n) => `[${n}]`).join(', ');
-  process.stdout.write(`Components and databases that die are restarted${o.restarts ? '' : ' — not in this run (--no-restart)'}; component lines are prefixed ${prefixes}.\n`);
-  if (o.failover) process.stdout.write('--failover: a primary that dies is replaced by the promoted replica, and a new replica is built from it (stack.json follows).\n');
+  process.stdout.write(
+    `Components and databases that die are restarted${o.restarts ? '' : ' — not in this run (--no-restart)'}; component lines are prefixed ${prefixes}.\n`,
+  );
+  if (o.failover)
+    process.stdout.write(
+      '--failover: a primary that dies is replaced by the promoted replica, and a new replica is built from it (stack.json follows).\n',
+    );
   process.stdout.write('Press Ctrl-C to stop everything.\n');
 }
 
@@ -249,8 +353,11 @@ function printStarted(stack: StackFile, o: { stackFile: string; seconds: number;
 async function portFor(wanted: number, host: string, setting?: string): Promise<number> {
   if (wanted !== 0 && (await isPortFree(wanted, host))) return wanted;
   if (wanted !== 0 && setting) {
-    throw new BanyanError('port-in-use', `port ${wanted} (${setting}) is already in use`,
-      `stop what is using it (another \`npm start\`?) or set ${setting}=<free port>`);
+    throw new BanyanError(
+      'port-in-use',
+      `port ${wanted} (${setting}) is already in use`,
+      `stop what is using it (another \`npm start\`?) or set ${setting}=<free port>`,
+    );
   }
   return freePort(host);
 }

@@ -27,14 +27,26 @@ export function slowBodies(url: string, count: number, addresses: readonly strin
   for (let i = 0; i < count; i++) {
     const socket = connect({ host: hostname, port: Number(port), localAddress: addresses[i % addresses.length] });
     sockets.push(socket);
-    socket.on('error', () => { answers[i] ||= 'reset'; });
-    socket.on('data', (d) => { answers[i] ||= String(d).split('\r\n')[0]!; });
+    socket.on('error', () => {
+      answers[i] ||= 'reset';
+    });
+    socket.on('data', (d) => {
+      answers[i] ||= String(d).split('\r\n')[0]!;
+    });
     socket.on('connect', () => {
       socket.write('POST /pypi/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 99999\r\n\r\n');
     });
   }
-  const drip = setInterval(() => { for (const s of sockets) if (s.writable) s.write('a'); }, 2_000);
-  return { answers, stop: () => { clearInterval(drip); for (const s of sockets) s.destroy(); } };
+  const drip = setInterval(() => {
+    for (const s of sockets) if (s.writable) s.write('a');
+  }, 2_000);
+  return {
+    answers,
+    stop: () => {
+      clearInterval(drip);
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 /** Other clients' legacy pages meanwhile: `n` GETs of `/`, one every 150 ms, each given at most 5 s (a failure counts as 5 s). */
@@ -55,12 +67,15 @@ export async function othersLatencies(url: string, n: number): Promise<number[]>
 }
 
 /** The `p`th percentile (nearest rank) of ascending `sorted`. */
-export const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+export const percentile = (sorted: readonly number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 /** A process's resident memory, in bytes (0 once it is gone). */
 export function rssBytes(pid: number): number {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('VmRSS:'))!;
     return Number(/(\d+)/.exec(line)![1]) * 1024;
   } catch {
     return 0;
@@ -72,18 +87,31 @@ export function rssBytes(pid: number): number {
  * text fields by name and size. Resolves with the status and reason phrase, or `reset` when the
  * connection was cut before an answer.
  */
-export function sendForm(url: string, auth: string, fields: { name: string; bytes: number }[]): Promise<{ status: number | 'reset'; message: string }> {
+export function sendForm(
+  url: string,
+  auth: string,
+  fields: { name: string; bytes: number }[],
+): Promise<{ status: number | 'reset'; message: string }> {
   const boundary = '----banyan-attack';
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (status: number | 'reset', message: string) => { if (!settled) { settled = true; resolve({ status, message }); } };
-    const req = request(`${url}/legacy/`, {
-      method: 'POST',
-      headers: { authorization: auth, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
-    }, (res) => {
-      finish(res.statusCode!, res.statusMessage ?? '');
-      res.resume();
-    });
+    const finish = (status: number | 'reset', message: string) => {
+      if (!settled) {
+        settled = true;
+        resolve({ status, message });
+      }
+    };
+    const req = request(
+      `${url}/legacy/`,
+      {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+      },
+      (res) => {
+        finish(res.statusCode!, res.statusMessage ?? '');
+        res.resume();
+      },
+    );
     req.on('error', () => finish('reset', ''));
     const chunk = Buffer.alloc(256 * 1024, 0x61);
     let field = 0;
@@ -92,7 +120,8 @@ export function sendForm(url: string, auth: string, fields: { name: string; byte
       while (!settled && field < fields.length) {
         if (left < 0) {
           left = fields[field]!.bytes;
-          if (!req.write(`--${boundary}\r\nContent-Disposition: form-data; name="${fields[field]!.name}"\r\n\r\n`)) return void req.once('drain', pump);
+          if (!req.write(`--${boundary}\r\nContent-Disposition: form-data; name="${fields[field]!.name}"\r\n\r\n`))
+            return void req.once('drain', pump);
         }
         const n = Math.min(left, chunk.length);
         left -= n;
@@ -117,7 +146,10 @@ export const FORM_BOMB = Array.from({ length: 150 }, (_, i) => ({ name: `field${
 export async function formBombs(url: string, auth: string, count: number, pids: readonly number[]) {
   const before = pids.map(rssBytes);
   const peak = [...before];
-  const sample = () => pids.forEach((pid, i) => { peak[i] = Math.max(peak[i]!, rssBytes(pid)); });
+  const sample = () =>
+    pids.forEach((pid, i) => {
+      peak[i] = Math.max(peak[i]!, rssBytes(pid));
+    });
   const sampler = setInterval(sample, 20);
   try {
     const answers = await Promise.all(Array.from({ length: count }, () => sendForm(url, auth, FORM_BOMB)));
@@ -134,8 +166,13 @@ export function rawExchange(url: string, bytes: string): Promise<string> {
   return new Promise((resolve) => {
     const socket = connect({ host: hostname, port: Number(port) });
     let data = '';
-    socket.setTimeout(5_000, () => { socket.destroy(); resolve(data); });
-    socket.on('data', (d) => { data += d; });
+    socket.setTimeout(5_000, () => {
+      socket.destroy();
+      resolve(data);
+    });
+    socket.on('data', (d) => {
+      data += d;
+    });
     socket.on('error', () => resolve(data));
     socket.on('end', () => resolve(data));
     socket.write(bytes);
@@ -146,18 +183,36 @@ const MB = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 /** A row of the table for an attack: `requests` sent, `failures` that got through; the proxy must have served throughout. */
-function attackRow(ctx: ChaosContext, scenario: string, since: { pid: number | null | undefined; output: number },
-  r: { requests: number; failures: number; broken: string[]; notes: string }): ChaosRow {
+function attackRow(
+  ctx: ChaosContext,
+  scenario: string,
+  since: { pid: number | null | undefined; output: number },
+  r: { requests: number; failures: number; broken: string[]; notes: string },
+): ChaosRow {
   const proxyAlive = proxyServed(ctx, since.pid, since.output);
   const broken = proxyAlive ? r.broken : [...r.broken, 'the proxy process exited'];
   return {
-    scenario, requests: r.requests, failures: r.failures, fallbacks: 0, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0,
-    stored: 0, lost: 0, duplicated: 0, proxyAlive, broken, notes: r.notes,
+    scenario,
+    requests: r.requests,
+    failures: r.failures,
+    fallbacks: 0,
+    firstFallbackMs: null,
+    writesSent: 0,
+    writesAcknowledged: 0,
+    stored: 0,
+    lost: 0,
+    duplicated: 0,
+    proxyAlive,
+    broken,
+    notes: r.notes,
   };
 }
 
 /** An attack scenario: `run` gets the proxy's URL and returns what went through, judged by its invariant. */
-function attack(name: string, run: (ctx: ChaosContext, proxy: string) => Promise<{ requests: number; failures: number; broken: string[]; notes: string }>): Scenario {
+function attack(
+  name: string,
+  run: (ctx: ChaosContext, proxy: string) => Promise<{ requests: number; failures: number; broken: string[]; notes: string }>,
+): Scenario {
   return {
     name,
     run: async (ctx) => {
@@ -186,8 +241,14 @@ function slowBodyAttack(count: number, addresses: readonly string[]): Scenario {
       const not408 = count - (counts.get('HTTP/1.1 408 Request Timeout') ?? 0);
       const broken: string[] = [];
       if (p99 >= 1_000) broken.push(`other clients' GET / p99 ${ms(p99)} (limit 1 s)`);
-      if (not408 > 0) broken.push(`${not408} trickling connections not answered 408: ${[...counts].map(([a, n]) => `${n} × ${a}`).join(', ')}`);
-      return { requests: count, failures: not408, broken, notes: `other clients' GET / through the proxy: p50 ${ms(p50)}, p99 ${ms(p99)} (30 requests)` };
+      if (not408 > 0)
+        broken.push(`${not408} trickling connections not answered 408: ${[...counts].map(([a, n]) => `${n} × ${a}`).join(', ')}`);
+      return {
+        requests: count,
+        failures: not408,
+        broken,
+        notes: `other clients' GET / through the proxy: p50 ${ms(p50)}, p99 ${ms(p99)} (30 requests)`,
+      };
     } finally {
       trickle.stop();
     }
@@ -196,13 +257,22 @@ function slowBodyAttack(count: number, addresses: readonly string[]): Scenario {
 
 /** With POST /pypi retired, every spelling of it is retired (a final slash) or refused (a fragment); none reaches legacy. */
 const retiredSpellings = attack('attacks: retired spellings', async (ctx, proxy) => {
-  const expected: [string, string][] = [['/pypi', '410'], ['/pypi/', '410'], ['/pypi#', '400'], ['/pypi/#x', '400'], ['/pypi?:action=x#y', '400']];
+  const expected: [string, string][] = [
+    ['/pypi', '410'],
+    ['/pypi/', '410'],
+    ['/pypi#', '400'],
+    ['/pypi/#x', '400'],
+    ['/pypi?:action=x#y', '400'],
+  ];
   await setMode(ctx, 'legacy.xmlrpc', 'retired', 'chaos: retired spellings');
   const wrong: string[] = [];
   try {
     await sleep(500);
     for (const [target, status] of expected) {
-      const answer = await rawExchange(proxy, `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      const answer = await rawExchange(
+        proxy,
+        `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
       const got = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 'no answer';
       if (got !== status) wrong.push(`POST ${target} → ${got} (want ${status})`);
     }
@@ -217,16 +287,21 @@ const retiredSpellings = attack('attacks: retired spellings', async (ctx, proxy)
  * app: each is answered 413 naming the budget, and no app instance grows past 300 MB RSS.
  */
 const formBomb = attack('attacks: form bomb against the app', async (ctx, proxy) => {
-  const pids = Object.entries(ctx.stack.current().pids).filter(([name, pid]) => /^app-\d+$/.test(name) && pid).map(([, pid]) => pid!);
+  const pids = Object.entries(ctx.stack.current().pids)
+    .filter(([name, pid]) => /^app-\d+$/.test(name) && pid)
+    .map(([, pid]) => pid!);
   const auth = `Basic ${Buffer.from(`__token__:${ctx.uploadToken}`).toString('base64')}`;
   const { answers, before, peak } = await formBombs(proxy, auth, 4, pids);
   const broken: string[] = [];
   const wrong = answers.filter((a) => a.status !== 413 || !a.message.includes('over 8 MiB'));
-  if (wrong.length) broken.push(`${wrong.length} of 4 not answered 413 (fields over 8 MiB): ${wrong.map((a) => `${a.status} ${a.message}`).join('; ')}`);
+  if (wrong.length)
+    broken.push(`${wrong.length} of 4 not answered 413 (fields over 8 MiB): ${wrong.map((a) => `${a.status} ${a.message}`).join('; ')}`);
   const over = peak.filter((p) => p > 300 * 1024 * 1024);
   if (over.length) broken.push(`app RSS peaked at ${over.map(MB).join(', ')} (limit 300 MB)`);
   return {
-    requests: 4, failures: wrong.length, broken,
+    requests: 4,
+    failures: wrong.length,
+    broken,
     notes: `app RSS under four concurrent 600 MiB forms: ${pids.map((_, i) => `${MB(before[i]!)} → peak ${MB(peak[i]!)}`).join(', ')}`,
   };
 });
@@ -237,7 +312,10 @@ const hostInUrls = attack('attacks: Host header in cacheable URLs', async (ctx, 
   const leaks: string[] = [];
   for (const path of paths) {
     for (const header of ['Host: evil.example', 'Host: x\r\nX-Forwarded-Host: evil.example']) {
-      const answer = await rawExchange(proxy, `GET ${path} HTTP/1.1\r\n${header}\r\nAccept: application/json, text/html\r\nConnection: close\r\n\r\n`);
+      const answer = await rawExchange(
+        proxy,
+        `GET ${path} HTTP/1.1\r\n${header}\r\nAccept: application/json, text/html\r\nConnection: close\r\n\r\n`,
+      );
       const [head = '', body = ''] = answer.split('\r\n\r\n');
       const varies = /^vary:.*\bhost\b/im.test(head);
       if (/^HTTP\/1\.1 200/.test(head) && body.includes('evil.example') && !(header.startsWith('Host:') && varies)) {
@@ -245,7 +323,12 @@ const hostInUrls = attack('attacks: Host header in cacheable URLs', async (ctx, 
       }
     }
   }
-  return { requests: paths.length * 2, failures: leaks.length, broken: leaks, notes: 'no client-chosen host in an answer that does not vary on it' };
+  return {
+    requests: paths.length * 2,
+    failures: leaks.length,
+    broken: leaks,
+    notes: 'no client-chosen host in an answer that does not vary on it',
+  };
 });
 
 /** Hand-made banyan_sid cookies on a 50 % canary pick no side: each lands where a request without one does, and gets a real one. */
@@ -267,12 +350,18 @@ const forgedSid = attack('attacks: forged banyan_sid', async (ctx, proxy) => {
     const baseline = await side();
     for (const cookie of forged) {
       const got = await side(cookie);
-      if (got.legacy !== baseline.legacy || !got.minted) steered.push(`${cookie} → ${got.legacy ? 'legacy' : 'new'}${got.minted ? '' : ', no session minted'}`);
+      if (got.legacy !== baseline.legacy || !got.minted)
+        steered.push(`${cookie} → ${got.legacy ? 'legacy' : 'new'}${got.minted ? '' : ', no session minted'}`);
     }
   } finally {
     await setMode(ctx, 'project.page', 'legacy', 'chaos: forged sessions over');
   }
-  return { requests: forged.length, failures: steered.length, broken: steered, notes: '40 forged sessions, buckets 0-9750: each on the address\'s side, a signed one minted' };
+  return {
+    requests: forged.length,
+    failures: steered.length,
+    broken: steered,
+    notes: "40 forged sessions, buckets 0-9750: each on the address's side, a signed one minted",
+  };
 });
 
 /**
@@ -290,8 +379,13 @@ const loginFlood = attack('attacks: login flood', async (ctx, proxy) => {
   const from = (localAddress: string) => new Agent({ localAddress });
   const login = async (agent: Agent | undefined, user: string, password: string) => {
     const res = await undiciRequest(`${proxy}/manage/projects`, {
-      method: 'POST', dispatcher: agent, body: 'name=not+a+name!',
-      headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      dispatcher: agent,
+      body: 'name=not+a+name!',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
     });
     await res.body.dump();
     return { status: res.statusCode, retryAfter: res.headers['retry-after'] };
@@ -307,9 +401,11 @@ const loginFlood = attack('attacks: login flood', async (ctx, proxy) => {
   };
   try {
     const flood: { status: number; retryAfter: unknown }[] = [];
-    for (let i = 0; i < 100; i += 20) flood.push(...await Promise.all(Array.from({ length: 20 }, (_, j) => login(flooder, 'chaos-victim', `guess ${i + j}`))));
+    for (let i = 0; i < 100; i += 20)
+      flood.push(...(await Promise.all(Array.from({ length: 20 }, (_, j) => login(flooder, 'chaos-victim', `guess ${i + j}`)))));
     const spray: { status: number; retryAfter: unknown }[] = [];
-    for (let i = 0; i < 80; i += 20) spray.push(...await Promise.all(Array.from({ length: 20 }, (_, j) => login(sprayer, `nobody-${i + j}`, 'Winter2026!'))));
+    for (let i = 0; i < 80; i += 20)
+      spray.push(...(await Promise.all(Array.from({ length: 20 }, (_, j) => login(sprayer, `nobody-${i + j}`, 'Winter2026!')))));
     const f = tally(flood);
     const s = tally(spray);
     if ((f.get(403) ?? 0) > 10) broken.push(`${f.get(403)} guesses on one account were checked (limit 10)`);
@@ -318,13 +414,17 @@ const loginFlood = attack('attacks: login flood', async (ctx, proxy) => {
       broken.push(`answers other than 403 and 429 with Retry-After: flood ${[...f].join(' ')}, spray ${[...s].join(' ')}`);
     }
     const victim = await login(elsewhere, 'chaos-victim', 'chaos-victim password');
-    if (victim.status !== 429) broken.push(`the flooded account with its right password answered ${victim.status}, not 429: the flood learnt something`);
+    if (victim.status !== 429)
+      broken.push(`the flooded account with its right password answered ${victim.status}, not 429: the flood learnt something`);
     const sprayed = await login(sprayer, 'chaos-bystander', 'chaos-bystander password');
     if (sprayed.status !== 429) broken.push(`the spraying address with a right password answered ${sprayed.status}, not 429`);
     const bystander = await login(elsewhere, 'chaos-bystander', 'chaos-bystander password');
-    if (bystander.status !== 400) broken.push(`another account from another address answered ${bystander.status}, not 400 (logged in, the name refused)`);
+    if (bystander.status !== 400)
+      broken.push(`another account from another address answered ${bystander.status}, not 400 (logged in, the name refused)`);
     return {
-      requests: flood.length + spray.length + 3, failures: Math.max(0, (f.get(403) ?? 0) - 10) + Math.max(0, (s.get(403) ?? 0) - 50), broken,
+      requests: flood.length + spray.length + 3,
+      failures: Math.max(0, (f.get(403) ?? 0) - 10) + Math.max(0, (s.get(403) ?? 0) - 50),
+      broken,
       notes: `100 guesses on one account: ${f.get(403) ?? 0} checked, ${f.get(429) ?? 0} × 429; 80 over 80 accounts from one address: ${s.get(403) ?? 0} checked, ${s.get(429) ?? 0} × 429`,
     };
   } finally {
@@ -336,5 +436,9 @@ const loginFlood = attack('attacks: login flood', async (ctx, proxy) => {
 export const ATTACKS: readonly Scenario[] = [
   slowBodyAttack(140, ['127.0.0.2']),
   slowBodyAttack(1_000, ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']),
-  retiredSpellings, formBomb, hostInUrls, forgedSid, loginFlood,
+  retiredSpellings,
+  formBomb,
+  hostInUrls,
+  forgedSid,
+  loginFlood,
 ];

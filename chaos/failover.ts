@@ -3,7 +3,19 @@ import { CURRENT_POSITION_SQL, parseLsn, parseTimeline } from '../lib/lsn.js';
 import { parseTimelineHistory } from '../routing/reads/timelines.js';
 import { kill } from './faults.js';
 import { ReadLoad, UploadLoad, uploadForm, type WriteLog } from './load.js';
-import { checkWrites, failed, healthy, invariants, proxyServed, sleep, waitFor, withPrimary, type ChaosContext, type ChaosRow, type Scenario } from './suite.js';
+import {
+  checkWrites,
+  failed,
+  healthy,
+  invariants,
+  proxyServed,
+  sleep,
+  waitFor,
+  withPrimary,
+  type ChaosContext,
+  type ChaosRow,
+  type Scenario,
+} from './suite.js';
 
 /** The bound this scenario states: uploads are accepted through the proxy again within this long of the primary's death. */
 export const WRITES_BACK_WITHIN_MS = 10_000;
@@ -48,16 +60,22 @@ export const failOverThePrimary: Scenario = {
       timeline['promoted'] = Date.now() - t0;
       await waitFor('an upload accepted through the proxy', async () => firstAckAfter(writes.log, t0) !== undefined, 60_000);
       timeline['firstAcceptedWrite'] = firstAckAfter(writes.log, t0)! - t0;
-      if (timeline['firstAcceptedWrite'] > WRITES_BACK_WITHIN_MS) broken.push(`uploads accepted again ${timeline['firstAcceptedWrite']} ms after the kill (bound ${WRITES_BACK_WITHIN_MS})`);
+      if (timeline['firstAcceptedWrite'] > WRITES_BACK_WITHIN_MS)
+        broken.push(`uploads accepted again ${timeline['firstAcceptedWrite']} ms after the kill (bound ${WRITES_BACK_WITHIN_MS})`);
       seenAtOnce = await uploadThenRead(ctx, before.proxy);
       if (seenAtOnce) broken.push(seenAtOnce);
-      await waitFor('the new replica to be in stack.json', async () => {
-        const now = ctx.stack.current();
-        return now.primary === before.replicas[0] && now.replicas[0] === before.primary && !!now.pids['postgresReplica'];
-      }, 120_000);
+      await waitFor(
+        'the new replica to be in stack.json',
+        async () => {
+          const now = ctx.stack.current();
+          return now.primary === before.replicas[0] && now.replicas[0] === before.primary && !!now.pids['postgresReplica'];
+        },
+        120_000,
+      );
       timeline['newReplicaStreaming'] = Date.now() - t0;
       await waitFor('a read from the new replica', async () => reads.events.some((e) => e.at > t0 && e.readFrom === NEW_REPLICA), 30_000);
-      timeline['firstReadFromNewReplica'] = Math.min(...reads.events.filter((e) => e.at > t0 && e.readFrom === NEW_REPLICA).map((e) => e.at)) - t0;
+      timeline['firstReadFromNewReplica'] =
+        Math.min(...reads.events.filter((e) => e.at > t0 && e.readFrom === NEW_REPLICA).map((e) => e.at)) - t0;
       await sleep(ctx.settleMs);
     } finally {
       await Promise.all([reads.stop(), writes.stop()]);
@@ -67,20 +85,34 @@ export const failOverThePrimary: Scenario = {
     const proxyAlive = proxyServed(ctx, before.pids['proxy'], outputFrom);
     // Lost writes are allowed here only when the replica never received them; every other invariant holds.
     broken.push(...invariants({ ...verdict, lost: unexplained.length, proxyAlive }));
-    const restarted = Object.entries(componentPids(ctx.stack.current().pids)).filter(([name, id]) => components[name] !== id).map(([name]) => name);
+    const restarted = Object.entries(componentPids(ctx.stack.current().pids))
+      .filter(([name, id]) => components[name] !== id)
+      .map(([name]) => name);
     if (restarted.length) broken.push(`restarted: ${restarted.join(', ')}`);
     return {
-      scenario: 'fail over the primary', requests: reads.events.length, failures: reads.events.filter(failed).length, fallbacks: null, firstFallbackMs: null,
-      writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken, timeline,
-      notes: `kill → promoted ${timeline['promoted']} ms, first accepted upload ${timeline['firstAcceptedWrite']} ms, new replica streaming ${timeline['newReplicaStreaming']} ms, `
-        + `first read from it ${timeline['firstReadFromNewReplica']} ms; ${verdict.lost} acknowledged uploads lost, none the replica had received`,
+      scenario: 'fail over the primary',
+      requests: reads.events.length,
+      failures: reads.events.filter(failed).length,
+      fallbacks: null,
+      firstFallbackMs: null,
+      writesSent: writes.log.sent,
+      writesAcknowledged: writes.log.acknowledged.size,
+      ...verdict,
+      proxyAlive,
+      broken,
+      timeline,
+      notes:
+        `kill → promoted ${timeline['promoted']} ms, first accepted upload ${timeline['firstAcceptedWrite']} ms, new replica streaming ${timeline['newReplicaStreaming']} ms, ` +
+        `first read from it ${timeline['firstReadFromNewReplica']} ms; ${verdict.lost} acknowledged uploads lost, none the replica had received`,
     };
   },
 };
 
 /** The process ids of the components that must ride through a failover: the proxy, every app instance, files and legacy. */
 function componentPids(pids: Readonly<Record<string, number | null>>): Record<string, number | null> {
-  return Object.fromEntries(Object.entries(pids).filter(([name]) => name === 'proxy' || name === 'legacy' || name === 'files' || /^app-\d+$/.test(name)));
+  return Object.fromEntries(
+    Object.entries(pids).filter(([name]) => name === 'proxy' || name === 'legacy' || name === 'files' || /^app-\d+$/.test(name)),
+  );
 }
 
 async function acceptsWrites(url: string): Promise<boolean> {
@@ -104,7 +136,12 @@ function firstAckAfter(log: WriteLog, t0: number): number | undefined {
 async function uploadThenRead(ctx: ChaosContext, proxy: string): Promise<string> {
   const { form, filename } = uploadForm(ctx.project, `9.${Date.now()}`);
   const auth = `Basic ${Buffer.from(`__token__:${ctx.uploadToken}`).toString('base64')}`;
-  const res = await fetch(`${proxy}/legacy/`, { method: 'POST', body: form, headers: { authorization: auth }, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(`${proxy}/legacy/`, {
+    method: 'POST',
+    body: form,
+    headers: { authorization: auth },
+    signal: AbortSignal.timeout(30_000),
+  });
   if (res.status !== 200) return `the upload right after the failover got ${res.status}: ${(await res.text()).slice(0, 200)}`;
   await res.text();
   const simple = await (await fetch(`${proxy}/simple/${ctx.project}/`)).text();
@@ -120,8 +157,11 @@ async function uploadThenRead(ctx: ChaosContext, proxy: string): Promise<string>
  */
 async function lostButReplicated(ctx: ChaosContext, log: WriteLog): Promise<string[]> {
   const { stored, switches } = await withPrimary(ctx, async (c) => {
-    const files = await c.query<{ filename: string }>(`SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id
-      JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = $1`, [ctx.project]);
+    const files = await c.query<{ filename: string }>(
+      `SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id
+      JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = $1`,
+      [ctx.project],
+    );
     const timeline = (await c.query<{ timeline: number }>(CURRENT_POSITION_SQL)).rows[0]!.timeline;
     const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
     const history = timeline > 1 ? (await c.query<{ text: string }>('SELECT pg_read_file($1) AS text', [file])).rows[0]!.text : '';

@@ -76,8 +76,13 @@ export class ReadLoad extends Loops {
       if (detail === undefined) await res.body.dump();
       const readFrom = res.headers['x-banyan-read-from'];
       this.events.push({
-        at, ms: Date.now() - at, route: target.route, status: res.statusCode, fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
-        readFrom: typeof readFrom === 'string' ? readFrom : undefined, ...(detail === undefined ? {} : { detail }),
+        at,
+        ms: Date.now() - at,
+        route: target.route,
+        status: res.statusCode,
+        fromLegacy: res.headers['x-legacy-read-from'] !== undefined,
+        readFrom: typeof readFrom === 'string' ? readFrom : undefined,
+        ...(detail === undefined ? {} : { detail }),
       });
     } catch (err) {
       const detail = (err as { code?: string }).code ?? (err as Error).message;
@@ -131,7 +136,9 @@ export class UploadLoad extends Loops {
     const log = this.log as { longestMs: number };
     try {
       const res = await fetch(this.#url, {
-        method: 'POST', body: form, headers: { authorization: this.#auth },
+        method: 'POST',
+        body: form,
+        headers: { authorization: this.#auth },
         signal: AbortSignal.timeout(30_000),
       });
       const text = await res.text();
@@ -156,8 +163,15 @@ export function uploadForm(project: string, version: string): { form: FormData; 
   const wheel = buildWheel(project, version, randomBytes(512));
   const form = new FormData();
   const fields: Record<string, string> = {
-    ':action': 'file_upload', protocol_version: '1', name: project, version, filetype: 'bdist_wheel', pyversion: 'py3',
-    metadata_version: '2.1', summary: 'written by the chaos suite', sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex'),
+    ':action': 'file_upload',
+    protocol_version: '1',
+    name: project,
+    version,
+    filetype: 'bdist_wheel',
+    pyversion: 'py3',
+    metadata_version: '2.1',
+    summary: 'written by the chaos suite',
+    sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex'),
   };
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
   form.append('content', new Blob([wheel.bytes]), wheel.filename);

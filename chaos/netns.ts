@@ -37,7 +37,11 @@ export function namespacesUnavailable(): string | undefined {
   } catch (err) {
     return `cannot make network namespaces here: ${(err as Error).message.split('\n')[0]}`;
   }
-  try { ip(['netns', 'del', probe]); } catch { /* removed with the process's namespaces anyway */ }
+  try {
+    ip(['netns', 'del', probe]);
+  } catch {
+    /* removed with the process's namespaces anyway */
+  }
   return undefined;
 }
 
@@ -57,15 +61,32 @@ export function makeNamespace(slot: number): Namespace {
     return `${subnet}.${100 + i}`;
   };
   const ns = (argv: string[]) => ip(['netns', 'exec', name, 'ip', ...argv]);
-  const rule = (verb: 'add' | 'del', address: string) => ns(['rule', verb, 'pref', String(10 + Number(address.split('.')[3]) - 100), 'from', address, 'blackhole']);
+  const rule = (verb: 'add' | 'del', address: string) =>
+    ns(['rule', verb, 'pref', String(10 + Number(address.split('.')[3]) - 100), 'from', address, 'blackhole']);
   const namespace: Namespace = {
-    name, inside, hostAddress,
+    name,
+    inside,
+    hostAddress,
     exec: (argv) => ['ip', 'netns', 'exec', name, ...argv],
     cut: (address) => rule('add', address),
-    heal: (address) => { try { rule('del', address); } catch { /* not cut */ } },
+    heal: (address) => {
+      try {
+        rule('del', address);
+      } catch {
+        /* not cut */
+      }
+    },
     remove: () => {
-      try { ip(['link', 'del', host]); } catch { /* gone, or never made */ }
-      try { ip(['netns', 'del', name]); } catch { /* gone, or never made */ }
+      try {
+        ip(['link', 'del', host]);
+      } catch {
+        /* gone, or never made */
+      }
+      try {
+        ip(['netns', 'del', name]);
+      } catch {
+        /* gone, or never made */
+      }
     },
   };
   try {

@@ -4,7 +4,19 @@ import { ReadLoad, UploadLoad } from './load.js';
 import { makeNamespace, namespacesUnavailable, type Namespace } from './netns.js';
 import { startRelay, type Relay } from './relay.js';
 import { BANYAN } from './stack.js';
-import { checkWrites, failed, FALLBACK_ROUTES, healthy, invariants, readTargets, sleep, waitFor, type ChaosContext, type ChaosRow, type Scenario } from './suite.js';
+import {
+  checkWrites,
+  failed,
+  FALLBACK_ROUTES,
+  healthy,
+  invariants,
+  readTargets,
+  sleep,
+  waitFor,
+  type ChaosContext,
+  type ChaosRow,
+  type Scenario,
+} from './suite.js';
 
 /**
  * Network partitions. The stack of `npm run chaos` runs on loopback, where a
@@ -107,8 +119,16 @@ function partitioned(name: string, link: Link): Scenario {
         if (writes.log.longestMs > BOUND_MS) broken.push(`an upload waited ${writes.log.longestMs} ms (bound ${BOUND_MS} ms: ${why})`);
         const fallbackMs = firstFallbackAfter(reads.events, t0);
         return {
-          scenario: name, requests: reads.events.length, failures: reads.events.filter(failed).length, fallbacks: reads.events.filter((e) => e.at >= t0 && e.fromLegacy && FALLBACK_ROUTES.has(e.route)).length,
-          firstFallbackMs: fallbackMs, writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken,
+          scenario: name,
+          requests: reads.events.length,
+          failures: reads.events.filter(failed).length,
+          fallbacks: reads.events.filter((e) => e.at >= t0 && e.fromLegacy && FALLBACK_ROUTES.has(e.route)).length,
+          firstFallbackMs: fallbackMs,
+          writesSent: writes.log.sent,
+          writesAcknowledged: writes.log.acknowledged.size,
+          ...verdict,
+          proxyAlive,
+          broken,
           notes: `packets dropped for ${Math.max(ctx.faultMs, PARTITION_MS)} ms; longest read ${longestRead} ms, longest upload ${writes.log.longestMs} ms`,
         };
       } finally {
@@ -118,15 +138,30 @@ function partitioned(name: string, link: Link): Scenario {
   };
 }
 
-function firstFallbackAfter(events: readonly { at: number; fromLegacy: boolean; route: string; status: number }[], t0: number): number | null {
+function firstFallbackAfter(
+  events: readonly { at: number; fromLegacy: boolean; route: string; status: number }[],
+  t0: number,
+): number | null {
   const first = events.find((e) => e.at >= t0 && e.fromLegacy && FALLBACK_ROUTES.has(e.route) && e.status === 200);
   return first ? first.at - t0 : null;
 }
 
 function skipped(name: string, why: string): ChaosRow {
   return {
-    scenario: name, requests: 0, failures: 0, fallbacks: null, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0, stored: 0, lost: 0,
-    duplicated: 0, proxyAlive: true, broken: [], notes: `skipped: ${why}`, skipped: why,
+    scenario: name,
+    requests: 0,
+    failures: 0,
+    fallbacks: null,
+    firstFallbackMs: null,
+    writesSent: 0,
+    writesAcknowledged: 0,
+    stored: 0,
+    lost: 0,
+    duplicated: 0,
+    proxyAlive: true,
+    broken: [],
+    notes: `skipped: ${why}`,
+    skipped: why,
   };
 }
 
@@ -158,22 +193,50 @@ async function startRig(ctx: ChaosContext): Promise<Rig> {
       REDIS_URL: await relay(ns, 'redis', s.redis!),
     });
     const common = {
-      BANYAN_STORAGE: join(ctx.stack.dir, '.banyan', 'files'), BANYAN_LOG: 'off', BANYAN_DEBUG_HEADERS: 'on', BANYAN_USAGE_FLUSH: '1h', ...SETTINGS,
+      BANYAN_STORAGE: join(ctx.stack.dir, '.banyan', 'files'),
+      BANYAN_LOG: 'off',
+      BANYAN_DEBUG_HEADERS: 'on',
+      BANYAN_USAGE_FLUSH: '1h',
+      ...SETTINGS,
     };
-    const app = start(appNs, 'app', { ...(await data(appNs)), ...common, HOST: appNs.inside, PORT: String(APP_PORT) }, (d) => { output += d; });
+    const app = start(appNs, 'app', { ...(await data(appNs)), ...common, HOST: appNs.inside, PORT: String(APP_PORT) }, (d) => {
+      output += d;
+    });
     children.push(app);
     const appUrl = `http://${appNs.inside}:${APP_PORT}`;
-    await waitFor('the partitioned app to answer', async () => (await fetch(`${appUrl}/_health`, { signal: AbortSignal.timeout(1_000) })).status === 200, 30_000);
-    const proxy = start(proxyNs, 'proxy', {
-      ...(await data(proxyNs)), ...common, HOST: proxyNs.inside, PORT: String(PROXY_PORT), ADMIN_HOST: proxyNs.inside, ADMIN_PORT: String(ADMIN_PORT),
-      LEGACY_URL: await relay(proxyNs, 'legacy', s.legacy), APP_URL: await relay(proxyNs, 'app', appUrl),
-      FILES_URL: await relay(proxyNs, 'files', s.services?.['files']?.[0]?.url ?? s.legacy),
-      BANYAN_ADMIN_TOKEN: s.adminToken ?? 'chaos', BANYAN_SECRET: `chaos-partitions-${process.pid}-0123456789`,
-    }, (d) => { output += d; });
+    await waitFor(
+      'the partitioned app to answer',
+      async () => (await fetch(`${appUrl}/_health`, { signal: AbortSignal.timeout(1_000) })).status === 200,
+      30_000,
+    );
+    const proxy = start(
+      proxyNs,
+      'proxy',
+      {
+        ...(await data(proxyNs)),
+        ...common,
+        HOST: proxyNs.inside,
+        PORT: String(PROXY_PORT),
+        ADMIN_HOST: proxyNs.inside,
+        ADMIN_PORT: String(ADMIN_PORT),
+        LEGACY_URL: await relay(proxyNs, 'legacy', s.legacy),
+        APP_URL: await relay(proxyNs, 'app', appUrl),
+        FILES_URL: await relay(proxyNs, 'files', s.services?.['files']?.[0]?.url ?? s.legacy),
+        BANYAN_ADMIN_TOKEN: s.adminToken ?? 'chaos',
+        BANYAN_SECRET: `chaos-partitions-${process.pid}-0123456789`,
+      },
+      (d) => {
+        output += d;
+      },
+    );
     children.push(proxy);
     const proxyUrl = `http://${proxyNs.inside}:${PROXY_PORT}`;
     const adminUrl = `http://${proxyNs.inside}:${ADMIN_PORT}`;
-    await waitFor('the partitioned proxy to be ready', async () => (await fetch(`${adminUrl}/readyz`, { signal: AbortSignal.timeout(1_000) })).status === 200, 30_000);
+    await waitFor(
+      'the partitioned proxy to be ready',
+      async () => (await fetch(`${adminUrl}/readyz`, { signal: AbortSignal.timeout(1_000) })).status === 200,
+      30_000,
+    );
     const address: Record<Link, [Namespace, number]> = {
       'proxy-redis': [proxyNs, ADDRESS.redis],
       'proxy-postgres': [proxyNs, ADDRESS.primary],
@@ -186,9 +249,17 @@ async function startRig(ctx: ChaosContext): Promise<Rig> {
       return link === 'proxy-postgres' ? [ns.hostAddress(ADDRESS.primary), ns.hostAddress(ADDRESS.replica)] : [ns.hostAddress(i)];
     };
     return {
-      proxyUrl, adminUrl, proxy, app, output: () => output,
-      cut: (link) => { for (const a of addresses(link)) address[link][0].cut(a); },
-      heal: (link) => { for (const a of addresses(link)) address[link][0].heal(a); },
+      proxyUrl,
+      adminUrl,
+      proxy,
+      app,
+      output: () => output,
+      cut: (link) => {
+        for (const a of addresses(link)) address[link][0].cut(a);
+      },
+      heal: (link) => {
+        for (const a of addresses(link)) address[link][0].heal(a);
+      },
       stop,
     };
   } catch (err) {
@@ -213,7 +284,12 @@ function start(ns: Namespace, command: 'app' | 'proxy', env: Record<string, stri
 function exited(child: ChildProcess, graceMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); }, graceMs);
-    child.once('exit', () => { clearTimeout(timer); resolve(); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+    }, graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }

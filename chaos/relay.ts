@@ -19,7 +19,10 @@ export async function startRelay(host: string, target: { host: string; port: num
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
-      s.on('error', () => { client.destroy(); upstream.destroy(); });
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
     }
     client.pipe(upstream);
     upstream.pipe(client);
@@ -30,7 +33,8 @@ export async function startRelay(host: string, target: { host: string; port: num
   });
   const address = server.address();
   return {
-    host, port: typeof address === 'object' && address ? address.port : 0,
+    host,
+    port: typeof address === 'object' && address ? address.port : 0,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

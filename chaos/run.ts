@@ -71,10 +71,17 @@ async function onStack(options: ChaosOptions, args: string[], list: Scenario[]):
   chmodSync(dir, 0o755);
   let stack: StartedStack | undefined;
   try {
-    options.log(`starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''}, ${APP_INSTANCES} app instances${args.length ? `, ${args.join(' ')}` : ''})`);
-    stack = await startStack(dir, ['--app-instances', String(APP_INSTANCES), ...(options.workers > 1 ? ['--workers', String(options.workers)] : []), ...args], {
-      BANYAN_RESTART_DELAY: '300ms', BANYAN_USAGE_FLUSH: '1h',
-    });
+    options.log(
+      `starting the stack in ${dir} (proxy with ${options.workers} worker${options.workers > 1 ? 's' : ''}, ${APP_INSTANCES} app instances${args.length ? `, ${args.join(' ')}` : ''})`,
+    );
+    stack = await startStack(
+      dir,
+      ['--app-instances', String(APP_INSTANCES), ...(options.workers > 1 ? ['--workers', String(options.workers)] : []), ...args],
+      {
+        BANYAN_RESTART_DELAY: '300ms',
+        BANYAN_USAGE_FLUSH: '1h',
+      },
+    );
     const db = connect(stack.stack.primary, { max: 1, name: 'banyan-chaos' });
     let uploadToken: string;
     try {
@@ -84,7 +91,12 @@ async function onStack(options: ChaosOptions, args: string[], list: Scenario[]):
       await db.destroy();
     }
     const ctx: ChaosContext = {
-      stack, uploadToken, project: 'chaos-pkg', faultMs: options.seconds * 1_000, settleMs: Math.max(500, options.seconds * 1_000 / 2), log: options.log,
+      stack,
+      uploadToken,
+      project: 'chaos-pkg',
+      faultMs: options.seconds * 1_000,
+      settleMs: Math.max(500, (options.seconds * 1_000) / 2),
+      log: options.log,
     };
     return await runScenarios(ctx, list);
   } finally {
@@ -98,12 +110,36 @@ async function onStack(options: ChaosOptions, args: string[], list: Scenario[]):
 
 /** The table as people read it. */
 export function printRows(rows: readonly ChaosRow[]): void {
-  printTable(['scenario', 'requests', 'failed', 'fallbacks', 'first fallback', 'writes sent', 'acked', 'stored', 'lost', 'duplicated', 'proxy', 'verdict'],
+  printTable(
+    [
+      'scenario',
+      'requests',
+      'failed',
+      'fallbacks',
+      'first fallback',
+      'writes sent',
+      'acked',
+      'stored',
+      'lost',
+      'duplicated',
+      'proxy',
+      'verdict',
+    ],
     rows.map((r) => [
-      r.scenario, String(r.requests), String(r.failures), r.fallbacks === null ? 'n/a' : String(r.fallbacks), r.firstFallbackMs === null ? '-' : `${r.firstFallbackMs} ms`,
-      String(r.writesSent), String(r.writesAcknowledged), String(r.stored), String(r.lost), String(r.duplicated), r.proxyAlive ? 'up' : 'EXITED',
+      r.scenario,
+      String(r.requests),
+      String(r.failures),
+      r.fallbacks === null ? 'n/a' : String(r.fallbacks),
+      r.firstFallbackMs === null ? '-' : `${r.firstFallbackMs} ms`,
+      String(r.writesSent),
+      String(r.writesAcknowledged),
+      String(r.stored),
+      String(r.lost),
+      String(r.duplicated),
+      r.proxyAlive ? 'up' : 'EXITED',
       r.broken.length ? `BROKEN: ${r.broken.join('; ')}` : r.skipped ? 'skipped' : 'held',
-    ]));
+    ]),
+  );
 }
 
 async function main(): Promise<void> {
@@ -111,8 +147,13 @@ async function main(): Promise<void> {
   try {
     ({ values } = parseArgs({
       options: {
-        seconds: { type: 'string' }, only: { type: 'string' }, workers: { type: 'string' }, 'no-failover': { type: 'boolean' }, 'no-partitions': { type: 'boolean' },
-        json: { type: 'boolean' }, help: { type: 'boolean' },
+        seconds: { type: 'string' },
+        only: { type: 'string' },
+        workers: { type: 'string' },
+        'no-failover': { type: 'boolean' },
+        'no-partitions': { type: 'boolean' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean' },
       },
     }));
   } catch (err) {
@@ -126,9 +167,17 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds ?? 3);
   const workers = Number(values.workers ?? 2);
   if (!(seconds >= 0.5 && seconds <= 60)) fail(`--seconds must be a number from 0.5 to 60, not "${values.seconds}"`);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 8) fail(`--workers must be a whole number from 1 to 8, not "${values.workers}"`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 8)
+    fail(`--workers must be a whole number from 1 to 8, not "${values.workers}"`);
   const log = (line: string) => process.stderr.write(`• ${line}\n`);
-  const rows = await chaos({ seconds, only: values.only, workers, failover: !values['no-failover'], partitions: !values['no-partitions'], log });
+  const rows = await chaos({
+    seconds,
+    only: values.only,
+    workers,
+    failover: !values['no-failover'],
+    partitions: !values['no-partitions'],
+    log,
+  });
   if (values.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
   else {
     process.stdout.write('\n');
@@ -139,7 +188,9 @@ async function main(): Promise<void> {
   const broken = rows.filter((r) => r.broken.length);
   const skipped = rows.filter((r) => r.skipped);
   const ran = rows.length - skipped.length;
-  process.stdout.write(`\n${broken.length ? `${broken.length} of ${ran} scenarios broke an invariant.` : `All ${ran} scenarios that ran held: nothing lost, nothing duplicated, the proxy never exited.`}\n`);
+  process.stdout.write(
+    `\n${broken.length ? `${broken.length} of ${ran} scenarios broke an invariant.` : `All ${ran} scenarios that ran held: nothing lost, nothing duplicated, the proxy never exited.`}\n`,
+  );
   if (skipped.length) process.stdout.write(`${skipped.length} skipped: ${skipped.map((r) => `${r.scenario} (${r.skipped})`).join('; ')}\n`);
   process.exitCode = broken.length ? 1 : 0;
 }

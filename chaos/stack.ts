@@ -28,11 +28,18 @@ export async function startStack(cwd: string, args: string[] = [], env: NodeJS.P
   // In a process group of its own, as in a terminal: a signal to the group is what Ctrl-C sends.
   const child = spawn(process.execPath, [BANYAN, 'start', ...args], {
     // Debug headers on: the suite and the tests tell who answered by X-Legacy-Read-From and X-Banyan-Read-From.
-    cwd, env: { ...process.env, PORT: '0', ADMIN_PORT: '0', BANYAN_DEBUG_HEADERS: 'on', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    cwd,
+    env: { ...process.env, PORT: '0', ADMIN_PORT: '0', BANYAN_DEBUG_HEADERS: 'on', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let output = '';
-  child.stdout!.on('data', (d) => { output += d; });
-  child.stderr!.on('data', (d) => { output += d; });
+  child.stdout!.on('data', (d) => {
+    output += d;
+  });
+  child.stderr!.on('data', (d) => {
+    output += d;
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const file = join(cwd, '.banyan', 'stack.json');
   const deadline = Date.now() + 60_000;

@@ -64,8 +64,11 @@ export const FALLBACK_ROUTES = new Set(['simple.detail', 'json.project']);
  * fails (reads on fallback routes must reach legacy within a second); `instanceFault`: one instance fails
  * (no read on the new app's routes may fail or fall back: the other instances answer).
  */
-function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | void>,
-  options: { appFault?: boolean; instanceFault?: boolean } = {}): Scenario {
+function underLoad(
+  name: string,
+  fault: (ctx: ChaosContext) => Promise<string | void>,
+  options: { appFault?: boolean; instanceFault?: boolean } = {},
+): Scenario {
   return {
     name,
     run: async (ctx) => {
@@ -97,20 +100,36 @@ function underLoad(name: string, fault: (ctx: ChaosContext) => Promise<string | 
       const broken = invariants({ ...verdict, proxyAlive });
       if (options.appFault) {
         const dropped = reads.events.filter((e) => FALLBACK_ROUTES.has(e.route) && failed(e)).length;
-        if (dropped > 0) broken.push(`${dropped} reads on fallback routes failed: ${describeFailures(reads.events.filter((e) => FALLBACK_ROUTES.has(e.route)), t0)}`);
-        if (firstFallbackMs === null || firstFallbackMs > 1_000) broken.push(`first fallback after ${firstFallbackMs ?? 'never'} ms (limit 1,000)`);
+        if (dropped > 0)
+          broken.push(
+            `${dropped} reads on fallback routes failed: ${describeFailures(
+              reads.events.filter((e) => FALLBACK_ROUTES.has(e.route)),
+              t0,
+            )}`,
+          );
+        if (firstFallbackMs === null || firstFallbackMs > 1_000)
+          broken.push(`first fallback after ${firstFallbackMs ?? 'never'} ms (limit 1,000)`);
       }
       if (options.instanceFault) {
         const onNew = reads.events.filter((e) => FALLBACK_ROUTES.has(e.route));
         const dropped = onNew.filter(failed).length;
         const toLegacy = onNew.filter((e) => !failed(e) && e.fromLegacy).length;
-        if (dropped > 0) broken.push(`${dropped} reads on the new app's routes failed while another instance was up: ${describeFailures(onNew, t0)}`);
+        if (dropped > 0)
+          broken.push(`${dropped} reads on the new app's routes failed while another instance was up: ${describeFailures(onNew, t0)}`);
         if (toLegacy > 0) broken.push(`${toLegacy} reads on the new app's routes fell back to legacy while another instance was up`);
       }
       const failuresNote = failures > 0 ? `failed reads: ${describeFailures(reads.events, t0)}` : '';
       return {
-        scenario: name, requests: reads.events.length, failures, fallbacks, firstFallbackMs,
-        writesSent: writes.log.sent, writesAcknowledged: writes.log.acknowledged.size, ...verdict, proxyAlive, broken,
+        scenario: name,
+        requests: reads.events.length,
+        failures,
+        fallbacks,
+        firstFallbackMs,
+        writesSent: writes.log.sent,
+        writesAcknowledged: writes.log.acknowledged.size,
+        ...verdict,
+        proxyAlive,
+        broken,
         notes: [note || '', failuresNote].filter(Boolean).join('; '),
       };
     },
@@ -135,15 +154,22 @@ export function scenarios(workers: number): Scenario[] {
     return id;
   };
   /** The new app's instances, by their supervisor names: app-1, app-2, … */
-  const apps = (ctx: ChaosContext) => Object.keys(ctx.stack.current().pids).filter((n) => /^app-\d+$/.test(n)).sort();
+  const apps = (ctx: ChaosContext) =>
+    Object.keys(ctx.stack.current().pids)
+      .filter((n) => /^app-\d+$/.test(n))
+      .sort();
   /** SIGKILL to each component named (all at once), then wait until every one of them was restarted. */
   const killedAll = (names: (ctx: ChaosContext) => string[]) => async (ctx: ChaosContext) => {
     const ids = new Map(names(ctx).map((name) => [name, pid(ctx, name)]));
     for (const id of ids.values()) kill(id);
-    await waitFor(`${[...ids.keys()].join(', ')} to be restarted`, async () => {
-      const now = ctx.stack.current().pids;
-      return [...ids].every(([name, id]) => !!now[name] && now[name] !== id);
-    }, 60_000);
+    await waitFor(
+      `${[...ids.keys()].join(', ')} to be restarted`,
+      async () => {
+        const now = ctx.stack.current().pids;
+        return [...ids].every(([name, id]) => !!now[name] && now[name] !== id);
+      },
+      60_000,
+    );
   };
   const killed = (name: string) => killedAll(() => [name]);
   const frozenAll = (names: (ctx: ChaosContext) => string[]) => async (ctx: ChaosContext) => {
@@ -152,20 +178,28 @@ export function scenarios(workers: number): Scenario[] {
   };
   const frozen = (name: string) => frozenAll(() => [name]);
   const list: Scenario[] = [
-    underLoad('kill the new app', async (ctx) => {
-      await killedAll(apps)(ctx);
-      return `every instance killed: ${apps(ctx).join(', ')}`;
-    }, { appFault: true }),
+    underLoad(
+      'kill the new app',
+      async (ctx) => {
+        await killedAll(apps)(ctx);
+        return `every instance killed: ${apps(ctx).join(', ')}`;
+      },
+      { appFault: true },
+    ),
     underLoad('freeze the new app', async (ctx) => {
       await frozenAll(apps)(ctx);
       return `every instance frozen: ${apps(ctx).join(', ')}`;
     }),
-    underLoad('kill one app instance', async (ctx) => {
-      const others = apps(ctx).filter((n) => n !== 'app-1');
-      if (others.length === 0) throw new Error('one app instance only: start the stack with --app-instances 2 or more');
-      await killed('app-1')(ctx);
-      return `app-1 killed and restarted; ${others.join(', ')} stayed up`;
-    }, { instanceFault: true }),
+    underLoad(
+      'kill one app instance',
+      async (ctx) => {
+        const others = apps(ctx).filter((n) => n !== 'app-1');
+        if (others.length === 0) throw new Error('one app instance only: start the stack with --app-instances 2 or more');
+        await killed('app-1')(ctx);
+        return `app-1 killed and restarted; ${others.join(', ')} stayed up`;
+      },
+      { instanceFault: true },
+    ),
     underLoad('kill legacy', killed('legacy')),
     underLoad('freeze legacy', frozen('legacy')),
     underLoad('kill the replica', killed('postgresReplica')),
@@ -176,13 +210,15 @@ export function scenarios(workers: number): Scenario[] {
     underLoad('freeze Redis', frozen('redis')),
   ];
   if (workers > 1) {
-    list.push(underLoad('crash a proxy worker', async (ctx) => {
-      const workerPids = childrenOf(pid(ctx, 'proxy'));
-      if (workerPids.length < 2) throw new Error(`expected ${workers} proxy workers, found ${workerPids.length}`);
-      process.kill(workerPids[0]!, 'SIGKILL');
-      await waitFor('the worker to be replaced', async () => childrenOf(pid(ctx, 'proxy')).length >= workerPids.length, 30_000);
-      return `worker ${workerPids[0]} killed and replaced`;
-    }));
+    list.push(
+      underLoad('crash a proxy worker', async (ctx) => {
+        const workerPids = childrenOf(pid(ctx, 'proxy'));
+        if (workerPids.length < 2) throw new Error(`expected ${workers} proxy workers, found ${workerPids.length}`);
+        process.kill(workerPids[0]!, 'SIGKILL');
+        await waitFor('the worker to be replaced', async () => childrenOf(pid(ctx, 'proxy')).length >= workerPids.length, 30_000);
+        return `worker ${workerPids[0]} killed and replaced`;
+      }),
+    );
   }
   list.push(
     underLoad('flip a route 50 times', async (ctx) => {
@@ -220,8 +256,19 @@ export async function runScenarios(ctx: ChaosContext, list: readonly Scenario[])
       row = await scenario.run(ctx);
     } catch (err) {
       row = {
-        scenario: scenario.name, requests: 0, failures: 0, fallbacks: 0, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0, stored: 0,
-        lost: 0, duplicated: 0, proxyAlive: false, broken: [`the scenario could not run: ${(err as Error).message}`], notes: '',
+        scenario: scenario.name,
+        requests: 0,
+        failures: 0,
+        fallbacks: 0,
+        firstFallbackMs: null,
+        writesSent: 0,
+        writesAcknowledged: 0,
+        stored: 0,
+        lost: 0,
+        duplicated: 0,
+        proxyAlive: false,
+        broken: [`the scenario could not run: ${(err as Error).message}`],
+        notes: '',
       };
     }
     ctx.log(`      ${row.broken.length ? `BROKEN: ${row.broken.join('; ')}` : 'held'} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
@@ -234,10 +281,16 @@ export async function runScenarios(ctx: ChaosContext, list: readonly Scenario[])
 export async function checkWrites(ctx: ChaosContext, log: WriteLog): Promise<Pick<ChaosRow, 'stored' | 'lost' | 'duplicated'>> {
   const project = ctx.project;
   const { files, journal } = await withPrimary(ctx, async (c) => ({
-    files: (await c.query<{ filename: string }>(`SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id
-      JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = $1`, [project])).rows.map((r) => r.filename),
-    journal: (await c.query<{ action: string }>("SELECT action FROM journal WHERE project_name = $1 AND action LIKE 'add % file %'", [project])).rows
-      .map((r) => r.action.replace(/^add \S+ file /, '')),
+    files: (
+      await c.query<{ filename: string }>(
+        `SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id
+      JOIN projects p ON p.id = r.project_id WHERE p.normalized_name = $1`,
+        [project],
+      )
+    ).rows.map((r) => r.filename),
+    journal: (
+      await c.query<{ action: string }>("SELECT action FROM journal WHERE project_name = $1 AND action LIKE 'add % file %'", [project])
+    ).rows.map((r) => r.action.replace(/^add \S+ file /, '')),
   }));
   const stored = new Set(files);
   const ours = (f: string) => log.acknowledged.has(f) || log.refused.has(f) || log.unknown.has(f);
@@ -276,12 +329,16 @@ export function describeFailures(events: readonly ReadEvent[], t0: number): stri
     g.n++;
     groups.set(key, g);
   }
-  return [...groups].slice(0, 4).map(([key, g]) => `${key}${g.n > 1 ? ` ×${g.n}` : ''}, sent ${g.first} ms after the fault`).join('; ');
+  return [...groups]
+    .slice(0, 4)
+    .map(([key, g]) => `${key}${g.n > 1 ? ` ×${g.n}` : ''}, sent ${g.first} ms after the fault`)
+    .join('; ');
 }
 
 /** Milliseconds from the fault to the first answer legacy gave on a fallback route. */
 function firstFallback(events: readonly ReadEvent[], t0: number): number | null {
-  const first = events.filter((e) => e.at >= t0 && e.fromLegacy && FALLBACK_ROUTES.has(e.route) && e.status === 200)
+  const first = events
+    .filter((e) => e.at >= t0 && e.fromLegacy && FALLBACK_ROUTES.has(e.route) && e.status === 200)
     .reduce<number | null>((min, e) => (min === null || e.at < min ? e.at : min), null);
   return first === null ? null : first - t0;
 }
@@ -293,20 +350,34 @@ export function proxyServed(ctx: ChaosContext, pidBefore: number | null | undefi
 
 /** Every process of the stack is up, the proxy is ready, and the primary takes queries. */
 export async function healthy(ctx: ChaosContext): Promise<void> {
-  await waitFor('the whole stack to be up', async () => {
-    const s = ctx.stack.current();
-    if (Object.values(s.pids).some((p) => !p)) return false;
-    const ready = await fetch(`${s.admin}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status === 200, () => false);
-    return ready && await everyEndpointTaking(ctx) && withPrimary(ctx, async (c) => (await c.query('SELECT 1')).rowCount === 1).catch(() => false);
-  }, 90_000);
+  await waitFor(
+    'the whole stack to be up',
+    async () => {
+      const s = ctx.stack.current();
+      if (Object.values(s.pids).some((p) => !p)) return false;
+      const ready = await fetch(`${s.admin}/readyz`, { signal: AbortSignal.timeout(2_000) }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      return (
+        ready &&
+        (await everyEndpointTaking(ctx)) &&
+        withPrimary(ctx, async (c) => (await c.query('SELECT 1')).rowCount === 1).catch(() => false)
+      );
+    },
+    90_000,
+  );
 }
 
 /** Whether the proxy takes requests to every endpoint of every service again: one scenario's ejections must not bleed into the next. */
 async function everyEndpointTaking(ctx: ChaosContext): Promise<boolean> {
   const s = ctx.stack.current();
-  const res = await fetch(`${s.admin}/api/upstreams`, { headers: { authorization: `Bearer ${s.adminToken}` }, signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+  const res = await fetch(`${s.admin}/api/upstreams`, {
+    headers: { authorization: `Bearer ${s.adminToken}` },
+    signal: AbortSignal.timeout(2_000),
+  }).catch(() => undefined);
   if (res?.status !== 200) return false;
-  const { upstreams } = await res.json() as { upstreams: { endpoints: { state: string }[] }[] };
+  const { upstreams } = (await res.json()) as { upstreams: { endpoints: { state: string }[] }[] };
   return upstreams.every((u) => u.endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'));
 }
 
@@ -319,7 +390,8 @@ async function fallbackCount(ctx: ChaosContext): Promise<number> {
 export async function setMode(ctx: ChaosContext, route: string, mode: string, reason: string, percent?: number): Promise<void> {
   const s = ctx.stack.current();
   const res = await fetch(`${s.admin}/api/routes/${route}/mode`, {
-    method: 'POST', headers: { authorization: `Bearer ${s.adminToken}`, 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { authorization: `Bearer ${s.adminToken}`, 'content-type': 'application/json' },
     body: JSON.stringify({ mode, reason, actor: 'chaos', ...(percent === undefined ? {} : { percent }) }),
   });
   if (res.status !== 200) throw new Error(`setting ${route} to ${mode}: ${res.status} ${await res.text()}`);
@@ -329,9 +401,22 @@ export async function setMode(ctx: ChaosContext, route: string, mode: string, re
 async function pathTricks(ctx: ChaosContext): Promise<ChaosRow> {
   const p = ctx.project;
   const tricks = [
-    `/a/../pypi/${p}`, `/pypi/./${p}`, `/a/%2e%2e/pypi/${p}`, `/a/%2E%2E/pypi/${p}`, `//pypi/${p}`, `/pypi//${p}`, `/%70ypi/${p}`,
-    `/pypi/x/../${p}`, `/pypi\\${p}`, `/pypi%2f${p}`, `/pypi%5c${p}`, `/pypi/${p}%00`, `/pypi/%zz${p}`, `http://x/pypi/${p}`,
-    `/./pypi/${p}`, `/pypi/%2e/${p}`,
+    `/a/../pypi/${p}`,
+    `/pypi/./${p}`,
+    `/a/%2e%2e/pypi/${p}`,
+    `/a/%2E%2E/pypi/${p}`,
+    `//pypi/${p}`,
+    `/pypi//${p}`,
+    `/%70ypi/${p}`,
+    `/pypi/x/../${p}`,
+    `/pypi\\${p}`,
+    `/pypi%2f${p}`,
+    `/pypi%5c${p}`,
+    `/pypi/${p}%00`,
+    `/pypi/%zz${p}`,
+    `http://x/pypi/${p}`,
+    `/./pypi/${p}`,
+    `/pypi/%2e/${p}`,
   ];
   const outputFrom = ctx.stack.output().length;
   const pidBefore = ctx.stack.current().pids['proxy'];
@@ -350,8 +435,19 @@ async function pathTricks(ctx: ChaosContext): Promise<ChaosRow> {
   const broken = through.map((t) => `reached legacy: ${t}`);
   if (!proxyAlive) broken.push('the proxy process exited');
   return {
-    scenario: 'attacks: path tricks on a retired route', requests: tricks.length, failures: through.length, fallbacks: 0, firstFallbackMs: null,
-    writesSent: 0, writesAcknowledged: 0, stored: 0, lost: 0, duplicated: 0, proxyAlive, broken, notes: 'each got 410 (retired) or 400 (ambiguous)',
+    scenario: 'attacks: path tricks on a retired route',
+    requests: tricks.length,
+    failures: through.length,
+    fallbacks: 0,
+    firstFallbackMs: null,
+    writesSent: 0,
+    writesAcknowledged: 0,
+    stored: 0,
+    lost: 0,
+    duplicated: 0,
+    proxyAlive,
+    broken,
+    notes: 'each got 410 (retired) or 400 (ambiguous)',
   };
 }
 
@@ -359,10 +455,12 @@ async function pathTricks(ctx: ChaosContext): Promise<ChaosRow> {
 async function poisoning(ctx: ChaosContext): Promise<ChaosRow> {
   const s = ctx.stack.current();
   const outputFrom = ctx.stack.output().length;
-  const call = (method: string) => fetch(`${s.proxy}/pypi`, {
-    method: 'POST', headers: { 'content-type': 'text/xml' },
-    body: `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params></params></methodCall>`,
-  }).then((r) => r.arrayBuffer());
+  const call = (method: string) =>
+    fetch(`${s.proxy}/pypi`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/xml' },
+      body: `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params></params></methodCall>`,
+    }).then((r) => r.arrayBuffer());
   const count = async () => {
     const text = await (await fetch(`${s.admin}/metrics`)).text();
     return Number(/^banyan_legacy_feature_requests_total\{[^}]*feature="xmlrpc\.list_packages"[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0);
@@ -375,8 +473,19 @@ async function poisoning(ctx: ChaosContext): Promise<ChaosRow> {
   const broken = seen === 20 ? [] : [`20 real list_packages calls, ${seen} counted under their name`];
   if (!proxyAlive) broken.push('the proxy process exited');
   return {
-    scenario: 'attacks: usage poisoning', requests: 1_020, failures: 20 - seen, fallbacks: 0, firstFallbackMs: null, writesSent: 0, writesAcknowledged: 0,
-    stored: 0, lost: 0, duplicated: 0, proxyAlive, broken, notes: `1,000 junk method names, then 20 real calls: ${seen} counted as xmlrpc.list_packages`,
+    scenario: 'attacks: usage poisoning',
+    requests: 1_020,
+    failures: 20 - seen,
+    fallbacks: 0,
+    firstFallbackMs: null,
+    writesSent: 0,
+    writesAcknowledged: 0,
+    stored: 0,
+    lost: 0,
+    duplicated: 0,
+    proxyAlive,
+    broken,
+    notes: `1,000 junk method names, then 20 real calls: ${seen} counted as xmlrpc.list_packages`,
   };
 }
 
@@ -386,7 +495,10 @@ function rawStatus(url: string, request: string): Promise<number> {
   return new Promise((resolve) => {
     const socket = connectSocket({ host: hostname, port: Number(port) });
     let data = '';
-    socket.setTimeout(5_000, () => { socket.destroy(); resolve(0); });
+    socket.setTimeout(5_000, () => {
+      socket.destroy();
+      resolve(0);
+    });
     socket.on('data', (d) => {
       data += d;
       if (data.includes('\r\n')) {

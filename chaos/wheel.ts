@@ -11,7 +11,10 @@ export function buildWheel(project: string, version: string, payload: Buffer, ta
   const info = `${dist}-${version}.dist-info`;
   const members: [string, Buffer][] = [
     [`${dist}/__init__.py`, Buffer.from(`VERSION = '${version}'\nPAYLOAD = '${payload.toString('hex')}'\n`)],
-    [`${info}/METADATA`, Buffer.from(`Metadata-Version: 2.1\nName: ${project}\nVersion: ${version}\nSummary: written by the chaos suite\n\n`)],
+    [
+      `${info}/METADATA`,
+      Buffer.from(`Metadata-Version: 2.1\nName: ${project}\nVersion: ${version}\nSummary: written by the chaos suite\n\n`),
+    ],
     [`${info}/WHEEL`, Buffer.from(`Wheel-Version: 1.0\nGenerator: banyan-chaos\nRoot-Is-Purelib: ${tag.endsWith('-any')}\nTag: ${tag}\n`)],
   ];
   members.push([`${info}/RECORD`, Buffer.from(`${members.map(([name]) => `${name},,`).join('\n')}\n${info}/RECORD,,\n`)]);

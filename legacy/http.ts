@@ -26,9 +26,11 @@ export function send(res: ServerResponse, status: number, type: string, body: st
 
 /** The old index's page frame: a table layout and a header bar, as 2000s PyPI had. */
 export function layout(title: string, body: string): string {
-  return '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n' +
+  return (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n' +
     `<html><head><title>${escapeHtml(title)}</title></head>\n` +
-    `<body><div id="header">Legacy Package Index</div>\n<div id="content">\n${body}\n</div></body></html>\n`;
+    `<body><div id="header">Legacy Package Index</div>\n<div id="content">\n${body}\n</div></body></html>\n`
+  );
 }
 
 export function notFound(res: ServerResponse, what = 'There is no page here.'): void {

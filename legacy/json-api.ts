@@ -25,20 +25,28 @@ export async function jsonApi(r: LegacyRequest, requested: string, version?: str
     files = release ? all.filter((f) => f.version === release!.version) : [];
   } else {
     const parsed = parseVersion(version);
-    release = parsed && await findRelease(db, project.id, canonicalVersion(parsed));
+    release = parsed && (await findRelease(db, project.id, canonicalVersion(parsed)));
     if (!release) return notFound(r.res, `${project.name} has no release ${version}.`);
     files = await projectFiles(db, project.id, canonicalVersion(parsed!));
   }
   const m = release?.metadata ?? {};
-  const text = (k: string) => (typeof m[k] === 'string' ? m[k] as string : '');
+  const text = (k: string) => (typeof m[k] === 'string' ? (m[k] as string) : '');
   const body = {
     info: {
-      name: project.name, version: release?.version ?? null, summary: release?.summary ?? '',
-      author: text('author'), author_email: text('author_email'), license: text('license'), home_page: text('home_page'),
-      keywords: text('keywords'), description: text('description'), requires_python: release?.requires_python ?? '',
+      name: project.name,
+      version: release?.version ?? null,
+      summary: release?.summary ?? '',
+      author: text('author'),
+      author_email: text('author_email'),
+      license: text('license'),
+      home_page: text('home_page'),
+      keywords: text('keywords'),
+      description: text('description'),
+      requires_python: release?.requires_python ?? '',
       classifiers: Array.isArray(m['classifiers']) ? m['classifiers'] : [],
       requires_dist: Array.isArray(m['requires_dist']) ? m['requires_dist'] : null,
-      package_url: `/pypi/${project.name}`, release_url: release ? `/pypi/${project.name}/${release.version}` : null,
+      package_url: `/pypi/${project.name}`,
+      release_url: release ? `/pypi/${project.name}/${release.version}` : null,
     },
     ...(releases ? { releases } : {}),
     urls: files.map(jsonApiFile),
@@ -48,8 +56,15 @@ export async function jsonApi(r: LegacyRequest, requested: string, version?: str
 
 function jsonApiFile(f: LegacyFile): Record<string, unknown> {
   return {
-    filename: f.filename, packagetype: f.packagetype, python_version: f.python_version, size: Number(f.size),
-    url: `/packages/${f.path}`, digests: { sha256: f.sha256_digest }, requires_python: f.requires_python,
-    upload_time: f.upload_time.toISOString().slice(0, 19), has_sig: false, comment_text: '',
+    filename: f.filename,
+    packagetype: f.packagetype,
+    python_version: f.python_version,
+    size: Number(f.size),
+    url: `/packages/${f.path}`,
+    digests: { sha256: f.sha256_digest },
+    requires_python: f.requires_python,
+    upload_time: f.upload_time.toISOString().slice(0, 19),
+    has_sig: false,
+    comment_text: '',
   };
 }

@@ -30,19 +30,35 @@ export async function simpleDetail(r: LegacyRequest, requested: string): Promise
     const python = f.requires_python ? ` data-requires-python="${escapeHtml(f.requires_python)}"` : '';
     return `<a href="../../packages/${escapeHtml(f.path)}#sha256=${f.sha256_digest}"${python} rel="internal">${escapeHtml(f.filename)}</a><br/>`;
   });
-  send(r.res, 200, 'text/html', `<html><head><title>Links for ${escapeHtml(project.name)}</title></head><body>` +
-    `<h1>Links for ${escapeHtml(project.name)}</h1>\n${links.join('\n')}\n</body></html>\n`, { 'X-PyPI-Last-Serial': project.last_serial });
+  send(
+    r.res,
+    200,
+    'text/html',
+    `<html><head><title>Links for ${escapeHtml(project.name)}</title></head><body>` +
+      `<h1>Links for ${escapeHtml(project.name)}</h1>\n${links.join('\n')}\n</body></html>\n`,
+    { 'X-PyPI-Last-Serial': project.last_serial },
+  );
 }
 
 /** The home page: the 40 newest releases. */
 export async function homePage(r: LegacyRequest): Promise<void> {
   const db = await r.db([INDEX_RESOURCE]);
-  const { rows } = await db.read((reader) => sql<{ name: string; version: string; summary: string | null }>`
+  const { rows } = await db.read((reader) =>
+    sql<{ name: string; version: string; summary: string | null }>`
     SELECT p.name, r.version, r.summary FROM releases r JOIN projects p ON p.id = r.project_id
-     ORDER BY r.created_at DESC, r.id DESC LIMIT 40`.execute(reader));
-  const items = rows.map((row) => `<tr><td><a href="/pypi/${encodeURIComponent(row.name)}/${encodeURIComponent(row.version)}">` +
-    `${escapeHtml(row.name)} ${escapeHtml(row.version)}</a></td><td>${escapeHtml(row.summary ?? '')}</td></tr>`);
-  send(r.res, 200, 'text/html', layout('Python Package Index', `<h2>Recent updates</h2>\n<table class="list">\n${items.join('\n')}\n</table>`));
+     ORDER BY r.created_at DESC, r.id DESC LIMIT 40`.execute(reader),
+  );
+  const items = rows.map(
+    (row) =>
+      `<tr><td><a href="/pypi/${encodeURIComponent(row.name)}/${encodeURIComponent(row.version)}">` +
+      `${escapeHtml(row.name)} ${escapeHtml(row.version)}</a></td><td>${escapeHtml(row.summary ?? '')}</td></tr>`,
+  );
+  send(
+    r.res,
+    200,
+    'text/html',
+    layout('Python Package Index', `<h2>Recent updates</h2>\n<table class="list">\n${items.join('\n')}\n</table>`),
+  );
 }
 
 /**
@@ -59,7 +75,7 @@ export async function projectPage(r: LegacyRequest, requested: string, version?:
   let release = releases.find((rel) => !rel.yanked) ?? releases[0];
   if (version !== undefined) {
     const parsed = parseVersion(version);
-    release = parsed && await findRelease(db, project.id, canonicalVersion(parsed));
+    release = parsed && (await findRelease(db, project.id, canonicalVersion(parsed)));
     if (!release) return notFound(r.res, `${project.name} has no release ${version}.`);
   }
   const files = release ? await projectFiles(db, project.id, canonicalVersion(parseVersion(release.version)!)) : [];
@@ -68,9 +84,16 @@ export async function projectPage(r: LegacyRequest, requested: string, version?:
     `<h1>${escapeHtml(title)}</h1>`,
     release?.summary ? `<p class="summary">${escapeHtml(release.summary)}</p>` : '',
     release?.yanked ? '<p class="warning">This release has been removed by its maintainer.</p>' : '',
-    files.length ? `<table class="list"><tr><th>File</th><th>Type</th><th>Py Version</th><th>Size</th></tr>\n${files.map((f, i) => fileRow(f, i === 0)).join('\n')}\n</table>` : '<p>No files.</p>',
-    `<h3>Releases</h3><ul>${releases.map((rel) => `<li><a href="/pypi/${encodeURIComponent(project.name)}/${encodeURIComponent(rel.version)}">` +
-      `${escapeHtml(rel.version)}</a></li>`).join('')}</ul>`,
+    files.length
+      ? `<table class="list"><tr><th>File</th><th>Type</th><th>Py Version</th><th>Size</th></tr>\n${files.map((f, i) => fileRow(f, i === 0)).join('\n')}\n</table>`
+      : '<p>No files.</p>',
+    `<h3>Releases</h3><ul>${releases
+      .map(
+        (rel) =>
+          `<li><a href="/pypi/${encodeURIComponent(project.name)}/${encodeURIComponent(rel.version)}">` +
+          `${escapeHtml(rel.version)}</a></li>`,
+      )
+      .join('')}</ul>`,
   ];
   send(r.res, 200, 'text/html', layout(`${title} : Python Package Index`, body.filter(Boolean).join('\n')));
 }
@@ -81,24 +104,38 @@ export async function projectPage(r: LegacyRequest, requested: string, version?:
  */
 function fileRow(f: LegacyFile, first: boolean): string {
   const size = Number(f.size) >= 1024 ? `${Math.round(Number(f.size) / 1024)}KB` : `${f.size}B`;
-  return `<tr><td><a${first ? ' id="download"' : ''} href="/packages/${escapeHtml(f.path)}#sha256=${f.sha256_digest}">${escapeHtml(f.filename)}</a></td>` +
-    `<td>${f.packagetype === 'sdist' ? 'Source' : 'Python Wheel'}</td><td>${escapeHtml(f.python_version)}</td><td>${size}</td></tr>`;
+  return (
+    `<tr><td><a${first ? ' id="download"' : ''} href="/packages/${escapeHtml(f.path)}#sha256=${f.sha256_digest}">${escapeHtml(f.filename)}</a></td>` +
+    `<td>${f.packagetype === 'sdist' ? 'Source' : 'Python Wheel'}</td><td>${escapeHtml(f.python_version)}</td><td>${size}</td></tr>`
+  );
 }
 
 /** `?:action=rss`: the 40 newest releases, RSS 2.0. */
 export async function rss(r: LegacyRequest): Promise<void> {
   const db = await r.db([INDEX_RESOURCE]);
-  const { rows } = await db.read((reader) => sql<{ name: string; version: string; summary: string | null; created_at: Date }>`
+  const { rows } = await db.read((reader) =>
+    sql<{ name: string; version: string; summary: string | null; created_at: Date }>`
     SELECT p.name, r.version, r.summary, r.created_at FROM releases r JOIN projects p ON p.id = r.project_id
-     ORDER BY r.created_at DESC, r.id DESC LIMIT 40`.execute(reader));
-  const items = rows.map((row) => `  <item>\n    <title>${escapeHtml(`${row.name} ${row.version}`)}</title>\n` +
-    `    <link>/pypi/${encodeURIComponent(row.name)}/${encodeURIComponent(row.version)}</link>\n` +
-    `    <description>${escapeHtml(row.summary ?? '')}</description>\n    <pubDate>${row.created_at.toUTCString()}</pubDate>\n  </item>`);
-  send(r.res, 200, 'application/rss+xml', `<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>\n` +
-    '  <title>Package Index recent updates</title>\n  <link>/pypi</link>\n  <description>Recent updates to the Python Package Index</description>\n' +
-    `${items.join('\n')}\n</channel></rss>\n`);
+     ORDER BY r.created_at DESC, r.id DESC LIMIT 40`.execute(reader),
+  );
+  const items = rows.map(
+    (row) =>
+      `  <item>\n    <title>${escapeHtml(`${row.name} ${row.version}`)}</title>\n` +
+      `    <link>/pypi/${encodeURIComponent(row.name)}/${encodeURIComponent(row.version)}</link>\n` +
+      `    <description>${escapeHtml(row.summary ?? '')}</description>\n    <pubDate>${row.created_at.toUTCString()}</pubDate>\n  </item>`,
+  );
+  send(
+    r.res,
+    200,
+    'application/rss+xml',
+    `<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>\n` +
+      '  <title>Package Index recent updates</title>\n  <link>/pypi</link>\n  <description>Recent updates to the Python Package Index</description>\n' +
+      `${items.join('\n')}\n</channel></rss>\n`,
+  );
 }
 
 export function redirect(r: LegacyRequest, location: string): void {
-  send(r.res, 301, 'text/html', layout('Moved', `<p>Moved to <a href="${escapeHtml(location)}">${escapeHtml(location)}</a>.</p>`), { Location: location });
+  send(r.res, 301, 'text/html', layout('Moved', `<p>Moved to <a href="${escapeHtml(location)}">${escapeHtml(location)}</a>.</p>`), {
+    Location: location,
+  });
 }

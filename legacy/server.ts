@@ -48,25 +48,42 @@ export interface LegacyServer {
  * and announces its writes, so either backend shows a write at once.
  */
 export function createLegacyServer(options: LegacyOptions): LegacyServer {
-  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, poolSize: 5, name: 'banyan-legacy', ...options.reads });
+  const router = new DbRouter({
+    primaryUrl: options.primaryUrl,
+    replicaUrls: options.replicaUrls,
+    poolSize: 5,
+    name: 'banyan-legacy',
+    ...options.reads,
+  });
   const fences = new FenceStore({ redisUrl: options.redisUrl });
   const generations = new CacheGenerations(options.redisUrl);
   const store = new FileStore(options.storageDir);
   const upload: LegacyUploadOptions = {
-    store, announcer: new WriteAnnouncer(router, fences, generations), maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
-    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR, logins: new LoginThrottle(options.redisUrl),
+    store,
+    announcer: new WriteAnnouncer(router, fences, generations),
+    maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
+    projectsPerHour: options.projectsPerHour ?? DEFAULT_PROJECTS_PER_HOUR,
+    logins: new LoginThrottle(options.redisUrl),
   };
   const server = createServer((req, res) => {
     let chosen: Promise<RequestDb> | undefined;
     const request: LegacyRequest = {
-      req, res, url: new URL(req.url ?? '/', 'http://legacy.invalid'),
-      db: (resources = []) => (chosen ??= (async () => {
-        const db = await dbForRequest({ router, fences }, req.headers, resources, readReporter(req.headers, (headers) => {
-          if (!res.headersSent) for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-        }));
-        if (!res.headersSent) res.setHeader('X-Legacy-Read-From', db.readTarget);
-        return db;
-      })()),
+      req,
+      res,
+      url: new URL(req.url ?? '/', 'http://legacy.invalid'),
+      db: (resources = []) =>
+        (chosen ??= (async () => {
+          const db = await dbForRequest(
+            { router, fences },
+            req.headers,
+            resources,
+            readReporter(req.headers, (headers) => {
+              if (!res.headersSent) for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+            }),
+          );
+          if (!res.headersSent) res.setHeader('X-Legacy-Read-From', db.readTarget);
+          return db;
+        })()),
     };
     const serve = () => route(request, store, upload).catch((err: Error) => failed(request, err));
     if (watchingRequests()) inRequestScope(req, res, () => request.handler, serve);
@@ -99,7 +116,9 @@ function failed(r: LegacyRequest, err: Error): void {
     return;
   }
   if (isConnectionError(err)) {
-    send(r.res, 503, 'text/plain', 'The database is unavailable: nothing was changed. Try again in a few seconds.\n', { 'Retry-After': '5' });
+    send(r.res, 503, 'text/plain', 'The database is unavailable: nothing was changed. Try again in a few seconds.\n', {
+      'Retry-After': '5',
+    });
     return;
   }
   console.error(`legacy: ${r.req.method} ${quoted(r.req.url ?? '/')}: ${err.stack ?? err.message}`);
@@ -134,7 +153,8 @@ async function route(r: LegacyRequest, store: FileStore, upload: LegacyUploadOpt
   if (path === '/' || path === '/pypi' || path === '/pypi/') {
     const action = r.url.searchParams.get(':action');
     const name = r.url.searchParams.get('name');
-    if (action === 'display' && name) return as('project.display', () => projectPage(r, name, r.url.searchParams.get('version') ?? undefined));
+    if (action === 'display' && name)
+      return as('project.display', () => projectPage(r, name, r.url.searchParams.get('version') ?? undefined));
     if (action === 'rss') return as('rss', () => rss(r));
     return as('home', () => homePage(r));
   }
@@ -166,7 +186,13 @@ async function postPypi(r: LegacyRequest, upload: LegacyUploadOptions): Promise<
     return send(r.res, 200, 'text/xml', await xmlRpc((resources) => r.db(resources), r.req));
   }
   const fields = await readFields(r.req);
-  if (fields[':action'] !== 'submit') return send(r.res, 400, 'text/plain', `Unknown :action ${JSON.stringify(fields[':action'] ?? '')}; use submit, file_upload or XML-RPC\n`);
+  if (fields[':action'] !== 'submit')
+    return send(
+      r.res,
+      400,
+      'text/plain',
+      `Unknown :action ${JSON.stringify(fields[':action'] ?? '')}; use submit, file_upload or XML-RPC\n`,
+    );
   return register(r, upload, fields);
 }
 
@@ -183,8 +209,13 @@ async function register(r: LegacyRequest, upload: LegacyUploadOptions, fields: R
   }
   if (typeof account === 'string') {
     r.res.statusMessage = statusText('Log in to register a project');
-    return send(r.res, 401, 'text/plain', 'Error: log in to register a project (HTTP Basic: your username and password, or __token__ and a token)\n',
-      { 'WWW-Authenticate': 'Basic realm="pypi"' });
+    return send(
+      r.res,
+      401,
+      'text/plain',
+      'Error: log in to register a project (HTTP Basic: your username and password, or __token__ and a token)\n',
+      { 'WWW-Authenticate': 'Basic realm="pypi"' },
+    );
   }
   const name = (fields['name'] ?? '').trim();
   if (!isValidName(name)) return send(r.res, 400, 'text/plain', 'Error: invalid project name\n');
@@ -198,7 +229,13 @@ async function register(r: LegacyRequest, upload: LegacyUploadOptions, fields: R
   if (created === false) return send(r.res, 409, 'text/plain', `Error: a project named ${normalized} already exists\n`);
   if (created !== true) {
     r.res.statusMessage = statusText(created.message);
-    return send(r.res, created.status, 'text/plain', `Error: ${created.message}\n`, created.status === 429 ? { 'Retry-After': '3600' } : {});
+    return send(
+      r.res,
+      created.status,
+      'text/plain',
+      `Error: ${created.message}\n`,
+      created.status === 429 ? { 'Retry-After': '3600' } : {},
+    );
   }
   await upload.announcer.announce([normalized], true);
   send(r.res, 200, 'text/html', layout('Submitted', `<p>Project ${escapeHtml(name)} registered.</p>`));

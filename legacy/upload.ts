@@ -22,13 +22,27 @@ export interface LegacyUploadOptions {
 }
 
 class Refused extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(message);
   }
 }
 
 /** Fields the old index kept from the form, beyond name and version. */
-const KEPT = ['summary', 'description', 'author', 'author_email', 'license', 'home_page', 'keywords', 'requires_python', 'metadata_version'];
+const KEPT = [
+  'summary',
+  'description',
+  'author',
+  'author_email',
+  'license',
+  'home_page',
+  'keywords',
+  'requires_python',
+  'metadata_version',
+];
 const KEPT_LISTS = ['classifiers', 'requires_dist'];
 const FIELD_LIMIT = 1024 * 1024;
 const FIELD_COUNT = 300;
@@ -46,10 +60,13 @@ export async function oldUpload(r: LegacyRequest, options: LegacyUploadOptions):
     // Credentials first: an anonymous or wrong upload is refused before its file is read.
     const account = await authenticate(db.writer, r.req.headers.authorization, { throttle: options.logins, address: loginAddress(r.req) });
     if (account === 'missing' || account === 'malformed') {
-      throw new Refused(401, 'Authentication required: send your username and password, or __token__ and an API token.', { 'WWW-Authenticate': 'Basic realm="pypi"' });
+      throw new Refused(401, 'Authentication required: send your username and password, or __token__ and an API token.', {
+        'WWW-Authenticate': 'Basic realm="pypi"',
+      });
     }
     if (account === 'invalid') throw new Refused(403, 'Invalid or non-existent authentication information.');
-    if ('retryAfterSeconds' in account) throw new Refused(429, throttledMessage(account), { 'Retry-After': String(account.retryAfterSeconds) });
+    if ('retryAfterSeconds' in account)
+      throw new Refused(429, throttledMessage(account), { 'Retry-After': String(account.retryAfterSeconds) });
     const form = await readForm(r, options);
     try {
       const stored = await store(r, options, account, form);
@@ -75,7 +92,10 @@ function readForm(r: LegacyRequest, options: LegacyUploadOptions): Promise<Form>
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: r.req.headers, limits: { fields: FIELD_COUNT, fieldSize: FIELD_LIMIT, files: 5, parts: FIELD_COUNT + 5 } });
+      parser = busboy({
+        headers: r.req.headers,
+        limits: { fields: FIELD_COUNT, fieldSize: FIELD_LIMIT, files: 5, parts: FIELD_COUNT + 5 },
+      });
     } catch {
       reject(new Refused(400, 'The upload must be a multipart/form-data form.'));
       return;
@@ -83,7 +103,9 @@ function readForm(r: LegacyRequest, options: LegacyUploadOptions): Promise<Form>
     const fields = new Map<string, string[]>();
     let content: Promise<Incoming & { filename: string }> | undefined;
     let refused: Refused | undefined;
-    const refuse = (message: string) => { refused ??= new Refused(400, message); };
+    const refuse = (message: string) => {
+      refused ??= new Refused(400, message);
+    };
     parser.on('field', (name, value, info) => {
       if (info.valueTruncated) refuse(`The field ${name} is over ${FIELD_LIMIT} bytes.`);
       fields.set(name, [...(fields.get(name) ?? []), value]);
@@ -115,14 +137,20 @@ function field(form: Form, name: string): string {
 }
 
 /** Checks the form and stores file and rows in one transaction; undefined when the identical file was already there. */
-async function store(r: LegacyRequest, options: LegacyUploadOptions, account: Account, form: Form): Promise<{ project: string; created: boolean } | undefined> {
+async function store(
+  r: LegacyRequest,
+  options: LegacyUploadOptions,
+  account: Account,
+  form: Form,
+): Promise<{ project: string; created: boolean } | undefined> {
   if (field(form, ':action') !== 'file_upload') throw new Refused(400, 'Unknown :action; use file_upload.');
   const name = field(form, 'name');
   if (!isValidName(name)) throw new Refused(400, `Invalid project name '${name}'.`);
   const version = parseVersion(field(form, 'version'));
   if (!version || version.local) throw new Refused(400, `Invalid version '${field(form, 'version')}': use a PEP 440 version.`);
   const filetype = field(form, 'filetype');
-  if (filetype !== 'sdist' && filetype !== 'bdist_wheel') throw new Refused(400, `Invalid filetype '${filetype}': use sdist or bdist_wheel.`);
+  if (filetype !== 'sdist' && filetype !== 'bdist_wheel')
+    throw new Refused(400, `Invalid filetype '${filetype}': use sdist or bdist_wheel.`);
   const content = form.content;
   if (!content) throw new Refused(400, 'No file was uploaded (the content field is missing).');
   if (content.tooLarge) throw new Refused(400, `The file is over the limit of ${options.maxUploadBytes} bytes.`);
@@ -144,25 +172,37 @@ async function store(r: LegacyRequest, options: LegacyUploadOptions, account: Ac
   try {
     return await db.writer.transaction().execute(async (trx) => {
       await lockProject(trx, normalized);
-      const { rows: [project] } = await sql<{ id: string; name: string }>`SELECT id, name FROM projects WHERE normalized_name = ${normalized}`.execute(trx);
+      const {
+        rows: [project],
+      } = await sql<{ id: string; name: string }>`SELECT id, name FROM projects WHERE normalized_name = ${normalized}`.execute(trx);
       const refusal = await uploadRefusal(trx, account, project, options.projectsPerHour);
       // The old index's words for a user without a role; the newer refusals keep theirs.
-      if (refusal) throw new Refused(refusal.status, refusal.reason === 'forbidden' ? `You are not allowed to edit '${project!.name}' package information.` : refusal.message);
+      if (refusal)
+        throw new Refused(
+          refusal.status,
+          refusal.reason === 'forbidden' ? `You are not allowed to edit '${project!.name}' package information.` : refusal.message,
+        );
       const created = !project;
       const projectId = project?.id ?? (await createProject(trx, account, name))!.id;
-      const { rows: [existing] } = await sql<{ sha256_digest: string }>`SELECT sha256_digest FROM files WHERE filename = ${content.filename}`.execute(trx);
+      const {
+        rows: [existing],
+      } = await sql<{ sha256_digest: string }>`SELECT sha256_digest FROM files WHERE filename = ${content.filename}`.execute(trx);
       if (existing) {
         if (existing.sha256_digest === content.sha256) return undefined;
         throw new Refused(400, 'File already exists. Use a new version number.');
       }
-      let { rows: [release] } = await sql<{ id: string }>`
+      let {
+        rows: [release],
+      } = await sql<{ id: string }>`
         SELECT id FROM releases WHERE project_id = ${projectId} AND canonical_version = ${canonicalVersion(version)}`.execute(trx);
       if (!release) {
-        release = (await sql<{ id: string }>`
+        release = (
+          await sql<{ id: string }>`
           INSERT INTO releases (project_id, version, canonical_version, sort_key, is_prerelease, summary, requires_python, metadata)
           VALUES (${projectId}, ${normalizeVersion(version)}, ${canonicalVersion(version)}, ${sortKey(version)}, ${isPrerelease(version)},
                   ${(metadata['summary'] as string | undefined) ?? null}, ${requiresPython}, ${JSON.stringify(metadata)})
-          RETURNING id`.execute(trx)).rows[0]!;
+          RETURNING id`.execute(trx)
+        ).rows[0]!;
         await journal(trx, projectId, normalized, normalizeVersion(version), 'new release', account.username);
       }
       const pyversion = field(form, 'pyversion') || (filetype === 'sdist' ? 'source' : 'py3');

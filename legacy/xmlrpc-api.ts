@@ -5,8 +5,14 @@ import { normalizeName } from '../lib/names.js';
 import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
 import type { RequestDb } from '../routing/reads/index.js';
 import {
-
-  faultResponse, INVALID_PARAMS, METHOD_NOT_FOUND, methodResponse, parseMethodCall, PARSE_ERROR, XmlRpcFault, type XmlRpcValue,
+  faultResponse,
+  INVALID_PARAMS,
+  METHOD_NOT_FOUND,
+  methodResponse,
+  parseMethodCall,
+  PARSE_ERROR,
+  XmlRpcFault,
+  type XmlRpcValue,
 } from './xmlrpc.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -27,7 +33,10 @@ function str(params: XmlRpcValue[], i: number, what: string): string {
 
 function arity(params: XmlRpcValue[], min: number, max: number, signature: string): void {
   if (params.length < min || params.length > max) {
-    throw new XmlRpcFault(INVALID_PARAMS, `wrong number of parameters: ${signature} takes ${min === max ? min : `${min} to ${max}`}, got ${params.length}`);
+    throw new XmlRpcFault(
+      INVALID_PARAMS,
+      `wrong number of parameters: ${signature} takes ${min === max ? min : `${min} to ${max}`}, got ${params.length}`,
+    );
   }
 }
 
@@ -50,46 +59,79 @@ const METHODS: Record<string, Method> = {
     arity(params, 1, 2, 'package_releases(name, show_hidden=False)');
     const { db, name } = await forProject(open, params, 0);
     const showHidden = params[1] === true;
-    const { rows } = await db.read((r) => sql<{ version: string }>`
+    const { rows } = await db.read((r) =>
+      sql<{ version: string }>`
       SELECT r.version FROM releases r JOIN projects p ON p.id = r.project_id
        WHERE p.normalized_name = ${name} AND (${showHidden} OR NOT r.yanked)
-       ORDER BY r.sort_key DESC ${showHidden ? sql.raw("") : sql.raw("LIMIT 1")}`.execute(r));
+       ORDER BY r.sort_key DESC ${showHidden ? sql.raw('') : sql.raw('LIMIT 1')}`.execute(r),
+    );
     return rows.map((row) => row.version);
   },
 
   async release_urls(open, params) {
     arity(params, 2, 2, 'release_urls(name, version)');
     const { db, name } = await forProject(open, params, 0);
-    const { rows } = await db.read((r) => sql<{ filename: string; packagetype: string; python_version: string; size: string; sha256_digest: string; path: string; upload_time: Date; requires_python: string | null }>`
+    const { rows } = await db.read((r) =>
+      sql<{
+        filename: string;
+        packagetype: string;
+        python_version: string;
+        size: string;
+        sha256_digest: string;
+        path: string;
+        upload_time: Date;
+        requires_python: string | null;
+      }>`
       SELECT f.filename, f.packagetype, f.python_version, f.size, f.sha256_digest, f.path, f.upload_time, f.requires_python
         FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
        WHERE p.normalized_name = ${name} AND r.version = ${str(params, 1, 'version')}
-       ORDER BY f.filename`.execute(r));
+       ORDER BY f.filename`.execute(r),
+    );
     return rows.map((f) => ({
-      filename: f.filename, packagetype: f.packagetype, python_version: f.python_version, size: Number(f.size),
-      digests: { sha256: f.sha256_digest }, sha256_digest: f.sha256_digest, url: `/packages/${f.path}`,
-      upload_time: f.upload_time, has_sig: false, comment_text: '', requires_python: f.requires_python ?? '',
+      filename: f.filename,
+      packagetype: f.packagetype,
+      python_version: f.python_version,
+      size: Number(f.size),
+      digests: { sha256: f.sha256_digest },
+      sha256_digest: f.sha256_digest,
+      url: `/packages/${f.path}`,
+      upload_time: f.upload_time,
+      has_sig: false,
+      comment_text: '',
+      requires_python: f.requires_python ?? '',
     }));
   },
 
   async release_data(open, params) {
     arity(params, 2, 2, 'release_data(name, version)');
     const { db, name } = await forProject(open, params, 0);
-    const { rows } = await db.read((r) => sql<{ name: string; version: string; summary: string | null; requires_python: string | null; metadata: Record<string, unknown> }>`
+    const { rows } = await db.read((r) =>
+      sql<{ name: string; version: string; summary: string | null; requires_python: string | null; metadata: Record<string, unknown> }>`
       SELECT p.name, r.version, r.summary, r.requires_python, r.metadata
         FROM releases r JOIN projects p ON p.id = r.project_id
-       WHERE p.normalized_name = ${name} AND r.version = ${str(params, 1, 'version')}`.execute(r));
+       WHERE p.normalized_name = ${name} AND r.version = ${str(params, 1, 'version')}`.execute(r),
+    );
     const row = rows[0];
     // The old API answered an unknown release with an empty struct, not a fault.
     if (!row) return {} as Record<string, XmlRpcValue>;
     const m = row.metadata;
     const text = (k: string) => (typeof m[k] === 'string' ? m[k] : '');
-    const list = (k: string) => (Array.isArray(m[k]) ? m[k] as string[] : []);
+    const list = (k: string) => (Array.isArray(m[k]) ? (m[k] as string[]) : []);
     return {
-      name: row.name, version: row.version, summary: row.summary ?? '', requires_python: row.requires_python ?? '',
-      author: text('author'), author_email: text('author_email'), license: text('license'), home_page: text('home_page'),
-      keywords: text('keywords'), description: text('description'), classifiers: list('classifiers'), requires_dist: list('requires_dist'),
-      package_url: `/pypi/${row.name}`, release_url: `/pypi/${row.name}/${row.version}`,
+      name: row.name,
+      version: row.version,
+      summary: row.summary ?? '',
+      requires_python: row.requires_python ?? '',
+      author: text('author'),
+      author_email: text('author_email'),
+      license: text('license'),
+      home_page: text('home_page'),
+      keywords: text('keywords'),
+      description: text('description'),
+      classifiers: list('classifiers'),
+      requires_dist: list('requires_dist'),
+      package_url: `/pypi/${row.name}`,
+      release_url: `/pypi/${row.name}/${row.version}`,
     };
   },
 
@@ -100,7 +142,8 @@ const METHODS: Record<string, Method> = {
       throw new XmlRpcFault(INVALID_PARAMS, "search's spec must be a struct such as {'name': 'foo'}");
     }
     const operator = params[1] ?? 'and';
-    if (operator !== 'and' && operator !== 'or') throw new XmlRpcFault(INVALID_PARAMS, `operator must be 'and' or 'or', not ${JSON.stringify(operator)}`);
+    if (operator !== 'and' && operator !== 'or')
+      throw new XmlRpcFault(INVALID_PARAMS, `operator must be 'and' or 'or', not ${JSON.stringify(operator)}`);
     const conditions = [];
     for (const [field, value] of Object.entries(spec)) {
       if (field !== 'name' && field !== 'summary') throw new XmlRpcFault(INVALID_PARAMS, `search can match name or summary, not ${field}`);
@@ -109,7 +152,8 @@ const METHODS: Record<string, Method> = {
         if (conditions.length === MAX_SEARCH_TERMS) {
           throw new XmlRpcFault(INVALID_PARAMS, `search takes at most ${MAX_SEARCH_TERMS} terms in all`);
         }
-        if (term.length > MAX_TERM_LENGTH) throw new XmlRpcFault(INVALID_PARAMS, `a search term may be at most ${MAX_TERM_LENGTH} characters`);
+        if (term.length > MAX_TERM_LENGTH)
+          throw new XmlRpcFault(INVALID_PARAMS, `a search term may be at most ${MAX_TERM_LENGTH} characters`);
         const pattern = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
         conditions.push(field === 'name' ? sql`p.name ILIKE ${pattern}` : sql`r.summary ILIKE ${pattern}`);
       }
@@ -117,9 +161,11 @@ const METHODS: Record<string, Method> = {
     if (conditions.length === 0) return [];
     const db = await open([INDEX_RESOURCE]);
     const where = sql.join(conditions, operator === 'and' ? sql` AND ` : sql` OR `);
-    const { rows } = await db.read((r) => sql<{ name: string; version: string; summary: string | null }>`
+    const { rows } = await db.read((r) =>
+      sql<{ name: string; version: string; summary: string | null }>`
       SELECT DISTINCT ON (p.id) p.name, r.version, r.summary FROM projects p JOIN releases r ON r.project_id = p.id
-       WHERE ${where} ORDER BY p.id, r.sort_key DESC LIMIT 100`.execute(r));
+       WHERE ${where} ORDER BY p.id, r.sort_key DESC LIMIT 100`.execute(r),
+    );
     return rows.map((row, i) => ({ name: row.name, version: row.version, summary: row.summary ?? '', _pypi_ordering: i }));
   },
 
@@ -129,9 +175,11 @@ const METHODS: Record<string, Method> = {
     const since = params[0];
     if (typeof since !== 'number') throw new XmlRpcFault(INVALID_PARAMS, 'parameter 1 (since) must be an integer Unix time');
     const withIds = params[1] === true;
-    const { rows } = await db.read((r) => sql<{ id: string; project_name: string; version: string | null; submitted_at: Date; action: string }>`
+    const { rows } = await db.read((r) =>
+      sql<{ id: string; project_name: string; version: string | null; submitted_at: Date; action: string }>`
       SELECT id, project_name, version, submitted_at, action FROM journal
-       WHERE submitted_at >= to_timestamp(${since}) ORDER BY id LIMIT 50000`.execute(r));
+       WHERE submitted_at >= to_timestamp(${since}) ORDER BY id LIMIT 50000`.execute(r),
+    );
     return rows.map((j) => {
       const entry: XmlRpcValue[] = [j.project_name, j.version, Math.floor(j.submitted_at.getTime() / 1000), j.action];
       if (withIds) entry.push(Number(j.id));

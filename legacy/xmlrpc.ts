@@ -9,7 +9,10 @@ export type XmlRpcValue = string | number | boolean | Date | null | XmlRpcValue[
 
 /** A fault to send back: Python's xmlrpc.client raises it as `xmlrpc.client.Fault`. */
 export class XmlRpcFault extends Error {
-  constructor(readonly code: number, message: string) {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -27,7 +30,11 @@ const ARRAYS = new Set(['param', 'value', 'member']);
  * references are decoded here, in text values only.
  */
 const parser = new XMLParser({
-  ignoreAttributes: true, processEntities: false, parseTagValue: false, trimValues: false, ignoreDeclaration: true,
+  ignoreAttributes: true,
+  processEntities: false,
+  parseTagValue: false,
+  trimValues: false,
+  ignoreDeclaration: true,
   isArray: (name) => ARRAYS.has(name),
 });
 
@@ -79,8 +86,11 @@ function readValue(value: unknown): XmlRpcValue {
   const inner = (value as Node)[tag];
   const text = textOf(inner);
   switch (tag) {
-    case 'string': return text;
-    case 'int': case 'i4': case 'i8': {
+    case 'string':
+      return text;
+    case 'int':
+    case 'i4':
+    case 'i8': {
       const n = Number(text.trim());
       if (!/^[+-]?\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not an integer`);
       return n;
@@ -94,26 +104,31 @@ function readValue(value: unknown): XmlRpcValue {
       if (text.trim() !== '0' && text.trim() !== '1') throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not a boolean (0 or 1)`);
       return text.trim() === '1';
     }
-    case 'nil': return null;
+    case 'nil':
+      return null;
     case 'dateTime.iso8601': {
       const t = text.trim().replace(/^(\d{4})(\d{2})(\d{2})T/, '$1-$2-$3T');
       const date = new Date(`${t}${/Z|[+-]\d\d:?\d\d$/.test(t) ? '' : 'Z'}`);
       if (Number.isNaN(date.getTime())) throw new XmlRpcFault(INVALID_PARAMS, `"${text}" is not a dateTime.iso8601`);
       return date;
     }
-    case 'base64': return Buffer.from(text.trim(), 'base64').toString('utf8');
-    case 'array': return many(one(inner, 'data'), 'value').map(readValue);
+    case 'base64':
+      return Buffer.from(text.trim(), 'base64').toString('utf8');
+    case 'array':
+      return many(one(inner, 'data'), 'value').map(readValue);
     case 'struct': {
       const out: Record<string, XmlRpcValue> = Object.create(null) as Record<string, XmlRpcValue>;
       for (const member of many(inner, 'member')) {
         const name = one(member, 'name');
         const v = one(member, 'value');
-        if (name === undefined || v === undefined) throw new XmlRpcFault(PARSE_ERROR, 'parse error: a struct member needs <name> and <value>');
+        if (name === undefined || v === undefined)
+          throw new XmlRpcFault(PARSE_ERROR, 'parse error: a struct member needs <name> and <value>');
         out[textOf(name)] = readValue(v);
       }
       return out;
     }
-    default: throw new XmlRpcFault(PARSE_ERROR, `parse error: unknown type <${tag}>`);
+    default:
+      throw new XmlRpcFault(PARSE_ERROR, `parse error: unknown type <${tag}>`);
   }
 }
 

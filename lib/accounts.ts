@@ -10,7 +10,9 @@ const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keylen: 32 };
 
 function scryptAsync(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password, salt, keylen, { ...options, maxmem: 128 * options.N! * options.r! * 2 }, (err, key) => (err ? reject(err) : resolve(key)));
+    scrypt(password, salt, keylen, { ...options, maxmem: 128 * options.N! * options.r! * 2 }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
   });
 }
 
@@ -78,18 +80,35 @@ export async function authenticate(db: Kysely<Database>, header: string | undefi
   const username = decoded.slice(0, colon);
   const secret = decoded.slice(colon + 1);
   if (username === '__token__') {
-    const row = await db.selectFrom('api_tokens').innerJoin('users', 'users.id', 'api_tokens.user_id')
+    const row = await db
+      .selectFrom('api_tokens')
+      .innerJoin('users', 'users.id', 'api_tokens.user_id')
       .leftJoin('projects', 'projects.id', 'api_tokens.project_id')
-      .select(['users.id', 'users.username', 'users.is_active', 'api_tokens.id as token_id', 'api_tokens.project_id', 'projects.name as project_name'])
-      .where('api_tokens.token_hash', '=', tokenHash(secret)).executeTakeFirst();
+      .select([
+        'users.id',
+        'users.username',
+        'users.is_active',
+        'api_tokens.id as token_id',
+        'api_tokens.project_id',
+        'projects.name as project_name',
+      ])
+      .where('api_tokens.token_hash', '=', tokenHash(secret))
+      .executeTakeFirst();
     if (!row || !row.is_active) return 'invalid';
     await db.updateTable('api_tokens').set({ last_used_at: new Date() }).where('id', '=', row.token_id).execute();
-    return { id: row.id, username: row.username, tokenProject: row.project_id ? { id: row.project_id, name: row.project_name ?? '' } : undefined };
+    return {
+      id: row.id,
+      username: row.username,
+      tokenProject: row.project_id ? { id: row.project_id, name: row.project_name ?? '' } : undefined,
+    };
   }
   const attempt = await source?.throttle?.begin(username, source.address);
   if (attempt && 'retryAfterSeconds' in attempt) return attempt;
-  const user = await db.selectFrom('users').select(['id', 'username', 'password_hash', 'is_active'])
-    .where('username', '=', username).executeTakeFirst();
+  const user = await db
+    .selectFrom('users')
+    .select(['id', 'username', 'password_hash', 'is_active'])
+    .where('username', '=', username)
+    .executeTakeFirst();
   // Hash anyway when the user is unknown, so timing does not tell which usernames exist.
   const ok = await verifyPassword(secret, user?.password_hash ?? DUMMY_HASH);
   if (!user || !user.is_active || !ok) return 'invalid';
@@ -108,8 +127,12 @@ export async function addUser(db: Kysely<Database>, username: string, email: str
   }
   if (email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(email)) throw new BanyanError('bad-arguments', `"${email}" is not an email address`);
   if (password.length < 8) throw new BanyanError('weak-password', 'the password must be at least 8 characters long');
-  const row = await db.insertInto('users').values({ username, email: email ?? null, password_hash: await hashPassword(password) })
-    .onConflict((oc) => oc.column('username').doNothing()).returning(['id', 'username']).executeTakeFirst();
+  const row = await db
+    .insertInto('users')
+    .values({ username, email: email ?? null, password_hash: await hashPassword(password) })
+    .onConflict((oc) => oc.column('username').doNothing())
+    .returning(['id', 'username'])
+    .executeTakeFirst();
   if (!row) throw new BanyanError('exists', `a user named "${username}" already exists`);
   return row;
 }
@@ -119,24 +142,62 @@ export async function addUser(db: Kysely<Database>, username: string, email: str
  * `project`, the token uploads to that project only (the user must have a
  * role on it). Recorded in account_events.
  */
-export async function createToken(db: Kysely<Database>, username: string, description: string,
-  options: { project?: string | undefined; actor?: string | undefined } = {}): Promise<{ token: string; id: string; project: string | null }> {
+export async function createToken(
+  db: Kysely<Database>,
+  username: string,
+  description: string,
+  options: { project?: string | undefined; actor?: string | undefined } = {},
+): Promise<{ token: string; id: string; project: string | null }> {
   return db.transaction().execute(async (trx) => {
     const user = await trx.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
-    if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`, `create one first: banyan users add ${username} --email you@example.com`);
+    if (!user)
+      throw new BanyanError(
+        'not-found',
+        `there is no user named "${username}"`,
+        `create one first: banyan users add ${username} --email you@example.com`,
+      );
     let project: { id: string; normalized_name: string } | undefined;
     if (options.project !== undefined) {
-      project = await trx.selectFrom('projects').select(['id', 'normalized_name']).where('normalized_name', '=', normalizeName(options.project)).executeTakeFirst();
-      if (!project) throw new BanyanError('not-found', `there is no project named "${options.project}"`, 'a scoped token is for an existing project; upload once with an account token to create it');
-      const role = await trx.selectFrom('project_roles').select('role').where('project_id', '=', project.id).where('user_id', '=', user.id).executeTakeFirst();
-      if (!role) throw new BanyanError('forbidden', `${username} has no role on ${project.normalized_name}, so a token scoped to it could do nothing`, `an owner can add them: banyan projects add-role ${project.normalized_name} ${username} --role maintainer`);
+      project = await trx
+        .selectFrom('projects')
+        .select(['id', 'normalized_name'])
+        .where('normalized_name', '=', normalizeName(options.project))
+        .executeTakeFirst();
+      if (!project)
+        throw new BanyanError(
+          'not-found',
+          `there is no project named "${options.project}"`,
+          'a scoped token is for an existing project; upload once with an account token to create it',
+        );
+      const role = await trx
+        .selectFrom('project_roles')
+        .select('role')
+        .where('project_id', '=', project.id)
+        .where('user_id', '=', user.id)
+        .executeTakeFirst();
+      if (!role)
+        throw new BanyanError(
+          'forbidden',
+          `${username} has no role on ${project.normalized_name}, so a token scoped to it could do nothing`,
+          `an owner can add them: banyan projects add-role ${project.normalized_name} ${username} --role maintainer`,
+        );
     }
     const token = newToken();
-    const row = await trx.insertInto('api_tokens').values({ user_id: user.id, description, token_hash: tokenHash(token), project_id: project?.id ?? null })
-      .returning('id').executeTakeFirstOrThrow();
-    await trx.insertInto('account_events').values({
-      actor: options.actor ?? username, username, action: 'create token', project_name: project?.normalized_name ?? null, token_id: row.id,
-    }).execute();
+    const row = await trx
+      .insertInto('api_tokens')
+      .values({ user_id: user.id, description, token_hash: tokenHash(token), project_id: project?.id ?? null })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await trx
+      .insertInto('account_events')
+      .values({
+        actor: options.actor ?? username,
+        username,
+        action: 'create token',
+        project_name: project?.normalized_name ?? null,
+        token_id: row.id,
+      })
+      .execute();
     return { token, id: row.id, project: project?.normalized_name ?? null };
   });
 }
@@ -154,11 +215,18 @@ export interface TokenInfo {
 export async function listTokens(db: Kysely<Database>, username: string): Promise<TokenInfo[]> {
   const user = await db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
   if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`);
-  const rows = await db.selectFrom('api_tokens').leftJoin('projects', 'projects.id', 'api_tokens.project_id')
+  const rows = await db
+    .selectFrom('api_tokens')
+    .leftJoin('projects', 'projects.id', 'api_tokens.project_id')
     .select(['api_tokens.id', 'api_tokens.description', 'projects.normalized_name', 'api_tokens.created_at', 'api_tokens.last_used_at'])
-    .where('api_tokens.user_id', '=', user.id).orderBy('api_tokens.id').execute();
+    .where('api_tokens.user_id', '=', user.id)
+    .orderBy('api_tokens.id')
+    .execute();
   return rows.map((r) => ({
-    id: r.id, description: r.description, project: r.normalized_name, createdAt: new Date(r.created_at).toISOString(),
+    id: r.id,
+    description: r.description,
+    project: r.normalized_name,
+    createdAt: new Date(r.created_at).toISOString(),
     lastUsedAt: r.last_used_at ? new Date(r.last_used_at).toISOString() : null,
   }));
 }
@@ -170,8 +238,13 @@ export async function revokeToken(db: Kysely<Database>, id: string, actor: strin
     const row = await trx.deleteFrom('api_tokens').where('id', '=', id).returning(['user_id', 'project_id']).executeTakeFirst();
     if (!row) throw new BanyanError('not-found', `there is no token with id ${id}`, 'banyan tokens list USERNAME shows the ids');
     const user = await trx.selectFrom('users').select('username').where('id', '=', row.user_id).executeTakeFirstOrThrow();
-    const project = row.project_id ? await trx.selectFrom('projects').select('normalized_name').where('id', '=', row.project_id).executeTakeFirst() : undefined;
-    await trx.insertInto('account_events').values({ actor, username: user.username, action: 'revoke token', project_name: project?.normalized_name ?? null, token_id: id }).execute();
+    const project = row.project_id
+      ? await trx.selectFrom('projects').select('normalized_name').where('id', '=', row.project_id).executeTakeFirst()
+      : undefined;
+    await trx
+      .insertInto('account_events')
+      .values({ actor, username: user.username, action: 'revoke token', project_name: project?.normalized_name ?? null, token_id: id })
+      .execute();
     return { username: user.username, project: project?.normalized_name ?? null };
   });
 }

@@ -162,8 +162,7 @@ export function readStackFile(path = join(stackDir(), 'stack.json')): StackFile 
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as StackFile;
   } catch (err) {
-    throw new BanyanError('bad-stack-file', `${path} is not valid JSON: ${(err as Error).message}`,
-      'delete it and run `npm start` again');
+    throw new BanyanError('bad-stack-file', `${path} is not valid JSON: ${(err as Error).message}`, 'delete it and run `npm start` again');
   }
 }
 
@@ -183,8 +182,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
   const usedStack = stack !== undefined && !env['DATABASE_URL'];
   return Object.freeze({
     databaseUrl: optionalUrlList('DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']),
-    replicaUrls: Object.freeze((replicas ?? '').split(',').map((s) => s.trim()).filter(Boolean)
-      .map((u, i) => checkUrl(`DATABASE_REPLICA_URLS (entry ${i + 1})`, u, ['postgres:', 'postgresql:']))),
+    replicaUrls: Object.freeze(
+      (replicas ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map((u, i) => checkUrl(`DATABASE_REPLICA_URLS (entry ${i + 1})`, u, ['postgres:', 'postgresql:'])),
+    ),
     redisUrl: optionalUrl('REDIS_URL', pick('REDIS_URL', stack?.redis), ['redis:', 'rediss:']),
     legacyUrl: optionalUrlList('LEGACY_URL', pick('LEGACY_URL', stack?.legacy), ['http:', 'https:']),
     appUrl: optionalUrlList('APP_URL', pick('APP_URL', stack?.app), ['http:', 'https:']),
@@ -212,36 +216,55 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     reads: {
       monitorIntervalMs: env['BANYAN_REPLICA_POLL'] ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL') : 100,
       fenceWaitMs: env['BANYAN_READ_FENCE_WAIT'] ? parseDuration(env['BANYAN_READ_FENCE_WAIT'], 'BANYAN_READ_FENCE_WAIT') : 0,
-      maxLagSeconds: (env['BANYAN_MAX_REPLICA_LAG'] ? parseDuration(env['BANYAN_MAX_REPLICA_LAG'], 'BANYAN_MAX_REPLICA_LAG') : 30_000) / 1000,
+      maxLagSeconds:
+        (env['BANYAN_MAX_REPLICA_LAG'] ? parseDuration(env['BANYAN_MAX_REPLICA_LAG'], 'BANYAN_MAX_REPLICA_LAG') : 30_000) / 1000,
       maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? 64 * 1024 * 1024,
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
       resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
-      answerTimeoutMs: env['BANYAN_DB_ANSWER_TIMEOUT'] ? atLeast('BANYAN_DB_ANSWER_TIMEOUT', parseDuration(env['BANYAN_DB_ANSWER_TIMEOUT'], 'BANYAN_DB_ANSWER_TIMEOUT'), 100) : ANSWER_TIMEOUT_MS,
+      answerTimeoutMs: env['BANYAN_DB_ANSWER_TIMEOUT']
+        ? atLeast('BANYAN_DB_ANSWER_TIMEOUT', parseDuration(env['BANYAN_DB_ANSWER_TIMEOUT'], 'BANYAN_DB_ANSWER_TIMEOUT'), 100)
+        : ANSWER_TIMEOUT_MS,
     },
-    rolePollMs: env['BANYAN_ROLE_POLL'] ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10) : DEFAULTS.rolePollMs,
+    rolePollMs: env['BANYAN_ROLE_POLL']
+      ? atLeast('BANYAN_ROLE_POLL', parseDuration(env['BANYAN_ROLE_POLL'], 'BANYAN_ROLE_POLL'), 10)
+      : DEFAULTS.rolePollMs,
     drainMs: env['BANYAN_DRAIN'] ? parseDuration(env['BANYAN_DRAIN'], 'BANYAN_DRAIN') : DEFAULTS.drainMs,
-    headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT'] ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT') : DEFAULTS.headersTimeoutMs,
-    maxClientConnections: positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
+    headersTimeoutMs: env['BANYAN_HEADERS_TIMEOUT']
+      ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT')
+      : DEFAULTS.headersTimeoutMs,
+    maxClientConnections:
+      positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
     bodyBufferBytes: env['BANYAN_BODY_BUFFER'] ? parseSize(env['BANYAN_BODY_BUFFER'], 'BANYAN_BODY_BUFFER') : DEFAULTS.bodyBufferBytes,
-    bodyTimeoutMs: env['BANYAN_BODY_TIMEOUT'] ? atLeastOne('BANYAN_BODY_TIMEOUT', parseDuration(env['BANYAN_BODY_TIMEOUT'], 'BANYAN_BODY_TIMEOUT')) : DEFAULTS.bodyTimeoutMs,
+    bodyTimeoutMs: env['BANYAN_BODY_TIMEOUT']
+      ? atLeastOne('BANYAN_BODY_TIMEOUT', parseDuration(env['BANYAN_BODY_TIMEOUT'], 'BANYAN_BODY_TIMEOUT'))
+      : DEFAULTS.bodyTimeoutMs,
     bodyMinRate: env['BANYAN_BODY_MIN_RATE'] ? parseSize(env['BANYAN_BODY_MIN_RATE'], 'BANYAN_BODY_MIN_RATE') : DEFAULTS.bodyMinRate,
     upstreamQueueTimeoutMs: env['BANYAN_UPSTREAM_QUEUE_TIMEOUT']
-      ? atLeastOne('BANYAN_UPSTREAM_QUEUE_TIMEOUT', parseDuration(env['BANYAN_UPSTREAM_QUEUE_TIMEOUT'], 'BANYAN_UPSTREAM_QUEUE_TIMEOUT')) : DEFAULTS.upstreamQueueTimeoutMs,
+      ? atLeastOne('BANYAN_UPSTREAM_QUEUE_TIMEOUT', parseDuration(env['BANYAN_UPSTREAM_QUEUE_TIMEOUT'], 'BANYAN_UPSTREAM_QUEUE_TIMEOUT'))
+      : DEFAULTS.upstreamQueueTimeoutMs,
     clientSharePercent: percent('BANYAN_CLIENT_SHARE', env['BANYAN_CLIENT_SHARE']) ?? DEFAULTS.clientSharePercent,
-    shedLagMs: env['BANYAN_SHED_LAG'] === 'off' ? 0
-      : env['BANYAN_SHED_LAG'] ? atLeastOne('BANYAN_SHED_LAG', parseDuration(env['BANYAN_SHED_LAG'], 'BANYAN_SHED_LAG')) : DEFAULTS.shedLagMs,
+    shedLagMs:
+      env['BANYAN_SHED_LAG'] === 'off'
+        ? 0
+        : env['BANYAN_SHED_LAG']
+          ? atLeastOne('BANYAN_SHED_LAG', parseDuration(env['BANYAN_SHED_LAG'], 'BANYAN_SHED_LAG'))
+          : DEFAULTS.shedLagMs,
     storageDir: env['BANYAN_STORAGE'] || join(stackDir(), 'files'),
     publicUrl: publicOrigin(env['BANYAN_PUBLIC_URL']),
     trustForwardedHost: oneOf('BANYAN_TRUST_FORWARDED_HOST', env['BANYAN_TRUST_FORWARDED_HOST'] || 'off', ['off', 'on'] as const) === 'on',
     maxUploadBytes: env['BANYAN_MAX_UPLOAD'] ? parseSize(env['BANYAN_MAX_UPLOAD'], 'BANYAN_MAX_UPLOAD') : DEFAULT_MAX_UPLOAD,
-    projectsPerHour: positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ?? DEFAULT_PROJECTS_PER_HOUR,
+    projectsPerHour:
+      positive('BANYAN_PROJECTS_PER_HOUR', wholeNumber('BANYAN_PROJECTS_PER_HOUR', env['BANYAN_PROJECTS_PER_HOUR'])) ??
+      DEFAULT_PROJECTS_PER_HOUR,
     usageFlushMs: env['BANYAN_USAGE_FLUSH'] ? parseDuration(env['BANYAN_USAGE_FLUSH'], 'BANYAN_USAGE_FLUSH') : DEFAULTS.usageFlushMs,
     usageSpoolDir: env['BANYAN_USAGE_SPOOL'] || join(stackDir(), 'usage-spool'),
     ...autopilotTiming(env),
     autopilotWebhook: webhookUrl(env['BANYAN_AUTOPILOT_WEBHOOK']),
     prometheusUrl: optionalUrl('BANYAN_PROMETHEUS_URL', pick('BANYAN_PROMETHEUS_URL', stack?.prometheus ?? undefined), ['http:', 'https:']),
-    restartDelayMs: env['BANYAN_RESTART_DELAY'] ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY') : DEFAULTS.restartDelayMs,
+    restartDelayMs: env['BANYAN_RESTART_DELAY']
+      ? parseDuration(env['BANYAN_RESTART_DELAY'], 'BANYAN_RESTART_DELAY')
+      : DEFAULTS.restartDelayMs,
     stackFile: usedStack ? join(stackDir(), 'stack.json') : undefined,
   });
 }
@@ -295,8 +318,11 @@ export function showsStacks(env: NodeJS.ProcessEnv = process.env): boolean {
 
 export function required<T>(value: T | undefined, variable: string, purpose: string): T {
   if (value === undefined || value === null || value === '') {
-    throw new BanyanError('missing-setting', `${variable} is not set; it is needed ${purpose}`,
-      `set ${variable}, or run \`npm start\` in this folder so commands find the local stack`);
+    throw new BanyanError(
+      'missing-setting',
+      `${variable} is not set; it is needed ${purpose}`,
+      `set ${variable}, or run \`npm start\` in this folder so commands find the local stack`,
+    );
   }
   return value;
 }
@@ -320,7 +346,10 @@ function publicOrigin(value: string | undefined): string | undefined {
   if (!value) return undefined;
   const url = new URL(checkUrl('BANYAN_PUBLIC_URL', value, ['http:', 'https:']));
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
-    throw new BanyanError('bad-setting', `BANYAN_PUBLIC_URL must be an origin such as https://pypi.example.org, with no path, query or credentials: "${value}"`);
+    throw new BanyanError(
+      'bad-setting',
+      `BANYAN_PUBLIC_URL must be an origin such as https://pypi.example.org, with no path, query or credentials: "${value}"`,
+    );
   }
   return url.origin;
 }
@@ -363,7 +392,8 @@ function atLeastOne(variable: string, ms: number): number {
 /** A share from 1 to 100 (percent). */
 function percent(variable: string, value: string | undefined): number | undefined {
   const n = wholeNumber(variable, value);
-  if (n !== undefined && (n < 1 || n > 100)) throw new BanyanError('bad-setting', `${variable} must be a percentage from 1 to 100, not "${value}"`);
+  if (n !== undefined && (n < 1 || n > 100))
+    throw new BanyanError('bad-setting', `${variable} must be a percentage from 1 to 100, not "${value}"`);
   return n;
 }
 
@@ -391,7 +421,10 @@ function checkPinMode(value: string | undefined): 'lsn' | 'timed' {
 function checkConsistency(value: string | undefined, pinMode: string | undefined): 'read-your-writes' | 'monotonic' {
   const consistency = oneOf('BANYAN_READ_CONSISTENCY', value, ['read-your-writes', 'monotonic'] as const);
   if (consistency === 'monotonic' && pinMode === 'timed') {
-    throw new BanyanError('bad-setting', 'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_PIN_MODE=lsn: a timed pin holds no position to read at or past');
+    throw new BanyanError(
+      'bad-setting',
+      'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_PIN_MODE=lsn: a timed pin holds no position to read at or past',
+    );
   }
   return consistency;
 }
@@ -415,8 +448,11 @@ function checkSecret(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const secrets = value.split(',');
   if (secrets.some((s) => s.length < 16)) {
-    throw new BanyanError('bad-setting', 'BANYAN_SECRET must be at least 16 characters (a comma list during rotation, newest first)',
-      'generate one with `openssl rand -base64 32`');
+    throw new BanyanError(
+      'bad-setting',
+      'BANYAN_SECRET must be at least 16 characters (a comma list during rotation, newest first)',
+      'generate one with `openssl rand -base64 32`',
+    );
   }
   return value;
 }
@@ -432,12 +468,19 @@ function webhookUrl(value: string | undefined): string | undefined {
 
 /** BANYAN_AUTOPILOT_TICK and _LEASE: a lease shorter than two ticks would change hands while its holder is still working. */
 function autopilotTiming(env: NodeJS.ProcessEnv): { autopilotTickMs: number; autopilotLeaseMs: number } {
-  const tick = env['BANYAN_AUTOPILOT_TICK'] ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK') : DEFAULTS.autopilotTickMs;
-  const lease = env['BANYAN_AUTOPILOT_LEASE'] ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE') : DEFAULTS.autopilotLeaseMs;
+  const tick = env['BANYAN_AUTOPILOT_TICK']
+    ? parseDuration(env['BANYAN_AUTOPILOT_TICK'], 'BANYAN_AUTOPILOT_TICK')
+    : DEFAULTS.autopilotTickMs;
+  const lease = env['BANYAN_AUTOPILOT_LEASE']
+    ? parseDuration(env['BANYAN_AUTOPILOT_LEASE'], 'BANYAN_AUTOPILOT_LEASE')
+    : DEFAULTS.autopilotLeaseMs;
   if (tick < 50) throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_TICK must be at least 50ms, not "${env['BANYAN_AUTOPILOT_TICK']}"`);
   if (lease < 2 * tick) {
-    throw new BanyanError('bad-setting', `BANYAN_AUTOPILOT_LEASE (${lease} ms) must be at least twice BANYAN_AUTOPILOT_TICK (${tick} ms)`,
-      'the holder renews the lease every tick; a shorter lease changes hands while its holder is still working');
+    throw new BanyanError(
+      'bad-setting',
+      `BANYAN_AUTOPILOT_LEASE (${lease} ms) must be at least twice BANYAN_AUTOPILOT_TICK (${tick} ms)`,
+      'the holder renews the lease every tick; a shorter lease changes hands while its holder is still working',
+    );
   }
   return { autopilotTickMs: tick, autopilotLeaseMs: lease };
 }

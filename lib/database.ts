@@ -10,7 +10,10 @@ export { STATEMENT_TIMEOUT_MS } from './pg-pool.js';
 
 /** The entries of a comma list of database URLs. */
 export function splitUrls(list: string): string[] {
-  return list.split(',').map((s) => s.trim()).filter(Boolean);
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /**
@@ -20,11 +23,17 @@ export function splitUrls(list: string): string[] {
  * is cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0
  * lets it run, for migrations and batch commands an operator runs and watches.
  */
-export function connect(connectionString: string, options: { max?: number; name?: string; roleCheckMs?: number; statementTimeoutMs?: number } = {}): Kysely<Database> {
+export function connect(
+  connectionString: string,
+  options: { max?: number; name?: string; roleCheckMs?: number; statementTimeoutMs?: number } = {},
+): Kysely<Database> {
   const urls = splitUrls(connectionString);
   if (urls.length > 1) {
     return new DbNodes({
-      nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })), poolSize: options.max, name: options.name, intervalMs: options.roleCheckMs,
+      nodes: urls.map((url, i) => ({ name: `db-${i + 1}`, url })),
+      poolSize: options.max,
+      name: options.name,
+      intervalMs: options.roleCheckMs,
       statementTimeoutMs: options.statementTimeoutMs,
     }).writer;
   }

@@ -87,7 +87,9 @@ export class DbNodes {
       log: queryObserver({ name: 'primary', url: options.nodes[0]?.url ?? '', isReplica: () => false }),
     });
     if (options.intervalMs) {
-      this.#timer = setInterval(() => { void this.read(); }, options.intervalMs);
+      this.#timer = setInterval(() => {
+        void this.read();
+      }, options.intervalMs);
       this.#timer.unref();
     }
   }
@@ -105,7 +107,9 @@ export class DbNodes {
   #newNode(n: DbNodeConfig): DbNode {
     // Opening a connection is waiting for an answer too: a server behind a partition never completes it.
     const pool = createPool(n.url, {
-      max: this.#options.poolSize ?? 10, name: this.#options.name ?? 'banyan', statementTimeoutMs: this.#options.statementTimeoutMs,
+      max: this.#options.poolSize ?? 10,
+      name: this.#options.name ?? 'banyan',
+      statementTimeoutMs: this.#options.statementTimeoutMs,
       connectTimeoutMs: this.#answerTimeoutMs > 0 ? Math.min(5_000, this.#answerTimeoutMs) : undefined,
     });
     const timed: PostgresPool = {
@@ -113,9 +117,16 @@ export class DbNodes {
       end: () => pool.end(),
     };
     const node: DbNode = {
-      ...n, pool, reading: { reachable: false, error: 'not checked yet' }, checkedAt: 0, removed: false,
+      ...n,
+      pool,
+      reading: { reachable: false, error: 'not checked yet' },
+      checkedAt: 0,
+      removed: false,
       // Its role by the last reading: a failover turns a replica's pool into the primary's.
-      db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: timed }), log: queryObserver({ name: n.name, url: n.url, isReplica: () => node.reading.inRecovery === true }) }),
+      db: new Kysely<Database>({
+        dialect: new PostgresDialect({ pool: timed }),
+        log: queryObserver({ name: n.name, url: n.url, isReplica: () => node.reading.inRecovery === true }),
+      }),
     };
     return node;
   }
@@ -137,7 +148,10 @@ export class DbNodes {
       if (node.removed || urls.has(node.url)) continue;
       node.removed = true;
       node.reading = { reachable: false, error: 'no longer discovered: draining' };
-      const timer = setTimeout(() => { this.#draining.delete(node); void node.pool.end().catch(() => {}); }, this.#options.drainMs ?? 10_000);
+      const timer = setTimeout(() => {
+        this.#draining.delete(node);
+        void node.pool.end().catch(() => {});
+      }, this.#options.drainMs ?? 10_000);
       timer.unref();
       this.#draining.set(node, timer);
     }
@@ -183,7 +197,9 @@ export class DbNodes {
 
   /** Asks every server at once; concurrent callers share one reading. */
   read(): Promise<void> {
-    this.#reading ??= this.#readAll().finally(() => { this.#reading = undefined; });
+    this.#reading ??= this.#readAll().finally(() => {
+      this.#reading = undefined;
+    });
     return this.#reading;
   }
 
@@ -195,17 +211,22 @@ export class DbNodes {
   async #readAll(): Promise<void> {
     // In the background: a slow DNS answer must not hold up the readings that route every request.
     void this.#rediscover();
-    await Promise.all(this.#nodes.map(async (node, i) => {
-      if (node.removed) return;
-      const reading = await this.#probe(i);
-      // Removed while it was being asked: it keeps the reading that takes it out.
-      if (node.removed) return;
-      node.reading = reading;
-      node.checkedAt = Date.now();
-    }));
+    await Promise.all(
+      this.#nodes.map(async (node, i) => {
+        if (node.removed) return;
+        const reading = await this.#probe(i);
+        // Removed while it was being asked: it keeps the reading that takes it out.
+        if (node.removed) return;
+        node.reading = reading;
+        node.checkedAt = Date.now();
+      }),
+    );
     this.#read = true;
     const previous = this.#roles;
-    const next = decideRoles(this.#nodes.map((n) => n.reading), previous.primary);
+    const next = decideRoles(
+      this.#nodes.map((n) => n.reading),
+      previous.primary,
+    );
     if (next.primary !== previous.primary) this.primaryChanges++;
     this.#roles = next;
     if (!sameRoles(previous, next)) for (const fn of this.#listeners) fn(next, previous);
@@ -216,15 +237,29 @@ export class DbNodes {
     try {
       if (!client) {
         // query_timeout: a server behind a partition never answers, and one silent server must not hold up the reading of all.
-        client = new pg.Client({ connectionString: this.#nodes[i]!.url, connectionTimeoutMillis: 1_000, statement_timeout: 1_000, query_timeout: 1_500, application_name: 'banyan-monitor' });
+        client = new pg.Client({
+          connectionString: this.#nodes[i]!.url,
+          connectionTimeoutMillis: 1_000,
+          statement_timeout: 1_000,
+          query_timeout: 1_500,
+          application_name: 'banyan-monitor',
+        });
         client.on('error', () => {});
         this.#probes[i] = client;
         await client.connect();
       }
-      const row = (await client.query(ROLE_QUERY)).rows[0] as { standby: boolean; lsn: string | null; timeline: number | null; seconds: number };
+      const row = (await client.query(ROLE_QUERY)).rows[0] as {
+        standby: boolean;
+        lsn: string | null;
+        timeline: number | null;
+        seconds: number;
+      };
       return {
-        reachable: true, inRecovery: row.standby, lsn: row.lsn === null ? undefined : parseLsn(row.lsn),
-        timeline: row.timeline ?? undefined, replaySeconds: Number(row.seconds),
+        reachable: true,
+        inRecovery: row.standby,
+        lsn: row.lsn === null ? undefined : parseLsn(row.lsn),
+        timeline: row.timeline ?? undefined,
+        replaySeconds: Number(row.seconds),
       };
     } catch (err) {
       // A broken connection is replaced at the next reading.
@@ -258,7 +293,7 @@ export class DbNodes {
   }
 
   get #answerTimeoutMs(): number {
-    return this.#options.statementTimeoutMs === 0 ? 0 : this.#options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    return this.#options.statementTimeoutMs === 0 ? 0 : (this.#options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS);
   }
 
   /** A client whose failures that suggest a new primary start a reading. */

@@ -54,7 +54,10 @@ export class FileStore {
       const path = join(this.#incoming, name);
       const owner = /^(\d+)@([^~]+)~/.exec(name);
       const orphaned = owner ? owner[2] === host && (Number(owner[1]) === process.pid || !isAlive(Number(owner[1]))) : true;
-      const stale = await stat(path).then((st) => Date.now() - st.mtimeMs > 3_600_000, () => false);
+      const stale = await stat(path).then(
+        (st) => Date.now() - st.mtimeMs > 3_600_000,
+        () => false,
+      );
       if (orphaned || stale) await rm(path, { force: true });
     }
   }
@@ -89,7 +92,14 @@ export class FileStore {
     }
     await file.close();
     if (tooLarge) await rm(tempPath, { force: true });
-    return { tempPath, sha256: hash.digest('hex'), md5: md5.digest('hex'), blake2b256: Buffer.from(blake.digest()).toString('hex'), size, tooLarge };
+    return {
+      tempPath,
+      sha256: hash.digest('hex'),
+      md5: md5.digest('hex'),
+      blake2b256: Buffer.from(blake.digest()).toString('hex'),
+      size,
+      tooLarge,
+    };
   }
 
   /** Moves a received file to its content address; durable when this returns. */

@@ -59,7 +59,9 @@ export function dropBody(req: IncomingMessage, res: ServerResponse, limits: { ma
   res.shouldKeepAlive = false;
   if (!res.headersSent) res.setHeader('Connection', 'close');
   const socket = req.socket as IncomingMessage['socket'] & { destroySoon?: () => void };
-  socket.destroySoon = () => { if (socket.writable) socket.end(); };
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+  };
   let dropped = 0;
   const stop = () => {
     clearTimeout(timer);

@@ -14,12 +14,24 @@ export interface Listening {
  * Listens on `host:port` (0: any free port). A port in use is an error that
  * names the setting to change, not a stack trace.
  */
-export function listen(handler: RequestListener | Server, port: number, host: string, setting: string, drainMs = 2_000): Promise<Listening> {
+export function listen(
+  handler: RequestListener | Server,
+  port: number,
+  host: string,
+  setting: string,
+  drainMs = 2_000,
+): Promise<Listening> {
   const server = typeof handler === 'function' ? createServer(handler) : handler;
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') {
-        reject(new BanyanError('port-in-use', `port ${port} on ${host} is already in use`, `set ${setting} to a free port, or stop what is using it`));
+        reject(
+          new BanyanError(
+            'port-in-use',
+            `port ${port} on ${host} is already in use`,
+            `set ${setting} to a free port, or stop what is using it`,
+          ),
+        );
       } else if (err.code === 'EACCES') {
         reject(new BanyanError('port-denied', `not allowed to listen on port ${port}`, `set ${setting} to a port above 1023`));
       } else {
@@ -36,16 +48,17 @@ export function listen(handler: RequestListener | Server, port: number, host: st
         port: address.port,
         url: `http://${shownHost}:${address.port}`,
         // Stops accepting at once; requests in flight get `drainMs` to finish, then their connections are closed.
-        close: () => new Promise<void>((done) => {
-          const idle = setInterval(() => server.closeIdleConnections(), 50);
-          const force = setTimeout(() => server.closeAllConnections(), drainMs);
-          server.close(() => {
-            clearInterval(idle);
-            clearTimeout(force);
-            done();
-          });
-          server.closeIdleConnections();
-        }),
+        close: () =>
+          new Promise<void>((done) => {
+            const idle = setInterval(() => server.closeIdleConnections(), 50);
+            const force = setTimeout(() => server.closeAllConnections(), drainMs);
+            server.close(() => {
+              clearInterval(idle);
+              clearTimeout(force);
+              done();
+            });
+            server.closeIdleConnections();
+          }),
       });
     });
   });

@@ -46,7 +46,14 @@ export class LoginThrottle {
   #limiter(keyPrefix: string, points: number, duration: number): RateLimiterAbstract {
     const memory = new RateLimiterMemory({ keyPrefix, points, duration });
     if (!this.#redis) return memory;
-    return new RateLimiterRedis({ storeClient: this.#redis, keyPrefix, points, duration, rejectIfRedisNotReady: true, insuranceLimiter: memory });
+    return new RateLimiterRedis({
+      storeClient: this.#redis,
+      keyPrefix,
+      points,
+      duration,
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: memory,
+    });
   }
 
   /** Takes one attempt for `username` from `address`, or says how long the caller must wait. */
@@ -54,7 +61,10 @@ export class LoginThrottle {
     const account = accountKey(username);
     const taken: [RateLimiterAbstract, string][] = [];
     let wait: number | undefined;
-    for (const [limiter, key] of [[this.#account, account], [this.#address, address]] as const) {
+    for (const [limiter, key] of [
+      [this.#account, account],
+      [this.#address, address],
+    ] as const) {
       try {
         await limiter.consume(key);
         taken.push([limiter, key]);
@@ -63,7 +73,9 @@ export class LoginThrottle {
         wait = Math.max(wait ?? 0, err.msBeforeNext);
       }
     }
-    const giveBack = async () => { await Promise.all(taken.map(([limiter, key]) => limiter.reward(key).catch(() => undefined))); };
+    const giveBack = async () => {
+      await Promise.all(taken.map(([limiter, key]) => limiter.reward(key).catch(() => undefined)));
+    };
     if (wait !== undefined) {
       // Only attempts that were let through count: a throttled caller does not extend its own wait.
       await giveBack();

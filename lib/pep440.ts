@@ -8,13 +8,13 @@
 
 const VERSION_PATTERN = new RegExp(
   '^\\s*v?' +
-  '(?:(?<epoch>[0-9]+)!)?' +
-  '(?<release>[0-9]+(?:\\.[0-9]+)*)' +
-  '(?<pre>[-_.]?(?<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?<pre_n>[0-9]+)?)?' +
-  '(?<post>(?:-(?<post_n1>[0-9]+))|(?:[-_.]?(?<post_l>post|rev|r)[-_.]?(?<post_n2>[0-9]+)?))?' +
-  '(?<dev>[-_.]?(?<dev_l>dev)[-_.]?(?<dev_n>[0-9]+)?)?' +
-  '(?:\\+(?<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?' +
-  '\\s*$',
+    '(?:(?<epoch>[0-9]+)!)?' +
+    '(?<release>[0-9]+(?:\\.[0-9]+)*)' +
+    '(?<pre>[-_.]?(?<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?<pre_n>[0-9]+)?)?' +
+    '(?<post>(?:-(?<post_n1>[0-9]+))|(?:[-_.]?(?<post_l>post|rev|r)[-_.]?(?<post_n2>[0-9]+)?))?' +
+    '(?<dev>[-_.]?(?<dev_l>dev)[-_.]?(?<dev_n>[0-9]+)?)?' +
+    '(?:\\+(?<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?' +
+    '\\s*$',
   'i',
 );
 
@@ -51,7 +51,12 @@ export function parseVersion(text: string): Version | undefined {
     pre: g['pre_l'] ? [PRE_LABELS[g['pre_l'].toLowerCase()]!, num(g['pre_n'])] : undefined,
     post: g['post'] ? num(postNumber) : undefined,
     dev: g['dev'] ? num(g['dev_n']) : undefined,
-    local: g['local'] ? g['local'].toLowerCase().split(/[-_.]/).map((s) => (/^\d+$/.test(s) ? num(s) : s)) : undefined,
+    local: g['local']
+      ? g['local']
+          .toLowerCase()
+          .split(/[-_.]/)
+          .map((s) => (/^\d+$/.test(s) ? num(s) : s))
+      : undefined,
   };
 }
 

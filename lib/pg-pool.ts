@@ -37,7 +37,7 @@ export function answerTimed(client: pg.PoolClient, timeoutMs: number): PostgresP
   const query = async (...args: unknown[]) => {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(silent = new NoAnswerError(timeoutMs)), timeoutMs);
+      timer = setTimeout(() => reject((silent = new NoAnswerError(timeoutMs))), timeoutMs);
     });
     try {
       return await Promise.race([(client.query as (...a: unknown[]) => Promise<unknown>)(...args), timedOut]);
@@ -53,7 +53,10 @@ export function answerTimed(client: pg.PoolClient, timeoutMs: number): PostgresP
  * cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0 lets it run. A connection
  * that takes longer than `connectTimeoutMs` (default 5 s) to open fails.
  */
-export function createPool(connectionString: string, options: { max?: number; name?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } = {}): pg.Pool {
+export function createPool(
+  connectionString: string,
+  options: { max?: number; name?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
+): pg.Pool {
   const timeout = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString,

@@ -44,8 +44,10 @@ export function logQueries(settings: QueryLogSettings, destination: NodeJS.Writa
     return;
   }
   slowMs = settings.mode === 'slow' ? settings.slowMs : 0;
-  const logger: Logger = pino({ base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
-    destination === process.stdout ? pino.destination({ fd: 1, sync: false }) : destination);
+  const logger: Logger = pino(
+    { base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
+    destination === process.stdout ? pino.destination({ fd: 1, sync: false }) : destination,
+  );
   queryLog = (entry) => logger.info(entry, 'query');
 }
 
@@ -100,7 +102,16 @@ export function queryObserver(server: QueryServer): ((event: LogEvent) => void) 
       span.end();
     }
     if (queryLog && (ms >= slowMs || error !== undefined)) {
-      queryLog({ reqId: scope?.requestId, route: scope?.route(), server: server.name, role, reason, ms: Math.round(ms * 10) / 10, sql: text, error });
+      queryLog({
+        reqId: scope?.requestId,
+        route: scope?.route(),
+        server: server.name,
+        role,
+        reason,
+        ms: Math.round(ms * 10) / 10,
+        sql: text,
+        error,
+      });
     }
   };
 }

@@ -9,7 +9,10 @@ const REST_MS = 2_000;
  */
 export function requestPathClient(url: string): Redis {
   const redis = new Redis(url, {
-    enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 500, commandTimeout: 250,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 500,
+    commandTimeout: 250,
     retryStrategy: (times) => Math.min(times * 200, 2_000),
   });
   redis.on('error', () => {});

@@ -21,8 +21,13 @@ export interface ReleaseChange {
  * and cache generations), so every page shows it at once. `allowed` checks
  * who asks (the HTTP API: an owner; the command line: the operator).
  */
-export async function changeRelease(db: Kysely<Database>, action: ReleaseAction, projectName: string, versionText: string,
-  options: { reason?: string | undefined; actor: string; allowed?: (trx: Kysely<Database>, projectId: string) => Promise<void> }): Promise<ReleaseChange> {
+export async function changeRelease(
+  db: Kysely<Database>,
+  action: ReleaseAction,
+  projectName: string,
+  versionText: string,
+  options: { reason?: string | undefined; actor: string; allowed?: (trx: Kysely<Database>, projectId: string) => Promise<void> },
+): Promise<ReleaseChange> {
   const version = parseVersion(versionText);
   if (!version) throw new BanyanError('bad-arguments', `"${versionText}" is not a PEP 440 version`);
   const reason = (options.reason ?? '').trim();
@@ -33,8 +38,12 @@ export async function changeRelease(db: Kysely<Database>, action: ReleaseAction,
     const project = await trx.selectFrom('projects').select(['id', 'name']).where('normalized_name', '=', normalized).executeTakeFirst();
     if (!project) throw new BanyanError('not-found', `there is no project named "${projectName}"`);
     await options.allowed?.(trx, project.id);
-    const release = await trx.selectFrom('releases').select(['id', 'version', 'yanked'])
-      .where('project_id', '=', project.id).where('canonical_version', '=', canonicalVersion(version)).executeTakeFirst();
+    const release = await trx
+      .selectFrom('releases')
+      .select(['id', 'version', 'yanked'])
+      .where('project_id', '=', project.id)
+      .where('canonical_version', '=', canonicalVersion(version))
+      .executeTakeFirst();
     if (!release) throw new BanyanError('not-found', `${project.name} has no release ${versionText}`);
     if (action === 'delete') {
       const files = await trx.deleteFrom('files').where('release_id', '=', release.id).returning('path').execute();
@@ -46,7 +55,11 @@ export async function changeRelease(db: Kysely<Database>, action: ReleaseAction,
     if (release.yanked === yank) {
       throw new BanyanError('unchanged', `${project.name} ${release.version} is ${yank ? 'already' : 'not'} yanked`);
     }
-    await trx.updateTable('releases').set({ yanked: yank, yanked_reason: yank ? reason || null : null }).where('id', '=', release.id).execute();
+    await trx
+      .updateTable('releases')
+      .set({ yanked: yank, yanked_reason: yank ? reason || null : null })
+      .where('id', '=', release.id)
+      .execute();
     await journal(trx, project.id, normalized, release.version, yank ? 'yank release' : 'unyank release', options.actor);
     return { project: normalized, version: release.version, removedPaths: [] };
   });

@@ -71,10 +71,18 @@ export function inRequestScope<T>(req: IncomingMessage, res: ServerResponse, rou
   const method = req.method ?? 'GET';
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const span = banyanTracer().startSpan(method, {
-    kind: SpanKind.SERVER,
-    attributes: { 'http.request.method': method, 'url.path': q < 0 ? url : url.slice(0, q), ...(scope.requestId ? { 'banyan.request_id': scope.requestId } : {}) },
-  }, parent);
+  const span = banyanTracer().startSpan(
+    method,
+    {
+      kind: SpanKind.SERVER,
+      attributes: {
+        'http.request.method': method,
+        'url.path': q < 0 ? url : url.slice(0, q),
+        ...(scope.requestId ? { 'banyan.request_id': scope.requestId } : {}),
+      },
+    },
+    parent,
+  );
   res.once('close', () => {
     const handler = route();
     const status = res.writableFinished ? res.statusCode : 499;

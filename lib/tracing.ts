@@ -26,18 +26,27 @@ const PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 export function tracingSettings(env: NodeJS.ProcessEnv): TracingSettings | undefined {
   if (!env['OTEL_EXPORTER_OTLP_ENDPOINT'] && !env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) return undefined;
   if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') return undefined;
-  const exporters = (env['OTEL_TRACES_EXPORTER'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const exporters = (env['OTEL_TRACES_EXPORTER'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (exporters.length > 0 && exporters.every((e) => e === 'none')) return undefined;
   const unsupported = exporters.filter((e) => e !== 'otlp' && e !== 'none');
   if (unsupported.length > 0) {
-    throw new BanyanError('bad-setting', `OTEL_TRACES_EXPORTER: "${unsupported.join(',')}" is not supported; Banyan exports traces with OTLP only`,
-      'unset it, or set it to otlp (or none to turn tracing off)');
+    throw new BanyanError(
+      'bad-setting',
+      `OTEL_TRACES_EXPORTER: "${unsupported.join(',')}" is not supported; Banyan exports traces with OTLP only`,
+      'unset it, or set it to otlp (or none to turn tracing off)',
+    );
   }
   const name = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
   const protocol = (env[name] || 'http/protobuf').trim();
   if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
-    throw new BanyanError('bad-setting', `${name}: "${protocol}" is not supported; use http/protobuf or http/json`,
-      'point it at the collector\'s OTLP/HTTP port (4318) with one of those');
+    throw new BanyanError(
+      'bad-setting',
+      `${name}: "${protocol}" is not supported; use http/protobuf or http/json`,
+      "point it at the collector's OTLP/HTTP port (4318) with one of those",
+    );
   }
   return { protocol: protocol as TracingSettings['protocol'] };
 }
@@ -66,7 +75,11 @@ export function banyanTracer(): Tracer {
  * proxy, which hands each span's context on itself) registers no AsyncLocalStorage context manager:
  * once one is in use, every promise of the process pays for it, sampled request or not.
  */
-export async function startTracing(service: string, env: NodeJS.ProcessEnv = process.env, options: { asyncContext?: boolean } = {}): Promise<Tracing | undefined> {
+export async function startTracing(
+  service: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: { asyncContext?: boolean } = {},
+): Promise<Tracing | undefined> {
   const settings = tracingSettings(env);
   if (!settings) return undefined;
   const [{ NodeSDK }, exporter] = await Promise.all([

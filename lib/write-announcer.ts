@@ -80,7 +80,9 @@ export class WriteAnnouncer {
     const keys = projects.map(projectCacheKey);
     if (indexChanged) keys.push(INDEX_CACHE_KEY);
     if (this.cache && !(await this.cache.invalidate(...keys))) {
-      console.error(`cache: could not invalidate ${keys.join(', ')} (Redis unreachable); cached pages expire on their own within their TTL`);
+      console.error(
+        `cache: could not invalidate ${keys.join(', ')} (Redis unreachable); cached pages expire on their own within their TTL`,
+      );
     }
     return writeHeaders(lsn);
   }
@@ -95,7 +97,18 @@ export async function lockProject(trx: Kysely<Database>, normalized: string): Pr
 }
 
 /** Appends to the project's journal and moves its `last_serial` there (what mirrors and `X-PyPI-Last-Serial` follow). */
-export async function journal(trx: Kysely<Database>, projectId: string, name: string, version: string | null, action: string, by: string | null): Promise<void> {
-  const row = await trx.insertInto('journal').values({ project_name: name, version, action, submitted_by: by }).returning('id').executeTakeFirstOrThrow();
+export async function journal(
+  trx: Kysely<Database>,
+  projectId: string,
+  name: string,
+  version: string | null,
+  action: string,
+  by: string | null,
+): Promise<void> {
+  const row = await trx
+    .insertInto('journal')
+    .values({ project_name: name, version, action, submitted_by: by })
+    .returning('id')
+    .executeTakeFirstOrThrow();
   await trx.updateTable('projects').set({ last_serial: row.id }).where('id', '=', projectId).execute();
 }

@@ -44,7 +44,7 @@ export function createProxyMetrics() {
     }),
     duration: new HotHistogram({
       name: 'banyan_http_request_duration_seconds',
-      help: 'Time to first byte: from a request being ready to go upstream (its body received) to the upstream\'s response headers (the proxy\'s own answers: until written), by route, backend and service.',
+      help: "Time to first byte: from a request being ready to go upstream (its body received) to the upstream's response headers (the proxy's own answers: until written), by route, backend and service.",
       labelNames: ['route', 'backend', 'service'] as const,
       buckets: LATENCY_BUCKETS,
       registers,
@@ -70,7 +70,7 @@ export function createProxyMetrics() {
     }),
     features: new Counter({
       name: 'banyan_legacy_feature_requests_total',
-      help: 'Requests by legacy feature, from the routes\' feature extractors (query parameters, XML-RPC method names, form fields).',
+      help: "Requests by legacy feature, from the routes' feature extractors (query parameters, XML-RPC method names, form fields).",
       labelNames: ['feature'] as const,
       registers,
     }),
@@ -123,12 +123,16 @@ export function createProxyMetrics() {
       labelNames: ['route', 'result'] as const,
       registers,
     }),
-    pins: preZeroed(new Counter({
-      name: 'banyan_proxy_pins_total',
-      help: 'Session pins by event: set (after a write), honoured (a read carried the fence), rejected_forged, rejected_expired, rejected_malformed.',
-      labelNames: ['event'] as const,
-      registers,
-    }), 'event', ['set', 'honoured', 'rejected_forged', 'rejected_expired', 'rejected_malformed']),
+    pins: preZeroed(
+      new Counter({
+        name: 'banyan_proxy_pins_total',
+        help: 'Session pins by event: set (after a write), honoured (a read carried the fence), rejected_forged, rejected_expired, rejected_malformed.',
+        labelNames: ['event'] as const,
+        registers,
+      }),
+      'event',
+      ['set', 'honoured', 'rejected_forged', 'rejected_expired', 'rejected_malformed'],
+    ),
     tableVersion: new Gauge({
       name: 'banyan_route_table_version',
       help: 'The route table version in effect (the lowest among workers, so a worker lagging behind shows).',
@@ -157,7 +161,7 @@ export function createProxyMetrics() {
     }),
     planHeld: new Gauge({
       name: 'banyan_autopilot_plan_held',
-      help: '1 when a cutover plan\'s step is past its hold but its evidence does not yet allow the next step (it is held), else 0.',
+      help: "1 when a cutover plan's step is past its hold but its evidence does not yet allow the next step (it is held), else 0.",
       labelNames: ['route', 'kind'] as const,
       aggregator: 'max',
       registers,
@@ -238,7 +242,7 @@ export function createAppMetrics(router?: ReplicaStates, fences?: { readonly ski
     }),
     replicaLagSeconds: new Gauge({
       name: 'banyan_db_replica_lag_seconds',
-      help: 'How far each replica\'s replay is behind the primary, in seconds (as the DB router last measured it).',
+      help: "How far each replica's replay is behind the primary, in seconds (as the DB router last measured it).",
       labelNames: ['replica'] as const,
       registers,
       collect() {
@@ -247,7 +251,7 @@ export function createAppMetrics(router?: ReplicaStates, fences?: { readonly ski
     }),
     replicaLagBytes: new Gauge({
       name: 'banyan_db_replica_lag_bytes',
-      help: 'How far each replica\'s replay is behind the primary, in bytes of WAL.',
+      help: "How far each replica's replay is behind the primary, in bytes of WAL.",
       labelNames: ['replica'] as const,
       registers,
       collect() {
@@ -294,7 +298,9 @@ const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx', '6xx', '7xx', 
  * Records one answered request. Each combination of labels is looked up once and its series kept,
  * keyed per route by a small number (no label object, no string built per request).
  */
-export function requestRecorder(metrics: ProxyMetrics): (route: string, backend: string, service: string, method: string, status: number, seconds: number) => void {
+export function requestRecorder(
+  metrics: ProxyMetrics,
+): (route: string, backend: string, service: string, method: string, status: number, seconds: number) => void {
   const byRoute = new Map<string, Map<string, Map<number, { count: CounterSeries<string>; time: HistogramSeries<string> }>>>();
   return (route, backend, service, method, status, seconds) => {
     const m = METHODS.indexOf(method);
@@ -324,11 +330,23 @@ export function requestRecorder(metrics: ProxyMetrics): (route: string, backend:
  */
 const SHADOW_RESULTS = ['match', 'mismatch', 'noise', 'error', 'skipped'] as const;
 
-export function preZeroRoutes(metrics: ProxyMetrics, routes: readonly { name: string; mode: string; service?: string; match: { methods?: readonly string[] } }[]): void {
+export function preZeroRoutes(
+  metrics: ProxyMetrics,
+  routes: readonly { name: string; mode: string; service?: string; match: { methods?: readonly string[] } }[],
+): void {
   for (const route of routes) {
     const service = route.service ?? 'app';
-    const sides: [string, string][] = route.mode === 'retired' ? [['proxy', 'proxy']] : route.mode === 'new' ? [['new', service]]
-      : route.mode === 'canary' ? [['legacy', 'legacy'], ['new', service]] : [['legacy', 'legacy']];
+    const sides: [string, string][] =
+      route.mode === 'retired'
+        ? [['proxy', 'proxy']]
+        : route.mode === 'new'
+          ? [['new', service]]
+          : route.mode === 'canary'
+            ? [
+                ['legacy', 'legacy'],
+                ['new', service],
+              ]
+            : [['legacy', 'legacy']];
     const method = methodLabel(route.match.methods?.[0] ?? 'GET');
     for (const [backend, answering] of sides) {
       metrics.requests.inc({ route: route.name, backend, service: answering, method, status_class: '2xx' }, 0);

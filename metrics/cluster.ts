@@ -4,7 +4,12 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 const ASK = 'banyan:metrics?';
 const ANSWER = 'banyan:metrics';
 
-interface Message { type?: string; id?: number; text?: string; error?: string }
+interface Message {
+  type?: string;
+  id?: number;
+  text?: string;
+  error?: string;
+}
 
 /**
  * In the primary of `banyan proxy --workers N`: answers a worker's request
@@ -42,16 +47,23 @@ export function clusterMetricsClient(registry: Registry, timeoutMs = 5_000): () 
     if (message.error !== undefined) w.reject(new Error(`the cluster's metrics could not be gathered: ${message.error}`));
     else w.resolve(message.text ?? '');
   });
-  return () => new Promise((resolve, reject) => {
-    const id = ++next;
-    const timer = setTimeout(() => {
-      waiting.delete(id);
-      reject(new Error(`the proxy's primary process did not send the cluster's metrics within ${timeoutMs} ms`));
-    }, timeoutMs);
-    waiting.set(id, {
-      resolve: (text) => { clearTimeout(timer); resolve(text); },
-      reject: (err) => { clearTimeout(timer); reject(err); },
+  return () =>
+    new Promise((resolve, reject) => {
+      const id = ++next;
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        reject(new Error(`the proxy's primary process did not send the cluster's metrics within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiting.set(id, {
+        resolve: (text) => {
+          clearTimeout(timer);
+          resolve(text);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+      process.send!({ type: ASK, id });
     });
-    process.send!({ type: ASK, id });
-  });
 }

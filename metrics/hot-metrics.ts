@@ -109,7 +109,10 @@ export class HistogramSeries<L extends string> {
   /** Per bucket, not cumulative; the last one is +Inf. */
   readonly counts: Float64Array;
 
-  constructor(readonly labels: Labels<L>, readonly bounds: readonly number[]) {
+  constructor(
+    readonly labels: Labels<L>,
+    readonly bounds: readonly number[],
+  ) {
     this.counts = new Float64Array(bounds.length + 1);
   }
 

@@ -37,7 +37,10 @@ export function normalizePath(rawPath: string): string {
     else if (UUID.test(s)) out.push(':uuid');
     else if (HASH.test(s)) out.push(':hash');
     else {
-      const templated = s.toLowerCase().replace(VERSION, ':version').replace(/[^a-z0-9._:~-]/g, '_');
+      const templated = s
+        .toLowerCase()
+        .replace(VERSION, ':version')
+        .replace(/[^a-z0-9._:~-]/g, '_');
       out.push(templated.length > MAX_SEGMENT_LENGTH ? ':long' : templated);
     }
   }
@@ -47,7 +50,10 @@ export function normalizePath(rawPath: string): string {
 /** Normalized labels, at most `limit` distinct ones; the rest become `other`. */
 export class CappedLabels {
   readonly #seen = new Set<string>();
-  constructor(readonly limit: number, readonly overflow = 'other') {}
+  constructor(
+    readonly limit: number,
+    readonly overflow = 'other',
+  ) {}
 
   label(value: string): string {
     if (this.#seen.has(value)) return value;

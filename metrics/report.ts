@@ -49,16 +49,29 @@ export interface UsageReport {
  * by the new app apart; and the legacy routes and features nobody has used
  * since `unusedSince`, which are the candidates to retire.
  */
-export async function usageReport(db: Kysely<Database>, routes: readonly Route[], options: { since: Date; unusedSince: Date; now?: Date }): Promise<UsageReport> {
+export async function usageReport(
+  db: Kysely<Database>,
+  routes: readonly Route[],
+  options: { since: Date; unusedSince: Date; now?: Date },
+): Promise<UsageReport> {
   const now = options.now ?? new Date();
   const from = new Date(Math.floor(options.since.getTime() / 3_600_000) * 3_600_000);
-  const totals = await db.selectFrom('usage_ledger')
+  const totals = await db
+    .selectFrom('usage_ledger')
     .select(['route', 'feature', 'backend', 'service', 'status_class', sql<string>`sum(requests)`.as('requests')])
-    .where('bucket', '>=', from).groupBy(['route', 'feature', 'backend', 'service', 'status_class']).execute();
-  const everSeen = await db.selectFrom('usage_ledger')
-    .select(['route', 'feature', sql<Date>`max(last_seen)`.as('last_seen'),
-      sql<Date | null>`max(last_seen) FILTER (WHERE status_class NOT IN (${sql.join([...NOT_USE])}))`.as('last_used')])
-    .groupBy(['route', 'feature']).execute();
+    .where('bucket', '>=', from)
+    .groupBy(['route', 'feature', 'backend', 'service', 'status_class'])
+    .execute();
+  const everSeen = await db
+    .selectFrom('usage_ledger')
+    .select([
+      'route',
+      'feature',
+      sql<Date>`max(last_seen)`.as('last_seen'),
+      sql<Date | null>`max(last_seen) FILTER (WHERE status_class NOT IN (${sql.join([...NOT_USE])}))`.as('last_used'),
+    ])
+    .groupBy(['route', 'feature'])
+    .execute();
   const agents = await sql<{ route: string; feature: string; user_agent: string; requests: string }>`
     SELECT route, feature, user_agent, requests FROM (
       SELECT route, feature, user_agent, sum(requests) AS requests,
@@ -68,7 +81,18 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
 
   const key = (route: string, feature: string) => `${route}\u0000${feature}`;
   const notUse = new Set<string>(NOT_USE);
-  const lines = new Map<string, { route: string; feature: string; requests: number; use: number; backends: Record<string, number>; services: Record<string, number>; statuses: Record<string, number> }>();
+  const lines = new Map<
+    string,
+    {
+      route: string;
+      feature: string;
+      requests: number;
+      use: number;
+      backends: Record<string, number>;
+      services: Record<string, number>;
+      statuses: Record<string, number>;
+    }
+  >();
   let total = 0;
   let totalUse = 0;
   for (const t of totals) {
@@ -78,7 +102,15 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
       total += n;
       totalUse += use;
     }
-    const line = lines.get(key(t.route, t.feature)) ?? { route: t.route, feature: t.feature, requests: 0, use: 0, backends: {}, services: {}, statuses: {} };
+    const line = lines.get(key(t.route, t.feature)) ?? {
+      route: t.route,
+      feature: t.feature,
+      requests: 0,
+      use: 0,
+      backends: {},
+      services: {},
+      statuses: {},
+    };
     line.requests += n;
     line.use += use;
     line.backends[t.backend] = (line.backends[t.backend] ?? 0) + n;
@@ -104,19 +136,32 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
   const ordered = [...lines.values()].sort((a, b) => {
     const ra = lines.get(key(a.route, ''))?.use ?? 0;
     const rb = lines.get(key(b.route, ''))?.use ?? 0;
-    return rb - ra || a.route.localeCompare(b.route) || (a.feature === '' ? -1 : b.feature === '' ? 1 : b.use - a.use || b.requests - a.requests);
+    return (
+      rb - ra || a.route.localeCompare(b.route) || (a.feature === '' ? -1 : b.feature === '' ? 1 : b.use - a.use || b.requests - a.requests)
+    );
   });
   for (const l of ordered) {
     const k = key(l.route, l.feature);
     out[section(l.route)].push({
-      route: l.route, feature: l.feature, requests: l.requests, use: l.use, share: totalUse ? l.use / totalUse : 0,
-      lastUsed: lastUsed.get(k) ?? null, lastSeen: lastSeen.get(k) ?? null, backends: l.backends, services: l.services, statuses: l.statuses,
+      route: l.route,
+      feature: l.feature,
+      requests: l.requests,
+      use: l.use,
+      share: totalUse ? l.use / totalUse : 0,
+      lastUsed: lastUsed.get(k) ?? null,
+      lastSeen: lastSeen.get(k) ?? null,
+      backends: l.backends,
+      services: l.services,
+      statuses: l.statuses,
       topUserAgents: topAgents.get(k) ?? [],
     });
   }
 
   const since = options.unusedSince.getTime();
-  const usedSince = (k: string) => { const at = lastUsed.get(k); return at != null && Date.parse(at) >= since; };
+  const usedSince = (k: string) => {
+    const at = lastUsed.get(k);
+    return at != null && Date.parse(at) >= since;
+  };
   const candidates: UsageReport['candidates'] = [];
   for (const r of routes) {
     if (section(r.name) !== 'legacy' || usedSince(key(r.name, ''))) continue;
@@ -130,7 +175,12 @@ export async function usageReport(db: Kysely<Database>, routes: readonly Route[]
   }
   candidates.sort((a, b) => a.route.localeCompare(b.route) || a.feature.localeCompare(b.feature));
   return {
-    since: options.since.toISOString(), until: now.toISOString(), unusedSince: options.unusedSince.toISOString(),
-    totalRequests: total, totalUse, ...out, candidates,
+    since: options.since.toISOString(),
+    until: now.toISOString(),
+    unusedSince: options.unusedSince.toISOString(),
+    totalRequests: total,
+    totalUse,
+    ...out,
+    candidates,
   };
 }

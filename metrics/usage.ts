@@ -26,7 +26,10 @@ export function classOf(status: number): StatusClass {
 /** Classes that are not evidence of use: the client asked for something that is not there, or was refused. */
 export const NOT_USE: readonly StatusClass[] = ['4xx'];
 
-interface Count { requests: number; lastSeen: number }
+interface Count {
+  requests: number;
+  lastSeen: number;
+}
 
 /** A batch's keys for one hour, route and feature: its user agents' key, and each backend and status class's row key. */
 class BatchKeys {
@@ -129,7 +132,15 @@ export class UsageLedger {
    * Counts one request: the route row (feature '') and one row per feature, under the class of the status
    * the client got (`CLIENT_CLOSED`, 499, for a client that left first).
    */
-  record(route: string, backend: string, service: string, status: number, features: readonly string[], userAgent: string | undefined, at = Date.now()): void {
+  record(
+    route: string,
+    backend: string,
+    service: string,
+    status: number,
+    features: readonly string[],
+    userAgent: string | undefined,
+    at = Date.now(),
+  ): void {
     const bucket = at - (at % 3_600_000);
     const agent = (userAgent ?? '').slice(0, 160) || '(none)';
     const statusClass = classOf(status);
@@ -137,7 +148,16 @@ export class UsageLedger {
     for (const feature of features) this.#count(bucket, route, feature, backend, service, statusClass, agent, at);
   }
 
-  #count(bucket: number, route: string, feature: string, backend: string, service: string, statusClass: StatusClass, agent: string, at: number): void {
+  #count(
+    bucket: number,
+    route: string,
+    feature: string,
+    backend: string,
+    service: string,
+    statusClass: StatusClass,
+    agent: string,
+    at: number,
+  ): void {
     const batch = this.#current;
     let keys = this.#keysOf(bucket, route, feature);
     let key = keys.row(backend, service, statusClass);
@@ -170,7 +190,9 @@ export class UsageLedger {
 
   /** Writes what has been counted; a failed batch is kept and retried first next time. Never throws. */
   flush(): Promise<void> {
-    this.#flushing ??= this.#flush().finally(() => { this.#flushing = undefined; });
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+    });
     return this.#flushing;
   }
 
@@ -256,32 +278,66 @@ function serviceOfBackend(backend: string): string {
 /** One flush, one transaction: the flush id first, so a batch that already landed adds nothing. */
 async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
   return db.transaction().execute(async (trx) => {
-    const claimed = await trx.insertInto('usage_flushes').values({ flush_id: batch.id, instance })
-      .onConflict((oc) => oc.column('flush_id').doNothing()).returning('flush_id').executeTakeFirst();
+    const claimed = await trx
+      .insertInto('usage_flushes')
+      .values({ flush_id: batch.id, instance })
+      .onConflict((oc) => oc.column('flush_id').doNothing())
+      .returning('flush_id')
+      .executeTakeFirst();
     if (!claimed) return 'duplicate';
     const rows = [...batch.counts].map(([key, c]) => {
       // Batches spooled before status classes were kept have four parts, before services five.
-      const [bucket, route, feature, backend, statusClass = 'unknown', service = serviceOfBackend(backend)] = key.split('\u0000') as [string, string, string, string, string?, string?];
+      const [bucket, route, feature, backend, statusClass = 'unknown', service = serviceOfBackend(backend)] = key.split('\u0000') as [
+        string,
+        string,
+        string,
+        string,
+        string?,
+        string?,
+      ];
       return {
-        bucket: new Date(Number(bucket)), route, feature, backend, service, status_class: statusClass, requests: String(c.requests), last_seen: new Date(c.lastSeen),
+        bucket: new Date(Number(bucket)),
+        route,
+        feature,
+        backend,
+        service,
+        status_class: statusClass,
+        requests: String(c.requests),
+        last_seen: new Date(c.lastSeen),
       };
     });
     for (let i = 0; i < rows.length; i += 1000) {
-      await trx.insertInto('usage_ledger').values(rows.slice(i, i + 1000))
-        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'backend', 'status_class', 'service']).doUpdateSet({
-          requests: sql`usage_ledger.requests + excluded.requests`,
-          last_seen: sql`greatest(usage_ledger.last_seen, excluded.last_seen)`,
-        })).execute();
+      await trx
+        .insertInto('usage_ledger')
+        .values(rows.slice(i, i + 1000))
+        .onConflict((oc) =>
+          oc.columns(['bucket', 'route', 'feature', 'backend', 'status_class', 'service']).doUpdateSet({
+            requests: sql`usage_ledger.requests + excluded.requests`,
+            last_seen: sql`greatest(usage_ledger.last_seen, excluded.last_seen)`,
+          }),
+        )
+        .execute();
     }
     const agents = [...batch.agents].flatMap(([key, map]) => {
       const [bucket, route, feature] = key.split('\u0000') as [string, string, string];
-      return [...map].map(([userAgent, n]) => ({ bucket: new Date(Number(bucket)), route, feature, user_agent: userAgent, requests: String(n) }));
+      return [...map].map(([userAgent, n]) => ({
+        bucket: new Date(Number(bucket)),
+        route,
+        feature,
+        user_agent: userAgent,
+        requests: String(n),
+      }));
     });
     for (let i = 0; i < agents.length; i += 1000) {
-      await trx.insertInto('usage_user_agents').values(agents.slice(i, i + 1000))
-        .onConflict((oc) => oc.columns(['bucket', 'route', 'feature', 'user_agent']).doUpdateSet({
-          requests: sql`usage_user_agents.requests + excluded.requests`,
-        })).execute();
+      await trx
+        .insertInto('usage_user_agents')
+        .values(agents.slice(i, i + 1000))
+        .onConflict((oc) =>
+          oc.columns(['bucket', 'route', 'feature', 'user_agent']).doUpdateSet({
+            requests: sql`usage_user_agents.requests + excluded.requests`,
+          }),
+        )
+        .execute();
     }
     return 'ok';
   });

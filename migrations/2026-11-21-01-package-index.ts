@@ -2,7 +2,8 @@ import { sql, type Kysely } from 'kysely';
 
 /** The package index: accounts, tokens, projects, releases, files and the change journal. */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('users')
+  await db.schema
+    .createTable('users')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('username', 'text', (c) => c.notNull().unique())
     .addColumn('password_hash', 'text')
@@ -11,7 +12,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
 
-  await db.schema.createTable('api_tokens')
+  await db.schema
+    .createTable('api_tokens')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('user_id', 'bigint', (c) => c.notNull().references('users.id').onDelete('cascade'))
     .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
@@ -22,16 +24,22 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('api_tokens_user_id_idx').on('api_tokens').column('user_id').execute();
 
-  await db.schema.createTable('projects')
+  await db.schema
+    .createTable('projects')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('normalized_name', 'text', (c) => c.notNull().unique()
-      .check(sql`normalized_name ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'`))
+    .addColumn('normalized_name', 'text', (c) =>
+      c
+        .notNull()
+        .unique()
+        .check(sql`normalized_name ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'`),
+    )
     .addColumn('last_serial', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
 
-  await db.schema.createTable('project_roles')
+  await db.schema
+    .createTable('project_roles')
     .addColumn('project_id', 'bigint', (c) => c.notNull().references('projects.id').onDelete('cascade'))
     .addColumn('user_id', 'bigint', (c) => c.notNull().references('users.id').onDelete('cascade'))
     .addColumn('role', 'text', (c) => c.notNull().check(sql`role IN ('Owner', 'Maintainer')`))
@@ -39,7 +47,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('project_roles_user_id_idx').on('project_roles').column('user_id').execute();
 
-  await db.schema.createTable('releases')
+  await db.schema
+    .createTable('releases')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('project_id', 'bigint', (c) => c.notNull().references('projects.id').onDelete('cascade'))
     .addColumn('version', 'text', (c) => c.notNull())
@@ -55,7 +64,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   // Listings page through a project's releases newest first; never load them all.
   await db.schema.createIndex('releases_project_created_idx').on('releases').columns(['project_id', 'created_at desc']).execute();
 
-  await db.schema.createTable('files')
+  await db.schema
+    .createTable('files')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('release_id', 'bigint', (c) => c.notNull().references('releases.id').onDelete('cascade'))
     .addColumn('filename', 'text', (c) => c.notNull().unique())
@@ -71,7 +81,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('files_sha256_idx').on('files').column('sha256_digest').execute();
 
   // The journal's id is the serial that mirrors and `last_serial` follow.
-  await db.schema.createTable('journal')
+  await db.schema
+    .createTable('journal')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('project_name', 'text', (c) => c.notNull())
     .addColumn('version', 'text')

@@ -2,7 +2,8 @@ import { sql, type Kysely } from 'kysely';
 
 /** The versioned route table and its audit log (who changed what, when and why). */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('route_table_versions')
+  await db.schema
+    .createTable('route_table_versions')
     .addColumn('version', 'integer', (c) => c.primaryKey().check(sql`version > 0`))
     .addColumn('routes', 'jsonb', (c) => c.notNull())
     .addColumn('actor', 'text', (c) => c.notNull())
@@ -10,7 +11,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
 
-  await db.schema.createTable('route_audit')
+  await db.schema
+    .createTable('route_audit')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('version', 'integer', (c) => c.notNull().references('route_table_versions.version'))
     .addColumn('action', 'text', (c) => c.notNull())

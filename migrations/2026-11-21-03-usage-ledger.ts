@@ -6,7 +6,8 @@ import { sql, type Kysely } from 'kysely';
  * count once.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('usage_ledger')
+  await db.schema
+    .createTable('usage_ledger')
     .addColumn('bucket', 'timestamptz', (c) => c.notNull())
     .addColumn('route', 'text', (c) => c.notNull())
     .addColumn('feature', 'text', (c) => c.notNull().defaultTo(''))
@@ -17,7 +18,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('usage_ledger_route_idx').on('usage_ledger').columns(['route', 'bucket']).execute();
 
-  await db.schema.createTable('usage_user_agents')
+  await db.schema
+    .createTable('usage_user_agents')
     .addColumn('bucket', 'timestamptz', (c) => c.notNull())
     .addColumn('route', 'text', (c) => c.notNull())
     .addColumn('feature', 'text', (c) => c.notNull().defaultTo(''))
@@ -26,7 +28,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addPrimaryKeyConstraint('usage_user_agents_pk', ['bucket', 'route', 'feature', 'user_agent'])
     .execute();
 
-  await db.schema.createTable('usage_flushes')
+  await db.schema
+    .createTable('usage_flushes')
     .addColumn('flush_id', 'text', (c) => c.primaryKey())
     .addColumn('instance', 'text', (c) => c.notNull())
     .addColumn('flushed_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))

@@ -8,7 +8,8 @@ import { sql, type Kysely } from 'kysely';
  * derived-data step (`derived-data.ts`), with the rules the running code uses.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('releases')
+  await db.schema
+    .alterTable('releases')
     .addColumn('sort_key', sql`text COLLATE "C"`, (c) => c.notNull().defaultTo(''))
     .addColumn('is_prerelease', 'boolean', (c) => c.notNull().defaultTo(false))
     .execute();

@@ -8,7 +8,9 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`ALTER TABLE usage_ledger ADD COLUMN status_class text NOT NULL DEFAULT 'unknown'`.execute(db);
   await sql`ALTER TABLE usage_ledger DROP CONSTRAINT usage_ledger_pk`.execute(db);
-  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class)`.execute(db);
+  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class)`.execute(
+    db,
+  );
   await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_status_class_check
     CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx', 'aborted', 'unknown'))`.execute(db);
 }

@@ -6,10 +6,12 @@ import { sql, type Kysely } from 'kysely';
  * (who did it, to whom, on which project), next to the release journal.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('api_tokens')
+  await db.schema
+    .alterTable('api_tokens')
     .addColumn('project_id', 'bigint', (c) => c.references('projects.id').onDelete('cascade'))
     .execute();
-  await db.schema.createTable('account_events')
+  await db.schema
+    .createTable('account_events')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('actor', 'text', (c) => c.notNull())
@@ -20,8 +22,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('account_events_username_idx').on('account_events').columns(['username', 'at']).execute();
   // Project creation is rate-limited per account, counted from the journal's "create" rows.
-  await db.schema.createIndex('journal_creates_idx').on('journal').columns(['submitted_by', 'submitted_at'])
-    .where(sql.ref('action'), '=', 'create').execute();
+  await db.schema
+    .createIndex('journal_creates_idx')
+    .on('journal')
+    .columns(['submitted_by', 'submitted_at'])
+    .where(sql.ref('action'), '=', 'create')
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -7,7 +7,8 @@ import { sql, type Kysely } from 'kysely';
  * extracted (sdists, and files uploaded before, until `banyan backfill metadata`).
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('files')
+  await db.schema
+    .alterTable('files')
     .addColumn('metadata_sha256', 'text', (c) => c.check(sql`metadata_sha256 ~ '^[0-9a-f]{64}$'`))
     .execute();
 }

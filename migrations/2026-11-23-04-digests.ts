@@ -5,7 +5,8 @@ import { sql, type Kysely } from 'kysely';
  * computed at upload. Null for files stored before (`banyan backfill digests`).
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.alterTable('files')
+  await db.schema
+    .alterTable('files')
     .addColumn('md5_digest', 'text', (c) => c.check(sql`md5_digest ~ '^[0-9a-f]{32}$'`))
     .addColumn('blake2_256_digest', 'text', (c) => c.check(sql`blake2_256_digest ~ '^[0-9a-f]{64}$'`))
     .execute();

@@ -11,7 +11,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`UPDATE usage_ledger SET service = CASE backend WHEN 'new' THEN 'app' ELSE backend END`.execute(db);
   await sql`ALTER TABLE usage_ledger ALTER COLUMN service SET NOT NULL`.execute(db);
   await sql`ALTER TABLE usage_ledger DROP CONSTRAINT usage_ledger_pk`.execute(db);
-  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class, service)`.execute(db);
+  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class, service)`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
@@ -22,7 +24,9 @@ export async function down(db: Kysely<any>): Promise<void> {
   await sql`DELETE FROM usage_ledger`.execute(db);
   await sql`ALTER TABLE usage_ledger DROP CONSTRAINT usage_ledger_pk`.execute(db);
   await sql`ALTER TABLE usage_ledger DROP COLUMN service`.execute(db);
-  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class)`.execute(db);
+  await sql`ALTER TABLE usage_ledger ADD CONSTRAINT usage_ledger_pk PRIMARY KEY (bucket, route, feature, backend, status_class)`.execute(
+    db,
+  );
   await sql`INSERT INTO usage_ledger (bucket, route, feature, backend, status_class, requests, last_seen)
     SELECT bucket, route, feature, backend, status_class, requests, last_seen FROM usage_ledger_merged`.execute(db);
   await sql`DROP TABLE usage_ledger_merged`.execute(db);

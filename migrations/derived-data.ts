@@ -13,10 +13,17 @@ export async function fillDerivedData(db: Kysely<any>): Promise<void> {
 
 /** PEP 440 sort keys of releases stored before `2026-11-22-01-release-order` (theirs is ''). */
 async function fillReleaseOrder(db: Kysely<any>): Promise<void> {
-  const rows = await db.selectFrom('releases').select(['id', 'version']).where('sort_key', '=', '').execute() as { id: string; version: string }[];
+  const rows = (await db.selectFrom('releases').select(['id', 'version']).where('sort_key', '=', '').execute()) as {
+    id: string;
+    version: string;
+  }[];
   for (const row of rows) {
     const v = parseVersion(row.version);
     if (!v) continue;
-    await db.updateTable('releases').set({ sort_key: sortKey(v), is_prerelease: isPrerelease(v) }).where('id', '=', row.id).execute();
+    await db
+      .updateTable('releases')
+      .set({ sort_key: sortKey(v), is_prerelease: isPrerelease(v) })
+      .where('id', '=', row.id)
+      .execute();
   }
 }

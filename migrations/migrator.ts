@@ -71,9 +71,12 @@ function applied(result: MigrationResultSet, direction: 'up' | 'down'): string[]
   const failed = result.results?.find((r) => r.status === 'Error');
   if (result.error || failed) {
     const cause = result.error instanceof Error ? result.error.message : String(result.error);
-    throw new BanyanError('migration-failed',
+    throw new BanyanError(
+      'migration-failed',
       `migration ${failed?.migrationName ?? '(unknown)'} failed going ${direction}: ${cause}`,
-      'nothing after it ran; fix the cause and run the command again', { cause: result.error });
+      'nothing after it ran; fix the cause and run the command again',
+      { cause: result.error },
+    );
   }
   return (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -30,15 +30,22 @@ export type AccessLogFormat = 'off' | 'json' | 'pretty';
  * Written asynchronously (pino's sonic-boom), so a slow stdout does not hold
  * requests back.
  */
-export function accessLog(format: AccessLogFormat, destination: NodeJS.WritableStream = process.stdout): ((entry: AccessEntry) => void) | undefined {
+export function accessLog(
+  format: AccessLogFormat,
+  destination: NodeJS.WritableStream = process.stdout,
+): ((entry: AccessEntry) => void) | undefined {
   if (format === 'off') return undefined;
   if (format === 'pretty') {
     return (e) => {
-      destination.write(`${new Date().toISOString().slice(11, 23)} ${e.method} ${e.url} ${e.status} ${e.service}${e.endpoint ? ` ${e.endpoint}` : ''} (${e.route}, ${e.mode}) ` +
-        `${e.ms.toFixed(1)} ms ${e.bytes} B${e.fallback ? ` fallback: ${e.fallback}` : ''} ${e.reqId}\n`);
+      destination.write(
+        `${new Date().toISOString().slice(11, 23)} ${e.method} ${e.url} ${e.status} ${e.service}${e.endpoint ? ` ${e.endpoint}` : ''} (${e.route}, ${e.mode}) ` +
+          `${e.ms.toFixed(1)} ms ${e.bytes} B${e.fallback ? ` fallback: ${e.fallback}` : ''} ${e.reqId}\n`,
+      );
     };
   }
-  const logger: Logger = pino({ base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
-    destination === process.stdout ? pino.destination({ fd: 1, sync: false }) : destination);
+  const logger: Logger = pino(
+    { base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
+    destination === process.stdout ? pino.destination({ fd: 1, sync: false }) : destination,
+  );
   return (e) => logger.info(e, 'request');
 }

@@ -10,7 +10,19 @@ import { BanyanError } from '../lib/errors.js';
 import { readUpTo } from '../lib/form-body.js';
 import { isObject } from '../lib/objects.js';
 import type { Database } from '../lib/schema.js';
-import { auditLog, changeRoute, describeChange, IMPLICIT_UPSTREAMS, latestTable, type Mode, MODES, rollbackTable, type Route, saveTable, validateTable } from '../routing/table/index.js';
+import {
+  auditLog,
+  changeRoute,
+  describeChange,
+  IMPLICIT_UPSTREAMS,
+  latestTable,
+  type Mode,
+  MODES,
+  rollbackTable,
+  type Route,
+  saveTable,
+  validateTable,
+} from '../routing/table/index.js';
 import { CHART_JS, DASHBOARD_HTML, readAsset } from './dashboard.js';
 import type { Shadower } from './shadow.js';
 import type { ReadinessCheck } from './readiness.js';
@@ -73,15 +85,22 @@ async function errorAnswers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       // The database cannot take the write now: down, or failing over (the server written to was demoted).
       ctx.status = 503;
       ctx.set('Retry-After', '2');
-      ctx.body = { error: 'database-unavailable', message: `the route table cannot be written now: ${(err as Error).message}`,
-        hint: 'PostgreSQL is down or failing over; retry in a few seconds (nothing was changed)' };
+      ctx.body = {
+        error: 'database-unavailable',
+        message: `the route table cannot be written now: ${(err as Error).message}`,
+        hint: 'PostgreSQL is down or failing over; retry in a few seconds (nothing was changed)',
+      };
       return;
     }
     const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
     ctx.status = status;
-    ctx.body = err instanceof BanyanError
-      ? { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
-      : { error: status >= 500 ? 'internal' : 'bad-request', message: status >= 500 ? 'internal error; see the proxy log' : (err as Error).message };
+    ctx.body =
+      err instanceof BanyanError
+        ? { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
+        : {
+            error: status >= 500 ? 'internal' : 'bad-request',
+            message: status >= 500 ? 'internal error; see the proxy log' : (err as Error).message,
+          };
     if (status >= 500) process.stderr.write(`admin: ${(err as Error).stack ?? err}\n`);
   }
 }
@@ -99,7 +118,11 @@ function ownHostOrToken(names: readonly string[], token: string | undefined): Ko
     const host = ctx.get('Host').toLowerCase().replace(/:\d+$/, '');
     if (own.has(host) || isIP(host) !== 0 || /^\[[0-9a-f:.]+\]$/.test(host)) return next();
     if (ctx.get('authorization')) return guard(ctx, next);
-    throw new BanyanError('forbidden', 'this admin listener answers only its own host names', 'ask by IP address, localhost or ADMIN_HOST, or send Authorization: Bearer $BANYAN_ADMIN_TOKEN');
+    throw new BanyanError(
+      'forbidden',
+      'this admin listener answers only its own host names',
+      'ask by IP address, localhost or ADMIN_HOST, or send Authorization: Bearer $BANYAN_ADMIN_TOKEN',
+    );
   };
 }
 
@@ -146,7 +169,8 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
     const body = await readJson(ctx);
     const name = ctx.params['name']!;
     const mode = body['mode'];
-    if (typeof mode !== 'string' || !MODES.includes(mode as Mode)) throw new BanyanError('bad-request', `mode must be one of ${MODES.join(', ')}`);
+    if (typeof mode !== 'string' || !MODES.includes(mode as Mode))
+      throw new BanyanError('bad-request', `mode must be one of ${MODES.join(', ')}`);
     const reason = typeof body['reason'] === 'string' ? body['reason'] : '';
     const current = await latestTable(api.db);
     const route = current?.routes.find((r) => r.name === name);
@@ -155,14 +179,15 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
       mode: mode as Mode,
       percent: typeof body['percent'] === 'number' ? body['percent'] : undefined,
       // Any other type is passed on, so validation names the field instead of the change dropping it silently.
-      service: body['service'] !== undefined ? body['service'] as string : undefined,
-      fallback: body['fallback'] !== undefined ? body['fallback'] as boolean | string : undefined,
+      service: body['service'] !== undefined ? (body['service'] as string) : undefined,
+      fallback: body['fallback'] !== undefined ? (body['fallback'] as boolean | string) : undefined,
       retired: mode === 'retired' && !route.retired && reason.trim() ? { message: reason.trim() } : undefined,
     });
     const saved = await saveTable(api.db, {
       routes: current.routes.map((r) => (r.name === name ? changed : r)),
       actor: typeof body['actor'] === 'string' && body['actor'] ? `${body['actor']} (dashboard)` : 'dashboard',
-      reason, expectedVersion: current.version,
+      reason,
+      expectedVersion: current.version,
     });
     await api.changed(saved.version);
     ctx.body = { version: saved.version, changes: describeChange(current.routes, saved.routes, current.upstreams, saved.upstreams) };
@@ -179,7 +204,12 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
     if (body['dryRun'] === true) {
       const checked = validateTable(table, { upstreams: current?.upstreams });
       ctx.body = checked.ok
-        ? { dryRun: true, valid: true, version: current?.version ?? 0, changes: describeChange(current?.routes ?? [], checked.routes, current?.upstreams ?? [], checked.upstreams) }
+        ? {
+            dryRun: true,
+            valid: true,
+            version: current?.version ?? 0,
+            changes: describeChange(current?.routes ?? [], checked.routes, current?.upstreams ?? [], checked.upstreams),
+          }
         : { dryRun: true, valid: false, problems: checked.problems };
       return;
     }
@@ -190,7 +220,10 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
       ...(typeof body['expectedVersion'] === 'number' ? { expectedVersion: body['expectedVersion'] } : {}),
     });
     await api.changed(saved.version);
-    ctx.body = { version: saved.version, changes: describeChange(current?.routes ?? [], saved.routes, current?.upstreams ?? [], saved.upstreams) };
+    ctx.body = {
+      version: saved.version,
+      changes: describeChange(current?.routes ?? [], saved.routes, current?.upstreams ?? [], saved.upstreams),
+    };
   });
   router.get('/api/routes/history', guard, async (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query['limit'] ?? 50) || 50, 1), 1000);
@@ -201,8 +234,12 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
     if (typeof body['version'] !== 'number' || !Number.isInteger(body['version'])) {
       throw new BanyanError('bad-request', 'rollback needs {"version": N, "reason": "…"}');
     }
-    const saved = await rollbackTable(api.db, body['version'], typeof body['actor'] === 'string' ? `${body['actor']} (admin API)` : 'admin API',
-      typeof body['reason'] === 'string' ? body['reason'] : '');
+    const saved = await rollbackTable(
+      api.db,
+      body['version'],
+      typeof body['actor'] === 'string' ? `${body['actor']} (admin API)` : 'admin API',
+      typeof body['reason'] === 'string' ? body['reason'] : '',
+    );
     await api.changed(saved.version);
     ctx.body = { version: saved.version, restored: body['version'] };
   });
@@ -215,7 +252,12 @@ function routeApi(router: Router, api: RouteApi, guard: Koa.Middleware): void {
   router.get('/api/upstreams/:name', guard, (ctx) => {
     const all = api.upstreams?.() ?? [];
     const one = all.find((u) => u.name === ctx.params['name']);
-    if (!one) throw new BanyanError('not-found', `this proxy has no upstream named "${ctx.params['name']}"`, `its upstreams: ${all.map((u) => u.name).join(', ')}`);
+    if (!one)
+      throw new BanyanError(
+        'not-found',
+        `this proxy has no upstream named "${ctx.params['name']}"`,
+        `its upstreams: ${all.map((u) => u.name).join(', ')}`,
+      );
     ctx.body = one;
   });
   router.get('/api/shadow/:route', guard, (ctx) => {
@@ -228,7 +270,11 @@ function bearer(token: string | undefined): Koa.Middleware {
   const expected = token ? createHash('sha256').update(token).digest() : undefined;
   return async (ctx, next) => {
     if (!expected) {
-      throw new BanyanError('admin-disabled', 'the admin API is disabled because BANYAN_ADMIN_TOKEN is not set', 'set BANYAN_ADMIN_TOKEN and restart the proxy');
+      throw new BanyanError(
+        'admin-disabled',
+        'the admin API is disabled because BANYAN_ADMIN_TOKEN is not set',
+        'set BANYAN_ADMIN_TOKEN and restart the proxy',
+      );
     }
     const header = ctx.get('authorization');
     const given = header.startsWith('Bearer ') ? createHash('sha256').update(header.slice(7)).digest() : undefined;
@@ -258,13 +304,24 @@ async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
 
 function statusOf(code: string): number {
   switch (code) {
-    case 'unauthorized': return 401;
-    case 'forbidden': return 403;
-    case 'admin-disabled': return 503;
-    case 'invalid-table': case 'reason-required': return 422;
-    case 'version-conflict': return 409;
-    case 'no-such-version': case 'no-such-route': case 'not-found': return 404;
-    case 'too-large': return 413;
-    default: return 400;
+    case 'unauthorized':
+      return 401;
+    case 'forbidden':
+      return 403;
+    case 'admin-disabled':
+      return 503;
+    case 'invalid-table':
+    case 'reason-required':
+      return 422;
+    case 'version-conflict':
+      return 409;
+    case 'no-such-version':
+    case 'no-such-route':
+    case 'not-found':
+      return 404;
+    case 'too-large':
+      return 413;
+    default:
+      return 400;
   }
 }

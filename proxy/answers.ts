@@ -18,16 +18,32 @@ export function plain(res: ServerResponse, status: number, body: string, request
     res.destroy();
     return;
   }
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...extra });
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    ...extra,
+  });
   res.end(res.req?.method === 'HEAD' ? undefined : body);
 }
 
-const TITLES: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
 
 /** 502, 504, 400 or 408 (a body too slow) for a forwarding failure, saying which backend failed and how. */
 export function fail(res: ServerResponse, e: UpstreamError, requestId: string): void {
-  plain(res, e.status, `${e.status} ${TITLES[e.status]}: ${e.message}.\nRequest id: ${requestId}\n`, requestId,
-    e.status === 408 ? { connection: 'close' } : {});
+  plain(
+    res,
+    e.status,
+    `${e.status} ${TITLES[e.status]}: ${e.message}.\nRequest id: ${requestId}\n`,
+    requestId,
+    e.status === 408 ? { connection: 'close' } : {},
+  );
 }
 
 /**
@@ -36,11 +52,19 @@ export function fail(res: ServerResponse, e: UpstreamError, requestId: string): 
  */
 export function notReplayed(res: ServerResponse, method: string, service: string, why: string, requestId: string, safe = false): void {
   const what = /^(the|no) /.test(why) ? why : `the ${service} backend ${why}`;
-  plain(res, 503, `503 Service Unavailable: ${what}. ${safe ? 'Try' : `Your ${method} was not retried elsewhere; try`}` +
-    ` again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`, requestId, { 'retry-after': String(RETRY_AFTER_S) });
+  plain(
+    res,
+    503,
+    `503 Service Unavailable: ${what}. ${safe ? 'Try' : `Your ${method} was not retried elsewhere; try`}` +
+      ` again in ${RETRY_AFTER_S} seconds.\nRequest id: ${requestId}\n`,
+    requestId,
+    { 'retry-after': String(RETRY_AFTER_S) },
+  );
 }
 
 /** Any failure as an UpstreamError of `backend`. */
 export function asUpstream(backend: string, err: unknown): UpstreamError {
-  return err instanceof UpstreamError ? err : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
+  return err instanceof UpstreamError
+    ? err
+    : new UpstreamError(backend, 502, 'error', `the ${backend} backend failed`, String((err as Error)?.message ?? err));
 }

@@ -16,7 +16,9 @@ export function limitConnectionsPerClient(server: Server, max: number, trusted: 
     if (trusted.has(address)) return;
     const count = (open.get(address) ?? 0) + 1;
     if (count > max) {
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: ${REFUSAL.length}\r\n\r\n${REFUSAL}`);
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: ${REFUSAL.length}\r\n\r\n${REFUSAL}`,
+      );
       socket.destroySoon();
       return;
     }

@@ -46,7 +46,12 @@ export class DashboardSampler {
   #last: { legacy: number; new: number; fallbacks: number; unmatched: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly db: Kysely<Database>, private readonly metrics: ProxyMetrics, private readonly everyMs = 5_000, private readonly keep = 720) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly metrics: ProxyMetrics,
+    private readonly everyMs = 5_000,
+    private readonly keep = 720,
+  ) {}
 
   start(): void {
     void this.sample();
@@ -83,8 +88,13 @@ export class DashboardSampler {
     const previous = this.#last ?? totals;
     this.#last = totals;
     this.samples.push({
-      at: Date.now(), legacy: totals.legacy - previous.legacy, new: totals.new - previous.new,
-      fallbacks: totals.fallbacks - previous.fallbacks, unmatched: totals.unmatched - previous.unmatched, lagSeconds, lagBytes,
+      at: Date.now(),
+      legacy: totals.legacy - previous.legacy,
+      new: totals.new - previous.new,
+      fallbacks: totals.fallbacks - previous.fallbacks,
+      unmatched: totals.unmatched - previous.unmatched,
+      lagSeconds,
+      lagBytes,
     });
     if (this.samples.length > this.keep) this.samples.splice(0, this.samples.length - this.keep);
   }
@@ -111,7 +121,10 @@ export class DashboardSampler {
         // A plan that no longer validates still shows its step.
       }
       planStep.set({ route: row.route, kind: row.kind, status: row.status, of }, row.step + 1);
-      planStepAge.set({ route: row.route, kind: row.kind }, row.step_started_at ? (now - new Date(row.step_started_at).getTime()) / 1e3 : 0);
+      planStepAge.set(
+        { route: row.route, kind: row.kind },
+        row.step_started_at ? (now - new Date(row.step_started_at).getTime()) / 1e3 : 0,
+      );
       planHeld.set({ route: row.route, kind: row.kind }, row.held ? 1 : 0);
     }
   }
@@ -141,20 +154,45 @@ const DASHBOARD_GROUPS = 5;
 
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
-  db: Kysely<Database>; routes: readonly Route[]; version: number; metrics: ProxyMetrics; usage: UsageLedger; shadow: Shadower; sampler: DashboardSampler;
-  upstreams: readonly UpstreamSnapshot[]; prometheusUrl?: string | undefined;
-}): Promise<{ version: number; generatedAt: string; routes: RouteRow[]; upstreams: readonly UpstreamSnapshot[]; samples: Sample[]; plans: PlanView[] }> {
+  db: Kysely<Database>;
+  routes: readonly Route[];
+  version: number;
+  metrics: ProxyMetrics;
+  usage: UsageLedger;
+  shadow: Shadower;
+  sampler: DashboardSampler;
+  upstreams: readonly UpstreamSnapshot[];
+  prometheusUrl?: string | undefined;
+}): Promise<{
+  version: number;
+  generatedAt: string;
+  routes: RouteRow[];
+  upstreams: readonly UpstreamSnapshot[];
+  samples: Sample[];
+  plans: PlanView[];
+}> {
   const now = Date.now();
   const hourStart = now - (now % 3_600_000);
   const windows = { lastHour: hourStart - 3_600_000, lastDay: hourStart - 23 * 3_600_000 };
-  const counted = await input.db.selectFrom('usage_ledger')
-    .select(['route', 'backend',
+  const counted = await input.db
+    .selectFrom('usage_ledger')
+    .select([
+      'route',
+      'backend',
       sql<string>`sum(requests) FILTER (WHERE bucket >= ${new Date(windows.lastHour)})`.as('hour'),
       sql<string>`sum(requests)`.as('day'),
-      sql<Date>`max(last_seen)`.as('last_seen')])
-    .where('feature', '=', '').where('bucket', '>=', new Date(windows.lastDay)).groupBy(['route', 'backend']).execute();
-  const ever = await input.db.selectFrom('usage_ledger').select(['route', sql<Date>`max(last_seen)`.as('last_seen')])
-    .where('feature', '=', '').groupBy('route').execute();
+      sql<Date>`max(last_seen)`.as('last_seen'),
+    ])
+    .where('feature', '=', '')
+    .where('bucket', '>=', new Date(windows.lastDay))
+    .groupBy(['route', 'backend'])
+    .execute();
+  const ever = await input.db
+    .selectFrom('usage_ledger')
+    .select(['route', sql<Date>`max(last_seen)`.as('last_seen')])
+    .where('feature', '=', '')
+    .groupBy('route')
+    .execute();
   const lastSeen = new Map(ever.map((r) => [r.route, new Date(r.last_seen).getTime()]));
   const hour = new Map<string, Record<string, number>>();
   const day = new Map<string, Record<string, number>>();
@@ -189,10 +227,16 @@ export async function dashboardData(input: {
     const compared = shadow.match + shadow.mismatch + shadow.noise;
     const seen = lastSeen.get(r.name);
     return {
-      name: r.name, mode: r.mode, percent: r.percent ?? null,
-      service: r.mode === 'new' || r.mode === 'canary' || r.mode === 'shadow' ? (r.mode === 'shadow' ? r.shadow?.service : undefined) ?? r.service ?? 'app' : null,
+      name: r.name,
+      mode: r.mode,
+      percent: r.percent ?? null,
+      service:
+        r.mode === 'new' || r.mode === 'canary' || r.mode === 'shadow'
+          ? ((r.mode === 'shadow' ? r.shadow?.service : undefined) ?? r.service ?? 'app')
+          : null,
       path: `${r.match.methods ? `${r.match.methods.join(',')} ` : ''}${r.match.path}`,
-      lastHour: hour.get(r.name) ?? {}, lastDay: day.get(r.name) ?? {},
+      lastHour: hour.get(r.name) ?? {},
+      lastDay: day.get(r.name) ?? {},
       lastSeen: seen ? new Date(seen).toISOString() : null,
       errorRate: e && e.total > 0 ? e.failed / e.total : null,
       shadowMismatchRate: compared > 0 ? shadow.mismatch / compared : null,
@@ -200,9 +244,21 @@ export async function dashboardData(input: {
     };
   });
   // Plans under way, and those that ended in the last hour (a rollback stays on the board for a while).
-  const planRows = await input.db.selectFrom('cutover_plans').selectAll()
-    .where((eb) => eb.or([eb('status', 'in', ACTIVE), eb('updated_at', '>=', new Date(now - 3_600_000))])).orderBy('id', 'desc').limit(20).execute()
+  const planRows = await input.db
+    .selectFrom('cutover_plans')
+    .selectAll()
+    .where((eb) => eb.or([eb('status', 'in', ACTIVE), eb('updated_at', '>=', new Date(now - 3_600_000))]))
+    .orderBy('id', 'desc')
+    .limit(20)
+    .execute()
     .catch(() => []);
   const plans = await Promise.all(planRows.map((row) => viewPlan(input.db, row, new Date(now), input.prometheusUrl)));
-  return { version: input.version, generatedAt: new Date(now).toISOString(), routes, upstreams: input.upstreams, samples: input.sampler.samples, plans };
+  return {
+    version: input.version,
+    generatedAt: new Date(now).toISOString(),
+    routes,
+    upstreams: input.upstreams,
+    samples: input.sampler.samples,
+    plans,
+  };
 }

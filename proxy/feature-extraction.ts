@@ -40,8 +40,13 @@ export class FeatureExtraction {
     return this.#labelled(decision.route, extractors, features, undefined);
   }
 
-  async #peek(req: IncomingMessage, route: string, extractors: readonly FeatureExtractor[], features: readonly string[],
-    body: Readable | Buffer | undefined): Promise<Extracted | undefined> {
+  async #peek(
+    req: IncomingMessage,
+    route: string,
+    extractors: readonly FeatureExtractor[],
+    features: readonly string[],
+    body: Readable | Buffer | undefined,
+  ): Promise<Extracted | undefined> {
     try {
       const peeked = await peekFeature(req, extractors, body);
       return this.#labelled(route, extractors, peeked.feature ? [...features, peeked.feature] : features, peeked.body);
@@ -50,7 +55,12 @@ export class FeatureExtraction {
     }
   }
 
-  #labelled(route: string, extractors: readonly FeatureExtractor[], features: readonly string[], body: Readable | Buffer | undefined): Extracted {
+  #labelled(
+    route: string,
+    extractors: readonly FeatureExtractor[],
+    features: readonly string[],
+    body: Readable | Buffer | undefined,
+  ): Extracted {
     if (features.length) {
       const labels = this.#labelsFor(route, extractors);
       features = features.map((f) => labels.label(f));

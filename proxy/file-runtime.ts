@@ -3,7 +3,15 @@ import type { Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
-import { type CompiledTable, compileTable, describeChange, parseRoutesFile, routesFileText, validateTable, type Validation } from '../routing/table/index.js';
+import {
+  type CompiledTable,
+  compileTable,
+  describeChange,
+  parseRoutesFile,
+  routesFileText,
+  validateTable,
+  type Validation,
+} from '../routing/table/index.js';
 import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { proxyReadiness, requireLegacy } from './readiness.js';
@@ -11,8 +19,14 @@ import { clientLimits, listenPublic, type ClientLimits } from './runtime.js';
 import { createProxy, type Proxy } from './proxy.js';
 
 export interface FileProxyOptions {
-  readonly settings: Pick<Settings, 'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'> & {
-    readonly routesFile: string; readonly routesPollMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number;
+  readonly settings: Pick<
+    Settings,
+    'host' | 'adminHost' | 'drainMs' | 'trustedProxies' | 'sessionCookie' | 'debugHeaders' | 'accessLog'
+  > & {
+    readonly routesFile: string;
+    readonly routesPollMs?: number;
+    readonly headersTimeoutMs?: number;
+    readonly maxClientConnections?: number;
   } & Partial<ClientLimits>;
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
@@ -51,7 +65,8 @@ export class FileRoutes {
     this.#onChange = onChange;
     this.#text = routesFileText(path);
     const checked = check(path, this.#text);
-    if (!checked.ok) throw new BanyanError('routes-file-invalid', `routes file ${path} is not a valid route table:\n  ${checked.problems.join('\n  ')}`);
+    if (!checked.ok)
+      throw new BanyanError('routes-file-invalid', `routes file ${path} is not a valid route table:\n  ${checked.problems.join('\n  ')}`);
     this.current = compileTable(checked.routes, 1, checked.upstreams);
   }
 
@@ -74,13 +89,17 @@ export class FileRoutes {
     // A bare list of routes keeps the upstreams in effect.
     const checked = check(this.#path, text, this.current.upstreams);
     if (!checked.ok) {
-      this.#log(`routes: ${this.#path} changed but is not valid; keeping version ${this.current.version}:\n  ${checked.problems.join('\n  ')}`);
+      this.#log(
+        `routes: ${this.#path} changed but is not valid; keeping version ${this.current.version}:\n  ${checked.problems.join('\n  ')}`,
+      );
       return;
     }
     const before = this.current;
     this.current = compileTable(checked.routes, before.version + 1, checked.upstreams);
     const changes = describeChange(before.routes, checked.routes, before.upstreams, checked.upstreams);
-    this.#log(`routes: applied ${this.#path} as version ${this.current.version}: ${changes.length ? changes.join('; ') : 'no route changed'}`);
+    this.#log(
+      `routes: applied ${this.#path} as version ${this.current.version}: ${changes.length ? changes.join('; ') : 'no route changed'}`,
+    );
     this.#onChange(this.current);
   }
 
@@ -113,19 +132,29 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
   preZeroRoutes(metrics, routes.current.routes);
   routes.watch(settings.routesPollMs ?? 1_000);
   const proxy = createProxy({
-    legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log,
-    trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, debugHeaders: settings.debugHeaders,
+    legacyUrl: options.legacyUrl,
+    appUrl: options.appUrl,
+    metrics,
+    table: routes,
+    log,
+    trustedProxies: settings.trustedProxies,
+    sessionCookie: settings.sessionCookie,
+    debugHeaders: settings.debugHeaders,
     accessLog: accessLog(settings.accessLog),
     ...clientLimits(settings),
   });
   const opened: { close(): Promise<void> }[] = [{ close: async () => routes.stop() }, { close: () => proxy.close() }];
-  const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
+  const closeAll = async () => {
+    for (const item of opened.reverse()) await item.close();
+  };
   try {
     await requireLegacy(proxy.upstreams);
     const publicSide = await listenPublic(proxy, settings, options.port);
     opened.push(publicSide);
     const checks = proxyReadiness({
-      upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
+      upstreams: () => proxy.upstreams.snapshot(),
+      tableVersion: () => routes.current.version,
+      routeCount: () => routes.current.routes.length,
     });
     const admin = createAdmin({
       hostNames: [settings.adminHost],
@@ -133,7 +162,8 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
       ready: async () => ({
         ...(await checks()),
         mode: {
-          ok: true, required: false,
+          ok: true,
+          required: false,
           detail: `file-only: routes from ${settings.routesFile}, watched; a single instance without read-your-writes pins, usage ledger or route API (set DATABASE_URL for those)`,
         },
       }),

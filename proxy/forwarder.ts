@@ -11,8 +11,13 @@ import { SlowBodyError } from './request-body.js';
  */
 export class UpstreamError extends Error {
   /** `detail`: the HTTP client's own words, for the proxy's log only: they never reach a page. */
-  constructor(readonly backend: string, readonly status: 400 | 408 | 502 | 503 | 504, readonly kind: string, message: string,
-    readonly detail?: string) {
+  constructor(
+    readonly backend: string,
+    readonly status: 400 | 408 | 502 | 503 | 504,
+    readonly kind: string,
+    message: string,
+    readonly detail?: string,
+  ) {
     super(message);
   }
 }
@@ -34,7 +39,9 @@ export interface ForwardOptions {
    * the client; may add response headers (the proxy sets its pin cookie here,
    * after looking up the write's LSN).
    */
-  readonly beforeHead?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>) | undefined;
+  readonly beforeHead?:
+    | ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<Record<string, string | string[]> | undefined>)
+    | undefined;
   /** Debugging (BANYAN_DEBUG_HEADERS): backends' X-Banyan-Read-From and X-Legacy-Read-From reach the client. */
   readonly debug?: boolean | undefined;
   /** Called when the upstream's final response headers arrive (time to first byte). */
@@ -69,19 +76,28 @@ export interface ForwarderOptions {
  * answer 502/504 or fall back. This is the only module that knows which
  * HTTP client the proxy uses.
  */
-export function forwardTo(pool: Dispatcher, service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
-  options: ForwardOptions = {}): Promise<CapturedResponse | undefined> {
+export function forwardTo(
+  pool: Dispatcher,
+  service: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  client: ClientInfo,
+  options: ForwardOptions = {},
+): Promise<CapturedResponse | undefined> {
   return new Promise((resolve, reject) => {
     const passage = new Passage(service, res, client.requestId, options, resolve, reject);
     if (options.queueTimeoutMs) passage.queueFor(options.queueTimeoutMs);
-    pool.dispatch({
-      path: req.url ?? '/',
-      method: req.method as 'GET',
-      headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
-      body: hasBody(req) ? (options.body ?? req) : null,
-      headersTimeout: options.headersTimeoutMs,
-      bodyTimeout: options.bodyTimeoutMs,
-    }, passage);
+    pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method as 'GET',
+        headers: upstreamRequestHeaders(req.headers, client, options.extraHeaders),
+        body: hasBody(req) ? (options.body ?? req) : null,
+        headersTimeout: options.headersTimeoutMs,
+        bodyTimeout: options.bodyTimeoutMs,
+      },
+      passage,
+    );
   });
 }
 
@@ -144,7 +160,9 @@ class Passage implements Dispatcher.DispatchHandler {
       this.#expired = true;
       this.#gone = true;
       this.res.off('close', clientClosed);
-      this.reject(new UpstreamError(this.backend, 503, 'queue_timeout', `the ${this.backend} backend had no free connection for ${ms / 1000} s`));
+      this.reject(
+        new UpstreamError(this.backend, 503, 'queue_timeout', `the ${this.backend} backend had no free connection for ${ms / 1000} s`),
+      );
     }, ms);
   }
 
@@ -172,15 +190,18 @@ class Passage implements Dispatcher.DispatchHandler {
       return true;
     }
     // Paused until the hook's headers are known; the body waits in the upstream socket.
-    hook(status, parsedHeaders(raw)).catch(() => undefined).then((extra) => {
-      if (this.#gone) return;
-      this.#head(status, statusMessage, raw, extra);
-      resume();
-    }).catch((err: Error) => {
-      // Outside undici's call now: a failure here would otherwise be an unhandled rejection that ends the
-      // proxy. Abandoning the upstream request brings it to onError, which answers or cuts the client.
-      this.#abort?.(err);
-    });
+    hook(status, parsedHeaders(raw))
+      .catch(() => undefined)
+      .then((extra) => {
+        if (this.#gone) return;
+        this.#head(status, statusMessage, raw, extra);
+        resume();
+      })
+      .catch((err: Error) => {
+        // Outside undici's call now: a failure here would otherwise be an unhandled rejection that ends the
+        // proxy. Abandoning the upstream request brings it to onError, which answers or cuts the client.
+        this.#abort?.(err);
+      });
     return false;
   }
 
@@ -192,7 +213,8 @@ class Passage implements Dispatcher.DispatchHandler {
       for (const name in extra) {
         const existing = headers[name];
         // Cookies the backend set are kept; ours are added beside them.
-        headers[name] = name === 'set-cookie' && existing !== undefined ? [...[existing].flat().map(String), ...[extra[name]!].flat()] : extra[name];
+        headers[name] =
+          name === 'set-cookie' && existing !== undefined ? [...[existing].flat().map(String), ...[extra[name]!].flat()] : extra[name];
       }
     }
     if (statusMessage) res.statusMessage = statusMessage;

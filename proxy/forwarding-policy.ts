@@ -24,7 +24,11 @@ export { ENDPOINT_BREAKER_DEFAULTS as DEFAULT_BREAKER, type BreakerSettings } fr
 
 /** Every endpoint of a service is out (down, ejected, its breaker open), or it has none. */
 export class UnavailableError extends UpstreamError {
-  constructor(service: string, readonly reason: 'breaker_open' | 'unavailable' | 'no_endpoints' | 'unknown_service' | 'client_share', detail: string) {
+  constructor(
+    service: string,
+    readonly reason: 'breaker_open' | 'unavailable' | 'no_endpoints' | 'unknown_service' | 'client_share',
+    detail: string,
+  ) {
     super(service, 502, reason, detail);
   }
 }
@@ -46,7 +50,10 @@ export class ForwardingPolicy {
   readonly #connections: number;
 
   /** `shares`: what one client may hold of a service, whose endpoints keep `connections` each. */
-  constructor(upstreams: UpstreamSet, options: { metrics: ProxyMetrics; log: (line: string) => void; shares?: ClientShares | undefined; connections: number }) {
+  constructor(
+    upstreams: UpstreamSet,
+    options: { metrics: ProxyMetrics; log: (line: string) => void; shares?: ClientShares | undefined; connections: number },
+  ) {
     this.upstreams = upstreams;
     this.#metrics = options.metrics;
     this.#log = options.log;
@@ -59,7 +66,14 @@ export class ForwardingPolicy {
    * there (the exchange records that it did, and why); an unsafe one gets 503 and is not replayed; a safe
    * one without fallback gets 502/503/504.
    */
-  async toNew(req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions, exchange: Exchange, side: NewSide): Promise<void> {
+  async toNew(
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientInfo,
+    forward: ForwardOptions,
+    exchange: Exchange,
+    side: NewSide,
+  ): Promise<void> {
     try {
       await this.#send(side.service, req, res, client, forward, exchange, side.sessionKey);
       return;
@@ -89,14 +103,22 @@ export class ForwardingPolicy {
   }
 
   /** To `service` (legacy, or a fallback); on failure answers 502/503/504 (or 400) itself. */
-  async toOrFail(service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
-    forward: ForwardOptions, exchange: Exchange, sessionKey?: string): Promise<CapturedResponse | undefined> {
+  async toOrFail(
+    service: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientInfo,
+    forward: ForwardOptions,
+    exchange: Exchange,
+    sessionKey?: string,
+  ): Promise<CapturedResponse | undefined> {
     try {
       return await this.#send(service, req, res, client, forward, exchange, sessionKey);
     } catch (err) {
       const e = asUpstream(service, err);
       this.#noteFailure(e, req, exchange);
-      if (e instanceof UnavailableError || e.status === 503) notReplayed(res, exchange.method, service, e.message, exchange.requestId, isSafe(exchange.method));
+      if (e instanceof UnavailableError || e.status === 503)
+        notReplayed(res, exchange.method, service, e.message, exchange.requestId, isSafe(exchange.method));
       else fail(res, e, exchange.requestId);
       return undefined;
     }
@@ -105,12 +127,21 @@ export class ForwardingPolicy {
   #noteFailure(e: UpstreamError, req: IncomingMessage, exchange: Exchange): void {
     if (e instanceof UnavailableError || e.status < 500) return;
     this.#metrics.upstreamErrors.inc({ backend: exchange.served, service: e.backend, kind: e.kind });
-    this.#log(`proxy: ${exchange.requestId} ${req.method} ${quoted(req.url ?? '/')} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`);
+    this.#log(
+      `proxy: ${exchange.requestId} ${req.method} ${quoted(req.url ?? '/')} → ${e.backend} (${exchange.endpoint ?? 'no endpoint'}): ${e.message}${e.detail ? ` (${e.detail})` : ''}`,
+    );
   }
 
   /** One endpoint, and for a replayable request that never reached an answer, one more. */
-  async #send(service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions,
-    exchange: Exchange, sessionKey: string | undefined): Promise<CapturedResponse | undefined> {
+  async #send(
+    service: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientInfo,
+    forward: ForwardOptions,
+    exchange: Exchange,
+    sessionKey: string | undefined,
+  ): Promise<CapturedResponse | undefined> {
     const upstream = this.upstreams.get(service);
     if (!upstream) throw new UnavailableError(service, 'unknown_service', `no upstream named ${service} is configured on this proxy`);
     const share = this.#shares?.enter(service, client.ip, upstream.endpoints.length * this.#connections);
@@ -125,16 +156,30 @@ export class ForwardingPolicy {
     }
   }
 
-  async #sendTo(upstream: Upstream, req: IncomingMessage, res: ServerResponse, client: ClientInfo, forward: ForwardOptions,
-    exchange: Exchange, sessionKey: string | undefined): Promise<CapturedResponse | undefined> {
+  async #sendTo(
+    upstream: Upstream,
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientInfo,
+    forward: ForwardOptions,
+    exchange: Exchange,
+    sessionKey: string | undefined,
+  ): Promise<CapturedResponse | undefined> {
     const service = upstream.name;
     const first = take(upstream, sessionKey, undefined);
     if (!first) throw unavailable(upstream);
     try {
       return await this.#once(first, upstream.name, req, res, client, forward, exchange);
     } catch (err) {
-      if (!(err instanceof UpstreamError) || (err.kind !== 'refused' && err.kind !== 'reset') || res.headersSent || res.destroyed
-        || !isSafe(exchange.method) || (hasBody(req) && !Buffer.isBuffer(forward.body))) throw err;
+      if (
+        !(err instanceof UpstreamError) ||
+        (err.kind !== 'refused' && err.kind !== 'reset') ||
+        res.headersSent ||
+        res.destroyed ||
+        !isSafe(exchange.method) ||
+        (hasBody(req) && !Buffer.isBuffer(forward.body))
+      )
+        throw err;
       const second = take(upstream, sessionKey, first);
       if (!second) throw err;
       this.#metrics.retries.inc({ service, reason: err.kind });
@@ -142,20 +187,30 @@ export class ForwardingPolicy {
     }
   }
 
-  #once(endpoint: Endpoint, service: string, req: IncomingMessage, res: ServerResponse, client: ClientInfo,
-    forward: ForwardOptions, exchange: Exchange): Promise<CapturedResponse | undefined> {
+  #once(
+    endpoint: Endpoint,
+    service: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientInfo,
+    forward: ForwardOptions,
+    exchange: Exchange,
+  ): Promise<CapturedResponse | undefined> {
     exchange.endpoint = endpoint.url;
-    return forwardTo(endpoint.pool, service, req, res, client, forward).then((captured) => {
-      endpoint.end({ ok: true, status: res.statusCode });
-      return captured;
-    }, (err: unknown) => {
-      const e = err instanceof UpstreamError ? err : undefined;
-      // A request that never got a connection, or that the client spoiled (malformed, too slow), says nothing about its health.
-      if (e?.kind === 'queue_timeout') endpoint.release();
-      else if (e && e.status < 500) endpoint.end({ ok: true, status: e.status });
-      else endpoint.end({ ok: false, kind: e ? failureKind(e.kind) : 'error' });
-      throw err;
-    });
+    return forwardTo(endpoint.pool, service, req, res, client, forward).then(
+      (captured) => {
+        endpoint.end({ ok: true, status: res.statusCode });
+        return captured;
+      },
+      (err: unknown) => {
+        const e = err instanceof UpstreamError ? err : undefined;
+        // A request that never got a connection, or that the client spoiled (malformed, too slow), says nothing about its health.
+        if (e?.kind === 'queue_timeout') endpoint.release();
+        else if (e && e.status < 500) endpoint.end({ ok: true, status: e.status });
+        else endpoint.end({ ok: false, kind: e ? failureKind(e.kind) : 'error' });
+        throw err;
+      },
+    );
   }
 
   async close(): Promise<void> {
@@ -187,7 +242,11 @@ function unavailable(upstream: Upstream): UnavailableError {
   // Draining endpoints are leaving the table: they say nothing about why the others are out.
   const endpoints = snapshot.endpoints.filter((e) => e.state !== 'draining');
   if (endpoints.length === 0) {
-    return new UnavailableError(upstream.name, 'no_endpoints', `the ${upstream.name} service has no endpoints${problem ? ` (${problem})` : ''}`);
+    return new UnavailableError(
+      upstream.name,
+      'no_endpoints',
+      `the ${upstream.name} service has no endpoints${problem ? ` (${problem})` : ''}`,
+    );
   }
   if (endpoints.every((e) => e.breaker === 'open')) {
     return new UnavailableError(upstream.name, 'breaker_open', `the ${upstream.name} service is failing and is being given a rest`);

@@ -4,8 +4,17 @@ import { clientKey } from './client-share.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send. */
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'expect', 'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'host',
 ]);
 
 /** What the proxy knows of the client, after deciding whether to believe forwarding headers. */
@@ -26,15 +35,20 @@ export interface ClientInfo {
  * peer is a trusted proxy (an address in `trusted`); otherwise any client
  * could claim any address.
  */
-export function clientInfo(headers: IncomingHttpHeaders, remote: string, tlsSocket: boolean, trusted: TrustedProxies,
-  requestId: string): ClientInfo {
+export function clientInfo(
+  headers: IncomingHttpHeaders,
+  remote: string,
+  tlsSocket: boolean,
+  trusted: TrustedProxies,
+  requestId: string,
+): ClientInfo {
   const host = headers['host'];
   if (trusted.has(remote)) {
     const chain = typeof headers['x-forwarded-for'] === 'string' ? headers['x-forwarded-for'] : undefined;
     const proto = typeof headers['x-forwarded-proto'] === 'string' ? headers['x-forwarded-proto'] : undefined;
     const fhost = typeof headers['x-forwarded-host'] === 'string' ? headers['x-forwarded-host'] : undefined;
     return {
-      ip: chain ? clientOfChain(chain, trusted) ?? remote : remote,
+      ip: chain ? (clientOfChain(chain, trusted) ?? remote) : remote,
       forwardedFor: chain ? `${chain}, ${remote}` : remote,
       proto: proto ?? (tlsSocket ? 'https' : 'http'),
       host,
@@ -52,7 +66,10 @@ export function clientInfo(headers: IncomingHttpHeaders, remote: string, tlsSock
  * limits). When every entry is trusted, the leftmost.
  */
 export function clientOfChain(chain: string, trusted: TrustedProxies): string | undefined {
-  const hops = chain.split(',').map((h) => h.trim()).filter(Boolean);
+  const hops = chain
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
   for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i]!)) return hops[i];
   return hops[0];
 }
@@ -69,7 +86,10 @@ export interface TrustedProxies {
 export function trustedProxies(list: string | undefined): TrustedProxies {
   const exact = new Set<string>();
   const blocks: [number, number][] = [];
-  for (const item of (list ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of (list ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [addr, bits] = item.split('/');
     const v4 = ipv4ToInt(addr!);
     if (bits !== undefined && v4 !== undefined && /^\d+$/.test(bits) && Number(bits) <= 32) {
@@ -86,7 +106,7 @@ export function trustedProxies(list: string | undefined): TrustedProxies {
       const bare = address.startsWith('::ffff:') ? address.slice(7) : address;
       if (exact.has(bare.toLowerCase()) || exact.has(address.toLowerCase())) return true;
       const v4 = blocks.length ? ipv4ToInt(bare) : undefined;
-      return v4 !== undefined && blocks.some(([net, mask]) => ((v4 & mask) >>> 0) === net);
+      return v4 !== undefined && blocks.some(([net, mask]) => (v4 & mask) >>> 0 === net);
     },
   };
 }
@@ -120,15 +140,25 @@ export function acceptableRequestId(value: string | string[] | undefined): strin
  * dropped (a client must not speak for the proxy), then our own set,
  * with `X-Banyan-Client`: the client's address (an IPv6 one by its /64).
  */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, client: ClientInfo,
-  extra?: Record<string, string>): Record<string, string | string[]> {
+export function upstreamRequestHeaders(
+  incoming: IncomingHttpHeaders,
+  client: ClientInfo,
+  extra?: Record<string, string>,
+): Record<string, string | string[]> {
   const named = connectionTokens(incoming['connection']);
   const out: Record<string, string | string[]> = {};
   // for…in, not Object.entries: no array per header on every request.
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
-    if (name.startsWith('x-banyan-') || name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-request-id' || name === 'banyan-pin') continue;
+    if (
+      name.startsWith('x-banyan-') ||
+      name.startsWith('x-forwarded-') ||
+      name === 'forwarded' ||
+      name === 'x-request-id' ||
+      name === 'banyan-pin'
+    )
+      continue;
     out[name] = value;
   }
   if (client.host) out['host'] = client.host;
@@ -191,14 +221,26 @@ export function parsedHeaders(raw: readonly RawHeader[]): Record<string, string 
 }
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
-const INTERNAL_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['x-banyan-write-lsn', 'x-banyan-write-timeline', 'x-banyan-read-lsn', 'x-banyan-read-timeline', 'x-request-id']);
+const INTERNAL_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'x-banyan-write-lsn',
+  'x-banyan-write-timeline',
+  'x-banyan-read-lsn',
+  'x-banyan-read-timeline',
+  'x-request-id',
+]);
 
 /** The header names a Connection header lists (to drop them too), added to `to`; the usual values list none. */
 function connectionTokens(value: string | string[] | undefined, to: ReadonlySet<string> = NO_TOKENS): ReadonlySet<string> {
   // keep-alive is hop-by-hop anyway, and close names no header: nearly every request and response.
   if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return to;
   const text = Array.isArray(value) ? value.join(',') : value;
-  return new Set([...to, ...text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)]);
+  return new Set([
+    ...to,
+    ...text
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  ]);
 }
 
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);

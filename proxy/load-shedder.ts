@@ -25,7 +25,10 @@ export class LoadShedder {
   shed = 0;
 
   /** `targetMs` 0: never sheds (no timer runs). */
-  constructor(targetMs: number, readonly onShed: () => void = () => {}) {
+  constructor(
+    targetMs: number,
+    readonly onShed: () => void = () => {},
+  ) {
     this.#targetMs = targetMs;
     if (targetMs > 0) this.#tick(performance.now() + SAMPLE_MS);
   }
@@ -59,7 +62,9 @@ export class LoadShedder {
     this.onShed();
     const body = '503 Service Unavailable: this proxy is over its capacity. Retry after 1 s.\n';
     // A request with a body would have to be read to keep the connection: closing it is cheaper.
-    const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+      req.headers['transfer-encoding'] !== undefined;
     res.writeHead(503, {
       'Retry-After': '1',
       'Content-Type': 'text/plain; charset=utf-8',

@@ -8,8 +8,11 @@ import { bodyFeature, type FeatureExtractor } from '../routing/table/index.js';
  * bytes and then streams the rest: the backend receives exactly what the
  * client sent. A body already read whole is looked at as it is.
  */
-export async function peekFeature(req: IncomingMessage, extractors: readonly FeatureExtractor[],
-  source: Readable | Buffer = req): Promise<{ feature: string | undefined; body: Readable | Buffer }> {
+export async function peekFeature(
+  req: IncomingMessage,
+  extractors: readonly FeatureExtractor[],
+  source: Readable | Buffer = req,
+): Promise<{ feature: string | undefined; body: Readable | Buffer }> {
   const contentType = req.headers['content-type'] ?? '';
   if (Buffer.isBuffer(source)) return { feature: bodyFeature(extractors, contentType, source, true).feature, body: source };
   const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;

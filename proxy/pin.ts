@@ -30,9 +30,10 @@ export type PinCheck = { ok: true; pin: Pin } | { ok: false; reason: 'malformed'
  * the list verifies, so secrets can be rotated.
  */
 export function signPin(pin: Pin, secret: string): string {
-  const body = pin.lsn !== undefined && pin.timeline !== undefined
-    ? `v2.${pin.id}.${formatLsn(pin.lsn)}.${pin.timeline}.${pin.expires}`
-    : `v1.${pin.id}.${pin.lsn === undefined ? 'T' : formatLsn(pin.lsn)}.${pin.expires}`;
+  const body =
+    pin.lsn !== undefined && pin.timeline !== undefined
+      ? `v2.${pin.id}.${formatLsn(pin.lsn)}.${pin.timeline}.${pin.expires}`
+      : `v1.${pin.id}.${pin.lsn === undefined ? 'T' : formatLsn(pin.lsn)}.${pin.expires}`;
   return `${body}.${mac(body, secret)}`;
 }
 
@@ -53,8 +54,12 @@ export function verifyPin(value: string, secrets: readonly string[], now: number
   const expires = Number(expiresText);
   const lsn = lsnText === 'T' ? undefined : parseLsn(lsnText);
   const timeline = v2 ? parseTimeline(timelineText) : undefined;
-  if (!/^[A-Za-z0-9_-]{8,64}$/.test(id) || !Number.isSafeInteger(expires) || (lsnText !== 'T' && lsn === undefined)
-    || (v2 && (timeline === undefined || lsn === undefined))) {
+  if (
+    !/^[A-Za-z0-9_-]{8,64}$/.test(id) ||
+    !Number.isSafeInteger(expires) ||
+    (lsnText !== 'T' && lsn === undefined) ||
+    (v2 && (timeline === undefined || lsn === undefined))
+  ) {
     return { ok: false, reason: 'malformed' };
   }
   if (expires <= now) return { ok: false, reason: 'expired' };

@@ -14,7 +14,16 @@ import { DEFAULT_BREAKER, ForwardingPolicy, type BreakerSettings } from './forwa
 import { DEFAULTS } from '../lib/config.js';
 import { ClientShares } from './client-share.js';
 import { admitBody, DEFAULT_BODY, type BodySettings } from './request-body.js';
-import { acceptableRequestId, clientInfo, hasBody, isSafe, newRequestId, trustedProxies, upstreamRequestHeaders, type ClientInfo } from './headers.js';
+import {
+  acceptableRequestId,
+  clientInfo,
+  hasBody,
+  isSafe,
+  newRequestId,
+  trustedProxies,
+  upstreamRequestHeaders,
+  type ClientInfo,
+} from './headers.js';
 import type { Pin } from './pin.js';
 import { PREVIEW_PATH } from './preview.js';
 import { RequestAccounting, type Exchange, type Observer } from './request-accounting.js';
@@ -126,13 +135,18 @@ export function createProxy(options: ProxyOptions): Proxy {
   const { metrics } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const upstreams = new UpstreamSet({
-    environment: environmentOf(options), events: upstreamEvents(metrics), log, pool: options.forwarding,
+    environment: environmentOf(options),
+    events: upstreamEvents(metrics),
+    log,
+    pool: options.forwarding,
     breaker: { ...DEFAULT_BREAKER, ...options.breaker },
   });
   upstreams.apply(options.table.current.upstreams);
   const trusted = trustedProxies(options.trustedProxies);
   const policy = new ForwardingPolicy(upstreams, {
-    metrics, log, connections: options.forwarding?.connections ?? POOL_DEFAULTS.connections,
+    metrics,
+    log,
+    connections: options.forwarding?.connections ?? POOL_DEFAULTS.connections,
     shares: new ClientShares(options.clientSharePercent ?? DEFAULTS.clientSharePercent, trusted),
   });
   const parts: Parts = {
@@ -146,7 +160,12 @@ export function createProxy(options: ProxyOptions): Proxy {
     routes: new RouteDecider(options.table, options.sessionCookie, options.pins?.secrets),
     extraction: new FeatureExtraction(),
     accounting: new RequestAccounting({
-      metrics, usage: options.usage, observe: options.observe, accessLog: options.accessLog, maxLabels: options.maxLabels ?? 200, log,
+      metrics,
+      usage: options.usage,
+      observe: options.observe,
+      accessLog: options.accessLog,
+      maxLabels: options.maxLabels ?? 200,
+      log,
     }),
     metrics,
     debugHeaders: options.debugHeaders === true,
@@ -243,7 +262,7 @@ function requestHandler(parts: Parts): Koa.Middleware {
       admitted = outcome.body;
     }
     const extracted = extraction.extract(req, decision, method, admitted);
-    const { features, body: peeked } = extracted instanceof Promise ? (await extracted) ?? GONE : extracted;
+    const { features, body: peeked } = extracted instanceof Promise ? ((await extracted) ?? GONE) : extracted;
     const body = peeked ?? admitted;
     if (features === GONE.features) {
       // The client went away while sending its body: nobody to answer.
@@ -251,8 +270,18 @@ function requestHandler(parts: Parts): Koa.Middleware {
       return;
     }
     const exchange: Exchange = {
-      requestId, started, method, route: decision.route, mode: decision.mode, served: decision.target, service: decision.service,
-      endpoint: undefined, fallbackReason: undefined, features, ready: performance.now(), headersAt: undefined,
+      requestId,
+      started,
+      method,
+      route: decision.route,
+      mode: decision.mode,
+      served: decision.target,
+      service: decision.service,
+      endpoint: undefined,
+      fallbackReason: undefined,
+      features,
+      ready: performance.now(),
+      headersAt: undefined,
       trace: parts.tracing ? beginRequestSpan(req, decision, pin, requestId, started) : undefined,
     };
     accounting.track(exchange, req, res);
@@ -266,9 +295,18 @@ function requestHandler(parts: Parts): Koa.Middleware {
 }
 
 /** A decided request to its backend: the new app (with fallback or never-replay), or legacy (with a shadow copy). */
-async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse, request: {
-  client: ClientInfo; pin: Pin | undefined; decision: Decision & { readonly minted?: string }; exchange: Exchange; body: Readable | Buffer | undefined;
-}): Promise<void> {
+async function toBackend(
+  parts: Parts,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: {
+    client: ClientInfo;
+    pin: Pin | undefined;
+    decision: Decision & { readonly minted?: string };
+    exchange: Exchange;
+    body: Readable | Buffer | undefined;
+  },
+): Promise<void> {
   const { client, pin, decision, exchange } = request;
   const { method } = exchange;
   const { pins, policy } = parts;
@@ -285,23 +323,42 @@ async function toBackend(parts: Parts, req: IncomingMessage, res: ServerResponse
     body: request.body,
     queueTimeoutMs: parts.queueTimeoutMs,
     // The last attempt's head is the answer's: a fallback's time includes the failed try, as the client waited for both.
-    onResponseHead: () => { exchange.headersAt = performance.now(); },
+    onResponseHead: () => {
+      exchange.headersAt = performance.now();
+    },
   };
   const spec = decision.spec;
   if (decision.target === 'new') {
     const service = decision.service;
     await policy.toNew(req, res, client, forward, exchange, {
-      service, fallback: fallbackOf(spec), sessionKey: parts.policy.upstreams.get(service)?.spec.session ? parts.routes.sessionKey(req, client) : undefined,
+      service,
+      fallback: fallbackOf(spec),
+      sessionKey: parts.policy.upstreams.get(service)?.spec.session ? parts.routes.sessionKey(req, client) : undefined,
     });
     return;
   }
-  const copy = decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && spec !== undefined
-    ? parts.shadow.begin(spec, {
-      method, path: req.url ?? '/', headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders), requestId: exchange.requestId,
-      trace: exchange.trace,
-    }, spec.shadow?.percent !== undefined && spec.shadow.percent < 100 ? parts.routes.sessionKey(req, client) : undefined)
-    : undefined;
-  const captured = await policy.toOrFail('legacy', req, res, client, copy ? { ...forward, captureBytes: copy.captureBytes } : forward, exchange);
+  const copy =
+    decision.mode === 'shadow' && (method === 'GET' || method === 'HEAD') && spec !== undefined
+      ? parts.shadow.begin(
+          spec,
+          {
+            method,
+            path: req.url ?? '/',
+            headers: upstreamRequestHeaders(req.headers, client, forward.extraHeaders),
+            requestId: exchange.requestId,
+            trace: exchange.trace,
+          },
+          spec.shadow?.percent !== undefined && spec.shadow.percent < 100 ? parts.routes.sessionKey(req, client) : undefined,
+        )
+      : undefined;
+  const captured = await policy.toOrFail(
+    'legacy',
+    req,
+    res,
+    client,
+    copy ? { ...forward, captureBytes: copy.captureBytes } : forward,
+    exchange,
+  );
   copy?.finish(captured);
 }
 
@@ -315,19 +372,31 @@ function fallbackOf(route: Decision['spec']): string | undefined {
 function upgradeHandler(parts: Parts): Proxy['upgrade'] {
   return (req, socket, head) => {
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId();
-    const refusal = (req.headers.upgrade ?? '').toLowerCase() !== 'websocket'
-      ? `only WebSocket upgrades are proxied, not "${String(req.headers.upgrade).slice(0, 40)}"` : settleTarget(req);
+    const refusal =
+      (req.headers.upgrade ?? '').toLowerCase() !== 'websocket'
+        ? `only WebSocket upgrades are proxied, not "${String(req.headers.upgrade).slice(0, 40)}"`
+        : settleTarget(req);
     if (refusal) {
       const body = `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`;
-      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, parts.trusted, requestId);
     const decision = parts.routes.decide(req, client);
-    parts.metrics.requests.inc({ route: decision.route, backend: decision.target, service: decision.service, method: 'GET', status_class: '1xx' });
+    parts.metrics.requests.inc({
+      route: decision.route,
+      backend: decision.target,
+      service: decision.service,
+      method: 'GET',
+      status_class: '1xx',
+    });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
-      socket.end(`HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`);
+      socket.end(
+        `HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`,
+      );
       return;
     }
     followUpstreams(parts);

@@ -48,18 +48,31 @@ const TAKING: ReadonlySet<string> = new Set(['healthy', 'slow-start']);
 export function proxyReadiness(options: ProxyReadinessOptions): () => Promise<Record<string, ReadinessCheck>> {
   return async () => {
     const checks: Record<string, ReadinessCheck> = {};
-    await Promise.all(options.upstreams().map(async (u) => {
-      const probes = await Promise.all(u.endpoints.map((e) => reachable(e.url)));
-      const taking = u.endpoints.filter((e, i) => probes[i]!.ok && TAKING.has(e.state)).length;
-      const each = u.endpoints.map((e, i) => `${e.url} ${e.state}, breaker ${e.breaker}${probes[i]!.ok ? '' : ` (${probes[i]!.detail})`}`);
-      const detail = u.endpoints.length === 0
-        ? `no endpoints${u.problem ? `: ${u.problem}` : ''}`
-        : `${taking} of ${u.endpoints.length} endpoints taking requests: ${each.join('; ')}${u.problem ? `; ${u.problem}` : ''}`;
-      const legacy = u.name === LEGACY;
-      checks[u.name] = { ok: taking > 0, detail: legacy || taking > 0 ? detail : `${detail} (routes with fallback are answered by legacy)`, required: legacy };
-    }));
+    await Promise.all(
+      options.upstreams().map(async (u) => {
+        const probes = await Promise.all(u.endpoints.map((e) => reachable(e.url)));
+        const taking = u.endpoints.filter((e, i) => probes[i]!.ok && TAKING.has(e.state)).length;
+        const each = u.endpoints.map(
+          (e, i) => `${e.url} ${e.state}, breaker ${e.breaker}${probes[i]!.ok ? '' : ` (${probes[i]!.detail})`}`,
+        );
+        const detail =
+          u.endpoints.length === 0
+            ? `no endpoints${u.problem ? `: ${u.problem}` : ''}`
+            : `${taking} of ${u.endpoints.length} endpoints taking requests: ${each.join('; ')}${u.problem ? `; ${u.problem}` : ''}`;
+        const legacy = u.name === LEGACY;
+        checks[u.name] = {
+          ok: taking > 0,
+          detail: legacy || taking > 0 ? detail : `${detail} (routes with fallback are answered by legacy)`,
+          required: legacy,
+        };
+      }),
+    );
     const version = options.tableVersion();
-    checks['routes'] = { ok: version > 0, detail: version > 0 ? `route table version ${version}, ${options.routeCount()} routes` : 'no route table loaded', required: true };
+    checks['routes'] = {
+      ok: version > 0,
+      detail: version > 0 ? `route table version ${version}, ${options.routeCount()} routes` : 'no route table loaded',
+      required: true,
+    };
     return checks;
   };
 }
@@ -72,6 +85,9 @@ export async function requireLegacy(upstreams: UpstreamSet): Promise<void> {
   await upstreams.settled();
   const legacy = upstreams.get(LEGACY)?.snapshot();
   if (legacy && legacy.endpoints.length > 0) return;
-  throw new BanyanError('missing-setting', `the legacy upstream has no endpoints${legacy?.problem ? `: ${legacy.problem}` : ''}`,
-    'set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table');
+  throw new BanyanError(
+    'missing-setting',
+    `the legacy upstream has no endpoints${legacy?.problem ? `: ${legacy.problem}` : ''}`,
+    'set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table',
+  );
 }

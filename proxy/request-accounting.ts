@@ -64,7 +64,14 @@ export function evidenceSeconds(exchange: Pick<Exchange, 'ready' | 'headersAt'>,
   return ((exchange.headersAt ?? now) - exchange.ready) / 1e3;
 }
 
-export type Observer = (route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined) => void;
+export type Observer = (
+  route: string,
+  served: string,
+  status: number,
+  seconds: number,
+  fellBack: boolean,
+  userAgent: string | undefined,
+) => void;
 
 export interface AccountingOptions {
   readonly metrics: ProxyMetrics;
@@ -116,8 +123,18 @@ export class RequestAccounting {
     if (o.accessLog) {
       try {
         o.accessLog({
-          reqId: exchange.requestId, method: exchange.method, url: req.url ?? '/', route: exchange.route, mode: exchange.mode, backend: exchange.served,
-          service: exchange.service, endpoint: exchange.endpoint, status, ms: Math.round(seconds * 1e4) / 10, bytes: socket.bytesWritten - bytesBefore, fallback: exchange.fallbackReason,
+          reqId: exchange.requestId,
+          method: exchange.method,
+          url: req.url ?? '/',
+          route: exchange.route,
+          mode: exchange.mode,
+          backend: exchange.served,
+          service: exchange.service,
+          endpoint: exchange.endpoint,
+          status,
+          ms: Math.round(seconds * 1e4) / 10,
+          bytes: socket.bytesWritten - bytesBefore,
+          fallback: exchange.fallbackReason,
         });
       } catch (err) {
         // The access log must never take the proxy down.

@@ -39,14 +39,20 @@ class Pace {
   #bytes = 0;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(readonly settings: BodySettings, onSlow: (err: SlowBodyError) => void) {
-    this.#timer = setInterval(() => {
-      const why = this.#problem(Date.now());
-      if (why) {
-        this.stop();
-        onSlow(new SlowBodyError(why));
-      }
-    }, Math.min(1_000, settings.idleTimeoutMs));
+  constructor(
+    readonly settings: BodySettings,
+    onSlow: (err: SlowBodyError) => void,
+  ) {
+    this.#timer = setInterval(
+      () => {
+        const why = this.#problem(Date.now());
+        if (why) {
+          this.stop();
+          onSlow(new SlowBodyError(why));
+        }
+      },
+      Math.min(1_000, settings.idleTimeoutMs),
+    );
     this.#timer.unref();
   }
 
@@ -63,7 +69,8 @@ class Pace {
     const { idleTimeoutMs, minBytesPerSecond } = this.settings;
     if (now - this.#last >= idleTimeoutMs) return `no byte of the request body for ${idleTimeoutMs / 1000} s`;
     const counted = (now - this.#started - idleTimeoutMs) / 1000;
-    if (counted > 0 && this.#bytes < counted * minBytesPerSecond) return `the request body is arriving slower than ${minBytesPerSecond} bytes/s`;
+    if (counted > 0 && this.#bytes < counted * minBytesPerSecond)
+      return `the request body is arriving slower than ${minBytesPerSecond} bytes/s`;
     return undefined;
   }
 }
@@ -113,7 +120,9 @@ export function admitBody(req: IncomingMessage, source: Readable, settings: Body
       pace.stop();
       settle({ gone: true });
     };
-    const onClose = () => { if (!req.complete) onGone(); };
+    const onClose = () => {
+      if (!req.complete) onGone();
+    };
     source.on('data', onData);
     source.once('end', onEnd);
     source.once('error', onGone);

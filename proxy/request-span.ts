@@ -42,7 +42,13 @@ export function pinAttributes(req: IncomingMessage, pin: Pin | undefined): Attri
  * Starts a decided request's server span (at `started`, a `performance.now()` time, when the request
  * arrived), a child of the client's `traceparent` when it sent one.
  */
-export function beginRequestSpan(req: IncomingMessage, decision: Decision, pin: Pin | undefined, requestId: string, started: number): RequestTrace {
+export function beginRequestSpan(
+  req: IncomingMessage,
+  decision: Decision,
+  pin: Pin | undefined,
+  requestId: string,
+  started: number,
+): RequestTrace {
   const parent = incomingContext(req.headers);
   const method = req.method ?? 'GET';
   const url = req.url ?? '/';
@@ -87,11 +93,21 @@ export interface ShadowTrace {
 /** Starts the span of a shadow copy of the request `parent` traces, sent to `service`. */
 export function beginShadowSpan(parent: RequestTrace, route: string, service: string, method: string, path: string): ShadowTrace {
   const q = path.indexOf('?');
-  const span = banyanTracer().startSpan(`shadow ${route}`, {
-    kind: SpanKind.CLIENT,
-    links: [{ context: parent.span.spanContext(), attributes: { 'banyan.link': 'shadowed request' } }],
-    attributes: { 'banyan.route.name': route, 'banyan.service': service, 'banyan.route.mode': 'shadow', 'http.request.method': method, 'url.path': q < 0 ? path : path.slice(0, q) },
-  }, parent.context);
+  const span = banyanTracer().startSpan(
+    `shadow ${route}`,
+    {
+      kind: SpanKind.CLIENT,
+      links: [{ context: parent.span.spanContext(), attributes: { 'banyan.link': 'shadowed request' } }],
+      attributes: {
+        'banyan.route.name': route,
+        'banyan.service': service,
+        'banyan.route.mode': 'shadow',
+        'http.request.method': method,
+        'url.path': q < 0 ? path : path.slice(0, q),
+      },
+    },
+    parent.context,
+  );
   return { span, headers: traceHeaders(span, parent.context) };
 }
 

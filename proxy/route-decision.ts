@@ -36,7 +36,16 @@ export class RouteDecider {
     this.#asking = req;
     this.#client = client;
     this.#minted = undefined;
-    let decision: Decision & { minted?: string } = decide(this.#table.current, req.method ?? 'GET', req.headers.host, path, query, req.headers, this.#bucket, Date.now());
+    let decision: Decision & { minted?: string } = decide(
+      this.#table.current,
+      req.method ?? 'GET',
+      req.headers.host,
+      path,
+      query,
+      req.headers,
+      this.#bucket,
+      Date.now(),
+    );
     this.#asking = undefined;
     if (decision.target !== 'new' && decision.spec && this.#previewedRoute(req) === decision.route) {
       decision = { ...decision, target: 'new', service: decision.spec.service ?? DEFAULT_SERVICE };
@@ -97,12 +106,20 @@ export class RouteDecider {
     const token = params.get('token') ?? '';
     const preview = this.#secrets ? verifyPreview(token, this.#secrets, Date.now()) : undefined;
     if (!preview) {
-      plain(res, 400, `400 This preview link is not valid${this.#secrets ? ' or has expired' : ' (BANYAN_SECRET is not set)'}. Ask for a new one: banyan routes preview ROUTE.\nRequest id: ${requestId}\n`, requestId);
+      plain(
+        res,
+        400,
+        `400 This preview link is not valid${this.#secrets ? ' or has expired' : ' (BANYAN_SECRET is not set)'}. Ask for a new one: banyan routes preview ROUTE.\nRequest id: ${requestId}\n`,
+        requestId,
+      );
       return;
     }
     const maxAge = Math.ceil((preview.expires - Date.now()) / 1000);
     res.writeHead(303, {
-      location: safeNext(params.get('next') ?? undefined), 'x-request-id': requestId, 'content-length': '0', 'cache-control': 'no-store',
+      location: safeNext(params.get('next') ?? undefined),
+      'x-request-id': requestId,
+      'content-length': '0',
+      'cache-control': 'no-store',
       'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`,
     });
     res.end();

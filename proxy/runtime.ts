@@ -20,9 +20,37 @@ import { proxyReadiness, requireLegacy } from './readiness.js';
 import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type ProxyOptions } from './proxy.js';
 
 export interface ProxyRuntimeOptions {
-  readonly settings: Pick<Settings, 'databaseUrl' | 'redisUrl' | 'adminToken' | 'host' | 'adminHost' | 'routesFile' |
-    'routesPollMs' | 'trustedProxies' | 'sessionCookie' | 'drainMs' | 'secret' | 'pinTtlMs' | 'pinMode'> &
-    Partial<Pick<Settings, 'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'>> & Partial<ClientLimits> & { readonly debugHeaders?: boolean; readonly accessLog?: AccessLogFormat; readonly usageFlushMs?: number; readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly usageSpoolDir?: string; readonly shedLagMs?: number };
+  readonly settings: Pick<
+    Settings,
+    | 'databaseUrl'
+    | 'redisUrl'
+    | 'adminToken'
+    | 'host'
+    | 'adminHost'
+    | 'routesFile'
+    | 'routesPollMs'
+    | 'trustedProxies'
+    | 'sessionCookie'
+    | 'drainMs'
+    | 'secret'
+    | 'pinTtlMs'
+    | 'pinMode'
+  > &
+    Partial<
+      Pick<
+        Settings,
+        'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'
+      >
+    > &
+    Partial<ClientLimits> & {
+      readonly debugHeaders?: boolean;
+      readonly accessLog?: AccessLogFormat;
+      readonly usageFlushMs?: number;
+      readonly headersTimeoutMs?: number;
+      readonly maxClientConnections?: number;
+      readonly usageSpoolDir?: string;
+      readonly shedLagMs?: number;
+    };
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
@@ -54,18 +82,27 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   const servers = [settings.databaseUrl, ...(settings.replicaUrls ?? [])].join(',');
   const db = connect(servers, { max: 4, name: 'banyan-proxy', roleCheckMs: settings.rolePollMs ?? DEFAULTS.rolePollMs });
   const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
-  const closeAll = async () => { for (const item of opened.reverse()) await item.close(); };
+  const closeAll = async () => {
+    for (const item of opened.reverse()) await item.close();
+  };
   try {
     // The route table lives in PostgreSQL: say which setting to check when it cannot be reached.
     await sql`SELECT 1`.execute(db).catch((err: Error) => {
-      throw new BanyanError('database-unreachable', `cannot reach PostgreSQL at ${redactUrl(settings.databaseUrl!)} for the route table: ${err.message}`,
-        'check DATABASE_URL', { cause: err });
+      throw new BanyanError(
+        'database-unreachable',
+        `cannot reach PostgreSQL at ${redactUrl(settings.databaseUrl!)} for the route table: ${err.message}`,
+        'check DATABASE_URL',
+        { cause: err },
+      );
     });
     const metrics = createProxyMetrics();
     const routes = await startRouteSync(db, settings, metrics, log);
     opened.push({ close: () => routes.stop() });
     const usage = new UsageLedger({
-      db, flushMs: settings.usageFlushMs ?? DEFAULTS.usageFlushMs, spoolDir: settings.usageSpoolDir, log,
+      db,
+      flushMs: settings.usageFlushMs ?? DEFAULTS.usageFlushMs,
+      spoolDir: settings.usageSpoolDir,
+      log,
       onFlush: (result, err) => {
         metrics.usageFlushes.inc({ result });
         if (err) log(`usage: flush failed, kept for the next one: ${err.message}`);
@@ -80,15 +117,30 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     };
     let shadowCounts: (route: string) => { match: number; mismatch: number } = () => ({ match: 0, mismatch: 0 });
     const autopilot = new Autopilot({
-      db, tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs, leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs, webhook: settings.autopilotWebhook, webhookSecret: settings.secret?.split(',')[0], log,
+      db,
+      tickMs: settings.autopilotTickMs ?? DEFAULTS.autopilotTickMs,
+      leaseMs: settings.autopilotLeaseMs ?? DEFAULTS.autopilotLeaseMs,
+      webhook: settings.autopilotWebhook,
+      webhookSecret: settings.secret?.split(',')[0],
+      log,
       prometheusUrl: settings.prometheusUrl,
-      shadowCounts: (route) => shadowCounts(route), changed,
+      shadowCounts: (route) => shadowCounts(route),
+      changed,
     });
     if (!settings.secret) log('BANYAN_SECRET is not set: read-your-writes pins are off (every read may be stale after a write)');
     const proxy = createProxy({
-      legacyUrl: options.legacyUrl, appUrl: options.appUrl, metrics, table: routes, log, pins: pinSettings(settings, db),
-      trustedProxies: settings.trustedProxies, sessionCookie: settings.sessionCookie, usage, debugHeaders: settings.debugHeaders,
-      observe: (route, served, status, seconds, fellBack, agent) => autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
+      legacyUrl: options.legacyUrl,
+      appUrl: options.appUrl,
+      metrics,
+      table: routes,
+      log,
+      pins: pinSettings(settings, db),
+      trustedProxies: settings.trustedProxies,
+      sessionCookie: settings.sessionCookie,
+      usage,
+      debugHeaders: settings.debugHeaders,
+      observe: (route, served, status, seconds, fellBack, agent) =>
+        autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
       accessLog: accessLog(settings.accessLog ?? 'off'),
       ...clientLimits(settings),
       ...(options.breaker ? { breaker: options.breaker } : {}),
@@ -106,19 +158,33 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
     sampler.start();
     opened.push({ close: async () => sampler.stop() });
     const admin = createAdmin({
-      registry: metrics.registry, hostNames: [settings.adminHost],
+      registry: metrics.registry,
+      hostNames: [settings.adminHost],
       metricsText: options.clusterMetrics?.(metrics.registry),
       ready: proxyReadiness({
-        upstreams: () => proxy.upstreams.snapshot(), tableVersion: () => routes.current.version, routeCount: () => routes.current.routes.length,
+        upstreams: () => proxy.upstreams.snapshot(),
+        tableVersion: () => routes.current.version,
+        routeCount: () => routes.current.routes.length,
       }),
       routes: {
-        db, adminToken: settings.adminToken, shadow: proxy.shadow, changed,
+        db,
+        adminToken: settings.adminToken,
+        shadow: proxy.shadow,
+        changed,
         status: () => proxyStatus(proxy, routes),
         upstreams: () => proxy.upstreams.snapshot(),
-        dashboard: () => dashboardData({
-          db, routes: routes.current.routes, version: routes.current.version, metrics, usage, shadow: proxy.shadow, sampler, upstreams: proxy.upstreams.snapshot(),
-          prometheusUrl: settings.prometheusUrl,
-        }),
+        dashboard: () =>
+          dashboardData({
+            db,
+            routes: routes.current.routes,
+            version: routes.current.version,
+            metrics,
+            usage,
+            shadow: proxy.shadow,
+            sampler,
+            upstreams: proxy.upstreams.snapshot(),
+            prometheusUrl: settings.prometheusUrl,
+          }),
       },
     });
     const adminSide = await listen(admin.callback(), options.adminPort, settings.adminHost, 'ADMIN_PORT');
@@ -131,15 +197,26 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
 }
 
 /** The route table from PostgreSQL (seeded from the routes file when empty), followed; its routes' series start at 0. */
-async function startRouteSync(db: Kysely<Database>, settings: ProxyRuntimeOptions['settings'], metrics: ProxyMetrics, log: (line: string) => void): Promise<RouteSync> {
+async function startRouteSync(
+  db: Kysely<Database>,
+  settings: ProxyRuntimeOptions['settings'],
+  metrics: ProxyMetrics,
+  log: (line: string) => void,
+): Promise<RouteSync> {
   const seed = readRoutesFile(settings.routesFile ?? DEFAULT_ROUTES_FILE);
-  const routes = await RouteSync.start({
-    db, redisUrl: settings.redisUrl, pollMs: settings.routesPollMs, log,
-    onChange: (table) => {
-      metrics.tableVersion.set(table.version);
-      preZeroRoutes(metrics, table.routes);
+  const routes = await RouteSync.start(
+    {
+      db,
+      redisUrl: settings.redisUrl,
+      pollMs: settings.routesPollMs,
+      log,
+      onChange: (table) => {
+        metrics.tableVersion.set(table.version);
+        preZeroRoutes(metrics, table.routes);
+      },
     },
-  }, seed);
+    seed,
+  );
   metrics.tableVersion.set(routes.current.version);
   preZeroRoutes(metrics, routes.current.routes);
   return routes;
@@ -149,7 +226,10 @@ async function startRouteSync(db: Kysely<Database>, settings: ProxyRuntimeOption
 function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Database>): PinSettings | undefined {
   if (!settings.secret) {
     if (settings.readConsistency === 'monotonic') {
-      throw new BanyanError('bad-setting', 'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_SECRET: the position a session has read is kept in its signed pin');
+      throw new BanyanError(
+        'bad-setting',
+        'BANYAN_READ_CONSISTENCY=monotonic needs BANYAN_SECRET: the position a session has read is kept in its signed pin',
+      );
     }
     return undefined;
   }
@@ -167,12 +247,17 @@ function proxyStatus(proxy: Proxy, routes: RouteSync): Record<string, unknown> {
   return {
     version: routes.current.version,
     upstreams: proxy.upstreams.snapshot(),
-    shadow: Object.fromEntries(routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts])),
+    shadow: Object.fromEntries(
+      routes.current.routes.filter((r) => r.mode === 'shadow').map((r) => [r.name, proxy.shadow.report(r.name).counts]),
+    ),
   };
 }
 
 /** The settings that keep one client from costing others: how bodies are admitted, the queue wait, a client's share. */
-export type ClientLimits = Pick<Settings, 'bodyBufferBytes' | 'bodyTimeoutMs' | 'bodyMinRate' | 'upstreamQueueTimeoutMs' | 'clientSharePercent'>;
+export type ClientLimits = Pick<
+  Settings,
+  'bodyBufferBytes' | 'bodyTimeoutMs' | 'bodyMinRate' | 'upstreamQueueTimeoutMs' | 'clientSharePercent'
+>;
 
 /** Those settings as createProxy takes them, defaults for any not given. */
 export function clientLimits(settings: Partial<ClientLimits>): Pick<ProxyOptions, 'bodies' | 'queueTimeoutMs' | 'clientSharePercent'> {
@@ -193,14 +278,25 @@ export function clientLimits(settings: Partial<ClientLimits>): Pick<ProxyOptions
  * `request-body.ts`); one address holds at most so many connections; WebSocket upgrades are proxied, CONNECT
  * refused, malformed requests answered. Closing drains requests, then cuts tunnels after the same time.
  */
-export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> &
-  { readonly headersTimeoutMs?: number; readonly maxClientConnections?: number; readonly shedLagMs?: number }, port: number,
-  onShed: () => void = () => {}): Promise<{ url: string; close(): Promise<void> }> {
+export async function listenPublic(
+  proxy: Proxy,
+  settings: Pick<Settings, 'host' | 'drainMs' | 'trustedProxies'> & {
+    readonly headersTimeoutMs?: number;
+    readonly maxClientConnections?: number;
+    readonly shedLagMs?: number;
+  },
+  port: number,
+  onShed: () => void = () => {},
+): Promise<{ url: string; close(): Promise<void> }> {
   const headersTimeout = settings.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
   const handle = proxy.app.callback();
   const shedder = new LoadShedder(settings.shedLagMs ?? DEFAULTS.shedLagMs, onShed);
-  const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
-    (req, res) => { if (shedder.admit(req, res)) void handle(req, res); });
+  const server = createServer(
+    { headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+    (req, res) => {
+      if (shedder.admit(req, res)) void handle(req, res);
+    },
+  );
   limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
   const publicSide: Listening = await listen(server, port, settings.host, 'PORT', settings.drainMs);
   publicSide.server.on('upgrade', proxy.upgrade);
@@ -220,8 +316,10 @@ export async function listenPublic(proxy: Proxy, settings: Pick<Settings, 'host'
 /** CONNECT would make the proxy a tunnel to anywhere: refused, with an answer instead of a dropped connection. */
 function refuseConnect(_req: unknown, socket: Socket): void {
   const body = '405 Method Not Allowed: this proxy does not tunnel (CONNECT).\n';
-  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /**
@@ -230,16 +328,22 @@ function refuseConnect(_req: unknown, socket: Socket): void {
  * runs; answer them plainly instead of dropping the connection.
  */
 function rejectMalformed(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
-  if (!socket.writable || (err.code === 'ECONNRESET')) {
+  if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;
   }
-  const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large: the request headers are too large']
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout: the request took too long to arrive']
-      : err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || err.code === 'HPE_INVALID_TRANSFER_ENCODING'
-        ? [400, 'Bad Request: Content-Length and Transfer-Encoding conflict']
-        : err.code === 'HPE_INVALID_HEADER_TOKEN' ? [400, 'Bad Request: a header has an invalid character']
-          : [400, 'Bad Request: the request is not valid HTTP/1.1'];
+  const [status, text] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large: the request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout: the request took too long to arrive']
+        : err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || err.code === 'HPE_INVALID_TRANSFER_ENCODING'
+          ? [400, 'Bad Request: Content-Length and Transfer-Encoding conflict']
+          : err.code === 'HPE_INVALID_HEADER_TOKEN'
+            ? [400, 'Bad Request: a header has an invalid character']
+            : [400, 'Bad Request: the request is not valid HTTP/1.1'];
   const body = `${status} ${text}\n`;
-  socket.end(`HTTP/1.1 ${status} ${text.split(':')[0]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${text.split(':')[0]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

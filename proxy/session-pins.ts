@@ -100,10 +100,11 @@ export class SessionPins {
         if (floor !== undefined && laterPosition(floor, read) === floor) return undefined;
         position = read;
       } else if (settings.mode === 'lsn') {
-        position = reportedPosition(headers, 'write') ?? await settings.currentPosition().catch(() => undefined);
+        position = reportedPosition(headers, 'write') ?? (await settings.currentPosition().catch(() => undefined));
         if (position !== undefined && read !== undefined) position = laterPosition(position, read);
         // Without any LSN the pin is timed: reads go to the primary until it expires.
-        if (position !== undefined && previous?.lsn !== undefined) position = laterPosition(position, { lsn: previous.lsn, timeline: previous.timeline });
+        if (position !== undefined && previous?.lsn !== undefined)
+          position = laterPosition(position, { lsn: previous.lsn, timeline: previous.timeline });
       }
       return this.#issue(previous, position, client);
     };
@@ -112,7 +113,10 @@ export class SessionPins {
   /** A new signed pin at `position` (timed without one), as cookie and header. */
   #issue(previous: Pin | undefined, position: WalPosition | undefined, client: ClientInfo): Record<string, string> {
     const settings = this.#settings;
-    const value = signPin({ id: previous?.id ?? newPinId(), lsn: position?.lsn, timeline: position?.timeline, expires: Date.now() + settings.ttlMs }, settings.secrets[0]!);
+    const value = signPin(
+      { id: previous?.id ?? newPinId(), lsn: position?.lsn, timeline: position?.timeline, expires: Date.now() + settings.ttlMs },
+      settings.secrets[0]!,
+    );
     this.#metrics.pins.inc({ event: 'set' });
     const secure = client.proto === 'https' ? '; Secure' : '';
     return {
@@ -140,7 +144,7 @@ const monotonicHeaders = new WeakMap<Pin, Record<string, string>>();
 
 function monotonicFenceHeader(pin: Pin): Record<string, string> {
   let header = monotonicHeaders.get(pin);
-  if (!header) monotonicHeaders.set(pin, header = { ...fenceHeader(pin), ...MONOTONIC });
+  if (!header) monotonicHeaders.set(pin, (header = { ...fenceHeader(pin), ...MONOTONIC }));
   return header;
 }
 

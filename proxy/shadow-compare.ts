@@ -36,8 +36,12 @@ const MAX_DIFFERENCES = 20;
  * answers is noise, like Diffy's: a request whose only differences are noise
  * is `noise`, not `mismatch`.
  */
-export function compareResponses(legacy: Observed, candidate: Observed, options: CompareOptions, legacyAgain?: Observed):
-  { verdict: Verdict; differences: Difference[] } {
+export function compareResponses(
+  legacy: Observed,
+  candidate: Observed,
+  options: CompareOptions,
+  legacyAgain?: Observed,
+): { verdict: Verdict; differences: Difference[] } {
   const ignore = options.ignore.map(pathPattern);
   const all = differences(legacy, candidate, options, ignore);
   if (all.length === 0) return { verdict: 'match', differences: [] };
@@ -99,7 +103,8 @@ function diffJson(a: unknown, b: unknown, path: string, ignore: RegExp[], out: D
   const bothObjects = a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b);
   if (bothObjects) {
     const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
-    for (const key of keys) diffJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`, ignore, out);
+    for (const key of keys)
+      diffJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`, ignore, out);
     return;
   }
   if (JSON.stringify(a) !== JSON.stringify(b)) out.push({ where: path, legacy: show(a), new: show(b) });
@@ -123,6 +128,9 @@ function textDifference(a: string, b: string): Difference {
 
 /** `urls.*.upload_time` → a regex over `body.urls.3.upload_time`. */
 function pathPattern(path: string): RegExp {
-  const parts = path.replace(/^body\./, '').split('.').map((p) => (p === '*' ? '[^.]+' : p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  const parts = path
+    .replace(/^body\./, '')
+    .split('.')
+    .map((p) => (p === '*' ? '[^.]+' : p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
   return new RegExp(`^body\\.${parts.join('\\.')}$`);
 }

@@ -36,8 +36,37 @@ const CONTEXT_WORDS = 6;
 const HIDDEN = new Set(['script', 'style', 'template', 'head', 'title', 'noscript']);
 
 /** Inline elements: their tags do not separate words (`<b>down</b>load` is one word). */
-const INLINE = new Set(['a', 'abbr', 'b', 'bdi', 'bdo', 'big', 'cite', 'code', 'data', 'dfn', 'em', 'font', 'i', 'kbd', 'label',
-  'mark', 'q', 's', 'samp', 'small', 'span', 'strike', 'strong', 'sub', 'sup', 'time', 'tt', 'u', 'var']);
+const INLINE = new Set([
+  'a',
+  'abbr',
+  'b',
+  'bdi',
+  'bdo',
+  'big',
+  'cite',
+  'code',
+  'data',
+  'dfn',
+  'em',
+  'font',
+  'i',
+  'kbd',
+  'label',
+  'mark',
+  'q',
+  's',
+  'samp',
+  'small',
+  'span',
+  'strike',
+  'strong',
+  'sub',
+  'sup',
+  'time',
+  'tt',
+  'u',
+  'var',
+]);
 
 /** A page's visible words and its links, in document order. */
 export interface PageSummary {
@@ -59,26 +88,29 @@ export function summarizePage(html: string): PageSummary {
     if (partial) words.push(partial);
     partial = '';
   };
-  const parser = new Parser({
-    onopentag(name, attributes) {
-      if (HIDDEN.has(name)) hidden++;
-      if (!INLINE.has(name)) flush();
-      if (name === 'a' && attributes['href'] !== undefined) links.push(attributes['href'].trim());
+  const parser = new Parser(
+    {
+      onopentag(name, attributes) {
+        if (HIDDEN.has(name)) hidden++;
+        if (!INLINE.has(name)) flush();
+        if (name === 'a' && attributes['href'] !== undefined) links.push(attributes['href'].trim());
+      },
+      ontext(text) {
+        if (hidden) return;
+        const parts = text.split(/\s+/);
+        partial += parts[0]!;
+        for (let i = 1; i < parts.length; i++) {
+          flush();
+          partial = parts[i]!;
+        }
+      },
+      onclosetag(name) {
+        if (HIDDEN.has(name) && hidden > 0) hidden--;
+        if (!INLINE.has(name)) flush();
+      },
     },
-    ontext(text) {
-      if (hidden) return;
-      const parts = text.split(/\s+/);
-      partial += parts[0]!;
-      for (let i = 1; i < parts.length; i++) {
-        flush();
-        partial = parts[i]!;
-      }
-    },
-    onclosetag(name) {
-      if (HIDDEN.has(name) && hidden > 0) hidden--;
-      if (!INLINE.has(name)) flush();
-    },
-  }, { decodeEntities: true });
+    { decodeEntities: true },
+  );
   parser.end(html);
   flush();
   return { words, links };
@@ -135,7 +167,8 @@ export function compareFields(legacy: string, candidate: string, fields: readonl
   for (const { name, spec, field } of fields) {
     const x = readField(a, field);
     const y = readField(b, field);
-    if (x.length !== y.length || x.some((v, i) => v !== y[i])) out.push({ where: `html ${name} (${spec})`, legacy: showValues(x), new: showValues(y) });
+    if (x.length !== y.length || x.some((v, i) => v !== y[i]))
+      out.push({ where: `html ${name} (${spec})`, legacy: showValues(x), new: showValues(y) });
   }
   return out;
 }

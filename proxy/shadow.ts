@@ -47,7 +47,13 @@ export interface MismatchSample {
 export interface MismatchGroup {
   readonly where: string;
   count: number;
-  readonly example: { readonly method: string; readonly path: string; readonly requestId: string; readonly legacy: string; readonly new: string };
+  readonly example: {
+    readonly method: string;
+    readonly path: string;
+    readonly requestId: string;
+    readonly legacy: string;
+    readonly new: string;
+  };
 }
 
 /** Per-route results, grouped differences and raw samples, as `GET /api/shadow/<route>` shows them. */
@@ -106,7 +112,11 @@ export class Shadower {
    * legacy's answer to capture and a function to call with them once the client has its answer; or
    * undefined when no copy runs (too many in flight), so nothing of legacy's answer is kept.
    */
-  begin(route: Route, request: ShadowRequest, sessionKey: string | undefined): { readonly captureBytes: number; finish(legacy: CapturedResponse | undefined): void } | undefined {
+  begin(
+    route: Route,
+    request: ShadowRequest,
+    sessionKey: string | undefined,
+  ): { readonly captureBytes: number; finish(legacy: CapturedResponse | undefined): void } | undefined {
     const shadow = route.shadow;
     // A session outside the sample is not compared at all: not counted, nothing kept.
     if (sessionKey !== undefined && shadow?.percent !== undefined && !shadowSampled(shadow.percent, sessionKey)) return undefined;
@@ -138,8 +148,14 @@ export class Shadower {
     };
   }
 
-  async #finish(route: Route, request: ShadowRequest, legacy: CapturedResponse | undefined,
-    candidate: Promise<Observed>, again: Promise<Observed> | undefined, traced: ShadowTrace | undefined): Promise<void> {
+  async #finish(
+    route: Route,
+    request: ShadowRequest,
+    legacy: CapturedResponse | undefined,
+    candidate: Promise<Observed>,
+    again: Promise<Observed> | undefined,
+    traced: ShadowTrace | undefined,
+  ): Promise<void> {
     let result: 'match' | 'mismatch' | 'noise' | 'error';
     let differences: Difference[] = [];
     let status: number | undefined;
@@ -149,18 +165,29 @@ export class Shadower {
       if (!legacy) throw new Error('the legacy answer was not captured');
       // The client's answer may be compressed (a legacy behind gzip): compare what it says, not its encoding.
       const limit = route.shadow?.maxBodyBytes ?? this.#settings.maxBodyBytes;
-      const verdict = compareResponses(await decoded(legacy, limit), await decoded(got, limit), {
-        headers: route.shadow?.headers ?? ['content-type'],
-        ignore: route.shadow?.ignore ?? [],
-        html: route.shadow?.html?.compare && namedFields(route.shadow.html.compare),
-      }, second);
+      const verdict = compareResponses(
+        await decoded(legacy, limit),
+        await decoded(got, limit),
+        {
+          headers: route.shadow?.headers ?? ['content-type'],
+          ignore: route.shadow?.ignore ?? [],
+          html: route.shadow?.html?.compare && namedFields(route.shadow.html.compare),
+        },
+        second,
+      );
       result = verdict.verdict;
       differences = verdict.differences;
     } catch {
       result = 'error';
     }
     this.#count(route.name, result);
-    if (traced) endShadowSpan(traced, result, status, differences.map((d) => d.where));
+    if (traced)
+      endShadowSpan(
+        traced,
+        result,
+        status,
+        differences.map((d) => d.where),
+      );
     if (result === 'mismatch') {
       const report = this.#report(route.name);
       for (const d of differences) {
@@ -168,9 +195,20 @@ export class Shadower {
         if (!report.groups.has(key) && report.groups.size >= MAX_GROUPS) key = '(other places)';
         const group = report.groups.get(key);
         if (group) group.count++;
-        else report.groups.set(key, { where: key, count: 1, example: { method: request.method, path: request.path, requestId: request.requestId, legacy: d.legacy, new: d.new } });
+        else
+          report.groups.set(key, {
+            where: key,
+            count: 1,
+            example: { method: request.method, path: request.path, requestId: request.requestId, legacy: d.legacy, new: d.new },
+          });
       }
-      report.samples.unshift({ at: new Date().toISOString(), method: request.method, path: request.path, requestId: request.requestId, differences });
+      report.samples.unshift({
+        at: new Date().toISOString(),
+        method: request.method,
+        path: request.path,
+        requestId: request.requestId,
+        differences,
+      });
       report.samples.length = Math.min(report.samples.length, this.#settings.samples);
     }
   }
@@ -185,7 +223,17 @@ export class Shadower {
       return observed;
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? '');
-      endpoint.end({ ok: false, kind: code === 'ECONNREFUSED' ? 'refused' : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'reset' : code.includes('TIMEOUT') ? 'timeout' : 'error' });
+      endpoint.end({
+        ok: false,
+        kind:
+          code === 'ECONNREFUSED'
+            ? 'refused'
+            : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET'
+              ? 'reset'
+              : code.includes('TIMEOUT')
+                ? 'timeout'
+                : 'error',
+      });
       throw err;
     }
   }
@@ -240,8 +288,13 @@ export class Shadower {
  * its size limit decodes as far as it goes, and a body that inflates a thousandfold (a gzip bomb,
  * or just a big page) costs the comparison no more than a plain one.
  */
-async function decoded<T extends { headers: Record<string, string | string[] | undefined>; body: Buffer }>(answer: T, limit: number): Promise<T> {
-  const encoding = String(answer.headers['content-encoding'] ?? '').toLowerCase().trim();
+async function decoded<T extends { headers: Record<string, string | string[] | undefined>; body: Buffer }>(
+  answer: T,
+  limit: number,
+): Promise<T> {
+  const encoding = String(answer.headers['content-encoding'] ?? '')
+    .toLowerCase()
+    .trim();
   if (encoding !== 'gzip' && encoding !== 'deflate') return answer;
   const options = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
   const inflater = encoding === 'gzip' ? createGunzip(options) : createInflate(options);

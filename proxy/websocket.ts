@@ -22,7 +22,8 @@ export class WebSocketForwarder {
     this.#proxy.on('error', (_err, _req, socket) => {
       const s = socket as Socket;
       if (!s.destroyed) {
-        if (s.writable) s.end('HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nThe backend refused the upgrade.\n');
+        if (s.writable)
+          s.end('HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nThe backend refused the upgrade.\n');
         else s.destroy();
       }
     });
@@ -36,7 +37,9 @@ export class WebSocketForwarder {
     const endpoint = this.#upstreams.get(service)?.pick(undefined);
     if (!endpoint?.begin()) {
       const body = `503 Service Unavailable: no endpoint of the ${service} service is taking requests.\n`;
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     socket.once('close', () => endpoint.end({ ok: true, status: 101 }));

@@ -21,12 +21,17 @@ process.once('exit', () => {
 
 /** Stops every server child this process started; for signal handlers during start-up. */
 export async function stopAllServerProcesses(): Promise<void> {
-  await Promise.all([...running].map(([child, signal]) => new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill(signal);
-    setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-  })));
+  await Promise.all(
+    [...running].map(
+      ([child, signal]) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill(signal);
+          setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+        }),
+    ),
+  );
 }
 
 /** Starts `command` with output appended to `logFile`, as `runAs` when given. */
@@ -90,16 +95,23 @@ export async function waitUntilReady(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exit: string | undefined;
-  void server.exited.then((how) => { exit = how; });
+  void server.exited.then((how) => {
+    exit = how;
+  });
   while (Date.now() < deadline) {
     if (exit) {
-      throw new BanyanError('server-exited', `${what} exited during start-up (${exit}); last log lines:\n${tailOf(server.logFile)}`,
-        `see ${server.logFile}`);
+      throw new BanyanError(
+        'server-exited',
+        `${what} exited during start-up (${exit}); last log lines:\n${tailOf(server.logFile)}`,
+        `see ${server.logFile}`,
+      );
     }
     if (await probe().catch(() => false)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new BanyanError('server-timeout', `${what} was not ready after ${timeoutMs / 1000} s; last log lines:\n${tailOf(server.logFile)}`,
-    `see ${server.logFile}`);
+  throw new BanyanError(
+    'server-timeout',
+    `${what} was not ready after ${timeoutMs / 1000} s; last log lines:\n${tailOf(server.logFile)}`,
+    `see ${server.logFile}`,
+  );
 }
-

@@ -38,7 +38,9 @@ export function keepRunning(services: readonly KeptService[], options: KeeperOpt
     watched.set(service, server);
     void server.exited.then((how) => {
       if (stopped || watched.get(service) !== server) return;
-      options.log(`${service.name} (pid ${server.child.pid}) died (${how}); ${service.restartWord ?? 'restarting it'} in ${(first / 1000).toFixed(1)} s`);
+      options.log(
+        `${service.name} (pid ${server.child.pid}) died (${how}); ${service.restartWord ?? 'restarting it'} in ${(first / 1000).toFixed(1)} s`,
+      );
       attempt(service, first);
     });
   };

@@ -62,7 +62,10 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     }
     log('starting PostgreSQL primary and streaming replica');
     cluster = await startPostgresCluster({
-      dir: join(options.dir, 'postgres'), binaries, log, replicaDelayMs: options.replicaDelayMs ?? 0,
+      dir: join(options.dir, 'postgres'),
+      binaries,
+      log,
+      replicaDelayMs: options.replicaDelayMs ?? 0,
       ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
     });
     const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
@@ -83,14 +86,25 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     return {
       cluster: running,
       // Getters: a failover moves the roles between the two servers.
-      get primaryUrl() { return running.primaryUrl; },
-      get replicaUrls() { return running.replicaUrls; },
+      get primaryUrl() {
+        return running.primaryUrl;
+      },
+      get replicaUrls() {
+        return running.replicaUrls;
+      },
       redisUrl: runningRedis?.url ?? null,
-      get redisPid() { return runningRedis?.pid; },
+      get redisPid() {
+        return runningRedis?.pid;
+      },
       migrated,
       kept: [
         options.failover
-          ? { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.failover(), restartWord: 'failing over to the replica' }
+          ? {
+              name: 'PostgreSQL primary',
+              server: () => running.server('primary'),
+              restart: () => running.failover(),
+              restartWord: 'failing over to the replica',
+            }
           : { name: 'PostgreSQL primary', server: () => running.server('primary'), restart: () => running.restart('primary') },
         { name: 'PostgreSQL replica', server: () => running.server('replica'), restart: () => running.restart('replica') },
         ...(runningRedis ? [{ name: 'Redis', server: () => runningRedis.server, restart: () => runningRedis.restart() }] : []),
@@ -167,8 +181,14 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
       storageDir = temporary;
     }
     const data = {
-      primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, reads: options.reads, redisUrl: options.redisUrl ?? undefined,
-      storageDir, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour, host,
+      primaryUrl: services.primaryUrl,
+      replicaUrls: services.replicaUrls,
+      reads: options.reads,
+      redisUrl: options.redisUrl ?? undefined,
+      storageDir,
+      maxUploadBytes: options.maxUploadBytes,
+      projectsPerHour: options.projectsPerHour,
+      host,
     };
     const legacy = await startLegacyRuntime({ ...data, port: options.legacyPort ?? 0 });
     opened.push(legacy);

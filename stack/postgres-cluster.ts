@@ -1,8 +1,19 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
-  readlinkSync, rmSync, symlinkSync, writeFileSync,
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -128,8 +139,19 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     await waitUntilReady('PostgreSQL primary', primary, () => canQuery(primaryUrl, 'postgres'));
     await ensureDatabase(primaryUrl);
 
-    const baseBackup = existsSync(join(replicaDir, 'PG_VERSION')) ? 'reused'
-      : await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir, password: state.password, runAs, log });
+    const baseBackup = existsSync(join(replicaDir, 'PG_VERSION'))
+      ? 'reused'
+      : await createReplica({
+          wanted: options.baseBackup,
+          binaries,
+          primaryUrl,
+          primaryDir,
+          primaryPort,
+          replicaDir,
+          password: state.password,
+          runAs,
+          log,
+        });
     configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
 
     let replicaPort = await reusePort(state.replicaPort);
@@ -155,8 +177,11 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
     const failover = async () => {
       if (!running(primary)) {
         if (!running(replica)) {
-          throw new BanyanError('failover-impossible', 'the primary is down and so is the replica: there is nothing to promote',
-            'the replica is restarted on its own; the failover is tried again');
+          throw new BanyanError(
+            'failover-impossible',
+            'the primary is down and so is the replica: there is nothing to promote',
+            'the replica is restarted on its own; the failover is tried again',
+          );
         }
         const t0 = Date.now();
         log('the primary is down: promoting the replica');
@@ -175,7 +200,17 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
         const t0 = Date.now();
         log(`building a new replica from the new primary, on port ${replicaPort}`);
         await stopLeftover(replicaDir, log);
-        await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir, password: state.password, runAs, log });
+        await createReplica({
+          wanted: options.baseBackup,
+          binaries,
+          primaryUrl,
+          primaryDir,
+          primaryPort,
+          replicaDir,
+          password: state.password,
+          runAs,
+          log,
+        });
         configureStandby(replicaDir, primaryPort, state.password, options.replicaDelayMs, runAs);
         const next = startPostgres(binaries, replicaDir, replicaPort, logFile(replicaDir), runAs);
         started.splice(started.indexOf(replica), 1, next);
@@ -186,11 +221,23 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       }
     };
     const addReplica = async (name: string): Promise<ExtraReplica> => {
-      if (!/^[a-z0-9-]{1,40}$/.test(name)) throw new BanyanError('bad-replica-name', `a replica's name is letters, digits and -, not "${name}"`);
+      if (!/^[a-z0-9-]{1,40}$/.test(name))
+        throw new BanyanError('bad-replica-name', `a replica's name is letters, digits and -, not "${name}"`);
       const slot = `banyan_${name.replaceAll('-', '_')}`;
       const extraDir = join(dir, `extra-${name}`);
       await stopLeftover(extraDir, log);
-      await createReplica({ wanted: options.baseBackup, binaries, primaryUrl, primaryDir, primaryPort, replicaDir: extraDir, password: state.password, runAs, log, slot });
+      await createReplica({
+        wanted: options.baseBackup,
+        binaries,
+        primaryUrl,
+        primaryDir,
+        primaryPort,
+        replicaDir: extraDir,
+        password: state.password,
+        runAs,
+        log,
+        slot,
+      });
       configureStandby(extraDir, primaryPort, state.password, 0, runAs, slot);
       const port = await freePort();
       const server = startPostgres(binaries, extraDir, port, logFile(extraDir), runAs);
@@ -198,18 +245,25 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
       const extraUrl = url(port, state.password);
       await waitUntilReady(`PostgreSQL replica ${name}`, server, () => canQuery(extraUrl, 'postgres'), 60_000);
       return {
-        url: extraUrl, server,
+        url: extraUrl,
+        server,
         stop: async () => {
           await stopServerProcess(server, 'SIGINT');
           started.splice(started.indexOf(server), 1);
-          await withClient(primaryUrl, (c) => c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]));
+          await withClient(primaryUrl, (c) =>
+            c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]),
+          );
           rmSync(extraDir, { recursive: true, force: true });
         },
       };
     };
     return {
-      get primaryUrl() { return primaryUrl; },
-      get replicaUrls() { return [replicaUrl]; },
+      get primaryUrl() {
+        return primaryUrl;
+      },
+      get replicaUrls() {
+        return [replicaUrl];
+      },
       baseBackup,
       get pids() {
         const alive = (p: ServerProcess) => (p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined);
@@ -233,8 +287,16 @@ export async function startPostgresCluster(options: PostgresClusterOptions): Pro
 
 /** A new replica's data directory, copied from the primary with pg_basebackup or the backup API; the method used. */
 async function createReplica(c: {
-  wanted: PostgresClusterOptions['baseBackup']; binaries: PostgresBinaries; primaryUrl: string; primaryDir: string; primaryPort: number;
-  replicaDir: string; password: string; runAs: RunAs | undefined; log: (line: string) => void; slot?: string;
+  wanted: PostgresClusterOptions['baseBackup'];
+  binaries: PostgresBinaries;
+  primaryUrl: string;
+  primaryDir: string;
+  primaryPort: number;
+  replicaDir: string;
+  password: string;
+  runAs: RunAs | undefined;
+  log: (line: string) => void;
+  slot?: string;
 }): Promise<'pg_basebackup' | 'backup-api'> {
   rmSync(c.replicaDir, { recursive: true, force: true });
   const method = c.wanted === 'auto' || !c.wanted ? (c.binaries.hasBaseBackup ? 'pg_basebackup' : 'backup-api') : c.wanted;
@@ -262,8 +324,11 @@ function reachableDataDir(runAs: RunAs | undefined, dir: string, log: (line: str
   chmodSync(elsewhere, 0o755);
   writeFileSync(join(dir, 'LOCATION'), `${elsewhere}\n`);
   if (!canAccessAs(runAs, elsewhere, '-x')) {
-    throw new BanyanError('data-dir-unreachable', `PostgreSQL runs as "${runAs.name}" (it refuses root), and that user cannot reach ${dir} or ${elsewhere}`,
-      'run as a normal user, or move the checkout where other users can read it');
+    throw new BanyanError(
+      'data-dir-unreachable',
+      `PostgreSQL runs as "${runAs.name}" (it refuses root), and that user cannot reach ${dir} or ${elsewhere}`,
+      'run as a normal user, or move the checkout where other users can read it',
+    );
   }
   log(`"${runAs.name}" cannot enter ${dir}; keeping PostgreSQL data in ${elsewhere}`);
   return elsewhere;
@@ -281,17 +346,27 @@ function reachableBinaries(runAs: RunAs | undefined, binaries: PostgresBinaries,
     chmodSync(copy, 0o755);
   }
   if (!canAccessAs(runAs, join(copy, 'bin', 'postgres'), '-x')) {
-    throw new BanyanError('binaries-unreachable', `PostgreSQL runs as "${runAs.name}", and that user cannot execute ${join(binaries.dir, 'postgres')}`,
-      'install PostgreSQL system-wide (`apt-get install postgresql`), or run as a normal user');
+    throw new BanyanError(
+      'binaries-unreachable',
+      `PostgreSQL runs as "${runAs.name}", and that user cannot execute ${join(binaries.dir, 'postgres')}`,
+      'install PostgreSQL system-wide (`apt-get install postgresql`), or run as a normal user',
+    );
   }
   return { ...binaries, dir: join(copy, 'bin') };
 }
 
-async function run(binaries: PostgresBinaries, program: string, args: string[], runAs: RunAs | undefined,
-  env: NodeJS.ProcessEnv = {}): Promise<void> {
+async function run(
+  binaries: PostgresBinaries,
+  program: string,
+  args: string[],
+  runAs: RunAs | undefined,
+  env: NodeJS.ProcessEnv = {},
+): Promise<void> {
   try {
     await execFileAsync(join(binaries.dir, program), args, {
-      ...spawnIdentity(runAs), env: { ...process.env, LC_ALL: 'C', ...env }, cwd: '/',
+      ...spawnIdentity(runAs),
+      env: { ...process.env, LC_ALL: 'C', ...env },
+      cwd: '/',
     });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -306,29 +381,42 @@ function makeDataDir(path: string, runAs: RunAs | undefined): void {
   if (runAs) chownSync(path, runAs.uid, runAs.gid);
 }
 
-async function initPrimary(binaries: PostgresBinaries, dataDir: string, password: string,
-  runAs: RunAs | undefined, workDir: string): Promise<void> {
+async function initPrimary(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  password: string,
+  runAs: RunAs | undefined,
+  workDir: string,
+): Promise<void> {
   rmSync(dataDir, { recursive: true, force: true });
   makeDataDir(dataDir, runAs);
   const pwFile = join(workDir, 'initdb.pw');
   writeFileSync(pwFile, password, { mode: 0o600 });
   if (runAs) chownSync(pwFile, runAs.uid, runAs.gid);
   try {
-    await run(binaries, 'initdb', ['-D', dataDir, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwFile}`,
-      '--encoding=UTF8', '--locale=C', '--no-instructions'], runAs);
+    await run(
+      binaries,
+      'initdb',
+      ['-D', dataDir, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C', '--no-instructions'],
+      runAs,
+    );
   } finally {
     rmSync(pwFile, { force: true });
   }
-  writeFileSync(join(dataDir, 'pg_hba.conf'), [
-    '# Loopback only; every connection needs the generated password.',
-    'host all         all 127.0.0.1/32 scram-sha-256',
-    'host all         all ::1/128      scram-sha-256',
-    'host replication all 127.0.0.1/32 scram-sha-256',
-    'host replication all ::1/128      scram-sha-256',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dataDir, 'pg_hba.conf'),
+    [
+      '# Loopback only; every connection needs the generated password.',
+      'host all         all 127.0.0.1/32 scram-sha-256',
+      'host all         all ::1/128      scram-sha-256',
+      'host replication all 127.0.0.1/32 scram-sha-256',
+      'host replication all ::1/128      scram-sha-256',
+      '',
+    ].join('\n'),
+  );
   const conf = [
-    '', '# Banyan local stack',
+    '',
+    '# Banyan local stack',
     "listen_addresses = '127.0.0.1'",
     "unix_socket_directories = ''",
     'wal_level = replica',
@@ -343,13 +431,28 @@ async function initPrimary(binaries: PostgresBinaries, dataDir: string, password
   writeFileSync(join(dataDir, 'postgresql.conf'), readFileSync(join(dataDir, 'postgresql.conf'), 'utf8') + conf);
 }
 
-function startPostgres(binaries: PostgresBinaries, dataDir: string, port: number, logFile: string,
-  runAs: RunAs | undefined): ServerProcess {
+function startPostgres(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  port: number,
+  logFile: string,
+  runAs: RunAs | undefined,
+): ServerProcess {
   // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is lost.
-  const server = startServerProcess(join(binaries.dir, 'postgres'), ['-D', dataDir, '-p', String(port)], logFile, runAs,
-    { cwd: '/' }, 'SIGINT');
+  const server = startServerProcess(
+    join(binaries.dir, 'postgres'),
+    ['-D', dataDir, '-p', String(port)],
+    logFile,
+    runAs,
+    { cwd: '/' },
+    'SIGINT',
+  );
   if (runAs) {
-    try { chownSync(logFile, runAs.uid, runAs.gid); } catch { /* the log stays root's; postgres writes through the inherited fd */ }
+    try {
+      chownSync(logFile, runAs.uid, runAs.gid);
+    } catch {
+      /* the log stays root's; postgres writes through the inherited fd */
+    }
   }
   return server;
 }
@@ -412,16 +515,21 @@ async function isStreaming(primaryUrl: string): Promise<boolean> {
 }
 
 async function waitForReplay(primaryUrl: string, replicaUrl: string, timeoutMs: number): Promise<void> {
-  const target = await withClient(primaryUrl, async (c) =>
-    (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string);
+  const target = await withClient(
+    primaryUrl,
+    async (c) => (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string,
+  );
   const deadline = Date.now() + timeoutMs;
   await withClient(replicaUrl, async (c) => {
     for (;;) {
       const r = await c.query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [target]);
       if ((r.rows[0] as { done: boolean }).done) return;
       if (Date.now() > deadline) {
-        throw new BanyanError('replica-behind', `the replica has not replayed ${target} after ${timeoutMs / 1000} s`,
-          'check replica.log in the data folder');
+        throw new BanyanError(
+          'replica-behind',
+          `the replica has not replayed ${target} after ${timeoutMs / 1000} s`,
+          'check replica.log in the data folder',
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
@@ -435,18 +543,59 @@ async function setApplyDelay(replicaUrl: string, ms: number): Promise<void> {
   });
 }
 
-async function baseBackupWithTool(binaries: PostgresBinaries, replicaDir: string, primaryPort: number,
-  password: string, runAs: RunAs | undefined, slot: string): Promise<void> {
+async function baseBackupWithTool(
+  binaries: PostgresBinaries,
+  replicaDir: string,
+  primaryPort: number,
+  password: string,
+  runAs: RunAs | undefined,
+  slot: string,
+): Promise<void> {
   makeDataDir(replicaDir, runAs);
-  await run(binaries, 'pg_basebackup', ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', SUPERUSER,
-    '-D', replicaDir, '-X', 'stream', '-S', slot, '-c', 'fast', '--no-password'], runAs, { PGPASSWORD: password });
+  await run(
+    binaries,
+    'pg_basebackup',
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primaryPort),
+      '-U',
+      SUPERUSER,
+      '-D',
+      replicaDir,
+      '-X',
+      'stream',
+      '-S',
+      slot,
+      '-c',
+      'fast',
+      '--no-password',
+    ],
+    runAs,
+    { PGPASSWORD: password },
+  );
 }
 
 /** Directories whose contents a base backup leaves out (as pg_basebackup does). */
-const EXCLUDED_CONTENTS = new Set(['pg_wal', 'pg_replslot', 'pg_stat_tmp', 'pg_dynshmem', 'pg_notify', 'pg_serial',
-  'pg_snapshots', 'pg_subtrans']);
-const EXCLUDED_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map',
-  'standby.signal', 'recovery.signal']);
+const EXCLUDED_CONTENTS = new Set([
+  'pg_wal',
+  'pg_replslot',
+  'pg_stat_tmp',
+  'pg_dynshmem',
+  'pg_notify',
+  'pg_serial',
+  'pg_snapshots',
+  'pg_subtrans',
+]);
+const EXCLUDED_FILES = new Set([
+  'postmaster.pid',
+  'postmaster.opts',
+  'backup_label',
+  'tablespace_map',
+  'standby.signal',
+  'recovery.signal',
+]);
 
 /**
  * The low-level backup API, for binaries without pg_basebackup (the
@@ -454,8 +603,7 @@ const EXCLUDED_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_lab
  * pg_backup_stop, and write the backup label it returns. The slot created
  * before keeps the WAL the replica needs to become consistent.
  */
-async function baseBackupWithApi(primaryUrl: string, primaryDir: string, replicaDir: string,
-  runAs: RunAs | undefined): Promise<void> {
+async function baseBackupWithApi(primaryUrl: string, primaryDir: string, replicaDir: string, runAs: RunAs | undefined): Promise<void> {
   await withClient(primaryUrl, async (c) => {
     await c.query("SELECT pg_backup_start('banyan replica', true)");
     let label: { labelfile: string; spcmapfile: string | null };
@@ -512,12 +660,19 @@ function copyTree(from: string, to: string, runAs: RunAs | undefined, top: boole
  * Points the replica at the primary's current port and sets its apply delay.
  * Rewritten on every start, since the primary's port may change between starts.
  */
-function configureStandby(replicaDir: string, primaryPort: number, password: string, delayMs: number | undefined,
-  runAs: RunAs | undefined, slot = SLOT): void {
+function configureStandby(
+  replicaDir: string,
+  primaryPort: number,
+  password: string,
+  delayMs: number | undefined,
+  runAs: RunAs | undefined,
+  slot = SLOT,
+): void {
   const autoConf = join(replicaDir, 'postgresql.auto.conf');
   const keep = existsSync(autoConf)
-    ? readFileSync(autoConf, 'utf8').split('\n')
-      .filter((line) => !/^\s*(primary_conninfo|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line))
+    ? readFileSync(autoConf, 'utf8')
+        .split('\n')
+        .filter((line) => !/^\s*(primary_conninfo|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line))
     : [];
   const conninfo = `host=127.0.0.1 port=${primaryPort} user=${SUPERUSER} password=${password} application_name=${slot}`;
   const lines = [
@@ -534,4 +689,3 @@ function configureStandby(replicaDir: string, primaryPort: number, password: str
     chownSync(join(replicaDir, 'standby.signal'), runAs.uid, runAs.gid);
   }
 }
-

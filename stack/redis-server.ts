@@ -39,10 +39,26 @@ export async function startRedis(program: string, dir: string): Promise<RedisSer
   }
   const port = await reusePort(previous.port);
   const launch = async () => {
-    const started = startServerProcess(program, [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-      '--daemonize', 'no', '--protected-mode', 'yes',
-    ], join(dir, 'redis.log'));
+    const started = startServerProcess(
+      program,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
+      ],
+      join(dir, 'redis.log'),
+    );
     await waitUntilReady('Redis', started, () => ping(port), 15_000);
     writeFileSync(stateFile, JSON.stringify({ port, pid: started.child.pid }));
     return started;
@@ -51,8 +67,12 @@ export async function startRedis(program: string, dir: string): Promise<RedisSer
   const running = () => server.child.exitCode === null && server.child.signalCode === null;
   return {
     url: `redis://127.0.0.1:${port}`,
-    get pid() { return running() ? server.child.pid : undefined; },
-    get server() { return server; },
+    get pid() {
+      return running() ? server.child.pid : undefined;
+    },
+    get server() {
+      return server;
+    },
     restart: async () => {
       if (!running()) server = await launch();
     },
@@ -76,8 +96,14 @@ function ping(port: number): Promise<boolean> {
     const socket = connect({ port, host: '127.0.0.1' });
     socket.setTimeout(1_000);
     socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => { socket.destroy(); resolve(data.toString().startsWith('+PONG')); });
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith('+PONG'));
+    });
     socket.once('error', () => resolve(false));
-    socket.once('timeout', () => { socket.destroy(); resolve(false); });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }

@@ -55,8 +55,13 @@ export class Supervisor {
   /** Starts a component and waits until it answers HTTP at its ready URL. */
   async start(spec: ComponentSpec, timeoutMs = 60_000): Promise<void> {
     const running: Running = {
-      spec, child: undefined as unknown as ChildProcess, startedAt: 0, backoffMs: this.#options.backoffMs ?? 500,
-      stopping: false, restartTimer: undefined, exited: Promise.resolve(),
+      spec,
+      child: undefined as unknown as ChildProcess,
+      startedAt: 0,
+      backoffMs: this.#options.backoffMs ?? 500,
+      stopping: false,
+      restartTimer: undefined,
+      exited: Promise.resolve(),
     };
     this.#running.set(spec.name, running);
     this.#spawn(running);
@@ -81,25 +86,29 @@ export class Supervisor {
 
   /** Stops components (SIGTERM: they drain), in parallel within one call, and waits for them; SIGKILL after `graceMs`. */
   async stop(names: readonly string[], graceMs = 30_000): Promise<void> {
-    await Promise.all(names.map(async (name) => {
-      const r = this.#running.get(name);
-      if (!r) return;
-      r.stopping = true;
-      clearTimeout(r.restartTimer);
-      if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill('SIGTERM');
-        const timer = setTimeout(() => r.child.kill('SIGKILL'), graceMs);
-        await r.exited;
-        clearTimeout(timer);
-      }
-      this.#running.delete(name);
-    }));
+    await Promise.all(
+      names.map(async (name) => {
+        const r = this.#running.get(name);
+        if (!r) return;
+        r.stopping = true;
+        clearTimeout(r.restartTimer);
+        if (r.child.exitCode === null && r.child.signalCode === null) {
+          r.child.kill('SIGTERM');
+          const timer = setTimeout(() => r.child.kill('SIGKILL'), graceMs);
+          await r.exited;
+          clearTimeout(timer);
+        }
+        this.#running.delete(name);
+      }),
+    );
   }
 
   #spawn(r: Running): void {
     const { spec } = r;
     const child = spawn(process.execPath, [BANYAN, ...spec.args], {
-      env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true,
+      env: { ...process.env, ...spec.env },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      detached: true,
     });
     r.child = child;
     r.startedAt = Date.now();
@@ -108,30 +117,34 @@ export class Supervisor {
     }
     // The IPC channel only tells the child we are alive; nothing is sent on it.
     child.on('message', () => {});
-    r.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-      resolve();
-      if (r.stopping) return;
-      const how = signal ? `signal ${signal}` : `exit code ${code}`;
-      const ran = Date.now() - r.startedAt;
-      this.#onChange();
-      if (!this.#options.restart) {
-        this.#options.log(`${spec.name} (pid ${child.pid}) died (${how}); not restarting it (--no-restart)`);
-        return;
-      }
-      if (ran > 60_000) r.backoffMs = this.#options.backoffMs ?? 500;
-      this.#options.log(`${spec.name} (pid ${child.pid}) died (${how}) after ${(ran / 1000).toFixed(1)} s; restarting it in ${(r.backoffMs / 1000).toFixed(1)} s`);
-      r.restartTimer = setTimeout(() => {
-        this.#spawn(r);
-        this.#waitReady(r, 60_000).then(
-          () => {
-            this.#options.log(`${spec.name} is back (pid ${r.child.pid})`);
-            this.#onChange();
-          },
-          (err: Error) => this.#options.log(`${spec.name}: ${err.message}`),
+    r.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        resolve();
+        if (r.stopping) return;
+        const how = signal ? `signal ${signal}` : `exit code ${code}`;
+        const ran = Date.now() - r.startedAt;
+        this.#onChange();
+        if (!this.#options.restart) {
+          this.#options.log(`${spec.name} (pid ${child.pid}) died (${how}); not restarting it (--no-restart)`);
+          return;
+        }
+        if (ran > 60_000) r.backoffMs = this.#options.backoffMs ?? 500;
+        this.#options.log(
+          `${spec.name} (pid ${child.pid}) died (${how}) after ${(ran / 1000).toFixed(1)} s; restarting it in ${(r.backoffMs / 1000).toFixed(1)} s`,
         );
-      }, r.backoffMs);
-      r.backoffMs = Math.min(r.backoffMs * 2, this.#options.maxBackoffMs ?? 30_000);
-    }));
+        r.restartTimer = setTimeout(() => {
+          this.#spawn(r);
+          this.#waitReady(r, 60_000).then(
+            () => {
+              this.#options.log(`${spec.name} is back (pid ${r.child.pid})`);
+              this.#onChange();
+            },
+            (err: Error) => this.#options.log(`${spec.name}: ${err.message}`),
+          );
+        }, r.backoffMs);
+        r.backoffMs = Math.min(r.backoffMs * 2, this.#options.maxBackoffMs ?? 30_000);
+      }),
+    );
   }
 
   async #waitReady(r: Running, timeoutMs: number): Promise<void> {
@@ -139,8 +152,11 @@ export class Supervisor {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (child.exitCode !== null || child.signalCode !== null) {
-        throw new BanyanError('component-exited', `${r.spec.name} exited while starting (${child.signalCode ?? `exit code ${child.exitCode}`})`,
-          `its log lines above, prefixed [${r.spec.name}], say why`);
+        throw new BanyanError(
+          'component-exited',
+          `${r.spec.name} exited while starting (${child.signalCode ?? `exit code ${child.exitCode}`})`,
+          `its log lines above, prefixed [${r.spec.name}], say why`,
+        );
       }
       try {
         const res = await fetch(r.spec.readyUrl, { signal: AbortSignal.timeout(1_000) });

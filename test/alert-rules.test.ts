@@ -22,6 +22,9 @@ describe('the shipped alerting rules (deploy/prometheus/rules.yml)', () => {
     const alerts = [...readFileSync(join(RULES_DIR, 'rules.yml'), 'utf8').matchAll(/^\s*- alert: (\w+)/gm)].map((m) => m[1]);
     const tested = new Set([...readFileSync(join(RULES_DIR, 'rules.test.yml'), 'utf8').matchAll(/alertname: (\w+)/g)].map((m) => m[1]));
     expect(alerts.length).to.be.at.least(7);
-    expect(alerts.filter((a) => !tested.has(a)), 'alerts without a test in rules.test.yml').to.deep.equal([]);
+    expect(
+      alerts.filter((a) => !tested.has(a)),
+      'alerts without a test in rules.test.yml',
+    ).to.deep.equal([]);
   });
 });

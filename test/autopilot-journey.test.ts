@@ -30,7 +30,11 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
       this.skip();
     }
     cwd = tempDir('banyan-ap-journey-');
-    stack = await startStack(cwd, ['--prometheus'], { BANYAN_AUTOPILOT_TICK: '250ms', BANYAN_AUTOPILOT_LEASE: '1s', BANYAN_DEBUG_HEADERS: 'on' });
+    stack = await startStack(cwd, ['--prometheus'], {
+      BANYAN_AUTOPILOT_TICK: '250ms',
+      BANYAN_AUTOPILOT_LEASE: '1s',
+      BANYAN_DEBUG_HEADERS: 'on',
+    });
     proxy = stack.stack.proxy;
     expect(stack.stack.prometheus, 'stack.json says where Prometheus is').to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(stack.output()).to.match(/Prometheus\s+http:\/\/127\.0\.0\.1:\d+ {2}\(scrapes the proxy, the app and files/);
@@ -53,12 +57,19 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
 
   it('judges the canary on a PromQL check against legacy, waits at the gate before new, and completes after --approve', async () => {
     const plan = join(cwd, 'page-plan.json');
-    const p95 = 'histogram_quantile(0.95, sum by (le) (rate(banyan_http_request_duration_seconds_bucket{route="{route}",service="{service}"}[{window}])))';
-    writeFileSync(plan, JSON.stringify({
-      steps: [{ mode: 'canary', percent: 50, hold: '4s', minRequests: 20 }, { mode: 'new', hold: '3s', minRequests: 20, approve: true }],
-      budgets: { errorRateMargin: 0.02, p95Factor: 5, p95SlackMs: 200, maxFallbackRate: 0.05, minRequests: 10, window: '10s' },
-      checks: [{ name: 'p95 against legacy', query: p95, against: 'legacy', factor: 5, margin: 0.25 }],
-    }));
+    const p95 =
+      'histogram_quantile(0.95, sum by (le) (rate(banyan_http_request_duration_seconds_bucket{route="{route}",service="{service}"}[{window}])))';
+    writeFileSync(
+      plan,
+      JSON.stringify({
+        steps: [
+          { mode: 'canary', percent: 50, hold: '4s', minRequests: 20 },
+          { mode: 'new', hold: '3s', minRequests: 20, approve: true },
+        ],
+        budgets: { errorRateMargin: 0.02, p95Factor: 5, p95SlackMs: 200, maxFallbackRate: 0.05, minRequests: 10, window: '10s' },
+        checks: [{ name: 'p95 against legacy', query: p95, against: 'legacy', factor: 5, margin: 0.25 }],
+      }),
+    );
     const users = pageVisitors();
     try {
       // Prometheus frozen (SIGSTOP: it answers nothing) while the canary runs: the check cannot be evaluated, so the step holds.
@@ -69,23 +80,43 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
       try {
         const started = await banyan('routes', 'promote', 'project.page', '--plan', plan);
         expect(started.status, started.stderr).to.equal(0);
-        await waitUntil('the canary is held: the check cannot be evaluated', async () => {
-          const row = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
-          held = /check p95 against legacy .*/.exec(row)?.[0] ?? row;
-          last = row;
-          return /\nOn step 1 of 2 \(canary 50%\) for /.test(row) && /next step: when the evidence is in/.test(row) && held.includes('did not answer');
-        }, 40_000).catch((err: Error) => { throw new Error(`${err.message}; --status said:\n${last}`); });
+        await waitUntil(
+          'the canary is held: the check cannot be evaluated',
+          async () => {
+            const row = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
+            held = /check p95 against legacy .*/.exec(row)?.[0] ?? row;
+            last = row;
+            return (
+              /\nOn step 1 of 2 \(canary 50%\) for /.test(row) &&
+              /next step: when the evidence is in/.test(row) &&
+              held.includes('did not answer')
+            );
+          },
+          40_000,
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}; --status said:\n${last}`);
+        });
       } finally {
         process.kill(prometheusPid, 'SIGCONT');
       }
-      expect(last).to.match(/\nNow: held on canary 50%: check "p95 against legacy" cannot be evaluated: Prometheus at \S+ did not answer \(.*\); a check that cannot be evaluated never passes a step\n/);
-      expect(held).to.match(/^check p95 against legacy\s+cannot be evaluated: Prometheus at http:\/\/127\.0\.0\.1:\d+ did not answer \(.*\)\s+≤ legacy n\/a × 5 \+ 0\.25\s+not judged yet$/);
+      expect(last).to.match(
+        /\nNow: held on canary 50%: check "p95 against legacy" cannot be evaluated: Prometheus at \S+ did not answer \(.*\); a check that cannot be evaluated never passes a step\n/,
+      );
+      expect(held).to.match(
+        /^check p95 against legacy\s+cannot be evaluated: Prometheus at http:\/\/127\.0\.0\.1:\d+ did not answer \(.*\)\s+≤ legacy n\/a × 5 \+ 0\.25\s+not judged yet$/,
+      );
       console.log(`      ${held.replace(/\s{2,}/g, ' | ')}`);
-      await waitUntil('the plan waits at the gate before new', async () => {
-        last = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
-        expect(last, last).to.not.match(/: rolled-back\n/);
-        return last.includes('Waiting for approval before step 2 (new)');
-      }, 60_000).catch((err: Error) => { throw new Error(`${err.message}; --status said:\n${last}\nserved: ${JSON.stringify([...users.served])}`); });
+      await waitUntil(
+        'the plan waits at the gate before new',
+        async () => {
+          last = (await banyan('routes', 'promote', 'project.page', '--status')).stdout;
+          expect(last, last).to.not.match(/: rolled-back\n/);
+          return last.includes('Waiting for approval before step 2 (new)');
+        },
+        60_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; --status said:\n${last}\nserved: ${JSON.stringify([...users.served])}`);
+      });
       const waiting = await banyan('routes', 'promote', 'project.page', '--status');
       // The check was judged on Prometheus's numbers: a live value, not "cannot be evaluated".
       expect(waiting.stdout, waiting.stdout).to.match(/check p95 against legacy\s+[\d.]+\s+≤ [\d.]+ \(legacy [\d.]+ × 5 \+ 0\.25\)\s+ok/);
@@ -95,7 +126,11 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
       expect([route.mode, route.percent], 'the gate holds the route on the canary').to.deep.equal(['canary', 50]);
       const approved = await banyan('routes', 'promote', 'project.page', '--approve');
       expect(approved.status, approved.stderr).to.equal(0);
-      await waitUntil('the plan is done', async () => /: done\n/.test((await banyan('routes', 'promote', 'project.page', '--status')).stdout), 40_000);
+      await waitUntil(
+        'the plan is done',
+        async () => /: done\n/.test((await banyan('routes', 'promote', 'project.page', '--status')).stdout),
+        40_000,
+      );
     } finally {
       await users.stop();
     }
@@ -104,7 +139,10 @@ describe('the autopilot on npm start --prometheus: a PromQL check and a gate on 
     const history = await banyan('routes', 'history', '--limit', '3');
     expect(history.stdout).to.match(/project\.page: step 2\/2: new \(canary 50% passed: .*approved by/);
     expect(users.served.get('error') ?? 0, JSON.stringify([...users.served])).to.equal(0);
-    expect([...users.served.keys()].filter((k) => !k.startsWith('200 ')), 'every visitor got the page').to.deep.equal([]);
+    expect(
+      [...users.served.keys()].filter((k) => !k.startsWith('200 ')),
+      'every visitor got the page',
+    ).to.deep.equal([]);
     const after = await fetch(`${proxy}/project/${project}/`, { headers: { 'user-agent': CHROME_WINDOWS } });
     expect(after.headers.get('banyan-route')).to.match(/backend=new/);
   });

@@ -37,7 +37,13 @@ describe('background jobs read what the request that queued them wrote', functio
       let body = '';
       for await (const chunk of ctx.req) body += chunk;
       const banyan = ctx.state['banyan'] as ReadYourWritesState;
-      const row = await (await banyan.db()).writer.insertInto('job_uploads' as never).values({ body } as never).returning('id' as never).executeTakeFirstOrThrow() as { id: number };
+      const row = (await (
+        await banyan.db()
+      ).writer
+        .insertInto('job_uploads' as never)
+        .values({ body } as never)
+        .returning('id' as never)
+        .executeTakeFirstOrThrow()) as { id: number };
       await banyan.wrote();
       // What crosses the queue is plain JSON: the upload's id and the request's position.
       await queue.lpush(name, JSON.stringify({ upload: row.id, position: await positionForJob(ctx) }));
@@ -95,7 +101,11 @@ describe('background jobs read what the request that queued them wrote', functio
     await upload('later');
     await waitForReplay(await services(), 10_000);
     // The worker's monitor sees the replica's new position within its interval; the job waits for nothing else.
-    await waitUntil('the worker sees the replica caught up', async () => (await worker.forRequest({ minLsn: await worker.currentLsn() - 1n })).readTarget === 'replica-1', 5_000);
+    await waitUntil(
+      'the worker sees the replica caught up',
+      async () => (await worker.forRequest({ minLsn: (await worker.currentLsn()) - 1n })).readTarget === 'replica-1',
+      5_000,
+    );
     expect(await work()).to.deep.include({ found: 'later', from: 'replica-1' });
   });
 
@@ -103,6 +113,6 @@ describe('background jobs read what the request that queued them wrote', functio
     expect(() => jobFence({ lsn: 'yesterday' })).to.throw(/"lsn" is a WAL position like 0\/16B3748, not "yesterday"/);
     expect(() => jobFence({ lsn: '0/16B3748', timeline: -1 })).to.throw(/"timeline" is a positive whole number, not -1/);
     expect(() => jobFence('0/16B3748')).to.throw(/a job's position is \{ "lsn"/);
-    expect(jobFence({ lsn: '0/16B3748', timeline: 2 })).to.deep.equal({ minLsn: 0x16B3748n, timeline: 2 });
+    expect(jobFence({ lsn: '0/16B3748', timeline: 2 })).to.deep.equal({ minLsn: 0x16b3748n, timeline: 2 });
   });
 });

@@ -42,7 +42,8 @@ describe('replica creation without pg_basebackup', () => {
   });
 
   it('says clearly when no PostgreSQL can be found', () => {
-    expect(() => findPostgresBinaries({ PATH: '', BANYAN_POSTGRES_BIN: '/nonexistent' }))
-      .to.throw('BANYAN_POSTGRES_BIN=/nonexistent does not contain postgres and initdb');
+    expect(() => findPostgresBinaries({ PATH: '', BANYAN_POSTGRES_BIN: '/nonexistent' })).to.throw(
+      'BANYAN_POSTGRES_BIN=/nonexistent does not contain postgres and initdb',
+    );
   });
 });

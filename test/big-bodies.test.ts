@@ -64,7 +64,14 @@ describe('big bodies through banyan proxy: ranges, backpressure, a client that l
     dir = tempDir('banyan-big-bodies-');
     const routes = join(dir, 'routes.json');
     writeFileSync(routes, JSON.stringify([{ name: 'big', match: { path: '/big/*' }, mode: 'legacy' }]));
-    proxy = await startProxyProcess({ LEGACY_URL: origin, APP_URL: origin, BANYAN_ROUTES_FILE: routes, BANYAN_LOG: 'off', DATABASE_URL: '', REDIS_URL: '' });
+    proxy = await startProxyProcess({
+      LEGACY_URL: origin,
+      APP_URL: origin,
+      BANYAN_ROUTES_FILE: routes,
+      BANYAN_LOG: 'off',
+      DATABASE_URL: '',
+      REDIS_URL: '',
+    });
   });
 
   after(async () => {
@@ -95,7 +102,9 @@ describe('big bodies through banyan proxy: ranges, backpressure, a client that l
           if (received >= 16 * MIB && received - chunk.length < 16 * MIB) {
             res.pause();
             start = peak = rssOf(pid);
-            const timer = setInterval(() => { peak = Math.max(peak, rssOf(pid)); }, 50);
+            const timer = setInterval(() => {
+              peak = Math.max(peak, rssOf(pid));
+            }, 50);
             setTimeout(() => {
               clearInterval(timer);
               ahead = backendSent - received;
@@ -105,17 +114,22 @@ describe('big bodies through banyan proxy: ranges, backpressure, a client that l
         });
         res.on('end', resolve);
         res.on('error', reject);
-      }).on('error', reject).end();
+      })
+        .on('error', reject)
+        .end();
     });
     expect(received).to.equal(256 * MIB);
     expect(wrong, 'the first byte out of place').to.equal(-1);
-    expect(ahead, 'bytes the backend got ahead of the client (socket buffers and stream high-water marks only: without backpressure, all 240 MiB)').to.be.below(48 * MIB);
+    expect(
+      ahead,
+      'bytes the backend got ahead of the client (socket buffers and stream high-water marks only: without backpressure, all 240 MiB)',
+    ).to.be.below(48 * MIB);
     // Buffers and garbage not yet collected move RSS by tens of MB on a busy machine; without backpressure it would grow by the 240 MiB.
     expect(peak - start, 'proxy RSS growth while the client did not read').to.be.below(64 * MIB);
     expect(endings.at(-1)).to.equal('finished');
   });
 
-  it('ends the backend\'s transfer when the client leaves mid-download, and serves the next one', async () => {
+  it("ends the backend's transfer when the client leaves mid-download, and serves the next one", async () => {
     const before = endings.length;
     await new Promise<void>((resolve, reject) => {
       const req = request(`${proxy.url}/big/256`, (res) => {

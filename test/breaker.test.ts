@@ -5,8 +5,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function breaker(clock: { now: number }, changes: BreakerState[] = [], resetTimeoutMs = 60_000): Breaker {
   return new Breaker({
-    errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs, rollingWindowMs: 10_000,
-    now: () => clock.now, onChange: (state) => changes.push(state),
+    errorThresholdPercentage: 50,
+    volumeThreshold: 4,
+    resetTimeoutMs,
+    rollingWindowMs: 10_000,
+    now: () => clock.now,
+    onChange: (state) => changes.push(state),
   });
 }
 

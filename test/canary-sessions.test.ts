@@ -7,7 +7,7 @@ import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
 /** A canary keeps each session on one side for the session's life: through writes, and after its pin expires. */
-describe('canary: a side per session, for the session\'s life', () => {
+describe("canary: a side per session, for the session's life", () => {
   let legacy: FakeBackend;
   let app: FakeBackend;
   let proxy: ProxyRuntime;
@@ -30,7 +30,10 @@ describe('canary: a side per session, for the session\'s life', () => {
   });
 
   async function side(address: string, cookie?: string): Promise<{ side: string; setCookie: string | null }> {
-    const res = await request(`${proxy.url}/page/x`, { headers: { 'x-forwarded-for': address, ...(cookie ? { cookie } : {}) }, dispatcher: agent });
+    const res = await request(`${proxy.url}/page/x`, {
+      headers: { 'x-forwarded-for': address, ...(cookie ? { cookie } : {}) },
+      dispatcher: agent,
+    });
     await res.body.dump();
     const set = res.headers['set-cookie'];
     return { side: String(res.headers['x-backend']), setCookie: set === undefined ? null : [set].flat().join(', ') };
@@ -54,7 +57,8 @@ describe('canary: a side per session, for the session\'s life', () => {
         const expired = signPin({ id: `pin${i}xxxxxxxxxxxxx`, lsn: 1n, expires: Date.now() - 1 }, TEST_SECRET);
         const afterWrite = await side(`192.0.2.${i & 255}`, `banyan_sid=${sid}; banyan_pin=${pinned}`);
         const afterExpiry = await side(address, `banyan_pin=${expired}; banyan_sid=${sid}`);
-        if (afterWrite.side !== first.side || afterExpiry.side !== first.side) moved.push(`${i}: ${first.side} → ${afterWrite.side} → ${afterExpiry.side}`);
+        if (afterWrite.side !== first.side || afterExpiry.side !== first.side)
+          moved.push(`${i}: ${first.side} → ${afterWrite.side} → ${afterExpiry.side}`);
         if (afterWrite.setCookie?.includes('banyan_sid')) throw new Error('a session that has its cookie got another');
         if (first.side === 'new') onNew++;
       }

@@ -17,23 +17,41 @@ describe('banyan command line', () => {
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.equal("banyan: unknown command 'rotues'\n(Did you mean routes?)\n(see: banyan --help)\n");
     const option = runBanyan(['routes', 'list', '--jsn']);
-    expect([option.status, option.stderr]).to.deep.equal([2, "banyan: unknown option '--jsn'\n(Did you mean --json?)\n(see: banyan routes list --help)\n"]);
+    expect([option.status, option.stderr]).to.deep.equal([
+      2,
+      "banyan: unknown option '--jsn'\n(Did you mean --json?)\n(see: banyan routes list --help)\n",
+    ]);
     const extra = runBanyan(['tokens', 'list', 'alice', 'bob']);
-    expect([extra.status, extra.stderr.split('\n')[0]]).to.deep.equal([2, "banyan: too many arguments for 'list'. Expected 1 argument but got 2: alice, bob."]);
+    expect([extra.status, extra.stderr.split('\n')[0]]).to.deep.equal([
+      2,
+      "banyan: too many arguments for 'list'. Expected 1 argument but got 2: alice, bob.",
+    ]);
   });
 
   it('stops quietly when its reader stops reading (banyan … | head), with no stack trace', () => {
     // `true` exits at once without reading: every write banyan makes meets a closed pipe (EPIPE).
-    const piped = spawnSync('bash', ['-c', `"${process.execPath}" "${BANYAN}" completion bash | true; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8', timeout: 60_000 });
+    const piped = spawnSync(
+      'bash',
+      ['-c', `"${process.execPath}" "${BANYAN}" completion bash | true; echo "status \${PIPESTATUS[0]}" >&2`],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(piped.stderr).to.equal('status 0\n');
   });
 
   it('completes commands, actions and options in bash (banyan completion bash)', () => {
     const script = runBanyan(['completion', 'bash']);
     expect(script.status).to.equal(0);
-    const complete = (...words: string[]) => spawnSync('bash', ['-c',
-      `eval "$1"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _banyan; echo "\${COMPREPLY[@]}"`, 'bash', script.stdout],
-    { encoding: 'utf8' }).stdout.trim();
+    const complete = (...words: string[]) =>
+      spawnSync(
+        'bash',
+        [
+          '-c',
+          `eval "$1"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _banyan; echo "\${COMPREPLY[@]}"`,
+          'bash',
+          script.stdout,
+        ],
+        { encoding: 'utf8' },
+      ).stdout.trim();
     expect(complete('banyan', 'rou')).to.equal('routes');
     expect(complete('banyan', 'routes', 'pre')).to.equal('preview');
     expect(complete('banyan', 'routes', 'set', 'x', '--no')).to.equal('--no-fallback');
@@ -44,7 +62,7 @@ describe('banyan command line', () => {
     expect(runBanyan(['completion', 'zsh']).status, 'only bash, said clearly').to.equal(2);
   });
 
-  it('answers --help after any command with that command\'s usage and options, touching nothing', () => {
+  it("answers --help after any command with that command's usage and options, touching nothing", () => {
     const routes = runBanyan(['routes', '--help'], { env: { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' } });
     expect([routes.status, routes.stderr]).to.deep.equal([0, '']);
     expect(routes.stdout).to.match(/^Usage: banyan routes \[options\] \[command\]/);
@@ -69,9 +87,20 @@ describe('banyan command line', () => {
     expect(table.stdout).to.match(/2026-11-21-01-package-index\s+\d{4}-\d\d-\d\dT/);
     const json = runBanyan(['migrate', 'status', '--json'], { env });
     const list = JSON.parse(json.stdout) as { name: string; executedAt: string | null }[];
-    expect(list.map((m) => m.name)).to.deep.equal(['2026-11-21-01-package-index', '2026-11-21-02-route-table', '2026-11-21-03-usage-ledger', '2026-11-22-01-release-order',
-      '2026-11-23-01-usage-status', '2026-11-23-02-ownership', '2026-11-23-03-core-metadata',
-      '2026-11-23-04-digests', '2026-11-23-05-autopilot', '2026-12-02-01-route-upstreams', '2026-12-02-02-usage-service', '2026-12-02-03-plan-gates']);
+    expect(list.map((m) => m.name)).to.deep.equal([
+      '2026-11-21-01-package-index',
+      '2026-11-21-02-route-table',
+      '2026-11-21-03-usage-ledger',
+      '2026-11-22-01-release-order',
+      '2026-11-23-01-usage-status',
+      '2026-11-23-02-ownership',
+      '2026-11-23-03-core-metadata',
+      '2026-11-23-04-digests',
+      '2026-11-23-05-autopilot',
+      '2026-12-02-01-route-upstreams',
+      '2026-12-02-02-usage-service',
+      '2026-12-02-03-plan-gates',
+    ]);
     expect(list.every((m) => m.executedAt !== null)).to.equal(true);
     const up = runBanyan(['migrate', 'up'], { env });
     expect(up.stdout).to.equal('Nothing to do: the schema is up to date.\n');
@@ -80,7 +109,9 @@ describe('banyan command line', () => {
   it('migrate without an action, or without a database, says what to do', () => {
     const none = runBanyan(['migrate'], { cwd: '/', env: { DATABASE_URL: '' } });
     expect(none.status).to.equal(2);
-    expect(none.stderr, 'the subcommands, on stderr').to.match(/^Usage: banyan migrate \[options\] \[command\][\s\S]*\n {2}status \[options\] +each migration/);
+    expect(none.stderr, 'the subcommands, on stderr').to.match(
+      /^Usage: banyan migrate \[options\] \[command\][\s\S]*\n {2}status \[options\] +each migration/,
+    );
     const noDb = runBanyan(['migrate', 'status'], { cwd: '/', env: { DATABASE_URL: '' } });
     expect(noDb.status).to.equal(1);
     expect(noDb.stderr).to.contain('DATABASE_URL is not set; it is needed to reach the primary');
@@ -99,9 +130,14 @@ describe('banyan command line', () => {
   it('a connection failure names the setting it came from, for every command that uses the database', () => {
     const env = { DATABASE_URL: 'postgres://banyan:secret@127.0.0.1:1/banyan' };
     for (const args of [['routes', 'list'], ['report', 'usage'], ['tokens', 'create', 'nobody'], ['proxy']]) {
-      const r = runBanyan(args, { cwd: '/', env: { ...env, LEGACY_URL: 'http://127.0.0.1:1', APP_URL: 'http://127.0.0.1:1', PORT: '0', ADMIN_PORT: '0' } });
+      const r = runBanyan(args, {
+        cwd: '/',
+        env: { ...env, LEGACY_URL: 'http://127.0.0.1:1', APP_URL: 'http://127.0.0.1:1', PORT: '0', ADMIN_PORT: '0' },
+      });
       expect(r.status, args.join(' ')).to.equal(1);
-      expect(r.stderr, args.join(' ')).to.match(/^banyan: cannot reach PostgreSQL at postgres:\/\/banyan:\*\*\*@127\.0\.0\.1:1\/banyan.*ECONNREFUSED.*check DATABASE_URL/);
+      expect(r.stderr, args.join(' ')).to.match(
+        /^banyan: cannot reach PostgreSQL at postgres:\/\/banyan:\*\*\*@127\.0\.0\.1:1\/banyan.*ECONNREFUSED.*check DATABASE_URL/,
+      );
       expect(r.stderr, 'the password is never printed').to.not.contain('secret');
     }
   });
@@ -134,7 +170,10 @@ describe('banyan command line', () => {
       expect(await authenticate(db, basicAuth(name, 'correct horse battery'))).to.deep.include({ username: name });
       expect(await authenticate(db, basicAuth(name, 'wrong horse battery'))).to.equal('invalid');
       const stored = await db.selectFrom('api_tokens').select('token_hash').execute();
-      expect(stored.map((r) => r.token_hash), 'only the hash is stored').to.not.include(token);
+      expect(
+        stored.map((r) => r.token_hash),
+        'only the hash is stored',
+      ).to.not.include(token);
     } finally {
       await db.destroy();
     }

@@ -25,7 +25,7 @@ describe('client shares: one client address holds at most a share of a service',
     expect(shares.enter('legacy', '10.0.0.1', 128)).to.be.a('string');
   });
 
-  it('does not limit a trusted proxy\'s own address, nor anyone at 100 %', () => {
+  it("does not limit a trusted proxy's own address, nor anyone at 100 %", () => {
     expect(new ClientShares(25, trustedProxies('10.0.0.9')).enter('legacy', '10.0.0.9', 1)).to.equal(undefined);
     expect(new ClientShares(100, trustedProxies(undefined)).enter('legacy', '10.0.0.1', 1)).to.equal(undefined);
   });

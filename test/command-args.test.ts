@@ -7,11 +7,26 @@ function parse(argv: string[]): Args {
   let got: Args | undefined;
   const top = new Command('banyan').exitOverride();
   const routes = top.command('routes').exitOverride();
-  routes.command('set').argument('<name>').option('--mode <mode>').option('--fallback').option('--no-fallback')
-    .option('--dry-run').option('--expected-version <n>').exitOverride()
-    .action((...received: unknown[]) => { got = argsOf(received.at(-1) as Command); });
-  top.command('start').option('--no-restart').option('--workers <n>').exitOverride()
-    .action((...received: unknown[]) => { got = argsOf(received.at(-1) as Command); });
+  routes
+    .command('set')
+    .argument('<name>')
+    .option('--mode <mode>')
+    .option('--fallback')
+    .option('--no-fallback')
+    .option('--dry-run')
+    .option('--expected-version <n>')
+    .exitOverride()
+    .action((...received: unknown[]) => {
+      got = argsOf(received.at(-1) as Command);
+    });
+  top
+    .command('start')
+    .option('--no-restart')
+    .option('--workers <n>')
+    .exitOverride()
+    .action((...received: unknown[]) => {
+      got = argsOf(received.at(-1) as Command);
+    });
   top.parse(argv, { from: 'user' });
   return got!;
 }
@@ -20,7 +35,11 @@ describe('command-line arguments as handlers see them', () => {
   it('gives the subcommand and its arguments as words, and only the flags typed, by their long names', () => {
     const args = parse(['routes', 'set', 'project.page', '--mode=new', '--expected-version', '7', '--dry-run']);
     expect(args.words).to.deep.equal(['set', 'project.page']);
-    expect([...args.flags]).to.deep.equal([['mode', 'new'], ['dry-run', true], ['expected-version', '7']]);
+    expect([...args.flags]).to.deep.equal([
+      ['mode', 'new'],
+      ['dry-run', true],
+      ['expected-version', '7'],
+    ]);
   });
 
   it('tells --fallback from --no-fallback from neither', () => {
@@ -30,7 +49,13 @@ describe('command-line arguments as handlers see them', () => {
   });
 
   it('keeps a lone --no-x switch under its own name, and a top-level command has no action word', () => {
-    expect(parse(['start', '--no-restart', '--workers', '2'])).to.deep.equal({ words: [], flags: new Map<string, string | true>([['no-restart', true], ['workers', '2']]) });
+    expect(parse(['start', '--no-restart', '--workers', '2'])).to.deep.equal({
+      words: [],
+      flags: new Map<string, string | true>([
+        ['no-restart', true],
+        ['workers', '2'],
+      ]),
+    });
     expect(parse(['start']).flags.size).to.equal(0);
   });
 });

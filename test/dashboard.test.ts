@@ -17,7 +17,12 @@ const ROUTES: Route[] = [
   { name: 'dashboard.home', match: { path: '/' }, mode: 'legacy' },
   { name: 'legacy.pypi', match: { path: '/pypi' }, mode: 'legacy' },
   { name: 'new.simple', match: { path: '/simple/*' }, mode: 'new' },
-  { name: 'dashboard.page', match: { path: '/page/*' }, mode: 'shadow', shadow: { html: { compare: { version: 'h1|version', offered: 'a#download@href|basename' } } } },
+  {
+    name: 'dashboard.page',
+    match: { path: '/page/*' },
+    mode: 'shadow',
+    shadow: { html: { compare: { version: 'h1|version', offered: 'a#download@href|basename' } } },
+  },
 ];
 
 describe('the built-in dashboard, in headless Chromium', () => {
@@ -35,7 +40,11 @@ describe('the built-in dashboard, in headless Chromium', () => {
     legacy = await fakeBackend('legacy');
     app = await fakeBackend('new');
     proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    });
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   });
 
@@ -78,11 +87,14 @@ describe('the built-in dashboard, in headless Chromium', () => {
     // Endpoint health per service: legacy and the app, each endpoint with its state and the requests it took.
     const endpoints = await page.locator('#endpoints tbody tr').allTextContents();
     expect(endpoints.map((row) => row.replace(/http:\/\/127\.0\.0\.1:\d+/, 'URL').replace(/\d{1,2}:\d\d:\d\d.*$/, ''))).to.deep.equal([
-      'legacyURLhealthy03000closed–', 'appURLhealthy02000closed–',
+      'legacyURLhealthy03000closed–',
+      'appURLhealthy02000closed–',
     ]);
     // More traffic shows up on the next refresh, without reloading the page.
     for (let i = 0; i < 5; i++) await (await fetch(`${proxy.url}/`)).text();
-    await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .h-legacy').textContent === '35'`, undefined, { timeout: 15_000 });
+    await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .h-legacy').textContent === '35'`, undefined, {
+      timeout: 15_000,
+    });
   });
 
   it('cuts a route over to the new app, with a required reason that is audited, and the proxy follows', async function () {
@@ -102,7 +114,9 @@ describe('the built-in dashboard, in headless Chromium', () => {
     await page.waitForFunction(`document.querySelector('tr[data-route="legacy.pypi"] .mode-cell').textContent === 'new'`);
     expect((await fetch(`${proxy.url}/pypi`)).headers.get('x-backend')).to.equal('new');
 
-    const history = await (await fetch(`${proxy.adminUrl}/api/routes/history?limit=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as { actor: string; reason: string }[];
+    const history = (await (
+      await fetch(`${proxy.adminUrl}/api/routes/history?limit=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { actor: string; reason: string }[];
     expect(history[0]).to.include({ actor: 'dashboard', reason: 'rewritten: cut over from the dashboard' });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
@@ -111,13 +125,30 @@ describe('the built-in dashboard, in headless Chromium', () => {
   it('shows shadow differences grouped by the page field that differs, with one example each', async function () {
     this.timeout(30_000);
     expect(await page.locator('#shadow').isHidden(), 'no differences yet, no card').to.equal(true);
-    const html = (body: string) => (_req: unknown, res: import('node:http').ServerResponse) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(body); };
-    legacy.answer('/page/', html('<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><H1>demo 1.0</H1><TABLE><TR><TD><A ID=download HREF="/packages/a/demo-1.0.tar.gz">x</A></TABLE>'));
-    app.answer('/page/', html('<!DOCTYPE html><h1>demo <span>1.0</span></h1><a id="download" class="button" href="/packages/b/demo-1.0-py3-none-any.whl">Download</a>'));
+    const html = (body: string) => (_req: unknown, res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(body);
+    };
+    legacy.answer(
+      '/page/',
+      html(
+        '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><H1>demo 1.0</H1><TABLE><TR><TD><A ID=download HREF="/packages/a/demo-1.0.tar.gz">x</A></TABLE>',
+      ),
+    );
+    app.answer(
+      '/page/',
+      html(
+        '<!DOCTYPE html><h1>demo <span>1.0</span></h1><a id="download" class="button" href="/packages/b/demo-1.0-py3-none-any.whl">Download</a>',
+      ),
+    );
     for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/page/demo/`)).text();
     await page.locator('#shadow').waitFor({ state: 'visible', timeout: 15_000 });
-    await page.waitForFunction(`document.querySelector('#shadow-groups tbody td.num')?.textContent === '3'`, undefined, { timeout: 15_000 });
-    const rows = await page.locator('#shadow-groups tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    await page.waitForFunction(`document.querySelector('#shadow-groups tbody td.num')?.textContent === '3'`, undefined, {
+      timeout: 15_000,
+    });
+    const rows = await page
+      .locator('#shadow-groups tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
     expect(rows, 'the version matches, so only the offered file is a group').to.deep.equal([
       ['dashboard.page', 'html offered (a#download@href|basename)', '3', 'GET /page/demo/', 'demo-1.0.tar.gz', 'demo-1.0-py3-none-any.whl'],
     ]);
@@ -129,10 +160,10 @@ describe('the built-in dashboard, in headless Chromium', () => {
     for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/nowhere-${i}`)).text();
     await page.waitForFunction('window.Chart !== undefined');
     // A string, not a function: the test's compiler would add helpers the page does not have.
-    const charts = await page.evaluate(`(() => {
+    const charts = (await page.evaluate(`(() => {
       const read = (id) => { const c = Chart.getChart(id); return { type: c.config.type, stacked: c.config.options.scales.y.stacked === true, labels: c.data.datasets.map((d) => d.label) }; };
       return { share: read('share'), faults: read('faults') };
-    })()`) as Record<string, { type: string; stacked: boolean; labels: string[] }>;
+    })()`)) as Record<string, { type: string; stacked: boolean; labels: string[] }>;
     expect(charts.share).to.deep.equal({ type: 'bar', stacked: true, labels: ['legacy %', 'new app %'] });
     expect(charts.faults).to.deep.include({ type: 'bar', labels: ['fallbacks', 'unmatched'] });
   });
@@ -141,19 +172,36 @@ describe('the built-in dashboard, in headless Chromium', () => {
     this.timeout(60_000);
     const s = await services();
     const file = join(tempDir('banyan-dashboard-plan-'), 'plan.json');
-    writeFileSync(file, JSON.stringify({
-      steps: [{ mode: 'canary', percent: 25, hold: '30m', minRequests: 500 }, { mode: 'new', hold: '1h', minRequests: 1000 }],
-      budgets: { minRequests: 10, window: '5m' },
-    }));
-    const started = await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--plan', file], { env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' } });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        steps: [
+          { mode: 'canary', percent: 25, hold: '30m', minRequests: 500 },
+          { mode: 'new', hold: '1h', minRequests: 1000 },
+        ],
+        budgets: { minRequests: 10, window: '5m' },
+      }),
+    );
+    const started = await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--plan', file], {
+      env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' },
+    });
     expect(started.status, started.stderr).to.equal(0);
     try {
-      await page.waitForFunction(`document.querySelector('tr[data-route="dashboard.home"] .mode-cell').textContent === 'canary 25%'`, undefined, { timeout: 15_000 });
+      await page.waitForFunction(
+        `document.querySelector('tr[data-route="dashboard.home"] .mode-cell').textContent === 'canary 25%'`,
+        undefined,
+        { timeout: 15_000 },
+      );
       // Sessions in every canary bucket: a quarter of them go to the new app.
-      for (let i = 0; i < 80; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 125, TEST_SECRET)}` } })).text();
+      for (let i = 0; i < 80; i++)
+        await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 125, TEST_SECRET)}` } })).text();
       await page.locator('#plans').waitFor({ state: 'visible' });
-      await page.waitForFunction(`(() => { const row = [...document.querySelectorAll('#plans .checks tr')].find((tr) => tr.firstChild.textContent === 'new 5xx rate');
-        return row !== undefined && row.lastChild.textContent === 'within'; })()`, undefined, { timeout: 15_000 });
+      await page.waitForFunction(
+        `(() => { const row = [...document.querySelectorAll('#plans .checks tr')].find((tr) => tr.firstChild.textContent === 'new 5xx rate');
+        return row !== undefined && row.lastChild.textContent === 'within'; })()`,
+        undefined,
+        { timeout: 15_000 },
+      );
       const text = (await page.textContent('#plans'))!;
       expect(text).to.match(/dashboard\.home promote · running · step 1\/2: canary 25%/);
       expect(text).to.match(/next step in \d+m\d*s? at the earliest/);
@@ -161,7 +209,9 @@ describe('the built-in dashboard, in headless Chromium', () => {
       expect(text).to.match(/new 5xx rate0\.00 % \(0 of \d+\)≤ 0\.50 % \(legacy/);
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-plan.png'), fullPage: true });
     } finally {
-      await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--abort'], { env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' } });
+      await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--abort'], {
+        env: { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' },
+      });
     }
   });
 
@@ -170,18 +220,28 @@ describe('the built-in dashboard, in headless Chromium', () => {
     const s = await services();
     const env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl ?? '' };
     const file = join(tempDir('banyan-dashboard-gate-'), 'plan.json');
-    writeFileSync(file, JSON.stringify({
-      steps: [{ mode: 'canary', percent: 25, hold: '1s', minRequests: 5 }, { mode: 'new', hold: '1h', approve: true }],
-      budgets: { minRequests: 5, window: '5m' },
-    }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        steps: [
+          { mode: 'canary', percent: 25, hold: '1s', minRequests: 5 },
+          { mode: 'new', hold: '1h', approve: true },
+        ],
+        budgets: { minRequests: 5, window: '5m' },
+      }),
+    );
     const started = await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--plan', file, '--dry-run'], { env });
     expect(started.status, started.stderr).to.equal(0);
     try {
       // Visitors until the gate: the cell may still show the last plan's canary, so traffic goes on until the step has its evidence.
       const deadline = Date.now() + 30_000;
       while (!(await page.textContent('#plans'))!.includes('Waiting for approval')) {
-        expect(Date.now(), `the plan reaches the gate:\n${(await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--status'], { env })).stdout}`).to.be.below(deadline);
-        for (let i = 0; i < 40; i++) await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 250, TEST_SECRET)}` } })).text();
+        expect(
+          Date.now(),
+          `the plan reaches the gate:\n${(await runBanyanAsync(['routes', 'promote', 'dashboard.home', '--status'], { env })).stdout}`,
+        ).to.be.below(deadline);
+        for (let i = 0; i < 40; i++)
+          await (await fetch(`${proxy.url}/`, { headers: { cookie: `${SESSION_COOKIE}=${newSession(i * 250, TEST_SECRET)}` } })).text();
         await new Promise((r) => setTimeout(r, 500));
       }
       const text = (await page.textContent('#plans'))!;

@@ -10,10 +10,14 @@ describe('database pools: no statement runs for ever', () => {
     const migrating = connect(s.primaryUrl, { max: 1, name: 'banyan-test', statementTimeoutMs: 0 });
     const short = connect(s.primaryUrl, { max: 1, name: 'banyan-test', statementTimeoutMs: 200 });
     try {
-      const shown = (db: typeof serving) => sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db).then((r) => r.rows[0]!.statement_timeout);
+      const shown = (db: typeof serving) =>
+        sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db).then((r) => r.rows[0]!.statement_timeout);
       expect(await shown(serving)).to.equal(`${STATEMENT_TIMEOUT_MS / 1000}s`);
       expect(await shown(migrating)).to.equal('0');
-      const err = await sql`SELECT pg_sleep(2)`.execute(short).then(() => undefined, (e: Error) => e);
+      const err = await sql`SELECT pg_sleep(2)`.execute(short).then(
+        () => undefined,
+        (e: Error) => e,
+      );
       expect(err?.message).to.contain('canceling statement due to statement timeout');
     } finally {
       await Promise.all([serving.destroy(), migrating.destroy(), short.destroy()]);
@@ -26,7 +30,8 @@ describe('database pools: no statement runs for ever', () => {
     const migrating = connect(list, { max: 1, name: 'banyan-test', statementTimeoutMs: 0 });
     const serving = connect(list, { max: 1, name: 'banyan-test' });
     try {
-      const shown = (db: typeof serving) => sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db).then((r) => r.rows[0]!.statement_timeout);
+      const shown = (db: typeof serving) =>
+        sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(db).then((r) => r.rows[0]!.statement_timeout);
       expect(await shown(migrating)).to.equal('0');
       expect(await shown(serving)).to.equal(`${STATEMENT_TIMEOUT_MS / 1000}s`);
     } finally {

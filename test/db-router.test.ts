@@ -11,7 +11,13 @@ describe('DB router choices against a real replica', () => {
   before(async () => {
     const s = await services();
     router = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, maxLagBytes: 0, monitorIntervalMs: 60_000 });
-    busy = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, maxLagBytes: 0, monitorIntervalMs: 60_000, maxPrimaryReads: 0 });
+    busy = new DbRouter({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      maxLagBytes: 0,
+      monitorIntervalMs: 60_000,
+      maxPrimaryReads: 0,
+    });
     await router.start();
     await busy.start();
   });
@@ -37,7 +43,7 @@ describe('DB router choices against a real replica', () => {
   it('a lagging replica serves no reads, until the primary is too busy: then the least-lagged one does', async () => {
     const s = await services();
     await withClient(s.replicaUrls[0]!, (c) => c.query('SELECT pg_wal_replay_pause()'));
-    await withClient(s.primaryUrl, (c) => c.query("CREATE TABLE IF NOT EXISTS lag_probe2 (v int); INSERT INTO lag_probe2 VALUES (1)"));
+    await withClient(s.primaryUrl, (c) => c.query('CREATE TABLE IF NOT EXISTS lag_probe2 (v int); INSERT INTO lag_probe2 VALUES (1)'));
     await router.tick();
     await busy.tick();
     expect(router.states[0]!.lagBytes).to.be.greaterThan(0);
@@ -81,17 +87,24 @@ describe('DB router choices against a real replica', () => {
   it('runs a read again elsewhere when the standby cancels it for a recovery conflict (SQLSTATE 40001)', async function () {
     this.timeout(30_000);
     const s = await services();
-    const setDelay = (value: string | undefined) => withClient(s.replicaUrls[0]!, async (c) => {
-      await c.query(value === undefined ? 'ALTER SYSTEM RESET max_standby_streaming_delay' : `ALTER SYSTEM SET max_standby_streaming_delay = '${value}'`);
-      await c.query('SELECT pg_reload_conf()');
-    });
+    const setDelay = (value: string | undefined) =>
+      withClient(s.replicaUrls[0]!, async (c) => {
+        await c.query(
+          value === undefined
+            ? 'ALTER SYSTEM RESET max_standby_streaming_delay'
+            : `ALTER SYSTEM SET max_standby_streaming_delay = '${value}'`,
+        );
+        await c.query('SELECT pg_reload_conf()');
+      });
     /** A read on replica-1 that a lock replayed from the primary cancels; resolves with what the user got. */
     const conflictedRead = async (r: DbRouter) => {
       await r.tick();
       const db = await r.forRequest();
       expect(db.readTarget).to.equal('replica-1');
-      const read = db.read((k) => sql<{ n: number; standby: boolean }>`
-        SELECT (SELECT count(*) FROM conflict_probe)::int AS n, pg_sleep(1.5) IS NULL AS slept, pg_is_in_recovery() AS standby`.execute(k));
+      const read = db.read((k) =>
+        sql<{ n: number; standby: boolean }>`
+        SELECT (SELECT count(*) FROM conflict_probe)::int AS n, pg_sleep(1.5) IS NULL AS slept, pg_is_in_recovery() AS standby`.execute(k),
+      );
       await new Promise((resolve) => setTimeout(resolve, 300));
       // An ACCESS EXCLUSIVE lock taken on the primary is replayed on the standby, where the read holds ACCESS SHARE.
       await withClient(s.primaryUrl, (c) => c.query('BEGIN; LOCK TABLE conflict_probe IN ACCESS EXCLUSIVE MODE; COMMIT'));

@@ -12,7 +12,9 @@ describe('parseDuration', () => {
   });
 
   it('names the setting and shows the bad value', () => {
-    expect(() => parseDuration('two seconds', '--replica-delay')).to.throw('--replica-delay must be a duration like 500ms, 2s or 1m, not "two seconds"');
+    expect(() => parseDuration('two seconds', '--replica-delay')).to.throw(
+      '--replica-delay must be a duration like 500ms, 2s or 1m, not "two seconds"',
+    );
     expect(() => parseDuration('-1s', '--replica-delay')).to.throw(/--replica-delay/);
   });
 });

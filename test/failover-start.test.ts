@@ -17,7 +17,9 @@ describe('npm start -- --failover: the primary killed under load', function () {
 
   before(async function () {
     this.timeout(300_000);
-    [row] = await chaos({ seconds: 1, workers: 1, only: 'fail over the primary', failover: true, log: (line) => lines.push(line) }) as [ChaosRow];
+    [row] = (await chaos({ seconds: 1, workers: 1, only: 'fail over the primary', failover: true, log: (line) => lines.push(line) })) as [
+      ChaosRow,
+    ];
     console.log(`      ${row.notes}`);
   });
 

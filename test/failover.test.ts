@@ -43,7 +43,10 @@ describe('failures: a replica or the primary stops', () => {
     stopped = true;
     await loops;
     expect(statuses.length).to.be.greaterThan(100);
-    expect(statuses.filter((s) => s !== 200), 'failed reads').to.deep.equal([]);
+    expect(
+      statuses.filter((s) => s !== 200),
+      'failed reads',
+    ).to.deep.equal([]);
     expect(targets).to.include('before:replica-1');
     expect(targets).to.include('after:primary');
   });
@@ -87,7 +90,8 @@ async function checkPrimaryOutage(services: Services, backends: Backends): Promi
   const t0 = Date.now();
   // Credentials are checked on the primary too: the answer is the same 503, whoever asks.
   const write = await fetch(`${backends.urls.proxy}/manage/projects`, {
-    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('__token__:banyan-any').toString('base64')}` },
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('__token__:banyan-any').toString('base64')}` },
     body: JSON.stringify({ name: 'during-outage' }),
   });
   const body = await write.text();

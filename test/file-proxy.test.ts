@@ -14,7 +14,7 @@ import { waitUntil } from './support/wait.js';
  * plain HTTP servers (`python3 -m http.server` over two folders), from a
  * routes file alone, with no PostgreSQL and no Redis.
  */
-describe('the file-only proxy: README\'s quickstart in front of two python3 -m http.server folders', function () {
+describe("the file-only proxy: README's quickstart in front of two python3 -m http.server folders", function () {
   this.timeout(60_000);
   let dir: string;
   const children: ChildProcess[] = [];
@@ -23,41 +23,75 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
   let output = '';
   let exited: Promise<number | null>;
 
-  const routes = (shop: 'new' | 'legacy') => JSON.stringify([
-    { name: 'shop', match: { path: '/shop/*' }, mode: shop, fallback: true },
-    { name: 'home', match: { path: '/' }, mode: 'legacy' },
-  ], null, 2);
+  const routes = (shop: 'new' | 'legacy') =>
+    JSON.stringify(
+      [
+        { name: 'shop', match: { path: '/shop/*' }, mode: shop, fallback: true },
+        { name: 'home', match: { path: '/' }, mode: 'legacy' },
+      ],
+      null,
+      2,
+    );
 
   before(async () => {
     dir = tempDir('banyan-quickstart-');
-    for (const [folder, who] of [['old', 'old app'], ['new', 'new app']] as const) {
+    for (const [folder, who] of [
+      ['old', 'old app'],
+      ['new', 'new app'],
+    ] as const) {
       mkdirSync(join(dir, folder, 'shop'), { recursive: true });
       writeFileSync(join(dir, folder, 'index.html'), `${who}: home\n`);
       writeFileSync(join(dir, folder, 'shop', 'index.html'), `${who}: shop\n`);
     }
     const [oldPort, newPort, port, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    for (const [folder, p] of [['old', oldPort], ['new', newPort]] as const) {
-      children.push(spawn('python3', ['-m', 'http.server', String(p), '--bind', '127.0.0.1', '--directory', join(dir, folder)], { stdio: 'ignore' }));
+    for (const [folder, p] of [
+      ['old', oldPort],
+      ['new', newPort],
+    ] as const) {
+      children.push(
+        spawn('python3', ['-m', 'http.server', String(p), '--bind', '127.0.0.1', '--directory', join(dir, folder)], { stdio: 'ignore' }),
+      );
     }
     writeFileSync(join(dir, 'routes.json'), routes('new'));
     const banyan = spawn(process.execPath, [BANYAN, 'proxy'], {
-      cwd: dir, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !['DATABASE_URL', 'DATABASE_REPLICA_URLS', 'REDIS_URL'].includes(k))),
-        LEGACY_URL: `http://127.0.0.1:${oldPort}`, APP_URL: `http://127.0.0.1:${newPort}`, BANYAN_ROUTES_FILE: join(dir, 'routes.json'),
-        PORT: String(port), ADMIN_PORT: String(adminPort),
+        ...Object.fromEntries(
+          Object.entries(process.env).filter(([k]) => !['DATABASE_URL', 'DATABASE_REPLICA_URLS', 'REDIS_URL'].includes(k)),
+        ),
+        LEGACY_URL: `http://127.0.0.1:${oldPort}`,
+        APP_URL: `http://127.0.0.1:${newPort}`,
+        BANYAN_ROUTES_FILE: join(dir, 'routes.json'),
+        PORT: String(port),
+        ADMIN_PORT: String(adminPort),
       },
     });
     children.push(banyan);
-    banyan.stdout!.on('data', (d) => { output += d; });
-    banyan.stderr!.on('data', (d) => { output += d; });
+    banyan.stdout!.on('data', (d) => {
+      output += d;
+    });
+    banyan.stderr!.on('data', (d) => {
+      output += d;
+    });
     exited = new Promise((resolve) => banyan.once('exit', (code) => resolve(code)));
     proxy = `http://127.0.0.1:${port}`;
     admin = `http://127.0.0.1:${adminPort}`;
-    await waitUntil('the proxy and both servers answer', async () => {
-      const answers = await Promise.all([`${proxy}/`, `http://127.0.0.1:${oldPort}/`, `http://127.0.0.1:${newPort}/`].map((u) => fetch(u).then((r) => r.ok, () => false)));
-      return answers.every(Boolean);
-    }, 20_000);
+    await waitUntil(
+      'the proxy and both servers answer',
+      async () => {
+        const answers = await Promise.all(
+          [`${proxy}/`, `http://127.0.0.1:${oldPort}/`, `http://127.0.0.1:${newPort}/`].map((u) =>
+            fetch(u).then(
+              (r) => r.ok,
+              () => false,
+            ),
+          ),
+        );
+        return answers.every(Boolean);
+      },
+      20_000,
+    );
   });
 
   after(async () => {
@@ -68,7 +102,9 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
   const text = async (path: string) => (await fetch(`${proxy}${path}`)).text();
 
   it('starts without a database, says what it is, and sends each route where the file says', async () => {
-    expect(output).to.contain('no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API');
+    expect(output).to.contain(
+      'no DATABASE_URL: file-only mode, a single instance without read-your-writes pins, usage ledger or route API',
+    );
     expect(await text('/')).to.equal('old app: home\n');
     expect(await text('/shop/')).to.equal('new app: shop\n');
     // `banyan proxy` logs each request as a JSON line (BANYAN_LOG=json, its default).
@@ -78,7 +114,7 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
     expect(entry['reqId']).to.be.a('string');
     expect(entry['bytes']).to.be.above(10);
     expect(await text('/elsewhere/'), 'unmatched paths go to legacy').to.match(/^<!DOCTYPE HTML|404/i);
-    const ready = await (await fetch(`${admin}/readyz`)).json() as { status: string; checks: Record<string, { detail: string }> };
+    const ready = (await (await fetch(`${admin}/readyz`)).json()) as { status: string; checks: Record<string, { detail: string }> };
     expect(ready.status).to.equal('ready');
     expect(ready.checks['mode']!.detail).to.match(/^file-only: routes from .*routes\.json, watched/);
   });
@@ -102,31 +138,61 @@ describe('the file-only proxy: README\'s quickstart in front of two python3 -m h
     writeFileSync(join(dir, 'bad.json'), '[{"name": "Shop", "match": {"path": "/shop/*"}, "mode": "new", "percent": 5}]');
     const r = runBanyan(['proxy'], {
       cwd: dir,
-      env: { DATABASE_URL: '', LEGACY_URL: 'http://127.0.0.1:9', APP_URL: 'http://127.0.0.1:9', BANYAN_ROUTES_FILE: join(dir, 'bad.json'), PORT: '0', ADMIN_PORT: '0' },
+      env: {
+        DATABASE_URL: '',
+        LEGACY_URL: 'http://127.0.0.1:9',
+        APP_URL: 'http://127.0.0.1:9',
+        BANYAN_ROUTES_FILE: join(dir, 'bad.json'),
+        PORT: '0',
+        ADMIN_PORT: '0',
+      },
     });
     expect(r.status).to.equal(1);
     expect(r.stderr).to.contain(`routes file ${join(dir, 'bad.json')} is not a valid route table:`);
     expect(r.stderr).to.contain('route 1 "Shop": name: must be a dotted lower-case name');
   });
 
-  it('refuses to start with nowhere to send legacy traffic, and starts on the table\'s own endpoints without LEGACY_URL or APP_URL', async () => {
+  it("refuses to start with nowhere to send legacy traffic, and starts on the table's own endpoints without LEGACY_URL or APP_URL", async () => {
     writeFileSync(join(dir, 'bare.json'), routes('new'));
     const missing = runBanyan(['proxy'], {
-      cwd: dir, env: { DATABASE_URL: '', LEGACY_URL: '', APP_URL: '', BANYAN_ROUTES_FILE: join(dir, 'bare.json'), PORT: '0', ADMIN_PORT: '0' },
+      cwd: dir,
+      env: { DATABASE_URL: '', LEGACY_URL: '', APP_URL: '', BANYAN_ROUTES_FILE: join(dir, 'bare.json'), PORT: '0', ADMIN_PORT: '0' },
     });
-    expect([missing.status, missing.stderr.trim().split('\n').at(-1)]).to.deep.equal([1, 'banyan: the legacy upstream has no endpoints: LEGACY_URL is not set on this proxy ' +
-      '(set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table)']);
+    expect([missing.status, missing.stderr.trim().split('\n').at(-1)]).to.deep.equal([
+      1,
+      'banyan: the legacy upstream has no endpoints: LEGACY_URL is not set on this proxy ' +
+        '(set LEGACY_URL (a URL, or a comma list of them), or give legacy its endpoints in the route table)',
+    ]);
     const [port, adminPort] = [await freePort(), await freePort()];
-    writeFileSync(join(dir, 'own.json'), JSON.stringify({
-      upstreams: [{ name: 'legacy', endpoints: ['http://127.0.0.1:9'] }, { name: 'app', endpoints: ['http://127.0.0.1:9'] }],
-      routes: [{ name: 'home', match: { path: '/' }, mode: 'legacy' }],
-    }));
+    writeFileSync(
+      join(dir, 'own.json'),
+      JSON.stringify({
+        upstreams: [
+          { name: 'legacy', endpoints: ['http://127.0.0.1:9'] },
+          { name: 'app', endpoints: ['http://127.0.0.1:9'] },
+        ],
+        routes: [{ name: 'home', match: { path: '/' }, mode: 'legacy' }],
+      }),
+    );
     const own = spawn(process.execPath, [BANYAN, 'proxy'], {
-      cwd: dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DATABASE_URL: '', LEGACY_URL: '', APP_URL: '', BANYAN_ROUTES_FILE: join(dir, 'own.json'), PORT: String(port), ADMIN_PORT: String(adminPort) },
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        DATABASE_URL: '',
+        LEGACY_URL: '',
+        APP_URL: '',
+        BANYAN_ROUTES_FILE: join(dir, 'own.json'),
+        PORT: String(port),
+        ADMIN_PORT: String(adminPort),
+      },
     });
     try {
-      await waitUntil('it starts on the table\'s endpoints', async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`).catch(() => undefined))?.status === 200, 15_000);
+      await waitUntil(
+        "it starts on the table's endpoints",
+        async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`).catch(() => undefined))?.status === 200,
+        15_000,
+      );
     } finally {
       own.kill('SIGTERM');
     }
@@ -144,7 +210,11 @@ describe('a routes file with upstreams (FileRoutes)', () => {
       writeFileSync(path, JSON.stringify({ upstreams: [...IMPLICIT_UPSTREAMS, files], routes: [shop] }));
       const lines: string[] = [];
       const changed: number[] = [];
-      const routes = new FileRoutes(path, (l) => lines.push(l), (t) => changed.push(t.version));
+      const routes = new FileRoutes(
+        path,
+        (l) => lines.push(l),
+        (t) => changed.push(t.version),
+      );
       expect(routes.current.upstreams).to.deep.equal([...IMPLICIT_UPSTREAMS, files]);
       expect(routes.current.match('GET', undefined, '/shop/x', '', {})?.route.service).to.equal('files');
 
@@ -156,7 +226,9 @@ describe('a routes file with upstreams (FileRoutes)', () => {
 
       writeFileSync(path, JSON.stringify({ upstreams: IMPLICIT_UPSTREAMS, routes: [shop] }));
       routes.reload();
-      expect(lines.at(-1)).to.contain('keeping version 2').and.contain('route 1 "shop": service: no upstream named "files" (upstreams: legacy, app)');
+      expect(lines.at(-1))
+        .to.contain('keeping version 2')
+        .and.contain('route 1 "shop": service: no upstream named "files" (upstreams: legacy, app)');
       writeFileSync(path, JSON.stringify({ upstreams: IMPLICIT_UPSTREAMS, routes: [{ ...shop, service: 'app' }] }));
       routes.reload();
       expect(lines.at(-1)).to.match(/as version 3: remove {2}upstream files; change {2}shop: legacy → new \(fallback\)$/);

@@ -26,7 +26,14 @@ describe('a form bomb through the proxy is answered 413, every time', function (
   before(async () => {
     const s = await services();
     dir = tempDir('banyan-bomb-');
-    app = await startAppRuntime({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, redisUrl: s.redisUrl!, storageDir: join(dir, 'files'), host: '127.0.0.1', port: 0 });
+    app = await startAppRuntime({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      redisUrl: s.redisUrl!,
+      storageDir: join(dir, 'files'),
+      host: '127.0.0.1',
+      port: 0,
+    });
     legacy = await fakeBackend('legacy');
     await setRoutes(s, [{ name: 'upload', match: { path: '/legacy/', methods: ['POST'] }, mode: 'new' }], 'form bombs');
     proxy = await startTestProxy(s, legacy.url, app.url);
@@ -48,8 +55,9 @@ describe('a form bomb through the proxy is answered 413, every time', function (
       answers.push(...result.answers.map((a) => `${a.status} ${a.message.slice(0, 46)}`));
     }
     expect(answers).to.deep.equal(Array(12).fill('413 Invalid upload form: its fields are over 8 MiB'));
-    const { upstreams } = await (await fetch(`${proxy.adminUrl}/api/upstreams`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as
-      { upstreams: { name: string; endpoints: { failures: number; breaker: string }[] }[] };
+    const { upstreams } = (await (
+      await fetch(`${proxy.adminUrl}/api/upstreams`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { upstreams: { name: string; endpoints: { failures: number; breaker: string }[] }[] };
     expect(upstreams.find((u) => u.name === 'app')!.endpoints.map((e) => [e.failures, e.breaker])).to.deep.equal([[0, 'closed']]);
   });
 });

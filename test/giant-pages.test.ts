@@ -9,7 +9,11 @@ import { TEST_SECRET } from './support/proxy.js';
 import { services, waitForReplay } from './support/services.js';
 
 /** A GET on the app with the raw bytes of the answer (not decoded), its status and headers. */
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -24,7 +28,7 @@ function get(url: string, headers: Record<string, string> = {}, method = 'GET'):
 
 const etagOf = (body: Buffer) => `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
 
-describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cached whole', function () {
+describe("a giant project's pages: rendered from a keyset cursor, streamed, cached whole", function () {
   this.timeout(120_000);
   let backends: Backends;
   let giant: string;
@@ -39,9 +43,16 @@ describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cac
       // 1,300 releases of 5 files: a 3 MB simple page, over three batches of releases.
       const summary = await seedIndex(db, { projects: 0, giants: 1, giantReleases: 1_300, seed: 11, prefix: `gp${process.pid}` });
       giant = summary.giants[0]!;
-      const rows = await db.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id').innerJoin('projects', 'projects.id', 'releases.project_id')
-        .select(['files.filename', 'releases.version']).where('projects.normalized_name', '=', giant)
-        .orderBy('releases.sort_key').orderBy('releases.id').orderBy('files.filename').execute();
+      const rows = await db
+        .selectFrom('files')
+        .innerJoin('releases', 'releases.id', 'files.release_id')
+        .innerJoin('projects', 'projects.id', 'releases.project_id')
+        .select(['files.filename', 'releases.version'])
+        .where('projects.normalized_name', '=', giant)
+        .orderBy('releases.sort_key')
+        .orderBy('releases.id')
+        .orderBy('files.filename')
+        .execute();
       expected = rows;
       releases = new Set(rows.map((r) => r.version)).size;
     } finally {
@@ -65,10 +76,18 @@ describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cac
     expect(first.headers['content-type']).to.equal('application/vnd.pypi.simple.v1+json');
     expect(first.headers['x-pypi-last-serial']).to.match(/^\d+$/);
     expect(first.body.length).to.be.above(2_000_000);
-    const page = JSON.parse(first.body.toString()) as { name: string; versions: string[]; files: { filename: string }[]; meta: Record<string, unknown> };
+    const page = JSON.parse(first.body.toString()) as {
+      name: string;
+      versions: string[];
+      files: { filename: string }[];
+      meta: Record<string, unknown>;
+    };
     expect(page.name).to.equal(giant);
     expect(page.meta['_last-serial']).to.equal(Number(first.headers['x-pypi-last-serial']));
-    expect(page.files.map((f) => f.filename), 'every file, none twice, in order').to.deep.equal(expected.map((r) => r.filename));
+    expect(
+      page.files.map((f) => f.filename),
+      'every file, none twice, in order',
+    ).to.deep.equal(expected.map((r) => r.filename));
     expect(page.versions).to.deep.equal([...new Set(expected.map((r) => r.version))]);
     expect(page.versions.length).to.equal(releases);
 
@@ -102,7 +121,12 @@ describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cac
     const api = await get(`${backends.urls.app}/pypi/${giant}/json`, { 'accept-encoding': 'gzip' });
     expect(api.status).to.equal(200);
     expect(api.headers['access-control-allow-origin']).to.equal('*');
-    const body = JSON.parse(gunzipSync(api.body).toString()) as { info: { version: string }; last_serial: number; releases: Record<string, { filename: string; url: string }[]>; urls: { filename: string }[] };
+    const body = JSON.parse(gunzipSync(api.body).toString()) as {
+      info: { version: string };
+      last_serial: number;
+      releases: Record<string, { filename: string; url: string }[]>;
+      urls: { filename: string }[];
+    };
     const grouped: Record<string, string[]> = {};
     for (const r of expected) (grouped[r.version] ??= []).push(r.filename);
     expect(Object.fromEntries(Object.entries(body.releases).map(([v, files]) => [v, files.map((f) => f.filename)]))).to.deep.equal(grouped);
@@ -121,7 +145,10 @@ describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cac
     for (let i = 0; i < 10; i++) {
       await new Promise<void>((resolve, reject) => {
         const req = request(`${backends.urls.app}/pypi/${giant}/json`, (res) => {
-          res.once('data', () => { req.destroy(); resolve(); });
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
         });
         req.on('error', (err) => (req.destroyed ? resolve() : reject(err)));
         req.end();
@@ -132,7 +159,7 @@ describe('a giant project\'s pages: rendered from a keyset cursor, streamed, cac
     expect(Object.keys((JSON.parse(after.body.toString()) as { releases: object }).releases).length).to.equal(releases);
   });
 
-  it('still sends a small project\'s page whole, with an ETag and a length', async () => {
+  it("still sends a small project's page whole, with an ETag and a length", async () => {
     const s = await services();
     const db = connect(s.primaryUrl, { max: 1 });
     let small: string;

@@ -4,17 +4,21 @@ import { HotCounter, HotHistogram } from '../metrics/hot-metrics.js';
 
 /** The exposition text without HELP/TYPE lines, sorted, so two writers' label orders compare. */
 function series(text: string): string[] {
-  return text.split('\n').filter((l) => l && !l.startsWith('#')).map((line) => {
-    const m = /^(\w+)(?:\{(.*)\})? (.*)$/.exec(line)!;
-    const labels = (m[2] ?? '').split(',').filter(Boolean).sort().join(',');
-    return `${m[1]}{${labels}} ${m[3]}`;
-  }).sort();
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((line) => {
+      const m = /^(\w+)(?:\{(.*)\})? (.*)$/.exec(line)!;
+      const labels = (m[2] ?? '').split(',').filter(Boolean).sort().join(',');
+      return `${m[1]}{${labels}} ${m[3]}`;
+    })
+    .sort();
 }
 
-describe('hot metrics (the proxy\'s per-request counter and histogram)', () => {
+describe("hot metrics (the proxy's per-request counter and histogram)", () => {
   const observations = [0.001, 0.004, 0.005, 0.02, 0.3, 0.3, 7, 42];
 
-  it('export exactly what prom-client\'s Counter and Histogram export for the same events', async () => {
+  it("export exactly what prom-client's Counter and Histogram export for the same events", async () => {
     const ours = new Registry();
     const theirs = new Registry();
     const help = 'Requests.';
@@ -40,7 +44,7 @@ describe('hot metrics (the proxy\'s per-request counter and histogram)', () => {
     expect(await ours.metrics()).to.contain('x_seconds_bucket{route="a\\"b",le="+Inf"} 8');
   });
 
-  it('add up across workers as prom-client\'s cluster registry does', async () => {
+  it("add up across workers as prom-client's cluster registry does", async () => {
     const workers = [new Registry(), new Registry()];
     workers.forEach((registry, i) => {
       const h = new HotHistogram({ name: 'y_seconds', help: 'y', labelNames: ['route'] as const, buckets: [1], registers: [registry] });

@@ -13,11 +13,15 @@ function slowRead(url: string, pauseMs: number): Promise<number> {
       res.pause();
       let bytes = 0;
       setTimeout(() => {
-        res.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+        });
         res.on('end', () => resolve(bytes));
         res.resume();
       }, pauseMs);
-    }).on('error', reject).end();
+    })
+      .on('error', reject)
+      .end();
   });
 }
 
@@ -47,19 +51,27 @@ describe('latency evidence is time to first byte: a slow reader does not make a 
     await app?.close();
   });
 
-  it('records a new-side answer read over 2 s as the backend\'s milliseconds', async function () {
+  it("records a new-side answer read over 2 s as the backend's milliseconds", async function () {
     this.timeout(30_000);
     const started = performance.now();
     expect(await slowRead(`${runtime.url}/big`, 2_000)).to.equal(BODY.length);
     expect(performance.now() - started, 'the client took its time').to.be.at.least(2_000);
     const text = await (await fetch(`${runtime.adminUrl}/metrics`)).text();
-    const line = (le: string) => text.split('\n').find((l) => l.startsWith('banyan_http_request_duration_seconds_bucket{')
-      && l.includes('route="new.big"') && l.includes('backend="new"') && l.includes(`le="${le}"`));
+    const line = (le: string) =>
+      text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith('banyan_http_request_duration_seconds_bucket{') &&
+            l.includes('route="new.big"') &&
+            l.includes('backend="new"') &&
+            l.includes(`le="${le}"`),
+        );
     expect(line('+Inf'), 'one request recorded').to.match(/ 1$/);
     expect(line('1'), 'recorded under a second, not the 2 s the client spent reading').to.match(/ 1$/);
   });
 
-  it('counts from the request being ready to the upstream\'s head, or to now when the proxy answered', () => {
+  it("counts from the request being ready to the upstream's head, or to now when the proxy answered", () => {
     expect(evidenceSeconds({ ready: 1_000, headersAt: 1_040 }, 9_000)).to.equal(0.04);
     expect(evidenceSeconds({ ready: 1_000, headersAt: undefined }, 1_002)).to.equal(0.002);
   });

@@ -11,11 +11,15 @@ function saturate(ms: number): () => void {
   const spin = () => {
     if (!on) return;
     const until = performance.now() + ms;
-    while (performance.now() < until) { /* busy */ }
+    while (performance.now() < until) {
+      /* busy */
+    }
     setImmediate(spin);
   };
   setImmediate(spin);
-  return () => { on = false; };
+  return () => {
+    on = false;
+  };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -46,10 +50,12 @@ describe('load shedding: past capacity, the excess gets a fast 503 instead of ev
   });
 
   async function statuses(n: number): Promise<{ codes: number[]; retryAfter: Set<string>; bodies: Set<string> }> {
-    const answers = await Promise.all(Array.from({ length: n }, async () => {
-      const res = await request(`${url}/`, { dispatcher: agent });
-      return { status: res.statusCode, retryAfter: String(res.headers['retry-after'] ?? ''), body: await res.body.text() };
-    }));
+    const answers = await Promise.all(
+      Array.from({ length: n }, async () => {
+        const res = await request(`${url}/`, { dispatcher: agent });
+        return { status: res.statusCode, retryAfter: String(res.headers['retry-after'] ?? ''), body: await res.body.text() };
+      }),
+    );
     return {
       codes: answers.map((a) => a.status),
       retryAfter: new Set(answers.filter((a) => a.status === 503).map((a) => a.retryAfter)),
@@ -59,9 +65,14 @@ describe('load shedding: past capacity, the excess gets a fast 503 instead of ev
 
   it('serves everything while the loop keeps up, and a single long pause (a GC, a big parse) sheds nothing', async () => {
     const before = (await statuses(40)).codes;
-    expect(before.every((c) => c === 200), `${before} (share ${shedder.share})`).to.equal(true);
+    expect(
+      before.every((c) => c === 200),
+      `${before} (share ${shedder.share})`,
+    ).to.equal(true);
     const until = performance.now() + 300;
-    while (performance.now() < until) { /* one 300 ms stall */ }
+    while (performance.now() < until) {
+      /* one 300 ms stall */
+    }
     await sleep(250);
     expect(shedder.share, 'one late timer is not a standing queue').to.equal(0);
     expect((await statuses(40)).codes.every((c) => c === 200)).to.equal(true);

@@ -12,8 +12,10 @@ import { services, tempDir, waitForReplay, withClient } from './support/services
 describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
   it('the primary shows the replica streaming in pg_stat_replication', async () => {
     const s = await services();
-    const rows = await withClient(s.primaryUrl, async (c) =>
-      (await c.query("SELECT application_name, state FROM pg_stat_replication")).rows);
+    const rows = await withClient(
+      s.primaryUrl,
+      async (c) => (await c.query('SELECT application_name, state FROM pg_stat_replication')).rows,
+    );
     expect(rows).to.deep.include({ application_name: 'banyan_replica_1', state: 'streaming' });
   });
 
@@ -27,9 +29,14 @@ describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
 
   it('a write on the primary reaches the replica, and the replica refuses writes', async () => {
     const s = await services();
-    await withClient(s.primaryUrl, (c) => c.query("CREATE TABLE IF NOT EXISTS stack_probe (v text); INSERT INTO stack_probe VALUES ('hello')"));
+    await withClient(s.primaryUrl, (c) =>
+      c.query("CREATE TABLE IF NOT EXISTS stack_probe (v text); INSERT INTO stack_probe VALUES ('hello')"),
+    );
     await waitForReplay(s);
-    const seen = await withClient(s.replicaUrls[0]!, async (c) => (await c.query("SELECT count(*)::int AS n FROM stack_probe WHERE v = 'hello'")).rows[0].n);
+    const seen = await withClient(
+      s.replicaUrls[0]!,
+      async (c) => (await c.query("SELECT count(*)::int AS n FROM stack_probe WHERE v = 'hello'")).rows[0].n,
+    );
     expect(seen).to.be.greaterThan(0);
     const error = await withClient(s.replicaUrls[0]!, (c) => c.query("INSERT INTO stack_probe VALUES ('no')")).catch((e: Error) => e);
     expect(String(error)).to.match(/read-only transaction/);
@@ -41,13 +48,17 @@ describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
     await s.cluster.setReplicaDelay(1_500);
     try {
       await withClient(s.primaryUrl, (c) => c.query('CREATE TABLE lag_probe (v int); INSERT INTO lag_probe VALUES (1)'));
-      const soon = await withClient(s.replicaUrls[0]!, async (c) =>
-        (await c.query("SELECT to_regclass('lag_probe') IS NOT NULL AS present")).rows[0].present);
+      const soon = await withClient(
+        s.replicaUrls[0]!,
+        async (c) => (await c.query("SELECT to_regclass('lag_probe') IS NOT NULL AS present")).rows[0].present,
+      );
       expect(soon, 'the replica should not have replayed the write yet').to.equal(false);
       await s.cluster.setReplicaDelay(0);
       await waitForReplay(s);
-      const later = await withClient(s.replicaUrls[0]!, async (c) =>
-        (await c.query("SELECT to_regclass('lag_probe') IS NOT NULL AS present")).rows[0].present);
+      const later = await withClient(
+        s.replicaUrls[0]!,
+        async (c) => (await c.query("SELECT to_regclass('lag_probe') IS NOT NULL AS present")).rows[0].present,
+      );
       expect(later).to.equal(true);
     } finally {
       await s.cluster.setReplicaDelay(0);
@@ -61,7 +72,10 @@ describe('local stack: PostgreSQL primary, streaming replica, Redis', () => {
     const port = Number(new URL(s.redisUrl!).port);
     const reply = await new Promise<string>((resolve, reject) => {
       const socket = connect({ port, host: '127.0.0.1' }, () => socket.write('PING\r\n'));
-      socket.once('data', (d) => { socket.destroy(); resolve(d.toString()); });
+      socket.once('data', (d) => {
+        socket.destroy();
+        resolve(d.toString());
+      });
       socket.once('error', reject);
     });
     expect(reply).to.equal('+PONG\r\n');
@@ -76,7 +90,14 @@ describe('the files service (banyan files): the package files, apart from the ap
   before(async () => {
     const s = await services();
     storage = tempDir('banyan-files-service-');
-    const data = { primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, redisUrl: s.redisUrl!, storageDir: storage, host: '127.0.0.1', port: 0 };
+    const data = {
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      redisUrl: s.redisUrl!,
+      storageDir: storage,
+      host: '127.0.0.1',
+      port: 0,
+    };
     app = await startAppRuntime(data);
     files = await startFilesRuntime(data);
   });
@@ -95,12 +116,23 @@ describe('the files service (banyan files): the package files, apart from the ap
     const sha256 = createHash('sha256').update(wheel.bytes).digest('hex');
     const form = new FormData();
     const fields: Record<string, string> = {
-      ':action': 'file_upload', protocol_version: '1', name: project, version: '1.0', filetype: 'bdist_wheel', pyversion: 'py3',
-      metadata_version: '2.1', summary: 'served by the files service', sha256_digest: sha256,
+      ':action': 'file_upload',
+      protocol_version: '1',
+      name: project,
+      version: '1.0',
+      filetype: 'bdist_wheel',
+      pyversion: 'py3',
+      metadata_version: '2.1',
+      summary: 'served by the files service',
+      sha256_digest: sha256,
     };
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
     form.append('content', new Blob([wheel.bytes]), wheel.filename);
-    const uploaded = await fetch(`${app!.url}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', uploader.token) } });
+    const uploaded = await fetch(`${app!.url}/legacy/`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: basicAuth('__token__', uploader.token) },
+    });
     expect(uploaded.status, await uploaded.text()).to.equal(200);
 
     const path = `/packages/${storagePath(sha256, wheel.filename)}`;
@@ -121,12 +153,19 @@ describe('the files service (banyan files): the package files, apart from the ap
     expect(range.headers.get('content-range')).to.equal(`bytes 10-99/${wheel.bytes.length}`);
     expect(Buffer.from(await range.arrayBuffer()).equals(wheel.bytes.subarray(10, 100))).to.equal(true);
     const outside = await fetch(`${files!.url}${path}`, { headers: { range: `bytes=${wheel.bytes.length}-` } });
-    expect([outside.status, await outside.text()]).to.deep.equal([416, `416 The range is outside the file (${wheel.bytes.length} bytes).\n`]);
+    expect([outside.status, await outside.text()]).to.deep.equal([
+      416,
+      `416 The range is outside the file (${wheel.bytes.length} bytes).\n`,
+    ]);
 
     const cached = await fetch(`${files!.url}${path}`, { headers: { 'if-none-match': `"${sha256}"` } });
     expect(cached.status).to.equal(304);
     const head = await fetch(`${files!.url}${path}`, { method: 'HEAD' });
-    expect([head.status, head.headers.get('etag'), head.headers.get('content-length')]).to.deep.equal([200, `"${sha256}"`, String(wheel.bytes.length)]);
+    expect([head.status, head.headers.get('etag'), head.headers.get('content-length')]).to.deep.equal([
+      200,
+      `"${sha256}"`,
+      String(wheel.bytes.length),
+    ]);
   });
 
   it('serves only files, its health and its metrics', async () => {

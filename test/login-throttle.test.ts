@@ -28,7 +28,14 @@ describe('login throttling: per account and per address, over Redis or in memory
     const s = await services();
     dir = tempDir('banyan-logins-');
     redis = await startRedis(findRedisServer()!, join(dir, 'redis'));
-    const common = { primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, redisUrl: redis.url, storageDir: join(dir, 'files'), host: '127.0.0.1', port: 0 };
+    const common = {
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      redisUrl: redis.url,
+      storageDir: join(dir, 'files'),
+      host: '127.0.0.1',
+      port: 0,
+    };
     app = await startAppRuntime(common);
     legacy = await startLegacyRuntime(common);
   });
@@ -43,7 +50,8 @@ describe('login throttling: per account and per address, over Redis or in memory
   /** `POST /manage/projects` on the app, as `user` with `password`, from `from`. */
   async function register(user: string, password: string, from: string, name = `throttled-${process.pid}-${Date.now()}`) {
     const res = await fetch(`${app.url}/manage/projects`, {
-      method: 'POST', body: new URLSearchParams({ name }),
+      method: 'POST',
+      body: new URLSearchParams({ name }),
       headers: { authorization: basicAuth(user, password), 'x-banyan-client': from },
     });
     return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
@@ -52,7 +60,8 @@ describe('login throttling: per account and per address, over Redis or in memory
   /** The old `:action=submit` on legacy. */
   async function legacySubmit(user: string, password: string, from: string) {
     const res = await fetch(`${legacy.url}/pypi`, {
-      method: 'POST', body: new URLSearchParams({ ':action': 'submit', name: `old-throttled-${process.pid}-${Date.now()}` }),
+      method: 'POST',
+      body: new URLSearchParams({ ':action': 'submit', name: `old-throttled-${process.pid}-${Date.now()}` }),
       headers: { authorization: basicAuth(user, password), 'x-banyan-client': from },
     });
     return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
@@ -62,7 +71,11 @@ describe('login throttling: per account and per address, over Redis or in memory
   async function upload(user: string, password: string, from: string, fields: Record<string, string>) {
     const form = new FormData();
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
-    const res = await fetch(`${app.url}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth(user, password), 'x-banyan-client': from } });
+    const res = await fetch(`${app.url}/legacy/`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: basicAuth(user, password), 'x-banyan-client': from },
+    });
     return { status: res.status, statusText: res.statusText, text: await res.text() };
   }
 
@@ -71,7 +84,12 @@ describe('login throttling: per account and per address, over Redis or in memory
     const user = await newUploader(s.primaryUrl);
     const from = newAddress();
     const bad = await upload(user.username, 'wrong password', from, { ':action': 'nonsense' });
-    const good = await upload(user.username, 'wrong password', from, { ':action': 'file_upload', protocol_version: '1', name: 'pkg', version: '1.0' });
+    const good = await upload(user.username, 'wrong password', from, {
+      ':action': 'file_upload',
+      protocol_version: '1',
+      name: 'pkg',
+      version: '1.0',
+    });
     const unknown = await upload(`nobody-${process.pid}`, 'wrong password', from, { ':action': 'nonsense' });
     expect(bad.status).to.equal(403);
     expect(good, 'a good form with a wrong password').to.deep.equal(bad);
@@ -90,11 +108,17 @@ describe('login throttling: per account and per address, over Redis or in memory
     const user = await newUploader(s.primaryUrl);
     for (let i = 0; i < DEFAULT_LOGIN_LIMITS.perAccount; i++) {
       // Half on the app and half on legacy, each from a new address: Redis counts them together, per account.
-      const r = i % 2 === 0 ? await register(user.username, `guess ${i}`, newAddress()) : await legacySubmit(user.username, `guess ${i}`, newAddress());
+      const r =
+        i % 2 === 0
+          ? await register(user.username, `guess ${i}`, newAddress())
+          : await legacySubmit(user.username, `guess ${i}`, newAddress());
       expect(r.status, r.text).to.be.oneOf([401, 403]);
     }
-    for (const attempt of [() => register(user.username, user.password, newAddress()), () => legacySubmit(user.username, user.password, newAddress()),
-      () => register(user.username, 'another guess', newAddress())]) {
+    for (const attempt of [
+      () => register(user.username, user.password, newAddress()),
+      () => legacySubmit(user.username, user.password, newAddress()),
+      () => register(user.username, 'another guess', newAddress()),
+    ]) {
       const r = await attempt();
       expect(r.status, r.text).to.equal(429);
       expect(r.text).to.match(/Too many failed logins/);
@@ -122,22 +146,24 @@ describe('login throttling: per account and per address, over Redis or in memory
     expect(elsewhere.status, elsewhere.text).to.equal(201);
   });
 
-  it('a login that succeeds clears its account\'s failures', async () => {
+  it("a login that succeeds clears its account's failures", async () => {
     const s = await services();
     const user = await newUploader(s.primaryUrl);
     for (let round = 0; round < 2; round++) {
-      for (let i = 0; i < DEFAULT_LOGIN_LIMITS.perAccount - 1; i++) expect((await register(user.username, 'typo', newAddress())).status).to.equal(403);
+      for (let i = 0; i < DEFAULT_LOGIN_LIMITS.perAccount - 1; i++)
+        expect((await register(user.username, 'typo', newAddress())).status).to.equal(403);
       expect((await register(user.username, user.password, newAddress())).status, `round ${round}`).to.equal(201);
     }
   });
 
-  it('with Redis dead, still throttles, in each process\'s memory', async () => {
+  it("with Redis dead, still throttles, in each process's memory", async () => {
     const s = await services();
     const user = await newUploader(s.primaryUrl);
     await redis.stop();
     try {
       expect((await register(user.username, user.password, newAddress())).status, 'a login works without Redis').to.equal(201);
-      for (let i = 0; i < DEFAULT_LOGIN_LIMITS.perAccount; i++) expect((await register(user.username, `guess ${i}`, newAddress())).status).to.equal(403);
+      for (let i = 0; i < DEFAULT_LOGIN_LIMITS.perAccount; i++)
+        expect((await register(user.username, `guess ${i}`, newAddress())).status).to.equal(403);
       const r = await register(user.username, user.password, newAddress());
       expect(r.status, r.text).to.equal(429);
       expect(r.retryAfter).to.match(/^\d+$/);

@@ -13,7 +13,12 @@ const QUIET_PIP = { PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_CACHE_DIR: '1', P
 /** How long the stack waits before restarting a dead component: long enough to watch the fallback. */
 const RESTART_DELAY_MS = 6_000;
 
-interface StepCounts { requests: number; failures: number; legacy: number; fallbacks: number }
+interface StepCounts {
+  requests: number;
+  failures: number;
+  legacy: number;
+  fallbacks: number;
+}
 
 /**
  * The operator's journey of README.md, as a newcomer runs it: `npm start`
@@ -50,8 +55,14 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   after(async () => {
     if (stack) expect(await stack.interrupt('SIGINT'), 'Ctrl-C stops the stack cleanly').to.equal(0);
     // eslint-disable-next-line no-console
-    console.log(`\n      journey counts (requests to /project/${name}/):\n${Object.entries(counts).map(([step, c]) =>
-      `        ${step.padEnd(28)} ${String(c.requests).padStart(4)} requests, ${c.failures} failed, ${c.legacy} from legacy, ${c.fallbacks} fallbacks`).join('\n')}`);
+    console.log(
+      `\n      journey counts (requests to /project/${name}/):\n${Object.entries(counts)
+        .map(
+          ([step, c]) =>
+            `        ${step.padEnd(28)} ${String(c.requests).padStart(4)} requests, ${c.failures} failed, ${c.legacy} from legacy, ${c.fallbacks} fallbacks`,
+        )
+        .join('\n')}`,
+    );
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
 
@@ -61,16 +72,33 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     const dir = join(cwd, `dist-${version}`);
     mkdirSync(dir);
     const files = await buildDists(dir, name, version, ['py3-none-any']);
-    const r = await run(TWINE, ['upload', '--non-interactive', '--disable-progress-bar', '--repository-url', `${proxy}/legacy/`,
-      '-u', '__token__', '-p', token, ...files], { allowFailure: true, env: { HOME: cwd } });
+    const r = await run(
+      TWINE,
+      [
+        'upload',
+        '--non-interactive',
+        '--disable-progress-bar',
+        '--repository-url',
+        `${proxy}/legacy/`,
+        '-u',
+        '__token__',
+        '-p',
+        token,
+        ...files,
+      ],
+      { allowFailure: true, env: { HOME: cwd } },
+    );
     return { code: r.code, output: `${r.stdout}\n${r.stderr}`, version };
   }
 
   /** pip installs a version through the proxy into a folder of its own. */
   async function install(version: string): Promise<void> {
     const target = join(cwd, `site-${version}-${Date.now()}`);
-    const r = await run('python3', ['-m', 'pip', 'install', '--no-deps', '--index-url', `${proxy}/simple/`, '--target', target, `${name}==${version}`],
-      { allowFailure: true, env: { ...QUIET_PIP, HOME: cwd } });
+    const r = await run(
+      'python3',
+      ['-m', 'pip', 'install', '--no-deps', '--index-url', `${proxy}/simple/`, '--target', target, `${name}==${version}`],
+      { allowFailure: true, env: { ...QUIET_PIP, HOME: cwd } },
+    );
     expect(r.code, `pip install ${name}==${version}:\n${r.stdout}\n${r.stderr}`).to.equal(0);
     expect(readdirSync(target).some((f) => f.startsWith(name.replace(/-/g, '_')))).to.equal(true);
   }
@@ -89,8 +117,11 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
   async function proxyFollows(output: string): Promise<void> {
     const version = Number(/Version (\d+) is stored/.exec(output)?.[1]);
     expect(version, output).to.be.above(0);
-    await waitUntil(`the proxy to put version ${version} in effect`, async () =>
-      (JSON.parse((await banyan('routes', 'status', '--json')).stdout) as { version: number }).version >= version, 15_000);
+    await waitUntil(
+      `the proxy to put version ${version} in effect`,
+      async () => (JSON.parse((await banyan('routes', 'status', '--json')).stdout) as { version: number }).version >= version,
+      15_000,
+    );
   }
 
   /** GETs the route's page `n` times; counts failures and who answered. */
@@ -110,7 +141,10 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
 
   async function fallbacks(): Promise<number> {
     const text = await (await fetch(`${stack.stack['admin'] as string}/metrics`)).text();
-    return [...text.matchAll(/^banyan_proxy_fallbacks_total\{[^}]*route="project\.page"[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    return [...text.matchAll(/^banyan_proxy_fallbacks_total\{[^}]*route="project\.page"[^}]*\} (\d+)/gm)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
   }
 
   /** Every app instance's process id, from stack.json (`services.app`, as the README's `jq` reads it); null while one is down. */
@@ -134,10 +168,14 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     const c = await browse('1. shadow', 20);
     expect(c).to.include({ failures: 0, legacy: 20 });
     let report: { counts: Record<string, number>; groups: { where: string; count: number }[] } = { counts: {}, groups: [] };
-    await waitUntil('20 comparisons', async () => {
-      report = JSON.parse((await banyan('routes', 'shadow', 'project.page', '--json')).stdout);
-      return Object.values(report.counts).reduce((a, b) => a + b, 0) - report.counts['skipped']! >= 20;
-    }, 10_000);
+    await waitUntil(
+      '20 comparisons',
+      async () => {
+        report = JSON.parse((await banyan('routes', 'shadow', 'project.page', '--json')).stdout);
+        return Object.values(report.counts).reduce((a, b) => a + b, 0) - report.counts['skipped']! >= 20;
+      },
+      10_000,
+    );
     // Other HTML, the same file offered, the same version and files: routes.json's shadow.html.compare sees no difference.
     expect(report.counts, JSON.stringify(report)).to.include({ mismatch: 0, error: 0 });
     expect(report.counts['match']).to.be.at.least(20);
@@ -197,12 +235,20 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
 
   it('the app comes back (every instance restarted by npm start) and traffic returns to it', async () => {
     const old = new Set(appPids());
-    await waitUntil('every app instance is restarted', async () => appPids().every((pid) => pid !== null && !old.has(pid)), RESTART_DELAY_MS + 30_000);
-    await waitUntil('the new app answers the route again', async () => {
-      const res = await fetch(`${proxy}/project/${name}/`);
-      await res.arrayBuffer();
-      return res.status === 200 && !res.headers.get('x-legacy-read-from');
-    }, 30_000);
+    await waitUntil(
+      'every app instance is restarted',
+      async () => appPids().every((pid) => pid !== null && !old.has(pid)),
+      RESTART_DELAY_MS + 30_000,
+    );
+    await waitUntil(
+      'the new app answers the route again',
+      async () => {
+        const res = await fetch(`${proxy}/project/${name}/`);
+        await res.arrayBuffer();
+        return res.status === 200 && !res.headers.get('x-legacy-read-from');
+      },
+      30_000,
+    );
     const c = await browse('5. app back', 20);
     expect(c).to.include({ failures: 0, legacy: 0 });
     for (const name of ['app-1', 'app-2']) expect(stack.output()).to.match(new RegExp(`${name} \\(pid \\d+\\) died \\(signal SIGKILL\\)`));

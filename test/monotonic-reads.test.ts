@@ -11,7 +11,13 @@ import { waitUntil } from './support/wait.js';
 
 /** Reads round-robin over both replicas; a paused one is far behind in time, so lag limits must not hide it. */
 const READS: ReadSettings = {
-  monitorIntervalMs: 50, fenceWaitMs: 0, maxLagSeconds: 3_600, maxLagBytes: 1024 * 1024 * 1024, maxPrimaryReads: undefined, choice: 'round-robin', resolveEveryMs: 0,
+  monitorIntervalMs: 50,
+  fenceWaitMs: 0,
+  maxLagSeconds: 3_600,
+  maxLagBytes: 1024 * 1024 * 1024,
+  maxPrimaryReads: undefined,
+  choice: 'round-robin',
+  resolveEveryMs: 0,
 };
 
 describe('monotonic reads (BANYAN_READ_CONSISTENCY=monotonic) across two replicas with different lag', () => {
@@ -25,17 +31,32 @@ describe('monotonic reads (BANYAN_READ_CONSISTENCY=monotonic) across two replica
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'monotonic reads: shipped routes');
     second = await s.cluster.addReplica(`mono-${process.pid}`);
     // No resource fences (Redis unreachable, skipped): the session's pin is all that orders its reads.
-    backends = await startBackends({ primaryUrl: s.primaryUrl, replicaUrls: [s.replicaUrls[0]!, second.url] }, {
-      adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: 'skip', projectsPerHour: 100_000,
-      debugHeaders: true, readConsistency: 'monotonic', reads: READS,
-    });
-    await waitUntil('the second replica streams', async () => (await withClient(second.url, (c) => c.query('SELECT pg_last_wal_replay_lsn() IS NOT NULL AS ok'))).rows[0].ok as boolean, 30_000);
+    backends = await startBackends(
+      { primaryUrl: s.primaryUrl, replicaUrls: [s.replicaUrls[0]!, second.url] },
+      {
+        adminToken: 't',
+        secret: TEST_SECRET,
+        redisUrl: `redis://127.0.0.1:${await freePort()}`,
+        fencesWhenDown: 'skip',
+        projectsPerHour: 100_000,
+        debugHeaders: true,
+        readConsistency: 'monotonic',
+        reads: READS,
+      },
+    );
+    await waitUntil(
+      'the second replica streams',
+      async () => (await withClient(second.url, (c) => c.query('SELECT pg_last_wal_replay_lsn() IS NOT NULL AS ok'))).rows[0].ok as boolean,
+      30_000,
+    );
     // The second replica stops replaying: it keeps answering, with the state from before the write below.
     await withClient(second.url, (c) => c.query('SELECT pg_wal_replay_pause()'));
     const uploader = await newUploader(s.primaryUrl);
     project = `mono-${process.pid}`;
     const w = await fetch(`${backends.urls.proxy}/manage/projects`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', uploader.token) }, body: JSON.stringify({ name: project }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', uploader.token) },
+      body: JSON.stringify({ name: project }),
     });
     expect(w.status, await w.text()).to.equal(201);
     await waitForReplay(s);
@@ -51,9 +72,11 @@ describe('monotonic reads (BANYAN_READ_CONSISTENCY=monotonic) across two replica
   async function read(path: string, headers: Record<string, string>) {
     const res = await fetch(`${backends.urls.proxy}${path}`, { headers });
     await res.text();
-    for (const internal of ['x-banyan-read-lsn', 'x-banyan-read-timeline', 'x-banyan-write-lsn']) expect(res.headers.get(internal), internal).to.equal(null);
+    for (const internal of ['x-banyan-read-lsn', 'x-banyan-read-timeline', 'x-banyan-write-lsn'])
+      expect(res.headers.get(internal), internal).to.equal(null);
     return {
-      status: res.status, from: res.headers.get('x-banyan-read-from') ?? res.headers.get('x-legacy-read-from'),
+      status: res.status,
+      from: res.headers.get('x-banyan-read-from') ?? res.headers.get('x-legacy-read-from'),
       pin: res.headers.get('set-cookie')?.split(';')[0],
     };
   }
@@ -90,7 +113,7 @@ describe('monotonic reads (BANYAN_READ_CONSISTENCY=monotonic) across two replica
     let r = await read(`/pypi/${project}/json`, {});
     while (r.from !== 'replica-2') r = await read(`/pypi/${project}/json`, {});
     expect(r.status).to.equal(404);
-    expect(r.pin, 'a pin at the paused replica\'s position').to.match(/^banyan_pin=v1\./);
+    expect(r.pin, "a pin at the paused replica's position").to.match(/^banyan_pin=v1\./);
     const next = new Set<string>();
     for (let i = 0; i < 6; i++) next.add(`${(await read(`/pypi/${project}/json`, { cookie: r.pin! })).from}`);
     expect([...next].sort()).to.deep.equal(['replica-1', 'replica-2']);

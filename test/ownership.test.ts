@@ -25,7 +25,13 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     const s = await services();
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'ownership: shipped routes');
     work = tempDir('banyan-ownership-');
-    backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: join(work, 'files'), projectsPerHour: 3 });
+    backends = await startBackends(s, {
+      adminToken: 't',
+      secret: TEST_SECRET,
+      redisUrl: s.redisUrl,
+      storageDir: join(work, 'files'),
+      projectsPerHour: 3,
+    });
     proxy = backends.urls.proxy;
   });
 
@@ -40,30 +46,56 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     const dir = join(work, `${name}-${version}-${++n}`);
     mkdirSync(dir);
     const [sdist] = await buildDists(dir, name, version, ['sdist']);
-    const res = await fetch(`${proxy}/legacy/`, { method: 'POST', body: uploadForm(sdist!, { name, version }), headers: { authorization: auth } });
+    const res = await fetch(`${proxy}/legacy/`, {
+      method: 'POST',
+      body: uploadForm(sdist!, { name, version }),
+      headers: { authorization: auth },
+    });
     return { status: res.status, reason: res.statusText, text: await res.text() };
   }
 
   async function roles(project: string): Promise<string[]> {
-    return withClient((await services()).primaryUrl, async (c) => (await c.query(
-      `SELECT u.username || ':' || r.role AS x FROM project_roles r JOIN users u ON u.id = r.user_id JOIN projects p ON p.id = r.project_id
-        WHERE p.normalized_name = $1 ORDER BY 1`, [project])).rows.map((r: { x: string }) => r.x));
+    return withClient((await services()).primaryUrl, async (c) =>
+      (
+        await c.query(
+          `SELECT u.username || ':' || r.role AS x FROM project_roles r JOIN users u ON u.id = r.user_id JOIN projects p ON p.id = r.project_id
+        WHERE p.normalized_name = $1 ORDER BY 1`,
+          [project],
+        )
+      ).rows.map((r: { x: string }) => r.x),
+    );
   }
 
   it('refuses to create a project without an account, in the new app and in legacy; an account becomes its owner', async () => {
     const s = await services();
     const name = fresh();
-    const anonymous = await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+    const anonymous = await fetch(`${proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
     expect([anonymous.status, anonymous.headers.get('www-authenticate')]).to.deep.equal([401, 'Basic realm="banyan"']);
     expect(await anonymous.text()).to.contain('Log in to register a project');
-    const wrong = await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', 'banyan-nope') }, body: JSON.stringify({ name }) });
+    const wrong = await fetch(`${proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', 'banyan-nope') },
+      body: JSON.stringify({ name }),
+    });
     expect(wrong.status).to.equal(403);
-    const legacy = await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `:action=submit&name=${name}` });
+    const legacy = await fetch(`${proxy}/pypi`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `:action=submit&name=${name}`,
+    });
     expect(legacy.status).to.equal(401);
     expect(await roles(name), 'nothing was created').to.deep.equal([]);
 
     const alice = await newUploader(s.primaryUrl);
-    const created = await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', alice.token) }, body: JSON.stringify({ name }) });
+    const created = await fetch(`${proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: basicAuth('__token__', alice.token) },
+      body: JSON.stringify({ name }),
+    });
     expect(created.status).to.equal(201);
     expect(await created.json()).to.deep.include({ normalized_name: name, owner: alice.username });
     expect(await roles(name)).to.deep.equal([`${alice.username}:Owner`]);
@@ -73,18 +105,41 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     const s = await services();
     const bob = await newUploader(s.primaryUrl);
     const auth = basicAuth('__token__', bob.token);
-    const byApp = await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name: fresh() }) });
-    const byLegacy = await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth }, body: `:action=submit&name=${fresh()}` });
+    const byApp = await fetch(`${proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: auth },
+      body: JSON.stringify({ name: fresh() }),
+    });
+    const byLegacy = await fetch(`${proxy}/pypi`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+      body: `:action=submit&name=${fresh()}`,
+    });
     const kept = fresh();
     const byUpload = await upload(kept, '1.0', auth);
     expect([byApp.status, byLegacy.status, byUpload.status]).to.deep.equal([201, 200, 200]);
 
-    const fourth = await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name: fresh() }) });
+    const fourth = await fetch(`${proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: auth },
+      body: JSON.stringify({ name: fresh() }),
+    });
     expect([fourth.status, fourth.headers.get('retry-after')]).to.deep.equal([429, '3600']);
     expect(await fourth.text()).to.contain('Too many new projects created: at most 3 an hour per account');
-    expect((await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth }, body: `:action=submit&name=${fresh()}` })).status).to.equal(429);
+    expect(
+      (
+        await fetch(`${proxy}/pypi`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+          body: `:action=submit&name=${fresh()}`,
+        })
+      ).status,
+    ).to.equal(429);
     const refused = await upload(fresh(), '1.0', auth);
-    expect([refused.status, refused.reason]).to.deep.equal([429, 'Too many new projects created: at most 3 an hour per account. Try again later.']);
+    expect([refused.status, refused.reason]).to.deep.equal([
+      429,
+      'Too many new projects created: at most 3 an hour per account. Try again later.',
+    ]);
     expect((await upload(kept, '1.1', auth)).status, 'uploads to an existing project go on').to.equal(200);
   });
 
@@ -94,30 +149,52 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     const name = fresh();
     expect((await upload(name, '1.0', basicAuth('__token__', alice.token))).status).to.equal(200);
     const before = await upload(name, '1.1', basicAuth('__token__', bob.token));
-    expect([before.status, before.reason]).to.deep.equal([403, `The user '${bob.username}' isn't allowed to upload to project '${name}'. Ask an owner to add you.`]);
+    expect([before.status, before.reason]).to.deep.equal([
+      403,
+      `The user '${bob.username}' isn't allowed to upload to project '${name}'. Ask an owner to add you.`,
+    ]);
 
     const add = await banyan('projects', 'add-role', name, bob.username, '--role', 'maintainer');
     expect([add.status, add.stdout]).to.deep.equal([0, `${bob.username} is now Maintainer of ${name}.\n`]);
     expect((await upload(name, '1.1', basicAuth('__token__', bob.token))).status).to.equal(200);
     const listed = await banyan('projects', 'roles', name, '--json');
-    expect(JSON.parse(listed.stdout)).to.deep.equal({ project: name, roles: [{ username: alice.username, role: 'Owner' }, { username: bob.username, role: 'Maintainer' }] });
+    expect(JSON.parse(listed.stdout)).to.deep.equal({
+      project: name,
+      roles: [
+        { username: alice.username, role: 'Owner' },
+        { username: bob.username, role: 'Maintainer' },
+      ],
+    });
     const table = await banyan('projects', 'roles', name);
     expect(table.stdout).to.match(new RegExp(`^user\\s+role\\n${alice.username}\\s+Owner\\n${bob.username}\\s+Maintainer\\n$`));
 
     const last = await banyan('projects', 'remove-role', name, alice.username);
-    expect([last.status, last.stderr]).to.deep.equal([1, `banyan: ${alice.username} is the last owner of ${name}; a project always keeps one ` +
-      `(make someone else an owner first: banyan projects add-role ${name} USER --role owner)\n`]);
+    expect([last.status, last.stderr]).to.deep.equal([
+      1,
+      `banyan: ${alice.username} is the last owner of ${name}; a project always keeps one ` +
+        `(make someone else an owner first: banyan projects add-role ${name} USER --role owner)\n`,
+    ]);
     expect((await banyan('projects', 'add-role', name, bob.username, '--role', 'owner')).status).to.equal(0);
     expect((await banyan('projects', 'remove-role', name, alice.username)).status).to.equal(0);
     expect(await roles(name)).to.deep.equal([`${bob.username}:Owner`]);
     expect((await upload(name, '1.2', basicAuth('__token__', alice.token))).status, 'a removed owner may not upload').to.equal(403);
 
     const bad = await banyan('projects', 'add-role', name, alice.username, '--role', 'admin');
-    expect([bad.status, bad.stderr]).to.deep.equal([2, 'banyan: --role must be owner or maintainer, not "admin" (owners manage the project and its roles; maintainers upload)\n']);
-    const journal = await withClient(s.primaryUrl, async (c) => (await c.query(
-      "SELECT action, submitted_by FROM journal WHERE project_name = $1 AND version IS NULL ORDER BY id", [name])).rows);
+    expect([bad.status, bad.stderr]).to.deep.equal([
+      2,
+      'banyan: --role must be owner or maintainer, not "admin" (owners manage the project and its roles; maintainers upload)\n',
+    ]);
+    const journal = await withClient(
+      s.primaryUrl,
+      async (c) =>
+        (await c.query('SELECT action, submitted_by FROM journal WHERE project_name = $1 AND version IS NULL ORDER BY id', [name])).rows,
+    );
     expect(journal.map((j: { action: string }) => j.action)).to.deep.equal([
-      'create', `add Maintainer ${bob.username}`, `remove Maintainer ${bob.username}`, `add Owner ${bob.username}`, `remove Owner ${alice.username}`,
+      'create',
+      `add Maintainer ${bob.username}`,
+      `remove Maintainer ${bob.username}`,
+      `add Owner ${bob.username}`,
+      `remove Owner ${alice.username}`,
     ]);
     expect(journal[1].submitted_by).to.match(/^operator \(/);
   });
@@ -136,12 +213,26 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     const scoped = basicAuth('__token__', token);
     expect((await upload(mine, '1.1', scoped)).status).to.equal(200);
     const elsewhere = await upload(other, '1.1', scoped);
-    expect([elsewhere.status, elsewhere.reason]).to.deep.equal([403, `Invalid API Token: this token is scoped to project '${mine}', not '${other}'.`]);
+    expect([elsewhere.status, elsewhere.reason]).to.deep.equal([
+      403,
+      `Invalid API Token: this token is scoped to project '${mine}', not '${other}'.`,
+    ]);
     const newProject = await upload(fresh(), '1.0', scoped);
-    expect([newProject.status, newProject.reason]).to.deep.equal([403, `Invalid API Token: this token is scoped to project '${mine}' and cannot create a new project.`]);
+    expect([newProject.status, newProject.reason]).to.deep.equal([
+      403,
+      `Invalid API Token: this token is scoped to project '${mine}' and cannot create a new project.`,
+    ]);
 
-    const list = JSON.parse((await banyan('tokens', 'list', carol.username, '--json')).stdout) as { id: string; project: string | null; description: string; lastUsedAt: string | null }[];
-    expect(list.map((t) => [t.project, t.description])).to.deep.equal([[null, 'tests'], [mine, 'CI for mine']]);
+    const list = JSON.parse((await banyan('tokens', 'list', carol.username, '--json')).stdout) as {
+      id: string;
+      project: string | null;
+      description: string;
+      lastUsedAt: string | null;
+    }[];
+    expect(list.map((t) => [t.project, t.description])).to.deep.equal([
+      [null, 'tests'],
+      [mine, 'CI for mine'],
+    ]);
     expect(list[1]!.lastUsedAt, 'the scoped token was used').to.be.a('string');
     const table = await banyan('tokens', 'list', carol.username);
     expect(table.stdout).to.match(new RegExp(`^${id}\\s+project ${mine}\\s+CI for mine\\s+\\d{4}-`, 'm'));
@@ -151,13 +242,21 @@ describe('ownership: no anonymous writes, roles, scoped tokens, and a limit on n
     expect((await upload(mine, '1.2', scoped)).status, 'a revoked token is refused at once').to.equal(403);
     expect((await banyan('tokens', 'revoke', id)).status).to.equal(1);
     const strangerScope = await banyan('tokens', 'create', carol.username, '--project', 'no-such-project-here');
-    expect([strangerScope.status, strangerScope.stderr]).to.deep.equal([1, 'banyan: there is no project named "no-such-project-here" ' +
-      '(a scoped token is for an existing project; upload once with an account token to create it)\n']);
+    expect([strangerScope.status, strangerScope.stderr]).to.deep.equal([
+      1,
+      'banyan: there is no project named "no-such-project-here" ' +
+        '(a scoped token is for an existing project; upload once with an account token to create it)\n',
+    ]);
 
-    const events = await withClient(s.primaryUrl, async (c) => (await c.query(
-      'SELECT action, project_name FROM account_events WHERE username = $1 ORDER BY id', [carol.username])).rows);
+    const events = await withClient(
+      s.primaryUrl,
+      async (c) =>
+        (await c.query('SELECT action, project_name FROM account_events WHERE username = $1 ORDER BY id', [carol.username])).rows,
+    );
     expect(events).to.deep.equal([
-      { action: 'create token', project_name: null }, { action: 'create token', project_name: mine }, { action: 'revoke token', project_name: mine },
+      { action: 'create token', project_name: null },
+      { action: 'create token', project_name: mine },
+      { action: 'revoke token', project_name: mine },
     ]);
   });
 });

@@ -17,7 +17,8 @@ const LIMIT = 64 * 1024;
 /** Every file under a folder, relative, skipping the incoming folder's own name. */
 function storedFiles(root: string): string[] {
   return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
-    .filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name).slice(root.length + 1));
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name).slice(root.length + 1));
 }
 
 describe('the package index: uploads, simple and JSON APIs, files, download page', () => {
@@ -34,7 +35,14 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'package index: shipped routes');
     storage = tempDir('banyan-store-');
     dists = tempDir('banyan-dists-');
-    backends = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: s.redisUrl, storageDir: storage, maxUploadBytes: LIMIT, projectsPerHour: 1_000 });
+    backends = await startBackends(s, {
+      adminToken: 't',
+      secret: TEST_SECRET,
+      redisUrl: s.redisUrl,
+      storageDir: storage,
+      maxUploadBytes: LIMIT,
+      projectsPerHour: 1_000,
+    });
     app = backends.urls.app;
     owner = await newUploader(s.primaryUrl);
   });
@@ -52,9 +60,15 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
 
   async function fileRows(name: string): Promise<string[]> {
     const s = await services();
-    return withClient(s.primaryUrl, async (c) => (await c.query(
-      `SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
-        WHERE p.normalized_name = $1 ORDER BY 1`, [name])).rows.map((r: { filename: string }) => r.filename));
+    return withClient(s.primaryUrl, async (c) =>
+      (
+        await c.query(
+          `SELECT f.filename FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
+        WHERE p.normalized_name = $1 ORDER BY 1`,
+          [name],
+        )
+      ).rows.map((r: { filename: string }) => r.filename),
+    );
   }
 
   describe('upload (POST /legacy/)', () => {
@@ -68,8 +82,16 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       }
       expect(await fileRows(name)).to.have.length(2);
       const s = await services();
-      const role = await withClient(s.primaryUrl, async (c) => (await c.query(
-        `SELECT u.username, pr.role FROM project_roles pr JOIN users u ON u.id = pr.user_id JOIN projects p ON p.id = pr.project_id WHERE p.normalized_name = $1`, [name])).rows);
+      const role = await withClient(
+        s.primaryUrl,
+        async (c) =>
+          (
+            await c.query(
+              `SELECT u.username, pr.role FROM project_roles pr JOIN users u ON u.id = pr.user_id JOIN projects p ON p.id = pr.project_id WHERE p.normalized_name = $1`,
+              [name],
+            )
+          ).rows,
+      );
       expect(role).to.deep.equal([{ username: owner.username, role: 'Owner' }]);
       const digest = createHash('sha256').update(readFileSync(wheel!)).digest('hex');
       expect(existsSync(join(storage, digest.slice(0, 2), digest.slice(2, 4), digest.slice(4), wheel!.split('/').pop()!))).to.equal(true);
@@ -85,7 +107,12 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(again.text).to.contain('nothing changed');
       // The same file name with other contents: a valid wheel with one more member.
       const copy = join(dists, `other-${name}.whl`);
-      await run('python3', ['-c', 'import shutil, sys, zipfile; shutil.copy(sys.argv[1], sys.argv[2]); zipfile.ZipFile(sys.argv[2], "a").writestr("extra.txt", "different")', wheel!, copy]);
+      await run('python3', [
+        '-c',
+        'import shutil, sys, zipfile; shutil.copy(sys.argv[1], sys.argv[2]); zipfile.ZipFile(sys.argv[2], "a").writestr("extra.txt", "different")',
+        wheel!,
+        copy,
+      ]);
       const other = readFileSync(copy);
       const digest = createHash('sha256').update(other).digest('hex');
       const clash = await upload(uploadForm(wheel!, { name, version: '1.0' }, { sha256_digest: digest }, other));
@@ -101,7 +128,11 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       ['a digest that does not match', () => ({ sha256_digest: 'a'.repeat(64) }), /^The digest supplied does not match/],
       ['an invalid name', () => ({ name: '-bad name-' }), /is an invalid value for Name/],
       ['an invalid PEP 440 version', () => ({ version: 'latest' }), /'latest' is an invalid value for Version/],
-      ['a file name for another project', () => ({ name: 'someone-else' }), /^Start filename for project 'someone-else' with 'someone_else'/],
+      [
+        'a file name for another project',
+        () => ({ name: 'someone-else' }),
+        /^Start filename for project 'someone-else' with 'someone_else'/,
+      ],
       ['a file name for another version', () => ({ version: '2.0' }), /^Version in filename should be '2.0' not '1.0'/],
       ['an unsupported filetype', () => ({ filetype: 'bdist_egg' }), /^Invalid value for filetype/],
       ['a wheel sent as an sdist', () => ({ filetype: 'sdist', pyversion: 'source' }), /is a wheel, not sdist/],
@@ -115,7 +146,9 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
         const res = await upload(uploadForm(wheel!, { name, version: '1.0' }, overrides(name)));
         expect(res.status, res.text).to.equal(400);
         expect(res.reason).to.match(message);
-        expect(res.text).to.match(/^400 /).and.match(new RegExp(message.source.replace(/^\^/, '')));
+        expect(res.text)
+          .to.match(/^400 /)
+          .and.match(new RegExp(message.source.replace(/^\^/, '')));
         expect(await fileRows(name)).to.deep.equal([]);
         expect(storedFiles(storage)).to.deep.equal(before);
       });
@@ -125,7 +158,9 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const name = fresh();
       const [wheel] = await buildDists(dists, name, '1.0', ['py3-none-any']);
       const big = Buffer.alloc(LIMIT + 1, 7);
-      const res = await upload(uploadForm(wheel!, { name, version: '1.0' }, { sha256_digest: createHash('sha256').update(big).digest('hex') }, big));
+      const res = await upload(
+        uploadForm(wheel!, { name, version: '1.0' }, { sha256_digest: createHash('sha256').update(big).digest('hex') }, big),
+      );
       expect(res.status).to.equal(400);
       expect(res.reason).to.match(/^File too large\. Limit for this index is 64 KiB/);
       expect(await fileRows(name)).to.deep.equal([]);
@@ -155,7 +190,9 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(none.status).to.equal(401);
       expect(none.headers.get('www-authenticate')).to.match(/^Basic/);
       expect((await upload(uploadForm(wheel!, { name, version: '1.0' }), basicAuth('__token__', 'banyan-nope'))).status).to.equal(403);
-      expect((await upload(uploadForm(wheel!, { name, version: '1.0' }), basicAuth(owner.username, 'wrong password'))).status).to.equal(403);
+      expect((await upload(uploadForm(wheel!, { name, version: '1.0' }), basicAuth(owner.username, 'wrong password'))).status).to.equal(
+        403,
+      );
       expect((await upload(uploadForm(wheel!, { name, version: '1.0' }), basicAuth(owner.username, owner.password))).status).to.equal(200);
       const stranger = await newUploader((await services()).primaryUrl);
       const res = await upload(uploadForm(sdist!, { name, version: '1.0' }), basicAuth('__token__', stranger.token));
@@ -164,19 +201,26 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(await fileRows(name)).to.deep.equal([wheel!.split('/').pop()]);
     });
 
-    for (const [backend, path] of [['the app', '/legacy/'], ['legacy', '/pypi']] as const) {
+    for (const [backend, path] of [
+      ['the app', '/legacy/'],
+      ['legacy', '/pypi'],
+    ] as const) {
       it(`${backend} refuses an anonymous upload before its file is read, and cuts a sender that will not stop`, async function () {
         this.timeout(30_000);
         const url = new URL(backend === 'the app' ? app : backends.urls.legacy);
         const socket = connect(Number(url.port), url.hostname);
         let answer = '';
-        socket.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString('latin1');
+        });
         const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
         socket.on('error', () => {});
         const declared = 50 * 1024 * 1024;
-        socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xx\r\nContent-Length: ${declared}\r\n\r\n`
-          + '--xx\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-          + '--xx\r\nContent-Disposition: form-data; name="content"; filename="x-1.0.tar.gz"\r\n\r\n');
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xx\r\nContent-Length: ${declared}\r\n\r\n` +
+            '--xx\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n' +
+            '--xx\r\nContent-Disposition: form-data; name="content"; filename="x-1.0.tar.gz"\r\n\r\n',
+        );
         socket.write(Buffer.alloc(64 * 1024, 1));
         const started = Date.now();
         while (!/\r\n\r\n/.test(answer) && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 20));
@@ -214,12 +258,20 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       let sent = 0;
       const body = new ReadableStream({
         pull(c) {
-          if (sent++ === 0) c.enqueue(new TextEncoder().encode('--xx\r\nContent-Disposition: form-data; name="content"; filename="x.whl"\r\n\r\n' + 'a'.repeat(30_000)));
+          if (sent++ === 0)
+            c.enqueue(
+              new TextEncoder().encode(
+                '--xx\r\nContent-Disposition: form-data; name="content"; filename="x.whl"\r\n\r\n' + 'a'.repeat(30_000),
+              ),
+            );
           else setTimeout(() => controller.abort(), 100);
         },
       });
       await fetch(`${app}/legacy/`, {
-        method: 'POST', body, duplex: 'half', signal: controller.signal,
+        method: 'POST',
+        body,
+        duplex: 'half',
+        signal: controller.signal,
         headers: { authorization: basicAuth('__token__', owner.token), 'content-type': 'multipart/form-data; boundary=xx' },
       } as RequestInit).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 300));
@@ -237,12 +289,19 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       for (const f of files) expect((await upload(uploadForm(f, { name, version: '1.0' }))).status).to.equal(200);
     });
 
-    it('serves PEP 691 JSON to pip\'s Accept header, with hashes, requires-python, size, upload-time and Vary', async () => {
-      const res = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01' } });
+    it("serves PEP 691 JSON to pip's Accept header, with hashes, requires-python, size, upload-time and Vary", async () => {
+      const res = await fetch(`${app}/simple/${name}/`, {
+        headers: { accept: 'application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01' },
+      });
       expect(res.headers.get('content-type')).to.equal('application/vnd.pypi.simple.v1+json');
       expect(res.headers.get('vary')).to.contain('Accept');
       expect(res.headers.get('surrogate-key')).to.contain(`project-${name}`);
-      const body = await res.json() as { meta: Record<string, unknown>; name: string; versions: string[]; files: Record<string, unknown>[] };
+      const body = (await res.json()) as {
+        meta: Record<string, unknown>;
+        name: string;
+        versions: string[];
+        files: Record<string, unknown>[];
+      };
       expect(body.meta['api-version']).to.equal('1.1');
       expect(body.name).to.equal(name);
       expect(body.versions).to.deep.equal(['1.0']);
@@ -252,7 +311,11 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(wheel['hashes']).to.deep.equal({ sha256: digest });
       expect(String(wheel['upload-time'])).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       const download = await fetch(`${app}${String(wheel['url'])}`);
-      expect(createHash('sha256').update(Buffer.from(await download.arrayBuffer())).digest('hex')).to.equal(digest);
+      expect(
+        createHash('sha256')
+          .update(Buffer.from(await download.arrayBuffer()))
+          .digest('hex'),
+      ).to.equal(digest);
     });
 
     it('serves PEP 503 HTML by default, with #sha256 fragments, data-requires-python and the repository version', async () => {
@@ -260,7 +323,11 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(res.headers.get('content-type')).to.equal('text/html; charset=utf-8');
       const html = await res.text();
       expect(html).to.contain('<meta name="pypi:repository-version" content="1.1">');
-      expect(html).to.match(new RegExp(`href="/packages/[0-9a-f/]+/${name.replace(/-/g, '_')}-1\\.0-py3-none-any\\.whl#sha256=[0-9a-f]{64}" data-requires-python="&gt;=3.7"`));
+      expect(html).to.match(
+        new RegExp(
+          `href="/packages/[0-9a-f/]+/${name.replace(/-/g, '_')}-1\\.0-py3-none-any\\.whl#sha256=[0-9a-f]{64}" data-requires-python="&gt;=3.7"`,
+        ),
+      );
       const index = await fetch(`${app}/simple/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } });
       expect(((await index.json()) as { projects: { name: string }[] }).projects.map((p) => p.name)).to.include(name);
     });
@@ -270,13 +337,19 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const [wheel] = await buildDists(dists, yanked, '0.5', ['py3-none-any']);
       expect((await upload(uploadForm(wheel!, { name: yanked, version: '0.5' }))).status).to.equal(200);
       const s = await services();
-      await withClient(s.primaryUrl, (c) => c.query(
-        "UPDATE releases SET yanked = true, yanked_reason = 'broken <build>' WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)", [yanked]));
+      await withClient(s.primaryUrl, (c) =>
+        c.query(
+          "UPDATE releases SET yanked = true, yanked_reason = 'broken <build>' WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)",
+          [yanked],
+        ),
+      );
       // A direct change in the database (no upload) announces nothing: wait until the replica has it.
       await waitForReplay(s);
       const html = await (await fetch(`${app}/simple/${yanked}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+html' } })).text();
       expect(html).to.contain('data-yanked="broken &lt;build&gt;"');
-      const json = await (await fetch(`${app}/simple/${yanked}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } })).json() as { files: { yanked: unknown }[] };
+      const json = (await (
+        await fetch(`${app}/simple/${yanked}/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } })
+      ).json()) as { files: { yanked: unknown }[] };
       expect(json.files[0]!.yanked).to.equal('broken <build>');
     });
 
@@ -304,10 +377,14 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     it('negotiates application/* and */*, says Vary: Accept on every answer, redirects the forms without a slash, and sends X-PyPI-Last-Serial', async () => {
       const app_ = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'application/*' } });
       expect([app_.status, app_.headers.get('content-type')]).to.deep.equal([200, 'application/vnd.pypi.simple.v1+json']);
-      const json = await app_.json() as { meta: { '_last-serial': number } };
+      const json = (await app_.json()) as { meta: { '_last-serial': number } };
       expect(app_.headers.get('x-pypi-last-serial')).to.equal(String(json.meta['_last-serial']));
       const any = await fetch(`${app}/simple/${name}/`, { headers: { accept: '*/*' } });
-      expect([any.status, any.headers.get('content-type'), any.headers.get('vary')?.split(', ')[0]]).to.deep.equal([200, 'text/html; charset=utf-8', 'Accept']);
+      expect([any.status, any.headers.get('content-type'), any.headers.get('vary')?.split(', ')[0]]).to.deep.equal([
+        200,
+        'text/html; charset=utf-8',
+        'Accept',
+      ]);
       expect(any.headers.get('access-control-allow-origin'), 'a read API').to.equal('*');
       expect(any.headers.get('x-pypi-last-serial')).to.match(/^\d+$/);
       const refused = await fetch(`${app}/simple/${name}/`, { headers: { accept: 'image/png' } });
@@ -315,7 +392,11 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       const index = await fetch(`${app}/simple/`);
       await index.text();
       expect(Number(index.headers.get('x-pypi-last-serial'))).to.be.at.least(Number(json.meta['_last-serial']));
-      for (const [from, to] of [[`/simple/${name}`, `/simple/${name}/`], [`/simple/${name.toUpperCase()}`, `/simple/${name}/`], ['/simple', '/simple/']]) {
+      for (const [from, to] of [
+        [`/simple/${name}`, `/simple/${name}/`],
+        [`/simple/${name.toUpperCase()}`, `/simple/${name}/`],
+        ['/simple', '/simple/'],
+      ]) {
         const moved = await fetch(`${app}${from}`, { redirect: 'manual' });
         expect([moved.status, moved.headers.get('location')], from).to.deep.equal([301, to]);
       }
@@ -354,7 +435,12 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     it('/pypi/<project>/json has info (latest non-pre-release by PEP 440), urls, releases and last_serial', async () => {
       const res = await fetch(`${app}/pypi/${name}/json`);
       expect(res.status).to.equal(200);
-      const body = await res.json() as { info: Record<string, unknown>; releases: Record<string, unknown[]>; urls: Record<string, unknown>[]; last_serial: number };
+      const body = (await res.json()) as {
+        info: Record<string, unknown>;
+        releases: Record<string, unknown[]>;
+        urls: Record<string, unknown>[];
+        last_serial: number;
+      };
       expect(body.info['version']).to.equal('1.10');
       expect(body.info['requires_dist']).to.deep.equal(['requests>=2', 'idna']);
       expect(Object.keys(body.releases)).to.deep.equal(['1.0', '1.10', '2.0rc1']);
@@ -368,7 +454,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     it('gives absolute file URLs through the proxy, CORS, a 301 to the normalized name, and the latest yanked version when all are', async () => {
       const res = await fetch(`${backends.urls.proxy}/pypi/${name}/json`);
       expect(res.headers.get('access-control-allow-origin')).to.equal('*');
-      const body = await res.json() as { urls: { url: string; digests: { sha256: string } }[] };
+      const body = (await res.json()) as { urls: { url: string; digests: { sha256: string } }[] };
       const url = body.urls[0]!.url;
       expect(url).to.match(new RegExp(`^${backends.urls.proxy}/packages/`));
       const file = Buffer.from(await (await fetch(url)).arrayBuffer());
@@ -381,33 +467,44 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
         const [w] = await buildDists(dists, gone, version, ['py3-none-any']);
         expect((await upload(uploadForm(w!, { name: gone, version }))).status).to.equal(200);
       }
-      await withClient((await services()).primaryUrl, (c) => c.query(
-        'UPDATE releases SET yanked = true WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)', [gone]));
+      await withClient((await services()).primaryUrl, (c) =>
+        c.query('UPDATE releases SET yanked = true WHERE project_id = (SELECT id FROM projects WHERE normalized_name = $1)', [gone]),
+      );
       await waitForReplay(await services());
-      const info = (await (await fetch(`${app}/pypi/${gone}/json`)).json() as { info: { version: string | null; yanked: boolean } }).info;
+      const info = ((await (await fetch(`${app}/pypi/${gone}/json`)).json()) as { info: { version: string | null; yanked: boolean } }).info;
       expect(info, 'every release yanked: the newest one, marked').to.deep.include({ version: '1.0', yanked: true });
     });
 
-    it('gives md5 and blake2b_256 digests beside sha256, as Python\'s hashlib computes them, and backfills old files', async () => {
-      const body = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { url: string; md5_digest: string; digests: Record<string, string> }[] };
+    it("gives md5 and blake2b_256 digests beside sha256, as Python's hashlib computes them, and backfills old files", async () => {
+      const body = (await (await fetch(`${app}/pypi/${name}/1.10/json`)).json()) as {
+        urls: { url: string; md5_digest: string; digests: Record<string, string> }[];
+      };
       const file = body.urls[0]!;
       const bytes = join(dists, `digests-${process.pid}.bin`);
       writeFileSync(bytes, Buffer.from(await (await fetch(file.url)).arrayBuffer()));
-      const py = await run('python3', ['-c', 'import hashlib, sys; d = open(sys.argv[1], "rb").read(); print(hashlib.md5(d).hexdigest(), hashlib.blake2b(d, digest_size=32).hexdigest(), hashlib.sha256(d).hexdigest())', bytes]);
+      const py = await run('python3', [
+        '-c',
+        'import hashlib, sys; d = open(sys.argv[1], "rb").read(); print(hashlib.md5(d).hexdigest(), hashlib.blake2b(d, digest_size=32).hexdigest(), hashlib.sha256(d).hexdigest())',
+        bytes,
+      ]);
       const [md5, blake, sha256] = py.stdout.trim().split(' ');
       expect(file.digests).to.deep.equal({ blake2b_256: blake, md5, sha256 });
       expect(file.md5_digest).to.equal(md5);
 
       const s = await services();
-      await withClient(s.primaryUrl, (c) => c.query("UPDATE files SET md5_digest = NULL, blake2_256_digest = NULL WHERE filename LIKE $1", [`${name.replace(/-/g, '_')}-%`]));
+      await withClient(s.primaryUrl, (c) =>
+        c.query('UPDATE files SET md5_digest = NULL, blake2_256_digest = NULL WHERE filename LIKE $1', [`${name.replace(/-/g, '_')}-%`]),
+      );
       await waitForReplay(s);
-      const bare = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { digests: Record<string, string> }[] };
+      const bare = (await (await fetch(`${app}/pypi/${name}/1.10/json`)).json()) as { urls: { digests: Record<string, string> }[] };
       expect(Object.keys(bare.urls[0]!.digests), 'files stored before the digests were kept').to.deep.equal(['sha256']);
-      const r = await runBanyanAsync(['backfill', 'digests', '--project', name, '--json'], { env: { DATABASE_URL: s.primaryUrl, BANYAN_STORAGE: storage } });
+      const r = await runBanyanAsync(['backfill', 'digests', '--project', name, '--json'], {
+        env: { DATABASE_URL: s.primaryUrl, BANYAN_STORAGE: storage },
+      });
       expect(r.status, r.stderr).to.equal(0);
       expect(JSON.parse(r.stdout), 'the three files of the project').to.deep.equal({ extracted: 3, skipped: [] });
       await waitForReplay(s);
-      const back = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { digests: Record<string, string> }[] };
+      const back = (await (await fetch(`${app}/pypi/${name}/1.10/json`)).json()) as { urls: { digests: Record<string, string> }[] };
       expect(back.urls[0]!.digests).to.deep.equal({ blake2b_256: blake, md5, sha256 });
     });
 
@@ -433,18 +530,22 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     });
 
     it('/pypi/<project>/<version>/json has no releases key, and 404s unknown versions', async () => {
-      const body = await (await fetch(`${app}/pypi/${name}/2.0rc1/json`)).json() as Record<string, unknown>;
+      const body = (await (await fetch(`${app}/pypi/${name}/2.0rc1/json`)).json()) as Record<string, unknown>;
       expect((body['info'] as Record<string, unknown>)['version']).to.equal('2.0rc1');
       expect(body).to.not.have.property('releases');
       expect((await fetch(`${app}/pypi/${name}/9.9/json`)).status).to.equal(404);
     });
 
     it('serves files with Content-Length, ETag, 304, Range (206) and 416', async () => {
-      const body = await (await fetch(`${app}/pypi/${name}/1.10/json`)).json() as { urls: { url: string; size: number; digests: { sha256: string } }[] };
+      const body = (await (await fetch(`${app}/pypi/${name}/1.10/json`)).json()) as {
+        urls: { url: string; size: number; digests: { sha256: string } }[];
+      };
       const file = body.urls[0]!;
       const whole = await fetch(file.url);
       const bytes = Buffer.from(await whole.arrayBuffer());
-      expect(Number(whole.headers.get('content-length'))).to.equal(file.size).and.equal(bytes.length);
+      expect(Number(whole.headers.get('content-length')))
+        .to.equal(file.size)
+        .and.equal(bytes.length);
       expect(whole.headers.get('etag')).to.equal(`"${file.digests.sha256}"`);
       expect(whole.headers.get('accept-ranges')).to.equal('bytes');
       expect((await fetch(file.url, { headers: { 'if-none-match': `"${file.digests.sha256}"` } })).status).to.equal(304);
@@ -458,7 +559,11 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
       expect(outside.status).to.equal(416);
       expect(outside.headers.get('content-range')).to.equal(`bytes */${file.size}`);
       // fetch would resolve the dots itself: the raw target goes out as written, so the server is what refuses it.
-      for (const target of ['/packages/../../etc/passwd', '/packages/%2e%2e/%2e%2e/etc/passwd', '/packages/ab/cd/..%2f..%2f..%2fetc/passwd']) {
+      for (const target of [
+        '/packages/../../etc/passwd',
+        '/packages/%2e%2e/%2e%2e/etc/passwd',
+        '/packages/ab/cd/..%2f..%2f..%2fetc/passwd',
+      ]) {
         const answer = await rawGet(app, target);
         expect(answer.split('\r\n')[0], target).to.match(/^HTTP\/1\.1 (400|404) /);
         expect(answer, target).to.not.contain('root:');
@@ -467,23 +572,30 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
   });
 
   describe('download page', () => {
-    it('offers the file for the visitor\'s platform and pages through releases', async () => {
+    it("offers the file for the visitor's platform and pages through releases", async () => {
       const name = fresh();
       for (const version of ['0.9', '1.0']) {
         const built = await buildDists(dists, name, version, ['cp311-cp311-win_amd64', 'cp311-cp311-macosx_11_0_universal2', 'sdist']);
-        for (const f of built) expect((await upload(uploadForm(f, { name, version, pyversion: f.endsWith('.whl') ? 'cp311' : 'source' }))).status).to.equal(200);
+        for (const f of built)
+          expect((await upload(uploadForm(f, { name, version, pyversion: f.endsWith('.whl') ? 'cp311' : 'source' }))).status).to.equal(200);
       }
       const page = async (ua: string, query = '') => {
         const res = await fetch(`${app}/project/${name}/${query}`, { headers: { 'user-agent': ua } });
         expect(res.status).to.equal(200);
         expect(res.headers.get('vary')).to.contain('User-Agent');
         expect(res.headers.get('vary')).to.contain('Sec-CH-UA-Arch');
-        expect(res.headers.get('accept-ch'), 'asks Chromium for the CPU').to.equal('Sec-CH-UA-Arch, Sec-CH-UA-Bitness, Sec-CH-UA-Platform-Version');
+        expect(res.headers.get('accept-ch'), 'asks Chromium for the CPU').to.equal(
+          'Sec-CH-UA-Arch, Sec-CH-UA-Bitness, Sec-CH-UA-Platform-Version',
+        );
         return res.text();
       };
       const dist = name.replace(/-/g, '_');
-      expect(await page('Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0')).to.match(new RegExp(`id="download"[^>]*data-filename="${dist}-1\\.0-cp311-cp311-win_amd64\\.whl"`));
-      expect(await page('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15')).to.match(new RegExp(`data-filename="${dist}-1\\.0-cp311-cp311-macosx_11_0_universal2\\.whl"`));
+      expect(await page('Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0')).to.match(
+        new RegExp(`id="download"[^>]*data-filename="${dist}-1\\.0-cp311-cp311-win_amd64\\.whl"`),
+      );
+      expect(await page('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15')).to.match(
+        new RegExp(`data-filename="${dist}-1\\.0-cp311-cp311-macosx_11_0_universal2\\.whl"`),
+      );
       expect(await page('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0')).to.match(new RegExp(`data-filename="${dist}-1\\.0\\.tar\\.gz"`));
       // Thin Mac wheels only: Safari hides the CPU, so both are offered; Chromium's hints pick one.
       const thin = fresh();
@@ -491,18 +603,33 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
         expect((await upload(uploadForm(f, { name: thin, version: '1.0', pyversion: 'cp311' }))).status).to.equal(200);
       }
       const thinDist = thin.replace(/-/g, '_');
-      const safari = await (await fetch(`${app}/project/${thin}/`, { headers: { 'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Version/17.0 Safari/605.1.15' } })).text();
+      const safari = await (
+        await fetch(`${app}/project/${thin}/`, {
+          headers: { 'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Version/17.0 Safari/605.1.15' },
+        })
+      ).text();
       expect(safari).to.match(new RegExp(`id="download"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_11_0_arm64\\.whl"`));
-      expect(safari).to.match(new RegExp(`class="button alternative"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_10_9_x86_64\\.whl"`));
+      expect(safari).to.match(
+        new RegExp(`class="button alternative"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_10_9_x86_64\\.whl"`),
+      );
       expect(safari).to.contain('id="platform-note"');
-      const chromeArm = await (await fetch(`${app}/project/${thin}/`, { headers: {
-        'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Chrome/131.0', 'sec-ch-ua-platform': '"macOS"', 'sec-ch-ua-arch': '"arm"', 'sec-ch-ua-bitness': '"64"',
-      } })).text();
+      const chromeArm = await (
+        await fetch(`${app}/project/${thin}/`, {
+          headers: {
+            'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Chrome/131.0',
+            'sec-ch-ua-platform': '"macOS"',
+            'sec-ch-ua-arch': '"arm"',
+            'sec-ch-ua-bitness': '"64"',
+          },
+        })
+      ).text();
       expect(chromeArm).to.match(new RegExp(`id="download"[^>]*data-filename="${thinDist}-1\\.0-cp311-cp311-macosx_11_0_arm64\\.whl"`));
       expect(chromeArm).to.not.contain('button alternative');
       const res = await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8' } });
       expect(res.headers.get('surrogate-key')).to.equal(`project-${name}`);
-      expect((await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8', 'if-none-match': res.headers.get('etag')! } })).status).to.equal(304);
+      expect(
+        (await fetch(`${app}/project/${name}/`, { headers: { 'user-agent': 'curl/8', 'if-none-match': res.headers.get('etag')! } })).status,
+      ).to.equal(304);
       const second = await page('curl/8', '?page=2');
       expect(second).to.not.contain('<li>');
       expect((await fetch(`${app}/project/${name}/?page=0`)).status).to.equal(400);
@@ -510,7 +637,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     });
   });
 
-  describe('the app\'s metrics', () => {
+  describe("the app's metrics", () => {
     it('count uploads by result and failure reason, DB reads by target and reason, replica lag; promtool passes', async function () {
       const text = await (await fetch(`${app}/metrics`)).text();
       expect(text).to.match(/^banyan_upload_attempts_total\{result="stored"\} [1-9]/m);
@@ -536,17 +663,22 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     });
 
     it('answers XML-RPC calls, and bad ones with faults', async () => {
-      const call = async (body: string) => (await fetch(`${backends.urls.legacy}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body })).text();
+      const call = async (body: string) =>
+        (await fetch(`${backends.urls.legacy}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body })).text();
       const list = await call('<?xml version="1.0"?><methodCall><methodName>list_packages</methodName><params></params></methodCall>');
-      expect(list).to.match(/^<\?xml version='1.0'\?>\n<methodResponse><params><param><value><array><data>(<value><string>[^<]+<\/string><\/value>)+<\/data>/);
+      expect(list).to.match(
+        /^<\?xml version='1.0'\?>\n<methodResponse><params><param><value><array><data>(<value><string>[^<]+<\/string><\/value>)+<\/data>/,
+      );
       const unknown = await call('<methodCall><methodName>drop_tables</methodName></methodCall>');
       expect(unknown).to.contain('<name>faultCode</name><value><int>-32601</int></value>').and.contain('drop_tables');
-      const bad = await call('<methodCall><methodName>list_packages</methodName><params><param><value><int>1</int></value></param></params></methodCall>');
+      const bad = await call(
+        '<methodCall><methodName>list_packages</methodName><params><param><value><int>1</int></value></param></params></methodCall>',
+      );
       expect(bad).to.contain('<int>-32602</int>').and.contain('wrong number of parameters');
       expect(await call('<methodCall><methodName>oops')).to.contain('<int>-32700</int>');
     });
 
-    it('answers search, release_data and changelog to Python\'s xmlrpc.client', async function () {
+    it("answers search, release_data and changelog to Python's xmlrpc.client", async function () {
       this.timeout(30_000);
       const name = fresh();
       const [sdist] = await buildDists(dists, name, '3.0', ['sdist']);
@@ -559,7 +691,13 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
         `log = [e for e in p.changelog(int(time.time()) - 3600) if e[0] == "${name}"]`,
         `print(json.dumps({"hits": hits, "summary": data["summary"], "requires_dist": data["requires_dist"], "missing": p.release_data("${name}", "9.9"), "log": [e[3] for e in log]}))`,
       ].join('\n');
-      const out = JSON.parse((await run('python3', ['-c', script])).stdout) as { hits: { name: string; version: string }[]; summary: string; requires_dist: string[]; missing: object; log: string[] };
+      const out = JSON.parse((await run('python3', ['-c', script])).stdout) as {
+        hits: { name: string; version: string }[];
+        summary: string;
+        requires_dist: string[];
+        missing: object;
+        log: string[];
+      };
       expect(out.hits).to.deep.equal([{ name, version: '3.0', summary: `Test package ${name}`, _pypi_ordering: 0 }]);
       expect(out.summary).to.equal(`Test package ${name}`);
       expect(out.requires_dist).to.deep.equal(['requests>=2', 'idna']);
@@ -570,9 +708,17 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
     it('takes the old upload form at POST /pypi, with the same checks, visible through the new app', async () => {
       const name = fresh();
       const [sdist] = await buildDists(dists, name, '0.1', ['sdist']);
-      const res = await upload(uploadForm(sdist!, { name, version: '0.1' }), basicAuth(owner.username, owner.password), `${backends.urls.legacy}/pypi`);
+      const res = await upload(
+        uploadForm(sdist!, { name, version: '0.1' }),
+        basicAuth(owner.username, owner.password),
+        `${backends.urls.legacy}/pypi`,
+      );
       expect(res.status, res.text).to.equal(200);
-      const bad = await upload(uploadForm(sdist!, { name, version: '0.1' }, { sha256_digest: 'b'.repeat(64) }), basicAuth(owner.username, owner.password), `${backends.urls.legacy}/pypi`);
+      const bad = await upload(
+        uploadForm(sdist!, { name, version: '0.1' }, { sha256_digest: 'b'.repeat(64) }),
+        basicAuth(owner.username, owner.password),
+        `${backends.urls.legacy}/pypi`,
+      );
       expect(bad.status).to.equal(400);
       expect(await (await fetch(`${app}/simple/${name}/`)).text()).to.contain(`${name.replace(/-/g, '_')}-0.1.tar.gz`);
     });
@@ -584,7 +730,9 @@ async function rawGet(origin: string, target: string): Promise<string> {
   const url = new URL(origin);
   const socket = connect(Number(url.port), url.hostname);
   let answer = '';
-  socket.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+  socket.on('data', (d: Buffer) => {
+    answer += d.toString('latin1');
+  });
   socket.on('error', () => {});
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.end(`GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);

@@ -55,7 +55,10 @@ describe('the packed package, installed into a project outside this repository',
     execFileSync('mkdir', ['-p', project]);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'outside', version: '1.0.0', private: true, type: 'module' }));
     // From npm's cache when it has them (npm ci filled it), else the registry.
-    execFileSync(NPM, ['install', '--no-audit', '--no-fund', '--omit=optional', '--prefer-offline', join(work, tarball), 'koa@3'], { cwd: project, stdio: 'ignore' });
+    execFileSync(NPM, ['install', '--no-audit', '--no-fund', '--omit=optional', '--prefer-offline', join(work, tarball), 'koa@3'], {
+      cwd: project,
+      stdio: 'ignore',
+    });
   });
 
   after(() => {
@@ -72,11 +75,19 @@ describe('the packed package, installed into a project outside this repository',
     expect(existsSync(join(pkg, 'bin', 'cli.ts'))).to.equal(false);
   });
 
-  it('runs banyan/db in the outside project\'s own Koa app: reads on the replica, and on the primary when fenced', async () => {
+  it("runs banyan/db in the outside project's own Koa app: reads on the replica, and on the primary when fenced", async () => {
     const s = await services();
     writeFileSync(join(project, 'app.mjs'), OUTSIDE_APP);
-    const r = await run(process.execPath, ['app.mjs'], { cwd: project, env: { DATABASE_URL: s.primaryUrl, REPLICA_URL: s.replicaUrls[0]! } });
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { plain: { readFrom: string; standby: boolean }; fenced: { readFrom: string; standby: boolean }; problems: string[]; createProxy: string };
+    const r = await run(process.execPath, ['app.mjs'], {
+      cwd: project,
+      env: { DATABASE_URL: s.primaryUrl, REPLICA_URL: s.replicaUrls[0]! },
+    });
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      plain: { readFrom: string; standby: boolean };
+      fenced: { readFrom: string; standby: boolean };
+      problems: string[];
+      createProxy: string;
+    };
     expect(out.plain).to.deep.equal({ readFrom: 'replica-1', standby: true });
     expect(out.fenced).to.deep.equal({ readFrom: 'primary', standby: false });
     expect(out.problems).to.include('route 1 "Bad": mode: must be one of legacy, shadow, canary, new, retired');
@@ -84,7 +95,9 @@ describe('the packed package, installed into a project outside this repository',
   });
 
   it('runs the compiled CLI', async () => {
-    const r = await run(process.execPath, [join(project, 'node_modules', 'banyan', 'bin', 'banyan.js'), 'routes', '--help'], { cwd: project });
+    const r = await run(process.execPath, [join(project, 'node_modules', 'banyan', 'bin', 'banyan.js'), 'routes', '--help'], {
+      cwd: project,
+    });
     expect(r.stdout).to.match(/^Usage: banyan routes \[options\] \[command\]\n/);
   });
 });

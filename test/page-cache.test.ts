@@ -8,7 +8,7 @@ import { waitUntil } from './support/wait.js';
 const page = (body: string): CachedPage => ({ type: 'text/html', etag: `"${body}"`, body });
 
 describe('the page cache: Redis, and the copy each process holds', () => {
-  it('serves a held page only while its generation and Redis\'s era are unchanged, even after Redis loses its data', async () => {
+  it("serves a held page only while its generation and Redis's era are unchanged, even after Redis loses its data", async () => {
     const s = await services();
     const a = new PageCache(s.redisUrl!);
     const b = new PageCache(s.redisUrl!);
@@ -16,7 +16,8 @@ describe('the page cache: Redis, and the copy each process holds', () => {
     const key = `test-page-${process.pid}`;
     try {
       // A cache on the request path does not queue commands: wait until both are connected.
-      for (const cache of [a, b]) await waitUntil('the cache reaches Redis', async () => (await cache.get('probe', 'x')).generation !== undefined, 5_000);
+      for (const cache of [a, b])
+        await waitUntil('the cache reaches Redis', async () => (await cache.get('probe', 'x')).generation !== undefined, 5_000);
       let lookup = await a.get(key, 'html');
       expect(lookup.page).to.equal(undefined);
       await a.put(key, lookup, 'html', page('one'));
@@ -45,7 +46,7 @@ describe('the page cache: Redis, and the copy each process holds', () => {
     }
   });
 
-  it('serves a giant project\'s 20 MB page from Redis to another process, stored gzipped', async function () {
+  it("serves a giant project's 20 MB page from Redis to another process, stored gzipped", async function () {
     this.timeout(30_000);
     const s = await services();
     const a = new PageCache(s.redisUrl!);
@@ -54,17 +55,21 @@ describe('the page cache: Redis, and the copy each process holds', () => {
     const key = `test-giant-${process.pid}`;
     // Like a simple page of 50,000 files: names, URLs and a SHA-256 each (random, as real digests are).
     const files = Array.from({ length: 50_000 }, (_, i) => ({
-      filename: `giant-${i}.0-py3-none-any.whl`, url: `/files/${randomBytes(16).toString('hex')}/giant-${i}.0-py3-none-any.whl`,
-      hashes: { sha256: randomBytes(32).toString('hex') }, 'requires-python': '>=3.8', yanked: false,
+      filename: `giant-${i}.0-py3-none-any.whl`,
+      url: `/files/${randomBytes(16).toString('hex')}/giant-${i}.0-py3-none-any.whl`,
+      hashes: { sha256: randomBytes(32).toString('hex') },
+      'requires-python': '>=3.8',
+      yanked: false,
     }));
     const body = JSON.stringify({ meta: { 'api-version': '1.1' }, name: 'giant', files }).repeat(2);
     expect(body.length).to.be.above(20_000_000);
     try {
-      for (const cache of [a, b]) await waitUntil('the cache reaches Redis', async () => (await cache.get('probe', 'x')).generation !== undefined, 5_000);
+      for (const cache of [a, b])
+        await waitUntil('the cache reaches Redis', async () => (await cache.get('probe', 'x')).generation !== undefined, 5_000);
       const lookup = await a.get(key, 'json');
       await a.put(key, lookup, 'json', { type: 'application/vnd.pypi.simple.v1+json', etag: '"giant"', body });
       const served = await b.get(key, 'json');
-      expect(served.generation, 'Redis answered within the request path\'s time limit').to.not.equal(undefined);
+      expect(served.generation, "Redis answered within the request path's time limit").to.not.equal(undefined);
       expect(served.page?.body === body, 'the other process gets the page, whole').to.equal(true);
       const stored = await redis.strlen(`banyan:cache:page:${key}:${lookup.generation}:json`);
       expect(stored, 'stored gzipped').to.be.below(body.length / 2);

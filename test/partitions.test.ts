@@ -19,11 +19,18 @@ describe('chaos: network partitions (proxy ↔ Redis, proxy ↔ PostgreSQL, app 
     this.timeout(600_000);
     rows = await chaos({ seconds: 1, workers: 1, only: 'partition', partitions: true, log: () => {} });
     // eslint-disable-next-line no-console
-    console.log(`\n${rows.map((r) => `      ${r.scenario.padEnd(30)} ${r.requests} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated; ${r.notes}`).join('\n')}`);
+    console.log(
+      `\n${rows.map((r) => `      ${r.scenario.padEnd(30)} ${r.requests} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated; ${r.notes}`).join('\n')}`,
+    );
   });
 
   it('runs the four partitions, or skips each saying why', () => {
-    expect(rows.map((r) => r.scenario)).to.deep.equal(['partition proxy ↔ Redis', 'partition proxy ↔ PostgreSQL', 'partition app ↔ replica', 'partition app ↔ primary']);
+    expect(rows.map((r) => r.scenario)).to.deep.equal([
+      'partition proxy ↔ Redis',
+      'partition proxy ↔ PostgreSQL',
+      'partition app ↔ replica',
+      'partition app ↔ primary',
+    ]);
     if (unavailable) for (const r of rows) expect(r.notes).to.equal(`skipped: ${unavailable}`);
   });
 

@@ -46,10 +46,12 @@ function generate(count: number, seed: number): string[] {
     let v = r() < 0.1 ? `${n()}!` : '';
     if (r() < 0.05) v = `v${v}`;
     v += Array.from({ length: 1 + Math.floor(r() * 4) }, n).join('.');
-    if (r() < 0.35) v += `${sep()}${pick(['a', 'b', 'rc', 'c', 'alpha', 'beta', 'pre', 'preview', 'A', 'RC'])}${sep()}${r() < 0.8 ? n() : ''}`;
+    if (r() < 0.35)
+      v += `${sep()}${pick(['a', 'b', 'rc', 'c', 'alpha', 'beta', 'pre', 'preview', 'A', 'RC'])}${sep()}${r() < 0.8 ? n() : ''}`;
     if (r() < 0.25) v += r() < 0.3 ? `-${n()}` : `${sep()}${pick(['post', 'rev', 'r', 'POST'])}${sep()}${r() < 0.8 ? n() : ''}`;
     if (r() < 0.25) v += `${sep()}${pick(['dev', 'DEV'])}${r() < 0.8 ? n() : ''}`;
-    if (r() < 0.15) v += `+${Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(['ubuntu', '1', '02', 'abc', 'x7', 'LOCAL'])).join(pick(['.', '-', '_']))}`;
+    if (r() < 0.15)
+      v += `+${Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(['ubuntu', '1', '02', 'abc', 'x7', 'LOCAL'])).join(pick(['.', '-', '_']))}`;
     if (r() < 0.03) v = pick([`${v}..`, `${v}+`, `${v} x`, `1.${v}!`, `${v}-`, `.${v}`]);
     out.push(v);
   }
@@ -74,7 +76,8 @@ describe('PEP 440 against packaging (what pip and Warehouse use), on 4,000 gener
   });
 
   it('accepts and refuses the same versions, and normalizes them the same way', () => {
-    const differences = texts.map((t, i) => [t, parseVersion(t) ? normalizeVersion(parseVersion(t)!) : null, oracle.normal[i]] as const)
+    const differences = texts
+      .map((t, i) => [t, parseVersion(t) ? normalizeVersion(parseVersion(t)!) : null, oracle.normal[i]] as const)
       .filter(([, ours, theirs]) => ours !== theirs);
     expect(differences.slice(0, 10), `${differences.length} of ${texts.length} differ`).to.deep.equal([]);
     expect(oracle.normal.filter((x) => x === null).length, 'some generated versions are invalid').to.be.above(20);
@@ -88,10 +91,17 @@ describe('PEP 440 against packaging (what pip and Warehouse use), on 4,000 gener
     const theirs = oracle.order;
     const same = (x: number, y: number) => byVersion(parsed.get(x)!, parsed.get(y)!) === 0;
     const mismatch = ours.findIndex((i, k) => i !== theirs[k] && !same(i, theirs[k]!));
-    expect(mismatch, mismatch < 0 ? '' : `first difference at ${mismatch}: ours ${texts[ours[mismatch]!]}, packaging ${texts[theirs[mismatch]!]}`).to.equal(-1);
+    expect(
+      mismatch,
+      mismatch < 0 ? '' : `first difference at ${mismatch}: ours ${texts[ours[mismatch]!]}, packaging ${texts[theirs[mismatch]!]}`,
+    ).to.equal(-1);
     // The sort key orders releases in SQL; local versions are never stored (uploads refuse them).
     const publicOnes = valid.filter((i) => !parsed.get(i)!.local);
-    const byKey = publicOnes.slice().sort((a, b) => (sortKey(parsed.get(a)!) < sortKey(parsed.get(b)!) ? -1 : sortKey(parsed.get(a)!) > sortKey(parsed.get(b)!) ? 1 : a - b));
+    const byKey = publicOnes
+      .slice()
+      .sort((a, b) =>
+        sortKey(parsed.get(a)!) < sortKey(parsed.get(b)!) ? -1 : sortKey(parsed.get(a)!) > sortKey(parsed.get(b)!) ? 1 : a - b,
+      );
     const byCompare = publicOnes.slice().sort((a, b) => byVersion(parsed.get(a)!, parsed.get(b)!) || a - b);
     expect(byKey.map((i) => canonicalVersion(parsed.get(i)!))).to.deep.equal(byCompare.map((i) => canonicalVersion(parsed.get(i)!)));
   });

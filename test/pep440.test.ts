@@ -11,13 +11,40 @@ function v(text: string): Version {
 describe('PEP 440 versions', () => {
   // packaging's own ordering table (tests/test_version.py), lowest first.
   const ordered = [
-    '1.0.dev456', '1.0a1', '1.0a2.dev456', '1.0a12.dev456', '1.0a12', '1.0b1.dev456', '1.0b2',
-    '1.0b2.post345.dev456', '1.0b2.post345', '1.0b2-346', '1.0c1.dev456', '1.0c1', '1.0rc2', '1.0c3', '1.0',
-    '1.0.post456.dev34', '1.0.post456', '1.1.dev1', '1.2+123abc', '1.2+123abc456', '1.2+abc', '1.2+abc123',
-    '1.2+abc123def', '1.2+1234.abc', '1.2+123456', '1.2.r32+123456', '1.2.rev33+123456',
-    '1!1.0.dev456', '1!1.0a1', '1!1.0', '1!1.0.post456', '1!1.2+123456',
+    '1.0.dev456',
+    '1.0a1',
+    '1.0a2.dev456',
+    '1.0a12.dev456',
+    '1.0a12',
+    '1.0b1.dev456',
+    '1.0b2',
+    '1.0b2.post345.dev456',
+    '1.0b2.post345',
+    '1.0b2-346',
+    '1.0c1.dev456',
+    '1.0c1',
+    '1.0rc2',
+    '1.0c3',
+    '1.0',
+    '1.0.post456.dev34',
+    '1.0.post456',
+    '1.1.dev1',
+    '1.2+123abc',
+    '1.2+123abc456',
+    '1.2+abc',
+    '1.2+abc123',
+    '1.2+abc123def',
+    '1.2+1234.abc',
+    '1.2+123456',
+    '1.2.r32+123456',
+    '1.2.rev33+123456',
+    '1!1.0.dev456',
+    '1!1.0a1',
+    '1!1.0',
+    '1!1.0.post456',
+    '1!1.2+123456',
   ];
-  it('orders packaging\'s table of versions exactly', () => {
+  it("orders packaging's table of versions exactly", () => {
     const shuffled = [...ordered].reverse().map(v);
     shuffled.sort(byVersion);
     expect(shuffled.map(normalizeVersion)).to.deep.equal(ordered.map((t) => normalizeVersion(v(t))));
@@ -27,9 +54,18 @@ describe('PEP 440 versions', () => {
   });
 
   const equal: [string, string][] = [
-    ['1.0', '1.0.0'], ['1.0', '1'], ['1.0a1', '1.0-alpha-1'], ['1.0rc1', '1.0c1'], ['1.0rc1', '1.0.pre1'],
-    ['1.0.post1', '1.0-1'], ['1.0.post1', '1.0.rev1'], ['1.0.dev0', '1.0.dev'], ['v1.0', '1.0'], ['0!1.0', '1.0'],
-    ['1.0+ubuntu-1', '1.0+ubuntu.1'], ['01.002', '1.2'],
+    ['1.0', '1.0.0'],
+    ['1.0', '1'],
+    ['1.0a1', '1.0-alpha-1'],
+    ['1.0rc1', '1.0c1'],
+    ['1.0rc1', '1.0.pre1'],
+    ['1.0.post1', '1.0-1'],
+    ['1.0.post1', '1.0.rev1'],
+    ['1.0.dev0', '1.0.dev'],
+    ['v1.0', '1.0'],
+    ['0!1.0', '1.0'],
+    ['1.0+ubuntu-1', '1.0+ubuntu.1'],
+    ['01.002', '1.2'],
   ];
   for (const [a, b] of equal) {
     it(`treats ${a} and ${b} as the same version`, () => {
@@ -46,8 +82,12 @@ describe('PEP 440 versions', () => {
   });
 
   const normalized: [string, string][] = [
-    ['1.0-Alpha_1', '1.0a1'], ['1.0.0', '1.0.0'], ['1.0-1', '1.0.post1'], ['1.0.DEV', '1.0.dev0'],
-    ['1!2.0b3.post4.dev5+Local.7', '1!2.0b3.post4.dev5+local.7'], ['  1.0  ', '1.0'],
+    ['1.0-Alpha_1', '1.0a1'],
+    ['1.0.0', '1.0.0'],
+    ['1.0-1', '1.0.post1'],
+    ['1.0.DEV', '1.0.dev0'],
+    ['1!2.0b3.post4.dev5+Local.7', '1!2.0b3.post4.dev5+local.7'],
+    ['  1.0  ', '1.0'],
   ];
   for (const [text, expected] of normalized) {
     it(`normalizes ${JSON.stringify(text)} to ${expected}`, () => expect(normalizeVersion(v(text))).to.equal(expected));

@@ -4,8 +4,8 @@ import { formatLsn, parseLsn } from '../lib/lsn.js';
 
 describe('LSNs', () => {
   it('parse and format PostgreSQL WAL positions, and compare as numbers', () => {
-    expect(parseLsn('16/B374D848')).to.equal(0x16B374D848n);
-    expect(formatLsn(0x16B374D848n)).to.equal('16/B374D848');
+    expect(parseLsn('16/B374D848')).to.equal(0x16b374d848n);
+    expect(formatLsn(0x16b374d848n)).to.equal('16/B374D848');
     expect(parseLsn('0/0')).to.equal(0n);
     expect(parseLsn('1/0')! > parseLsn('0/FFFFFFFF')!).to.equal(true);
     for (const bad of ['', '16', '16/', 'x/1', '1/2/3', '123456789/0']) expect(parseLsn(bad), bad).to.equal(undefined);

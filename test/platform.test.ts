@@ -68,12 +68,20 @@ describe('platform detection and the download choice', () => {
 
   it('prefers a universal2 wheel on macOS; for pip a platform wheel over a pure one, for a browser the pure one; a pure one over the sdist', () => {
     const mac = detectPlatform(UA.mac);
-    expect(chooseFile([{ filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_universal2.whl' }], mac)?.file.filename)
-      .to.equal('d-1-cp311-cp311-macosx_11_0_universal2.whl');
-    const pure = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-cp39-abi3-win_amd64.whl' }, { filename: 'd-1-cp310-cp310-win_amd64.whl' }];
+    expect(
+      chooseFile([{ filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_universal2.whl' }], mac)
+        ?.file.filename,
+    ).to.equal('d-1-cp311-cp311-macosx_11_0_universal2.whl');
+    const pure = [
+      { filename: 'd-1-py3-none-any.whl' },
+      { filename: 'd-1-cp39-abi3-win_amd64.whl' },
+      { filename: 'd-1-cp310-cp310-win_amd64.whl' },
+    ];
     expect(chooseFile(pure, detectPlatform(UA.pipWindows))?.file.filename, 'pip says its Python').to.equal('d-1-cp39-abi3-win_amd64.whl');
     expect(chooseFile(pure, detectPlatform(UA.windows))?.file.filename, 'a browser does not').to.equal('d-1-py3-none-any.whl');
-    expect(chooseFile([{ filename: 'd-1.tar.gz' }, { filename: 'd-1-py3-none-any.whl' }], mac)?.file.filename).to.equal('d-1-py3-none-any.whl');
+    expect(chooseFile([{ filename: 'd-1.tar.gz' }, { filename: 'd-1-py3-none-any.whl' }], mac)?.file.filename).to.equal(
+      'd-1-py3-none-any.whl',
+    );
     expect(chooseFile([{ filename: 'd-1-cp311-cp311-win_amd64.whl' }], mac)).to.equal(undefined);
   });
 
@@ -85,22 +93,41 @@ describe('platform detection and the download choice', () => {
   });
 
   it('for a browser, offers a platform wheel that runs on any Python 3 before a pure one, and a version-specific one after it', () => {
-    const windows = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-py3-none-win_amd64.whl' }, { filename: 'd-1-cp312-cp312-win_amd64.whl' }];
+    const windows = [
+      { filename: 'd-1-py3-none-any.whl' },
+      { filename: 'd-1-py3-none-win_amd64.whl' },
+      { filename: 'd-1-cp312-cp312-win_amd64.whl' },
+    ];
     expect(chooseFile(windows, detectPlatform(UA.windows))?.file.filename).to.equal('d-1-py3-none-win_amd64.whl');
     expect(chooseFile(windows, detectPlatform(UA.windows))?.reason).to.equal('wheel for Windows (x86_64)');
-    expect(chooseFile([windows[0]!, windows[2]!], detectPlatform(UA.windows))?.file.filename, 'cp312 needs one Python').to.equal('d-1-py3-none-any.whl');
-    expect(chooseFile(windows, detectPlatform(UA.mac))?.file.filename, 'a Windows wheel is no use on a Mac').to.equal('d-1-py3-none-any.whl');
-    const linux = [{ filename: 'd-1-py3-none-any.whl' }, { filename: 'd-1-py3-none-musllinux_1_2_x86_64.whl' }, { filename: 'd-1-py3-none-manylinux_2_17_x86_64.whl' }];
+    expect(chooseFile([windows[0]!, windows[2]!], detectPlatform(UA.windows))?.file.filename, 'cp312 needs one Python').to.equal(
+      'd-1-py3-none-any.whl',
+    );
+    expect(chooseFile(windows, detectPlatform(UA.mac))?.file.filename, 'a Windows wheel is no use on a Mac').to.equal(
+      'd-1-py3-none-any.whl',
+    );
+    const linux = [
+      { filename: 'd-1-py3-none-any.whl' },
+      { filename: 'd-1-py3-none-musllinux_1_2_x86_64.whl' },
+      { filename: 'd-1-py3-none-manylinux_2_17_x86_64.whl' },
+    ];
     expect(chooseFile(linux, detectPlatform(UA.linux))?.file.filename).to.equal('d-1-py3-none-manylinux_2_17_x86_64.whl');
     expect(chooseFile(linux.slice(0, 2), detectPlatform(UA.linux))?.file.filename).to.equal('d-1-py3-none-musllinux_1_2_x86_64.whl');
-    expect(chooseFile([{ filename: 'd-1-py2.py3-none-win_amd64.whl' }, windows[0]!], detectPlatform(UA.windows))?.file.filename).to.equal('d-1-py2.py3-none-win_amd64.whl');
-    expect(chooseFile(windows, detectPlatform(UA.pipWindows))?.file.filename, 'pip: either platform wheel beats the pure one').to.not.equal('d-1-py3-none-any.whl');
+    expect(chooseFile([{ filename: 'd-1-py2.py3-none-win_amd64.whl' }, windows[0]!], detectPlatform(UA.windows))?.file.filename).to.equal(
+      'd-1-py2.py3-none-win_amd64.whl',
+    );
+    expect(chooseFile(windows, detectPlatform(UA.pipWindows))?.file.filename, 'pip: either platform wheel beats the pure one').to.not.equal(
+      'd-1-py3-none-any.whl',
+    );
   });
 
   it('offers both Mac wheels when the browser hides the CPU, and says why; client hints settle it', () => {
     const both = [{ filename: 'd-1-cp311-cp311-macosx_10_9_x86_64.whl' }, { filename: 'd-1-cp311-cp311-macosx_11_0_arm64.whl' }];
     const safari = chooseFile(both, detectPlatform(UA.mac));
-    expect([safari?.file.filename, safari?.alternatives?.map((a) => a.file.filename)]).to.deep.equal(['d-1-cp311-cp311-macosx_11_0_arm64.whl', ['d-1-cp311-cp311-macosx_10_9_x86_64.whl']]);
+    expect([safari?.file.filename, safari?.alternatives?.map((a) => a.file.filename)]).to.deep.equal([
+      'd-1-cp311-cp311-macosx_11_0_arm64.whl',
+      ['d-1-cp311-cp311-macosx_10_9_x86_64.whl'],
+    ]);
     expect(safari?.note).to.match(/does not say which processor your Mac has/);
     const hinted = detectPlatform(UA.mac, { platform: '"macOS"', arch: '"arm"', bitness: '"64"' });
     expect([hinted.os, hinted.arch]).to.deep.equal(['macos', 'arm64']);

@@ -32,12 +32,18 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
   });
 
   const project = () => `promoted-${process.pid}-${++n}`;
-  const viaApp = (name: string) => fetch(`${backends.urls.proxy}/manage/projects`, {
-    method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }),
-  });
-  const viaLegacy = (name: string) => fetch(`${backends.urls.proxy}/pypi`, {
-    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth }, body: `:action=submit&name=${name}`,
-  });
+  const viaApp = (name: string) =>
+    fetch(`${backends.urls.proxy}/manage/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: auth },
+      body: JSON.stringify({ name }),
+    });
+  const viaLegacy = (name: string) =>
+    fetch(`${backends.urls.proxy}/pypi`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+      body: `:action=submit&name=${name}`,
+    });
 
   it('kills the primary, promotes the replica: app, legacy and the proxy write to it, and reads leave the dead server', async function () {
     this.timeout(60_000);
@@ -78,9 +84,12 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
     // The proxy's own pool: the route table is written on the new primary.
     // The proxy's pool learns of the promotion on its next role check or on a failed write, so its first write
     // may still fail; within a few seconds it must land on the new primary.
-    const changeMode = () => fetch(`${backends.urls.admin}/api/routes/project.page/mode`, {
-      method: 'POST', headers: { authorization: 'Bearer t', 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'legacy', reason: 'after the promotion' }),
-    });
+    const changeMode = () =>
+      fetch(`${backends.urls.admin}/api/routes/project.page/mode`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer t', 'content-type': 'application/json' },
+        body: JSON.stringify({ mode: 'legacy', reason: 'after the promotion' }),
+      });
     let change = await changeMode();
     for (const until = Date.now() + 5_000; change.status !== 200 && Date.now() < until;) {
       await change.text();
@@ -108,7 +117,7 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
     const router = new DbRouter({ primaryUrl: other.primaryUrl, replicaUrls: other.replicaUrls, monitorIntervalMs: 50 });
     try {
       await router.start();
-      await withClient(other.primaryUrl, (c) => c.query('CREATE TABLE lost_probe (v text); INSERT INTO lost_probe VALUES (\'kept\')'));
+      await withClient(other.primaryUrl, (c) => c.query("CREATE TABLE lost_probe (v text); INSERT INTO lost_probe VALUES ('kept')"));
       const kept = await router.currentPosition();
       await other.cluster.waitForReplay();
       await other.cluster.stopReplica();
@@ -126,12 +135,21 @@ describe('roles at runtime: the replica is promoted, and writes move to it with 
         survived = await router.forRequest({ minLsn: kept.lsn, timeline: kept.timeline });
       }
       expect(router.primaryTimeline).to.equal(kept.timeline! + 1);
-      expect(survived.reason, 'the kept write is in the new timeline\'s history: LSNs compare').to.not.equal('old_timeline');
+      expect(survived.reason, "the kept write is in the new timeline's history: LSNs compare").to.not.equal('old_timeline');
       for (let i = 0; i < 3; i++) {
         const db = await router.forRequest({ minLsn: lost.lsn, timeline: lost.timeline });
         expect([db.readTarget, db.reason]).to.deep.equal(['primary', 'old_timeline']);
-        const rows = await db.read((k) => k.selectFrom('lost_probe' as never).selectAll().execute() as Promise<{ v: string }[]>);
-        expect(rows.map((r) => r.v), 'the write the standby never received is gone').to.deep.equal(['kept']);
+        const rows = await db.read(
+          (k) =>
+            k
+              .selectFrom('lost_probe' as never)
+              .selectAll()
+              .execute() as Promise<{ v: string }[]>,
+        );
+        expect(
+          rows.map((r) => r.v),
+          'the write the standby never received is gone',
+        ).to.deep.equal(['kept']);
       }
       expect(router.lostWrites, 'counted once per fence').to.equal(1);
       expect(await createAppMetrics(router).registry.metrics()).to.contain('banyan_db_lost_writes_total 1');

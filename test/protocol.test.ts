@@ -42,7 +42,13 @@ describe('the read-your-writes protocol across a Node app and a plain-Python bac
       const banyan = ctx.state['banyan'] as ReadYourWritesState;
       let body = '';
       for await (const chunk of ctx.req) body += chunk;
-      const row = await (await banyan.db()).writer.insertInto('notes' as never).values({ body } as never).returning('id' as never).executeTakeFirstOrThrow() as { id: number };
+      const row = (await (
+        await banyan.db()
+      ).writer
+        .insertInto('notes' as never)
+        .values({ body } as never)
+        .returning('id' as never)
+        .executeTakeFirstOrThrow()) as { id: number };
       await banyan.wrote();
       ctx.status = 201;
       ctx.body = { id: row.id };
@@ -59,16 +65,31 @@ describe('the read-your-writes protocol across a Node app and a plain-Python bac
 
     const port = await freePort();
     python = spawn(PYTHON, [PYTHON_BACKEND], {
-      env: { ...process.env, DATABASE_URL: s.primaryUrl, DATABASE_REPLICA_URL: s.replicaUrls[0]!, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, DATABASE_URL: s.primaryUrl, DATABASE_REPLICA_URL: s.replicaUrls[0]!, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
     let errors = '';
-    python.stderr!.on('data', (d) => { errors += d; });
+    python.stderr!.on('data', (d) => {
+      errors += d;
+    });
     const pythonUrl = `http://127.0.0.1:${port}`;
-    await waitUntil(`the Python backend answers (${errors})`, async () => fetch(`${pythonUrl}/`).then(() => true, () => false), 15_000);
-    await setRoutes(s, [
-      { name: 'py.notes', match: { path: '/py/*' }, mode: 'legacy' },
-      { name: 'node.notes', match: { path: '/node/*' }, mode: 'new' },
-    ], 'protocol: a Python legacy and a Node app');
+    await waitUntil(
+      `the Python backend answers (${errors})`,
+      async () =>
+        fetch(`${pythonUrl}/`).then(
+          () => true,
+          () => false,
+        ),
+      15_000,
+    );
+    await setRoutes(
+      s,
+      [
+        { name: 'py.notes', match: { path: '/py/*' }, mode: 'legacy' },
+        { name: 'node.notes', match: { path: '/node/*' }, mode: 'new' },
+      ],
+      'protocol: a Python legacy and a Node app',
+    );
     proxy = await startTestProxy(s, pythonUrl, node.url, { redisUrl: null });
     await s.cluster.setReplicaDelay(2_000);
   });
@@ -104,12 +125,12 @@ describe('the read-your-writes protocol across a Node app and a plain-Python bac
   it('a note written through the Node app is read back at once through the Python backend, by that session', async () => {
     const { id, cookie } = await write('node', 'from node');
     expect(await read('py', id), 'another session: the replica is 2 s behind').to.equal(404);
-    expect(await read('py', id, cookie), 'the writer\'s session: Python honours X-Banyan-Min-LSN').to.equal(200);
+    expect(await read('py', id, cookie), "the writer's session: Python honours X-Banyan-Min-LSN").to.equal(200);
   });
 
   it('a note written through the Python backend is read back at once through the Node app, by that session', async () => {
     const { id, cookie } = await write('py', 'from python');
     expect(await read('node', id), 'another session: the replica is 2 s behind').to.equal(404);
-    expect(await read('node', id, cookie), 'the writer\'s session: Python reported X-Banyan-Write-LSN').to.equal(200);
+    expect(await read('node', id, cookie), "the writer's session: Python reported X-Banyan-Write-LSN").to.equal(200);
   });
 });

@@ -14,7 +14,10 @@ function rawRequest(url: string, head: string, then?: (socket: Socket) => void):
     let data = '';
     socket.on('data', (d) => {
       data += d;
-      if (data.includes('\r\n')) { socket.destroy(); resolve({ line: data.slice(0, data.indexOf('\r\n')), ms: Date.now() - started }); }
+      if (data.includes('\r\n')) {
+        socket.destroy();
+        resolve({ line: data.slice(0, data.indexOf('\r\n')), ms: Date.now() - started });
+      }
     });
     socket.on('error', () => resolve({ line: 'reset', ms: Date.now() - started }));
     socket.on('close', () => resolve({ line: data.split('\r\n')[0] || 'closed', ms: Date.now() - started }));
@@ -35,14 +38,23 @@ describe('proxy: slow clients cost only themselves', function () {
     legacy = await fakeBackend('legacy');
     app = await fakeBackend('new');
     // Answers only when told to: requests that keep an upstream connection busy.
-    legacy.answer('/hold', (req, res) => { req.resume(); held.push(() => { res.writeHead(200); res.end('held'); }); });
+    legacy.answer('/hold', (req, res) => {
+      req.resume();
+      held.push(() => {
+        res.writeHead(200);
+        res.end('held');
+      });
+    });
     await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }], 'client limits');
     proxy = await startTestProxy(s, legacy.url, app.url, {
       limits: { bodyBufferBytes: 1024, bodyTimeoutMs: 1_000, bodyMinRate: 1024, upstreamQueueTimeoutMs: 500, clientSharePercent: 100 },
     });
   });
 
-  afterEach(() => { for (const release of held) release(); held = []; });
+  afterEach(() => {
+    for (const release of held) release();
+    held = [];
+  });
 
   after(async () => {
     await proxy.stop();
@@ -58,7 +70,9 @@ describe('proxy: slow clients cost only themselves', function () {
     expect(answer.line).to.equal('HTTP/1.1 408 Request Timeout');
     expect(answer.ms).to.be.within(900, 3_000);
     expect(legacy.seen.length - before).to.equal(0);
-    expect((await rawRequest(proxy.url, post(100), (s) => s.write('y'.repeat(100)))).line, 'a whole body goes through').to.equal('HTTP/1.1 200 OK');
+    expect((await rawRequest(proxy.url, post(100), (s) => s.write('y'.repeat(100)))).line, 'a whole body goes through').to.equal(
+      'HTTP/1.1 200 OK',
+    );
   });
 
   it('streams a larger body once its first part came, and cuts it with 408 when it falls below the minimum rate', async () => {
@@ -98,7 +112,13 @@ describe('proxy: one client address holds only a share of a service', () => {
   before(async () => {
     const s = await services();
     legacy = await fakeBackend('legacy');
-    legacy.answer('/hold', (req, res) => { req.resume(); held.push(() => { res.writeHead(200); res.end('held'); }); });
+    legacy.answer('/hold', (req, res) => {
+      req.resume();
+      held.push(() => {
+        res.writeHead(200);
+        res.end('held');
+      });
+    });
     await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }], 'client share');
     // 2 % of 128 connections: 2 at once.
     proxy = await startTestProxy(s, legacy.url, legacy.url, { limits: { clientSharePercent: 2 } });

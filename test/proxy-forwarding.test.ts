@@ -11,16 +11,23 @@ import { freePort } from '../stack/ports.js';
 function echoServer(): Server {
   return createServer((req, res) => {
     if (req.url === '/slow') {
-      setTimeout(() => { res.end('late'); }, 2_000).unref();
+      setTimeout(() => {
+        res.end('late');
+      }, 2_000).unref();
       return;
     }
     if (req.url === '/hang') {
-      req.once('close', () => { hangClosed++; });
+      req.once('close', () => {
+        hangClosed++;
+      });
       return;
     }
     const hash = createHash('sha256');
     let bytes = 0;
-    req.on('data', (chunk: Buffer) => { hash.update(chunk); bytes += chunk.length; });
+    req.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
     req.on('end', () => {
       const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes, sha256: hash.digest('hex') });
       res.writeHead(200, { 'content-type': 'application/json', 'x-banyan-write-lsn': '0/16B3748', connection: 'keep-alive' });
@@ -39,7 +46,9 @@ describe('proxy forwarding', () => {
     upstream = await listen(echoServer(), 0, '127.0.0.1', 'test');
     proxy = createProxy({
       log: () => {},
-      legacyUrl: upstream.url, appUrl: `http://127.0.0.1:${await freePort()}`, metrics: createProxyMetrics(),
+      legacyUrl: upstream.url,
+      appUrl: `http://127.0.0.1:${await freePort()}`,
+      metrics: createProxyMetrics(),
       table: { current: compileTable([{ name: 'simple', match: { path: '/simple/*' }, mode: 'new' }], 1) },
       forwarding: { headersTimeoutMs: 500 },
     });
@@ -56,7 +65,7 @@ describe('proxy forwarding', () => {
     const res = await fetch(`${front.url}/pypi?:action=rss&x=1`, {
       headers: { 'x-banyan-min-lsn': '0/FFFFFFFF', 'x-forwarded-for': '6.6.6.6', 'user-agent': 'probe/1', 'x-request-id': 'my-id-1' },
     });
-    const seen = await res.json() as { method: string; url: string; headers: Record<string, string> };
+    const seen = (await res.json()) as { method: string; url: string; headers: Record<string, string> };
     expect(seen.method).to.equal('GET');
     expect(seen.url).to.equal('/pypi?:action=rss&x=1');
     expect(seen.headers['user-agent']).to.equal('probe/1');
@@ -70,16 +79,22 @@ describe('proxy forwarding', () => {
   it('streams a request body through unchanged, with and without Content-Length', async () => {
     const body = Buffer.alloc(3 * 1024 * 1024, 7);
     const withLength = await fetch(`${front.url}/upload`, { method: 'POST', body });
-    const seen = await withLength.json() as { bytes: number; sha256: string };
+    const seen = (await withLength.json()) as { bytes: number; sha256: string };
     expect(seen.bytes).to.equal(body.length);
     expect(seen.sha256).to.equal(createHash('sha256').update(body).digest('hex'));
 
     const chunked = await new Promise<{ bytes: number; headers: Record<string, string> }>((resolve, reject) => {
-      const req = request(`${front.url}/upload`, { method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res: IncomingMessage) => {
-        let text = '';
-        res.on('data', (d) => { text += d; });
-        res.on('end', () => resolve(JSON.parse(text)));
-      });
+      const req = request(
+        `${front.url}/upload`,
+        { method: 'POST', headers: { 'transfer-encoding': 'chunked' } },
+        (res: IncomingMessage) => {
+          let text = '';
+          res.on('data', (d) => {
+            text += d;
+          });
+          res.on('end', () => resolve(JSON.parse(text)));
+        },
+      );
       req.on('error', reject);
       for (let i = 0; i < 10; i++) req.write(Buffer.alloc(1000, i));
       req.end();
@@ -91,7 +106,9 @@ describe('proxy forwarding', () => {
     const seen = await new Promise<{ bytes: number; headers: Record<string, string> }>((resolve, reject) => {
       const req = request(`${front.url}/upload`, { method: 'POST', headers: { expect: '100-continue', 'content-length': '5' } }, (res) => {
         let text = '';
-        res.on('data', (d) => { text += d; });
+        res.on('data', (d) => {
+          text += d;
+        });
         res.on('end', () => resolve(JSON.parse(text)));
       });
       req.on('continue', () => req.end('hello'));

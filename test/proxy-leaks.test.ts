@@ -7,12 +7,17 @@ import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
 /** A GET with the headers given, Host included (fetch will not send a Host of the caller's choosing). */
-function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
+      res.on('data', (d) => {
+        text += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
     });
     req.on('error', reject);
@@ -34,15 +39,24 @@ describe('proxy: no internal headers, error texts or probes leave it', () => {
       res.end('ok');
     });
     // Not HTTP: undici's parser error text must stay in the log.
-    garbage = createServer((socket) => { socket.on('data', () => socket.end('HTTP/1.1 99x Nope\r\n\r\n')); });
+    garbage = createServer((socket) => {
+      socket.on('data', () => socket.end('HTTP/1.1 99x Nope\r\n\r\n'));
+    });
     await new Promise<void>((r) => garbage.listen(0, '127.0.0.1', r));
-    await setRoutes(s, {
-      upstreams: [{ name: 'legacy', env: 'LEGACY_URL' }, { name: 'app', endpoints: [`http://127.0.0.1:${(garbage.address() as { port: number }).port}`] }],
-      routes: [
-        { name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' },
-        { name: 'broken', match: { path: '/broken' }, mode: 'new' },
-      ],
-    }, 'leaks');
+    await setRoutes(
+      s,
+      {
+        upstreams: [
+          { name: 'legacy', env: 'LEGACY_URL' },
+          { name: 'app', endpoints: [`http://127.0.0.1:${(garbage.address() as { port: number }).port}`] },
+        ],
+        routes: [
+          { name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' },
+          { name: 'broken', match: { path: '/broken' }, mode: 'new' },
+        ],
+      },
+      'leaks',
+    );
     proxy = await startTestProxy(s, legacy.url, legacy.url);
     debugging = await startTestProxy(s, legacy.url, legacy.url, { debugHeaders: true });
   });
@@ -62,7 +76,7 @@ describe('proxy: no internal headers, error texts or probes leave it', () => {
     expect(debug.headers).to.include({ 'x-banyan-read-from': 'replica-1', 'x-legacy-read-from': 'primary' });
   });
 
-  it('names the failing backend on a 502 page, never the HTTP client\'s own error text', async () => {
+  it("names the failing backend on a 502 page, never the HTTP client's own error text", async () => {
     const page = await get(`${proxy.url}/broken`);
     expect(page.status).to.equal(502);
     expect(page.text.split('\n')[0]).to.equal('502 Bad Gateway: the app backend failed.');
@@ -77,7 +91,9 @@ describe('proxy: no internal headers, error texts or probes leave it', () => {
       const rebound = await get(`${proxy.adminUrl}${path}`, { host: `attacker.example:${port}` });
       expect(rebound.status, `${path} by a rebound name`).to.equal(403);
       expect(rebound.text).to.not.contain('banyan_');
-      expect((await get(`${proxy.adminUrl}${path}`, { host: 'attacker.example', authorization: `Bearer ${ADMIN_TOKEN}` })).status).to.be.oneOf([200, 503]);
+      expect(
+        (await get(`${proxy.adminUrl}${path}`, { host: 'attacker.example', authorization: `Bearer ${ADMIN_TOKEN}` })).status,
+      ).to.be.oneOf([200, 503]);
       expect((await get(`${proxy.adminUrl}${path}`, { host: 'attacker.example', authorization: 'Bearer wrong' })).status).to.equal(401);
     }
     expect((await get(`${proxy.adminUrl}/healthz`, { host: 'attacker.example' })).status, 'liveness says nothing').to.equal(200);

@@ -17,11 +17,26 @@ describe('proxy modes, against real backends', () => {
     await setRoutes(s, [
       { name: 'simple.index', match: { path: '/simple/' }, mode: 'new' },
       { name: 'project.page', match: { path: '/project/:name/' }, mode: 'canary', percent: 10 },
-      { name: 'legacy.rss', match: { path: '/pypi', query: { ':action': 'rss' } }, mode: 'retired', retired: { status: 410, message: 'RSS moved to /rss/updates.xml' } },
-      { name: 'legacy.search', match: { path: '/search' }, mode: 'legacy', retired: { status: 410, message: 'Search is being retired: use /simple/' },
-        brownouts: [{ start: new Date(Date.now() - 60_000).toISOString(), end: new Date(Date.now() + 3_600_000).toISOString() }] },
-      { name: 'legacy.browse', match: { path: '/browse' }, mode: 'legacy', retired: { status: 410, message: 'later' },
-        brownouts: [{ start: '2030-01-01T00:00:00Z', end: '2030-01-01T01:00:00Z' }] },
+      {
+        name: 'legacy.rss',
+        match: { path: '/pypi', query: { ':action': 'rss' } },
+        mode: 'retired',
+        retired: { status: 410, message: 'RSS moved to /rss/updates.xml' },
+      },
+      {
+        name: 'legacy.search',
+        match: { path: '/search' },
+        mode: 'legacy',
+        retired: { status: 410, message: 'Search is being retired: use /simple/' },
+        brownouts: [{ start: new Date(Date.now() - 60_000).toISOString(), end: new Date(Date.now() + 3_600_000).toISOString() }],
+      },
+      {
+        name: 'legacy.browse',
+        match: { path: '/browse' },
+        mode: 'legacy',
+        retired: { status: 410, message: 'later' },
+        brownouts: [{ start: '2030-01-01T00:00:00Z', end: '2030-01-01T01:00:00Z' }],
+      },
     ]);
     // One test address sends 100 requests at once here: no client share, or most would be refused.
     proxy = await startTestProxy(s, legacy.url, app.url, { sessionCookie: 'legacy_session', limits: { clientSharePercent: 100 } });
@@ -60,10 +75,12 @@ describe('proxy modes, against real backends', () => {
     const sides = new Map<string, string>();
     const sessions = Array.from({ length: 2_000 }, (_, i) => `s${i}-${(i * 2654435761) >>> 0}`);
     for (let i = 0; i < sessions.length; i += 50) {
-      await Promise.all(sessions.slice(i, i + 50).map(async (id) => {
-        const r = await call(`${proxy.url}/project/demo/`, { headers: { cookie: `theme=dark; legacy_session=${id}` } });
-        sides.set(id, r.backend!);
-      }));
+      await Promise.all(
+        sessions.slice(i, i + 50).map(async (id) => {
+          const r = await call(`${proxy.url}/project/demo/`, { headers: { cookie: `theme=dark; legacy_session=${id}` } });
+          sides.set(id, r.backend!);
+        }),
+      );
     }
     const toNew = [...sides.values()].filter((b) => b === 'new').length;
     expect(toNew / sessions.length).to.be.within(0.08, 0.12);
@@ -76,35 +93,50 @@ describe('proxy modes, against real backends', () => {
   it('rejects malformed requests with a 4xx and keeps serving', async () => {
     const { connect } = await import('node:net');
     const port = Number(new URL(proxy.url).port);
-    const raw = (text: string) => new Promise<string>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => socket.write(text));
-      let got = '';
-      socket.on('data', (d) => { got += d; });
-      socket.on('close', () => resolve(got));
-      socket.on('error', () => resolve(got));
-    });
+    const raw = (text: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(text));
+        let got = '';
+        socket.on('data', (d) => {
+          got += d;
+        });
+        socket.on('close', () => resolve(got));
+        socket.on('error', () => resolve(got));
+      });
     expect(await raw('GET / HTTP/1.1\r\nHost: x\r\nBad\u0001Header: 1\r\n\r\n')).to.match(/^HTTP\/1\.1 400 Bad Request/);
-    expect(await raw('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'))
-      .to.match(/^HTTP\/1\.1 400 Bad Request[\s\S]*Content-Length and Transfer-Encoding conflict/);
-    expect(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).to.match(/^HTTP\/1\.1 431 Request Header Fields Too Large/);
+    expect(await raw('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')).to.match(
+      /^HTTP\/1\.1 400 Bad Request[\s\S]*Content-Length and Transfer-Encoding conflict/,
+    );
+    expect(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).to.match(
+      /^HTTP\/1\.1 431 Request Header Fields Too Large/,
+    );
     expect(await raw('NOT HTTP AT ALL\r\n\r\n')).to.match(/^HTTP\/1\.1 400 Bad Request/);
     expect((await call(`${proxy.url}/`)).status).to.equal(200);
   });
 
   it('forwards WebSocket upgrades to the backend the route names', async () => {
     const { request } = await import('node:http');
-    const upgrade = (path: string) => new Promise<string>((resolve, reject) => {
-      const req = request(`${proxy.url}${path}`, { headers: {
-        connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-        'x-banyan-min-lsn': '0/1',
-      } });
-      req.on('upgrade', (_res, socket) => {
-        socket.write('ping');
-        socket.once('data', (d) => { socket.destroy(); resolve(d.toString()); });
+    const upgrade = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const req = request(`${proxy.url}${path}`, {
+          headers: {
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'sec-websocket-version': '13',
+            'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+            'x-banyan-min-lsn': '0/1',
+          },
+        });
+        req.on('upgrade', (_res, socket) => {
+          socket.write('ping');
+          socket.once('data', (d) => {
+            socket.destroy();
+            resolve(d.toString());
+          });
+        });
+        req.on('error', reject);
+        req.end();
       });
-      req.on('error', reject);
-      req.end();
-    });
     expect(await upgrade('/simple/')).to.equal('new:ping');
     expect(await upgrade('/pypi/ws')).to.equal('legacy:ping');
     const seen = legacy.seen.filter((r) => r.method === 'UPGRADE').at(-1)!;
@@ -115,7 +147,12 @@ describe('proxy modes, against real backends', () => {
   it('leaks no sockets after 1,000 requests aborted by their clients', async () => {
     let open = 0;
     let closed = 0;
-    legacy.answer('/hang', (req) => { open++; req.socket.once('close', () => { closed++; }); });
+    legacy.answer('/hang', (req) => {
+      open++;
+      req.socket.once('close', () => {
+        closed++;
+      });
+    });
     for (let batch = 1; batch <= 10; batch++) {
       const controllers = Array.from({ length: 100 }, () => new AbortController());
       const pending = controllers.map((c) => fetch(`${proxy.url}/hang`, { signal: c.signal }).catch(() => undefined));
@@ -163,7 +200,9 @@ describe('proxy: circuit breaker and fallback', () => {
     expect(r.backend).to.equal('legacy');
     const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
     expect(metrics).to.match(/banyan_proxy_fallbacks_total\{route="files",service="app",reason="refused"\} [1-9]/);
-    expect(metrics).to.match(/banyan_http_requests_total\{route="files",backend="legacy",service="legacy",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(
+      /banyan_http_requests_total\{route="files",backend="legacy",service="legacy",method="GET",status_class="2xx"\} [1-9]/,
+    );
   });
 
   it('never replays an unsafe request: 503 with Retry-After', async () => {

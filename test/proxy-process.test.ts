@@ -9,7 +9,9 @@ import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
 function rssBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'))!;
   return Number(/(\d+)/.exec(line)![1]) * 1024;
 }
 
@@ -21,14 +23,31 @@ describe('banyan proxy as a process', () => {
     const s = await services();
     legacy = await fakeBackend('legacy');
     await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }]);
-    env = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, LEGACY_URL: legacy.url, APP_URL: legacy.url, BANYAN_ADMIN_TOKEN: 'x'.repeat(20) };
+    env = {
+      DATABASE_URL: s.primaryUrl,
+      REDIS_URL: s.redisUrl!,
+      LEGACY_URL: legacy.url,
+      APP_URL: legacy.url,
+      BANYAN_ADMIN_TOKEN: 'x'.repeat(20),
+    };
     legacy.answer('/sink', (req, res) => {
       const hash = createHash('sha256');
       let bytes = 0;
-      req.on('data', (chunk: Buffer) => { bytes += chunk.length; hash.update(chunk); });
-      req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })); });
+      req.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') }));
+      });
     });
-    legacy.answer('/slow', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('finished'); }, 1_000); });
+    legacy.answer('/slow', (_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200);
+        res.end('finished');
+      }, 1_000);
+    });
   });
 
   after(async () => {
@@ -44,14 +63,18 @@ describe('banyan proxy as a process', () => {
       for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/sink`, { method: 'POST', body: Buffer.alloc(8 * 1024 * 1024) })).text();
       const baseline = rssBytes(pid);
       let peak = baseline;
-      const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)); }, 50);
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, rssBytes(pid));
+      }, 50);
       const total = 1024 * 1024 * 1024;
       const chunk = Buffer.alloc(1024 * 1024, 0x5a);
       const expected = createHash('sha256');
       const result = await new Promise<{ bytes: number; sha256: string }>((resolve, reject) => {
         const req = request(`${proxy.url}/sink`, { method: 'POST', headers: { 'content-length': String(total) } }, (res) => {
           let text = '';
-          res.on('data', (d) => { text += d; });
+          res.on('data', (d) => {
+            text += d;
+          });
           res.on('end', () => resolve(JSON.parse(text)));
         });
         req.on('error', reject);
@@ -83,7 +106,10 @@ describe('banyan proxy as a process', () => {
     await new Promise((r) => setTimeout(r, 300));
     proxy.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
-    const refused = await fetch(`${proxy.url}/`).then(() => 'answered', (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message);
+    const refused = await fetch(`${proxy.url}/`).then(
+      () => 'answered',
+      (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message,
+    );
     expect(refused).to.equal('ECONNREFUSED');
     expect(await inFlight).to.deep.equal({ status: 200, text: 'finished' });
     expect(await proxy.exited).to.equal(0);
@@ -101,7 +127,9 @@ describe('banyan proxy as a process', () => {
     for (let i = 0; i < 6; i++) {
       const text = await (await fetch(`${workers[0]![3]}/metrics`)).text();
       if (!text.startsWith('#')) proxy.child.kill('SIGKILL');
-      expect(text, proxy.output()).to.match(/^banyan_http_requests_total\{route="legacy.all",backend="legacy",service="legacy",method="GET",status_class="2xx"\} 60$/m);
+      expect(text, proxy.output()).to.match(
+        /^banyan_http_requests_total\{route="legacy.all",backend="legacy",service="legacy",method="GET",status_class="2xx"\} 60$/m,
+      );
       expect(text).to.match(/^banyan_route_table_version \d+$/m);
     }
     proxy.child.kill('SIGTERM');

@@ -5,7 +5,11 @@ import { ADMIN_TOKEN, call, setRoutes, startTestProxy } from './support/proxy.js
 import { services } from './support/services.js';
 import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 
-interface Report { counts: Record<string, number>; groups: { where: string; count: number; example: { path: string; legacy: string; new: string } }[]; samples: { path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[] }
+interface Report {
+  counts: Record<string, number>;
+  groups: { where: string; count: number; example: { path: string; legacy: string; new: string } }[];
+  samples: { path: string; requestId: string; differences: { where: string; legacy: string; new: string }[] }[];
+}
 
 describe('shadow mode: legacy answers, the new app is compared', () => {
   let legacy: FakeBackend;
@@ -26,16 +30,31 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     legacy.answer('/pypi/', (req, res) => json({ name: req.url!.split('/')[2], version: '1.0', serial: ++tick })(req, res));
     app.answer('/pypi/same', json({ name: 'same', version: '1.0', serial: 0 }));
     app.answer('/pypi/diff', json({ name: 'diff', version: '2.0', serial: 0 }));
-    app.answer('/pypi/slow', (_req, res) => { setTimeout(() => json({ name: 'slow', version: '1.0', serial: 0 })(_req, res), 1_500); });
-    app.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('<h1>new</h1>\n'); });
-    legacy.answer('/plain/', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('<h1>old</h1>\n'); });
+    app.answer('/pypi/slow', (_req, res) => {
+      setTimeout(() => json({ name: 'slow', version: '1.0', serial: 0 })(_req, res), 1_500);
+    });
+    app.answer('/plain/', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('<h1>new</h1>\n');
+    });
+    legacy.answer('/plain/', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('<h1>old</h1>\n');
+    });
     // Pages: legacy's HTML 4, stamped with the time it was made; the rewrite's HTML5. `other` offers another file.
-    const page = (type: string, body: string) => (_req: unknown, res: import('node:http').ServerResponse) => { res.writeHead(200, { 'content-type': type }); res.end(body); };
-    const legacyPage = () => '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML><BODY><!-- old -->' +
+    const page = (type: string, body: string) => (_req: unknown, res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': type });
+      res.end(body);
+    };
+    const legacyPage = () =>
+      '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML><BODY><!-- old -->' +
       `<H1>demo 1.0</H1><P CLASS=stamp>made ${++tick}</P><TABLE><TR><TD><A ID=download HREF="/packages/a/demo-1.0.tar.gz#sha256=ff">demo-1.0.tar.gz</A></TABLE></BODY></HTML>`;
-    const newPage = (file: string, dir = 'b') => `<!DOCTYPE html><html lang="en"><body><h1>demo <span class="version">1.0</span></h1><p class="stamp">made 0</p>\n` +
+    const newPage = (file: string, dir = 'b') =>
+      `<!DOCTYPE html><html lang="en"><body><h1>demo <span class="version">1.0</span></h1><p class="stamp">made 0</p>\n` +
       `<a class="button" id="download" href="/packages/${dir}/${file}">demo-1.0.tar.gz</a></body></html>`;
-    legacy.answer('/pages/', (req, res) => page('text/html', legacyPage().replace(/made \d+/, req.url!.includes('stamped') ? '$&' : 'made 0'))(req, res));
+    legacy.answer('/pages/', (req, res) =>
+      page('text/html', legacyPage().replace(/made \d+/, req.url!.includes('stamped') ? '$&' : 'made 0'))(req, res),
+    );
     app.answer('/pages/same', page('text/html', newPage('demo-1.0.tar.gz#sha256=ff', 'a')));
     app.answer('/pages/other', page('text/html', newPage('demo-1.0-py3-none-win_amd64.whl', 'a')));
     app.answer('/pages/stamped', page('text/html', newPage('demo-1.0.tar.gz#sha256=ff', 'a')));
@@ -59,7 +78,11 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     app.answer('/zipped/', (req, res) => {
       const zip = /gzip/.test(String(req.headers['accept-encoding']));
       res.writeHead(200, { 'content-type': 'application/json', 'x-asked': String(req.headers['accept-encoding']) });
-      res.end(zip ? 'the copy should have asked for identity' : JSON.stringify({ name: 'zipped', versions: Array.from({ length: 50 }, (_, i) => `1.${i}`) }));
+      res.end(
+        zip
+          ? 'the copy should have asked for identity'
+          : JSON.stringify({ name: 'zipped', versions: Array.from({ length: 50 }, (_, i) => `1.${i}`) }),
+      );
     });
     // 64 MiB that gzip to 64 KiB, alike in their first 32 MiB: a comparison of 100 KB must not inflate them whole.
     const bomb = (side: string) => {
@@ -68,8 +91,14 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       return gzipSync(body);
     };
     const bombs = { old: bomb('old'), new: bomb('new') };
-    legacy.answer('/bomb', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }); res.end(bombs.old); });
-    app.answer('/bomb', (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }); res.end(bombs.new); });
+    legacy.answer('/bomb', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+      res.end(bombs.old);
+    });
+    app.answer('/bomb', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+      res.end(bombs.new);
+    });
     legacy.answer('/big/early', big(10, 'old'));
     app.answer('/big/early', big(10, 'new'));
     legacy.answer('/big/late', big(3_000, 'old'));
@@ -78,8 +107,21 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
       { name: 'legacy.json', match: { path: '/pypi/:project' }, mode: 'shadow', shadow: { calibrate: true } },
       { name: 'legacy.plain', match: { path: '/plain/*' }, mode: 'shadow' },
       { name: 'legacy.pages', match: { path: '/pages/*' }, mode: 'shadow' },
-      { name: 'legacy.fields', match: { path: '/fields/*' }, mode: 'shadow', shadow: { calibrate: true, html: { compare: {
-        offered: 'a#download@href|basename', version: 'h1|version', stamp: 'p.stamp' } } } },
+      {
+        name: 'legacy.fields',
+        match: { path: '/fields/*' },
+        mode: 'shadow',
+        shadow: {
+          calibrate: true,
+          html: {
+            compare: {
+              offered: 'a#download@href|basename',
+              version: 'h1|version',
+              stamp: 'p.stamp',
+            },
+          },
+        },
+      },
       { name: 'legacy.big', match: { path: '/big/*' }, mode: 'shadow', shadow: { maxBodyBytes: 1_000 } },
       { name: 'legacy.zipped', match: { path: '/zipped/*' }, mode: 'shadow' },
       { name: 'legacy.bomb', match: { path: '/bomb' }, mode: 'shadow', shadow: { maxBodyBytes: 100_000 } },
@@ -94,7 +136,9 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
   });
 
   const report = async (route: string): Promise<Report> =>
-    (await fetch(`${proxy.adminUrl}/api/shadow/${route}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as Promise<Report>;
+    (
+      await fetch(`${proxy.adminUrl}/api/shadow/${route}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json() as Promise<Report>;
   const settle = async (route: string, total: number) => {
     const deadline = Date.now() + 5_000;
     for (;;) {
@@ -139,9 +183,14 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     await call(`${proxy.url}/pages/stamped`);
     const r = await settle('legacy.pages', 3);
     expect(r.counts, JSON.stringify(r.samples)).to.include({ match: 1, mismatch: 2 });
-    expect(r.groups.map((g) => [g.where, g.count, g.example.path]).sort()).to.deep.equal([['html links', 1, '/pages/other'], ['html text', 1, '/pages/stamped']]);
+    expect(r.groups.map((g) => [g.where, g.count, g.example.path]).sort()).to.deep.equal([
+      ['html links', 1, '/pages/other'],
+      ['html text', 1, '/pages/stamped'],
+    ]);
     expect(r.groups.find((g) => g.where === 'html links')!.example).to.deep.include({
-      legacy: 'link 1: /packages/a/demo-1.0.tar.gz#sha256=ff', new: 'link 1: /packages/a/demo-1.0-py3-none-win_amd64.whl' });
+      legacy: 'link 1: /packages/a/demo-1.0.tar.gz#sha256=ff',
+      new: 'link 1: /packages/a/demo-1.0-py3-none-win_amd64.whl',
+    });
   });
 
   it("compares only a page's named fields, grouped by field, and calls what legacy disagrees with itself about noise", async () => {
@@ -151,10 +200,14 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
     expect(r.counts, "the stamp differs on every answer, legacy's own too: noise").to.include({ noise: 2, mismatch: 1, match: 0 });
     expect(r.groups).to.have.length(1);
     expect(r.groups[0]).to.deep.include({ where: 'html offered (a#download@href|basename)', count: 1 });
-    expect(r.groups[0]!.example).to.deep.include({ path: '/fields/other', legacy: 'demo-1.0.tar.gz', new: 'demo-1.0-py3-none-win_amd64.whl' });
+    expect(r.groups[0]!.example).to.deep.include({
+      path: '/fields/other',
+      legacy: 'demo-1.0.tar.gz',
+      new: 'demo-1.0-py3-none-win_amd64.whl',
+    });
   });
 
-  it('compares at most the route\'s maxBodyBytes of each body, and the client still gets all of it', async () => {
+  it("compares at most the route's maxBodyBytes of each body, and the client still gets all of it", async () => {
     const early = await call(`${proxy.url}/big/early`);
     const late = await call(`${proxy.url}/big/late`);
     expect([early.text.length, late.text.length]).to.deep.equal([5_000, 5_000]);
@@ -165,7 +218,7 @@ describe('shadow mode: legacy answers, the new app is compared', () => {
 
   it('compares what answers say, not their encoding: a gzipped legacy answer matches the same plain JSON', async () => {
     const res = await fetch(`${proxy.url}/zipped/x`, { headers: { 'accept-encoding': 'gzip' } });
-    expect(res.headers.get('content-encoding'), 'the client gets legacy\'s answer as it was').to.equal('gzip');
+    expect(res.headers.get('content-encoding'), "the client gets legacy's answer as it was").to.equal('gzip');
     await res.arrayBuffer();
     const r = await settle('legacy.zipped', 1);
     expect(r.counts).to.include({ match: 1, mismatch: 0 });
@@ -199,7 +252,12 @@ describe('shadow mode with a new app that is dead or breaks the connection: the 
       const s = await services();
       const legacy = await fakeBackend('legacy');
       // Legacy is slower than the failing copy: the copy's failure comes before anyone waits for it.
-      legacy.answer('/dead/', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('old'); }, 100); });
+      legacy.answer('/dead/', (_req, res) => {
+        setTimeout(() => {
+          res.writeHead(200);
+          res.end('old');
+        }, 100);
+      });
       const { createServer } = await import('node:net');
       const breaker = createServer((socket) => socket.resetAndDestroy());
       await new Promise<void>((resolve) => breaker.listen(0, '127.0.0.1', resolve));
@@ -209,7 +267,9 @@ describe('shadow mode with a new app that is dead or breaks the connection: the 
       const proxy = await startTestProxy(s, legacy.url, `http://127.0.0.1:${port}`);
       // An unhandled rejection is what ends a real proxy process (Node's default); count them here.
       const unhandled: unknown[] = [];
-      const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+      const onUnhandled = (reason: unknown) => {
+        unhandled.push(reason);
+      };
       process.on('unhandledRejection', onUnhandled);
       try {
         const statuses = [];

@@ -6,13 +6,18 @@ import { basicAuth, buildDists, newUploader, uploadForm } from './support/packag
 import { services, tempDir } from './support/services.js';
 
 /** GET with a Host (and other headers) of the client's choosing: undici's fetch will not send a Host of its own choosing. */
-async function getAs(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+async function getAs(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   const { request } = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = request(url, { headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
+      res.on('data', (d) => {
+        text += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
     });
     req.on('error', reject);
@@ -41,7 +46,11 @@ describe('no client-chosen absolute URLs: the Host header never lands in a cache
     legacy = await startLegacyRuntime(data);
     const owner = await newUploader(s.primaryUrl);
     const [wheel] = await buildDists(dists, name, '1.0', ['py3-none-any']);
-    const res = await fetch(`${plain.url}/legacy/`, { method: 'POST', body: uploadForm(wheel!, { name, version: '1.0' }), headers: { authorization: basicAuth('__token__', owner.token) } });
+    const res = await fetch(`${plain.url}/legacy/`, {
+      method: 'POST',
+      body: uploadForm(wheel!, { name, version: '1.0' }),
+      headers: { authorization: basicAuth('__token__', owner.token) },
+    });
     expect(res.status, await res.text()).to.equal(200);
   });
 

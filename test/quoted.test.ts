@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { quoted } from '../lib/quoted.js';
 
-describe('quoted: client text in an operator\'s message', () => {
+describe("quoted: client text in an operator's message", () => {
   it('quotes ordinary text as it is, non-ASCII letters included', () => {
     expect(quoted('pip/24.0 {"python":"3.12"}')).to.equal('"pip/24.0 {\\"python\\":\\"3.12\\"}"');
     expect(quoted('curl/8.5 café 日本')).to.equal('"curl/8.5 café 日本"');

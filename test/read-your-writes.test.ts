@@ -22,7 +22,13 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     await setRoutes(s, readRoutesFile(DEFAULT_ROUTES_FILE) as TableSpec, 'read-your-writes: shipped routes');
     // Hundreds of projects from one account: the per-account limit on new projects is raised for this test.
     // Debug headers: which database server answered (X-Banyan-Read-From) is what these tests read.
-    backends = await startBackends(s, { adminToken: 'test-token', secret: TEST_SECRET, redisUrl: s.redisUrl, projectsPerHour: 100_000, debugHeaders: true });
+    backends = await startBackends(s, {
+      adminToken: 'test-token',
+      secret: TEST_SECRET,
+      redisUrl: s.redisUrl,
+      projectsPerHour: 100_000,
+      debugHeaders: true,
+    });
     proxy = backends.urls.proxy;
     await s.cluster.setReplicaDelay(DELAY_MS);
   });
@@ -37,9 +43,18 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   /** Registers a project through `via`; returns its name and the pin cookie the proxy set. */
   async function write(via: 'app' | 'legacy', cookie?: string): Promise<{ name: string; cookie: string }> {
     const name = `ryw-${process.pid}-${++n}`;
-    const res = via === 'app'
-      ? await fetch(`${proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth, ...(cookie ? { cookie } : {}) }, body: JSON.stringify({ name }) })
-      : await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth, ...(cookie ? { cookie } : {}) }, body: `:action=submit&name=${name}` });
+    const res =
+      via === 'app'
+        ? await fetch(`${proxy}/manage/projects`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: auth, ...(cookie ? { cookie } : {}) },
+            body: JSON.stringify({ name }),
+          })
+        : await fetch(`${proxy}/pypi`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth, ...(cookie ? { cookie } : {}) },
+            body: `:action=submit&name=${name}`,
+          });
     expect(res.status, await res.text()).to.be.within(200, 299);
     expect(res.headers.get('x-banyan-write-lsn'), 'the write LSN never reaches the client').to.equal(null);
     const set = res.headers.get('set-cookie') ?? '';
@@ -81,7 +96,11 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
 
   it('an anonymous caller cannot register a project through legacy', async () => {
     const name = `anon-${process.pid}`;
-    const res = await fetch(`${proxy}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `:action=submit&name=${name}` });
+    const res = await fetch(`${proxy}/pypi`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `:action=submit&name=${name}`,
+    });
     expect(res.status).to.equal(401);
     expect((await fetch(`${backends.urls.legacy}/pypi/${name}`)).status).to.equal(404);
   });
@@ -121,7 +140,7 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
     const other = `unrelated-${process.pid}`;
     const tampered = await read('legacy', other, { cookie: `${name}=${parts.join('.')}` });
     expect(tampered).to.deep.equal({ status: 404, from: 'replica-1' });
-    const expired = signPin({ id: 'abcdefgh12345678', lsn: 0xFFFFFFFFFFn, expires: Date.now() - 1 }, TEST_SECRET);
+    const expired = signPin({ id: 'abcdefgh12345678', lsn: 0xffffffffffn, expires: Date.now() - 1 }, TEST_SECRET);
     expect(await read('legacy', other, { cookie: `banyan_pin=${expired}` })).to.deep.equal({ status: 404, from: 'replica-1' });
     const forgedFence = await fetch(`${proxy}/pypi/unrelated-${process.pid}/json`, { headers: { 'x-banyan-min-lsn': 'primary' } });
     expect(forgedFence.headers.get('x-banyan-read-from')).to.equal('replica-1');
@@ -135,15 +154,27 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   for (const whenDown of ['skip', 'primary'] as const) {
     it(`with Redis down, fences are skipped, and reads of the resource ${whenDown === 'skip' ? 'stay on the replica' : 'go to the primary'} (BANYAN_FENCES_REDIS_DOWN=${whenDown})`, async () => {
       const s = await services();
-      const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: whenDown, projectsPerHour: 100_000, debugHeaders: true });
+      const deaf = await startBackends(s, {
+        adminToken: 't',
+        secret: TEST_SECRET,
+        redisUrl: `redis://127.0.0.1:${await freePort()}`,
+        fencesWhenDown: whenDown,
+        projectsPerHour: 100_000,
+        debugHeaders: true,
+      });
       try {
         const name = `fence-down-${whenDown}-${process.pid}`;
-        const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
+        const w = await fetch(`${deaf.urls.proxy}/manage/projects`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: auth },
+          body: JSON.stringify({ name }),
+        });
         expect(w.status, 'Redis down never fails a write').to.equal(201);
         const r = await fetch(`${deaf.urls.proxy}/simple/${name}/`);
         await r.text();
-        expect({ status: r.status, from: r.headers.get('x-banyan-read-from') })
-          .to.deep.equal(whenDown === 'skip' ? { status: 404, from: 'replica-1' } : { status: 200, from: 'primary' });
+        expect({ status: r.status, from: r.headers.get('x-banyan-read-from') }).to.deep.equal(
+          whenDown === 'skip' ? { status: 404, from: 'replica-1' } : { status: 200, from: 'primary' },
+        );
         const metrics = await (await fetch(`${deaf.urls.app}/metrics`)).text();
         expect(metrics, 'operators see the skipped fences').to.match(/^banyan_fences_skipped_total [1-9]/m);
       } finally {
@@ -155,10 +186,21 @@ describe('read-your-writes through the proxy, with a replica 2 s behind', () => 
   it('a client that keeps no cookies gets read-your-writes by sending back the Banyan-Pin header', async () => {
     const s = await services();
     // No fences (Redis unreachable, skipped): the pin is the only thing that makes the read see the write.
-    const deaf = await startBackends(s, { adminToken: 't', secret: TEST_SECRET, redisUrl: `redis://127.0.0.1:${await freePort()}`, fencesWhenDown: 'skip', projectsPerHour: 100_000, debugHeaders: true });
+    const deaf = await startBackends(s, {
+      adminToken: 't',
+      secret: TEST_SECRET,
+      redisUrl: `redis://127.0.0.1:${await freePort()}`,
+      fencesWhenDown: 'skip',
+      projectsPerHour: 100_000,
+      debugHeaders: true,
+    });
     try {
       const name = `header-pin-${process.pid}`;
-      const w = await fetch(`${deaf.urls.proxy}/manage/projects`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ name }) });
+      const w = await fetch(`${deaf.urls.proxy}/manage/projects`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: auth },
+        body: JSON.stringify({ name }),
+      });
       expect(w.status).to.equal(201);
       const pin = w.headers.get('banyan-pin');
       expect(pin, 'the pin comes as a header too').to.match(/^v2\./);

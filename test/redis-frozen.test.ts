@@ -17,7 +17,12 @@ describe('a frozen Redis: fences and the page cache are skipped, requests stay f
     dir = tempDir('banyan-frozen-');
     redis = await startRedis(findRedisServer()!, join(dir, 'redis'));
     app = await startAppRuntime({
-      primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, redisUrl: redis.url, storageDir: join(dir, 'files'), host: '127.0.0.1', port: 0,
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      redisUrl: redis.url,
+      storageDir: join(dir, 'files'),
+      host: '127.0.0.1',
+      port: 0,
     });
   });
 
@@ -42,7 +47,7 @@ describe('a frozen Redis: fences and the page cache are skipped, requests stay f
     return out;
   }
 
-  it('answers every request, and at most a couple wait for Redis\'s time-out', async function () {
+  it("answers every request, and at most a couple wait for Redis's time-out", async function () {
     this.timeout(60_000);
     await timings(5);
     process.kill(redis.pid!, 'SIGSTOP');

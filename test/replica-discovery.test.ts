@@ -9,19 +9,26 @@ describe('replicas that come and go', () => {
   it('a DNS name with several addresses is a server per address; one address or an IP is the entry as given', async () => {
     const answers: Record<string, string[]> = { 'replicas.db.internal': ['10.0.0.7', '10.0.0.5'], 'primary.db.internal': ['10.0.0.2'] };
     const resolve = async (host: string) => answers[host] ?? [];
-    const nodes = await expandNodes([
-      { name: 'db-1', url: 'postgres://u:p@primary.db.internal:5432/app' },
-      { name: 'replica-1', url: 'postgres://u:p@replicas.db.internal:6432/app' },
-      { name: 'replica-2', url: 'postgres://u:p@10.0.0.9:5432/app' },
-    ], resolve);
+    const nodes = await expandNodes(
+      [
+        { name: 'db-1', url: 'postgres://u:p@primary.db.internal:5432/app' },
+        { name: 'replica-1', url: 'postgres://u:p@replicas.db.internal:6432/app' },
+        { name: 'replica-2', url: 'postgres://u:p@10.0.0.9:5432/app' },
+      ],
+      resolve,
+    );
     expect(nodes).to.deep.equal([
       { name: 'db-1', url: 'postgres://u:p@primary.db.internal:5432/app' },
       { name: 'replica-1@10.0.0.5', url: 'postgres://u:p@10.0.0.5:6432/app' },
       { name: 'replica-1@10.0.0.7', url: 'postgres://u:p@10.0.0.7:6432/app' },
       { name: 'replica-2', url: 'postgres://u:p@10.0.0.9:5432/app' },
     ]);
-    const failing = async () => { throw new Error('SERVFAIL'); };
-    expect(await expandNodes([{ name: 'db-1', url: 'postgres://u:p@gone.internal/app' }], failing)).to.deep.equal([{ name: 'db-1', url: 'postgres://u:p@gone.internal/app' }]);
+    const failing = async () => {
+      throw new Error('SERVFAIL');
+    };
+    expect(await expandNodes([{ name: 'db-1', url: 'postgres://u:p@gone.internal/app' }], failing)).to.deep.equal([
+      { name: 'db-1', url: 'postgres://u:p@gone.internal/app' },
+    ]);
   });
 
   it('adds a replica at run time once it reports a replay position, and drains one that is removed', async function () {
@@ -32,8 +39,19 @@ describe('replicas that come and go', () => {
     // The same standby under a second URL stands in for a second replica.
     const second: DbNodeConfig = { name: 'replica-2', url: `${s.replicaUrls[0]!}?application_name=banyan-second` };
     let found = [primary, first];
-    const router = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, discover: async () => found, resolveEveryMs: 1, drainMs: 1_000, monitorIntervalMs: 60_000 });
-    const targets = async (n: number) => { const out = new Set<string>(); for (let i = 0; i < n; i++) out.add((await router.forRequest()).readTarget); return [...out].sort(); };
+    const router = new DbRouter({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      discover: async () => found,
+      resolveEveryMs: 1,
+      drainMs: 1_000,
+      monitorIntervalMs: 60_000,
+    });
+    const targets = async (n: number) => {
+      const out = new Set<string>();
+      for (let i = 0; i < n; i++) out.add((await router.forRequest()).readTarget);
+      return [...out].sort();
+    };
     const until = async (what: string, check: () => Promise<boolean>) => {
       const deadline = Date.now() + 5_000;
       while (!(await check())) {

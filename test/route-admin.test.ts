@@ -18,7 +18,7 @@ async function api(proxy: ProxyRuntime, method: string, path: string, body?: unk
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
   });
-  return { status: res.status, json: await res.json() as Record<string, unknown> & unknown[] };
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> & unknown[] };
 }
 
 describe('route changes: admin API, audit, rollback, propagation', () => {
@@ -59,7 +59,10 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
   });
 
   it('rejects a bad table whole, naming route and field, and keeps the running one', async () => {
-    const bad = await api(proxy, 'PUT', '/api/routes', { routes: [...base, { name: 'x', match: { path: '/x' }, mode: 'canary' }], reason: 'try' });
+    const bad = await api(proxy, 'PUT', '/api/routes', {
+      routes: [...base, { name: 'x', match: { path: '/x' }, mode: 'canary' }],
+      reason: 'try',
+    });
     expect(bad.status).to.equal(422);
     expect(bad.json['message']).to.contain('route 3 "x": percent: canary needs a percent from 0 to 100');
     expect(proxy.routes.current.version).to.equal(start);
@@ -76,7 +79,12 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
   });
 
   it('applies a change at once, audits it, and rolls back with one call', async () => {
-    const moved = await api(proxy, 'PUT', '/api/routes', { routes: [{ ...base[0]!, mode: 'new' }, base[1]], reason: 'cut over the index', actor: 'alice', expectedVersion: start });
+    const moved = await api(proxy, 'PUT', '/api/routes', {
+      routes: [{ ...base[0]!, mode: 'new' }, base[1]],
+      reason: 'cut over the index',
+      actor: 'alice',
+      expectedVersion: start,
+    });
     expect(moved.status).to.equal(200);
     expect(moved.json['version']).to.equal(start + 1);
     expect((await call(`${proxy.url}/simple/`)).backend).to.equal('new');
@@ -85,7 +93,13 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     expect(stale.status).to.equal(409);
 
     const history = await api(proxy, 'GET', '/api/routes/history?limit=2');
-    expect(history.json[0]).to.deep.include({ version: start + 1, action: 'set', actor: 'alice (admin API)', reason: 'cut over the index', changes: ['change  simple.index: legacy → new'] });
+    expect(history.json[0]).to.deep.include({
+      version: start + 1,
+      action: 'set',
+      actor: 'alice (admin API)',
+      reason: 'cut over the index',
+      changes: ['change  simple.index: legacy → new'],
+    });
 
     const back = await api(proxy, 'POST', '/api/routes/rollback', { version: start, reason: 'errors in the new index' });
     expect(back.json).to.deep.equal({ version: start + 2, restored: start });
@@ -132,7 +146,10 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     };
     const loops = Array.from({ length: 8 }, loop);
     for (let i = 0; i < 50; i++) {
-      await api(proxy, 'PUT', '/api/routes', { routes: [base[0], { ...base[1]!, mode: i % 2 === 0 ? 'new' : 'legacy' }], reason: `flip ${i}` });
+      await api(proxy, 'PUT', '/api/routes', {
+        routes: [base[0], { ...base[1]!, mode: i % 2 === 0 ? 'new' : 'legacy' }],
+        reason: `flip ${i}`,
+      });
       await new Promise((r) => setTimeout(r, 10));
     }
     stop = true;
@@ -147,7 +164,10 @@ describe('route changes: admin API, audit, rollback, propagation', () => {
     const upstreams = [...IMPLICIT_UPSTREAMS, files];
     const dry = await api(proxy, 'PUT', '/api/routes', { upstreams, routes: base, reason: 'x', dryRun: true });
     expect(dry.json).to.deep.include({ dryRun: true, valid: true, changes: ['add     upstream files: env FILES_URL'] });
-    const refused = await api(proxy, 'PUT', '/api/routes', { routes: [base[0], { ...base[1]!, service: 'files' }], reason: 'files not there yet' });
+    const refused = await api(proxy, 'PUT', '/api/routes', {
+      routes: [base[0], { ...base[1]!, service: 'files' }],
+      reason: 'files not there yet',
+    });
     expect(refused.status).to.equal(422);
     expect(refused.json['message']).to.contain('route 2 "docs": service: no upstream named "files" (upstreams: legacy, app)');
     const added = await api(proxy, 'PUT', '/api/routes', { upstreams, routes: base, reason: 'a files service' });
@@ -186,7 +206,11 @@ describe('route changes when the database cannot take writes', () => {
       expect(r.json['error']).to.equal('database-unavailable');
       expect(String(r.json['message'])).to.match(/^the route table cannot be written now: .*read-only/);
       expect(r.json['hint']).to.equal('PostgreSQL is down or failing over; retry in a few seconds (nothing was changed)');
-      const res = await fetch(`${proxy.adminUrl}/api/routes`, { method: 'PUT', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ routes: base, reason: 'again' }) });
+      const res = await fetch(`${proxy.adminUrl}/api/routes`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ routes: base, reason: 'again' }),
+      });
       expect(res.headers.get('retry-after')).to.equal('2');
     } finally {
       await proxy.stop();

@@ -20,10 +20,14 @@ describe('banyan routes preview: one browser tries one route on the new app befo
     const s = await services();
     legacy = await fakeBackend('legacy');
     app = await fakeBackend('new');
-    await setRoutes(s, [
-      { name: 'shop.page', match: { path: '/shop/:item' }, mode: 'legacy' },
-      { name: 'cart', match: { path: '/cart' }, mode: 'legacy' },
-    ], 'preview');
+    await setRoutes(
+      s,
+      [
+        { name: 'shop.page', match: { path: '/shop/:item' }, mode: 'legacy' },
+        { name: 'cart', match: { path: '/cart' }, mode: 'legacy' },
+      ],
+      'preview',
+    );
     proxy = await startTestProxy(s, legacy.url, app.url);
   });
 
@@ -45,8 +49,10 @@ describe('banyan routes preview: one browser tries one route on the new app befo
 
   it('prints a link that gives its browser a cookie sending it to the new app on that route only', async () => {
     const s = await services();
-    const r = await runBanyanAsync(['routes', 'preview', 'shop.page', '--for', '10m', '--path', '/shop/lamp', '--base', proxy.url, '--json'],
-      { env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: TEST_SECRET } });
+    const r = await runBanyanAsync(
+      ['routes', 'preview', 'shop.page', '--for', '10m', '--path', '/shop/lamp', '--base', proxy.url, '--json'],
+      { env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: TEST_SECRET } },
+    );
     expect(r.status, r.stderr).to.equal(0);
     const { link, route, expires } = JSON.parse(r.stdout) as { link: string; route: string; expires: string };
     expect(route).to.equal('shop.page');
@@ -72,12 +78,17 @@ describe('banyan routes preview: one browser tries one route on the new app befo
     for (const token of [expired, tampered, 'nonsense']) {
       const res = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(token)}&next=/shop/x`, { redirect: 'manual' });
       expect(res.status).to.equal(400);
-      expect(await res.text()).to.match(/^400 This preview link is not valid or has expired\. Ask for a new one: banyan routes preview ROUTE\./);
+      expect(await res.text()).to.match(
+        /^400 This preview link is not valid or has expired\. Ask for a new one: banyan routes preview ROUTE\./,
+      );
     }
     await who('/shop/old', `banyan_preview=${expired}`);
     expect(whoAnswered('/shop/old'), 'an expired cookie is ignored').to.deep.equal({ legacy: 1, new: 0 });
     const valid = signPreview('shop.page', Date.now() + 60_000, TEST_SECRET);
-    const off = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=${encodeURIComponent('//evil.example/x')}`, { redirect: 'manual' });
+    const off = await fetch(
+      `${proxy.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=${encodeURIComponent('//evil.example/x')}`,
+      { redirect: 'manual' },
+    );
     expect([off.status, off.headers.get('location')]).to.deep.equal([303, '/']);
     for (const next of ['/%09/evil.example', '/%0a/evil.example', '/\\evil.example', '/%5Cevil.example', '/ /evil.example']) {
       const res = await fetch(`${proxy.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=${next}`, { redirect: 'manual' });
@@ -99,7 +110,10 @@ describe('banyan routes preview: one browser tries one route on the new app befo
     const behindTls = await startTestProxy(s, legacy.url, app.url, { trustedProxies: '127.0.0.1' });
     try {
       const valid = signPreview('shop.page', Date.now() + 60_000, TEST_SECRET);
-      const res = await fetch(`${behindTls.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=/shop/x`, { redirect: 'manual', headers: { 'x-forwarded-proto': 'https' } });
+      const res = await fetch(`${behindTls.url}/_banyan/preview?token=${encodeURIComponent(valid)}&next=/shop/x`, {
+        redirect: 'manual',
+        headers: { 'x-forwarded-proto': 'https' },
+      });
       expect(res.headers.get('set-cookie')).to.match(/; HttpOnly; SameSite=Lax; Secure$/);
     } finally {
       await behindTls.stop();
@@ -108,9 +122,17 @@ describe('banyan routes preview: one browser tries one route on the new app befo
 
   it('needs the secret to sign, and an existing route', async () => {
     const s = await services();
-    const noSecret = await runBanyanAsync(['routes', 'preview', 'shop.page'], { env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: '' }, cwd: '/tmp' });
-    expect([noSecret.status, noSecret.stderr.split(' (')[0]]).to.deep.equal([1, 'banyan: BANYAN_SECRET is not set; preview links are signed with it']);
-    const unknown = await runBanyanAsync(['routes', 'preview', 'no.such'], { env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: TEST_SECRET } });
+    const noSecret = await runBanyanAsync(['routes', 'preview', 'shop.page'], {
+      env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: '' },
+      cwd: '/tmp',
+    });
+    expect([noSecret.status, noSecret.stderr.split(' (')[0]]).to.deep.equal([
+      1,
+      'banyan: BANYAN_SECRET is not set; preview links are signed with it',
+    ]);
+    const unknown = await runBanyanAsync(['routes', 'preview', 'no.such'], {
+      env: { DATABASE_URL: s.primaryUrl, BANYAN_SECRET: TEST_SECRET },
+    });
     expect(unknown.status).to.equal(1);
   });
 });

@@ -47,15 +47,21 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     await app.close().catch(() => {});
   });
 
-  it('lists the table as a readable table, with each route\'s service and the upstreams, and as JSON', async () => {
+  it("lists the table as a readable table, with each route's service and the upstreams, and as JSON", async () => {
     const list = await routes('list');
     expect(list.status).to.equal(0);
     expect(list.stdout).to.match(new RegExp(`^Route table version ${start}, by test: test setup`));
     expect(list.stdout).to.match(/^route +match +mode +service\n/m);
     expect(list.stdout).to.match(/^project\.page +\/project\/:name\/ +legacy *\n/m);
     expect(list.stdout).to.match(/^files +\/packages\/\* \(GET\) +new \(fallback\) +files\n/m);
-    expect(list.stdout).to.match(/^upstream +endpoints +balance +health\nlegacy +env LEGACY_URL +least-request *\napp +env APP_URL +least-request *\nfiles +env FILES_URL +least-request +\/_health\n/m);
-    const parsed = JSON.parse((await routes('list', '--json')).stdout) as { version: number; upstreams: { name: string }[]; routes: { name: string }[] };
+    expect(list.stdout).to.match(
+      /^upstream +endpoints +balance +health\nlegacy +env LEGACY_URL +least-request *\napp +env APP_URL +least-request *\nfiles +env FILES_URL +least-request +\/_health\n/m,
+    );
+    const parsed = JSON.parse((await routes('list', '--json')).stdout) as {
+      version: number;
+      upstreams: { name: string }[];
+      routes: { name: string }[];
+    };
     expect(Object.keys(parsed)).to.deep.equal(['version', 'upstreams', 'routes']);
     expect(parsed.version).to.equal(start);
     expect(parsed.upstreams.map((u) => u.name)).to.deep.equal(['legacy', 'app', 'files']);
@@ -112,8 +118,10 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(unknown.stderr).to.equal('banyan: no route named "project" (did you mean project.page?)\n');
     const mode = await routes('set', 'project.page', '--mode', 'sideways', '--reason', 'x');
     expect(mode.status).to.equal(2);
-    expect(mode.stderr).to.equal("banyan: option '--mode <mode>' argument 'sideways' is invalid. Allowed choices are legacy, shadow, canary, new, retired.\n" +
-      '(see: banyan routes set --help)\n');
+    expect(mode.stderr).to.equal(
+      "banyan: option '--mode <mode>' argument 'sideways' is invalid. Allowed choices are legacy, shadow, canary, new, retired.\n" +
+        '(see: banyan routes set --help)\n',
+    );
     const noReason = await routes('set', 'project.page', '--mode', 'new');
     expect(noReason.status).to.equal(2);
     expect(noReason.stderr).to.equal('banyan: a change needs --reason "…" for the audit log (see banyan routes set --help)\n');
@@ -125,10 +133,13 @@ describe('banyan routes: an operator cuts a route over from the command line', (
   it('applies a whole file, with a dry run first', async () => {
     const dir = tempDir('banyan-routes-');
     const file = join(dir, 'routes.json');
-    writeFileSync(file, JSON.stringify([
-      { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
-      { name: 'project.page', match: { path: '/project/:name/' }, mode: 'retired', retired: { status: 410, message: 'gone' } },
-    ]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { name: 'legacy.home', match: { path: '/' }, mode: 'legacy' },
+        { name: 'project.page', match: { path: '/project/:name/' }, mode: 'retired', retired: { status: 410, message: 'gone' } },
+      ]),
+    );
     const before = proxy.routes.current.version;
     const dry = await routes('apply', file, '--dry-run');
     expect(dry.status).to.equal(0);
@@ -142,19 +153,30 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(bad.status).to.equal(1);
     expect(bad.stderr).to.contain('route 1 "x": match: must be an object with at least "path"');
     const kept = JSON.parse((await routes('list', '--json')).stdout) as { upstreams: { name: string }[] };
-    expect(kept.upstreams.map((u) => u.name), 'a bare list of routes keeps the upstreams').to.deep.equal(['legacy', 'app', 'files']);
+    expect(
+      kept.upstreams.map((u) => u.name),
+      'a bare list of routes keeps the upstreams',
+    ).to.deep.equal(['legacy', 'app', 'files']);
   });
 
   it('applies a table with upstreams, describing the upstream changes in a dry run', async () => {
     const dir = tempDir('banyan-upstreams-');
     const file = join(dir, 'table.json');
-    const exported = JSON.parse((await routes('list', '--json')).stdout) as { version: number; upstreams: { name: string }[]; routes: unknown[] };
+    const exported = JSON.parse((await routes('list', '--json')).stdout) as {
+      version: number;
+      upstreams: { name: string }[];
+      routes: unknown[];
+    };
     const search = { name: 'search', dns: 'http://localhost:9' };
-    const table = (upstreams: unknown[]) => { writeFileSync(file, JSON.stringify({ ...exported, upstreams })); };
+    const table = (upstreams: unknown[]) => {
+      writeFileSync(file, JSON.stringify({ ...exported, upstreams }));
+    };
     table([...exported.upstreams.filter((u) => u.name !== 'files'), { name: 'files', endpoints: ['http://127.0.0.1:9'] }, search]);
     const dry = await routes('apply', file, '--dry-run');
     expect(dry.status, dry.stderr).to.equal(0);
-    expect(dry.stdout).to.contain('change  upstream files: env FILES_URL → endpoints http://127.0.0.1:9; health {"path":"/_health"} → (default); slowStartMs 10000 → (default)');
+    expect(dry.stdout).to.contain(
+      'change  upstream files: env FILES_URL → endpoints http://127.0.0.1:9; health {"path":"/_health"} → (default); slowStartMs 10000 → (default)',
+    );
     expect(dry.stdout).to.contain('add     upstream search: dns http://localhost:9');
     expect(JSON.parse((await routes('list', '--json')).stdout).version, 'a dry run stores nothing').to.equal(exported.version);
     table(exported.upstreams.filter((u) => u.name !== 'legacy'));
@@ -170,7 +192,8 @@ describe('banyan routes: an operator cuts a route over from the command line', (
 
   it('warns before sending users to a backend that is down or answers 404, and changes nothing without --force', async () => {
     const dead = 'http://127.0.0.1:9';
-    const cli = (...args: string[]) => runBanyanAsync(['routes', ...args], { cwd: '/', env: { ...env, APP_URL: dead, LEGACY_URL: legacy.url } });
+    const cli = (...args: string[]) =>
+      runBanyanAsync(['routes', ...args], { cwd: '/', env: { ...env, APP_URL: dead, LEGACY_URL: legacy.url } });
     const before = proxy.routes.current.version;
     const refused = await cli('set', 'legacy.home', '--mode', 'new', '--reason', 'try');
     expect(refused.status).to.equal(1);
@@ -179,10 +202,18 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(JSON.parse((await routes('list', '--json')).stdout).version, 'nothing was stored').to.equal(before);
     const rewrite = await fakeBackend('new');
     try {
-      rewrite.answer('/missing/', (_req, res) => { res.writeHead(404); res.end(); });
-      legacy.answer('/missing/', (_req, res) => { res.writeHead(200); res.end('here'); });
-      const sampled = await runBanyanAsync(['routes', 'set', 'legacy.home', '--mode', 'canary', '--percent', '5', '--sample', '/missing/', '--reason', 'try'],
-        { cwd: '/', env: { ...env, APP_URL: rewrite.url, LEGACY_URL: legacy.url } });
+      rewrite.answer('/missing/', (_req, res) => {
+        res.writeHead(404);
+        res.end();
+      });
+      legacy.answer('/missing/', (_req, res) => {
+        res.writeHead(200);
+        res.end('here');
+      });
+      const sampled = await runBanyanAsync(
+        ['routes', 'set', 'legacy.home', '--mode', 'canary', '--percent', '5', '--sample', '/missing/', '--reason', 'try'],
+        { cwd: '/', env: { ...env, APP_URL: rewrite.url, LEGACY_URL: legacy.url } },
+      );
       expect(sampled.status).to.equal(1);
       expect(sampled.stderr).to.contain('warning: the new app answers GET /missing/ with 404, where legacy answers 200');
     } finally {
@@ -228,8 +259,14 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(shown.stdout).to.match(/^service +files$/m);
     expect((await routes('show', 'legacy.home')).stdout, 'the default, said').to.match(/^service +app \(the default\)$/m);
     await routes('set', 'project.page', '--mode', 'legacy', '--reason', 'back');
-    expect(JSON.parse((await routes('show', 'project.page', '--json')).stdout)).to.include({ mode: 'legacy', service: 'files', fallback: true });
-    expect((await routes('list')).stdout, 'a legacy route keeps the service it names').to.match(/^project\.page +\/project\/:name\/ +legacy +files\n/m);
+    expect(JSON.parse((await routes('show', 'project.page', '--json')).stdout)).to.include({
+      mode: 'legacy',
+      service: 'files',
+      fallback: true,
+    });
+    expect((await routes('list')).stdout, 'a legacy route keeps the service it names').to.match(
+      /^project\.page +\/project\/:name\/ +legacy +files\n/m,
+    );
 
     const before = proxy.routes.current.version;
     const typo = await routes('set', 'project.page', '--mode', 'new', '--service', 'filez', '--reason', 'typo');
@@ -239,8 +276,12 @@ describe('banyan routes: an operator cuts a route over from the command line', (
     expect(dry.status).to.equal(1);
     expect(dry.stderr).to.contain('service: no upstream named "filez"');
     const legacy = await routes('set', 'project.page', '--service', 'legacy', '--reason', 'x');
-    expect(legacy.stderr).to.contain('route 2 "project.page": service: names the upstream that answers on the new side; legacy is the other side');
+    expect(legacy.stderr).to.contain(
+      'route 2 "project.page": service: names the upstream that answers on the new side; legacy is the other side',
+    );
     expect(JSON.parse((await routes('list', '--json')).stdout).version, 'nothing was stored').to.equal(before);
-    expect((await routes('set', '--help')).stdout).to.match(/--service <name> +new, canary and shadow: the upstream that answers on the new\s+side/);
+    expect((await routes('set', '--help')).stdout).to.match(
+      /--service <name> +new, canary and shadow: the upstream that answers on the new\s+side/,
+    );
   });
 });

@@ -15,10 +15,20 @@ import { tempDir, withClient } from './support/services.js';
 import { waitUntil } from './support/wait.js';
 
 /** What `Banyan-Route` (BANYAN_DEBUG_HEADERS=on) says about an answer. */
-interface RouteHeader { route: string; mode: string; backend: string; service: string }
+interface RouteHeader {
+  route: string;
+  mode: string;
+  backend: string;
+  service: string;
+}
 
 /** One answer as a user sees it: its status, who answered (Banyan-Route), and the body; status 0 for a network error or a hang. */
-interface Answer { status: number; route: RouteHeader | undefined; body: string; error?: string }
+interface Answer {
+  status: number;
+  route: RouteHeader | undefined;
+  body: string;
+  error?: string;
+}
 
 /** How long the supervisor waits before restarting a dead component (BANYAN_RESTART_DELAY): enough to watch it down. */
 const RESTART_DELAY_MS = 2_000;
@@ -58,7 +68,9 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     this.timeout(120_000);
     cwd = tempDir('banyan-services-');
     stack = await startStack(cwd, ['--app-instances', '2'], {
-      BANYAN_DEBUG_HEADERS: 'on', BANYAN_RESTART_DELAY: `${RESTART_DELAY_MS}ms`, BANYAN_USAGE_FLUSH: '1h',
+      BANYAN_DEBUG_HEADERS: 'on',
+      BANYAN_RESTART_DELAY: `${RESTART_DELAY_MS}ms`,
+      BANYAN_USAGE_FLUSH: '1h',
     });
     proxy = stack.stack.proxy;
     admin = stack.stack['admin'] as string;
@@ -97,11 +109,26 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const wheel = buildWheel(project, version, randomBytes(512));
     const sha256 = createHash('sha256').update(wheel.bytes).digest('hex');
     const form = new FormData();
-    for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version, filetype: 'bdist_wheel',
-      pyversion: 'py3', metadata_version: '2.1', summary: 'services journey', sha256_digest: sha256 })) form.append(k, v);
+    for (const [k, v] of Object.entries({
+      ':action': 'file_upload',
+      protocol_version: '1',
+      name: project,
+      version,
+      filetype: 'bdist_wheel',
+      pyversion: 'py3',
+      metadata_version: '2.1',
+      summary: 'services journey',
+      sha256_digest: sha256,
+    }))
+      form.append(k, v);
     form.append('content', new Blob([wheel.bytes]), wheel.filename);
     const encoded = new Request('http://x/', { method: 'POST', body: form });
-    return { bytes: Buffer.from(await encoded.arrayBuffer()), contentType: encoded.headers.get('content-type')!, sha256, filename: wheel.filename };
+    return {
+      bytes: Buffer.from(await encoded.arrayBuffer()),
+      contentType: encoded.headers.get('content-type')!,
+      sha256,
+      filename: wheel.filename,
+    };
   }
 
   /** An upload through the proxy, sent at once. */
@@ -110,7 +137,9 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     uploads++;
     try {
       const res = await fetch(`${proxy}/legacy/`, {
-        method: 'POST', body: bytes, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        method: 'POST',
+        body: bytes,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         headers: { 'content-type': contentType, authorization: basicAuth('__token__', token) },
       });
       return { status: res.status, route: parseRoute(res.headers.get('banyan-route')), body: await res.text() };
@@ -125,17 +154,35 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     uploads++;
     return new Promise((resolve) => {
       let settled = false;
-      const done = (a: Answer) => { if (!settled) { settled = true; clearTimeout(timer); resolve(a); } };
-      const req = httpRequest(`${proxy}/legacy/`, {
-        method: 'POST', headers: { 'content-type': contentType, 'content-length': bytes.length, authorization: basicAuth('__token__', token) },
-      }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => { body += d; });
-        res.on('end', () => done({ status: res.statusCode ?? 0, route: parseRoute((res.headers['banyan-route'] as string | undefined) ?? null), body }));
-        res.on('error', (err) => done({ status: 0, route: undefined, body, error: err.message }));
-      });
-      const timer = setTimeout(() => { req.destroy(); done({ status: 0, route: undefined, body: '', error: 'hang' }); }, REQUEST_TIMEOUT_MS);
+      const done = (a: Answer) => {
+        if (!settled) {
+          settled = true;
+          clearTimeout(timer);
+          resolve(a);
+        }
+      };
+      const req = httpRequest(
+        `${proxy}/legacy/`,
+        {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'content-length': bytes.length, authorization: basicAuth('__token__', token) },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => {
+            body += d;
+          });
+          res.on('end', () =>
+            done({ status: res.statusCode ?? 0, route: parseRoute((res.headers['banyan-route'] as string | undefined) ?? null), body }),
+          );
+          res.on('error', (err) => done({ status: 0, route: undefined, body, error: err.message }));
+        },
+      );
+      const timer = setTimeout(() => {
+        req.destroy();
+        done({ status: 0, route: undefined, body: '', error: 'hang' });
+      }, REQUEST_TIMEOUT_MS);
       req.on('error', (err) => done({ status: 0, route: undefined, body: '', error: err.message }));
       const size = Math.ceil(bytes.length / pieces);
       void (async () => {
@@ -149,9 +196,12 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   }
 
   async function adminGet<T>(path: string): Promise<T> {
-    const res = await fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    const res = await fetch(`${admin}${path}`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
     expect(res.status, `${path}`).to.equal(200);
-    return await res.json() as T;
+    return (await res.json()) as T;
   }
 
   async function service(name: string): Promise<UpstreamSnapshot> {
@@ -186,12 +236,14 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   async function load(paths: string[], concurrency: number, ms: number): Promise<(Answer & { path: string; at: number })[]> {
     const answers: (Answer & { path: string; at: number })[] = [];
     const end = Date.now() + ms;
-    await Promise.all(Array.from({ length: concurrency }, async (_, loop) => {
-      for (let i = loop; Date.now() < end; i++) {
-        const path = paths[i % paths.length]!;
-        answers.push({ ...(await get(path)), path, at: Date.now() });
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, loop) => {
+        for (let i = loop; Date.now() < end; i++) {
+          const path = paths[i % paths.length]!;
+          answers.push({ ...(await get(path)), path, at: Date.now() });
+        }
+      }),
+    );
     return answers;
   }
 
@@ -217,17 +269,20 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   async function times<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
     const out: T[] = [];
     let next = 0;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await fn(i);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < n) {
+          const i = next++;
+          out[i] = await fn(i);
+        }
+      }),
+    );
     return out;
   }
 
   const requestsOf = (u: UpstreamSnapshot, url: string) => u.endpoints.find((e) => e.url === url)?.requests ?? 0;
-  const show = (a: Answer & { path?: string }) => `${a.path ?? ''} ${a.status} ${a.route ? `${a.route.route} backend=${a.route.backend} service=${a.route.service}` : '(no Banyan-Route)'} ${a.error ?? a.body.slice(0, 160)}`;
+  const show = (a: Answer & { path?: string }) =>
+    `${a.path ?? ''} ${a.status} ${a.route ? `${a.route.route} backend=${a.route.backend} service=${a.route.service}` : '(no Banyan-Route)'} ${a.error ?? a.body.slice(0, 160)}`;
 
   it('1. both app instances get traffic: 400 GETs of /simple/ are split between app-1 and app-2', async () => {
     const urls = appUrls();
@@ -236,7 +291,10 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     expect(before.endpoints.map((e) => e.url).sort(), '/api/upstreams lists both').to.deep.equal([...urls].sort());
     for (const e of before.endpoints) expect(e.state, e.url).to.equal('healthy');
     const answers = await times(400, 8, () => get('/simple/'));
-    expect(answers.filter((a) => a.status !== 200 || a.route?.service !== 'app' || a.route.backend !== 'new').map(show), 'answered by the app').to.deep.equal([]);
+    expect(
+      answers.filter((a) => a.status !== 200 || a.route?.service !== 'app' || a.route.backend !== 'new').map(show),
+      'answered by the app',
+    ).to.deep.equal([]);
     const after = await service('app');
     const split = urls.map((u) => requestsOf(after, u) - requestsOf(before, u));
     // eslint-disable-next-line no-console
@@ -260,20 +318,24 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const retriesBefore = await counter('banyan_proxy_retries_total', { service: 'app' });
     const gets = load(['/simple/', `/pypi/${project}/json`], 8, 4_000);
     const uploaded: { version: string; answer: Answer; slow: boolean }[] = [];
-    const quick = Promise.all([0, 1].map(async (loop) => {
-      const end = Date.now() + 4_000;
-      for (let i = 0; Date.now() < end; i++) {
-        const version = `2.${loop}.${i}`;
-        uploaded.push({ version, answer: await upload(version), slow: false });
-        await sleep(50);
-      }
-    }));
+    const quick = Promise.all(
+      [0, 1].map(async (loop) => {
+        const end = Date.now() + 4_000;
+        for (let i = 0; Date.now() < end; i++) {
+          const version = `2.${loop}.${i}`;
+          uploaded.push({ version, answer: await upload(version), slow: false });
+          await sleep(50);
+        }
+      }),
+    );
     await sleep(500);
     // Four uploads whose bodies are still arriving when the instance dies: some of them go to it.
-    const slow = Promise.all([0, 1, 2, 3].map(async (i) => {
-      const version = `3.${i}`;
-      uploaded.push({ version, answer: await slowUpload(version, 10, 150), slow: true });
-    }));
+    const slow = Promise.all(
+      [0, 1, 2, 3].map(async (i) => {
+        const version = `3.${i}`;
+        uploaded.push({ version, answer: await slowUpload(version, 10, 150), slow: true });
+      }),
+    );
     await sleep(400);
     process.kill(first.pid!, 'SIGKILL');
     killed = { url: first.url, pid: first.pid!, at: Date.now() };
@@ -286,57 +348,98 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const ok = uploaded.filter((u) => u.answer.status === 200);
     const refused = uploaded.filter((u) => u.answer.status === 503);
     // eslint-disable-next-line no-console
-    console.log(`      ${answers.length} GETs (${afterKill} after the kill), ${answers.filter((a) => a.status !== 200).length} failed; ` +
-      `the killed endpoint got requests until ${lastRequest} ms after SIGKILL, ${after.failures - before.failures} of them failed, ` +
-      `state ${after.state} (ejections ${before.ejections} → ${after.ejections}); retries ${retries}; ` +
-      `uploads: ${ok.length} × 200, ${refused.length} × 503 (slow ones: ${uploaded.filter((u) => u.slow).map((u) => u.answer.status).join(', ')})`);
+    console.log(
+      `      ${answers.length} GETs (${afterKill} after the kill), ${answers.filter((a) => a.status !== 200).length} failed; ` +
+        `the killed endpoint got requests until ${lastRequest} ms after SIGKILL, ${after.failures - before.failures} of them failed, ` +
+        `state ${after.state} (ejections ${before.ejections} → ${after.ejections}); retries ${retries}; ` +
+        `uploads: ${ok.length} × 200, ${refused.length} × 503 (slow ones: ${uploaded
+          .filter((u) => u.slow)
+          .map((u) => u.answer.status)
+          .join(', ')})`,
+    );
 
     expect(answers.length, 'the load ran').to.be.above(100);
     expect(afterKill, 'GETs were sent after the kill').to.be.above(50);
-    expect(answers.filter((a) => a.status !== 200 || a.route?.service !== 'app').map(show), 'every GET answered by the app, none by legacy').to.deep.equal([]);
+    expect(
+      answers.filter((a) => a.status !== 200 || a.route?.service !== 'app').map(show),
+      'every GET answered by the app, none by legacy',
+    ).to.deep.equal([]);
     expect(retries, 'GETs that met the dead instance were retried on the other').to.be.at.least(1);
     expect(lastRequest, 'the dead endpoint was taken out within a second').to.be.a('number').and.below(1_000);
     expect(after.state, 'the dead endpoint is out').to.be.oneOf(['ejected', 'unhealthy', 'breaker-open']);
     expect(isAlive(killed.pid)).to.equal(false);
 
     // Every upload was answered: 200, or 503 saying it was not retried, naming the service.
-    const unclean = uploaded.filter((u) => u.answer.status !== 200
-      && !(u.answer.status === 503 && /app/.test(u.answer.body) && /not retried/.test(u.answer.body)));
-    expect(unclean.map((u) => `${u.version}: ${show(u.answer)}`), 'no upload hung, was cut off or got anything else').to.deep.equal([]);
+    const unclean = uploaded.filter(
+      (u) => u.answer.status !== 200 && !(u.answer.status === 503 && /app/.test(u.answer.body) && /not retried/.test(u.answer.body)),
+    );
+    expect(
+      unclean.map((u) => `${u.version}: ${show(u.answer)}`),
+      'no upload hung, was cut off or got anything else',
+    ).to.deep.equal([]);
     expect(ok.length, 'uploads went on succeeding on the other instance').to.be.above(5);
     // Each acknowledged file is stored exactly once. A refused one is in doubt: the instance may have committed it
     // and died before answering, which no proxy can know; but it was sent once, so it is stored at most once.
-    const stored = await withClient(stack.stack.primary, async (c) => (await c.query(
-      `SELECT r.version, f.filename FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
-       WHERE p.normalized_name = $1 AND r.version <> '1.0'`, [project])).rows as { version: string; filename: string }[]);
+    const stored = await withClient(
+      stack.stack.primary,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT r.version, f.filename FROM files f JOIN releases r ON r.id = f.release_id JOIN projects p ON p.id = r.project_id
+       WHERE p.normalized_name = $1 AND r.version <> '1.0'`,
+            [project],
+          )
+        ).rows as { version: string; filename: string }[],
+    );
     const storedVersions = stored.map((s) => s.version);
-    expect(ok.map((u) => u.version).filter((v) => !storedVersions.includes(v)), 'no acknowledged upload is missing').to.deep.equal([]);
-    expect(storedVersions.filter((v) => !ok.some((u) => u.version === v) && !refused.some((u) => u.version === v)), 'nothing stored that was not sent').to.deep.equal([]);
+    expect(
+      ok.map((u) => u.version).filter((v) => !storedVersions.includes(v)),
+      'no acknowledged upload is missing',
+    ).to.deep.equal([]);
+    expect(
+      storedVersions.filter((v) => !ok.some((u) => u.version === v) && !refused.some((u) => u.version === v)),
+      'nothing stored that was not sent',
+    ).to.deep.equal([]);
     expect(storedVersions.length, 'no file stored twice').to.equal(new Set(storedVersions).size);
     // And the JSON API (what pip and users read) lists each acknowledged version with its one file.
     let releases: Record<string, unknown[]> = {};
-    await waitUntil('the JSON API shows every acknowledged upload', async () => {
-      const a = await get(`/pypi/${project}/json`);
-      if (a.status !== 200) return false;
-      releases = (JSON.parse(a.body) as { releases: Record<string, unknown[]> }).releases;
-      return ok.every((u) => releases[u.version] !== undefined);
-    }, 15_000);
+    await waitUntil(
+      'the JSON API shows every acknowledged upload',
+      async () => {
+        const a = await get(`/pypi/${project}/json`);
+        if (a.status !== 200) return false;
+        releases = (JSON.parse(a.body) as { releases: Record<string, unknown[]> }).releases;
+        return ok.every((u) => releases[u.version] !== undefined);
+      },
+      15_000,
+    );
     for (const u of ok) expect(releases[u.version], u.version).to.have.length(1);
-    for (const u of refused) expect(releases[u.version]?.length ?? 0, `refused ${u.version} is listed at most once`).to.be.at.most(storedVersions.includes(u.version) ? 1 : 0);
+    for (const u of refused)
+      expect(releases[u.version]?.length ?? 0, `refused ${u.version} is listed at most once`).to.be.at.most(
+        storedVersions.includes(u.version) ? 1 : 0,
+      );
   });
 
   it('3. the restarted instance gets traffic again, gradually (slow start)', async function () {
     this.timeout(60_000);
-    await waitUntil('npm start restarts the killed instance', async () => {
-      const pid = stackFile().services!['app']![0]!.pid;
-      return typeof pid === 'number' && pid !== killed.pid;
-    }, RESTART_DELAY_MS + 30_000);
+    await waitUntil(
+      'npm start restarts the killed instance',
+      async () => {
+        const pid = stackFile().services!['app']![0]!.pid;
+        return typeof pid === 'number' && pid !== killed.pid;
+      },
+      RESTART_DELAY_MS + 30_000,
+    );
     expect(stackFile().services!['app']![0]!.url, 'it keeps its URL').to.equal(killed.url);
     let back!: EndpointSnapshot;
-    await waitUntil('the proxy takes it back', async () => {
-      back = await endpointOf('app', killed.url);
-      return back.state === 'healthy' || back.state === 'slow-start';
-    }, 30_000);
+    await waitUntil(
+      'the proxy takes it back',
+      async () => {
+        back = await endpointOf('app', killed.url);
+        return back.state === 'healthy' || back.state === 'slow-start';
+      },
+      30_000,
+    );
     const returned = Date.now() - killed.at;
     const other = appUrls().find((u) => u !== killed.url)!;
     const shares: { killed: number; other: number; weight: number }[] = [];
@@ -357,10 +460,15 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     await sampling;
     const pct = shares.map((s) => (s.killed + s.other ? Math.round((100 * s.killed) / (s.killed + s.other)) : 0));
     // eslint-disable-next-line no-console
-    console.log(`      back ${(returned / 1000).toFixed(1)} s after SIGKILL in state ${back.state} (weight ${back.weight}); ` +
-      `its share per second: ${pct.map((p, i) => `${p} % (w ${shares[i]!.weight})`).join(', ')}`);
+    console.log(
+      `      back ${(returned / 1000).toFixed(1)} s after SIGKILL in state ${back.state} (weight ${back.weight}); ` +
+        `its share per second: ${pct.map((p, i) => `${p} % (w ${shares[i]!.weight})`).join(', ')}`,
+    );
     expect(answers.filter((a) => a.status !== 200 || a.route?.service !== 'app').map(show)).to.deep.equal([]);
-    expect(shares.reduce((n, s) => n + s.killed, 0), 'it gets traffic again').to.be.above(0);
+    expect(
+      shares.reduce((n, s) => n + s.killed, 0),
+      'it gets traffic again',
+    ).to.be.above(0);
     expect(pct[0]!, 'its share in the first second is below a later one').to.be.below(Math.max(...pct.slice(2)));
     expect(pct[0]!, 'it starts well below an even share').to.be.below(40);
   });
@@ -376,14 +484,29 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const refused = await upload('4.0');
     const took = Date.now() - at;
     // eslint-disable-next-line no-console
-    console.log(`      within ${took} ms of SIGKILL: ${answers.filter((a) => a.route?.backend === 'legacy').length}/10 GETs from legacy; upload ${refused.status}: ${refused.body.split('\n')[0]}`);
+    console.log(
+      `      within ${took} ms of SIGKILL: ${answers.filter((a) => a.route?.backend === 'legacy').length}/10 GETs from legacy; upload ${refused.status}: ${refused.body.split('\n')[0]}`,
+    );
     expect(took, 'measured before the supervisor could restart anything').to.be.below(RESTART_DELAY_MS);
-    expect(answers.filter((a) => a.status !== 200 || a.route?.backend !== 'legacy' || a.route.route !== 'simple.index').map(show), 'legacy answers').to.deep.equal([]);
+    expect(
+      answers.filter((a) => a.status !== 200 || a.route?.backend !== 'legacy' || a.route.route !== 'simple.index').map(show),
+      'legacy answers',
+    ).to.deep.equal([]);
     expect(refused.status, show(refused)).to.equal(503);
-    expect(refused.body).to.match(/\bapp\b/).and.match(/not retried/);
+    expect(refused.body)
+      .to.match(/\bapp\b/)
+      .and.match(/not retried/);
     // Both come back.
-    await waitUntil('npm start restarts both instances', async () => stackFile().services!['app']!.every((e) => typeof e.pid === 'number' && !pids.includes(e.pid)), 40_000);
-    await waitUntil('the proxy takes both back', async () => (await service('app')).endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'), 40_000);
+    await waitUntil(
+      'npm start restarts both instances',
+      async () => stackFile().services!['app']!.every((e) => typeof e.pid === 'number' && !pids.includes(e.pid)),
+      40_000,
+    );
+    await waitUntil(
+      'the proxy takes both back',
+      async () => (await service('app')).endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'),
+      40_000,
+    );
     // eslint-disable-next-line no-console
     console.log(`      both back ${((Date.now() - at) / 1000).toFixed(1)} s after SIGKILL`);
     const again = await get('/simple/');
@@ -395,14 +518,30 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const at = table.routes.findIndex((r) => r['name'] === 'project.page');
     expect(at, 'the shipped table has project.page').to.be.at.least(0);
     // Listed before project.page: with as many conditions (a header here, methods there), the first listed wins.
-    table.routes.splice(at, 0, { name: 'beta.page', match: { path: '/project/:project/', headers: { 'x-beta': '1' } }, mode: 'new', service: 'app', fallback: true });
+    table.routes.splice(at, 0, {
+      name: 'beta.page',
+      match: { path: '/project/:project/', headers: { 'x-beta': '1' } },
+      mode: 'new',
+      service: 'app',
+      fallback: true,
+    });
     await applyTable(table, 'beta testers see the new project page');
-    await waitUntil('the proxy follows the new table', async () => (await get(`/project/${project}/`, { 'x-beta': '1' })).route?.route === 'beta.page', 5_000);
+    await waitUntil(
+      'the proxy follows the new table',
+      async () => (await get(`/project/${project}/`, { 'x-beta': '1' })).route?.route === 'beta.page',
+      5_000,
+    );
     for (let i = 0; i < 5; i++) {
       const beta = await get(`/project/${project}/`, { 'x-beta': '1' });
-      expect([beta.status, beta.route], show(beta)).to.deep.equal([200, { route: 'beta.page', mode: 'new', backend: 'new', service: 'app' }]);
+      expect([beta.status, beta.route], show(beta)).to.deep.equal([
+        200,
+        { route: 'beta.page', mode: 'new', backend: 'new', service: 'app' },
+      ]);
       const plain = await get(`/project/${project}/`);
-      expect([plain.status, plain.route], show(plain)).to.deep.equal([200, { route: 'project.page', mode: 'legacy', backend: 'legacy', service: 'legacy' }]);
+      expect([plain.status, plain.route], show(plain)).to.deep.equal([
+        200,
+        { route: 'project.page', mode: 'legacy', backend: 'legacy', service: 'legacy' },
+      ]);
       const other = await get(`/project/${project}/`, { 'x-beta': '2' });
       expect(other.route?.route, 'another value of the header does not match').to.equal('project.page');
     }
@@ -416,15 +555,23 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     await waitUntil('the proxy sends downloads to files', async () => (await get(path)).route?.service === 'files', 5_000);
     const res = await fetch(`${proxy}${path}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     const bytes = Buffer.from(await res.arrayBuffer());
-    expect([res.status, parseRoute(res.headers.get('banyan-route'))]).to.deep.equal([200, { route: 'files', mode: 'new', backend: 'new', service: 'files' }]);
+    expect([res.status, parseRoute(res.headers.get('banyan-route'))]).to.deep.equal([
+      200,
+      { route: 'files', mode: 'new', backend: 'new', service: 'files' },
+    ]);
     expect(createHash('sha256').update(bytes).digest('hex'), 'the file as uploaded').to.equal(file.digests.sha256);
     const files = await service('files');
-    expect(files.endpoints.reduce((n, e) => n + e.requests, 0), '/api/upstreams counts it on files').to.be.at.least(1);
+    expect(
+      files.endpoints.reduce((n, e) => n + e.requests, 0),
+      '/api/upstreams counts it on files',
+    ).to.be.at.least(1);
   });
 
   it('6. shadow.percent 10 copies about 10 % of sessions, always the same ones', async () => {
     const table = await exportedTable();
-    table.routes = table.routes.map((r) => (r['name'] === 'project.page' ? { ...r, mode: 'shadow', service: 'app', shadow: { percent: 10 } } : r));
+    table.routes = table.routes.map((r) =>
+      r['name'] === 'project.page' ? { ...r, mode: 'shadow', service: 'app', shadow: { percent: 10 } } : r,
+    );
     await applyTable(table, 'compare a tenth of sessions');
     await waitUntil('the proxy follows the new table', async () => (await get(`/project/${project}/`)).route?.mode === 'shadow', 5_000);
     await sleep(500);
@@ -433,11 +580,15 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     /** Waits until every copy sent is compared (none in flight: a copy to a slow instance can take the shadow timeout), then returns the counts. */
     const settled = async () => {
       let last: Report | undefined;
-      await waitUntil('the shadow copies are compared', async () => {
-        last = await adminGet<Report>('/api/shadow/project.page');
-        if (last.inFlight > 0) await sleep(100);
-        return last.inFlight === 0;
-      }, 15_000);
+      await waitUntil(
+        'the shadow copies are compared',
+        async () => {
+          last = await adminGet<Report>('/api/shadow/project.page');
+          if (last.inFlight > 0) await sleep(100);
+          return last.inFlight === 0;
+        },
+        15_000,
+      );
       return last!.counts;
     };
     const base = await settled();
@@ -445,12 +596,17 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const secret = readFileSync(join(cwd, '.banyan', 'secret'), 'utf8').trim();
     const sessions = Array.from({ length: 400 }, () => newSession(randomInt(10_000), secret));
     const answers = await times(400, 4, (i) => get(`/project/${project}/`, { cookie: `${SESSION_COOKIE}=${sessions[i]}` }));
-    expect(answers.filter((a) => a.status !== 200 || a.route?.backend !== 'legacy').map(show), 'legacy answers every session').to.deep.equal([]);
+    expect(
+      answers.filter((a) => a.status !== 200 || a.route?.backend !== 'legacy').map(show),
+      'legacy answers every session',
+    ).to.deep.equal([]);
     const after = await settled();
     const n = compared(after) - compared(base);
     const expected = sessions.filter((s) => shadowSampled(10, s)).length;
     // eslint-disable-next-line no-console
-    console.log(`      shadow: ${n} of 400 sessions compared (${(n / 4).toFixed(1)} %; ${expected} sampled by their cookie), skipped ${after.skipped - base.skipped}`);
+    console.log(
+      `      shadow: ${n} of 400 sessions compared (${(n / 4).toFixed(1)} %; ${expected} sampled by their cookie), skipped ${after.skipped - base.skipped}`,
+    );
     expect(after.skipped - base.skipped, 'no copy skipped for load').to.equal(0);
     expect(n, 'between 5 % and 15 % of 400').to.be.within(20, 60);
     expect(n, 'exactly the sessions their cookie samples').to.equal(expected);

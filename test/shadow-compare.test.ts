@@ -1,17 +1,28 @@
 import { expect } from 'chai';
 import { compareResponses, type Observed } from '../proxy/shadow-compare.js';
 
-const json = (value: unknown, status = 200): Observed => ({ status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(value)) });
+const json = (value: unknown, status = 200): Observed => ({
+  status,
+  headers: { 'content-type': 'application/json' },
+  body: Buffer.from(JSON.stringify(value)),
+});
 const text = (value: string, status = 200): Observed => ({ status, headers: { 'content-type': 'text/plain' }, body: Buffer.from(value) });
 const options = { headers: ['content-type'], ignore: [] as string[] };
 
 describe('shadow comparison', () => {
   it('matches identical answers, and JSON that differs only in key order', () => {
-    expect(compareResponses(json({ a: 1, b: [1, 2] }), json({ b: [1, 2], a: 1 }), options)).to.deep.equal({ verdict: 'match', differences: [] });
+    expect(compareResponses(json({ a: 1, b: [1, 2] }), json({ b: [1, 2], a: 1 }), options)).to.deep.equal({
+      verdict: 'match',
+      differences: [],
+    });
   });
 
   it('reports status, header and JSON field differences with their paths', () => {
-    const r = compareResponses(json({ info: { version: '1.0', name: 'x' } }), { ...json({ info: { version: '1.1', name: 'x' }, extra: true }, 404), headers: { 'content-type': 'text/plain' } }, options);
+    const r = compareResponses(
+      json({ info: { version: '1.0', name: 'x' } }),
+      { ...json({ info: { version: '1.1', name: 'x' }, extra: true }, 404), headers: { 'content-type': 'text/plain' } },
+      options,
+    );
     expect(r.verdict).to.equal('mismatch');
     expect(r.differences).to.deep.equal([
       { where: 'status', legacy: '200', new: '404' },

@@ -3,7 +3,11 @@ import { compareResponses, type Observed } from '../proxy/shadow-compare.js';
 import { groupOf } from '../proxy/shadow.js';
 import { comparePages, compareFields, namedFields, summarizePage } from '../proxy/shadow-html.js';
 
-const html = (body: string): Observed => ({ status: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body: Buffer.from(body) });
+const html = (body: string): Observed => ({
+  status: 200,
+  headers: { 'content-type': 'text/html; charset=utf-8' },
+  body: Buffer.from(body),
+});
 const options = { headers: ['content-type'], ignore: [] as string[] };
 
 /** A vintage page and its rewrite: different markup, the same words and links. */
@@ -25,22 +29,39 @@ describe('shadow comparison of HTML pages', () => {
       links: ['/packages/ab/demo-1.0.tar.gz'],
     });
     expect(summarizePage(REWRITE)).to.deep.equal(summarizePage(LEGACY));
-    expect(summarizePage('<td>a</td><td>b</td>').words, 'cells are separate words even without space between them').to.deep.equal(['a', 'b']);
+    expect(summarizePage('<td>a</td><td>b</td>').words, 'cells are separate words even without space between them').to.deep.equal([
+      'a',
+      'b',
+    ]);
     expect(summarizePage('<p>caf&eacute; &amp; more</p>').words, 'entities are decoded').to.deep.equal(['café', '&', 'more']);
-    expect(summarizePage('<HTML><HEAD><TITLE>t</TITLE><BODY><P>one<P>two').words, 'a head left open ends at the body').to.deep.equal(['one', 'two']);
+    expect(summarizePage('<HTML><HEAD><TITLE>t</TITLE><BODY><P>one<P>two').words, 'a head left open ends at the body').to.deep.equal([
+      'one',
+      'two',
+    ]);
     expect(compareResponses(html(LEGACY), html(REWRITE), options)).to.deep.equal({ verdict: 'match', differences: [] });
   });
 
   it('shows the first differing word in its context, and the first differing link', () => {
     const other = REWRITE.replace('here</p>', 'there</p>').replace('/packages/ab/demo-1.0.tar.gz', '/packages/cd/demo-1.0.tar.gz');
     expect(comparePages(LEGACY, other)).to.deep.equal([
-      { where: 'html text', legacy: 'demo 1.0 demo-1.0.tar.gz Source Get download here now', new: 'demo 1.0 demo-1.0.tar.gz Source Get download there now' },
+      {
+        where: 'html text',
+        legacy: 'demo 1.0 demo-1.0.tar.gz Source Get download here now',
+        new: 'demo 1.0 demo-1.0.tar.gz Source Get download there now',
+      },
       { where: 'html links', legacy: 'link 1: /packages/ab/demo-1.0.tar.gz', new: 'link 1: /packages/cd/demo-1.0.tar.gz' },
     ]);
     const longer = `<p>${Array.from({ length: 30 }, (_, i) => `w${i}`).join(' ')}</p>`;
     expect(comparePages(longer, longer.replace('w15', 'X'))[0]).to.deep.equal({
-      where: 'html text', legacy: '… w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 …', new: '… w9 w10 w11 w12 w13 w14 X w16 w17 w18 w19 w20 w21 …' });
-    expect(comparePages('<p>a b</p>', '<p>a</p>')[0]).to.deep.equal({ where: 'html text', legacy: 'a b', new: '(end of page after 1 words)' });
+      where: 'html text',
+      legacy: '… w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 …',
+      new: '… w9 w10 w11 w12 w13 w14 X w16 w17 w18 w19 w20 w21 …',
+    });
+    expect(comparePages('<p>a b</p>', '<p>a</p>')[0]).to.deep.equal({
+      where: 'html text',
+      legacy: 'a b',
+      new: '(end of page after 1 words)',
+    });
   });
 
   const fields = namedFields({
@@ -49,30 +70,50 @@ describe('shadow comparison of HTML pages', () => {
     files: 'a[href^="/packages/"]@href|basename|sorted',
     alternatives: '.alternative@data-filename|count',
   });
-  const page = (offered: string | undefined, version: string, files: string[]) => `<h1>demo <span>${version}</span></h1>` +
-    (offered ? `<a id="download" class="button" href="/packages/x/${offered}#sha256=00">Download</a>` : '<p id="download">No file fits</p>') +
-    `<table>${files.filter((f) => f !== offered).map((f) => `<tr><td><a href="/packages/y/${f}">${f}</a></td></tr>`).join('')}</table>`;
+  const page = (offered: string | undefined, version: string, files: string[]) =>
+    `<h1>demo <span>${version}</span></h1>` +
+    (offered
+      ? `<a id="download" class="button" href="/packages/x/${offered}#sha256=00">Download</a>`
+      : '<p id="download">No file fits</p>') +
+    `<table>${files
+      .filter((f) => f !== offered)
+      .map((f) => `<tr><td><a href="/packages/y/${f}">${f}</a></td></tr>`)
+      .join('')}</table>`;
 
   it('compares only the named fields: a selector, read as text or an attribute, then normalized', () => {
-    const legacyPage = `<H1>demo 1.0</H1><TABLE CLASS=list><TR><TD><A ID=download HREF="/packages/y/demo-1.0-py3-none-any.whl#sha256=ff">demo-1.0-py3-none-any.whl</A>` +
+    const legacyPage =
+      `<H1>demo 1.0</H1><TABLE CLASS=list><TR><TD><A ID=download HREF="/packages/y/demo-1.0-py3-none-any.whl#sha256=ff">demo-1.0-py3-none-any.whl</A>` +
       '<TR><TD><A HREF="/packages/y/demo-1.0.tar.gz">demo-1.0.tar.gz</A></TABLE><p>Legacy says other things</p>';
     const same = page('demo-1.0-py3-none-any.whl', '1.0', ['demo-1.0.tar.gz', 'demo-1.0-py3-none-any.whl']);
     expect(compareFields(legacyPage, same, fields), 'other words and markup do not count').to.deep.equal([]);
-    const other = page('demo-1.0-py3-none-win_amd64.whl', '1.0', ['demo-1.0.tar.gz', 'demo-1.0-py3-none-any.whl', 'demo-1.0-py3-none-win_amd64.whl']);
+    const other = page('demo-1.0-py3-none-win_amd64.whl', '1.0', [
+      'demo-1.0.tar.gz',
+      'demo-1.0-py3-none-any.whl',
+      'demo-1.0-py3-none-win_amd64.whl',
+    ]);
     expect(compareFields(legacyPage, other, fields)).to.deep.equal([
       { where: 'html offered (a#download@href|basename)', legacy: 'demo-1.0-py3-none-any.whl', new: 'demo-1.0-py3-none-win_amd64.whl' },
-      { where: 'html files (a[href^="/packages/"]@href|basename|sorted)', legacy: 'demo-1.0-py3-none-any.whl, demo-1.0.tar.gz',
-        new: 'demo-1.0-py3-none-any.whl, demo-1.0-py3-none-win_amd64.whl, demo-1.0.tar.gz' },
+      {
+        where: 'html files (a[href^="/packages/"]@href|basename|sorted)',
+        legacy: 'demo-1.0-py3-none-any.whl, demo-1.0.tar.gz',
+        new: 'demo-1.0-py3-none-any.whl, demo-1.0-py3-none-win_amd64.whl, demo-1.0.tar.gz',
+      },
     ]);
     expect(compareFields(legacyPage, page(undefined, '2.0rc1', []), fields)).to.deep.equal([
       { where: 'html offered (a#download@href|basename)', legacy: 'demo-1.0-py3-none-any.whl', new: '(nothing matched)' },
       { where: 'html version (h1|version)', legacy: '1.0', new: '2.0rc1' },
-      { where: 'html files (a[href^="/packages/"]@href|basename|sorted)', legacy: 'demo-1.0-py3-none-any.whl, demo-1.0.tar.gz', new: '(nothing matched)' },
+      {
+        where: 'html files (a[href^="/packages/"]@href|basename|sorted)',
+        legacy: 'demo-1.0-py3-none-any.whl, demo-1.0.tar.gz',
+        new: '(nothing matched)',
+      },
     ]);
   });
 
   it('groups each field apart, whatever its selector holds', () => {
-    expect(groupOf('html files (a[href^="/packages/"]@href|basename|sorted)')).to.equal('html files (a[href^="/packages/"]@href|basename|sorted)');
+    expect(groupOf('html files (a[href^="/packages/"]@href|basename|sorted)')).to.equal(
+      'html files (a[href^="/packages/"]@href|basename|sorted)',
+    );
     expect(groupOf('html row (tr.v.1 td)')).to.equal('html row (tr.v.1 td)');
     expect(groupOf('body.urls.3.url')).to.equal('body.urls[].url');
   });
@@ -83,13 +124,17 @@ describe('shadow comparison of HTML pages', () => {
     const c = { ...options, html: stamped };
     expect(compareResponses(legacyAt(1), legacyAt(3), c, legacyAt(2))).to.deep.equal({ verdict: 'noise', differences: [] });
     expect(compareResponses(legacyAt(1), legacyAt(3, '2.0'), c, legacyAt(2))).to.deep.equal({
-      verdict: 'mismatch', differences: [{ where: 'html version (h1|version)', legacy: '1.0', new: '2.0' }] });
+      verdict: 'mismatch',
+      differences: [{ where: 'html version (h1|version)', legacy: '1.0', new: '2.0' }],
+    });
   });
 
   it('compares a page cut at the size limit as far as it goes, and a page that is not HTML as text', () => {
     const cut = REWRITE.slice(0, REWRITE.indexOf('load here'));
     expect(summarizePage(cut).words).to.deep.equal(['demo', '1.0', 'demo-1.0.tar.gz', 'Source', 'Get', 'down']);
     const plain = (s: string): Observed => ({ status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from(s) });
-    expect(compareResponses(plain('<b>a</b>\n'), plain('<i>a</i>\n'), options).differences).to.deep.equal([{ where: 'body line 1', legacy: '<b>a</b>', new: '<i>a</i>' }]);
+    expect(compareResponses(plain('<b>a</b>\n'), plain('<i>a</i>\n'), options).differences).to.deep.equal([
+      { where: 'body line 1', legacy: '<b>a</b>', new: '<i>a</i>' },
+    ]);
   });
 });

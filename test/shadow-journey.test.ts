@@ -42,11 +42,17 @@ describe('the download page shadowed on npm start: pages compared by what they o
     await uploadWheel(proxy, token, project, '1.0');
     await waitUntil('the page is there', async () => (await fetch(`${proxy}/project/${project}/`)).status === 200, 10_000);
     plan = join(cwd, 'page-plan.json');
-    writeFileSync(plan, JSON.stringify({
-      steps: [{ mode: 'shadow', hold: '4s', minComparisons: 20, maxMismatchRate: 0.05 }, { mode: 'canary', percent: 50, hold: '3s', minRequests: 20 },
-        { mode: 'new', hold: '3s', minRequests: 20 }],
-      budgets: { errorRateMargin: 0.02, p95Factor: 5, p95SlackMs: 200, maxFallbackRate: 0.05, minRequests: 10, window: '10s' },
-    }));
+    writeFileSync(
+      plan,
+      JSON.stringify({
+        steps: [
+          { mode: 'shadow', hold: '4s', minComparisons: 20, maxMismatchRate: 0.05 },
+          { mode: 'canary', percent: 50, hold: '3s', minRequests: 20 },
+          { mode: 'new', hold: '3s', minRequests: 20 },
+        ],
+        budgets: { errorRateMargin: 0.02, p95Factor: 5, p95SlackMs: 200, maxFallbackRate: 0.05, minRequests: 10, window: '10s' },
+      }),
+    );
   });
 
   after(async function () {
@@ -61,18 +67,25 @@ describe('the download page shadowed on npm start: pages compared by what they o
     try {
       const started = await banyan('routes', 'promote', 'project.page', '--plan', plan, ...extra);
       expect(started.status, started.stderr).to.equal(0);
-      await waitUntil('the plan ends', async () => /: (done|rolled-back)\n/.test(last = await status()), 90_000)
-        .catch((err: Error) => { throw new Error(`${err.message}; --status said:\n${last}`); });
+      await waitUntil('the plan ends', async () => /: (done|rolled-back)\n/.test((last = await status())), 90_000).catch((err: Error) => {
+        throw new Error(`${err.message}; --status said:\n${last}`);
+      });
     } finally {
       await users.stop();
     }
     expect(users.served.get('error') ?? 0, JSON.stringify([...users.served])).to.equal(0);
-    expect([...users.served.keys()].filter((k) => !k.startsWith('200 ')), 'every visitor got the page').to.deep.equal([]);
+    expect(
+      [...users.served.keys()].filter((k) => !k.startsWith('200 ')),
+      'every visitor got the page',
+    ).to.deep.equal([]);
     return last;
   }
 
   it('reaches new when both pages offer the same file, version and files', async () => {
-    expect([await offered(stack.stack.legacy), await offered(stack.stack.app)]).to.deep.equal([`${dist}-1.0-py3-none-any.whl`, `${dist}-1.0-py3-none-any.whl`]);
+    expect([await offered(stack.stack.legacy), await offered(stack.stack.app)]).to.deep.equal([
+      `${dist}-1.0-py3-none-any.whl`,
+      `${dist}-1.0-py3-none-any.whl`,
+    ]);
     const last = await promote();
     expect(last, last).to.match(/: done\n/);
     const history = (await banyan('routes', 'history', '--limit', '3')).stdout;
@@ -90,7 +103,7 @@ describe('the download page shadowed on npm start: pages compared by what they o
     expect(back.status, back.stderr).to.equal(0);
     // A platform wheel for any Python 3 on Windows: the new page offers it first, legacy still lists the pure wheel first.
     await uploadWheel(proxy, token, project, '1.0', 'py3-none-win_amd64');
-    await waitUntil('the pages differ', async () => await offered(stack.stack.app) === `${dist}-1.0-py3-none-win_amd64.whl`, 10_000);
+    await waitUntil('the pages differ', async () => (await offered(stack.stack.app)) === `${dist}-1.0-py3-none-win_amd64.whl`, 10_000);
     expect(await offered(stack.stack.legacy)).to.equal(`${dist}-1.0-py3-none-any.whl`);
     const last = await promote();
     expect(last, last).to.match(/: rolled-back\n/);
@@ -99,7 +112,9 @@ describe('the download page shadowed on npm start: pages compared by what they o
     console.log(shadow.stdout.replace(/^/gm, '      '));
     // Only the offered file differs: the version and the file list are the same on both pages.
     const groups = /Differences, grouped[^\n]*\n\n((?:.*\n)+?)\n/.exec(shadow.stdout)?.[1] ?? '';
-    expect(groups, shadow.stdout).to.match(/html offered \(a#download@href\|basename\)\s+[1-9]\d*\s+GET \/project\/\S+\/\s+\S+-1\.0-py3-none-any\.whl\s+\S+-1\.0-py3-none-win_amd64\.whl\n/);
+    expect(groups, shadow.stdout).to.match(
+      /html offered \(a#download@href\|basename\)\s+[1-9]\d*\s+GET \/project\/\S+\/\s+\S+-1\.0-py3-none-any\.whl\s+\S+-1\.0-py3-none-win_amd64\.whl\n/,
+    );
     expect(groups.trim().split('\n'), 'a header and one group').to.have.length(2);
     const route = JSON.parse((await banyan('routes', 'show', 'project.page', '--json')).stdout) as { mode: string };
     expect(route.mode).to.equal('legacy');
@@ -109,25 +124,52 @@ describe('the download page shadowed on npm start: pages compared by what they o
     const last = await promote(['--dry-run']);
     console.log(`      ${/Dry run: would have.*/.exec(last)?.[0]}`);
     expect(last, last).to.match(/: done\n/);
-    expect(last).to.match(/\nDry run: would have rolled back at \d\d:\d\d: shadow: \d+ of \d+ comparisons differ \(100\.0 %\), above the plan's 5\.00 %; see banyan routes shadow\n/);
+    expect(last).to.match(
+      /\nDry run: would have rolled back at \d\d:\d\d: shadow: \d+ of \d+ comparisons differ \(100\.0 %\), above the plan's 5\.00 %; see banyan routes shadow\n/,
+    );
   });
 
   it('compares release pages the same way: a Windows visitor is offered another file, a Linux one the same', async () => {
     const path = `/project/${project}/1.0/`;
-    const set = await banyan('routes', 'set', 'project.release', '--mode', 'shadow', '--sample', path, '--reason', 'compare the release pages');
+    const set = await banyan(
+      'routes',
+      'set',
+      'project.release',
+      '--mode',
+      'shadow',
+      '--sample',
+      path,
+      '--reason',
+      'compare the release pages',
+    );
     expect(set.status, `${set.stdout}\n${set.stderr}`).to.equal(0);
-    await waitUntil('the proxy follows', async () => /mode=shadow/.test((await fetch(`${proxy}${path}`)).headers.get('banyan-route') ?? ''), 10_000);
+    await waitUntil(
+      'the proxy follows',
+      async () => /mode=shadow/.test((await fetch(`${proxy}${path}`)).headers.get('banyan-route') ?? ''),
+      10_000,
+    );
     const before = JSON.parse((await banyan('routes', 'shadow', 'project.release', '--json')).stdout) as { counts: Record<string, number> };
     for (const ua of [CHROME_WINDOWS, CHROME_LINUX]) {
       for (let i = 0; i < 5; i++) expect((await fetch(`${proxy}${path}`, { headers: { 'user-agent': ua } })).status).to.equal(200);
     }
-    let report = { counts: {} as Record<string, number>, groups: [] as { where: string; count: number; example: { legacy: string; new: string } }[] };
-    await waitUntil('10 comparisons', async () => {
-      report = JSON.parse((await banyan('routes', 'shadow', 'project.release', '--json')).stdout);
-      return report.counts['match']! - before.counts['match']! + report.counts['mismatch']! - before.counts['mismatch']! >= 10;
-    }, 10_000);
-    expect([report.counts['match']! - before.counts['match']!, report.counts['mismatch']! - before.counts['mismatch']!], JSON.stringify(report)).to.deep.equal([5, 5]);
+    let report = {
+      counts: {} as Record<string, number>,
+      groups: [] as { where: string; count: number; example: { legacy: string; new: string } }[],
+    };
+    await waitUntil(
+      '10 comparisons',
+      async () => {
+        report = JSON.parse((await banyan('routes', 'shadow', 'project.release', '--json')).stdout);
+        return report.counts['match']! - before.counts['match']! + report.counts['mismatch']! - before.counts['mismatch']! >= 10;
+      },
+      10_000,
+    );
+    expect(
+      [report.counts['match']! - before.counts['match']!, report.counts['mismatch']! - before.counts['mismatch']!],
+      JSON.stringify(report),
+    ).to.deep.equal([5, 5]);
     expect(report.groups.map((g) => [g.where, g.count, g.example.legacy, g.example.new])).to.deep.equal([
-      ['html offered (a#download@href|basename)', 5, `${dist}-1.0-py3-none-any.whl`, `${dist}-1.0-py3-none-win_amd64.whl`]]);
+      ['html offered (a#download@href|basename)', 5, `${dist}-1.0-py3-none-any.whl`, `${dist}-1.0-py3-none-win_amd64.whl`],
+    ]);
   });
 });

@@ -15,7 +15,11 @@ describe('proxy: slow request bodies cost only their client (banyan proxy as a p
     legacy = await fakeBackend('legacy');
     await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }], 'slow bodies');
     proxy = await startProxyProcess({
-      DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, LEGACY_URL: legacy.url, APP_URL: legacy.url, BANYAN_ADMIN_TOKEN: 'x'.repeat(20),
+      DATABASE_URL: s.primaryUrl,
+      REDIS_URL: s.redisUrl!,
+      LEGACY_URL: legacy.url,
+      APP_URL: legacy.url,
+      BANYAN_ADMIN_TOKEN: 'x'.repeat(20),
       BANYAN_LOG: 'off',
     });
   });
@@ -26,7 +30,10 @@ describe('proxy: slow request bodies cost only their client (banyan proxy as a p
     await legacy.close();
   });
 
-  for (const [count, addresses] of [[140, ['127.0.0.2']], [1_000, ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']]] as const) {
+  for (const [count, addresses] of [
+    [140, ['127.0.0.2']],
+    [1_000, ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']],
+  ] as const) {
     it(`keeps other clients' legacy pages under 1 s while ${count} connections trickle their bodies, then answers those 408`, async () => {
       const attack = slowBodies(proxy.url, count, addresses);
       try {
@@ -39,8 +46,9 @@ describe('proxy: slow request bodies cost only their client (banyan proxy as a p
         while (attack.answers.some((a) => a === '') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
         const counts: Record<string, number> = {};
         for (const a of attack.answers) counts[a] = (counts[a] ?? 0) + 1;
-        expect(counts, 'every slow body is answered 408 (past 256 connections from one address, 503 at once)')
-          .to.deep.equal({ 'HTTP/1.1 408 Request Timeout': count });
+        expect(counts, 'every slow body is answered 408 (past 256 connections from one address, 503 at once)').to.deep.equal({
+          'HTTP/1.1 408 Request Timeout': count,
+        });
         expect(legacy.seen.filter((r) => r.method === 'POST').length, 'legacy never saw them').to.equal(0);
       } finally {
         attack.stop();

@@ -15,7 +15,9 @@ import { waitUntil } from './support/wait.js';
 describe('banyan start (npm start)', () => {
   let cwd: string;
 
-  beforeEach(() => { cwd = tempDir('banyan-start-'); });
+  beforeEach(() => {
+    cwd = tempDir('banyan-start-');
+  });
   afterEach(() => {
     expect(processesMentioning(cwd), 'no server may outlive the stack').to.deep.equal([]);
     rmSync(cwd, { recursive: true, force: true });
@@ -29,7 +31,17 @@ describe('banyan start (npm start)', () => {
       const { stack } = run;
       expect(stack).to.have.all.keys('proxy', 'admin', 'app', 'legacy', 'primary', 'replicas', 'redis', 'adminToken', 'services', 'pids');
       const pids = stack['pids'] as Record<string, number>;
-      expect(pids).to.have.all.keys('supervisor', 'proxy', 'app-1', 'app-2', 'files', 'legacy', 'postgresPrimary', 'postgresReplica', 'redis');
+      expect(pids).to.have.all.keys(
+        'supervisor',
+        'proxy',
+        'app-1',
+        'app-2',
+        'files',
+        'legacy',
+        'postgresPrimary',
+        'postgresReplica',
+        'redis',
+      );
       const distinct = new Set(Object.values(pids));
       expect(distinct.size, 'each component is a process of its own').to.equal(9);
       for (const pid of distinct) expect(isAlive(pid), `pid ${pid} runs`).to.equal(true);
@@ -47,7 +59,10 @@ describe('banyan start (npm start)', () => {
       expect(new Set(urls).size, 'no two components share a port').to.equal(urls.length);
       for (const e of [...services.app, ...services.files]) expect((await fetch(`${e.url}/_health`)).status, e.url).to.equal(200);
       // The start table lists every instance with its process id.
-      for (const [i, e] of services.app.entries()) expect(run.output()).to.contain(`new app, app-${i + 1}`).and.contain(`${e.url}  (/metrics)  (pid ${e.pid})`);
+      for (const [i, e] of services.app.entries())
+        expect(run.output())
+          .to.contain(`new app, app-${i + 1}`)
+          .and.contain(`${e.url}  (/metrics)  (pid ${e.pid})`);
       expect(run.output()).to.contain(`${services.files[0]!.url}  (/packages/; /metrics)  (pid ${pids['files']})`);
       expect(run.output()).to.contain('component lines are prefixed [proxy], [app-1], [app-2], [files], [legacy]');
       expect(run.output()).to.match(/^\[app-2\] • app listening on /m);
@@ -58,10 +73,24 @@ describe('banyan start (npm start)', () => {
       const wheel = buildWheel(project, '1.0', randomBytes(1_024));
       const sha256 = createHash('sha256').update(wheel.bytes).digest('hex');
       const form = new FormData();
-      for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version: '1.0', filetype: 'bdist_wheel',
-        pyversion: 'py3', metadata_version: '2.1', summary: 'one file', sha256_digest: sha256 })) form.append(k, v);
+      for (const [k, v] of Object.entries({
+        ':action': 'file_upload',
+        protocol_version: '1',
+        name: project,
+        version: '1.0',
+        filetype: 'bdist_wheel',
+        pyversion: 'py3',
+        metadata_version: '2.1',
+        summary: 'one file',
+        sha256_digest: sha256,
+      }))
+        form.append(k, v);
       form.append('content', new Blob([wheel.bytes]), wheel.filename);
-      const up = await fetch(`${services.app[1]!.url}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', uploader.token) } });
+      const up = await fetch(`${services.app[1]!.url}/legacy/`, {
+        method: 'POST',
+        body: form,
+        headers: { authorization: basicAuth('__token__', uploader.token) },
+      });
       expect(up.status, await up.text()).to.equal(200);
       const file = await fetch(`${services.files[0]!.url}/packages/${storagePath(sha256, wheel.filename)}`);
       expect([file.status, file.headers.get('etag')]).to.deep.equal([200, `"${sha256}"`]);
@@ -72,7 +101,11 @@ describe('banyan start (npm start)', () => {
       const now = () => JSON.parse(readFileSync(stackFile, 'utf8')) as StackFile;
       const before = pids['app-2']!;
       process.kill(before, 'SIGKILL');
-      await waitUntil('stack.json shows app-2 down', async () => now().services!['app']![1]!.pid === null && now().pids!['app-2'] === null, 10_000);
+      await waitUntil(
+        'stack.json shows app-2 down',
+        async () => now().services!['app']![1]!.pid === null && now().pids!['app-2'] === null,
+        10_000,
+      );
       await waitUntil('stack.json shows app-2 back', async () => typeof now().services!['app']![1]!.pid === 'number', 30_000);
       const after = now();
       expect(after.services!['app']![1]!.pid).to.not.equal(before);
@@ -91,9 +124,12 @@ describe('banyan start (npm start)', () => {
       expect(simple.status).to.equal(200);
       expect(simple.headers.get('x-banyan-read-from')).to.equal('replica-1');
 
-      const delay = await withClient(stack.replicas[0]!, async (c) => (await c.query('SHOW recovery_min_apply_delay')).rows[0].recovery_min_apply_delay);
+      const delay = await withClient(
+        stack.replicas[0]!,
+        async (c) => (await c.query('SHOW recovery_min_apply_delay')).rows[0].recovery_min_apply_delay,
+      );
       expect(delay).to.equal('250ms');
-      const streaming = await withClient(stack.primary, async (c) => (await c.query("SELECT state FROM pg_stat_replication")).rows);
+      const streaming = await withClient(stack.primary, async (c) => (await c.query('SELECT state FROM pg_stat_replication')).rows);
       expect(streaming).to.deep.equal([{ state: 'streaming' }]);
       expect(processesMentioning(cwd).length, 'postgres and redis run while the stack is up').to.be.greaterThan(1);
     } finally {
@@ -113,8 +149,11 @@ describe('banyan start (npm start)', () => {
     expect(out.indexOf('stopping the proxy')).to.be.lessThan(out.indexOf('stopping Redis and PostgreSQL'));
     const second = await startStack(cwd);
     try {
-      const rows = await withClient(second.stack.primary, async (c) => (await c.query(
-        "SELECT coalesce(sum(requests), 0)::int AS n FROM usage_ledger WHERE route = 'legacy.rss' AND feature = ''")).rows);
+      const rows = await withClient(
+        second.stack.primary,
+        async (c) =>
+          (await c.query("SELECT coalesce(sum(requests), 0)::int AS n FROM usage_ledger WHERE route = 'legacy.rss' AND feature = ''")).rows,
+      );
       expect(rows[0].n, 'the 7 requests made just before Ctrl-C are in the ledger').to.equal(7);
     } finally {
       expect(await second.stop('SIGINT')).to.equal(0);
@@ -132,7 +171,10 @@ describe('banyan start (npm start)', () => {
       expect(second.output()).to.not.contain('initialising');
       expect(second.output()).to.not.contain('Admin token (shown once');
       expect(second.stack['adminToken']).to.equal(token);
-      const found = await withClient(second.stack.primary, async (c) => (await c.query("SELECT count(*)::int AS n FROM projects WHERE name = 'kept'")).rows[0].n);
+      const found = await withClient(
+        second.stack.primary,
+        async (c) => (await c.query("SELECT count(*)::int AS n FROM projects WHERE name = 'kept'")).rows[0].n,
+      );
       expect(found).to.equal(1);
     } finally {
       expect(await second.stop('SIGINT')).to.equal(0);
@@ -143,7 +185,16 @@ describe('banyan start (npm start)', () => {
     const run = await startStack(cwd, ['--app-instances', '1']);
     try {
       const { stack } = run;
-      expect(Object.keys(stack.pids).sort()).to.deep.equal(['app-1', 'files', 'legacy', 'postgresPrimary', 'postgresReplica', 'proxy', 'redis', 'supervisor']);
+      expect(Object.keys(stack.pids).sort()).to.deep.equal([
+        'app-1',
+        'files',
+        'legacy',
+        'postgresPrimary',
+        'postgresReplica',
+        'proxy',
+        'redis',
+        'supervisor',
+      ]);
       expect(stack.services!['app']!).to.deep.equal([{ url: stack.app, pid: stack.pids['app-1'] }]);
       expect(stack.services!['files']!).to.have.length(1);
       expect(run.output()).to.contain('starting legacy, the new app (app-1) and files');
@@ -159,8 +210,10 @@ describe('banyan start (npm start)', () => {
   it('refuses a bad --app-instances with one clear line, starting nothing', () => {
     for (const bad of ['0', '17', 'two']) {
       const r = runBanyan(['start', '--app-instances', bad], { cwd, env: { PORT: '0', ADMIN_PORT: '0' } });
-      expect([r.status, r.stderr], `--app-instances ${bad}`).to.deep.equal([2,
-        `banyan: --app-instances must be a whole number from 1 to 16, not "${bad}" (it is the number of new app processes behind the proxy)\n`]);
+      expect([r.status, r.stderr], `--app-instances ${bad}`).to.deep.equal([
+        2,
+        `banyan: --app-instances must be a whole number from 1 to 16, not "${bad}" (it is the number of new app processes behind the proxy)\n`,
+      ]);
     }
     expect(existsSync(join(cwd, '.banyan', 'postgres'))).to.equal(false);
   });

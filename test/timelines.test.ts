@@ -6,13 +6,19 @@ import { services } from './support/services.js';
 
 describe('fences across a failover (timelines)', () => {
   // What PostgreSQL writes to pg_wal/00000003.history after two promotions.
-  const history = parseTimelineHistory('1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n', parseLsn);
+  const history = parseTimelineHistory(
+    '1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n',
+    parseLsn,
+  );
 
   it('reads a timeline history file', () => {
-    expect(history).to.deep.equal([{ timeline: 1, switchLsn: 0x3000060n }, { timeline: 2, switchLsn: 0x5000000n }]);
+    expect(history).to.deep.equal([
+      { timeline: 1, switchLsn: 0x3000060n },
+      { timeline: 2, switchLsn: 0x5000000n },
+    ]);
   });
 
-  it('a fence of the primary\'s own timeline, or without one (an old pin), compares LSNs', () => {
+  it("a fence of the primary's own timeline, or without one (an old pin), compares LSNs", () => {
     expect(fenceOnTimeline({ minLsn: 0x6000000n, timeline: 3 }, 3, history)).to.deep.equal({ kind: 'lsn' });
     expect(fenceOnTimeline({ minLsn: 0x6000000n }, 3, history)).to.deep.equal({ kind: 'lsn' });
   });
@@ -35,7 +41,12 @@ describe('fences across a failover (timelines)', () => {
     expect(laterPosition({ lsn: 500n, timeline: 1 }, { lsn: 300n, timeline: 2 })).to.deep.equal({ lsn: 300n, timeline: 2 });
     expect(laterPosition({ lsn: 500n, timeline: 2 }, { lsn: 300n, timeline: 2 })).to.deep.equal({ lsn: 500n, timeline: 2 });
     expect(laterPosition({ lsn: 500n }, { lsn: 600n, timeline: 2 })).to.deep.equal({ lsn: 600n, timeline: 2 });
-    expect([parseTimeline('3'), parseTimeline('0'), parseTimeline('x'), parseTimeline('99999999999')]).to.deep.equal([3, undefined, undefined, undefined]);
+    expect([parseTimeline('3'), parseTimeline('0'), parseTimeline('x'), parseTimeline('99999999999')]).to.deep.equal([
+      3,
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 
   it('a resource fence in Redis keeps the later position: a newer timeline replaces a higher LSN of an older one', async () => {
@@ -56,7 +67,11 @@ describe('fences across a failover (timelines)', () => {
       expect(await store.fenceFor([resource])).to.deep.equal({ lsn: 300n, timeline: 2 });
       await store.raise(resource, { lsn: 900n, timeline: 1 });
       expect(await store.fenceFor([resource]), 'a late write of the old timeline does not win').to.deep.equal({ lsn: 300n, timeline: 2 });
-      expect(await requestFence({ minLsn: 600n, timeline: 1 }, store, [resource])).to.deep.equal({ primary: undefined, minLsn: 300n, timeline: 2 });
+      expect(await requestFence({ minLsn: 600n, timeline: 1 }, store, [resource])).to.deep.equal({
+        primary: undefined,
+        minLsn: 300n,
+        timeline: 2,
+      });
       expect(await requestFence({ minLsn: 350n, timeline: 2 }, store, [resource])).to.deep.equal({ minLsn: 350n, timeline: 2 });
     } finally {
       store.close();

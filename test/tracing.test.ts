@@ -47,12 +47,29 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
       ],
     });
     // No OTEL_SERVICE_NAME: each command names its own service.
-    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: '' };
-    const data = { DATABASE_URL: s.primaryUrl, DATABASE_REPLICA_URLS: s.replicaUrls.join(','), REDIS_URL: s.redisUrl!, BANYAN_STORAGE: storage, ...otel };
+    const otel = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_SERVICE_NAME: '',
+    };
+    const data = {
+      DATABASE_URL: s.primaryUrl,
+      DATABASE_REPLICA_URLS: s.replicaUrls.join(','),
+      REDIS_URL: s.redisUrl!,
+      BANYAN_STORAGE: storage,
+      ...otel,
+    };
     const [legacy, app] = await Promise.all([startServerProcess('legacy', data), startServerProcess('app', data)]);
     running = [legacy, app];
     const proxy = await startProxyProcess({
-      DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, LEGACY_URL: legacy.url, APP_URL: app.url, BANYAN_ADMIN_TOKEN: 'x'.repeat(20), BANYAN_SECRET: TEST_SECRET, ...otel,
+      DATABASE_URL: s.primaryUrl,
+      REDIS_URL: s.redisUrl!,
+      LEGACY_URL: legacy.url,
+      APP_URL: app.url,
+      BANYAN_ADMIN_TOKEN: 'x'.repeat(20),
+      BANYAN_SECRET: TEST_SECRET,
+      ...otel,
     });
     running.push(proxy);
     proxyUrl = proxy.url;
@@ -68,22 +85,28 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
   /** The trace of the request sent with `requestId`, once its spans named by `ready` have all arrived. */
   async function traceOf(requestId: string, ready: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
     let spans: ReceivedSpan[] = [];
-    await waitUntil(`the spans of ${requestId} reach the receiver`, async () => {
-      const root = receiver.spans.find((s) => s.service === 'banyan-proxy' && s.attributes['banyan.request_id'] === requestId);
-      spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
-      return root !== undefined && ready(spans);
-    }, 30_000);
+    await waitUntil(
+      `the spans of ${requestId} reach the receiver`,
+      async () => {
+        const root = receiver.spans.find((s) => s.service === 'banyan-proxy' && s.attributes['banyan.request_id'] === requestId);
+        spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
+        return root !== undefined && ready(spans);
+      },
+      30_000,
+    );
     return spans;
   }
 
   const proxySpanOf = (spans: ReceivedSpan[]) => spans.find((s) => s.service === 'banyan-proxy' && s.kind === SERVER)!;
   const childrenOf = (spans: ReceivedSpan[], parent: ReceivedSpan) => spans.filter((s) => s.parentSpanId === parent.spanId);
-  const queriesUnder = (spans: ReceivedSpan[], parent: ReceivedSpan) => childrenOf(spans, parent).filter((s) => s.attributes['db.system.name'] === 'postgresql');
+  const queriesUnder = (spans: ReceivedSpan[], parent: ReceivedSpan) =>
+    childrenOf(spans, parent).filter((s) => s.attributes['db.system.name'] === 'postgresql');
 
   it('a twine upload: the proxy span with its route, the app span under it, and the PostgreSQL spans (writes on the primary) under that', async function () {
     this.timeout(60_000);
     const res = await fetch(`${proxyUrl}/legacy/`, {
-      method: 'POST', body: uploadForm(dists[0]!, { name: project, version: '1.0' }),
+      method: 'POST',
+      body: uploadForm(dists[0]!, { name: project, version: '1.0' }),
       headers: { authorization: basicAuth('__token__', uploader.token), 'x-request-id': 'traced-upload', 'user-agent': 'twine/6.1.0' },
     });
     expect(res.status, await res.text()).to.equal(200);
@@ -91,7 +114,12 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
     const spans = await traceOf('traced-upload', (all) => all.some((s) => s.service === 'banyan-app'));
     const proxy = proxySpanOf(spans);
     expect(proxy.attributes).to.include({
-      'banyan.route.name': 'upload', 'banyan.route.mode': 'new', 'banyan.service': 'app', 'banyan.pin': 'none', 'http.response.status_code': 200, 'http.request.method': 'POST',
+      'banyan.route.name': 'upload',
+      'banyan.route.mode': 'new',
+      'banyan.service': 'app',
+      'banyan.pin': 'none',
+      'http.response.status_code': 200,
+      'http.request.method': 'POST',
     });
     expect(proxy.attributes['banyan.endpoint']).to.match(/^http:\/\/127\.0\.0\.1:\d+/);
     expect(proxy.parentSpanId, 'no traceparent from the client: the proxy starts the trace').to.equal(undefined);
@@ -99,69 +127,108 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
     expect(app, 'the app continues the proxy span').to.include({ service: 'banyan-app', kind: SERVER });
     expect(app!.attributes).to.include({ 'http.route': 'upload', 'http.response.status_code': 200 });
     const queries = queriesUnder(spans, app!);
-    const insert = queries.find((q) => String(q.attributes['db.query.text']).startsWith('insert') || String(q.attributes['db.query.text']).startsWith('INSERT'));
+    const insert = queries.find(
+      (q) => String(q.attributes['db.query.text']).startsWith('insert') || String(q.attributes['db.query.text']).startsWith('INSERT'),
+    );
     expect(insert, `an INSERT among ${queries.map((q) => q.name).join(', ')}`).to.not.equal(undefined);
-    expect(insert!.attributes).to.include({ 'db.system.name': 'postgresql', 'banyan.read.target': 'primary', 'banyan.read.reason': 'write' });
+    expect(insert!.attributes).to.include({
+      'db.system.name': 'postgresql',
+      'banyan.read.target': 'primary',
+      'banyan.read.reason': 'write',
+    });
     expect(insert!.attributes['db.namespace']).to.be.a('string').and.not.equal('');
     expect(insert!.attributes['db.query.text'], 'placeholders, not values').to.match(/\$1/).and.not.include(project);
   });
 
   it('a pip GET with the pin the upload set: pinned in the proxy span (cookie and LSN), the read decision on each query span', async function () {
     this.timeout(60_000);
-    const res = await fetch(`${proxyUrl}/simple/${project}/`, { headers: { cookie: pinCookie, 'x-request-id': 'traced-pip', 'user-agent': 'pip/24.0' } });
+    const res = await fetch(`${proxyUrl}/simple/${project}/`, {
+      headers: { cookie: pinCookie, 'x-request-id': 'traced-pip', 'user-agent': 'pip/24.0' },
+    });
     const page = await res.text();
     expect(res.status, page).to.equal(200);
     expect(page).to.include(project);
     const spans = await traceOf('traced-pip', (all) => all.some((s) => s.service === 'banyan-app'));
     const proxy = proxySpanOf(spans);
-    expect(proxy.attributes).to.include({ 'banyan.route.name': 'simple.detail', 'banyan.route.mode': 'new', 'banyan.pin': 'cookie', 'http.response.status_code': 200 });
+    expect(proxy.attributes).to.include({
+      'banyan.route.name': 'simple.detail',
+      'banyan.route.mode': 'new',
+      'banyan.pin': 'cookie',
+      'http.response.status_code': 200,
+    });
     expect(proxy.attributes['banyan.pin.lsn']).to.match(/^[0-9A-F]+\/[0-9A-F]+$/);
     const [app] = childrenOf(spans, proxy);
     const queries = queriesUnder(spans, app!);
     const reads = queries.filter((q) => /^select/i.test(String(q.attributes['db.query.text'])));
-    expect(reads.length, `the page is read from PostgreSQL; the app's queries: ${JSON.stringify(queries.map((q) => q.attributes))}`).to.be.greaterThan(0);
+    expect(
+      reads.length,
+      `the page is read from PostgreSQL; the app's queries: ${JSON.stringify(queries.map((q) => q.attributes))}`,
+    ).to.be.greaterThan(0);
     for (const read of reads) {
       // Where a pinned read may go: a replica that has its write, else the primary (a replica out of its limits counts as usual); never "no_fence".
-      expect(['fence_met', 'fence_wait', 'pinned', 'lagging', 'replica_down'], `a pinned read: ${JSON.stringify(read.attributes)}`).to.include(read.attributes['banyan.read.reason']);
+      expect(
+        ['fence_met', 'fence_wait', 'pinned', 'lagging', 'replica_down'],
+        `a pinned read: ${JSON.stringify(read.attributes)}`,
+      ).to.include(read.attributes['banyan.read.reason']);
       expect(['replica', 'primary']).to.include(read.attributes['banyan.read.target']);
     }
   });
 
-  it('continues a client\'s traceparent and tracestate: the proxy span is the client span\'s child, the app\'s parent is the proxy span', async function () {
+  it("continues a client's traceparent and tracestate: the proxy span is the client span's child, the app's parent is the proxy span", async function () {
     this.timeout(60_000);
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const clientSpan = '00f067aa0ba902b7';
-    const res = await fetch(`${proxyUrl}/simple/${project}/`, { headers: { traceparent: `00-${traceId}-${clientSpan}-01`, tracestate: 'vendor=kept', 'x-request-id': 'traced-continued' } });
+    const res = await fetch(`${proxyUrl}/simple/${project}/`, {
+      headers: { traceparent: `00-${traceId}-${clientSpan}-01`, tracestate: 'vendor=kept', 'x-request-id': 'traced-continued' },
+    });
     expect(res.status).to.equal(200);
     const spans = await traceOf('traced-continued', (all) => all.some((s) => s.service === 'banyan-app'));
     const proxy = proxySpanOf(spans);
     expect(proxy).to.include({ traceId, parentSpanId: clientSpan });
     const [app] = childrenOf(spans, proxy);
-    expect(app, 'the backend got the proxy span as its parent, not the client\'s').to.include({ service: 'banyan-app', traceId, traceState: 'vendor=kept' });
+    expect(app, "the backend got the proxy span as its parent, not the client's").to.include({
+      service: 'banyan-app',
+      traceId,
+      traceState: 'vendor=kept',
+    });
   });
 
-  it('a fallback: the proxy span says why, and legacy\'s span (with its queries) is in the same trace under it', async function () {
+  it("a fallback: the proxy span says why, and legacy's span (with its queries) is in the same trace under it", async function () {
     this.timeout(60_000);
     const res = await fetch(`${proxyUrl}/pypi/${project}/json`, { headers: { 'x-request-id': 'traced-fallback' } });
     expect(res.status).to.equal(200);
     const spans = await traceOf('traced-fallback', (all) => all.some((s) => s.service === 'banyan-legacy'));
     const proxy = proxySpanOf(spans);
-    expect(proxy.attributes).to.include({ 'banyan.route.name': 'json.gone', 'banyan.fallback.reason': 'refused', 'banyan.service': 'legacy', 'banyan.backend': 'legacy' });
+    expect(proxy.attributes).to.include({
+      'banyan.route.name': 'json.gone',
+      'banyan.fallback.reason': 'refused',
+      'banyan.service': 'legacy',
+      'banyan.backend': 'legacy',
+    });
     const [legacy] = childrenOf(spans, proxy);
     expect(legacy).to.include({ service: 'banyan-legacy', kind: SERVER });
     expect(legacy!.attributes['http.route']).to.equal('legacy.json');
-    expect(queriesUnder(spans, legacy!).length, 'legacy\'s queries are spans too').to.be.greaterThan(0);
+    expect(queriesUnder(spans, legacy!).length, "legacy's queries are spans too").to.be.greaterThan(0);
   });
 
-  it('a shadow copy: a span of its own, linked to the request, with the comparison result; the app\'s span for the copy is under it', async function () {
+  it("a shadow copy: a span of its own, linked to the request, with the comparison result; the app's span for the copy is under it", async function () {
     this.timeout(60_000);
     const res = await fetch(`${proxyUrl}/project/${project}/`, { headers: { 'x-request-id': 'traced-shadow' } });
     expect(res.status).to.equal(200);
     await res.text();
-    const spans = await traceOf('traced-shadow', (all) => all.some((s) => s.name.startsWith('shadow ')) && all.some((s) => s.service === 'banyan-app')
-      && all.some((s) => s.service === 'banyan-legacy'));
+    const spans = await traceOf(
+      'traced-shadow',
+      (all) =>
+        all.some((s) => s.name.startsWith('shadow ')) &&
+        all.some((s) => s.service === 'banyan-app') &&
+        all.some((s) => s.service === 'banyan-legacy'),
+    );
     const proxy = proxySpanOf(spans);
-    expect(proxy.attributes).to.include({ 'banyan.route.name': 'project.shadow', 'banyan.route.mode': 'shadow', 'banyan.service': 'legacy' });
+    expect(proxy.attributes).to.include({
+      'banyan.route.name': 'project.shadow',
+      'banyan.route.mode': 'shadow',
+      'banyan.service': 'legacy',
+    });
     const shadow = spans.find((s) => s.name === 'shadow project.shadow')!;
     expect(shadow.parentSpanId).to.equal(proxy.spanId);
     expect(shadow.links).to.deep.equal([{ traceId: proxy.traceId, spanId: proxy.spanId }]);
@@ -181,23 +248,35 @@ describe('npm start with the OTEL variables', () => {
     const receiver = await startOtlpReceiver();
     const cwd = tempDir('banyan-traced-start-');
     const run = await startStack(cwd, ['--app-instances', '1'], {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'one-name-for-all',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_SERVICE_NAME: 'one-name-for-all',
     });
     try {
       expect((await fetch(`${run.stack.proxy}/simple/`, { headers: { 'x-request-id': 'traced-start' } })).status).to.equal(200);
       let spans: ReceivedSpan[] = [];
-      await waitUntil('the stack\'s spans reach the receiver', async () => {
-        const root = receiver.spans.find((s) => s.attributes['banyan.request_id'] === 'traced-start' && s.kind === SERVER && s.parentSpanId === undefined);
-        spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
-        return spans.some((s) => s.service === 'banyan-app');
-      }, 30_000);
+      await waitUntil(
+        "the stack's spans reach the receiver",
+        async () => {
+          const root = receiver.spans.find(
+            (s) => s.attributes['banyan.request_id'] === 'traced-start' && s.kind === SERVER && s.parentSpanId === undefined,
+          );
+          spans = root ? receiver.spans.filter((s) => s.traceId === root.traceId) : [];
+          return spans.some((s) => s.service === 'banyan-app');
+        },
+        30_000,
+      );
       const proxy = spans.find((s) => s.parentSpanId === undefined)!;
       expect(proxy).to.include({ service: 'banyan-proxy' });
       expect(proxy.resource['service.instance.id']).to.equal('proxy');
       const app = spans.find((s) => s.parentSpanId === proxy.spanId)!;
       expect(app).to.include({ service: 'banyan-app' });
       expect(app.resource['service.instance.id']).to.equal('app-1');
-      expect(spans.some((s) => s.parentSpanId === app.spanId && s.attributes['db.system.name'] === 'postgresql'), 'app-1\'s queries are in the trace').to.equal(true);
+      expect(
+        spans.some((s) => s.parentSpanId === app.spanId && s.attributes['db.system.name'] === 'postgresql'),
+        "app-1's queries are in the trace",
+      ).to.equal(true);
     } finally {
       expect(await run.stop('SIGTERM')).to.equal(0);
       await receiver.close();
@@ -211,7 +290,13 @@ describe('tracing off', () => {
     this.timeout(90_000);
     const s = await services();
     const receiver = await startOtlpReceiver();
-    const base = { DATABASE_URL: s.primaryUrl, REDIS_URL: s.redisUrl!, BANYAN_ADMIN_TOKEN: 'x'.repeat(20), NODE_DEBUG: 'module', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' };
+    const base = {
+      DATABASE_URL: s.primaryUrl,
+      REDIS_URL: s.redisUrl!,
+      BANYAN_ADMIN_TOKEN: 'x'.repeat(20),
+      NODE_DEBUG: 'module',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    };
     const legacy = await startServerProcess('legacy', { DATABASE_URL: s.primaryUrl, BANYAN_STORAGE: tempDir('banyan-untraced-') });
     try {
       await setRoutes(s, [{ name: 'legacy.all', match: { path: '/*' }, mode: 'legacy' }]);
@@ -225,8 +310,13 @@ describe('tracing off', () => {
         }
         return /@opentelemetry[/\\]sdk-node/.test(proxy.output());
       };
-      expect(await loaded({ OTEL_SERVICE_NAME: 'off', OTEL_TRACES_SAMPLER: 'always_on' }), 'no endpoint: the SDK is never loaded').to.equal(false);
-      expect(await loaded({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SDK_DISABLED: 'true' }), 'disabled: the SDK is never loaded').to.equal(false);
+      expect(await loaded({ OTEL_SERVICE_NAME: 'off', OTEL_TRACES_SAMPLER: 'always_on' }), 'no endpoint: the SDK is never loaded').to.equal(
+        false,
+      );
+      expect(
+        await loaded({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SDK_DISABLED: 'true' }),
+        'disabled: the SDK is never loaded',
+      ).to.equal(false);
       expect(receiver.posts, 'nothing was exported').to.deep.equal([]);
       expect(await loaded({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }), 'the check sees the SDK when tracing is on').to.equal(true);
       await waitUntil('the traced proxy exported its span at shutdown', async () => receiver.posts.includes('/v1/traces'), 10_000);
@@ -243,15 +333,31 @@ describe('tracing settings', () => {
     expect(tracingSettings({})).to.equal(undefined);
     expect(tracingSettings({ OTEL_SERVICE_NAME: 'x', OTEL_TRACES_SAMPLER: 'always_on' })).to.equal(undefined);
     expect(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' })).to.deep.equal({ protocol: 'http/protobuf' });
-    expect(tracingSettings({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })).to.deep.equal({ protocol: 'http/json' });
+    expect(
+      tracingSettings({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }),
+    ).to.deep.equal({ protocol: 'http/json' });
     expect(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' })).to.equal(undefined);
-    expect(() => tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).to.throw('OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not supported; use http/protobuf or http/json');
-    expect(() => tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'zipkin' })).to.throw('OTEL_TRACES_EXPORTER: "zipkin" is not supported');
+    expect(() => tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).to.throw(
+      'OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not supported; use http/protobuf or http/json',
+    );
+    expect(() => tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'zipkin' })).to.throw(
+      'OTEL_TRACES_EXPORTER: "zipkin" is not supported',
+    );
   });
 
-  it('npm start gives each component its own service.name and instance, keeping the operator\'s resource attributes', () => {
-    expect(traceAs('banyan-app', 'app-2', {})).to.deep.equal({ OTEL_SERVICE_NAME: 'banyan-app', OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=app-2' });
-    expect(traceAs('banyan-proxy', 'proxy', { OTEL_SERVICE_NAME: 'everything', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging' }))
-      .to.deep.equal({ OTEL_SERVICE_NAME: 'banyan-proxy', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging,service.instance.id=proxy' });
+  it("npm start gives each component its own service.name and instance, keeping the operator's resource attributes", () => {
+    expect(traceAs('banyan-app', 'app-2', {})).to.deep.equal({
+      OTEL_SERVICE_NAME: 'banyan-app',
+      OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=app-2',
+    });
+    expect(
+      traceAs('banyan-proxy', 'proxy', {
+        OTEL_SERVICE_NAME: 'everything',
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging',
+      }),
+    ).to.deep.equal({
+      OTEL_SERVICE_NAME: 'banyan-proxy',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging,service.instance.id=proxy',
+    });
   });
 });

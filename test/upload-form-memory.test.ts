@@ -9,8 +9,12 @@ import { services, tempDir } from './support/services.js';
 async function startApp(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
   const child = spawn(process.execPath, [BANYAN, 'app'], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout!.on('data', (d) => { output += d; });
-  child.stderr!.on('data', (d) => { output += d; });
+  child.stdout!.on('data', (d) => {
+    output += d;
+  });
+  child.stderr!.on('data', (d) => {
+    output += d;
+  });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -31,7 +35,9 @@ describe('upload form: bounded memory per request (banyan app as a process)', fu
     const uploader = await newUploader(s.primaryUrl);
     auth = basicAuth('__token__', uploader.token);
     app = await startApp({
-      DATABASE_URL: s.primaryUrl, DATABASE_REPLICA_URLS: s.replicaUrls.join(','), REDIS_URL: s.redisUrl ?? '',
+      DATABASE_URL: s.primaryUrl,
+      DATABASE_REPLICA_URLS: s.replicaUrls.join(','),
+      REDIS_URL: s.redisUrl ?? '',
       BANYAN_STORAGE: tempDir('banyan-form-'),
     });
   });
@@ -45,8 +51,14 @@ describe('upload form: bounded memory per request (banyan app as a process)', fu
     const pid = app.child.pid!;
     // Warm up: the first upload loads code that is not the attack's cost.
     await sendForm(app.url, auth, [{ name: 'name', bytes: 10 }]);
-    const { answers, before: [baseline = 0], peak: [peak = 0] } = await formBombs(app.url, auth, 4, [pid]);
-    console.log(`      app RSS: ${(baseline / 1e6).toFixed(0)} MB before, peak ${(peak / 1e6).toFixed(0)} MB under four concurrent form attacks`);
+    const {
+      answers,
+      before: [baseline = 0],
+      peak: [peak = 0],
+    } = await formBombs(app.url, auth, 4, [pid]);
+    console.log(
+      `      app RSS: ${(baseline / 1e6).toFixed(0)} MB before, peak ${(peak / 1e6).toFixed(0)} MB under four concurrent form attacks`,
+    );
     for (const answer of answers) expect(answer.status).to.equal(413);
     expect(answers[0]!.message).to.contain('fields are over 8 MiB in all');
     expect(peak, `peak RSS ${(peak / 1e6).toFixed(0)} MB`).to.be.below(300 * 1024 * 1024);
@@ -54,7 +66,11 @@ describe('upload form: bounded memory per request (banyan app as a process)', fu
   });
 
   it('caps a repeated field with a 400 naming it', async () => {
-    const answer = await sendForm(app.url, auth, Array.from({ length: 300 }, () => ({ name: 'classifiers', bytes: 20 })));
+    const answer = await sendForm(
+      app.url,
+      auth,
+      Array.from({ length: 300 }, () => ({ name: 'classifiers', bytes: 20 })),
+    );
     expect(answer.status).to.equal(400);
     expect(answer.message).to.contain('classifiers is repeated more than 256 times');
   });

@@ -11,12 +11,18 @@ interface Fake extends Balanced {
 
 function fake(url: string, weight = 1): Fake {
   return {
-    url, inFlight: 0, up: true, weightAt: () => weight,
-    available() { return this.up; },
-    weight(now) { return this.weightAt(now); },
+    url,
+    inFlight: 0,
+    up: true,
+    weightAt: () => weight,
+    available() {
+      return this.up;
+    },
+    weight(now) {
+      return this.weightAt(now);
+    },
   };
 }
-
 
 /**
  * Least request under load: `picks` requests arrive while 30 are in flight,
@@ -112,7 +118,9 @@ describe('upstream balancer', () => {
       const endpoints = [fake('a', 1), fake('b', 0.2), fake('c', 0.2)];
       const scores = new Float64Array(3);
       const order = urls(Array.from({ length: 14 }, () => pickRoundRobin(endpoints, scores, 0)));
-      expect(order).to.deep.equal(['a', 'a', 'b', 'a', 'c', 'a', 'a', 'a', 'a', 'b', 'a', 'c', 'a', 'a'].slice(0, 7).concat(['a', 'a', 'b', 'a', 'c', 'a', 'a']));
+      expect(order).to.deep.equal(
+        ['a', 'a', 'b', 'a', 'c', 'a', 'a', 'a', 'a', 'b', 'a', 'c', 'a', 'a'].slice(0, 7).concat(['a', 'a', 'b', 'a', 'c', 'a', 'a']),
+      );
     });
 
     it('skips the excluded and unavailable endpoints, and picks none when nothing else is left', () => {
@@ -131,7 +139,9 @@ describe('upstream balancer', () => {
     const keys = Array.from({ length: 2_000 }, (_, i) => `session-${i}`);
 
     it('keeps each session on one endpoint and spreads sessions evenly', () => {
-      const endpoints = ['http://10.0.0.1:8081', 'http://10.0.0.2:8081', 'http://10.0.0.3:8081', 'http://10.0.0.4:8081'].map((u) => fake(u));
+      const endpoints = ['http://10.0.0.1:8081', 'http://10.0.0.2:8081', 'http://10.0.0.3:8081', 'http://10.0.0.4:8081'].map((u) =>
+        fake(u),
+      );
       const counts = new Map<string, number>();
       for (const key of keys) {
         const e = pickBySession(endpoints, key, 0)!;
@@ -153,17 +163,20 @@ describe('upstream balancer', () => {
         else moved.set(during[i]!.url, (moved.get(during[i]!.url) ?? 0) + 1);
       });
       expect([...moved.keys()].sort()).to.deep.equal(['http://10.0.0.1:8081', 'http://10.0.0.3:8081']);
-      for (const n of moved.values()) expect(n).to.be.greaterThan(keys.length / 3 / 2 * 0.7);
+      for (const n of moved.values()) expect(n).to.be.greaterThan((keys.length / 3 / 2) * 0.7);
       endpoints[1]!.up = true;
       expect(keys.map((k) => pickBySession(endpoints, k, 0))).to.deep.equal(before);
     });
 
     it('keeps sessions where they are when the endpoint list changes around them', () => {
-      const [a, b, c, d] = ['http://10.0.0.1:8081', 'http://10.0.0.2:8081', 'http://10.0.0.3:8081', 'http://10.0.0.4:8081'].map((u) => fake(u));
+      const [a, b, c, d] = ['http://10.0.0.1:8081', 'http://10.0.0.2:8081', 'http://10.0.0.3:8081', 'http://10.0.0.4:8081'].map((u) =>
+        fake(u),
+      );
       const before = keys.map((k) => pickBySession([a!, b!, c!], k, 0)!);
       const after = keys.map((k) => pickBySession([d!, c!, a!], k, 0)!);
       keys.forEach((_, i) => {
-        if (before[i] !== b) expect(after[i] === before[i] || after[i] === d, `session ${i} stays or moves to the new endpoint`).to.equal(true);
+        if (before[i] !== b)
+          expect(after[i] === before[i] || after[i] === d, `session ${i} stays or moves to the new endpoint`).to.equal(true);
         else expect(after[i]).to.not.equal(b);
       });
       const toNew = after.filter((e) => e === d).length / keys.length;

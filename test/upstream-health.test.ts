@@ -8,7 +8,6 @@ import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 import { recorder } from './support/upstream-events.js';
 import { waitUntil } from './support/wait.js';
 
-
 /** One request through `endpoint` as the proxy makes it: begin, send, end with its outcome. */
 async function send(endpoint: Endpoint, path = '/'): Promise<number | string> {
   expect(endpoint.begin(), 'the endpoint admits the request').to.equal(true);
@@ -57,10 +56,17 @@ describe('upstream health', function () {
         res.writeHead(failing ? 503 : 204).end();
       });
       let checksAtChange = 0;
-      const { events, seen } = recorder(() => { checksAtChange = checks; });
-      const app = start({
-        endpoints: [b.url], health: { path: '/healthz', intervalMs: 50, timeoutMs: 500, unhealthy: 3, healthy: 2 }, slowStartMs: 1_000,
-      }, { events }).get('app')!;
+      const { events, seen } = recorder(() => {
+        checksAtChange = checks;
+      });
+      const app = start(
+        {
+          endpoints: [b.url],
+          health: { path: '/healthz', intervalMs: 50, timeoutMs: 500, unhealthy: 3, healthy: 2 },
+          slowStartMs: 1_000,
+        },
+        { events },
+      ).get('app')!;
       const endpoint = app.endpoints[0]!;
       expect(app.snapshot().endpoints[0]!.state, 'endpoints start healthy, before any check').to.equal('healthy');
       expect(app.pick(undefined)).to.equal(endpoint);
@@ -88,20 +94,28 @@ describe('upstream health', function () {
       expect(app.pick(undefined)).to.equal(endpoint);
       await waitUntil('slow start is over', async () => app.snapshot().endpoints[0]!.state === 'healthy', 4_000);
       expect(app.snapshot().endpoints[0]!.weight).to.equal(1);
-      expect(seen).to.deep.equal([`app ${b.url} up`, `app ${b.url} breaker closed`, `app ${b.url} ejected health`, `app ${b.url} down`, `app ${b.url} up`]);
+      expect(seen).to.deep.equal([
+        `app ${b.url} up`,
+        `app ${b.url} breaker closed`,
+        `app ${b.url} ejected health`,
+        `app ${b.url} down`,
+        `app ${b.url} up`,
+      ]);
     });
 
     it('checks each endpoint first at a random point of the first interval, then every interval', async () => {
       const started = Date.now();
       const times: number[][] = [[], [], []];
-      const all = await Promise.all([0, 1, 2].map(async (i) => {
-        const b = await backend(`app-${i}`);
-        b.answer('/healthz', (_req, res) => {
-          times[i]!.push(Date.now() - started);
-          res.end('ok');
-        });
-        return b.url;
-      }));
+      const all = await Promise.all(
+        [0, 1, 2].map(async (i) => {
+          const b = await backend(`app-${i}`);
+          b.answer('/healthz', (_req, res) => {
+            times[i]!.push(Date.now() - started);
+            res.end('ok');
+          });
+          return b.url;
+        }),
+      );
       start({ endpoints: all, health: { path: '/healthz', intervalMs: 300 } });
       await waitUntil('each was checked twice', async () => times.every((t) => t.length >= 2));
       for (const [first, second] of times) {
@@ -114,7 +128,10 @@ describe('upstream health', function () {
       const hanging = await backend('hanging');
       hanging.answer('/healthz', () => {});
       const closed = `http://127.0.0.1:${await freePort()}`;
-      const app = start({ endpoints: [hanging.url, closed], health: { path: '/healthz', intervalMs: 50, timeoutMs: 100, unhealthy: 2 } }).get('app')!;
+      const app = start({
+        endpoints: [hanging.url, closed],
+        health: { path: '/healthz', intervalMs: 50, timeoutMs: 100, unhealthy: 2 },
+      }).get('app')!;
       await waitUntil('both are unhealthy', async () => app.snapshot().endpoints.every((e) => e.state === 'unhealthy'));
       const [slow, refused] = app.snapshot().endpoints;
       expect(slow!.lastCheck!.detail).to.equal('GET /healthz failed: no answer within 100 ms');
@@ -130,7 +147,10 @@ describe('upstream health', function () {
         res.end('ok');
       });
       b.answer('/hang', () => {});
-      const app = start({ endpoints: [b.url], health: { path: '/healthz', intervalMs: 50, timeoutMs: 100, unhealthy: 2 } }, { pool: { connections: 1 } }).get('app')!;
+      const app = start(
+        { endpoints: [b.url], health: { path: '/healthz', intervalMs: 50, timeoutMs: 100, unhealthy: 2 } },
+        { pool: { connections: 1 } },
+      ).get('app')!;
       const endpoint = app.endpoints[0]!;
       const stuck = endpoint.pool.request({ method: 'GET', path: '/hang' }).catch(() => undefined);
       await waitUntil('the hanging request arrived', async () => b.seen.some((s) => s.path === '/hang'));
@@ -145,10 +165,17 @@ describe('upstream health', function () {
   describe('outlier detection', () => {
     it('ejects an endpoint after `consecutiveFailures` 5xx answers in a row, for `ejectMs`, then ramps it up again', async () => {
       const [b1, b2] = [await backend('app-1'), await backend('app-2')];
-      b1.answer('/fail', (_req, res) => { res.writeHead(503).end(); });
+      b1.answer('/fail', (_req, res) => {
+        res.writeHead(503).end();
+      });
       let ejectedAt = 0;
-      const { events, seen } = recorder((line) => { if (line.endsWith('ejected outlier')) ejectedAt = Date.now(); });
-      const app = start({ endpoints: [b1.url, b2.url], outlier: { consecutiveFailures: 3, ejectMs: 200 }, slowStartMs: 1_000 }, { events }).get('app')!;
+      const { events, seen } = recorder((line) => {
+        if (line.endsWith('ejected outlier')) ejectedAt = Date.now();
+      });
+      const app = start(
+        { endpoints: [b1.url, b2.url], outlier: { consecutiveFailures: 3, ejectMs: 200 }, slowStartMs: 1_000 },
+        { events },
+      ).get('app')!;
       const [e1, e2] = app.endpoints as [Endpoint, Endpoint];
 
       expect([await send(e1, '/fail'), await send(e1, '/fail'), await send(e1, '/')]).to.deep.equal([503, 503, 200]);
@@ -175,11 +202,17 @@ describe('upstream health', function () {
 
     it('ends an ejection early once `healthy` active checks in a row pass (a restarted instance need not sit it out)', async () => {
       const b = await backend('app-1');
-      b.answer('/fail', (_req, res) => { res.writeHead(503).end(); });
+      b.answer('/fail', (_req, res) => {
+        res.writeHead(503).end();
+      });
       let checks = 0;
-      b.answer('/healthz', (_req, res) => { checks++; res.writeHead(204).end(); });
+      b.answer('/healthz', (_req, res) => {
+        checks++;
+        res.writeHead(204).end();
+      });
       const app = start({
-        endpoints: [b.url], outlier: { consecutiveFailures: 2, ejectMs: 60_000 },
+        endpoints: [b.url],
+        outlier: { consecutiveFailures: 2, ejectMs: 60_000 },
         health: { path: '/healthz', intervalMs: 50, healthy: 3 },
       }).get('app')!;
       const e = app.endpoints[0]!;
@@ -195,7 +228,9 @@ describe('upstream health', function () {
 
     it('is off with `outlier: false`', async () => {
       const b = await backend('app-1');
-      b.answer('/fail', (_req, res) => { res.writeHead(500).end(); });
+      b.answer('/fail', (_req, res) => {
+        res.writeHead(500).end();
+      });
       const app = start({ endpoints: [b.url], outlier: false }).get('app')!;
       for (let i = 0; i < 8; i++) expect(await send(app.endpoints[0]!, '/fail')).to.equal(500);
       expect(app.snapshot().endpoints[0]).to.include({ state: 'healthy', ejections: 0, failures: 8 });
@@ -203,7 +238,7 @@ describe('upstream health', function () {
   });
 
   describe('circuit breaker', () => {
-    it('opens an endpoint\'s breaker on failed connections, lets one trial through after the reset time, and closes on its success, in slow start', async () => {
+    it("opens an endpoint's breaker on failed connections, lets one trial through after the reset time, and closes on its success, in slow start", async () => {
       const port = await freePort();
       const url = `http://127.0.0.1:${port}`;
       const { events, seen } = recorder();
@@ -221,7 +256,13 @@ describe('upstream health', function () {
       expect(endpoint.breakerState, 'a failed trial opens it again').to.equal('open');
 
       await waitUntil('the breaker is half-open again', async () => endpoint.breakerState === 'half-open');
-      const server = await listen(createServer((_req, res) => res.end('ok')), port, '127.0.0.1', 'test', 100);
+      const server = await listen(
+        createServer((_req, res) => res.end('ok')),
+        port,
+        '127.0.0.1',
+        'test',
+        100,
+      );
       try {
         expect(endpoint.begin(), 'the trial').to.equal(true);
         expect(endpoint.available(Date.now()), 'no second request while the trial is under way').to.equal(false);
@@ -238,9 +279,16 @@ describe('upstream health', function () {
         await server.close();
       }
       expect(seen).to.deep.equal([
-        `app ${url} up`, `app ${url} breaker closed`,
-        `app ${url} breaker open`, `app ${url} down`, `app ${url} breaker half-open`, `app ${url} up`,
-        `app ${url} breaker open`, `app ${url} down`, `app ${url} breaker half-open`, `app ${url} up`,
+        `app ${url} up`,
+        `app ${url} breaker closed`,
+        `app ${url} breaker open`,
+        `app ${url} down`,
+        `app ${url} breaker half-open`,
+        `app ${url} up`,
+        `app ${url} breaker open`,
+        `app ${url} down`,
+        `app ${url} breaker half-open`,
+        `app ${url} up`,
         `app ${url} breaker closed`,
       ]);
     });

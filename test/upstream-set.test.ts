@@ -6,7 +6,6 @@ import { fakeBackend, type FakeBackend } from './support/upstreams.js';
 import { recorder } from './support/upstream-events.js';
 import { waitUntil } from './support/wait.js';
 
-
 /** One request through `endpoint` as the proxy makes it: begin, send, end with the status. */
 async function send(endpoint: Endpoint, path = '/'): Promise<number> {
   expect(endpoint.begin()).to.equal(true);
@@ -42,13 +41,21 @@ describe('upstream set', function () {
   });
 
   const app = (endpoints: string[], more: Partial<UpstreamSpec> = {}): UpstreamSpec => ({
-    name: 'app', endpoints, slowStartMs: 5_000, outlier: { consecutiveFailures: 1, ejectMs: 60_000 }, ...more,
+    name: 'app',
+    endpoints,
+    slowStartMs: 5_000,
+    outlier: { consecutiveFailures: 1, ejectMs: 60_000 },
+    ...more,
   });
 
   it('keeps the endpoints that stay as they are, adds new ones in slow start, and drains the removed one once its request ends', async () => {
     let release: (() => void) | undefined;
-    b2.answer('/slow', (_req, res: ServerResponse) => { release = () => res.end('late'); });
-    b1.answer('/fail', (_req, res) => { res.writeHead(502).end(); });
+    b2.answer('/slow', (_req, res: ServerResponse) => {
+      release = () => res.end('late');
+    });
+    b1.answer('/fail', (_req, res) => {
+      res.writeHead(502).end();
+    });
     set!.apply([app([b1.url, b2.url]), { name: 'legacy', endpoints: [b3.url] }]);
     const upstream = set!.get('app')!;
     const [e1, e2] = upstream.endpoints as [Endpoint, Endpoint];
@@ -70,21 +77,28 @@ describe('upstream set', function () {
     for (let i = 0; i < 20; i++) expect(upstream.pick(undefined)!.url).to.equal(b3.url);
 
     let closed = false;
-    void e2.closed.then(() => { closed = true; });
+    void e2.closed.then(() => {
+      closed = true;
+    });
     await sleep(100);
     expect(closed, 'its pool stays open while its request is in flight').to.equal(false);
     release!();
     expect(await slow).to.equal(200);
     await e2.closed;
     await sleep(0);
-    expect(upstream.snapshot().endpoints.map((e) => e.url), 'gone once drained').to.deep.equal([b1.url, b3.url]);
+    expect(
+      upstream.snapshot().endpoints.map((e) => e.url),
+      'gone once drained',
+    ).to.deep.equal([b1.url, b3.url]);
     expect(seen).to.include(`app ${b2.url} removed`);
     expect(seen, 'the upstream left unchanged told nothing').to.not.include(`legacy ${b3.url} removed`);
   });
 
-  it('keeps a drained endpoint\'s pool open for a request begun and not yet sent (or a tunnel), and close() waits for it', async () => {
+  it("keeps a drained endpoint's pool open for a request begun and not yet sent (or a tunnel), and close() waits for it", async () => {
     let release: (() => void) | undefined;
-    b2.answer('/slow', (_req, res: ServerResponse) => { release = () => res.end('late'); });
+    b2.answer('/slow', (_req, res: ServerResponse) => {
+      release = () => res.end('late');
+    });
     set!.apply([app([b1.url, b2.url])]);
     const [e1, e2] = set!.get('app')!.endpoints as [Endpoint, Endpoint];
     expect(e1.begin()).to.equal(true);
@@ -93,8 +107,12 @@ describe('upstream set', function () {
     set!.apply([app([b3.url])]);
     let closed1 = false;
     let closed2 = false;
-    void e1.closed.then(() => { closed1 = true; });
-    void e2.closed.then(() => { closed2 = true; });
+    void e1.closed.then(() => {
+      closed1 = true;
+    });
+    void e2.closed.then(() => {
+      closed2 = true;
+    });
     await sleep(50);
     expect([closed1, closed2]).to.deep.equal([false, false]);
     e1.end({ ok: true, status: 101 });
@@ -131,7 +149,10 @@ describe('upstream set', function () {
   });
 
   it('keeps a session on its endpoint only for an upstream that keeps sessions', () => {
-    set!.apply([app([b1.url, b2.url, b3.url], { balance: 'round-robin', session: true }), { ...app([b1.url, b2.url, b3.url], { balance: 'round-robin' }), name: 'other' }]);
+    set!.apply([
+      app([b1.url, b2.url, b3.url], { balance: 'round-robin', session: true }),
+      { ...app([b1.url, b2.url, b3.url], { balance: 'round-robin' }), name: 'other' },
+    ]);
     const sticky = set!.get('app')!;
     const home = sticky.pick('session-1');
     for (let i = 0; i < 10; i++) expect(sticky.pick('session-1')).to.equal(home);
@@ -161,7 +182,14 @@ describe('upstream set', function () {
     });
     let lookups = 0;
     await set!.close();
-    set = new UpstreamSet({ environment: () => undefined, log: () => {}, lookup: async () => { lookups++; return [{ address: '127.0.0.1', family: 4 }]; } });
+    set = new UpstreamSet({
+      environment: () => undefined,
+      log: () => {},
+      lookup: async () => {
+        lookups++;
+        return [{ address: '127.0.0.1', family: 4 }];
+      },
+    });
     set.apply([
       { name: 'app', endpoints: [b1.url], health: { path: '/healthz', intervalMs: 50 } },
       { name: 'dns', dns: 'http://localhost:9', resolveEveryMs: 50 },

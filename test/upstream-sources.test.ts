@@ -23,7 +23,6 @@ async function ipv6Loopback(): Promise<boolean> {
   }
 }
 
-
 async function get(set: UpstreamSet, url: string): Promise<string> {
   const endpoint = set.get('app')!.endpoints.find((e) => e.url === url)!;
   const res = await endpoint.pool.request({ method: 'GET', path: '/' });
@@ -47,7 +46,9 @@ describe('upstream sources', function () {
       const answer = await lookup('localhost', { all: true });
       const usable = await ipv6Loopback();
       for (const a of answer) if (a.family === 4 || usable) servers.push(await listen(whoAmI(), port, a.address, 'test', 50));
-      const expected = [...new Set(answer.map((a) => (a.family === 6 ? `http://[${a.address}]:${port}` : `http://${a.address}:${port}`)))].sort();
+      const expected = [
+        ...new Set(answer.map((a) => (a.family === 6 ? `http://[${a.address}]:${port}` : `http://${a.address}:${port}`))),
+      ].sort();
 
       set = new UpstreamSet({ environment: () => undefined, log: () => {} });
       set.apply([{ name: 'app', dns: `http://localhost:${port}`, resolveEveryMs: 100 }]);
@@ -65,7 +66,10 @@ describe('upstream sources', function () {
       if (!(await ipv6Loopback())) this.skip();
       const port = await freePort();
       servers.push(await listen(whoAmI(), port, '127.0.0.1', 'test', 50), await listen(whoAmI(), port, '::1', 'test', 50));
-      const answers: LookupAddress[] = [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }];
+      const answers: LookupAddress[] = [
+        { address: '::1', family: 6 },
+        { address: '127.0.0.1', family: 4 },
+      ];
       set = new UpstreamSet({ environment: () => undefined, log: () => {}, lookup: async () => answers });
       set.apply([{ name: 'app', dns: `http://localhost:${port}` }]);
       await set.settled();
@@ -76,7 +80,10 @@ describe('upstream sources', function () {
 
     it('resolves again and again: keeps the endpoints when a lookup fails, adds new addresses in slow start, drains gone ones', async () => {
       const pending: { host: string; resolve: (a: LookupAddress[]) => void; reject: (e: Error) => void }[] = [];
-      const answerLater: Lookup = (host) => new Promise((resolve, reject) => { pending.push({ host, resolve, reject }); });
+      const answerLater: Lookup = (host) =>
+        new Promise((resolve, reject) => {
+          pending.push({ host, resolve, reject });
+        });
       const { events, seen } = recorder();
       set = new UpstreamSet({ environment: () => undefined, log: () => {}, lookup: answerLater, events });
       set.apply([{ name: 'app', dns: 'http://app.internal:8081', resolveEveryMs: 50, slowStartMs: 10_000 }]);
@@ -84,13 +91,21 @@ describe('upstream sources', function () {
       expect(app.snapshot()).to.deep.include({ endpoints: [], problem: 'DNS lookup of app.internal has not answered yet; no endpoints' });
       expect(pending.map((p) => p.host)).to.deep.equal(['app.internal']);
 
-      pending[0]!.resolve([{ address: '10.0.0.2', family: 4 }, { address: '10.0.0.1', family: 4 }, { address: '10.0.0.2', family: 4 }]);
+      pending[0]!.resolve([
+        { address: '10.0.0.2', family: 4 },
+        { address: '10.0.0.1', family: 4 },
+        { address: '10.0.0.2', family: 4 },
+      ]);
       await set.settled();
       let snapshot = app.snapshot();
       expect(snapshot.problem).to.equal(undefined);
-      expect(snapshot.endpoints.map((e) => [e.url, e.state, e.weight])).to.deep.equal([
-        ['http://10.0.0.1:8081', 'healthy', 1], ['http://10.0.0.2:8081', 'healthy', 1],
-      ], 'the first endpoints of an upstream take their full share at once');
+      expect(snapshot.endpoints.map((e) => [e.url, e.state, e.weight])).to.deep.equal(
+        [
+          ['http://10.0.0.1:8081', 'healthy', 1],
+          ['http://10.0.0.2:8081', 'healthy', 1],
+        ],
+        'the first endpoints of an upstream take their full share at once',
+      );
       const [gone, kept] = app.endpoints;
       expect(kept!.begin()).to.equal(true);
       kept!.end({ ok: true, status: 200 });
@@ -102,18 +117,27 @@ describe('upstream sources', function () {
       expect(app.endpoints).to.deep.equal([gone, kept]);
 
       await waitUntil('it looks up once more', async () => pending.length === 3);
-      pending[2]!.resolve([{ address: '10.0.0.3', family: 4 }, { address: '10.0.0.2', family: 4 }, { address: 'fd00::1', family: 6 }]);
+      pending[2]!.resolve([
+        { address: '10.0.0.3', family: 4 },
+        { address: '10.0.0.2', family: 4 },
+        { address: 'fd00::1', family: 6 },
+      ]);
       await waitUntil('the endpoints changed', async () => app.endpoints.length === 3);
       expect(app.endpoints[0], 'the address that stays keeps its endpoint').to.equal(kept);
       await gone!.closed;
       snapshot = app.snapshot();
       expect(snapshot.problem).to.equal(undefined);
       expect(snapshot.endpoints.map((e) => [e.url, e.state, e.requests])).to.deep.equal([
-        ['http://10.0.0.2:8081', 'healthy', 1], ['http://10.0.0.3:8081', 'slow-start', 0], ['http://[fd00::1]:8081', 'slow-start', 0],
+        ['http://10.0.0.2:8081', 'healthy', 1],
+        ['http://10.0.0.3:8081', 'slow-start', 0],
+        ['http://[fd00::1]:8081', 'slow-start', 0],
       ]);
       expect(seen.filter((l) => l.includes('removed') || l.endsWith(' up'))).to.deep.equal([
-        'app http://10.0.0.1:8081 up', 'app http://10.0.0.2:8081 up',
-        'app http://10.0.0.3:8081 up', 'app http://[fd00::1]:8081 up', 'app http://10.0.0.1:8081 removed',
+        'app http://10.0.0.1:8081 up',
+        'app http://10.0.0.2:8081 up',
+        'app http://10.0.0.3:8081 up',
+        'app http://[fd00::1]:8081 up',
+        'app http://10.0.0.1:8081 removed',
       ]);
 
       await waitUntil('it looks up yet again', async () => pending.length === 4);
@@ -121,19 +145,28 @@ describe('upstream sources', function () {
       pending[3]!.resolve([{ address: '10.0.0.9', family: 4 }]);
       await new Promise((resolve) => setTimeout(resolve, 150));
       expect(pending.length, 'no lookup after close').to.equal(4);
-      expect(app.endpoints.map((e) => e.url), 'an answer after close is dropped').to.not.include('http://10.0.0.9:8081');
+      expect(
+        app.endpoints.map((e) => e.url),
+        'an answer after close is dropped',
+      ).to.not.include('http://10.0.0.9:8081');
     });
 
     it('keeps the endpoints it has until a new name answers', async () => {
       const pending: { host: string; resolve: (a: LookupAddress[]) => void }[] = [];
-      const answerLater: Lookup = (host) => new Promise((resolve) => { pending.push({ host, resolve }); });
+      const answerLater: Lookup = (host) =>
+        new Promise((resolve) => {
+          pending.push({ host, resolve });
+        });
       set = new UpstreamSet({ environment: () => undefined, log: () => {}, lookup: answerLater });
       set.apply([{ name: 'app', dns: 'http://old.internal:8081' }]);
       pending[0]!.resolve([{ address: '10.0.0.1', family: 4 }]);
       await set.settled();
       set.apply([{ name: 'app', dns: 'http://new.internal:8081' }]);
       const app = set.get('app')!;
-      expect(app.snapshot()).to.deep.include({ source: 'dns http://new.internal:8081 every 5000 ms', problem: 'DNS lookup of new.internal has not answered yet; keeping 1 endpoint' });
+      expect(app.snapshot()).to.deep.include({
+        source: 'dns http://new.internal:8081 every 5000 ms',
+        problem: 'DNS lookup of new.internal has not answered yet; keeping 1 endpoint',
+      });
       expect(app.endpoints.map((e) => e.url)).to.deep.equal(['http://10.0.0.1:8081']);
       pending[1]!.resolve([{ address: '10.0.0.2', family: 4 }]);
       await set.settled();
@@ -143,11 +176,19 @@ describe('upstream sources', function () {
 
     it('reports a dns URL it cannot use, and looks nothing up', async () => {
       let lookups = 0;
-      set = new UpstreamSet({ environment: () => undefined, log: () => {}, lookup: async () => { lookups++; return []; } });
+      set = new UpstreamSet({
+        environment: () => undefined,
+        log: () => {},
+        lookup: async () => {
+          lookups++;
+          return [];
+        },
+      });
       set.apply([{ name: 'app', dns: 'http://app.internal:8081/api' }]);
       await set.settled();
       expect(set.snapshot()[0]).to.deep.include({
-        endpoints: [], problem: 'its dns URL is not valid: http://app.internal:8081/api must not have a path (the proxy forwards each request\'s own)',
+        endpoints: [],
+        problem: "its dns URL is not valid: http://app.internal:8081/api must not have a path (the proxy forwards each request's own)",
       });
       expect(lookups).to.equal(0);
     });
@@ -155,9 +196,16 @@ describe('upstream sources', function () {
 
   describe('env and endpoints', () => {
     it('reads a comma list from the environment, and reports a variable that is unset or not a list of endpoint URLs', () => {
-      const environment: Record<string, string> = { LEGACY_URL: ' http://127.0.0.1:8080, http://127.0.0.1:8081/ ', FILES_URL: 'http://127.0.0.1:1,ftp://files' };
+      const environment: Record<string, string> = {
+        LEGACY_URL: ' http://127.0.0.1:8080, http://127.0.0.1:8081/ ',
+        FILES_URL: 'http://127.0.0.1:1,ftp://files',
+      };
       set = new UpstreamSet({ environment: (name) => environment[name], log: () => {} });
-      set.apply([{ name: 'legacy', env: 'LEGACY_URL' }, { name: 'app', env: 'APP_URL' }, { name: 'files', env: 'FILES_URL' }]);
+      set.apply([
+        { name: 'legacy', env: 'LEGACY_URL' },
+        { name: 'app', env: 'APP_URL' },
+        { name: 'files', env: 'FILES_URL' },
+      ]);
       const [legacy, app, files] = set.snapshot();
       expect(legacy).to.deep.include({ source: 'env LEGACY_URL', balance: 'least-request', session: false });
       expect(legacy).to.not.have.property('problem');
@@ -165,7 +213,8 @@ describe('upstream sources', function () {
       expect(app).to.deep.include({ source: 'env APP_URL', problem: 'APP_URL is not set on this proxy', endpoints: [] });
       expect(set.get('app')!.pick(undefined)).to.equal(undefined);
       expect(files).to.deep.include({
-        problem: 'FILES_URL is not a valid endpoint list: entry 2: ftp://files must start with http:// or https://', endpoints: [],
+        problem: 'FILES_URL is not a valid endpoint list: entry 2: ftp://files must start with http:// or https://',
+        endpoints: [],
       });
     });
 
@@ -193,7 +242,9 @@ describe('upstream sources', function () {
     it('parses a comma list whole, or says which entry is wrong', () => {
       expect(parseEndpointList('http://a:1, http://b:2/,,')).to.deep.equal({ urls: ['http://a:1', 'http://b:2'] });
       expect(parseEndpointList('http://a:1,http://a:1/')).to.deep.equal({ urls: ['http://a:1'] });
-      expect(parseEndpointList('http://a:1,http://b:2/x')).to.deep.equal({ problem: 'entry 2: http://b:2/x must not have a path (the proxy forwards each request\'s own)' });
+      expect(parseEndpointList('http://a:1,http://b:2/x')).to.deep.equal({
+        problem: "entry 2: http://b:2/x must not have a path (the proxy forwards each request's own)",
+      });
       expect(parseEndpointList(' , ')).to.deep.equal({ problem: 'it names no endpoint URL' });
     });
   });

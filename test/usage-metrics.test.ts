@@ -87,7 +87,9 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
 
   it('pre-zeroes every configured route, so a route nobody used shows 0', async () => {
     const text = await metricsText();
-    expect(text).to.contain('banyan_http_requests_total{route="legacy.never",backend="legacy",service="legacy",method="GET",status_class="2xx"} 0');
+    expect(text).to.contain(
+      'banyan_http_requests_total{route="legacy.never",backend="legacy",service="legacy",method="GET",status_class="2xx"} 0',
+    );
     expect(text).to.contain('banyan_http_requests_total{route="new.home",backend="new",service="app",method="GET",status_class="2xx"} 0');
     expect(text).to.contain('banyan_http_requests_total{route="gone",backend="proxy",service="proxy",method="GET",status_class="2xx"} 0');
     expect(text).to.contain('banyan_route_last_request_timestamp_seconds{route="legacy.never"} 0');
@@ -99,7 +101,11 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     const sent: string[] = [];
     for (const body of [xmlrpcCall('list_packages'), xmlrpcCall('package_releases', 'x'.repeat(200_000)), xmlrpcCall('changelog')]) {
       sent.push(createHash('sha256').update(body).digest('hex'));
-      const res = await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': 'text/xml', 'user-agent': 'Python-xmlrpc/3.11' }, body });
+      const res = await fetch(`${runtime.url}/pypi`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/xml', 'user-agent': 'Python-xmlrpc/3.11' },
+        body,
+      });
       expect(res.status).to.equal(200);
       await res.text();
     }
@@ -113,10 +119,18 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     const multipart = new Request(`${runtime.url}/pypi`, { method: 'POST', body: form });
     const raw = Buffer.from(await multipart.arrayBuffer());
     sent.push(createHash('sha256').update(raw).digest('hex'));
-    await (await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': multipart.headers.get('content-type')! }, body: raw })).text();
+    await (
+      await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': multipart.headers.get('content-type')! }, body: raw })
+    ).text();
     const urlencoded = ':action=submit&name=foo';
     sent.push(createHash('sha256').update(urlencoded).digest('hex'));
-    await (await fetch(`${runtime.url}/pypi`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: urlencoded })).text();
+    await (
+      await fetch(`${runtime.url}/pypi`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: urlencoded,
+      })
+    ).text();
 
     expect(bodies.slice(-sent.length), 'every body reached legacy byte for byte').to.deep.equal(sent);
     const text = await metricsText();
@@ -135,15 +149,17 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     const pool = new Pool(runtime.url, { connections: 32 });
     const send = async (count: number) => {
       let next = 0;
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        while (next++ < count) {
-          const path = `/${randomBytes(3).toString('hex')}/${Math.floor(Math.random() * 1e6)}/${randomBytes(20).toString('hex')}/v${Math.random().toString(36).slice(2, 8)}`;
-          const res = await pool.request({ path, method: 'GET' });
-          await res.body.dump();
-          // The fake backend keeps what it saw; this test's own memory is not the proxy's.
-          if (legacy.seen.length > 1_000) legacy.seen.length = 0;
-        }
-      }));
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (next++ < count) {
+            const path = `/${randomBytes(3).toString('hex')}/${Math.floor(Math.random() * 1e6)}/${randomBytes(20).toString('hex')}/v${Math.random().toString(36).slice(2, 8)}`;
+            const res = await pool.request({ path, method: 'GET' });
+            await res.body.dump();
+            // The fake backend keeps what it saw; this test's own memory is not the proxy's.
+            if (legacy.seen.length > 1_000) legacy.seen.length = 0;
+          }
+        }),
+      );
     };
     try {
       await send(20_000);
@@ -161,7 +177,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     }
   });
 
-  it('passes promtool check metrics (the proxy\'s /metrics)', async function () {
+  it("passes promtool check metrics (the proxy's /metrics)", async function () {
     expect(await promtoolProblems(this, await metricsText())).to.equal('');
   });
 
@@ -176,17 +192,32 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         ledger.record('ledger.route', 'legacy', 'legacy', 200, [], 'curl/8', at + 60_000);
         await ledger.flush();
         expect(unflushed(ledger)).to.equal(0);
-        const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT bucket, feature, backend, requests::int AS n, last_seen FROM usage_ledger WHERE route = 'ledger.route' ORDER BY feature")).rows);
+        const rows = await withClient(
+          s.primaryUrl,
+          async (c) =>
+            (
+              await c.query(
+                "SELECT bucket, feature, backend, requests::int AS n, last_seen FROM usage_ledger WHERE route = 'ledger.route' ORDER BY feature",
+              )
+            ).rows,
+        );
         expect(rows.map((r) => [r.bucket.toISOString(), r.feature, r.backend, r.n])).to.deep.equal([
           ['2026-01-05T10:00:00.000Z', '', 'legacy', 6],
           ['2026-01-05T10:00:00.000Z', 'xmlrpc.search', 'legacy', 5],
         ]);
         expect(rows[0].last_seen.toISOString()).to.equal('2026-01-05T10:21:00.000Z');
-        const agents = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT feature, user_agent, requests::int AS n FROM usage_user_agents WHERE route = 'ledger.route' ORDER BY feature, user_agent")).rows);
+        const agents = await withClient(
+          s.primaryUrl,
+          async (c) =>
+            (
+              await c.query(
+                "SELECT feature, user_agent, requests::int AS n FROM usage_user_agents WHERE route = 'ledger.route' ORDER BY feature, user_agent",
+              )
+            ).rows,
+        );
         expect(agents).to.deep.equal([
-          { feature: '', user_agent: 'curl/8', n: 1 }, { feature: '', user_agent: 'pip/23', n: 5 },
+          { feature: '', user_agent: 'curl/8', n: 1 },
+          { feature: '', user_agent: 'pip/23', n: 5 },
           { feature: 'xmlrpc.search', user_agent: 'pip/23', n: 5 },
         ]);
 
@@ -194,22 +225,51 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         // spool folder) adds its counts once. The spool file is the ledger's on-disk format, written as a stopped proxy writes it.
         const spool = mkdtempSync(join(tmpdir(), 'banyan-spool-'));
         const bucket = at - (at % 3_600_000);
-        const spooled = JSON.stringify({ id: `retry-${process.pid}`, counts: [[`${bucket}\u0000ledger.route\u0000\u0000legacy\u00002xx`, { requests: 10, lastSeen: at }]], agents: [] });
+        const spooled = JSON.stringify({
+          id: `retry-${process.pid}`,
+          counts: [[`${bucket}\u0000ledger.route\u0000\u0000legacy\u00002xx`, { requests: 10, lastSeen: at }]],
+          agents: [],
+        });
         writeFileSync(join(spool, 'a.json'), spooled);
         const replayer = new UsageLedger({ db, instance: 'test-a', spoolDir: spool });
         await replayer.replaySpool();
         writeFileSync(join(spool, 'a-again.json'), spooled);
         await replayer.replaySpool();
         expect(readdirSync(spool), 'both files were consumed').to.deep.equal([]);
-        const total = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' AND status_class = '2xx'")).rows[0].n);
+        const total = await withClient(
+          s.primaryUrl,
+          async (c) =>
+            (
+              await c.query(
+                "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' AND status_class = '2xx'",
+              )
+            ).rows[0].n,
+        );
         expect(total).to.equal(16);
         // A batch spooled by a proxy from before status classes (four-part keys) still lands, as `unknown`.
-        writeFileSync(join(spool, 'old.json'), JSON.stringify({ id: `old-${process.pid}`, counts: [[`${bucket}\u0000ledger.route\u0000\u0000legacy`, { requests: 2, lastSeen: at }]], agents: [] }));
+        writeFileSync(
+          join(spool, 'old.json'),
+          JSON.stringify({
+            id: `old-${process.pid}`,
+            counts: [[`${bucket}\u0000ledger.route\u0000\u0000legacy`, { requests: 2, lastSeen: at }]],
+            agents: [],
+          }),
+        );
         await replayer.replaySpool();
-        expect(await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT status_class, requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' ORDER BY 1")).rows))
-          .to.deep.equal([{ status_class: '2xx', n: 16 }, { status_class: 'unknown', n: 2 }]);
+        expect(
+          await withClient(
+            s.primaryUrl,
+            async (c) =>
+              (
+                await c.query(
+                  "SELECT status_class, requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' ORDER BY 1",
+                )
+              ).rows,
+          ),
+        ).to.deep.equal([
+          { status_class: '2xx', n: 16 },
+          { status_class: 'unknown', n: 2 },
+        ]);
         rmSync(spool, { recursive: true, force: true });
       } finally {
         await db.destroy();
@@ -231,9 +291,17 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           socket.on('error', () => upstream.destroy());
           upstream.on('error', () => socket.destroy());
         });
-        return new Promise<{ port: number; set(v: boolean): void; close(): void }>((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-          port: (server.address() as { port: number }).port, set: (v) => { open = v; }, close: () => server.close(),
-        })));
+        return new Promise<{ port: number; set(v: boolean): void; close(): void }>((resolve) =>
+          server.listen(0, '127.0.0.1', () =>
+            resolve({
+              port: (server.address() as { port: number }).port,
+              set: (v) => {
+                open = v;
+              },
+              close: () => server.close(),
+            }),
+          ),
+        );
       });
       const relayed = new URL(s.primaryUrl);
       relayed.port = String(relay.port);
@@ -253,8 +321,11 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         relay.set(true);
         await b.stop();
         expect(results).to.deep.equal(['failed', 'ok', 'ok']);
-        const total = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.multi' AND feature = ''")).rows[0].n);
+        const total = await withClient(
+          s.primaryUrl,
+          async (c) =>
+            (await c.query("SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.multi' AND feature = ''")).rows[0].n,
+        );
         expect(total).to.equal(13);
       } finally {
         relay.close();
@@ -274,7 +345,10 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const at = Date.parse('2026-03-01T08:00:00Z');
         for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', 'legacy', 200, ['action.rss'], 'spool-test/1', at);
         await stopping.stop();
-        expect(readdirSync(spool).filter((f) => f.endsWith('.json')), 'the counts are on disk').to.have.length(1);
+        expect(
+          readdirSync(spool).filter((f) => f.endsWith('.json')),
+          'the counts are on disk',
+        ).to.have.length(1);
         expect(lines.join('\n')).to.contain('spooled them to');
         for (const instance of ['spool-b', 'spool-c']) {
           const next = new UsageLedger({ db, instance, spoolDir: spool, flushMs: 3_600_000 });
@@ -282,9 +356,15 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           await next.stop();
         }
         expect(readdirSync(spool)).to.deep.equal([]);
-        const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
-          "SELECT feature, requests::int AS n FROM usage_ledger WHERE route = 'ledger.spooled' ORDER BY feature")).rows);
-        expect(rows, 'added once, though two proxies started after it').to.deep.equal([{ feature: '', n: 9 }, { feature: 'action.rss', n: 9 }]);
+        const rows = await withClient(
+          s.primaryUrl,
+          async (c) =>
+            (await c.query("SELECT feature, requests::int AS n FROM usage_ledger WHERE route = 'ledger.spooled' ORDER BY feature")).rows,
+        );
+        expect(rows, 'added once, though two proxies started after it').to.deep.equal([
+          { feature: '', n: 9 },
+          { feature: 'action.rss', n: 9 },
+        ]);
       } finally {
         await dead.destroy();
         await db.destroy();
@@ -295,12 +375,14 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     it('the proxy flushes what it served into the ledger when it stops', async () => {
       const s = await services();
       const proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
-      const before = await withClient(s.primaryUrl, async (c) => Number((await c.query(
-        "SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n));
+      const before = await withClient(s.primaryUrl, async (c) =>
+        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
+      );
       for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/never-used`, { headers: { 'user-agent': 'ledger-test/1' } })).text();
       await proxy.stop();
-      const after = await withClient(s.primaryUrl, async (c) => Number((await c.query(
-        "SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n));
+      const after = await withClient(s.primaryUrl, async (c) =>
+        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
+      );
       expect(after - before).to.equal(3);
     });
 
@@ -312,7 +394,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'report-test' });
         const recent = Date.now() - 2 * day;
-        for (let i = 0; i < 4; i++) ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
+        for (let i = 0; i < 4; i++)
+          ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
         ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, [], 'curl/8', recent);
         ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
         for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 'app', 200, [], 'Mozilla/5.0', recent);
@@ -329,18 +412,41 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const env = { DATABASE_URL: s.primaryUrl };
       const json = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d', '--json'], { env });
       expect(json.status, json.stderr).to.equal(0);
-      type Line = { route: string; feature: string; requests: number; use: number; share: number; topUserAgents: { userAgent: string }[];
-        backends: Record<string, number>; statuses: Record<string, number>; lastUsed: string | null; lastSeen: string | null };
-      const r = JSON.parse(json.stdout) as { legacy: Line[]; new: Line[]; candidates: { route: string; feature: string; lastUsed: string | null }[];
-        totalRequests: number; totalUse: number };
+      type Line = {
+        route: string;
+        feature: string;
+        requests: number;
+        use: number;
+        share: number;
+        topUserAgents: { userAgent: string }[];
+        backends: Record<string, number>;
+        statuses: Record<string, number>;
+        lastUsed: string | null;
+        lastSeen: string | null;
+      };
+      const r = JSON.parse(json.stdout) as {
+        legacy: Line[];
+        new: Line[];
+        candidates: { route: string; feature: string; lastUsed: string | null }[];
+        totalRequests: number;
+        totalUse: number;
+      };
       const search = r.legacy.find((l) => l.route === 'legacy.xmlrpc' && l.feature === 'xmlrpc.search')!;
       expect(search.requests).to.be.at.least(4);
       expect(search.topUserAgents[0]!.userAgent).to.equal('Python-xmlrpc/3.11');
       expect(search.share).to.be.above(0).and.at.most(1);
-      expect(r.legacy.find((l) => l.feature === 'xmlrpc.report_test_only_old'), 'last used 40 days ago: outside the window').to.equal(undefined);
+      expect(
+        r.legacy.find((l) => l.feature === 'xmlrpc.report_test_only_old'),
+        'last used 40 days ago: outside the window',
+      ).to.equal(undefined);
       expect(r.new.map((l) => l.route)).to.include('new.home');
       expect(r.legacy.map((l) => l.route)).to.not.include('new.home');
-      expect(r.candidates, 'fifty 404s are not use').to.deep.include({ route: 'legacy.ancient', feature: '', lastUsed: null, mode: 'legacy' });
+      expect(r.candidates, 'fifty 404s are not use').to.deep.include({
+        route: 'legacy.ancient',
+        feature: '',
+        lastUsed: null,
+        mode: 'legacy',
+      });
       const ancient = r.legacy.find((l) => l.route === 'legacy.ancient' && l.feature === '')!;
       expect([ancient.requests, ancient.use, ancient.statuses, ancient.share]).to.deep.equal([50, 0, { '4xx': 50 }, 0]);
       expect(ancient.lastSeen).to.be.a('string');
@@ -354,8 +460,12 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
 
       const text = await runBanyanAsync(['report', 'usage', '--since', '30d', '--unused', '7d'], { env });
       expect(text.status).to.equal(0);
-      expect(text.stdout).to.match(/^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by service\s+last used\s+top user agents$/m);
-      expect(text.stdout).to.match(/^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+"Python-xmlrpc\/3\.11" \(\d+\)/m);
+      expect(text.stdout).to.match(
+        /^Legacy routes and features in use\nroute \/ feature\s+use\s+share\s+4xx\s+5xx\s+by service\s+last used\s+top user agents$/m,
+      );
+      expect(text.stdout).to.match(
+        /^ {2}xmlrpc\.search\s+\d+\s+[\d.]+%\s+0\s+0\s+legacy \d+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+"Python-xmlrpc\/3\.11" \(\d+\)/m,
+      );
       expect(text.stdout).to.match(/^legacy\.ancient\s+0\s+0\.0%\s+50\s+0\s+legacy 50\s+never\s+"scanner\/1" \(50\)$/m);
       expect(text.stdout).to.match(/^legacy\.ancient\s+\(whole route\)\s+legacy\s+never$/m);
       const bad = await runBanyanAsync(['report', 'usage', '--since', 'forever'], { env });

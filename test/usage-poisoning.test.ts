@@ -32,20 +32,30 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
 
   it('counts a request whose client gave up before the answer (499), so use is not hidden by impatience', async function () {
     this.timeout(20_000);
-    legacy.answer('/slow', (_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late'); }, 1_500); });
+    legacy.answer('/slow', (_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200);
+        res.end('late');
+      }, 1_500);
+    });
     const url = proxy!.adminUrl;
-    const count = async () => Number(/^banyan_http_requests_total\{route="legacy\.unmatched",backend="legacy",service="legacy",method="GET",status_class="4xx"\} (\d+)/m
-      .exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+    const count = async () =>
+      Number(
+        /^banyan_http_requests_total\{route="legacy\.unmatched",backend="legacy",service="legacy",method="GET",status_class="4xx"\} (\d+)/m.exec(
+          await (await fetch(`${url}/metrics`)).text(),
+        )?.[1] ?? 0,
+      );
     const before = await count();
     await fetch(`${proxy!.url}/slow`, { signal: AbortSignal.timeout(200) }).catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await count() - before).to.equal(1);
+    expect((await count()) - before).to.equal(1);
   });
 
   it('after 1,000 junk names, real calls are counted under their own names in /metrics and in the ledger', async function () {
     this.timeout(60_000);
     const url = proxy!.url;
-    const post = (path: string, body: string) => fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).then((r) => r.text());
+    const post = (path: string, body: string) =>
+      fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).then((r) => r.text());
     for (let i = 0; i < 1_000; i++) await post('/rpc', call(`junk_${i}`));
     for (let i = 0; i < 30; i++) await (await fetch(`${url}/other?:action=junk${i}`)).text();
     for (const method of KNOWN) await post('/rpc', call(method));
@@ -53,7 +63,10 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
     await (await fetch(`${url}/other?:action=real`)).text();
 
     const metrics = await (await fetch(`${proxy!.adminUrl}/metrics`)).text();
-    const feature = (name: string) => Number(new RegExp(`^banyan_legacy_feature_requests_total\\{feature="${name.replace('.', '\\.')}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    const feature = (name: string) =>
+      Number(
+        new RegExp(`^banyan_legacy_feature_requests_total\\{feature="${name.replace('.', '\\.')}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0,
+      );
     expect(feature('xmlrpc.list_packages')).to.equal(2);
     expect(feature('xmlrpc.package_releases')).to.equal(1);
     expect(feature('xmlrpc.search')).to.equal(1);
@@ -67,10 +80,20 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
     // Stopping flushes what the proxy counted into the ledger.
     await proxy!.stop();
     proxy = undefined;
-    const rows = await withClient(s.primaryUrl, async (c) => (await c.query(
-      "SELECT feature, sum(requests)::int AS n FROM usage_ledger WHERE route = 'poison.xmlrpc' AND feature IN ('xmlrpc.list_packages', 'xmlrpc.package_releases', 'xmlrpc.search', 'xmlrpc.other') GROUP BY feature ORDER BY feature")).rows);
+    const rows = await withClient(
+      s.primaryUrl,
+      async (c) =>
+        (
+          await c.query(
+            "SELECT feature, sum(requests)::int AS n FROM usage_ledger WHERE route = 'poison.xmlrpc' AND feature IN ('xmlrpc.list_packages', 'xmlrpc.package_releases', 'xmlrpc.search', 'xmlrpc.other') GROUP BY feature ORDER BY feature",
+          )
+        ).rows,
+    );
     expect(rows).to.deep.equal([
-      { feature: 'xmlrpc.list_packages', n: 2 }, { feature: 'xmlrpc.other', n: 980 }, { feature: 'xmlrpc.package_releases', n: 1 }, { feature: 'xmlrpc.search', n: 1 },
+      { feature: 'xmlrpc.list_packages', n: 2 },
+      { feature: 'xmlrpc.other', n: 980 },
+      { feature: 'xmlrpc.package_releases', n: 1 },
+      { feature: 'xmlrpc.search', n: 1 },
     ]);
   });
 
@@ -78,6 +101,8 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
     const { validateTable } = await import('../routing/table/index.js');
     const checked = validateTable([{ name: 'x.y', match: { path: '/x' }, mode: 'legacy', features: [{ xmlrpc: true, known: 'search' }] }]);
     expect(checked.ok).to.equal(false);
-    expect((checked as { problems: string[] }).problems).to.deep.equal(['route 1 "x.y": features: [0].known must be a list of the values this route knows, such as ["rss", "display"]']);
+    expect((checked as { problems: string[] }).problems).to.deep.equal([
+      'route 1 "x.y": features: [0].known must be a list of the values this route knows, such as ["rss", "display"]',
+    ]);
   });
 });

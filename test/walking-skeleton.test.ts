@@ -16,10 +16,19 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     backends = await startBackends(s, { adminToken: 'test-token', debugHeaders: true });
     proxy = backends.urls.proxy;
     await withClient(s.primaryUrl, async (c) => {
-      const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Sample_Project', 'sample-project') RETURNING id")).rows[0].id;
-      const r = (await c.query("INSERT INTO releases (project_id, version, canonical_version, summary) VALUES ($1, '1.0', '1', 'A sample') RETURNING id", [p])).rows[0].id;
-      await c.query(`INSERT INTO files (release_id, filename, packagetype, python_version, requires_python, size, sha256_digest, path)
-        VALUES ($1, 'sample_project-1.0.tar.gz', 'sdist', 'source', '>=3.8', 10, $2, 'ab/cd/sample_project-1.0.tar.gz')`, [r, 'a'.repeat(64)]);
+      const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Sample_Project', 'sample-project') RETURNING id"))
+        .rows[0].id;
+      const r = (
+        await c.query(
+          "INSERT INTO releases (project_id, version, canonical_version, summary) VALUES ($1, '1.0', '1', 'A sample') RETURNING id",
+          [p],
+        )
+      ).rows[0].id;
+      await c.query(
+        `INSERT INTO files (release_id, filename, packagetype, python_version, requires_python, size, sha256_digest, path)
+        VALUES ($1, 'sample_project-1.0.tar.gz', 'sdist', 'source', '>=3.8', 10, $2, 'ab/cd/sample_project-1.0.tar.gz')`,
+        [r, 'a'.repeat(64)],
+      );
     });
     await waitForReplay(s);
   });
@@ -58,7 +67,9 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     const res = await fetch(`${proxy}/simple/sample-project/`);
     const body = await res.text();
     expect(res.status).to.equal(200);
-    expect(body).to.contain(`<a href="/packages/ab/cd/sample_project-1.0.tar.gz#sha256=${'a'.repeat(64)}" data-requires-python="&gt;=3.8">sample_project-1.0.tar.gz</a>`);
+    expect(body).to.contain(
+      `<a href="/packages/ab/cd/sample_project-1.0.tar.gz#sha256=${'a'.repeat(64)}" data-requires-python="&gt;=3.8">sample_project-1.0.tar.gz</a>`,
+    );
   });
 
   it('redirects non-normalized names and 404s unknown projects', async () => {
@@ -74,7 +85,9 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     const s = await services();
     await withClient(s.replicaUrls[0]!, (c) => c.query('SELECT pg_wal_replay_pause()'));
     try {
-      await withClient(s.primaryUrl, (c) => c.query("INSERT INTO projects (name, normalized_name) VALUES ('fresh-project', 'fresh-project')"));
+      await withClient(s.primaryUrl, (c) =>
+        c.query("INSERT INTO projects (name, normalized_name) VALUES ('fresh-project', 'fresh-project')"),
+      );
       // Both backends read the replica, which is paused before the write.
       const legacy = await fetch(`${proxy}/pypi/fresh-project`);
       expect(legacy.status).to.equal(404);
@@ -105,14 +118,18 @@ describe('walking skeleton: proxy → legacy / new app, reads on the replica', (
     expect((await fetch(`${backends.urls.admin}/healthz`)).status).to.equal(200);
     const ready = await fetch(`${backends.urls.admin}/readyz`);
     expect(ready.status).to.equal(200);
-    const body = await ready.json() as { status: string; checks: Record<string, { ok: boolean; detail: string; required: boolean }> };
+    const body = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean; detail: string; required: boolean }> };
     expect(body.status).to.equal('ready');
     expect(body.checks['legacy']).to.include({ ok: true, required: true });
     expect(body.checks['app']).to.include({ ok: true, required: false });
     expect(body.checks['app']!.detail).to.match(/^1 of 1 endpoints taking requests: http:\/\/127\.0\.0\.1:\d+ healthy, breaker closed/);
     expect(body.checks['routes']!.detail).to.match(/^route table version \d+, \d+ routes$/);
     const metrics = await (await fetch(`${backends.urls.admin}/metrics`)).text();
-    expect(metrics).to.match(/banyan_http_requests_total\{route="simple.index",backend="new",service="app",method="GET",status_class="2xx"\} [1-9]/);
-    expect(metrics).to.match(/banyan_http_requests_total\{route="legacy.home",backend="legacy",service="legacy",method="GET",status_class="2xx"\} [1-9]/);
+    expect(metrics).to.match(
+      /banyan_http_requests_total\{route="simple.index",backend="new",service="app",method="GET",status_class="2xx"\} [1-9]/,
+    );
+    expect(metrics).to.match(
+      /banyan_http_requests_total\{route="legacy.home",backend="legacy",service="legacy",method="GET",status_class="2xx"\} [1-9]/,
+    );
   });
 });

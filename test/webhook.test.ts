@@ -4,11 +4,15 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { listen, type Listening } from '../lib/http-server.js';
 import { loggableUrl, postEvent, SIGNATURE_HEADER } from '../autopilot/webhook.js';
 
-async function receiver(answer: (req: IncomingMessage) => { status: number; location?: string }): Promise<{ url: string; got: { headers: IncomingMessage['headers']; body: string }[]; listening: Listening }> {
+async function receiver(
+  answer: (req: IncomingMessage) => { status: number; location?: string },
+): Promise<{ url: string; got: { headers: IncomingMessage['headers']; body: string }[]; listening: Listening }> {
   const got: { headers: IncomingMessage['headers']; body: string }[] = [];
   const server = createServer((req, res) => {
     let body = '';
-    req.on('data', (d) => { body += d; });
+    req.on('data', (d) => {
+      body += d;
+    });
     req.on('end', () => {
       got.push({ headers: req.headers, body });
       const a = answer(req);
@@ -24,7 +28,11 @@ describe('autopilot webhooks: signed, never redirected, logged without secrets',
   it('signs each body with BANYAN_SECRET: Banyan-Signature t=<unix>,v1=<HMAC-SHA256 of "t.body">', async () => {
     const hook = await receiver(() => ({ status: 200 }));
     try {
-      await postEvent(`${hook.url}/hook`, { event: 'step', route: 'r' }, { secret: 'webhook-secret-0123456789', log: () => {}, what: 'a test' });
+      await postEvent(
+        `${hook.url}/hook`,
+        { event: 'step', route: 'r' },
+        { secret: 'webhook-secret-0123456789', log: () => {}, what: 'a test' },
+      );
       const { headers, body } = hook.got[0]!;
       const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(headers[SIGNATURE_HEADER]))!;
       expect(m, String(headers[SIGNATURE_HEADER])).to.not.equal(null);

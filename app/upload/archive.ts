@@ -15,7 +15,10 @@ export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = { maxUnpackedBytes: 256 * 1
 
 /** Why an archive cannot be accepted, in words for the uploader. */
 export class ArchiveError extends Error {
-  constructor(message: string, readonly reason: 'bad-archive' | 'archive-too-large' | 'no-metadata') {
+  constructor(
+    message: string,
+    readonly reason: 'bad-archive' | 'archive-too-large' | 'no-metadata',
+  ) {
     super(message);
   }
 }
@@ -40,19 +43,28 @@ export async function readWheel(path: string, distInfo: string, limits: ArchiveL
   let zip: yauzl.ZipFile;
   try {
     zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
-      yauzl.open(path, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: false }, (err, z) => (err ? reject(err) : resolve(z!))));
+      yauzl.open(path, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: false }, (err, z) =>
+        err ? reject(err) : resolve(z!),
+      ),
+    );
   } catch (err) {
     throw new ArchiveError(`Invalid distribution file: not a zip archive (${(err as Error).message}).`, 'bad-archive');
   }
   try {
     if (zip.entryCount > limits.maxMembers) {
-      throw new ArchiveError(`Invalid distribution file: ${zip.entryCount} members, over the limit of ${limits.maxMembers}.`, 'archive-too-large');
+      throw new ArchiveError(
+        `Invalid distribution file: ${zip.entryCount} members, over the limit of ${limits.maxMembers}.`,
+        'archive-too-large',
+      );
     }
     let unpacked = 0;
     let members = 0;
     let metadata: Buffer | undefined;
     let wheel: string | undefined;
-    const wanted = new Map([[`${distInfo}/METADATA`, 'metadata'], [`${distInfo}/WHEEL`, 'wheel']]);
+    const wanted = new Map([
+      [`${distInfo}/METADATA`, 'metadata'],
+      [`${distInfo}/WHEEL`, 'wheel'],
+    ]);
     await new Promise<void>((resolve, reject) => {
       zip.on('error', (err: Error) => reject(new ArchiveError(`Invalid distribution file: ${err.message}.`, 'bad-archive')));
       zip.on('end', () => resolve());
@@ -60,7 +72,12 @@ export async function readWheel(path: string, distInfo: string, limits: ArchiveL
         members++;
         unpacked += entry.uncompressedSize;
         if (unpacked > limits.maxUnpackedBytes) {
-          reject(new ArchiveError(`Invalid distribution file: it unpacks to more than ${mib(limits.maxUnpackedBytes)} (BANYAN_MAX_UNPACKED).`, 'archive-too-large'));
+          reject(
+            new ArchiveError(
+              `Invalid distribution file: it unpacks to more than ${mib(limits.maxUnpackedBytes)} (BANYAN_MAX_UNPACKED).`,
+              'archive-too-large',
+            ),
+          );
           return;
         }
         const which = wanted.get(entry.fileName);
@@ -74,14 +91,20 @@ export async function readWheel(path: string, distInfo: string, limits: ArchiveL
         }
         zip.openReadStream(entry, (err, stream) => {
           if (err || !stream) {
-            reject(new ArchiveError(`Invalid distribution file: cannot read ${entry.fileName} (${err?.message ?? 'no stream'}).`, 'bad-archive'));
+            reject(
+              new ArchiveError(`Invalid distribution file: cannot read ${entry.fileName} (${err?.message ?? 'no stream'}).`, 'bad-archive'),
+            );
             return;
           }
-          readAll(stream, METADATA_LIMIT).then((bytes) => {
-            if (which === 'metadata') metadata = bytes;
-            else wheel = bytes.toString('utf8');
-            zip.readEntry();
-          }, (e: Error) => reject(new ArchiveError(`Invalid distribution file: cannot read ${entry.fileName} (${e.message}).`, 'bad-archive')));
+          readAll(stream, METADATA_LIMIT).then(
+            (bytes) => {
+              if (which === 'metadata') metadata = bytes;
+              else wheel = bytes.toString('utf8');
+              zip.readEntry();
+            },
+            (e: Error) =>
+              reject(new ArchiveError(`Invalid distribution file: cannot read ${entry.fileName} (${e.message}).`, 'bad-archive')),
+          );
         });
       });
       zip.readEntry();
@@ -115,13 +138,25 @@ export async function readSdist(path: string, topDir: string, limits: ArchiveLim
     tar.on('entry', (header, stream, next) => {
       members++;
       unpacked += header.size ?? 0;
-      if (members > limits.maxMembers) return stop(new ArchiveError(`Invalid distribution file: more than ${limits.maxMembers} members.`, 'archive-too-large'));
+      if (members > limits.maxMembers)
+        return stop(new ArchiveError(`Invalid distribution file: more than ${limits.maxMembers} members.`, 'archive-too-large'));
       if (unpacked > limits.maxUnpackedBytes) {
-        return stop(new ArchiveError(`Invalid distribution file: it unpacks to more than ${mib(limits.maxUnpackedBytes)} (BANYAN_MAX_UNPACKED).`, 'archive-too-large'));
+        return stop(
+          new ArchiveError(
+            `Invalid distribution file: it unpacks to more than ${mib(limits.maxUnpackedBytes)} (BANYAN_MAX_UNPACKED).`,
+            'archive-too-large',
+          ),
+        );
       }
       const name = header.name.replace(/^\.\//, '');
       if (name === `${topDir}/PKG-INFO` && header.type === 'file') {
-        readAll(stream, METADATA_LIMIT).then((bytes) => { metadata = bytes; next(); }, (e: Error) => stop(new ArchiveError(`Invalid distribution file: ${e.message}.`, 'bad-archive')));
+        readAll(stream, METADATA_LIMIT).then(
+          (bytes) => {
+            metadata = bytes;
+            next();
+          },
+          (e: Error) => stop(new ArchiveError(`Invalid distribution file: ${e.message}.`, 'bad-archive')),
+        );
         return undefined;
       }
       stream.on('end', () => next());
@@ -129,8 +164,16 @@ export async function readSdist(path: string, topDir: string, limits: ArchiveLim
       return undefined;
     });
     tar.on('finish', () => resolve());
-    tar.on('error', (err: Error) => reject(err instanceof ArchiveError ? err : new ArchiveError(`Invalid distribution file: not a gzipped tar archive (${err.message}).`, 'bad-archive')));
-    gunzip.on('error', (err: Error) => reject(new ArchiveError(`Invalid distribution file: not a gzipped tar archive (${err.message}).`, 'bad-archive')));
+    tar.on('error', (err: Error) =>
+      reject(
+        err instanceof ArchiveError
+          ? err
+          : new ArchiveError(`Invalid distribution file: not a gzipped tar archive (${err.message}).`, 'bad-archive'),
+      ),
+    );
+    gunzip.on('error', (err: Error) =>
+      reject(new ArchiveError(`Invalid distribution file: not a gzipped tar archive (${err.message}).`, 'bad-archive')),
+    );
     source.on('error', (err: Error) => reject(new ArchiveError(`Invalid distribution file: ${err.message}.`, 'bad-archive')));
   });
   source.pipe(gunzip).pipe(tar);

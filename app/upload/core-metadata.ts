@@ -40,8 +40,12 @@ let classifiers: Set<string> | undefined;
 
 /** Whether a classifier is one of the trove classifiers (lib/data/trove-classifiers.txt). */
 export function isKnownClassifier(classifier: string): boolean {
-  classifiers ??= new Set(readFileSync(new URL('../../lib/data/trove-classifiers.txt', import.meta.url), 'utf8')
-    .split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+  classifiers ??= new Set(
+    readFileSync(new URL('../../lib/data/trove-classifiers.txt', import.meta.url), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#')),
+  );
   return classifiers.has(classifier);
 }
 
@@ -73,9 +77,28 @@ export function specifierProblem(text: string): string | undefined {
   return undefined;
 }
 
-const MARKER_VARIABLES = new Set(['python_version', 'python_full_version', 'os_name', 'sys_platform', 'platform_release', 'platform_system',
-  'platform_version', 'platform_machine', 'platform_python_implementation', 'implementation_name', 'implementation_version', 'extra',
-  'dependency_groups', 'extras', 'os.name', 'sys.platform', 'platform.version', 'platform.machine', 'platform.python_implementation', 'python_implementation']);
+const MARKER_VARIABLES = new Set([
+  'python_version',
+  'python_full_version',
+  'os_name',
+  'sys_platform',
+  'platform_release',
+  'platform_system',
+  'platform_version',
+  'platform_machine',
+  'platform_python_implementation',
+  'implementation_name',
+  'implementation_version',
+  'extra',
+  'dependency_groups',
+  'extras',
+  'os.name',
+  'sys.platform',
+  'platform.version',
+  'platform.machine',
+  'platform.python_implementation',
+  'python_implementation',
+]);
 const MARKER_OPERATORS = ['===', '~=', '==', '!=', '<=', '>=', '<', '>', 'not in', 'in'];
 
 /** Why a PEP 508 requirement (`requests[socks]>=2.8; python_version >= "3.8"`) is invalid, or undefined. */
@@ -86,7 +109,8 @@ export function requirementProblem(text: string): string | undefined {
   if (!m) return 'it does not start with a project name';
   if (m[2] !== undefined) {
     const extras = m[2].slice(1, -1).trim();
-    if (extras !== '' && !extras.split(',').every((e) => /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(e.trim()))) return `"${m[2]}" is not a list of extras`;
+    if (extras !== '' && !extras.split(',').every((e) => /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(e.trim())))
+      return `"${m[2]}" is not a list of extras`;
   }
   const rest = m[3]!.trim();
   if (rest.startsWith('@')) {
@@ -142,12 +166,18 @@ function markerProblem(text: string): string | undefined {
   };
   const and = (): string | undefined => {
     let p = comparison();
-    while (!p && tokens[i] === 'and') { i++; p = comparison(); }
+    while (!p && tokens[i] === 'and') {
+      i++;
+      p = comparison();
+    }
     return p;
   };
   const or = (): string | undefined => {
     let p = and();
-    while (!p && tokens[i] === 'or') { i++; p = and(); }
+    while (!p && tokens[i] === 'or') {
+      i++;
+      p = and();
+    }
     return p;
   };
   const problem = or();
@@ -157,9 +187,17 @@ function markerProblem(text: string): string | undefined {
 
 /** A wheel platform tag pip can install somewhere: not a bare `linux_*` (built on one machine, for that machine). */
 export function platformTagProblem(tag: string): string | undefined {
-  if (/^linux_/.test(tag)) return `Binary wheel has an unsupported platform tag '${tag}'. Build it with manylinux or musllinux (auditwheel repair).`;
-  if (tag === 'any' || /^(manylinux|musllinux)_\d+_\d+_\w+$/.test(tag) || /^manylinux(1|2010|2014)_\w+$/.test(tag)
-    || /^macosx_\d+_\d+_\w+$/.test(tag) || /^win(32|_amd64|_arm64|_arm32|_ia64)$/.test(tag) || /^(ios|android)_\w+$/.test(tag)
-    || /^(emscripten|pyodide)_\d+_\d+_\w+$/.test(tag)) return undefined;
+  if (/^linux_/.test(tag))
+    return `Binary wheel has an unsupported platform tag '${tag}'. Build it with manylinux or musllinux (auditwheel repair).`;
+  if (
+    tag === 'any' ||
+    /^(manylinux|musllinux)_\d+_\d+_\w+$/.test(tag) ||
+    /^manylinux(1|2010|2014)_\w+$/.test(tag) ||
+    /^macosx_\d+_\d+_\w+$/.test(tag) ||
+    /^win(32|_amd64|_arm64|_arm32|_ia64)$/.test(tag) ||
+    /^(ios|android)_\w+$/.test(tag) ||
+    /^(emscripten|pyodide)_\d+_\d+_\w+$/.test(tag)
+  )
+    return undefined;
   return `Binary wheel has an unsupported platform tag '${tag}'.`;
 }

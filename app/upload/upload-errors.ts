@@ -1,13 +1,34 @@
 /** Why an upload is refused: the reason codes (metric labels), the error, and how its message goes on a status line. */
 
-
-
 /** Why an upload was refused: the `reason` label of upload failure metrics (each series starts at 0). */
 export const UPLOAD_FAILURES = [
-  'auth-missing', 'auth-invalid', 'auth-throttled', 'forbidden', 'bad-form', 'bad-action', 'bad-protocol', 'bad-name',
-  'bad-version', 'bad-filetype', 'bad-digest', 'digest-mismatch', 'bad-filename', 'too-large', 'file-exists', 'token-scope', 'rate-limited',
-  'bad-archive', 'archive-too-large', 'no-metadata', 'metadata-mismatch', 'bad-metadata-version', 'bad-classifier', 'bad-requires-dist',
-  'bad-requires-python', 'bad-platform-tag', 'second-sdist',
+  'auth-missing',
+  'auth-invalid',
+  'auth-throttled',
+  'forbidden',
+  'bad-form',
+  'bad-action',
+  'bad-protocol',
+  'bad-name',
+  'bad-version',
+  'bad-filetype',
+  'bad-digest',
+  'digest-mismatch',
+  'bad-filename',
+  'too-large',
+  'file-exists',
+  'token-scope',
+  'rate-limited',
+  'bad-archive',
+  'archive-too-large',
+  'no-metadata',
+  'metadata-mismatch',
+  'bad-metadata-version',
+  'bad-classifier',
+  'bad-requires-dist',
+  'bad-requires-python',
+  'bad-platform-tag',
+  'second-sdist',
 ] as const;
 
 export type UploadFailure = (typeof UPLOAD_FAILURES)[number];
@@ -19,7 +40,12 @@ export function reasonPhrase(message: string): string {
 
 /** A refused upload: the HTTP status, Warehouse's message (also the status line's reason) and a reason code. */
 export class UploadError extends Error {
-  constructor(readonly status: number, message: string, readonly reason: UploadFailure, readonly headers: Readonly<Record<string, string>> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly reason: UploadFailure,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
     super(message);
   }
 }

@@ -40,7 +40,10 @@ export function readUploadForm(req: IncomingMessage, store: FileStore, limit: nu
     let content: Promise<Incoming & { filename: string }> | undefined;
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: req.headers, limits: { fields: FIELD_COUNT, fieldSize: FIELD_BYTES, files: 10, parts: FIELD_COUNT + 100 } });
+      parser = busboy({
+        headers: req.headers,
+        limits: { fields: FIELD_COUNT, fieldSize: FIELD_BYTES, files: 10, parts: FIELD_COUNT + 100 },
+      });
     } catch (err) {
       reject(new UploadError(400, `Invalid upload form: ${(err as Error).message}. Send multipart/form-data as twine does.`, 'bad-form'));
       return;
@@ -68,17 +71,35 @@ export function readUploadForm(req: IncomingMessage, store: FileStore, limit: nu
       req.off('data', countRead);
       req.unpipe(parser);
       parser.destroy();
-      void content?.then((c) => store.discard(c), () => {});
-      reject(new UploadError(413, `Invalid upload form: its fields are over ${FORM_FIELDS_BYTES / (1024 * 1024)} MiB in all. Nothing was stored.`, 'too-large'));
+      void content?.then(
+        (c) => store.discard(c),
+        () => {},
+      );
+      reject(
+        new UploadError(
+          413,
+          `Invalid upload form: its fields are over ${FORM_FIELDS_BYTES / (1024 * 1024)} MiB in all. Nothing was stored.`,
+          'too-large',
+        ),
+      );
     };
     req.on('data', countRead);
-    parser.on('fieldsLimit', () => { overLimit ??= `the form has more than ${FIELD_COUNT} fields`; });
+    parser.on('fieldsLimit', () => {
+      overLimit ??= `the form has more than ${FIELD_COUNT} fields`;
+    });
     parser.on('file', (name, stream, info) => {
       if (name !== 'content' || content) {
-        stream.on('data', (chunk: Buffer) => { fileBytes += chunk.length; });
+        stream.on('data', (chunk: Buffer) => {
+          fileBytes += chunk.length;
+        });
         return;
       }
-      const counted = new Transform({ transform(chunk: Buffer, _encoding, done) { fileBytes += chunk.length; done(null, chunk); } });
+      const counted = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          fileBytes += chunk.length;
+          done(null, chunk);
+        },
+      });
       pipeline(stream, counted, () => {});
       content = store.receive(counted, limit).then((incoming) => ({ ...incoming, filename: info.filename ?? '' }));
       // Surface a storage failure when the form ends, not as an unhandled rejection now.
@@ -90,7 +111,10 @@ export function readUploadForm(req: IncomingMessage, store: FileStore, limit: nu
       req.off('data', countRead);
       req.unpipe(parser);
       req.resume();
-      void content?.then((c) => store.discard(c), () => {});
+      void content?.then(
+        (c) => store.discard(c),
+        () => {},
+      );
       reject(new UploadError(400, `Invalid upload form: ${err.message}.`, 'bad-form'));
     };
     parser.on('error', fail);

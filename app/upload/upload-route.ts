@@ -30,14 +30,27 @@ export function uploadRoutes(router: Router, options: UploadRouteOptions): void 
   router.post('upload', '/legacy/', async (ctx) => {
     const db = await options.dbOf(ctx);
     try {
-      const result = await handleUpload({ writer: db.writer, store: options.store, maxUploadBytes: options.maxUploadBytes, projectsPerHour: options.projectsPerHour, logins: options.logins }, ctx.req, ctx.res);
+      const result = await handleUpload(
+        {
+          writer: db.writer,
+          store: options.store,
+          maxUploadBytes: options.maxUploadBytes,
+          projectsPerHour: options.projectsPerHour,
+          logins: options.logins,
+        },
+        ctx.req,
+        ctx.res,
+      );
       options.onUpload?.(result.outcome);
       if (result.outcome === 'stored') {
         ctx.set(await options.announcer.announce([result.project], result.projectCreated));
       }
       ctx.status = 200;
       ctx.type = 'text/plain; charset=utf-8';
-      ctx.body = result.outcome === 'stored' ? `OK: stored ${result.filename}\n` : `OK: ${result.filename} was already uploaded with the same contents; nothing changed\n`;
+      ctx.body =
+        result.outcome === 'stored'
+          ? `OK: stored ${result.filename}\n`
+          : `OK: ${result.filename} was already uploaded with the same contents; nothing changed\n`;
     } catch (err) {
       if (!(err instanceof UploadError)) throw err;
       options.onUpload?.(err.reason);

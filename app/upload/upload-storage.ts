@@ -49,35 +49,73 @@ export async function store(ctx: UploadContext, account: Account, u: CheckedUplo
         project = { id: created.id, name: u.name };
         projectCreated = true;
       }
-      const existing = await trx.selectFrom('files').innerJoin('releases', 'releases.id', 'files.release_id')
-        .select(['files.sha256_digest', 'releases.project_id']).where('files.filename', '=', u.content.filename).executeTakeFirst();
+      const existing = await trx
+        .selectFrom('files')
+        .innerJoin('releases', 'releases.id', 'files.release_id')
+        .select(['files.sha256_digest', 'releases.project_id'])
+        .where('files.filename', '=', u.content.filename)
+        .executeTakeFirst();
       if (existing) {
         if (existing.sha256_digest === u.content.sha256 && existing.project_id === project.id) {
           return { outcome: 'exists' as const, project: u.normalized, projectCreated, filename: u.content.filename, account };
         }
-        throw new UploadError(400, `File already exists ('${u.content.filename}', with sha256 hash ${existing.sha256_digest}). Use a new version number; a file name can never be reused.`, 'file-exists');
+        throw new UploadError(
+          400,
+          `File already exists ('${u.content.filename}', with sha256 hash ${existing.sha256_digest}). Use a new version number; a file name can never be reused.`,
+          'file-exists',
+        );
       }
-      let release = await trx.selectFrom('releases').select('id')
-        .where('project_id', '=', project.id).where('canonical_version', '=', u.canonical).executeTakeFirst();
+      let release = await trx
+        .selectFrom('releases')
+        .select('id')
+        .where('project_id', '=', project.id)
+        .where('canonical_version', '=', u.canonical)
+        .executeTakeFirst();
       if (release && u.filetype === 'sdist') {
-        const sdist = await trx.selectFrom('files').select('filename').where('release_id', '=', release.id).where('packagetype', '=', 'sdist').executeTakeFirst();
-        if (sdist) throw new UploadError(400, `Only one sdist may be uploaded per release: ${sdist.filename} is already there.`, 'second-sdist');
+        const sdist = await trx
+          .selectFrom('files')
+          .select('filename')
+          .where('release_id', '=', release.id)
+          .where('packagetype', '=', 'sdist')
+          .executeTakeFirst();
+        if (sdist)
+          throw new UploadError(400, `Only one sdist may be uploaded per release: ${sdist.filename} is already there.`, 'second-sdist');
       }
       if (!release) {
-        release = await trx.insertInto('releases').values({
-          project_id: project.id, version: u.version, canonical_version: u.canonical, sort_key: u.sortKey, is_prerelease: u.prerelease,
-          summary: (u.metadata['summary'] as string | undefined) ?? null, requires_python: u.requiresPython, metadata: JSON.stringify(u.metadata) as never,
-        }).returning('id').executeTakeFirstOrThrow();
+        release = await trx
+          .insertInto('releases')
+          .values({
+            project_id: project.id,
+            version: u.version,
+            canonical_version: u.canonical,
+            sort_key: u.sortKey,
+            is_prerelease: u.prerelease,
+            summary: (u.metadata['summary'] as string | undefined) ?? null,
+            requires_python: u.requiresPython,
+            metadata: JSON.stringify(u.metadata) as never,
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
         await journal(trx, project.id, u.normalized, u.version, 'new release', account.username);
       }
       // A wheel's METADATA is served beside it (PEP 658), so pip need not download the wheel to resolve.
       const coreMetadata = u.filetype === 'bdist_wheel' ? u.coreMetadata : undefined;
-      await trx.insertInto('files').values({
-        release_id: release.id, filename: u.content.filename, packagetype: u.filetype, python_version: u.pyversion,
-        requires_python: u.requiresPython, size: String(u.content.size), sha256_digest: u.content.sha256, path,
-        metadata_sha256: coreMetadata ? createHash('sha256').update(coreMetadata).digest('hex') : null,
-        md5_digest: u.content.md5, blake2_256_digest: u.content.blake2b256,
-      }).execute();
+      await trx
+        .insertInto('files')
+        .values({
+          release_id: release.id,
+          filename: u.content.filename,
+          packagetype: u.filetype,
+          python_version: u.pyversion,
+          requires_python: u.requiresPython,
+          size: String(u.content.size),
+          sha256_digest: u.content.sha256,
+          path,
+          metadata_sha256: coreMetadata ? createHash('sha256').update(coreMetadata).digest('hex') : null,
+          md5_digest: u.content.md5,
+          blake2_256_digest: u.content.blake2b256,
+        })
+        .execute();
       await journal(trx, project.id, u.normalized, u.version, `add ${u.pyversion} file ${u.content.filename}`, account.username);
       await ctx.store.commit(u.content, path);
       placed = true;

@@ -4,7 +4,14 @@ import { isValidName, normalizeName } from '../../lib/names.js';
 import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../../lib/pep440.js';
 import { parseFilename } from '../platform.js';
 import { ArchiveError, readSdist, readWheel, type ArchiveLimits } from './archive.js';
-import { isKnownClassifier, METADATA_VERSIONS, parseCoreMetadata, platformTagProblem, requirementProblem, specifierProblem } from './core-metadata.js';
+import {
+  isKnownClassifier,
+  METADATA_VERSIONS,
+  parseCoreMetadata,
+  platformTagProblem,
+  requirementProblem,
+  specifierProblem,
+} from './core-metadata.js';
 import type { Incoming } from '../../lib/file-store.js';
 import { UploadError, reasonPhrase, tooLarge } from './upload-errors.js';
 import { one, type ParsedUpload } from './upload-form.js';
@@ -12,11 +19,36 @@ import { one, type ParsedUpload } from './upload-form.js';
 const HELP = 'See https://packaging.python.org/specifications/core-metadata for more information.';
 
 /** Metadata fields a release keeps (the multipart form twine sends, PEP 345/566/643 names). */
-const LIST_FIELDS = ['classifiers', 'requires_dist', 'provides_dist', 'obsoletes_dist', 'requires_external', 'project_urls',
-  'platform', 'supported_platform', 'dynamic', 'provides_extra', 'license_file'];
+const LIST_FIELDS = [
+  'classifiers',
+  'requires_dist',
+  'provides_dist',
+  'obsoletes_dist',
+  'requires_external',
+  'project_urls',
+  'platform',
+  'supported_platform',
+  'dynamic',
+  'provides_extra',
+  'license_file',
+];
 
-const TEXT_FIELDS = ['summary', 'description', 'description_content_type', 'keywords', 'home_page', 'download_url', 'author',
-  'author_email', 'maintainer', 'maintainer_email', 'license', 'license_expression', 'requires_python', 'metadata_version'];
+const TEXT_FIELDS = [
+  'summary',
+  'description',
+  'description_content_type',
+  'keywords',
+  'home_page',
+  'download_url',
+  'author',
+  'author_email',
+  'maintainer',
+  'maintainer_email',
+  'license',
+  'license_expression',
+  'requires_python',
+  'metadata_version',
+];
 
 export interface CheckedUpload {
   readonly name: string;
@@ -37,21 +69,38 @@ export interface CheckedUpload {
 export function validate(form: ParsedUpload, limit: number): CheckedUpload {
   const f = form.fields;
   const action = one(f, ':action');
-  if (action !== 'file_upload') throw new UploadError(400, `Invalid value for :action: ${action === undefined ? 'missing' : `'${action}'`}. Use 'file_upload'.`, 'bad-action');
+  if (action !== 'file_upload')
+    throw new UploadError(
+      400,
+      `Invalid value for :action: ${action === undefined ? 'missing' : `'${action}'`}. Use 'file_upload'.`,
+      'bad-action',
+    );
   const protocol = one(f, 'protocol_version') ?? '1';
   if (protocol !== '1') throw new UploadError(400, 'Unknown protocol version.', 'bad-protocol');
   const name = (one(f, 'name') ?? '').trim();
   if (!isValidName(name)) {
-    throw new UploadError(400, `'${name}' is an invalid value for Name. Error: Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'. ${HELP}`, 'bad-name');
+    throw new UploadError(
+      400,
+      `'${name}' is an invalid value for Name. Error: Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'. ${HELP}`,
+      'bad-name',
+    );
   }
   const rawVersion = (one(f, 'version') ?? '').trim();
   const parsed = parseVersion(rawVersion);
   if (!parsed || parsed.local) {
-    throw new UploadError(400, `'${rawVersion}' is an invalid value for Version. Error: Use a version number that's valid under PEP 440 (local versions are not allowed). ${HELP}`, 'bad-version');
+    throw new UploadError(
+      400,
+      `'${rawVersion}' is an invalid value for Version. Error: Use a version number that's valid under PEP 440 (local versions are not allowed). ${HELP}`,
+      'bad-version',
+    );
   }
   const filetype = one(f, 'filetype');
   if (filetype !== 'sdist' && filetype !== 'bdist_wheel') {
-    throw new UploadError(400, `Invalid value for filetype. Error: Use a known file type ('sdist' or 'bdist_wheel'), not '${filetype ?? ''}'.`, 'bad-filetype');
+    throw new UploadError(
+      400,
+      `Invalid value for filetype. Error: Use a known file type ('sdist' or 'bdist_wheel'), not '${filetype ?? ''}'.`,
+      'bad-filetype',
+    );
   }
   const content = form.content;
   if (!content) throw new UploadError(400, 'Upload payload does not have a file.', 'bad-form');
@@ -70,7 +119,11 @@ export function validate(form: ParsedUpload, limit: number): CheckedUpload {
     throw new UploadError(400, "Invalid value for pyversion. Error: Use 'source' as Python version for an sdist.", 'bad-filetype');
   }
   if (filetype === 'bdist_wheel' && !/^[A-Za-z0-9._]+$/.test(pyversion)) {
-    throw new UploadError(400, 'Invalid value for pyversion. Error: Use a Python version tag such as py3 or cp311 for a wheel.', 'bad-filetype');
+    throw new UploadError(
+      400,
+      'Invalid value for pyversion. Error: Use a Python version tag such as py3 or cp311 for a wheel.',
+      'bad-filetype',
+    );
   }
   const requiresPython = one(f, 'requires_python') ?? null;
   if (requiresPython !== null) checkRequiresPython(requiresPython);
@@ -86,8 +139,17 @@ export function validate(form: ParsedUpload, limit: number): CheckedUpload {
     if (values.length > 0) metadata[key] = values;
   }
   return {
-    name, normalized: normalizeName(name), version: normalizeVersion(parsed), canonical: canonicalVersion(parsed),
-    sortKey: sortKey(parsed), prerelease: isPrerelease(parsed), filetype, pyversion, requiresPython, metadata, content,
+    name,
+    normalized: normalizeName(name),
+    version: normalizeVersion(parsed),
+    canonical: canonicalVersion(parsed),
+    sortKey: sortKey(parsed),
+    prerelease: isPrerelease(parsed),
+    filetype,
+    pyversion,
+    requiresPython,
+    metadata,
+    content,
   };
 }
 
@@ -97,10 +159,18 @@ function checkFilename(filename: string, name: string, version: NonNullable<Retu
   }
   const dist = parseFilename(filename);
   if (!dist) {
-    throw new UploadError(400, 'Invalid file extension: Use .tar.gz, .whl or .zip extension. See https://peps.python.org/pep-0527 for more information.', 'bad-filename');
+    throw new UploadError(
+      400,
+      'Invalid file extension: Use .tar.gz, .whl or .zip extension. See https://peps.python.org/pep-0527 for more information.',
+      'bad-filename',
+    );
   }
   if ((dist.kind === 'wheel') !== (filetype === 'bdist_wheel')) {
-    throw new UploadError(400, `Invalid value for filetype. Error: '${filename}' is ${dist.kind === 'wheel' ? 'a wheel' : 'an sdist'}, not ${filetype}.`, 'bad-filetype');
+    throw new UploadError(
+      400,
+      `Invalid value for filetype. Error: '${filename}' is ${dist.kind === 'wheel' ? 'a wheel' : 'an sdist'}, not ${filetype}.`,
+      'bad-filetype',
+    );
   }
   if (normalizeName(dist.name) !== normalizeName(name)) {
     const prefix = name.replace(/[-_.]+/g, '_').toLowerCase();
@@ -114,12 +184,21 @@ function checkFilename(filename: string, name: string, version: NonNullable<Retu
 
 function checkRequiresPython(value: string): void {
   const problem = specifierProblem(value);
-  if (problem) throw new UploadError(400, `'${value}' is an invalid value for Requires-Python. Error: ${problem}; use a version specifier such as >=3.8. ${HELP}`, 'bad-requires-python');
+  if (problem)
+    throw new UploadError(
+      400,
+      `'${value}' is an invalid value for Requires-Python. Error: ${problem}; use a version specifier such as >=3.8. ${HELP}`,
+      'bad-requires-python',
+    );
 }
 
 function checkMetadataVersion(value: string): void {
   if (!(METADATA_VERSIONS as readonly string[]).includes(value)) {
-    throw new UploadError(400, `'${value}' is an invalid value for Metadata-Version. Error: Use a known metadata version (${METADATA_VERSIONS.join(', ')}). ${HELP}`, 'bad-metadata-version');
+    throw new UploadError(
+      400,
+      `'${value}' is an invalid value for Metadata-Version. Error: Use a known metadata version (${METADATA_VERSIONS.join(', ')}). ${HELP}`,
+      'bad-metadata-version',
+    );
   }
 }
 
@@ -152,7 +231,8 @@ export async function inspectArchive(u: CheckedUpload, fields: Map<string, strin
   }
   const meta = parseCoreMetadata(bytes);
   const version = meta.first('metadata-version');
-  if (version === undefined) throw new UploadError(400, 'Invalid distribution file: its metadata has no Metadata-Version.', 'bad-metadata-version');
+  if (version === undefined)
+    throw new UploadError(400, 'Invalid distribution file: its metadata has no Metadata-Version.', 'bad-metadata-version');
   checkMetadataVersion(version);
   const name = meta.first('name') ?? '';
   if (normalizeName(name) !== u.normalized) {
@@ -160,17 +240,30 @@ export async function inspectArchive(u: CheckedUpload, fields: Map<string, strin
   }
   const metaVersion = parseVersion(meta.first('version') ?? '');
   if (!metaVersion || canonicalVersion(metaVersion) !== u.canonical) {
-    throw new UploadError(400, `Invalid distribution file: its metadata says Version '${meta.first('version') ?? ''}', not '${u.version}'.`, 'metadata-mismatch');
+    throw new UploadError(
+      400,
+      `Invalid distribution file: its metadata says Version '${meta.first('version') ?? ''}', not '${u.version}'.`,
+      'metadata-mismatch',
+    );
   }
   for (const classifier of [...(fields.get('classifiers') ?? []), ...meta.all('classifier')]) {
     if (classifier.trim() !== '' && !isKnownClassifier(classifier.trim())) {
-      throw new UploadError(400, `Invalid value for classifiers. Error: Classifier '${classifier.trim()}' is not a valid classifier. ${HELP}`, 'bad-classifier');
+      throw new UploadError(
+        400,
+        `Invalid value for classifiers. Error: Classifier '${classifier.trim()}' is not a valid classifier. ${HELP}`,
+        'bad-classifier',
+      );
     }
   }
   for (const requirement of [...(fields.get('requires_dist') ?? []), ...meta.all('requires-dist')]) {
     if (requirement.trim() === '') continue;
     const problem = requirementProblem(requirement);
-    if (problem) throw new UploadError(400, `Invalid value for requires_dist. Error: Can't parse '${requirement}': ${problem}. ${HELP}`, 'bad-requires-dist');
+    if (problem)
+      throw new UploadError(
+        400,
+        `Invalid value for requires_dist. Error: Can't parse '${requirement}': ${problem}. ${HELP}`,
+        'bad-requires-dist',
+      );
   }
   const requiresPython = meta.first('requires-python');
   if (requiresPython !== undefined) checkRequiresPython(requiresPython);

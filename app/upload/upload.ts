@@ -24,7 +24,11 @@ export async function handleUpload(ctx: UploadContext, req: IncomingMessage, res
   }
   if (auth === 'missing' || auth === 'malformed') {
     refuseBody(ctx, req, res);
-    throw new UploadError(401, 'Invalid or non-existent authentication information. Use __token__ and an API token, or your username and password.', 'auth-missing');
+    throw new UploadError(
+      401,
+      'Invalid or non-existent authentication information. Use __token__ and an API token, or your username and password.',
+      'auth-missing',
+    );
   }
   if (auth === 'invalid') {
     refuseBody(ctx, req, res);

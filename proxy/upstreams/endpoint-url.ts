@@ -16,7 +16,8 @@ export function endpointUrlProblem(url: string): string | undefined {
   if (parsed.hostname === '') return `${url} has no host`;
   if (parsed.username !== '' || parsed.password !== '') return `${url} must not carry credentials`;
   if (parsed.pathname !== '/') return `${url} must not have a path (the proxy forwards each request's own)`;
-  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#')) return `${url} must not have a query or fragment`;
+  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#'))
+    return `${url} must not have a query or fragment`;
   return undefined;
 }
 
@@ -38,5 +39,10 @@ export function parseEndpoints(list: readonly string[]): { readonly urls: readon
 
 /** The endpoints of a comma list of URLs (what `APP_URL` holds), blanks around commas allowed. */
 export function parseEndpointList(text: string): { readonly urls: readonly string[] } | { readonly problem: string } {
-  return parseEndpoints(text.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+  return parseEndpoints(
+    text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  );
 }

@@ -6,8 +6,16 @@
 
 export { endpointUrlProblem, parseEndpointList } from './endpoint-url.js';
 export {
-  Endpoint, ENDPOINT_BREAKER_DEFAULTS, POOL_DEFAULTS,
-  type BreakerSettings, type CheckRecord, type EndpointFailure, type EndpointOutcome, type EndpointSnapshot, type EndpointState, type PoolSettings,
+  Endpoint,
+  ENDPOINT_BREAKER_DEFAULTS,
+  POOL_DEFAULTS,
+  type BreakerSettings,
+  type CheckRecord,
+  type EndpointFailure,
+  type EndpointOutcome,
+  type EndpointSnapshot,
+  type EndpointState,
+  type PoolSettings,
 } from './upstream-endpoint.js';
 export type { UpstreamEvents } from './upstream-events.js';
 export type { Lookup } from './upstream-source.js';

@@ -32,7 +32,12 @@ export function slowStartWeight(ageMs: number, slowStartMs: number): number {
  * requests in flight per unit of weight. Unlike "the least busy of all", it
  * does not send every new proxy's first burst to the same idle endpoint.
  */
-export function pickLeastRequest<E extends Balanced>(endpoints: readonly E[], now: number, random: () => number, exclude?: E): E | undefined {
+export function pickLeastRequest<E extends Balanced>(
+  endpoints: readonly E[],
+  now: number,
+  random: () => number,
+  exclude?: E,
+): E | undefined {
   let total = 0;
   let count = 0;
   let only: E | undefined;
@@ -51,7 +56,13 @@ export function pickLeastRequest<E extends Balanced>(endpoints: readonly E[], no
 }
 
 /** The eligible endpoint (neither `exclude` nor `skip`) at `target` along their summed weights; at least one is eligible. */
-function weightedAt<E extends Balanced>(endpoints: readonly E[], now: number, exclude: E | undefined, skip: E | undefined, target: number): E {
+function weightedAt<E extends Balanced>(
+  endpoints: readonly E[],
+  now: number,
+  exclude: E | undefined,
+  skip: E | undefined,
+  target: number,
+): E {
   let last: E | undefined;
   for (let i = 0; i < endpoints.length; i++) {
     const e = endpoints[i]!;
@@ -71,7 +82,12 @@ function weightedAt<E extends Balanced>(endpoints: readonly E[], now: number, ex
  * `current` holds the running scores, one per endpoint, kept by the caller
  * between picks (zeros when the endpoints change).
  */
-export function pickRoundRobin<E extends Balanced>(endpoints: readonly E[], current: Float64Array, now: number, exclude?: E): E | undefined {
+export function pickRoundRobin<E extends Balanced>(
+  endpoints: readonly E[],
+  current: Float64Array,
+  now: number,
+  exclude?: E,
+): E | undefined {
   let total = 0;
   let best = -1;
   for (let i = 0; i < endpoints.length; i++) {

@@ -14,7 +14,12 @@ import { slowStartWeight } from './upstream-balancer.js';
 export type BreakerSettings = Pick<BreakerOptions, 'errorThresholdPercentage' | 'volumeThreshold' | 'resetTimeoutMs' | 'rollingWindowMs'>;
 
 /** Breaker settings of an endpoint when the proxy gives none. */
-export const ENDPOINT_BREAKER_DEFAULTS: BreakerSettings = Object.freeze({ errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 5_000, rollingWindowMs: 10_000 });
+export const ENDPOINT_BREAKER_DEFAULTS: BreakerSettings = Object.freeze({
+  errorThresholdPercentage: 50,
+  volumeThreshold: 5,
+  resetTimeoutMs: 5_000,
+  rollingWindowMs: 10_000,
+});
 
 /** The keep-alive pool of each endpoint. */
 export interface PoolSettings {
@@ -29,7 +34,12 @@ export interface PoolSettings {
 }
 
 /** Pool settings when the proxy gives none. */
-export const POOL_DEFAULTS: Required<PoolSettings> = Object.freeze({ connections: 128, keepAliveTimeoutMs: 10_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000 });
+export const POOL_DEFAULTS: Required<PoolSettings> = Object.freeze({
+  connections: 128,
+  keepAliveTimeoutMs: 10_000,
+  headersTimeoutMs: 30_000,
+  bodyTimeoutMs: 30_000,
+});
 
 /** How a request to an endpoint failed before a status arrived. */
 export type EndpointFailure = 'refused' | 'reset' | 'timeout' | 'error';
@@ -157,7 +167,9 @@ export class Endpoint {
     });
     this.#breaker = new Breaker({ ...options.breaker, now: options.now, onChange: (state) => this.#breakerChanged(state) });
     let drained!: () => void;
-    this.closed = new Promise((resolve) => { drained = resolve; });
+    this.closed = new Promise((resolve) => {
+      drained = resolve;
+    });
     this.#drained = drained;
   }
 
@@ -376,7 +388,10 @@ export class Endpoint {
   }
 
   #closePool(): Promise<void> {
-    this.#closing ??= this.pool.close().catch(() => {}).then(this.#drained);
+    this.#closing ??= this.pool
+      .close()
+      .catch(() => {})
+      .then(this.#drained);
     return this.#closing;
   }
 }

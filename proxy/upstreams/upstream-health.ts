@@ -51,7 +51,10 @@ export class HealthChecker {
     let detail: string;
     try {
       const { statusCode, body } = await this.#client.request({
-        method: 'GET', path, headers: { 'user-agent': 'banyan-health-check' }, signal: AbortSignal.timeout(timeoutMs),
+        method: 'GET',
+        path,
+        headers: { 'user-agent': 'banyan-health-check' },
+        signal: AbortSignal.timeout(timeoutMs),
       });
       await body.dump();
       ok = statusCode >= 200 && statusCode < 400;

@@ -101,5 +101,5 @@ export class UpstreamSet {
 
 /** `{ ...defaults, ...given }` must not let a given `undefined` hide a default. */
 function definedOnly<T extends object>(given: T | undefined): Partial<T> {
-  return given === undefined ? {} : Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return given === undefined ? {} : (Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<T>);
 }

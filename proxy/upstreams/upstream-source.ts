@@ -38,13 +38,17 @@ export function describeSource(spec: UpstreamSpec): string {
 export function fixedEndpoints(spec: UpstreamSpec, environment: (name: string) => string | undefined): Found {
   if (spec.endpoints !== undefined) {
     const parsed = parseEndpoints(spec.endpoints);
-    return 'problem' in parsed ? { urls: [], problem: `its endpoints are not a valid list: ${parsed.problem}` } : { urls: parsed.urls, problem: undefined };
+    return 'problem' in parsed
+      ? { urls: [], problem: `its endpoints are not a valid list: ${parsed.problem}` }
+      : { urls: parsed.urls, problem: undefined };
   }
   if (spec.env !== undefined) {
     const text = environment(spec.env);
     if (text === undefined || text.trim() === '') return { urls: [], problem: `${spec.env} is not set on this proxy` };
     const parsed = parseEndpointList(text);
-    return 'problem' in parsed ? { urls: [], problem: `${spec.env} is not a valid endpoint list: ${parsed.problem}` } : { urls: parsed.urls, problem: undefined };
+    return 'problem' in parsed
+      ? { urls: [], problem: `${spec.env} is not a valid endpoint list: ${parsed.problem}` }
+      : { urls: parsed.urls, problem: undefined };
   }
   return { urls: [], problem: 'it names no endpoints, dns name or env variable' };
 }

@@ -7,7 +7,14 @@
 
 import { HEALTH_DEFAULTS, OUTLIER_DEFAULTS, type Balance, type UpstreamSpec } from '../../routing/table/upstreams.js';
 import { pickBySession, pickLeastRequest, pickRoundRobin } from './upstream-balancer.js';
-import { Endpoint, type BreakerSettings, type EndpointEvents, type EndpointPolicy, type EndpointSnapshot, type PoolSettings } from './upstream-endpoint.js';
+import {
+  Endpoint,
+  type BreakerSettings,
+  type EndpointEvents,
+  type EndpointPolicy,
+  type EndpointSnapshot,
+  type PoolSettings,
+} from './upstream-endpoint.js';
 import type { UpstreamEvents } from './upstream-events.js';
 import { HealthChecker, type HealthSettings } from './upstream-health.js';
 import { DnsEndpoints, describeSource, fixedEndpoints, type Found, type Lookup } from './upstream-source.js';
@@ -73,9 +80,11 @@ export class Upstream {
       ejected: (e, reason) => {
         events?.ejected(name, e.url, reason);
         const { outlier, health } = this.#policy;
-        log(reason === 'outlier'
-          ? `proxy: ${name} endpoint ${e.url} ejected for ${outlier?.ejectMs} ms after ${outlier?.consecutiveFailures} failed answers in a row`
-          : `proxy: ${name} endpoint ${e.url} is unhealthy after ${health?.unhealthy} failed checks in a row (${e.snapshot(context.now()).lastCheck?.detail})`);
+        log(
+          reason === 'outlier'
+            ? `proxy: ${name} endpoint ${e.url} ejected for ${outlier?.ejectMs} ms after ${outlier?.consecutiveFailures} failed answers in a row`
+            : `proxy: ${name} endpoint ${e.url} is unhealthy after ${health?.unhealthy} failed checks in a row (${e.snapshot(context.now()).lastCheck?.detail})`,
+        );
       },
     };
     this.update(spec);
@@ -197,7 +206,9 @@ export class Upstream {
   /** A new problem is said once in the log, so an operator sees at start why a service gets no requests. */
   #setProblem(problem: string | undefined): void {
     if (problem !== undefined && problem !== this.#problem) {
-      this.#context.log(`proxy: upstream ${this.name}: ${problem}${this.#endpoints.length === 0 ? '; its routes fall back (safe requests, with fallback) or get 503' : ''}`);
+      this.#context.log(
+        `proxy: upstream ${this.name}: ${problem}${this.#endpoints.length === 0 ? '; its routes fall back (safe requests, with fallback) or get 503' : ''}`,
+      );
     }
     this.#problem = problem;
   }
@@ -205,7 +216,14 @@ export class Upstream {
   #add(url: string, slowStart: boolean, tlsName: string | undefined): Endpoint {
     const { events, log, now } = this.#context;
     const e = new Endpoint({
-      url, policy: this.#policy, breaker: this.#context.breaker, pool: this.#context.pool, slowStart, tlsName, events: this.#endpointEvents, now,
+      url,
+      policy: this.#policy,
+      breaker: this.#context.breaker,
+      pool: this.#context.pool,
+      slowStart,
+      tlsName,
+      events: this.#endpointEvents,
+      now,
     });
     events?.endpointUp(this.name, url, true);
     events?.breaker(this.name, url, 'closed');
@@ -249,10 +267,13 @@ function healthOf(spec: UpstreamSpec): HealthSettings | undefined {
 function policyOf(spec: UpstreamSpec, health: HealthSettings | undefined): EndpointPolicy {
   return {
     slowStartMs: spec.slowStartMs ?? 0,
-    outlier: spec.outlier === false ? undefined : {
-      consecutiveFailures: spec.outlier?.consecutiveFailures ?? OUTLIER_DEFAULTS.consecutiveFailures,
-      ejectMs: spec.outlier?.ejectMs ?? OUTLIER_DEFAULTS.ejectMs,
-    },
+    outlier:
+      spec.outlier === false
+        ? undefined
+        : {
+            consecutiveFailures: spec.outlier?.consecutiveFailures ?? OUTLIER_DEFAULTS.consecutiveFailures,
+            ejectMs: spec.outlier?.ejectMs ?? OUTLIER_DEFAULTS.ejectMs,
+          },
     health: health && { healthy: health.healthy, unhealthy: health.unhealthy },
   };
 }

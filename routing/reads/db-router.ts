@@ -10,7 +10,8 @@ import { noteReadChoice, retryingRead } from '../../lib/request-scope.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
 /** Why a request's reads went where they went (a metric label). */
-export type ReadReason = 'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy' | 'old_timeline';
+export type ReadReason =
+  'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy' | 'old_timeline';
 
 /** What a request must see: everything up to `minLsn` (written on `timeline`, when known), or (a timed pin) the primary. */
 export interface ReadFence {
@@ -143,8 +144,13 @@ export class DbRouter {
     const resolveEveryMs = options.resolveEveryMs ?? 10_000;
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
     this.nodes = new DbNodes({
-      nodes: configured, poolSize: options.poolSize ?? 10, name: options.name ?? 'banyan', discover, discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
-      drainMs: options.drainMs, answerTimeoutMs: options.answerTimeoutMs,
+      nodes: configured,
+      poolSize: options.poolSize ?? 10,
+      name: options.name ?? 'banyan',
+      discover,
+      discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
+      drainMs: options.drainMs,
+      answerTimeoutMs: options.answerTimeoutMs,
     });
     this.#breakers = [];
     this.#inFlight = [];
@@ -157,9 +163,19 @@ export class DbRouter {
   #track(): void {
     for (let i = this.#states.length; i < this.nodes.nodes.length; i++) {
       // One breaker per server: repeated connection failures take a replica out of rotation at once.
-      this.#breakers.push(new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }));
+      this.#breakers.push(
+        new Breaker({ errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 2_000, rollingWindowMs: 10_000 }),
+      );
       this.#inFlight.push(0);
-      this.#states.push({ name: this.nodes.nodes[i]!.name, healthy: false, replayLsn: undefined, lagBytes: 0, lagSeconds: 0, checkedAt: 0, error: 'not checked yet' });
+      this.#states.push({
+        name: this.nodes.nodes[i]!.name,
+        healthy: false,
+        replayLsn: undefined,
+        lagBytes: 0,
+        lagSeconds: 0,
+        checkedAt: 0,
+        error: 'not checked yet',
+      });
     }
   }
 
@@ -182,7 +198,9 @@ export class DbRouter {
   async start(): Promise<void> {
     await this.verify();
     await this.tick();
-    this.#timer = setInterval(() => { void this.tick(); }, this.#options.monitorIntervalMs ?? 100);
+    this.#timer = setInterval(() => {
+      void this.tick();
+    }, this.#options.monitorIntervalMs ?? 100);
     this.#timer.unref();
   }
 
@@ -194,19 +212,24 @@ export class DbRouter {
   async forRequest(fence: ReadFence = {}, observe?: ReadObserver): Promise<RequestDb> {
     const writer = this.nodes.writer;
     const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => {
-      const run = <T>(fn: (db: Kysely<Database>) => Promise<T>) => (index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn));
+      const run = <T>(fn: (db: Kysely<Database>) => Promise<T>) =>
+        index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn);
       const read = observe ? <T>(fn: (db: Kysely<Database>) => Promise<T>) => this.#observed(run, fn, observe) : run;
-      const chosen: RequestDb = index === 'primary'
-        ? { reader: writer, writer, readTarget: 'primary', reason, read }
-        : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read };
+      const chosen: RequestDb =
+        index === 'primary'
+          ? { reader: writer, writer, readTarget: 'primary', reason, read }
+          : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read };
       // For the request's spans and query log lines (a no-op unless they are on).
       noteReadChoice(chosen.readTarget, reason);
       return chosen;
     };
     if (fence.primary) return pick('pinned', 'primary');
     if (fence.minLsn !== undefined && fence.timeline !== undefined) {
-      const verdict = fenceOnTimeline({ minLsn: fence.minLsn, timeline: fence.timeline }, this.primaryTimeline,
-        this.primaryTimeline === undefined ? undefined : this.#histories.get(this.primaryTimeline)?.switches);
+      const verdict = fenceOnTimeline(
+        { minLsn: fence.minLsn, timeline: fence.timeline },
+        this.primaryTimeline,
+        this.primaryTimeline === undefined ? undefined : this.#histories.get(this.primaryTimeline)?.switches,
+      );
       if (verdict.kind === 'primary') {
         if (verdict.lost) this.#countLost(fence.minLsn, fence.timeline);
         return pick('old_timeline', 'primary');
@@ -215,7 +238,8 @@ export class DbRouter {
     if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
     const usable = this.#usable();
     if (usable.length === 0) {
-      const overflow = fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
+      const overflow =
+        fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
       if (overflow !== undefined) return pick('primary_busy', overflow);
       return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', 'primary');
     }
@@ -259,14 +283,20 @@ export class DbRouter {
    * once it finished. If that server cannot say, the primary's position now bounds it (no replica is past
    * the primary); if neither can, nothing is reported.
    */
-  async #observed<T>(run: (fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>, fn: (db: Kysely<Database>) => Promise<T>, observe: ReadObserver): Promise<T> {
+  async #observed<T>(
+    run: (fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>,
+    fn: (db: Kysely<Database>) => Promise<T>,
+    observe: ReadObserver,
+  ): Promise<T> {
     let answered: Kysely<Database> | undefined;
     const result = await run(async (db) => {
       const value = await fn(db);
       answered = db;
       return value;
     });
-    const position = await reachedPosition(answered!).catch(() => this.currentPosition()).catch(() => undefined);
+    const position = await reachedPosition(answered!)
+      .catch(() => this.currentPosition())
+      .catch(() => undefined);
     if (position) observe(position);
     return result;
   }
@@ -336,7 +366,9 @@ export class DbRouter {
         // replica is fine and the read is safe to run again, on a server at least as far along.
         this.recoveryConflictRetries++;
         const other = this.#atLeastAsFresh(index);
-        return retryingRead('recovery_conflict_retry', () => (other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false)));
+        return retryingRead('recovery_conflict_retry', () =>
+          other === undefined ? this.#readOnPrimary(fn) : this.#readOnReplica(other, fn, false),
+        );
       }
       const open = err instanceof BreakerOpenError;
       if (!open && !isConnectionError(err)) throw err;
@@ -403,7 +435,13 @@ export class DbRouter {
     const maxSeconds = this.#options.maxLagSeconds ?? 30;
     return this.nodes.roles.replicas.filter((i) => {
       const s = this.#states[i]!;
-      return s.healthy && this.#breakers[i]!.state !== 'open' && s.replayLsn !== undefined && s.lagBytes <= maxBytes && s.lagSeconds <= maxSeconds;
+      return (
+        s.healthy &&
+        this.#breakers[i]!.state !== 'open' &&
+        s.replayLsn !== undefined &&
+        s.lagBytes <= maxBytes &&
+        s.lagSeconds <= maxSeconds
+      );
     });
   }
 
@@ -419,7 +457,10 @@ export class DbRouter {
   #nextReading(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, Math.max(1, timeoutMs));
-      this.#waiters.push(() => { clearTimeout(timer); resolve(); });
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
   }
 
@@ -446,8 +487,13 @@ export class DbRouter {
           state.healthy = false;
           state.lagBytes = 0;
           state.lagSeconds = 0;
-          state.error = !r.reachable ? r.error : i === roles.primary ? 'the primary'
-            : r.inRecovery ? 'not a streaming replica (no replay position)' : 'writable, but not the primary: serves nothing';
+          state.error = !r.reachable
+            ? r.error
+            : i === roles.primary
+              ? 'the primary'
+              : r.inRecovery
+                ? 'not a streaming replica (no replay position)'
+                : 'writable, but not the primary: serves nothing';
           return;
         }
         state.healthy = true;
@@ -456,7 +502,7 @@ export class DbRouter {
         const behind = this.primaryLsn !== undefined && this.primaryLsn > lsn ? Number(this.primaryLsn - lsn) : 0;
         state.lagBytes = behind;
         // The last replayed transaction's age is lag only while WAL is waiting: an idle, caught-up replica is not behind.
-        state.lagSeconds = behind > 0 ? r.replaySeconds ?? 0 : 0;
+        state.lagSeconds = behind > 0 ? (r.replaySeconds ?? 0) : 0;
       });
     } finally {
       this.#ticking = false;
@@ -475,17 +521,26 @@ export class DbRouter {
     await this.nodes.read();
     for (const node of this.nodes.nodes) {
       if (node.reading.reachable || node.removed) continue;
-      throw new BanyanError('database-unreachable', `cannot reach ${node.name} at ${redactUrl(node.url)}: ${node.reading.error ?? 'no answer'}`,
-        node.name.startsWith('replica-') ? 'check DATABASE_REPLICA_URLS' : 'check DATABASE_URL');
+      throw new BanyanError(
+        'database-unreachable',
+        `cannot reach ${node.name} at ${redactUrl(node.url)}: ${node.reading.error ?? 'no answer'}`,
+        node.name.startsWith('replica-') ? 'check DATABASE_REPLICA_URLS' : 'check DATABASE_URL',
+      );
     }
     const { primary, fenced } = this.nodes.roles;
     if (primary !== undefined) return;
     if (fenced.length > 1) {
-      throw new BanyanError('two-primaries', `${fenced.map((i) => this.nodes.nodes[i]!.name).join(' and ')} both accept writes on the same timeline`,
-        'demote or stop one of them: writes cannot be sent to either without risking a split brain');
+      throw new BanyanError(
+        'two-primaries',
+        `${fenced.map((i) => this.nodes.nodes[i]!.name).join(' and ')} both accept writes on the same timeline`,
+        'demote or stop one of them: writes cannot be sent to either without risking a split brain',
+      );
     }
-    throw new BanyanError('no-primary', `every server in DATABASE_URL and DATABASE_REPLICA_URLS is a standby in recovery: none can take writes`,
-      'promote one (pg_ctl promote), or add the primary to DATABASE_URL');
+    throw new BanyanError(
+      'no-primary',
+      `every server in DATABASE_URL and DATABASE_REPLICA_URLS is a standby in recovery: none can take writes`,
+      'promote one (pg_ctl promote), or add the primary to DATABASE_URL',
+    );
   }
 
   /** Stops the monitor and closes every pool. */
@@ -525,4 +580,3 @@ export function fenceFromHeader(value: string | string[] | undefined, timeline?:
   const tli = typeof timeline === 'string' ? parseTimeline(timeline) : undefined;
   return tli === undefined ? { minLsn: lsn } : { minLsn: lsn, timeline: tli };
 }
-

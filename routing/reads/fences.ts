@@ -101,7 +101,6 @@ function key(resource: string): string {
   return `banyan:fence:${resource}`;
 }
 
-
 /**
  * What one request's reads must see: the session's pin (`X-Banyan-Min-LSN`,
  * from the proxy) and the fences of the resources it reads, whichever is

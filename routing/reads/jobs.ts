@@ -29,13 +29,21 @@ export function jobPosition(position: WalPosition): JobPosition {
 export function jobFence(value: unknown): ReadFence {
   const given = value as { lsn?: unknown; timeline?: unknown } | null;
   if (typeof given !== 'object' || given === null || typeof given.lsn !== 'string') {
-    throw new BanyanError('bad-job-position', `a job's position is { "lsn": "0/16B3748", "timeline": 1 }, not ${JSON.stringify(value)?.slice(0, 80)}`);
+    throw new BanyanError(
+      'bad-job-position',
+      `a job's position is { "lsn": "0/16B3748", "timeline": 1 }, not ${JSON.stringify(value)?.slice(0, 80)}`,
+    );
   }
   const minLsn = parseLsn(given.lsn);
-  if (minLsn === undefined) throw new BanyanError('bad-job-position', `a job's position "lsn" is a WAL position like 0/16B3748, not "${given.lsn.slice(0, 40)}"`);
+  if (minLsn === undefined)
+    throw new BanyanError('bad-job-position', `a job's position "lsn" is a WAL position like 0/16B3748, not "${given.lsn.slice(0, 40)}"`);
   if (given.timeline === undefined) return { minLsn };
   const timeline = typeof given.timeline === 'number' ? parseTimeline(String(given.timeline)) : undefined;
-  if (timeline === undefined) throw new BanyanError('bad-job-position', `a job's position "timeline" is a positive whole number, not ${JSON.stringify(given.timeline)}`);
+  if (timeline === undefined)
+    throw new BanyanError(
+      'bad-job-position',
+      `a job's position "timeline" is a positive whole number, not ${JSON.stringify(given.timeline)}`,
+    );
   return { minLsn, timeline };
 }
 
@@ -44,8 +52,11 @@ export function jobFence(value: unknown): ReadFence {
  * (and, with `fences` and `resources`, the resources' fences, as a request's would). `undefined` (a job
  * queued by no request) reads from any replica.
  */
-export async function dbForJob(router: DbRouter, position: JobPosition | undefined,
-  options: { readonly fences?: FenceStore | undefined; readonly resources?: readonly string[] } = {}): Promise<RequestDb> {
+export async function dbForJob(
+  router: DbRouter,
+  position: JobPosition | undefined,
+  options: { readonly fences?: FenceStore | undefined; readonly resources?: readonly string[] } = {},
+): Promise<RequestDb> {
   const fence = position === undefined ? {} : jobFence(position);
   return router.forRequest(await requestFence(fence, options.fences, options.resources ?? []));
 }

@@ -23,8 +23,12 @@ export interface ReadYourWritesOptions {
  * fences of the `resources` it declares), else to the primary; writes to the
  * primary.
  */
-export async function dbForRequest(options: ReadYourWritesOptions, headers: IncomingHttpHeaders, resources: readonly string[] = [],
-  observe?: ReadObserver): Promise<RequestDb> {
+export async function dbForRequest(
+  options: ReadYourWritesOptions,
+  headers: IncomingHttpHeaders,
+  resources: readonly string[] = [],
+  observe?: ReadObserver,
+): Promise<RequestDb> {
   const pin = fenceFromHeader(headers['x-banyan-min-lsn'], headers['x-banyan-min-timeline']);
   return options.router.forRequest(await requestFence(pin, options.fences, resources), observe);
 }
@@ -93,7 +97,12 @@ export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
     let written: WalPosition | undefined;
     const state: ReadYourWritesState = {
       db: (resources = []) => {
-        chosen ??= dbForRequest(options, ctx.req.headers, resources, readReporter(ctx.req.headers, (headers) => ctx.set(headers))).then((db) => {
+        chosen ??= dbForRequest(
+          options,
+          ctx.req.headers,
+          resources,
+          readReporter(ctx.req.headers, (headers) => ctx.set(headers)),
+        ).then((db) => {
           ctx.set('X-Banyan-Read-From', db.readTarget);
           return db;
         });
@@ -103,7 +112,7 @@ export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
         written = await committed(options, resources);
         ctx.set(writeHeaders(written));
       },
-      positionForJob: async () => jobPosition(written ?? await options.router.currentPosition()),
+      positionForJob: async () => jobPosition(written ?? (await options.router.currentPosition())),
     };
     ctx.state['banyan'] = state;
     await next();

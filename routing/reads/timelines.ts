@@ -13,9 +13,7 @@ export interface TimelineSwitch {
 }
 
 /** How a request's reads honour a fence: compare LSNs as usual, or read from the primary (and why). */
-export type TimelineVerdict =
-  | { readonly kind: 'lsn' }
-  | { readonly kind: 'primary'; readonly lost: boolean };
+export type TimelineVerdict = { readonly kind: 'lsn' } | { readonly kind: 'primary'; readonly lost: boolean };
 
 /** The lines of a timeline history file: `<parent tli>\t<switch LSN>\t<reason>`; comments and blank lines skipped. */
 export function parseTimelineHistory(text: string, parseLsn: (s: string) => bigint | undefined): TimelineSwitch[] {
@@ -38,8 +36,11 @@ export function parseTimelineHistory(text: string, parseLsn: (s: string) => bigi
  * readable here) or with a fence from a timeline newer than the primary we
  * know, the primary answers too.
  */
-export function fenceOnTimeline(fence: { readonly minLsn: bigint; readonly timeline?: number | undefined },
-  primaryTimeline: number | undefined, history: readonly TimelineSwitch[] | undefined): TimelineVerdict {
+export function fenceOnTimeline(
+  fence: { readonly minLsn: bigint; readonly timeline?: number | undefined },
+  primaryTimeline: number | undefined,
+  history: readonly TimelineSwitch[] | undefined,
+): TimelineVerdict {
   if (fence.timeline === undefined || primaryTimeline === undefined || fence.timeline === primaryTimeline) return { kind: 'lsn' };
   if (fence.timeline > primaryTimeline || history === undefined) return { kind: 'primary', lost: false };
   const ended = history.find((s) => s.timeline === fence.timeline);

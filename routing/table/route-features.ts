@@ -14,7 +14,9 @@
  * budget of names, then count as `<kind>.other`, so junk from anonymous
  * callers can never push real features out of the metrics or the ledger.
  */
-export type FeatureExtractor = ({ readonly query: string } | { readonly xmlrpc: true } | { readonly form: string }) & { readonly known?: readonly string[] };
+export type FeatureExtractor = ({ readonly query: string } | { readonly xmlrpc: true } | { readonly form: string }) & {
+  readonly known?: readonly string[];
+};
 
 /** Distinct unknown feature names a route may add to the metrics and ledger before the rest count as `<kind>.other`. */
 export const UNKNOWN_FEATURES_PER_ROUTE = 20;
@@ -29,7 +31,11 @@ export class FeatureLabels {
   readonly #unknown: Set<string>;
 
   /** `previous`: the same route's labels in the last table version, whose spent budget carries over. */
-  constructor(readonly extractors: readonly FeatureExtractor[], previous?: FeatureLabels, readonly budget = UNKNOWN_FEATURES_PER_ROUTE) {
+  constructor(
+    readonly extractors: readonly FeatureExtractor[],
+    previous?: FeatureLabels,
+    readonly budget = UNKNOWN_FEATURES_PER_ROUTE,
+  ) {
     this.#unknown = previous ? previous.#unknown : new Set();
     const known = new Set<string>();
     for (const e of extractors) {
@@ -54,7 +60,12 @@ export const PEEK_LIMIT = 64 * 1024;
 
 /** `:action` → `action`; values are lower-cased, limited to [a-z0-9_.-] and 64 characters. */
 export function featureName(key: string, value: string): string {
-  const clean = (s: string) => s.toLowerCase().replace(/^[:_-]+/, '').replace(/[^a-z0-9_.-]/g, '_').slice(0, 64);
+  const clean = (s: string) =>
+    s
+      .toLowerCase()
+      .replace(/^[:_-]+/, '')
+      .replace(/[^a-z0-9_.-]/g, '_')
+      .slice(0, 64);
   return `${clean(key) || 'feature'}.${clean(value) || 'empty'}`;
 }
 
@@ -65,8 +76,11 @@ export function checkExtractors(value: unknown): string[] {
   value.forEach((e: unknown, i) => {
     const keys = e && typeof e === 'object' && !Array.isArray(e) ? Object.keys(e).filter((k) => k !== 'known') : [];
     const x = e as Record<string, unknown>;
-    const ok = keys.length === 1 && ((keys[0] === 'query' && typeof x['query'] === 'string' && x['query'] !== '')
-      || (keys[0] === 'form' && typeof x['form'] === 'string' && x['form'] !== '') || (keys[0] === 'xmlrpc' && x['xmlrpc'] === true));
+    const ok =
+      keys.length === 1 &&
+      ((keys[0] === 'query' && typeof x['query'] === 'string' && x['query'] !== '') ||
+        (keys[0] === 'form' && typeof x['form'] === 'string' && x['form'] !== '') ||
+        (keys[0] === 'xmlrpc' && x['xmlrpc'] === true));
     if (!ok) problems.push(`[${i}] must be {"query": "<parameter>"}, {"form": "<field>"} or {"xmlrpc": true}`);
     else if (x['known'] !== undefined && (!Array.isArray(x['known']) || !x['known'].every((v) => typeof v === 'string' && v !== ''))) {
       problems.push(`[${i}].known must be a list of the values this route knows, such as ["rss", "display"]`);
@@ -98,7 +112,12 @@ export function readsBody(extractors: readonly FeatureExtractor[]): boolean {
  * Looks for a body feature in the bytes seen so far. `done` says whether
  * reading more could change the answer.
  */
-export function bodyFeature(extractors: readonly FeatureExtractor[], contentType: string, seen: Buffer, ended: boolean): { feature: string | undefined; done: boolean } {
+export function bodyFeature(
+  extractors: readonly FeatureExtractor[],
+  contentType: string,
+  seen: Buffer,
+  ended: boolean,
+): { feature: string | undefined; done: boolean } {
   const text = seen.subarray(0, PEEK_LIMIT).toString('latin1');
   let waiting = false;
   for (const e of extractors) {

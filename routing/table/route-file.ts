@@ -8,8 +8,11 @@ export const DEFAULT_ROUTES_FILE = fileURLToPath(new URL('../../routes.json', im
 /** A routes file's text; a missing file is refused with what to do. */
 export function routesFileText(path: string): string {
   if (!statSync(path, { throwIfNoEntry: false })?.isFile()) {
-    throw new BanyanError('routes-file-missing', `routes file ${path} does not exist`,
-      'set BANYAN_ROUTES_FILE to a JSON route table: {"upstreams": [...], "routes": [...]}, or a list of routes');
+    throw new BanyanError(
+      'routes-file-missing',
+      `routes file ${path} does not exist`,
+      'set BANYAN_ROUTES_FILE to a JSON route table: {"upstreams": [...], "routes": [...]}, or a list of routes',
+    );
   }
   return readFileSync(path, 'utf8');
 }

@@ -52,7 +52,10 @@ export async function latestTable(db: Kysely<Database>): Promise<TableVersion | 
 
 /** The newest version number, cheaply (for polling); 0 when there is none. */
 export async function latestVersionNumber(db: Kysely<Database>): Promise<number> {
-  const row = await db.selectFrom('route_table_versions').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+  const row = await db
+    .selectFrom('route_table_versions')
+    .select((eb) => eb.fn.max('version').as('v'))
+    .executeTakeFirst();
   return Number(row?.v ?? 0);
 }
 
@@ -61,8 +64,11 @@ export async function tableAt(db: Kysely<Database>, version: number): Promise<Ta
   const row = await db.selectFrom('route_table_versions').selectAll().where('version', '=', version).executeTakeFirst();
   if (!row) {
     const latest = await latestVersionNumber(db);
-    throw new BanyanError('no-such-version', `route table version ${version} does not exist`,
-      latest ? `versions run from 1 to ${latest}; see \`banyan routes history\`` : 'no table has been stored yet');
+    throw new BanyanError(
+      'no-such-version',
+      `route table version ${version} does not exist`,
+      latest ? `versions run from 1 to ${latest}; see \`banyan routes history\`` : 'no table has been stored yet',
+    );
   }
   return toVersion(row);
 }
@@ -86,24 +92,46 @@ export async function saveTableIn(trx: Transaction<Database>, change: TableChang
   const current = await latestTable(trx);
   const checked = validateTable(change.routes, { upstreams: current?.upstreams });
   if (!checked.ok) {
-    throw new BanyanError('invalid-table', `the route table was rejected:\n  ${checked.problems.join('\n  ')}`,
-      'nothing was changed; fix these and try again');
+    throw new BanyanError(
+      'invalid-table',
+      `the route table was rejected:\n  ${checked.problems.join('\n  ')}`,
+      'nothing was changed; fix these and try again',
+    );
   }
   if (!change.reason.trim()) throw new BanyanError('reason-required', 'a change needs a reason, for the audit log', 'pass --reason "…"');
   const currentVersion = current?.version ?? 0;
   if (change.expectedVersion !== undefined && change.expectedVersion !== currentVersion) {
-    throw new BanyanError('version-conflict', `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
-      'look at `banyan routes history`, then make your change again');
+    throw new BanyanError(
+      'version-conflict',
+      `the table is at version ${currentVersion}, not ${change.expectedVersion}: someone else changed it`,
+      'look at `banyan routes history`, then make your change again',
+    );
   }
   const version = currentVersion + 1;
-  const row = await trx.insertInto('route_table_versions')
-    .values({ version, routes: JSON.stringify(checked.routes), upstreams: JSON.stringify(checked.upstreams), actor: change.actor, reason: change.reason })
-    .returningAll().executeTakeFirstOrThrow();
-  await trx.insertInto('route_audit').values({
-    version, action: change.action ?? 'set', actor: change.actor, reason: change.reason,
-    before: current ? JSON.stringify(current.routes) : null, after: JSON.stringify(checked.routes),
-    before_upstreams: current ? JSON.stringify(current.upstreams) : null, after_upstreams: JSON.stringify(checked.upstreams),
-  }).execute();
+  const row = await trx
+    .insertInto('route_table_versions')
+    .values({
+      version,
+      routes: JSON.stringify(checked.routes),
+      upstreams: JSON.stringify(checked.upstreams),
+      actor: change.actor,
+      reason: change.reason,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await trx
+    .insertInto('route_audit')
+    .values({
+      version,
+      action: change.action ?? 'set',
+      actor: change.actor,
+      reason: change.reason,
+      before: current ? JSON.stringify(current.routes) : null,
+      after: JSON.stringify(checked.routes),
+      before_upstreams: current ? JSON.stringify(current.upstreams) : null,
+      after_upstreams: JSON.stringify(checked.upstreams),
+    })
+    .execute();
   return toVersion(row);
 }
 
@@ -126,7 +154,12 @@ export async function seedTable(db: Kysely<Database>, table: unknown, actor: str
 /** Makes an earlier version current again, its upstreams with its routes, as a new version (history is never rewritten). */
 export async function rollbackTable(db: Kysely<Database>, version: number, actor: string, reason: string): Promise<TableVersion> {
   const target = await tableAt(db, version);
-  return saveTable(db, { routes: { upstreams: target.upstreams, routes: target.routes }, actor, reason: reason || `rollback to version ${version}`, action: `rollback to ${version}` });
+  return saveTable(db, {
+    routes: { upstreams: target.upstreams, routes: target.routes },
+    actor,
+    reason: reason || `rollback to version ${version}`,
+    action: `rollback to ${version}`,
+  });
 }
 
 /** The audit log, newest first. */
@@ -139,18 +172,33 @@ export async function auditLog(db: Kysely<Database>, limit = 50): Promise<AuditE
     reason: r.reason,
     at: new Date(r.at as Date),
     // The first version adds its upstreams as it adds its routes; rows from before upstreams were named mean the implicit pair.
-    changes: describeChange((r.before as Route[] | null) ?? [], r.after as Route[],
-      r.before === null ? [] : upstreamsOf(r.before_upstreams), upstreamsOf(r.after_upstreams)),
+    changes: describeChange(
+      (r.before as Route[] | null) ?? [],
+      r.after as Route[],
+      r.before === null ? [] : upstreamsOf(r.before_upstreams),
+      upstreamsOf(r.after_upstreams),
+    ),
   }));
 }
 
 function upstreamsOf(stored: unknown): UpstreamSpec[] {
-  return Array.isArray(stored) ? stored as UpstreamSpec[] : [...IMPLICIT_UPSTREAMS];
+  return Array.isArray(stored) ? (stored as UpstreamSpec[]) : [...IMPLICIT_UPSTREAMS];
 }
 
-function toVersion(row: { version: number; routes: unknown; upstreams: unknown; actor: string; reason: string; created_at: Date }): TableVersion {
+function toVersion(row: {
+  version: number;
+  routes: unknown;
+  upstreams: unknown;
+  actor: string;
+  reason: string;
+  created_at: Date;
+}): TableVersion {
   return {
-    version: row.version, routes: row.routes as Route[], upstreams: upstreamsOf(row.upstreams),
-    actor: row.actor, reason: row.reason, createdAt: new Date(row.created_at),
+    version: row.version,
+    routes: row.routes as Route[],
+    upstreams: upstreamsOf(row.upstreams),
+    actor: row.actor,
+    reason: row.reason,
+    createdAt: new Date(row.created_at),
   };
 }

@@ -51,13 +51,17 @@ export class RouteSync {
    */
   refresh(): Promise<void> {
     if (this.#refreshing) {
-      this.#again ??= this.#refreshing.catch(() => {}).then(() => {
-        this.#again = undefined;
-        return this.refresh();
-      });
+      this.#again ??= this.#refreshing
+        .catch(() => {})
+        .then(() => {
+          this.#again = undefined;
+          return this.refresh();
+        });
       return this.#again;
     }
-    this.#refreshing = this.#load().finally(() => { this.#refreshing = undefined; });
+    this.#refreshing = this.#load().finally(() => {
+      this.#refreshing = undefined;
+    });
     return this.#refreshing;
   }
 
@@ -73,7 +77,9 @@ export class RouteSync {
 
   #listen(): void {
     const poll = this.#options.pollMs ?? DEFAULTS.routesPollMs;
-    this.#timer = setInterval(() => { this.refresh().catch(() => {}); }, poll);
+    this.#timer = setInterval(() => {
+      this.refresh().catch(() => {});
+    }, poll);
     this.#timer.unref();
     if (!this.#options.redisUrl) return;
     const subscriber = new Redis(this.#options.redisUrl, { lazyConnect: false, maxRetriesPerRequest: null, enableOfflineQueue: true });
@@ -87,7 +93,9 @@ export class RouteSync {
       warned = false;
       this.refresh().catch(() => {});
     });
-    subscriber.on('message', () => { this.refresh().catch(() => {}); });
+    subscriber.on('message', () => {
+      this.refresh().catch(() => {});
+    });
     subscriber.subscribe(ROUTES_CHANNEL).catch(() => {});
     this.#subscriber = subscriber;
   }
@@ -105,7 +113,13 @@ export class RouteSync {
  */
 export async function announceVersion(redisUrl: string | undefined, version: number): Promise<boolean> {
   if (!redisUrl) return false;
-  const client = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 1_000, retryStrategy: () => null });
+  const client = new Redis(redisUrl, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectTimeout: 1_000,
+    retryStrategy: () => null,
+  });
   client.on('error', () => {});
   try {
     await client.connect();

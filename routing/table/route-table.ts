@@ -144,7 +144,13 @@ export interface CompiledTable {
   /** The upstreams this version sends to (always including legacy). */
   readonly upstreams: readonly UpstreamSpec[];
   /** The most specific route matching this request, or undefined. */
-  match(method: string, host: string | undefined, path: string, query: string, headers: IncomingHttpHeaders): { route: Route; params: Record<string, string> } | undefined;
+  match(
+    method: string,
+    host: string | undefined,
+    path: string,
+    query: string,
+    headers: IncomingHttpHeaders,
+  ): { route: Route; params: Record<string, string> } | undefined;
 }
 
 /** A compiled header or cookie condition: the name (lower-cased for headers) and the accepted value(s), `*` for any. */
@@ -186,7 +192,11 @@ function childLiteral(node: Node, segment: string): Node {
 }
 
 /** Compiles a valid table into a segment trie: matching costs the path's depth, not the number of routes. */
-export function compileTable(routes: readonly Route[], version: number, upstreams: readonly UpstreamSpec[] = IMPLICIT_UPSTREAMS): CompiledTable {
+export function compileTable(
+  routes: readonly Route[],
+  version: number,
+  upstreams: readonly UpstreamSpec[] = IMPLICIT_UPSTREAMS,
+): CompiledTable {
   const root = newNode();
   routes.forEach((route, order) => {
     const segments = route.match.path.slice(1).split('/');
@@ -211,7 +221,9 @@ export function compileTable(routes: readonly Route[], version: number, upstream
     const headers = route.match.headers ? Object.entries(route.match.headers).map(([k, v]): ValueTest => [k.toLowerCase(), v]) : undefined;
     const cookies = route.match.cookies ? Object.entries(route.match.cookies) : undefined;
     const candidate: Candidate = {
-      route, order, paramNames,
+      route,
+      order,
+      paramNames,
       picks: (query?.length ?? 0) + (headers?.length ?? 0) + (cookies?.length ?? 0),
       conditions: (route.match.methods ? 1 : 0) + (route.match.host ? 1 : 0),
       methods: route.match.methods ? new Set(route.match.methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))) : undefined,
@@ -229,8 +241,8 @@ export function compileTable(routes: readonly Route[], version: number, upstream
     }
   });
   const sortCandidates = (node: Node) => {
-    const bySpecificity = (a: Candidate, b: Candidate) => Number(a.alias) - Number(b.alias)
-      || b.picks - a.picks || b.conditions - a.conditions || a.order - b.order;
+    const bySpecificity = (a: Candidate, b: Candidate) =>
+      Number(a.alias) - Number(b.alias) || b.picks - a.picks || b.conditions - a.conditions || a.order - b.order;
     node.exact.sort(bySpecificity);
     node.rest.sort(bySpecificity);
     node.literal?.forEach(sortCandidates);
@@ -243,7 +255,16 @@ export function compileTable(routes: readonly Route[], version: number, upstream
     routes,
     upstreams,
     match(method, host, path, query, headers) {
-      const state: MatchState = { method, host, query, headers, parsed: undefined, cookies: undefined, segments: path.slice(1).split('/'), values: [] };
+      const state: MatchState = {
+        method,
+        host,
+        query,
+        headers,
+        parsed: undefined,
+        cookies: undefined,
+        segments: path.slice(1).split('/'),
+        values: [],
+      };
       const hit = walk(root, 0, state);
       if (!hit) return undefined;
       const params: Record<string, string> = {};
@@ -361,16 +382,32 @@ export const UNMATCHED = 'legacy.unmatched';
  * Decides a request: which route, and who answers. `bucket` is the session's
  * canary bucket (0–9999, see canaryBucket); `now` is for brownout windows.
  */
-export function decide(table: CompiledTable, method: string, host: string | undefined, path: string, query: string,
-  headers: IncomingHttpHeaders, bucket: () => number, now: number): Decision {
+export function decide(
+  table: CompiledTable,
+  method: string,
+  host: string | undefined,
+  path: string,
+  query: string,
+  headers: IncomingHttpHeaders,
+  bucket: () => number,
+  now: number,
+): Decision {
   const hit = table.match(method, host, path, query, headers);
   if (!hit) return { route: UNMATCHED, mode: 'legacy', target: 'legacy', service: LEGACY, spec: undefined, params: {} };
   const { route, params } = hit;
-  const target = route.mode === 'new' ? 'new'
-    : route.mode === 'retired' ? 'proxy'
-      : route.mode === 'canary' ? (bucket() < Math.round((route.percent ?? 0) * 100) ? 'new' : 'legacy')
-        : inBrownout(route, now) ? 'proxy' : 'legacy';
-  const service = target === 'new' ? route.service ?? DEFAULT_SERVICE : target === 'proxy' ? 'proxy' : LEGACY;
+  const target =
+    route.mode === 'new'
+      ? 'new'
+      : route.mode === 'retired'
+        ? 'proxy'
+        : route.mode === 'canary'
+          ? bucket() < Math.round((route.percent ?? 0) * 100)
+            ? 'new'
+            : 'legacy'
+          : inBrownout(route, now)
+            ? 'proxy'
+            : 'legacy';
+  const service = target === 'new' ? (route.service ?? DEFAULT_SERVICE) : target === 'proxy' ? 'proxy' : LEGACY;
   return { route: route.name, mode: route.mode, target, service, spec: route, params };
 }
 
@@ -404,8 +441,12 @@ export function canaryBucket(sessionKey: string): number {
  * changes, for dry runs and audit views. Upstreams are compared only when
  * both lists are given; their lines come first.
  */
-export function describeChange(before: readonly Route[], after: readonly Route[],
-  beforeUpstreams?: readonly UpstreamSpec[], afterUpstreams?: readonly UpstreamSpec[]): string[] {
+export function describeChange(
+  before: readonly Route[],
+  after: readonly Route[],
+  beforeUpstreams?: readonly UpstreamSpec[],
+  afterUpstreams?: readonly UpstreamSpec[],
+): string[] {
   const lines = beforeUpstreams && afterUpstreams ? describeUpstreams(beforeUpstreams, afterUpstreams) : [];
   const old = new Map(before.map((r) => [r.name, r]));
   for (const route of after) {
@@ -436,7 +477,8 @@ function describeUpstreams(before: readonly UpstreamSpec[], after: readonly Upst
   for (const upstream of after) {
     const previous = old.get(upstream.name);
     if (!previous) lines.push(`add     upstream ${upstream.name}: ${upstreamSource(upstream)}`);
-    else if (canonical(previous) !== canonical(upstream)) lines.push(`change  upstream ${upstream.name}: ${upstreamDifferences(previous, upstream)}`);
+    else if (canonical(previous) !== canonical(upstream))
+      lines.push(`change  upstream ${upstream.name}: ${upstreamDifferences(previous, upstream)}`);
     old.delete(upstream.name);
   }
   for (const upstream of old.values()) lines.push(`remove  upstream ${upstream.name}`);
@@ -467,9 +509,13 @@ function upstreamDifferences(a: UpstreamSpec, b: UpstreamSpec): string {
 
 /** JSON with sorted keys: PostgreSQL's jsonb does not keep key order, so plain JSON.stringify would see changes that are not. */
 function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v)
-    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    : v)) ?? 'undefined';
+  return (
+    JSON.stringify(value, (_key, v: unknown) =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : v,
+    ) ?? 'undefined'
+  );
 }
 
 /**
@@ -479,13 +525,21 @@ function canonical(value: unknown): string {
  */
 export function summary(route: Route, withService = true): string {
   const to = (service: string | undefined) => (withService && service !== undefined && service !== DEFAULT_SERVICE ? ` → ${service}` : '');
-  const fallback = !route.fallback ? ''
-    : typeof route.fallback === 'string' && route.fallback !== LEGACY ? ` (fallback to ${route.fallback})` : ' (fallback)';
+  const fallback = !route.fallback
+    ? ''
+    : typeof route.fallback === 'string' && route.fallback !== LEGACY
+      ? ` (fallback to ${route.fallback})`
+      : ' (fallback)';
   switch (route.mode) {
-    case 'canary': return `canary ${route.percent}%${to(route.service)}${fallback}`;
-    case 'new': return `new${to(route.service)}${fallback}`;
-    case 'retired': return `retired ${route.retired?.status ?? ''}`.trim();
-    case 'shadow': return `shadow${to(route.shadow?.service ?? route.service)}${route.brownouts?.length ? ` (${route.brownouts.length} brownouts)` : ''}`;
-    default: return route.brownouts?.length ? `${route.mode} (${route.brownouts.length} brownouts)` : route.mode;
+    case 'canary':
+      return `canary ${route.percent}%${to(route.service)}${fallback}`;
+    case 'new':
+      return `new${to(route.service)}${fallback}`;
+    case 'retired':
+      return `retired ${route.retired?.status ?? ''}`.trim();
+    case 'shadow':
+      return `shadow${to(route.shadow?.service ?? route.service)}${route.brownouts?.length ? ` (${route.brownouts.length} brownouts)` : ''}`;
+    default:
+      return route.brownouts?.length ? `${route.mode} (${route.brownouts.length} brownouts)` : route.mode;
   }
 }

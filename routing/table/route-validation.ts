@@ -27,7 +27,19 @@ export interface ValidationOptions {
 }
 
 const TABLE_KEYS = ['upstreams', 'routes'];
-const ROUTE_KEYS = new Set(['name', 'match', 'mode', 'percent', 'service', 'fallback', 'retired', 'brownouts', 'shadow', 'timeouts', 'features']);
+const ROUTE_KEYS = new Set([
+  'name',
+  'match',
+  'mode',
+  'percent',
+  'service',
+  'fallback',
+  'retired',
+  'brownouts',
+  'shadow',
+  'timeouts',
+  'features',
+]);
 const MATCH_KEYS = ['path', 'methods', 'host', 'query', 'headers', 'cookies', 'strictSlash'];
 const SHADOW_KEYS = ['ignore', 'headers', 'calibrate', 'maxBodyBytes', 'percent', 'service', 'maxInFlight', 'html'];
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
@@ -54,12 +66,13 @@ export function validateTable(input: unknown, options: ValidationOptions = {}): 
   if (Array.isArray(input)) {
     routes = input;
   } else if (isObject(input)) {
-    for (const key of Object.keys(input)) if (!TABLE_KEYS.includes(key)) problems.push(`table: ${key}: unknown field (known: ${TABLE_KEYS.join(', ')})`);
+    for (const key of Object.keys(input))
+      if (!TABLE_KEYS.includes(key)) problems.push(`table: ${key}: unknown field (known: ${TABLE_KEYS.join(', ')})`);
     routes = input['routes'];
     if (!Array.isArray(routes)) problems.push('routes: must be a JSON array of routes');
     if (input['upstreams'] !== undefined) {
       problems.push(...checkUpstreams(input['upstreams']));
-      upstreams = Array.isArray(input['upstreams']) ? input['upstreams'] as UpstreamSpec[] : [];
+      upstreams = Array.isArray(input['upstreams']) ? (input['upstreams'] as UpstreamSpec[]) : [];
     }
   } else {
     return { ok: false, problems: ['the table must be a JSON array of routes, or {"upstreams": [...], "routes": [...]}'] };
@@ -108,12 +121,16 @@ function checkMatch(match: unknown, label: string, signatures: Map<string, strin
     say('match', 'must be an object with at least "path"');
     return;
   }
-  for (const key of Object.keys(match)) if (!MATCH_KEYS.includes(key)) say(`match.${key}`, `unknown field (known: ${MATCH_KEYS.join(', ')})`);
+  for (const key of Object.keys(match))
+    if (!MATCH_KEYS.includes(key)) say(`match.${key}`, `unknown field (known: ${MATCH_KEYS.join(', ')})`);
   const pathProblem = typeof match['path'] === 'string' ? checkPattern(match['path']) : 'must be a path pattern starting with /';
   if (pathProblem) say('match.path', pathProblem);
   if (match['methods'] !== undefined) {
-    if (!Array.isArray(match['methods']) || match['methods'].length === 0) say('match.methods', 'must be a non-empty list such as ["GET", "HEAD"]');
-    else for (const m of match['methods']) if (!METHODS.includes(m as (typeof METHODS)[number])) say('match.methods', `"${m}" is not one of ${METHODS.join(', ')}`);
+    if (!Array.isArray(match['methods']) || match['methods'].length === 0)
+      say('match.methods', 'must be a non-empty list such as ["GET", "HEAD"]');
+    else
+      for (const m of match['methods'])
+        if (!METHODS.includes(m as (typeof METHODS)[number])) say('match.methods', `"${m}" is not one of ${METHODS.join(', ')}`);
   }
   if (match['host'] !== undefined && (typeof match['host'] !== 'string' || !/^(\*\.)?[a-z0-9.-]+$/i.test(match['host']))) {
     say('match.host', 'must be a host name such as "pypi.example.org" or "*.example.org"');
@@ -121,7 +138,9 @@ function checkMatch(match: unknown, label: string, signatures: Map<string, strin
   if (match['query'] !== undefined) {
     const q = match['query'];
     if (!isObject(q) || Object.keys(q).length === 0) say('match.query', 'must be an object such as {":action": "rss"}');
-    else for (const [k, v] of Object.entries(q)) if (typeof v !== 'string' || k === '') say('match.query', `condition "${k}" must have a string value (use "*" for any)`);
+    else
+      for (const [k, v] of Object.entries(q))
+        if (typeof v !== 'string' || k === '') say('match.query', `condition "${k}" must have a string value (use "*" for any)`);
   }
   if (match['headers'] !== undefined) checkValueConditions('headers', match['headers'], say);
   if (match['cookies'] !== undefined) checkValueConditions('cookies', match['cookies'], say);
@@ -130,8 +149,12 @@ function checkMatch(match: unknown, label: string, signatures: Map<string, strin
   }
   if (!pathProblem && typeof match['path'] === 'string') {
     const signature = JSON.stringify([
-      normalizePattern(match['path']), [...((match['methods'] as string[]) ?? [])].sort(), match['host'] ?? null,
-      conditionsSignature(match['query'], false), conditionsSignature(match['headers'], true), conditionsSignature(match['cookies'], false),
+      normalizePattern(match['path']),
+      [...((match['methods'] as string[]) ?? [])].sort(),
+      match['host'] ?? null,
+      conditionsSignature(match['query'], false),
+      conditionsSignature(match['headers'], true),
+      conditionsSignature(match['cookies'], false),
     ]);
     if (signatures.has(signature)) say('match', `is the same as ${signatures.get(signature)}; one of them could never match`);
     else signatures.set(signature, label);
@@ -186,7 +209,8 @@ function checkMode(r: Fields, say: Say): void {
   const mode = r['mode'];
   if (!MODES.includes(mode as Mode)) say('mode', `must be one of ${MODES.join(', ')}`);
   if (mode === 'canary') {
-    if (typeof r['percent'] !== 'number' || !(r['percent'] >= 0 && r['percent'] <= 100)) say('percent', 'canary needs a percent from 0 to 100');
+    if (typeof r['percent'] !== 'number' || !(r['percent'] >= 0 && r['percent'] <= 100))
+      say('percent', 'canary needs a percent from 0 to 100');
   } else if (r['percent'] !== undefined) {
     say('percent', `only canary routes take a percent (this one is ${String(mode)})`);
   }
@@ -214,7 +238,8 @@ function checkService(r: Fields, upstreams: Names, say: Say): void {
   const fallback = r['fallback'];
   if (fallback === undefined || typeof fallback === 'boolean') return;
   const own = typeof service === 'string' ? service : DEFAULT_SERVICE;
-  if (typeof fallback !== 'string' || fallback === '') say('fallback', `must be true (fall back to legacy), false, or the name of an upstream ${known}`);
+  if (typeof fallback !== 'string' || fallback === '')
+    say('fallback', `must be true (fall back to legacy), false, or the name of an upstream ${known}`);
   else if (!upstreams.all.includes(fallback)) say('fallback', `no upstream named "${fallback}" ${known}`);
   else if (fallback === own) say('fallback', `"${fallback}" is the route's own service; fall back to legacy (true) or to another upstream`);
 }
@@ -227,8 +252,10 @@ function checkRetirement(r: Fields, say: Say): void {
     if (!isObject(ret)) {
       say('retired', `${mode === 'retired' ? 'a retired route needs' : 'brownouts need'} retired: {"status": 410, "message": "…"}`);
     } else {
-      if (typeof ret['status'] !== 'number' || !Number.isInteger(ret['status']) || ret['status'] < 400 || ret['status'] > 599) say('retired.status', 'must be an HTTP error status, 400 to 599 (410 Gone is usual)');
-      if (typeof ret['message'] !== 'string' || ret['message'].trim() === '') say('retired.message', 'must say what replaced the route, for the people still calling it');
+      if (typeof ret['status'] !== 'number' || !Number.isInteger(ret['status']) || ret['status'] < 400 || ret['status'] > 599)
+        say('retired.status', 'must be an HTTP error status, 400 to 599 (410 Gone is usual)');
+      if (typeof ret['message'] !== 'string' || ret['message'].trim() === '')
+        say('retired.message', 'must say what replaced the route, for the people still calling it');
     }
   }
   if (r['brownouts'] === undefined) return;
@@ -241,7 +268,8 @@ function checkRetirement(r: Fields, say: Say): void {
     const w = b as Fields | undefined;
     const start = Date.parse(String(w?.['start']));
     const end = Date.parse(String(w?.['end']));
-    if (Number.isNaN(start) || Number.isNaN(end)) say(`brownouts[${j}]`, 'start and end must be ISO 8601 times such as 2026-12-01T10:00:00Z');
+    if (Number.isNaN(start) || Number.isNaN(end))
+      say(`brownouts[${j}]`, 'start and end must be ISO 8601 times such as 2026-12-01T10:00:00Z');
     else if (end <= start) say(`brownouts[${j}]`, 'end must be after start');
   });
 }
@@ -253,7 +281,8 @@ function checkShadow(sh: unknown, upstreams: Names, say: Say): void {
   }
   const fields = sh as Fields;
   for (const key of ['ignore', 'headers'] as const) {
-    if (fields[key] !== undefined && (!Array.isArray(fields[key]) || (fields[key] as unknown[]).some((x) => typeof x !== 'string'))) say(`shadow.${key}`, 'must be a list of strings');
+    if (fields[key] !== undefined && (!Array.isArray(fields[key]) || (fields[key] as unknown[]).some((x) => typeof x !== 'string')))
+      say(`shadow.${key}`, 'must be a list of strings');
   }
   if (fields['calibrate'] !== undefined && typeof fields['calibrate'] !== 'boolean') say('shadow.calibrate', 'must be true or false');
   const max = fields['maxBodyBytes'];
@@ -276,14 +305,16 @@ function checkShadow(sh: unknown, upstreams: Names, say: Say): void {
     else if (!upstreams.all.includes(service)) say('shadow.service', `no upstream named "${service}" ${known}`);
   }
   if (fields['html'] !== undefined) checkHtmlShadow(fields['html'], say);
-  for (const key of Object.keys(fields)) if (!SHADOW_KEYS.includes(key)) say(`shadow.${key}`, `is not a shadow setting (${SHADOW_KEYS.join(', ')})`);
+  for (const key of Object.keys(fields))
+    if (!SHADOW_KEYS.includes(key)) say(`shadow.${key}`, `is not a shadow setting (${SHADOW_KEYS.join(', ')})`);
 }
 
 function checkTimeouts(t: unknown, say: Say): void {
   const fields = t as Fields | undefined;
   for (const key of ['headersMs', 'bodyMs']) {
     const v = fields?.[key];
-    if (v !== undefined && (typeof v !== 'number' || !(v > 0 && v <= 3_600_000))) say(`timeouts.${key}`, 'must be milliseconds, 1 to 3600000');
+    if (v !== undefined && (typeof v !== 'number' || !(v > 0 && v <= 3_600_000)))
+      say(`timeouts.${key}`, 'must be milliseconds, 1 to 3600000');
   }
 }
 

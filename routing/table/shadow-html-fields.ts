@@ -35,7 +35,8 @@ function basename(value: string): string {
 }
 
 /** A PEP 440 version, as written in a title or a heading ("demo 1.0rc1" → "1.0rc1"): the last one in the text. */
-const VERSION = /(?:\d+!)?\d+(?:\.\d+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)\d*)?(?:[-_.]?(?:post|rev|r)\d*)?(?:[-_.]?dev\d*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?/gi;
+const VERSION =
+  /(?:\d+!)?\d+(?:\.\d+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)\d*)?(?:[-_.]?(?:post|rev|r)\d*)?(?:[-_.]?dev\d*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?/gi;
 
 /** Each normalization takes the list a selector read and gives the list compared. */
 export const NORMALIZATIONS = {

@@ -9,7 +9,18 @@ import { isIP } from 'node:net';
 import { isObject } from '../../lib/objects.js';
 import { BALANCES, LEGACY, type UpstreamSpec } from './upstreams.js';
 
-export const UPSTREAM_KEYS = ['name', 'endpoints', 'dns', 'env', 'resolveEveryMs', 'balance', 'session', 'health', 'outlier', 'slowStartMs'] as const;
+export const UPSTREAM_KEYS = [
+  'name',
+  'endpoints',
+  'dns',
+  'env',
+  'resolveEveryMs',
+  'balance',
+  'session',
+  'health',
+  'outlier',
+  'slowStartMs',
+] as const;
 const HEALTH_KEYS = ['path', 'intervalMs', 'timeoutMs', 'healthy', 'unhealthy'] as const;
 const OUTLIER_KEYS = ['consecutiveFailures', 'ejectMs'] as const;
 /** Like route names, but one segment: they label metrics and appear in `service` fields. */
@@ -56,7 +67,8 @@ export function checkUpstreams(input: unknown): string[] {
     if (raw['session'] !== undefined && typeof raw['session'] !== 'boolean') say('session', 'must be true or false');
     if (raw['health'] !== undefined) checkHealth(raw['health'], say);
     if (raw['outlier'] !== undefined) checkOutlier(raw['outlier'], say);
-    if (raw['slowStartMs'] !== undefined && !wholeIn(raw['slowStartMs'], 0, MAX_MS)) say('slowStartMs', `must be milliseconds, 0 to ${MAX_MS}`);
+    if (raw['slowStartMs'] !== undefined && !wholeIn(raw['slowStartMs'], 0, MAX_MS))
+      say('slowStartMs', `must be milliseconds, 0 to ${MAX_MS}`);
   });
   if (!input.some((u) => isObject(u) && u['name'] === LEGACY)) {
     problems.push(`upstreams: "${LEGACY}" is required: it answers every request no route claims, and what falls back lands there`);
@@ -96,11 +108,15 @@ function checkSource(u: Record<string, unknown>, say: Say): void {
       say('dns', problem.replace(ORIGIN_EXAMPLE, 'dns is one URL whose host name is resolved, such as http://app.internal:8081'));
     } else {
       const host = new URL(u['dns'] as string).hostname.replace(/^\[|\]$/g, '');
-      if (isIP(host)) say('dns', `"${u['dns'] as string}" has an IP address, nothing to resolve; give the addresses as endpoints, or a host name here`);
+      if (isIP(host))
+        say('dns', `"${u['dns'] as string}" has an IP address, nothing to resolve; give the addresses as endpoints, or a host name here`);
     }
   }
   if (u['env'] !== undefined && (typeof u['env'] !== 'string' || !ENV_NAME.test(u['env']))) {
-    say('env', `${typeof u['env'] === 'string' ? `"${u['env']}"` : 'it'} must be an environment variable name such as APP_URL (A-Z, 0-9 and _, not starting with a digit)`);
+    say(
+      'env',
+      `${typeof u['env'] === 'string' ? `"${u['env']}"` : 'it'} must be an environment variable name such as APP_URL (A-Z, 0-9 and _, not starting with a digit)`,
+    );
   }
   if (u['resolveEveryMs'] !== undefined) {
     if (u['dns'] === undefined) say('resolveEveryMs', 'only a dns upstream is resolved again');

@@ -16,7 +16,11 @@ export function browsers(url: string, secret: string, userAgent = CHROME_WINDOWS
     while (running) {
       try {
         const res = await fetch(url, {
-          headers: { 'user-agent': userAgent, accept: 'text/html,application/xhtml+xml', cookie: `${SESSION_COOKIE}=${newSession(randomInt(10_000), secret)}` },
+          headers: {
+            'user-agent': userAgent,
+            accept: 'text/html,application/xhtml+xml',
+            cookie: `${SESSION_COOKIE}=${newSession(randomInt(10_000), secret)}`,
+          },
           signal: AbortSignal.timeout(10_000),
         });
         await res.arrayBuffer();
@@ -29,5 +33,11 @@ export function browsers(url: string, secret: string, userAgent = CHROME_WINDOWS
     }
   };
   const workers = Array.from({ length: 3 }, worker);
-  return { served, stop: async () => { running = false; await Promise.all(workers); } };
+  return {
+    served,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+    },
+  };
 }

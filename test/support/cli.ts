@@ -7,7 +7,11 @@ export { BANYAN };
 /** Runs `banyan args…` to completion. */
 export function runBanyan(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}) {
   const result = spawnSync(process.execPath, [BANYAN, ...args], {
-    cwd: options.cwd, env: { ...process.env, ...options.env }, encoding: 'utf8', timeout: 60_000, input: options.input ?? '',
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    encoding: 'utf8',
+    timeout: 60_000,
+    input: options.input ?? '',
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -21,8 +25,12 @@ export function runBanyanAsync(args: string[], options: { cwd?: string; env?: No
     const child = spawn(process.execPath, [BANYAN, ...args], { cwd: options.cwd, env: { ...process.env, ...options.env } });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('close', (status) => {
       clearTimeout(timer);

@@ -26,7 +26,13 @@ export interface OtlpReceiver {
   close(): Promise<void>;
 }
 
-type AnyValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number; arrayValue?: { values?: AnyValue[] } };
+type AnyValue = {
+  stringValue?: string;
+  intValue?: string | number;
+  boolValue?: boolean;
+  doubleValue?: number;
+  arrayValue?: { values?: AnyValue[] };
+};
 
 function plain(value: AnyValue): unknown {
   if (value.stringValue !== undefined) return value.stringValue;
@@ -55,7 +61,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         return;
       }
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-        resourceSpans?: { resource?: { attributes?: { key: string; value: AnyValue }[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[];
+        resourceSpans?: {
+          resource?: { attributes?: { key: string; value: AnyValue }[] };
+          scopeSpans?: { spans?: Record<string, unknown>[] }[];
+        }[];
       };
       for (const rs of body.resourceSpans ?? []) {
         const resource = attributes(rs.resource?.attributes);
@@ -72,7 +81,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
               name: String(s['name']),
               kind: Number(s['kind']),
               attributes: attributes(s['attributes'] as { key: string; value: AnyValue }[]),
-              links: ((s['links'] as { traceId: string; spanId: string }[] | undefined) ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
+              links: ((s['links'] as { traceId: string; spanId: string }[] | undefined) ?? []).map((l) => ({
+                traceId: l.traceId,
+                spanId: l.spanId,
+              })),
             });
           }
         }
@@ -86,6 +98,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     url: `http://127.0.0.1:${port}`,
     spans,
     posts,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

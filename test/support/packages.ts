@@ -46,13 +46,21 @@ export interface RunResult {
 }
 
 /** Runs a program without blocking the event loop (the servers under test live in this process). */
-export function run(program: string, args: string[], options: { env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  program: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; allowFailure?: boolean; timeoutMs?: number; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += String(d); });
-    child.stderr.on('data', (d) => { stderr += String(d); });
+    child.stdout.on('data', (d) => {
+      stdout += String(d);
+    });
+    child.stderr.on('data', (d) => {
+      stderr += String(d);
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -85,16 +93,27 @@ export function basicAuth(user: string, secret: string): string {
 }
 
 /** The multipart form twine sends for a file, as a FormData; `overrides` replace or drop (undefined) fields. */
-export function uploadForm(path: string, fields: { name: string; version: string; filetype?: string; pyversion?: string },
-  overrides: Record<string, string | undefined> = {}, contents?: Buffer): FormData {
+export function uploadForm(
+  path: string,
+  fields: { name: string; version: string; filetype?: string; pyversion?: string },
+  overrides: Record<string, string | undefined> = {},
+  contents?: Buffer,
+): FormData {
   const data = contents ?? readFileSync(path);
   const filename = path.slice(path.lastIndexOf('/') + 1);
   const isWheel = filename.endsWith('.whl');
   const base: Record<string, string | undefined> = {
-    ':action': 'file_upload', protocol_version: '1', name: fields.name, version: fields.version,
-    filetype: fields.filetype ?? (isWheel ? 'bdist_wheel' : 'sdist'), pyversion: fields.pyversion ?? (isWheel ? 'py3' : 'source'),
-    metadata_version: '2.1', summary: `Test package ${fields.name}`, requires_python: '>=3.7',
-    sha256_digest: createHash('sha256').update(readFileSync(path)).digest('hex'), ...overrides,
+    ':action': 'file_upload',
+    protocol_version: '1',
+    name: fields.name,
+    version: fields.version,
+    filetype: fields.filetype ?? (isWheel ? 'bdist_wheel' : 'sdist'),
+    pyversion: fields.pyversion ?? (isWheel ? 'py3' : 'source'),
+    metadata_version: '2.1',
+    summary: `Test package ${fields.name}`,
+    requires_python: '>=3.7',
+    sha256_digest: createHash('sha256').update(readFileSync(path)).digest('hex'),
+    ...overrides,
   };
   const form = new FormData();
   for (const [k, v] of Object.entries(base)) if (v !== undefined) form.append(k, v);
@@ -108,10 +127,24 @@ export function uploadForm(path: string, fields: { name: string; version: string
 export async function uploadWheel(base: string, token: string, project: string, version: string, tag?: string): Promise<string> {
   const wheel = buildWheel(project, version, randomBytes(256), tag);
   const form = new FormData();
-  for (const [k, v] of Object.entries({ ':action': 'file_upload', protocol_version: '1', name: project, version, filetype: 'bdist_wheel',
-    pyversion: 'py3', metadata_version: '2.1', summary: `${project} for the tests`, sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex') })) form.append(k, v);
+  for (const [k, v] of Object.entries({
+    ':action': 'file_upload',
+    protocol_version: '1',
+    name: project,
+    version,
+    filetype: 'bdist_wheel',
+    pyversion: 'py3',
+    metadata_version: '2.1',
+    summary: `${project} for the tests`,
+    sha256_digest: createHash('sha256').update(wheel.bytes).digest('hex'),
+  }))
+    form.append(k, v);
   form.append('content', new Blob([wheel.bytes]), wheel.filename);
-  const uploaded = await fetch(`${base}/legacy/`, { method: 'POST', body: form, headers: { authorization: basicAuth('__token__', token) } });
+  const uploaded = await fetch(`${base}/legacy/`, {
+    method: 'POST',
+    body: form,
+    headers: { authorization: basicAuth('__token__', token) },
+  });
   if (uploaded.status !== 200) throw new Error(`uploading ${wheel.filename}: ${uploaded.status} ${await uploaded.text()}`);
   return wheel.filename;
 }

@@ -14,7 +14,12 @@ export async function promtoolProblems(ctx: Mocha.Context, text: string): Promis
 }
 
 /** Runs `promtool args…` in `cwd` with `input` on stdin; skips the calling test, saying why, when promtool is not installed. */
-export async function promtool(ctx: Mocha.Context, args: string[], input = '', cwd?: string): Promise<{ code: number | null; output: string }> {
+export async function promtool(
+  ctx: Mocha.Context,
+  args: string[],
+  input = '',
+  cwd?: string,
+): Promise<{ code: number | null; output: string }> {
   if (!existsSync(PROMTOOL)) {
     console.log(`      (skipped: ${PROMTOOL} is not installed; apt-get install prometheus, as .ci/run does)`);
     ctx.skip();
@@ -22,8 +27,12 @@ export async function promtool(ctx: Mocha.Context, args: string[], input = '', c
   return new Promise((resolve, reject) => {
     const child = spawn(PROMTOOL, args, { cwd });
     let out = '';
-    child.stdout.on('data', (d) => { out += String(d); });
-    child.stderr.on('data', (d) => { out += String(d); });
+    child.stdout.on('data', (d) => {
+      out += String(d);
+    });
+    child.stderr.on('data', (d) => {
+      out += String(d);
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, output: out.trim() }));
     child.stdin.end(input);

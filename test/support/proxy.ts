@@ -15,18 +15,37 @@ export const TEST_SECRET = 'test-secret-0123456789abcdef';
 export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[] | TableSpec, reason = 'test setup'): Promise<number> {
   const db = connect(s.primaryUrl, { max: 1 });
   try {
-    return (await saveTable(db, { routes: Array.isArray(routes) ? { upstreams: IMPLICIT_UPSTREAMS, routes } : routes, actor: 'test', reason })).version;
+    return (
+      await saveTable(db, { routes: Array.isArray(routes) ? { upstreams: IMPLICIT_UPSTREAMS, routes } : routes, actor: 'test', reason })
+    ).version;
   } finally {
     await db.destroy();
   }
 }
 
 /** A proxy in this process, reading its table from the shared test database. */
-export async function startTestProxy(s: Services, legacyUrl: string, appUrl: string, options: {
-  redisUrl?: string | null; pollMs?: number; breaker?: Partial<BreakerSettings>; sessionCookie?: string; drainMs?: number;
-  secret?: string | null; pinTtlMs?: number; pinMode?: 'lsn' | 'timed'; usageFlushMs?: number; trustedProxies?: string; headersTimeoutMs?: number; maxClientConnections?: number; debugHeaders?: boolean;
-  limits?: Partial<ClientLimits>; databaseUrl?: string;
-} = {}): Promise<ProxyRuntime> {
+export async function startTestProxy(
+  s: Services,
+  legacyUrl: string,
+  appUrl: string,
+  options: {
+    redisUrl?: string | null;
+    pollMs?: number;
+    breaker?: Partial<BreakerSettings>;
+    sessionCookie?: string;
+    drainMs?: number;
+    secret?: string | null;
+    pinTtlMs?: number;
+    pinMode?: 'lsn' | 'timed';
+    usageFlushMs?: number;
+    trustedProxies?: string;
+    headersTimeoutMs?: number;
+    maxClientConnections?: number;
+    debugHeaders?: boolean;
+    limits?: Partial<ClientLimits>;
+    databaseUrl?: string;
+  } = {},
+): Promise<ProxyRuntime> {
   return startProxyRuntime({
     settings: {
       databaseUrl: options.databaseUrl ?? s.primaryUrl,
@@ -48,13 +67,20 @@ export async function startTestProxy(s: Services, legacyUrl: string, appUrl: str
       ...(options.debugHeaders ? { debugHeaders: true } : {}),
       ...options.limits,
     },
-    legacyUrl, appUrl, port: 0, adminPort: 0, log: () => {},
+    legacyUrl,
+    appUrl,
+    port: 0,
+    adminPort: 0,
+    log: () => {},
     ...(options.breaker ? { breaker: options.breaker } : {}),
   });
 }
 
 /** GET (or another method) through the proxy, returning status, headers and text. */
-export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; backend: string | null }> {
+export async function call(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; text: string; backend: string | null }> {
   const res = await fetch(url, init);
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, backend: res.headers.get('x-backend') };

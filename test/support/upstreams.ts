@@ -42,8 +42,13 @@ export async function fakeBackend(name: string): Promise<FakeBackend> {
   });
   const listening = await listen(server, 0, '127.0.0.1', 'test', 200);
   return {
-    name, url: listening.url, listening, seen,
-    answer: (prefix, handler) => { handlers.unshift([prefix, handler]); },
+    name,
+    url: listening.url,
+    listening,
+    seen,
+    answer: (prefix, handler) => {
+      handlers.unshift([prefix, handler]);
+    },
     close: () => listening.close(),
   };
 }
