@@ -8,7 +8,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import type { CutoverPlansTable, Database } from '../lib/schema.js';
 import { changeRoute, latestTable, type Route, saveTableIn } from '../routing/table/index.js';
-import { evidenceSince, type Evidence } from './evidence.js';
+import { evidenceSince } from './evidence.js';
 import { judge, type StepEvidence, type Verdict } from './judge.js';
 import { promDuration, runChecks } from './prometheus-checks.js';
 import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';

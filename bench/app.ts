@@ -71,9 +71,9 @@ interface Figure {
 const results = new Map<string, Figure[]>();
 let plans: { project: string; query: string; seqScans: string[] }[] = [];
 let rssGrowth = 0;
-let small = '';
-let giant = '';
-let middle = '';
+let small: string;
+let giant: string;
+let middle: string;
 
 try {
   await router.start();

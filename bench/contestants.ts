@@ -144,7 +144,8 @@ if (kind === 'backend') {
     // The load generator is one address that stands for every client: no per-client share.
     clientSharePercent: 100,
   });
-  ready(createServer(proxy.app.callback()));
+  const handle = proxy.app.callback();
+  ready(createServer((req, res) => void handle(req, res)));
 } else {
   process.stderr.write(`unknown contestant ${kind}\n`);
   process.exit(2);

@@ -124,7 +124,7 @@ async function choose(policy: Policy, lastWriteAt: number, pinLsn: bigint | unde
       return since < 15_000 ? primary : replica;
     case 'timed pin 2 s':
       return since < 2_000 ? primary : replica;
-    default:
+    case 'no pinning':
       return replica;
   }
 }

@@ -1,6 +1,5 @@
 import { backfillDigests, backfillMetadata } from '../app/backfill.js';
 import { loadSettings, required } from '../lib/config.js';
-import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { CacheGenerations } from '../lib/write-announcer.js';
 import { connect } from '../lib/database.js';

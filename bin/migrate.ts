@@ -1,5 +1,4 @@
 import { loadSettings, required } from '../lib/config.js';
-import { BanyanError } from '../lib/errors.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
 import { connect } from '../lib/database.js';
 import type { Args } from './command.js';

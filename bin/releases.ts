@@ -1,5 +1,4 @@
 import { loadSettings, operatorName, required } from '../lib/config.js';
-import { BanyanError } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { changeRelease, type ReleaseAction } from '../lib/releases.js';
 import { CacheGenerations, WriteAnnouncer } from '../lib/write-announcer.js';

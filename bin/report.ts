@@ -1,7 +1,6 @@
 import { quoted } from '../lib/quoted.js';
 import { loadSettings, required } from '../lib/config.js';
 import { parseDuration } from '../lib/duration.js';
-import { BanyanError } from '../lib/errors.js';
 import { usageReport, type UsageLine } from '../metrics/report.js';
 import { connect } from '../lib/database.js';
 import { latestTable } from '../routing/table/index.js';

@@ -22,7 +22,7 @@ function answering(route: Route): Set<'new' | 'legacy'> {
     case 'legacy':
     case 'shadow':
       return new Set(['legacy']);
-    default:
+    case 'retired':
       return new Set();
   }
 }

@@ -56,6 +56,7 @@ export async function routes(args: Args): Promise<void> {
         return await c.history();
       case 'rollback':
         return await c.rollback(target);
+      case undefined:
       default:
         throw usage(`unknown routes action "${action}"`);
     }

@@ -13,7 +13,6 @@ import {
   waitFor,
   withPrimary,
   type ChaosContext,
-  type ChaosRow,
   type Scenario,
 } from './suite.js';
 
@@ -49,7 +48,6 @@ export const failOverThePrimary: Scenario = {
     const writes = new UploadLoad(before.proxy, ctx.project, ctx.uploadToken);
     const broken: string[] = [];
     const timeline: Record<string, number> = {};
-    let seenAtOnce = '';
     reads.start();
     writes.start();
     try {
@@ -62,7 +60,7 @@ export const failOverThePrimary: Scenario = {
       timeline['firstAcceptedWrite'] = firstAckAfter(writes.log, t0)! - t0;
       if (timeline['firstAcceptedWrite'] > WRITES_BACK_WITHIN_MS)
         broken.push(`uploads accepted again ${timeline['firstAcceptedWrite']} ms after the kill (bound ${WRITES_BACK_WITHIN_MS})`);
-      seenAtOnce = await uploadThenRead(ctx, before.proxy);
+      const seenAtOnce = await uploadThenRead(ctx, before.proxy);
       if (seenAtOnce) broken.push(seenAtOnce);
       await waitFor(
         'the new replica to be in stack.json',

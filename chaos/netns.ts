@@ -116,6 +116,6 @@ function ip(argv: readonly string[]): string {
     return execFileSync('ip', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`ip ${argv.join(' ')}: ${(e.stderr || e.message).trim()}`);
+    throw new Error(`ip ${argv.join(' ')}: ${(e.stderr || e.message).trim()}`, { cause: err });
   }
 }

@@ -264,7 +264,7 @@ async function startRig(ctx: ChaosContext): Promise<Rig> {
     };
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n${output.slice(-2_000)}`);
+    throw new Error(`${(err as Error).message}\n${output.slice(-2_000)}`, { cause: err });
   }
 }
 

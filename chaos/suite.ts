@@ -80,8 +80,8 @@ function underLoad(
       const writes = new UploadLoad(before.proxy, ctx.project, ctx.uploadToken);
       reads.start();
       writes.start();
-      let t0 = 0;
-      let note: string | void = '';
+      let t0: number;
+      let note: string | void;
       try {
         await sleep(ctx.settleMs);
         t0 = Date.now();

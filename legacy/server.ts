@@ -86,7 +86,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
         })()),
     };
     const serve = () => route(request, store, upload).catch((err: Error) => failed(request, err));
-    if (watchingRequests()) inRequestScope(req, res, () => request.handler, serve);
+    if (watchingRequests()) void inRequestScope(req, res, () => request.handler, serve);
     else void serve();
   });
   return {

@@ -319,7 +319,7 @@ export class DbNodes {
     if (this.#timer) clearInterval(this.#timer);
     await this.#reading?.catch(() => {});
     for (const timer of this.#draining.values()) clearTimeout(timer);
-    await Promise.all(this.#probes.map((c) => c?.end().catch(() => {})));
+    await Promise.all(this.#probes.filter((c) => c !== undefined).map((c) => c.end().catch(() => {})));
     await Promise.all(this.#nodes.filter((n) => !n.removed || this.#draining.has(n)).map((n) => n.pool.end().catch(() => {})));
   }
 }

@@ -1,4 +1,4 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BanyanError } from './errors.js';
 
@@ -11,17 +11,18 @@ export interface Listening {
 }
 
 /**
+ * A request handler: Node's plain listener, or one that answers through a promise (Koa's
+ * `app.callback()`). A promise that rejects ends that response's connection; it never
+ * becomes an unhandled rejection that takes the process down.
+ */
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+/**
  * Listens on `host:port` (0: any free port). A port in use is an error that
  * names the setting to change, not a stack trace.
  */
-export function listen(
-  handler: RequestListener | Server,
-  port: number,
-  host: string,
-  setting: string,
-  drainMs = 2_000,
-): Promise<Listening> {
-  const server = typeof handler === 'function' ? createServer(handler) : handler;
+export function listen(handler: Handler | Server, port: number, host: string, setting: string, drainMs = 2_000): Promise<Listening> {
+  const server = typeof handler === 'function' ? createServer(settled(handler)) : handler;
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') {
@@ -62,4 +63,12 @@ export function listen(
       });
     });
   });
+}
+
+/** `handler` as a plain Node listener: a rejected answer destroys that response only. */
+export function settled(handler: Handler): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const answer = handler(req, res);
+    if (answer) answer.catch((err: unknown) => res.destroy(err instanceof Error ? err : new Error(String(err))));
+  };
 }

@@ -20,6 +20,7 @@ const NAMED: Readonly<Record<string, string>> = { '"': '\\"', '\\': '\\\\', '\n'
 
 // C0, DEL and C1 controls; soft hyphen; zero-width and direction marks; line/paragraph separators;
 // bidirectional embeddings, overrides and isolates; lone surrogates; the byte-order mark; interlinear annotations.
+// eslint-disable-next-line no-control-regex -- rejects control and invisible characters on purpose
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ud800-\udfff\ufeff\ufff9-\ufffb]/u;
 
 function escapeChar(ch: string): string {

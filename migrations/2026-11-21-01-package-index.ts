@@ -1,7 +1,8 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /** The package index: accounts, tokens, projects, releases, files and the change journal. */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .createTable('users')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
@@ -93,7 +94,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('journal_project_name_idx').on('journal').column('project_name').execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   for (const table of ['journal', 'files', 'releases', 'project_roles', 'projects', 'api_tokens', 'users']) {
     await db.schema.dropTable(table).execute();
   }

@@ -1,7 +1,8 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /** The versioned route table and its audit log (who changed what, when and why). */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .createTable('route_table_versions')
     .addColumn('version', 'integer', (c) => c.primaryKey().check(sql`version > 0`))
@@ -25,7 +26,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('route_audit_at_idx').on('route_audit').column('at').execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.dropTable('route_audit').execute();
   await db.schema.dropTable('route_table_versions').execute();
 }

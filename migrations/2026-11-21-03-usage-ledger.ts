@@ -1,11 +1,12 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * The durable usage ledger: hourly request counts per route, legacy feature
  * and backend, with the top user agents. Flush ids make a retried flush
  * count once.
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .createTable('usage_ledger')
     .addColumn('bucket', 'timestamptz', (c) => c.notNull())
@@ -36,7 +37,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.dropTable('usage_flushes').execute();
   await db.schema.dropTable('usage_user_agents').execute();
   await db.schema.dropTable('usage_ledger').execute();

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * PEP 440 order in the database: `sort_key` sorts byte-wise (COLLATE "C") in
@@ -7,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
  * the keys of releases that existed before it are filled by the migrator's
  * derived-data step (`derived-data.ts`), with the rules the running code uses.
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .alterTable('releases')
     .addColumn('sort_key', sql`text COLLATE "C"`, (c) => c.notNull().defaultTo(''))
@@ -16,7 +17,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('releases_project_order_idx').on('releases').columns(['project_id', 'sort_key desc']).execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.dropIndex('releases_project_order_idx').execute();
   await db.schema.alterTable('releases').dropColumn('sort_key').dropColumn('is_prerelease').execute();
 }

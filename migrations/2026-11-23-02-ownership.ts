@@ -1,11 +1,12 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * Ownership as Warehouse has it: API tokens can be scoped to one project,
  * and every change of a role or a token is recorded in `account_events`
  * (who did it, to whom, on which project), next to the release journal.
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .alterTable('api_tokens')
     .addColumn('project_id', 'bigint', (c) => c.references('projects.id').onDelete('cascade'))
@@ -30,7 +31,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.dropIndex('journal_creates_idx').execute();
   await db.schema.dropTable('account_events').execute();
   await db.schema.alterTable('api_tokens').dropColumn('project_id').execute();

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * PEP 658/714: each wheel's METADATA is stored beside it (`<file>.metadata`)
@@ -6,13 +7,13 @@ import { sql, type Kysely } from 'kysely';
  * reads a wheel's dependencies without downloading the wheel. Null: not
  * extracted (sdists, and files uploaded before, until `banyan backfill metadata`).
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema
     .alterTable('files')
     .addColumn('metadata_sha256', 'text', (c) => c.check(sql`metadata_sha256 ~ '^[0-9a-f]{64}$'`))
     .execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.alterTable('files').dropColumn('metadata_sha256').execute();
 }

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * The cutover autopilot: plans (one active per route), the lease that lets
@@ -6,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
  * routes under a plan (counts per backend, a latency histogram, shadow
  * comparisons and, for brownouts, user agents), summed over the fleet.
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await sql`CREATE TABLE cutover_plans (
     id bigserial PRIMARY KEY,
     route text NOT NULL,
@@ -47,7 +48,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`CREATE INDEX cutover_samples_route_at ON cutover_samples (route, at)`.execute(db);
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await sql`DROP TABLE cutover_samples`.execute(db);
   await sql`DROP TABLE autopilot_lease`.execute(db);
   await sql`DROP TABLE cutover_plans`.execute(db);

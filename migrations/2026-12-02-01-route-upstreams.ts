@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * Named upstreams, versioned with the routes: each table version keeps the
@@ -6,12 +6,12 @@ import type { Kysely } from 'kysely';
  * Null in rows written before this migration: those versions mean the
  * implicit pair (legacy from LEGACY_URL, app from APP_URL).
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await db.schema.alterTable('route_table_versions').addColumn('upstreams', 'jsonb').execute();
   await db.schema.alterTable('route_audit').addColumn('before_upstreams', 'jsonb').addColumn('after_upstreams', 'jsonb').execute();
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   await db.schema.alterTable('route_audit').dropColumn('before_upstreams').dropColumn('after_upstreams').execute();
   await db.schema.alterTable('route_table_versions').dropColumn('upstreams').execute();
 }

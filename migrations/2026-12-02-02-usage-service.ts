@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * The usage ledger counts per service too (the upstream that answered:
@@ -6,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
  * one served it. Rows counted before this get the two-backend world's names:
  * `new` was the app.
  */
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: UntypedDb): Promise<void> {
   await sql`ALTER TABLE usage_ledger ADD COLUMN service text`.execute(db);
   await sql`UPDATE usage_ledger SET service = CASE backend WHEN 'new' THEN 'app' ELSE backend END`.execute(db);
   await sql`ALTER TABLE usage_ledger ALTER COLUMN service SET NOT NULL`.execute(db);
@@ -16,7 +17,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   );
 }
 
-export async function down(db: Kysely<any>): Promise<void> {
+export async function down(db: UntypedDb): Promise<void> {
   // Rows that differ only by service become one row again.
   await sql`CREATE TEMP TABLE usage_ledger_merged AS
     SELECT bucket, route, feature, backend, status_class, sum(requests)::bigint AS requests, max(last_seen) AS last_seen

@@ -1,5 +1,5 @@
-import type { Kysely } from 'kysely';
 import { isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * Columns the index derives from a row with the running code's rules, filled
@@ -7,12 +7,12 @@ import { isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
  * and SQL only): a later change to these rules cannot change what an old
  * migration did, and derived values always come from the code that reads them.
  */
-export async function fillDerivedData(db: Kysely<any>): Promise<void> {
+export async function fillDerivedData(db: UntypedDb): Promise<void> {
   await fillReleaseOrder(db);
 }
 
 /** PEP 440 sort keys of releases stored before `2026-11-22-01-release-order` (theirs is ''). */
-async function fillReleaseOrder(db: Kysely<any>): Promise<void> {
+async function fillReleaseOrder(db: UntypedDb): Promise<void> {
   const rows = (await db.selectFrom('releases').select(['id', 'version']).where('sort_key', '=', '').execute()) as {
     id: string;
     version: string;

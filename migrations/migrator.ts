@@ -1,4 +1,4 @@
-import { Kysely, Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import { fillDerivedData } from './derived-data.js';
 import * as packageIndex from './2026-11-21-01-package-index.js';
@@ -13,6 +13,7 @@ import * as autopilot from './2026-11-23-05-autopilot.js';
 import * as routeUpstreams from './2026-12-02-01-route-upstreams.js';
 import * as usageService from './2026-12-02-02-usage-service.js';
 import * as planGates from './2026-12-02-03-plan-gates.js';
+import type { UntypedDb } from './untyped.js';
 
 /**
  * Every migration, in order. Names are dated so they sort; each file has an
@@ -43,26 +44,26 @@ export interface MigrationStatus {
 }
 
 /** A Kysely Migrator over our migrations; run it on the primary only. */
-export function migrator(db: Kysely<any>): Migrator {
+export function migrator(db: UntypedDb): Migrator {
   return new Migrator({ db, provider, migrationTableName: 'banyan_migration', migrationLockTableName: 'banyan_migration_lock' });
 }
 
 /** Applies every pending migration, or throws naming the one that failed; then fills derived data where missing. */
-export async function migrateUp(db: Kysely<any>): Promise<string[]> {
+export async function migrateUp(db: UntypedDb): Promise<string[]> {
   const done = applied(await migrator(db).migrateToLatest(), 'up');
   await fillDerivedData(db);
   return done;
 }
 
 /** Undoes the most recent migration (`all`: every one). */
-export async function migrateDown(db: Kysely<any>, all = false): Promise<string[]> {
+export async function migrateDown(db: UntypedDb, all = false): Promise<string[]> {
   const m = migrator(db);
   if (!all) return applied(await m.migrateDown(), 'down');
   return applied(await m.migrateTo(NO_MIGRATIONS), 'down');
 }
 
 /** Every known migration and when it ran (null: pending). */
-export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[]> {
+export async function migrationStatus(db: UntypedDb): Promise<MigrationStatus[]> {
   const list = await migrator(db).getMigrations();
   return list.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
 }

@@ -19,7 +19,6 @@ import {
   type Mode,
   MODES,
   rollbackTable,
-  type Route,
   saveTable,
   validateTable,
 } from '../routing/table/index.js';

@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 export type NormalizedTarget = { readonly ok: true; readonly target: string } | { readonly ok: false; readonly reason: string };
 
 // Anything that may need work: a dot (segments), a percent sign, a backslash, a doubled slash, a control character.
+// eslint-disable-next-line no-control-regex -- control characters send a path to the careful parser on purpose
 const NEEDS_WORK = /[.%\\\x00-\x1f\x7f]|\/\//;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
@@ -31,6 +32,7 @@ export function normalizeTarget(raw: string): NormalizedTarget {
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   if (!NEEDS_WORK.test(path)) return { ok: true, target };
+  // eslint-disable-next-line no-control-regex -- a control character in a path is refused on purpose
   if (/[\\\x00-\x1f\x7f]/.test(path)) return { ok: false, reason: 'the path has a backslash or a control character' };
   let decoded = '';
   for (let i = 0; i < path.length; i++) {

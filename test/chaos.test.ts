@@ -24,7 +24,6 @@ describe('chaos: kills, freezes, flips and attacks against npm start, every inva
     this.timeout(600_000);
     const lines: string[] = [];
     rows = await chaos({ seconds: 1, workers: 2, log: (line) => lines.push(line) });
-    // eslint-disable-next-line no-console
     console.log(
       `\n${rows.map((r) => `      ${r.scenario.padEnd(32)} ${String(r.requests).padStart(5)} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated${r.firstFallbackMs === null ? '' : `, first fallback ${r.firstFallbackMs} ms`}${r.failures && r.notes ? ` (${r.notes})` : ''}`).join('\n')}`,
     );

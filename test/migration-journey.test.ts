@@ -54,7 +54,6 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
 
   after(async () => {
     if (stack) expect(await stack.interrupt('SIGINT'), 'Ctrl-C stops the stack cleanly').to.equal(0);
-    // eslint-disable-next-line no-console
     console.log(
       `\n      journey counts (requests to /project/${name}/):\n${Object.entries(counts)
         .map(
@@ -219,7 +218,6 @@ describe('the migration journey against npm start: real processes, the CLI, pip 
     expect(firstFallback, 'a fallback answer came').to.be.a('number');
     expect(firstFallback!).to.be.below(1_000);
     counts['4. app killed'] = { requests: 0, failures: 0, legacy: 0, fallbacks: 0 };
-    // eslint-disable-next-line no-console
     console.log(`      first fallback answer ${firstFallback} ms after SIGKILL`);
     const c = await browse('4. app killed', 20);
     expect(c).to.include({ failures: 0, legacy: 20 });

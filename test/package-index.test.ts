@@ -253,7 +253,7 @@ describe('the package index: uploads, simple and JSON APIs, files, download page
 
     it('leaves no row and no file when the client goes away mid-upload', async () => {
       const name = fresh();
-      const [wheel] = await buildDists(dists, name, '1.0', ['py3-none-any']);
+      await buildDists(dists, name, '1.0', ['py3-none-any']);
       const controller = new AbortController();
       let sent = 0;
       const body = new ReadableStream({

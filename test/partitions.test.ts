@@ -18,7 +18,6 @@ describe('chaos: network partitions (proxy ↔ Redis, proxy ↔ PostgreSQL, app 
   before(async function () {
     this.timeout(600_000);
     rows = await chaos({ seconds: 1, workers: 1, only: 'partition', partitions: true, log: () => {} });
-    // eslint-disable-next-line no-console
     console.log(
       `\n${rows.map((r) => `      ${r.scenario.padEnd(30)} ${r.requests} reads, ${r.failures} failed, ${r.writesAcknowledged} writes acked, ${r.lost} lost, ${r.duplicated} duplicated; ${r.notes}`).join('\n')}`,
     );

@@ -60,7 +60,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   let adminToken: string;
   let token: string;
   const project = `svc-journey-${process.pid}`;
-  let uploads = 0;
 
   const banyan = (...args: string[]) => runBanyanAsync(args, { cwd });
 
@@ -134,7 +133,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   /** An upload through the proxy, sent at once. */
   async function upload(version: string): Promise<Answer> {
     const { bytes, contentType } = await uploadBody(version);
-    uploads++;
     try {
       const res = await fetch(`${proxy}/legacy/`, {
         method: 'POST',
@@ -151,7 +149,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
   /** An upload whose body goes out in `pieces` over `pieces × gapMs`, so it is in flight when something dies. */
   async function slowUpload(version: string, pieces: number, gapMs: number): Promise<Answer> {
     const { bytes, contentType } = await uploadBody(version);
-    uploads++;
     return new Promise((resolve) => {
       let settled = false;
       const done = (a: Answer) => {
@@ -297,7 +294,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     ).to.deep.equal([]);
     const after = await service('app');
     const split = urls.map((u) => requestsOf(after, u) - requestsOf(before, u));
-    // eslint-disable-next-line no-console
     console.log(`      split: ${split.map((n, i) => `app-${i + 1} ${n}`).join(', ')}`);
     expect(split[0]! + split[1]!, 'each GET reached exactly one endpoint').to.equal(400);
     for (const [i, n] of split.entries()) expect(n, `app-${i + 1} gets at least a quarter`).to.be.at.least(100);
@@ -347,7 +343,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const afterKill = answers.filter((a) => a.at >= killed.at).length;
     const ok = uploaded.filter((u) => u.answer.status === 200);
     const refused = uploaded.filter((u) => u.answer.status === 503);
-    // eslint-disable-next-line no-console
     console.log(
       `      ${answers.length} GETs (${afterKill} after the kill), ${answers.filter((a) => a.status !== 200).length} failed; ` +
         `the killed endpoint got requests until ${lastRequest} ms after SIGKILL, ${after.failures - before.failures} of them failed, ` +
@@ -459,7 +454,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const answers = await load(['/simple/'], 8, 7_200);
     await sampling;
     const pct = shares.map((s) => (s.killed + s.other ? Math.round((100 * s.killed) / (s.killed + s.other)) : 0));
-    // eslint-disable-next-line no-console
     console.log(
       `      back ${(returned / 1000).toFixed(1)} s after SIGKILL in state ${back.state} (weight ${back.weight}); ` +
         `its share per second: ${pct.map((p, i) => `${p} % (w ${shares[i]!.weight})`).join(', ')}`,
@@ -483,7 +477,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     for (let i = 0; i < 10; i++) answers.push(await get('/simple/'));
     const refused = await upload('4.0');
     const took = Date.now() - at;
-    // eslint-disable-next-line no-console
     console.log(
       `      within ${took} ms of SIGKILL: ${answers.filter((a) => a.route?.backend === 'legacy').length}/10 GETs from legacy; upload ${refused.status}: ${refused.body.split('\n')[0]}`,
     );
@@ -507,7 +500,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
       async () => (await service('app')).endpoints.every((e) => e.state === 'healthy' || e.state === 'slow-start'),
       40_000,
     );
-    // eslint-disable-next-line no-console
     console.log(`      both back ${((Date.now() - at) / 1000).toFixed(1)} s after SIGKILL`);
     const again = await get('/simple/');
     expect([again.status, again.route?.service]).to.deep.equal([200, 'app']);
@@ -603,7 +595,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
     const after = await settled();
     const n = compared(after) - compared(base);
     const expected = sessions.filter((s) => shadowSampled(10, s)).length;
-    // eslint-disable-next-line no-console
     console.log(
       `      shadow: ${n} of 400 sessions compared (${(n / 4).toFixed(1)} %; ${expected} sampled by their cookie), skipped ${after.skipped - base.skipped}`,
     );
@@ -624,7 +615,6 @@ describe('services on npm start: two app instances, retries, slow start, fallbac
       seen.push(`${sid.split('.')[0]}…:${delta}`);
       expect(delta, `session ${sid}`).to.equal(sampled.includes(sid) ? 5 : 0);
     }
-    // eslint-disable-next-line no-console
     console.log(`      the same session 5 times, compared: ${seen.join(', ')}`);
   });
 });

@@ -539,7 +539,7 @@ export function summary(route: Route, withService = true): string {
       return `retired ${route.retired?.status ?? ''}`.trim();
     case 'shadow':
       return `shadow${to(route.shadow?.service ?? route.service)}${route.brownouts?.length ? ` (${route.brownouts.length} brownouts)` : ''}`;
-    default:
+    case 'legacy':
       return route.brownouts?.length ? `${route.mode} (${route.brownouts.length} brownouts)` : route.mode;
   }
 }

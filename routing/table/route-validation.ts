@@ -191,6 +191,7 @@ function checkValueConditions(kind: 'headers' | 'cookies', conditions: unknown, 
       say(field, `"${name}" must be a string ("*" for any value) or a non-empty list of strings`);
     } else if (Array.isArray(value) && value.includes('*')) {
       say(field, `"${name}": "*" means any value, so it cannot be one of a list`);
+      // eslint-disable-next-line no-control-regex -- control characters in a header value are refused on purpose
     } else if (values.some((v) => /[\u0000-\u001f\u007f]/.test(v as string))) {
       say(field, `"${name}": a value cannot contain control characters (no request could match it)`);
     }
