@@ -32,9 +32,17 @@ describe('banyan proxy as a process', () => {
     legacy.answer('/sink', (req, res) => {
       const hash = createHash('sha256');
       let bytes = 0;
+      // A backend slower than the client (at most ~400 MB/s: 20 ms of rest after every 8 MiB): a proxy
+      // without backpressure would hold the difference, hundreds of MB of a 1 GiB upload.
+      let rested = 0;
       req.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         hash.update(chunk);
+        if (bytes - rested >= 8 * 1024 * 1024) {
+          rested = bytes;
+          req.pause();
+          setTimeout(() => req.resume(), 20);
+        }
       });
       req.on('end', () => {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -53,7 +61,7 @@ describe('banyan proxy as a process', () => {
     await legacy.close();
   });
 
-  it('streams a 1 GiB upload through with backpressure: RSS grows by less than 50 MB', async function () {
+  it('streams a 1 GiB upload to a slower backend with backpressure: RSS grows by less than 128 MB', async function () {
     this.timeout(120_000);
     const proxy = await startProxyProcess(env);
     try {
@@ -92,7 +100,9 @@ describe('banyan proxy as a process', () => {
       expect(result.bytes).to.equal(total);
       expect(result.sha256).to.equal(expected.digest('hex'));
       const growth = peak - baseline;
-      expect(growth, `RSS grew by ${(growth / 1e6).toFixed(1)} MB`).to.be.below(50 * 1024 * 1024);
+      // What is left is garbage awaiting collection: about 4 MB on Node 20, 55-65 MB on Node 24, whose young
+      // generation grows larger before it is scavenged (with --max-semi-space-size=2 it is under 50 MB there too).
+      expect(growth, `RSS grew by ${(growth / 1e6).toFixed(1)} MB`).to.be.below(128 * 1024 * 1024);
     } finally {
       proxy.child.kill('SIGTERM');
       await proxy.exited;
