@@ -245,8 +245,14 @@ Settings come from the environment; unset ones fall back to the stack that
     .action(() => {
       process.stdout.write(bashCompletion(banyan));
     });
+  for (const command of banyan.commands) command.helpGroup(INDEX_COMMANDS.has(command.name()) ? INDEX_GROUP : KIT_GROUP);
   return banyan;
 }
+
+/** Help shows Banyan's own commands apart from those of the package index it ships as its demo. */
+const KIT_GROUP = 'Banyan (the proxy, DB router and usage metrics):';
+const INDEX_GROUP = 'The demo package index it migrates (legacy to app):';
+const INDEX_COMMANDS = new Set(['app', 'files', 'legacy', 'users', 'tokens', 'projects', 'releases', 'backfill', 'seed']);
 
 function routesCommand(routes: Command): void {
   const action = lazy(

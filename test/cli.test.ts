@@ -12,6 +12,14 @@ describe('banyan command line', () => {
     expect(help.status).to.equal(0);
     expect(help.stdout).to.match(/^Usage: banyan <command> \[options\]/);
     expect(help.stdout).to.match(/\n {2}routes +the route table every proxy follows\n/);
+    // Banyan's own commands are listed apart from the demo package index's.
+    const [kit, index] = help.stdout.split('The demo package index it migrates');
+    expect(kit).to.match(/Banyan \(the proxy, DB router and usage metrics\):\n/);
+    for (const name of ['start', 'proxy', 'migrate', 'routes', 'upstreams', 'report']) expect(kit).to.match(new RegExp(`\n {2}${name} `));
+    for (const name of ['app', 'legacy', 'users', 'tokens', 'projects', 'releases', 'seed']) {
+      expect(index).to.match(new RegExp(`\n {2}${name} `));
+      expect(kit).not.to.match(new RegExp(`\n {2}${name} `));
+    }
     expect(runBanyan([]).stdout, 'no command at all prints the same').to.equal(help.stdout);
     const bad = runBanyan(['rotues']);
     expect(bad.status).to.equal(2);
