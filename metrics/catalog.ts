@@ -206,7 +206,7 @@ export function createAppMetrics(router?: ReplicaStates, fences?: { readonly ski
     }),
     dbReads: new Counter({
       name: 'banyan_db_reads_total',
-      help: 'Request DB handles by the server reads went to (primary, db-N, replica-N) and why (no_fence, fence_met, fence_wait, pinned, lagging, replica_down, primary_busy, no_replica, old_timeline: a fence from before a failover).',
+      help: 'Request DB handles by the server reads went to (primary, db-N, replica-N) and why (no_fence, fence_met, fence_wait, fence_unmet: no replica had replayed the fence, pinned: a timed pin, lagging, replica_down, primary_busy, no_replica, old_timeline: a fence from before a failover).',
       labelNames: ['target', 'reason'] as const,
       registers,
     }),

@@ -37,7 +37,7 @@ describe('DB router choices against a real replica', () => {
     const fenced = await router.forRequest({ minLsn: router.states[0]!.replayLsn! });
     expect([fenced.readTarget, fenced.reason]).to.deep.equal(['replica-1', 'fence_met']);
     const ahead = await router.forRequest({ minLsn: router.states[0]!.replayLsn! + 1_000_000n });
-    expect([ahead.readTarget, ahead.reason]).to.deep.equal(['primary', 'pinned']);
+    expect([ahead.readTarget, ahead.reason]).to.deep.equal(['primary', 'fence_unmet']);
   });
 
   it('a lagging replica serves no reads, until the primary is too busy: then the least-lagged one does', async () => {

@@ -167,7 +167,7 @@ describe('tracing: one trace from the client through the proxy, a backend and Po
     for (const read of reads) {
       // Where a pinned read may go: a replica that has its write, else the primary (a replica out of its limits counts as usual); never "no_fence".
       expect(
-        ['fence_met', 'fence_wait', 'pinned', 'lagging', 'replica_down'],
+        ['fence_met', 'fence_wait', 'fence_unmet', 'pinned', 'lagging', 'replica_down'],
         `a pinned read: ${JSON.stringify(read.attributes)}`,
       ).to.include(read.attributes['banyan.read.reason']);
       expect(['replica', 'primary']).to.include(read.attributes['banyan.read.target']);

@@ -7,11 +7,17 @@ import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
 import { DbNodes, type DbNodeConfig } from '../../lib/db-nodes.js';
 import { formatLsn, parseLsn, parseTimeline, REACHED_POSITION_SQL, type WalPosition } from '../../lib/lsn.js';
 import { noteReadChoice, retryingRead } from '../../lib/request-scope.js';
+import {
+  chooseReader,
+  usableReplicas,
+  type ChoiceInput,
+  type ChoicePolicy,
+  type ReadReason,
+  type ReplicaReading,
+} from './replica-choice.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
 
-/** Why a request's reads went where they went (a metric label). */
-export type ReadReason =
-  'no_fence' | 'fence_met' | 'fence_wait' | 'pinned' | 'lagging' | 'replica_down' | 'no_replica' | 'primary_busy' | 'old_timeline';
+export type { ReadReason } from './replica-choice.js';
 
 /** What a request must see: everything up to `minLsn` (written on `timeline`, when known), or (a timed pin) the primary. */
 export interface ReadFence {
@@ -133,6 +139,7 @@ export class DbRouter {
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
   #next = 0;
+  readonly #policy: ChoicePolicy;
   #primaryReads = 0;
   readonly #inFlight: number[];
   #waiters: (() => void)[] = [];
@@ -140,6 +147,12 @@ export class DbRouter {
 
   constructor(options: DbRouterOptions) {
     this.#options = options;
+    this.#policy = {
+      maxLagBytes: options.maxLagBytes ?? 64 * 1024 * 1024,
+      maxLagSeconds: options.maxLagSeconds ?? 30,
+      staleReadLimitSeconds: options.staleReadLimitSeconds ?? 300,
+      spread: options.choice ?? 'round-robin',
+    };
     const configured = routerNodes(options.primaryUrl, options.replicaUrls);
     const resolveEveryMs = options.resolveEveryMs ?? 10_000;
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
@@ -223,8 +236,8 @@ export class DbRouter {
       noteReadChoice(chosen.readTarget, reason);
       return chosen;
     };
-    if (fence.primary) return pick('pinned', 'primary');
-    if (fence.minLsn !== undefined && fence.timeline !== undefined) {
+    let fenceOnOldTimeline = false;
+    if (!fence.primary && fence.minLsn !== undefined && fence.timeline !== undefined) {
       const verdict = fenceOnTimeline(
         { minLsn: fence.minLsn, timeline: fence.timeline },
         this.primaryTimeline,
@@ -232,30 +245,39 @@ export class DbRouter {
       );
       if (verdict.kind === 'primary') {
         if (verdict.lost) this.#countLost(fence.minLsn, fence.timeline);
-        return pick('old_timeline', 'primary');
+        fenceOnOldTimeline = true;
       }
     }
-    if (this.nodes.nodes.length === 1) return pick('no_replica', 'primary');
-    const usable = this.#usable();
-    if (usable.length === 0) {
-      const overflow =
-        fence.minLsn === undefined && this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity) ? this.#leastLagged() : undefined;
-      if (overflow !== undefined) return pick('primary_busy', overflow);
-      return pick(this.states.some((s) => s.healthy) ? 'lagging' : 'replica_down', 'primary');
-    }
-    if (fence.minLsn === undefined) return pick('no_fence', this.#roundRobin(usable));
-    const caughtUp = usable.filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
-    if (caughtUp.length) return pick('fence_met', this.#roundRobin(caughtUp));
     const wait = this.#options.fenceWaitMs ?? 0;
-    if (wait > 0) {
+    const choose = (phase: ChoiceInput['phase']) => {
+      const choice = chooseReader(
+        {
+          serverCount: this.nodes.nodes.length,
+          replicas: this.#readings(),
+          fence,
+          fenceOnOldTimeline,
+          primaryBusy: this.#primaryReads >= (this.#options.maxPrimaryReads ?? Infinity),
+          turn: this.#next,
+          phase,
+          mayWait: wait > 0,
+        },
+        this.#policy,
+      );
+      if (choice.kind === 'read' && choice.tookTurn) this.#next++;
+      return choice;
+    };
+    let choice = choose('first');
+    if (choice.kind === 'wait') {
       const deadline = Date.now() + wait;
-      while (Date.now() < deadline) {
+      while (choice.kind === 'wait' && Date.now() < deadline) {
         await this.#nextReading(deadline - Date.now());
-        const ready = this.#usable().filter((i) => this.#states[i]!.replayLsn! >= fence.minLsn!);
-        if (ready.length) return pick('fence_wait', this.#roundRobin(ready));
+        choice = choose('waiting');
       }
+      if (choice.kind === 'wait') choice = choose('last');
     }
-    return pick('pinned', 'primary');
+    // `last` never waits.
+    if (choice.kind === 'wait') throw new Error('replica choice asked to wait after the wait');
+    return pick(choice.reason, choice.target);
   }
 
   /**
@@ -333,18 +355,6 @@ export class DbRouter {
     this.lostWrites++;
   }
 
-  /** The reachable replica furthest along, if within the staleness limit (for overflow reads). */
-  #leastLagged(): number | undefined {
-    const limit = this.#options.staleReadLimitSeconds ?? 300;
-    let best: number | undefined;
-    for (const i of this.nodes.roles.replicas) {
-      const s = this.#states[i]!;
-      if (!s.healthy || this.#breakers[i]!.state === 'open' || s.replayLsn === undefined || s.lagSeconds > limit) continue;
-      if (best === undefined || s.replayLsn > this.#states[best]!.replayLsn!) best = i;
-    }
-    return best;
-  }
-
   async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
     this.#inFlight[index]!++;
     try {
@@ -395,7 +405,7 @@ export class DbRouter {
   #atLeastAsFresh(index: number): number | undefined {
     const floor = this.#states[index]!.replayLsn;
     let best: number | undefined;
-    for (const i of this.#usable()) {
+    for (const { index: i } of usableReplicas(this.#readings(), this.#policy)) {
       if (i === index || floor === undefined || this.#states[i]!.replayLsn! < floor) continue;
       if (best === undefined || this.#inFlight[i]! < this.#inFlight[best]!) best = i;
     }
@@ -429,31 +439,6 @@ export class DbRouter {
     this.#histories.set(timeline, { switches, at: Date.now() });
   }
 
-  /** Replicas (by node index) that may serve reads now. */
-  #usable(): number[] {
-    const maxBytes = this.#options.maxLagBytes ?? 64 * 1024 * 1024;
-    const maxSeconds = this.#options.maxLagSeconds ?? 30;
-    return this.nodes.roles.replicas.filter((i) => {
-      const s = this.#states[i]!;
-      return (
-        s.healthy &&
-        this.#breakers[i]!.state !== 'open' &&
-        s.replayLsn !== undefined &&
-        s.lagBytes <= maxBytes &&
-        s.lagSeconds <= maxSeconds
-      );
-    });
-  }
-
-  #roundRobin(indexes: number[]): number {
-    if (this.#options.choice === 'least-in-flight' && indexes.length > 1) {
-      let best = indexes[0]!;
-      for (const i of indexes) if (this.#inFlight[i]! < this.#inFlight[best]!) best = i;
-      return best;
-    }
-    return indexes[this.#next++ % indexes.length]!;
-  }
-
   #nextReading(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, Math.max(1, timeoutMs));
@@ -461,6 +446,22 @@ export class DbRouter {
         clearTimeout(timer);
         resolve();
       });
+    });
+  }
+
+  /** The replicas as the monitor last read them, for `chooseReader`. */
+  #readings(): ReplicaReading[] {
+    return this.nodes.roles.replicas.map((i) => {
+      const s = this.#states[i]!;
+      return {
+        index: i,
+        healthy: s.healthy,
+        breakerOpen: this.#breakers[i]!.state === 'open',
+        replayLsn: s.replayLsn,
+        lagBytes: s.lagBytes,
+        lagSeconds: s.lagSeconds,
+        inFlight: this.#inFlight[i]!,
+      };
     });
   }
 
