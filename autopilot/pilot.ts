@@ -20,7 +20,6 @@ import {
   approvalsOf,
   serviceOf,
   activePlans,
-  canonical,
   describeWatched,
   firstStep,
   parsePlan,
@@ -30,6 +29,7 @@ import {
   type PlanRow,
 } from './plans.js';
 import { postEvent } from './webhook.js';
+import { canonical } from '../lib/canonical-json.js';
 
 export const LEASE = 'autopilot';
 export const AUTOPILOT_ACTOR = 'autopilot';

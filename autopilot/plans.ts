@@ -12,6 +12,7 @@ import { evidenceSince } from './evidence.js';
 import { judge, type StepEvidence, type Verdict } from './judge.js';
 import { promDuration, runChecks } from './prometheus-checks.js';
 import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';
+import { canonical } from '../lib/canonical-json.js';
 
 export type PlanRow = Selectable<CutoverPlansTable>;
 export const ACTIVE = ['running', 'paused'] as const;
@@ -23,15 +24,6 @@ export function serviceOf(row: Pick<Selectable<CutoverPlansTable>, 'expected_rou
 
 export function parsePlan(kind: PlanKind, raw: unknown): Plan {
   return kind === 'promote' ? validatePromotePlan(raw) : validateRetirePlan(raw);
-}
-
-/** A route's JSON with its keys sorted: PostgreSQL's jsonb does not keep key order, so equality is on this. */
-export function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
-      : v,
-  );
 }
 
 /** The route as step `step` of the plan has it, built from the route as it is (`now` places a brownout's window). */

@@ -5,6 +5,8 @@
  * or back as a stale primary of an older timeline. Pure functions, no I/O.
  */
 
+import { REACHED_LSN_SQL, REACHED_TIMELINE_SQL } from './lsn.js';
+
 /** What one server answered to the monitor's question (or that it did not). */
 export interface NodeReading {
   readonly reachable: boolean;
@@ -93,8 +95,5 @@ export function suggestsNewPrimary(err: unknown): boolean {
  * The monitor's one question to every server, whatever its role: in recovery or not, its WAL position, its
  * timeline (a primary's: the first 8 hex digits of its current WAL file's name) and a standby's replay age.
  */
-export const ROLE_QUERY = `SELECT pg_is_in_recovery() AS standby,
-  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
-  CASE WHEN pg_is_in_recovery() THEN NULL
-       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+export const ROLE_QUERY = `SELECT pg_is_in_recovery() AS standby, ${REACHED_LSN_SQL} AS lsn, ${REACHED_TIMELINE_SQL} AS timeline,
   COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS seconds`;

@@ -36,9 +36,17 @@ export function parseTimeline(text: string | undefined): number | undefined {
   return n <= 0xffffffff ? n : undefined;
 }
 
-/** SQL for the primary's current position and timeline (the first 8 hex digits of its current WAL file's name). */
-export const CURRENT_POSITION_SQL = `SELECT pg_current_wal_lsn()::text AS lsn,
-  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline`;
+/** A primary's timeline, in SQL: the first 8 hex digits of its current WAL file's name. */
+const PRIMARY_TIMELINE = `('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
+
+/** The position a server has reached, in SQL, whatever its role: a standby's replay LSN, a primary's current LSN. */
+export const REACHED_LSN_SQL = `(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text`;
+
+/** A server's timeline, in SQL: a primary's; NULL on a standby, where it is not readable. */
+export const REACHED_TIMELINE_SQL = `CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${PRIMARY_TIMELINE} END`;
+
+/** SQL for the primary's current position and timeline. */
+export const CURRENT_POSITION_SQL = `SELECT pg_current_wal_lsn()::text AS lsn, ${PRIMARY_TIMELINE} AS timeline`;
 
 /** The headers a backend answers a committed write with: `X-Banyan-Write-LSN`, and `X-Banyan-Write-Timeline` when known. */
 export function writeHeaders(position: WalPosition): Record<string, string> {
@@ -49,9 +57,7 @@ export function writeHeaders(position: WalPosition): Record<string, string> {
  * SQL for the position a server has reached, whatever its role: a standby's replay LSN (its timeline is not
  * readable there), a primary's current LSN and timeline. Asked after a read, it bounds what the read saw.
  */
-export const REACHED_POSITION_SQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
-  CASE WHEN pg_is_in_recovery() THEN NULL
-       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`;
+export const REACHED_POSITION_SQL = `SELECT ${REACHED_LSN_SQL} AS lsn, ${REACHED_TIMELINE_SQL} AS timeline`;
 
 /** The headers a backend answers a read with when the proxy asks (monotonic reads): `X-Banyan-Read-LSN`, and `X-Banyan-Read-Timeline` when known. */
 export function readHeaders(position: WalPosition): Record<string, string> {

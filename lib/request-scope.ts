@@ -11,6 +11,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { banyanTracer, incomingContext, tracingOn } from './tracing.js';
+import { CLIENT_CLOSED } from './http-status.js';
 
 /** What a query knows of the request it runs for. */
 export interface RequestScope {
@@ -85,7 +86,7 @@ export function inRequestScope<T>(req: IncomingMessage, res: ServerResponse, rou
   );
   res.once('close', () => {
     const handler = route();
-    const status = res.writableFinished ? res.statusCode : 499;
+    const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
     span.setAttribute('http.response.status_code', status);
     if (handler) {
       span.setAttribute('http.route', handler);

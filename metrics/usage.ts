@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 import { DEFAULTS } from '../lib/config.js';
+import { CLIENT_CLOSED } from '../lib/http-status.js';
 
 /** Distinct user agents kept per route and feature per hour; the rest count as `other`. */
 const MAX_AGENTS = 20;
@@ -14,11 +15,11 @@ const MAX_ROWS = 5_000;
 /** What the client got, as the ledger keeps it: 4xx is not use (a scanner's 404 is no reason to keep a route). */
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'aborted' | 'unknown';
 
-/** 499 is nginx's "client closed request", which the proxy records for a client that left before the answer. */
 const CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
+/** The class of a status; `CLIENT_CLOSED` (499), recorded for a client that left before the answer, is `aborted`. */
 export function classOf(status: number): StatusClass {
-  if (status === 499) return 'aborted';
+  if (status === CLIENT_CLOSED) return 'aborted';
   if (status >= 100 && status < 600) return CLASSES[Math.floor(status / 100) - 1]!;
   return 'unknown';
 }

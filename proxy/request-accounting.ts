@@ -13,6 +13,7 @@ import type { UsageLedger } from '../metrics/usage.js';
 import { UNMATCHED } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
 import { endRequestSpan, type RequestTrace } from './request-span.js';
+import { CLIENT_CLOSED } from '../lib/http-status.js';
 
 // What track() keeps on the response, for one 'close' listener function shared by every response.
 const TRACKED = Symbol('tracked');
@@ -25,8 +26,7 @@ function answered(this: ServerResponse): void {
   t?.accounting.record(t.exchange, t.req, this, t.socket, t.bytesBefore);
 }
 
-/** The status recorded for a request whose client went away before the answer was complete. */
-export const CLIENT_CLOSED = 499;
+export { CLIENT_CLOSED };
 
 /** One request as the proxy handled it; `served` and `fallbackReason` change when it falls back. */
 export interface Exchange {

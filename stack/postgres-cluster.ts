@@ -19,6 +19,7 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { BanyanError } from '../lib/errors.js';
+import { CURRENT_POSITION_SQL } from '../lib/lsn.js';
 import { isAlive } from '../lib/processes.js';
 import { startServerProcess, stopServerProcess, waitUntilReady, type ServerProcess } from './child-process.js';
 import { canAccessAs, spawnIdentity, unprivilegedUser, type RunAs } from './os-user.js';
@@ -515,10 +516,7 @@ async function isStreaming(primaryUrl: string): Promise<boolean> {
 }
 
 async function waitForReplay(primaryUrl: string, replicaUrl: string, timeoutMs: number): Promise<void> {
-  const target = await withClient(
-    primaryUrl,
-    async (c) => (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string,
-  );
+  const target = await withClient(primaryUrl, async (c) => (await c.query<{ lsn: string }>(CURRENT_POSITION_SQL)).rows[0]!.lsn);
   const deadline = Date.now() + timeoutMs;
   await withClient(replicaUrl, async (c) => {
     for (;;) {

@@ -3,7 +3,8 @@ import type { Evidence, Side } from '../autopilot/evidence.js';
 import { percentile } from '../autopilot/evidence.js';
 import { judge } from '../autopilot/judge.js';
 import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, stepsOf, validatePromotePlan, validateRetirePlan } from '../autopilot/plan.js';
-import { canonical, firstStep, routeForStep } from '../autopilot/plans.js';
+import { firstStep, routeForStep } from '../autopilot/plans.js';
+import { canonical } from '../lib/canonical-json.js';
 import { type Route, validateTable } from '../routing/table/index.js';
 
 const side = (requests: number, errors = 0, p95Ms: number | undefined = 5, fallbacks = 0): Side => ({

@@ -40,6 +40,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FeatureExtractor } from './route-features.js';
 import { DEFAULT_SERVICE, IMPLICIT_UPSTREAMS, LEGACY, type UpstreamSpec } from './upstreams.js';
+import { canonical } from '../../lib/canonical-json.js';
 
 export const MODES = ['legacy', 'shadow', 'canary', 'new', 'retired'] as const;
 export type Mode = (typeof MODES)[number];
@@ -505,17 +506,6 @@ function upstreamDifferences(a: UpstreamSpec, b: UpstreamSpec): string {
     if (canonical(fields[key]) !== canonical(next[key])) parts.push(`${key} ${show(fields[key])} → ${show(next[key])}`);
   }
   return parts.join('; ');
-}
-
-/** JSON with sorted keys: PostgreSQL's jsonb does not keep key order, so plain JSON.stringify would see changes that are not. */
-function canonical(value: unknown): string {
-  return (
-    JSON.stringify(value, (_key, v: unknown) =>
-      v && typeof v === 'object' && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-        : v,
-    ) ?? 'undefined'
-  );
 }
 
 /**
