@@ -1,13 +1,12 @@
 import { quoted } from '../lib/quoted.js';
 import Router from '@koa/router';
-import { DEFAULT_PROJECTS_PER_HOUR } from '../lib/ownership.js';
 import Koa from 'koa';
 import type { LoginThrottle } from '../lib/login-throttle.js';
 import { isConnectionError } from '../lib/database.js';
 import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { dbForRequest, readReporter, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
-import { WriteAnnouncer } from '../lib/write-announcer.js';
+import { WriteAnnouncer } from '../package-index/write-announcer.js';
 import { fileRoutes } from './files.js';
 import { jsonRoutes } from './json-api.js';
 import { manageRoutes } from './manage-api.js';
@@ -16,7 +15,7 @@ import { projectPageRoutes } from './project-page.js';
 import { simpleRoutes } from './simple-api.js';
 import type { FileStore } from '../lib/file-store.js';
 import { UPLOAD_FAILURES, uploadRoutes } from './upload/index.js';
-import { DEFAULT_MAX_UPLOAD } from '../lib/config.js';
+import { DEFAULT_MAX_UPLOAD, DEFAULT_PROJECTS_PER_HOUR } from '../lib/config.js';
 import type { OriginSettings } from './origin.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 

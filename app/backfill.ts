@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { digestsOf, type FileStore } from '../lib/file-store.js';
-import { normalizeName } from '../lib/names.js';
+import { normalizeName } from '../package-index/names.js';
 import type { Database } from '../lib/schema.js';
-import { projectCacheKey, type GenerationBumper } from '../lib/write-announcer.js';
+import { projectCacheKey, type GenerationBumper } from '../package-index/write-announcer.js';
 import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readWheel } from './upload/index.js';
 import { parseFilename } from './platform.js';
 

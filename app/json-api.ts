@@ -1,14 +1,14 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
 import { renderedPage, sendPage } from './http-cache.js';
-import { isValidName, normalizeName } from '../lib/names.js';
-import { canonicalVersion, parseVersion } from '../lib/pep440.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { canonicalVersion, parseVersion } from '../package-index/pep440.js';
 import { findProject, findRelease, latestRelease, type ProjectRow, type Reads, type ReleaseRow } from './queries.js';
 import { releaseFileList, releaseParts } from './file-lists.js';
 import { inPieces, sendSource } from './page-stream.js';
 import { origin } from './origin.js';
 import type { DbFor } from './db-for.js';
-import { projectResource } from '../lib/write-announcer.js';
+import { projectResource } from '../package-index/write-announcer.js';
 
 /**
  * `/pypi/<project>/json` and `/pypi/<project>/<version>/json`: Warehouse's

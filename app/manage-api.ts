@@ -1,16 +1,16 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
-import { authenticate, type Account } from '../lib/accounts.js';
+import { authenticate, type Account } from '../package-index/accounts.js';
 import { loginAddress, throttledMessage, type LoginThrottle } from '../lib/login-throttle.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../lib/schema.js';
 import { BanyanError } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
-import { isValidName, normalizeName } from '../lib/names.js';
-import { createProject, creationRefusal } from '../lib/ownership.js';
-import { changeRelease, type ReleaseAction } from '../lib/releases.js';
-import { lockProject, type WriteAnnouncer } from '../lib/write-announcer.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { createProject, creationRefusal } from '../package-index/ownership.js';
+import { changeRelease, type ReleaseAction } from '../package-index/releases.js';
+import { lockProject, type WriteAnnouncer } from '../package-index/write-announcer.js';
 import type { DbFor } from './db-for.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { RequestPathRedis } from '../lib/redis.js';
-import { bumpGenerations, generationKey, type GenerationBumper } from '../lib/write-announcer.js';
+import { bumpGenerations, generationKey, type GenerationBumper } from '../package-index/write-announcer.js';
 
 /** A rendered page as stored: its body, type and strong ETag. */
 export interface CachedPage {

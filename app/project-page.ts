@@ -3,12 +3,12 @@ import { origin } from './origin.js';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
 import { renderedPage, sendPage } from './http-cache.js';
-import { isValidName, normalizeName } from '../lib/names.js';
-import { canonicalVersion, parseVersion } from '../lib/pep440.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { canonicalVersion, parseVersion } from '../package-index/pep440.js';
 import { ACCEPT_CH, chooseFile, describePlatform, detectPlatform, type Choice, type Platform } from './platform.js';
 import { findProject, findRelease, latestRelease, releaseFiles, releasePage, type FileRow } from './queries.js';
 import type { DbFor } from './db-for.js';
-import { projectResource } from '../lib/write-announcer.js';
+import { projectResource } from '../package-index/write-announcer.js';
 
 /** Releases listed per page: the page costs the same for 10 releases or 10,000. */
 export const RELEASES_PER_PAGE = 20;

@@ -11,8 +11,8 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
-import { normalizeName } from '../lib/names.js';
-import { canonicalVersion, isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
+import { normalizeName } from '../package-index/names.js';
+import { canonicalVersion, isPrerelease, parseVersion, sortKey } from '../package-index/pep440.js';
 import type { Database } from '../lib/schema.js';
 import { seededRandom } from '../lib/random.js';
 

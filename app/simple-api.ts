@@ -1,10 +1,10 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
 import { escapeHtml } from '../lib/html.js';
-import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../lib/write-announcer.js';
+import { INDEX_CACHE_KEY, INDEX_RESOURCE, projectCacheKey, projectResource } from '../package-index/write-announcer.js';
 import { sendPage, type CacheCounter } from './http-cache.js';
 import { inPieces, lookupPage, sendSource } from './page-stream.js';
-import { isValidName, normalizeName } from '../lib/names.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
 import type { PageCache } from './page-cache.js';
 import { findProject, versionsWithFiles, type ProjectRow, type Reads } from './queries.js';
 import { releaseParts } from './file-lists.js';

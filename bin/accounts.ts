@@ -1,8 +1,8 @@
-import { addUser, createToken, listTokens, revokeToken } from '../lib/accounts.js';
+import { addUser, createToken, listTokens, revokeToken } from '../package-index/accounts.js';
 import { loadSettings, operatorName, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../lib/database.js';
-import { listRoles, removeRole, ROLES, setRole } from '../lib/ownership.js';
+import { listRoles, removeRole, ROLES, setRole } from '../package-index/ownership.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 

@@ -1,7 +1,7 @@
 import { backfillDigests, backfillMetadata } from '../app/backfill.js';
 import { loadSettings, required } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
-import { CacheGenerations } from '../lib/write-announcer.js';
+import { CacheGenerations } from '../package-index/write-announcer.js';
 import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { progress } from './output.js';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const stamp = `${root}dist/BUILD`;
-const SOURCES = ['api', 'autopilot', 'bin', 'lib', 'stack', 'migrations', 'routing', 'app', 'legacy', 'proxy', 'metrics'];
+const SOURCES = ['api', 'autopilot', 'bin', 'lib', 'stack', 'migrations', 'routing', 'app', 'legacy', 'package-index', 'proxy', 'metrics'];
 
 function newerThan(dir, time) {
   let entries;

@@ -1,7 +1,7 @@
 import { loadSettings, operatorName, required } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
-import { changeRelease, type ReleaseAction } from '../lib/releases.js';
-import { CacheGenerations, WriteAnnouncer } from '../lib/write-announcer.js';
+import { changeRelease, type ReleaseAction } from '../package-index/releases.js';
+import { CacheGenerations, WriteAnnouncer } from '../package-index/write-announcer.js';
 import { connect, currentPosition } from '../lib/database.js';
 import { FenceStore } from '../routing/reads/index.js';
 import type { Args } from './command.js';

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { Agent, request as undiciRequest } from 'undici';
-import { addUser } from '../lib/accounts.js';
+import { addUser } from '../package-index/accounts.js';
 import { connect as connectDb } from '../lib/database.js';
 import type { ChaosContext, ChaosRow, Scenario } from './suite.js';
 import { healthy, proxyServed, setMode, sleep } from './suite.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { printTable } from '../bin/output.js';
-import { addUser, createToken } from '../lib/accounts.js';
+import { addUser, createToken } from '../package-index/accounts.js';
 import { connect } from '../lib/database.js';
 import { startStack, type StartedStack } from './stack.js';
 import { failOverThePrimary } from './failover.js';

@@ -1,6 +1,6 @@
-import { isValidName, normalizeName } from '../lib/names.js';
-import { canonicalVersion, parseVersion } from '../lib/pep440.js';
-import { projectResource } from '../lib/write-announcer.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { canonicalVersion, parseVersion } from '../package-index/pep440.js';
+import { projectResource } from '../package-index/write-announcer.js';
 import { notFound, send, type LegacyRequest } from './http.js';
 import { findProject, findRelease, projectFiles, projectReleases, type LegacyFile, type LegacyRelease } from './queries.js';
 

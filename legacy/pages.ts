@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { escapeHtml } from '../lib/html.js';
-import { isValidName, normalizeName } from '../lib/names.js';
-import { canonicalVersion, parseVersion } from '../lib/pep440.js';
-import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { canonicalVersion, parseVersion } from '../package-index/pep440.js';
+import { INDEX_RESOURCE, projectResource } from '../package-index/write-announcer.js';
 import { layout, notFound, send, type LegacyRequest } from './http.js';
 import { findProject, findRelease, projectFiles, projectReleases, type LegacyFile } from './queries.js';
 

@@ -1,13 +1,13 @@
 import busboy from 'busboy';
 import { dropBody } from '../lib/form-body.js';
 import { sql } from 'kysely';
-import { authenticate, type Account } from '../lib/accounts.js';
+import { authenticate, type Account } from '../package-index/accounts.js';
 import { loginAddress, throttledMessage, type LoginThrottle } from '../lib/login-throttle.js';
-import { createProject, uploadRefusal } from '../lib/ownership.js';
+import { createProject, uploadRefusal } from '../package-index/ownership.js';
 import { storagePath, type FileStore, type Incoming } from '../lib/file-store.js';
-import { isValidName, normalizeName } from '../lib/names.js';
-import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
-import { journal, lockProject, type WriteAnnouncer } from '../lib/write-announcer.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../package-index/pep440.js';
+import { journal, lockProject, type WriteAnnouncer } from '../package-index/write-announcer.js';
 import { send, statusText, type LegacyRequest } from './http.js';
 
 /** What the old upload needs from the server. */

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
 import { readUpTo } from '../lib/form-body.js';
-import { normalizeName } from '../lib/names.js';
-import { INDEX_RESOURCE, projectResource } from '../lib/write-announcer.js';
+import { normalizeName } from '../package-index/names.js';
+import { INDEX_RESOURCE, projectResource } from '../package-index/write-announcer.js';
 import type { RequestDb } from '../routing/reads/index.js';
 import {
   faultResponse,

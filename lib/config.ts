@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
-import { DEFAULT_PROJECTS_PER_HOUR } from './ownership.js';
 import { ANSWER_TIMEOUT_MS } from './pg-pool.js';
 
 /** One running endpoint of a service of the local stack: where it listens, and its process id (null while it is down). */
@@ -125,6 +124,9 @@ export interface Settings {
 
 /** 100 MiB, PyPI's default per-file limit (BANYAN_MAX_UPLOAD). */
 export const DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024;
+
+/** New projects one account may create in an hour, unless configured (BANYAN_PROJECTS_PER_HOUR). */
+export const DEFAULT_PROJECTS_PER_HOUR = 20;
 
 /** Every default a setting falls back to, in one place (components that take options use the same). */
 export const DEFAULTS = {

@@ -117,7 +117,7 @@ export interface ReleasesTable {
   metadata: Generated<Record<string, unknown>>;
   yanked: Generated<boolean>;
   yanked_reason: string | null;
-  /** PEP 440 order as a byte-wise sortable string (lib/pep440.ts sortKey). */
+  /** PEP 440 order as a byte-wise sortable string (package-index/pep440.ts sortKey). */
   sort_key: string;
   is_prerelease: boolean;
   created_at: CreatedAt;

@@ -1,4 +1,4 @@
-import { isPrerelease, parseVersion, sortKey } from '../lib/pep440.js';
+import { isPrerelease, parseVersion, sortKey } from '../package-index/pep440.js';
 import type { UntypedDb } from './untyped.js';
 
 /**

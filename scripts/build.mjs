@@ -15,7 +15,7 @@ rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 copyFileSync(join(root, 'routes.json'), join(dist, 'routes.json'));
 copyFileSync(join(root, 'proxy', 'dashboard.html'), join(dist, 'proxy', 'dashboard.html'));
-cpSync(join(root, 'lib', 'data'), join(dist, 'lib', 'data'), { recursive: true });
+cpSync(join(root, 'package-index', 'data'), join(dist, 'package-index', 'data'), { recursive: true });
 // The compiled launcher: what dist/stack/supervisor.js starts for each component.
 writeFileSync(join(dist, 'bin', 'banyan.js'), "#!/usr/bin/env node\nawait import('./cli.js');\n", { mode: 0o755 });
 mkdirSync(dist, { recursive: true });

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
-import { authenticate } from '../lib/accounts.js';
+import { authenticate } from '../package-index/accounts.js';
 import { connect } from '../lib/database.js';
 import { BANYAN, runBanyan } from './support/cli.js';
 import { basicAuth } from './support/packages.js';

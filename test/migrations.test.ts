@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseVersion, sortKey } from '../lib/pep440.js';
+import { parseVersion, sortKey } from '../package-index/pep440.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
 import { connect } from '../lib/database.js';
 import { services, waitForReplay, withClient } from './support/services.js';

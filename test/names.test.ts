@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { isValidName, normalizeName } from '../lib/names.js';
+import { isValidName, normalizeName } from '../package-index/names.js';
 
 describe('project names (PEP 503 / PEP 508)', () => {
   const cases: [string, string][] = [

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canonicalVersion, normalizeVersion, parseVersion, sortKey } from '../lib/pep440.js';
+import { canonicalVersion, normalizeVersion, parseVersion, sortKey } from '../package-index/pep440.js';
 import { run } from './support/packages.js';
 import { tempDir } from './support/services.js';
 import { byVersion } from './support/versions.js';

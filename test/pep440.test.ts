@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../lib/pep440.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey, type Version } from '../package-index/pep440.js';
 import { byVersion } from './support/versions.js';
 
 function v(text: string): Version {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseVersion } from '../../lib/pep440.js';
+import { parseVersion } from '../../package-index/pep440.js';
 
 /** The Metadata-Version values the core metadata specification has defined. */
 export const METADATA_VERSIONS = ['1.0', '1.1', '1.2', '2.0', '2.1', '2.2', '2.3', '2.4'] as const;
@@ -38,10 +38,10 @@ export function parseCoreMetadata(bytes: Buffer): CoreMetadata {
 
 let classifiers: Set<string> | undefined;
 
-/** Whether a classifier is one of the trove classifiers (lib/data/trove-classifiers.txt). */
+/** Whether a classifier is one of the trove classifiers (package-index/data/trove-classifiers.txt). */
 export function isKnownClassifier(classifier: string): boolean {
   classifiers ??= new Set(
-    readFileSync(new URL('../../lib/data/trove-classifiers.txt', import.meta.url), 'utf8')
+    readFileSync(new URL('../../package-index/data/trove-classifiers.txt', import.meta.url), 'utf8')
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l !== '' && !l.startsWith('#')),

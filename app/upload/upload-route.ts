@@ -1,6 +1,6 @@
 import type { LoginThrottle } from '../../lib/login-throttle.js';
 import type Router from '@koa/router';
-import type { WriteAnnouncer } from '../../lib/write-announcer.js';
+import type { WriteAnnouncer } from '../../package-index/write-announcer.js';
 import type { DbFor } from '../db-for.js';
 import type { FileStore } from '../../lib/file-store.js';
 import { reasonPhrase, UploadError, type UploadFailure } from './upload-errors.js';

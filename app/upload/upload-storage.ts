@@ -3,10 +3,10 @@
 import type { LoginThrottle } from '../../lib/login-throttle.js';
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { journal, lockProject } from '../../lib/write-announcer.js';
+import { journal, lockProject } from '../../package-index/write-announcer.js';
 import type { Database } from '../../lib/schema.js';
-import type { Account } from '../../lib/accounts.js';
-import { createProject, uploadRefusal } from '../../lib/ownership.js';
+import type { Account } from '../../package-index/accounts.js';
+import { createProject, uploadRefusal } from '../../package-index/ownership.js';
 import type { ArchiveLimits } from './archive.js';
 import { storagePath, type FileStore } from '../../lib/file-store.js';
 import { UploadError } from './upload-errors.js';

@@ -1,7 +1,7 @@
 /** The checks Warehouse makes on an upload: the form's fields, the filename, and the archive's own metadata. */
 
-import { isValidName, normalizeName } from '../../lib/names.js';
-import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../../lib/pep440.js';
+import { isValidName, normalizeName } from '../../package-index/names.js';
+import { canonicalVersion, isPrerelease, normalizeVersion, parseVersion, sortKey } from '../../package-index/pep440.js';
 import { parseFilename } from '../platform.js';
 import { ArchiveError, readSdist, readWheel, type ArchiveLimits } from './archive.js';
 import {

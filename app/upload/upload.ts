@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { authenticate } from '../../lib/accounts.js';
+import { authenticate } from '../../package-index/accounts.js';
 import { dropBody } from '../../lib/form-body.js';
 import { loginAddress, throttledMessage } from '../../lib/login-throttle.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';

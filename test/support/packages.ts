@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildWheel } from '../../chaos/wheel.js';
-import { addUser, createToken } from '../../lib/accounts.js';
+import { addUser, createToken } from '../../package-index/accounts.js';
 import { connect } from '../../lib/database.js';
 
 /** Writes wheels (one per tag, e.g. `py3-none-any`) and an sdist with Python's zipfile/tarfile; returns their paths. */

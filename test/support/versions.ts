@@ -1,4 +1,4 @@
-import { sortKey, type Version } from '../../lib/pep440.js';
+import { sortKey, type Version } from '../../package-index/pep440.js';
 
 /** PEP 440 order as the index stores it (`sort_key`): negative, zero (equal under PEP 440) or positive. */
 export function byVersion(a: Version, b: Version): number {

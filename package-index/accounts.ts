@@ -1,9 +1,9 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { BanyanError } from './errors.js';
-import type { LoginThrottle, LoginThrottled } from './login-throttle.js';
+import { BanyanError } from '../lib/errors.js';
+import type { LoginThrottle, LoginThrottled } from '../lib/login-throttle.js';
 import { normalizeName } from './names.js';
-import type { Database } from './schema.js';
+import type { Database } from '../lib/schema.js';
 
 /** scrypt cost N=2^15, r=8, p=1: about 50 ms per check, 32 MiB of memory. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keylen: 32 };

@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
-import { BanyanError } from './errors.js';
+import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from './names.js';
 import { canonicalVersion, parseVersion } from './pep440.js';
-import type { Database } from './schema.js';
+import type { Database } from '../lib/schema.js';
 import { journal, lockProject } from './write-announcer.js';
 
 export type ReleaseAction = 'yank' | 'unyank' | 'delete';

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
-import { RequestPathRedis } from './redis.js';
-import type { Database } from './schema.js';
-import { writeHeaders, type WalPosition } from './lsn.js';
+import { RequestPathRedis } from '../lib/redis.js';
+import type { Database } from '../lib/schema.js';
+import { writeHeaders, type WalPosition } from '../lib/lsn.js';
 
 /** The cache key of a project's simple page, and of the project list. */
 export const projectCacheKey = (normalized: string) => `simple:${normalized}`;

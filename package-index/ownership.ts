@@ -1,16 +1,13 @@
 import { sql, type Kysely } from 'kysely';
 import type { Account } from './accounts.js';
-import { BanyanError } from './errors.js';
+import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from './names.js';
-import type { Database } from './schema.js';
+import type { Database } from '../lib/schema.js';
 import { journal, lockProject } from './write-announcer.js';
 
 /** Warehouse's two roles: owners manage the project and its roles; maintainers upload. */
 export const ROLES = ['Owner', 'Maintainer'] as const;
 export type Role = (typeof ROLES)[number];
-
-/** New projects one account may create in an hour, unless configured (BANYAN_PROJECTS_PER_HOUR). */
-export const DEFAULT_PROJECTS_PER_HOUR = 20;
 
 /** Why a write to a project is refused, in Warehouse's words, with the status and a metric reason. */
 export interface Refusal {
