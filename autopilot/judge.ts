@@ -5,7 +5,7 @@
 
 import { quoted } from '../lib/quoted.js';
 import type { Evidence, Side } from './evidence.js';
-import { formatMs, type BudgetName, type Plan, type QueryCheck, type Step } from './plan.js';
+import { formatMs, type BudgetName, type Plan, type QueryCheck, type Step } from './plan-file.js';
 import type { QueryResult } from './prometheus-checks.js';
 
 /** One budget or condition, against the live number. */

@@ -15,7 +15,7 @@ import type { Database } from '../lib/schema.js';
 import { latestTable, type Route, saveTableIn, type TableVersion } from '../routing/table/index.js';
 import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
-import { stepsOf, type Plan } from './plan.js';
+import { stepsOf, type Plan } from './plan-file.js';
 import {
   approvalsOf,
   serviceOf,
@@ -27,7 +27,7 @@ import {
   stepEvidence,
   watchedOf,
   type PlanRow,
-} from './plans.js';
+} from './plan-store.js';
 import { postEvent } from './webhook.js';
 import { canonical } from '../lib/canonical-json.js';
 

@@ -5,7 +5,7 @@
  * a `problem`, which the judge treats as "not evaluated": it holds the step.
  */
 
-import type { QueryCheck } from './plan.js';
+import type { QueryCheck } from './plan-file.js';
 
 /** One check's numbers: the new side's, legacy's for a check `against` legacy, or why there are none. */
 export interface QueryResult {

@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
-import { activePlans, controlPlan, planFor, startPlan, viewPlan, type PlanView } from '../autopilot/plans.js';
-import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, formatMs, type PlanKind } from '../autopilot/plan.js';
+import { activePlans, controlPlan, planFor, startPlan, viewPlan, type PlanView } from '../autopilot/plan-store.js';
+import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, formatMs, type PlanKind } from '../autopilot/plan-file.js';
 import { loadSettings, readStackFile, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { connect } from '../lib/database.js';

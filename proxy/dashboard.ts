@@ -1,5 +1,5 @@
-import { ACTIVE, activePlans, parsePlan, viewPlan, type PlanView } from '../autopilot/plans.js';
-import { stepsOf, type PlanKind } from '../autopilot/plan.js';
+import { ACTIVE, activePlans, parsePlan, viewPlan, type PlanView } from '../autopilot/plan-store.js';
+import { stepsOf, type PlanKind } from '../autopilot/plan-file.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';

@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import type { Evidence, Side } from '../autopilot/evidence.js';
 import { percentile } from '../autopilot/evidence.js';
 import { judge } from '../autopilot/judge.js';
-import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, stepsOf, validatePromotePlan, validateRetirePlan } from '../autopilot/plan.js';
-import { firstStep, routeForStep } from '../autopilot/plans.js';
+import { DEFAULT_PROMOTE_PLAN, DEFAULT_RETIRE_PLAN, stepsOf, validatePromotePlan, validateRetirePlan } from '../autopilot/plan-file.js';
+import { firstStep, routeForStep } from '../autopilot/plan-store.js';
 import { canonical } from '../lib/canonical-json.js';
 import { type Route, validateTable } from '../routing/table/index.js';
 

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { fillQuery, promDuration, runChecks } from '../autopilot/prometheus-checks.js';
-import { validatePromotePlan, type QueryCheck } from '../autopilot/plan.js';
+import { validatePromotePlan, type QueryCheck } from '../autopilot/plan-file.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { freePort } from '../stack/ports.js';
 import { PROMETHEUS_BIN, prometheusConfig, startPrometheus, type PrometheusServer } from '../stack/prometheus-server.js';

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { controlPlan, startPlan } from '../autopilot/plans.js';
+import { controlPlan, startPlan } from '../autopilot/plan-store.js';
 import { connect } from '../lib/database.js';
 import { DEFAULT_ROUTES_FILE, readRoutesFile, type TableSpec } from '../routing/table/index.js';
 import { startBackends, type Backends } from '../stack/local-stack.js';

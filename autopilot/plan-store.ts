@@ -11,7 +11,7 @@ import { changeRoute, latestTable, type Route, saveTableIn } from '../routing/ta
 import { evidenceSince } from './evidence.js';
 import { judge, type StepEvidence, type Verdict } from './judge.js';
 import { promDuration, runChecks } from './prometheus-checks.js';
-import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan.js';
+import { formatMs, stepsOf, validatePromotePlan, validateRetirePlan, type Plan, type PlanKind, type Step } from './plan-file.js';
 import { canonical } from '../lib/canonical-json.js';
 
 export type PlanRow = Selectable<CutoverPlansTable>;
