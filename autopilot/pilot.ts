@@ -36,6 +36,37 @@ export const AUTOPILOT_ACTOR = 'autopilot';
 
 export type PlanEvent = 'step' | 'hold' | 'waiting' | 'dry-run' | 'rollback' | 'done' | 'stopped' | 'overridden';
 
+/** How a plan ends, and the webhook event each ending sends. */
+type EndStatus = 'done' | 'rolled-back' | 'stopped' | 'overridden';
+const ENDING_EVENT: Record<EndStatus, PlanEvent> = {
+  done: 'done',
+  'rolled-back': 'rollback',
+  stopped: 'stopped',
+  overridden: 'overridden',
+};
+
+/** A plan's end: its status and why, with the route put back or forward when `route` is given. */
+interface Ending {
+  readonly status: EndStatus;
+  readonly reason: string;
+  readonly table: TableVersion | undefined;
+  readonly route?: Route | undefined;
+  readonly checks?: readonly Check[];
+  /** The step it ends on (default: the one it is on). */
+  readonly step?: number;
+}
+
+/** One change of a plan's row (and of the route, when `route` is given). */
+interface Transition {
+  readonly status: string;
+  readonly event: PlanEvent;
+  readonly reason: string;
+  readonly table: TableVersion | undefined;
+  readonly route?: Route | undefined;
+  readonly checks: readonly Check[];
+  readonly step: number;
+}
+
 /** What a webhook receives, one JSON object per event. */
 export interface PlanEventBody {
   readonly event: PlanEvent;
@@ -155,17 +186,15 @@ export class Autopilot {
     const steps = stepsOf(plan);
     const table = await latestTable(db);
     const route = table?.routes.find((r) => r.name === row.route);
-    if (!table || !route) return this.#finish(row, plan, 'stopped', 'stopped', 'the route is no longer in the route table', table);
+    if (!table || !route) return this.#finish(row, plan, { status: 'stopped', reason: 'the route is no longer in the route table', table });
     if (row.step >= 0 && canonical(route) !== canonical(row.expected_route)) {
-      return this.#finish(
-        row,
-        plan,
-        'overridden',
-        'overridden',
-        `the route was changed outside the plan (table version ${table.version}, by ${table.actor}: ${table.reason}); ` +
+      return this.#finish(row, plan, {
+        status: 'overridden',
+        reason:
+          `the route was changed outside the plan (table version ${table.version}, by ${table.actor}: ${table.reason}); ` +
           'a manual change wins, so the plan stopped',
         table,
-      );
+      });
     }
     const now = Date.now();
     if (row.step < 0) {
@@ -173,17 +202,15 @@ export class Autopilot {
       try {
         first = firstStep(plan, route);
       } catch (err) {
-        return this.#finish(row, plan, 'stopped', 'stopped', (err as Error).message, table);
+        return this.#finish(row, plan, { status: 'stopped', reason: (err as Error).message, table });
       }
       if (this.#gated(row, steps, first)) return this.#await(row, plan, first, steps, []);
-      return this.#move(
-        row,
-        plan,
-        first,
-        routeForStep(plan, steps[first]!, route, now),
-        `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts${approvedBy(row, first)})`,
+      return this.#move(row, plan, {
+        step: first,
+        route: routeForStep(plan, steps[first]!, route, now),
+        reason: `step ${first + 1}/${steps.length}: ${steps[first]!.label} (plan ${row.id} starts${approvedBy(row, first)})`,
         table,
-      );
+      });
     }
     const step = steps[row.step]!;
     const elapsed = now - new Date(row.step_started_at ?? now).getTime();
@@ -195,41 +222,48 @@ export class Autopilot {
       case 'hold': {
         if (row.held) return;
         await this.#update(row, { held: true, reason: verdict.reason });
-        return this.#emit(plan, row, 'hold', verdict.reason, null, steps, verdict.checks);
+        return this.#emit(plan, row, { event: 'hold', reason: verdict.reason, version: null, checks: verdict.checks });
       }
       case 'rollback':
-        return this.#finish(
-          row,
-          plan,
-          'rolled-back',
-          'rollback',
-          `rollback to ${(row.start_route as Route).mode}: ${verdict.reason}`,
+        return this.#finish(row, plan, {
+          status: 'rolled-back',
+          reason: `rollback to ${(row.start_route as Route).mode}: ${verdict.reason}`,
           table,
-          row.start_route as Route,
-          verdict.checks,
-        );
+          route: row.start_route as Route,
+          checks: verdict.checks,
+        });
       case 'stop':
-        return this.#finish(
-          row,
-          plan,
-          'stopped',
-          'stopped',
-          `stopped, back to ${(row.start_route as Route).mode}: ${verdict.reason}`,
+        return this.#finish(row, plan, {
+          status: 'stopped',
+          reason: `stopped, back to ${(row.start_route as Route).mode}: ${verdict.reason}`,
           table,
-          row.start_route as Route,
-          verdict.checks,
-        );
+          route: row.start_route as Route,
+          checks: verdict.checks,
+        });
       case 'advance': {
         const next = row.step + 1;
         if (next >= steps.length)
-          return this.#finish(row, plan, 'done', 'done', `done: ${verdict.reason}`, table, undefined, verdict.checks);
+          return this.#finish(row, plan, { status: 'done', reason: `done: ${verdict.reason}`, table, checks: verdict.checks });
         if (this.#gated(row, steps, next)) return this.#await(row, plan, next, steps, verdict.checks);
         const label = `step ${next + 1}/${steps.length}: ${steps[next]!.label} (${verdict.reason}${approvedBy(row, next)})`;
         // A retirement's last step is the retirement itself: the plan is done when it is applied.
         if (next === steps.length - 1 && plan.kind === 'retire') {
-          return this.#finish(row, plan, 'done', 'done', label, table, routeForStep(plan, steps[next]!, route, now), verdict.checks, next);
+          return this.#finish(row, plan, {
+            status: 'done',
+            reason: label,
+            table,
+            route: routeForStep(plan, steps[next]!, route, now),
+            checks: verdict.checks,
+            step: next,
+          });
         }
-        return this.#move(row, plan, next, routeForStep(plan, steps[next]!, route, now), label, table, verdict.checks);
+        return this.#move(row, plan, {
+          step: next,
+          route: routeForStep(plan, steps[next]!, route, now),
+          reason: label,
+          table,
+          checks: verdict.checks,
+        });
       }
     }
   }
@@ -245,7 +279,7 @@ export class Autopilot {
     const reason = `waiting for approval before step ${step + 1}/${steps.length}: ${steps[step]!.label} (banyan routes ${row.kind} ${row.route} --approve)`;
     await this.#update(row, { awaiting: step, reason });
     this.#o.log(`autopilot: ${row.route}: ${reason}`);
-    return this.#emit(plan, row, 'waiting', reason, null, steps, checks);
+    return this.#emit(plan, row, { event: 'waiting', reason, version: null, checks });
   }
 
   /** Records the rollbacks dry-run budgets would have made: the first per step and budget, so a long break is one entry. */
@@ -265,7 +299,7 @@ export class Autopilot {
     row.watched = [...seen, ...fresh];
     for (const w of fresh) {
       this.#o.log(`autopilot: ${row.route}: dry run: ${describeWatched(w)}`);
-      this.#emit(plan, row, 'dry-run', describeWatched(w), null, steps, checks);
+      this.#emit(plan, row, { event: 'dry-run', reason: describeWatched(w), version: null, checks });
     }
   }
 
@@ -273,46 +307,31 @@ export class Autopilot {
   #move(
     row: PlanRow,
     plan: Plan,
-    step: number,
-    route: Route,
-    reason: string,
-    table: TableVersion,
-    checks: readonly Check[] = [],
+    to: { step: number; route: Route; reason: string; table: TableVersion; checks?: readonly Check[] },
   ): Promise<void> {
-    return this.#transition(row, plan, 'running', 'step', reason, table, route, checks, step);
+    return this.#transition(row, plan, { ...to, status: 'running', event: 'step', checks: to.checks ?? [] });
   }
 
   /** The plan ends (done, rolled back, stopped, overridden), with the route put to `route` if given. */
-  #finish(
-    row: PlanRow,
-    plan: Plan,
-    status: string,
-    event: PlanEvent,
-    reason: string,
-    table: TableVersion | undefined,
-    route?: Route,
-    checks: readonly Check[] = [],
-    step = row.step,
-  ): Promise<void> {
-    return this.#transition(row, plan, status, event, reason, table, route, checks, step);
+  #finish(row: PlanRow, plan: Plan, end: Ending): Promise<void> {
+    return this.#transition(row, plan, {
+      status: end.status,
+      event: ENDING_EVENT[end.status],
+      reason: end.reason,
+      table: end.table,
+      route: end.route,
+      checks: end.checks ?? [],
+      step: end.step ?? row.step,
+    });
   }
 
   /** One change of the plan (and of the route, if given): committed, applied here and announced, logged, and sent to the webhook. */
-  async #transition(
-    row: PlanRow,
-    plan: Plan,
-    status: string,
-    event: PlanEvent,
-    reason: string,
-    table: TableVersion | undefined,
-    route: Route | undefined,
-    checks: readonly Check[],
-    step: number,
-  ): Promise<void> {
+  async #transition(row: PlanRow, plan: Plan, change: Transition): Promise<void> {
+    const { step, status, reason, route, table, event, checks } = change;
     const saved = await this.#commit(row, { step, status, reason, route, table });
     await this.#after(saved);
     this.#o.log(`autopilot: ${row.route}: ${reason}`);
-    return this.#emit(plan, { ...row, step, status }, event, reason, saved?.version ?? null, stepsOf(plan), checks);
+    return this.#emit(plan, { ...row, step, status }, { event, reason, version: saved?.version ?? null, checks });
   }
 
   async #after(saved: TableVersion | undefined): Promise<void> {
@@ -388,14 +407,12 @@ export class Autopilot {
   #emit(
     plan: Plan,
     row: Pick<PlanRow, 'id' | 'route' | 'kind' | 'step' | 'status'>,
-    event: PlanEvent,
-    reason: string,
-    version: number | null,
-    steps: readonly { label: string }[],
-    checks: readonly Check[],
+    what: { event: PlanEvent; reason: string; version: number | null; checks: readonly Check[] },
   ): void {
     const url = plan.webhook ?? this.#o.webhook;
     if (!url) return;
+    const { event, reason, version, checks } = what;
+    const steps = stepsOf(plan);
     const body: PlanEventBody = {
       event,
       route: row.route,
