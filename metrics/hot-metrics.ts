@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { registerIn, type RegistryMetric } from './prom-registry.js';
 
 /**
  * A counter and a histogram for the proxy's per-request path. prom-client's
@@ -29,7 +30,7 @@ interface Config<L extends string> {
   readonly registers: readonly Registry[];
 }
 
-abstract class HotMetric<L extends string, S extends { readonly labels: Labels<L> }> {
+abstract class HotMetric<L extends string, S extends { readonly labels: Labels<L> }> implements RegistryMetric {
   readonly aggregator = 'sum';
   readonly name: string;
   readonly help: string;
@@ -40,7 +41,7 @@ abstract class HotMetric<L extends string, S extends { readonly labels: Labels<L
     this.name = config.name;
     this.help = config.help;
     this.labelNames = config.labelNames;
-    for (const registry of config.registers) registry.registerMetric(this as never);
+    for (const registry of config.registers) registerIn(registry, this);
   }
 
   /** The series of `labels`, created at zero the first time. Keep it: using it costs no lookup. */

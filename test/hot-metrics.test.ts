@@ -59,6 +59,22 @@ describe("hot metrics (the proxy's per-request counter and histogram)", () => {
     expect(text).to.contain('y_seconds_sum{route="r"} 2.5');
   });
 
+  it("keep to the contract prom-client's Registry holds a metric to: one per name, found by name, reset with the rest", async () => {
+    const registry = new Registry();
+    const c = new HotCounter({ name: 'w_total', help: 'w', labelNames: ['route'] as const, registers: [registry] });
+    c.inc({ route: 'r' }, 2);
+    expect(registry.getSingleMetric('w_total'), 'found by its name').to.equal(c);
+    expect(() => new HotCounter({ name: 'w_total', help: 'w', labelNames: ['route'] as const, registers: [registry] })).to.throw(
+      'A metric with the name w_total has already been registered.',
+    );
+    const json = await registry.getMetricsAsJSON();
+    expect(json).to.deep.equal([
+      { name: 'w_total', help: 'w', type: 'counter', aggregator: 'sum', values: [{ labels: { route: 'r' }, value: 2 }] },
+    ]);
+    registry.resetMetrics();
+    expect(await registry.metrics(), 'no series left after resetMetrics()').to.equal('# HELP w_total w\n# TYPE w_total counter\n');
+  });
+
   it('refuses a series with a label missing, naming the metric and the label', () => {
     const c = new HotCounter({ name: 'z_total', help: 'z', labelNames: ['route', 'backend'] as const, registers: [] });
     expect(() => c.labels({ route: 'r' } as never)).to.throw('z_total: label "backend" is missing');
