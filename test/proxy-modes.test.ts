@@ -144,8 +144,7 @@ describe('proxy modes, against real backends', () => {
     expect(seen.headers['x-forwarded-for']).to.equal('127.0.0.1');
   });
 
-  it('leaks no sockets after 1,000 requests aborted by their clients', async function () {
-    this.timeout(120_000);
+  it('leaks no sockets after 1,000 requests aborted by their clients', async () => {
     let open = 0;
     let closed = 0;
     legacy.answer('/hang', (req) => {
@@ -157,9 +156,8 @@ describe('proxy modes, against real backends', () => {
     for (let batch = 1; batch <= 10; batch++) {
       const controllers = Array.from({ length: 100 }, () => new AbortController());
       const pending = controllers.map((c) => fetch(`${proxy.url}/hang`, { signal: c.signal }).catch(() => undefined));
-      // Abort only once every request of the batch is waiting at the backend (on a loaded 2-core machine
-      // 100 new connections through the proxy have taken more than 5 s; the wait ends as soon as they are there).
-      const reached = Date.now() + 20_000;
+      // Abort only once every request of the batch is waiting at the backend.
+      const reached = Date.now() + 5_000;
       while (open < batch * 100 && Date.now() < reached) await new Promise((r) => setTimeout(r, 10));
       for (const c of controllers) c.abort();
       await Promise.all(pending);

@@ -62,6 +62,10 @@ export async function startTestProxy(
       pinTtlMs: options.pinTtlMs ?? 30_000,
       pinMode: options.pinMode ?? 'lsn',
       usageFlushMs: options.usageFlushMs ?? 60_000,
+      // This proxy shares its event loop with the test's own clients and backends, so the load shedder would
+      // measure their bursts and answer some of the test's requests 503. Shedding is tested against a
+      // shedder and server of its own (test/load-shedding.test.ts).
+      shedLagMs: 0,
       ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
       ...(options.maxClientConnections ? { maxClientConnections: options.maxClientConnections } : {}),
       ...(options.debugHeaders ? { debugHeaders: true } : {}),
