@@ -84,19 +84,20 @@ Settings come from the environment; unset ones fall back to the stack that
       ),
     );
 
-  const migrate = banyan.command('migrate').description('schema migrations on the primary (DATABASE_URL)');
-  const migrations = lazy(
-    () => import('./migrate.js'),
-    (m) => m.migrate,
+  migrateCommand(
+    banyan.command('migrate').description("Banyan's own tables (route table, usage ledger, autopilot) on the primary (DATABASE_URL)"),
+    lazy(
+      () => import('./migrate.js'),
+      (m) => m.migrate,
+    ),
   );
-  migrate.command('up').description('apply every pending migration').addOption(json()).action(migrations);
-  migrate
-    .command('down')
-    .description('undo the newest migration')
-    .option('--all', 'undo every migration')
-    .addOption(json())
-    .action(migrations);
-  migrate.command('status').description('each migration and when it was applied').addOption(json()).action(migrations);
+  migrateCommand(
+    banyan.command('index-migrate').description("the package index's tables (users, projects, releases, files) on the primary"),
+    lazy(
+      () => import('./migrate.js'),
+      (m) => m.indexMigrate,
+    ),
+  );
 
   routesCommand(banyan.command('routes').description('the route table every proxy follows'));
   const upstreams = banyan
@@ -249,10 +250,17 @@ Settings come from the environment; unset ones fall back to the stack that
   return banyan;
 }
 
+/** `up`, `down` and `status` of one migration set. */
+function migrateCommand(migrate: Command, action: (...received: unknown[]) => Promise<void>): void {
+  migrate.command('up').description('apply every pending migration').addOption(json()).action(action);
+  migrate.command('down').description('undo the newest migration').option('--all', 'undo every migration').addOption(json()).action(action);
+  migrate.command('status').description('each migration and when it was applied').addOption(json()).action(action);
+}
+
 /** Help shows Banyan's own commands apart from those of the package index it ships as its demo. */
 const KIT_GROUP = 'Banyan (the proxy, DB router and usage metrics):';
 const INDEX_GROUP = 'The demo package index it migrates (legacy to app):';
-const INDEX_COMMANDS = new Set(['app', 'files', 'legacy', 'users', 'tokens', 'projects', 'releases', 'backfill', 'seed']);
+const INDEX_COMMANDS = new Set(['index-migrate', 'app', 'files', 'legacy', 'users', 'tokens', 'projects', 'releases', 'backfill', 'seed']);
 
 function routesCommand(routes: Command): void {
   const action = lazy(

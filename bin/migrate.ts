@@ -1,11 +1,17 @@
 import { loadSettings, required } from '../lib/config.js';
-import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
+import { BANYAN_MIGRATIONS, type MigrationSet } from '../migrations/migrator.js';
+import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
 import { connect } from '../lib/database.js';
 import type { Args } from './command.js';
 import { printTable } from './output.js';
 
-/** `banyan migrate up|down|status`: schema changes, on the primary only. */
-export async function migrate(args: Args): Promise<void> {
+/** `banyan migrate up|down|status`: Banyan's own tables, on the primary only. */
+export const migrate = (args: Args) => run(BANYAN_MIGRATIONS, args);
+
+/** `banyan index-migrate up|down|status`: the demo package index's tables. */
+export const indexMigrate = (args: Args) => run(INDEX_MIGRATIONS, args);
+
+async function run(set: MigrationSet, args: Args): Promise<void> {
   const action = args.words[0] as 'up' | 'down' | 'status';
   const settings = loadSettings();
   const url = required(settings.databaseUrl, 'DATABASE_URL', 'to reach the primary');
@@ -13,7 +19,7 @@ export async function migrate(args: Args): Promise<void> {
   const json = args.flags.has('json');
   try {
     if (action === 'status') {
-      const list = await migrationStatus(db);
+      const list = await set.status(db);
       if (json) {
         process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         return;
@@ -24,7 +30,7 @@ export async function migrate(args: Args): Promise<void> {
       );
       return;
     }
-    const names = action === 'up' ? await migrateUp(db) : await migrateDown(db, args.flags.has('all'));
+    const names = action === 'up' ? await set.up(db) : await set.down(db, args.flags.has('all'));
     if (json) process.stdout.write(`${JSON.stringify({ [action === 'up' ? 'applied' : 'reverted']: names })}\n`);
     else if (names.length === 0)
       process.stdout.write(action === 'up' ? 'Nothing to do: the schema is up to date.\n' : 'Nothing to revert.\n');

@@ -6,6 +6,7 @@ import { startLegacyRuntime } from '../legacy/runtime.js';
 import { DEFAULTS, type ReadSettings, type StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { migrateUp } from '../migrations/migrator.js';
+import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
 import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
 import type { BreakerSettings } from '../proxy/proxy.js';
 import { connect } from '../lib/database.js';
@@ -71,7 +72,8 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
     let migrated: string[];
     try {
-      migrated = await migrateUp(db);
+      // Banyan's tables, then the demo package index's (its own migrations, as where any app runs).
+      migrated = [...(await migrateUp(db)), ...(await INDEX_MIGRATIONS.up(db))];
     } finally {
       await db.destroy();
     }

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { authenticate } from '../package-index/accounts.js';
 import { connect } from '../lib/database.js';
-import { BANYAN, runBanyan } from './support/cli.js';
+import { BANYAN, BANYAN_MIGRATION_NAMES, runBanyan } from './support/cli.js';
 import { basicAuth } from './support/packages.js';
 import { services } from './support/services.js';
 
@@ -86,32 +86,32 @@ describe('banyan command line', () => {
     expect(tokens.stdout).to.match(/--project <name> +the token uploads to this project only/);
   });
 
-  it('migrate status lists every migration as applied, as a table and as JSON', async () => {
+  it("migrate status lists Banyan's migrations as applied, as a table and as JSON; index-migrate the index's", async () => {
     const s = await services();
     const env = { DATABASE_URL: s.primaryUrl };
     const table = runBanyan(['migrate', 'status'], { env });
     expect(table.status).to.equal(0);
     expect(table.stdout.split('\n')[0]).to.match(/^migration\s+applied$/);
-    expect(table.stdout).to.match(/2026-11-21-01-package-index\s+\d{4}-\d\d-\d\dT/);
+    expect(table.stdout).to.match(/2026-11-21-02-route-table\s+\d{4}-\d\d-\d\dT/);
     const json = runBanyan(['migrate', 'status', '--json'], { env });
     const list = JSON.parse(json.stdout) as { name: string; executedAt: string | null }[];
-    expect(list.map((m) => m.name)).to.deep.equal([
+    expect(list.map((m) => m.name)).to.deep.equal(BANYAN_MIGRATION_NAMES);
+    expect(list.every((m) => m.executedAt !== null)).to.equal(true);
+    const index = JSON.parse(runBanyan(['index-migrate', 'status', '--json'], { env }).stdout) as {
+      name: string;
+      executedAt: string | null;
+    }[];
+    expect(index.map((m) => m.name)).to.deep.equal([
       '2026-11-21-01-package-index',
-      '2026-11-21-02-route-table',
-      '2026-11-21-03-usage-ledger',
       '2026-11-22-01-release-order',
-      '2026-11-23-01-usage-status',
       '2026-11-23-02-ownership',
       '2026-11-23-03-core-metadata',
       '2026-11-23-04-digests',
-      '2026-11-23-05-autopilot',
-      '2026-12-02-01-route-upstreams',
-      '2026-12-02-02-usage-service',
-      '2026-12-02-03-plan-gates',
     ]);
-    expect(list.every((m) => m.executedAt !== null)).to.equal(true);
+    expect(index.every((m) => m.executedAt !== null)).to.equal(true);
     const up = runBanyan(['migrate', 'up'], { env });
     expect(up.stdout).to.equal('Nothing to do: the schema is up to date.\n');
+    expect(runBanyan(['index-migrate', 'up'], { env }).stdout).to.equal('Nothing to do: the schema is up to date.\n');
   });
 
   it('migrate without an action, or without a database, says what to do', () => {

@@ -1,72 +1,133 @@
 import { expect } from 'chai';
 import { parseVersion, sortKey } from '../package-index/pep440.js';
 import { migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
+import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
 import { connect } from '../lib/database.js';
+import { BANYAN_MIGRATION_NAMES, runBanyanAsync } from './support/cli.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
-const TABLES = [
-  'users',
-  'api_tokens',
-  'projects',
-  'project_roles',
-  'releases',
-  'files',
-  'journal',
+/** Banyan's own tables, which `banyan migrate up` creates. */
+const BANYAN_TABLES = [
   'route_table_versions',
   'route_audit',
   'usage_ledger',
   'usage_user_agents',
   'usage_flushes',
-  'account_events',
   'cutover_plans',
   'autopilot_lease',
   'cutover_samples',
 ];
+/** The demo package index's, which `banyan index-migrate up` (and `npm start`) create. */
+const INDEX_TABLES = ['users', 'api_tokens', 'projects', 'project_roles', 'releases', 'files', 'journal', 'account_events'];
 
-async function tablesOn(url: string): Promise<string[]> {
+async function tablesOn(url: string, logs = false): Promise<string[]> {
   return withClient(url, async (c) =>
     (
-      await c.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'banyan_migration%' ORDER BY 1")
+      await c.query(
+        `SELECT tablename FROM pg_tables WHERE schemaname = 'public'${logs ? '' : " AND tablename NOT LIKE '%_migration%'"} ORDER BY 1`,
+      )
     ).rows.map((r: { tablename: string }) => r.tablename),
   );
 }
 
+/** A new, empty database on the test cluster, dropped after `fn`. */
+async function withDatabase<T>(name: string, fn: (url: string) => Promise<T>): Promise<T> {
+  const s = await services();
+  const db = `${name}_${process.pid}`;
+  await withClient(s.primaryUrl, (c) => c.query(`CREATE DATABASE ${db}`));
+  const url = new URL(s.primaryUrl);
+  url.pathname = `/${db}`;
+  try {
+    return await fn(url.toString());
+  } finally {
+    await withClient(s.primaryUrl, (c) => c.query(`DROP DATABASE ${db} WITH (FORCE)`));
+  }
+}
+
 describe('migrations', () => {
-  it('run up, down and up again on the primary, and the replica receives the schema', async () => {
+  it("banyan migrate up on a fresh database creates Banyan's tables only; index-migrate up adds the index's", async () => {
+    await withDatabase('fresh', async (url) => {
+      const env = { DATABASE_URL: url };
+      const up = await runBanyanAsync(['migrate', 'up'], { env });
+      expect(up.status, up.stderr).to.equal(0);
+      expect(up.stdout).to.contain('applied   2026-11-21-02-route-table');
+      expect(await tablesOn(url)).to.have.members(BANYAN_TABLES);
+      expect(await tablesOn(url, true)).to.include.members(['banyan_migration', 'banyan_migration_lock']);
+      const index = await runBanyanAsync(['index-migrate', 'up'], { env });
+      expect(index.status, index.stderr).to.equal(0);
+      expect(index.stdout).to.contain('applied   2026-11-21-01-package-index');
+      expect(await tablesOn(url)).to.have.members([...BANYAN_TABLES, ...INDEX_TABLES]);
+      const down = await runBanyanAsync(['index-migrate', 'down', '--all'], { env });
+      expect(down.status, down.stderr).to.equal(0);
+      expect(await tablesOn(url), "undoing the index's leaves Banyan's").to.have.members(BANYAN_TABLES);
+    });
+  });
+
+  it('a database migrated when both shared one log moves forward with its data, and runs nothing again', async () => {
+    await withDatabase('shared_log', async (url) => {
+      const db = connect(url, { max: 1, statementTimeoutMs: 0 });
+      try {
+        await migrateUp(db);
+        await INDEX_MIGRATIONS.up(db);
+        // The layout before the split: one log, banyan_migration, with every migration in it, and data.
+        await withClient(url, async (c) => {
+          await c.query('INSERT INTO banyan_migration SELECT * FROM package_index_migration');
+          await c.query('DROP TABLE package_index_migration, package_index_migration_lock');
+          await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Kept', 'kept')");
+          await c.query(`INSERT INTO usage_ledger (bucket, route, feature, backend, service, status_class, requests, last_seen)
+            VALUES ('2026-01-01T00:00Z', 'kept.route', '', 'legacy', 'legacy', '2xx', 5, '2026-01-01T00:10Z')`);
+        });
+      } finally {
+        await db.destroy();
+      }
+      const env = { DATABASE_URL: url };
+      const up = await runBanyanAsync(['migrate', 'up'], { env });
+      expect([up.status, up.stdout], up.stderr).to.deep.equal([0, 'Nothing to do: the schema is up to date.\n']);
+      const index = await runBanyanAsync(['index-migrate', 'up'], { env });
+      expect([index.status, index.stdout], index.stderr).to.deep.equal([0, 'Nothing to do: the schema is up to date.\n']);
+      const status = JSON.parse((await runBanyanAsync(['index-migrate', 'status', '--json'], { env })).stdout) as { executedAt: string }[];
+      expect(status).to.have.length(5);
+      expect(status.every((m) => m.executedAt !== null)).to.equal(true);
+      await withClient(url, async (c) => {
+        expect((await c.query('SELECT name FROM banyan_migration ORDER BY 1')).rows.map((r) => r.name)).to.deep.equal(
+          BANYAN_MIGRATION_NAMES,
+        );
+        expect((await c.query("SELECT name FROM projects WHERE normalized_name = 'kept'")).rows).to.have.length(1);
+        expect((await c.query("SELECT requests::int AS n FROM usage_ledger WHERE route = 'kept.route'")).rows).to.deep.equal([{ n: 5 }]);
+      });
+    });
+  });
+
+  it('run up, down and up again on the primary, each set on its own, and the replica receives the schema', async () => {
     const s = await services();
     const db = connect(s.primaryUrl, { max: 1 });
     try {
       expect(
-        (await migrationStatus(db)).every((m) => m.executedAt !== null),
-        'the stack migrates on start',
+        [...(await migrationStatus(db)), ...(await INDEX_MIGRATIONS.status(db))].every((m) => m.executedAt !== null),
+        'the stack migrates both on start',
       ).to.equal(true);
-      expect(await tablesOn(s.primaryUrl)).to.have.members(TABLES);
+      expect(await tablesOn(s.primaryUrl)).to.have.members([...BANYAN_TABLES, ...INDEX_TABLES]);
 
-      const reverted = await migrateDown(db, true);
-      expect(reverted).to.have.length(12);
+      expect(await migrateDown(db, true)).to.have.length(7);
+      expect(await tablesOn(s.primaryUrl), "Banyan's down leaves the index's tables").to.have.members(INDEX_TABLES);
+      expect(await INDEX_MIGRATIONS.down(db, true)).to.have.length(5);
       expect(await tablesOn(s.primaryUrl)).to.deep.equal([]);
       expect((await migrationStatus(db)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!)).to.deep.equal([]);
 
-      const applied = await migrateUp(db);
-      expect(applied).to.deep.equal([
+      expect(await migrateUp(db)).to.deep.equal(BANYAN_MIGRATION_NAMES);
+      expect(await INDEX_MIGRATIONS.up(db)).to.deep.equal([
         '2026-11-21-01-package-index',
-        '2026-11-21-02-route-table',
-        '2026-11-21-03-usage-ledger',
         '2026-11-22-01-release-order',
-        '2026-11-23-01-usage-status',
         '2026-11-23-02-ownership',
         '2026-11-23-03-core-metadata',
         '2026-11-23-04-digests',
-        '2026-11-23-05-autopilot',
-        '2026-12-02-01-route-upstreams',
-        '2026-12-02-02-usage-service',
-        '2026-12-02-03-plan-gates',
       ]);
       expect(await migrateUp(db)).to.deep.equal([]);
+      expect(await INDEX_MIGRATIONS.up(db)).to.deep.equal([]);
       await waitForReplay(s);
-      expect(await tablesOn(s.replicaUrls[0]!)).to.have.members(TABLES);
+      expect(await tablesOn(s.replicaUrls[0]!)).to.have.members([...BANYAN_TABLES, ...INDEX_TABLES]);
     } finally {
       await db.destroy();
     }
@@ -98,10 +159,6 @@ describe('migrations', () => {
         .and.not.include('after_upstreams');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-05-autopilot']);
       expect(await tablesOn(s.primaryUrl)).to.not.include('cutover_plans');
-      expect(await migrateDown(db)).to.deep.equal(['2026-11-23-04-digests']);
-      expect(await migrateDown(db)).to.deep.equal(['2026-11-23-03-core-metadata']);
-      expect(await migrateDown(db)).to.deep.equal(['2026-11-23-02-ownership']);
-      expect(await tablesOn(s.primaryUrl)).to.not.include('account_events');
       expect(await migrateDown(db)).to.deep.equal(['2026-11-23-01-usage-status']);
       expect(
         await withClient(s.primaryUrl, async (c) =>
@@ -111,7 +168,15 @@ describe('migrations', () => {
           ]),
         ),
       ).to.deep.equal([[7, '2026-01-01T00:20:00.000Z']]);
-      expect(await migrateDown(db)).to.deep.equal(['2026-11-22-01-release-order']);
+      expect(await migrateDown(db)).to.deep.equal(['2026-11-21-03-usage-ledger']);
+      expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
+      expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
+
+      expect(await INDEX_MIGRATIONS.down(db)).to.deep.equal(['2026-11-23-04-digests']);
+      expect(await INDEX_MIGRATIONS.down(db)).to.deep.equal(['2026-11-23-03-core-metadata']);
+      expect(await INDEX_MIGRATIONS.down(db)).to.deep.equal(['2026-11-23-02-ownership']);
+      expect(await tablesOn(s.primaryUrl)).to.not.include('account_events');
+      expect(await INDEX_MIGRATIONS.down(db)).to.deep.equal(['2026-11-22-01-release-order']);
       expect(await columns('releases'))
         .to.include('version')
         .and.not.include('sort_key');
@@ -120,10 +185,8 @@ describe('migrations', () => {
         const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Old-Order', 'old-order') RETURNING id")).rows[0].id;
         await c.query("INSERT INTO releases (project_id, version, canonical_version) VALUES ($1, '2.0rc1', '2rc1')", [p]);
       });
-      expect(await migrateDown(db)).to.deep.equal(['2026-11-21-03-usage-ledger']);
-      expect(await tablesOn(s.primaryUrl)).to.not.include('usage_ledger');
-      expect(await tablesOn(s.primaryUrl)).to.include('route_audit');
       await migrateUp(db);
+      await INDEX_MIGRATIONS.up(db);
       expect(await columns('route_table_versions')).to.include('upstreams');
       expect(await columns('route_audit')).to.include.members(['before_upstreams', 'after_upstreams']);
       const old = await withClient(
@@ -138,7 +201,8 @@ describe('migrations', () => {
       expect(old).to.deep.equal({ sort_key: sortKey(parseVersion('2.0rc1')!), is_prerelease: true });
     } finally {
       await migrateUp(db);
-      await withClient(s.primaryUrl, (c) => c.query("DELETE FROM usage_ledger WHERE route = 'down.probe'"));
+      await INDEX_MIGRATIONS.up(db);
+      await withClient(s.primaryUrl, (c) => c.query("DELETE FROM usage_ledger WHERE route = 'down.probe'")).catch(() => undefined);
       await withClient(s.primaryUrl, (c) => c.query("DELETE FROM projects WHERE normalized_name = 'old-order'"));
       await db.destroy();
     }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { UntypedDb } from './untyped.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /** The package index: accounts, tokens, projects, releases, files and the change journal. */
 export async function up(db: UntypedDb): Promise<void> {

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { UntypedDb } from './untyped.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /**
  * PEP 440 order in the database: `sort_key` sorts byte-wise (COLLATE "C") in

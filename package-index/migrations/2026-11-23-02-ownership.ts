@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { UntypedDb } from './untyped.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /**
  * Ownership as Warehouse has it: API tokens can be scoped to one project,

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { UntypedDb } from './untyped.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /**
  * PEP 658/714: each wheel's METADATA is stored beside it (`<file>.metadata`)

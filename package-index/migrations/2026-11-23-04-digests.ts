@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { UntypedDb } from './untyped.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /**
  * The MD5 and BLAKE2b-256 digests Warehouse's JSON API gives beside SHA-256,

@@ -1,5 +1,5 @@
-import { isPrerelease, parseVersion, sortKey } from '../package-index/pep440.js';
-import type { UntypedDb } from './untyped.js';
+import { isPrerelease, parseVersion, sortKey } from '../pep440.js';
+import type { UntypedDb } from '../../migrations/untyped.js';
 
 /**
  * Columns the index derives from a row with the running code's rules, filled

@@ -64,3 +64,14 @@ export async function stopStack(stack: StartedStack | undefined, cwd: string | u
   }
   if (cwd) rmSync(cwd, { recursive: true, force: true });
 }
+
+/** Banyan's own migrations, as `banyan migrate status` lists them: written out, so a test fails when one is added or renamed. */
+export const BANYAN_MIGRATION_NAMES = [
+  '2026-11-21-02-route-table',
+  '2026-11-21-03-usage-ledger',
+  '2026-11-23-01-usage-status',
+  '2026-11-23-05-autopilot',
+  '2026-12-02-01-route-upstreams',
+  '2026-12-02-02-usage-service',
+  '2026-12-02-03-plan-gates',
+];
