@@ -1,8 +1,10 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { quoted } from '../lib/quoted.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { LoginThrottle } from '../lib/login-throttle.js';
 import { isConnectionError } from '../lib/database.js';
+import { httpStatusOf } from '../lib/errors.js';
 import { inRequestScope, watchingRequests } from '../lib/request-scope.js';
 import { dbForRequest, readReporter, type DbRouter, type FenceStore, type RequestDb } from '../routing/reads/index.js';
 import type { DbFor } from './db-for.js';
@@ -20,7 +22,7 @@ import type { OriginSettings } from './origin.js';
 import { createAppMetrics, methodLabel, statusClass, type AppMetrics } from '../metrics/catalog.js';
 
 export interface AppOptions {
-  readonly router: DbRouter;
+  readonly router: DbRouter<IndexDatabase>;
   /** Resource fences (Redis); absent: reads honour only the session's own pin. */
   readonly fences?: FenceStore;
   /** Where uploaded files are kept (content-addressed). */
@@ -48,7 +50,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): Koa {
   const metrics = options.metrics ?? createAppMetrics(options.router, options.fences);
   const dbOf: DbFor = async (ctx, resources = []) => {
-    const chosen = ctx.state['db'] as RequestDb | undefined;
+    const chosen = ctx.state['db'] as RequestDb<IndexDatabase> | undefined;
     if (chosen) return chosen;
     const db = await dbForRequest(
       options,
@@ -148,10 +150,9 @@ const errorPages =
       await next();
       if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404, `nothing here: ${ctx.path}`);
     } catch (err) {
-      const e = err as { status?: number; expose?: boolean; message: string; code?: string };
-      if (e.code === 'too-large') e.status = 413;
-      if (e.code === 'bad-request') e.status = 400;
-      ctx.status = e.status && e.status >= 400 && e.status < 600 ? e.status : 500;
+      const e = err as { status?: number; expose?: boolean; message: string };
+      const status = httpStatusOf(err) ?? e.status;
+      ctx.status = status && status >= 400 && status < 600 ? status : 500;
       ctx.type = 'text/plain; charset=utf-8';
       if (isConnectionError(err)) {
         // The primary (or every server) is down: say so plainly, fast, and that nothing was half-written.

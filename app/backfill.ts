@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { digestsOf, type FileStore } from '../lib/file-store.js';
 import { normalizeName } from '../package-index/names.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 import { projectCacheKey, type GenerationBumper } from '../package-index/write-announcer.js';
 import { ArchiveError, DEFAULT_ARCHIVE_LIMITS, readWheel } from './upload/index.js';
 import { parseFilename } from './platform.js';
@@ -32,7 +32,7 @@ interface FileRow {
  * records its hash. Safe to run again: it only looks at wheels still without.
  */
 export function backfillMetadata(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   store: FileStore,
   cache: GenerationBumper | undefined,
   options: BackfillOptions = {},
@@ -53,7 +53,7 @@ export function backfillMetadata(
 
 /** Computes the MD5 and BLAKE2b-256 digests of files stored before they were kept at upload. */
 export function backfillDigests(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   store: FileStore,
   cache: GenerationBumper | undefined,
   options: BackfillOptions = {},
@@ -68,7 +68,7 @@ export function backfillDigests(
 
 /** Runs `work` on every file whose `missing` column is null, counting and explaining failures, then refreshes the projects' cached pages. */
 async function eachFile(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   cache: GenerationBumper | undefined,
   options: BackfillOptions,
   missing: 'metadata_sha256' | 'md5_digest',

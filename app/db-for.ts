@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import type Koa from 'koa';
 import type { RequestDb } from '../routing/reads/index.js';
 
@@ -6,4 +7,4 @@ import type { RequestDb } from '../routing/reads/index.js';
  * (`project:<name>`) also wait for those resources' fences. The app
  * (`app.ts`) makes it; every route module takes it.
  */
-export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise<RequestDb>;
+export type DbFor = (ctx: Koa.Context, resources?: readonly string[]) => Promise<RequestDb<IndexDatabase>>;

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 import type { Reads } from './queries.js';
 
 /**
@@ -111,7 +111,7 @@ export async function* releaseParts(
 }
 
 /** One release's files as a JSON API array (`[…]`), in name order, URLs absolute on `base`. */
-export async function releaseFileList(db: Kysely<Database>, releaseId: string, base: string): Promise<string> {
+export async function releaseFileList(db: Kysely<IndexDatabase>, releaseId: string, base: string): Promise<string> {
   const row = await sql<{ list: string | null }>`select '[' || string_agg(${jsonApiFile(base)}, ',' order by f.filename) || ']' as list
     from files f join releases r on r.id = f.release_id where f.release_id = ${releaseId}`.execute(db);
   return row.rows[0]?.list ?? '[]';

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import type Koa from 'koa';
 import { createAppMetrics } from '../metrics/catalog.js';
 import { createService } from './app.js';
@@ -15,7 +16,7 @@ export const FILES_PORT = 8083;
  * a one-year immutable Cache-Control), `/_health` and `/metrics`, over the
  * same content-addressed store the app writes uploads to.
  */
-export function createFilesApp(options: { router: DbRouter; fences?: FenceStore; store: FileStore }): Koa {
+export function createFilesApp(options: { router: DbRouter<IndexDatabase>; fences?: FenceStore; store: FileStore }): Koa {
   return createService('files', createAppMetrics(options.router, options.fences), (routes) => fileRoutes(routes, options.store));
 }
 

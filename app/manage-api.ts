@@ -3,8 +3,8 @@ import type Koa from 'koa';
 import { authenticate, type Account } from '../package-index/accounts.js';
 import { loginAddress, throttledMessage, type LoginThrottle } from '../lib/login-throttle.js';
 import type { Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
-import { BanyanError } from '../lib/errors.js';
+import type { IndexDatabase } from '../package-index/schema.js';
+import { BanyanError, httpStatusOf } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
 import { isValidName, normalizeName } from '../package-index/names.js';
@@ -101,8 +101,7 @@ export function manageRoutes(
       ctx.body = { project: change.project, version: change.version, action, filesRemoved: change.removedPaths.length };
     } catch (err) {
       if (!(err instanceof BanyanError)) throw err;
-      const status = { forbidden: 403, 'not-found': 404, unchanged: 409, 'bad-arguments': 400 }[err.code] ?? 400;
-      ctx.throw(status, err.message);
+      ctx.throw(httpStatusOf(err) ?? 400, err.message);
     }
   };
   router.post('manage.release.yank', '/manage/projects/:project/releases/:version/yank', release('yank'));
@@ -115,7 +114,12 @@ export function manageRoutes(
  * `missing`), 403 (wrong ones, whatever the form) or 429 (throttled, before
  * the password was looked at). The form is not read when refused.
  */
-async function loggedIn(ctx: Koa.Context, writer: Kysely<Database>, logins: LoginThrottle | undefined, missing: string): Promise<Account> {
+async function loggedIn(
+  ctx: Koa.Context,
+  writer: Kysely<IndexDatabase>,
+  logins: LoginThrottle | undefined,
+  missing: string,
+): Promise<Account> {
   const account = await authenticate(writer, ctx.get('authorization') || undefined, { throttle: logins, address: loginAddress(ctx.req) });
   if (typeof account !== 'string' && !('retryAfterSeconds' in account)) return account;
   ctx.req.resume();

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 
 export interface ProjectRow {
   id: string;
@@ -26,7 +26,7 @@ export interface FileRow {
   yanked_reason: string | null;
 }
 
-export function findProject(db: Kysely<Database>, normalized: string): Promise<ProjectRow | undefined> {
+export function findProject(db: Kysely<IndexDatabase>, normalized: string): Promise<ProjectRow | undefined> {
   return db
     .selectFrom('projects')
     .select(['id', 'name', 'normalized_name', 'last_serial'])
@@ -34,7 +34,7 @@ export function findProject(db: Kysely<Database>, normalized: string): Promise<P
     .executeTakeFirst();
 }
 
-function fileQuery(db: Kysely<Database>) {
+function fileQuery(db: Kysely<IndexDatabase>) {
   return db
     .selectFrom('files')
     .innerJoin('releases', 'releases.id', 'files.release_id')
@@ -57,10 +57,10 @@ function fileQuery(db: Kysely<Database>) {
 }
 
 /** Runs reads on the request's server (RequestDb.read: on the primary instead if that server is gone). */
-export type Reads = <T>(fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>;
+export type Reads = <T>(fn: (db: Kysely<IndexDatabase>) => Promise<T>) => Promise<T>;
 
 /** The versions that have files, in PEP 440 order (PEP 700's `versions`, as the simple page lists them). */
-export async function versionsWithFiles(db: Kysely<Database>, projectId: string): Promise<string[]> {
+export async function versionsWithFiles(db: Kysely<IndexDatabase>, projectId: string): Promise<string[]> {
   const rows = await db
     .selectFrom('releases')
     .select('version')
@@ -72,7 +72,7 @@ export async function versionsWithFiles(db: Kysely<Database>, projectId: string)
   return rows.map((r) => r.version);
 }
 
-export function releaseFiles(db: Kysely<Database>, releaseId: string): Promise<FileRow[]> {
+export function releaseFiles(db: Kysely<IndexDatabase>, releaseId: string): Promise<FileRow[]> {
   return fileQuery(db).where('files.release_id', '=', releaseId).orderBy('files.filename').execute();
 }
 
@@ -104,7 +104,7 @@ const RELEASE_COLUMNS = [
  * The release pip would call latest: the highest PEP 440 version that is not
  * yanked and not a pre-release, else the highest pre-release. Two index lookups at most.
  */
-export async function latestRelease(db: Kysely<Database>, projectId: string): Promise<ReleaseRow | undefined> {
+export async function latestRelease(db: Kysely<IndexDatabase>, projectId: string): Promise<ReleaseRow | undefined> {
   const base = () =>
     db.selectFrom('releases').select(RELEASE_COLUMNS).where('project_id', '=', projectId).orderBy('sort_key', 'desc').limit(1);
   // As Warehouse: the newest final release, else the newest pre-release, and only when every release is yanked the newest yanked one.
@@ -115,7 +115,7 @@ export async function latestRelease(db: Kysely<Database>, projectId: string): Pr
   );
 }
 
-export function findRelease(db: Kysely<Database>, projectId: string, canonical: string): Promise<ReleaseRow | undefined> {
+export function findRelease(db: Kysely<IndexDatabase>, projectId: string, canonical: string): Promise<ReleaseRow | undefined> {
   return db
     .selectFrom('releases')
     .select(RELEASE_COLUMNS)
@@ -125,7 +125,7 @@ export function findRelease(db: Kysely<Database>, projectId: string, canonical: 
 }
 
 /** One page of releases, newest (PEP 440) first; asks for one more to know whether a next page exists. */
-export function releasePage(db: Kysely<Database>, projectId: string, offset: number, size: number) {
+export function releasePage(db: Kysely<IndexDatabase>, projectId: string, offset: number, size: number) {
   return db
     .selectFrom('releases')
     .select(['version', 'created_at', 'yanked', 'is_prerelease'])

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import type Koa from 'koa';
 import type { BackendRuntimeOptions } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
@@ -15,7 +16,7 @@ export interface AppRuntimeOptions extends BackendRuntimeOptions {
 /** The new app, listening. */
 export interface AppRuntime {
   readonly url: string;
-  readonly router: DbRouter;
+  readonly router: DbRouter<IndexDatabase>;
   readonly storageDir: string;
   /** Stops accepting, lets requests in flight finish, then closes its connections. */
   close(): Promise<void>;
@@ -47,7 +48,7 @@ export async function startAppRuntime(options: AppRuntimeOptions): Promise<AppRu
 
 /** What a process of the rewrite is built on: its DB router, resource fences and file store, started. */
 export interface ServiceDeps {
-  readonly router: DbRouter;
+  readonly router: DbRouter<IndexDatabase>;
   readonly fences: FenceStore;
   readonly store: FileStore;
 }
@@ -63,7 +64,7 @@ export async function startServiceRuntime(
   name: string,
   build: (deps: ServiceDeps) => { app: Koa; close?: () => void },
 ): Promise<AppRuntime> {
-  const router = new DbRouter({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, name, ...options.reads });
+  const router = new DbRouter<IndexDatabase>({ primaryUrl: options.primaryUrl, replicaUrls: options.replicaUrls, name, ...options.reads });
   const fences = new FenceStore({ redisUrl: options.redisUrl, whenDown: options.fencesWhenDown ?? 'skip' });
   let built: { app: Koa; close?: () => void } | undefined;
   const closeDeps = async () => {

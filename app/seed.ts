@@ -13,7 +13,7 @@ import { sql, type Kysely } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from '../package-index/names.js';
 import { canonicalVersion, isPrerelease, parseVersion, sortKey } from '../package-index/pep440.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 import { seededRandom } from '../lib/random.js';
 
 export interface SeedOptions {
@@ -92,7 +92,7 @@ interface PlannedProject {
 }
 
 /** Fills the index with a representative data set. Refuses when projects with the same prefix exist. */
-export async function seedIndex(db: Kysely<Database>, options: SeedOptions): Promise<SeedSummary> {
+export async function seedIndex(db: Kysely<IndexDatabase>, options: SeedOptions): Promise<SeedSummary> {
   const started = Date.now();
   const rand = seededRandom(options.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;

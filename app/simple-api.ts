@@ -18,35 +18,18 @@ export const SIMPLE_HTML = 'application/vnd.pypi.simple.v1+html';
 
 type Format = 'json' | 'html';
 
-/** Content types we can answer with, mapped to the format and the type we send back. */
-const OFFERS: [string, Format, string][] = [
-  [SIMPLE_JSON, 'json', SIMPLE_JSON],
-  ['application/vnd.pypi.simple.latest+json', 'json', SIMPLE_JSON],
-  [SIMPLE_HTML, 'html', SIMPLE_HTML],
-  ['application/vnd.pypi.simple.latest+html', 'html', SIMPLE_HTML],
-  ['text/html', 'html', 'text/html; charset=utf-8'],
-];
-
 /**
- * PEP 691 content negotiation: the acceptable offer with the highest q (the
- * client's order breaks ties); no Accept header means HTML; undefined means
- * nothing we serve is acceptable (406).
+ * The content types we answer with, each mapped to its format and the type sent back, in the order a
+ * wildcard picks them: any type, or any text type, gets HTML, as browsers expect; any application type
+ * gets PEP 691 JSON.
  */
-export function negotiate(accept: string | undefined): { format: Format; type: string } | undefined {
-  if (!accept || !accept.trim()) return { format: 'html', type: 'text/html; charset=utf-8' };
-  let best: { format: Format; type: string; q: number } | undefined;
-  for (const range of accept.split(',')) {
-    const [media = '', ...params] = range.split(';').map((s) => s.trim().toLowerCase());
-    const qParam = params.find((p) => p.startsWith('q='));
-    const q = qParam ? Number(qParam.slice(2)) : 1;
-    if (!Number.isFinite(q) || q <= 0) continue;
-    // A wildcard gets the format its family offers: text/* and */* HTML as browsers expect, application/* PEP 691 JSON.
-    const offer =
-      media === '*/*' || media === 'text/*' ? OFFERS[4] : media === 'application/*' ? OFFERS[0] : OFFERS.find(([type]) => type === media);
-    if (offer && (!best || q > best.q)) best = { format: offer[1], type: offer[2], q };
-  }
-  return best && { format: best.format, type: best.type };
-}
+const OFFERS: Readonly<Record<string, { format: Format; type: string }>> = {
+  'text/html': { format: 'html', type: 'text/html; charset=utf-8' },
+  [SIMPLE_JSON]: { format: 'json', type: SIMPLE_JSON },
+  'application/vnd.pypi.simple.latest+json': { format: 'json', type: SIMPLE_JSON },
+  [SIMPLE_HTML]: { format: 'html', type: SIMPLE_HTML },
+  'application/vnd.pypi.simple.latest+html': { format: 'html', type: SIMPLE_HTML },
+};
 
 const POLICY = (normalized?: string) => ({
   cacheControl: 'public, max-age=60',
@@ -170,15 +153,19 @@ async function* htmlDetail(project: ProjectRow, parts: AsyncIterable<string[]>):
 
 const BODY_MARK = '\u0000body\u0000';
 
+/**
+ * PEP 691 content negotiation, by Koa's `ctx.accepts`: the acceptable offer with the highest q (the
+ * client's order breaks ties); no Accept header, or an empty one, means HTML. Nothing we serve is
+ * acceptable: 406, saying what to ask for.
+ */
 function acceptable(ctx: Koa.Context): { format: Format; type: string } | undefined {
-  const chosen = negotiate(ctx.get('Accept'));
-  if (!chosen) {
-    ctx.status = 406;
-    ctx.vary('Accept');
-    ctx.type = 'text/plain; charset=utf-8';
-    ctx.body = `406 None of the types in Accept are served here. Ask for ${SIMPLE_JSON}, ${SIMPLE_HTML} or text/html.\n`;
-  }
-  return chosen;
+  const chosen = ctx.get('Accept').trim() ? ctx.accepts(Object.keys(OFFERS)) : 'text/html';
+  if (chosen) return OFFERS[chosen];
+  ctx.status = 406;
+  ctx.vary('Accept');
+  ctx.type = 'text/plain; charset=utf-8';
+  ctx.body = `406 None of the types in Accept are served here. Ask for ${SIMPLE_JSON}, ${SIMPLE_HTML} or text/html.\n`;
+  return undefined;
 }
 
 function htmlPage(title: string, body: string[]): string {

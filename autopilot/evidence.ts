@@ -8,7 +8,7 @@
  */
 
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase, CutoverSamplesTable } from '../lib/schema.js';
 
 /** Latency histogram bounds, in milliseconds; the last bucket is everything slower. */
 export const LATENCY_BOUNDS_MS = [
@@ -84,21 +84,11 @@ export class EvidenceSampler {
    * Adds this tick's counts to PostgreSQL and starts new ones. `shadowCounts` gives a route's cumulative
    * shadow comparison counts in this process. Counts that fail to land are kept for the next flush.
    */
-  async flush(db: Kysely<Database>, shadowCounts: (route: string) => { match: number; mismatch: number }): Promise<void> {
+  async flush(db: Kysely<BanyanDatabase>, shadowCounts: (route: string) => { match: number; mismatch: number }): Promise<void> {
     const tallies = this.#tallies;
     this.#tallies = new Map();
-    const list: {
-      route: string;
-      instance: string;
-      backend: string;
-      requests: number;
-      errors: number;
-      fallbacks: number;
-      latency: number[];
-      matches: number;
-      mismatches: number;
-      agents: string | null;
-    }[] = [];
+    // A row of cutover_samples as written: its agents as JSON text (or none), its id and time the database's.
+    const list: (Omit<CutoverSamplesTable, 'id' | 'at' | 'agents'> & { agents: string | null })[] = [];
     for (const [key, t] of tallies) {
       const [route, backend] = key.split('\u0000') as [string, string];
       list.push({
@@ -186,7 +176,7 @@ export interface Evidence {
 }
 
 /** The fleet's evidence for `route` from `since` (to now). */
-export async function evidenceSince(db: Kysely<Database>, route: string, since: Date): Promise<Evidence> {
+export async function evidenceSince(db: Kysely<BanyanDatabase>, route: string, since: Date): Promise<Evidence> {
   const rows = await db
     .selectFrom('cutover_samples')
     .select(['backend', 'requests', 'errors', 'fallbacks', 'latency', 'matches', 'mismatches', 'agents'])
@@ -244,6 +234,6 @@ export function percentile(histogram: readonly number[], q: number): number | un
 /** Samples older than this are removed by the lease holder (a step's evidence never needs more). */
 export const SAMPLE_RETENTION_MS = 8 * 86_400_000;
 
-export async function pruneSamples(db: Kysely<Database>, now: Date): Promise<void> {
+export async function pruneSamples(db: Kysely<BanyanDatabase>, now: Date): Promise<void> {
   await sql`DELETE FROM cutover_samples WHERE at < ${new Date(now.getTime() - SAMPLE_RETENTION_MS)}`.execute(db);
 }

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import { latestTable, type Route, saveTableIn, type TableVersion } from '../routing/table/index.js';
 import { EvidenceSampler, pruneSamples } from './evidence.js';
 import { judge, type Check } from './judge.js';
@@ -82,7 +82,7 @@ export interface PlanEventBody {
 }
 
 export interface AutopilotOptions {
-  readonly db: Kysely<Database>;
+  readonly db: Kysely<BanyanDatabase>;
   readonly tickMs: number;
   /** How long the lease lasts unrenewed: another proxy takes over this long after the holder dies or freezes. */
   readonly leaseMs: number;
@@ -392,7 +392,7 @@ export class Autopilot {
     });
   }
 
-  async #holding(trx: Kysely<Database>): Promise<void> {
+  async #holding(trx: Kysely<BanyanDatabase>): Promise<void> {
     const held =
       await sql`SELECT 1 FROM autopilot_lease WHERE name = ${LEASE} AND holder = ${this.instance} AND expires_at > now() FOR UPDATE`.execute(
         trx,

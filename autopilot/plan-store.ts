@@ -6,7 +6,7 @@
 import { quoted } from '../lib/quoted.js';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
-import type { CutoverPlansTable, Database } from '../lib/schema.js';
+import type { CutoverPlansTable, BanyanDatabase } from '../lib/schema.js';
 import { changeRoute, latestTable, type Route, saveTableIn } from '../routing/table/index.js';
 import { evidenceSince } from './evidence.js';
 import { judge, type StepEvidence, type Verdict } from './judge.js';
@@ -82,7 +82,7 @@ export function firstStep(plan: Plan, route: Route): number {
 
 /** Starts a plan for `routeName`; the lease holder applies its first step on its next tick. */
 export async function startPlan(
-  db: Kysely<Database>,
+  db: Kysely<BanyanDatabase>,
   kind: PlanKind,
   routeName: string,
   raw: unknown,
@@ -123,7 +123,7 @@ export async function startPlan(
 }
 
 /** A retirement starts only on evidence: the usage ledger shows the route (almost) unused for the window. */
-async function checkUnused(db: Kysely<Database>, route: string, unused: { forMs: number; maxRequests: number }): Promise<void> {
+async function checkUnused(db: Kysely<BanyanDatabase>, route: string, unused: { forMs: number; maxRequests: number }): Promise<void> {
   const since = new Date(Date.now() - unused.forMs);
   const used = await sql<{ requests: string | null }>`SELECT sum(requests) AS requests FROM usage_ledger
     WHERE route = ${route} AND bucket >= date_trunc('hour', ${since}::timestamptz) AND status_class <> '4xx'`.execute(db);
@@ -140,7 +140,7 @@ async function checkUnused(db: Kysely<Database>, route: string, unused: { forMs:
 }
 
 /** The route's plan under way, else its newest one. */
-export async function planFor(db: Kysely<Database>, route: string): Promise<PlanRow | undefined> {
+export async function planFor(db: Kysely<BanyanDatabase>, route: string): Promise<PlanRow | undefined> {
   return db
     .selectFrom('cutover_plans')
     .selectAll()
@@ -151,7 +151,7 @@ export async function planFor(db: Kysely<Database>, route: string): Promise<Plan
     .executeTakeFirst();
 }
 
-export async function activePlans(db: Kysely<Database>): Promise<PlanRow[]> {
+export async function activePlans(db: Kysely<BanyanDatabase>): Promise<PlanRow[]> {
   return db.selectFrom('cutover_plans').selectAll().where('status', 'in', ACTIVE).orderBy('id').execute();
 }
 
@@ -186,7 +186,7 @@ export function describeWatched(w: Watched): string {
  * plan; approve lets a plan that waits at a gate into its next step.
  */
 export async function controlPlan(
-  db: Kysely<Database>,
+  db: Kysely<BanyanDatabase>,
   route: string,
   action: 'pause' | 'resume' | 'abort' | 'approve',
   actor: string,
@@ -286,7 +286,7 @@ export interface PlanView {
  * on canary and new steps, the plan's PromQL checks too, over the same window.
  */
 export async function stepEvidence(
-  db: Kysely<Database>,
+  db: Kysely<BanyanDatabase>,
   row: PlanRow,
   step: Step,
   now: Date,
@@ -314,7 +314,7 @@ export async function stepEvidence(
 }
 
 /** What a plan is doing now; `prometheusUrl` runs its checks for the view (without it they show as not evaluated). */
-export async function viewPlan(db: Kysely<Database>, row: PlanRow, now = new Date(), prometheusUrl?: string): Promise<PlanView> {
+export async function viewPlan(db: Kysely<BanyanDatabase>, row: PlanRow, now = new Date(), prometheusUrl?: string): Promise<PlanView> {
   const plan = parsePlan(row.kind as PlanKind, row.plan);
   const steps = stepsOf(plan);
   const step = row.step >= 0 ? steps[row.step] : undefined;

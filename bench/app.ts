@@ -25,7 +25,7 @@ import { Pool } from 'undici';
 import { findProject } from '../app/queries.js';
 import { releaseParts } from '../app/file-lists.js';
 import { seedIndex } from '../app/seed.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { DbRouter } from '../routing/reads/index.js';
@@ -58,7 +58,12 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const dir = tempDir('banyan-bench-app-');
 progress('starting PostgreSQL primary + replica and Redis');
 const services = await startServices({ dir, redis: 'required', log: progress });
-const router = new DbRouter({ primaryUrl: services.primaryUrl, replicaUrls: services.replicaUrls, poolSize: 20, name: 'banyan-bench-app' });
+const router = new DbRouter<IndexDatabase>({
+  primaryUrl: services.primaryUrl,
+  replicaUrls: services.replicaUrls,
+  poolSize: 20,
+  name: 'banyan-bench-app',
+});
 const opened: (() => Promise<void>)[] = [];
 
 interface Figure {
@@ -224,7 +229,7 @@ process.exit(0);
 async function explainSimplePage(name: string): Promise<{ project: string; query: string; seqScans: string[] }[]> {
   const pool = new pg.Pool({ connectionString: services.primaryUrl, max: 1 });
   const captured: CompiledQuery[] = [];
-  const db = new Kysely<Database>({
+  const db = new Kysely<IndexDatabase>({
     dialect: new PostgresDialect({ pool }),
     log: (event) => {
       captured.push(event.query);

@@ -13,7 +13,7 @@ import { sql, type Kysely } from 'kysely';
 import { parseArgs } from 'node:util';
 import { printTable, progress } from '../bin/output.js';
 import { parseDuration } from '../lib/duration.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from '../package-index/schema.js';
 import { DbRouter } from '../routing/reads/index.js';
 import { startServices } from '../stack/local-stack.js';
 import { tempDir } from '../test/support/services.js';
@@ -49,7 +49,7 @@ interface Row {
 const dir = tempDir('banyan-bench-db-');
 progress('starting a PostgreSQL primary and streaming replica');
 const services = await startServices({ dir, redis: 'off', log: progress });
-const router = new DbRouter({
+const router = new DbRouter<IndexDatabase>({
   primaryUrl: services.primaryUrl,
   replicaUrls: services.replicaUrls,
   poolSize: sessions + 5,
@@ -115,7 +115,7 @@ async function run(delayMs: number, policy: Policy): Promise<Row> {
   return { delayMs, policy, reads, stale, primaryShare: onPrimary / Math.max(1, reads) };
 }
 
-async function choose(policy: Policy, lastWriteAt: number, pinLsn: bigint | undefined): Promise<Kysely<Database>> {
+async function choose(policy: Policy, lastWriteAt: number, pinLsn: bigint | undefined): Promise<Kysely<IndexDatabase>> {
   const since = Date.now() - lastWriteAt;
   switch (policy) {
     case 'banyan LSN pin':

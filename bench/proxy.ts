@@ -192,7 +192,7 @@ async function tableServices(): Promise<Services> {
     await services.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  const db = connect(services.primaryUrl, { max: 1, name: 'banyan-bench' });
+  const db = connect(services.primaryUrl, { max: 1, name: 'banyan-bench', schema: 'banyan' });
   try {
     await saveTable(db, { routes: { upstreams: IMPLICIT_UPSTREAMS, routes: benchRoutes(1000) }, actor: 'bench', reason: 'bench table' });
   } finally {

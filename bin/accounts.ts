@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { addUser, createToken, listTokens, revokeToken } from '../package-index/accounts.js';
 import { loadSettings, operatorName, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -8,7 +9,7 @@ import { printTable } from './output.js';
 
 function primary() {
   const url = required(loadSettings().databaseUrl, 'DATABASE_URL', 'to reach the primary');
-  return connect(url, { max: 1, name: 'banyan-accounts' });
+  return connect<IndexDatabase>(url, { max: 1, name: 'banyan-accounts' });
 }
 
 /** The password: the first line of stdin (piped), or typed at a prompt that does not echo. */

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { backfillDigests, backfillMetadata } from '../app/backfill.js';
 import { loadSettings, required } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
@@ -15,7 +16,7 @@ import { progress } from './output.js';
 export async function backfill(args: Args): Promise<void> {
   const what = args.words[0] as 'metadata' | 'digests';
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), {
+  const db = connect<IndexDatabase>(required(settings.databaseUrl, 'DATABASE_URL', 'to find the wheels'), {
     max: 2,
     name: 'banyan-backfill',
     statementTimeoutMs: 0,

@@ -20,7 +20,11 @@ const CONTROLS = ['status', 'pause', 'resume', 'abort', 'approve'] as const;
 export async function plans(args: Args): Promise<void> {
   const [action, name] = args.words as ['promote' | 'retire' | 'plans', string | undefined];
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to reach the plans'), { max: 2, name: 'banyan-plans' });
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to reach the plans'), {
+    max: 2,
+    name: 'banyan-plans',
+    schema: settings.schema,
+  });
   const json = args.flags.has('json');
   const out = (value: unknown): void => {
     process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

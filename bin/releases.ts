@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { loadSettings, operatorName, required } from '../lib/config.js';
 import { FileStore } from '../lib/file-store.js';
 import { changeRelease, type ReleaseAction } from '../package-index/releases.js';
@@ -15,7 +16,10 @@ import type { Args } from './command.js';
 export async function releases(args: Args): Promise<void> {
   const [action, project, version] = args.words as [ReleaseAction, string, string];
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to change the release'), { max: 2, name: 'banyan-releases' });
+  const db = connect<IndexDatabase>(required(settings.databaseUrl, 'DATABASE_URL', 'to change the release'), {
+    max: 2,
+    name: 'banyan-releases',
+  });
   const fences = new FenceStore({ redisUrl: settings.redisUrl });
   const cache = new CacheGenerations(settings.redisUrl);
   try {

@@ -11,7 +11,12 @@ import { printTable } from './output.js';
 export async function report(args: Args): Promise<void> {
   const sinceMs = parseDuration(String(args.flags.get('since') ?? '30d'), '--since');
   const unusedMs = args.flags.has('unused') ? parseDuration(String(args.flags.get('unused')), '--unused') : sinceMs;
-  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to read the usage ledger'), { max: 2, name: 'banyan-report' });
+  const settings = loadSettings();
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the usage ledger'), {
+    max: 2,
+    name: 'banyan-report',
+    schema: settings.schema,
+  });
   try {
     const now = new Date();
     const table = await latestTable(db);

@@ -1,3 +1,5 @@
+import type { Kysely } from 'kysely';
+import type { BanyanDatabase } from '../lib/schema.js';
 import { hostname, userInfo } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +39,11 @@ export async function routes(args: Args): Promise<void> {
   const usage = (why: string) => new BanyanError('bad-arguments', why, `see banyan routes ${action} --help`);
   if (action === 'shadow' || action === 'status') return askProxy(action, target, args.flags.has('json'), usage);
   const settings = loadSettings();
-  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the route table'), { max: 1, name: 'banyan-routes' });
+  const db = connect(required(settings.databaseUrl, 'DATABASE_URL', 'to read the route table'), {
+    max: 1,
+    name: 'banyan-routes',
+    schema: settings.schema,
+  });
   try {
     const current = await latestTable(db);
     const c = new RoutesCommand(args, settings, db, current, usage);
@@ -76,7 +82,7 @@ class RoutesCommand {
   constructor(
     readonly args: Args,
     readonly settings: ReturnType<typeof loadSettings>,
-    readonly db: ReturnType<typeof connect>,
+    readonly db: Kysely<BanyanDatabase>,
     readonly current: Awaited<ReturnType<typeof latestTable>>,
     readonly usage: (why: string) => BanyanError,
   ) {

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { seedIndex } from '../app/seed.js';
 import { loadSettings, required } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
@@ -32,7 +33,7 @@ export async function seed(args: Args): Promise<void> {
       `--prefix must be lowercase letters and digits, not "${options.prefix}"`,
       'see banyan seed --help',
     );
-  const db = connect(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), {
+  const db = connect<IndexDatabase>(required(loadSettings().databaseUrl, 'DATABASE_URL', 'to fill the index'), {
     max: 2,
     name: 'banyan-seed',
     statementTimeoutMs: 0,

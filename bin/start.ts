@@ -99,7 +99,14 @@ export async function start(args: Args): Promise<void> {
   const { token: adminToken, generated } = adminTokenFor(settings.adminToken ?? previous?.adminToken, dir);
   const secret = settings.secret ?? secretFor(dir);
 
-  services = await startServices({ dir, replicaDelayMs, redis: 'auto', failover, log: progress });
+  services = await startServices({
+    dir,
+    replicaDelayMs,
+    redis: 'auto',
+    failover,
+    schema: loadSettings(process.env, undefined).schema,
+    log: progress,
+  });
   const urls = await stackUrls(settings.host, port, settings.adminHost, adminPort, appNames.length);
   const data: Record<string, string> = {
     DATABASE_URL: services.primaryUrl,

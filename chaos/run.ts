@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,7 +83,7 @@ async function onStack(options: ChaosOptions, args: string[], list: Scenario[]):
         BANYAN_USAGE_FLUSH: '1h',
       },
     );
-    const db = connect(stack.stack.primary, { max: 1, name: 'banyan-chaos' });
+    const db = connect<IndexDatabase>(stack.stack.primary, { max: 1, name: 'banyan-chaos' });
     let uploadToken: string;
     try {
       await addUser(db, 'chaos', 'chaos@example.org', 'the chaos suite password');

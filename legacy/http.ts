@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { escapeHtml } from '../lib/html.js';
 import type { RequestDb } from '../routing/reads/index.js';
@@ -12,7 +13,7 @@ export interface LegacyRequest {
    * primary, reads on a replica that has replayed both the session's pin and
    * the fences of `resources` (`project:<name>`), as the new app does.
    */
-  db(resources?: readonly string[]): Promise<RequestDb>;
+  db(resources?: readonly string[]): Promise<RequestDb<IndexDatabase>>;
   /** The handler the URL map chose (`legacy.simple.detail`), for spans and the query log. */
   handler?: string;
 }

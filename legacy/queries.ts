@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { sql } from 'kysely';
 import type { RequestDb } from '../routing/reads/index.js';
 
@@ -33,7 +34,7 @@ export interface LegacyRelease {
   readonly created_at: Date;
 }
 
-export async function findProject(db: RequestDb, normalized: string): Promise<LegacyProject | undefined> {
+export async function findProject(db: RequestDb<IndexDatabase>, normalized: string): Promise<LegacyProject | undefined> {
   const { rows } = await db.read((r) =>
     sql<LegacyProject>`
     SELECT id, name, normalized_name, last_serial FROM projects WHERE normalized_name = ${normalized}`.execute(r),
@@ -42,7 +43,7 @@ export async function findProject(db: RequestDb, normalized: string): Promise<Le
 }
 
 /** The project's files (of one release when `version` is given), oldest first. */
-export async function projectFiles(db: RequestDb, projectId: string, version?: string): Promise<LegacyFile[]> {
+export async function projectFiles(db: RequestDb<IndexDatabase>, projectId: string, version?: string): Promise<LegacyFile[]> {
   const { rows } = await db.read((r) =>
     sql<LegacyFile>`
     SELECT f.filename, f.path, f.packagetype, f.python_version, f.requires_python, f.size, f.sha256_digest, f.upload_time, r.version
@@ -54,7 +55,7 @@ export async function projectFiles(db: RequestDb, projectId: string, version?: s
 }
 
 /** Releases, newest version first (PEP 440 order: the `sort_key` contract), at most `limit`. */
-export async function projectReleases(db: RequestDb, projectId: string, limit: number): Promise<LegacyRelease[]> {
+export async function projectReleases(db: RequestDb<IndexDatabase>, projectId: string, limit: number): Promise<LegacyRelease[]> {
   const { rows } = await db.read((r) =>
     sql<LegacyRelease>`
     SELECT id, version, summary, requires_python, metadata, yanked, created_at FROM releases
@@ -63,7 +64,7 @@ export async function projectReleases(db: RequestDb, projectId: string, limit: n
   return rows;
 }
 
-export async function findRelease(db: RequestDb, projectId: string, canonical: string): Promise<LegacyRelease | undefined> {
+export async function findRelease(db: RequestDb<IndexDatabase>, projectId: string, canonical: string): Promise<LegacyRelease | undefined> {
   const { rows } = await db.read((r) =>
     sql<LegacyRelease>`
     SELECT id, version, summary, requires_python, metadata, yanked, created_at FROM releases

@@ -1,10 +1,11 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { quoted } from '../lib/quoted.js';
 import { createServer, type Server } from 'node:http';
 import { authenticate } from '../package-index/accounts.js';
 import { LoginThrottle, loginAddress, throttledMessage } from '../lib/login-throttle.js';
 import { createProject, creationRefusal } from '../package-index/ownership.js';
 import { DEFAULT_MAX_UPLOAD, DEFAULT_PROJECTS_PER_HOUR, type ReadSettings } from '../lib/config.js';
-import { BanyanError } from '../lib/errors.js';
+import { httpStatusOf } from '../lib/errors.js';
 import { FileStore } from '../lib/file-store.js';
 import { readFields } from '../lib/form-body.js';
 import { escapeHtml } from '../lib/html.js';
@@ -48,7 +49,7 @@ export interface LegacyServer {
  * and announces its writes, so either backend shows a write at once.
  */
 export function createLegacyServer(options: LegacyOptions): LegacyServer {
-  const router = new DbRouter({
+  const router = new DbRouter<IndexDatabase>({
     primaryUrl: options.primaryUrl,
     replicaUrls: options.replicaUrls,
     poolSize: 5,
@@ -66,7 +67,7 @@ export function createLegacyServer(options: LegacyOptions): LegacyServer {
     logins: new LoginThrottle(options.redisUrl),
   };
   const server = createServer((req, res) => {
-    let chosen: Promise<RequestDb> | undefined;
+    let chosen: Promise<RequestDb<IndexDatabase>> | undefined;
     const request: LegacyRequest = {
       req,
       res,
@@ -111,8 +112,9 @@ function failed(r: LegacyRequest, err: Error): void {
     return;
   }
   r.req.resume();
-  if (err instanceof BanyanError && (err.code === 'too-large' || err.code === 'bad-request')) {
-    send(r.res, err.code === 'too-large' ? 413 : 400, 'text/plain', `Error: ${err.message}\n`);
+  const status = httpStatusOf(err);
+  if (status !== undefined && status < 500) {
+    send(r.res, status, 'text/plain', `Error: ${err.message}\n`);
     return;
   }
   if (isConnectionError(err)) {

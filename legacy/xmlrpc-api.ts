@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import type { IncomingMessage } from 'node:http';
 import { sql } from 'kysely';
 import { readUpTo } from '../lib/form-body.js';
@@ -22,7 +23,7 @@ const MAX_SEARCH_TERMS = 20;
 const MAX_TERM_LENGTH = 200;
 
 /** Opens the call's database handle; reads of a project declare it, so they wait for its fence. */
-type OpenDb = (resources: readonly string[]) => Promise<RequestDb>;
+type OpenDb = (resources: readonly string[]) => Promise<RequestDb<IndexDatabase>>;
 type Method = (open: OpenDb, params: XmlRpcValue[]) => Promise<XmlRpcValue>;
 
 function str(params: XmlRpcValue[], i: number, what: string): string {
@@ -41,7 +42,7 @@ function arity(params: XmlRpcValue[], min: number, max: number, signature: strin
 }
 
 /** The project named by parameter `i`, normalized, and the handle that has seen every write to it. */
-async function forProject(open: OpenDb, params: XmlRpcValue[], i: number): Promise<{ db: RequestDb; name: string }> {
+async function forProject(open: OpenDb, params: XmlRpcValue[], i: number): Promise<{ db: RequestDb<IndexDatabase>; name: string }> {
   const name = normalizeName(str(params, i, 'name'));
   return { db: await open([projectResource(name)]), name };
 }

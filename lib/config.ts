@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration, parseSize } from './duration.js';
 import { BanyanError } from './errors.js';
-import { ANSWER_TIMEOUT_MS } from './pg-pool.js';
+import { ANSWER_TIMEOUT_MS, checkSchemaName } from './pg-pool.js';
 
 /** One running endpoint of a service of the local stack: where it listens, and its process id (null while it is down). */
 export interface StackEndpoint {
@@ -33,6 +33,8 @@ export interface StackFile {
 export interface Settings {
   /** DATABASE_URL: the primary, or a comma list of every server (roles are asked, not configured). */
   readonly databaseUrl: string | undefined;
+  /** The PostgreSQL schema Banyan's own tables live in, apart from the application's (BANYAN_SCHEMA; default `banyan`). */
+  readonly schema: string;
   readonly replicaUrls: readonly string[];
   readonly redisUrl: string | undefined;
   /** LEGACY_URL and APP_URL: each a comma list of endpoint URLs, as given (every entry checked). */
@@ -151,6 +153,16 @@ export const DEFAULTS = {
   restartDelayMs: 500,
   rolePollMs: 1_000,
   queryLogSlowMs: 100,
+  schema: 'banyan',
+  pinTtlMs: 30_000,
+  pinMode: 'lsn',
+  maxClientConnections: 256,
+  /** The DB router's reading of every server's role and position (BANYAN_REPLICA_POLL). */
+  replicaPollMs: 100,
+  fenceWaitMs: 0,
+  maxReplicaLagMs: 30_000,
+  maxReplicaLagBytes: 64 * 1024 * 1024,
+  dbResolveMs: 10_000,
 } as const;
 
 /** The folder `npm start` keeps its data in. */
@@ -184,6 +196,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
   const usedStack = stack !== undefined && !env['DATABASE_URL'];
   return Object.freeze({
     databaseUrl: optionalUrlList('DATABASE_URL', databaseUrl, ['postgres:', 'postgresql:']),
+    schema: schemaSetting(env['BANYAN_SCHEMA']),
     replicaUrls: Object.freeze(
       (replicas ?? '')
         .split(',')
@@ -205,7 +218,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     routesPollMs: env['BANYAN_ROUTES_POLL'] ? parseDuration(env['BANYAN_ROUTES_POLL'], 'BANYAN_ROUTES_POLL') : DEFAULTS.routesPollMs,
     trustedProxies: env['BANYAN_TRUSTED_PROXIES'] || undefined,
     sessionCookie: checkCookieName(env['BANYAN_SESSION_COOKIE']),
-    pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : 30_000,
+    pinTtlMs: env['BANYAN_PIN_TTL'] ? parseDuration(env['BANYAN_PIN_TTL'], 'BANYAN_PIN_TTL') : DEFAULTS.pinTtlMs,
     pinMode: checkPinMode(env['BANYAN_PIN_MODE']),
     readConsistency: checkConsistency(env['BANYAN_READ_CONSISTENCY'], env['BANYAN_PIN_MODE']),
     fencesWhenDown: oneOf('BANYAN_FENCES_REDIS_DOWN', env['BANYAN_FENCES_REDIS_DOWN'], ['skip', 'primary'] as const),
@@ -216,11 +229,17 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
     },
     debugHeaders: oneOf('BANYAN_DEBUG_HEADERS', env['BANYAN_DEBUG_HEADERS'] || 'off', ['off', 'on'] as const) === 'on',
     reads: {
-      monitorIntervalMs: env['BANYAN_REPLICA_POLL'] ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL') : 100,
-      fenceWaitMs: env['BANYAN_READ_FENCE_WAIT'] ? parseDuration(env['BANYAN_READ_FENCE_WAIT'], 'BANYAN_READ_FENCE_WAIT') : 0,
+      monitorIntervalMs: env['BANYAN_REPLICA_POLL']
+        ? parseDuration(env['BANYAN_REPLICA_POLL'], 'BANYAN_REPLICA_POLL')
+        : DEFAULTS.replicaPollMs,
+      fenceWaitMs: env['BANYAN_READ_FENCE_WAIT']
+        ? parseDuration(env['BANYAN_READ_FENCE_WAIT'], 'BANYAN_READ_FENCE_WAIT')
+        : DEFAULTS.fenceWaitMs,
       maxLagSeconds:
-        (env['BANYAN_MAX_REPLICA_LAG'] ? parseDuration(env['BANYAN_MAX_REPLICA_LAG'], 'BANYAN_MAX_REPLICA_LAG') : 30_000) / 1000,
-      maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? 64 * 1024 * 1024,
+        (env['BANYAN_MAX_REPLICA_LAG']
+          ? parseDuration(env['BANYAN_MAX_REPLICA_LAG'], 'BANYAN_MAX_REPLICA_LAG')
+          : DEFAULTS.maxReplicaLagMs) / 1000,
+      maxLagBytes: wholeNumber('BANYAN_MAX_REPLICA_LAG_BYTES', env['BANYAN_MAX_REPLICA_LAG_BYTES']) ?? DEFAULTS.maxReplicaLagBytes,
       maxPrimaryReads: wholeNumber('BANYAN_MAX_PRIMARY_READS', env['BANYAN_MAX_PRIMARY_READS']),
       choice: oneOf('BANYAN_REPLICA_CHOICE', env['BANYAN_REPLICA_CHOICE'], ['round-robin', 'least-in-flight'] as const),
       resolveEveryMs: resolveInterval(env['BANYAN_DB_RESOLVE']),
@@ -236,7 +255,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
       ? parseDuration(env['BANYAN_HEADERS_TIMEOUT'], 'BANYAN_HEADERS_TIMEOUT')
       : DEFAULTS.headersTimeoutMs,
     maxClientConnections:
-      positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ?? 256,
+      positive('BANYAN_MAX_CLIENT_CONNECTIONS', wholeNumber('BANYAN_MAX_CLIENT_CONNECTIONS', env['BANYAN_MAX_CLIENT_CONNECTIONS'])) ??
+      DEFAULTS.maxClientConnections,
     bodyBufferBytes: env['BANYAN_BODY_BUFFER'] ? parseSize(env['BANYAN_BODY_BUFFER'], 'BANYAN_BODY_BUFFER') : DEFAULTS.bodyBufferBytes,
     bodyTimeoutMs: env['BANYAN_BODY_TIMEOUT']
       ? atLeastOne('BANYAN_BODY_TIMEOUT', parseDuration(env['BANYAN_BODY_TIMEOUT'], 'BANYAN_BODY_TIMEOUT'))
@@ -406,7 +426,7 @@ function positive(variable: string, value: number | undefined): number | undefin
 
 /** BANYAN_DB_RESOLVE: a duration of at least 100ms, or `off`. */
 function resolveInterval(value: string | undefined): number {
-  if (value === undefined || value === '') return 10_000;
+  if (value === undefined || value === '') return DEFAULTS.dbResolveMs;
   if (value === 'off') return 0;
   return atLeast('BANYAN_DB_RESOLVE', parseDuration(value, 'BANYAN_DB_RESOLVE'), 100);
 }
@@ -485,4 +505,13 @@ function autopilotTiming(env: NodeJS.ProcessEnv): { autopilotTickMs: number; aut
     );
   }
   return { autopilotTickMs: tick, autopilotLeaseMs: lease };
+}
+
+function schemaSetting(value: string | undefined): string {
+  if (value === undefined || value === '') return DEFAULTS.schema;
+  try {
+    return checkSchemaName(value);
+  } catch (err) {
+    throw new BanyanError('bad-setting', `BANYAN_SCHEMA: ${(err as Error).message}`);
+  }
 }

@@ -4,7 +4,6 @@ import { decideRoles, isConnectionError, ROLE_QUERY, suggestsNewPrimary, type No
 import { parseLsn } from './lsn.js';
 import { ANSWER_TIMEOUT_MS, answerTimed, createPool } from './pg-pool.js';
 import { queryObserver } from './query-telemetry.js';
-import type { Database } from './schema.js';
 
 /** One PostgreSQL server of the set, by the name logs, headers and metrics use. */
 export interface DbNodeConfig {
@@ -13,10 +12,10 @@ export interface DbNodeConfig {
 }
 
 /** A server with its pool, and what it last said of itself. */
-export interface DbNode extends DbNodeConfig {
+export interface DbNode<DB = unknown> extends DbNodeConfig {
   readonly pool: pg.Pool;
   /** Queries on this server alone (a replica's reads). */
-  readonly db: Kysely<Database>;
+  readonly db: Kysely<DB>;
   reading: NodeReading;
   checkedAt: number;
   /** No longer discovered: it takes no new work, and its pool closes once what it was given has had time to finish. */
@@ -42,12 +41,14 @@ export interface DbNodesOptions {
   readonly answerTimeoutMs?: number | undefined;
   /** Every statement's timeout (default STATEMENT_TIMEOUT_MS); 0 lets statements run, and waits for their answers, as long as they take. */
   readonly statementTimeoutMs?: number | undefined;
+  /** The PostgreSQL schema unqualified names resolve in (see createPool); unset: the server's default search path. */
+  readonly schema?: string | undefined;
 }
 
 /** No server can take writes now: the primary is down, or not yet promoted. Reads as unreachable (503 upstream). */
 export class NoPrimaryError extends Error {
   readonly code = '08001';
-  constructor(nodes: readonly DbNode[]) {
+  constructor(nodes: readonly Pick<DbNode, 'name' | 'reading'>[]) {
     super(`no PostgreSQL server is the primary now (${nodes.map((n) => `${n.name}: ${describe(n.reading)}`).join('; ')})`);
     this.name = 'NoPrimaryError';
   }
@@ -60,17 +61,17 @@ export class NoPrimaryError extends Error {
  * moved. `writer` always goes to the primary of the last reading, so every
  * holder of it follows a failover with no restart.
  */
-export class DbNodes {
-  readonly #nodes: DbNode[];
+export class DbNodes<DB> {
+  readonly #nodes: DbNode<DB>[];
   /** Queries on whichever server is the primary now; a transaction stays on the one it began on. */
-  readonly writer: Kysely<Database>;
+  readonly writer: Kysely<DB>;
   /** How many times the primary changed (another server, or none). */
   primaryChanges = 0;
   #roles: Roles = { primary: undefined, replicas: [], fenced: [] };
   readonly #probes: (pg.Client | undefined)[];
   readonly #options: DbNodesOptions;
   #discoveredAt = 0;
-  readonly #draining = new Map<DbNode, NodeJS.Timeout>();
+  readonly #draining = new Map<DbNode<DB>, NodeJS.Timeout>();
   readonly #added: (() => void)[] = [];
   #reading: Promise<void> | undefined;
   #read = false;
@@ -82,7 +83,7 @@ export class DbNodes {
     this.#options = options;
     this.#nodes = options.nodes.map((n) => this.#newNode(n));
     this.#probes = this.#nodes.map(() => undefined);
-    this.writer = new Kysely<Database>({
+    this.writer = new Kysely<DB>({
       dialect: new PostgresDialect({ pool: this.#primaryPool() }),
       log: queryObserver({ name: 'primary', url: options.nodes[0]?.url ?? '', isReplica: () => false }),
     });
@@ -95,7 +96,7 @@ export class DbNodes {
   }
 
   /** Every server found so far, in the order found (a removed one keeps its place, so roles' indexes stay valid). */
-  get nodes(): readonly DbNode[] {
+  get nodes(): readonly DbNode<DB>[] {
     return this.#nodes;
   }
 
@@ -104,26 +105,27 @@ export class DbNodes {
     this.#added.push(fn);
   }
 
-  #newNode(n: DbNodeConfig): DbNode {
+  #newNode(n: DbNodeConfig): DbNode<DB> {
     // Opening a connection is waiting for an answer too: a server behind a partition never completes it.
     const pool = createPool(n.url, {
       max: this.#options.poolSize ?? 10,
       name: this.#options.name ?? 'banyan',
       statementTimeoutMs: this.#options.statementTimeoutMs,
+      schema: this.#options.schema,
       connectTimeoutMs: this.#answerTimeoutMs > 0 ? Math.min(5_000, this.#answerTimeoutMs) : undefined,
     });
     const timed: PostgresPool = {
       connect: async () => answerTimed(await pool.connect(), this.#answerTimeoutMs),
       end: () => pool.end(),
     };
-    const node: DbNode = {
+    const node: DbNode<DB> = {
       ...n,
       pool,
       reading: { reachable: false, error: 'not checked yet' },
       checkedAt: 0,
       removed: false,
       // Its role by the last reading: a failover turns a replica's pool into the primary's.
-      db: new Kysely<Database>({
+      db: new Kysely<DB>({
         dialect: new PostgresDialect({ pool: timed }),
         log: queryObserver({ name: n.name, url: n.url, isReplica: () => node.reading.inRecovery === true }),
       }),
@@ -186,7 +188,7 @@ export class DbNodes {
   }
 
   /** The primary of the last reading, if any. */
-  get primary(): DbNode | undefined {
+  get primary(): DbNode<DB> | undefined {
     return this.#roles.primary === undefined ? undefined : this.#nodes[this.#roles.primary];
   }
 

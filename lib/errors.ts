@@ -25,3 +25,32 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * The HTTP status each error code answers with, on every listener that answers with one (the proxy's
+ * admin API, the app, legacy): one table, so the same refusal never gets two statuses.
+ */
+const HTTP_STATUS: Readonly<Record<string, number>> = {
+  'bad-request': 400,
+  'bad-arguments': 400,
+  'bad-job-position': 400,
+  unauthorized: 401,
+  forbidden: 403,
+  'not-found': 404,
+  'no-such-route': 404,
+  'no-such-version': 404,
+  'no-plan': 404,
+  'version-conflict': 409,
+  unchanged: 409,
+  'already-paused': 409,
+  'not-paused': 409,
+  'too-large': 413,
+  'invalid-table': 422,
+  'reason-required': 422,
+  'admin-disabled': 503,
+};
+
+/** The HTTP status of a BanyanError whose code has one (see HTTP_STATUS); undefined for anything else. */
+export function httpStatusOf(err: unknown): number | undefined {
+  return err instanceof BanyanError ? HTTP_STATUS[err.code] : undefined;
+}

@@ -51,11 +51,12 @@ export function answerTimed(client: pg.PoolClient, timeoutMs: number): PostgresP
 /**
  * A pg pool for one server, whose lost clients never take the process down. Every statement is
  * cancelled after `statementTimeoutMs` (default STATEMENT_TIMEOUT_MS); 0 lets it run. A connection
- * that takes longer than `connectTimeoutMs` (default 5 s) to open fails.
+ * that takes longer than `connectTimeoutMs` (default 5 s) to open fails. With `schema`, unqualified
+ * names resolve in that PostgreSQL schema alone (its `search_path`, set as the connection opens).
  */
 export function createPool(
   connectionString: string,
-  options: { max?: number; name?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
+  options: { max?: number; name?: string; statementTimeoutMs?: number; connectTimeoutMs?: number; schema?: string | undefined } = {},
 ): pg.Pool {
   const timeout = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
@@ -65,10 +66,24 @@ export function createPool(
     idleTimeoutMillis: 30_000,
     application_name: options.name ?? 'banyan',
     ...(timeout > 0 ? { statement_timeout: timeout } : {}),
+    ...(options.schema ? { options: `-c search_path=${checkSchemaName(options.schema)}` } : {}),
   });
   // A client that loses its server (idle in the pool, or checked out between two queries) must not take
   // the process down: the error reaches whoever queries next, and the pool replaces the client.
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
+}
+
+/**
+ * A PostgreSQL schema name Banyan accepts (BANYAN_SCHEMA): lower case letters, digits and `_`, not
+ * starting with a digit or `pg_`, at most 63 bytes, so it needs no quoting anywhere it is used.
+ */
+export function checkSchemaName(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name) || name.startsWith('pg_')) {
+    throw new Error(
+      `"${name}" is not a schema name Banyan uses: lower case letters, digits and _, at most 63, not starting with a digit or pg_`,
+    );
+  }
+  return name;
 }

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import type { Route } from '../routing/table/index.js';
 import { NOT_USE } from './usage.js';
 
@@ -50,7 +50,7 @@ export interface UsageReport {
  * since `unusedSince`, which are the candidates to retire.
  */
 export async function usageReport(
-  db: Kysely<Database>,
+  db: Kysely<BanyanDatabase>,
   routes: readonly Route[],
   options: { since: Date; unusedSince: Date; now?: Date },
 ): Promise<UsageReport> {

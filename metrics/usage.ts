@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import { DEFAULTS } from '../lib/config.js';
 import { CLIENT_CLOSED } from '../lib/http-status.js';
 
@@ -58,7 +58,7 @@ interface Batch {
 }
 
 export interface UsageLedgerOptions {
-  readonly db: Kysely<Database>;
+  readonly db: Kysely<BanyanDatabase>;
   /** How often counts go to PostgreSQL (BANYAN_USAGE_FLUSH). */
   readonly flushMs?: number;
   readonly instance?: string;
@@ -82,7 +82,7 @@ export interface UsageLedgerOptions {
  * any number of proxies and restarts add up.
  */
 export class UsageLedger {
-  readonly #db: Kysely<Database>;
+  readonly #db: Kysely<BanyanDatabase>;
   readonly #flushMs: number;
   readonly #instance: string;
   readonly #onFlush: UsageLedgerOptions['onFlush'];
@@ -277,7 +277,7 @@ function serviceOfBackend(backend: string): string {
 }
 
 /** One flush, one transaction: the flush id first, so a batch that already landed adds nothing. */
-async function writeBatch(db: Kysely<Database>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
+async function writeBatch(db: Kysely<BanyanDatabase>, batch: Batch, instance: string): Promise<'ok' | 'duplicate'> {
   return db.transaction().execute(async (trx) => {
     const claimed = await trx
       .insertInto('usage_flushes')

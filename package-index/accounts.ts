@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import type { LoginThrottle, LoginThrottled } from '../lib/login-throttle.js';
 import { normalizeName } from './names.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from './schema.js';
 
 /** scrypt cost N=2^15, r=8, p=1: about 50 ms per check, 32 MiB of memory. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keylen: 32 };
@@ -70,7 +70,11 @@ export interface LoginSource {
  * before its password is hashed; an unknown user, an inactive one and a wrong
  * password are one answer, `invalid`.
  */
-export async function authenticate(db: Kysely<Database>, header: string | undefined, source?: LoginSource): Promise<Account | AuthFailure> {
+export async function authenticate(
+  db: Kysely<IndexDatabase>,
+  header: string | undefined,
+  source?: LoginSource,
+): Promise<Account | AuthFailure> {
   if (!header) return 'missing';
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
   if (!m) return 'malformed';
@@ -121,7 +125,7 @@ const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAA
 const USERNAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$/;
 
 /** Creates a user; a clear error when the name is taken or malformed. */
-export async function addUser(db: Kysely<Database>, username: string, email: string | undefined, password: string): Promise<Account> {
+export async function addUser(db: Kysely<IndexDatabase>, username: string, email: string | undefined, password: string): Promise<Account> {
   if (!USERNAME.test(username)) {
     throw new BanyanError('bad-arguments', `"${username}" is not a valid username: use 1 to 50 letters, digits, and . _ - inside`);
   }
@@ -143,7 +147,7 @@ export async function addUser(db: Kysely<Database>, username: string, email: str
  * role on it). Recorded in account_events.
  */
 export async function createToken(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   username: string,
   description: string,
   options: { project?: string | undefined; actor?: string | undefined } = {},
@@ -212,7 +216,7 @@ export interface TokenInfo {
 }
 
 /** A user's tokens (never the tokens themselves: only their hashes are kept). */
-export async function listTokens(db: Kysely<Database>, username: string): Promise<TokenInfo[]> {
+export async function listTokens(db: Kysely<IndexDatabase>, username: string): Promise<TokenInfo[]> {
   const user = await db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
   if (!user) throw new BanyanError('not-found', `there is no user named "${username}"`);
   const rows = await db
@@ -232,7 +236,11 @@ export async function listTokens(db: Kysely<Database>, username: string): Promis
 }
 
 /** Revokes a token by id: it stops working at once. Recorded in account_events. */
-export async function revokeToken(db: Kysely<Database>, id: string, actor: string): Promise<{ username: string; project: string | null }> {
+export async function revokeToken(
+  db: Kysely<IndexDatabase>,
+  id: string,
+  actor: string,
+): Promise<{ username: string; project: string | null }> {
   if (!/^\d{1,18}$/.test(id)) throw new BanyanError('bad-arguments', `"${id}" is not a token id; banyan tokens list USERNAME shows them`);
   return db.transaction().execute(async (trx) => {
     const row = await trx.deleteFrom('api_tokens').where('id', '=', id).returning(['user_id', 'project_id']).executeTakeFirst();

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Account } from './accounts.js';
 import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from './names.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from './schema.js';
 import { journal, lockProject } from './write-announcer.js';
 
 /** Warehouse's two roles: owners manage the project and its roles; maintainers upload. */
@@ -22,7 +22,7 @@ export interface Refusal {
  * project's lock, so the answer cannot change before the write.
  */
 export async function uploadRefusal(
-  trx: Kysely<Database>,
+  trx: Kysely<IndexDatabase>,
   account: Account,
   project: { id: string; name: string } | undefined,
   projectsPerHour: number,
@@ -61,7 +61,7 @@ export async function uploadRefusal(
 }
 
 /** The per-account limit on new projects: counted from the journal's `create` rows of the last hour. */
-export async function creationRefusal(trx: Kysely<Database>, account: Account, projectsPerHour: number): Promise<Refusal | undefined> {
+export async function creationRefusal(trx: Kysely<IndexDatabase>, account: Account, projectsPerHour: number): Promise<Refusal | undefined> {
   if (account.tokenProject) {
     return {
       status: 403,
@@ -82,7 +82,7 @@ export async function creationRefusal(trx: Kysely<Database>, account: Account, p
 }
 
 /** Creates a project owned by `account`, journalled; false when the name is taken. */
-export async function createProject(trx: Kysely<Database>, account: Account, name: string): Promise<{ id: string } | undefined> {
+export async function createProject(trx: Kysely<IndexDatabase>, account: Account, name: string): Promise<{ id: string } | undefined> {
   const normalized = normalizeName(name);
   const row = await trx
     .insertInto('projects')
@@ -102,7 +102,7 @@ export interface RoleRow {
 }
 
 /** A project's roles, owners first. */
-export async function listRoles(db: Kysely<Database>, projectName: string): Promise<{ project: string; roles: RoleRow[] }> {
+export async function listRoles(db: Kysely<IndexDatabase>, projectName: string): Promise<{ project: string; roles: RoleRow[] }> {
   const project = await findProject(db, projectName);
   const roles = await db
     .selectFrom('project_roles')
@@ -121,7 +121,7 @@ export async function listRoles(db: Kysely<Database>, projectName: string): Prom
  * Refuses to demote the last owner.
  */
 export async function setRole(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   projectName: string,
   username: string,
   role: Role,
@@ -151,7 +151,7 @@ export async function setRole(
 }
 
 /** Takes a user's role on a project away; the last owner cannot be removed. */
-export async function removeRole(db: Kysely<Database>, projectName: string, username: string, actor: string): Promise<Role> {
+export async function removeRole(db: Kysely<IndexDatabase>, projectName: string, username: string, actor: string): Promise<Role> {
   return db.transaction().execute(async (trx) => {
     const project = await findProject(trx, projectName);
     await lockProject(trx, project.normalized);
@@ -181,7 +181,7 @@ export async function removeRole(db: Kysely<Database>, projectName: string, user
 
 /** Writes a token event to account_events. */
 export async function recordToken(
-  trx: Kysely<Database>,
+  trx: Kysely<IndexDatabase>,
   actor: string,
   username: string,
   action: string,
@@ -191,7 +191,7 @@ export async function recordToken(
   await trx.insertInto('account_events').values({ actor, username, action, project_name: projectName, token_id: tokenId }).execute();
 }
 
-async function keepAnOwner(trx: Kysely<Database>, project: { id: string; name: string }, leaving: string): Promise<void> {
+async function keepAnOwner(trx: Kysely<IndexDatabase>, project: { id: string; name: string }, leaving: string): Promise<void> {
   const { rows } = await sql<{
     n: number;
   }>`SELECT count(*)::int AS n FROM project_roles WHERE project_id = ${project.id} AND role = 'Owner'`.execute(trx);
@@ -205,7 +205,7 @@ async function keepAnOwner(trx: Kysely<Database>, project: { id: string; name: s
 }
 
 async function record(
-  trx: Kysely<Database>,
+  trx: Kysely<IndexDatabase>,
   project: { id: string; normalized: string },
   actor: string,
   username: string,
@@ -215,7 +215,7 @@ async function record(
   await trx.insertInto('account_events').values({ actor, username, action, project_name: project.normalized, token_id: null }).execute();
 }
 
-async function findProject(db: Kysely<Database>, name: string): Promise<{ id: string; name: string; normalized: string }> {
+async function findProject(db: Kysely<IndexDatabase>, name: string): Promise<{ id: string; name: string; normalized: string }> {
   const row = await db
     .selectFrom('projects')
     .select(['id', 'name', 'normalized_name'])
@@ -225,7 +225,7 @@ async function findProject(db: Kysely<Database>, name: string): Promise<{ id: st
   return { id: row.id, name: row.name, normalized: row.normalized_name };
 }
 
-async function findUser(db: Kysely<Database>, username: string): Promise<{ id: string }> {
+async function findUser(db: Kysely<IndexDatabase>, username: string): Promise<{ id: string }> {
   const row = await db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
   if (!row)
     throw new BanyanError(

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { BanyanError } from '../lib/errors.js';
 import { normalizeName } from './names.js';
 import { canonicalVersion, parseVersion } from './pep440.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from './schema.js';
 import { journal, lockProject } from './write-announcer.js';
 
 export type ReleaseAction = 'yank' | 'unyank' | 'delete';
@@ -22,11 +22,11 @@ export interface ReleaseChange {
  * who asks (the HTTP API: an owner; the command line: the operator).
  */
 export async function changeRelease(
-  db: Kysely<Database>,
+  db: Kysely<IndexDatabase>,
   action: ReleaseAction,
   projectName: string,
   versionText: string,
-  options: { reason?: string | undefined; actor: string; allowed?: (trx: Kysely<Database>, projectId: string) => Promise<void> },
+  options: { reason?: string | undefined; actor: string; allowed?: (trx: Kysely<IndexDatabase>, projectId: string) => Promise<void> },
 ): Promise<ReleaseChange> {
   const version = parseVersion(versionText);
   if (!version) throw new BanyanError('bad-arguments', `"${versionText}" is not a PEP 440 version`);

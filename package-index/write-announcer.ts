@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { RequestPathRedis } from '../lib/redis.js';
-import type { Database } from '../lib/schema.js';
+import type { IndexDatabase } from './schema.js';
 import { writeHeaders, type WalPosition } from '../lib/lsn.js';
 
 /** The cache key of a project's simple page, and of the project list. */
@@ -92,13 +92,13 @@ export class WriteAnnouncer {
  * Serializes writes to one project across both backends, for the rest of the
  * transaction: the checks a writer makes and its inserts see one state.
  */
-export async function lockProject(trx: Kysely<Database>, normalized: string): Promise<void> {
+export async function lockProject(trx: Kysely<IndexDatabase>, normalized: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`banyan-upload:${normalized}`}))`.execute(trx);
 }
 
 /** Appends to the project's journal and moves its `last_serial` there (what mirrors and `X-PyPI-Last-Serial` follow). */
 export async function journal(
-  trx: Kysely<Database>,
+  trx: Kysely<IndexDatabase>,
   projectId: string,
   name: string,
   version: string | null,

@@ -6,10 +6,10 @@ import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
 import { suggestsNewPrimary } from '../lib/db-roles.js';
-import { BanyanError } from '../lib/errors.js';
+import { BanyanError, httpStatusOf } from '../lib/errors.js';
 import { readUpTo } from '../lib/form-body.js';
 import { isObject } from '../lib/objects.js';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import {
   auditLog,
   changeRoute,
@@ -37,7 +37,7 @@ export interface AdminOptions {
   readonly hostNames?: readonly string[] | undefined;
   /** The route API; absent in processes that do not own a route table. */
   readonly routes?: {
-    readonly db: Kysely<Database>;
+    readonly db: Kysely<BanyanDatabase>;
     readonly adminToken: string | undefined;
     readonly shadow: Shadower;
     /** Called after a change is stored: announce it and apply it here at once. */
@@ -91,7 +91,7 @@ async function errorAnswers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       };
       return;
     }
-    const status = err instanceof BanyanError ? statusOf(err.code) : ((err as { status?: number }).status ?? 500);
+    const status = err instanceof BanyanError ? (httpStatusOf(err) ?? 400) : ((err as { status?: number }).status ?? 500);
     ctx.status = status;
     ctx.body =
       err instanceof BanyanError
@@ -299,28 +299,4 @@ async function readJson(ctx: Koa.Context): Promise<Record<string, unknown>> {
     throw new BanyanError('bad-request', 'the body must be a JSON object such as {"routes": [...], "reason": "…"}');
   }
   return parsed;
-}
-
-function statusOf(code: string): number {
-  switch (code) {
-    case 'unauthorized':
-      return 401;
-    case 'forbidden':
-      return 403;
-    case 'admin-disabled':
-      return 503;
-    case 'invalid-table':
-    case 'reason-required':
-      return 422;
-    case 'version-conflict':
-      return 409;
-    case 'no-such-version':
-    case 'no-such-route':
-    case 'not-found':
-      return 404;
-    case 'too-large':
-      return 413;
-    default:
-      return 400;
-  }
 }

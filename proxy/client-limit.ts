@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TrustedProxies } from './headers.js';
+import { rawAnswer } from './raw-answer.js';
 
 /**
  * At most `max` open connections per client address: a slowloris client that
@@ -16,9 +17,7 @@ export function limitConnectionsPerClient(server: Server, max: number, trusted: 
     if (trusted.has(address)) return;
     const count = (open.get(address) ?? 0) + 1;
     if (count > max) {
-      socket.end(
-        `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: ${REFUSAL.length}\r\n\r\n${REFUSAL}`,
-      );
+      socket.end(rawAnswer(503, REFUSAL, { 'Retry-After': '5' }));
       socket.destroySoon();
       return;
     }

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import type { ProxyMetrics } from '../metrics/catalog.js';
 import type { UsageLedger } from '../metrics/usage.js';
 import type { Route } from '../routing/table/index.js';
@@ -47,7 +47,7 @@ export class DashboardSampler {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly db: Kysely<BanyanDatabase>,
     private readonly metrics: ProxyMetrics,
     private readonly everyMs = 5_000,
     private readonly keep = 720,
@@ -154,7 +154,7 @@ const DASHBOARD_GROUPS = 5;
 
 /** Everything the dashboard shows, for `GET /api/dashboard`. */
 export async function dashboardData(input: {
-  db: Kysely<Database>;
+  db: Kysely<BanyanDatabase>;
   routes: readonly Route[];
   version: number;
   metrics: ProxyMetrics;

@@ -36,6 +36,7 @@ import { DEFAULT_SHADOW, Shadower, type ShadowSettings } from './shadow.js';
 import { POOL_DEFAULTS, UpstreamSet } from './upstreams/index.js';
 import { upstreamEvents } from './upstream-metrics.js';
 import { WebSocketForwarder } from './websocket.js';
+import { rawAnswer } from './raw-answer.js';
 
 export { DEFAULT_BREAKER, type BreakerSettings } from './forwarding-policy.js';
 export type { PinSettings } from './session-pins.js';
@@ -377,10 +378,7 @@ function upgradeHandler(parts: Parts): Proxy['upgrade'] {
         ? `only WebSocket upgrades are proxied, not "${String(req.headers.upgrade).slice(0, 40)}"`
         : settleTarget(req);
     if (refusal) {
-      const body = `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`;
-      socket.end(
-        `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
+      socket.end(rawAnswer(400, `400 Bad Request: ${refusal}.\nRequest id: ${requestId}\n`));
       return;
     }
     const client = clientInfo(req.headers, req.socket.remoteAddress ?? '', 'encrypted' in req.socket, parts.trusted, requestId);
@@ -394,9 +392,7 @@ function upgradeHandler(parts: Parts): Proxy['upgrade'] {
     });
     if (decision.target === 'proxy') {
       const answer = decision.spec?.retired ?? DEFAULT_RETIRED;
-      socket.end(
-        `HTTP/1.1 ${answer.status} Retired\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${answer.message}\n`,
-      );
+      socket.end(rawAnswer(answer.status, `${answer.message}\n`));
       return;
     }
     followUpstreams(parts);

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { DEFAULTS, type Settings } from '../lib/config.js';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { LoadShedder } from './load-shedder.js';
@@ -18,6 +18,7 @@ import { trustedProxies } from './headers.js';
 import { dashboardData, DashboardSampler } from './dashboard.js';
 import { proxyReadiness, requireLegacy } from './readiness.js';
 import { createProxy, type BreakerSettings, type PinSettings, type Proxy, type ProxyOptions } from './proxy.js';
+import { rawAnswer } from './raw-answer.js';
 
 export interface ProxyRuntimeOptions {
   readonly settings: Pick<
@@ -39,7 +40,14 @@ export interface ProxyRuntimeOptions {
     Partial<
       Pick<
         Settings,
-        'readConsistency' | 'replicaUrls' | 'rolePollMs' | 'autopilotTickMs' | 'autopilotLeaseMs' | 'autopilotWebhook' | 'prometheusUrl'
+        | 'schema'
+        | 'readConsistency'
+        | 'replicaUrls'
+        | 'rolePollMs'
+        | 'autopilotTickMs'
+        | 'autopilotLeaseMs'
+        | 'autopilotWebhook'
+        | 'prometheusUrl'
       >
     > &
     Partial<ClientLimits> & {
@@ -80,7 +88,13 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
   if (!settings.databaseUrl) throw new BanyanError('missing-setting', 'DATABASE_URL is not set; the proxy keeps its route table there');
   // Every server, so the route table, pins and usage follow the primary wherever a failover moves it.
   const servers = [settings.databaseUrl, ...(settings.replicaUrls ?? [])].join(',');
-  const db = connect(servers, { max: 4, name: 'banyan-proxy', roleCheckMs: settings.rolePollMs ?? DEFAULTS.rolePollMs });
+  // Banyan's own tables (route table, usage ledger, autopilot) are in their schema, apart from the app's.
+  const db = connect(servers, {
+    max: 4,
+    name: 'banyan-proxy',
+    roleCheckMs: settings.rolePollMs ?? DEFAULTS.rolePollMs,
+    schema: settings.schema ?? DEFAULTS.schema,
+  });
   const opened: { close(): Promise<void> }[] = [{ close: () => db.destroy() }];
   const closeAll = async () => {
     for (const item of opened.reverse()) await item.close();
@@ -198,7 +212,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
 
 /** The route table from PostgreSQL (seeded from the routes file when empty), followed; its routes' series start at 0. */
 async function startRouteSync(
-  db: Kysely<Database>,
+  db: Kysely<BanyanDatabase>,
   settings: ProxyRuntimeOptions['settings'],
   metrics: ProxyMetrics,
   log: (line: string) => void,
@@ -223,7 +237,7 @@ async function startRouteSync(
 }
 
 /** Read-your-writes pins, signed with BANYAN_SECRET's list; none without it. */
-function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<Database>): PinSettings | undefined {
+function pinSettings(settings: ProxyRuntimeOptions['settings'], db: Kysely<BanyanDatabase>): PinSettings | undefined {
   if (!settings.secret) {
     if (settings.readConsistency === 'monotonic') {
       throw new BanyanError(
@@ -297,7 +311,11 @@ export async function listenPublic(
       if (shedder.admit(req, res)) void handle(req, res);
     },
   );
-  limitConnectionsPerClient(server, settings.maxClientConnections ?? 256, trustedProxies(settings.trustedProxies));
+  limitConnectionsPerClient(
+    server,
+    settings.maxClientConnections ?? DEFAULTS.maxClientConnections,
+    trustedProxies(settings.trustedProxies),
+  );
   const publicSide: Listening = await listen(server, port, settings.host, 'PORT', settings.drainMs);
   publicSide.server.on('upgrade', proxy.upgrade);
   publicSide.server.on('connect', refuseConnect);
@@ -315,10 +333,10 @@ export async function listenPublic(
 
 /** CONNECT would make the proxy a tunnel to anywhere: refused, with an answer instead of a dropped connection. */
 function refuseConnect(_req: unknown, socket: Socket): void {
-  const body = '405 Method Not Allowed: this proxy does not tunnel (CONNECT).\n';
   socket.end(
-    `HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    rawAnswer(405, '405 Method Not Allowed: this proxy does not tunnel (CONNECT).\n', {
+      Allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+    }),
   );
 }
 
@@ -342,8 +360,5 @@ function rejectMalformed(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, so
           : err.code === 'HPE_INVALID_HEADER_TOKEN'
             ? [400, 'Bad Request: a header has an invalid character']
             : [400, 'Bad Request: the request is not valid HTTP/1.1'];
-  const body = `${status} ${text}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${text.split(':')[0]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawAnswer(status, `${status} ${text}\n`));
 }

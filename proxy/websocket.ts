@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
 import { upstreamRequestHeaders, type ClientInfo } from './headers.js';
 import type { UpstreamSet } from './upstreams/index.js';
+import { rawAnswer } from './raw-answer.js';
 
 const HALF_CLOSE_GRACE_MS = 5_000;
 
@@ -22,8 +23,7 @@ export class WebSocketForwarder {
     this.#proxy.on('error', (_err, _req, socket) => {
       const s = socket as Socket;
       if (!s.destroyed) {
-        if (s.writable)
-          s.end('HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nThe backend refused the upgrade.\n');
+        if (s.writable) s.end(rawAnswer(502, '502 Bad Gateway: the backend refused the upgrade.\n'));
         else s.destroy();
       }
     });
@@ -37,9 +37,7 @@ export class WebSocketForwarder {
     const endpoint = this.#upstreams.get(service)?.pick(undefined);
     if (!endpoint?.begin()) {
       const body = `503 Service Unavailable: no endpoint of the ${service} service is taking requests.\n`;
-      socket.end(
-        `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n${body}`,
-      );
+      socket.end(rawAnswer(503, body, { 'Retry-After': '5' }));
       return;
     }
     socket.once('close', () => endpoint.end({ ok: true, status: 101 }));

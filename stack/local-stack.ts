@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,7 @@ import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
 import { DEFAULTS, type ReadSettings, type StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
-import { migrateUp } from '../migrations/migrator.js';
+import { banyanMigrations } from '../migrations/migrator.js';
 import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
 import { startProxyRuntime, type ProxyRuntime } from '../proxy/runtime.js';
 import type { BreakerSettings } from '../proxy/proxy.js';
@@ -26,6 +27,8 @@ export interface ServicesOptions {
   readonly postgres?: 'system' | 'embedded';
   /** When the primary dies, the keeper promotes the replica and builds a new one (`npm start -- --failover`) instead of restarting it. */
   readonly failover?: boolean;
+  /** The PostgreSQL schema of Banyan's own tables (BANYAN_SCHEMA); default `banyan`. */
+  readonly schema?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -69,13 +72,16 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       replicaDelayMs: options.replicaDelayMs ?? 0,
       ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
     });
-    const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0 });
-    let migrated: string[];
-    try {
-      // Banyan's tables, then the demo package index's (its own migrations, as where any app runs).
-      migrated = [...(await migrateUp(db)), ...(await INDEX_MIGRATIONS.up(db))];
-    } finally {
-      await db.destroy();
+    // Banyan's tables, in its own schema, then the demo package index's (its own migrations, in the
+    // database's default schema, as where any app runs).
+    const migrated: string[] = [];
+    for (const set of [banyanMigrations(options.schema), INDEX_MIGRATIONS]) {
+      const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0, schema: set.schema });
+      try {
+        migrated.push(...(await set.up(db)));
+      } finally {
+        await db.destroy();
+      }
     }
     log(migrated.length ? `applied migrations: ${migrated.join(', ')}` : 'schema is up to date');
     // Reads go to the replica: it must have the schema before anything serves traffic.
@@ -159,7 +165,7 @@ export interface BackendsOptions {
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
 export interface Backends {
   readonly urls: Pick<StackFile, 'proxy' | 'admin' | 'app' | 'legacy'>;
-  readonly router: DbRouter;
+  readonly router: DbRouter<IndexDatabase>;
   readonly proxy: ProxyRuntime;
   stop(): Promise<void>;
 }
@@ -212,8 +218,8 @@ export async function startBackends(services: Pick<Services, 'primaryUrl' | 'rep
         sessionCookie: options.sessionCookie,
         drainMs: options.drainMs ?? DEFAULTS.drainMs,
         secret: options.secret,
-        pinTtlMs: options.pinTtlMs ?? 30_000,
-        pinMode: options.pinMode ?? 'lsn',
+        pinTtlMs: options.pinTtlMs ?? DEFAULTS.pinTtlMs,
+        pinMode: options.pinMode ?? DEFAULTS.pinMode,
         readConsistency: options.readConsistency,
         usageFlushMs: options.usageFlushMs ?? DEFAULTS.usageFlushMs,
         debugHeaders: options.debugHeaders === true,

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import { listen, type Listening } from '../lib/http-server.js';
 import { connect } from '../lib/database.js';
 import { auditLog, latestTable, type Route } from '../routing/table/index.js';
@@ -88,7 +88,7 @@ async function webhookReceiver(): Promise<{ url: string; events: Record<string, 
 
 describe('the cutover autopilot, against real proxy processes', function () {
   this.timeout(120_000);
-  let db: Kysely<Database>;
+  let db: Kysely<BanyanDatabase>;
   let legacy: FakeBackend;
   let app: FakeBackend;
   let env: NodeJS.ProcessEnv;
@@ -112,7 +112,7 @@ describe('the cutover autopilot, against real proxy processes', function () {
 
   before(async () => {
     const s = await services();
-    db = connect(s.primaryUrl, { max: 2 });
+    db = connect(s.primaryUrl, { max: 2, schema: 'banyan' });
     legacy = await fakeBackend('legacy');
     app = await fakeBackend('new');
     sameAnswers(legacy);

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import Router from '@koa/router';
 import { Redis } from 'ioredis';
@@ -17,8 +18,8 @@ const DELAY_MS = 2_000;
  */
 describe('background jobs read what the request that queued them wrote', function () {
   this.timeout(60_000);
-  let web: DbRouter;
-  let worker: DbRouter;
+  let web: DbRouter<IndexDatabase>;
+  let worker: DbRouter<IndexDatabase>;
   let server: Listening;
   let queue: Redis;
   const name = `jobs:${process.pid}`;
@@ -27,8 +28,8 @@ describe('background jobs read what the request that queued them wrote', functio
     const s = await services();
     await withClient(s.primaryUrl, (c) => c.query('CREATE TABLE IF NOT EXISTS job_uploads (id serial PRIMARY KEY, body text NOT NULL)'));
     await waitForReplay(s);
-    web = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'jobs-web' });
-    worker = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'jobs-worker' });
+    web = new DbRouter<IndexDatabase>({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'jobs-web' });
+    worker = new DbRouter<IndexDatabase>({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'jobs-worker' });
     await web.start();
     await worker.start();
     queue = new Redis(s.redisUrl!);

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { authenticate } from '../package-index/accounts.js';
@@ -172,7 +173,7 @@ describe('banyan command line', () => {
     expect(unknown.status).to.equal(1);
     expect(unknown.stderr).to.contain('there is no user named "nobody-at-all" (create one first: banyan users add nobody-at-all');
 
-    const db = connect(s.primaryUrl, { max: 1 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 1 });
     try {
       expect(await authenticate(db, basicAuth('__token__', token))).to.deep.include({ username: name });
       expect(await authenticate(db, basicAuth(name, 'correct horse battery'))).to.deep.include({ username: name });

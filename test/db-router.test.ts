@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { createAppMetrics } from '../metrics/catalog.js';
@@ -5,13 +6,18 @@ import { DbRouter } from '../routing/reads/index.js';
 import { services, waitForReplay, withClient } from './support/services.js';
 
 describe('DB router choices against a real replica', () => {
-  let router: DbRouter;
-  let busy: DbRouter;
+  let router: DbRouter<IndexDatabase>;
+  let busy: DbRouter<IndexDatabase>;
 
   before(async () => {
     const s = await services();
-    router = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, maxLagBytes: 0, monitorIntervalMs: 60_000 });
-    busy = new DbRouter({
+    router = new DbRouter<IndexDatabase>({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: s.replicaUrls,
+      maxLagBytes: 0,
+      monitorIntervalMs: 60_000,
+    });
+    busy = new DbRouter<IndexDatabase>({
       primaryUrl: s.primaryUrl,
       replicaUrls: s.replicaUrls,
       maxLagBytes: 0,
@@ -63,8 +69,13 @@ describe('DB router choices against a real replica', () => {
     const s = await services();
     // The same standby listed twice stands in for two replicas.
     const urls = [s.replicaUrls[0]!, s.replicaUrls[0]!];
-    const rr = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: urls, monitorIntervalMs: 60_000 });
-    const lif = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: urls, monitorIntervalMs: 60_000, choice: 'least-in-flight' });
+    const rr = new DbRouter<IndexDatabase>({ primaryUrl: s.primaryUrl, replicaUrls: urls, monitorIntervalMs: 60_000 });
+    const lif = new DbRouter<IndexDatabase>({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: urls,
+      monitorIntervalMs: 60_000,
+      choice: 'least-in-flight',
+    });
     await rr.start();
     await lif.start();
     try {
@@ -97,7 +108,7 @@ describe('DB router choices against a real replica', () => {
         await c.query('SELECT pg_reload_conf()');
       });
     /** A read on replica-1 that a lock replayed from the primary cancels; resolves with what the user got. */
-    const conflictedRead = async (r: DbRouter) => {
+    const conflictedRead = async (r: DbRouter<IndexDatabase>) => {
       await r.tick();
       const db = await r.forRequest();
       expect(db.readTarget).to.equal('replica-1');
@@ -115,7 +126,11 @@ describe('DB router choices against a real replica', () => {
     // The standby cancels a conflicting query after 10 ms instead of delaying replay for 30 s.
     await setDelay('10ms');
     // The same standby listed twice stands in for a second replica.
-    const two = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: [s.replicaUrls[0]!, s.replicaUrls[0]!], monitorIntervalMs: 60_000 });
+    const two = new DbRouter<IndexDatabase>({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: [s.replicaUrls[0]!, s.replicaUrls[0]!],
+      monitorIntervalMs: 60_000,
+    });
     await two.start();
     try {
       const before = router.recoveryConflictRetries;

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { releaseFileList, releaseParts } from '../app/file-lists.js';
@@ -58,7 +59,7 @@ describe('file lists rendered by PostgreSQL: the same bytes JSON.stringify and e
 
   it('renders every kind of file and release (yanked with and without a reason, no metadata, text that needs escaping) exactly', async () => {
     const s = await services();
-    const db = connect(s.primaryUrl, { max: 2 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 2 });
     try {
       const summary = await seedIndex(db, { projects: 0, giants: 1, giantReleases: 40, seed: 5, prefix: `fl${process.pid}` });
       const project = await db
@@ -127,7 +128,7 @@ describe('file lists rendered by PostgreSQL: the same bytes JSON.stringify and e
 
   it("gives an empty list for a release without files, and no part for it in a project's lists", async () => {
     const s = await services();
-    const db = connect(s.primaryUrl, { max: 1 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 1 });
     try {
       const summary = await seedIndex(db, { projects: 0, giants: 1, giantReleases: 3, seed: 6, prefix: `fe${process.pid}` });
       const project = await db

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
@@ -38,7 +39,7 @@ describe("a giant project's pages: rendered from a keyset cursor, streamed, cach
 
   before(async () => {
     const s = await services();
-    const db = connect(s.primaryUrl, { max: 2 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 2 });
     try {
       // 1,300 releases of 5 files: a 3 MB simple page, over three batches of releases.
       const summary = await seedIndex(db, { projects: 0, giants: 1, giantReleases: 1_300, seed: 11, prefix: `gp${process.pid}` });
@@ -161,7 +162,7 @@ describe("a giant project's pages: rendered from a keyset cursor, streamed, cach
 
   it("still sends a small project's page whole, with an ETag and a length", async () => {
     const s = await services();
-    const db = connect(s.primaryUrl, { max: 1 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 1 });
     let small: string;
     try {
       small = (await seedIndex(db, { projects: 1, giants: 0, seed: 3, prefix: `gs${process.pid}` })).largestOrdinary.name;

@@ -154,7 +154,7 @@ describe('a real Prometheus scraping the proxy and the app', () => {
     expect(dashboard.panels.length).to.be.at.least(8);
     await (await fetch(`${backends.urls.proxy}/gone-demo`)).text();
     // A plan under way, so the plan panel's series exist to be scraped.
-    const db = connect((await services()).primaryUrl, { max: 1 });
+    const db = connect((await services()).primaryUrl, { max: 1, schema: 'banyan' });
     await startPlan(
       db,
       'promote',

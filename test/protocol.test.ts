@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,7 @@ const PYTHON = process.env['BANYAN_SYSTEM_PYTHON'] ?? '/usr/bin/python3';
  */
 describe('the read-your-writes protocol across a Node app and a plain-Python backend', function () {
   this.timeout(60_000);
-  let router: DbRouter;
+  let router: DbRouter<IndexDatabase>;
   let node: Listening;
   let python: ChildProcess;
   let proxy: ProxyRuntime;
@@ -34,7 +35,7 @@ describe('the read-your-writes protocol across a Node app and a plain-Python bac
     const s = await services();
     await withClient(s.primaryUrl, (c) => c.query('CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)'));
     await waitForReplay(s);
-    router = new DbRouter({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'protocol-test' });
+    router = new DbRouter<IndexDatabase>({ primaryUrl: s.primaryUrl, replicaUrls: s.replicaUrls, name: 'protocol-test' });
     await router.start();
     const app = new Koa();
     const routes = new Router();

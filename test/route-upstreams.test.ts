@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Kysely } from 'kysely';
 import { connect } from '../lib/database.js';
 import { BanyanError } from '../lib/errors.js';
-import type { Database } from '../lib/schema.js';
+import type { BanyanDatabase } from '../lib/schema.js';
 import {
   auditLog,
   IMPLICIT_UPSTREAMS,
@@ -26,7 +26,7 @@ const files: UpstreamSpec = { name: 'files', env: 'FILES_URL', health: { path: '
 const withFiles: UpstreamSpec[] = [...IMPLICIT_UPSTREAMS, files];
 
 describe('route store: upstreams are versioned, audited and rolled back with the routes', () => {
-  let db: Kysely<Database>;
+  let db: Kysely<BanyanDatabase>;
   let first: TableVersion;
   const save = (routes: unknown, reason: string) => saveTable(db, { routes, actor: 'test', reason });
   const refusal = async (routes: unknown): Promise<string> => {
@@ -41,7 +41,7 @@ describe('route store: upstreams are versioned, audited and rolled back with the
 
   before(async () => {
     const s = await services();
-    db = connect(s.primaryUrl, { max: 1 });
+    db = connect(s.primaryUrl, { max: 1, schema: 'banyan' });
   });
 
   after(async () => {

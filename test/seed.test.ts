@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../package-index/schema.js';
 import { expect } from 'chai';
 import { seedIndex } from '../app/seed.js';
 import { connect } from '../lib/database.js';
@@ -22,7 +23,7 @@ describe('banyan seed: a representative data set', function () {
       run.stdout,
     );
     expect(summary, run.stdout).to.not.equal(null);
-    const db = connect(s.primaryUrl, { max: 1 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 1 });
     try {
       const counts = await db
         .selectFrom('projects')
@@ -78,7 +79,7 @@ describe('banyan seed: a representative data set', function () {
 
   it('gives the same data set for the same seed, and another for another seed', async () => {
     const s = await services();
-    const db = connect(s.primaryUrl, { max: 1 });
+    const db = connect<IndexDatabase>(s.primaryUrl, { max: 1 });
     const shape = async (prefix: string) =>
       (
         await db

@@ -152,7 +152,11 @@ describe('banyan start (npm start)', () => {
       const rows = await withClient(
         second.stack.primary,
         async (c) =>
-          (await c.query("SELECT coalesce(sum(requests), 0)::int AS n FROM usage_ledger WHERE route = 'legacy.rss' AND feature = ''")).rows,
+          (
+            await c.query(
+              "SELECT coalesce(sum(requests), 0)::int AS n FROM banyan.usage_ledger WHERE route = 'legacy.rss' AND feature = ''",
+            )
+          ).rows,
       );
       expect(rows[0].n, 'the 7 requests made just before Ctrl-C are in the ledger').to.equal(7);
     } finally {

@@ -184,7 +184,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
   describe('the usage ledger', () => {
     it('flushes counts per hour, route, feature and backend with user agents, and counts a retried batch once', async () => {
       const s = await services();
-      const db = connect(s.primaryUrl, { max: 2 });
+      const db = connect(s.primaryUrl, { max: 2, schema: 'banyan' });
       try {
         const ledger = new UsageLedger({ db, instance: 'test-a' });
         const at = Date.parse('2026-01-05T10:20:00Z');
@@ -197,7 +197,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           async (c) =>
             (
               await c.query(
-                "SELECT bucket, feature, backend, requests::int AS n, last_seen FROM usage_ledger WHERE route = 'ledger.route' ORDER BY feature",
+                "SELECT bucket, feature, backend, requests::int AS n, last_seen FROM banyan.usage_ledger WHERE route = 'ledger.route' ORDER BY feature",
               )
             ).rows,
         );
@@ -211,7 +211,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           async (c) =>
             (
               await c.query(
-                "SELECT feature, user_agent, requests::int AS n FROM usage_user_agents WHERE route = 'ledger.route' ORDER BY feature, user_agent",
+                "SELECT feature, user_agent, requests::int AS n FROM banyan.usage_user_agents WHERE route = 'ledger.route' ORDER BY feature, user_agent",
               )
             ).rows,
         );
@@ -241,7 +241,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
           async (c) =>
             (
               await c.query(
-                "SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' AND status_class = '2xx'",
+                "SELECT requests::int AS n FROM banyan.usage_ledger WHERE route = 'ledger.route' AND feature = '' AND status_class = '2xx'",
               )
             ).rows[0].n,
         );
@@ -262,7 +262,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
             async (c) =>
               (
                 await c.query(
-                  "SELECT status_class, requests::int AS n FROM usage_ledger WHERE route = 'ledger.route' AND feature = '' ORDER BY 1",
+                  "SELECT status_class, requests::int AS n FROM banyan.usage_ledger WHERE route = 'ledger.route' AND feature = '' ORDER BY 1",
                 )
               ).rows,
           ),
@@ -278,7 +278,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
 
     it('adds up counts from several proxies, and keeps counts it could not flush for the next flush', async () => {
       const s = await services();
-      const db = connect(s.primaryUrl, { max: 2 });
+      const db = connect(s.primaryUrl, { max: 2, schema: 'banyan' });
       const results: string[] = [];
       // A relay in front of PostgreSQL that can be cut: the ledger's database goes away and comes back.
       const relay = await import('node:net').then(({ createServer, connect: dial }) => {
@@ -305,7 +305,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       });
       const relayed = new URL(s.primaryUrl);
       relayed.port = String(relay.port);
-      const flaky = connect(relayed.toString(), { max: 1 });
+      const flaky = connect(relayed.toString(), { max: 1, schema: 'banyan' });
       try {
         const a = new UsageLedger({ db, instance: 'a' });
         const b = new UsageLedger({ db: flaky, instance: 'b', onFlush: (r) => results.push(r) });
@@ -324,7 +324,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const total = await withClient(
           s.primaryUrl,
           async (c) =>
-            (await c.query("SELECT requests::int AS n FROM usage_ledger WHERE route = 'ledger.multi' AND feature = ''")).rows[0].n,
+            (await c.query("SELECT requests::int AS n FROM banyan.usage_ledger WHERE route = 'ledger.multi' AND feature = ''")).rows[0].n,
         );
         expect(total).to.equal(13);
       } finally {
@@ -337,8 +337,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     it('spools the last counts when PostgreSQL is unreachable at stop, and the next start adds them once', async () => {
       const s = await services();
       const spool = tempDir('banyan-spool-');
-      const dead = connect('postgres://banyan:x@127.0.0.1:1/banyan', { max: 1 });
-      const db = connect(s.primaryUrl, { max: 2 });
+      const dead = connect('postgres://banyan:x@127.0.0.1:1/banyan', { max: 1, schema: 'banyan' });
+      const db = connect(s.primaryUrl, { max: 2, schema: 'banyan' });
       const lines: string[] = [];
       try {
         const stopping = new UsageLedger({ db: dead, instance: 'spool-a', spoolDir: spool, log: (l) => lines.push(l) });
@@ -359,7 +359,8 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const rows = await withClient(
           s.primaryUrl,
           async (c) =>
-            (await c.query("SELECT feature, requests::int AS n FROM usage_ledger WHERE route = 'ledger.spooled' ORDER BY feature")).rows,
+            (await c.query("SELECT feature, requests::int AS n FROM banyan.usage_ledger WHERE route = 'ledger.spooled' ORDER BY feature"))
+              .rows,
         );
         expect(rows, 'added once, though two proxies started after it').to.deep.equal([
           { feature: '', n: 9 },
@@ -376,12 +377,12 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       const s = await services();
       const proxy = await startTestProxy(s, legacy.url, app.url, { pollMs: 200 });
       const before = await withClient(s.primaryUrl, async (c) =>
-        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
+        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM banyan.usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
       );
       for (let i = 0; i < 3; i++) await (await fetch(`${proxy.url}/never-used`, { headers: { 'user-agent': 'ledger-test/1' } })).text();
       await proxy.stop();
       const after = await withClient(s.primaryUrl, async (c) =>
-        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
+        Number((await c.query("SELECT coalesce(sum(requests), 0) AS n FROM banyan.usage_ledger WHERE route = 'legacy.never'")).rows[0].n),
       );
       expect(after - before).to.equal(3);
     });
@@ -389,7 +390,7 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
     it('banyan report usage lists legacy routes and features with share, last use and user agents, new-app routes apart, and candidates', async function () {
       this.timeout(60_000);
       const s = await services();
-      const db = connect(s.primaryUrl, { max: 2 });
+      const db = connect(s.primaryUrl, { max: 2, schema: 'banyan' });
       const day = 86_400_000;
       try {
         const ledger = new UsageLedger({ db, instance: 'report-test' });

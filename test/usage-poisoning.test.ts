@@ -85,7 +85,7 @@ describe('usage evidence cannot be poisoned by junk feature names', () => {
       async (c) =>
         (
           await c.query(
-            "SELECT feature, sum(requests)::int AS n FROM usage_ledger WHERE route = 'poison.xmlrpc' AND feature IN ('xmlrpc.list_packages', 'xmlrpc.package_releases', 'xmlrpc.search', 'xmlrpc.other') GROUP BY feature ORDER BY feature",
+            "SELECT feature, sum(requests)::int AS n FROM banyan.usage_ledger WHERE route = 'poison.xmlrpc' AND feature IN ('xmlrpc.list_packages', 'xmlrpc.package_releases', 'xmlrpc.search', 'xmlrpc.other') GROUP BY feature ORDER BY feature",
           )
         ).rows,
     );

@@ -4,7 +4,7 @@ import type { LoginThrottle } from '../../lib/login-throttle.js';
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { journal, lockProject } from '../../package-index/write-announcer.js';
-import type { Database } from '../../lib/schema.js';
+import type { IndexDatabase } from '../../package-index/schema.js';
 import type { Account } from '../../package-index/accounts.js';
 import { createProject, uploadRefusal } from '../../package-index/ownership.js';
 import type { ArchiveLimits } from './archive.js';
@@ -13,7 +13,7 @@ import { UploadError } from './upload-errors.js';
 import type { CheckedUpload } from './upload-validation.js';
 
 export interface UploadContext {
-  readonly writer: Kysely<Database>;
+  readonly writer: Kysely<IndexDatabase>;
   readonly store: FileStore;
   readonly maxUploadBytes: number;
   /** New projects one account may create in an hour (BANYAN_PROJECTS_PER_HOUR). */

@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
 import { BanyanError } from '../../lib/errors.js';
-import type { Database } from '../../lib/schema.js';
 import { Breaker, BreakerOpenError } from '../../lib/breaker.js';
 import { currentPosition, isConnectionError, redactUrl, splitUrls } from '../../lib/database.js';
 import { expandNodes, resolveHost } from '../../lib/db-discovery.js';
@@ -16,6 +15,7 @@ import {
   type ReplicaReading,
 } from './replica-choice.js';
 import { fenceOnTimeline, parseTimelineHistory, type TimelineSwitch } from './timelines.js';
+import { DEFAULTS } from '../../lib/config.js';
 
 export type { ReadReason } from './replica-choice.js';
 
@@ -33,11 +33,11 @@ export interface ReadFence {
 export type ReadObserver = (position: WalPosition) => void;
 
 /** Where one request's reads go, and why. */
-export interface RequestDb {
+export interface RequestDb<DB> {
   /** Reads: one chosen server for the whole request, so a request never mixes replicas. */
-  readonly reader: Kysely<Database>;
+  readonly reader: Kysely<DB>;
   /** Writes and transactions: always the primary. */
-  readonly writer: Kysely<Database>;
+  readonly writer: Kysely<DB>;
   /** `primary` or `replica-N` (1-based), for headers, logs and metrics. */
   readonly readTarget: string;
   readonly reason: ReadReason;
@@ -45,7 +45,7 @@ export interface RequestDb {
    * Runs reads on `reader`; if that replica cannot be reached, marks it down
    * and runs them again on the primary, so the user sees no error.
    */
-  read<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T>;
+  read<T>(fn: (db: Kysely<DB>) => Promise<T>): Promise<T>;
 }
 
 export interface DbRouterOptions {
@@ -102,10 +102,10 @@ export interface ReplicaState {
   error: string | undefined;
 }
 
-interface Server {
+interface Server<DB> {
   readonly name: string;
   readonly url: string;
-  readonly db: Kysely<Database>;
+  readonly db: Kysely<DB>;
 }
 
 /** The servers a router is given, named: DATABASE_URL's entries `db-N`, DATABASE_REPLICA_URLS' `replica-N`. */
@@ -125,9 +125,9 @@ export function routerNodes(primaryUrl: string, replicaUrls: readonly string[] =
  * promoted replica takes the writes and a demoted or unreachable server
  * stops serving reads, with no restart.
  */
-export class DbRouter {
+export class DbRouter<DB> {
   /** Every server, whatever its role now. */
-  readonly nodes: DbNodes;
+  readonly nodes: DbNodes<DB>;
   primaryLsn: bigint | undefined;
   /** The primary's timeline by the last reading. */
   primaryTimeline: number | undefined;
@@ -148,15 +148,15 @@ export class DbRouter {
   constructor(options: DbRouterOptions) {
     this.#options = options;
     this.#policy = {
-      maxLagBytes: options.maxLagBytes ?? 64 * 1024 * 1024,
-      maxLagSeconds: options.maxLagSeconds ?? 30,
+      maxLagBytes: options.maxLagBytes ?? DEFAULTS.maxReplicaLagBytes,
+      maxLagSeconds: options.maxLagSeconds ?? DEFAULTS.maxReplicaLagMs / 1000,
       staleReadLimitSeconds: options.staleReadLimitSeconds ?? 300,
       spread: options.choice ?? 'round-robin',
     };
     const configured = routerNodes(options.primaryUrl, options.replicaUrls);
-    const resolveEveryMs = options.resolveEveryMs ?? 10_000;
+    const resolveEveryMs = options.resolveEveryMs ?? DEFAULTS.dbResolveMs;
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
-    this.nodes = new DbNodes({
+    this.nodes = new DbNodes<DB>({
       nodes: configured,
       poolSize: options.poolSize ?? 10,
       name: options.name ?? 'banyan',
@@ -193,12 +193,12 @@ export class DbRouter {
   }
 
   /** Writes (and reads that must see everything): whichever server is the primary now. */
-  get primary(): Server {
+  get primary(): Server<DB> {
     return { name: 'primary', url: this.nodes.primary?.url ?? '', db: this.nodes.writer };
   }
 
   /** The servers that are streaming replicas by the last reading. */
-  get replicas(): readonly Server[] {
+  get replicas(): readonly Server<DB>[] {
     return this.nodes.roles.replicas.map((i) => this.nodes.nodes[i]!);
   }
 
@@ -213,7 +213,7 @@ export class DbRouter {
     await this.tick();
     this.#timer = setInterval(() => {
       void this.tick();
-    }, this.#options.monitorIntervalMs ?? 100);
+    }, this.#options.monitorIntervalMs ?? DEFAULTS.replicaPollMs);
     this.#timer.unref();
   }
 
@@ -222,13 +222,13 @@ export class DbRouter {
    * replica within the lag limits that has replayed the fence, else (after an
    * optional bounded wait) to the primary.
    */
-  async forRequest(fence: ReadFence = {}, observe?: ReadObserver): Promise<RequestDb> {
+  async forRequest(fence: ReadFence = {}, observe?: ReadObserver): Promise<RequestDb<DB>> {
     const writer = this.nodes.writer;
-    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb => {
-      const run = <T>(fn: (db: Kysely<Database>) => Promise<T>) =>
+    const pick = (reason: ReadReason, index: number | 'primary'): RequestDb<DB> => {
+      const run = <T>(fn: (db: Kysely<DB>) => Promise<T>) =>
         index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn);
-      const read = observe ? <T>(fn: (db: Kysely<Database>) => Promise<T>) => this.#observed(run, fn, observe) : run;
-      const chosen: RequestDb =
+      const read = observe ? <T>(fn: (db: Kysely<DB>) => Promise<T>) => this.#observed(run, fn, observe) : run;
+      const chosen: RequestDb<DB> =
         index === 'primary'
           ? { reader: writer, writer, readTarget: 'primary', reason, read }
           : { reader: this.nodes.nodes[index]!.db, writer, readTarget: this.nodes.nodes[index]!.name, reason, read };
@@ -248,7 +248,7 @@ export class DbRouter {
         fenceOnOldTimeline = true;
       }
     }
-    const wait = this.#options.fenceWaitMs ?? 0;
+    const wait = this.#options.fenceWaitMs ?? DEFAULTS.fenceWaitMs;
     const choose = (phase: ChoiceInput['phase']) => {
       const choice = chooseReader(
         {
@@ -285,7 +285,7 @@ export class DbRouter {
    * the fence by now (asked now, not from the monitor's last reading, which may predate the primary's
    * death) answers instead: it holds the user's write, so the answer is as correct as the primary's.
    */
-  async #readOnPrimary<T>(fn: (db: Kysely<Database>) => Promise<T>, minLsn?: bigint): Promise<T> {
+  async #readOnPrimary<T>(fn: (db: Kysely<DB>) => Promise<T>, minLsn?: bigint): Promise<T> {
     this.#primaryReads++;
     try {
       return await fn(this.nodes.writer);
@@ -306,11 +306,11 @@ export class DbRouter {
    * the primary); if neither can, nothing is reported.
    */
   async #observed<T>(
-    run: (fn: (db: Kysely<Database>) => Promise<T>) => Promise<T>,
-    fn: (db: Kysely<Database>) => Promise<T>,
+    run: (fn: (db: Kysely<DB>) => Promise<T>) => Promise<T>,
+    fn: (db: Kysely<DB>) => Promise<T>,
     observe: ReadObserver,
   ): Promise<T> {
-    let answered: Kysely<Database> | undefined;
+    let answered: Kysely<DB> | undefined;
     const result = await run(async (db) => {
       const value = await fn(db);
       answered = db;
@@ -355,7 +355,7 @@ export class DbRouter {
     this.lostWrites++;
   }
 
-  async #readOnReplica<T>(index: number, fn: (db: Kysely<Database>) => Promise<T>, retryConflict = true): Promise<T> {
+  async #readOnReplica<T>(index: number, fn: (db: Kysely<DB>) => Promise<T>, retryConflict = true): Promise<T> {
     this.#inFlight[index]!++;
     try {
       const breaker = this.#breakers[index]!;
@@ -553,7 +553,7 @@ export class DbRouter {
 }
 
 /** How far a server has got now: a standby's replay position, a primary's current one with its timeline. */
-async function reachedPosition(db: Kysely<Database>): Promise<WalPosition> {
+async function reachedPosition<DB>(db: Kysely<DB>): Promise<WalPosition> {
   const r = await sql.raw<{ lsn: string | null; timeline: number | null }>(REACHED_POSITION_SQL).execute(db);
   const lsn = parseLsn(r.rows[0]?.lsn ?? '');
   if (lsn === undefined) throw new Error('the server reports no WAL position');

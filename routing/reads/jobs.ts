@@ -52,11 +52,11 @@ export function jobFence(value: unknown): ReadFence {
  * (and, with `fences` and `resources`, the resources' fences, as a request's would). `undefined` (a job
  * queued by no request) reads from any replica.
  */
-export async function dbForJob(
-  router: DbRouter,
+export async function dbForJob<DB>(
+  router: DbRouter<DB>,
   position: JobPosition | undefined,
   options: { readonly fences?: FenceStore | undefined; readonly resources?: readonly string[] } = {},
-): Promise<RequestDb> {
+): Promise<RequestDb<DB>> {
   const fence = position === undefined ? {} : jobFence(position);
   return router.forRequest(await requestFence(fence, options.fences, options.resources ?? []));
 }

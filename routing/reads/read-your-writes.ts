@@ -11,8 +11,8 @@ import { requestFence, type FenceStore } from './fences.js';
  * docs/protocol.md states: honour `X-Banyan-Min-LSN` on reads, report
  * `X-Banyan-Write-LSN` after a committed write.
  */
-export interface ReadYourWritesOptions {
-  readonly router: DbRouter;
+export interface ReadYourWritesOptions<DB> {
+  readonly router: DbRouter<DB>;
   /** Resource fences (Redis): a write to a resource makes every client's reads of it wait for it. */
   readonly fences?: FenceStore | undefined;
 }
@@ -23,12 +23,12 @@ export interface ReadYourWritesOptions {
  * fences of the `resources` it declares), else to the primary; writes to the
  * primary.
  */
-export async function dbForRequest(
-  options: ReadYourWritesOptions,
+export async function dbForRequest<DB>(
+  options: ReadYourWritesOptions<DB>,
   headers: IncomingHttpHeaders,
   resources: readonly string[] = [],
   observe?: ReadObserver,
-): Promise<RequestDb> {
+): Promise<RequestDb<DB>> {
   const pin = fenceFromHeader(headers['x-banyan-min-lsn'], headers['x-banyan-min-timeline']);
   return options.router.forRequest(await requestFence(pin, options.fences, resources), observe);
 }
@@ -54,21 +54,24 @@ export function readReporter(headers: IncomingHttpHeaders, set: (headers: Record
  * the session there and never shows them to the client), with the written
  * resources' fences raised to it.
  */
-export async function reportWrite(options: ReadYourWritesOptions, resources: readonly string[] = []): Promise<Record<string, string>> {
+export async function reportWrite<DB>(
+  options: ReadYourWritesOptions<DB>,
+  resources: readonly string[] = [],
+): Promise<Record<string, string>> {
   return writeHeaders(await committed(options, resources));
 }
 
 /** The primary's position after a commit, with the written resources' fences raised to it. */
-async function committed(options: ReadYourWritesOptions, resources: readonly string[]): Promise<WalPosition> {
+async function committed<DB>(options: ReadYourWritesOptions<DB>, resources: readonly string[]): Promise<WalPosition> {
   const position = await options.router.currentPosition();
   for (const resource of resources) await options.fences?.raise(resource, position);
   return position;
 }
 
 /** What the middleware puts on `ctx.state.banyan`. */
-export interface ReadYourWritesState {
+export interface ReadYourWritesState<DB = unknown> {
   /** The request's DB handle, chosen on first use (resources declared then count). */
-  db(resources?: readonly string[]): Promise<RequestDb>;
+  db(resources?: readonly string[]): Promise<RequestDb<DB>>;
   /** Call after a write has committed: sets `X-Banyan-Write-LSN` and `X-Banyan-Write-Timeline`. */
   wrote(resources?: readonly string[]): Promise<void>;
   /**
@@ -91,11 +94,11 @@ export function positionForJob(ctx: Koa.Context): Promise<JobPosition> {
  * writer, and `ctx.state.banyan.wrote()` after a commit reports the write.
  * The server the reads went to is in `X-Banyan-Read-From`, for debugging.
  */
-export function readYourWrites(options: ReadYourWritesOptions): Koa.Middleware {
+export function readYourWrites<DB>(options: ReadYourWritesOptions<DB>): Koa.Middleware {
   return async (ctx, next) => {
-    let chosen: Promise<RequestDb> | undefined;
+    let chosen: Promise<RequestDb<DB>> | undefined;
     let written: WalPosition | undefined;
-    const state: ReadYourWritesState = {
+    const state: ReadYourWritesState<DB> = {
       db: (resources = []) => {
         chosen ??= dbForRequest(
           options,

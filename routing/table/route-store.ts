@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { BanyanError } from '../../lib/errors.js';
-import type { Database } from '../../lib/schema.js';
+import type { BanyanDatabase } from '../../lib/schema.js';
 import { describeChange, type Route } from './route-table.js';
 import { validateTable } from './route-validation.js';
 import { IMPLICIT_UPSTREAMS, type UpstreamSpec } from './upstreams.js';
@@ -45,13 +45,13 @@ export interface TableChange {
 const LOCK_KEY = 0x62616e79; // "bany"
 
 /** The latest version, or undefined when no table was ever stored. */
-export async function latestTable(db: Kysely<Database>): Promise<TableVersion | undefined> {
+export async function latestTable(db: Kysely<BanyanDatabase>): Promise<TableVersion | undefined> {
   const row = await db.selectFrom('route_table_versions').selectAll().orderBy('version', 'desc').limit(1).executeTakeFirst();
   return row ? toVersion(row) : undefined;
 }
 
 /** The newest version number, cheaply (for polling); 0 when there is none. */
-export async function latestVersionNumber(db: Kysely<Database>): Promise<number> {
+export async function latestVersionNumber(db: Kysely<BanyanDatabase>): Promise<number> {
   const row = await db
     .selectFrom('route_table_versions')
     .select((eb) => eb.fn.max('version').as('v'))
@@ -60,7 +60,7 @@ export async function latestVersionNumber(db: Kysely<Database>): Promise<number>
 }
 
 /** A given version, or a clear error naming the versions that exist. */
-export async function tableAt(db: Kysely<Database>, version: number): Promise<TableVersion> {
+export async function tableAt(db: Kysely<BanyanDatabase>, version: number): Promise<TableVersion> {
   const row = await db.selectFrom('route_table_versions').selectAll().where('version', '=', version).executeTakeFirst();
   if (!row) {
     const latest = await latestVersionNumber(db);
@@ -78,7 +78,7 @@ export async function tableAt(db: Kysely<Database>, version: number): Promise<Ta
  * A table that fails validation is rejected whole (BanyanError `invalid-table`
  * whose message lists every problem) and nothing is written.
  */
-export async function saveTable(db: Kysely<Database>, change: TableChange): Promise<TableVersion> {
+export async function saveTable(db: Kysely<BanyanDatabase>, change: TableChange): Promise<TableVersion> {
   return db.transaction().execute((trx) => saveTableIn(trx, change));
 }
 
@@ -86,7 +86,7 @@ export async function saveTable(db: Kysely<Database>, change: TableChange): Prom
  * {@link saveTable} inside a transaction the caller holds, so that another
  * write (an autopilot plan's step) commits with the table version or not at all.
  */
-export async function saveTableIn(trx: Transaction<Database>, change: TableChange): Promise<TableVersion> {
+export async function saveTableIn(trx: Transaction<BanyanDatabase>, change: TableChange): Promise<TableVersion> {
   // Under the lock first: a bare list of routes is checked against the upstreams in effect, which must not change meanwhile.
   await sql`SELECT pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx);
   const current = await latestTable(trx);
@@ -139,7 +139,7 @@ export async function saveTableIn(trx: Transaction<Database>, change: TableChang
  * Stores the given table (a routes file's: the object with upstreams, or a bare list of routes with
  * the implicit upstreams) as version 1 when the store is empty; else returns the latest.
  */
-export async function seedTable(db: Kysely<Database>, table: unknown, actor: string): Promise<TableVersion> {
+export async function seedTable(db: Kysely<BanyanDatabase>, table: unknown, actor: string): Promise<TableVersion> {
   const existing = await latestTable(db);
   if (existing) return existing;
   try {
@@ -152,7 +152,7 @@ export async function seedTable(db: Kysely<Database>, table: unknown, actor: str
 }
 
 /** Makes an earlier version current again, its upstreams with its routes, as a new version (history is never rewritten). */
-export async function rollbackTable(db: Kysely<Database>, version: number, actor: string, reason: string): Promise<TableVersion> {
+export async function rollbackTable(db: Kysely<BanyanDatabase>, version: number, actor: string, reason: string): Promise<TableVersion> {
   const target = await tableAt(db, version);
   return saveTable(db, {
     routes: { upstreams: target.upstreams, routes: target.routes },
@@ -163,7 +163,7 @@ export async function rollbackTable(db: Kysely<Database>, version: number, actor
 }
 
 /** The audit log, newest first. */
-export async function auditLog(db: Kysely<Database>, limit = 50): Promise<AuditEntry[]> {
+export async function auditLog(db: Kysely<BanyanDatabase>, limit = 50): Promise<AuditEntry[]> {
   const rows = await db.selectFrom('route_audit').selectAll().orderBy('id', 'desc').limit(limit).execute();
   return rows.map((r) => ({
     version: r.version,

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
-import type { Database } from '../../lib/schema.js';
+import type { BanyanDatabase } from '../../lib/schema.js';
 import { latestTable, latestVersionNumber, seedTable } from './route-store.js';
 import { compileTable, type CompiledTable } from './route-table.js';
 import { DEFAULTS } from '../../lib/config.js';
@@ -9,7 +9,7 @@ import { DEFAULTS } from '../../lib/config.js';
 export const ROUTES_CHANNEL = 'banyan:routes';
 
 export interface RouteSyncOptions {
-  readonly db: Kysely<Database>;
+  readonly db: Kysely<BanyanDatabase>;
   readonly redisUrl?: string | undefined;
   /** How often to ask PostgreSQL for a newer version, the fallback when Redis is down. */
   readonly pollMs?: number;

@@ -1,3 +1,4 @@
+import type { IndexDatabase } from '../../package-index/schema.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -76,7 +77,7 @@ let accounts = 0;
 
 /** A fresh user with a password and an API token, created on the primary. */
 export async function newUploader(primaryUrl: string): Promise<{ username: string; password: string; token: string }> {
-  const db = connect(primaryUrl, { max: 1 });
+  const db = connect<IndexDatabase>(primaryUrl, { max: 1 });
   try {
     const username = `uploader-${process.pid}-${++accounts}`;
     const password = `pw-${username}-secret`;

@@ -13,7 +13,7 @@ export const TEST_SECRET = 'test-secret-0123456789abcdef';
  * shared database.
  */
 export async function setRoutes(s: Pick<Services, 'primaryUrl'>, routes: Route[] | TableSpec, reason = 'test setup'): Promise<number> {
-  const db = connect(s.primaryUrl, { max: 1 });
+  const db = connect(s.primaryUrl, { max: 1, schema: 'banyan' });
   try {
     return (
       await saveTable(db, { routes: Array.isArray(routes) ? { upstreams: IMPLICIT_UPSTREAMS, routes } : routes, actor: 'test', reason })
