@@ -6,6 +6,7 @@
  * numbers the README gives.
  */
 
+import type { IndexDatabase } from '../package-index/schema.js';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -284,7 +285,9 @@ const retiredSpellings = attack('attacks: retired spellings', async (ctx, proxy)
 
 /**
  * Four form bombs at once (150 fields × 4 MiB, chunked, with a valid token) through the proxy to the
- * app: each is answered 413 naming the budget, and no app instance grows past 300 MB RSS.
+ * app: each is answered 413 naming the budget, and no app instance's RSS grows by more than 150 MB (the
+ * 2.4 GB sent are never held). Growth, not a ceiling: after the scenarios before it, an instance's
+ * baseline is whatever its heap grew to, more on Node 24, whose collector runs later, than on Node 20.
  */
 const formBomb = attack('attacks: form bomb against the app', async (ctx, proxy) => {
   const pids = Object.entries(ctx.stack.current().pids)
@@ -296,8 +299,9 @@ const formBomb = attack('attacks: form bomb against the app', async (ctx, proxy)
   const wrong = answers.filter((a) => a.status !== 413 || !a.message.includes('over 8 MiB'));
   if (wrong.length)
     broken.push(`${wrong.length} of 4 not answered 413 (fields over 8 MiB): ${wrong.map((a) => `${a.status} ${a.message}`).join('; ')}`);
-  const over = peak.filter((p) => p > 300 * 1024 * 1024);
-  if (over.length) broken.push(`app RSS peaked at ${over.map(MB).join(', ')} (limit 300 MB)`);
+  const grown = peak.map((p, i) => p - before[i]!);
+  const over = grown.filter((g) => g > 150 * 1024 * 1024);
+  if (over.length) broken.push(`app RSS grew by ${over.map(MB).join(', ')} (limit 150 MB)`);
   return {
     requests: 4,
     failures: wrong.length,
@@ -370,7 +374,7 @@ const forgedSid = attack('attacks: forged banyan_sid', async (ctx, proxy) => {
  * the rest get 429 with Retry-After, the right password too; other accounts and addresses log in.
  */
 const loginFlood = attack('attacks: login flood', async (ctx, proxy) => {
-  const db = connectDb(ctx.stack.current().primary, { max: 1, name: 'banyan-chaos' });
+  const db = connectDb<IndexDatabase>(ctx.stack.current().primary, { max: 1, name: 'banyan-chaos' });
   try {
     for (const name of ['chaos-victim', 'chaos-bystander']) await addUser(db, name, undefined, `${name} password`);
   } finally {

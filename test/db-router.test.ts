@@ -1,4 +1,5 @@
 import type { IndexDatabase } from '../package-index/schema.js';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { createAppMetrics } from '../metrics/catalog.js';
@@ -152,6 +153,53 @@ describe('DB router choices against a real replica', () => {
       await two.close();
       await setDelay(undefined);
       await withClient(s.primaryUrl, (c) => c.query('DROP TABLE conflict_probe'));
+    }
+  });
+
+  it("sends a request's later reads to the primary once its replica stops answering, instead of waiting on each", async function () {
+    this.timeout(30_000);
+    const s = await services();
+    const target = new URL(s.replicaUrls[0]!);
+    // A relay in front of the replica that can stop passing packets: a partition, nothing refused.
+    let frozen = false;
+    const sockets: Socket[] = [];
+    const relay = createServer((client) => {
+      const upstream = connect({ host: target.hostname, port: Number(target.port) });
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.on('data', (d: Buffer) => void (frozen || upstream.write(d)));
+      upstream.on('data', (d: Buffer) => void (frozen || client.write(d)));
+      sockets.push(client, upstream);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const relayed = new URL(s.replicaUrls[0]!);
+    relayed.port = String((relay.address() as AddressInfo).port);
+    const cut = new DbRouter<IndexDatabase>({
+      primaryUrl: s.primaryUrl,
+      replicaUrls: [relayed.toString()],
+      monitorIntervalMs: 60_000,
+      answerTimeoutMs: 1_000,
+    });
+    try {
+      await cut.start();
+      await cut.tick();
+      const db = await cut.forRequest();
+      expect(db.readTarget).to.equal('replica-1');
+      frozen = true;
+      const started = Date.now();
+      const standby: boolean[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await db.read((d) => sql<{ standby: boolean }>`SELECT pg_is_in_recovery() AS standby`.execute(d));
+        standby.push(r.rows[0]!.standby);
+      }
+      const took = Date.now() - started;
+      expect(standby, 'every read answered, by the primary').to.deep.equal([false, false, false, false]);
+      expect(took, `four reads took ${took} ms: one answer timeout (1 s), not one each`).to.be.below(2_000);
+    } finally {
+      frozen = false;
+      for (const socket of sockets) socket.destroy();
+      await cut.close();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
     }
   });
 });

@@ -225,8 +225,10 @@ export class DbRouter<DB> {
   async forRequest(fence: ReadFence = {}, observe?: ReadObserver): Promise<RequestDb<DB>> {
     const writer = this.nodes.writer;
     const pick = (reason: ReadReason, index: number | 'primary'): RequestDb<DB> => {
+      // A replica marked down after it was chosen (by this request's earlier read, or another's) gets none
+      // of the request's later reads: each would wait out the answer timeout before going to the primary.
       const run = <T>(fn: (db: Kysely<DB>) => Promise<T>) =>
-        index === 'primary' ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn);
+        index === 'primary' || !this.#states[index]!.healthy ? this.#readOnPrimary(fn, fence.minLsn) : this.#readOnReplica(index, fn);
       const read = observe ? <T>(fn: (db: Kysely<DB>) => Promise<T>) => this.#observed(run, fn, observe) : run;
       const chosen: RequestDb<DB> =
         index === 'primary'
