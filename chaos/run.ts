@@ -8,6 +8,7 @@ import { addUser, createToken } from '../package-index/accounts.js';
 import { connect } from '../lib/database.js';
 import { startStack, type StartedStack } from './stack.js';
 import { failOverThePrimary } from './failover.js';
+import { ATTACKS } from './attacks.js';
 import { partitionScenarios } from './partitions.js';
 import { runScenarios, scenarios, type ChaosContext, type ChaosRow, type Scenario } from './suite.js';
 
@@ -57,7 +58,7 @@ export interface ChaosOptions {
 /** Everything `npm run chaos` does, also called by the short chaos tests. */
 export async function chaos(options: ChaosOptions): Promise<ChaosRow[]> {
   const pick = (list: Scenario[]) => list.filter((s) => !options.only || s.name.includes(options.only));
-  const restarts = pick([...scenarios(options.workers), ...(options.partitions ? partitionScenarios() : [])]);
+  const restarts = pick([...scenarios(options.workers), ...ATTACKS, ...(options.partitions ? partitionScenarios() : [])]);
   const failovers = options.failover ? pick([failOverThePrimary]) : [];
   if (restarts.length === 0 && failovers.length === 0) throw new Error(`no scenario's name contains "${options.only}"`);
   return [

@@ -1,6 +1,5 @@
 import { connect as connectSocket } from 'node:net';
 import pg from 'pg';
-import { ATTACKS } from './attacks.js';
 import { childrenOf, freeze, kill } from './faults.js';
 import { ReadLoad, UploadLoad, type ReadEvent, type ReadTarget, type WriteLog } from './load.js';
 import type { StartedStack } from './stack.js';
@@ -146,7 +145,7 @@ export function readTargets(project: string): ReadTarget[] {
   ];
 }
 
-/** The scenarios of `npm run chaos`, in order; `workers` > 1 adds the worker crash. */
+/** The faults of `npm run chaos`, in order, and the first attacks (ATTACKS follow them); `workers` > 1 adds the worker crash. */
 export function scenarios(workers: number): Scenario[] {
   const pid = (ctx: ChaosContext, name: string) => {
     const id = ctx.stack.current().pids[name];
@@ -240,7 +239,6 @@ export function scenarios(workers: number): Scenario[] {
     }),
     { name: 'attacks: path tricks on a retired route', run: pathTricks },
     { name: 'attacks: usage poisoning', run: poisoning },
-    ...ATTACKS,
   );
   return list;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { clientKey } from './client-share.js';
+import { clientKey } from './client-key.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send. */
 const HOP_BY_HOP = new Set([

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { ClientShares, clientKey } from '../proxy/client-share.js';
+import { clientKey } from '../proxy/client-key.js';
+import { ClientShares } from '../proxy/client-share.js';
 import { trustedProxies } from '../proxy/headers.js';
 
 describe('client shares: one client address holds at most a share of a service', () => {
