@@ -1,8 +1,9 @@
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import { decideRoles, isConnectionError, ROLE_QUERY, suggestsNewPrimary, type NodeReading, type Roles } from './db-roles.js';
+import { DEFAULTS } from './config.js';
 import { parseLsn } from './lsn.js';
-import { ANSWER_TIMEOUT_MS, answerTimed, createPool } from './pg-pool.js';
+import { ANSWER_TIMEOUT_MS, answerTimed, createPool, POOL_SIZE } from './pg-pool.js';
 import { queryObserver } from './query-telemetry.js';
 
 /** One PostgreSQL server of the set, by the name logs, headers and metrics use. */
@@ -108,7 +109,7 @@ export class DbNodes<DB> {
   #newNode(n: DbNodeConfig): DbNode<DB> {
     // Opening a connection is waiting for an answer too: a server behind a partition never completes it.
     const pool = createPool(n.url, {
-      max: this.#options.poolSize ?? 10,
+      max: this.#options.poolSize ?? POOL_SIZE,
       name: this.#options.name ?? 'banyan',
       statementTimeoutMs: this.#options.statementTimeoutMs,
       schema: this.#options.schema,
@@ -136,7 +137,7 @@ export class DbNodes<DB> {
   /** Adds the servers discovery found that are new (or back), and drains those it no longer finds. */
   async #rediscover(): Promise<void> {
     const { discover, discoverEveryMs } = this.#options;
-    if (!discover || this.#closed || Date.now() - this.#discoveredAt < (discoverEveryMs ?? 10_000)) return;
+    if (!discover || this.#closed || Date.now() - this.#discoveredAt < (discoverEveryMs ?? DEFAULTS.dbResolveMs)) return;
     this.#discoveredAt = Date.now();
     let found: readonly DbNodeConfig[];
     try {

@@ -10,6 +10,9 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
  */
 export const STATEMENT_TIMEOUT_MS = 15_000;
 
+/** Connections a pool opens to one server at most, unless told otherwise. */
+export const POOL_SIZE = 10;
+
 /**
  * How long a query waits for its server's answer by default before the server is taken for unreachable:
  * past the statement timeout, PostgreSQL would have cancelled it and said so, so silence means the
@@ -61,7 +64,7 @@ export function createPool(
   const timeout = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString,
-    max: options.max ?? 10,
+    max: options.max ?? POOL_SIZE,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.name ?? 'banyan',

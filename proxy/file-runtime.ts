@@ -1,5 +1,5 @@
 import { unwatchFile, watchFile } from 'node:fs';
-import type { Settings } from '../lib/config.js';
+import { DEFAULTS, type Settings } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { listen } from '../lib/http-server.js';
 import { createProxyMetrics, preZeroRoutes } from '../metrics/catalog.js';
@@ -130,7 +130,7 @@ export async function startFileProxyRuntime(options: FileProxyOptions): Promise<
   });
   metrics.tableVersion.set(routes.current.version);
   preZeroRoutes(metrics, routes.current.routes);
-  routes.watch(settings.routesPollMs ?? 1_000);
+  routes.watch(settings.routesPollMs ?? DEFAULTS.routesPollMs);
   const proxy = createProxy({
     legacyUrl: options.legacyUrl,
     appUrl: options.appUrl,

@@ -1,4 +1,6 @@
 import type { ServerProcess } from './child-process.js';
+import { DEFAULTS } from '../lib/config.js';
+import { MAX_RESTART_DELAY_MS } from './supervisor.js';
 
 /** A data service the stack started and can start again. */
 export interface KeptService {
@@ -30,7 +32,7 @@ export interface KeeperOptions {
 export function keepRunning(services: readonly KeptService[], options: KeeperOptions): { stop(): void } {
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();
-  const first = options.backoffMs ?? 500;
+  const first = options.backoffMs ?? DEFAULTS.restartDelayMs;
   // The process each service is watched through: a failover hands one service's process to another.
   const watched = new Map<KeptService, ServerProcess>();
   const watch = (service: KeptService) => {
@@ -58,7 +60,7 @@ export function keepRunning(services: readonly KeptService[], options: KeeperOpt
         },
         (err: Error) => {
           if (stopped) return;
-          const next = Math.min(delay * 2, options.maxBackoffMs ?? 30_000);
+          const next = Math.min(delay * 2, options.maxBackoffMs ?? MAX_RESTART_DELAY_MS);
           options.log(`${service.name} did not come back: ${err.message.split('\n')[0]}; trying again in ${(next / 1000).toFixed(1)} s`);
           attempt(service, next);
         },

@@ -2,6 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { BanyanError } from '../lib/errors.js';
+import { DEFAULTS } from '../lib/config.js';
+
+/** The longest a restart waits however often a component died before (BANYAN_RESTART_DELAY doubles up to it). */
+export const MAX_RESTART_DELAY_MS = 30_000;
 
 const BANYAN = fileURLToPath(new URL('../bin/banyan.js', import.meta.url));
 
@@ -58,7 +62,7 @@ export class Supervisor {
       spec,
       child: undefined as unknown as ChildProcess,
       startedAt: 0,
-      backoffMs: this.#options.backoffMs ?? 500,
+      backoffMs: this.#options.backoffMs ?? DEFAULTS.restartDelayMs,
       stopping: false,
       restartTimer: undefined,
       exited: Promise.resolve(),
@@ -128,7 +132,7 @@ export class Supervisor {
           this.#options.log(`${spec.name} (pid ${child.pid}) died (${how}); not restarting it (--no-restart)`);
           return;
         }
-        if (ran > 60_000) r.backoffMs = this.#options.backoffMs ?? 500;
+        if (ran > 60_000) r.backoffMs = this.#options.backoffMs ?? DEFAULTS.restartDelayMs;
         this.#options.log(
           `${spec.name} (pid ${child.pid}) died (${how}) after ${(ran / 1000).toFixed(1)} s; restarting it in ${(r.backoffMs / 1000).toFixed(1)} s`,
         );
@@ -142,7 +146,7 @@ export class Supervisor {
             (err: Error) => this.#options.log(`${spec.name}: ${err.message}`),
           );
         }, r.backoffMs);
-        r.backoffMs = Math.min(r.backoffMs * 2, this.#options.maxBackoffMs ?? 30_000);
+        r.backoffMs = Math.min(r.backoffMs * 2, this.#options.maxBackoffMs ?? MAX_RESTART_DELAY_MS);
       }),
     );
   }

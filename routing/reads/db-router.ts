@@ -158,8 +158,8 @@ export class DbRouter<DB> {
     const discover = options.discover ?? (resolveEveryMs > 0 ? () => expandNodes(configured, resolveHost) : undefined);
     this.nodes = new DbNodes<DB>({
       nodes: configured,
-      poolSize: options.poolSize ?? 10,
-      name: options.name ?? 'banyan',
+      poolSize: options.poolSize,
+      name: options.name,
       discover,
       discoverEveryMs: options.discover ? options.resolveEveryMs : resolveEveryMs,
       drainMs: options.drainMs,
