@@ -33,7 +33,7 @@ export interface ReadFence {
 export type ReadObserver = (position: WalPosition) => void;
 
 /** Where one request's reads go, and why. */
-export interface RequestDb<DB> {
+export interface RequestDb<DB = unknown> {
   /** Reads: one chosen server for the whole request, so a request never mixes replicas. */
   readonly reader: Kysely<DB>;
   /** Writes and transactions: always the primary. */
@@ -125,7 +125,7 @@ export function routerNodes(primaryUrl: string, replicaUrls: readonly string[] =
  * promoted replica takes the writes and a demoted or unreachable server
  * stops serving reads, with no restart.
  */
-export class DbRouter<DB> {
+export class DbRouter<DB = unknown> {
   /** Every server, whatever its role now. */
   readonly nodes: DbNodes<DB>;
   primaryLsn: bigint | undefined;

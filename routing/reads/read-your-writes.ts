@@ -11,7 +11,7 @@ import { requestFence, type FenceStore } from './fences.js';
  * docs/protocol.md states: honour `X-Banyan-Min-LSN` on reads, report
  * `X-Banyan-Write-LSN` after a committed write.
  */
-export interface ReadYourWritesOptions<DB> {
+export interface ReadYourWritesOptions<DB = unknown> {
   readonly router: DbRouter<DB>;
   /** Resource fences (Redis): a write to a resource makes every client's reads of it wait for it. */
   readonly fences?: FenceStore | undefined;
