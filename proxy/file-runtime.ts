@@ -25,9 +25,8 @@ export interface FileProxyOptions {
   > & {
     readonly routesFile: string;
     readonly routesPollMs?: number;
-    readonly headersTimeoutMs?: number;
-    readonly maxClientConnections?: number;
-  } & Partial<ClientLimits>;
+  } & Partial<Pick<Settings, 'headersTimeoutMs' | 'maxClientConnections'>> &
+    Partial<ClientLimits>;
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;

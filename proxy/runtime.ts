@@ -11,7 +11,7 @@ import { sql, type Kysely } from 'kysely';
 import { connect, currentPosition, redactUrl } from '../lib/database.js';
 import { announceVersion, DEFAULT_ROUTES_FILE, readRoutesFile, RouteSync } from '../routing/table/index.js';
 import { Autopilot } from '../autopilot/pilot.js';
-import { accessLog, type AccessLogFormat } from './access-log.js';
+import { accessLog } from './access-log.js';
 import { createAdmin } from './admin.js';
 import { limitConnectionsPerClient } from './client-limit.js';
 import { trustedProxies } from './headers.js';
@@ -48,17 +48,16 @@ export interface ProxyRuntimeOptions {
         | 'autopilotLeaseMs'
         | 'autopilotWebhook'
         | 'prometheusUrl'
+        | 'debugHeaders'
+        | 'accessLog'
+        | 'usageFlushMs'
+        | 'headersTimeoutMs'
+        | 'maxClientConnections'
+        | 'usageSpoolDir'
+        | 'shedLagMs'
       >
     > &
-    Partial<ClientLimits> & {
-      readonly debugHeaders?: boolean;
-      readonly accessLog?: AccessLogFormat;
-      readonly usageFlushMs?: number;
-      readonly headersTimeoutMs?: number;
-      readonly maxClientConnections?: number;
-      readonly usageSpoolDir?: string;
-      readonly shedLagMs?: number;
-    };
+    Partial<ClientLimits>;
   /** LEGACY_URL and APP_URL: the endpoints of the upstreams whose table entry says `"env": "LEGACY_URL"` (or APP_URL). */
   readonly legacyUrl?: string | undefined;
   readonly appUrl?: string | undefined;
