@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAppRuntime } from '../app/runtime.js';
 import { startLegacyRuntime } from '../legacy/runtime.js';
-import { DEFAULTS, type ReadSettings, type StackFile } from '../lib/config.js';
+import { DEFAULTS, type Settings, type StackFile } from '../lib/config.js';
 import { BanyanError } from '../lib/errors.js';
 import { banyanMigrations } from '../migrations/migrator.js';
 import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
@@ -129,38 +129,41 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   }
 }
 
-export interface BackendsOptions {
-  readonly host?: string;
+/** The settings of the in-process stack tests start: parts of Settings (unset ones fall back to DEFAULTS), and its own. */
+export type BackendsOptions = Partial<
+  Pick<
+    Settings,
+    | 'host'
+    | 'adminHost'
+    | 'routesFile'
+    | 'routesPollMs'
+    | 'drainMs'
+    | 'trustedProxies'
+    | 'sessionCookie'
+    | 'secret'
+    | 'pinTtlMs'
+    | 'pinMode'
+    | 'readConsistency'
+    | 'fencesWhenDown'
+    | 'reads'
+    | 'debugHeaders'
+    | 'maxUploadBytes'
+    | 'projectsPerHour'
+    | 'usageFlushMs'
+    | 'rolePollMs'
+  >
+> & {
+  readonly adminToken: string;
   readonly proxyPort?: number;
   readonly adminPort?: number;
-  readonly adminHost?: string;
   readonly appPort?: number;
   readonly legacyPort?: number;
-  readonly adminToken: string;
+  /** The stack's Redis, or null for none. */
   readonly redisUrl?: string | null;
-  readonly routesFile?: string;
-  readonly routesPollMs?: number;
-  readonly drainMs?: number;
-  readonly trustedProxies?: string;
-  readonly sessionCookie?: string;
   readonly breaker?: Partial<BreakerSettings>;
-  /** Signs pin cookies (BANYAN_SECRET); without it pins are off. */
-  readonly secret?: string;
-  readonly pinTtlMs?: number;
-  readonly pinMode?: 'lsn' | 'timed';
-  readonly readConsistency?: 'read-your-writes' | 'monotonic';
-  readonly fencesWhenDown?: 'skip' | 'primary';
-  readonly reads?: ReadSettings;
-  /** BANYAN_DEBUG_HEADERS: answers say which route, backend and database server served them. */
-  readonly debugHeaders?: boolean;
   /** Where uploads are stored; absent: a temporary folder removed on stop. */
   readonly storageDir?: string;
-  readonly maxUploadBytes?: number;
-  readonly projectsPerHour?: number;
-  readonly usageFlushMs?: number;
-  /** How often the proxy's own pool asks which server is the primary (BANYAN_ROLE_POLL). */
-  readonly rolePollMs?: number;
-}
+};
 
 /** The HTTP side of the stack: legacy, the new app, the proxy and its admin listener. */
 export interface Backends {
