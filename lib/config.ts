@@ -292,21 +292,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, stack: StackF
 }
 
 /** What a backend process (the new app, legacy) needs to run: its data services, file store and listener. */
-export interface BackendRuntimeOptions {
-  readonly primaryUrl: string;
-  readonly replicaUrls: readonly string[];
-  readonly reads?: ReadSettings | undefined;
-  readonly redisUrl?: string | undefined;
-  readonly storageDir: string;
-  readonly publicUrl?: string | undefined;
-  readonly trustForwardedHost?: boolean | undefined;
-  readonly maxUploadBytes?: number | undefined;
-  readonly projectsPerHour?: number | undefined;
-  readonly host: string;
-  /** 0: any free port. */
-  readonly port: number;
-  readonly drainMs?: number | undefined;
-}
+export type BackendRuntimeOptions = Pick<Settings, 'replicaUrls' | 'storageDir' | 'host'> &
+  Partial<Pick<Settings, 'reads' | 'redisUrl' | 'publicUrl' | 'trustForwardedHost' | 'maxUploadBytes' | 'projectsPerHour' | 'drainMs'>> & {
+    /** DATABASE_URL, required here. */
+    readonly primaryUrl: string;
+    /** 0: any free port. */
+    readonly port: number;
+  };
 
 /** How the DB router spreads and limits reads. */
 export interface ReadSettings {
