@@ -32,6 +32,19 @@ const newTally = (): Tally => ({
   agents: new Map(),
 });
 
+/** One answered request, as the autopilot's evidence counts it. */
+export interface ObservedRequest {
+  readonly route: string;
+  /** Who answered: legacy, new, or proxy (a brownout). */
+  readonly served: string;
+  readonly status: number;
+  /** Time to the answer's first byte (see evidenceSeconds in proxy/request-accounting.ts). */
+  readonly seconds: number;
+  /** The new side failed it and legacy answered instead. */
+  readonly fellBack: boolean;
+  readonly userAgent: string | undefined;
+}
+
 /** This proxy's counts since its last flush, for the watched routes. */
 export class EvidenceSampler {
   readonly #instance: string;
@@ -57,7 +70,7 @@ export class EvidenceSampler {
    * One answered request: `served` is who answered (`proxy` for a brownout), `fellBack` whether the new
    * app failed it and legacy answered instead (then it counts against the new side, not legacy's latency).
    */
-  observe(route: string, served: string, status: number, seconds: number, fellBack: boolean, userAgent: string | undefined): void {
+  observe({ route, served, status, seconds, fellBack, userAgent }: ObservedRequest): void {
     if (!this.#watched.has(route)) return;
     const backend = fellBack ? 'new' : served;
     const key = `${route}\u0000${backend}`;

@@ -138,8 +138,7 @@ if (kind === 'backend') {
     table: { current: table },
     log: () => {},
     usage,
-    observe: (route, served, status, seconds, fellBack, agent) =>
-      autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
+    observe: (request) => autopilot.sampler.observe(request),
     pins: { secrets: [BENCH_SECRET], ttlMs: 30_000, mode: 'lsn', currentPosition: async () => ({ lsn: 0n }) },
     // The load generator is one address that stands for every client: no per-client share.
     clientSharePercent: 100,

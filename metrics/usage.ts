@@ -72,6 +72,21 @@ export interface UsageLedgerOptions {
   readonly log?: ((line: string) => void) | undefined;
 }
 
+/** One answered request, as the usage ledger counts it. */
+export interface UsageEvent {
+  readonly route: string;
+  /** The side that answered: legacy, new, or proxy. */
+  readonly backend: string;
+  /** The upstream that answered (legacy, app, files, …), or proxy. */
+  readonly service: string;
+  /** The status the client got (`CLIENT_CLOSED`, 499, when it left first). */
+  readonly status: number;
+  readonly features: readonly string[];
+  readonly userAgent: string | undefined;
+  /** When it was answered, in epoch milliseconds; default now. */
+  readonly at?: number;
+}
+
 /**
  * The durable usage ledger. Each proxy counts requests per hour, route,
  * feature and backend (and the user agents per route and feature) in memory
@@ -133,15 +148,7 @@ export class UsageLedger {
    * Counts one request: the route row (feature '') and one row per feature, under the class of the status
    * the client got (`CLIENT_CLOSED`, 499, for a client that left first).
    */
-  record(
-    route: string,
-    backend: string,
-    service: string,
-    status: number,
-    features: readonly string[],
-    userAgent: string | undefined,
-    at = Date.now(),
-  ): void {
+  record({ route, backend, service, status, features, userAgent, at = Date.now() }: UsageEvent): void {
     const bucket = at - (at % 3_600_000);
     const agent = (userAgent ?? '').slice(0, 160) || '(none)';
     const statusClass = classOf(status);

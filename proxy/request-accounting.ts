@@ -14,6 +14,7 @@ import { UNMATCHED } from '../routing/table/index.js';
 import type { AccessEntry } from './access-log.js';
 import { endRequestSpan, type RequestTrace } from './request-span.js';
 import { CLIENT_CLOSED } from '../lib/http-status.js';
+import type { ObservedRequest } from '../autopilot/evidence.js';
 
 // What track() keeps on the response, for one 'close' listener function shared by every response.
 const TRACKED = Symbol('tracked');
@@ -64,14 +65,8 @@ export function evidenceSeconds(exchange: Pick<Exchange, 'ready' | 'headersAt'>,
   return ((exchange.headersAt ?? now) - exchange.ready) / 1e3;
 }
 
-export type Observer = (
-  route: string,
-  served: string,
-  status: number,
-  seconds: number,
-  fellBack: boolean,
-  userAgent: string | undefined,
-) => void;
+/** Told of every answered request (the autopilot's evidence). */
+export type Observer = (request: ObservedRequest) => void;
 
 export interface AccountingOptions {
   readonly metrics: ProxyMetrics;
@@ -144,8 +139,22 @@ export class RequestAccounting {
     if (exchange.route === UNMATCHED) this.#countUnmatched(req.url);
     for (const f of exchange.features) this.#countFeature(f);
     const agent = req.headers['user-agent'];
-    o.usage?.record(exchange.route, exchange.served, exchange.service, status, exchange.features, agent);
-    o.observe?.(exchange.route, exchange.served, status, evidence, exchange.fallbackReason !== undefined, agent);
+    o.usage?.record({
+      route: exchange.route,
+      backend: exchange.served,
+      service: exchange.service,
+      status,
+      features: exchange.features,
+      userAgent: agent,
+    });
+    o.observe?.({
+      route: exchange.route,
+      served: exchange.served,
+      status,
+      seconds: evidence,
+      fellBack: exchange.fallbackReason !== undefined,
+      userAgent: agent,
+    });
   }
 
   #countUnmatched(url: string | undefined): void {

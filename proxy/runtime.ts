@@ -152,8 +152,7 @@ export async function startProxyRuntime(options: ProxyRuntimeOptions): Promise<P
       sessionCookie: settings.sessionCookie,
       usage,
       debugHeaders: settings.debugHeaders,
-      observe: (route, served, status, seconds, fellBack, agent) =>
-        autopilot.sampler.observe(route, served, status, seconds, fellBack, agent),
+      observe: (request) => autopilot.sampler.observe(request),
       accessLog: accessLog(settings.accessLog ?? 'off'),
       ...clientLimits(settings),
       ...(options.breaker ? { breaker: options.breaker } : {}),

@@ -188,8 +188,25 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'test-a' });
         const at = Date.parse('2026-01-05T10:20:00Z');
-        for (let i = 0; i < 5; i++) ledger.record('ledger.route', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'pip/23', at);
-        ledger.record('ledger.route', 'legacy', 'legacy', 200, [], 'curl/8', at + 60_000);
+        for (let i = 0; i < 5; i++)
+          ledger.record({
+            route: 'ledger.route',
+            backend: 'legacy',
+            service: 'legacy',
+            status: 200,
+            features: ['xmlrpc.search'],
+            userAgent: 'pip/23',
+            at,
+          });
+        ledger.record({
+          route: 'ledger.route',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 200,
+          features: [],
+          userAgent: 'curl/8',
+          at: at + 60_000,
+        });
         await ledger.flush();
         expect(unflushed(ledger)).to.equal(0);
         const rows = await withClient(
@@ -310,14 +327,16 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const a = new UsageLedger({ db, instance: 'a' });
         const b = new UsageLedger({ db: flaky, instance: 'b', onFlush: (r) => results.push(r) });
         const at = Date.parse('2026-02-01T08:00:00Z');
-        for (let i = 0; i < 7; i++) a.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
-        for (let i = 0; i < 5; i++) b.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
+        for (let i = 0; i < 7; i++)
+          a.record({ route: 'ledger.multi', backend: 'legacy', service: 'legacy', status: 200, features: [], userAgent: 'x', at });
+        for (let i = 0; i < 5; i++)
+          b.record({ route: 'ledger.multi', backend: 'legacy', service: 'legacy', status: 200, features: [], userAgent: 'x', at });
         relay.set(false);
         await a.flush();
         await b.flush();
         expect(results).to.deep.equal(['failed']);
         expect(unflushed(b), 'nothing is lost when a flush fails').to.equal(5);
-        b.record('ledger.multi', 'legacy', 'legacy', 200, [], 'x', at);
+        b.record({ route: 'ledger.multi', backend: 'legacy', service: 'legacy', status: 200, features: [], userAgent: 'x', at });
         relay.set(true);
         await b.stop();
         expect(results).to.deep.equal(['failed', 'ok', 'ok']);
@@ -343,7 +362,16 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const stopping = new UsageLedger({ db: dead, instance: 'spool-a', spoolDir: spool, log: (l) => lines.push(l) });
         const at = Date.parse('2026-03-01T08:00:00Z');
-        for (let i = 0; i < 9; i++) stopping.record('ledger.spooled', 'legacy', 'legacy', 200, ['action.rss'], 'spool-test/1', at);
+        for (let i = 0; i < 9; i++)
+          stopping.record({
+            route: 'ledger.spooled',
+            backend: 'legacy',
+            service: 'legacy',
+            status: 200,
+            features: ['action.rss'],
+            userAgent: 'spool-test/1',
+            at,
+          });
         await stopping.stop();
         expect(
           readdirSync(spool).filter((f) => f.endsWith('.json')),
@@ -396,16 +424,90 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
         const ledger = new UsageLedger({ db, instance: 'report-test' });
         const recent = Date.now() - 2 * day;
         for (let i = 0; i < 4; i++)
-          ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.search'], 'Python-xmlrpc/3.11', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, [], 'curl/8', recent);
-        ledger.record('legacy.xmlrpc', 'legacy', 'legacy', 200, ['xmlrpc.report_test_only_old'], 'old-mirror/0.1', Date.now() - 40 * day);
-        for (let i = 0; i < 3; i++) ledger.record('new.home', 'new', 'app', 200, [], 'Mozilla/5.0', recent);
+          ledger.record({
+            route: 'legacy.xmlrpc',
+            backend: 'legacy',
+            service: 'legacy',
+            status: 200,
+            features: ['xmlrpc.search'],
+            userAgent: 'Python-xmlrpc/3.11',
+            at: recent,
+          });
+        ledger.record({
+          route: 'legacy.xmlrpc',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 200,
+          features: [],
+          userAgent: 'curl/8',
+          at: recent,
+        });
+        ledger.record({
+          route: 'legacy.xmlrpc',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 200,
+          features: ['xmlrpc.report_test_only_old'],
+          userAgent: 'old-mirror/0.1',
+          at: Date.now() - 40 * day,
+        });
+        for (let i = 0; i < 3; i++)
+          ledger.record({
+            route: 'new.home',
+            backend: 'new',
+            service: 'app',
+            status: 200,
+            features: [],
+            userAgent: 'Mozilla/5.0',
+            at: recent,
+          });
         // A scanner's 404s on a legacy route are not use; a client that gave up (499) and a 5xx are.
-        for (let i = 0; i < 50; i++) ledger.record('legacy.ancient', 'legacy', 'legacy', 404, [], 'scanner/1', recent);
-        ledger.record('report.mixed', 'legacy', 'legacy', 499, [], 'impatient/1', recent);
-        ledger.record('report.mixed', 'legacy', 'legacy', 502, [], 'curl/8', recent);
-        ledger.record('report.mixed', 'new', 'app', 200, [], 'curl/8', recent);
-        ledger.record('report.mixed', 'legacy', 'legacy', 404, [], 'scanner/1', recent);
+        for (let i = 0; i < 50; i++)
+          ledger.record({
+            route: 'legacy.ancient',
+            backend: 'legacy',
+            service: 'legacy',
+            status: 404,
+            features: [],
+            userAgent: 'scanner/1',
+            at: recent,
+          });
+        ledger.record({
+          route: 'report.mixed',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 499,
+          features: [],
+          userAgent: 'impatient/1',
+          at: recent,
+        });
+        ledger.record({
+          route: 'report.mixed',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 502,
+          features: [],
+          userAgent: 'curl/8',
+          at: recent,
+        });
+        ledger.record({
+          route: 'report.mixed',
+          backend: 'new',
+          service: 'app',
+          status: 200,
+          features: [],
+          userAgent: 'curl/8',
+          at: recent,
+        });
+        ledger.record({
+          route: 'report.mixed',
+          backend: 'legacy',
+          service: 'legacy',
+          status: 404,
+          features: [],
+          userAgent: 'scanner/1',
+          at: recent,
+        });
         await ledger.flush();
       } finally {
         await db.destroy();
