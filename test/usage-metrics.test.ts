@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Pool } from 'undici';
-import { UsageLedger } from '../metrics/usage.js';
+import { UsageLedger, type UsageEvent } from '../metrics/usage.js';
 import type { ProxyRuntime } from '../proxy/runtime.js';
 import { connect } from '../lib/database.js';
 import type { Route } from '../routing/table/index.js';
@@ -423,91 +423,26 @@ describe('usage metrics: route series, legacy features, unmatched paths, the usa
       try {
         const ledger = new UsageLedger({ db, instance: 'report-test' });
         const recent = Date.now() - 2 * day;
-        for (let i = 0; i < 4; i++)
-          ledger.record({
-            route: 'legacy.xmlrpc',
-            backend: 'legacy',
-            service: 'legacy',
-            status: 200,
-            features: ['xmlrpc.search'],
-            userAgent: 'Python-xmlrpc/3.11',
-            at: recent,
-          });
-        ledger.record({
+        // `times` requests, answered by legacy with 200 two days ago unless the event says otherwise.
+        const seen = (times: number, e: Pick<UsageEvent, 'route' | 'userAgent'> & Partial<UsageEvent>) => {
+          for (let i = 0; i < times; i++)
+            ledger.record({ backend: 'legacy', service: 'legacy', status: 200, features: [], at: recent, ...e });
+        };
+        seen(4, { route: 'legacy.xmlrpc', features: ['xmlrpc.search'], userAgent: 'Python-xmlrpc/3.11' });
+        seen(1, { route: 'legacy.xmlrpc', userAgent: 'curl/8' });
+        seen(1, {
           route: 'legacy.xmlrpc',
-          backend: 'legacy',
-          service: 'legacy',
-          status: 200,
-          features: [],
-          userAgent: 'curl/8',
-          at: recent,
-        });
-        ledger.record({
-          route: 'legacy.xmlrpc',
-          backend: 'legacy',
-          service: 'legacy',
-          status: 200,
           features: ['xmlrpc.report_test_only_old'],
           userAgent: 'old-mirror/0.1',
           at: Date.now() - 40 * day,
         });
-        for (let i = 0; i < 3; i++)
-          ledger.record({
-            route: 'new.home',
-            backend: 'new',
-            service: 'app',
-            status: 200,
-            features: [],
-            userAgent: 'Mozilla/5.0',
-            at: recent,
-          });
+        seen(3, { route: 'new.home', backend: 'new', service: 'app', userAgent: 'Mozilla/5.0' });
         // A scanner's 404s on a legacy route are not use; a client that gave up (499) and a 5xx are.
-        for (let i = 0; i < 50; i++)
-          ledger.record({
-            route: 'legacy.ancient',
-            backend: 'legacy',
-            service: 'legacy',
-            status: 404,
-            features: [],
-            userAgent: 'scanner/1',
-            at: recent,
-          });
-        ledger.record({
-          route: 'report.mixed',
-          backend: 'legacy',
-          service: 'legacy',
-          status: 499,
-          features: [],
-          userAgent: 'impatient/1',
-          at: recent,
-        });
-        ledger.record({
-          route: 'report.mixed',
-          backend: 'legacy',
-          service: 'legacy',
-          status: 502,
-          features: [],
-          userAgent: 'curl/8',
-          at: recent,
-        });
-        ledger.record({
-          route: 'report.mixed',
-          backend: 'new',
-          service: 'app',
-          status: 200,
-          features: [],
-          userAgent: 'curl/8',
-          at: recent,
-        });
-        ledger.record({
-          route: 'report.mixed',
-          backend: 'legacy',
-          service: 'legacy',
-          status: 404,
-          features: [],
-          userAgent: 'scanner/1',
-          at: recent,
-        });
+        seen(50, { route: 'legacy.ancient', status: 404, userAgent: 'scanner/1' });
+        seen(1, { route: 'report.mixed', status: 499, userAgent: 'impatient/1' });
+        seen(1, { route: 'report.mixed', status: 502, userAgent: 'curl/8' });
+        seen(1, { route: 'report.mixed', backend: 'new', service: 'app', userAgent: 'curl/8' });
+        seen(1, { route: 'report.mixed', status: 404, userAgent: 'scanner/1' });
         await ledger.flush();
       } finally {
         await db.destroy();
