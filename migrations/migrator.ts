@@ -115,10 +115,6 @@ export function banyanMigrations(schema: string = DEFAULTS.schema): MigrationSet
   });
 }
 
-export const migrateUp = (db: UntypedDb, schema?: string) => banyanMigrations(schema).up(db);
-export const migrateDown = (db: UntypedDb, all = false, schema?: string) => banyanMigrations(schema).down(db, all);
-export const migrationStatus = (db: UntypedDb, schema?: string) => banyanMigrations(schema).status(db);
-
 /** A connection that would create Banyan's tables among the application's is refused before anything runs. */
 async function checkSearchPath(db: UntypedDb, schema: string): Promise<void> {
   const r = await sql<{ path: string }>`SELECT current_setting('search_path') AS path`.execute(db);
@@ -137,10 +133,10 @@ async function checkSearchPath(db: UntypedDb, schema: string): Promise<void> {
  * They move, with their rows, indexes and sequences, into Banyan's own schema in one transaction, the
  * first time any of Banyan's migration commands runs; a database that never had them is left alone.
  * Proxies of the earlier version then fail to read the route table (each keeps serving the one it has,
- * and spools its usage counts) until they are replaced.
+ * and holds its usage counts) until they are replaced. Otherwise nothing is written here: Kysely creates
+ * the schema, with the log, when the first migration runs.
  */
 async function adoptEarlierLayout(db: UntypedDb, schema: string): Promise<void> {
-  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
   const logs = await schemasHolding(db, BANYAN_LOG);
   if (logs.includes(schema) || logs.length === 0) return;
   if (logs.length > 1) {
@@ -152,6 +148,7 @@ async function adoptEarlierLayout(db: UntypedDb, schema: string): Promise<void> 
   }
   const from = logs[0]!;
   await splitSharedLog(db, from);
+  await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(db);
   await db.transaction().execute(async (trx) => {
     await sql`LOCK TABLE ${sql.id(from, BANYAN_LOG)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
     for (const table of [...BANYAN_TABLES, BANYAN_LOG, `${BANYAN_LOG}_lock`]) {
@@ -183,12 +180,11 @@ const SHARED_LOG_INDEX_MIGRATIONS = [
 ];
 export const INDEX_MIGRATION_TABLE = 'package_index_migration';
 
-/** The shared log in `schema` (default: the connection's current schema) gives up the index's rows. */
-export async function splitSharedLog(db: UntypedDb, schema?: string): Promise<void> {
-  const where = schema ?? (await sql<{ s: string | null }>`SELECT current_schema() AS s`.execute(db)).rows[0]?.s;
-  if (!where || !(await schemasHolding(db, BANYAN_LOG)).includes(where)) return;
-  const shared = sql.id(where, BANYAN_LOG);
-  const indexLog = sql.id(where, INDEX_MIGRATION_TABLE);
+/** The shared log in `schema`, if there is one, gives up the index's rows. */
+export async function splitSharedLog(db: UntypedDb, schema: string): Promise<void> {
+  if (!(await schemasHolding(db, BANYAN_LOG)).includes(schema)) return;
+  const shared = sql.id(schema, BANYAN_LOG);
+  const indexLog = sql.id(schema, INDEX_MIGRATION_TABLE);
   const names = sql.join(SHARED_LOG_INDEX_MIGRATIONS.map((n) => sql.lit(n)));
   const found = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${shared} WHERE name IN (${names})`.execute(db);
   if (!found.rows[0]?.n) return;

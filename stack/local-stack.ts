@@ -72,8 +72,8 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       replicaDelayMs: options.replicaDelayMs ?? 0,
       ...(options.baseBackup ? { baseBackup: options.baseBackup } : {}),
     });
-    // Banyan's tables, in its own schema, then the demo package index's (its own migrations, in the
-    // database's default schema, as where any app runs).
+    // Banyan's tables, in its own schema, then the demo package index's (its own migrations, in
+    // `public`, as where any app runs).
     const migrated: string[] = [];
     for (const set of [banyanMigrations(options.schema), INDEX_MIGRATIONS]) {
       const db = connect(cluster.primaryUrl, { max: 1, name: 'banyan-migrate', statementTimeoutMs: 0, schema: set.schema });

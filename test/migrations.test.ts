@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { parseVersion, sortKey } from '../package-index/pep440.js';
-import { BANYAN_TABLES, migrateDown, migrateUp, migrationStatus } from '../migrations/migrator.js';
+import { BANYAN_TABLES, banyanMigrations } from '../migrations/migrator.js';
 import { INDEX_MIGRATIONS } from '../package-index/migrations/index.js';
 import { connect } from '../lib/database.js';
 import { BANYAN_MIGRATION_NAMES, runBanyanAsync } from './support/cli.js';
@@ -78,7 +78,9 @@ describe('migrations', () => {
       // A connection that resolves names elsewhere would create Banyan's tables among the app's: refused.
       const plain = connect(url, { max: 1 });
       try {
-        const err = await migrateUp(plain, 'edge_kit').catch((e: Error) => e);
+        const err = await banyanMigrations('edge_kit')
+          .up(plain)
+          .catch((e: Error) => e);
         expect(String(err)).to.match(/belong in the schema "edge_kit"/);
       } finally {
         await plain.destroy();
@@ -91,7 +93,7 @@ describe('migrations', () => {
       const earlier = connect(url, { max: 1, statementTimeoutMs: 0, schema: 'public' });
       const db = connect(url, { max: 1, statementTimeoutMs: 0, schema: 'public' });
       try {
-        await migrateUp(earlier, 'public');
+        await banyanMigrations('public').up(earlier);
         await INDEX_MIGRATIONS.up(db);
         // The layout before the split: Banyan's tables beside the index's, one log with every migration
         // in it, and data.
@@ -145,22 +147,22 @@ describe('migrations', () => {
     const db = connect(s.primaryUrl, { max: 1, schema: 'public' });
     try {
       expect(
-        [...(await migrationStatus(kit)), ...(await INDEX_MIGRATIONS.status(db))].every((m) => m.executedAt !== null),
+        [...(await banyanMigrations().status(kit)), ...(await INDEX_MIGRATIONS.status(db))].every((m) => m.executedAt !== null),
         'the stack migrates both on start',
       ).to.equal(true);
       expect(await tablesOn(s.primaryUrl, 'banyan')).to.have.members(BANYAN_TABLES);
       expect(await tablesOn(s.primaryUrl, 'public')).to.have.members(INDEX_TABLES);
 
-      expect(await migrateDown(kit, true)).to.have.length(7);
+      expect(await banyanMigrations().down(kit, true)).to.have.length(7);
       expect(await tablesOn(s.primaryUrl, 'banyan')).to.deep.equal([]);
       expect(await tablesOn(s.primaryUrl, 'public'), "Banyan's down leaves the index's tables").to.have.members(INDEX_TABLES);
       expect(await INDEX_MIGRATIONS.down(db, true)).to.have.length(5);
       expect(await tablesOn(s.primaryUrl, 'public')).to.deep.equal([]);
-      expect((await migrationStatus(kit)).every((m) => m.executedAt === null)).to.equal(true);
+      expect((await banyanMigrations().status(kit)).every((m) => m.executedAt === null)).to.equal(true);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!, 'public')).to.deep.equal([]);
 
-      expect(await migrateUp(kit)).to.deep.equal(BANYAN_MIGRATION_NAMES);
+      expect(await banyanMigrations().up(kit)).to.deep.equal(BANYAN_MIGRATION_NAMES);
       expect(await INDEX_MIGRATIONS.up(db)).to.deep.equal([
         '2026-11-21-01-package-index',
         '2026-11-22-01-release-order',
@@ -168,7 +170,7 @@ describe('migrations', () => {
         '2026-11-23-03-core-metadata',
         '2026-11-23-04-digests',
       ]);
-      expect(await migrateUp(kit)).to.deep.equal([]);
+      expect(await banyanMigrations().up(kit)).to.deep.equal([]);
       expect(await INDEX_MIGRATIONS.up(db)).to.deep.equal([]);
       await waitForReplay(s);
       expect(await tablesOn(s.replicaUrls[0]!, 'banyan')).to.have.members(BANYAN_TABLES);
@@ -196,17 +198,17 @@ describe('migrations', () => {
             (r: { column_name: string }) => r.column_name,
           ),
         );
-      expect(await migrateDown(kit)).to.deep.equal(['2026-12-02-03-plan-gates']);
-      expect(await migrateDown(kit)).to.deep.equal(['2026-12-02-02-usage-service']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-12-02-03-plan-gates']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-12-02-02-usage-service']);
       expect(await columns('route_table_versions')).to.include('upstreams');
-      expect(await migrateDown(kit)).to.deep.equal(['2026-12-02-01-route-upstreams']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-12-02-01-route-upstreams']);
       expect(await columns('route_table_versions')).to.not.include('upstreams');
       expect(await columns('route_audit'))
         .to.not.include('before_upstreams')
         .and.not.include('after_upstreams');
-      expect(await migrateDown(kit)).to.deep.equal(['2026-11-23-05-autopilot']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-11-23-05-autopilot']);
       expect(await tablesOn(s.primaryUrl, 'banyan')).to.not.include('cutover_plans');
-      expect(await migrateDown(kit)).to.deep.equal(['2026-11-23-01-usage-status']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-11-23-01-usage-status']);
       expect(
         await withClient(s.primaryUrl, async (c) =>
           (await c.query("SELECT requests::int AS n, last_seen FROM banyan.usage_ledger WHERE route = 'down.probe'")).rows.map((r) => [
@@ -215,7 +217,7 @@ describe('migrations', () => {
           ]),
         ),
       ).to.deep.equal([[7, '2026-01-01T00:20:00.000Z']]);
-      expect(await migrateDown(kit)).to.deep.equal(['2026-11-21-03-usage-ledger']);
+      expect(await banyanMigrations().down(kit)).to.deep.equal(['2026-11-21-03-usage-ledger']);
       expect(await tablesOn(s.primaryUrl, 'banyan')).to.not.include('usage_ledger');
       expect(await tablesOn(s.primaryUrl, 'banyan')).to.include('route_audit');
 
@@ -232,7 +234,7 @@ describe('migrations', () => {
         const p = (await c.query("INSERT INTO projects (name, normalized_name) VALUES ('Old-Order', 'old-order') RETURNING id")).rows[0].id;
         await c.query("INSERT INTO releases (project_id, version, canonical_version) VALUES ($1, '2.0rc1', '2rc1')", [p]);
       });
-      await migrateUp(kit);
+      await banyanMigrations().up(kit);
       await INDEX_MIGRATIONS.up(db);
       expect(await columns('route_table_versions')).to.include('upstreams');
       expect(await columns('route_audit')).to.include.members(['before_upstreams', 'after_upstreams']);
@@ -247,7 +249,7 @@ describe('migrations', () => {
       );
       expect(old).to.deep.equal({ sort_key: sortKey(parseVersion('2.0rc1')!), is_prerelease: true });
     } finally {
-      await migrateUp(kit);
+      await banyanMigrations().up(kit);
       await INDEX_MIGRATIONS.up(db);
       await withClient(s.primaryUrl, (c) => c.query("DELETE FROM banyan.usage_ledger WHERE route = 'down.probe'")).catch(() => undefined);
       await withClient(s.primaryUrl, (c) => c.query("DELETE FROM projects WHERE normalized_name = 'old-order'"));
